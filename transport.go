@@ -1,0 +1,62 @@
+package consensus
+
+import (
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// Transport carries raft messages between nodes. The production
+// implementation is transport.WebSocket; tests use an in-memory network.
+//
+// Implementations deliver inbound messages to the node through the
+// MessageHandler they were built with.
+type Transport interface {
+	// Send queues msgs for delivery and returns without blocking. The
+	// transport must not retain the *raftpb.Message values after Send
+	// returns (raft may reuse them); it may keep references to entry Data
+	// slices, which are never mutated. A message that cannot be queued is
+	// dropped and reported through MessageHandler.ReportUnreachable (and
+	// ReportSnapshot with raft.SnapshotFailure for MsgSnap).
+	Send(msgs []*raftpb.Message)
+	// AddPeer makes the peer with raft id id, named name, reachable at addr.
+	// Adding a known peer updates its address.
+	AddPeer(id uint64, name, addr string)
+	// RemovePeer forgets a peer and closes its streams.
+	RemovePeer(id uint64)
+	// ConnectedPeers returns the raft ids of peers with a live stream.
+	ConnectedPeers() []uint64
+	// Close stops all streams and listeners. It is safe to call once.
+	Close() error
+}
+
+// MessageHandler is what a Transport calls with inbound traffic and delivery
+// failures. Its methods are safe for concurrent use and return quickly.
+type MessageHandler interface {
+	// Deliver hands received messages to the node, in the order received
+	// from one peer.
+	Deliver(msgs []*raftpb.Message)
+	// ReportUnreachable tells raft that a message to id could not be sent.
+	ReportUnreachable(id uint64)
+	// ReportSnapshot tells raft whether a MsgSnap to id was delivered.
+	ReportSnapshot(id uint64, status raft.SnapshotStatus)
+}
+
+// LogStorage is durable raft state: the log, the hard state and the
+// newest snapshot. The production implementation is storage.Pebble;
+// storage.Memory serves tests and embedders that need no durability.
+//
+// Raft's Storage methods may be called concurrently with Save from the
+// raft goroutine; implementations synchronise internally.
+type LogStorage interface {
+	raft.Storage
+	// Save durably persists, as one atomic synced write, a snapshot (if
+	// not empty), then entries, then the hard state (if not empty).
+	// Entries replace any stored entries with an equal or higher index.
+	// A snapshot discards every entry at or below its index.
+	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error
+	// Compact discards entries below index, keeping index's term for
+	// matching. Compacting at or below the first index is a no-op.
+	Compact(index uint64) error
+	// Close releases the storage. It is safe to call once.
+	Close() error
+}
