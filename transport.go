@@ -55,7 +55,8 @@ type LogStorage interface {
 	// A snapshot discards every entry at or below its index.
 	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error
 	// Compact discards entries below index, keeping index's term for
-	// matching. Compacting at or below the first index is a no-op.
+	// matching, so FirstIndex becomes index+1. Compacting at or below
+	// FirstIndex()-1 is a no-op.
 	Compact(index uint64) error
 	// Close releases the storage. It is safe to call once.
 	Close() error
