@@ -1,0 +1,42 @@
+# Makefile for consensus. `make test` is what CI runs (.ci/run).
+
+GO       ?= go
+PKGS     ?= ./...
+FUZZTIME ?= 10s
+
+.PHONY: all build test test-short vet lint fuzz run clean
+
+all: build
+
+build:
+	$(GO) build -o bin/consensus ./cmd/consensus
+
+## test: vet, then every test with the race detector (what CI runs).
+test: vet
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## test-short: skip the multi-process tests.
+test-short:
+	$(GO) test -race -count=1 -short $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## lint: staticcheck (installed on demand).
+lint:
+	@command -v staticcheck >/dev/null || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
+	staticcheck $(PKGS)
+
+## fuzz: run each fuzz target for FUZZTIME beyond its seed corpus.
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./transport/
+	$(GO) test -run XXX -fuzz '^FuzzHTTPRequest$$' -fuzztime $(FUZZTIME) ./server/
+
+## run: a local 3-node cluster.
+run:
+	$(GO) run ./cmd/consensus up
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestProcessKillAndRestart runs real `consensus serve` processes, writes
+// keys, kill -9s the leader and then a follower (restarting each), and
+// checks every acknowledged key is present on every node and the cluster
+// takes writes again.
+func TestProcessKillAndRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	pc := newProcCluster(t, bin, 3)
+	pc.startAll()
+
+	var mu sync.Mutex
+	acked := map[string]string{}
+	write := func(round string, n int) {
+		for i := range n {
+			key := fmt.Sprintf("k/%s/%d", round, i)
+			val := fmt.Sprintf(`"%s-%d"`, round, i)
+			if pc.put(key, val, 10*time.Second) {
+				mu.Lock()
+				acked[key] = val
+				mu.Unlock()
+			}
+		}
+	}
+
+	write("before", 30)
+	leader := pc.waitLeader()
+	t.Logf("killing leader %s", leader)
+	pc.kill(leader)
+	write("leaderdown", 30)
+	pc.start(leader)
+
+	follower := ""
+	leader = pc.waitLeader()
+	for _, id := range pc.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	t.Logf("killing follower %s", follower)
+	pc.kill(follower)
+	write("followerdown", 30)
+	pc.start(follower)
+	pc.waitLeader()
+	write("after", 10)
+
+	if len(acked) < 90 {
+		t.Fatalf("only %d of 100 writes acknowledged", len(acked))
+	}
+	for _, id := range pc.ids {
+		got := pc.list(id)
+		for k, v := range acked {
+			if got[k] != v {
+				t.Errorf("node %s: %s = %q, want %q", id, k, got[k], v)
+			}
+		}
+	}
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "consensus")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type procCluster struct {
+	t     *testing.T
+	bin   string
+	ids   []string
+	peers map[string]string
+	https map[string]string
+	root  string
+	procs map[string]*exec.Cmd
+	logs  map[string]*bytes.Buffer
+}
+
+func newProcCluster(t *testing.T, bin string, n int) *procCluster {
+	pc := &procCluster{t: t, bin: bin, peers: map[string]string{}, https: map[string]string{},
+		root: t.TempDir(), procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		pc.ids = append(pc.ids, id)
+		pc.peers[id] = freeAddr(t)
+		pc.https[id] = freeAddr(t)
+		pc.logs[id] = &bytes.Buffer{}
+	}
+	t.Cleanup(func() {
+		for id := range pc.procs {
+			pc.kill(id)
+		}
+		if t.Failed() {
+			for _, id := range pc.ids {
+				t.Logf("---- log of %s ----\n%s", id, pc.logs[id])
+			}
+		}
+	})
+	return pc
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (pc *procCluster) startAll() {
+	for _, id := range pc.ids {
+		pc.start(id)
+	}
+}
+
+func (pc *procCluster) start(id string) {
+	pc.t.Helper()
+	var peers []string
+	for _, p := range pc.ids {
+		peers = append(peers, p+"="+pc.peers[p])
+	}
+	cmd := exec.Command(pc.bin, "serve", "--id", id, "--listen", pc.peers[id], "--http", pc.https[id],
+		"--peers", strings.Join(peers, ","), "--data", filepath.Join(pc.root, id), "--log-level", "info")
+	cmd.Stdout = pc.logs[id]
+	cmd.Stderr = pc.logs[id]
+	if err := cmd.Start(); err != nil {
+		pc.t.Fatalf("start %s: %v", id, err)
+	}
+	pc.procs[id] = cmd
+}
+
+func (pc *procCluster) kill(id string) {
+	cmd := pc.procs[id]
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	delete(pc.procs, id)
+}
+
+func (pc *procCluster) status(id string) (leader string, ok bool) {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + pc.https[id] + "/v1/status")
+	if err != nil {
+		return "", false
+	}
+	defer resp.Body.Close()
+	var st struct {
+		LeaderID string `json:"leaderId"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&st) != nil {
+		return "", false
+	}
+	return st.LeaderID, true
+}
+
+// waitLeader waits until every running node reports the same leader, and
+// that leader is running.
+func (pc *procCluster) waitLeader() string {
+	pc.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		leader, agreed := "", true
+		for id := range pc.procs {
+			l, ok := pc.status(id)
+			if !ok || l == "" || (leader != "" && l != leader) {
+				agreed = false
+				break
+			}
+			leader = l
+		}
+		if agreed && leader != "" && pc.procs[leader] != nil {
+			return leader
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pc.t.Fatal("no agreed leader within 20s")
+	return ""
+}
+
+// put writes key through any running node, retrying on 503 and connection
+// errors until timeout. It reports whether the write was acknowledged.
+func (pc *procCluster) put(key, val string, timeout time.Duration) bool {
+	c := http.Client{Timeout: 3 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		id := pc.ids[attempt%len(pc.ids)]
+		if pc.procs[id] == nil {
+			continue
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPut, "http://"+pc.https[id]+"/v1/kv/"+key, strings.NewReader(val))
+		resp, err := c.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+func (pc *procCluster) list(id string) map[string]string {
+	pc.t.Helper()
+	var got map[string]string
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get("http://" + pc.https[id] + "/v1/kv?prefix=k/")
+		if err == nil {
+			var list struct {
+				Items []struct {
+					Key   string          `json:"key"`
+					Value json.RawMessage `json:"value"`
+				} `json:"items"`
+			}
+			ok := resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&list) == nil
+			resp.Body.Close()
+			if ok {
+				got = map[string]string{}
+				for _, it := range list.Items {
+					got[it.Key] = string(it.Value)
+				}
+				return got
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pc.t.Fatalf("cannot list keys on %s", id)
+	return nil
+}

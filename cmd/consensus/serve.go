@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/server"
+)
+
+func serveCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := consensus.DefaultConfig("")
+	id := fs.String("id", "", "node id (required)")
+	listen := fs.String("listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic")
+	httpAddr := fs.String("http", "127.0.0.1:9080", "host:port for the client HTTP API, /healthz and /readyz")
+	peers := fs.String("peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone")
+	dataDir := fs.String("data", "", "data directory (default ./data/<id>)")
+	etMin := fs.Duration("election-timeout-min", def.ElectionTimeoutMin, "minimum election timeout")
+	etMax := fs.Duration("election-timeout-max", def.ElectionTimeoutMax, "maximum election timeout (must be twice the minimum)")
+	hb := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "leader heartbeat interval")
+	snapThreshold := fs.Uint64("snapshot-threshold", 1000, "applied entries between snapshots (snapshots are not built yet; accepted for compatibility)")
+	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted HTTP request body")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "serve: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if *id == "" {
+		fmt.Fprintln(stderr, "serve: --id is required")
+		return 2
+	}
+	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	peerMap, err := parsePeers(*peers)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	if *snapThreshold == 0 {
+		fmt.Fprintln(stderr, "serve: --snapshot-threshold must be positive")
+		return 2
+	}
+	cfg := consensus.DefaultConfig(*id)
+	cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax, cfg.HeartbeatInterval = *etMin, *etMax, *hb
+	cfg.Peers = peerMap
+	if len(cfg.Peers) == 0 {
+		cfg.Peers = map[string]string{*id: *listen}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	if *dataDir == "" {
+		*dataDir = filepath.Join("data", *id)
+	}
+
+	srv, err := server.Start(server.Config{
+		Node:     cfg,
+		PeerAddr: *listen,
+		HTTPAddr: *httpAddr,
+		DataDir:  *dataDir,
+		HTTP:     server.HTTPOptions{MaxBodyBytes: *maxBody},
+		Logger:   logger,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "node %s serving http://%s (peers on %s, data in %s)\n", *id, srv.HTTPAddr(), srv.PeerAddr(), *dataDir)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	code := 0
+	select {
+	case sig := <-sigs:
+		logger.Info("stopping", "signal", sig.String())
+	case <-srv.Done():
+		code = 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Close(ctx); err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		code = 1
+	}
+	return code
+}
+
+// parsePeers parses "id=host:port,id=host:port".
+func parsePeers(s string) (map[string]string, error) {
+	peers := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return peers, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not id=host:port", part)
+		}
+		if _, dup := peers[name]; dup {
+			return nil, fmt.Errorf("--peers: %q listed twice", name)
+		}
+		peers[name] = addr
+	}
+	return peers, nil
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format: %q is not text or json", format)
+	}
+}

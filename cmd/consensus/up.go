@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// upCmd runs a local cluster as child `consensus serve` processes, so each
+// node is a real process that can be killed and restarted on its own.
+func upCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodes := fs.Int("nodes", 3, "number of nodes")
+	dataDir := fs.String("data", "data", "parent directory of the nodes' data directories")
+	peerPort := fs.Int("peer-port", 8080, "peer port of the first node; node k uses peer-port+k-1")
+	httpPort := fs.Int("http-port", 9080, "HTTP port of the first node; node k uses http-port+k-1")
+	logLevel := fs.String("log-level", "warn", "log level of the nodes")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *nodes < 1 || *nodes > 9 {
+		fmt.Fprintln(stderr, "up: --nodes must be between 1 and 9")
+		return 2
+	}
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(stderr, "up: cannot find own executable:", err)
+		return 1
+	}
+
+	type nodeSpec struct{ id, peer, http, data string }
+	specs := make([]nodeSpec, *nodes)
+	peerList := make([]string, *nodes)
+	for i := range specs {
+		id := fmt.Sprintf("n%d", i+1)
+		specs[i] = nodeSpec{
+			id:   id,
+			peer: fmt.Sprintf("127.0.0.1:%d", *peerPort+i),
+			http: fmt.Sprintf("127.0.0.1:%d", *httpPort+i),
+			data: filepath.Join(*dataDir, id),
+		}
+		peerList[i] = id + "=" + specs[i].peer
+	}
+
+	var outMu sync.Mutex
+	var wg sync.WaitGroup
+	cmds := make([]*exec.Cmd, len(specs))
+	exited := make(chan string, len(specs))
+	for i, sp := range specs {
+		cmd := exec.Command(self, "serve", "--id", sp.id, "--listen", sp.peer, "--http", sp.http,
+			"--peers", strings.Join(peerList, ","), "--data", sp.data, "--log-level", *logLevel)
+		// Own process group, so a terminal's Ctrl-C reaches only us and we
+		// stop the nodes in order; Pdeathsig stops them if we are killed.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		outPipe, _ := cmd.StdoutPipe()
+		errPipe, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintf(stderr, "up: start %s: %v\n", sp.id, err)
+			stopAll(cmds[:i])
+			return 1
+		}
+		cmds[i] = cmd
+		for _, p := range []io.Reader{outPipe, errPipe} {
+			wg.Add(1)
+			go func(r io.Reader, prefix string) {
+				defer wg.Done()
+				sc := bufio.NewScanner(r)
+				sc.Buffer(make([]byte, 64<<10), 1<<20)
+				for sc.Scan() {
+					outMu.Lock()
+					fmt.Fprintf(stderr, "[%s] %s\n", prefix, sc.Text())
+					outMu.Unlock()
+				}
+			}(p, sp.id)
+		}
+		go func(id string, cmd *exec.Cmd) {
+			err := cmd.Wait()
+			outMu.Lock()
+			fmt.Fprintf(stderr, "[%s] exited: %v\n", id, errOrOK(err))
+			outMu.Unlock()
+			exited <- id
+		}(sp.id, cmd)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ready := waitReady(ctx, specs[0].http)
+	for _, sp := range specs[1:] {
+		ready = ready && waitReady(ctx, sp.http)
+	}
+	cancel()
+	outMu.Lock()
+	if ready {
+		fmt.Fprintf(stdout, "consensus: %d-node cluster is up (data under %s/)\n", len(specs), *dataDir)
+	} else {
+		fmt.Fprintf(stdout, "consensus: %d nodes started but not all are ready yet; see their logs\n", len(specs))
+	}
+	for _, sp := range specs {
+		fmt.Fprintf(stdout, "  %s  http://%s  (peers %s)\n", sp.id, sp.http, sp.peer)
+	}
+	fmt.Fprintf(stdout, "\nTry:\n  curl -s -X PUT http://%s/v1/kv/workflow:demo -d '{\"status\":\"running\"}'\n", specs[0].http)
+	fmt.Fprintf(stdout, "  curl -s http://%s/v1/kv/workflow:demo\n", specs[len(specs)-1].http)
+	fmt.Fprintf(stdout, "  curl -s http://%s/v1/status\n\nPress Ctrl-C to stop.\n", specs[0].http)
+	outMu.Unlock()
+
+	remaining := len(specs)
+	for remaining > 0 {
+		select {
+		case <-sigs:
+			fmt.Fprintln(stdout, "\nconsensus: stopping the cluster")
+			stopAll(cmds)
+			for remaining > 0 {
+				<-exited
+				remaining--
+			}
+		case <-exited:
+			remaining--
+		}
+	}
+	wg.Wait()
+	return 0
+}
+
+// stopAll asks every node to stop, then kills those still running after
+// ten seconds.
+func stopAll(cmds []*exec.Cmd) {
+	for _, c := range cmds {
+		if c != nil && c.Process != nil {
+			_ = c.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	go func() {
+		time.Sleep(10 * time.Second)
+		for _, c := range cmds {
+			if c != nil && c.Process != nil {
+				_ = c.Process.Kill()
+			}
+		}
+	}()
+}
+
+func waitReady(ctx context.Context, addr string) bool {
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func errOrOK(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}

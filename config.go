@@ -1,0 +1,122 @@
+package consensus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Config configures a Node. Build it from DefaultConfig and check it with
+// Validate; NewNode validates it again.
+type Config struct {
+	// ID is this node's name, unique in the cluster for all time (a name is
+	// mapped to a stable raft id; never give a removed node's name to a new
+	// node).
+	ID string
+
+	// Peers is the initial cluster: node name to peer transport address,
+	// this node included. It is used only when the node starts with empty
+	// storage; a restarted node recovers membership from its log.
+	Peers map[string]string
+
+	// TickInterval is the length of one raft tick. Default 10ms.
+	TickInterval time.Duration
+
+	// ElectionTimeoutMin is the minimum election timeout; raft picks a
+	// random timeout in [min, 2*min). Default 150ms. ElectionTimeoutMax
+	// must be 2*ElectionTimeoutMin, because etcd raft randomises over
+	// exactly that range.
+	ElectionTimeoutMin time.Duration
+	// ElectionTimeoutMax is the maximum election timeout. Default 300ms.
+	ElectionTimeoutMax time.Duration
+
+	// HeartbeatInterval is how often a leader sends heartbeats. Default
+	// 50ms. Must be well below ElectionTimeoutMin.
+	HeartbeatInterval time.Duration
+
+	// MaxCommandBytes caps the size of one proposed command. Default 1.5 MiB
+	// (a 1 MiB value plus its key and framing).
+	MaxCommandBytes int
+
+	// MaxSizePerMsg caps the bytes of entries in one append message.
+	// Default 1 MiB.
+	MaxSizePerMsg uint64
+	// MaxInflightMsgs bounds append messages in flight per follower.
+	// Default 256.
+	MaxInflightMsgs int
+	// MaxInflightBytes bounds the bytes of entries in flight per follower,
+	// so a slow follower cannot hold the leader's memory. Default 32 MiB.
+	MaxInflightBytes uint64
+	// MaxUncommittedEntriesSize bounds the leader's uncommitted log tail;
+	// proposals beyond it are refused with ErrNoLeader-like back-pressure.
+	// Default 64 MiB.
+	MaxUncommittedEntriesSize uint64
+	// MaxCommittedSizePerReady bounds the committed entries handed to the
+	// state machine per Ready. Default 8 MiB.
+	MaxCommittedSizePerReady uint64
+
+	// ReadIndexTimeout bounds one ReadIndex round before it is retried
+	// with a fresh request context. Default 1s.
+	ReadIndexTimeout time.Duration
+
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a Config with the seed's timing defaults (150-300 ms
+// election timeout, 50 ms heartbeat, 10 ms tick) for the node named id.
+func DefaultConfig(id string) Config {
+	return Config{
+		ID:                        id,
+		TickInterval:              10 * time.Millisecond,
+		ElectionTimeoutMin:        150 * time.Millisecond,
+		ElectionTimeoutMax:        300 * time.Millisecond,
+		HeartbeatInterval:         50 * time.Millisecond,
+		MaxCommandBytes:           3 << 19,
+		MaxSizePerMsg:             1 << 20,
+		MaxInflightMsgs:           256,
+		MaxInflightBytes:          32 << 20,
+		MaxUncommittedEntriesSize: 64 << 20,
+		MaxCommittedSizePerReady:  8 << 20,
+		ReadIndexTimeout:          time.Second,
+	}
+}
+
+// Validate reports the first problem with c, or nil.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("config: node id is required")
+	case c.TickInterval <= 0:
+		return errors.New("config: tick interval must be positive")
+	case c.HeartbeatInterval < c.TickInterval:
+		return fmt.Errorf("config: heartbeat interval %v is shorter than one tick (%v)", c.HeartbeatInterval, c.TickInterval)
+	case c.ElectionTimeoutMin < 3*c.HeartbeatInterval:
+		return fmt.Errorf("config: election timeout %v must be at least 3 heartbeat intervals (%v)", c.ElectionTimeoutMin, 3*c.HeartbeatInterval)
+	case c.ElectionTimeoutMax != 2*c.ElectionTimeoutMin:
+		return fmt.Errorf("config: election timeout max %v must be twice the min %v (raft randomises in [min, 2*min))", c.ElectionTimeoutMax, c.ElectionTimeoutMin)
+	case c.MaxCommandBytes <= 0 || c.MaxSizePerMsg == 0 || c.MaxInflightMsgs <= 0:
+		return errors.New("config: size and inflight limits must be positive")
+	case c.ReadIndexTimeout <= 0:
+		return errors.New("config: read index timeout must be positive")
+	}
+	if _, ok := c.Peers[c.ID]; len(c.Peers) > 0 && !ok {
+		return fmt.Errorf("config: peers do not include this node %q", c.ID)
+	}
+	ids := make(map[uint64]string, len(c.Peers))
+	for name := range c.Peers {
+		if name == "" {
+			return errors.New("config: empty peer name")
+		}
+		id := RaftID(name)
+		if other, dup := ids[id]; dup {
+			return fmt.Errorf("config: peer names %q and %q map to the same raft id", name, other)
+		}
+		ids[id] = name
+	}
+	return nil
+}
+
+func (c *Config) electionTicks() int  { return int(c.ElectionTimeoutMin / c.TickInterval) }
+func (c *Config) heartbeatTicks() int { return int(c.HeartbeatInterval / c.TickInterval) }

@@ -1,0 +1,676 @@
+package consensus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// StateMachine is the replicated application state a Node drives. The
+// replicated key-value store (package kv) is one implementation.
+type StateMachine interface {
+	// Apply applies one committed command, in log order, and returns the
+	// result handed to the proposer waiting on it (if it is on this node).
+	// Apply is called from the raft loop only, never concurrently with
+	// itself. It must be deterministic: the same commands in the same order
+	// give the same state and results on every node (no clocks, randomness
+	// or map order), and it must not fail on bad input other than by
+	// returning an error result.
+	Apply(index uint64, cmd []byte) any
+}
+
+// Node is one member of a raft cluster: it owns the etcd raft node and the
+// single loop that drives it, turns proposals into committed commands
+// applied to a StateMachine, and serves linearizable reads through
+// ReadIndex. It knows neither the transport, nor the storage engine, nor
+// the state machine's commands.
+type Node struct {
+	cfg       Config
+	id        uint64
+	log       *slog.Logger
+	raft      raft.Node
+	storage   LogStorage
+	sm        StateMachine
+	transport Transport
+
+	// proposerID tags this process's proposals so the loop can hand a
+	// committed command's result to the goroutine waiting on it. It is
+	// random per process start, so a restarted node never mistakes a
+	// replayed entry for one of its new proposals.
+	proposerID uint64
+	nextSeq    atomic.Uint64
+	waitMu     sync.Mutex
+	waiters    map[uint64]chan any
+
+	applied     appliedWait
+	leader      atomic.Uint64
+	term        atomic.Uint64
+	commitIndex atomic.Uint64
+
+	readMu      sync.Mutex
+	readPending []chan error
+	readSignal  chan struct{}
+	readStatec  chan raft.ReadState
+
+	membersMu sync.RWMutex
+	members   map[uint64]Member
+	names     map[uint64]string
+
+	failure   atomic.Pointer[error]
+	startOnce sync.Once
+	stopOnce  sync.Once
+	stopc     chan struct{}
+	// runCtx is cancelled when the node stops; it bounds Step calls made
+	// on behalf of the transport.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// entryHeaderLen is the size of the header the node puts in front of each
+// proposed command: a format byte, the proposer id and a sequence number.
+const entryHeaderLen = 17
+
+const entryFormatV1 = 1
+
+// maxPendingReads bounds the linearizable reads waiting for a ReadIndex
+// round, so a stalled cluster cannot accumulate unbounded waiters.
+const maxPendingReads = 1 << 16
+
+// NewNode creates a node over storage and sm. If storage is empty the node
+// bootstraps a new cluster from cfg.Peers; otherwise it restarts from the
+// stored log, term and vote. The node does not run until Start.
+func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	logger = logger.With("node", cfg.ID)
+	var pid [8]byte
+	if _, err := rand.Read(pid[:]); err != nil {
+		return nil, fmt.Errorf("node: proposer id: %w", err)
+	}
+	n := &Node{
+		cfg:        cfg,
+		id:         RaftID(cfg.ID),
+		log:        logger,
+		storage:    storage,
+		sm:         sm,
+		proposerID: binary.BigEndian.Uint64(pid[:]),
+		waiters:    make(map[uint64]chan any),
+		readSignal: make(chan struct{}, 1),
+		readStatec: make(chan raft.ReadState, 64),
+		members:    make(map[uint64]Member),
+		names:      make(map[uint64]string),
+		stopc:      make(chan struct{}),
+	}
+	n.runCtx, n.cancelRun = context.WithCancel(context.Background())
+	for name := range cfg.Peers {
+		n.names[RaftID(name)] = name
+	}
+
+	hs, _, err := storage.InitialState()
+	if err != nil {
+		return nil, fmt.Errorf("node: read initial state: %w", err)
+	}
+	last, err := storage.LastIndex()
+	if err != nil {
+		return nil, fmt.Errorf("node: read last index: %w", err)
+	}
+	snap, err := storage.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("node: read snapshot: %w", err)
+	}
+	rc := &raft.Config{
+		ID:                        n.id,
+		ElectionTick:              cfg.electionTicks(),
+		HeartbeatTick:             cfg.heartbeatTicks(),
+		Storage:                   storage,
+		Applied:                   snap.GetMetadata().GetIndex(),
+		MaxSizePerMsg:             cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  cfg.MaxCommittedSizePerReady,
+		MaxUncommittedEntriesSize: cfg.MaxUncommittedEntriesSize,
+		MaxInflightMsgs:           cfg.MaxInflightMsgs,
+		MaxInflightBytes:          cfg.MaxInflightBytes,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		Logger:                    raftLogger{logger},
+	}
+	n.applied.applied = rc.Applied
+
+	if raft.IsEmptyHardState(hs) && last == 0 && raft.IsEmptySnap(snap) {
+		if len(cfg.Peers) == 0 {
+			return nil, errors.New("node: empty storage and no peers to bootstrap a cluster from")
+		}
+		peers, err := bootstrapPeers(cfg.Peers)
+		if err != nil {
+			return nil, err
+		}
+		logger.Info("bootstrapping new cluster", "peers", len(peers))
+		n.raft = raft.StartNode(rc, peers)
+	} else {
+		logger.Info("restarting from storage", "term", hs.GetTerm(), "commit", hs.GetCommit(), "lastIndex", last)
+		n.raft = raft.RestartNode(rc)
+	}
+	return n, nil
+}
+
+// memberContext is the metadata carried in a conf change's Context, so
+// every node learns a member's name and address from the log itself.
+type memberContext struct {
+	Name     string `json:"name"`
+	PeerAddr string `json:"peerAddr"`
+}
+
+// bootstrapPeers builds raft's initial peer list. Every node of a new
+// cluster must produce identical bootstrap entries, so peers are sorted
+// by raft id and their context is a deterministic encoding.
+func bootstrapPeers(peers map[string]string) ([]raft.Peer, error) {
+	out := make([]raft.Peer, 0, len(peers))
+	for name, addr := range peers {
+		ctx, err := json.Marshal(memberContext{Name: name, PeerAddr: addr})
+		if err != nil {
+			return nil, fmt.Errorf("node: encode member %q: %w", name, err)
+		}
+		out = append(out, raft.Peer{ID: RaftID(name), Context: ctx})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Start connects the node to t and runs its loops. Peers named in the
+// configuration are registered with t at once; members learnt from the
+// log are added as their entries are applied.
+func (n *Node) Start(t Transport) {
+	n.startOnce.Do(func() {
+		n.transport = t
+		for name, addr := range n.cfg.Peers {
+			if id := RaftID(name); id != n.id {
+				t.AddPeer(id, name, addr)
+			}
+		}
+		n.wg.Add(3)
+		go n.tickLoop()
+		go n.readLoop()
+		go n.run()
+	})
+}
+
+// Stop stops the node's loops and the raft node, and fails waiting
+// callers with ErrStopped. It does not close the transport or storage,
+// which the caller owns. Safe to call more than once.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		n.cancelRun()
+		n.wg.Wait()
+		n.raft.Stop()
+	})
+}
+
+// Done returns a channel closed when the node has been asked to stop,
+// including after a fatal storage error (see Err).
+func (n *Node) Done() <-chan struct{} { return n.stopc }
+
+// Err returns the fatal error that stopped the node, or nil.
+func (n *Node) Err() error {
+	if p := n.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// tickLoop drives raft's logical clock. It runs apart from the Ready loop
+// so a slow disk write never delays ticks: a leader that cannot reach a
+// quorum still steps down on time (etcd-io/etcd#13527).
+func (n *Node) tickLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			n.raft.Tick()
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+// run is the one loop that consumes raft's Ready, in the order etcd raft's
+// documentation requires: persist, send, apply, advance.
+func (n *Node) run() {
+	defer n.wg.Done()
+	for {
+		select {
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				n.fail(err)
+				return
+			}
+			n.raft.Advance()
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+// fail records a fatal error and stops the node without waiting for the
+// loop (which is the caller).
+func (n *Node) fail(err error) {
+	n.log.Error("node stopping after fatal error", "err", err)
+	n.failure.CompareAndSwap(nil, &err)
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		n.cancelRun()
+		go func() {
+			n.wg.Wait()
+			n.raft.Stop()
+		}()
+	})
+}
+
+func (n *Node) handleReady(rd raft.Ready) error {
+	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+		return fmt.Errorf("node: save raft state: %w", err)
+	}
+	if !raft.IsEmptyHardState(rd.HardState) {
+		n.term.Store(rd.HardState.GetTerm())
+		n.commitIndex.Store(rd.HardState.GetCommit())
+	}
+	if rd.SoftState != nil {
+		n.observeLeader(rd.SoftState.Lead)
+	}
+	if len(rd.Messages) > 0 {
+		n.transport.Send(rd.Messages)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		// Snapshots are not produced yet (they arrive with the state
+		// machine's snapshot support); refuse rather than diverge.
+		return fmt.Errorf("node: received snapshot at index %d but snapshot install is not supported", rd.Snapshot.GetMetadata().GetIndex())
+	}
+	for _, rs := range rd.ReadStates {
+		select {
+		case n.readStatec <- rs:
+		default: // the read loop has moved on; it retries with a fresh context
+		}
+	}
+	if len(rd.CommittedEntries) > 0 {
+		if err := n.applyEntries(rd.CommittedEntries); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) observeLeader(lead uint64) {
+	if prev := n.leader.Swap(lead); prev != lead {
+		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
+	}
+}
+
+func (n *Node) applyEntries(ents []*raftpb.Entry) error {
+	var last uint64
+	for _, e := range ents {
+		switch e.GetType() {
+		case raftpb.EntryNormal:
+			n.applyCommand(e)
+		case raftpb.EntryConfChange:
+			var cc raftpb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("node: decode conf change at index %d: %w", e.GetIndex(), err)
+			}
+			n.applyConfChange(cc.AsV2())
+		case raftpb.EntryConfChangeV2:
+			var cc raftpb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("node: decode conf change at index %d: %w", e.GetIndex(), err)
+			}
+			n.applyConfChange(&cc)
+		}
+		last = e.GetIndex()
+	}
+	n.applied.advance(last)
+	return nil
+}
+
+func (n *Node) applyCommand(e *raftpb.Entry) {
+	data := e.GetData()
+	if len(data) == 0 {
+		return // a new leader's empty entry
+	}
+	if len(data) < entryHeaderLen || data[0] != entryFormatV1 {
+		// Every node sees the same bytes and skips them alike.
+		n.log.Warn("skipping entry with unknown format", "index", e.GetIndex())
+		return
+	}
+	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
+	if binary.BigEndian.Uint64(data[1:9]) != n.proposerID {
+		return
+	}
+	seq := binary.BigEndian.Uint64(data[9:17])
+	n.waitMu.Lock()
+	ch, ok := n.waiters[seq]
+	delete(n.waiters, seq)
+	n.waitMu.Unlock()
+	if ok {
+		ch <- result // buffered: never blocks the loop
+	}
+}
+
+func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
+	cs := n.raft.ApplyConfChange(cc)
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	for _, ch := range cc.GetChanges() {
+		id := ch.GetNodeId()
+		switch ch.GetType() {
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
+			var mc memberContext
+			if err := json.Unmarshal(cc.GetContext(), &mc); err != nil || mc.Name == "" || RaftID(mc.Name) != id {
+				// V1 changes carry one member's context; keep what is known.
+				if m, ok := n.members[id]; ok {
+					mc = memberContext{Name: m.ID, PeerAddr: m.PeerAddr}
+				} else {
+					mc = memberContext{Name: n.names[id]}
+				}
+			}
+			if mc.Name == "" {
+				mc.Name = fmt.Sprintf("%x", id)
+			}
+			n.members[id] = Member{ID: mc.Name, PeerAddr: mc.PeerAddr}
+			n.names[id] = mc.Name
+			if id != n.id && mc.PeerAddr != "" {
+				n.transport.AddPeer(id, mc.Name, mc.PeerAddr)
+			}
+		case raftpb.ConfChangeRemoveNode:
+			delete(n.members, id)
+			if id != n.id {
+				n.transport.RemovePeer(id)
+			}
+		}
+	}
+	for id, m := range n.members {
+		m.Voter = slices.Contains(cs.GetVoters(), id)
+		n.members[id] = m
+	}
+}
+
+// Propose replicates cmd through raft and returns the state machine's
+// result once it is applied on this node. It may be called on any node: a
+// follower's proposal is forwarded to the leader by raft.
+//
+// ctx bounds only the wait. Errors: ErrTooLarge and ErrNoLeader mean the
+// command was not proposed; ErrTimeout means it was proposed and its
+// outcome is unknown; ErrStopped means the node stopped.
+func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
+	if len(cmd) > n.cfg.MaxCommandBytes {
+		return nil, fmt.Errorf("propose: %d bytes, limit %d: %w", len(cmd), n.cfg.MaxCommandBytes, ErrTooLarge)
+	}
+	if err := n.checkServing(); err != nil {
+		return nil, err
+	}
+	seq := n.nextSeq.Add(1)
+	data := make([]byte, entryHeaderLen+len(cmd))
+	data[0] = entryFormatV1
+	binary.BigEndian.PutUint64(data[1:9], n.proposerID)
+	binary.BigEndian.PutUint64(data[9:17], seq)
+	copy(data[entryHeaderLen:], cmd)
+
+	ch := make(chan any, 1)
+	n.waitMu.Lock()
+	n.waiters[seq] = ch
+	n.waitMu.Unlock()
+	defer func() {
+		n.waitMu.Lock()
+		delete(n.waiters, seq)
+		n.waitMu.Unlock()
+	}()
+
+	if err := n.raft.Propose(ctx, data); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrProposalDropped):
+			return nil, fmt.Errorf("propose: %w", ErrNoLeader)
+		case errors.Is(err, raft.ErrStopped):
+			return nil, fmt.Errorf("propose: %w", ErrStopped)
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
+		default:
+			return nil, fmt.Errorf("propose: %w", err)
+		}
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
+	case <-n.stopc:
+		return nil, fmt.Errorf("propose: %w", ErrStopped)
+	}
+}
+
+func (n *Node) checkServing() error {
+	select {
+	case <-n.stopc:
+		return ErrStopped
+	default:
+	}
+	if n.leader.Load() == raft.None {
+		return ErrNoLeader
+	}
+	return nil
+}
+
+// LinearizableRead returns once this node's state machine reflects every
+// command committed before the call: a read of local state after it
+// returns is linearizable. Concurrent callers share one ReadIndex round.
+func (n *Node) LinearizableRead(ctx context.Context) error {
+	if err := n.checkServing(); err != nil {
+		return fmt.Errorf("read index: %w", err)
+	}
+	ch := make(chan error, 1)
+	n.readMu.Lock()
+	if len(n.readPending) >= maxPendingReads {
+		n.readMu.Unlock()
+		return fmt.Errorf("read index: too many pending reads: %w", ErrTimeout)
+	}
+	n.readPending = append(n.readPending, ch)
+	n.readMu.Unlock()
+	select {
+	case n.readSignal <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("read index: %w: %w", ErrTimeout, ctx.Err())
+	case <-n.stopc:
+		return fmt.Errorf("read index: %w", ErrStopped)
+	}
+}
+
+// readLoop serves pending linearizable reads in batches: every read
+// waiting when a round starts shares that round's ReadIndex. Each attempt
+// uses a fresh request context, so a late answer to an earlier attempt can
+// never release a later read (etcd-io/etcd#20418).
+func (n *Node) readLoop() {
+	defer n.wg.Done()
+	var rctxSeq uint64
+	for {
+		select {
+		case <-n.readSignal:
+		case <-n.stopc:
+			return
+		}
+		n.readMu.Lock()
+		batch := n.readPending
+		n.readPending = nil
+		n.readMu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		index, err := n.readIndexRound(&rctxSeq)
+		if err != nil {
+			for _, ch := range batch {
+				ch <- err
+			}
+			continue
+		}
+		applied := n.applied.wait(index)
+		go func() {
+			select {
+			case <-applied:
+				for _, ch := range batch {
+					ch <- nil
+				}
+			case <-n.stopc:
+			}
+		}()
+	}
+}
+
+// readIndexRound asks raft for a read index until it gets one, the
+// cluster has no leader, or the node stops.
+func (n *Node) readIndexRound(seq *uint64) (uint64, error) {
+	for {
+		if err := n.checkServing(); err != nil {
+			return 0, fmt.Errorf("read index: %w", err)
+		}
+		*seq++
+		rctx := make([]byte, 16)
+		binary.BigEndian.PutUint64(rctx[:8], n.proposerID)
+		binary.BigEndian.PutUint64(rctx[8:], *seq)
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReadIndexTimeout)
+		err := n.raft.ReadIndex(ctx, rctx)
+		if err != nil {
+			cancel()
+			if errors.Is(err, raft.ErrStopped) {
+				return 0, fmt.Errorf("read index: %w", ErrStopped)
+			}
+			continue
+		}
+		index, ok := n.awaitReadState(ctx, rctx)
+		cancel()
+		if ok {
+			return index, nil
+		}
+	}
+}
+
+func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
+	for {
+		select {
+		case rs := <-n.readStatec:
+			if string(rs.RequestCtx) == string(rctx) {
+				return rs.Index, true
+			}
+			// An answer to an abandoned attempt: ignore it.
+		case <-ctx.Done():
+			return 0, false
+		case <-n.stopc:
+			return 0, false
+		}
+	}
+}
+
+// Deliver implements MessageHandler: it steps messages received from
+// peers into raft. Messages addressed to another node are dropped.
+func (n *Node) Deliver(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		if m.GetTo() != n.id || m.GetFrom() == raft.None {
+			continue
+		}
+		// raft treats an empty forwarded proposal as an internal bug and
+		// panics; from the network it is only garbage.
+		if m.GetType() == raftpb.MsgProp && len(m.GetEntries()) == 0 {
+			n.log.Warn("dropping empty proposal from peer", "from", n.nameOf(m.GetFrom()))
+			continue
+		}
+		if err := n.raft.Step(n.runCtx, m); err != nil {
+			return
+		}
+	}
+}
+
+// ReportUnreachable implements MessageHandler.
+func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
+
+// ReportSnapshot implements MessageHandler.
+func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	n.raft.ReportSnapshot(id, status)
+}
+
+// IsLeader reports whether this node currently leads.
+func (n *Node) IsLeader() bool { return n.leader.Load() == n.id }
+
+// Leader returns the current leader's name, or "" if none is known.
+func (n *Node) Leader() string { return n.nameOf(n.leader.Load()) }
+
+// AppliedIndex returns the index of the last command applied locally.
+func (n *Node) AppliedIndex() uint64 {
+	n.applied.mu.Lock()
+	defer n.applied.mu.Unlock()
+	return n.applied.applied
+}
+
+// Ready returns nil if the node is running and knows a leader.
+func (n *Node) Ready() error { return n.checkServing() }
+
+func (n *Node) nameOf(id uint64) string {
+	if id == raft.None {
+		return ""
+	}
+	n.membersMu.RLock()
+	defer n.membersMu.RUnlock()
+	if name, ok := n.names[id]; ok {
+		return name
+	}
+	return fmt.Sprintf("%x", id)
+}
+
+// Status returns a snapshot of the node's raft and membership state.
+func (n *Node) Status() Status {
+	lead := n.leader.Load()
+	st := Status{
+		NodeID:         n.cfg.ID,
+		IsLeader:       lead == n.id,
+		LeaderID:       n.nameOf(lead),
+		Term:           n.term.Load(),
+		CommitIndex:    n.commitIndex.Load(),
+		AppliedIndex:   n.AppliedIndex(),
+		Members:        []Member{},
+		ConnectedPeers: []string{},
+	}
+	n.membersMu.RLock()
+	for _, m := range n.members {
+		st.Members = append(st.Members, m)
+	}
+	n.membersMu.RUnlock()
+	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
+	if n.transport != nil {
+		for _, id := range n.transport.ConnectedPeers() {
+			st.ConnectedPeers = append(st.ConnectedPeers, n.nameOf(id))
+		}
+		sort.Strings(st.ConnectedPeers)
+	}
+	return st
+}

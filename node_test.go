@@ -1,0 +1,284 @@
+package consensus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/storage"
+	"go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/goleak"
+	"google.golang.org/protobuf/proto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// chanNet is a minimal in-process network: each node has an inbox served
+// by one goroutine, so delivery is asynchronous and in order per sender.
+type chanNet struct {
+	mu      sync.Mutex
+	inboxes map[uint64]chan []*raftpb.Message
+	down    map[uint64]bool
+	wg      sync.WaitGroup
+}
+
+func newChanNet() *chanNet {
+	return &chanNet{inboxes: map[uint64]chan []*raftpb.Message{}, down: map[uint64]bool{}}
+}
+
+type chanTransport struct {
+	net *chanNet
+	id  uint64
+	h   consensus.MessageHandler
+}
+
+func (cn *chanNet) attach(id uint64, h consensus.MessageHandler) *chanTransport {
+	inbox := make(chan []*raftpb.Message, 1024)
+	cn.mu.Lock()
+	cn.inboxes[id] = inbox
+	cn.mu.Unlock()
+	cn.wg.Add(1)
+	go func() {
+		defer cn.wg.Done()
+		for msgs := range inbox {
+			h.Deliver(msgs)
+		}
+	}()
+	return &chanTransport{net: cn, id: id, h: h}
+}
+
+func (t *chanTransport) Send(msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		cp := cloneMsg(m)
+		t.net.mu.Lock()
+		inbox, ok := t.net.inboxes[m.GetTo()]
+		down := t.net.down[m.GetTo()] || t.net.down[t.id]
+		t.net.mu.Unlock()
+		if !ok || down {
+			t.h.ReportUnreachable(m.GetTo())
+			continue
+		}
+		select {
+		case inbox <- []*raftpb.Message{cp}:
+		default:
+			t.h.ReportUnreachable(m.GetTo())
+		}
+	}
+}
+
+func cloneMsg(m *raftpb.Message) *raftpb.Message { return proto.Clone(m).(*raftpb.Message) }
+
+func (t *chanTransport) AddPeer(uint64, string, string) {}
+func (t *chanTransport) RemovePeer(uint64)              {}
+func (t *chanTransport) ConnectedPeers() []uint64       { return nil }
+func (t *chanTransport) Close() error {
+	t.net.mu.Lock()
+	inbox := t.net.inboxes[t.id]
+	delete(t.net.inboxes, t.id)
+	t.net.mu.Unlock()
+	if inbox != nil {
+		close(inbox)
+	}
+	return nil
+}
+
+// recorder is a StateMachine that records applied commands.
+type recorder struct {
+	mu   sync.Mutex
+	cmds []string
+}
+
+func (r *recorder) Apply(index uint64, cmd []byte) any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cmds = append(r.cmds, string(cmd))
+	return fmt.Sprintf("applied %s at %d", cmd, index)
+}
+
+func (r *recorder) applied() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.cmds...)
+}
+
+type testNode struct {
+	node *consensus.Node
+	sm   *recorder
+	tr   *chanTransport
+}
+
+func startCluster(t *testing.T, n int) (map[string]*testNode, *chanNet) {
+	t.Helper()
+	peers := map[string]string{}
+	for i := 1; i <= n; i++ {
+		peers[fmt.Sprintf("n%d", i)] = fmt.Sprintf("mem-%d", i)
+	}
+	cn := newChanNet()
+	nodes := map[string]*testNode{}
+	for name := range peers {
+		cfg := consensus.DefaultConfig(name)
+		cfg.Peers = peers
+		sm := &recorder{}
+		node, err := consensus.NewNode(cfg, storage.NewMemory(), sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := cn.attach(consensus.RaftID(name), node)
+		node.Start(tr)
+		nodes[name] = &testNode{node, sm, tr}
+	}
+	t.Cleanup(func() {
+		for _, tn := range nodes {
+			tn.node.Stop()
+			tn.tr.Close()
+		}
+		cn.wg.Wait()
+	})
+	return nodes, cn
+}
+
+func waitLeader(t *testing.T, nodes map[string]*testNode) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		leader, agreed := "", true
+		for _, tn := range nodes {
+			l := tn.node.Leader()
+			if l == "" || (leader != "" && l != leader) {
+				agreed = false
+				break
+			}
+			leader = l
+		}
+		if agreed {
+			return leader
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("no leader within 10s")
+	return ""
+}
+
+func TestProposeOnFollowerAppliesEverywhereInOrder(t *testing.T) {
+	nodes, _ := startCluster(t, 3)
+	leader := waitLeader(t, nodes)
+	var follower string
+	for name := range nodes {
+		if name != leader {
+			follower = name
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 10 {
+		res, err := nodes[follower].node.Propose(ctx, fmt.Appendf(nil, "cmd-%d", i))
+		if err != nil {
+			t.Fatalf("propose %d on follower: %v", i, err)
+		}
+		if s, _ := res.(string); s == "" {
+			t.Fatalf("propose %d: result %v", i, res)
+		}
+	}
+	want := nodes[follower].sm.applied()
+	if len(want) != 10 {
+		t.Fatalf("follower applied %d commands, want 10", len(want))
+	}
+	for name, tn := range nodes {
+		if err := tn.node.LinearizableRead(ctx); err != nil {
+			t.Fatalf("read on %s: %v", name, err)
+		}
+		if got := tn.sm.applied(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("%s applied %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestLinearizableReadSeesPriorWrite(t *testing.T) {
+	nodes, _ := startCluster(t, 3)
+	leader := waitLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := nodes[leader].node.Propose(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	target := nodes[leader].node.AppliedIndex()
+	var wg sync.WaitGroup
+	errs := make(chan error, 300)
+	for _, tn := range nodes {
+		for range 100 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := tn.node.LinearizableRead(ctx); err != nil {
+					errs <- err
+					return
+				}
+				if got := tn.node.AppliedIndex(); got < target {
+					errs <- fmt.Errorf("read returned at applied %d < %d", got, target)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestNoLeaderAndStoppedErrors(t *testing.T) {
+	peers := map[string]string{"n1": "a", "n2": "b", "n3": "c"}
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = peers
+	node, err := consensus.NewNode(cfg, storage.NewMemory(), &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := newChanNet()
+	tr := cn.attach(consensus.RaftID("n1"), node)
+	node.Start(tr)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := node.Propose(ctx, []byte("x")); !errors.Is(err, consensus.ErrNoLeader) {
+		t.Fatalf("propose without quorum: %v, want ErrNoLeader", err)
+	}
+	if err := node.LinearizableRead(ctx); !errors.Is(err, consensus.ErrNoLeader) {
+		t.Fatalf("read without quorum: %v, want ErrNoLeader", err)
+	}
+	node.Stop()
+	tr.Close()
+	cn.wg.Wait()
+	if _, err := node.Propose(ctx, []byte("x")); !errors.Is(err, consensus.ErrStopped) {
+		t.Fatalf("propose after stop: %v, want ErrStopped", err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := consensus.DefaultConfig("n1")
+	if err := base.Validate(); err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	cases := map[string]func(*consensus.Config){
+		"no id":             func(c *consensus.Config) { c.ID = "" },
+		"zero tick":         func(c *consensus.Config) { c.TickInterval = 0 },
+		"max not twice min": func(c *consensus.Config) { c.ElectionTimeoutMax = 400 * time.Millisecond },
+		"election too short": func(c *consensus.Config) {
+			c.ElectionTimeoutMin, c.ElectionTimeoutMax = 100*time.Millisecond, 200*time.Millisecond
+		},
+		"peers without self": func(c *consensus.Config) { c.Peers = map[string]string{"n2": "x"} },
+	}
+	for name, mutate := range cases {
+		c := base
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: Validate accepted it", name)
+		}
+	}
+}
+
+var _ consensus.MessageHandler = (*consensus.Node)(nil)

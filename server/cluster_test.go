@@ -1,0 +1,229 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+)
+
+// testCluster is an in-process cluster of Servers talking over real
+// WebSockets on loopback, with durable storage in temporary directories.
+type testCluster struct {
+	t       *testing.T
+	ids     []string
+	peers   map[string]string
+	https   map[string]string
+	dirs    map[string]string
+	servers map[string]*Server
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, peers: map[string]string{}, https: map[string]string{}, dirs: map[string]string{}, servers: map[string]*Server{}}
+	root := t.TempDir()
+	for i := 1; i <= n; i++ {
+		id := fmt.Sprintf("n%d", i)
+		c.ids = append(c.ids, id)
+		c.peers[id] = freeAddr(t)
+		c.https[id] = freeAddr(t)
+		c.dirs[id] = filepath.Join(root, id)
+	}
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// freeAddr reserves a loopback port and releases it for the caller.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// listenAgain listens on addr, retrying while the port is still being
+// released by a previous listener.
+func listenAgain(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			return ln
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("listen %s: %v", addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) start(id string) {
+	c.t.Helper()
+	cfg := consensus.DefaultConfig(id)
+	cfg.Peers = c.peers
+	s, err := Start(Config{
+		Node:         cfg,
+		PeerListener: listenAgain(c.t, c.peers[id]),
+		HTTPListener: listenAgain(c.t, c.https[id]),
+		DataDir:      c.dirs[id],
+	})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	c.servers[id] = s
+}
+
+func (c *testCluster) stop(id string) {
+	c.t.Helper()
+	s := c.servers[id]
+	if s == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Close(ctx); err != nil {
+		c.t.Errorf("close %s: %v", id, err)
+	}
+	delete(c.servers, id)
+}
+
+func (c *testCluster) stopAll() {
+	for _, id := range c.ids {
+		c.stop(id)
+	}
+}
+
+// waitLeader waits until every running node agrees on one leader and
+// returns its id.
+func (c *testCluster) waitLeader() string {
+	c.t.Helper()
+	var leader string
+	eventually(c.t, 10*time.Second, func() bool {
+		leader = ""
+		for _, s := range c.servers {
+			st := s.Node().Status()
+			if st.LeaderID == "" || (leader != "" && st.LeaderID != leader) {
+				return false
+			}
+			leader = st.LeaderID
+		}
+		return leader != ""
+	})
+	return leader
+}
+
+func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v", timeout)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type apiResponse struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func call(t *testing.T, method, url string, body []byte) apiResponse {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return apiResponse{resp.StatusCode, resp.Header, b}
+}
+
+func TestClusterWriteOnFollowerReadElsewhereAndRestart(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	var follower, other string
+	for _, id := range c.ids {
+		if id == leader {
+			continue
+		}
+		if follower == "" {
+			follower = id
+		} else {
+			other = id
+		}
+	}
+
+	acked := map[string]string{}
+	for i := range 20 {
+		key := fmt.Sprintf("workflow:%d", i)
+		val := fmt.Sprintf(`{"step":%d}`, i)
+		r := call(t, http.MethodPut, "http://"+c.https[follower]+"/v1/kv/"+key, []byte(val))
+		if r.status != http.StatusOK {
+			t.Fatalf("PUT %s via follower: %d %s", key, r.status, r.body)
+		}
+		acked[key] = val
+		// Linearizable read from a different node sees the write at once.
+		g := call(t, http.MethodGet, "http://"+c.https[other]+"/v1/kv/"+key, nil)
+		if g.status != http.StatusOK {
+			t.Fatalf("GET %s from %s: %d %s", key, other, g.status, g.body)
+		}
+		var item struct {
+			Value json.RawMessage `json:"value"`
+		}
+		if err := json.Unmarshal(g.body, &item); err != nil || string(item.Value) != val {
+			t.Fatalf("GET %s from %s = %s, want value %s", key, other, g.body, val)
+		}
+	}
+
+	c.stopAll()
+	for _, id := range c.ids {
+		c.start(id)
+	}
+	c.waitLeader()
+	for _, id := range c.ids {
+		r := call(t, http.MethodGet, "http://"+c.https[id]+"/v1/kv?prefix=workflow:", nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("list on %s after restart: %d %s", id, r.status, r.body)
+		}
+		var list struct {
+			Items []struct {
+				Key   string          `json:"key"`
+				Value json.RawMessage `json:"value"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(r.body, &list); err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, it := range list.Items {
+			got[it.Key] = string(it.Value)
+		}
+		for k, v := range acked {
+			if got[k] != v {
+				t.Errorf("%s after restart: %s = %q, want %q", id, k, got[k], v)
+			}
+		}
+	}
+}

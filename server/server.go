@@ -1,0 +1,188 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/storage"
+	"github.com/unrdf/consensus/transport"
+)
+
+// Config configures one running node: raft, storage, peer transport and
+// the HTTP API. It mirrors the flags of `consensus serve`.
+type Config struct {
+	// Node configures raft. Node.ID is required; Node.Peers defaults to
+	// this node alone at PeerAddr.
+	Node consensus.Config
+	// PeerAddr is the host:port peers connect to (`--listen`). Ignored if
+	// PeerListener is set.
+	PeerAddr string
+	// PeerListener, if set, serves peer traffic (tests pass 127.0.0.1:0
+	// listeners so ports are known before the cluster starts).
+	PeerListener net.Listener
+	// HTTPAddr is the host:port of the client API (`--http`). Ignored if
+	// HTTPListener is set.
+	HTTPAddr string
+	// HTTPListener, if set, serves the client API.
+	HTTPListener net.Listener
+	// DataDir holds the node's durable state (`--data`). Default
+	// ./data/<id>.
+	DataDir string
+	// HTTP configures the API handler.
+	HTTP HTTPOptions
+	// Logger receives all logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is a running node with its HTTP API.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	storage   *storage.Pebble
+	node      *consensus.Node
+	transport *transport.WebSocket
+	store     *kv.Store
+	http      *http.Server
+	httpLn    net.Listener
+	httpDone  chan error
+}
+
+// Start opens the node's storage, joins its peers and serves the HTTP API.
+// It returns once everything listens; the cluster may still be electing a
+// leader.
+func Start(cfg Config) (s *Server, err error) {
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg.Node.Logger = logger
+	if cfg.DataDir == "" {
+		cfg.DataDir = filepath.Join("data", cfg.Node.ID)
+	}
+	peerAddr := cfg.PeerAddr
+	if cfg.PeerListener != nil {
+		peerAddr = cfg.PeerListener.Addr().String()
+	}
+	if len(cfg.Node.Peers) == 0 {
+		cfg.Node.Peers = map[string]string{cfg.Node.ID: peerAddr}
+	}
+	if err := cfg.Node.Validate(); err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg, log: logger.With("node", cfg.Node.ID)}
+	defer func() {
+		if err != nil {
+			s.closeParts()
+		}
+	}()
+
+	s.storage, err = storage.Open(cfg.DataDir, storage.Options{Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	machine := kv.NewMachine()
+	s.node, err = consensus.NewNode(cfg.Node, s.storage, machine)
+	if err != nil {
+		return nil, err
+	}
+	s.transport, err = transport.New(transport.Config{
+		ID:         consensus.RaftID(cfg.Node.ID),
+		Name:       cfg.Node.ID,
+		ListenAddr: cfg.PeerAddr,
+		Listener:   cfg.PeerListener,
+		Logger:     logger,
+	}, s.node)
+	if err != nil {
+		return nil, err
+	}
+	s.node.Start(s.transport)
+	s.store = kv.NewStore(s.node, machine)
+
+	if cfg.HTTPListener != nil {
+		s.httpLn = cfg.HTTPListener
+	} else {
+		s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("server: listen http %s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	opts := cfg.HTTP
+	if opts.Logger == nil {
+		opts.Logger = logger
+	}
+	s.http = &http.Server{
+		Handler:           NewHandler(s.store, opts),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	s.httpDone = make(chan error, 1)
+	go func() { s.httpDone <- s.http.Serve(s.httpLn) }()
+	s.log.Info("serving", "peer", s.transport.Addr(), "http", s.httpLn.Addr().String(), "data", cfg.DataDir)
+	return s, nil
+}
+
+// HTTPAddr returns the address the HTTP API listens on.
+func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
+
+// PeerAddr returns the address the peer transport listens on.
+func (s *Server) PeerAddr() string { return s.transport.Addr() }
+
+// Node returns the raft node.
+func (s *Server) Node() *consensus.Node { return s.node }
+
+// Store returns the key-value store served by this node.
+func (s *Server) Store() *kv.Store { return s.store }
+
+// Done is closed when the node stops on its own (a fatal storage error).
+func (s *Server) Done() <-chan struct{} { return s.node.Done() }
+
+// Close stops serving: in-flight HTTP requests get up to ctx's deadline to
+// finish, then the node, transport and storage close in that order.
+func (s *Server) Close(ctx context.Context) error {
+	var errs []error
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
+			s.http.Close()
+		}
+		if err := <-s.httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
+		s.http = nil
+	}
+	if err := s.closeParts(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) closeParts() error {
+	var errs []error
+	if s.node != nil {
+		s.node.Stop()
+		errs = append(errs, s.node.Err())
+		s.node = nil
+	}
+	if s.transport != nil {
+		errs = append(errs, s.transport.Close())
+		s.transport = nil
+	}
+	if s.storage != nil {
+		errs = append(errs, s.storage.Close())
+		s.storage = nil
+	}
+	if s.http == nil && s.httpLn != nil && s.httpDone == nil {
+		errs = append(errs, s.httpLn.Close())
+	}
+	return errors.Join(errs...)
+}
