@@ -289,6 +289,16 @@ func (n *Node) fail(err error) {
 }
 
 func (n *Node) handleReady(rd raft.Ready) error {
+	// A leader that stays leader in the same term may send its appends
+	// while it writes them (raft thesis 10.2.1): it counts its own copy
+	// only once this Ready is saved, and a crash mid-write loses no vote.
+	// Anything else (a role or term change, a follower's acks) must be
+	// durable before its messages leave.
+	sendFirst := rd.SoftState == nil && n.IsLeader() &&
+		(raft.IsEmptyHardState(rd.HardState) || rd.HardState.GetTerm() == n.term.Load())
+	if sendFirst && len(rd.Messages) > 0 {
+		n.transport.Send(rd.Messages)
+	}
 	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return fmt.Errorf("node: save raft state: %w", err)
 	}
@@ -299,7 +309,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		n.observeLeader(rd.SoftState.Lead)
 	}
-	if len(rd.Messages) > 0 {
+	if !sendFirst && len(rd.Messages) > 0 {
 		n.transport.Send(rd.Messages)
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
