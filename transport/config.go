@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,6 +50,21 @@ type Config struct {
 	// in this time (a stalled process, a network partition) is treated as
 	// down and redialed. Default 5s.
 	WriteTimeout time.Duration
+
+	// ClusterID identifies the cluster this node belongs to. Every stream
+	// handshake carries it and both ends refuse a stream from another
+	// cluster, so nodes of two clusters never exchange raft messages even
+	// when pointed at each other by mistake. Zero disables the check.
+	ClusterID uint64
+
+	// ServerTLS, if set, serves peer streams over TLS with it. For mutual
+	// authentication it should require and verify client certificates
+	// (tls.RequireAndVerifyClientCert with ClientCAs).
+	ServerTLS *tls.Config
+
+	// ClientTLS, if set, dials peers over TLS (wss) with it: RootCAs to
+	// verify peers, Certificates to present to them.
+	ClientTLS *tls.Config
 
 	// Logger receives the transport's logs; nil discards them.
 	Logger *slog.Logger

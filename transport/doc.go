@@ -9,15 +9,23 @@
 // it dialed itself. A pair of nodes therefore shares two connections, one
 // per direction; each carries data one way only, which keeps ordering and
 // failure handling per direction trivial. The dialer's upgrade request
-// carries three headers:
+// carries four headers:
 //
-//	X-Consensus-From: <dialer's raft id, decimal>
-//	X-Consensus-Name: <dialer's name>
-//	X-Consensus-To:   <raft id the dialer means to reach, decimal>
+//	X-Consensus-From:    <dialer's raft id, decimal>
+//	X-Consensus-Name:    <dialer's name>
+//	X-Consensus-To:      <raft id the dialer means to reach, decimal>
+//	X-Consensus-Cluster: <dialer's cluster id, hex>
 //
 // The acceptor answers 403 Forbidden, and counts Stats.UnknownSender, when
 // From is not one of its known peers or To is not its own id (a peer dialing
-// a stale address). A node keeps one inbound stream per peer: a new one
+// a stale address). When both ends have a cluster id and they differ, it
+// answers 403 with "X-Consensus-Refused: cluster-mismatch" and its own id in
+// X-Consensus-Cluster; both ends count Stats.WrongCluster and log an error
+// naming both clusters, so nodes of two clusters never exchange messages.
+//
+// With Config.ServerTLS and Config.ClientTLS the streams run over TLS
+// (wss://), normally with client certificates required on both sides; a
+// plain-text or wrongly signed peer fails the TLS handshake. A node keeps one inbound stream per peer: a new one
 // replaces the old. RemovePeer closes both directions.
 //
 // # Frames

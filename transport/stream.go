@@ -111,13 +111,24 @@ func (t *WebSocket) dial(ctx context.Context, p *peer) (*websocket.Conn, error) 
 	hdr.Set(headerFrom, strconv.FormatUint(t.cfg.ID, 10))
 	hdr.Set(headerName, t.cfg.Name)
 	hdr.Set(headerTo, strconv.FormatUint(p.id, 10))
-	u := url.URL{Scheme: "ws", Host: p.addr, Path: streamPath}
+	hdr.Set(headerCluster, strconv.FormatUint(t.cfg.ClusterID, 16))
+	scheme := "ws"
+	if t.cfg.ClientTLS != nil {
+		scheme = "wss"
+	}
+	u := url.URL{Scheme: scheme, Host: p.addr, Path: streamPath}
 	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
 		HTTPClient:      t.client,
 		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
+		if resp != nil && resp.Header.Get(headerRefused) == refusedCluster {
+			t.stats.wrongCluster.Add(1)
+			t.clusterError("peer belongs to another cluster; not connecting",
+				"peer_id", p.id, "addr", p.addr, "peer_cluster", resp.Header.Get(headerCluster))
+			return nil, fmt.Errorf("transport: peer %s is in cluster %s, this node in %x: %w", p.addr, resp.Header.Get(headerCluster), t.cfg.ClusterID, err)
+		}
 		if resp != nil && resp.StatusCode == http.StatusForbidden {
 			return nil, fmt.Errorf("transport: peer refused the stream (does it know node %d?): %w", t.cfg.ID, err)
 		}
@@ -274,6 +285,15 @@ func (t *WebSocket) serveStream(rw http.ResponseWriter, r *http.Request) {
 		t.stats.unknownSender.Add(1)
 		t.warn("refused peer stream: bad handshake", "remote", r.RemoteAddr, "from", r.Header.Get(headerFrom), "to", r.Header.Get(headerTo))
 		http.Error(rw, "transport: handshake is not addressed to this node", http.StatusForbidden)
+		return
+	}
+	if cluster, err := strconv.ParseUint(r.Header.Get(headerCluster), 16, 64); t.cfg.ClusterID != 0 && (err != nil || cluster != t.cfg.ClusterID) {
+		t.stats.wrongCluster.Add(1)
+		t.clusterError("refused peer stream from another cluster",
+			"remote", r.RemoteAddr, "from", from, "name", name, "peer_cluster", r.Header.Get(headerCluster))
+		rw.Header().Set(headerRefused, refusedCluster)
+		rw.Header().Set(headerCluster, strconv.FormatUint(t.cfg.ClusterID, 16))
+		http.Error(rw, "transport: this node belongs to another cluster", http.StatusForbidden)
 		return
 	}
 	t.mu.Lock()

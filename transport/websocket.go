@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -54,6 +55,9 @@ type Stats struct {
 	UnknownSender uint64
 	// Misaddressed counts inbound messages whose To is not this node.
 	Misaddressed uint64
+	// WrongCluster counts handshakes refused, either way, because the two
+	// nodes belong to different clusters.
+	WrongCluster uint64
 }
 
 // counters are the live form of Stats; each is updated atomically so that
@@ -63,7 +67,7 @@ type counters struct {
 	messagesSent, messagesReceived atomic.Uint64
 	messagesDropped                atomic.Uint64
 	badFrames, unknownSender       atomic.Uint64
-	misaddressed                   atomic.Uint64
+	misaddressed, wrongCluster     atomic.Uint64
 }
 
 // WebSocket is the production Transport: one long-lived outbound WebSocket
@@ -98,6 +102,8 @@ type WebSocket struct {
 	// nextWarn (unix nanoseconds) rate-limits warnings about bad inbound
 	// traffic, so a misbehaving peer cannot flood the log.
 	nextWarn atomic.Int64
+	// nextClusterLog rate-limits errors about peers of another cluster.
+	nextClusterLog atomic.Int64
 }
 
 // peer is one remote node: its outbound stream and a handle on the inbound
@@ -135,6 +141,13 @@ const (
 	headerFrom = "X-Consensus-From" // the dialer's raft id, decimal
 	headerName = "X-Consensus-Name" // the dialer's name
 	headerTo   = "X-Consensus-To"   // the raft id the dialer means to reach
+	// headerCluster carries the cluster id, hex, in the dialer's request
+	// and in a refusal, so both ends can log which clusters met.
+	headerCluster = "X-Consensus-Cluster"
+	// headerRefused says why a handshake was refused.
+	headerRefused = "X-Consensus-Refused"
+	// refusedCluster is headerRefused's value for a cluster id mismatch.
+	refusedCluster = "cluster-mismatch"
 )
 
 // warnInterval is the least time between two warnings about bad inbound
@@ -159,6 +172,11 @@ func New(cfg Config, h Handler) (*WebSocket, error) {
 			return nil, fmt.Errorf("transport: listen: %w", err)
 		}
 	}
+	if cfg.ServerTLS != nil {
+		srvTLS := cfg.ServerTLS.Clone()
+		srvTLS.NextProtos = []string{"http/1.1"}
+		ln = tls.NewListener(ln, srvTLS)
+	}
 	log := cfg.Logger.With("component", "transport", "node", cfg.Name, "node_id", cfg.ID)
 	dialer := &http.Transport{
 		// Peer traffic never goes through an HTTP proxy, and every stream
@@ -166,6 +184,10 @@ func New(cfg Config, h Handler) (*WebSocket, error) {
 		Proxy:             nil,
 		DialContext:       (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second}).DialContext,
 		DisableKeepAlives: true,
+	}
+	if cfg.ClientTLS != nil {
+		dialer.TLSClientConfig = cfg.ClientTLS.Clone()
+		dialer.TLSHandshakeTimeout = cfg.DialTimeout
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &WebSocket{
@@ -343,6 +365,7 @@ func (t *WebSocket) Stats() Stats {
 		BadFrames:        c.badFrames.Load(),
 		UnknownSender:    c.unknownSender.Load(),
 		Misaddressed:     c.misaddressed.Load(),
+		WrongCluster:     c.wrongCluster.Load(),
 	}
 }
 
@@ -386,4 +409,16 @@ func (t *WebSocket) warn(msg string, args ...any) {
 	}
 	s := t.Stats()
 	t.log.Warn(msg, append(args, "bad_frames", s.BadFrames, "unknown_sender", s.UnknownSender, "misaddressed", s.Misaddressed)...)
+}
+
+// clusterError logs a cluster mismatch at Error, at most once per
+// warnInterval: a misconfigured peer redials every second and must not
+// flood the log, while the counter keeps the full tally.
+func (t *WebSocket) clusterError(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	next := t.nextClusterLog.Load()
+	if now < next || !t.nextClusterLog.CompareAndSwap(next, now+int64(warnInterval)) {
+		return
+	}
+	t.log.Error(msg, append(args, "our_cluster", fmt.Sprintf("%x", t.cfg.ClusterID), "wrong_cluster", t.stats.wrongCluster.Load())...)
 }
