@@ -70,6 +70,10 @@ type Node struct {
 	members   map[uint64]Member
 	names     map[uint64]string
 
+	// clusterID identifies the cluster (see ClusterID); 0 if the storage
+	// cannot keep one.
+	clusterID uint64
+
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
 	stopOnce  sync.Once
@@ -164,9 +168,20 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("bootstrapping new cluster", "peers", len(peers))
+		n.clusterID = ClusterID(cfg.Peers)
+		if cs, ok := storage.(ClusterIDStore); ok {
+			if err := cs.SetClusterID(n.clusterID); err != nil {
+				return nil, fmt.Errorf("node: store cluster id: %w", err)
+			}
+		}
+		logger.Info("bootstrapping new cluster", "peers", len(peers), "cluster", fmt.Sprintf("%x", n.clusterID))
 		n.raft = raft.StartNode(rc, peers)
 	} else {
+		if cs, ok := storage.(ClusterIDStore); ok {
+			if n.clusterID, err = cs.ClusterID(); err != nil {
+				return nil, fmt.Errorf("node: read cluster id: %w", err)
+			}
+		}
 		logger.Info("restarting from storage", "term", hs.GetTerm(), "commit", hs.GetCommit(), "lastIndex", last)
 		n.raft = raft.RestartNode(rc)
 	}
@@ -628,6 +643,10 @@ func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
 func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	n.raft.ReportSnapshot(id, status)
 }
+
+// ClusterID returns the id of the cluster this node belongs to, or 0 if
+// its storage does not keep one.
+func (n *Node) ClusterID() uint64 { return n.clusterID }
 
 // IsLeader reports whether this node currently leads.
 func (n *Node) IsLeader() bool { return n.leader.Load() == n.id }

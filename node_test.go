@@ -282,3 +282,15 @@ func TestConfigValidate(t *testing.T) {
 }
 
 var _ consensus.MessageHandler = (*consensus.Node)(nil)
+
+func TestClusterIDIsDeterministicAndDistinct(t *testing.T) {
+	a := map[string]string{"n1": "127.0.0.1:1", "n2": "127.0.0.1:2"}
+	b := map[string]string{"n2": "127.0.0.1:2", "n1": "127.0.0.1:1"}
+	c := map[string]string{"n1": "127.0.0.1:1", "n2": "127.0.0.1:3"}
+	if consensus.ClusterID(a) != consensus.ClusterID(b) {
+		t.Fatal("same peers, different cluster ids")
+	}
+	if consensus.ClusterID(a) == consensus.ClusterID(c) {
+		t.Fatal("different peers, same cluster id")
+	}
+}

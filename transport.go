@@ -61,3 +61,13 @@ type LogStorage interface {
 	// Close releases the storage. It is safe to call once.
 	Close() error
 }
+
+// ClusterIDStore is implemented by LogStorage that can keep the cluster id
+// beside the log. A node writes it once, when it bootstraps or joins, and
+// reads it on every restart, so the id never depends on flags given later.
+type ClusterIDStore interface {
+	// ClusterID returns the stored cluster id, or 0 if none is stored.
+	ClusterID() (uint64, error)
+	// SetClusterID durably stores id.
+	SetClusterID(id uint64) error
+}
