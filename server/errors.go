@@ -70,30 +70,54 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
+// errorClass is one row of the table that maps backend errors to the API.
+type errorClass struct {
+	// sentinels are matched with errors.Is, in order.
+	sentinels []error
+	status    int
+	code      string
+	// prefix, when set, comes before the error's text in the message.
+	prefix string
+}
+
+// errorClasses is the one table from backend errors to status and code,
+// shared by the JSON API and /v1/ws. The first row with a matching
+// sentinel wins; an error that matches none is CodeUnavailable and
+// unexpected. Every status is 4xx or 503: the contract says any other 5xx
+// is a bug.
+var errorClasses = []errorClass{
+	{sentinels: []error{kv.ErrKeyNotFound}, status: http.StatusNotFound, code: CodeKeyNotFound},
+	{sentinels: []error{kv.ErrInvalidKey}, status: http.StatusBadRequest, code: CodeInvalidKey},
+	{sentinels: []error{kv.ErrInvalidValue}, status: http.StatusBadRequest, code: CodeInvalidJSON},
+	{sentinels: []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: CodeTooLarge},
+	{sentinels: []error{consensus.ErrNoLeader}, status: http.StatusServiceUnavailable, code: CodeNoLeader},
+	{sentinels: []error{consensus.ErrTimeout, context.DeadlineExceeded}, status: http.StatusServiceUnavailable, code: CodeTimeout,
+		prefix: "request timed out; the outcome is unknown (a write may or may not be applied): "},
+	{sentinels: []error{consensus.ErrStopped}, status: http.StatusServiceUnavailable, code: CodeUnavailable},
+	{sentinels: []error{context.Canceled}, status: http.StatusServiceUnavailable, code: CodeCanceled},
+}
+
 // backendError maps an error returned by a Backend (or by the request's
-// context) to its HTTP status and code. It is the only place that decides
-// this mapping. Every status it returns is 4xx or 503: the contract says any
-// other 5xx is a bug.
+// context) to its HTTP status and code through errorClasses. It is the
+// only place that decides this mapping.
 func backendError(err error) apiError {
-	switch {
-	case errors.Is(err, kv.ErrKeyNotFound):
-		return apiError{status: http.StatusNotFound, code: CodeKeyNotFound, message: err.Error()}
-	case errors.Is(err, kv.ErrInvalidKey):
-		return apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: err.Error()}
-	case errors.Is(err, kv.ErrInvalidValue):
-		return apiError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: err.Error()}
-	case errors.Is(err, kv.ErrValueTooLarge), errors.Is(err, consensus.ErrTooLarge):
-		return apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge, message: err.Error()}
-	case errors.Is(err, consensus.ErrNoLeader):
-		return apiError{status: http.StatusServiceUnavailable, code: CodeNoLeader, message: err.Error()}
-	case errors.Is(err, consensus.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return apiError{status: http.StatusServiceUnavailable, code: CodeTimeout,
-			message: "request timed out; the outcome is unknown (a write may or may not be applied): " + err.Error()}
-	case errors.Is(err, consensus.ErrStopped):
-		return apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error()}
-	case errors.Is(err, context.Canceled):
-		return apiError{status: http.StatusServiceUnavailable, code: CodeCanceled, message: err.Error()}
-	default:
-		return apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error(), unexpected: true}
+	for _, class := range errorClasses {
+		for _, sentinel := range class.sentinels {
+			if errors.Is(err, sentinel) {
+				return apiError{status: class.status, code: class.code, message: class.prefix + err.Error()}
+			}
+		}
 	}
+	return apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error(), unexpected: true}
+}
+
+// requestError is backendError for a request whose caller's context is
+// callerCtx: a cancellation the caller did not cause is the backend's own,
+// so it is reported as CodeUnavailable and marked unexpected.
+func requestError(callerCtx context.Context, err error) apiError {
+	e := backendError(err)
+	if e.code == CodeCanceled && callerCtx.Err() == nil {
+		e.code, e.unexpected = CodeUnavailable, true
+	}
+	return e
 }

@@ -53,6 +53,16 @@ type HTTPOptions struct {
 	// Logger receives unexpected backend errors and recovered panics (at
 	// Error) and one line per request (at Debug). Nil discards.
 	Logger *slog.Logger
+	// WSMaxFrameBytes bounds one /v1/ws frame in either direction; a
+	// larger incoming frame closes the connection (1009), a response that
+	// would not fit is answered too_large. Default DefaultWSMaxFrameBytes,
+	// or MaxBodyBytes plus 64 KiB when that is larger.
+	WSMaxFrameBytes int64
+	// WSMaxInFlight bounds the requests one /v1/ws connection may have in
+	// progress, and the requests one frame may carry. Beyond it the server
+	// stops reading the connection until an answer is written. Default
+	// DefaultWSMaxInFlight.
+	WSMaxInFlight int
 }
 
 // withDefaults returns o with every zero field set to its default.
@@ -69,6 +79,12 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if o.WSMaxFrameBytes <= 0 {
+		o.WSMaxFrameBytes = max(DefaultWSMaxFrameBytes, o.MaxBodyBytes+wsFrameHeadroom)
+	}
+	if o.WSMaxInFlight <= 0 {
+		o.WSMaxInFlight = DefaultWSMaxInFlight
+	}
 	return o
 }
 
@@ -82,6 +98,8 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 //	GET    /v1/kv?prefix=p     list items under a prefix; ?consistency=...
 //	GET    /healthz            200 whenever the process serves HTTP
 //	GET    /readyz             200 when b.Ready() is nil, else 503
+//	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
+//	                           protocol of docs/PROTOCOL.md (same operations)
 //
 // GET routes also answer HEAD. The {key} is everything after "/v1/kv/" in
 // the path as sent, percent-decoded once; it is never cleaned, so "a//b" and
@@ -90,6 +108,10 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 // package, and every 5xx is a 503 with Retry-After. The handler is safe for
 // concurrent use and calls b concurrently.
 func NewHandler(b Backend, opts HTTPOptions) http.Handler {
+	return newAPIHandler(b, opts)
+}
+
+func newAPIHandler(b Backend, opts HTTPOptions) *apiHandler {
 	if b == nil {
 		panic("server: NewHandler called with a nil Backend")
 	}
@@ -104,6 +126,8 @@ type apiHandler struct {
 	log     *slog.Logger
 	// panics counts panics recovered while serving; any is a bug.
 	panics atomic.Int64
+	// ws tracks /v1/ws connections, so that shutdown can drain them.
+	ws wsHub
 }
 
 // Methods each route allows, as sent in the Allow header of a 405.
@@ -155,6 +179,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.serveKey(w, r, escapedKey)
+		return
+	}
+	if path == wsPath {
+		h.serveWS(w, r)
 		return
 	}
 	var serve func(http.ResponseWriter, *http.Request)
@@ -232,6 +260,15 @@ func (h *apiHandler) checkKey(key string) string {
 	return ""
 }
 
+// checkPrefix returns why a list prefix is not acceptable, or "" if it is.
+// The empty prefix lists everything.
+func (h *apiHandler) checkPrefix(prefix string) string {
+	if !utf8.ValidString(prefix) || len(prefix) > h.opts.MaxKeyBytes {
+		return fmt.Sprintf("prefix must be valid UTF-8 of at most %d bytes", h.opts.MaxKeyBytes)
+	}
+	return ""
+}
+
 // revisionResponse is the body of a successful PUT or DELETE.
 type revisionResponse struct {
 	Revision int64 `json:"revision"`
@@ -287,18 +324,28 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 		}
 		body = buf.Bytes()
 	}
+	compact, e := compactJSONValue(body, "request body")
+	if e != nil {
+		writeError(w, *e)
+		return nil, false
+	}
+	return compact, true
+}
+
+// compactJSONValue returns body, named what in messages, as compact JSON,
+// or the invalid_json error that says why it is not one valid UTF-8 JSON
+// value.
+func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
 	// RFC 8259 requires UTF-8 between systems; encoding/json does not check
 	// it inside strings, so check here rather than store what we could not
 	// return as valid JSON.
 	if !utf8.Valid(body) {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
-			message: "request body is not valid UTF-8"})
-		return nil, false
+		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
+			message: what + " is not valid UTF-8"}
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
-			message: "request body is empty; it must be one JSON value"})
-		return nil, false
+		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
+			message: what + " is empty; it must be one JSON value"}
 	}
 	// json.Compact validates with the same scanner as json.Valid (nesting
 	// depth bounded, so hostile input cannot exhaust the stack) and says
@@ -306,11 +353,10 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 	var compact bytes.Buffer
 	compact.Grow(len(body))
 	if err := json.Compact(&compact, body); err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
-			message: "request body is not one valid JSON value: " + err.Error()})
-		return nil, false
+		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
+			message: what + " is not one valid JSON value: " + err.Error()}
 	}
-	return compact.Bytes(), true
+	return compact.Bytes(), nil
 }
 
 func (h *apiHandler) serveDelete(w http.ResponseWriter, r *http.Request, key string) {
@@ -360,9 +406,8 @@ func (h *apiHandler) serveList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if !utf8.ValidString(prefix) || len(prefix) > h.opts.MaxKeyBytes {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
-			message: fmt.Sprintf("prefix must be valid UTF-8 of at most %d bytes", h.opts.MaxKeyBytes)})
+	if msg := h.checkPrefix(prefix); msg != "" {
+		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
@@ -383,6 +428,11 @@ func (h *apiHandler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if _, ok := parseQuery(w, r); !ok {
 		return
 	}
+	h.writeJSON(w, http.StatusOK, h.status())
+}
+
+// status returns the backend's status as the API shows it.
+func (h *apiHandler) status() consensus.Status {
 	st := h.backend.Status()
 	// The contract promises arrays, never null.
 	if st.Members == nil {
@@ -391,7 +441,7 @@ func (h *apiHandler) serveStatus(w http.ResponseWriter, r *http.Request) {
 	if st.ConnectedPeers == nil {
 		st.ConnectedPeers = []string{}
 	}
-	h.writeJSON(w, http.StatusOK, st)
+	return st
 }
 
 // probeResponse is the body of a successful /healthz or /readyz.
@@ -472,11 +522,7 @@ func parseConsistency(w http.ResponseWriter, q url.Values) (kv.Consistency, bool
 // fail answers a backend error, logging it at Error when it is not one the
 // API expects.
 func (h *apiHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	e := backendError(err)
-	if e.code == CodeCanceled && r.Context().Err() == nil {
-		// A cancellation the client did not cause is the backend's own.
-		e.code, e.unexpected = CodeUnavailable, true
-	}
+	e := requestError(r.Context(), err)
 	if e.unexpected {
 		h.log.Error("http backend error", "method", r.Method, "path", r.URL.EscapedPath(), "err", err)
 	}

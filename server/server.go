@@ -51,6 +51,7 @@ type Server struct {
 	node      *consensus.Node
 	transport *transport.WebSocket
 	store     *kv.Store
+	api       *apiHandler
 	http      *http.Server
 	httpLn    net.Listener
 	httpDone  chan error
@@ -119,8 +120,16 @@ func Start(cfg Config) (s *Server, err error) {
 	if opts.Logger == nil {
 		opts.Logger = logger
 	}
+	s.api = newAPIHandler(s.store, opts)
+	// HTTP/1.1 and HTTP/2 over cleartext TCP with prior knowledge (h2c):
+	// many requests share one connection without TLS. /v1/ws needs
+	// HTTP/1.1, which a WebSocket client always speaks.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
-		Handler:           NewHandler(s.store, opts),
+		Handler:           s.api,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -146,14 +155,19 @@ func (s *Server) Store() *kv.Store { return s.store }
 // Done is closed when the node stops on its own (a fatal storage error).
 func (s *Server) Done() <-chan struct{} { return s.node.Done() }
 
-// Close stops serving: in-flight HTTP requests get up to ctx's deadline to
-// finish, then the node, transport and storage close in that order.
+// Close stops serving: in-flight HTTP requests, and requests in progress
+// on /v1/ws connections, get up to ctx's deadline to finish, then the node,
+// transport and storage close in that order.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
 			s.http.Close()
+		}
+		// Shutdown leaves hijacked (WebSocket) connections alone.
+		if err := s.api.ws.shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: ws shutdown: %w", err))
 		}
 		if err := <-s.httpDone; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)

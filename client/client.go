@@ -1,0 +1,495 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/kv"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	// DefaultDialTimeout bounds one connection attempt.
+	DefaultDialTimeout = 2 * time.Second
+	// DefaultRequestTimeout bounds one call, retries included. It is above
+	// the server's default request timeout (5s), so that a server-side
+	// timeout, which says what happened, arrives first.
+	DefaultRequestTimeout = 10 * time.Second
+	// DefaultMaxFrameBytes is the server's default frame limit.
+	DefaultMaxFrameBytes int64 = 4 << 20
+	// DefaultMaxInFlight is the server's default in-flight limit.
+	DefaultMaxInFlight = 1024
+	// DefaultMaxAttempts bounds the tries of one call.
+	DefaultMaxAttempts = 5
+	// DefaultRetryBackoff is the first wait before retrying no_leader.
+	DefaultRetryBackoff = 50 * time.Millisecond
+	// DefaultKeepAlive is how long a connection with requests pending may
+	// stay silent before it is pinged.
+	DefaultKeepAlive = 5 * time.Second
+	// maxRetryBackoff caps the doubling backoff.
+	maxRetryBackoff = time.Second
+)
+
+// Config configures a Client. Zero fields take their defaults.
+type Config struct {
+	// Endpoints lists the HTTP API addresses of cluster members, tried in
+	// order: "host:port", "http://host:port" or "ws://host:port"
+	// ("https"/"wss" for TLS). A URL with a path other than "/" is used as
+	// given (behind a proxy); otherwise the path is /v1/ws. Required.
+	Endpoints []string
+	// DialTimeout bounds one connection attempt to one endpoint. Default
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// RequestTimeout bounds one call, retries included, when the caller's
+	// context has no earlier deadline. Default DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// MaxFrameBytes bounds a frame in either direction. It must not exceed
+	// the server's limit (HTTPOptions.WSMaxFrameBytes) or the server
+	// closes the connection on a full frame. Default DefaultMaxFrameBytes.
+	MaxFrameBytes int64
+	// MaxInFlight bounds the requests awaiting an answer on one
+	// connection; further callers wait their turn. Default
+	// DefaultMaxInFlight.
+	MaxInFlight int
+	// MaxAttempts bounds the tries of one call, retries only where safe
+	// (see the package documentation). 1 disables retries. Default
+	// DefaultMaxAttempts.
+	MaxAttempts int
+	// RetryBackoff is the wait before the first retry after no_leader (or
+	// unavailable, for a read), or after every endpoint failed; it doubles
+	// with each retry, up to 1s.
+	// Default DefaultRetryBackoff.
+	RetryBackoff time.Duration
+	// KeepAlive is how long a connection with requests pending may go
+	// without receiving anything before it is pinged; no pong within
+	// another KeepAlive breaks it. Negative disables. Default
+	// DefaultKeepAlive.
+	KeepAlive time.Duration
+	// HTTPClient, if set, makes the WebSocket handshakes (for TLS settings
+	// or a proxy). By default the Client uses its own transport.
+	HTTPClient *http.Client
+}
+
+func (c Config) withDefaults() Config {
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = DefaultRequestTimeout
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = DefaultRetryBackoff
+	}
+	if c.KeepAlive == 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	return c
+}
+
+// Validate reports what is wrong with c, after defaults.
+func (c Config) Validate() error {
+	if len(c.Endpoints) == 0 {
+		return errors.New("client: no endpoints")
+	}
+	for _, e := range c.Endpoints {
+		if _, err := endpointURL(e); err != nil {
+			return err
+		}
+	}
+	if c.MaxFrameBytes < 1024 {
+		return fmt.Errorf("client: MaxFrameBytes %d is too small", c.MaxFrameBytes)
+	}
+	return nil
+}
+
+// endpointURL turns an endpoint into the URL of its /v1/ws.
+func endpointURL(endpoint string) (string, error) {
+	raw := endpoint
+	if !strings.Contains(raw, "://") {
+		raw = "ws://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("client: endpoint %q: %w", endpoint, err)
+	}
+	switch u.Scheme {
+	case "ws", "http":
+		u.Scheme = "ws"
+	case "wss", "https":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("client: endpoint %q: scheme %q, want ws, wss, http or https", endpoint, u.Scheme)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("client: endpoint %q has no host", endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/ws"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), nil
+}
+
+// Client talks to a cluster over one multiplexed /v1/ws connection per
+// endpoint in use. It is safe for concurrent use; Close releases it.
+type Client struct {
+	cfg       Config
+	endpoints []*endpoint
+	// preferred indexes the endpoint calls go to; it moves on when that
+	// endpoint fails.
+	preferred atomic.Int64
+
+	httpClient *http.Client
+	transport  *http.Transport // owned, closed by Close; nil with Config.HTTPClient
+
+	ctx    context.Context // cancelled by Close: ends dials in progress
+	cancel context.CancelFunc
+	closed atomic.Bool
+	wg     sync.WaitGroup // dials and connection goroutines
+}
+
+// endpoint is one server and its connection, dialed on first use.
+type endpoint struct {
+	url     string
+	mu      sync.Mutex
+	conn    *conn
+	dialing *dialAttempt
+}
+
+// dialAttempt is a dial in progress that concurrent callers share.
+type dialAttempt struct {
+	done chan struct{}
+	conn *conn
+	err  error
+}
+
+// New returns a Client for the cluster at cfg.Endpoints. It does not
+// connect: the first request does.
+func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg}
+	for _, e := range cfg.Endpoints {
+		u, _ := endpointURL(e) // checked by Validate
+		c.endpoints = append(c.endpoints, &endpoint{url: u})
+	}
+	c.httpClient = cfg.HTTPClient
+	if c.httpClient == nil {
+		c.transport = &http.Transport{
+			Proxy:       http.ProxyFromEnvironment,
+			DialContext: (&net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 15 * time.Second}).DialContext,
+		}
+		c.httpClient = &http.Client{Transport: c.transport}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Close closes the client's connections; calls in progress fail with
+// ErrClosed (a write already sent with ErrOutcomeUnknown too). It waits
+// for the client's goroutines and is safe to call more than once.
+func (c *Client) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	var conns []*conn
+	for _, ep := range c.endpoints {
+		// Taking the lock orders this after any connect that saw closed
+		// false, so no dial starts after it.
+		ep.mu.Lock()
+		if ep.conn != nil {
+			conns = append(conns, ep.conn)
+			ep.conn = nil
+		}
+		ep.mu.Unlock()
+	}
+	c.cancel()
+	var closing sync.WaitGroup
+	for _, cn := range conns {
+		closing.Go(func() { cn.fail(ErrClosed, websocket.StatusNormalClosure, "client closed") })
+	}
+	closing.Wait()
+	c.wg.Wait()
+	if c.transport != nil {
+		c.transport.CloseIdleConnections()
+	}
+	return nil
+}
+
+// connect returns ep's connection, dialing it if there is none. Failures
+// are *notSentError.
+func (c *Client) connect(ctx context.Context, ep *endpoint) (*conn, error) {
+	ep.mu.Lock()
+	if ep.conn != nil && !ep.conn.broken() {
+		cn := ep.conn
+		ep.mu.Unlock()
+		return cn, nil
+	}
+	ep.conn = nil
+	if c.closed.Load() {
+		ep.mu.Unlock()
+		return nil, &notSentError{err: ErrClosed}
+	}
+	d := ep.dialing
+	if d == nil {
+		d = &dialAttempt{done: make(chan struct{})}
+		ep.dialing = d
+		c.wg.Add(1)
+		go c.dial(ep, d)
+	}
+	ep.mu.Unlock()
+	select {
+	case <-d.done:
+		if d.err != nil {
+			return nil, &notSentError{err: d.err}
+		}
+		return d.conn, nil
+	case <-ctx.Done():
+		return nil, &notSentError{err: ctx.Err()}
+	}
+}
+
+// dial connects to ep, bounded by DialTimeout and Close, not by any one
+// caller's context: callers share the attempt.
+func (c *Client) dial(ep *endpoint, d *dialAttempt) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	ws, _, err := websocket.Dial(ctx, ep.url, &websocket.DialOptions{
+		HTTPClient:      c.httpClient,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	cancel()
+	var cn *conn
+	if err == nil {
+		cn = newConn(ep.url, ws, &c.cfg)
+		cn.start(&c.wg)
+	} else {
+		err = fmt.Errorf("dial %s: %w", ep.url, err)
+	}
+	ep.mu.Lock()
+	ep.dialing = nil
+	if cn != nil && c.closed.Load() {
+		err = ErrClosed
+	} else {
+		ep.conn = cn
+	}
+	d.conn, d.err = cn, err
+	ep.mu.Unlock()
+	if cn != nil && err != nil {
+		cn.fail(ErrClosed, websocket.StatusNormalClosure, "client closed")
+	}
+	close(d.done)
+}
+
+// ReadOption adjusts a read (Get, List).
+type ReadOption func(*readOptions)
+
+type readOptions struct {
+	consistency kv.Consistency
+}
+
+// WithConsistency selects how a read is served: kv.Linearizable (the
+// default) or kv.Local (this endpoint's state; fast, possibly stale).
+func WithConsistency(c kv.Consistency) ReadOption {
+	return func(o *readOptions) { o.consistency = c }
+}
+
+func readConsistency(opts []ReadOption) uint64 {
+	var o readOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.consistency == kv.Local {
+		return 1
+	}
+	return 0
+}
+
+// Put stores value, one JSON value, under key and returns the write's
+// revision.
+func (c *Client) Put(ctx context.Context, key string, value []byte) (int64, error) {
+	args := appendBin(appendStr(make([]byte, 0, len(key)+len(value)+10), key), value)
+	resp, err := c.do(ctx, opPut, 2, args)
+	return resp.revision, err
+}
+
+// Get returns the item under key; an error wrapping kv.ErrKeyNotFound if
+// there is none.
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Item, error) {
+	args := appendUint(appendStr(make([]byte, 0, len(key)+8), key), readConsistency(opts))
+	resp, err := c.do(ctx, opGet, 2, args)
+	return resp.item, err
+}
+
+// Delete removes key and returns the delete's revision; an error wrapping
+// kv.ErrKeyNotFound if it did not exist.
+func (c *Client) Delete(ctx context.Context, key string) (int64, error) {
+	resp, err := c.do(ctx, opDelete, 1, appendStr(nil, key))
+	return resp.revision, err
+}
+
+// List returns the items whose keys start with prefix, sorted by key, and
+// the revision they were read at. The empty prefix lists every key.
+func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([]kv.Item, int64, error) {
+	args := appendUint(appendStr(make([]byte, 0, len(prefix)+8), prefix), readConsistency(opts))
+	resp, err := c.do(ctx, opList, 2, args)
+	return resp.items, resp.revision, err
+}
+
+// Status describes the node the client is connected to.
+func (c *Client) Status(ctx context.Context) (consensus.Status, error) {
+	resp, err := c.do(ctx, opStatus, 0, nil)
+	return resp.status, err
+}
+
+// do runs one call with failover and the retries the package
+// documentation allows.
+func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (response, error) {
+	name := opName(op)
+	if c.closed.Load() {
+		return response{}, fmt.Errorf("client: %s: %w", name, ErrClosed)
+	}
+	if size := len(args) + requestOverhead; int64(size) > c.cfg.MaxFrameBytes-frameOverhead {
+		tooLarge := kv.ErrInvalidKey
+		if op == opPut {
+			tooLarge = kv.ErrValueTooLarge
+		}
+		return response{}, fmt.Errorf("client: %s: request of %d bytes does not fit in a frame of %d: %w",
+			name, size, c.cfg.MaxFrameBytes, tooLarge)
+	}
+	write := op == opPut || op == opDelete
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+
+	n := int64(len(c.endpoints))
+	backoff := c.cfg.RetryBackoff
+	triedSinceWait := 0
+	var best error // the most telling error so far: a server's answer beats a transport failure
+	for attempt := 1; ; attempt++ {
+		i := c.preferred.Load()
+		ep := c.endpoints[i%n]
+		resp, err := c.attempt(ctx, ep, op, nargs, args)
+		if err == nil {
+			return resp, nil
+		}
+		var se, bestSE *ServerError
+		isServer := errors.As(err, &se)
+		if isServer || best == nil || !errors.As(best, &bestSE) {
+			best = err
+		}
+		var (
+			ns    *notSentError
+			lost  *lostError
+			retry bool
+			wait  bool
+		)
+		switch {
+		case ctx.Err() != nil || c.closed.Load():
+		case isServer:
+			switch se.Code {
+			case CodeNoLeader:
+				// Not proposed: safe to retry anything.
+				retry, wait = true, true
+			case CodeUnavailable, CodeCanceled, CodeInternal:
+				retry, wait = !write, true
+			}
+		case errors.As(err, &ns):
+			retry = true
+		case errors.As(err, &lost):
+			retry = !write
+		}
+		if !retry || attempt >= c.cfg.MaxAttempts {
+			if ctx.Err() != nil || c.closed.Load() {
+				// What happened to this attempt decides the outcome.
+				return response{}, c.finalize(name, write, err)
+			}
+			return response{}, c.finalize(name, write, best)
+		}
+		// Whatever went wrong, another endpoint may do better.
+		c.preferred.CompareAndSwap(i, (i+1)%n)
+		triedSinceWait++
+		if wait || int64(triedSinceWait) >= n {
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return response{}, c.finalize(name, write, best)
+			}
+			backoff = min(2*backoff, maxRetryBackoff)
+			triedSinceWait = 0
+		}
+	}
+}
+
+// attempt sends one request to ep.
+func (c *Client) attempt(ctx context.Context, ep *endpoint, op byte, nargs int, args []byte) (response, error) {
+	cn, err := c.connect(ctx, ep)
+	if err != nil {
+		return response{}, err
+	}
+	resp, err := cn.roundTrip(ctx, op, nargs, args)
+	if err == nil && resp.err != nil {
+		return resp, resp.err
+	}
+	return resp, err
+}
+
+// finalize turns the last error of a call into what the caller sees.
+func (c *Client) finalize(name string, write bool, err error) error {
+	var (
+		se   *ServerError
+		ns   *notSentError
+		lost *lostError
+	)
+	switch {
+	case errors.As(err, &se):
+		return fmt.Errorf("client: %s: %w", name, se)
+	case errors.As(err, &ns):
+		if isContextError(ns.err) || errors.Is(ns.err, ErrClosed) {
+			// Not sent: the caller stopped it, nothing happened.
+			return fmt.Errorf("client: %s: %w", name, ns.err)
+		}
+		return fmt.Errorf("client: %s: %w: %w", name, ErrUnavailable, ns.err)
+	case errors.As(err, &lost):
+		stopped := isContextError(lost.err) || errors.Is(lost.err, ErrClosed)
+		switch {
+		case write && stopped:
+			return fmt.Errorf("client: %s: %w (the request was sent; the write may or may not be applied): %w",
+				name, ErrOutcomeUnknown, lost.err)
+		case write:
+			return fmt.Errorf("client: %s: %w (the request was sent; the write may or may not be applied): %w: %w",
+				name, ErrOutcomeUnknown, ErrUnavailable, lost.err)
+		case stopped:
+			return fmt.Errorf("client: %s: %w", name, lost.err)
+		}
+		return fmt.Errorf("client: %s: %w: %w", name, ErrUnavailable, lost.err)
+	}
+	return fmt.Errorf("client: %s: %w", name, err)
+}
+
+func isContextError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

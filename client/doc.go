@@ -1,0 +1,62 @@
+// Package client is the Go client of a consensus cluster. It speaks the
+// multiplexed /v1/ws protocol (WebSocket + MessagePack, docs/PROTOCOL.md):
+// one connection per endpoint carries any number of concurrent requests,
+// matched to their answers by id, and requests queued together travel in
+// one frame. A Client is safe for concurrent use by many goroutines, and
+// many goroutines is how it is meant to be used.
+//
+// # Endpoints and failover
+//
+// Config.Endpoints lists the HTTP API addresses of cluster members. The
+// client uses one of them at a time and dials it lazily, on the first
+// request. Any member serves any request (a follower forwards writes to the
+// leader), so the client moves to the next endpoint only when the current
+// one cannot be reached, its connection breaks, or it answers no_leader or
+// unavailable.
+//
+// # Retries and outcomes
+//
+// A call is retried, within its context and Config.MaxAttempts, only when
+// retrying cannot apply a write twice:
+//
+//   - any operation whose request never left this process (the endpoint
+//     refused the connection, the dial timed out, or the connection broke
+//     before the request was written) is retried on the next endpoint;
+//   - any operation answered no_leader is retried, after a backoff, on the
+//     next endpoint: the server did not propose it;
+//   - reads (Get, List, Status) are also retried when the connection breaks
+//     after sending, or the server answers unavailable.
+//
+// A write whose request was sent but whose outcome the client cannot know
+// is never retried. Its error wraps ErrOutcomeUnknown: the write may or may
+// not be applied, and the caller decides (read the key, or retry an
+// idempotent write). These errors mean "outcome unknown" for Put and
+// Delete:
+//
+//   - the server answered timeout (also consensus.ErrTimeout);
+//   - the server answered unavailable, canceled or internal (also
+//     ErrUnavailable);
+//   - the connection broke after the request was written (also
+//     ErrUnavailable);
+//   - the caller's context ended after the request was written (also
+//     context.DeadlineExceeded or context.Canceled).
+//
+// A context that ends before the request is written returns the context's
+// error alone: that write was not sent.
+//
+// # Errors
+//
+// Errors answered by the server are *ServerError values carrying the code
+// of the HTTP API (Code* constants), and wrap the sentinel errors of the
+// packages that define them, so callers use errors.Is:
+//
+//	key_not_found  kv.ErrKeyNotFound
+//	invalid_key    kv.ErrInvalidKey
+//	invalid_json   kv.ErrInvalidValue
+//	too_large      kv.ErrValueTooLarge and consensus.ErrTooLarge
+//	no_leader      consensus.ErrNoLeader
+//	timeout        consensus.ErrTimeout
+//	unavailable, canceled, internal (and codes this version does not know)
+//	               ErrUnavailable
+//	bad_request    ErrBadRequest
+package client

@@ -1,0 +1,118 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/kv"
+)
+
+// Error codes a server answers with: those of the HTTP JSON API
+// (server/errors.go), whose doc comments say what each means.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeInvalidJSON      = "invalid_json"
+	CodeInvalidKey       = "invalid_key"
+	CodeNotFound         = "not_found"
+	CodeKeyNotFound      = "key_not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooLarge         = "too_large"
+	CodeNoLeader         = "no_leader"
+	CodeTimeout          = "timeout"
+	CodeUnavailable      = "unavailable"
+	CodeCanceled         = "canceled"
+	CodeInternal         = "internal"
+)
+
+// Sentinel errors of the client, checked with errors.Is. Errors the server
+// answers also wrap kv's and consensus's sentinels (see the package
+// documentation).
+var (
+	// ErrClosed means the Client was closed.
+	ErrClosed = errors.New("client closed")
+	// ErrUnavailable means no endpoint could serve the request: none could
+	// be reached, the connection broke, or the server answered
+	// unavailable, canceled or internal.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrOutcomeUnknown means a write was sent and may or may not be
+	// applied; it was not retried.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrBadRequest means the server did not understand the request: a
+	// client and server that speak different protocol versions, or a bug.
+	ErrBadRequest = errors.New("bad request")
+)
+
+// ServerError is an error answered by a server.
+type ServerError struct {
+	// Code is one of the Code* constants (or a code from a newer server).
+	Code string
+	// Message says what went wrong, for people.
+	Message string
+	// Endpoint is the URL of the server that answered.
+	Endpoint string
+	// write marks an answer to Put or Delete, for which timeout and
+	// unavailable mean the outcome is unknown.
+	write bool
+}
+
+// Error returns the code and message.
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("%s: %s (from %s)", e.Code, e.Message, e.Endpoint)
+}
+
+// Unwrap returns the sentinel errors that the code stands for, so that
+// errors.Is(err, kv.ErrKeyNotFound) and the like work.
+func (e *ServerError) Unwrap() []error {
+	var errs []error
+	switch e.Code {
+	case CodeKeyNotFound:
+		errs = []error{kv.ErrKeyNotFound}
+	case CodeInvalidKey:
+		errs = []error{kv.ErrInvalidKey}
+	case CodeInvalidJSON:
+		errs = []error{kv.ErrInvalidValue}
+	case CodeTooLarge:
+		errs = []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}
+	case CodeNoLeader:
+		errs = []error{consensus.ErrNoLeader}
+	case CodeTimeout:
+		errs = []error{consensus.ErrTimeout}
+	case CodeBadRequest, CodeNotFound, CodeMethodNotAllowed:
+		errs = []error{ErrBadRequest}
+	default:
+		errs = []error{ErrUnavailable}
+	}
+	if e.outcomeUnknown() {
+		errs = append(errs, ErrOutcomeUnknown)
+	}
+	return errs
+}
+
+// outcomeUnknown reports whether the answer leaves a write's outcome
+// unknown: every code but those that say the write was refused.
+func (e *ServerError) outcomeUnknown() bool {
+	if !e.write {
+		return false
+	}
+	switch e.Code {
+	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
+		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed:
+		return false
+	}
+	return true
+}
+
+// notSentError wraps a failure that happened before the request left this
+// process: retrying it cannot apply a write twice.
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string { return "request not sent: " + e.err.Error() }
+func (e *notSentError) Unwrap() error { return e.err }
+
+// lostError wraps a failure after the request was written: the connection
+// broke or the caller stopped waiting, and no answer will come.
+type lostError struct{ err error }
+
+func (e *lostError) Error() string { return "no answer to a sent request: " + e.err.Error() }
+func (e *lostError) Unwrap() error { return e.err }
