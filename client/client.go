@@ -79,6 +79,9 @@ type Config struct {
 	// HTTPClient, if set, makes the WebSocket handshakes (for TLS settings
 	// or a proxy). By default the Client uses its own transport.
 	HTTPClient *http.Client
+	// Token, if set, is sent as "Authorization: Bearer <token>" when a
+	// connection opens; servers started with --auth-token-file need it.
+	Token string
 }
 
 func (c Config) withDefaults() Config {
@@ -276,8 +279,13 @@ func (c *Client) connect(ctx context.Context, ep *endpoint) (*conn, error) {
 func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.DialTimeout)
+	var hdr http.Header
+	if c.cfg.Token != "" {
+		hdr = http.Header{"Authorization": {"Bearer " + c.cfg.Token}}
+	}
 	ws, _, err := websocket.Dial(ctx, ep.url, &websocket.DialOptions{
 		HTTPClient:      c.httpClient,
+		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	cancel()

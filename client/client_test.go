@@ -386,6 +386,10 @@ func TestCodesMatchServer(t *testing.T) {
 		CodeUnavailable:      server.CodeUnavailable,
 		CodeCanceled:         server.CodeCanceled,
 		CodeInternal:         server.CodeInternal,
+		CodeUnauthorized:     server.CodeUnauthorized,
+		CodeForbidden:        server.CodeForbidden,
+		CodeRateLimited:      server.CodeRateLimited,
+		CodeOverloaded:       server.CodeOverloaded,
 	}
 	for c, s := range pairs {
 		if c != s {
@@ -412,6 +416,10 @@ func TestServerErrorSentinels(t *testing.T) {
 		{CodeUnavailable, []error{ErrUnavailable}, true},
 		{CodeCanceled, []error{ErrUnavailable}, true},
 		{CodeInternal, []error{ErrUnavailable}, true},
+		{CodeUnauthorized, []error{ErrUnauthorized}, false},
+		{CodeForbidden, []error{ErrForbidden}, false},
+		{CodeRateLimited, []error{ErrRateLimited}, false},
+		{CodeOverloaded, []error{ErrRateLimited}, false},
 		{"from_the_future", []error{ErrUnavailable}, true},
 	}
 	for _, tt := range tests {

@@ -23,6 +23,10 @@ const (
 	CodeUnavailable      = "unavailable"
 	CodeCanceled         = "canceled"
 	CodeInternal         = "internal"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
+	CodeRateLimited      = "rate_limited"
+	CodeOverloaded       = "overloaded"
 )
 
 // Sentinel errors of the client, checked with errors.Is. Errors the server
@@ -41,6 +45,16 @@ var (
 	// ErrBadRequest means the server did not understand the request: a
 	// client and server that speak different protocol versions, or a bug.
 	ErrBadRequest = errors.New("bad request")
+	// ErrUnauthorized means the server wants a valid bearer token
+	// (Config.Token).
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden means the token may not do this (a write with a
+	// read-only token).
+	ErrForbidden = errors.New("forbidden")
+	// ErrRateLimited means the server refused the request because this
+	// client exceeded its rate limit or the node is overloaded; nothing
+	// was done and a later retry may succeed.
+	ErrRateLimited = errors.New("rate limited")
 )
 
 // ServerError is an error answered by a server.
@@ -80,6 +94,12 @@ func (e *ServerError) Unwrap() []error {
 		errs = []error{consensus.ErrTimeout}
 	case CodeBadRequest, CodeNotFound, CodeMethodNotAllowed:
 		errs = []error{ErrBadRequest}
+	case CodeUnauthorized:
+		errs = []error{ErrUnauthorized}
+	case CodeForbidden:
+		errs = []error{ErrForbidden}
+	case CodeRateLimited, CodeOverloaded:
+		errs = []error{ErrRateLimited}
 	default:
 		errs = []error{ErrUnavailable}
 	}
@@ -97,7 +117,8 @@ func (e *ServerError) outcomeUnknown() bool {
 	}
 	switch e.Code {
 	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
-		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed:
+		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
+		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded:
 		return false
 	}
 	return true

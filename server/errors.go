@@ -45,6 +45,18 @@ const (
 	// CodeCanceled (503) means the client went away before the answer was
 	// ready; nobody is expected to read it.
 	CodeCanceled = "canceled"
+	// CodeUnauthorized (401) means the request carries no valid bearer
+	// token.
+	CodeUnauthorized = "unauthorized"
+	// CodeForbidden (403) means the token may not do this (a write with a
+	// read-only token).
+	CodeForbidden = "forbidden"
+	// CodeRateLimited (429) means the client exceeded its request rate;
+	// retry after Retry-After seconds.
+	CodeRateLimited = "rate_limited"
+	// CodeOverloaded (503) means the node has too many requests in flight.
+	// Nothing was done; retry after Retry-After.
+	CodeOverloaded = "overloaded"
 	// CodeInternal (503) means the server hit a bug while handling the
 	// request (a recovered panic). It is logged and counted.
 	CodeInternal = "internal"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"time"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
@@ -39,6 +39,14 @@ type Config struct {
 	DataDir string
 	// HTTP configures the API handler.
 	HTTP HTTPOptions
+	// HTTPTLS, if set, serves the client API over TLS (HTTP/1.1 and
+	// HTTP/2). Set ClientAuth and ClientCAs in it to require client
+	// certificates.
+	HTTPTLS *tls.Config
+	// PeerServerTLS and PeerClientTLS, if set, run peer streams over
+	// mutual TLS (see transport.Config).
+	PeerServerTLS *tls.Config
+	PeerClientTLS *tls.Config
 	// Logger receives all logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -100,6 +108,9 @@ func Start(cfg Config) (s *Server, err error) {
 		Name:       cfg.Node.ID,
 		ListenAddr: cfg.PeerAddr,
 		Listener:   cfg.PeerListener,
+		ClusterID:  s.node.ClusterID(),
+		ServerTLS:  cfg.PeerServerTLS,
+		ClientTLS:  cfg.PeerClientTLS,
 		Logger:     logger,
 	}, s.node)
 	if err != nil {
@@ -121,17 +132,24 @@ func Start(cfg Config) (s *Server, err error) {
 		opts.Logger = logger
 	}
 	s.api = newAPIHandler(s.store, opts)
+	opts = s.api.opts
 	// HTTP/1.1 and HTTP/2 over cleartext TCP with prior knowledge (h2c):
 	// many requests share one connection without TLS. /v1/ws needs
 	// HTTP/1.1, which a WebSocket client always speaks.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	if cfg.HTTPTLS != nil {
+		protocols.SetHTTP2(true)
+		tlsCfg := cfg.HTTPTLS.Clone()
+		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
+		s.httpLn = tls.NewListener(s.httpLn, tlsCfg)
+	}
 	s.http = &http.Server{
 		Handler:           s.api,
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	s.httpDone = make(chan error, 1)

@@ -643,6 +643,9 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req wsRequest) (any, *ap
 	invalidKey := func(msg string) *apiError {
 		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg}
 	}
+	if e := h.wsAdmit(connCtx, req.op); e != nil {
+		return nil, e
+	}
 	ctx, cancel := context.WithTimeout(connCtx, h.opts.RequestTimeout)
 	defer cancel()
 	var (
