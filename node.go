@@ -168,8 +168,10 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		n.clusterID = ClusterID(cfg.Peers)
+		// Without a place to keep it a restarted node could not know the
+		// id, so such a node runs without one (0: the check is off).
 		if cs, ok := storage.(ClusterIDStore); ok {
+			n.clusterID = ClusterID(cfg.Peers)
 			if err := cs.SetClusterID(n.clusterID); err != nil {
 				return nil, fmt.Errorf("node: store cluster id: %w", err)
 			}
