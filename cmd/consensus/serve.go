@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -32,6 +33,16 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	hb := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "leader heartbeat interval")
 	snapThreshold := fs.Uint64("snapshot-threshold", 1000, "applied entries between snapshots (snapshots are not built yet; accepted for compatibility)")
 	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted HTTP request body")
+	maxInFlight := fs.Int("max-in-flight", server.DefaultMaxInFlight, "requests served at once before answering 503 overloaded")
+	rateLimit := fs.Float64("rate-limit", 0, "requests per second per client (token, else IP); 0 = no limit")
+	rateBurst := fs.Int("rate-burst", 0, "burst above --rate-limit (default: the limit rounded up)")
+	tokenFile := fs.String("auth-token-file", "", "bearer tokens, one \"<token> <rw|ro>\" per line; enables authentication")
+	certFile := fs.String("cert", "", "TLS certificate for the HTTP API (PEM)")
+	keyFile := fs.String("key", "", "TLS key for the HTTP API (PEM)")
+	clientCA := fs.String("client-ca", "", "CA that HTTP clients' certificates must be signed by (optional; needs --cert)")
+	peerCert := fs.String("peer-cert", "", "TLS certificate for peer traffic (PEM); with --peer-key and --peer-ca enables mutual TLS between peers")
+	peerKey := fs.String("peer-key", "", "TLS key for peer traffic (PEM)")
+	peerCA := fs.String("peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -76,14 +87,24 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		*dataDir = filepath.Join("data", *id)
 	}
 
-	srv, err := server.Start(server.Config{
+	scfg := server.Config{
 		Node:     cfg,
 		PeerAddr: *listen,
 		HTTPAddr: *httpAddr,
 		DataDir:  *dataDir,
-		HTTP:     server.HTTPOptions{MaxBodyBytes: *maxBody},
-		Logger:   logger,
-	})
+		HTTP: server.HTTPOptions{
+			MaxBodyBytes: *maxBody,
+			MaxInFlight:  *maxInFlight,
+			RateLimit:    *rateLimit,
+			RateBurst:    *rateBurst,
+		},
+		Logger: logger,
+	}
+	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA); err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	srv, err := server.Start(scfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 1
@@ -107,6 +128,45 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	}
 	return code
+}
+
+// securityConfig loads tokens and TLS material named by flags into cfg.
+func securityConfig(cfg *server.Config, tokenFile, cert, key, clientCA, peerCert, peerKey, peerCA string) error {
+	if tokenFile != "" {
+		tokens, err := server.LoadTokens(tokenFile)
+		if err != nil {
+			return err
+		}
+		cfg.HTTP.Tokens = tokens
+	}
+	switch {
+	case (cert == "") != (key == ""):
+		return errors.New("--cert and --key go together")
+	case clientCA != "" && cert == "":
+		return errors.New("--client-ca needs --cert and --key")
+	case cert != "":
+		tlsCfg, err := certs.ServerConfig(cert, key, clientCA)
+		if err != nil {
+			return err
+		}
+		cfg.HTTPTLS = tlsCfg
+	}
+	if peerCert == "" && peerKey == "" && peerCA == "" {
+		return nil
+	}
+	if peerCert == "" || peerKey == "" || peerCA == "" {
+		return errors.New("--peer-cert, --peer-key and --peer-ca go together (peers authenticate each other)")
+	}
+	srvTLS, err := certs.ServerConfig(peerCert, peerKey, peerCA)
+	if err != nil {
+		return err
+	}
+	cliTLS, err := certs.ClientConfig(peerCert, peerKey, peerCA)
+	if err != nil {
+		return err
+	}
+	cfg.PeerServerTLS, cfg.PeerClientTLS = srvTLS, cliTLS
+	return nil
 }
 
 // parsePeers parses "id=host:port,id=host:port".
