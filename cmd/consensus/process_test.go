@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -67,6 +68,23 @@ func TestProcessKillAndRestart(t *testing.T) {
 
 	if len(acked) < 90 {
 		t.Fatalf("only %d of 100 writes acknowledged", len(acked))
+	}
+	// Data is for the node's owner alone: directories 0700, files 0600.
+	err := filepath.WalkDir(filepath.Join(pc.root, pc.ids[0]), func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", path, info.Mode().Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, id := range pc.ids {
 		got := pc.list(id)

@@ -104,12 +104,19 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
+	// Everything this process creates (data files, logs of pebble) is for
+	// its owner alone: files 0600, directories 0700.
+	syscall.Umask(0o077)
 	srv, err := server.Start(scfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "node %s serving http://%s (peers on %s, data in %s)\n", *id, srv.HTTPAddr(), srv.PeerAddr(), *dataDir)
+	scheme := "http"
+	if scfg.HTTPTLS != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "node %s serving %s://%s (peers on %s, data in %s)\n", *id, scheme, srv.HTTPAddr(), srv.PeerAddr(), *dataDir)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
