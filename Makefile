@@ -3,8 +3,9 @@
 GO       ?= go
 PKGS     ?= ./...
 FUZZTIME ?= 10s
+DURATION ?= 5m
 
-.PHONY: all build test test-short vet lint fuzz run clean
+.PHONY: all build test test-short vet lint fuzz soak run clean
 
 all: build
 
@@ -33,6 +34,11 @@ lint:
 fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./transport/
 	$(GO) test -run XXX -fuzz '^FuzzHTTPRequest$$' -fuzztime $(FUZZTIME) ./server/
+
+## soak: the linearizability test under faults (partitions, crashes,
+## lossy links) for DURATION, seed after seed; prints the figures at the end.
+soak:
+	$(GO) test -race -count=1 -v -timeout 0 -run '^TestLinearizability$$' ./internal/harness/ -soak=$(DURATION)
 
 ## run: a local 3-node cluster.
 run:

@@ -56,6 +56,13 @@ type Node struct {
 	waitMu     sync.Mutex
 	waiters    map[uint64]chan any
 
+	// dedup is touched only by the raft loop, in log order.
+	dedup proposalDedup
+	// forwardc carries proposals forwarded by peers to forwardLoop, so
+	// that stepping one (which waits while raft knows no leader) never
+	// stalls the transport that delivered it.
+	forwardc chan *raftpb.Message
+
 	applied     appliedWait
 	leader      atomic.Uint64
 	term        atomic.Uint64
@@ -121,6 +128,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		waiters:    make(map[uint64]chan any),
 		readSignal: make(chan struct{}, 1),
 		readStatec: make(chan raft.ReadState, 64),
+		forwardc:   make(chan *raftpb.Message, maxForwardedProposals),
 		members:    make(map[uint64]Member),
 		names:      make(map[uint64]string),
 		stopc:      make(chan struct{}),
@@ -224,7 +232,8 @@ func (n *Node) Start(t Transport) {
 				t.AddPeer(id, name, addr)
 			}
 		}
-		n.wg.Add(3)
+		n.wg.Add(4)
+		go n.forwardLoop()
 		go n.tickLoop()
 		go n.readLoop()
 		go n.run()
@@ -253,6 +262,28 @@ func (n *Node) Err() error {
 		return *p
 	}
 	return nil
+}
+
+// maxForwardedProposals bounds proposals from peers waiting to be stepped.
+const maxForwardedProposals = 1024
+
+// forwardLoop steps proposals that peers forwarded to this node. Raft
+// accepts a proposal only while it knows a leader, so a step can wait; it
+// waits here, bounded by one maximum election timeout, instead of in the
+// transport's delivery goroutine, which must keep delivering the messages
+// that elect a leader (votes, heartbeats).
+func (n *Node) forwardLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case m := <-n.forwardc:
+			ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMax)
+			_ = n.raft.Step(ctx, m) // dropped proposals time out at their caller
+			cancel()
+		case <-n.stopc:
+			return
+		}
+	}
 }
 
 // tickLoop drives raft's logical clock. It runs apart from the Ready loop
@@ -389,11 +420,16 @@ func (n *Node) applyCommand(e *raftpb.Entry) {
 		n.log.Warn("skipping entry with unknown format", "index", e.GetIndex())
 		return
 	}
-	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
-	if binary.BigEndian.Uint64(data[1:9]) != n.proposerID {
+	proposer := binary.BigEndian.Uint64(data[1:9])
+	seq := binary.BigEndian.Uint64(data[9:17])
+	if !n.dedup.firstTime(proposer, seq, e.GetIndex()) {
+		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
 		return
 	}
-	seq := binary.BigEndian.Uint64(data[9:17])
+	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
+	if proposer != n.proposerID {
+		return
+	}
 	n.waitMu.Lock()
 	ch, ok := n.waiters[seq]
 	delete(n.waiters, seq)
@@ -628,8 +664,15 @@ func (n *Node) Deliver(msgs []*raftpb.Message) {
 		}
 		// raft treats an empty forwarded proposal as an internal bug and
 		// panics; from the network it is only garbage.
-		if m.GetType() == raftpb.MsgProp && len(m.GetEntries()) == 0 {
-			n.log.Warn("dropping empty proposal from peer", "from", n.nameOf(m.GetFrom()))
+		if m.GetType() == raftpb.MsgProp {
+			if len(m.GetEntries()) == 0 {
+				n.log.Warn("dropping empty proposal from peer", "from", n.nameOf(m.GetFrom()))
+				continue
+			}
+			select {
+			case n.forwardc <- m:
+			default: // full: the proposer's caller sees a timeout
+			}
 			continue
 		}
 		if err := n.raft.Step(n.runCtx, m); err != nil {

@@ -4,15 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// mkdirSynced creates dir and any missing parents with mode 0700, fsyncing
-// each new directory's parent so that the new entry survives a crash
-// (etcd-io/etcd#6368). An existing directory is left as it is.
-func mkdirSynced(dir string) error {
-	info, err := os.Stat(dir)
+// mkdirSynced creates dir and any missing parents with mode 0700 on fsys
+// (the operating system's if nil), fsyncing each new directory's parent so
+// that the new entry survives a crash (etcd-io/etcd#6368). An existing
+// directory is left as it is.
+func mkdirSynced(fsys vfs.FS, dir string) error {
+	if fsys == nil {
+		fsys = vfs.Default
+	}
+	info, err := fsys.Stat(dir)
 	if err == nil {
 		if !info.IsDir() {
 			return fmt.Errorf("%s is not a directory", dir)
@@ -24,19 +29,20 @@ func mkdirSynced(dir string) error {
 	}
 	parent := filepath.Dir(filepath.Clean(dir))
 	if parent != dir {
-		if err := mkdirSynced(parent); err != nil {
+		if err := mkdirSynced(fsys, parent); err != nil {
 			return err
 		}
 	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	// The parent exists now, so this creates dir alone.
+	if err := fsys.MkdirAll(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	return syncDir(parent)
+	return syncDir(fsys, parent)
 }
 
 // syncDir fsyncs a directory, making its entries durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(fsys vfs.FS, dir string) error {
+	d, err := fsys.OpenDir(dir)
 	if err != nil {
 		return err
 	}

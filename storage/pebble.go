@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -38,9 +37,14 @@ type Options struct {
 	// DefaultMemTableSize; otherwise it must be between 1 MiB and 1 GiB.
 	MemTableSize uint64
 
-	// fs, for tests, replaces the operating system's file system under
-	// pebble.
-	fs vfs.FS
+	// FS is the file system the store lives on. Nil means the operating
+	// system's, with the directory locked by flock. Any other FS (pebble's
+	// vfs.NewCrashableMem, say, to simulate power loss in tests) is used
+	// for everything, the directory and its lock file included: Open
+	// creates and syncs the directory through FS and locks through
+	// FS.Lock. Note that vfs.Default's Lock does not report a second open
+	// in the same process as ErrLocked; leave FS nil for a real disk.
+	FS vfs.FS
 }
 
 // Defaults for Options, sized for several nodes sharing a small machine.
@@ -86,8 +90,9 @@ const lockFileName = "storage.lock"
 type Pebble struct {
 	dir string
 	log *slog.Logger
-	// lock holds the directory's flock until Close.
-	lock *os.File
+	// lock holds the directory's lock (a flock, or the FS's lock) until
+	// Close.
+	lock io.Closer
 	// fsCloser stops pebble's disk-health checker.
 	fsCloser io.Closer
 
@@ -118,10 +123,10 @@ func Open(dir string, opts Options) (*Pebble, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	if err := mkdirSynced(dir); err != nil {
+	if err := mkdirSynced(opts.FS, dir); err != nil {
 		return nil, fmt.Errorf("storage: %s: create directory: %w", dir, err)
 	}
-	lock, err := lockDir(filepath.Join(dir, lockFileName))
+	lock, err := lockStore(opts.FS, filepath.Join(dir, lockFileName))
 	if err != nil {
 		if errors.Is(err, errWouldBlock) {
 			return nil, fmt.Errorf("storage: %s: already open: %w", dir, ErrLocked)
@@ -174,6 +179,19 @@ func (p *Pebble) open(opts Options) (err error) {
 	return nil
 }
 
+// lockStore locks the directory's lock file at path: with flock on the
+// operating system's file system (fsys nil), else with fsys.Lock.
+func lockStore(fsys vfs.FS, path string) (io.Closer, error) {
+	if fsys == nil {
+		f, err := lockDir(path)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	}
+	return fsys.Lock(path)
+}
+
 func closeQuietly(db *pebble.DB) {
 	defer func() { _ = recover() }()
 	_ = db.Close()
@@ -193,7 +211,7 @@ func (p *Pebble) pebbleOptions(opts Options) *pebble.Options {
 	// then leaks the checker's goroutine when Open fails; owning the
 	// wrapper lets us always stop it.
 	var healthFS vfs.FS
-	baseFS := opts.fs
+	baseFS := opts.FS
 	if baseFS == nil {
 		baseFS = vfs.Default
 	}

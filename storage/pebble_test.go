@@ -580,7 +580,7 @@ func (fs panickyFS) Open(name string, opts ...vfs.OpenOption) (vfs.File, error) 
 func TestPebbleOpenRecoversPanic(t *testing.T) {
 	dir := t.TempDir()
 	populate(t, dir)
-	_, err := Open(dir, Options{fs: panickyFS{vfs.Default}})
+	_, err := Open(dir, Options{FS: panickyFS{vfs.Default}})
 	if !errors.Is(err, ErrCorrupt) || !strings.HasPrefix(err.Error(), "storage: "+dir+": ") || !strings.Contains(err.Error(), "unexpected manifest contents") {
 		t.Fatalf("err %v, want ErrCorrupt naming %s and the panic", err, dir)
 	}
