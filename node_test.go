@@ -294,3 +294,37 @@ func TestClusterIDIsDeterministicAndDistinct(t *testing.T) {
 		t.Fatal("different peers, same cluster id")
 	}
 }
+
+func TestClusterIDSurvivesRestart(t *testing.T) {
+	st := storage.NewMemory()
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = map[string]string{"n1": "a"}
+	n1, err := consensus.NewNode(cfg, st, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := n1.ClusterID()
+	if id != consensus.ClusterID(cfg.Peers) {
+		t.Fatalf("bootstrapped cluster id %x, want %x", id, consensus.ClusterID(cfg.Peers))
+	}
+	cn := newChanNet()
+	tr := cn.attach(consensus.RaftID("n1"), n1)
+	n1.Start(tr)
+	deadline := time.Now().Add(10 * time.Second)
+	for !n1.IsLeader() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	n1.Stop()
+	tr.Close()
+	cn.wg.Wait()
+	// Restart with different peers: the stored id wins.
+	cfg.Peers = map[string]string{"n1": "elsewhere"}
+	n2, err := consensus.NewNode(cfg, st, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Stop()
+	if n2.ClusterID() != id {
+		t.Fatalf("restarted cluster id %x, want %x", n2.ClusterID(), id)
+	}
+}

@@ -31,6 +31,8 @@ type Memory struct {
 	hardState *raftpb.HardState
 	// snapIndex is the index of the stored snapshot, 0 if none.
 	snapIndex uint64
+	// clusterID is the stored cluster id, 0 if none.
+	clusterID uint64
 	closed    bool
 }
 

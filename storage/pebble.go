@@ -286,6 +286,13 @@ func (p *Pebble) load() error {
 	p.first = p.start.index + 1
 	p.last = p.start.index
 
+	if v, ok, err := p.get(keyClusterID); err != nil {
+		return err
+	} else if ok {
+		if _, err := decodeClusterID(v); err != nil {
+			return p.corrupt("cluster id", err)
+		}
+	}
 	if err := p.verifyEntries(); err != nil {
 		return err
 	}

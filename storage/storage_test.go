@@ -563,3 +563,33 @@ func TestConcurrentUse(t *testing.T) {
 		checkLog(t, s, logWant{200, []uint64{1, 1}})
 	})
 }
+
+func TestClusterIDRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, err := p.ClusterID(); err != nil || id != 0 {
+		t.Fatalf("new store: cluster id %d, %v; want 0", id, err)
+	}
+	if err := p.SetClusterID(0xfeedbeef); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	p, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if id, err := p.ClusterID(); err != nil || id != 0xfeedbeef {
+		t.Fatalf("after reopen: cluster id %x, %v", id, err)
+	}
+	m := NewMemory()
+	if err := m.SetClusterID(7); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := m.ClusterID(); id != 7 {
+		t.Fatalf("memory: cluster id %d", id)
+	}
+}
