@@ -51,6 +51,8 @@ func (p *Pebble) ClusterID() (uint64, error) {
 
 // SetClusterID durably stores id.
 func (p *Pebble) SetClusterID(id uint64) (err error) {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	defer p.catchFatal(&err, true)

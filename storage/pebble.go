@@ -96,8 +96,12 @@ type Pebble struct {
 	// fsCloser stops pebble's disk-health checker.
 	fsCloser io.Closer
 
-	mu sync.RWMutex
-	db *pebble.DB // nil once closed
+	// writeMu serialises writers (Save, Compact, SetClusterID, Close) so
+	// that Save can write its batch without holding mu, which readers
+	// (raft's goroutine) need. Order: writeMu, then mu.
+	writeMu sync.Mutex
+	mu      sync.RWMutex
+	db      *pebble.DB // nil once closed
 	// first and last bound the stored entries; start is the entry before
 	// first (start.index == first-1), whose term is kept.
 	first, last uint64
@@ -617,14 +621,27 @@ func (p *Pebble) Snapshot() (snap *raftpb.Snapshot, err error) {
 // An invalid Save writes nothing. Nil or empty arguments are skipped, and
 // a Save with nothing to do does not touch the disk. Save does not retain
 // its arguments.
+//
+// Save syncs only when raft needs it (raft.MustSync): when it stores
+// entries, a snapshot, or a new term or vote. A hard state that only
+// advances the commit index is written without waiting for the disk; a
+// power loss may take it back, which raft tolerates, and the next synced
+// write makes it durable with everything before it. Readers are not held
+// up while the batch is written: raft never reads the indexes a Save is
+// replacing (they are still in its unstable log), and the bounds readers
+// see change only once the batch is durable.
 func (p *Pebble) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) (err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	defer p.catchFatal(&err, true)
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	defer p.catchFatalUnlocked(&err)
+	p.mu.RLock()
 	if err := p.usable(); err != nil {
+		p.mu.RUnlock()
 		return err
 	}
 	plan, err := planSave(bounds{first: p.first, last: p.last, snapIndex: p.snapMeta.GetIndex()}, p.term, hs, entries, snap)
+	last, prevHS := p.last, p.hardState
+	p.mu.RUnlock()
 	if err != nil {
 		return err
 	}
@@ -653,7 +670,7 @@ func (p *Pebble) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 		}
 		// The sets above overwrite the conflicting entries they share an
 		// index with; what is left of the old suffix goes here.
-		if hi := plan.entries[n-1].GetIndex(); p.last > hi {
+		if hi := plan.entries[n-1].GetIndex(); last > hi {
 			w.deleteRange(entryKey(hi+1), entryKeysEnd)
 		}
 	}
@@ -669,10 +686,19 @@ func (p *Pebble) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 	if w.err != nil {
 		return fmt.Errorf("storage: %s: build batch: %w", p.dir, w.err)
 	}
-	if err := w.b.Commit(pebble.Sync); err != nil {
+	sync := pebble.NoSync
+	if plan.snap != nil || len(plan.entries) > 0 || (newHardState != nil &&
+		(newHardState.GetTerm() != prevHS.GetTerm() || newHardState.GetVote() != prevHS.GetVote())) {
+		sync = pebble.Sync
+	}
+	if err := w.b.Commit(sync); err != nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
 		return p.writeFailed(err)
 	}
 
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if newSnapMeta != nil {
 		p.snapMeta = newSnapMeta
 		p.start = newStart
@@ -689,6 +715,8 @@ func (p *Pebble) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 // Compacting at or below the current log start is a no-op; compacting
 // beyond LastIndex() is an error wrapping raft.ErrUnavailable.
 func (p *Pebble) Compact(index uint64) (err error) {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	defer p.catchFatal(&err, true)
@@ -774,6 +802,23 @@ func (p *Pebble) writeFailed(err error) error {
 // our logger raises as a panic) into an error; any other panic is a bug
 // and continues. A write that fails this way poisons the store, as
 // writeFailed does; the caller must then hold p.mu for writing.
+// catchFatalUnlocked is catchFatal for a writer that does not hold mu.
+func (p *Pebble) catchFatalUnlocked(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	f, ok := r.(pebbleFatal)
+	if !ok {
+		panic(r)
+	}
+	*err = fmt.Errorf("storage: %s: pebble failed: %s: %w", p.dir, f.msg, ErrCorrupt)
+	p.log.Error("storage: pebble failed", "dir", p.dir, "err", f.msg)
+	p.mu.Lock()
+	p.failed = *err
+	p.mu.Unlock()
+}
+
 func (p *Pebble) catchFatal(err *error, write bool) {
 	r := recover()
 	if r == nil {
@@ -793,6 +838,8 @@ func (p *Pebble) catchFatal(err *error, write bool) {
 // Close closes the database and releases the directory lock. Later calls
 // return ErrClosed.
 func (p *Pebble) Close() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.db == nil {
