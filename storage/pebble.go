@@ -112,6 +112,13 @@ type Pebble struct {
 	snapMeta *raftpb.SnapshotMetadata
 	// failed is set by a write whose outcome on disk is unknown.
 	failed error
+	// tail caches the newest stored entries, tail[0] up to index last, so
+	// that raft's reads of what it has just appended (committed entries
+	// to apply, appends to a follower slightly behind) need neither a disk
+	// read nor a decode. Bounded by maxTailEntries and maxTailBytes. The
+	// entries are raft's own, which neither raft nor we mutate.
+	tail      []*raftpb.Entry
+	tailBytes int
 }
 
 // Open opens the store in dir, creating dir (mode 0700) and an empty store
@@ -471,6 +478,19 @@ func (p *Pebble) Entries(lo, hi, maxSize uint64) (ents []*raftpb.Entry, err erro
 	case lo == hi:
 		return []*raftpb.Entry{}, nil
 	}
+	if _, ok := p.cached(lo); ok {
+		ents = make([]*raftpb.Entry, 0, min(hi-lo, 64))
+		var size uint64
+		for i := lo; i < hi; i++ {
+			e, _ := p.cached(i)
+			size += uint64(proto.Size(e))
+			if len(ents) > 0 && size > maxSize {
+				break
+			}
+			ents = append(ents, e)
+		}
+		return ents, nil
+	}
 
 	iter, err := p.db.NewIter(&pebble.IterOptions{LowerBound: entryKey(lo), UpperBound: entryKey(hi)})
 	if err != nil {
@@ -537,6 +557,9 @@ func (p *Pebble) term(i uint64) (uint64, error) {
 		return 0, raft.ErrUnavailable
 	case i == p.start.index:
 		return p.start.term, nil
+	}
+	if e, ok := p.cached(i); ok {
+		return e.GetTerm(), nil
 	}
 	v, closer, err := p.db.Get(entryKey(i))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -619,8 +642,10 @@ func (p *Pebble) Snapshot() (snap *raftpb.Snapshot, err error) {
 //   - A hard state may not commit an index beyond the resulting last index.
 //
 // An invalid Save writes nothing. Nil or empty arguments are skipped, and
-// a Save with nothing to do does not touch the disk. Save does not retain
-// its arguments.
+// a Save with nothing to do does not touch the disk. Save keeps the newest
+// entries in memory (the tail cache) and hands the same *Entry values back
+// from Entries; like raft's MemoryStorage it relies on nobody mutating
+// them, which raft's Storage contract requires of both sides.
 //
 // Save syncs only when raft needs it (raft.MustSync): when it stores
 // entries, a snapshot, or a new term or vote. A hard state that only
@@ -706,9 +731,81 @@ func (p *Pebble) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 	if newHardState != nil {
 		p.hardState = newHardState
 	}
+	if newSnapMeta != nil {
+		p.tail, p.tailBytes = nil, 0
+	}
+	if len(plan.entries) > 0 {
+		p.cacheTail(plan.entries)
+	}
 	p.first, p.last = plan.after.first, plan.after.last
 	return nil
 }
+
+// Bounds of the tail cache.
+const (
+	maxTailEntries = 8192
+	maxTailBytes   = 16 << 20
+)
+
+// cacheTail adds entries, which start at most one past the cached tail and
+// replace whatever they overlap, to the tail cache. Callers hold mu.
+func (p *Pebble) cacheTail(entries []*raftpb.Entry) {
+	first := entries[0].GetIndex()
+	if n := len(p.tail); n > 0 {
+		start := p.tail[0].GetIndex()
+		switch {
+		case first < start || first > start+uint64(n):
+			p.tail, p.tailBytes = p.tail[:0], 0
+		default:
+			for _, e := range p.tail[first-start:] {
+				p.tailBytes -= entryCost(e)
+			}
+			clear(p.tail[first-start:])
+			p.tail = p.tail[:first-start]
+		}
+	}
+	for _, e := range entries {
+		p.tail = append(p.tail, e)
+		p.tailBytes += entryCost(e)
+	}
+	drop := 0
+	for len(p.tail)-drop > maxTailEntries || (p.tailBytes > maxTailBytes && len(p.tail)-drop > 1) {
+		p.tailBytes -= entryCost(p.tail[drop])
+		drop++
+	}
+	if drop > 0 {
+		// Copy down rather than reslice, so the backing array does not
+		// grow without bound.
+		n := copy(p.tail, p.tail[drop:])
+		clear(p.tail[n:])
+		p.tail = p.tail[:n]
+	}
+}
+
+// dropTailBelow forgets cached entries below index. Callers hold mu.
+func (p *Pebble) dropTailBelow(index uint64) {
+	if len(p.tail) == 0 || p.tail[0].GetIndex() >= index {
+		return
+	}
+	k := min(index-p.tail[0].GetIndex(), uint64(len(p.tail)))
+	for _, e := range p.tail[:k] {
+		p.tailBytes -= entryCost(e)
+	}
+	n := copy(p.tail, p.tail[k:])
+	clear(p.tail[n:])
+	p.tail = p.tail[:n]
+}
+
+// cached returns the cached entry at index, if any. Callers hold mu.
+func (p *Pebble) cached(index uint64) (*raftpb.Entry, bool) {
+	if len(p.tail) == 0 || index < p.tail[0].GetIndex() || index > p.last {
+		return nil, false
+	}
+	return p.tail[index-p.tail[0].GetIndex()], true
+}
+
+// entryCost approximates an entry's memory for the cache bound.
+func entryCost(e *raftpb.Entry) int { return len(e.GetData()) + 64 }
 
 // Compact discards the entries at and below index, keeping index's term:
 // afterwards FirstIndex() is index+1 and Term(index) still answers.
@@ -749,6 +846,7 @@ func (p *Pebble) Compact(index uint64) (err error) {
 	}
 	p.start = newStart
 	p.first = index + 1
+	p.dropTailBelow(p.first)
 	return nil
 }
 
