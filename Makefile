@@ -34,6 +34,10 @@ lint:
 fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./transport/
 	$(GO) test -run XXX -fuzz '^FuzzHTTPRequest$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run XXX -fuzz '^FuzzWSFrame$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/
+	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./kv/
+	$(GO) test -run XXX -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./internal/msgpackcheck/
 
 ## soak: the linearizability test under faults (partitions, crashes,
 ## lossy links) for DURATION, seed after seed; prints the figures at the end.
