@@ -5,7 +5,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 10s
 DURATION ?= 5m
 
-.PHONY: all build test test-short vet lint fuzz soak run clean
+.PHONY: all build test test-short vet lint fuzz soak run clean bench-etcd
 
 all: build
 
@@ -50,3 +50,8 @@ run:
 
 clean:
 	rm -rf bin data
+
+## bench-etcd: consensus side by side with etcd on this machine (installs
+## Debian's etcd-server if missing); BENCH_DURATION per cell, default 5s.
+bench-etcd:
+	bash scripts/bench-etcd.sh

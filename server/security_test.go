@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -271,5 +272,27 @@ func TestHTTPOverTLS(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthz over TLS: %d", resp.StatusCode)
+	}
+}
+
+func TestStartFailsCleanly(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	peerLn, httpLn := listenAgain(t, "127.0.0.1:0"), listenAgain(t, "127.0.0.1:0")
+	_, err := Start(Config{
+		Node:         consensus.DefaultConfig("n1"),
+		PeerListener: peerLn,
+		HTTPListener: httpLn,
+		DataDir:      notADir,
+	})
+	if err == nil {
+		t.Fatal("Start on a data path that is a file succeeded")
+	}
+	// The listeners were released: the ports can be taken again.
+	for _, addr := range []string{peerLn.Addr().String(), httpLn.Addr().String()} {
+		ln := listenAgain(t, addr)
+		ln.Close()
 	}
 }

@@ -87,10 +87,20 @@ func Start(cfg Config) (s *Server, err error) {
 	if err := cfg.Node.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, log: logger.With("node", cfg.Node.ID)}
+	srv := &Server{cfg: cfg, log: logger.With("node", cfg.Node.ID)}
+	s = srv
 	defer func() {
+		// s is nil on the error returns; srv still holds what was opened.
 		if err != nil {
-			s.closeParts()
+			hadTransport := srv.transport != nil
+			srv.closeParts()
+			// Listeners handed in belong to us once Start is called.
+			if cfg.PeerListener != nil && !hadTransport {
+				cfg.PeerListener.Close()
+			}
+			if cfg.HTTPListener != nil && srv.httpLn == nil {
+				cfg.HTTPListener.Close()
+			}
 		}
 	}()
 

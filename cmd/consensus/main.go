@@ -15,6 +15,7 @@ const usage = `consensus: a Raft coordination service.
 Usage:
   consensus serve [flags]   run one node (see: consensus serve --help)
   consensus up [flags]      run a local cluster of nodes (see: consensus up --help)
+  consensus bench [flags]   measure a cluster: throughput, latency, failover (see: consensus bench --help)
   consensus certs [flags]   write a development CA and node certificates
   consensus version         print the version
 `
@@ -38,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return serveCmd(args[1:], stdout, stderr)
 	case "up":
 		return upCmd(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
 	case "version", "--version":

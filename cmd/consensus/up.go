@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,30 +40,17 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	type nodeSpec struct{ id, peer, http, data string }
-	specs := make([]nodeSpec, *nodes)
-	peerList := make([]string, *nodes)
-	for i := range specs {
-		id := fmt.Sprintf("n%d", i+1)
-		specs[i] = nodeSpec{
-			id:   id,
-			peer: fmt.Sprintf("127.0.0.1:%d", *peerPort+i),
-			http: fmt.Sprintf("127.0.0.1:%d", *httpPort+i),
-			data: filepath.Join(*dataDir, id),
-		}
-		peerList[i] = id + "=" + specs[i].peer
-	}
+	specs := localNodes(*nodes, *dataDir, func(i int) (string, string) {
+		return fmt.Sprintf("127.0.0.1:%d", *peerPort+i), fmt.Sprintf("127.0.0.1:%d", *httpPort+i)
+	})
+	peers := peersFlag(specs)
 
 	var outMu sync.Mutex
 	var wg sync.WaitGroup
 	cmds := make([]*exec.Cmd, len(specs))
 	exited := make(chan string, len(specs))
 	for i, sp := range specs {
-		cmd := exec.Command(self, "serve", "--id", sp.id, "--listen", sp.peer, "--http", sp.http,
-			"--peers", strings.Join(peerList, ","), "--data", sp.data, "--log-level", *logLevel)
-		// Own process group, so a terminal's Ctrl-C reaches only us and we
-		// stop the nodes in order; Pdeathsig stops them if we are killed.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		cmd := serveCommand(self, sp, peers, *logLevel)
 		outPipe, _ := cmd.StdoutPipe()
 		errPipe, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
@@ -80,13 +63,7 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 			wg.Add(1)
 			go func(r io.Reader, prefix string) {
 				defer wg.Done()
-				sc := bufio.NewScanner(r)
-				sc.Buffer(make([]byte, 64<<10), 1<<20)
-				for sc.Scan() {
-					outMu.Lock()
-					fmt.Fprintf(stderr, "[%s] %s\n", prefix, sc.Text())
-					outMu.Unlock()
-				}
+				copyLines(r, stderr, &outMu, prefix)
 			}(p, sp.id)
 		}
 		go func(id string, cmd *exec.Cmd) {
@@ -156,24 +133,6 @@ func stopAll(cmds []*exec.Cmd) {
 			}
 		}
 	}()
-}
-
-func waitReady(ctx context.Context, addr string) bool {
-	client := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := client.Get("http://" + addr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 func errOrOK(err error) string {

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus/bench"
+)
+
+func TestComparison(t *testing.T) {
+	etcd := bench.Report{System: "etcd", Version: "3.4.23", Results: []bench.Result{
+		{Protocol: "grpc", Workload: bench.Write, Concurrency: 1, OpsPerSec: 500, Latency: bench.Latency{P50: 2 * time.Millisecond}},
+		{Protocol: "grpc", Workload: bench.Write, Concurrency: 256, OpsPerSec: 1000},
+		{Protocol: "grpc", Workload: bench.Read, Concurrency: 64, OpsPerSec: 1000, Errors: 2, FirstError: "timeout"},
+	}}
+	ours := bench.Report{System: "consensus", Version: "dev", Results: []bench.Result{
+		{Protocol: "ws", Workload: bench.Write, Concurrency: 1, OpsPerSec: 250, Latency: bench.Latency{P50: time.Millisecond}},
+		{Protocol: "ws", Workload: bench.Write, Concurrency: 256, OpsPerSec: 2500},
+		{Protocol: "http", Workload: bench.Read, Concurrency: 64, OpsPerSec: 1200},
+	}}
+	var b bytes.Buffer
+	writeComparison(&b, etcd, ours)
+	out := b.String()
+	for _, want := range []string{
+		"write ops/s, c=1                     ws             500          250      0.50x        -\n",
+		"write ops/s, c=256                   ws            1000         2500      2.50x   >=2.0x  met\n",
+		"one-client write p50                 ws          2.00ms       1.00ms      0.50x   <=0.7x  met\n",
+		"linearizable read ops/s, c=64        ws            1000            -          -   >=3.0x\n",
+		"HTTP linearizable read ops/s, c=64   http          1000         1200      1.20x   >=1.5x  missed\n",
+		"HTTP write ops/s, c=64               http             -            -          -   >=1.0x\n",
+		"note: HTTP linearizable read ops/s, c=64, etcd: 2 errors (first: timeout)\n",
+		"etcd 3.4.23 (clientv3, gRPC)\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestLoopbackEndpoints(t *testing.T) {
+	if eps, err := loopbackEndpoints("127.0.0.1:2379, http://localhost:2381"); err != nil || len(eps) != 2 || eps[1] != "localhost:2381" {
+		t.Fatalf("%v %v", eps, err)
+	}
+	for _, bad := range []string{"", "10.1.2.3:2379", "example.com:2379", "127.0.0.1"} {
+		if _, err := loopbackEndpoints(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,103 @@
+package consensus_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/storage"
+)
+
+// startBenchCluster is startCluster for benchmarks: a 3-node cluster on
+// the in-memory chanNet with in-memory storage, so that what is measured
+// is the node (raft loop, ReadIndex batching), not disk or sockets.
+func startBenchCluster(b *testing.B) map[string]*testNode {
+	b.Helper()
+	peers := map[string]string{"n1": "mem-1", "n2": "mem-2", "n3": "mem-3"}
+	cn := newChanNet()
+	nodes := map[string]*testNode{}
+	for name := range peers {
+		cfg := consensus.DefaultConfig(name)
+		cfg.Peers = peers
+		sm := &recorder{}
+		node, err := consensus.NewNode(cfg, storage.NewMemory(), sm)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tr := cn.attach(consensus.RaftID(name), node)
+		node.Start(tr)
+		nodes[name] = &testNode{node, sm, tr}
+	}
+	b.Cleanup(func() {
+		for _, tn := range nodes {
+			tn.node.Stop()
+			tn.tr.Close()
+		}
+		cn.wg.Wait()
+	})
+	return nodes
+}
+
+// benchLeader waits for a leader and commits one entry in its term (a
+// new leader serves reads only after that).
+func benchLeader(b *testing.B, nodes map[string]*testNode) (leader, follower string) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		for name, tn := range nodes {
+			if tn.node.IsLeader() {
+				leader = name
+			}
+		}
+		if leader != "" {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if leader == "" {
+		b.Fatal("no leader within 10s")
+	}
+	if _, err := nodes[leader].node.Propose(ctx, []byte("warm")); err != nil {
+		b.Fatal(err)
+	}
+	for name := range nodes {
+		if name != leader {
+			follower = name
+			break
+		}
+	}
+	return leader, follower
+}
+
+// BenchmarkReadIndexBatching runs many concurrent LinearizableRead calls
+// (64 goroutines per GOMAXPROCS) on a 3-node in-memory cluster, on the
+// leader and on a follower (whose ReadIndex goes to the leader and back).
+// All reads waiting when a round starts share one ReadIndex, so ns/op
+// falls far below one heartbeat round trip as concurrency grows.
+func BenchmarkReadIndexBatching(b *testing.B) {
+	for _, where := range []string{"leader", "follower"} {
+		b.Run(where, func(b *testing.B) {
+			nodes := startBenchCluster(b)
+			leader, follower := benchLeader(b, nodes)
+			node := nodes[leader].node
+			if where == "follower" {
+				node = nodes[follower].node
+			}
+			ctx := context.Background()
+			b.SetParallelism(64)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := node.LinearizableRead(ctx); err != nil {
+						b.Error(fmt.Errorf("read on %s: %w", where, err))
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/server"
+)
+
+func TestParseBenchFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	cfg, code, ok := parseBenchFlags(nil, &stderr)
+	if !ok || code != 0 {
+		t.Fatalf("defaults: code %d: %s", code, stderr.String())
+	}
+	def := bench.DefaultOptions()
+	if cfg.protocol != "ws" || cfg.json || cfg.failover != 0 || cfg.nodes != 3 || len(cfg.endpoints) != 0 ||
+		fmt.Sprint(cfg.opts) != fmt.Sprint(def) || fmt.Sprint(def.Concurrency) != "[1 16 64 256]" ||
+		def.ValueSize != 100 || def.Duration != 5*time.Second {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+
+	cfg, _, ok = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080, http://localhost:9081,[::1]:9082",
+		"--protocol", "http", "--concurrency", "2,4", "--workloads", "mixed", "--json", "--duration", "2s"}, &stderr)
+	if !ok {
+		t.Fatalf("valid flags refused: %s", stderr.String())
+	}
+	if fmt.Sprint(cfg.endpoints) != "[127.0.0.1:9080 localhost:9081 [::1]:9082]" || cfg.protocol != "http" ||
+		!cfg.json || fmt.Sprint(cfg.opts.Concurrency) != "[2 4]" || fmt.Sprint(cfg.opts.Workloads) != "[mixed]" ||
+		cfg.opts.Duration != 2*time.Second {
+		t.Fatalf("parsed %+v", cfg)
+	}
+
+	cfg, _, ok = parseBenchFlags([]string{"--failover", "5", "--restart-delay", "1s"}, &stderr)
+	if !ok || cfg.failover != 5 || cfg.restartDelay != time.Second {
+		t.Fatalf("failover flags: %+v %s", cfg, stderr.String())
+	}
+
+	bad := map[string][]string{
+		"protocol":                  {"--protocol", "grpc"},
+		"remote endpoint":           {"--endpoints", "10.0.0.1:9080"},
+		"hostname endpoint":         {"--endpoints", "example.com:9080"},
+		"endpoint without port":     {"--endpoints", "127.0.0.1"},
+		"https endpoint":            {"--endpoints", "https://127.0.0.1:9080"},
+		"failover against running":  {"--failover", "1", "--endpoints", "127.0.0.1:9080"},
+		"fill against running":      {"--fill-keys", "10", "--endpoints", "127.0.0.1:9080"},
+		"failover and fill":         {"--failover", "1", "--fill-keys", "10"},
+		"negative failover":         {"--failover", "-1"},
+		"failover with two nodes":   {"--failover", "1", "--nodes", "2"},
+		"ten nodes":                 {"--nodes", "10"},
+		"bad concurrency":           {"--concurrency", "1,,x"},
+		"bad workload":              {"--workloads", "scan"},
+		"bad log level":             {"--log-level", "loud"},
+		"negative restart delay":    {"--restart-delay", "-1s"},
+		"stray argument":            {"write"},
+		"value too small":           {"--value-size", "1"},
+		"duration beyond the bound": {"--duration", "3h"},
+	}
+	for name, args := range bad {
+		stderr.Reset()
+		if _, code, ok := parseBenchFlags(args, &stderr); ok || code != 2 || stderr.Len() == 0 {
+			t.Errorf("%s: %v: ok=%v code=%d stderr=%q", name, args, ok, code, stderr.String())
+		}
+	}
+	stderr.Reset()
+	if _, code, ok := parseBenchFlags([]string{"--help"}, &stderr); ok || code != 0 || !strings.Contains(stderr.String(), "--failover N") {
+		t.Errorf("--help: ok=%v code=%d: %s", ok, code, stderr.String())
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	status := "Name:\tconsensus\nVmPeak:\t 2000000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
+	rss, hwm, err := parseProcStatus([]byte(status))
+	if err != nil || rss != 40960<<10 || hwm != 81920<<10 {
+		t.Fatalf("rss %d hwm %d err %v", rss, hwm, err)
+	}
+	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\nVmHWM:\t1 kB\n", "VmRSS:\tx kB\nVmHWM:\t1 kB\n"} {
+		if _, _, err := parseProcStatus([]byte(bad)); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestSummariseFailover(t *testing.T) {
+	var runs []failoverRun
+	for _, ms := range []int{180, 120, 300, 150, 160} {
+		runs = append(runs, failoverRun{WriteAfter: time.Duration(ms) * time.Millisecond})
+	}
+	r := summariseFailover(runs)
+	if r.Min != 120*time.Millisecond || r.P50 != 160*time.Millisecond || r.P90 != 300*time.Millisecond ||
+		r.Max != 300*time.Millisecond || len(r.Runs) != 5 || r.Runs[0].WriteAfter != 180*time.Millisecond {
+		t.Fatalf("summary %+v", r)
+	}
+	if r := summariseFailover(nil); r.Min != 0 || r.Max != 0 {
+		t.Fatalf("empty: %+v", r)
+	}
+}
+
+// inProcessCluster starts a 3-node cluster in this process and returns
+// its HTTP addresses.
+func inProcessCluster(t *testing.T) []string {
+	t.Helper()
+	root := t.TempDir()
+	peers := map[string]string{}
+	var peerLns, httpLns []net.Listener
+	var addrs []string
+	for i := 1; i <= 3; i++ {
+		pl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[fmt.Sprintf("n%d", i)] = pl.Addr().String()
+		peerLns, httpLns = append(peerLns, pl), append(httpLns, hl)
+		addrs = append(addrs, hl.Addr().String())
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("n%d", i+1)
+		cfg := consensus.DefaultConfig(id)
+		cfg.Peers = peers
+		srv, err := server.Start(server.Config{Node: cfg, PeerListener: peerLns[i], HTTPListener: httpLns[i],
+			DataDir: filepath.Join(root, id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = srv.Close(ctx)
+		})
+	}
+	return addrs
+}
+
+// TestBenchAgainstRunningCluster runs every workload over both protocols
+// against a cluster given by --endpoints, briefly, and checks the JSON
+// report (never the speed).
+func TestBenchAgainstRunningCluster(t *testing.T) {
+	endpoints := strings.Join(inProcessCluster(t), ",")
+	for _, protocol := range []string{"ws", "http"} {
+		var stdout, stderr bytes.Buffer
+		code := run([]string{"bench", "--endpoints", endpoints, "--protocol", protocol, "--concurrency", "1,4",
+			"--duration", "150ms", "--warmup", "0s", "--keys", "20", "--json"}, &stdout, &stderr)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", protocol, code, stderr.String())
+		}
+		var report benchReport
+		if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+			t.Fatalf("%s: %v: %s", protocol, err, stdout.String())
+		}
+		if report.System != "consensus" || len(report.Results) != 8 || report.Failover != nil {
+			t.Fatalf("%s: report %s", protocol, stdout.String())
+		}
+		for _, r := range report.Results {
+			if r.Protocol != protocol || r.Ops == 0 || r.Latency.P50 <= 0 || r.Latency.Max < r.Latency.P99 {
+				t.Errorf("%s: %+v", protocol, r)
+			}
+			// An election on a starved CI machine may fail a request or
+			// two with no_leader (503 over HTTP); nothing else may fail.
+			if r.Errors > 0 && !strings.Contains(r.FirstError, "no_leader") && !strings.Contains(r.FirstError, "503") {
+				t.Errorf("%s %s c=%d: %d errors, first: %s", protocol, r.Workload, r.Concurrency, r.Errors, r.FirstError)
+			}
+		}
+	}
+
+	// The text form: one header and a row per cell.
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"bench", "--endpoints", endpoints, "--workloads", "write", "--concurrency", "2",
+		"--duration", "50ms", "--warmup", "0s"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("text: exit %d: %s", code, stderr.String())
+	}
+	out := stdout.String()
+	if !strings.Contains(out, "workload   proto  conc") || !strings.Contains(out, "\nwrite      ws        2 ") {
+		t.Fatalf("text output:\n%s", out)
+	}
+}
+
+// TestBenchFailoverAndFill runs the modes that need processes bench
+// starts itself: one failover, and a small fill.
+func TestBenchFailoverAndFill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	runJSON := func(args ...string) benchReport {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(bin, append([]string{"bench", "--json"}, args...)...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("bench %v: %v\n%s", args, err, stderr.String())
+		}
+		var report benchReport
+		if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+			t.Fatalf("%v: %s", err, stdout.String())
+		}
+		return report
+	}
+
+	// The killed leader is restarted at once: it must catch up without
+	// the extra restart bench falls back on (a node restarted right after
+	// its kill used to stay leaderless; fixed as B1 in docs/TESTING.md).
+	r := runJSON("--failover", "1")
+	if r.Failover == nil || len(r.Failover.Runs) != 1 {
+		t.Fatalf("failover report: %+v", r)
+	}
+	run := r.Failover.Runs[0]
+	if run.Killed == "" || run.NewLeader == "" || run.NewLeader == run.Killed || run.WriteAfter <= 0 ||
+		run.Attempts < 1 || run.CatchUp <= 0 || run.Restarts != 0 || r.Failover.P50 != run.WriteAfter {
+		t.Fatalf("failover run: %+v", run)
+	}
+
+	r = runJSON("--fill-keys", "200", "--value-size", "50")
+	if len(r.Memory) != 3 {
+		t.Fatalf("memory report: %+v", r)
+	}
+	for _, m := range r.Memory {
+		if m.Keys != 200 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.DataBytes <= 0 {
+			t.Errorf("memory: %+v", m)
+		}
+	}
+}

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// localNode is one node of a cluster that up or bench runs on this machine
+// as a child `consensus serve` process.
+type localNode struct{ id, peer, http, data string }
+
+// localNodes lays out n nodes named n1..nN, node i (from 0) with the peer
+// and HTTP addresses addrs returns for it and its data under dataDir/<id>.
+func localNodes(n int, dataDir string, addrs func(i int) (peer, http string)) []localNode {
+	nodes := make([]localNode, n)
+	for i := range nodes {
+		id := fmt.Sprintf("n%d", i+1)
+		peer, http := addrs(i)
+		nodes[i] = localNode{id: id, peer: peer, http: http, data: filepath.Join(dataDir, id)}
+	}
+	return nodes
+}
+
+// peersFlag is the --peers value naming every node.
+func peersFlag(nodes []localNode) string {
+	list := make([]string, len(nodes))
+	for i, n := range nodes {
+		list[i] = n.id + "=" + n.peer
+	}
+	return strings.Join(list, ",")
+}
+
+// serveCommand returns the unstarted command that runs n as a child of this
+// process (self is its executable), with --peers peers. The child gets its
+// own process group, so a terminal's Ctrl-C reaches only the parent, which
+// stops the nodes in order; Pdeathsig stops it if the parent is killed.
+func serveCommand(self string, n localNode, peers, logLevel string) *exec.Cmd {
+	cmd := exec.Command(self, "serve", "--id", n.id, "--listen", n.peer, "--http", n.http,
+		"--peers", peers, "--data", n.data, "--log-level", logLevel)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	return cmd
+}
+
+// copyLines copies r to w line by line, each line prefixed "[prefix] ",
+// holding mu while it writes one.
+func copyLines(r io.Reader, w io.Writer, mu *sync.Mutex, prefix string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		mu.Lock()
+		fmt.Fprintf(w, "[%s] %s\n", prefix, sc.Text())
+		mu.Unlock()
+	}
+}
+
+// waitReady polls addr's /readyz until it answers 200 or ctx ends.
+func waitReady(ctx context.Context, addr string) bool {
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

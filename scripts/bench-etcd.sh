@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Side by side with etcd, on this machine, one system after the other:
+#
+#   1. a 3-node etcd on 127.0.0.1 (Debian's etcd-server, installed if
+#      missing) with our timings (--heartbeat-interval 50
+#      --election-timeout 300) and fsync on (its default), driven through
+#      etcd's Go client v3 by bench/etcd;
+#   2. a 3-node consensus cluster (`consensus up`, default settings),
+#      driven by `consensus bench` through our Go client (ws) and plain
+#      HTTP/1.1 JSON (http);
+#
+# each with writes at concurrency 1/16/64/256 and linearizable reads at 64
+# (and, for us, HTTP writes and reads at 64), then prints one table with
+# both systems and the ratio per row. Everything listens on 127.0.0.1 only;
+# every cell is bounded by BENCH_DURATION.
+#
+# Environment: BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
+# OUT (where reports, logs and data go; default a new /tmp directory),
+# ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
+# HTTP_PORT (first of three consensus ports each, default 28080, 29080),
+# ORDER (default etcd,consensus), KEEP_DATA (non-empty keeps both data
+# directories; by default only reports, logs and binaries stay in OUT).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BENCH_DURATION=${BENCH_DURATION:-5s}
+BENCH_WARMUP=${BENCH_WARMUP:-500ms}
+OUT=${OUT:-$(mktemp -d /tmp/bench-etcd.XXXXXX)}
+ETCD_PORT=${ETCD_PORT:-23790}
+PEER_PORT=${PEER_PORT:-28080}
+HTTP_PORT=${HTTP_PORT:-29080}
+ORDER=${ORDER:-etcd,consensus}
+mkdir -p "$OUT"
+echo "bench-etcd: reports, logs and data in $OUT" >&2
+
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "bench-etcd: installing etcd-server from Debian's packages" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+fi
+
+go build -o "$OUT/consensus" ./cmd/consensus
+(cd bench/etcd && go build -o "$OUT/etcd-bench" .)
+
+# A port in use would make a node fail at start: check them all first.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in $(seq "$ETCD_PORT" $((ETCD_PORT + 5))) $(seq "$PEER_PORT" $((PEER_PORT + 2))) $(seq "$HTTP_PORT" $((HTTP_PORT + 2))); do
+  if port_busy "$p"; then
+    echo "bench-etcd: port $p on 127.0.0.1 is in use; set ETCD_PORT, PEER_PORT or HTTP_PORT" >&2
+    exit 1
+  fi
+done
+
+pids=()
+stop_all() {
+  local p
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap stop_all EXIT
+
+cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --value-size 100 --json)
+
+# ---- etcd ---------------------------------------------------------------
+run_etcd() {
+  local cluster="" endpoints="" i client peer
+  for i in 1 2 3; do
+    peer=$((ETCD_PORT + 2 * i - 1))
+    cluster+="${cluster:+,}e$i=http://127.0.0.1:$peer"
+    endpoints+="${endpoints:+,}127.0.0.1:$((ETCD_PORT + 2 * i - 2))"
+  done
+  for i in 1 2 3; do
+    client=$((ETCD_PORT + 2 * i - 2)) peer=$((ETCD_PORT + 2 * i - 1))
+    mkdir -p "$OUT/etcd"
+    etcd --name "e$i" --data-dir "$OUT/etcd/e$i" \
+      --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+      --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+      --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench-etcd \
+      --heartbeat-interval 50 --election-timeout 300 \
+      --logger zap --log-outputs stderr --log-level warn \
+      >"$OUT/etcd/e$i.log" 2>&1 &
+    pids+=($!)
+  done
+  "$OUT/etcd-bench" wait --endpoints "$endpoints"
+  echo "bench-etcd: etcd $(etcd --version | sed -n 's/^etcd Version: //p'): writes" >&2
+  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 "${cells[@]}" >"$OUT/etcd-write.json"
+  echo "bench-etcd: etcd: linearizable reads" >&2
+  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 "${cells[@]}" >"$OUT/etcd-read.json"
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
+}
+
+# ---- consensus ----------------------------------------------------------
+run_consensus() {
+  local endpoints
+  "$OUT/consensus" up --data "$OUT/consensus-data" --peer-port "$PEER_PORT" --http-port "$HTTP_PORT" --log-level warn \
+    >"$OUT/consensus-up.log" 2>&1 &
+  pids+=($!)
+  endpoints="127.0.0.1:$HTTP_PORT,127.0.0.1:$((HTTP_PORT + 1)),127.0.0.1:$((HTTP_PORT + 2))"
+  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): writes (ws)" >&2
+  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cells[@]}" >"$OUT/ours-ws-write.json"
+  echo "bench-etcd: consensus: linearizable reads (ws)" >&2
+  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cells[@]}" >"$OUT/ours-ws-read.json"
+  echo "bench-etcd: consensus: writes and linearizable reads (http)" >&2
+  "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cells[@]}" >"$OUT/ours-http.json"
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
+}
+
+# One system after the other, never both at once; ORDER=consensus,etcd
+# swaps them (on a shared machine, to see whether the order matters).
+IFS=, read -r -a order <<<"$ORDER"
+for system in "${order[@]}"; do
+  case "$system" in
+  etcd) run_etcd ;;
+  consensus) run_consensus ;;
+  *) echo "bench-etcd: ORDER: unknown system $system" >&2; exit 2 ;;
+  esac
+done
+
+echo >&2
+"$OUT/etcd-bench" compare \
+  --etcd "$OUT/etcd-write.json,$OUT/etcd-read.json" \
+  --ours "$OUT/ours-ws-write.json,$OUT/ours-ws-read.json,$OUT/ours-http.json" | tee "$OUT/table.txt"
