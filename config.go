@@ -60,6 +60,17 @@ type Config struct {
 	// with a fresh request context. Default 1s.
 	ReadIndexTimeout time.Duration
 
+	// FastFailover makes a follower that learns the leader's process is
+	// gone (its transport found nothing listening at the leader's address)
+	// forget the leader and campaign after a random wait of up to
+	// FailoverJitter, instead of waiting out the election timeout. PreVote
+	// and CheckQuorum keep this from disturbing a leader that still
+	// reaches a quorum. Default true.
+	FastFailover bool
+	// FailoverJitter bounds the random wait before a fast-failover
+	// campaign, so that survivors rarely split the vote. Default 10ms.
+	FailoverJitter time.Duration
+
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -80,6 +91,8 @@ func DefaultConfig(id string) Config {
 		MaxUncommittedEntriesSize: 64 << 20,
 		MaxCommittedSizePerReady:  8 << 20,
 		ReadIndexTimeout:          time.Second,
+		FastFailover:              true,
+		FailoverJitter:            10 * time.Millisecond,
 	}
 }
 
@@ -100,6 +113,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: size and inflight limits must be positive")
 	case c.ReadIndexTimeout <= 0:
 		return errors.New("config: read index timeout must be positive")
+	case c.FailoverJitter < 0 || c.FailoverJitter >= c.ElectionTimeoutMin:
+		return fmt.Errorf("config: failover jitter %v must be in [0, election timeout %v)", c.FailoverJitter, c.ElectionTimeoutMin)
 	}
 	if _, ok := c.Peers[c.ID]; len(c.Peers) > 0 && !ok {
 		return fmt.Errorf("config: peers do not include this node %q", c.ID)

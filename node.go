@@ -2,13 +2,14 @@ package consensus
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -63,6 +64,11 @@ type Node struct {
 	// stalls the transport that delivered it.
 	forwardc chan *raftpb.Message
 
+	// peerDownc wakes failoverLoop with the id of a peer whose process is
+	// gone; fastFailovers counts campaigns it started.
+	peerDownc     chan uint64
+	fastFailovers atomic.Uint64
+
 	applied     appliedWait
 	leader      atomic.Uint64
 	term        atomic.Uint64
@@ -115,7 +121,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 	}
 	logger = logger.With("node", cfg.ID)
 	var pid [8]byte
-	if _, err := rand.Read(pid[:]); err != nil {
+	if _, err := crand.Read(pid[:]); err != nil {
 		return nil, fmt.Errorf("node: proposer id: %w", err)
 	}
 	n := &Node{
@@ -129,6 +135,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		readSignal: make(chan struct{}, 1),
 		readStatec: make(chan raft.ReadState, 64),
 		forwardc:   make(chan *raftpb.Message, maxForwardedProposals),
+		peerDownc:  make(chan uint64, 1),
 		members:    make(map[uint64]Member),
 		names:      make(map[uint64]string),
 		stopc:      make(chan struct{}),
@@ -232,7 +239,8 @@ func (n *Node) Start(t Transport) {
 				t.AddPeer(id, name, addr)
 			}
 		}
-		n.wg.Add(4)
+		n.wg.Add(5)
+		go n.failoverLoop()
 		go n.forwardLoop()
 		go n.tickLoop()
 		go n.readLoop()
@@ -262,6 +270,62 @@ func (n *Node) Err() error {
 		return *p
 	}
 	return nil
+}
+
+// PeerDown implements transport.PeerObserver: the transport found nothing
+// listening at peer id's address. If id is the leader, the node fails over
+// at once (see Config.FastFailover). It never blocks.
+func (n *Node) PeerDown(id uint64) {
+	if !n.cfg.FastFailover || id != n.leader.Load() || id == n.id {
+		return
+	}
+	select {
+	case n.peerDownc <- id:
+	default: // a failover is already pending
+	}
+}
+
+// FastFailovers returns how many campaigns this node started because the
+// leader's process was found gone.
+func (n *Node) FastFailovers() uint64 { return n.fastFailovers.Load() }
+
+// failoverLoop turns PeerDown of the leader into an election: after a
+// random wait (so survivors rarely split the vote) it forgets the leader,
+// which lets this node grant pre-votes at once and lets its own pre-vote
+// through at peers that forgot it too, and campaigns. If the leader is in
+// fact alive and reaches a quorum, the pre-vote fails at the peers that
+// still hear it (CheckQuorum's lease) and nothing changes: no term bump,
+// no disruption.
+func (n *Node) failoverLoop() {
+	defer n.wg.Done()
+	for {
+		var dead uint64
+		select {
+		case dead = <-n.peerDownc:
+		case <-n.stopc:
+			return
+		}
+		if n.cfg.FailoverJitter > 0 {
+			wait := time.NewTimer(rand.N(n.cfg.FailoverJitter))
+			select {
+			case <-wait.C:
+			case <-n.stopc:
+				wait.Stop()
+				return
+			}
+		}
+		if n.leader.Load() != dead {
+			continue // a new leader already took over
+		}
+		n.log.Info("leader's process is gone; campaigning", "leader", n.nameOf(dead))
+		ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMin)
+		if err := n.raft.ForgetLeader(ctx); err == nil {
+			if err := n.raft.Campaign(ctx); err == nil {
+				n.fastFailovers.Add(1)
+			}
+		}
+		cancel()
+	}
 }
 
 // maxForwardedProposals bounds proposals from peers waiting to be stepped.

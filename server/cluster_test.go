@@ -227,3 +227,57 @@ func TestClusterWriteOnFollowerReadElsewhereAndRestart(t *testing.T) {
 		}
 	}
 }
+
+func TestFastFailoverWhenLeaderProcessIsGone(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	before := c.servers[leader].Node().Status().Term
+	c.stop(leader) // its listeners close: redials are refused
+	var next string
+	eventually(t, 10*time.Second, func() bool {
+		next = c.waitLeader()
+		return next != leader
+	})
+	var campaigns uint64
+	for _, s := range c.servers {
+		campaigns += s.Node().FastFailovers()
+	}
+	if campaigns == 0 {
+		t.Fatal("no survivor campaigned on seeing the leader's process gone; the election waited for the timeout")
+	}
+	if term := c.servers[next].Node().Status().Term; term <= before {
+		t.Fatalf("new leader at term %d, not after %d", term, before)
+	}
+}
+
+// TestLiveLeaderUndisturbedByFalseDetections tells a follower many times
+// that a healthy leader is gone: it forgets the leader and campaigns each
+// time, and PreVote with CheckQuorum must keep the term and the leader.
+func TestLiveLeaderUndisturbedByFalseDetections(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	term := c.servers[leader].Node().Status().Term
+	var follower string
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	f := c.servers[follower].Node()
+	// Each time the follower follows the leader again (it hears the next
+	// heartbeat), tell it the leader is gone.
+	eventually(t, 30*time.Second, func() bool {
+		if f.Leader() == leader {
+			f.PeerDown(consensus.RaftID(leader))
+		}
+		return f.FastFailovers() >= 30
+	})
+	eventually(t, 10*time.Second, func() bool { return f.Leader() == leader })
+	for _, s := range c.servers {
+		st := s.Node().Status()
+		if st.Term != term || st.LeaderID != leader {
+			t.Fatalf("%s: term %d leader %q after false detections, want term %d leader %q", st.NodeID, st.Term, st.LeaderID, term, leader)
+		}
+	}
+}

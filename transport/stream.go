@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -42,6 +43,13 @@ func (t *WebSocket) runPeer(ctx context.Context, p *peer) {
 				break
 			}
 			log.Debug("dial peer failed", "attempt", attempt+1, "err", err)
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				// Nothing listens at the peer's address: its process is
+				// gone, not merely slow or cut off.
+				if o, ok := t.h.(PeerObserver); ok {
+					o.PeerDown(p.id)
+				}
+			}
 			// While the peer is down, messages waiting for it are stale:
 			// raft retransmits, and holding them would only delay fresher
 			// ones once the peer is back.
@@ -63,10 +71,13 @@ func (t *WebSocket) runPeer(ctx context.Context, p *peer) {
 		}
 		log.Info("peer stream disconnected", "err", err)
 		t.h.ReportUnreachable(p.id)
-		// A stream that lasted resets the backoff; one that dies at once
-		// (a peer that accepts and then drops us) keeps growing it.
+		// A stream that lasted resets the backoff, and is redialed at
+		// once: a refused redial tells the node within a millisecond that
+		// the peer's process died (see PeerObserver). One that dies at
+		// once (a peer that accepts and then drops us) keeps growing it.
 		if time.Since(start) > t.cfg.BackoffMax {
 			attempt = 0
+			continue
 		}
 		attempt++
 		if !sleep(ctx, t.backoff(attempt)) {

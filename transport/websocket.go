@@ -32,6 +32,15 @@ type Handler interface {
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
 }
 
+// PeerObserver is implemented by a Handler that wants to know at once that
+// a peer's process is gone: its stream broke and a redial found nothing
+// listening at its address (connection refused). A node uses it to fail
+// over without waiting out an election timeout. PeerDown must return
+// quickly; it may be called repeatedly while the peer stays down.
+type PeerObserver interface {
+	PeerDown(id uint64)
+}
+
 // Stats are a WebSocket's cumulative counters since New.
 type Stats struct {
 	// FramesSent counts frames written to peers.
