@@ -43,9 +43,12 @@ func peersFlag(nodes []localNode) string {
 // process (self is its executable), with --peers peers. The child gets its
 // own process group, so a terminal's Ctrl-C reaches only the parent, which
 // stops the nodes in order; Pdeathsig stops it if the parent is killed.
-func serveCommand(self string, n localNode, peers, logLevel string) *exec.Cmd {
-	cmd := exec.Command(self, "serve", "--id", n.id, "--listen", n.peer, "--http", n.http,
-		"--peers", peers, "--data", n.data, "--log-level", logLevel)
+//
+// extra flags are appended (up --tls passes certificate flags).
+func serveCommand(self string, n localNode, peers, logLevel string, extra ...string) *exec.Cmd {
+	args := []string{"serve", "--id", n.id, "--listen", n.peer, "--http", n.http,
+		"--peers", peers, "--data", n.data, "--log-level", logLevel}
+	cmd := exec.Command(self, append(args, extra...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	return cmd
 }
@@ -64,9 +67,14 @@ func copyLines(r io.Reader, w io.Writer, mu *sync.Mutex, prefix string) {
 
 // waitReady polls addr's /readyz until it answers 200 or ctx ends.
 func waitReady(ctx context.Context, addr string) bool {
-	client := &http.Client{Timeout: time.Second}
+	return waitReadyWith(ctx, &http.Client{Timeout: time.Second}, "http://"+addr)
+}
+
+// waitReadyWith polls base+"/readyz" with client until it answers 200 or
+// ctx ends.
+func waitReadyWith(ctx context.Context, client *http.Client, base string) bool {
 	for {
-		resp, err := client.Get("http://" + addr + "/readyz")
+		resp, err := client.Get(base + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

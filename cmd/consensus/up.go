@@ -6,12 +6,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/unrdf/consensus/internal/certs"
 )
 
 // upCmd runs a local cluster as child `consensus serve` processes, so each
@@ -24,6 +28,8 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 	peerPort := fs.Int("peer-port", 8080, "peer port of the first node; node k uses peer-port+k-1")
 	httpPort := fs.Int("http-port", 9080, "HTTP port of the first node; node k uses http-port+k-1")
 	logLevel := fs.String("log-level", "warn", "log level of the nodes")
+	useTLS := fs.Bool("tls", false, "mutual TLS between peers and HTTPS for the API, with development certificates (made under --certs if missing)")
+	certDir := fs.String("certs", "", "directory of the development certificates for --tls (default <data>/certs)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -44,13 +50,41 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 		return fmt.Sprintf("127.0.0.1:%d", *peerPort+i), fmt.Sprintf("127.0.0.1:%d", *httpPort+i)
 	})
 	peers := peersFlag(specs)
+	scheme, readyClient := "http", &http.Client{Timeout: time.Second}
+	tlsFlags := map[string][]string{}
+	if *useTLS {
+		if *certDir == "" {
+			*certDir = filepath.Join(*dataDir, "certs")
+		}
+		ids := make([]string, len(specs))
+		for i, sp := range specs {
+			ids[i] = sp.id
+		}
+		if err := ensureDevCerts(*certDir, ids); err != nil {
+			fmt.Fprintln(stderr, "up:", err)
+			return 1
+		}
+		ca := filepath.Join(*certDir, "ca.pem")
+		cliTLS, err := certs.ClientConfig("", "", ca)
+		if err != nil {
+			fmt.Fprintln(stderr, "up:", err)
+			return 1
+		}
+		scheme = "https"
+		readyClient.Transport = &http.Transport{TLSClientConfig: cliTLS}
+		for _, sp := range specs {
+			cert, key := filepath.Join(*certDir, sp.id+".pem"), filepath.Join(*certDir, sp.id+"-key.pem")
+			tlsFlags[sp.id] = []string{"--cert", cert, "--key", key,
+				"--peer-cert", cert, "--peer-key", key, "--peer-ca", ca}
+		}
+	}
 
 	var outMu sync.Mutex
 	var wg sync.WaitGroup
 	cmds := make([]*exec.Cmd, len(specs))
 	exited := make(chan string, len(specs))
 	for i, sp := range specs {
-		cmd := serveCommand(self, sp, peers, *logLevel)
+		cmd := serveCommand(self, sp, peers, *logLevel, tlsFlags[sp.id]...)
 		outPipe, _ := cmd.StdoutPipe()
 		errPipe, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
@@ -80,9 +114,9 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 	defer signal.Stop(sigs)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	ready := waitReady(ctx, specs[0].http)
-	for _, sp := range specs[1:] {
-		ready = ready && waitReady(ctx, sp.http)
+	ready := true
+	for _, sp := range specs {
+		ready = ready && waitReadyWith(ctx, readyClient, scheme+"://"+sp.http)
 	}
 	cancel()
 	outMu.Lock()
@@ -92,11 +126,16 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "consensus: %d nodes started but not all are ready yet; see their logs\n", len(specs))
 	}
 	for _, sp := range specs {
-		fmt.Fprintf(stdout, "  %s  http://%s  (peers %s)\n", sp.id, sp.http, sp.peer)
+		fmt.Fprintf(stdout, "  %s  %s://%s  (peers %s)\n", sp.id, scheme, sp.http, sp.peer)
 	}
-	fmt.Fprintf(stdout, "\nTry:\n  curl -s -X PUT http://%s/v1/kv/workflow:demo -d '{\"status\":\"running\"}'\n", specs[0].http)
-	fmt.Fprintf(stdout, "  curl -s http://%s/v1/kv/workflow:demo\n", specs[len(specs)-1].http)
-	fmt.Fprintf(stdout, "  curl -s http://%s/v1/status\n\nPress Ctrl-C to stop.\n", specs[0].http)
+	curl := "curl -s"
+	if *useTLS {
+		curl = "curl -s --cacert " + filepath.Join(*certDir, "ca.pem")
+		fmt.Fprintf(stdout, "\nPeers use mutual TLS; the API is HTTPS with certificates from %s/.\n", *certDir)
+	}
+	fmt.Fprintf(stdout, "\nTry:\n  %s -X PUT %s://%s/v1/kv/workflow:demo -d '{\"status\":\"running\"}'\n", curl, scheme, specs[0].http)
+	fmt.Fprintf(stdout, "  %s %s://%s/v1/kv/workflow:demo\n", curl, scheme, specs[len(specs)-1].http)
+	fmt.Fprintf(stdout, "  %s %s://%s/v1/status\n\nPress Ctrl-C to stop.\n", curl, scheme, specs[0].http)
 	outMu.Unlock()
 
 	remaining := len(specs)
@@ -133,6 +172,24 @@ func stopAll(cmds []*exec.Cmd) {
 			}
 		}
 	}()
+}
+
+// ensureDevCerts makes development certificates for ids in dir unless
+// they are all there already.
+func ensureDevCerts(dir string, ids []string) error {
+	missing := false
+	for _, f := range append([]string{"ca"}, ids...) {
+		if _, err := os.Stat(filepath.Join(dir, f+".pem")); err != nil {
+			missing = true
+		}
+	}
+	if !missing {
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "ca.pem")); err == nil {
+		return fmt.Errorf("%s has a CA but not a certificate for every node; remove it to make new ones", dir)
+	}
+	return certs.WriteDev(dir, ids)
 }
 
 func errOrOK(err error) string {
