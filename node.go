@@ -753,6 +753,44 @@ func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	n.raft.ReportSnapshot(id, status)
 }
 
+// TransferLeadership hands leadership to the voter whose log is most
+// caught up and waits until another node leads or ctx ends. It is what a
+// graceful stop of the leader does first, so the cluster does not wait out
+// an election timeout. It returns nil at once on a node that is not the
+// leader or has no other voter.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if !n.IsLeader() {
+		return nil
+	}
+	st := n.raft.Status()
+	var target, best uint64
+	for id, pr := range st.Progress {
+		if id == n.id || pr.IsLearner {
+			continue
+		}
+		if target == 0 || pr.Match > best || (pr.Match == best && id < target) {
+			target, best = id, pr.Match
+		}
+	}
+	if target == 0 {
+		return nil
+	}
+	n.log.Info("transferring leadership", "to", n.nameOf(target))
+	n.raft.TransferLeadership(ctx, n.id, target)
+	t := time.NewTicker(n.cfg.TickInterval)
+	defer t.Stop()
+	for n.IsLeader() {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("transfer leadership: %w: %w", ErrTimeout, ctx.Err())
+		case <-n.stopc:
+			return ErrStopped
+		}
+	}
+	return nil
+}
+
 // ClusterID returns the id of the cluster this node belongs to, or 0 if
 // its storage does not keep one.
 func (n *Node) ClusterID() uint64 { return n.clusterID }

@@ -103,6 +103,22 @@ func (c *testCluster) stop(id string) {
 	delete(c.servers, id)
 }
 
+// crash stops id the way a dying process would: no leadership transfer,
+// sockets simply close.
+func (c *testCluster) crash(id string) {
+	c.t.Helper()
+	s := c.servers[id]
+	if s.http != nil {
+		s.http.Close()
+		<-s.httpDone
+		s.http = nil
+	}
+	if err := s.closeParts(); err != nil {
+		c.t.Logf("crash %s: %v", id, err)
+	}
+	delete(c.servers, id)
+}
+
 func (c *testCluster) stopAll() {
 	for _, id := range c.ids {
 		c.stop(id)
@@ -232,7 +248,7 @@ func TestFastFailoverWhenLeaderProcessIsGone(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
 	before := c.servers[leader].Node().Status().Term
-	c.stop(leader) // its listeners close: redials are refused
+	c.crash(leader) // its listeners close: redials are refused
 	var next string
 	eventually(t, 10*time.Second, func() bool {
 		next = c.waitLeader()
@@ -278,6 +294,41 @@ func TestLiveLeaderUndisturbedByFalseDetections(t *testing.T) {
 		st := s.Node().Status()
 		if st.Term != term || st.LeaderID != leader {
 			t.Fatalf("%s: term %d leader %q after false detections, want term %d leader %q", st.NodeID, st.Term, st.LeaderID, term, leader)
+		}
+	}
+}
+
+func TestGracefulStopOfLeaderTransfersLeadership(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	term := c.servers[leader].Node().Status().Term
+	// Transfer directly: another node leads, one term later, and no node
+	// fast-failed-over (nothing died).
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.servers[leader].Node().TransferLeadership(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := c.waitLeader()
+	if next == leader {
+		t.Fatalf("%s still leads after transferring", leader)
+	}
+	if got := c.servers[next].Node().Status().Term; got != term+1 {
+		t.Fatalf("term after transfer %d, want %d", got, term+1)
+	}
+	// A graceful stop of the new leader hands over too.
+	c.stop(next)
+	eventually(t, 10*time.Second, func() bool {
+		for _, s := range c.servers {
+			if s.Node().IsLeader() {
+				return true
+			}
+		}
+		return false
+	})
+	for _, s := range c.servers {
+		if s.Node().FastFailovers() != 0 {
+			t.Fatalf("%s campaigned on its own; the stop did not hand over", s.Node().Status().NodeID)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"time"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
@@ -186,8 +187,19 @@ func (s *Server) Done() <-chan struct{} { return s.node.Done() }
 // Close stops serving: in-flight HTTP requests, and requests in progress
 // on /v1/ws connections, get up to ctx's deadline to finish, then the node,
 // transport and storage close in that order.
+//
+// A leader first hands leadership to its most caught-up follower (for at
+// most two seconds), so the cluster keeps a leader without waiting out an
+// election timeout.
 func (s *Server) Close(ctx context.Context) error {
 	var errs []error
+	if s.node != nil && s.node.IsLeader() {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := s.node.TransferLeadership(tctx); err != nil {
+			s.log.Warn("leadership transfer before stop failed", "err", err)
+		}
+		cancel()
+	}
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))

@@ -65,11 +65,6 @@ func copyLines(r io.Reader, w io.Writer, mu *sync.Mutex, prefix string) {
 	}
 }
 
-// waitReady polls addr's /readyz until it answers 200 or ctx ends.
-func waitReady(ctx context.Context, addr string) bool {
-	return waitReadyWith(ctx, &http.Client{Timeout: time.Second}, "http://"+addr)
-}
-
 // waitReadyWith polls base+"/readyz" with client until it answers 200 or
 // ctx ends.
 func waitReadyWith(ctx context.Context, client *http.Client, base string) bool {
