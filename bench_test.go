@@ -5,38 +5,14 @@ import (
 	"fmt"
 	"testing"
 	"time"
-
-	"github.com/unrdf/consensus"
-	"github.com/unrdf/consensus/storage"
 )
 
-// startBenchCluster is startCluster for benchmarks: a 3-node cluster on
-// the in-memory chanNet with in-memory storage, so that what is measured
-// is the node (raft loop, ReadIndex batching), not disk or sockets.
+// startBenchCluster is a 3-node cluster on the in-memory chanNet with
+// in-memory storage, so that what is measured is the node (raft loop,
+// ReadIndex batching), not disk or sockets.
 func startBenchCluster(b *testing.B) map[string]*testNode {
 	b.Helper()
-	peers := map[string]string{"n1": "mem-1", "n2": "mem-2", "n3": "mem-3"}
-	cn := newChanNet()
-	nodes := map[string]*testNode{}
-	for name := range peers {
-		cfg := consensus.DefaultConfig(name)
-		cfg.Peers = peers
-		sm := &recorder{}
-		node, err := consensus.NewNode(cfg, storage.NewMemory(), sm)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tr := cn.attach(consensus.RaftID(name), node)
-		node.Start(tr)
-		nodes[name] = &testNode{node, sm, tr}
-	}
-	b.Cleanup(func() {
-		for _, tn := range nodes {
-			tn.node.Stop()
-			tn.tr.Close()
-		}
-		cn.wg.Wait()
-	})
+	nodes, _ := startCluster(b, 3)
 	return nodes
 }
 

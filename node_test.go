@@ -111,7 +111,7 @@ type testNode struct {
 	tr   *chanTransport
 }
 
-func startCluster(t *testing.T, n int) (map[string]*testNode, *chanNet) {
+func startCluster(t testing.TB, n int) (map[string]*testNode, *chanNet) {
 	t.Helper()
 	peers := map[string]string{}
 	for i := 1; i <= n; i++ {
