@@ -1,11 +1,13 @@
 package transport
 
 import (
+	"context"
 	"crypto/tls"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/unrdf/consensus/internal/certs"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -111,4 +113,33 @@ func assertNeverConnects(t *testing.T, t1 *WebSocket, r2 *recorder) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestOversizedPeerFrameRefused sends a frame over the peer frame limit on
+// a raw stream: the receiver closes that stream (1009, message too big)
+// and keeps serving its other peers.
+func TestOversizedPeerFrameRefused(t *testing.T) {
+	ha, hb := newRecorder(), newRecorder()
+	cfgB := testConfig(2)
+	cfgB.MaxFrameBytes = minFrameBytes
+	a := start(t, testConfig(1), ha)
+	b := start(t, cfgB, hb)
+	a.AddPeer(2, "n2", b.Addr())
+	b.AddPeer(1, "n1", a.Addr())
+	b.AddPeer(3, "n3", deadAddr(t))
+	conn, _, err := rawStream(t, b, 3, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := conn.Write(ctx, websocket.MessageBinary, make([]byte, 2*minFrameBytes)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = conn.Read(ctx)
+	if websocket.CloseStatus(err) != websocket.StatusMessageTooBig {
+		t.Fatalf("oversized frame: read returned %v, want close 1009", err)
+	}
+	a.Send([]*raftpb.Message{heartbeat(1, 2, 1)})
+	eventually(t, "delivery from a well-behaved peer", func() bool { return hb.count() > 0 })
 }
