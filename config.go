@@ -62,13 +62,14 @@ type Config struct {
 
 	// FastFailover makes a follower that learns the leader's process is
 	// gone (its transport found nothing listening at the leader's address)
-	// forget the leader and campaign after a random wait of up to
-	// FailoverJitter, instead of waiting out the election timeout. PreVote
+	// forget the leader and campaign at once, instead of waiting out the
+	// election timeout. Survivors take turns FailoverJitter apart (by raft
+	// id) so they do not split the vote. PreVote
 	// and CheckQuorum keep this from disturbing a leader that still
 	// reaches a quorum. Default true.
 	FastFailover bool
-	// FailoverJitter bounds the random wait before a fast-failover
-	// campaign, so that survivors rarely split the vote. Default 10ms.
+	// FailoverJitter is the gap between survivors' fast-failover
+	// campaigns. Default 10ms.
 	FailoverJitter time.Duration
 
 	// Logger receives the node's logs. Nil discards them.

@@ -290,7 +290,7 @@ func (n *Node) PeerDown(id uint64) {
 func (n *Node) FastFailovers() uint64 { return n.fastFailovers.Load() }
 
 // failoverLoop turns PeerDown of the leader into an election: after a
-// random wait (so survivors rarely split the vote) it forgets the leader,
+// staggered wait (failoverDelay) it forgets the leader,
 // which lets this node grant pre-votes at once and lets its own pre-vote
 // through at peers that forgot it too, and campaigns. If the leader is in
 // fact alive and reaches a quorum, the pre-vote fails at the peers that
@@ -305,8 +305,21 @@ func (n *Node) failoverLoop() {
 		case <-n.stopc:
 			return
 		}
-		if n.cfg.FailoverJitter > 0 {
-			wait := time.NewTimer(rand.N(n.cfg.FailoverJitter))
+		if n.leader.Load() != dead {
+			continue
+		}
+		// Forget at once (it only drops the leader's lease here, so this
+		// node can grant a survivor's pre-vote without delay), campaign
+		// after a staggered wait unless someone else has won by then.
+		n.log.Info("leader's process is gone; failing over", "leader", n.nameOf(dead))
+		ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMin)
+		err := n.raft.ForgetLeader(ctx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		if d := n.failoverDelay(dead); d > 0 {
+			wait := time.NewTimer(d)
 			select {
 			case <-wait.C:
 			case <-n.stopc:
@@ -314,18 +327,35 @@ func (n *Node) failoverLoop() {
 				return
 			}
 		}
-		if n.leader.Load() != dead {
-			continue // a new leader already took over
+		if lead := n.leader.Load(); lead != raft.None && lead != dead {
+			continue // another survivor already won
 		}
-		n.log.Info("leader's process is gone; campaigning", "leader", n.nameOf(dead))
-		ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMin)
-		if err := n.raft.ForgetLeader(ctx); err == nil {
-			if err := n.raft.Campaign(ctx); err == nil {
-				n.fastFailovers.Add(1)
-			}
+		ctx, cancel = context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMin)
+		if err := n.raft.Campaign(ctx); err == nil {
+			n.fastFailovers.Add(1)
 		}
 		cancel()
 	}
+}
+
+// failoverDelay staggers the survivors' campaigns so they rarely split the
+// vote: every survivor sees the leader's sockets close within the same
+// millisecond, and two that campaign together both lose. Survivors take
+// turns by raft id (the lowest first), FailoverJitter apart, with a little
+// randomness on top.
+func (n *Node) failoverDelay(dead uint64) time.Duration {
+	rank := 0
+	n.membersMu.RLock()
+	for id, m := range n.members {
+		if m.Voter && id != dead && id < n.id {
+			rank++
+		}
+	}
+	n.membersMu.RUnlock()
+	if n.cfg.FailoverJitter <= 0 {
+		return 0
+	}
+	return time.Duration(rank)*n.cfg.FailoverJitter + rand.N(n.cfg.FailoverJitter/4+1)
 }
 
 // maxForwardedProposals bounds proposals from peers waiting to be stepped.
