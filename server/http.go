@@ -618,10 +618,14 @@ func writeError(w http.ResponseWriter, e apiError) {
 	if e.status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	// Marshalling two strings cannot fail; invalid UTF-8 in a message
-	// (a key quoted in a backend error) becomes U+FFFD.
-	body, _ := json.Marshal(errorBody{Error: errorDetail{Code: e.code, Message: e.message}})
-	writeBody(w, e.status, append(body, '\n'))
+	// Encoding two strings cannot fail; invalid UTF-8 in a message (a key
+	// quoted in a backend error) becomes U+FFFD. No HTML escaping: the
+	// body is JSON for programs and people, never embedded in a page.
+	var body bytes.Buffer
+	enc := json.NewEncoder(&body)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(errorBody{Error: errorDetail{Code: e.code, Message: e.message}})
+	writeBody(w, e.status, body.Bytes())
 }
 
 func writeBody(w http.ResponseWriter, status int, body []byte) {

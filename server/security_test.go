@@ -296,3 +296,11 @@ func TestStartFailsCleanly(t *testing.T) {
 		ln.Close()
 	}
 }
+
+func TestErrorMessagesAreNotHTMLEscaped(t *testing.T) {
+	h := NewHandler(newFake(), HTTPOptions{Tokens: testTokens(t)})
+	w := do(t, h, "GET", "/v1/status", "", "")
+	if !strings.Contains(w.Body.String(), "Bearer <token>") {
+		t.Fatalf("401 body %q does not say Bearer <token> literally", w.Body.String())
+	}
+}
