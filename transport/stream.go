@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -360,6 +361,35 @@ func (t *WebSocket) serveStream(rw http.ResponseWriter, r *http.Request) {
 
 	err = t.readStream(ctx, conn, from)
 	t.log.Info("inbound stream closed", "peer", name, "peer_id", from, "err", err)
+	if ctx.Err() == nil {
+		// The peer ended its stream (it was not replaced or closed by us):
+		// if its process died, say so now rather than when our own
+		// outbound stream next notices.
+		t.probePeer(from)
+	}
+}
+
+// probePeer dials peer id's address once and reports it down to a
+// PeerObserver if the connection is refused (nothing listens there).
+func (t *WebSocket) probePeer(id uint64) {
+	o, ok := t.h.(PeerObserver)
+	if !ok {
+		return
+	}
+	t.mu.RLock()
+	p := t.peers[id]
+	t.mu.RUnlock()
+	if p == nil {
+		return
+	}
+	c, err := net.DialTimeout("tcp", p.addr, t.cfg.DialTimeout)
+	if err == nil {
+		_ = c.Close()
+		return
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		o.PeerDown(id)
+	}
 }
 
 // readStream delivers frames from one peer, in order, until the stream
