@@ -408,6 +408,8 @@ func startBenchCluster(ctx context.Context, cfg benchConfig, text io.Writer) (*b
 			return nil, err
 		}
 		lc.ownDir = true
+	} else if err := os.MkdirAll(lc.dir, 0o700); err != nil {
+		return nil, err
 	}
 	var addrErr error
 	lc.nodes = localNodes(cfg.nodes, lc.dir, func(int) (string, string) {
