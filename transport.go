@@ -49,8 +49,10 @@ type MessageHandler interface {
 // raft goroutine; implementations synchronise internally.
 type LogStorage interface {
 	raft.Storage
-	// Save durably persists, as one atomic synced write, a snapshot (if
-	// not empty), then entries, then the hard state (if not empty).
+	// Save persists, as one atomic write, a snapshot (if not empty), then
+	// entries, then the hard state (if not empty). It returns once they
+	// are durable, except that a hard state changing only the commit
+	// index need not be (raft's MustSync rule; losing it is harmless).
 	// Entries replace any stored entries with an equal or higher index.
 	// A snapshot discards every entry at or below its index.
 	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error

@@ -17,9 +17,12 @@
 // [FirstIndex()-1, LastIndex()]. A new store's log start is index 0, term
 // 0, and its log is empty (LastIndex() == 0, FirstIndex() == 1).
 //
-// Save writes, in this order and as one atomic synced batch, a snapshot,
-// entries and a hard state, as raft's Ready contract requires before the
-// messages that depend on them are sent. A snapshot moves the log start to
+// Save writes, in this order and as one atomic batch, a snapshot, entries
+// and a hard state, as raft's Ready contract requires before the messages
+// that depend on them are sent. The batch is synced when raft's MustSync
+// rule asks for it (entries, a snapshot, or a changed term or vote); a hard
+// state that only moves the commit index is written without waiting for
+// the disk, and the next synced write makes it durable. A snapshot moves the log start to
 // its own index and term, dropping the entries it covers, and drops the
 // rest of the log as well unless the log agrees with it (holds its index
 // with its term): a snapshot received from a leader replaces a
