@@ -3,7 +3,9 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -51,4 +53,47 @@ func syncDir(fsys vfs.FS, dir string) error {
 		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return d.Close()
+}
+
+// privateFS is the operating system's file system with every file pebble
+// creates made readable and writable by its owner alone (0600), whatever
+// the process umask: the raft log is nobody else's business.
+type privateFS struct{ vfs.FS }
+
+func (p privateFS) Create(name string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := p.FS.Create(name, category)
+	return private(name, f, err)
+}
+
+func (p privateFS) OpenReadWrite(name string, category vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	f, err := p.FS.OpenReadWrite(name, category, opts...)
+	return private(name, f, err)
+}
+
+func (p privateFS) ReuseForWrite(oldname, newname string, category vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := p.FS.ReuseForWrite(oldname, newname, category)
+	return private(newname, f, err)
+}
+
+func private(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return f, err
+	}
+	if err := os.Chmod(name, 0o600); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("chmod %s: %w", name, err)
+	}
+	return f, nil
+}
+
+func (p privateFS) Lock(name string) (io.Closer, error) {
+	c, err := p.FS.Lock(name)
+	if err != nil {
+		return c, err
+	}
+	if err := os.Chmod(name, 0o600); err != nil {
+		_ = c.Close()
+		return nil, fmt.Errorf("chmod %s: %w", name, err)
+	}
+	return c, nil
 }

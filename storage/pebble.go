@@ -224,7 +224,7 @@ func (p *Pebble) pebbleOptions(opts Options) *pebble.Options {
 	var healthFS vfs.FS
 	baseFS := opts.FS
 	if baseFS == nil {
-		baseFS = vfs.Default
+		baseFS = privateFS{vfs.Default}
 	}
 	healthFS, p.fsCloser = vfs.WithDiskHealthChecks(baseFS, diskSlowThreshold, nil, func(info vfs.DiskSlowInfo) {
 		p.log.Warn("storage: disk slow", "dir", p.dir, "info", info.String())

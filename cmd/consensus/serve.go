@@ -104,9 +104,6 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
-	// Everything this process creates (data files, logs of pebble) is for
-	// its owner alone: files 0600, directories 0700.
-	syscall.Umask(0o077)
 	srv, err := server.Start(scfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
