@@ -108,3 +108,6 @@ func (s *Store) Status() consensus.Status { return s.node.Status() }
 
 // Ready returns nil when the node can serve requests.
 func (s *Store) Ready() error { return s.node.Ready() }
+
+// Machine returns the local state this store reads.
+func (s *Store) Machine() *Machine { return s.machine }
