@@ -82,6 +82,10 @@ type Node struct {
 	membersMu sync.RWMutex
 	members   map[uint64]Member
 	names     map[uint64]string
+	// removed holds the raft ids of members removed from the cluster:
+	// they are never reused, and messages from them are ignored. It is
+	// replicated state (updated in log order, kept in snapshots).
+	removed map[uint64]struct{}
 
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
@@ -138,6 +142,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		peerDownc:  make(chan uint64, 1),
 		members:    make(map[uint64]Member),
 		names:      make(map[uint64]string),
+		removed:    make(map[uint64]struct{}),
 		stopc:      make(chan struct{}),
 	}
 	n.runCtx, n.cancelRun = context.WithCancel(context.Background())

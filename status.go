@@ -14,6 +14,9 @@ type Status struct {
 	CommitIndex uint64 `json:"commitIndex"`
 	// AppliedIndex is the highest log index applied to the state machine.
 	AppliedIndex uint64 `json:"appliedIndex"`
+	// SnapshotIndex is the log index of the newest snapshot this node
+	// holds (0 if none).
+	SnapshotIndex uint64 `json:"snapshotIndex"`
 	// Members lists the cluster's members, sorted by name.
 	Members []Member `json:"members"`
 	// ConnectedPeers lists the names of peers with a live transport

@@ -1,0 +1,30 @@
+package consensus
+
+import "io"
+
+// Snapshotter is implemented by a StateMachine whose state can be saved
+// and restored. A node whose state machine implements it snapshots every
+// Config.SnapshotThreshold applied entries, compacts its log, and sends a
+// new or far-behind follower the snapshot instead of the whole log.
+type Snapshotter interface {
+	// Snapshot captures the state as of the last applied command. It is
+	// called from the raft loop between two Applies and must be cheap (a
+	// copy-on-write clone, not a serialisation): the returned view is
+	// written out by another goroutine while Apply goes on.
+	Snapshot() (StateSnapshot, error)
+	// Restore replaces the entire state with one written by
+	// StateSnapshot.WriteTo. It is called from the raft loop, never
+	// concurrently with Apply. It rejects malformed input with an error
+	// (never a panic) and leaves the state unchanged when it fails.
+	Restore(r io.Reader) error
+}
+
+// StateSnapshot is a frozen view of a state machine's state.
+type StateSnapshot interface {
+	// WriteTo writes the state in a deterministic encoding: equal states
+	// give equal bytes. It may run concurrently with Apply.
+	WriteTo(w io.Writer) (int64, error)
+	// Release frees the view. It is called once, after WriteTo or instead
+	// of it.
+	Release()
+}
