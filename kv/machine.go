@@ -21,6 +21,8 @@ type Machine struct {
 	items    map[string]Item
 	revision int64
 	applied  uint64
+	// hub receives every change, under mu, in revision order.
+	hub watchHub
 }
 
 // Result is what Apply returns for a command: the revision the write was
@@ -67,12 +69,14 @@ func (m *Machine) Apply(index uint64, cmd []byte) any {
 		it.Revision = m.revision
 		it.Version++
 		m.items[c.Key] = it
+		m.hub.publish(Event{Type: EventPut, Item: it})
 	case opDelete:
 		if _, ok := m.items[c.Key]; !ok {
 			return Result{Err: fmt.Errorf("kv: delete %q: %w", c.Key, ErrKeyNotFound)}
 		}
 		m.revision++
 		delete(m.items, c.Key)
+		m.hub.publish(Event{Type: EventDelete, Item: Item{Key: c.Key, Revision: m.revision}})
 	}
 	return Result{Revision: m.revision}
 }
