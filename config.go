@@ -72,6 +72,28 @@ type Config struct {
 	// campaigns. Default 10ms.
 	FailoverJitter time.Duration
 
+	// SnapshotThreshold is how many entries are applied between two
+	// snapshots of the state machine (if it implements Snapshotter); after
+	// each snapshot the log is compacted. 0 turns snapshots off. Default
+	// 1000 (the seed's snapshotInterval, counted in entries).
+	SnapshotThreshold uint64
+	// SnapshotThresholdBytes also triggers a snapshot once this many bytes
+	// of entries were applied since the last, so a few huge commands
+	// cannot grow the log without bound (etcd-io/etcd#12548). Default
+	// 64 MiB.
+	SnapshotThresholdBytes uint64
+	// SnapshotCatchUpEntries is how many entries below a snapshot stay in
+	// the log, so a follower only slightly behind is sent entries rather
+	// than the whole state. Default 5000.
+	SnapshotCatchUpEntries uint64
+	// SnapshotRetain is how many snapshots are kept, the newest included.
+	// Default 3.
+	SnapshotRetain int
+	// Snapshots keeps snapshot data (storage.SnapshotDir on disk). Nil
+	// keeps it in memory, which only suits a node whose LogStorage is not
+	// durable either.
+	Snapshots SnapshotStore
+
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -94,6 +116,10 @@ func DefaultConfig(id string) Config {
 		ReadIndexTimeout:          time.Second,
 		FastFailover:              true,
 		FailoverJitter:            10 * time.Millisecond,
+		SnapshotThreshold:         1000,
+		SnapshotThresholdBytes:    64 << 20,
+		SnapshotCatchUpEntries:    5000,
+		SnapshotRetain:            3,
 	}
 }
 
@@ -116,6 +142,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: read index timeout must be positive")
 	case c.FailoverJitter < 0 || c.FailoverJitter >= c.ElectionTimeoutMin:
 		return fmt.Errorf("config: failover jitter %v must be in [0, election timeout %v)", c.FailoverJitter, c.ElectionTimeoutMin)
+	case c.SnapshotRetain < 1:
+		return errors.New("config: snapshot retain must be at least 1 (the newest snapshot)")
 	}
 	if _, ok := c.Peers[c.ID]; len(c.Peers) > 0 && !ok {
 		return fmt.Errorf("config: peers do not include this node %q", c.ID)

@@ -1,5 +1,11 @@
 package consensus
 
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
+
 // proposalDedup makes applying a proposal idempotent: a proposal that
 // reaches the leader twice (a duplicating network, a retried forward) is
 // in the log twice, and only its first copy may change the state.
@@ -74,4 +80,59 @@ func (d *proposalDedup) evictOldest() {
 		}
 	}
 	delete(d.proposers, victim)
+}
+
+// dedupRecord is one proposer's window in a snapshot. Field tags are part
+// of the snapshot format.
+type dedupRecord struct {
+	Proposer  uint64   `msgpack:"p"`
+	Floor     uint64   `msgpack:"f"`
+	MaxSeq    uint64   `msgpack:"x"`
+	LastIndex uint64   `msgpack:"i"`
+	Seen      []uint64 `msgpack:"s"`
+}
+
+// records returns the table in a deterministic order: by proposer, each
+// window's sequence numbers sorted.
+func (d *proposalDedup) records() []dedupRecord {
+	out := make([]dedupRecord, 0, len(d.proposers))
+	for _, id := range slices.Sorted(maps.Keys(d.proposers)) {
+		w := d.proposers[id]
+		out = append(out, dedupRecord{
+			Proposer: id, Floor: w.floor, MaxSeq: w.maxSeq, LastIndex: w.lastIndex,
+			Seen: slices.Sorted(maps.Keys(w.seen)),
+		})
+	}
+	return out
+}
+
+// checkDedupRecords verifies that records respect the table's bounds, so a
+// restored table behaves as the one that was saved.
+func checkDedupRecords(recs []dedupRecord) error {
+	if len(recs) > maxDedupProposers {
+		return fmt.Errorf("dedup table of %d proposers exceeds %d", len(recs), maxDedupProposers)
+	}
+	for _, r := range recs {
+		if len(r.Seen) > dedupWindow {
+			return fmt.Errorf("dedup window of %d exceeds %d", len(r.Seen), dedupWindow)
+		}
+		for _, s := range r.Seen {
+			if s <= r.Floor || s > r.MaxSeq {
+				return fmt.Errorf("dedup sequence %d outside (%d, %d]", s, r.Floor, r.MaxSeq)
+			}
+		}
+	}
+	return nil
+}
+
+// restore replaces the table with records checked by checkDedupRecords.
+func (d *proposalDedup) restore(recs []dedupRecord) {
+	d.proposers = make(map[uint64]*proposerWindow, len(recs))
+	for _, r := range recs {
+		w := &proposerWindow{floor: r.Floor, maxSeq: r.MaxSeq, lastIndex: r.LastIndex, seen: make(map[uint64]struct{}, len(r.Seen))}
+		for _, s := range r.Seen {
+			w.seen[s] = struct{}{}
+		}
+		d.proposers[r.Proposer] = w
+	}
 }

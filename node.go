@@ -59,6 +59,19 @@ type Node struct {
 
 	// dedup is touched only by the raft loop, in log order.
 	dedup proposalDedup
+
+	// snapper is sm as a Snapshotter, nil if it cannot snapshot.
+	snapper   Snapshotter
+	snapStore SnapshotStore
+	// confState is the configuration as of the last applied entry; the
+	// raft loop owns it and snapBase (the index of the newest snapshot
+	// taken or installed) and snapBytes (entry bytes applied since).
+	confState    *raftpb.ConfState
+	snapBase     uint64
+	snapBytes    uint64
+	snapInFlight atomic.Bool
+	snapIndex    atomic.Uint64
+	snapEvents   Feed[SnapshotEvent]
 	// forwardc carries proposals forwarded by peers to forwardLoop, so
 	// that stepping one (which waits while raft knows no leader) never
 	// stalls the transport that delivered it.
@@ -144,13 +157,18 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		names:      make(map[uint64]string),
 		removed:    make(map[uint64]struct{}),
 		stopc:      make(chan struct{}),
+		snapStore:  cfg.Snapshots,
+	}
+	n.snapper, _ = sm.(Snapshotter)
+	if n.snapStore == nil {
+		n.snapStore = newMemorySnapshots()
 	}
 	n.runCtx, n.cancelRun = context.WithCancel(context.Background())
 	for name := range cfg.Peers {
 		n.names[RaftID(name)] = name
 	}
 
-	hs, _, err := storage.InitialState()
+	hs, cs, err := storage.InitialState()
 	if err != nil {
 		return nil, fmt.Errorf("node: read initial state: %w", err)
 	}
@@ -179,6 +197,12 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		Logger:                    raftLogger{logger},
 	}
 	n.applied.applied = rc.Applied
+	n.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
+	if !raft.IsEmptySnap(snap) {
+		if err := n.installSnapshot(snap.GetMetadata()); err != nil {
+			return nil, err
+		}
+	}
 
 	if raft.IsEmptyHardState(hs) && last == 0 && raft.IsEmptySnap(snap) {
 		if len(cfg.Peers) == 0 {
@@ -244,6 +268,13 @@ func (n *Node) Start(t Transport) {
 				t.AddPeer(id, name, addr)
 			}
 		}
+		n.membersMu.RLock()
+		for id, m := range n.members {
+			if id != n.id && m.PeerAddr != "" {
+				t.AddPeer(id, m.ID, m.PeerAddr)
+			}
+		}
+		n.membersMu.RUnlock()
 		n.wg.Add(5)
 		go n.failoverLoop()
 		go n.forwardLoop()
@@ -460,9 +491,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.transport.Send(rd.Messages)
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		// Snapshots are not produced yet (they arrive with the state
-		// machine's snapshot support); refuse rather than diverge.
-		return fmt.Errorf("node: received snapshot at index %d but snapshot install is not supported", rd.Snapshot.GetMetadata().GetIndex())
+		// The leader's snapshot replaces the state; its data arrived
+		// beside the MsgSnap (ReceiveSnapshot) and is in the store.
+		if err := n.installSnapshot(rd.Snapshot.GetMetadata()); err != nil {
+			return err
+		}
 	}
 	for _, rs := range rd.ReadStates {
 		select {
@@ -474,6 +507,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.applyEntries(rd.CommittedEntries); err != nil {
 			return err
 		}
+		n.maybeSnapshot()
 	}
 	return nil
 }
@@ -504,6 +538,7 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 			n.applyConfChange(&cc)
 		}
 		last = e.GetIndex()
+		n.snapBytes += uint64(len(e.GetData()))
 	}
 	n.applied.advance(last)
 	return nil
@@ -540,6 +575,7 @@ func (n *Node) applyCommand(e *raftpb.Entry) {
 
 func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
 	cs := n.raft.ApplyConfChange(cc)
+	n.confState = proto.Clone(cs).(*raftpb.ConfState)
 	n.membersMu.Lock()
 	defer n.membersMu.Unlock()
 	for _, ch := range cc.GetChanges() {
@@ -868,6 +904,7 @@ func (n *Node) Status() Status {
 		Term:           n.term.Load(),
 		CommitIndex:    n.commitIndex.Load(),
 		AppliedIndex:   n.AppliedIndex(),
+		SnapshotIndex:  n.snapIndex.Load(),
 		Members:        []Member{},
 		ConnectedPeers: []string{},
 	}

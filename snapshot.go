@@ -28,3 +28,31 @@ type StateSnapshot interface {
 	// of it.
 	Release()
 }
+
+// SnapshotStore keeps the data of snapshots, keyed by the raft index and
+// term they were taken at. The node writes its own snapshots and those it
+// receives from a leader here; the raft log storage keeps only their
+// metadata. storage.SnapshotDir is the durable implementation; a node
+// whose Config has none keeps snapshots in memory.
+//
+// Implementations are safe for concurrent use.
+type SnapshotStore interface {
+	// Create starts writing the snapshot at (index, term). Nothing is
+	// visible to Open until the sink's Commit returns nil.
+	Create(index, term uint64) (SnapshotSink, error)
+	// Open returns the data of the snapshot at (index, term), verified,
+	// and its size. The caller closes it.
+	Open(index, term uint64) (data io.ReadCloser, size int64, err error)
+	// Prune deletes snapshots older than keep, except the newest retain-1
+	// of them; keep itself and anything newer stay.
+	Prune(keep uint64, retain int) error
+}
+
+// SnapshotSink receives the data of one snapshot being written.
+type SnapshotSink interface {
+	io.Writer
+	// Commit makes the snapshot durable and visible to Open.
+	Commit() error
+	// Abort discards what was written. It is a no-op after Commit.
+	Abort()
+}

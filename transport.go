@@ -1,6 +1,8 @@
 package consensus
 
 import (
+	"io"
+
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 )
@@ -41,6 +43,22 @@ type MessageHandler interface {
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
 }
 
+// SnapshotHandler is implemented by a MessageHandler whose node keeps
+// snapshot data outside the raft messages (Node does). A MsgSnap then
+// carries only the snapshot's metadata, and the transport moves the data
+// beside it, in bounded chunks: it reads the data from the sender's
+// OpenSnapshot and hands the receiver a stream of it through
+// ReceiveSnapshot instead of Deliver.
+type SnapshotHandler interface {
+	// OpenSnapshot returns the data of the snapshot at (index, term) and
+	// its size. The caller closes it.
+	OpenSnapshot(index, term uint64) (data io.ReadCloser, size int64, err error)
+	// ReceiveSnapshot reads the data of the snapshot that m (a MsgSnap)
+	// announces from data, stores it, and then steps m into raft. data
+	// must fail, not end early, if the stream is cut short.
+	ReceiveSnapshot(m *raftpb.Message, data io.Reader) error
+}
+
 // LogStorage is durable raft state: the log, the hard state and the
 // newest snapshot. The production implementation is storage.Pebble;
 // storage.Memory serves tests and embedders that need no durability.
@@ -56,6 +74,12 @@ type LogStorage interface {
 	// Entries replace any stored entries with an equal or higher index.
 	// A snapshot discards every entry at or below its index.
 	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error
+	// SetSnapshot durably records the metadata of a snapshot the node took
+	// of its own applied state, leaving the log as it is (Compact trims it
+	// later). The snapshot must be newer than the stored one (else an
+	// error wrapping raft.ErrSnapOutOfDate) and its index must be in the
+	// log with its term.
+	SetSnapshot(snap *raftpb.Snapshot) error
 	// Compact discards entries below index, keeping index's term for
 	// matching, so FirstIndex becomes index+1. Compacting at or below
 	// FirstIndex()-1 is a no-op.

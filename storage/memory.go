@@ -202,6 +202,32 @@ func (m *Memory) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 	return nil
 }
 
+// SetSnapshot has the contract of Pebble.SetSnapshot.
+func (m *Memory) SetSnapshot(snap *raftpb.Snapshot) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.usable(); err != nil {
+		return err
+	}
+	b, err := m.bounds()
+	if err != nil {
+		return err
+	}
+	if err := checkSetSnapshot(snap, m.snapIndex, b.first-1, b.last, m.ms.Term); err != nil {
+		return fmt.Errorf("storage: memory: %w", err)
+	}
+	meta := snap.GetMetadata()
+	cs := meta.GetConfState()
+	if cs == nil {
+		cs = &raftpb.ConfState{}
+	}
+	if _, err := m.ms.CreateSnapshot(meta.GetIndex(), cs, snap.GetData()); err != nil {
+		return fmt.Errorf("storage: memory: %w", err)
+	}
+	m.snapIndex = meta.GetIndex()
+	return nil
+}
+
 // Compact has the contract of Pebble.Compact.
 func (m *Memory) Compact(index uint64) error {
 	m.mu.Lock()

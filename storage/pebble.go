@@ -290,8 +290,8 @@ func (p *Pebble) load() error {
 	} else if p.snapMeta != nil {
 		return p.corrupt("log start", fmt.Errorf("missing, but a snapshot is stored: %w", ErrCorrupt))
 	}
-	if si := p.snapMeta.GetIndex(); p.start.index < si || (p.start.index == si && p.snapMeta != nil && p.start.term != p.snapMeta.GetTerm()) {
-		return p.corrupt("log start", fmt.Errorf("index %d term %d is behind or disagrees with the snapshot at index %d term %d: %w",
+	if si := p.snapMeta.GetIndex(); p.start.index == si && p.snapMeta != nil && p.start.term != p.snapMeta.GetTerm() {
+		return p.corrupt("log start", fmt.Errorf("index %d term %d disagrees with the snapshot at index %d term %d: %w",
 			p.start.index, p.start.term, si, p.snapMeta.GetTerm(), ErrCorrupt))
 	}
 	p.first = p.start.index + 1
@@ -306,6 +306,17 @@ func (p *Pebble) load() error {
 	}
 	if err := p.verifyEntries(); err != nil {
 		return err
+	}
+	// A snapshot the node took itself sits inside the log (SetSnapshot
+	// keeps the entries before it for slow followers); the log must then
+	// reach it with the snapshot's term.
+	if si := p.snapMeta.GetIndex(); p.snapMeta != nil && p.start.index < si {
+		if si > p.last {
+			return p.corrupt("log", fmt.Errorf("ends at index %d, before the snapshot at index %d: %w", p.last, si, ErrCorrupt))
+		}
+		if t, err := p.term(si); err != nil || t != p.snapMeta.GetTerm() {
+			return p.corrupt("log", fmt.Errorf("entry %d (term %d, %v) disagrees with the snapshot's term %d: %w", si, t, err, p.snapMeta.GetTerm(), ErrCorrupt))
+		}
 	}
 	if c := p.hardState.GetCommit(); c > p.last {
 		return p.corrupt("hard state", fmt.Errorf("commit index %d is beyond the last index %d: %w", c, p.last, ErrCorrupt))
@@ -738,6 +749,63 @@ func (p *Pebble) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 		p.cacheTail(plan.entries)
 	}
 	p.first, p.last = plan.after.first, plan.after.last
+	return nil
+}
+
+// SetSnapshot durably records snap, a snapshot the node took of its own
+// applied state, without touching the log: the entries it covers stay
+// until Compact, so followers slightly behind can still be sent entries
+// rather than the whole snapshot. snap's index must be in the log with
+// snap's term, and newer than the stored snapshot (else an error wrapping
+// raft.ErrSnapOutOfDate). Only the metadata is meaningful to the node;
+// the snapshot's data is kept elsewhere (see SnapshotDir).
+func (p *Pebble) SetSnapshot(snap *raftpb.Snapshot) (err error) {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	defer p.catchFatal(&err, true)
+	if err := p.usable(); err != nil {
+		return err
+	}
+	if err := checkSetSnapshot(snap, p.snapMeta.GetIndex(), p.start.index, p.last, p.term); err != nil {
+		return fmt.Errorf("storage: %s: %w", p.dir, err)
+	}
+	w := newBatchWriter(p.db)
+	defer w.close()
+	w.setProto(keySnapshot, snap)
+	if w.err != nil {
+		return fmt.Errorf("storage: %s: build batch: %w", p.dir, w.err)
+	}
+	// Synced: once this returns the node deletes older snapshot files, so
+	// the record must not fall back to one of them in a crash.
+	if err := w.b.Commit(pebble.Sync); err != nil {
+		return p.writeFailed(err)
+	}
+	p.snapMeta = raftpb.EnsureSnapshotMetadata(proto.Clone(snap.GetMetadata()).(*raftpb.SnapshotMetadata))
+	return nil
+}
+
+// checkSetSnapshot validates SetSnapshot's argument against a log whose
+// start (the compaction point) is start and whose last index is last.
+func checkSetSnapshot(snap *raftpb.Snapshot, stored, start, last uint64, termAt func(uint64) (uint64, error)) error {
+	if raft.IsEmptySnap(snap) {
+		return errors.New("set snapshot: empty snapshot")
+	}
+	si, st := snap.GetMetadata().GetIndex(), snap.GetMetadata().GetTerm()
+	if si <= stored || si < start {
+		return fmt.Errorf("set snapshot at index %d: stored snapshot %d, log start %d: %w", si, stored, start, raft.ErrSnapOutOfDate)
+	}
+	if si > last {
+		return fmt.Errorf("set snapshot at index %d beyond the last index %d: %w", si, last, raft.ErrUnavailable)
+	}
+	t, err := termAt(si)
+	if err != nil {
+		return fmt.Errorf("set snapshot at index %d: %w", si, err)
+	}
+	if t != st {
+		return fmt.Errorf("set snapshot at index %d: term %d, the log has %d", si, st, t)
+	}
 	return nil
 }
 

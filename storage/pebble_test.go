@@ -199,10 +199,12 @@ func TestPebbleCorruptRecord(t *testing.T) {
 			"corrupt log start: checksum mismatch"},
 		{"log start of the wrong size", set(keyLogStart, value(encodeRecord([]byte{1, 2, 3}))), "corrupt log start: log start record of 3 bytes"},
 		{"log start missing", del(keyLogStart), "corrupt log start: missing"},
-		{"log start behind the snapshot", set(keyLogStart, value(encodeLogStart(logStart{index: 2, term: 1}))),
-			"corrupt log start: index 2 term 1 is behind or disagrees with the snapshot"},
+		// A log start behind the snapshot is legal (SetSnapshot keeps
+		// entries below it) only if the log holds those entries.
+		{"log start behind the snapshot without the entries", set(keyLogStart, value(encodeLogStart(logStart{index: 2, term: 1}))),
+			"corrupt entry at index 3: missing"},
 		{"log start disagreeing with the snapshot", set(keyLogStart, value(encodeLogStart(logStart{index: 3, term: 2}))),
-			"corrupt log start: index 3 term 2 is behind or disagrees"},
+			"corrupt log start: index 3 term 2 disagrees with the snapshot"},
 		{"version bit flip", set(keyVersion, func(t *testing.T, db *pebble.DB) []byte { return flip(rawGet(t, db, keyVersion)) }),
 			"corrupt format version: checksum mismatch"},
 		{"unsupported version", set(keyVersion, value(encodeVersion(2))), "corrupt format version: unsupported version 2"},

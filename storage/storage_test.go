@@ -19,11 +19,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// logStorage is the node's LogStorage seam, restated here because storage
-// must not import the root package.
+// logStorage is the node's LogStorage seam.
 type logStorage interface {
 	raft.Storage
 	Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error
+	SetSnapshot(snap *raftpb.Snapshot) error
 	Compact(index uint64) error
 	Close() error
 }
@@ -465,6 +465,70 @@ func TestSnapshot(t *testing.T) {
 		}
 		checkLog(t, s, logWant{7, []uint64{2, 2}})
 	})
+}
+
+// SetSnapshot records a snapshot inside the log without dropping entries;
+// Compact trims them later; the pair survives a reopen.
+func TestSetSnapshotKeepsLog(t *testing.T) {
+	forEachImpl(t, func(t *testing.T, open func(testing.TB) logStorage) {
+		s := open(t)
+		if err := s.Save(hardState(2, 1, 10), ents(1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2), nil); err != nil {
+			t.Fatal(err)
+		}
+		snap := snapshot(7, 2, 1, 2, 3)
+		if err := s.SetSnapshot(snap); err != nil {
+			t.Fatal(err)
+		}
+		checkLog(t, s, logWant{1, []uint64{0, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2}})
+		got, err := s.Snapshot()
+		if err != nil || got.GetMetadata().GetIndex() != 7 || got.GetMetadata().GetTerm() != 2 {
+			t.Fatalf("Snapshot() = %v, %v; want index 7 term 2", got, err)
+		}
+		checkErr(t, "SetSnapshot(same index)", s.SetSnapshot(snapshot(7, 2)), raft.ErrSnapOutOfDate)
+		checkErr(t, "SetSnapshot(older)", s.SetSnapshot(snapshot(5, 1)), raft.ErrSnapOutOfDate)
+		checkErr(t, "SetSnapshot(beyond last)", s.SetSnapshot(snapshot(11, 2)), raft.ErrUnavailable)
+		if err := s.SetSnapshot(snapshot(8, 1)); err == nil {
+			t.Fatal("SetSnapshot with a term the log does not have succeeded")
+		}
+		if err := s.Compact(4); err != nil {
+			t.Fatal(err)
+		}
+		checkLog(t, s, logWant{5, []uint64{1, 2, 2, 2, 2, 2, 2}})
+		// A leader's snapshot still replaces the log as before.
+		if err := s.Save(nil, nil, snapshot(12, 3, 1)); err != nil {
+			t.Fatal(err)
+		}
+		checkLog(t, s, logWant{13, []uint64{3}})
+	})
+}
+
+func TestSetSnapshotSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	p, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Save(hardState(2, 1, 8), ents(1, 1, 1, 1, 2, 2, 2, 2, 2), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SetSnapshot(snapshot(6, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Compact(3); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	checkLog(t, p, logWant{4, []uint64{1, 2, 2, 2, 2, 2}})
+	if got, err := p.Snapshot(); err != nil || got.GetMetadata().GetIndex() != 6 {
+		t.Fatalf("Snapshot() after reopen = %v, %v; want index 6", got, err)
+	}
 }
 
 func TestClosed(t *testing.T) {

@@ -27,9 +27,11 @@
 package memnet
 
 import (
+	"bytes"
 	"container/heap"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -316,7 +318,7 @@ type failure struct {
 
 // send routes one message, already cloned, from the node with raft id
 // from. Callers hold n.mu.
-func (n *Network) send(from uint64, m *raftpb.Message, now time.Time) (failed *failure) {
+func (n *Network) send(from uint64, m *raftpb.Message, snapData []byte, now time.Time) (failed *failure) {
 	n.stats.Sent++
 	to := m.GetTo()
 	isSnap := m.GetType() == raftpb.MsgSnap
@@ -360,7 +362,7 @@ func (n *Network) send(from uint64, m *raftpb.Message, now time.Time) (failed *f
 			msg = proto.Clone(m).(*raftpb.Message)
 		}
 		n.seq++
-		heap.Push(&dst.queue, &pending{due: now.Add(n.delay(r)), seq: n.seq, from: from, msg: msg})
+		heap.Push(&dst.queue, &pending{due: now.Add(n.delay(r)), seq: n.seq, from: from, msg: msg, snapData: snapData})
 	}
 	select {
 	case dst.wake <- struct{}{}:
@@ -394,6 +396,25 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 	for i, m := range msgs {
 		clones[i] = proto.Clone(m).(*raftpb.Message)
 	}
+	// A node that keeps snapshot data beside its messages hands it over
+	// here, as the WebSocket transport streams it.
+	var snapData map[*raftpb.Message][]byte
+	if sh, ok := t.h.(consensus.SnapshotHandler); ok {
+		for _, m := range clones {
+			if m.GetType() != raftpb.MsgSnap {
+				continue
+			}
+			meta := m.GetSnapshot().GetMetadata()
+			b, err := readSnapshot(sh, meta.GetIndex(), meta.GetTerm())
+			if err != nil {
+				b = nil // delivered without data: the receiver refuses it
+			}
+			if snapData == nil {
+				snapData = make(map[*raftpb.Message][]byte)
+			}
+			snapData[m] = b
+		}
+	}
 	now := time.Now()
 	var failed []failure
 	t.net.mu.Lock()
@@ -402,7 +423,7 @@ func (t *Transport) Send(msgs []*raftpb.Message) {
 		return
 	}
 	for _, m := range clones {
-		if f := t.net.send(t.id, m, now); f != nil {
+		if f := t.net.send(t.id, m, snapData[m], now); f != nil {
 			failed = append(failed, *f)
 		}
 	}
@@ -476,8 +497,10 @@ func (t *Transport) deliverLoop() {
 	timer.Stop() // armed only while a queued message is not yet due
 	var batch []*raftpb.Message
 	var snaps, lostSnaps []uint64
+	sh, streams := t.h.(consensus.SnapshotHandler)
 	for {
 		batch, snaps, lostSnaps = batch[:0], snaps[:0], lostSnaps[:0]
+		var stream *pending // a MsgSnap to hand over with its data
 		t.net.mu.Lock()
 		now := time.Now()
 		var wait time.Duration = -1
@@ -487,7 +510,15 @@ func (t *Transport) deliverLoop() {
 				wait = p.due.Sub(now)
 				break
 			}
+			if streams && p.msg.GetType() == raftpb.MsgSnap && len(batch) > 0 {
+				break // deliver what came before it first
+			}
 			heap.Pop(&t.queue)
+			if streams && p.msg.GetType() == raftpb.MsgSnap && !t.net.blocked(p.from, t.id) {
+				t.net.stats.Delivered++
+				stream = p
+				break
+			}
 			if t.net.blocked(p.from, t.id) {
 				t.net.stats.Cut++
 				if p.msg.GetType() == raftpb.MsgSnap {
@@ -503,6 +534,16 @@ func (t *Transport) deliverLoop() {
 		}
 		t.net.mu.Unlock()
 		t.reportSnapshots(lostSnaps, raft.SnapshotFailure)
+		if stream != nil {
+			status := raft.SnapshotFinish
+			if stream.snapData == nil {
+				status = raft.SnapshotFailure
+			} else if err := sh.ReceiveSnapshot(stream.msg, bytes.NewReader(stream.snapData)); err != nil {
+				status = raft.SnapshotFailure
+			}
+			t.reportSnapshots([]uint64{stream.from}, status)
+			continue
+		}
 		if len(batch) > 0 {
 			t.h.Deliver(batch)
 			t.reportSnapshots(snaps, raft.SnapshotFinish)
@@ -553,6 +594,9 @@ type pending struct {
 	seq  uint64
 	from uint64
 	msg  *raftpb.Message
+	// snapData is a MsgSnap's data when its sender keeps it outside the
+	// message (consensus.SnapshotHandler); nil otherwise.
+	snapData []byte
 }
 
 // pendingQueue is a min-heap of messages by due time, then send order.
@@ -573,4 +617,14 @@ func (q *pendingQueue) Pop() any {
 	old[len(old)-1] = nil
 	*q = old[:len(old)-1]
 	return p
+}
+
+// readSnapshot reads a whole snapshot's data from its sender.
+func readSnapshot(sh consensus.SnapshotHandler, index, term uint64) ([]byte, error) {
+	r, _, err := sh.OpenSnapshot(index, term)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
 }

@@ -1,0 +1,353 @@
+package consensus
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/unrdf/consensus/internal/msgpackcheck"
+	"github.com/vmihailenco/msgpack/v5"
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// SnapshotEventType says what happened to a snapshot.
+type SnapshotEventType uint8
+
+// Snapshot event types: the seed's snapshot_created and snapshot_restored.
+const (
+	// SnapshotCreated: the node snapshotted its state and compacted its log.
+	SnapshotCreated SnapshotEventType = 1
+	// SnapshotRestored: the node replaced its state with a snapshot, one a
+	// leader sent it or, at start, its own newest.
+	SnapshotRestored SnapshotEventType = 2
+)
+
+// String returns the seed's event name.
+func (t SnapshotEventType) String() string {
+	switch t {
+	case SnapshotCreated:
+		return "snapshot_created"
+	case SnapshotRestored:
+		return "snapshot_restored"
+	}
+	return "unknown"
+}
+
+// SnapshotEvent reports a snapshot taken or restored.
+type SnapshotEvent struct {
+	Type SnapshotEventType
+	// Index and Term are the last log entry the snapshot covers.
+	Index, Term uint64
+	// Bytes is the size of the snapshot's data.
+	Bytes int64
+	// Duration is how long writing or restoring it took.
+	Duration time.Duration
+}
+
+// SubscribeSnapshots returns a subscription to snapshot events, holding up
+// to buffer of them (DefaultSubscriptionBuffer if buffer <= 0); events
+// that do not fit are dropped and counted, never waited for.
+func (n *Node) SubscribeSnapshots(buffer int) *Subscription[SnapshotEvent] {
+	return n.snapEvents.Subscribe(buffer)
+}
+
+// A node's snapshot data is its own replicated state (membership, proposal
+// dedup) followed by the state machine's:
+//
+//	magic (8) | length of node state (4, big-endian) | node state (MessagePack) | state machine data
+var nodeSnapMagic = [8]byte{'C', 'N', 'O', 'D', 'E', 0, 0, 1}
+
+// maxNodeStateBytes bounds the node state a snapshot may declare, so a
+// damaged length cannot make the decoder allocate without limit. The
+// dedup table at its bounds stays far below it in practice.
+const maxNodeStateBytes = 512 << 20
+
+// nodeSnapshotState is the node's part of a snapshot. Field tags are part
+// of the snapshot format.
+type nodeSnapshotState struct {
+	Members []Member      `msgpack:"m"`
+	Removed []uint64      `msgpack:"r"`
+	Dedup   []dedupRecord `msgpack:"d"`
+}
+
+// ErrBadSnapshot means snapshot data did not decode or did not verify.
+var ErrBadSnapshot = errors.New("bad snapshot")
+
+// encodeNodeState captures the node's replicated state. Called from the
+// raft loop, so it sees the state as of the last applied entry.
+func (n *Node) encodeNodeState() ([]byte, error) {
+	st := nodeSnapshotState{Dedup: n.dedup.records()}
+	n.membersMu.RLock()
+	for _, m := range n.members {
+		st.Members = append(st.Members, m)
+	}
+	for id := range n.removed {
+		st.Removed = append(st.Removed, id)
+	}
+	n.membersMu.RUnlock()
+	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	slices.Sort(st.Removed)
+	b, err := msgpack.Marshal(&st)
+	if err != nil {
+		return nil, fmt.Errorf("node: encode snapshot state: %w", err)
+	}
+	return b, nil
+}
+
+// readNodeState reads the node's part of snapshot data from r, leaving r
+// at the state machine's part.
+func readNodeState(r io.Reader) (nodeSnapshotState, error) {
+	var hdr [12]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nodeSnapshotState{}, fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
+	}
+	if [8]byte(hdr[:8]) != nodeSnapMagic {
+		return nodeSnapshotState{}, fmt.Errorf("%w: unknown format %x", ErrBadSnapshot, hdr[:8])
+	}
+	size := binary.BigEndian.Uint32(hdr[8:])
+	if size > maxNodeStateBytes {
+		return nodeSnapshotState{}, fmt.Errorf("%w: node state of %d bytes exceeds %d", ErrBadSnapshot, size, maxNodeStateBytes)
+	}
+	b := make([]byte, size)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return nodeSnapshotState{}, fmt.Errorf("%w: node state: %w", ErrBadSnapshot, err)
+	}
+	if err := msgpackcheck.Validate(b, msgpackcheck.DefaultMaxDepth); err != nil {
+		return nodeSnapshotState{}, fmt.Errorf("%w: node state: %w", ErrBadSnapshot, err)
+	}
+	var st nodeSnapshotState
+	if err := msgpack.Unmarshal(b, &st); err != nil {
+		return nodeSnapshotState{}, fmt.Errorf("%w: node state: %w", ErrBadSnapshot, err)
+	}
+	if err := checkDedupRecords(st.Dedup); err != nil {
+		return nodeSnapshotState{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	for _, m := range st.Members {
+		if m.ID == "" {
+			return nodeSnapshotState{}, fmt.Errorf("%w: member with no name", ErrBadSnapshot)
+		}
+	}
+	return st, nil
+}
+
+// maybeSnapshot starts a snapshot if enough was applied since the last
+// one and none is being written. Called from the raft loop after applying:
+// it captures the state there (cheaply: the state machine clones
+// copy-on-write) and writes it out on another goroutine.
+func (n *Node) maybeSnapshot() {
+	if n.snapper == nil || n.cfg.SnapshotThreshold == 0 {
+		return
+	}
+	applied := n.AppliedIndex()
+	due := applied-n.snapBase >= n.cfg.SnapshotThreshold ||
+		(n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes)
+	if !due || applied <= n.snapBase || !n.snapInFlight.CompareAndSwap(false, true) {
+		return
+	}
+	// Whatever happens next, wait for another threshold before retrying:
+	// a failing disk should not be hit on every Ready.
+	n.snapBase, n.snapBytes = applied, 0
+	term, err := n.storage.Term(applied)
+	if err != nil {
+		n.snapInFlight.Store(false)
+		n.log.Warn("snapshot skipped: term of applied index", "index", applied, "err", err)
+		return
+	}
+	state, err := n.encodeNodeState()
+	if err != nil {
+		n.snapInFlight.Store(false)
+		n.log.Error("snapshot skipped", "index", applied, "err", err)
+		return
+	}
+	view, err := n.snapper.Snapshot()
+	if err != nil {
+		n.snapInFlight.Store(false)
+		n.log.Error("snapshot skipped: state machine", "index", applied, "err", err)
+		return
+	}
+	cs := proto.Clone(n.confState).(*raftpb.ConfState)
+	n.wg.Add(1)
+	go n.persistSnapshot(applied, term, cs, state, view)
+}
+
+// persistSnapshot writes a captured snapshot, records it in the log
+// storage, compacts the log and prunes old snapshots.
+func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state []byte, view StateSnapshot) {
+	defer n.wg.Done()
+	defer n.snapInFlight.Store(false)
+	start := time.Now()
+	size, err := n.writeSnapshot(index, term, state, view)
+	if err != nil {
+		n.log.Error("snapshot failed", "index", index, "err", err)
+		return
+	}
+	snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(index), Term: proto.Uint64(term), ConfState: cs}}
+	if err := n.storage.SetSnapshot(snap); err != nil {
+		if errors.Is(err, raft.ErrSnapOutOfDate) {
+			// A newer snapshot from the leader was installed meanwhile.
+			n.log.Debug("snapshot superseded", "index", index, "err", err)
+			return
+		}
+		n.log.Error("snapshot failed: record", "index", index, "err", err)
+		return
+	}
+	n.snapIndex.Store(index)
+	if index > n.cfg.SnapshotCatchUpEntries {
+		if err := n.storage.Compact(index - n.cfg.SnapshotCatchUpEntries); err != nil {
+			n.log.Warn("log compaction failed", "index", index-n.cfg.SnapshotCatchUpEntries, "err", err)
+		}
+	}
+	if err := n.snapStore.Prune(index, n.cfg.SnapshotRetain); err != nil {
+		n.log.Warn("pruning snapshots failed", "err", err)
+	}
+	d := time.Since(start)
+	n.log.Info("snapshot created", "index", index, "term", term, "bytes", size, "took", d)
+	n.snapEvents.Publish(SnapshotEvent{Type: SnapshotCreated, Index: index, Term: term, Bytes: size, Duration: d})
+}
+
+func (n *Node) writeSnapshot(index, term uint64, state []byte, view StateSnapshot) (size int64, err error) {
+	defer view.Release()
+	sink, err := n.snapStore.Create(index, term)
+	if err != nil {
+		return 0, err
+	}
+	var hdr [12]byte
+	copy(hdr[:8], nodeSnapMagic[:])
+	binary.BigEndian.PutUint32(hdr[8:], uint32(len(state)))
+	cw := &countingWriter{w: sink}
+	if _, err := cw.Write(hdr[:]); err != nil {
+		sink.Abort()
+		return 0, err
+	}
+	if _, err := cw.Write(state); err != nil {
+		sink.Abort()
+		return 0, err
+	}
+	if _, err := view.WriteTo(cw); err != nil {
+		sink.Abort()
+		return 0, fmt.Errorf("state machine: %w", err)
+	}
+	if err := sink.Commit(); err != nil {
+		return 0, err
+	}
+	return cw.n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// installSnapshot replaces the node's state with the snapshot meta names,
+// whose data must be in the snapshot store. Called from the raft loop
+// (after the log storage has recorded the snapshot) and from NewNode.
+func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
+	index, term := meta.GetIndex(), meta.GetTerm()
+	if n.snapper == nil {
+		return fmt.Errorf("node: snapshot at index %d, but the state machine cannot restore snapshots", index)
+	}
+	start := time.Now()
+	data, size, err := n.snapStore.Open(index, term)
+	if err != nil {
+		return fmt.Errorf("node: open snapshot %d: %w", index, err)
+	}
+	defer data.Close()
+	r := bufio.NewReaderSize(data, 1<<20)
+	st, err := readNodeState(r)
+	if err != nil {
+		return fmt.Errorf("node: snapshot %d: %w", index, err)
+	}
+	if err := n.snapper.Restore(r); err != nil {
+		return fmt.Errorf("node: restore snapshot %d: %w", index, err)
+	}
+	n.dedup.restore(st.Dedup)
+	n.restoreMembers(st)
+	n.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
+	n.applied.advance(index)
+	n.snapBase, n.snapBytes = index, 0
+	n.snapIndex.Store(index)
+	if err := n.snapStore.Prune(index, n.cfg.SnapshotRetain); err != nil {
+		n.log.Warn("pruning snapshots failed", "err", err)
+	}
+	d := time.Since(start)
+	n.log.Info("snapshot restored", "index", index, "term", term, "bytes", size, "took", d)
+	n.snapEvents.Publish(SnapshotEvent{Type: SnapshotRestored, Index: index, Term: term, Bytes: size, Duration: d})
+	return nil
+}
+
+// restoreMembers replaces the membership with a snapshot's and points the
+// transport (if started) at the new set of peers.
+func (n *Node) restoreMembers(st nodeSnapshotState) {
+	n.membersMu.Lock()
+	old := n.members
+	n.members = make(map[uint64]Member, len(st.Members))
+	for _, m := range st.Members {
+		id := RaftID(m.ID)
+		n.members[id] = m
+		n.names[id] = m.ID
+	}
+	n.removed = make(map[uint64]struct{}, len(st.Removed))
+	for _, id := range st.Removed {
+		n.removed[id] = struct{}{}
+	}
+	members := n.members
+	n.membersMu.Unlock()
+	if n.transport == nil {
+		return // Start registers the members
+	}
+	for id, m := range members {
+		if id != n.id && m.PeerAddr != "" {
+			n.transport.AddPeer(id, m.ID, m.PeerAddr)
+		}
+	}
+	for id := range old {
+		if _, ok := members[id]; !ok && id != n.id {
+			n.transport.RemovePeer(id)
+		}
+	}
+}
+
+// OpenSnapshot returns the data of this node's snapshot at (index, term),
+// for a transport sending it to a follower.
+func (n *Node) OpenSnapshot(index, term uint64) (io.ReadCloser, int64, error) {
+	return n.snapStore.Open(index, term)
+}
+
+// ReceiveSnapshot stores the data of the snapshot m (a MsgSnap from the
+// leader, carrying only metadata) announces, read from data, then steps m
+// into raft, which installs it. A transport calls it when a snapshot
+// stream ends; data must return an error rather than EOF if the stream
+// was cut short.
+func (n *Node) ReceiveSnapshot(m *raftpb.Message, data io.Reader) error {
+	meta := m.GetSnapshot().GetMetadata()
+	if m.GetType() != raftpb.MsgSnap || m.GetTo() != n.id || meta.GetIndex() == 0 {
+		return fmt.Errorf("node: receive snapshot: %w: not a snapshot message for this node", ErrBadSnapshot)
+	}
+	sink, err := n.snapStore.Create(meta.GetIndex(), meta.GetTerm())
+	if err != nil {
+		return fmt.Errorf("node: receive snapshot %d: %w", meta.GetIndex(), err)
+	}
+	if _, err := io.Copy(sink, data); err != nil {
+		sink.Abort()
+		return fmt.Errorf("node: receive snapshot %d: %w", meta.GetIndex(), err)
+	}
+	if err := sink.Commit(); err != nil {
+		return fmt.Errorf("node: receive snapshot %d: %w", meta.GetIndex(), err)
+	}
+	n.log.Info("snapshot received", "index", meta.GetIndex(), "from", n.nameOf(m.GetFrom()))
+	n.Deliver([]*raftpb.Message{m})
+	return nil
+}

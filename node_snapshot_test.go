@@ -1,0 +1,270 @@
+package consensus_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/memnet"
+	"github.com/unrdf/consensus/storage"
+)
+
+// tally is a Snapshotter test machine: each command "key=value" sets a
+// key, and the state is the map plus the number of commands applied.
+type tally struct {
+	mu      sync.Mutex
+	vals    map[string]string
+	applied uint64
+}
+
+func newTally() *tally { return &tally{vals: map[string]string{}} }
+
+func (t *tally) Apply(_ uint64, cmd []byte) any {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	k, v, _ := bytes.Cut(cmd, []byte("="))
+	t.vals[string(k)] = string(v)
+	t.applied++
+	return t.applied
+}
+
+type tallyView struct {
+	vals    map[string]string
+	applied uint64
+}
+
+func (t *tally) Snapshot() (consensus.StateSnapshot, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return &tallyView{vals: maps.Clone(t.vals), applied: t.applied}, nil
+}
+
+func (v *tallyView) WriteTo(w io.Writer) (int64, error) {
+	var buf bytes.Buffer
+	_ = binary.Write(&buf, binary.BigEndian, v.applied)
+	for _, k := range slices.Sorted(maps.Keys(v.vals)) {
+		fmt.Fprintf(&buf, "%s=%s\n", k, v.vals[k])
+	}
+	return buf.WriteTo(w)
+}
+
+func (v *tallyView) Release() {}
+
+func (t *tally) Restore(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if len(b) < 8 {
+		return errors.New("tally: short snapshot")
+	}
+	vals := map[string]string{}
+	for _, line := range bytes.Split(bytes.TrimSuffix(b[8:], []byte("\n")), []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		k, v, ok := bytes.Cut(line, []byte("="))
+		if !ok {
+			return errors.New("tally: bad line")
+		}
+		vals[string(k)] = string(v)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.vals, t.applied = vals, binary.BigEndian.Uint64(b[:8])
+	return nil
+}
+
+func (t *tally) state() (map[string]string, uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(t.vals), t.applied
+}
+
+type snapNode struct {
+	node *consensus.Node
+	sm   *tally
+	tr   *memnet.Transport
+}
+
+func snapConfig(name string, peers map[string]string) consensus.Config {
+	cfg := consensus.DefaultConfig(name)
+	cfg.Peers = peers
+	cfg.SnapshotThreshold = 50
+	cfg.SnapshotCatchUpEntries = 10
+	return cfg
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A follower cut off while more than three snapshot thresholds of entries
+// are written, and compacted away, catches up by receiving a snapshot and
+// ends with the leader's state.
+func TestFollowerCatchesUpBySnapshot(t *testing.T) {
+	const seed = 7
+	t.Logf("seed %d", seed)
+	net := memnet.New(memnet.Config{Seed: seed})
+	defer net.Close()
+	peers := map[string]string{"a": "a", "b": "b", "c": "c"}
+	nodes := map[string]*snapNode{}
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		sm := newTally()
+		node, err := consensus.NewNode(snapConfig(name, peers), storage.NewMemory(), sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := net.Attach(consensus.RaftID(name), node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Start(tr)
+		nodes[name] = &snapNode{node, sm, tr}
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.node.Stop()
+			_ = n.tr.Close()
+		}
+	}()
+	var leader string
+	waitFor(t, 10*time.Second, "a leader", func() bool {
+		for name, n := range nodes {
+			if n.node.IsLeader() {
+				leader = name
+				return true
+			}
+		}
+		return false
+	})
+	var lagger string
+	for _, name := range slices.Sorted(maps.Keys(peers)) {
+		if name != leader {
+			lagger = name
+			break
+		}
+	}
+	sub := nodes[lagger].node.SubscribeSnapshots(16)
+	defer sub.Close()
+	net.Isolate(consensus.RaftID(lagger))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const writes = 4 * 50
+	for i := range writes {
+		if _, err := nodes[leader].node.Propose(ctx, fmt.Appendf(nil, "k%d=v%d", i%37, i)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the leader's snapshot", func() bool {
+		return nodes[leader].node.Status().SnapshotIndex >= 3*50
+	})
+	net.Heal()
+	want, wantApplied := nodes[leader].sm.state()
+	waitFor(t, 20*time.Second, "the lagging follower to catch up", func() bool {
+		_, applied := nodes[lagger].sm.state()
+		return applied == wantApplied
+	})
+	got, _ := nodes[lagger].sm.state()
+	if !maps.Equal(got, want) {
+		t.Fatalf("follower state differs from the leader's:\n got %v\nwant %v", got, want)
+	}
+	select {
+	case ev := <-sub.C():
+		if ev.Type != consensus.SnapshotRestored || ev.Index < 3*50 {
+			t.Fatalf("follower's first snapshot event = %+v, want a restore at >= 150", ev)
+		}
+		t.Logf("follower restored snapshot at index %d (%d bytes) in %v", ev.Index, ev.Bytes, ev.Duration)
+	case <-time.After(10 * time.Second):
+		t.Fatal("follower caught up without restoring a snapshot")
+	}
+}
+
+// A restarted node loads its newest snapshot plus the log tail after it,
+// from disk, and ends with the state it had.
+func TestRestartFromSnapshotAndTail(t *testing.T) {
+	dir := t.TempDir()
+	peers := map[string]string{"solo": "solo"}
+	open := func() (*consensus.Node, *tally, *storage.Pebble) {
+		st, err := storage.Open(dir+"/raft", storage.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps, err := storage.OpenSnapshotDir(dir+"/snap", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := snapConfig("solo", peers)
+		cfg.Snapshots = snaps
+		sm := newTally()
+		node, err := consensus.NewNode(cfg, st, sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		net := memnet.New(memnet.Config{})
+		tr, err := net.Attach(consensus.RaftID("solo"), node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Start(tr)
+		t.Cleanup(func() { _ = tr.Close(); net.Close() })
+		return node, sm, st
+	}
+	node, sm, st := open()
+	waitFor(t, 5*time.Second, "leadership", node.IsLeader)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range 175 {
+		if _, err := node.Propose(ctx, fmt.Appendf(nil, "k%d=v%d", i%11, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "a snapshot at 150 or more", func() bool { return node.Status().SnapshotIndex >= 150 })
+	want, wantApplied := sm.state()
+	node.Stop()
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	node, sm, st = open()
+	defer func() { node.Stop(); _ = st.Close() }()
+	first, err := st.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first <= 1 {
+		t.Fatalf("log was not compacted: first index %d", first)
+	}
+	// Everything applied before the restart is back before any new write.
+	waitFor(t, 10*time.Second, "replay of the tail", func() bool {
+		_, applied := sm.state()
+		return applied >= wantApplied
+	})
+	got, gotApplied := sm.state()
+	if gotApplied != wantApplied {
+		t.Fatalf("applied %d commands after restart, want %d (a replayed entry applied twice?)", gotApplied, wantApplied)
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("state after restart differs:\n got %v\nwant %v", got, want)
+	}
+	if si := node.Status().SnapshotIndex; si < 150 {
+		t.Fatalf("snapshot index after restart = %d, want >= 150", si)
+	}
+}
