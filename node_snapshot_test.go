@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/memnet"
 	"github.com/unrdf/consensus/storage"
+	"github.com/unrdf/consensus/transport"
 )
 
 // tally is a Snapshotter test machine: each command "key=value" sets a
@@ -93,7 +96,7 @@ func (t *tally) state() (map[string]string, uint64) {
 type snapNode struct {
 	node *consensus.Node
 	sm   *tally
-	tr   *memnet.Transport
+	tr   consensus.Transport
 }
 
 func snapConfig(name string, peers map[string]string) consensus.Config {
@@ -115,16 +118,23 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// A follower cut off while more than three snapshot thresholds of entries
-// are written, and compacted away, catches up by receiving a snapshot and
-// ends with the leader's state.
-func TestFollowerCatchesUpBySnapshot(t *testing.T) {
+// snapCluster is three nodes with small snapshot thresholds, over memnet
+// (isolate cuts a node off) or over real WebSocket transports with Pebble
+// and snapshot files on disk (isolate stops a node; heal restarts it).
+type snapCluster struct {
+	t       *testing.T
+	nodes   map[string]*snapNode
+	isolate func(name string)
+	heal    func()
+}
+
+func newMemnetSnapCluster(t *testing.T) *snapCluster {
 	const seed = 7
 	t.Logf("seed %d", seed)
 	net := memnet.New(memnet.Config{Seed: seed})
-	defer net.Close()
+	t.Cleanup(net.Close)
 	peers := map[string]string{"a": "a", "b": "b", "c": "c"}
-	nodes := map[string]*snapNode{}
+	c := &snapCluster{t: t, nodes: map[string]*snapNode{}}
 	for _, name := range slices.Sorted(maps.Keys(peers)) {
 		sm := newTally()
 		node, err := consensus.NewNode(snapConfig(name, peers), storage.NewMemory(), sm)
@@ -136,17 +146,85 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 			t.Fatal(err)
 		}
 		node.Start(tr)
-		nodes[name] = &snapNode{node, sm, tr}
+		c.nodes[name] = &snapNode{node, sm, tr}
 	}
-	defer func() {
-		for _, n := range nodes {
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
 			n.node.Stop()
 			_ = n.tr.Close()
 		}
-	}()
+	})
+	c.isolate = func(name string) { net.Isolate(consensus.RaftID(name)) }
+	c.heal = net.Heal
+	return c
+}
+
+func newWebSocketSnapCluster(t *testing.T) *snapCluster {
+	dir := t.TempDir()
+	lns := map[string]net.Listener{}
+	peers := map[string]string{}
+	for _, name := range []string{"a", "b", "c"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[name], peers[name] = ln, ln.Addr().String()
+	}
+	c := &snapCluster{t: t, nodes: map[string]*snapNode{}}
+	stores := map[string]*storage.Pebble{}
+	start := func(name string, ln net.Listener) {
+		if ln == nil {
+			var err error
+			if ln, err = net.Listen("tcp", peers[name]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st, err := storage.Open(filepath.Join(dir, name, "raft"), storage.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		snaps, err := storage.OpenSnapshotDir(filepath.Join(dir, name, "snap"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := snapConfig(name, peers)
+		cfg.Snapshots = snaps
+		sm := newTally()
+		node, err := consensus.NewNode(cfg, st, sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := transport.New(transport.Config{ID: consensus.RaftID(name), Name: name, Listener: ln, ClusterID: node.ClusterID()}, node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		node.Start(tr)
+		c.nodes[name], stores[name] = &snapNode{node, sm, tr}, st
+	}
+	stop := func(name string) {
+		n := c.nodes[name]
+		n.node.Stop()
+		_ = n.tr.Close()
+		_ = stores[name].Close()
+	}
+	for name, ln := range lns {
+		start(name, ln)
+	}
+	t.Cleanup(func() {
+		for name := range c.nodes {
+			stop(name)
+		}
+	})
+	var down string
+	c.isolate = func(name string) { stop(name); down = name }
+	c.heal = func() { start(down, nil) }
+	return c
+}
+
+func (c *snapCluster) leader() string {
 	var leader string
-	waitFor(t, 10*time.Second, "a leader", func() bool {
-		for name, n := range nodes {
+	waitFor(c.t, 10*time.Second, "a leader", func() bool {
+		for name, n := range c.nodes {
 			if n.node.IsLeader() {
 				leader = name
 				return true
@@ -154,37 +232,56 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		}
 		return false
 	})
+	return leader
+}
+
+// A follower cut off while more than three snapshot thresholds of entries
+// are written, and compacted away, catches up by receiving a snapshot and
+// ends with the leader's state.
+func TestFollowerCatchesUpBySnapshot(t *testing.T) {
+	for name, newCluster := range map[string]func(*testing.T) *snapCluster{
+		"memnet": newMemnetSnapCluster, "websocket": newWebSocketSnapCluster,
+	} {
+		t.Run(name, func(t *testing.T) { testFollowerCatchesUpBySnapshot(t, newCluster(t)) })
+	}
+}
+
+func testFollowerCatchesUpBySnapshot(t *testing.T, c *snapCluster) {
+	leader := c.leader()
 	var lagger string
-	for _, name := range slices.Sorted(maps.Keys(peers)) {
+	for _, name := range slices.Sorted(maps.Keys(c.nodes)) {
 		if name != leader {
 			lagger = name
 			break
 		}
 	}
-	sub := nodes[lagger].node.SubscribeSnapshots(16)
-	defer sub.Close()
-	net.Isolate(consensus.RaftID(lagger))
+	c.isolate(lagger)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const writes = 4 * 50
 	for i := range writes {
-		if _, err := nodes[leader].node.Propose(ctx, fmt.Appendf(nil, "k%d=v%d", i%37, i)); err != nil {
+		if _, err := c.nodes[leader].node.Propose(ctx, fmt.Appendf(nil, "k%d=v%d", i%37, i)); err != nil {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
 	waitFor(t, 10*time.Second, "the leader's snapshot", func() bool {
-		return nodes[leader].node.Status().SnapshotIndex >= 3*50
+		return c.nodes[leader].node.Status().SnapshotIndex >= 3*50
 	})
-	net.Heal()
-	want, wantApplied := nodes[leader].sm.state()
+	c.heal()
+	sub := c.nodes[lagger].node.SubscribeSnapshots(16)
+	defer sub.Close()
+	want, wantApplied := c.nodes[leader].sm.state()
 	waitFor(t, 20*time.Second, "the lagging follower to catch up", func() bool {
-		_, applied := nodes[lagger].sm.state()
+		_, applied := c.nodes[lagger].sm.state()
 		return applied == wantApplied
 	})
-	got, _ := nodes[lagger].sm.state()
+	got, _ := c.nodes[lagger].sm.state()
 	if !maps.Equal(got, want) {
 		t.Fatalf("follower state differs from the leader's:\n got %v\nwant %v", got, want)
+	}
+	if si := c.nodes[lagger].node.Status().SnapshotIndex; si < 3*50 {
+		t.Fatalf("follower's snapshot index is %d: it caught up without a snapshot", si)
 	}
 	select {
 	case ev := <-sub.C():
@@ -193,7 +290,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		}
 		t.Logf("follower restored snapshot at index %d (%d bytes) in %v", ev.Index, ev.Bytes, ev.Duration)
 	case <-time.After(10 * time.Second):
-		t.Fatal("follower caught up without restoring a snapshot")
+		t.Fatal("no snapshot_restored event")
 	}
 }
 

@@ -109,8 +109,14 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	snaps, err := storage.OpenSnapshotDir(filepath.Join(cfg.DataDir, "snap"), nil)
+	if err != nil {
+		return nil, err
+	}
 	machine := kv.NewMachine()
-	s.node, err = consensus.NewNode(cfg.Node, s.storage, machine)
+	nodeCfg := cfg.Node
+	nodeCfg.Snapshots = snaps
+	s.node, err = consensus.NewNode(nodeCfg, s.storage, machine)
 	if err != nil {
 		return nil, err
 	}

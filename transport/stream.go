@@ -38,7 +38,7 @@ func (t *WebSocket) runPeer(ctx context.Context, p *peer) {
 	w := &streamWriter{t: t, p: p, enc: msgpack.NewEncoder(nil)}
 	attempt := 0
 	for {
-		conn, err := t.dial(ctx, p)
+		conn, err := t.dial(ctx, p, streamPath)
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -116,7 +116,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // dial opens the outbound stream to p, presenting this node in the
 // handshake headers.
-func (t *WebSocket) dial(ctx context.Context, p *peer) (*websocket.Conn, error) {
+func (t *WebSocket) dial(ctx context.Context, p *peer, path string) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 	defer cancel()
 	hdr := http.Header{}
@@ -128,7 +128,7 @@ func (t *WebSocket) dial(ctx context.Context, p *peer) (*websocket.Conn, error) 
 	if t.cfg.ClientTLS != nil {
 		scheme = "wss"
 	}
-	u := url.URL{Scheme: scheme, Host: p.addr, Path: streamPath}
+	u := url.URL{Scheme: scheme, Host: p.addr, Path: path}
 	conn, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
 		HTTPClient:      t.client,
 		HTTPHeader:      hdr,
@@ -290,35 +290,8 @@ func (w *streamWriter) discard() int {
 // serveStream accepts a peer's outbound stream after checking the handshake
 // and reads it until it ends.
 func (t *WebSocket) serveStream(rw http.ResponseWriter, r *http.Request) {
-	from, errFrom := strconv.ParseUint(r.Header.Get(headerFrom), 10, 64)
-	to, errTo := strconv.ParseUint(r.Header.Get(headerTo), 10, 64)
-	name := r.Header.Get(headerName)
-	if errFrom != nil || errTo != nil || to != t.cfg.ID {
-		t.stats.unknownSender.Add(1)
-		t.warn("refused peer stream: bad handshake", "remote", r.RemoteAddr, "from", r.Header.Get(headerFrom), "to", r.Header.Get(headerTo))
-		http.Error(rw, "transport: handshake is not addressed to this node", http.StatusForbidden)
-		return
-	}
-	if cluster, err := strconv.ParseUint(r.Header.Get(headerCluster), 16, 64); t.cfg.ClusterID != 0 && (err != nil || cluster != t.cfg.ClusterID) {
-		t.stats.wrongCluster.Add(1)
-		t.clusterError("refused peer stream from another cluster",
-			"remote", r.RemoteAddr, "from", from, "name", name, "peer_cluster", r.Header.Get(headerCluster))
-		rw.Header().Set(headerRefused, refusedCluster)
-		rw.Header().Set(headerCluster, strconv.FormatUint(t.cfg.ClusterID, 16))
-		http.Error(rw, "transport: this node belongs to another cluster", http.StatusForbidden)
-		return
-	}
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		http.Error(rw, "transport: closed", http.StatusServiceUnavailable)
-		return
-	}
-	if t.peers[from] == nil {
-		t.mu.Unlock()
-		t.stats.unknownSender.Add(1)
-		t.warn("refused peer stream: unknown sender", "remote", r.RemoteAddr, "from", from, "name", name)
-		http.Error(rw, "transport: unknown peer", http.StatusForbidden)
+	from, name, ok := t.checkHandshake(rw, r)
+	if !ok {
 		return
 	}
 	// Added under mu, before Close can start waiting.
@@ -437,4 +410,43 @@ func (t *WebSocket) readStream(ctx context.Context, conn *websocket.Conn, peerID
 		t.stats.messagesReceived.Add(uint64(len(keep)))
 		t.h.Deliver(keep)
 	}
+}
+
+// checkHandshake validates a peer's handshake headers and, on success,
+// returns with t.mu held (the caller registers itself and unlocks). On
+// failure it has answered the request and does not hold the lock.
+func (t *WebSocket) checkHandshake(rw http.ResponseWriter, r *http.Request) (from uint64, name string, ok bool) {
+	var errFrom error
+	from, errFrom = strconv.ParseUint(r.Header.Get(headerFrom), 10, 64)
+	to, errTo := strconv.ParseUint(r.Header.Get(headerTo), 10, 64)
+	name = r.Header.Get(headerName)
+	if errFrom != nil || errTo != nil || to != t.cfg.ID {
+		t.stats.unknownSender.Add(1)
+		t.warn("refused peer stream: bad handshake", "remote", r.RemoteAddr, "from", r.Header.Get(headerFrom), "to", r.Header.Get(headerTo))
+		http.Error(rw, "transport: handshake is not addressed to this node", http.StatusForbidden)
+		return 0, "", false
+	}
+	if cluster, err := strconv.ParseUint(r.Header.Get(headerCluster), 16, 64); t.cfg.ClusterID != 0 && (err != nil || cluster != t.cfg.ClusterID) {
+		t.stats.wrongCluster.Add(1)
+		t.clusterError("refused peer stream from another cluster",
+			"remote", r.RemoteAddr, "from", from, "name", name, "peer_cluster", r.Header.Get(headerCluster))
+		rw.Header().Set(headerRefused, refusedCluster)
+		rw.Header().Set(headerCluster, strconv.FormatUint(t.cfg.ClusterID, 16))
+		http.Error(rw, "transport: this node belongs to another cluster", http.StatusForbidden)
+		return 0, "", false
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		http.Error(rw, "transport: closed", http.StatusServiceUnavailable)
+		return 0, "", false
+	}
+	if t.peers[from] == nil {
+		t.mu.Unlock()
+		t.stats.unknownSender.Add(1)
+		t.warn("refused peer stream: unknown sender", "remote", r.RemoteAddr, "from", from, "name", name)
+		http.Error(rw, "transport: unknown peer", http.StatusForbidden)
+		return 0, "", false
+	}
+	return from, name, true
 }

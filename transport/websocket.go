@@ -131,6 +131,9 @@ type peer struct {
 	stop context.CancelFunc
 	// connected is true while the outbound stream is up.
 	connected atomic.Bool
+	// snapSending is true while a snapshot is being streamed to the peer;
+	// one at a time per peer.
+	snapSending atomic.Bool
 
 	// inbound is the stream this peer opened to us, if any; guarded by
 	// WebSocket.mu.
@@ -212,6 +215,7 @@ func New(cfg Config, h Handler) (*WebSocket, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+streamPath, t.serveStream)
+	mux.HandleFunc("GET "+snapshotPath, t.serveSnapshot)
 	t.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: cfg.DialTimeout + time.Second,
@@ -315,6 +319,7 @@ func (t *WebSocket) Send(msgs []*raftpb.Message) {
 		t.stats.messagesDropped.Add(uint64(len(msgs)))
 		return
 	}
+	sh, streams := t.h.(SnapshotHandler)
 	for _, m := range msgs {
 		if m == nil {
 			continue
@@ -322,6 +327,12 @@ func (t *WebSocket) Send(msgs []*raftpb.Message) {
 		p := t.peers[m.GetTo()]
 		if p == nil {
 			failed = append(failed, sendFailure{m.GetTo(), m.GetType() == raftpb.MsgSnap})
+			continue
+		}
+		if streams && m.GetType() == raftpb.MsgSnap {
+			if !t.startSnapshot(p, m, sh) {
+				failed = append(failed, sendFailure{p.id, true})
+			}
 			continue
 		}
 		w := toWire(m)

@@ -31,7 +31,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	etMin := fs.Duration("election-timeout-min", def.ElectionTimeoutMin, "minimum election timeout")
 	etMax := fs.Duration("election-timeout-max", def.ElectionTimeoutMax, "maximum election timeout (must be twice the minimum)")
 	hb := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "leader heartbeat interval")
-	snapThreshold := fs.Uint64("snapshot-threshold", 1000, "applied entries between snapshots (snapshots are not built yet; accepted for compatibility)")
+	snapThreshold := fs.Uint64("snapshot-threshold", 1000, "applied entries between snapshots of the state (each followed by log compaction)")
 	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted HTTP request body")
 	maxInFlight := fs.Int("max-in-flight", server.DefaultMaxInFlight, "requests served at once before answering 503 overloaded")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per client (token, else IP); 0 = no limit")
@@ -75,6 +75,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg := consensus.DefaultConfig(*id)
 	cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax, cfg.HeartbeatInterval = *etMin, *etMax, *hb
+	cfg.SnapshotThreshold = *snapThreshold
 	cfg.Peers = peerMap
 	if len(cfg.Peers) == 0 {
 		cfg.Peers = map[string]string{*id: *listen}

@@ -111,6 +111,9 @@ type member struct {
 	// storage is the log storage while running; for MemoryStorage it is
 	// kept across crashes.
 	storage consensus.LogStorage
+	// snapFS holds a MemoryStorage node's snapshot files, kept across
+	// crashes like its storage (a CrashablePebble node keeps them in fs).
+	snapFS  *vfs.MemFS
 	node    *consensus.Node
 	machine *kv.Machine
 	store   *kv.Store
@@ -146,6 +149,7 @@ func New(t testing.TB, opts Options) *Cluster {
 			m.fs = vfs.NewCrashableMem()
 		default:
 			m.storage = storage.NewMemory()
+			m.snapFS = vfs.NewMem()
 		}
 		c.members[name] = m
 		if err := c.start(m); err != nil {
@@ -170,9 +174,19 @@ func (c *Cluster) start(m *member) error {
 		}
 		st = p
 	}
+	snapFS, snapDir := m.snapFS, "/snap"
+	if c.opts.Storage == CrashablePebble {
+		snapFS, snapDir = m.fs, dataDir+"/snap"
+	}
+	snaps, err := storage.OpenSnapshotDir(snapDir, snapFS)
+	if err != nil {
+		c.closeStorage(st)
+		return err
+	}
 	cfg := consensus.DefaultConfig(m.name)
 	cfg.Peers = c.peers
 	cfg.Logger = c.opts.Logger
+	cfg.Snapshots = snaps
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
 	}
