@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzHTTPRequest$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzWSFrame$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/
+	$(GO) test -run XXX -fuzz '^FuzzReadNodeState$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./kv/
 	$(GO) test -run XXX -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./internal/msgpackcheck/
 
