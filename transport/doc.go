@@ -94,6 +94,20 @@
 // raft.SnapshotFinish (the write succeeded; the follower still has to
 // apply it), and raft.SnapshotFailure if it was not.
 //
+// # Snapshots
+//
+// When the Handler is a SnapshotHandler (a consensus.Node), a MsgSnap
+// carries only metadata and does not use the peer's queue or stream: Send
+// starts a goroutine (one per peer at a time; a second is refused and
+// reported as a failure) that dials /raft/snapshot with the same handshake
+// and sends the data size with the envelope of the MsgSnap, then the data
+// from OpenSnapshot in binary frames of at most 1 MiB, then its CRC-32C.
+// The receiver hands the data to ReceiveSnapshot as an io.Reader that
+// fails (never ends cleanly) if the stream is cut, overlong or its
+// checksum differs, and answers with one text frame: "ok" or the error.
+// The sender reports SnapshotFinish on "ok", SnapshotFailure otherwise.
+// The peer's stream keeps carrying heartbeats while a snapshot is sent.
+//
 // # Failure and reconnect
 //
 // The writer watches its stream for the peer closing it, so a crashed peer
