@@ -365,7 +365,8 @@ func (h *watchHub) read(w *Watcher) (resp WatchResponse, caughtUp bool, err erro
 	return resp, false, nil
 }
 
-// progressLocked returns w's progress revision.
+// progress returns w's progress: every matching event at or below it
+// has been read.
 func (h *watchHub) progress(w *Watcher) int64 {
 	h.mu.RLock()
 	defer h.mu.RUnlock()

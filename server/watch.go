@@ -325,6 +325,9 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	hdr.Set(StartRevisionHeader, strconv.FormatInt(watcher.StartRevision(), 10))
 	w.WriteHeader(http.StatusOK)
+	// Each write gets its own deadline; clear the last one so that it
+	// cannot cut a later request on the same keep-alive connection.
+	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -488,5 +489,25 @@ func TestClusterWatchMovesBetweenNodesWithoutGapOrRepeat(t *testing.T) {
 	}
 	if got[len(got)-1] != last || last != 80 {
 		t.Fatalf("watched up to %d, wrote up to %d", got[len(got)-1], last)
+	}
+}
+
+func TestWatchNeedsAWatchBackend(t *testing.T) {
+	h, _ := testHandler(t, newFake(), HTTPOptions{})
+	wantError(t, serve(h, http.MethodGet, "/v1/watch", ""), http.StatusNotFound, CodeNotFound)
+}
+
+func TestWatchStreamErrorEvent(t *testing.T) {
+	var h apiHandler
+	var buf bytes.Buffer
+	h.endWatch(&buf, fmt.Errorf("x: %w", &kv.CompactedError{Requested: 3, Oldest: 7}))
+	want := `event: error` + "\n" + `data: {"error":{"code":"compacted","message":"x: kv: watch from revision 3: revision compacted; the oldest available is 7","oldestRevision":7}}` + "\n\n"
+	if buf.String() != want {
+		t.Fatalf("error event:\n%s\nwant\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	h.endWatch(&buf, context.Canceled)
+	if buf.Len() != 0 {
+		t.Fatalf("a cancelled watch wrote %q", buf.String())
 	}
 }
