@@ -211,10 +211,22 @@ func (h *watchHub) publish(evs ...Event) {
 		b.bytes += eventBytes(&b.events[i])
 	}
 	h.mu.Lock()
-	if b.first <= h.last {
+	switch {
+	case b.first <= h.last:
 		// Revisions went back without a reset: not something Apply does.
-		// Start the history over rather than serve a confused one;
-		// watchers that would miss or repeat events are ended.
+		// Start the history over rather than serve a confused one, and
+		// end every watcher that saw any revision being rewritten.
+		h.resetLocked(b.first - 1)
+		for w := range h.watchers {
+			if w.next > b.first {
+				w.fault = &CompactedError{Requested: w.next, Oldest: b.first}
+				w.wake()
+			}
+		}
+	case h.last == 0 && h.compacted == 0 && b.first > 1:
+		// The first events come after revision 1: the machine started from
+		// a state it did not reset the hub to. What came before is not
+		// here.
 		h.resetLocked(b.first - 1)
 	}
 	h.batches = append(h.batches, b)
@@ -338,6 +350,9 @@ func (h *watchHub) remove(w *Watcher) {
 func (h *watchHub) read(w *Watcher) (resp WatchResponse, caughtUp bool, err error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	if w.fault != nil {
+		return resp, false, w.fault
+	}
 	if w.next <= h.compacted {
 		return resp, false, &CompactedError{Requested: w.next, Oldest: h.compacted + 1}
 	}
@@ -386,6 +401,8 @@ type Watcher struct {
 	// by publish under the exclusive lock and by this watcher's reader
 	// under the shared one).
 	next int64
+	// fault, when set (under hub.mu), ends the watcher at its next read.
+	fault error
 
 	ctx      context.Context
 	cancel   context.CancelCauseFunc

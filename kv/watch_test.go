@@ -520,3 +520,36 @@ func TestStateChangedAndCommandAppliedFeeds(t *testing.T) {
 	default:
 	}
 }
+
+// The hub defends itself against a machine that breaks the contract: a
+// revision that goes back ends the watchers that saw it, and events that
+// start after revision 1 without a reset make the earlier ones compacted.
+func TestWatchHubContractViolations(t *testing.T) {
+	mk := func(rev int64) Event {
+		return Event{Type: EventPut, Item: Item{Key: "k", Value: []byte(`1`), Revision: rev}}
+	}
+	ctx := context.Background()
+	var late watchHub
+	early, _ := late.watch(ctx, "", 1)
+	defer early.Close()
+	late.publish(mk(5))
+	for range early.C() {
+	}
+	if !errors.Is(early.Err(), ErrCompacted) {
+		t.Fatalf("watcher from 1 when history starts at 5: %v", early.Err())
+	}
+
+	var back watchHub
+	for rev := int64(1); rev <= 5; rev++ {
+		back.publish(mk(rev))
+	}
+	saw, _ := back.watch(ctx, "", 1)
+	defer saw.Close()
+	collect(t, saw, 5)
+	back.publish(mk(4)) // revision 4 again
+	for range saw.C() {
+	}
+	if !errors.Is(saw.Err(), ErrCompacted) {
+		t.Fatalf("watcher that saw revision 4 before it was rewritten: %v", saw.Err())
+	}
+}
