@@ -157,10 +157,15 @@ func eventBytes(ev *Event) int64 {
 }
 
 // watchHub keeps recent events for watchers and feeds the state_changed
-// and command_applied subscriptions. The machine calls publish and reset
-// with its lock held, in revision order; everything else may be called
-// from any goroutine. The zero value is ready to use, with the default
-// WatchConfig.
+// and command_applied subscriptions. The zero value is ready to use, with
+// the default WatchConfig.
+//
+// The machine's side of the contract: it calls publish and reset with its
+// lock held; publish gets every change, one call per applied command, with
+// revisions that grow from call to call (the events of one call may share
+// a revision); when the state is replaced (a snapshot restore) it calls
+// reset(rev) before publishing anything after rev. Everything else may be
+// called from any goroutine.
 type watchHub struct {
 	// mu guards everything below it. publish, reset and registration hold
 	// it exclusively; a watcher reading history holds it shared and
