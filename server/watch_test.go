@@ -155,7 +155,7 @@ func (s *sseStream) nextEvent() sseData {
 
 // startWatchServer starts a one-node server with the given watch history
 // and HTTP options and waits until it leads.
-func startWatchServer(t *testing.T, history kv.WatchConfig, opts HTTPOptions) *Server {
+func startWatchServer(t *testing.T, history kv.WatchConfig, opts HTTPOptions, wrapHTTP ...func(net.Listener) net.Listener) *Server {
 	t.Helper()
 	listen := func() net.Listener {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -165,12 +165,16 @@ func startWatchServer(t *testing.T, history kv.WatchConfig, opts HTTPOptions) *S
 		return ln
 	}
 	peerLn := listen()
+	httpLn := listen()
+	for _, wrap := range wrapHTTP {
+		httpLn = wrap(httpLn)
+	}
 	cfg := consensus.DefaultConfig("n1")
 	cfg.Peers = map[string]string{"n1": peerLn.Addr().String()}
 	s, err := Start(Config{
 		Node:         cfg,
 		PeerListener: peerLn,
-		HTTPListener: listen(),
+		HTTPListener: httpLn,
 		DataDir:      filepath.Join(t.TempDir(), "n1"),
 		HTTP:         opts,
 		WatchHistory: history,
@@ -510,4 +514,69 @@ func TestWatchStreamErrorEvent(t *testing.T) {
 	if buf.Len() != 0 {
 		t.Fatalf("a cancelled watch wrote %q", buf.String())
 	}
+}
+
+// A client that stops reading while much is written falls out of the
+// history: its stream delivers what it can, in order, then ends with an
+// error event naming the oldest revision. Never a silent gap.
+func TestSlowWatchStreamEndsWithCompactedEvent(t *testing.T) {
+	// Small socket buffers, so that not reading is felt at once.
+	s := startWatchServer(t, kv.WatchConfig{HistoryEvents: 4}, HTTPOptions{Watch: WatchOptions{WriteTimeout: time.Minute}},
+		func(ln net.Listener) net.Listener { return smallBuffers{ln} })
+	base := "http://" + s.HTTPAddr()
+	w := openWatch(t, base+"/v1/watch?from_revision=1", nil)
+	if _, err := w.next(); err != nil {
+		t.Fatal(err)
+	}
+	// Far more than the socket buffers and the watcher's channel (eight
+	// responses of at most 256 KiB) hold.
+	value := `"` + strings.Repeat("v", 64<<10) + `"`
+	const writes = 100
+	for i := range writes {
+		putRev(t, base, fmt.Sprintf("k%d", i%10), value, "")
+	}
+	var want int64 = 1
+	for {
+		m, err := w.next()
+		if err != nil {
+			t.Fatalf("stream ended without an error event after revision %d: %v", want-1, err)
+		}
+		if m.event == "error" {
+			var b compactedBody
+			if err := json.Unmarshal([]byte(m.data), &b); err != nil || b.Error.Code != CodeCompacted || b.Error.OldestRevision <= want {
+				t.Fatalf("error event %q after revision %d", m.data, want-1)
+			}
+			break
+		}
+		if m.data == "" {
+			continue
+		}
+		var d sseData
+		if err := json.Unmarshal([]byte(m.data), &d); err != nil || d.Revision != want {
+			t.Fatalf("event at revision %d, want %d: %v", d.Revision, want, err)
+		}
+		want++
+	}
+	if want > writes {
+		t.Fatalf("the reader was never behind the history (got all %d)", writes)
+	}
+	if _, err := w.next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the error event: %v", err)
+	}
+	// Resuming where it stopped is refused, not served with a gap.
+	w2 := openWatch(t, base+"/v1/watch", map[string]string{"Last-Event-ID": strconv.FormatInt(want-1, 10)})
+	if w2.body(); w2.resp.StatusCode != http.StatusGone {
+		t.Fatalf("resume after falling behind: %d", w2.resp.StatusCode)
+	}
+}
+
+// smallBuffers accepts connections with a small send buffer.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(8 << 10)
+	}
+	return c, err
 }
