@@ -182,8 +182,12 @@ type watchHub struct {
 	compacted int64
 	// last is the revision of the last event published (or of the
 	// snapshot the state was reset to).
-	last     int64
-	watchers map[*Watcher]struct{}
+	last int64
+	// groups holds the open watchers by prefix, in a slice so that
+	// publish walks them without map iteration; byPrefix finds a group.
+	groups   []*watchGroup
+	byPrefix map[string]*watchGroup
+	watchers int
 
 	stateChanged   consensus.Feed[Event]
 	commandApplied consensus.Feed[CommandApplied]
@@ -222,10 +226,12 @@ func (h *watchHub) publish(evs ...Event) {
 		// Start the history over rather than serve a confused one, and
 		// end every watcher that saw any revision being rewritten.
 		h.resetLocked(b.first - 1)
-		for w := range h.watchers {
-			if w.next > b.first {
-				w.fault = &CompactedError{Requested: w.next, Oldest: b.first}
-				w.wake()
+		for _, g := range h.groups {
+			for _, w := range g.watchers {
+				if w.next > b.first {
+					w.fault = &CompactedError{Requested: w.next, Oldest: b.first}
+					w.wake()
+				}
 			}
 		}
 	case h.last == 0 && h.compacted == 0 && b.first > 1:
@@ -239,17 +245,22 @@ func (h *watchHub) publish(evs ...Event) {
 	h.bytes += b.bytes
 	h.last = b.last
 	h.trimLocked()
-	for w := range h.watchers {
-		switch {
-		case w.next < b.first || w.next > b.last:
-			// Behind (it is reading history, and will reach this batch)
-			// or waiting for a later revision.
-		case b.matches(w.prefix, w.next):
-			w.wake()
-		default:
-			// Caught up and nothing here for it: move it along, so that
-			// an idle watcher never falls out of the history.
-			w.next = b.last + 1
+	for _, g := range h.groups {
+		// Most watchers of a group are caught up (next == b.first): one
+		// prefix test serves them all.
+		matches := b.matches(g.prefix, b.first)
+		for _, w := range g.watchers {
+			switch {
+			case w.next < b.first || w.next > b.last:
+				// Behind (it is reading history, and will reach this
+				// batch) or waiting for a later revision.
+			case matches && (w.next == b.first || b.matches(g.prefix, w.next)):
+				w.wake()
+			default:
+				// Caught up and nothing here for it: move it along, so
+				// that an idle watcher never falls out of the history.
+				w.next = b.last + 1
+			}
 		}
 	}
 	h.mu.Unlock()
@@ -275,9 +286,11 @@ func (h *watchHub) resetLocked(rev int64) {
 	clear(h.batches)
 	h.batches, h.start, h.events, h.bytes = h.batches[:0], 0, 0, 0
 	h.compacted, h.last = rev, rev
-	for w := range h.watchers {
-		if w.next <= rev {
-			w.wake() // it will read and find ErrCompacted
+	for _, g := range h.groups {
+		for _, w := range g.watchers {
+			if w.next <= rev {
+				w.wake() // it will read and find ErrCompacted
+			}
 		}
 	}
 }
@@ -333,19 +346,54 @@ func (h *watchHub) watch(ctx context.Context, prefix string, from int64) (*Watch
 		progress: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
-	if h.watchers == nil {
-		h.watchers = make(map[*Watcher]struct{})
-	}
-	h.watchers[w] = struct{}{}
+	h.addLocked(w)
 	h.mu.Unlock()
 	go w.run()
 	return w, nil
 }
 
+// watchGroup is the watchers of one prefix.
+type watchGroup struct {
+	prefix   string
+	watchers []*Watcher
+	pos      int // index in watchHub.groups
+}
+
+func (h *watchHub) addLocked(w *Watcher) {
+	g := h.byPrefix[w.prefix]
+	if g == nil {
+		if h.byPrefix == nil {
+			h.byPrefix = make(map[string]*watchGroup)
+		}
+		g = &watchGroup{prefix: w.prefix, pos: len(h.groups)}
+		h.byPrefix[w.prefix] = g
+		h.groups = append(h.groups, g)
+	}
+	w.group, w.pos = g, len(g.watchers)
+	g.watchers = append(g.watchers, w)
+	h.watchers++
+}
+
 func (h *watchHub) remove(w *Watcher) {
 	h.mu.Lock()
-	delete(h.watchers, w)
-	h.mu.Unlock()
+	defer h.mu.Unlock()
+	// Swap-remove: move the last watcher (perhaps w itself) into w's place.
+	g := w.group
+	last := len(g.watchers) - 1
+	moved := g.watchers[last]
+	g.watchers[w.pos], moved.pos = moved, w.pos
+	g.watchers[last] = nil
+	g.watchers = g.watchers[:last]
+	h.watchers--
+	if last > 0 {
+		return
+	}
+	end := len(h.groups) - 1
+	movedGroup := h.groups[end]
+	h.groups[g.pos], movedGroup.pos = movedGroup, g.pos
+	h.groups[end] = nil
+	h.groups = h.groups[:end]
+	delete(h.byPrefix, g.prefix)
 }
 
 // read returns the next response for w: up to the response bounds of
@@ -408,6 +456,9 @@ type Watcher struct {
 	next int64
 	// fault, when set (under hub.mu), ends the watcher at its next read.
 	fault error
+	// group and pos place the watcher in the hub; guarded by hub.mu.
+	group *watchGroup
+	pos   int
 
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -556,7 +607,7 @@ func (m *Machine) WatchStats() WatchStats {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return WatchStats{
-		Watchers:       len(h.watchers),
+		Watchers:       h.watchers,
 		HistoryEvents:  h.events,
 		HistoryBytes:   h.bytes,
 		OldestRevision: h.compacted + 1,

@@ -553,3 +553,42 @@ func TestWatchHubContractViolations(t *testing.T) {
 		t.Fatalf("watcher that saw revision 4 before it was rewritten: %v", saw.Err())
 	}
 }
+
+// Watchers come and go in any order across prefixes; those left keep
+// getting their events and the count stays right.
+func TestWatchersComeAndGo(t *testing.T) {
+	rng := seeded(t)
+	m := NewMachine()
+	ctx := context.Background()
+	var open []*Watcher
+	for i := range 60 {
+		w, err := m.Watch(ctx, fmt.Sprintf("p%d/", i%7), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, w)
+	}
+	rng.Shuffle(len(open), func(i, j int) { open[i], open[j] = open[j], open[i] })
+	for len(open) > 5 {
+		open[0].Close()
+		open = open[1:]
+		if n := m.WatchStats().Watchers; n != len(open) {
+			t.Fatalf("%d watchers counted, %d open", n, len(open))
+		}
+	}
+	revs := map[string]int64{}
+	for i := range 7 {
+		key := fmt.Sprintf("p%d/k", i)
+		revs[key] = put(t, m, key, `1`)
+	}
+	for _, w := range open {
+		got := collect(t, w, m.Revision())
+		if len(got) != 1 || !strings.HasPrefix(got[0].Item.Key, w.Prefix()) || got[0].Item.Revision != revs[got[0].Item.Key] {
+			t.Fatalf("watcher of %q got %+v", w.Prefix(), got)
+		}
+		w.Close()
+	}
+	if n := m.WatchStats().Watchers; n != 0 {
+		t.Fatalf("%d watchers left", n)
+	}
+}
