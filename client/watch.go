@@ -331,6 +331,9 @@ func (w *Watcher) follow(s *watchStream) error {
 				if err != nil {
 					return fmt.Errorf("client: watch on %s: %w", s.endpoint, err)
 				}
+				if n := len(pending); n > 0 && ev.Item.Revision < pending[n-1].Item.Revision {
+					return fmt.Errorf("client: watch on %s: %w: revision %d after %d", s.endpoint, errBadStream, ev.Item.Revision, pending[n-1].Item.Revision)
+				}
 				if ev.Item.Revision > w.progress {
 					pending = append(pending, ev)
 				}
@@ -339,6 +342,9 @@ func (w *Watcher) follow(s *watchStream) error {
 				rev, err := strconv.ParseInt(id, 10, 64)
 				if err != nil {
 					return fmt.Errorf("client: watch on %s: bad id %q", s.endpoint, id)
+				}
+				if n := len(pending); n > 0 && pending[n-1].Item.Revision > rev {
+					return fmt.Errorf("client: watch on %s: %w: revision %d under id %d", s.endpoint, errBadStream, pending[n-1].Item.Revision, rev)
 				}
 				if rev > w.progress {
 					w.progress = rev
@@ -417,7 +423,11 @@ func decodeWatchEvent(data []byte) (kv.Event, error) {
 	return ev, nil
 }
 
-var errLineTooLong = errors.New("SSE line longer than MaxFrameBytes")
+var (
+	errLineTooLong = errors.New("SSE line longer than MaxFrameBytes")
+	// errBadStream means a stream that breaks the protocol's order.
+	errBadStream = errors.New("watch stream out of order")
+)
 
 // readLine returns the next line without its end (LF, CRLF or CR before
 // LF), at most limit bytes.
