@@ -14,6 +14,16 @@
 // one cannot be reached, its connection breaks, or it answers no_leader or
 // unavailable.
 //
+// # Watches
+//
+// Client.Watch follows the changes under a prefix over GET /v1/watch
+// (Server-Sent Events on the HTTP port, not /v1/ws), one stream per watch.
+// When a stream ends (its node stops, the connection breaks) the watch
+// reopens one on the next endpoint, resuming after the last revision it
+// delivered: changes arrive in revision order and each once. A start
+// revision the server no longer keeps is a *kv.CompactedError
+// (errors.Is kv.ErrCompacted); too_many_watches is ErrRateLimited.
+//
 // # Retries and outcomes
 //
 // A call is retried, within its context and Config.MaxAttempts, only when

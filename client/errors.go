@@ -98,7 +98,7 @@ func (e *ServerError) Unwrap() []error {
 		errs = []error{ErrUnauthorized}
 	case CodeForbidden:
 		errs = []error{ErrForbidden}
-	case CodeRateLimited, CodeOverloaded:
+	case CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		errs = []error{ErrRateLimited}
 	default:
 		errs = []error{ErrUnavailable}
@@ -118,7 +118,7 @@ func (e *ServerError) outcomeUnknown() bool {
 	switch e.Code {
 	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
 		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
-		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded:
+		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		return false
 	}
 	return true

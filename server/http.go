@@ -91,6 +91,8 @@ type HTTPOptions struct {
 	// IdleTimeout closes keep-alive connections idle this long. Default
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+	// Watch configures GET /v1/watch: watches per client, heartbeats.
+	Watch WatchOptions
 }
 
 // Defaults of the HTTP limits.
@@ -137,6 +139,7 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = DefaultIdleTimeout
 	}
+	o.Watch = o.Watch.withDefaults()
 	return o
 }
 
@@ -152,6 +155,8 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 //	GET    /readyz             200 when b.Ready() is nil, else 503
 //	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
 //	                           protocol of docs/PROTOCOL.md (same operations)
+//	GET    /v1/watch           changes under ?prefix= from ?from_revision= as
+//	                           Server-Sent Events (b must be a WatchBackend)
 //
 // GET routes also answer HEAD. The {key} is everything after "/v1/kv/" in
 // the path as sent, percent-decoded once; it is never cleaned, so "a//b" and
@@ -186,6 +191,8 @@ type apiHandler struct {
 	inflight chan struct{}
 	// limiter is nil when there is no rate limit.
 	limiter *clientLimiter
+	// watches counts open /v1/watch streams and ends them at shutdown.
+	watches watchRegistry
 }
 
 // Methods each route allows, as sent in the Allow header of a 405.
@@ -246,6 +253,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if path == wsPath {
 		h.serveWS(w, r)
+		return
+	}
+	if path == watchPath {
+		h.serveWatch(w, r)
 		return
 	}
 	var serve func(http.ResponseWriter, *http.Request)

@@ -133,7 +133,9 @@ func (h *apiHandler) admit(w http.ResponseWriter, r *http.Request) (*http.Reques
 		return nil, nil, false
 	}
 	release := func() {}
-	if path != wsPath { // a /v1/ws connection bounds its own requests
+	// A /v1/ws connection bounds its own requests; watches have their own
+	// limits and would hold a slot for their whole life.
+	if path != wsPath && path != watchPath {
 		select {
 		case h.inflight <- struct{}{}:
 			release = func() { <-h.inflight }

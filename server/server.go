@@ -40,6 +40,9 @@ type Config struct {
 	DataDir string
 	// HTTP configures the API handler.
 	HTTP HTTPOptions
+	// WatchHistory bounds the history watches resume from (the zero value
+	// means kv's defaults: 10,000 events, 64 MiB).
+	WatchHistory kv.WatchConfig
 	// HTTPTLS, if set, serves the client API over TLS (HTTP/1.1 and
 	// HTTP/2). Set ClientAuth and ClientCAs in it to require client
 	// certificates.
@@ -114,6 +117,7 @@ func Start(cfg Config) (s *Server, err error) {
 		return nil, err
 	}
 	machine := kv.NewMachine()
+	machine.SetWatchConfig(cfg.WatchHistory)
 	nodeCfg := cfg.Node
 	nodeCfg.Snapshots = snaps
 	s.node, err = consensus.NewNode(nodeCfg, s.storage, machine)
@@ -169,6 +173,8 @@ func Start(cfg Config) (s *Server, err error) {
 		IdleTimeout:       opts.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
+	// Watch streams never end on their own; Shutdown must end them.
+	s.http.RegisterOnShutdown(s.api.closeWatches)
 	s.httpDone = make(chan error, 1)
 	go func() { s.httpDone <- s.http.Serve(s.httpLn) }()
 	s.log.Info("serving", "peer", s.transport.Addr(), "http", s.httpLn.Addr().String(), "data", cfg.DataDir)

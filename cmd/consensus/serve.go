@@ -16,6 +16,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -36,6 +37,9 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	maxInFlight := fs.Int("max-in-flight", server.DefaultMaxInFlight, "requests served at once before answering 503 overloaded")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per client (token, else IP); 0 = no limit")
 	rateBurst := fs.Int("rate-burst", 0, "burst above --rate-limit (default: the limit rounded up)")
+	maxWatches := fs.Int("max-watches-per-client", server.DefaultMaxWatchesPerClient, "watches one client (token, else IP) may have open before 429 too_many_watches")
+	watchEvents := fs.Int("watch-history-events", kv.DefaultWatchHistoryEvents, "events kept in memory for watches to resume from")
+	watchBytes := fs.Int64("watch-history-bytes", kv.DefaultWatchHistoryBytes, "bytes of keys and values kept in memory for watches to resume from")
 	tokenFile := fs.String("auth-token-file", "", "bearer tokens, one \"<token> <rw|ro>\" per line; enables authentication")
 	certFile := fs.String("cert", "", "TLS certificate for the HTTP API (PEM)")
 	keyFile := fs.String("key", "", "TLS key for the HTTP API (PEM)")
@@ -69,6 +73,10 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
+	if *maxWatches <= 0 || *watchEvents <= 0 || *watchBytes <= 0 {
+		fmt.Fprintln(stderr, "serve: --max-watches-per-client, --watch-history-events and --watch-history-bytes must be positive")
+		return 2
+	}
 	if *snapThreshold == 0 {
 		fmt.Fprintln(stderr, "serve: --snapshot-threshold must be positive")
 		return 2
@@ -98,8 +106,10 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 			MaxInFlight:  *maxInFlight,
 			RateLimit:    *rateLimit,
 			RateBurst:    *rateBurst,
+			Watch:        server.WatchOptions{MaxPerClient: *maxWatches},
 		},
-		Logger: logger,
+		WatchHistory: kv.WatchConfig{HistoryEvents: *watchEvents, HistoryBytes: *watchBytes},
+		Logger:       logger,
 	}
 	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA); err != nil {
 		fmt.Fprintln(stderr, "serve:", err)

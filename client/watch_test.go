@@ -1,0 +1,239 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/server"
+)
+
+// receive takes responses from w until its progress reaches rev and
+// returns the events' revisions.
+func receive(t *testing.T, w *Watcher, rev int64, progress *int64) []int64 {
+	t.Helper()
+	var got []int64
+	deadline := time.After(20 * time.Second)
+	for *progress < rev {
+		select {
+		case resp, ok := <-w.C():
+			if !ok {
+				t.Fatalf("watch ended at %d, want %d: %v", *progress, rev, w.Err())
+			}
+			if resp.Revision <= *progress {
+				t.Fatalf("progress went from %d to %d", *progress, resp.Revision)
+			}
+			*progress = resp.Revision
+			for _, ev := range resp.Events {
+				got = append(got, ev.Item.Revision)
+			}
+		case <-deadline:
+			t.Fatalf("watch at %d, want %d", *progress, rev)
+		}
+	}
+	return got
+}
+
+// The watch moves to the next endpoint when its node stops, resuming
+// after the last revision it delivered: every write arrives once, in
+// order.
+func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	cl := newTestCluster(t, 3)
+	cl.waitLeader()
+	ctx := testContext(t)
+	// The watcher starts on n1 (the first endpoint); writes go to n2, n3.
+	watching := newClient(t, Config{Endpoints: cl.endpoints(), RetryBackoff: 10 * time.Millisecond})
+	writer := newClient(t, Config{Endpoints: cl.endpoints("n2", "n3")})
+	w, err := watching.Watch(ctx, "w/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if w.StartRevision() != 1 {
+		t.Fatalf("from now on an empty cluster starts at %d", w.StartRevision())
+	}
+	var last int64
+	write := func(n int) {
+		for range n {
+			rev, err := writer.Put(ctx, fmt.Sprintf("w/%d", rng.IntN(10)), []byte(fmt.Sprint(rng.IntN(100))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			last = rev
+		}
+	}
+	var progress int64
+	write(20)
+	got := receive(t, w, last, &progress)
+	// Its node goes away (Close ends its streams) while writes go on.
+	cl.stop("n1")
+	write(20)
+	got = append(got, receive(t, w, last, &progress)...)
+	cl.waitLeader()
+	write(20)
+	got = append(got, receive(t, w, last, &progress)...)
+	for i, rev := range got {
+		if rev != int64(i+1) {
+			t.Fatalf("revision %d at position %d: gap, repeat or reorder in %v", rev, i, got)
+		}
+	}
+	if int64(len(got)) != last {
+		t.Fatalf("%d events for %d writes", len(got), last)
+	}
+	w.Close()
+	if !errors.Is(w.Err(), kv.ErrWatchClosed) {
+		t.Fatalf("after Close: %v", w.Err())
+	}
+}
+
+func startWatchNode(t *testing.T, history kv.WatchConfig) *server.Server {
+	t.Helper()
+	listen := func() net.Listener {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ln
+	}
+	peer := listen()
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = map[string]string{"n1": peer.Addr().String()}
+	s, err := server.Start(server.Config{Node: cfg, PeerListener: peer, HTTPListener: listen(),
+		DataDir: filepath.Join(t.TempDir(), "n1"), WatchHistory: history})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+	eventually(t, 10*time.Second, func() bool { return s.Node().Status().IsLeader })
+	return s
+}
+
+func TestWatchCompactedAndClientClose(t *testing.T) {
+	s := startWatchNode(t, kv.WatchConfig{HistoryEvents: 3})
+	c, err := New(Config{Endpoints: []string{s.HTTPAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := testContext(t)
+	for i := range 6 {
+		if _, err := c.Put(ctx, fmt.Sprintf("k%d", i), []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = c.Watch(ctx, "", 2)
+	var ce *kv.CompactedError
+	if !errors.As(err, &ce) || ce.Oldest != 4 || ce.Requested != 2 {
+		t.Fatalf("watch from 2 with history 4..6: %v", err)
+	}
+	w, err := c.Watch(ctx, "k", 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress int64 = 3
+	if got := receive(t, w, 6, &progress); fmt.Sprint(got) != "[4 5 6]" {
+		t.Fatalf("from 4: %v", got)
+	}
+	if _, err := c.Watch(ctx, "", -1); !errors.Is(err, kv.ErrInvalidRevision) {
+		t.Fatalf("watch from -1: %v", err)
+	}
+	c.Close()
+	for range w.C() {
+	}
+	if !errors.Is(w.Err(), ErrClosed) {
+		t.Fatalf("after the client's Close: %v", w.Err())
+	}
+}
+
+func TestWatchURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"ws://127.0.0.1:9080/v1/ws":         "http://127.0.0.1:9080/v1/watch?prefix=a%2Fb",
+		"wss://h:1/v1/ws":                   "https://h:1/v1/watch?prefix=a%2Fb",
+		"wss://proxy/consensus/v1/ws":       "https://proxy/consensus/v1/watch?prefix=a%2Fb",
+		"ws://proxy/elsewhere?x=1#fragment": "http://proxy/v1/watch?prefix=a%2Fb#fragment",
+	} {
+		got, err := watchURL(in, "a/b")
+		if err != nil || got != want {
+			t.Errorf("watchURL(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+func TestReadLine(t *testing.T) {
+	r := bufio.NewReaderSize(strings.NewReader("a\r\n"+strings.Repeat("x", 40)+"\n\nlast"), 16)
+	for _, want := range []string{"a", strings.Repeat("x", 40), ""} {
+		line, err := readLine(r, 64)
+		if err != nil || string(line) != want {
+			t.Fatalf("line %q %v, want %q", line, err, want)
+		}
+	}
+	if _, err := readLine(r, 64); err == nil {
+		t.Fatal("a line without its end was returned")
+	}
+	r = bufio.NewReaderSize(strings.NewReader(strings.Repeat("x", 100)+"\n"), 16)
+	if _, err := readLine(r, 64); !errors.Is(err, errLineTooLong) {
+		t.Fatalf("long line: %v", err)
+	}
+}
+
+func TestWatchCodesMatchServer(t *testing.T) {
+	if CodeCompacted != server.CodeCompacted || CodeTooManyWatches != server.CodeTooManyWatches {
+		t.Fatal("watch codes differ from the server's")
+	}
+	if err := (&ServerError{Code: CodeTooManyWatches}); !errors.Is(err, ErrRateLimited) {
+		t.Fatal("too_many_watches is not ErrRateLimited")
+	}
+}
+
+// FuzzWatchStream feeds arbitrary bytes to the SSE reader as a stream's
+// body: it never panics, and what it delivers keeps the watch's promises
+// (progress only grows, events are in order and within it).
+func FuzzWatchStream(f *testing.F) {
+	f.Add([]byte("id: 0\n\nid: 1\ndata: {\"type\":\"put\",\"key\":\"a\",\"value\":1,\"revision\":1,\"createRevision\":1,\"version\":1}\n\n: heartbeat\n\nid: 3\n\n"))
+	f.Add([]byte("data: {\"type\":\"put\",\"key\":\"a\",\"value\":1,\"revision\":2}\r\n\r\nid: 2\r\ndata: {\"type\":\"delete\",\"key\":\"b\",\"value\":null,\"revision\":2}\r\n\r\n"))
+	f.Add([]byte("event: error\ndata: {\"error\":{\"code\":\"compacted\",\"message\":\"m\",\"oldestRevision\":9}}\n\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		defer cancel(nil)
+		w := &Watcher{c: &Client{cfg: Config{MaxFrameBytes: 4096}}, ctx: ctx, cancel: cancel, out: make(chan kv.WatchResponse)}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			var progress, lastEvent int64
+			for resp := range w.out {
+				if resp.Revision <= progress {
+					t.Errorf("progress %d after %d", resp.Revision, progress)
+				}
+				for _, ev := range resp.Events {
+					if ev.Item.Revision <= progress || ev.Item.Revision > resp.Revision || ev.Item.Revision < lastEvent {
+						t.Errorf("event at %d in a response at %d after progress %d", ev.Item.Revision, resp.Revision, progress)
+					}
+					lastEvent = ev.Item.Revision
+				}
+				progress = resp.Revision
+			}
+		}()
+		s := &watchStream{body: io.NopCloser(bytes.NewReader(nil)), r: bufio.NewReader(bytes.NewReader(in)), endpoint: "fuzz"}
+		_ = w.follow(s)
+		close(w.out)
+		<-done
+	})
+}
