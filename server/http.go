@@ -248,6 +248,18 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		h.serveWS(w, r)
 		return
 	}
+	if rest, ok := strings.CutPrefix(path, workflowsPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveWorkflows(w, r, rest)
+		return
+	}
+	if rest, ok := strings.CutPrefix(path, nodesPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveNodes(w, r, rest)
+		return
+	}
+	if path == txnPath {
+		h.serveTxn(w, r)
+		return
+	}
 	var serve func(http.ResponseWriter, *http.Request)
 	switch path {
 	case "/v1/status":
@@ -258,6 +270,8 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		serve = h.serveHealth
 	case "/readyz":
 		serve = h.serveReady
+	case statsPath:
+		serve = h.serveStats
 	default:
 		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
 		return
@@ -338,13 +352,26 @@ type revisionResponse struct {
 }
 
 func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string) {
+	cond, ok := condition(w, r)
+	if !ok {
+		return
+	}
 	value, ok := h.readValue(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	ctx, cancel, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
-	rev, err := h.backend.Put(ctx, key, value)
+	var rev int64
+	var err error
+	if _, conditional := cond.Revision(); conditional {
+		rev, err = h.backend.PutIf(ctx, key, value, cond)
+	} else {
+		rev, err = h.backend.Put(ctx, key, value)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -427,9 +454,22 @@ func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
 }
 
 func (h *apiHandler) serveDelete(w http.ResponseWriter, r *http.Request, key string) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	cond, ok := condition(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
-	rev, err := h.backend.Delete(ctx, key)
+	var rev int64
+	var err error
+	if _, conditional := cond.Revision(); conditional {
+		rev, err = h.backend.DeleteIf(ctx, key, cond)
+	} else {
+		rev, err = h.backend.Delete(ctx, key)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -450,6 +490,7 @@ func (h *apiHandler) serveGet(w http.ResponseWriter, r *http.Request, key string
 		return
 	}
 	w.Header().Set(ConsistencyHeader, c.String())
+	w.Header().Set("ETag", etag(item.Revision))
 	h.writeJSON(w, http.StatusOK, item)
 }
 
