@@ -47,8 +47,10 @@ type Node struct {
 	// Value is the stored object: the metadata given at registration with
 	// "id" and "registeredAt" (the proposer's clock, Unix milliseconds).
 	Value json.RawMessage `json:"value"`
-	// Revision is the key's revision.
-	Revision int64 `json:"revision"`
+	// Revision, CreateRevision and Version are those of the key.
+	Revision       int64 `json:"revision"`
+	CreateRevision int64 `json:"createRevision"`
+	Version        int64 `json:"version"`
 }
 
 // WorkflowFromItem interprets an item under workflow:<id> as a workflow.
@@ -59,7 +61,8 @@ func WorkflowFromItem(it Item) Workflow {
 
 // NodeFromItem interprets an item under node:<id> as a registered node.
 func NodeFromItem(it Item) Node {
-	return Node{ID: strings.TrimPrefix(it.Key, NodePrefix), Value: it.Value, Revision: it.Revision}
+	return Node{ID: strings.TrimPrefix(it.Key, NodePrefix), Value: it.Value, Revision: it.Revision,
+		CreateRevision: it.CreateRevision, Version: it.Version}
 }
 
 // statusOf returns the "status" string of a JSON object, or "".
