@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzWSFrame$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/
 	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./kv/
+	$(GO) test -run XXX -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./kv/
 	$(GO) test -run XXX -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./internal/msgpackcheck/
 
 ## soak: the linearizability test under faults (partitions, crashes,

@@ -34,7 +34,7 @@
 //
 // The cluster remembers a request id while its client is among the 1024
 // most recently active and the sequence among that client's 256 most
-// recent; a retry older than that is answered request_expired
+// recent (at least); a retry older than that is answered request_expired
 // (kv.ErrRequestExpired, outcome unknown) rather than applied again.
 //
 // A write whose retries are exhausted without an answer returns an error

@@ -71,7 +71,8 @@ func WithMaxKeyBytes(n int) Option { return func(m *Machine) { m.maxKeyBytes = n
 
 // WithSessions sets the exactly-once session table's bounds: at most
 // clients sessions (least recently used evicted first, by log index), each
-// remembering the results of its window most recent sequences. Defaults
+// remembering the results of its window (up to 2*window) most recent
+// sequences. Defaults
 // DefaultMaxSessions and DefaultSessionWindow.
 func WithSessions(clients, window int) Option {
 	return func(m *Machine) { m.maxSessions, m.sessionWindow = clients, window }

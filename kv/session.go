@@ -13,7 +13,8 @@ const (
 	// forgotten.
 	DefaultMaxSessions = 1024
 	// DefaultSessionWindow is how many of a client's most recent sequence
-	// numbers (by value) have their results remembered.
+	// numbers (by value) at least have their results remembered (up to
+	// twice as many: the table trims in steps).
 	DefaultSessionWindow = 256
 )
 
@@ -133,7 +134,7 @@ func (t *sessionTable) lookup(index uint64, client string, seq uint64) (Result, 
 	case found:
 		r = s.results[i].result()
 	case i == 0 && len(s.results) >= t.window:
-		r = Result{Err: fail(ErrRequestExpired, "client %q sequence %d is older than the %d remembered", client, seq, t.window)}
+		r = Result{Err: fail(ErrRequestExpired, "client %q sequence %d is older than the %d remembered", client, seq, len(s.results))}
 	default:
 		return Result{}, false
 	}
@@ -159,7 +160,10 @@ func (t *sessionTable) record(index uint64, client string, seq uint64, r Result)
 		return 0
 	})
 	s.results = slices.Insert(s.results, i, rec)
-	if len(s.results) > t.window {
+	// Trim to the window only when it has doubled: one shift per window
+	// of writes rather than one per write. A client thus has between
+	// window and 2*window results remembered, decided by the log alone.
+	if len(s.results) > 2*t.window {
 		s.results = slices.Delete(s.results, 0, len(s.results)-t.window)
 	}
 }

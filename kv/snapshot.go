@@ -142,6 +142,7 @@ func (rw *recordWriter) raw(b []byte) {
 func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	rw := &recordWriter{w: bufio.NewWriterSize(w, 64<<10), crc: crc32.New(crcTable)}
 	rw.enc = msgpack.NewEncoder(&rw.buf)
+	rw.enc.UseCompactInts(true)
 	rw.raw(append([]byte(snapshotMagic), snapshotVersion))
 	rw.write(&snapshotHeader{Revision: s.revision, Applied: s.applied,
 		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len())})
@@ -310,7 +311,7 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 			s.results = append(s.results, sessionResult{seq: r.Seq, revision: r.Revision, kind: errKind(r.Kind), msg: r.Msg})
 		}
 		// A node keeping a smaller window keeps the newest results.
-		if over := len(s.results) - st.sessions.window; over > 0 {
+		if over := len(s.results) - st.sessions.window; len(s.results) > 2*st.sessions.window {
 			s.results = slices.Delete(s.results, 0, over)
 		}
 		st.sessions.byClient.ReplaceOrInsert(s)

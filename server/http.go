@@ -148,12 +148,17 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 //	GET    /v1/kv/{key}        read an item; ?consistency=linearizable|local
 //	DELETE /v1/kv/{key}        delete; {"revision":n}
 //	GET    /v1/kv?prefix=p     list items under a prefix; ?consistency=...
+//	POST   /v1/txn             all-or-nothing batch of puts and deletes
+//	/v1/workflows, /v1/workflows/{id}, /v1/workflows/{id}/stop, /v1/nodes,
+//	/v1/nodes/{id}, /v1/stats  workflows, application nodes, stats (state.go)
 //	GET    /healthz            200 whenever the process serves HTTP
 //	GET    /readyz             200 when b.Ready() is nil, else 503
 //	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
 //	                           protocol of docs/PROTOCOL.md (same operations)
 //
-// GET routes also answer HEAD. The {key} is everything after "/v1/kv/" in
+// PUT and DELETE of a key take If-Match: <revision> and If-None-Match: *;
+// every write takes X-Client-Id and X-Request-Seq (exactly once). GET
+// routes also answer HEAD. The {key} is everything after "/v1/kv/" in
 // the path as sent, percent-decoded once; it is never cleaned, so "a//b" and
 // "a/../b" are keys like any other. Every response body is JSON; errors are
 // {"error":{"code":"...","message":"..."}} with the codes declared in this
