@@ -3,6 +3,8 @@ package kv
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -167,8 +169,10 @@ func (m *Machine) applyWorkflow(c *command) *applyError {
 		if json.Unmarshal(cur.Value, &obj) != nil || obj == nil {
 			return fail(ErrInvalidTransition, "%v %q: the stored value is not a JSON object", c.Op, c.Key)
 		}
-		for k, v := range fields { // order is irrelevant: distinct keys
-			obj[k] = v
+		// Sorted, though any order gives the same object: apply never
+		// depends on map iteration order.
+		for _, k := range slices.Sorted(maps.Keys(fields)) {
+			obj[k] = fields[k]
 		}
 		stamp := "updatedAt"
 		if c.Op == opWorkflowStop {

@@ -2,15 +2,11 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
@@ -180,50 +176,6 @@ func TestHTTPRequestIDAppliesOnce(t *testing.T) {
 	b := request(h, "POST", "/v1/workflows/none/stop", "", hdr2...)
 	if a.Code != 404 || b.Code != 404 || a.Body.String() != b.Body.String() {
 		t.Fatalf("retried failure: %d %s / %d %s", a.Code, a.Body, b.Code, b.Body)
-	}
-}
-
-// TestClusterUpdateCounter: 16 goroutines on a 3-node cluster, spread
-// over the nodes, Update one counter 3200 times in all: every increment
-// lands exactly once.
-func TestClusterUpdateCounter(t *testing.T) {
-	c := newTestCluster(t, 3)
-	c.waitLeader()
-	const workers, total = 16, 3200
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for w := range workers {
-		store := c.servers[c.ids[w%len(c.ids)]].Store()
-		wg.Go(func() {
-			for range total / workers {
-				_, err := store.Update(ctx, "counter", func(cur kv.Item, exists bool) ([]byte, error) {
-					n := 0
-					if exists {
-						if err := json.Unmarshal(cur.Value, &n); err != nil {
-							return nil, err
-						}
-					}
-					return []byte(strconv.Itoa(n + 1)), nil
-				})
-				if err != nil {
-					errs <- fmt.Errorf("worker %d: %w", w, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	for _, id := range c.ids {
-		it, err := c.servers[id].Store().Get(ctx, "counter", kv.Linearizable)
-		if err != nil || string(it.Value) != strconv.Itoa(total) {
-			t.Fatalf("%s: counter = %s (%v), want %d", id, it.Value, err, total)
-		}
 	}
 }
 
