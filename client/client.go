@@ -578,9 +578,10 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 		return response{}, fmt.Errorf("client: %s: %w", name, ErrClosed)
 	}
 	if size := len(args) + requestOverhead; int64(size) > c.cfg.MaxFrameBytes-frameOverhead {
-		tooLarge := kv.ErrInvalidKey
-		if op == opPut {
-			tooLarge = kv.ErrValueTooLarge
+		tooLarge := kv.ErrValueTooLarge
+		switch op {
+		case opGet, opDelete, opList, opWorkflowGet, opNodeDeregister:
+			tooLarge = kv.ErrInvalidKey // only a key makes these large
 		}
 		return response{}, fmt.Errorf("client: %s: request of %d bytes does not fit in a frame of %d: %w",
 			name, size, c.cfg.MaxFrameBytes, tooLarge)
