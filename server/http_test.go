@@ -272,7 +272,7 @@ func TestHTTPStatus(t *testing.T) {
 		t.Fatalf("status = %d; body %s", rec.Code, rec.Body)
 	}
 	m := wantFields(t, rec.Body.Bytes(), "nodeId", "isLeader", "leaderId", "term",
-		"commitIndex", "appliedIndex", "members", "connectedPeers")
+		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers")
 	for field, want := range map[string]string{
 		"nodeId": `"n1"`, "isLeader": "false", "leaderId": `""`, "term": "3",
 		"commitIndex": "7", "appliedIndex": "6", "members": "[]", "connectedPeers": "[]",
