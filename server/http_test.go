@@ -287,7 +287,7 @@ func TestHTTPStatus(t *testing.T) {
 		ConnectedPeers: []string{"n2"}}
 	rec = serve(h, http.MethodGet, "/v1/status", "")
 	m = wantFields(t, rec.Body.Bytes(), "nodeId", "isLeader", "leaderId", "term",
-		"commitIndex", "appliedIndex", "members", "connectedPeers")
+		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers")
 	if got, want := string(m["members"]), `[{"id":"n1","peerAddr":"127.0.0.1:8080","voter":true}]`; got != want {
 		t.Errorf("members = %s, want %s", got, want)
 	}
