@@ -181,7 +181,7 @@ func (m *Machine) applyPut(c *command) *applyError {
 		return m.full(c.Key)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value, cur, exists)})
 	return nil
 }
 
@@ -260,7 +260,8 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 	evs := make([]Event, len(ops))
 	for i := range ops {
 		if ops[i].Op == opPut {
-			evs[i] = Event{Type: EventPut, Item: m.put(ops[i].Key, ops[i].Value)}
+			cur, exists := m.items.Get(Item{Key: ops[i].Key})
+			evs[i] = Event{Type: EventPut, Item: m.put(ops[i].Key, ops[i].Value, cur, exists)}
 		} else {
 			evs[i] = m.remove(ops[i].Key)
 		}
@@ -270,9 +271,10 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 }
 
 // put stores value under key at the current revision and returns the
-// item. The caller has checked the limits.
-func (m *Machine) put(key string, value []byte) Item {
-	it, exists := m.items.Get(Item{Key: key})
+// item; cur and exists are the key's current item. The caller has checked
+// the limits.
+func (m *Machine) put(key string, value []byte, cur Item, exists bool) Item {
+	it := cur
 	if exists {
 		m.bytes -= int64(len(it.Value))
 	} else {

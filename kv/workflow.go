@@ -192,7 +192,7 @@ func (m *Machine) applyWorkflow(c *command) *applyError {
 		return m.full(key)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, cur, exists)})
 	return nil
 }
 
@@ -203,7 +203,7 @@ func (m *Machine) applyNode(c *command) *applyError {
 		return err
 	}
 	key := NodePrefix + c.Key
-	_, exists := m.items.Get(Item{Key: key})
+	cur, exists := m.items.Get(Item{Key: key})
 	if c.Op == opNodeDeregister {
 		if !exists {
 			return fail(ErrNodeNotFound, "deregister node %q", c.Key)
@@ -228,6 +228,6 @@ func (m *Machine) applyNode(c *command) *applyError {
 		return m.full(key)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, cur, exists)})
 	return nil
 }
