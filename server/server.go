@@ -40,6 +40,10 @@ type Config struct {
 	DataDir string
 	// HTTP configures the API handler.
 	HTTP HTTPOptions
+	// State configures the replicated state machine (kv.WithMaxKeys,
+	// kv.WithMaxValueBytes, ...). Its limits are checked when commands
+	// are applied, so every node of a cluster must be given the same.
+	State []kv.Option
 	// HTTPTLS, if set, serves the client API over TLS (HTTP/1.1 and
 	// HTTP/2). Set ClientAuth and ClientCAs in it to require client
 	// certificates.
@@ -109,7 +113,7 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	machine := kv.NewMachine()
+	machine := kv.NewMachine(cfg.State...)
 	s.node, err = consensus.NewNode(cfg.Node, s.storage, machine)
 	if err != nil {
 		return nil, err
