@@ -2,6 +2,9 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -82,6 +85,10 @@ type Config struct {
 	// Token, if set, is sent as "Authorization: Bearer <token>" when a
 	// connection opens; servers started with --auth-token-file need it.
 	Token string
+	// ClientID names the client in the request ids of its writes (at most
+	// kv.MaxClientIDBytes). Default: "go-" and 24 random hex digits, new
+	// for every Client. Two live Clients must never share one.
+	ClientID string
 }
 
 func (c Config) withDefaults() Config {
@@ -165,6 +172,12 @@ type Client struct {
 	httpClient *http.Client
 	transport  *http.Transport // owned, closed by Close; nil with Config.HTTPClient
 
+	// id names this client in the request ids of its writes, and seq
+	// numbers them: a write retried after a timeout or a lost connection
+	// carries the same (id, seq), and the cluster applies it once.
+	id  string
+	seq atomic.Uint64
+
 	ctx    context.Context // cancelled by Close: ends dials in progress
 	cancel context.CancelFunc
 	closed atomic.Bool
@@ -193,7 +206,15 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg}
+	c := &Client{cfg: cfg, id: cfg.ClientID}
+	if c.id == "" {
+		var b [12]byte
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+		c.id = "go-" + hex.EncodeToString(b[:])
+	}
+	if err := (kv.RequestID{Client: c.id, Seq: 1}).Validate(); err != nil {
+		return nil, fmt.Errorf("client: ClientID: %w", err)
+	}
 	for _, e := range cfg.Endpoints {
 		u, _ := endpointURL(e) // checked by Validate
 		c.endpoints = append(c.endpoints, &endpoint{url: u})
@@ -338,10 +359,27 @@ func readConsistency(opts []ReadOption) uint64 {
 // Put stores value, one JSON value, under key and returns the write's
 // revision.
 func (c *Client) Put(ctx context.Context, key string, value []byte) (int64, error) {
-	args := appendBin(appendStr(make([]byte, 0, len(key)+len(value)+10), key), value)
-	resp, err := c.do(ctx, opPut, 2, args)
+	return c.PutIf(ctx, key, value, kv.Cond{})
+}
+
+// PutIf is Put on condition that cond holds when it is applied (for
+// example kv.IfRevision(item.Revision), or kv.IfAbsent() to create only);
+// otherwise it fails with an error wrapping kv.ErrConflict.
+func (c *Client) PutIf(ctx context.Context, key string, value []byte, cond kv.Cond) (int64, error) {
+	args := appendBin(appendStr(make([]byte, 0, len(key)+len(value)+64), key), value)
+	args = appendCond(c.appendRequestID(args), cond)
+	resp, err := c.do(ctx, opPut, 4, args)
 	return resp.revision, err
 }
+
+// appendRequestID appends [client id, next sequence].
+func (c *Client) appendRequestID(b []byte) []byte {
+	b = appendArrayHeader(b, 2)
+	return appendUint(appendStr(b, c.id), c.seq.Add(1))
+}
+
+// ClientID returns the id this client's writes carry.
+func (c *Client) ClientID() string { return c.id }
 
 // Get returns the item under key; an error wrapping kv.ErrKeyNotFound if
 // there is none.
@@ -354,8 +392,168 @@ func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.It
 // Delete removes key and returns the delete's revision; an error wrapping
 // kv.ErrKeyNotFound if it did not exist.
 func (c *Client) Delete(ctx context.Context, key string) (int64, error) {
-	resp, err := c.do(ctx, opDelete, 1, appendStr(nil, key))
+	return c.DeleteIf(ctx, key, kv.Cond{})
+}
+
+// DeleteIf is Delete on condition that cond holds; otherwise it fails
+// with an error wrapping kv.ErrConflict.
+func (c *Client) DeleteIf(ctx context.Context, key string, cond kv.Cond) (int64, error) {
+	args := appendCond(c.appendRequestID(appendStr(nil, key)), cond)
+	resp, err := c.do(ctx, opDelete, 3, args)
 	return resp.revision, err
+}
+
+// Batch applies ops all or nothing, at one revision, which it returns
+// (the seed's batchUpdate): every Cond must hold (else kv.ErrConflict),
+// every deleted key must exist, and no key may appear twice.
+func (c *Client) Batch(ctx context.Context, ops []kv.Op) (int64, error) {
+	args := appendArrayHeader(nil, len(ops))
+	for _, o := range ops {
+		switch o.Type {
+		case kv.OpPut:
+			args = appendArrayHeader(args, 4)
+			args = appendBin(appendStr(append(args, byte(kv.OpPut)), o.Key), o.Value)
+		default:
+			args = appendArrayHeader(args, 3)
+			args = appendStr(append(args, byte(o.Type)), o.Key)
+		}
+		args = appendCond(args, o.Cond)
+	}
+	resp, err := c.do(ctx, opTxn, 2, c.appendRequestID(args))
+	return resp.revision, err
+}
+
+// Update is an atomic read-modify-write of key (the seed's update): it
+// reads the key (linearizably), calls fn, and writes the result on
+// condition that the key is still at the revision fn saw; on a conflict
+// it reads and calls fn again. fn may therefore run more than once and
+// must not have side effects. It returns the write's revision.
+func (c *Client) Update(ctx context.Context, key string, fn kv.UpdateFunc) (int64, error) {
+	for {
+		cur, err := c.Get(ctx, key)
+		exists := err == nil
+		if err != nil && !errors.Is(err, kv.ErrKeyNotFound) {
+			return 0, err
+		}
+		value, err := fn(cur, exists)
+		if err != nil {
+			return 0, err
+		}
+		rev, err := c.PutIf(ctx, key, value, kv.IfRevision(cur.Revision))
+		if !errors.Is(err, kv.ErrConflict) {
+			return rev, err
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// StartWorkflow starts workflow id with fields (a JSON object, or nil):
+// workflow:<id> becomes {...fields, "id", "status":"running",
+// "startedAt"}. Starting a running workflow fails with
+// kv.ErrInvalidTransition.
+func (c *Client) StartWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
+	return c.workflowWrite(ctx, opWorkflowStart, id, fields)
+}
+
+// StopWorkflow stops a running workflow, merging fields (or nil) into it;
+// kv.ErrWorkflowNotFound or kv.ErrInvalidTransition otherwise.
+func (c *Client) StopWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
+	return c.workflowWrite(ctx, opWorkflowStop, id, fields)
+}
+
+// UpdateWorkflowState merges fields, a JSON object, into a running
+// workflow (UPDATE_STATE).
+func (c *Client) UpdateWorkflowState(ctx context.Context, id string, fields []byte) (int64, error) {
+	return c.workflowWrite(ctx, opWorkflowUpdate, id, fields)
+}
+
+// RegisterNode registers application node id with metadata (a JSON
+// object, or nil) under node:<id>.
+func (c *Client) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
+	return c.workflowWrite(ctx, opNodeRegister, id, metadata)
+}
+
+// DeregisterNode removes application node id; kv.ErrNodeNotFound if it is
+// not registered.
+func (c *Client) DeregisterNode(ctx context.Context, id string) (int64, error) {
+	resp, err := c.do(ctx, opNodeDeregister, 2, c.appendRequestID(appendStr(nil, id)))
+	return resp.revision, err
+}
+
+func (c *Client) workflowWrite(ctx context.Context, op byte, id string, fields []byte) (int64, error) {
+	args := appendFields(appendStr(make([]byte, 0, len(id)+len(fields)+64), id), fields)
+	resp, err := c.do(ctx, op, 3, c.appendRequestID(args))
+	return resp.revision, err
+}
+
+// WorkflowState returns workflow id (the seed's getWorkflowState); an
+// error wrapping kv.ErrWorkflowNotFound if there is none.
+func (c *Client) WorkflowState(ctx context.Context, id string, opts ...ReadOption) (kv.Workflow, error) {
+	args := appendUint(appendStr(nil, id), readConsistency(opts))
+	resp, err := c.do(ctx, opWorkflowGet, 2, args)
+	if err != nil {
+		return kv.Workflow{}, err
+	}
+	return kv.WorkflowFromItem(resp.item), nil
+}
+
+// Workflows returns every workflow, by id, and the revision read at.
+func (c *Client) Workflows(ctx context.Context, opts ...ReadOption) ([]kv.Workflow, int64, error) {
+	resp, err := c.do(ctx, opWorkflowList, 1, appendUint(nil, readConsistency(opts)))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]kv.Workflow, len(resp.items))
+	for i, it := range resp.items {
+		out[i] = kv.WorkflowFromItem(it)
+	}
+	return out, resp.revision, nil
+}
+
+// Nodes returns the registered application nodes, by id, and the revision
+// read at.
+func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]kv.Node, int64, error) {
+	resp, err := c.do(ctx, opNodeList, 1, appendUint(nil, readConsistency(opts)))
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]kv.Node, len(resp.items))
+	for i, it := range resp.items {
+		out[i] = kv.NodeFromItem(it)
+	}
+	return out, resp.revision, nil
+}
+
+// Keys returns the keys under prefix, sorted, and the revision read at.
+func (c *Client) Keys(ctx context.Context, prefix string, opts ...ReadOption) ([]string, int64, error) {
+	items, rev, err := c.List(ctx, prefix, opts...)
+	keys := make([]string, len(items))
+	for i := range items {
+		keys[i] = items[i].Key
+	}
+	return keys, rev, err
+}
+
+// Values returns the values under prefix, in key order, and the revision
+// read at.
+func (c *Client) Values(ctx context.Context, prefix string, opts ...ReadOption) ([]json.RawMessage, int64, error) {
+	items, rev, err := c.List(ctx, prefix, opts...)
+	values := make([]json.RawMessage, len(items))
+	for i := range items {
+		values[i] = items[i].Value
+	}
+	return values, rev, err
+}
+
+// Has reports whether key exists.
+func (c *Client) Has(ctx context.Context, key string, opts ...ReadOption) (bool, error) {
+	_, err := c.Get(ctx, key, opts...)
+	if errors.Is(err, kv.ErrKeyNotFound) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
 // List returns the items whose keys start with prefix, sorted by key, and
@@ -380,14 +578,18 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 		return response{}, fmt.Errorf("client: %s: %w", name, ErrClosed)
 	}
 	if size := len(args) + requestOverhead; int64(size) > c.cfg.MaxFrameBytes-frameOverhead {
-		tooLarge := kv.ErrInvalidKey
-		if op == opPut {
-			tooLarge = kv.ErrValueTooLarge
+		tooLarge := kv.ErrValueTooLarge
+		switch op {
+		case opGet, opDelete, opList, opWorkflowGet, opNodeDeregister:
+			tooLarge = kv.ErrInvalidKey // only a key makes these large
 		}
 		return response{}, fmt.Errorf("client: %s: request of %d bytes does not fit in a frame of %d: %w",
 			name, size, c.cfg.MaxFrameBytes, tooLarge)
 	}
-	write := op == opPut || op == opDelete
+	// Every write carries a request id, and the cluster applies an id
+	// once: a write whose outcome is unknown (timeout, lost connection,
+	// unavailable) is retried with the same id like a read.
+	write := isWriteOp(op)
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 
@@ -421,12 +623,14 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 				// Not proposed: safe to retry anything.
 				retry, wait = true, true
 			case CodeUnavailable, CodeCanceled, CodeInternal:
-				retry, wait = !write, true
+				retry, wait = true, true
+			case CodeTimeout:
+				retry, wait = write, true
 			}
 		case errors.As(err, &ns):
 			retry = true
 		case errors.As(err, &lost):
-			retry = !write
+			retry = true
 		}
 		if !retry || attempt >= c.cfg.MaxAttempts {
 			if ctx.Err() != nil || c.closed.Load() {

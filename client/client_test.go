@@ -390,6 +390,13 @@ func TestCodesMatchServer(t *testing.T) {
 		CodeForbidden:        server.CodeForbidden,
 		CodeRateLimited:      server.CodeRateLimited,
 		CodeOverloaded:       server.CodeOverloaded,
+
+		CodePreconditionFailed: server.CodePreconditionFailed,
+		CodeStateFull:          server.CodeStateFull,
+		CodeWorkflowNotFound:   server.CodeWorkflowNotFound,
+		CodeInvalidTransition:  server.CodeInvalidTransition,
+		CodeNodeNotFound:       server.CodeNodeNotFound,
+		CodeRequestExpired:     server.CodeRequestExpired,
 	}
 	for c, s := range pairs {
 		if c != s {

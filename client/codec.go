@@ -21,12 +21,32 @@ const protocolVersion = 1
 
 // Operations of the /v1/ws protocol.
 const (
-	opPut    = 1
-	opGet    = 2
-	opDelete = 3
-	opList   = 4
-	opStatus = 5
+	opPut            = 1
+	opGet            = 2
+	opDelete         = 3
+	opList           = 4
+	opStatus         = 5
+	opTxn            = 6
+	opWorkflowStart  = 7
+	opWorkflowStop   = 8
+	opWorkflowUpdate = 9
+	opWorkflowGet    = 10
+	opWorkflowList   = 11
+	opNodeRegister   = 12
+	opNodeDeregister = 13
+	opNodeList       = 14
 )
+
+// isWriteOp reports whether op changes the state: such requests carry a
+// request id, and a server's timeout or unavailable answer leaves their
+// outcome unknown.
+func isWriteOp(op byte) bool {
+	switch op {
+	case opPut, opDelete, opTxn, opWorkflowStart, opWorkflowStop, opWorkflowUpdate, opNodeRegister, opNodeDeregister:
+		return true
+	}
+	return false
+}
 
 // Response kinds.
 const (
@@ -58,6 +78,24 @@ func opName(op byte) string {
 		return "list"
 	case opStatus:
 		return "status"
+	case opTxn:
+		return "batch"
+	case opWorkflowStart:
+		return "start workflow"
+	case opWorkflowStop:
+		return "stop workflow"
+	case opWorkflowUpdate:
+		return "update workflow"
+	case opWorkflowGet:
+		return "get workflow"
+	case opWorkflowList:
+		return "list workflows"
+	case opNodeRegister:
+		return "register node"
+	case opNodeDeregister:
+		return "deregister node"
+	case opNodeList:
+		return "list nodes"
 	}
 	return fmt.Sprintf("op %d", op)
 }
@@ -77,6 +115,31 @@ func appendUint(b []byte, v uint64) []byte {
 		return binary.BigEndian.AppendUint32(append(b, msgpcode.Uint32), uint32(v))
 	}
 	return binary.BigEndian.AppendUint64(append(b, msgpcode.Uint64), v)
+}
+
+func appendNil(b []byte) []byte { return append(b, msgpcode.Nil) }
+
+func appendInt(b []byte, v int64) []byte {
+	if v >= 0 {
+		return appendUint(b, uint64(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, msgpcode.Int64), uint64(v))
+}
+
+// appendCond appends a precondition: nil, or the revision required.
+func appendCond(b []byte, c kv.Cond) []byte {
+	if rev, ok := c.Revision(); ok {
+		return appendInt(b, rev)
+	}
+	return appendNil(b)
+}
+
+// appendFields appends a JSON object as bin, or nil.
+func appendFields(b []byte, fields []byte) []byte {
+	if fields == nil {
+		return appendNil(b)
+	}
+	return appendBin(b, fields)
 }
 
 func appendArrayHeader(b []byte, n int) []byte {
@@ -285,11 +348,11 @@ func (r *frameReader) payload(op byte, kind uint64) (response, error) {
 		return resp, fmt.Errorf("unknown response kind %d", kind)
 	}
 	switch op {
-	case opPut, opDelete:
+	case opPut, opDelete, opTxn, opWorkflowStart, opWorkflowStop, opWorkflowUpdate, opNodeRegister, opNodeDeregister:
 		resp.revision, err = r.int()
-	case opGet:
+	case opGet, opWorkflowGet:
 		resp.item, err = r.item()
-	case opList:
+	case opList, opWorkflowList, opNodeList:
 		resp.items, resp.revision, err = r.list()
 	case opStatus:
 		var b []byte

@@ -354,7 +354,7 @@ func (c *conn) deliver(b []byte) error {
 		}
 		if resp.err != nil {
 			resp.err.Endpoint = c.endpoint
-			resp.err.write = cl.op == opPut || cl.op == opDelete
+			resp.err.write = isWriteOp(cl.op)
 		}
 		cl.finish(resp, nil)
 	}

@@ -34,18 +34,27 @@
 //     before the request was written) is retried on the next endpoint;
 //   - any operation answered no_leader is retried, after a backoff, on the
 //     next endpoint: the server did not propose it;
-//   - reads (Get, List, Status) are also retried when the connection breaks
-//     after sending, or the server answers unavailable.
+//   - reads are also retried when the connection breaks after sending, or
+//     the server answers unavailable;
+//   - writes are also retried when the connection breaks after sending, or
+//     the server answers timeout or unavailable: every write carries a
+//     request id (Config.ClientID and a sequence number), and the retry
+//     carries the same one, so the cluster applies it once and answers the
+//     retry with the first attempt's result.
 //
-// A write whose request was sent but whose outcome the client cannot know
-// is never retried. Its error wraps ErrOutcomeUnknown: the write may or may
-// not be applied, and the caller decides (read the key, or retry an
-// idempotent write). These errors mean "outcome unknown" for Put and
-// Delete:
+// The cluster remembers a request id while its client is among the 1024
+// most recently active and the sequence among that client's 256 most
+// recent (at least); a retry older than that is answered request_expired
+// (kv.ErrRequestExpired, outcome unknown) rather than applied again.
+//
+// A write whose retries are exhausted without an answer returns an error
+// wrapping ErrOutcomeUnknown: the write may or may not be applied, and the
+// caller decides (read the key, or retry). These errors mean "outcome
+// unknown" for writes:
 //
 //   - the server answered timeout (also consensus.ErrTimeout);
-//   - the server answered unavailable, canceled or internal (also
-//     ErrUnavailable);
+//   - the server answered unavailable, canceled, internal or
+//     request_expired (also ErrUnavailable or kv.ErrRequestExpired);
 //   - the connection broke after the request was written (also
 //     ErrUnavailable);
 //   - the caller's context ended after the request was written (also
@@ -69,4 +78,9 @@
 //	unavailable, canceled, internal (and codes this version does not know)
 //	               ErrUnavailable
 //	bad_request    ErrBadRequest
+//	precondition_failed kv.ErrConflict
+//	state_full     kv.ErrStateFull
+//	workflow_not_found, invalid_transition, node_not_found, request_expired
+//	               kv.ErrWorkflowNotFound, kv.ErrInvalidTransition,
+//	               kv.ErrNodeNotFound, kv.ErrRequestExpired
 package client

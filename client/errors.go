@@ -27,6 +27,13 @@ const (
 	CodeForbidden        = "forbidden"
 	CodeRateLimited      = "rate_limited"
 	CodeOverloaded       = "overloaded"
+
+	CodePreconditionFailed = "precondition_failed"
+	CodeStateFull          = "state_full"
+	CodeWorkflowNotFound   = "workflow_not_found"
+	CodeInvalidTransition  = "invalid_transition"
+	CodeNodeNotFound       = "node_not_found"
+	CodeRequestExpired     = "request_expired"
 )
 
 // Sentinel errors of the client, checked with errors.Is. Errors the server
@@ -82,6 +89,18 @@ func (e *ServerError) Unwrap() []error {
 	switch e.Code {
 	case CodeKeyNotFound:
 		errs = []error{kv.ErrKeyNotFound}
+	case CodePreconditionFailed:
+		errs = []error{kv.ErrConflict}
+	case CodeStateFull:
+		errs = []error{kv.ErrStateFull}
+	case CodeWorkflowNotFound:
+		errs = []error{kv.ErrWorkflowNotFound}
+	case CodeInvalidTransition:
+		errs = []error{kv.ErrInvalidTransition}
+	case CodeNodeNotFound:
+		errs = []error{kv.ErrNodeNotFound}
+	case CodeRequestExpired:
+		errs = []error{kv.ErrRequestExpired}
 	case CodeInvalidKey:
 		errs = []error{kv.ErrInvalidKey}
 	case CodeInvalidJSON:
@@ -117,6 +136,7 @@ func (e *ServerError) outcomeUnknown() bool {
 	}
 	switch e.Code {
 	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
+		CodePreconditionFailed, CodeStateFull, CodeWorkflowNotFound, CodeInvalidTransition, CodeNodeNotFound,
 		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
 		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		return false

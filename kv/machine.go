@@ -2,25 +2,39 @@ package kv
 
 import (
 	"encoding/json"
-	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
+
+	"github.com/google/btree"
 )
 
 // Machine is the replicated key-value state: the part every node holds
 // identically because it applies the same commands in the same log order.
-// It implements consensus.StateMachine. Apply is called by the raft loop;
-// reads may run concurrently from any goroutine.
+// It implements consensus.StateMachine and consensus.Snapshotter. Apply,
+// Snapshot and Restore are called by the raft loop; reads may run
+// concurrently from any goroutine.
+//
+// Apply is deterministic: it reads no clock, no randomness and never
+// iterates a map; its limits (WithMaxKeys, WithMaxValueBytes,
+// WithMaxKeyBytes) must be configured alike on every node.
 type Machine struct {
 	maxKeyBytes   int
 	maxValueBytes int
+	maxKeys       int
+	maxSessions   int
+	sessionWindow int
 
-	mu       sync.RWMutex
-	items    map[string]Item
+	mu sync.RWMutex
+	// items is ordered by key, so that prefix listing is a range scan and
+	// Snapshot is an O(1) copy-on-write Clone.
+	items *btree.BTreeG[Item]
+	// bytes is the sum of the lengths of every key and value.
+	bytes    int64
 	revision int64
 	applied  uint64
+	sessions sessionTable
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 }
@@ -32,18 +46,66 @@ type Result struct {
 	Err      error
 }
 
-// NewMachine returns an empty state with the default key and value limits.
-func NewMachine() *Machine {
-	return &Machine{
+// Default limits of the state.
+const (
+	// DefaultMaxKeys is the default limit on the number of keys: the
+	// seed's maxStateSize.
+	DefaultMaxKeys = 100_000
+	// DefaultMaxBatchOps bounds the operations of one batch.
+	DefaultMaxBatchOps = 1024
+)
+
+// Option configures a Machine.
+type Option func(*Machine)
+
+// WithMaxKeys limits the state to n keys (default DefaultMaxKeys). A write
+// that would create key n+1 fails with ErrStateFull.
+func WithMaxKeys(n int) Option { return func(m *Machine) { m.maxKeys = n } }
+
+// WithMaxValueBytes limits a value to n bytes (default
+// DefaultMaxValueBytes).
+func WithMaxValueBytes(n int) Option { return func(m *Machine) { m.maxValueBytes = n } }
+
+// WithMaxKeyBytes limits a key to n bytes (default DefaultMaxKeyBytes).
+func WithMaxKeyBytes(n int) Option { return func(m *Machine) { m.maxKeyBytes = n } }
+
+// WithSessions sets the exactly-once session table's bounds: at most
+// clients sessions (least recently used evicted first, by log index), each
+// remembering the results of its window (up to 2*window) most recent
+// sequences. Defaults
+// DefaultMaxSessions and DefaultSessionWindow.
+func WithSessions(clients, window int) Option {
+	return func(m *Machine) { m.maxSessions, m.sessionWindow = clients, window }
+}
+
+func itemLess(a, b Item) bool { return a.Key < b.Key }
+
+// btreeDegree is the B-tree's degree: nodes of up to 63 items.
+const btreeDegree = 32
+
+// NewMachine returns an empty state with the default limits, adjusted by
+// opts.
+func NewMachine(opts ...Option) *Machine {
+	m := &Machine{
 		maxKeyBytes:   DefaultMaxKeyBytes,
 		maxValueBytes: DefaultMaxValueBytes,
-		items:         make(map[string]Item),
+		maxKeys:       DefaultMaxKeys,
+		maxSessions:   DefaultMaxSessions,
+		sessionWindow: DefaultSessionWindow,
+		items:         btree.NewG(btreeDegree, itemLess),
 	}
+	for _, o := range opts {
+		o(m)
+	}
+	m.sessions = newSessionTable(m.maxSessions, m.sessionWindow)
+	return m
 }
 
 // Apply implements consensus.StateMachine. It validates the command
 // against the limits (identically on every node) and applies it. It never
 // panics on a malformed command: it returns a Result carrying the error.
+// A command carrying a (client, sequence) already applied returns the
+// recorded result and changes nothing.
 func (m *Machine) Apply(index uint64, cmd []byte) any {
 	c, err := decodeCommand(cmd)
 	m.mu.Lock()
@@ -52,57 +114,219 @@ func (m *Machine) Apply(index uint64, cmd []byte) any {
 	if err != nil {
 		return Result{Err: err}
 	}
-	if err := checkKey(c.Key, m.maxKeyBytes); err != nil {
-		return Result{Err: err}
+	if c.Client == "" {
+		return m.apply(&c)
 	}
+	if r, ok := m.sessions.lookup(index, c.Client, c.Seq); ok {
+		return r
+	}
+	r := m.apply(&c)
+	m.sessions.record(index, c.Client, c.Seq, r)
+	return r
+}
+
+func (m *Machine) apply(c *command) Result {
+	var err *applyError
 	switch c.Op {
 	case opPut:
-		if err := checkValue(c.Value, m.maxValueBytes); err != nil {
-			return Result{Err: err}
-		}
-		m.revision++
-		it, ok := m.items[c.Key]
-		if !ok {
-			it = Item{Key: c.Key, CreateRevision: m.revision}
-		}
-		it.Value = c.Value
-		it.Revision = m.revision
-		it.Version++
-		m.items[c.Key] = it
-		m.hub.publish(Event{Type: EventPut, Item: it})
+		err = m.applyPut(c)
 	case opDelete:
-		if _, ok := m.items[c.Key]; !ok {
-			return Result{Err: fmt.Errorf("kv: delete %q: %w", c.Key, ErrKeyNotFound)}
-		}
-		m.revision++
-		delete(m.items, c.Key)
-		m.hub.publish(Event{Type: EventDelete, Item: Item{Key: c.Key, Revision: m.revision}})
+		err = m.applyDelete(c)
+	case opTxn:
+		err = m.applyTxn(c.Ops)
+	case opWorkflowStart, opWorkflowStop, opWorkflowUpdate:
+		err = m.applyWorkflow(c)
+	case opNodeRegister, opNodeDeregister:
+		err = m.applyNode(c)
+	}
+	if err != nil {
+		return Result{Err: err}
 	}
 	return Result{Revision: m.revision}
+}
+
+// checkCond checks a precondition on key's current revision (0: absent).
+func checkCond(what, key string, cond *int64, cur Item, exists bool) *applyError {
+	if cond == nil {
+		return nil
+	}
+	have := int64(0)
+	if exists {
+		have = cur.Revision
+	}
+	if have == *cond {
+		return nil
+	}
+	switch {
+	case *cond == 0:
+		return fail(ErrConflict, "%s %q: key exists at revision %d, want it absent", what, key, have)
+	case !exists:
+		return fail(ErrConflict, "%s %q: key does not exist, want revision %d", what, key, *cond)
+	}
+	return fail(ErrConflict, "%s %q: key is at revision %d, want %d", what, key, have, *cond)
+}
+
+func (m *Machine) applyPut(c *command) *applyError {
+	if err := checkKey(c.Key, m.maxKeyBytes); err != nil {
+		return err
+	}
+	if err := checkValue(c.Value, m.maxValueBytes); err != nil {
+		return err
+	}
+	cur, exists := m.items.Get(Item{Key: c.Key})
+	if err := checkCond("put", c.Key, c.If, cur, exists); err != nil {
+		return err
+	}
+	if !exists && m.items.Len() >= m.maxKeys {
+		return m.full(c.Key)
+	}
+	m.revision++
+	m.hub.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value, cur, exists)})
+	return nil
+}
+
+func (m *Machine) full(key string) *applyError {
+	return fail(ErrStateFull, "create %q: the state holds %d keys, its limit", key, m.items.Len())
+}
+
+func (m *Machine) applyDelete(c *command) *applyError {
+	if err := checkKey(c.Key, m.maxKeyBytes); err != nil {
+		return err
+	}
+	cur, exists := m.items.Get(Item{Key: c.Key})
+	if err := checkCond("delete", c.Key, c.If, cur, exists); err != nil {
+		return err
+	}
+	if !exists {
+		return fail(ErrKeyNotFound, "delete %q", c.Key)
+	}
+	m.revision++
+	m.hub.publish(m.remove(c.Key))
+	return nil
+}
+
+// applyTxn checks every operation of a batch against the state before it,
+// then applies all of them at one revision, or none.
+func (m *Machine) applyTxn(ops []txnOp) *applyError {
+	if len(ops) == 0 {
+		return fail(ErrInvalidBatch, "empty batch")
+	}
+	if len(ops) > DefaultMaxBatchOps {
+		return fail(ErrInvalidBatch, "batch of %d operations exceeds %d", len(ops), DefaultMaxBatchOps)
+	}
+	// Duplicate keys are found by sorting a copy of the keys: no map, so
+	// nothing depends on iteration order.
+	keys := make([]string, len(ops))
+	creates, deletes := 0, 0
+	for i := range ops {
+		o := &ops[i]
+		keys[i] = o.Key
+		if err := checkKey(o.Key, m.maxKeyBytes); err != nil {
+			return err
+		}
+		cur, exists := m.items.Get(Item{Key: o.Key})
+		switch o.Op {
+		case opPut:
+			if err := checkValue(o.Value, m.maxValueBytes); err != nil {
+				return err
+			}
+			if !exists {
+				creates++
+			}
+		case opDelete:
+			if exists {
+				deletes++
+			}
+		default:
+			return fail(ErrInvalidBatch, "batch operation %d on %q is %v, want put or delete", i, o.Key, o.Op)
+		}
+		if err := checkCond("batch "+o.Op.String(), o.Key, o.If, cur, exists); err != nil {
+			return err
+		}
+		if o.Op == opDelete && !exists {
+			return fail(ErrKeyNotFound, "batch delete %q", o.Key)
+		}
+	}
+	slices.Sort(keys)
+	for i := 1; i < len(keys); i++ {
+		if keys[i] == keys[i-1] {
+			return fail(ErrInvalidBatch, "key %q appears more than once", keys[i])
+		}
+	}
+	if creates > 0 && m.items.Len()+creates-deletes > m.maxKeys {
+		return fail(ErrStateFull, "batch creates %d keys; the state holds %d of at most %d", creates, m.items.Len(), m.maxKeys)
+	}
+	m.revision++
+	evs := make([]Event, len(ops))
+	for i := range ops {
+		if ops[i].Op == opPut {
+			cur, exists := m.items.Get(Item{Key: ops[i].Key})
+			evs[i] = Event{Type: EventPut, Item: m.put(ops[i].Key, ops[i].Value, cur, exists)}
+		} else {
+			evs[i] = m.remove(ops[i].Key)
+		}
+	}
+	m.hub.publish(evs...)
+	return nil
+}
+
+// put stores value under key at the current revision and returns the
+// item; cur and exists are the key's current item. The caller has checked
+// the limits.
+func (m *Machine) put(key string, value []byte, cur Item, exists bool) Item {
+	it := cur
+	if exists {
+		m.bytes -= int64(len(it.Value))
+	} else {
+		it = Item{Key: key, CreateRevision: m.revision}
+		m.bytes += int64(len(key))
+	}
+	// The value is never changed in place after this: a snapshot's clone
+	// shares it.
+	it.Value = value
+	it.Revision = m.revision
+	it.Version++
+	m.bytes += int64(len(value))
+	m.items.ReplaceOrInsert(it)
+	return it
+}
+
+// remove deletes key, which exists, at the current revision.
+func (m *Machine) remove(key string) Event {
+	it, _ := m.items.Delete(Item{Key: key})
+	m.bytes -= int64(len(it.Key) + len(it.Value))
+	return Event{Type: EventDelete, Item: Item{Key: key, Revision: m.revision}}
 }
 
 // Get returns the item under key from local state.
 func (m *Machine) Get(key string) (Item, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	it, ok := m.items[key]
-	return it, ok
+	return m.items.Get(Item{Key: key})
 }
 
 // List returns the items whose key starts with prefix, sorted by key, and
 // the revision of the state they were read from.
 func (m *Machine) List(prefix string) ([]Item, int64) {
 	m.mu.RLock()
+	defer m.mu.RUnlock()
 	out := make([]Item, 0)
-	for k, it := range m.items {
-		if strings.HasPrefix(k, prefix) {
-			out = append(out, it)
+	m.ascendPrefix(prefix, func(it Item) bool {
+		out = append(out, it)
+		return true
+	})
+	return out, m.revision
+}
+
+// ascendPrefix calls fn for each item under prefix, in key order, until
+// fn returns false. The caller holds mu.
+func (m *Machine) ascendPrefix(prefix string, fn func(Item) bool) {
+	m.items.AscendGreaterOrEqual(Item{Key: prefix}, func(it Item) bool {
+		if !strings.HasPrefix(it.Key, prefix) {
+			return false
 		}
-	}
-	rev := m.revision
-	m.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, rev
+		return fn(it)
+	})
 }
 
 // Revision returns the revision of the last applied write.
@@ -116,27 +340,54 @@ func (m *Machine) Revision() int64 {
 func (m *Machine) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return len(m.items)
+	return m.items.Len()
 }
 
-func checkKey(key string, limit int) error {
+// Stats describes the state.
+type Stats struct {
+	// Keys is the number of keys.
+	Keys int `json:"keys"`
+	// MaxKeys is the key limit.
+	MaxKeys int `json:"maxKeys"`
+	// Bytes is the total size of keys and values.
+	Bytes int64 `json:"bytes"`
+	// Revision is the revision of the last applied write.
+	Revision int64 `json:"revision"`
+	// AppliedIndex is the log index of the last applied command.
+	AppliedIndex uint64 `json:"appliedIndex"`
+	// SnapshotIndex is the log index of the node's newest snapshot (0 if
+	// none); filled in by Store.Stats.
+	SnapshotIndex uint64 `json:"snapshotIndex"`
+	// Sessions is the number of clients in the exactly-once session table.
+	Sessions int `json:"sessions"`
+}
+
+// Stats returns the state's counters as of the last applied command.
+func (m *Machine) Stats() Stats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return Stats{Keys: m.items.Len(), MaxKeys: m.maxKeys, Bytes: m.bytes, Revision: m.revision,
+		AppliedIndex: m.applied, Sessions: m.sessions.len()}
+}
+
+func checkKey(key string, limit int) *applyError {
 	switch {
 	case key == "":
-		return fmt.Errorf("kv: empty key: %w", ErrInvalidKey)
+		return fail(ErrInvalidKey, "empty key")
 	case len(key) > limit:
-		return fmt.Errorf("kv: key of %d bytes exceeds %d: %w", len(key), limit, ErrInvalidKey)
+		return fail(ErrInvalidKey, "key of %d bytes exceeds %d", len(key), limit)
 	case !utf8.ValidString(key):
-		return fmt.Errorf("kv: key is not valid UTF-8: %w", ErrInvalidKey)
+		return fail(ErrInvalidKey, "key is not valid UTF-8")
 	}
 	return nil
 }
 
-func checkValue(v []byte, limit int) error {
+func checkValue(v []byte, limit int) *applyError {
 	if len(v) > limit {
-		return fmt.Errorf("kv: value of %d bytes exceeds %d: %w", len(v), limit, ErrValueTooLarge)
+		return fail(ErrValueTooLarge, "value of %d bytes exceeds %d", len(v), limit)
 	}
 	if !json.Valid(v) {
-		return fmt.Errorf("kv: value is not valid JSON: %w", ErrInvalidValue)
+		return fail(ErrInvalidValue, "value is not valid JSON")
 	}
 	return nil
 }

@@ -57,6 +57,26 @@ const (
 	// CodeOverloaded (503) means the node has too many requests in flight.
 	// Nothing was done; retry after Retry-After.
 	CodeOverloaded = "overloaded"
+	// CodePreconditionFailed (412) means an If-Match or If-None-Match
+	// header, or a batch operation's ifRevision, did not hold: the key is
+	// at another revision, exists, or is missing. Nothing was changed.
+	CodePreconditionFailed = "precondition_failed"
+	// CodeStateFull (422) means the write would create a key beyond the
+	// state's key limit (100000 by default). Nothing was changed; existing
+	// keys can still be updated and deleted.
+	CodeStateFull = "state_full"
+	// CodeWorkflowNotFound (404) means no workflow has this id.
+	CodeWorkflowNotFound = "workflow_not_found"
+	// CodeInvalidTransition (409) means the workflow cannot make this
+	// change from its status: starting a running workflow, stopping or
+	// updating one that is not running.
+	CodeInvalidTransition = "invalid_transition"
+	// CodeNodeNotFound (404) means no application node has this id.
+	CodeNodeNotFound = "node_not_found"
+	// CodeRequestExpired (409) means the request's X-Request-Seq is older
+	// than the dedup window remembers for its X-Client-Id: it was not
+	// applied now, and whether an earlier attempt was is unknown.
+	CodeRequestExpired = "request_expired"
 	// CodeInternal (503) means the server hit a bug while handling the
 	// request (a recovered panic). It is logged and counted.
 	CodeInternal = "internal"
@@ -99,6 +119,13 @@ type errorClass struct {
 // is a bug.
 var errorClasses = []errorClass{
 	{sentinels: []error{kv.ErrKeyNotFound}, status: http.StatusNotFound, code: CodeKeyNotFound},
+	{sentinels: []error{kv.ErrConflict}, status: http.StatusPreconditionFailed, code: CodePreconditionFailed},
+	{sentinels: []error{kv.ErrStateFull}, status: http.StatusUnprocessableEntity, code: CodeStateFull},
+	{sentinels: []error{kv.ErrWorkflowNotFound}, status: http.StatusNotFound, code: CodeWorkflowNotFound},
+	{sentinels: []error{kv.ErrInvalidTransition}, status: http.StatusConflict, code: CodeInvalidTransition},
+	{sentinels: []error{kv.ErrNodeNotFound}, status: http.StatusNotFound, code: CodeNodeNotFound},
+	{sentinels: []error{kv.ErrRequestExpired}, status: http.StatusConflict, code: CodeRequestExpired},
+	{sentinels: []error{kv.ErrInvalidBatch, kv.ErrInvalidRequestID, kv.ErrBadCommand}, status: http.StatusBadRequest, code: CodeBadRequest},
 	{sentinels: []error{kv.ErrInvalidKey}, status: http.StatusBadRequest, code: CodeInvalidKey},
 	{sentinels: []error{kv.ErrInvalidValue}, status: http.StatusBadRequest, code: CodeInvalidJSON},
 	{sentinels: []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: CodeTooLarge},

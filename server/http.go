@@ -151,6 +151,9 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 //	GET    /v1/kv/{key}        read an item; ?consistency=linearizable|local
 //	DELETE /v1/kv/{key}        delete; {"revision":n}
 //	GET    /v1/kv?prefix=p     list items under a prefix; ?consistency=...
+//	POST   /v1/txn             all-or-nothing batch of puts and deletes
+//	/v1/workflows, /v1/workflows/{id}, /v1/workflows/{id}/stop, /v1/nodes,
+//	/v1/nodes/{id}, /v1/stats  workflows, application nodes, stats (state.go)
 //	GET    /healthz            200 whenever the process serves HTTP
 //	GET    /readyz             200 when b.Ready() is nil, else 503
 //	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
@@ -158,7 +161,9 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 //	GET    /v1/watch           changes under ?prefix= from ?from_revision= as
 //	                           Server-Sent Events (b must be a WatchBackend)
 //
-// GET routes also answer HEAD. The {key} is everything after "/v1/kv/" in
+// PUT and DELETE of a key take If-Match: <revision> and If-None-Match: *;
+// every write takes X-Client-Id and X-Request-Seq (exactly once). GET
+// routes also answer HEAD. The {key} is everything after "/v1/kv/" in
 // the path as sent, percent-decoded once; it is never cleaned, so "a//b" and
 // "a/../b" are keys like any other. Every response body is JSON; errors are
 // {"error":{"code":"...","message":"..."}} with the codes declared in this
@@ -259,6 +264,18 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		h.serveWatch(w, r)
 		return
 	}
+	if rest, ok := strings.CutPrefix(path, workflowsPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveWorkflows(w, r, rest)
+		return
+	}
+	if rest, ok := strings.CutPrefix(path, nodesPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveNodes(w, r, rest)
+		return
+	}
+	if path == txnPath {
+		h.serveTxn(w, r)
+		return
+	}
 	var serve func(http.ResponseWriter, *http.Request)
 	switch path {
 	case "/v1/status":
@@ -269,6 +286,8 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		serve = h.serveHealth
 	case "/readyz":
 		serve = h.serveReady
+	case statsPath:
+		serve = h.serveStats
 	default:
 		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
 		return
@@ -349,13 +368,26 @@ type revisionResponse struct {
 }
 
 func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string) {
+	cond, ok := condition(w, r)
+	if !ok {
+		return
+	}
 	value, ok := h.readValue(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	ctx, cancel, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
-	rev, err := h.backend.Put(ctx, key, value)
+	var rev int64
+	var err error
+	if _, conditional := cond.Revision(); conditional {
+		rev, err = h.backend.PutIf(ctx, key, value, cond)
+	} else {
+		rev, err = h.backend.Put(ctx, key, value)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -438,9 +470,22 @@ func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
 }
 
 func (h *apiHandler) serveDelete(w http.ResponseWriter, r *http.Request, key string) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	cond, ok := condition(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
 	defer cancel()
-	rev, err := h.backend.Delete(ctx, key)
+	var rev int64
+	var err error
+	if _, conditional := cond.Revision(); conditional {
+		rev, err = h.backend.DeleteIf(ctx, key, cond)
+	} else {
+		rev, err = h.backend.Delete(ctx, key)
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -461,6 +506,7 @@ func (h *apiHandler) serveGet(w http.ResponseWriter, r *http.Request, key string
 		return
 	}
 	w.Header().Set(ConsistencyHeader, c.String())
+	w.Header().Set("ETag", etag(item.Revision))
 	h.writeJSON(w, http.StatusOK, item)
 }
 

@@ -30,6 +30,10 @@ import (
 // fakeBackend is an in-memory Backend: a map with a revision counter, and
 // switches that make it fail the ways a node can.
 type fakeBackend struct {
+	// Store serves the routes beyond plain keys (conditional writes,
+	// batches, workflows, nodes, stats) from a real state machine.
+	*kv.Store
+
 	mu    sync.Mutex
 	items map[string]kv.Item
 	rev   int64
@@ -52,7 +56,7 @@ type fakeBackend struct {
 }
 
 func newFake() *fakeBackend {
-	return &fakeBackend{items: make(map[string]kv.Item)}
+	return &fakeBackend{items: make(map[string]kv.Item), Store: newLocalStore()}
 }
 
 // enter applies the failure switches; it returns a non-nil error when the
@@ -835,6 +839,12 @@ func buildRequest(method, target string, header string, body []byte, chunked boo
 		RemoteAddr: "192.0.2.1:1234",
 		RequestURI: target,
 	}
+	if v, ok := strings.CutPrefix(header, "!"); ok {
+		// "!v" also sends v as every precondition and request-id header.
+		for _, name := range []string{"If-Match", "If-None-Match", ClientIDHeader, RequestSeqHeader} {
+			r.Header.Set(name, v)
+		}
+	}
 	r.ContentLength = int64(len(body))
 	if chunked {
 		r.ContentLength = -1
@@ -926,6 +936,21 @@ func TestHTTPHostileInputs(t *testing.T) {
 		{method: "HEAD", target: "/v1/kv/missing"},
 		{method: "HEAD", target: "/readyz"},
 		{method: "TRACE", target: "/v1/kv/k"},
+		{method: "PUT", target: "/v1/kv/k", header: "!" + strings.Repeat("9", 100), body: `1`},
+		{method: "PUT", target: "/v1/kv/k", header: "!-1", body: `1`},
+		{method: "DELETE", target: "/v1/kv/k", header: "!\"\""},
+		{method: "POST", target: "/v1/txn", body: deep},
+		{method: "POST", target: "/v1/txn", body: `{"ops":[{"op":"put","key":"k","value":` + deep + `}]}`},
+		{method: "POST", target: "/v1/txn", body: `{"ops":[{"op":"put","key":"\ud800","value":1,"ifRevision":-5}]}`},
+		{method: "POST", target: "/v1/txn", body: `{"ops":` + strings.Repeat(`{"op":"delete","key":"k"},`, 2000) + `]}`},
+		{method: "POST", target: "/v1/workflows", body: `{"id":` + deep + `}`},
+		{method: "POST", target: "/v1/workflows", body: `{"id":"` + strings.Repeat("w", 5000) + `"}`},
+		{method: "POST", target: "/v1/workflows/%2F%2F/stop", body: `null`},
+		{method: "PATCH", target: "/v1/workflows/" + strings.Repeat("%", 3000), body: `{}`},
+		{method: "GET", target: "/v1/workflows/a/b/c"},
+		{method: "POST", target: "/v1/nodes", body: `{"id":1}`},
+		{method: "DELETE", target: "/v1/nodes/%00"},
+		{method: "GET", target: "/v1/stats?consistency=nope"},
 	}
 	f := newFake()
 	h, _ := testHandler(t, f, HTTPOptions{})
@@ -1020,6 +1045,17 @@ func FuzzHTTPRequest(f *testing.F) {
 		{"POST", "/v1/kv/k", `1`, "", false, 0},
 		{"HEAD", "/v1/kv/k", "", "", false, 6},
 		{"BREW", "/nowhere", "\x00", "\r\n", false, 7},
+		{"PUT", "/v1/kv/k", `2`, "!1", false, 0},
+		{"PUT", "/v1/kv/k", `2`, "!*", false, 0},
+		{"DELETE", "/v1/kv/k", "", "!\"1\"", false, 0},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"a","value":1,"ifRevision":0},{"op":"delete","key":"k"}]}`, "", false, 0},
+		{"POST", "/v1/workflows", `{"id":"w","progress":0}`, "!7", false, 0},
+		{"PATCH", "/v1/workflows/w", `{"progress":1}`, "", false, 0},
+		{"POST", "/v1/workflows/w/stop", ``, "", false, 0},
+		{"GET", "/v1/workflows/w?consistency=local", "", "", false, 0},
+		{"POST", "/v1/nodes", `{"id":"app","zone":"eu"}`, "", false, 0},
+		{"DELETE", "/v1/nodes/app", "", "", false, 0},
+		{"GET", "/v1/stats", "", "", false, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, []byte(s.body), s.header, s.chunked, s.mode)

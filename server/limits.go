@@ -155,7 +155,7 @@ func isWrite(method string) bool {
 // wsAdmit applies the role and rate limit to one /v1/ws request.
 func (h *apiHandler) wsAdmit(ctx context.Context, op uint64) *apiError {
 	a := accessFrom(ctx)
-	if (op == wsOpPut || op == wsOpDelete) && a.role != RoleReadWrite {
+	if wsIsWrite(op) && a.role != RoleReadWrite {
 		return &apiError{status: http.StatusForbidden, code: CodeForbidden, message: "the token is read-only"}
 	}
 	if ok, _ := h.limiter.allow(a.client); !ok {

@@ -43,6 +43,10 @@ type Config struct {
 	// WatchHistory bounds the history watches resume from (the zero value
 	// means kv's defaults: 10,000 events, 64 MiB).
 	WatchHistory kv.WatchConfig
+	// State configures the replicated state machine (kv.WithMaxKeys,
+	// kv.WithMaxValueBytes, ...). Its limits are checked when commands
+	// are applied, so every node of a cluster must be given the same.
+	State []kv.Option
 	// HTTPTLS, if set, serves the client API over TLS (HTTP/1.1 and
 	// HTTP/2). Set ClientAuth and ClientCAs in it to require client
 	// certificates.
@@ -116,7 +120,7 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	machine := kv.NewMachine()
+	machine := kv.NewMachine(cfg.State...)
 	machine.SetWatchConfig(cfg.WatchHistory)
 	nodeCfg := cfg.Node
 	nodeCfg.Snapshots = snaps

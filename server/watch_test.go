@@ -512,7 +512,8 @@ func TestClusterWatchMovesBetweenNodesWithoutGapOrRepeat(t *testing.T) {
 }
 
 func TestWatchNeedsAWatchBackend(t *testing.T) {
-	h, _ := testHandler(t, newFake(), HTTPOptions{})
+	// Embedding the interface hides the fake's Watch (from its kv.Store).
+	h := NewHandler(struct{ Backend }{newFake()}, HTTPOptions{})
 	wantError(t, serve(h, http.MethodGet, "/v1/watch", ""), http.StatusNotFound, CodeNotFound)
 }
 

@@ -14,6 +14,20 @@ package server
 //	op 4 list    [id, 4, prefix?, consistency?]     result: [revision, [item, ...]]
 //	op 5 status  [id, 5]                            result: bin, the JSON of GET /v1/status
 //
+// and, with reqid = nil | [client, seq] (exactly-once) and cond = nil |
+// revision (0: absent), appended to put as [id, 1, key, value, reqid?,
+// cond?] and to delete as [id, 3, key, reqid?, cond?]:
+//
+//	op 6 txn              [id, 6, [[1, key, value, cond?] | [2, key, cond?], ...], reqid?]   result: revision
+//	op 7 start workflow   [id, 7, wfid, fields?, reqid?]     result: revision
+//	op 8 stop workflow    [id, 8, wfid, fields?, reqid?]     result: revision
+//	op 9 update workflow  [id, 9, wfid, fields, reqid?]      result: revision
+//	op 10 get workflow    [id, 10, wfid, consistency?]       result: item of workflow:<wfid>
+//	op 11 list workflows  [id, 11, consistency?]             result: [revision, [item, ...]]
+//	op 12 register node   [id, 12, nodeid, metadata?, reqid?] result: revision
+//	op 13 deregister node [id, 13, nodeid, reqid?]           result: revision
+//	op 14 list nodes      [id, 14, consistency?]             result: [revision, [item, ...]]
+//
 // consistency is 0 (linearizable, the default) or 1 (local). Values are
 // JSON carried as bin. Error codes and their meaning are those of the JSON
 // API (errors.go), chosen by the same table.
@@ -90,12 +104,64 @@ const (
 
 // Operations of the /v1/ws protocol.
 const (
-	wsOpPut    = 1
-	wsOpGet    = 2
-	wsOpDelete = 3
-	wsOpList   = 4
-	wsOpStatus = 5
+	wsOpPut      = 1
+	wsOpGet      = 2
+	wsOpDelete   = 3
+	wsOpList     = 4
+	wsOpStatus   = 5
+	wsOpTxn      = 6
+	wsOpWFStart  = 7
+	wsOpWFStop   = 8
+	wsOpWFUpdate = 9
+	wsOpWFGet    = 10
+	wsOpWFList   = 11
+	wsOpNodeReg  = 12
+	wsOpNodeDel  = 13
+	wsOpNodeList = 14
+	wsOpLast     = wsOpNodeList
 )
+
+// wsArg is the kind of a request argument.
+type wsArg uint8
+
+const (
+	wsArgKey         wsArg = iota + 1 // str: a key, workflow id or node id
+	wsArgPrefix                       // nil or str
+	wsArgValue                        // bin: JSON
+	wsArgFields                       // nil or bin: a JSON object
+	wsArgConsistency                  // nil or 0 or 1
+	wsArgReqID                        // nil or [client str, seq uint]
+	wsArgCond                         // nil or a revision, 0 for absent
+	wsArgOps                          // [[1, key, value, cond?] | [2, key, cond?], ...]
+)
+
+// wsSchema lists an operation's arguments (after id and op) and how many
+// of them are required.
+type wsSchema struct {
+	args     []wsArg
+	required int
+	write    bool
+}
+
+var wsSchemas = [wsOpLast + 1]wsSchema{
+	wsOpPut:      {args: []wsArg{wsArgKey, wsArgValue, wsArgReqID, wsArgCond}, required: 2, write: true},
+	wsOpGet:      {args: []wsArg{wsArgKey, wsArgConsistency}, required: 1},
+	wsOpDelete:   {args: []wsArg{wsArgKey, wsArgReqID, wsArgCond}, required: 1, write: true},
+	wsOpList:     {args: []wsArg{wsArgPrefix, wsArgConsistency}},
+	wsOpStatus:   {},
+	wsOpTxn:      {args: []wsArg{wsArgOps, wsArgReqID}, required: 1, write: true},
+	wsOpWFStart:  {args: []wsArg{wsArgKey, wsArgFields, wsArgReqID}, required: 1, write: true},
+	wsOpWFStop:   {args: []wsArg{wsArgKey, wsArgFields, wsArgReqID}, required: 1, write: true},
+	wsOpWFUpdate: {args: []wsArg{wsArgKey, wsArgFields, wsArgReqID}, required: 2, write: true},
+	wsOpWFGet:    {args: []wsArg{wsArgKey, wsArgConsistency}, required: 1},
+	wsOpWFList:   {args: []wsArg{wsArgConsistency}},
+	wsOpNodeReg:  {args: []wsArg{wsArgKey, wsArgFields, wsArgReqID}, required: 1, write: true},
+	wsOpNodeDel:  {args: []wsArg{wsArgKey, wsArgReqID}, required: 1, write: true},
+	wsOpNodeList: {args: []wsArg{wsArgConsistency}},
+}
+
+// wsIsWrite reports whether op changes the state.
+func wsIsWrite(op uint64) bool { return op <= wsOpLast && wsSchemas[op].write }
 
 // Response kinds: the second element of a response.
 const (
@@ -614,12 +680,23 @@ func appendArrayHeader(b []byte, n int) []byte {
 type wsRequest struct {
 	id          uint64
 	op          uint64
-	key         string // the key, or the list prefix
-	value       []byte
+	key         string // the key, the list prefix, or a workflow or node id
+	value       []byte // a value, or a JSON object of fields (nil: none)
 	consistency kv.Consistency
+	reqID       kv.RequestID
+	cond        kv.Cond
+	ops         []wsTxnOp
 	// bad, when set, says why the request is malformed; it is answered
 	// bad_request without reaching the backend.
 	bad string
+}
+
+// wsTxnOp is one operation of a txn request, as decoded.
+type wsTxnOp struct {
+	typ   uint64
+	key   string
+	value []byte
+	cond  kv.Cond
 }
 
 // wsStatusJSON is the result of a status request: the JSON object of GET
@@ -646,42 +723,120 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req wsRequest) (any, *ap
 	if e := h.wsAdmit(connCtx, req.op); e != nil {
 		return nil, e
 	}
+	// checkValue checks and compacts a JSON value as the body of a PUT.
+	checkValue := func(v []byte, what string) ([]byte, *apiError) {
+		if int64(len(v)) > h.opts.MaxBodyBytes {
+			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+				message: fmt.Sprintf("%s is %d bytes, larger than the limit of %d", what, len(v), h.opts.MaxBodyBytes)}
+		}
+		return compactJSONValue(v, what)
+	}
+	switch req.op {
+	case wsOpList:
+		if msg := h.checkPrefix(req.key); msg != "" {
+			return nil, invalidKey(msg)
+		}
+	case wsOpStatus, wsOpTxn, wsOpWFList, wsOpNodeList:
+	default:
+		if msg := h.checkKey(req.key); msg != "" {
+			return nil, invalidKey(msg)
+		}
+	}
+	var fields []byte
+	if req.value != nil && req.op != wsOpPut {
+		var e *apiError
+		if fields, e = checkValue(req.value, "fields"); e != nil {
+			return nil, e
+		}
+	}
 	ctx, cancel := context.WithTimeout(connCtx, h.opts.RequestTimeout)
 	defer cancel()
+	if req.reqID.Client != "" {
+		if err := req.reqID.Validate(); err != nil {
+			return nil, &apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: err.Error()}
+		}
+		ctx = kv.WithRequestID(ctx, req.reqID)
+	}
 	var (
 		result any
 		err    error
 	)
 	switch req.op {
 	case wsOpPut:
-		if msg := h.checkKey(req.key); msg != "" {
-			return nil, invalidKey(msg)
-		}
-		if int64(len(req.value)) > h.opts.MaxBodyBytes {
-			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
-				message: fmt.Sprintf("value is %d bytes, larger than the limit of %d", len(req.value), h.opts.MaxBodyBytes)}
-		}
-		value, e := compactJSONValue(req.value, "value")
+		value, e := checkValue(req.value, "value")
 		if e != nil {
 			return nil, e
 		}
-		result, err = h.backend.Put(ctx, req.key, value)
-	case wsOpGet:
-		if msg := h.checkKey(req.key); msg != "" {
-			return nil, invalidKey(msg)
+		if _, conditional := req.cond.Revision(); conditional {
+			result, err = h.backend.PutIf(ctx, req.key, value, req.cond)
+		} else {
+			result, err = h.backend.Put(ctx, req.key, value)
 		}
+	case wsOpGet:
 		result, err = h.backend.Get(ctx, req.key, req.consistency)
 	case wsOpDelete:
-		if msg := h.checkKey(req.key); msg != "" {
-			return nil, invalidKey(msg)
+		if _, conditional := req.cond.Revision(); conditional {
+			result, err = h.backend.DeleteIf(ctx, req.key, req.cond)
+		} else {
+			result, err = h.backend.Delete(ctx, req.key)
 		}
-		result, err = h.backend.Delete(ctx, req.key)
 	case wsOpList:
-		if msg := h.checkPrefix(req.key); msg != "" {
-			return nil, invalidKey(msg)
-		}
 		var list wsListResult
 		list.items, list.revision, err = h.backend.List(ctx, req.key, req.consistency)
+		result = list
+	case wsOpTxn:
+		if len(req.ops) == 0 || len(req.ops) > kv.DefaultMaxBatchOps {
+			return nil, &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+				message: fmt.Sprintf("a txn holds 1 to %d operations, not %d", kv.DefaultMaxBatchOps, len(req.ops))}
+		}
+		ops := make([]kv.Op, len(req.ops))
+		for i, o := range req.ops {
+			if msg := h.checkKey(o.key); msg != "" {
+				return nil, invalidKey(fmt.Sprintf("operation %d: %s", i, msg))
+			}
+			ops[i] = kv.Op{Type: kv.OpDelete, Key: o.key, Cond: o.cond}
+			if o.typ == uint64(kv.OpPut) {
+				value, e := checkValue(o.value, fmt.Sprintf("operation %d value", i))
+				if e != nil {
+					return nil, e
+				}
+				ops[i].Type, ops[i].Value = kv.OpPut, value
+			}
+		}
+		result, err = h.backend.Batch(ctx, ops)
+	case wsOpWFStart:
+		result, err = h.backend.StartWorkflow(ctx, req.key, fields)
+	case wsOpWFStop:
+		result, err = h.backend.StopWorkflow(ctx, req.key, fields)
+	case wsOpWFUpdate:
+		result, err = h.backend.UpdateWorkflowState(ctx, req.key, fields)
+	case wsOpWFGet:
+		var wf kv.Workflow
+		if wf, err = h.backend.WorkflowState(ctx, req.key, req.consistency); err == nil {
+			result = kv.Item{Key: kv.WorkflowPrefix + wf.ID, Value: wf.Value, Revision: wf.Revision,
+				CreateRevision: wf.CreateRevision, Version: wf.Version}
+		}
+	case wsOpWFList:
+		var wfs []kv.Workflow
+		var list wsListResult
+		wfs, list.revision, err = h.backend.Workflows(ctx, req.consistency)
+		for _, wf := range wfs {
+			list.items = append(list.items, kv.Item{Key: kv.WorkflowPrefix + wf.ID, Value: wf.Value,
+				Revision: wf.Revision, CreateRevision: wf.CreateRevision, Version: wf.Version})
+		}
+		result = list
+	case wsOpNodeReg:
+		result, err = h.backend.RegisterNode(ctx, req.key, fields)
+	case wsOpNodeDel:
+		result, err = h.backend.DeregisterNode(ctx, req.key)
+	case wsOpNodeList:
+		var nodes []kv.Node
+		var list wsListResult
+		nodes, list.revision, err = h.backend.Nodes(ctx, req.consistency)
+		for _, n := range nodes {
+			list.items = append(list.items, kv.Item{Key: kv.NodePrefix + n.ID, Value: n.Value,
+				Revision: n.Revision, CreateRevision: n.CreateRevision, Version: n.Version})
+		}
 		result = list
 	case wsOpStatus:
 		var buf bytes.Buffer
@@ -984,28 +1139,18 @@ func (r *wsReader) request(req *wsRequest) error {
 			return fmt.Errorf("operation: %w", err)
 		}
 		bad("operation: %v", err)
-	} else if req.op < wsOpPut || req.op > wsOpStatus {
+	} else if req.op < wsOpPut || req.op > wsOpLast {
 		bad("unknown operation %d", req.op)
 	}
-	op := req.op
-	if req.bad != "" {
-		op = 0 // skip the arguments
+	var schema wsSchema
+	if req.bad == "" {
+		schema = wsSchemas[req.op] // otherwise skip the arguments
 	}
 	for i := 2; i < n; i++ {
 		var err error
-		switch {
-		case i == 2 && op == wsOpList:
-			var null bool
-			if null, err = r.isNil(); err == nil && !null {
-				req.key, err = r.str()
-			}
-		case i == 2 && op >= wsOpPut && op <= wsOpDelete:
-			req.key, err = r.str()
-		case i == 3 && op == wsOpPut:
-			req.value, err = r.bin()
-		case i == 3 && (op == wsOpGet || op == wsOpList):
-			req.consistency, err = r.consistency()
-		default:
+		if i-2 < len(schema.args) {
+			err = r.arg(req, schema.args[i-2])
+		} else {
 			// Arguments this version does not know (from a newer client), or
 			// those of a request already known to be bad.
 			err = r.d.Skip()
@@ -1017,12 +1162,154 @@ func (r *wsReader) request(req *wsRequest) error {
 			bad("field %d: %v", i, err)
 		}
 	}
-	switch {
-	case req.bad != "":
-	case op == wsOpPut && n < 4:
-		bad("put needs [id, 1, key, value]")
-	case (op == wsOpGet || op == wsOpDelete) && n < 3:
-		bad("operation %d needs a key: [id, %d, key, ...]", op, op)
+	if req.bad == "" && n-2 < schema.required {
+		bad("operation %d needs at least %d arguments, got %d (see docs/PROTOCOL.md)", req.op, schema.required, n-2)
+	}
+	return nil
+}
+
+// arg decodes one argument of kind a into req.
+func (r *wsReader) arg(req *wsRequest, a wsArg) error {
+	var err error
+	switch a {
+	case wsArgKey:
+		req.key, err = r.str()
+	case wsArgPrefix:
+		var null bool
+		if null, err = r.isNil(); err == nil && !null {
+			req.key, err = r.str()
+		}
+	case wsArgValue:
+		req.value, err = r.bin()
+	case wsArgFields:
+		var null bool
+		if null, err = r.isNil(); err == nil && !null {
+			req.value, err = r.bin()
+		}
+	case wsArgConsistency:
+		req.consistency, err = r.consistency()
+	case wsArgReqID:
+		req.reqID, err = r.reqID()
+	case wsArgCond:
+		req.cond, err = r.cond()
+	case wsArgOps:
+		req.ops, err = r.txnOps()
+	}
+	return err
+}
+
+// reqID reads nil or [client, seq, ...].
+func (r *wsReader) reqID() (kv.RequestID, error) {
+	var id kv.RequestID
+	if null, err := r.isNil(); err != nil || null {
+		return id, err
+	}
+	n, err := r.arrayLen()
+	if err != nil {
+		return id, err
+	}
+	if n < 2 {
+		if err := r.skipN(n); err != nil {
+			return id, err
+		}
+		return id, fmt.Errorf("%w: request id needs [client, seq]", errWSField)
+	}
+	var e1, e2 error
+	id.Client, e1 = r.str()
+	id.Seq, e2 = r.uint()
+	if err := r.skipN(n - 2); err != nil {
+		return id, err
+	}
+	if err := errors.Join(e1, e2); err != nil {
+		return id, err
+	}
+	if id.Client == "" {
+		return id, fmt.Errorf("%w: empty client id", errWSField)
+	}
+	return id, nil
+}
+
+// cond reads nil or a revision (0: the key must be absent).
+func (r *wsReader) cond() (kv.Cond, error) {
+	if null, err := r.isNil(); err != nil || null {
+		return kv.Cond{}, err
+	}
+	rev, err := r.uint()
+	if err != nil {
+		return kv.Cond{}, err
+	}
+	if rev > 1<<62 {
+		return kv.Cond{}, fmt.Errorf("%w: revision %d out of range", errWSField, rev)
+	}
+	return kv.IfRevision(int64(rev)), nil
+}
+
+// txnOps reads [[1, key, value, cond?] | [2, key, cond?], ...]. A
+// malformed operation is an errWSField after the whole array is consumed.
+func (r *wsReader) txnOps() ([]wsTxnOp, error) {
+	n, err := r.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	ops := make([]wsTxnOp, 0, min(n, kv.DefaultMaxBatchOps))
+	var bad error
+	for i := range n {
+		o, err := r.txnOp()
+		if err != nil {
+			if !errors.Is(err, errWSField) {
+				return nil, err
+			}
+			if bad == nil {
+				bad = fmt.Errorf("%w: operation %d: %w", errWSField, i, err)
+			}
+			continue
+		}
+		if len(ops) < kv.DefaultMaxBatchOps+1 {
+			ops = append(ops, o)
+		}
+	}
+	return ops, bad
+}
+
+func (r *wsReader) txnOp() (wsTxnOp, error) {
+	var o wsTxnOp
+	n, err := r.arrayLen()
+	if err != nil {
+		return o, err
+	}
+	read := 0
+	next := func(f func() error) error {
+		if read >= n {
+			return fmt.Errorf("%w: too few fields", errWSField)
+		}
+		read++
+		return f()
+	}
+	err = next(func() (err error) { o.typ, err = r.uint(); return })
+	if err == nil && o.typ != uint64(kv.OpPut) && o.typ != uint64(kv.OpDelete) {
+		err = fmt.Errorf("%w: type %d, want 1 (put) or 2 (delete)", errWSField, o.typ)
+	}
+	if err == nil {
+		err = next(func() (err error) { o.key, err = r.str(); return })
+	}
+	if err == nil && o.typ == uint64(kv.OpPut) {
+		err = next(func() (err error) { o.value, err = r.bin(); return })
+	}
+	if err == nil && read < n {
+		err = next(func() (err error) { o.cond, err = r.cond(); return })
+	}
+	if skipErr := r.skipN(n - read); skipErr != nil {
+		return o, skipErr
+	}
+	return o, err
+}
+
+// skipN skips n values.
+func (r *wsReader) skipN(n int) error {
+	for range n {
+		if err := r.d.Skip(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -377,19 +377,19 @@ func TestWSBadRequestsAreAnswered(t *testing.T) {
 	h, url := wsTestServer(t, f, HTTPOptions{})
 	w := dialWS(t, url)
 	bad := [][]any{
-		{1},                                   // no operation
-		{2, 99, "k"},                          // unknown operation
-		{3, "put", "k"},                       // operation not an integer
-		{4, wsOpPut, 7, []byte("1")},          // key not a string
-		{5, wsOpPut, "k"},                     // put without a value
-		{6, wsOpPut, "k", 1},                  // value not bin
-		{7, wsOpGet},                          // get without a key
-		{8, wsOpGet, "k", 2},                  // unknown consistency
-		{9, wsOpList, "", "local"},            // consistency not an integer
-		{10, wsOpDelete, []any{"k"}},          // key an array
-		{11, -1},                              // negative operation
-		{12, wsOpGet, "k", map[string]int{}},  // consistency a map
-		{13, wsOpPut, "k", []byte("1"), true}, // fine: a trailing field is skipped
+		{1},                                  // no operation
+		{2, 99, "k"},                         // unknown operation
+		{3, "put", "k"},                      // operation not an integer
+		{4, wsOpPut, 7, []byte("1")},         // key not a string
+		{5, wsOpPut, "k"},                    // put without a value
+		{6, wsOpPut, "k", 1},                 // value not bin
+		{7, wsOpGet},                         // get without a key
+		{8, wsOpGet, "k", 2},                 // unknown consistency
+		{9, wsOpList, "", "local"},           // consistency not an integer
+		{10, wsOpDelete, []any{"k"}},         // key an array
+		{11, -1},                             // negative operation
+		{12, wsOpGet, "k", map[string]int{}}, // consistency a map
+		{13, wsOpPut, "k", []byte("1"), nil, nil, true}, // fine: a trailing field is skipped
 	}
 	w.send(bad...)
 	got := w.await(len(bad))
@@ -712,6 +712,10 @@ func FuzzWSFrame(f *testing.F) {
 	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x92, 0x01, 0x91, 0x94, 0x01, 0x01, 0xa1, 'k', 0xc6, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte("\xc1garbage"))
+	f.Add(wsFrame(f, []any{9, wsOpPut, "k", []byte(`1`), []any{"c", 1}, 0}, []any{10, wsOpDelete, "k", nil, 3}))
+	f.Add(wsFrame(f, []any{11, wsOpTxn, []any{[]any{1, "a", []byte(`1`), 0}, []any{2, "b"}, []any{7}}, []any{"c", 2}}))
+	f.Add(wsFrame(f, []any{12, wsOpWFStart, "w", []byte(`{}`)}, []any{13, wsOpWFStop, "w", nil, nil}, []any{14, wsOpWFList, 1}))
+	f.Add(wsFrame(f, []any{15, wsOpNodeReg, "n", nil, []any{"c"}}, []any{16, wsOpNodeDel, "n"}, []any{17, wsOpWFGet, "w"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		reqs, err := decodeWSFrame(b, 64)
 		if err != nil {
@@ -726,13 +730,46 @@ func FuzzWSFrame(f *testing.F) {
 				continue
 			}
 			req := []any{r.id, r.op}
-			switch r.op {
-			case wsOpPut:
-				req = append(req, r.key, r.value)
-			case wsOpGet, wsOpList:
-				req = append(req, r.key, int(r.consistency))
-			case wsOpDelete:
-				req = append(req, r.key)
+			for _, a := range wsSchemas[r.op].args {
+				switch a {
+				case wsArgKey, wsArgPrefix:
+					req = append(req, r.key)
+				case wsArgValue:
+					req = append(req, r.value)
+				case wsArgFields:
+					if r.value == nil {
+						req = append(req, nil)
+					} else {
+						req = append(req, r.value)
+					}
+				case wsArgConsistency:
+					req = append(req, int(r.consistency))
+				case wsArgReqID:
+					if r.reqID.Client == "" {
+						req = append(req, nil)
+					} else {
+						req = append(req, []any{r.reqID.Client, r.reqID.Seq})
+					}
+				case wsArgCond:
+					if rev, ok := r.cond.Revision(); ok {
+						req = append(req, rev)
+					} else {
+						req = append(req, nil)
+					}
+				case wsArgOps:
+					ops := []any{}
+					for _, o := range r.ops {
+						op := []any{o.typ, o.key}
+						if o.typ == 1 {
+							op = append(op, o.value)
+						}
+						if rev, ok := o.cond.Revision(); ok {
+							op = append(op, rev)
+						}
+						ops = append(ops, op)
+					}
+					req = append(req, ops)
+				}
 			}
 			again = append(again, req)
 		}

@@ -1,0 +1,332 @@
+package kv
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"hash/crc32"
+	"io"
+	"slices"
+	"unicode/utf8"
+
+	"github.com/google/btree"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/msgpackcheck"
+)
+
+// The snapshot format, version 1:
+//
+//	magic "KVSN", format version byte (1)
+//	records, each a uvarint length then one MessagePack array:
+//	  header   [revision, appliedIndex, itemCount, sessionCount]
+//	  items    [key, value bin, revision, createRevision, version]   itemCount of them, by key
+//	  sessions [client, lastIndex, [[seq, revision, errKind, message], ...]]   by client; results by seq
+//	CRC-32C (Castagnoli) of everything before it, 4 bytes big-endian
+//
+// Everything Apply depends on is in it: revision, items and the session
+// table. The encoding is deterministic: equal states give equal bytes.
+const (
+	snapshotMagic   = "KVSN"
+	snapshotVersion = 1
+	// maxSnapshotRecord bounds one record: a key, a value and framing are
+	// far below it, whatever the limits of the node that wrote it.
+	maxSnapshotRecord = 64 << 20
+	// snapshotDepth bounds a record's nesting (session: record, results,
+	// result).
+	snapshotDepth = 4
+	// maxSessionResults bounds one session's results in a snapshot.
+	maxSessionResults = 1 << 16
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrBadSnapshot is wrapped by every error Restore returns for input that
+// is not a snapshot this version reads.
+var ErrBadSnapshot = errors.New("bad snapshot")
+
+var _ consensus.Snapshotter = (*Machine)(nil)
+
+// snapshot is a frozen view of the state: copy-on-write clones, written
+// out while Apply goes on.
+type snapshot struct {
+	revision int64
+	applied  uint64
+	items    *btree.BTreeG[Item]
+	sessions *btree.BTreeG[*session]
+}
+
+// Snapshot implements consensus.Snapshotter: an O(1) copy-on-write clone
+// of the items and the session table.
+func (m *Machine) Snapshot() (consensus.StateSnapshot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot()}, nil
+}
+
+// Release implements consensus.StateSnapshot.
+func (s *snapshot) Release() { s.items, s.sessions = nil, nil }
+
+type snapshotHeader struct {
+	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Revision     int64
+	Applied      uint64
+	ItemCount    uint64
+	SessionCount uint64
+}
+
+type snapshotItem struct {
+	_msgpack       struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Key            string
+	Value          []byte
+	Revision       int64
+	CreateRevision int64
+	Version        int64
+}
+
+type snapshotResult struct {
+	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Seq      uint64
+	Revision int64
+	Kind     uint8
+	Msg      string
+}
+
+type snapshotSession struct {
+	_msgpack  struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Client    string
+	LastIndex uint64
+	Results   []snapshotResult
+}
+
+// recordWriter writes length-prefixed MessagePack records into a hashed
+// stream.
+type recordWriter struct {
+	w   *bufio.Writer
+	crc hash.Hash32
+	n   int64
+	buf bytes.Buffer
+	enc *msgpack.Encoder
+	err error
+}
+
+func (rw *recordWriter) write(v any) {
+	if rw.err != nil {
+		return
+	}
+	rw.buf.Reset()
+	if rw.err = rw.enc.Encode(v); rw.err != nil {
+		return
+	}
+	rw.raw(binary.AppendUvarint(nil, uint64(rw.buf.Len())))
+	rw.raw(rw.buf.Bytes())
+}
+
+func (rw *recordWriter) raw(b []byte) {
+	if rw.err != nil {
+		return
+	}
+	rw.crc.Write(b)
+	var n int
+	n, rw.err = rw.w.Write(b)
+	rw.n += int64(n)
+}
+
+// WriteTo implements consensus.StateSnapshot. It may run concurrently with
+// Apply.
+func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
+	rw := &recordWriter{w: bufio.NewWriterSize(w, 64<<10), crc: crc32.New(crcTable)}
+	rw.enc = msgpack.NewEncoder(&rw.buf)
+	rw.enc.UseCompactInts(true)
+	rw.raw(append([]byte(snapshotMagic), snapshotVersion))
+	rw.write(&snapshotHeader{Revision: s.revision, Applied: s.applied,
+		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len())})
+	s.items.Ascend(func(it Item) bool {
+		rw.write(&snapshotItem{Key: it.Key, Value: it.Value, Revision: it.Revision,
+			CreateRevision: it.CreateRevision, Version: it.Version})
+		return rw.err == nil
+	})
+	s.sessions.Ascend(func(ss *session) bool {
+		rec := snapshotSession{Client: ss.client, LastIndex: ss.lastIndex, Results: make([]snapshotResult, len(ss.results))}
+		for i, r := range ss.results {
+			rec.Results[i] = snapshotResult{Seq: r.seq, Revision: r.revision, Kind: uint8(r.kind), Msg: r.msg}
+		}
+		rw.write(&rec)
+		return rw.err == nil
+	})
+	rw.raw(binary.BigEndian.AppendUint32(nil, rw.crc.Sum32()))
+	if rw.err == nil {
+		rw.err = rw.w.Flush()
+	}
+	if rw.err != nil {
+		return rw.n, fmt.Errorf("kv: write snapshot: %w", rw.err)
+	}
+	return rw.n, nil
+}
+
+// recordReader reads what recordWriter wrote, hashing as it goes.
+type recordReader struct {
+	r   *bufio.Reader
+	crc hash.Hash32
+	buf bytes.Buffer
+}
+
+func (rr *recordReader) ReadByte() (byte, error) {
+	b, err := rr.r.ReadByte()
+	if err == nil {
+		rr.crc.Write([]byte{b})
+	}
+	return b, err
+}
+
+// full reads the next n bytes. The buffer grows with the bytes that
+// arrive, not with n, so a declared length alone allocates nothing.
+func (rr *recordReader) full(n int) ([]byte, error) {
+	rr.buf.Reset()
+	if _, err := io.CopyN(&rr.buf, rr.r, int64(n)); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	b := rr.buf.Bytes()
+	rr.crc.Write(b)
+	return b, nil
+}
+
+// read decodes the next record into v after validating its structure.
+func (rr *recordReader) read(v any) error {
+	n, err := binary.ReadUvarint(rr)
+	if err != nil {
+		return fmt.Errorf("record length: %w", err)
+	}
+	if n == 0 || n > maxSnapshotRecord {
+		return fmt.Errorf("record of %d bytes", n)
+	}
+	b, err := rr.full(int(n))
+	if err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	if err := msgpackcheck.Validate(b, snapshotDepth); err != nil {
+		return err
+	}
+	return msgpack.Unmarshal(b, v)
+}
+
+// Restore implements consensus.Snapshotter: it replaces the whole state
+// with one WriteTo wrote. It validates everything first (structure,
+// bounds, order, checksum) and leaves the state unchanged on any error;
+// it never panics on bad input. Watchers are told history before the
+// snapshot's revision is gone (hub.reset).
+func (m *Machine) Restore(r io.Reader) error {
+	st, err := m.readSnapshot(r)
+	if err != nil {
+		return fmt.Errorf("kv: restore: %w: %w", ErrBadSnapshot, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.items, m.bytes, m.revision, m.applied = st.items, st.bytes, st.revision, st.applied
+	m.sessions = st.sessions
+	m.hub.reset(st.revision)
+	return nil
+}
+
+// restored is a state read from a snapshot, not yet installed.
+type restored struct {
+	items    *btree.BTreeG[Item]
+	bytes    int64
+	revision int64
+	applied  uint64
+	sessions sessionTable
+}
+
+func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
+	rr := &recordReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.New(crcTable)}
+	magic, err := rr.full(len(snapshotMagic) + 1)
+	if err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	if string(magic[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, errors.New("not a kv snapshot (magic)")
+	}
+	if v := magic[len(snapshotMagic)]; v != snapshotVersion {
+		return nil, fmt.Errorf("format version %d; this version reads %d", v, snapshotVersion)
+	}
+	var h snapshotHeader
+	if err := rr.read(&h); err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	if h.Revision < 0 {
+		return nil, fmt.Errorf("negative revision %d", h.Revision)
+	}
+	st := &restored{items: btree.NewG(btreeDegree, itemLess), revision: h.Revision, applied: h.Applied,
+		sessions: newSessionTable(m.maxSessions, m.sessionWindow)}
+	var prev string
+	for i := uint64(0); i < h.ItemCount; i++ {
+		var it snapshotItem
+		if err := rr.read(&it); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		switch {
+		case it.Key == "" || !utf8.ValidString(it.Key):
+			return nil, fmt.Errorf("item %d: invalid key", i)
+		case i > 0 && it.Key <= prev:
+			return nil, fmt.Errorf("item %d: key %q out of order", i, it.Key)
+		case it.Version < 1 || it.CreateRevision < 1 || it.CreateRevision > it.Revision || it.Revision > h.Revision:
+			return nil, fmt.Errorf("item %q: revisions %d/%d/%d inconsistent with %d", it.Key, it.Revision, it.CreateRevision, it.Version, h.Revision)
+		case !json.Valid(it.Value):
+			return nil, fmt.Errorf("item %q: value is not JSON", it.Key)
+		}
+		prev = it.Key
+		st.items.ReplaceOrInsert(Item{Key: it.Key, Value: it.Value, Revision: it.Revision,
+			CreateRevision: it.CreateRevision, Version: it.Version})
+		st.bytes += int64(len(it.Key) + len(it.Value))
+	}
+	if h.SessionCount > uint64(st.sessions.maxClients) {
+		return nil, fmt.Errorf("%d sessions, more than the %d this node keeps", h.SessionCount, st.sessions.maxClients)
+	}
+	prev = ""
+	for i := uint64(0); i < h.SessionCount; i++ {
+		var ss snapshotSession
+		if err := rr.read(&ss); err != nil {
+			return nil, fmt.Errorf("session %d: %w", i, err)
+		}
+		if ss.Client == "" || (i > 0 && ss.Client <= prev) || ss.LastIndex == 0 || ss.LastIndex > h.Applied {
+			return nil, fmt.Errorf("session %d: client %q or index %d invalid", i, ss.Client, ss.LastIndex)
+		}
+		if len(ss.Results) == 0 || len(ss.Results) > maxSessionResults {
+			return nil, fmt.Errorf("session %q: %d results", ss.Client, len(ss.Results))
+		}
+		prev = ss.Client
+		s := &session{client: ss.Client, lastIndex: ss.LastIndex, results: make([]sessionResult, 0, len(ss.Results))}
+		for j, r := range ss.Results {
+			if (j > 0 && r.Seq <= ss.Results[j-1].Seq) || int(r.Kind) >= len(kindErrors) {
+				return nil, fmt.Errorf("session %q: result %d invalid", ss.Client, j)
+			}
+			s.results = append(s.results, sessionResult{seq: r.Seq, revision: r.Revision, kind: errKind(r.Kind), msg: r.Msg})
+		}
+		// A node keeping a smaller window keeps the newest results.
+		if over := len(s.results) - st.sessions.window; len(s.results) > 2*st.sessions.window {
+			s.results = slices.Delete(s.results, 0, over)
+		}
+		st.sessions.byClient.ReplaceOrInsert(s)
+		st.sessions.byIndex.ReplaceOrInsert(lruKey{index: s.lastIndex, client: s.client})
+	}
+	want := rr.crc.Sum32()
+	var sum [4]byte
+	if _, err := io.ReadFull(rr.r, sum[:]); err != nil {
+		return nil, fmt.Errorf("checksum: %w", err)
+	}
+	if got := binary.BigEndian.Uint32(sum[:]); got != want {
+		return nil, fmt.Errorf("checksum %08x, computed %08x", got, want)
+	}
+	if _, err := rr.r.ReadByte(); err != io.EOF {
+		return nil, errors.New("trailing bytes after the checksum")
+	}
+	return st, nil
+}

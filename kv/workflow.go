@@ -1,0 +1,233 @@
+package kv
+
+import (
+	"bytes"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Key prefixes of the workflow and node views. A workflow is the JSON
+// object stored under "workflow:<id>", a registered application node the
+// one under "node:<id>", so the key-value view and these views always
+// agree (the seed's examples set workflow:<id> keys directly).
+const (
+	WorkflowPrefix = "workflow:"
+	NodePrefix     = "node:"
+)
+
+// Workflow statuses set by the workflow commands. A workflow written
+// through the key-value API may carry any status; only "running" ones can
+// be updated or stopped.
+const (
+	StatusRunning = "running"
+	StatusStopped = "stopped"
+)
+
+// Workflow is the state of one workflow: the JSON object stored under
+// workflow:<id>, with the fields the commands maintain pulled out.
+type Workflow struct {
+	// ID is the workflow's id (the key without "workflow:").
+	ID string `json:"id"`
+	// Status is the object's "status" field: "running", "stopped", or
+	// whatever a key-value write put there.
+	Status string `json:"status"`
+	// Value is the whole stored object.
+	Value json.RawMessage `json:"value"`
+	// Revision, CreateRevision and Version are those of the key.
+	Revision       int64 `json:"revision"`
+	CreateRevision int64 `json:"createRevision"`
+	Version        int64 `json:"version"`
+}
+
+// Node is an application node registered in the state (REGISTER_NODE):
+// the JSON object stored under node:<id>. It is not a raft member.
+type Node struct {
+	// ID is the node's id (the key without "node:").
+	ID string `json:"id"`
+	// Value is the stored object: the metadata given at registration with
+	// "id" and "registeredAt" (the proposer's clock, Unix milliseconds).
+	Value json.RawMessage `json:"value"`
+	// Revision, CreateRevision and Version are those of the key.
+	Revision       int64 `json:"revision"`
+	CreateRevision int64 `json:"createRevision"`
+	Version        int64 `json:"version"`
+}
+
+// WorkflowFromItem interprets an item under workflow:<id> as a workflow.
+func WorkflowFromItem(it Item) Workflow {
+	return Workflow{ID: strings.TrimPrefix(it.Key, WorkflowPrefix), Status: statusOf(it.Value),
+		Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version}
+}
+
+// NodeFromItem interprets an item under node:<id> as a registered node.
+func NodeFromItem(it Item) Node {
+	return Node{ID: strings.TrimPrefix(it.Key, NodePrefix), Value: it.Value, Revision: it.Revision,
+		CreateRevision: it.CreateRevision, Version: it.Version}
+}
+
+// statusOf returns the "status" string of a JSON object, or "".
+func statusOf(v []byte) string {
+	var o struct {
+		Status any `json:"status"`
+	}
+	if json.Unmarshal(v, &o) != nil {
+		return ""
+	}
+	s, _ := o.Status.(string)
+	return s
+}
+
+// checkID validates a workflow or node id: a non-empty UTF-8 string
+// without "/" (it is one URL path segment), short enough for its key.
+func checkID(what, id string, maxKey int) *applyError {
+	switch {
+	case id == "":
+		return fail(ErrInvalidKey, "empty %s id", what)
+	case strings.Contains(id, "/"):
+		return fail(ErrInvalidKey, "%s id %q contains \"/\"", what, id)
+	}
+	return checkKey(id, maxKey-len(WorkflowPrefix))
+}
+
+// parseFields parses v, a JSON object (or nothing), into its fields.
+func parseFields(what string, v []byte, limit int) (map[string]json.RawMessage, *applyError) {
+	fields := map[string]json.RawMessage{}
+	if len(bytes.TrimSpace(v)) == 0 {
+		return fields, nil
+	}
+	if err := checkValue(v, limit); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(v, &fields); err != nil || fields == nil {
+		return nil, fail(ErrInvalidValue, "%s fields must be a JSON object", what)
+	}
+	return fields, nil
+}
+
+// encodeFields encodes an object deterministically: encoding/json sorts
+// map keys.
+func encodeFields(fields map[string]json.RawMessage) []byte {
+	b, err := json.Marshal(fields)
+	if err != nil {
+		// Every value came from a parsed JSON document or was built here.
+		return []byte(`{}`)
+	}
+	return b
+}
+
+func jsonString(s string) json.RawMessage {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+func jsonInt(n int64) json.RawMessage {
+	b, _ := json.Marshal(n)
+	return b
+}
+
+// applyWorkflow applies START_WORKFLOW, STOP_WORKFLOW and UPDATE_STATE.
+//
+// Start creates workflow:<id> as {...fields, "id", "status":"running",
+// "startedAt"}; a workflow that exists and is running cannot be started
+// again, one in any other status is replaced. Stop and update need a
+// running workflow; they merge the given fields into the object (a
+// shallow merge, as the seed's {...prev, ...}), stop then sets
+// "status":"stopped" and "stoppedAt", update sets "updatedAt". "id" and
+// "status" are never taken from fields.
+func (m *Machine) applyWorkflow(c *command) *applyError {
+	if err := checkID("workflow", c.Key, m.maxKeyBytes); err != nil {
+		return err
+	}
+	key := WorkflowPrefix + c.Key
+	cur, exists := m.items.Get(Item{Key: key})
+	fields, err := parseFields("workflow", c.Value, m.maxValueBytes)
+	if err != nil {
+		return err
+	}
+	delete(fields, "id")
+	delete(fields, "status")
+	var obj map[string]json.RawMessage
+	switch c.Op {
+	case opWorkflowStart:
+		if exists && statusOf(cur.Value) == StatusRunning {
+			return fail(ErrInvalidTransition, "start workflow %q: it is already running", c.Key)
+		}
+		obj = fields
+		obj["status"] = jsonString(StatusRunning)
+		if c.At != 0 {
+			obj["startedAt"] = jsonInt(c.At)
+		}
+	default:
+		if !exists {
+			return fail(ErrWorkflowNotFound, "%v %q", c.Op, c.Key)
+		}
+		if st := statusOf(cur.Value); st != StatusRunning {
+			return fail(ErrInvalidTransition, "%v %q: it is %q, not running", c.Op, c.Key, st)
+		}
+		if json.Unmarshal(cur.Value, &obj) != nil || obj == nil {
+			return fail(ErrInvalidTransition, "%v %q: the stored value is not a JSON object", c.Op, c.Key)
+		}
+		// Sorted, though any order gives the same object: apply never
+		// depends on map iteration order.
+		for _, k := range slices.Sorted(maps.Keys(fields)) {
+			obj[k] = fields[k]
+		}
+		stamp := "updatedAt"
+		if c.Op == opWorkflowStop {
+			obj["status"] = jsonString(StatusStopped)
+			stamp = "stoppedAt"
+		}
+		if c.At != 0 {
+			obj[stamp] = jsonInt(c.At)
+		}
+	}
+	obj["id"] = jsonString(c.Key)
+	value := encodeFields(obj)
+	if err := checkValue(value, m.maxValueBytes); err != nil {
+		return err
+	}
+	if !exists && m.items.Len() >= m.maxKeys {
+		return m.full(key)
+	}
+	m.revision++
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, cur, exists)})
+	return nil
+}
+
+// applyNode applies REGISTER_NODE (create or replace node:<id> with the
+// metadata, "id" and "registeredAt") and DEREGISTER_NODE (delete it).
+func (m *Machine) applyNode(c *command) *applyError {
+	if err := checkID("node", c.Key, m.maxKeyBytes); err != nil {
+		return err
+	}
+	key := NodePrefix + c.Key
+	cur, exists := m.items.Get(Item{Key: key})
+	if c.Op == opNodeDeregister {
+		if !exists {
+			return fail(ErrNodeNotFound, "deregister node %q", c.Key)
+		}
+		m.revision++
+		m.hub.publish(m.remove(key))
+		return nil
+	}
+	obj, err := parseFields("node", c.Value, m.maxValueBytes)
+	if err != nil {
+		return err
+	}
+	obj["id"] = jsonString(c.Key)
+	if c.At != 0 {
+		obj["registeredAt"] = jsonInt(c.At)
+	}
+	value := encodeFields(obj)
+	if err := checkValue(value, m.maxValueBytes); err != nil {
+		return err
+	}
+	if !exists && m.items.Len() >= m.maxKeys {
+		return m.full(key)
+	}
+	m.revision++
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, cur, exists)})
+	return nil
+}
