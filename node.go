@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -90,6 +89,8 @@ type Node struct {
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
 	clusterID uint64
+	// membership is the conf change machinery (membership.go).
+	membership membershipState
 
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
@@ -181,6 +182,9 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 	n.applied.applied = rc.Applied
 
 	if raft.IsEmptyHardState(hs) && last == 0 && raft.IsEmptySnap(snap) {
+		if cfg.Join {
+			return n, n.joinExisting(rc)
+		}
 		if len(cfg.Peers) == 0 {
 			return nil, errors.New("node: empty storage and no peers to bootstrap a cluster from")
 		}
@@ -215,6 +219,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 type memberContext struct {
 	Name     string `json:"name"`
 	PeerAddr string `json:"peerAddr"`
+	HTTPAddr string `json:"httpAddr,omitempty"`
 }
 
 // bootstrapPeers builds raft's initial peer list. Every node of a new
@@ -244,7 +249,8 @@ func (n *Node) Start(t Transport) {
 				t.AddPeer(id, name, addr)
 			}
 		}
-		n.wg.Add(5)
+		n.wg.Add(6)
+		go n.membershipLoop()
 		go n.failoverLoop()
 		go n.forwardLoop()
 		go n.tickLoop()
@@ -481,6 +487,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 func (n *Node) observeLeader(lead uint64) {
 	if prev := n.leader.Swap(lead); prev != lead {
 		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
+		n.publishLeader(prev, lead)
 	}
 }
 
@@ -538,42 +545,10 @@ func (n *Node) applyCommand(e *raftpb.Entry) {
 	}
 }
 
-func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
-	cs := n.raft.ApplyConfChange(cc)
-	n.membersMu.Lock()
-	defer n.membersMu.Unlock()
-	for _, ch := range cc.GetChanges() {
-		id := ch.GetNodeId()
-		switch ch.GetType() {
-		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-			var mc memberContext
-			if err := json.Unmarshal(cc.GetContext(), &mc); err != nil || mc.Name == "" || RaftID(mc.Name) != id {
-				// V1 changes carry one member's context; keep what is known.
-				if m, ok := n.members[id]; ok {
-					mc = memberContext{Name: m.ID, PeerAddr: m.PeerAddr}
-				} else {
-					mc = memberContext{Name: n.names[id]}
-				}
-			}
-			if mc.Name == "" {
-				mc.Name = fmt.Sprintf("%x", id)
-			}
-			n.members[id] = Member{ID: mc.Name, PeerAddr: mc.PeerAddr}
-			n.names[id] = mc.Name
-			if id != n.id && mc.PeerAddr != "" {
-				n.transport.AddPeer(id, mc.Name, mc.PeerAddr)
-			}
-		case raftpb.ConfChangeRemoveNode:
-			delete(n.members, id)
-			if id != n.id {
-				n.transport.RemovePeer(id)
-			}
-		}
-	}
-	for id, m := range n.members {
-		m.Voter = slices.Contains(cs.GetVoters(), id)
-		n.members[id] = m
-	}
+// applyConfChange applies a committed conf change (see
+// applyMembershipChange in membership.go) and returns the new ConfState.
+func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
+	return n.applyMembershipChange(cc)
 }
 
 // Propose replicates cmd through raft and returns the state machine's
@@ -634,6 +609,9 @@ func (n *Node) checkServing() error {
 	case <-n.stopc:
 		return ErrStopped
 	default:
+	}
+	if n.membership.selfRemoved.Load() {
+		return ErrRemoved
 	}
 	if n.leader.Load() == raft.None {
 		return ErrNoLeader
@@ -758,7 +736,7 @@ func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
 // peers into raft. Messages addressed to another node are dropped.
 func (n *Node) Deliver(msgs []*raftpb.Message) {
 	for _, m := range msgs {
-		if m.GetTo() != n.id || m.GetFrom() == raft.None {
+		if m.GetTo() != n.id || m.GetFrom() == raft.None || n.ignoreFrom(m) {
 			continue
 		}
 		// raft treats an empty forwarded proposal as an internal bug and
@@ -870,6 +848,7 @@ func (n *Node) Status() Status {
 		AppliedIndex:   n.AppliedIndex(),
 		Members:        []Member{},
 		ConnectedPeers: []string{},
+		Removed:        n.Removed(),
 	}
 	n.membersMu.RLock()
 	for _, m := range n.members {
