@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -116,6 +117,9 @@ type member struct {
 	store   *kv.Store
 	tr      *memnet.Transport
 	running bool
+	// joins marks a node added after the cluster started: with empty
+	// storage it joins instead of bootstrapping (see members.go).
+	joins bool
 }
 
 // New starts a cluster and registers its shutdown with t.Cleanup. It
@@ -171,7 +175,11 @@ func (c *Cluster) start(m *member) error {
 		st = p
 	}
 	cfg := consensus.DefaultConfig(m.name)
-	cfg.Peers = c.peers
+	// Each node gets its own copy: Join adds names later.
+	c.mu.Lock()
+	cfg.Peers = maps.Clone(c.peers)
+	c.mu.Unlock()
+	cfg.Join = m.joins
 	cfg.Logger = c.opts.Logger
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
