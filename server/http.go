@@ -91,6 +91,10 @@ type HTTPOptions struct {
 	// IdleTimeout closes keep-alive connections idle this long. Default
 	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
+
+	// Membership, if set, serves the membership routes (/v1/members,
+	// /v1/leader/transfer; see members.go). Start sets it to the node.
+	Membership Membership
 }
 
 // Defaults of the HTTP limits.
@@ -246,6 +250,9 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if path == wsPath {
 		h.serveWS(w, r)
+		return
+	}
+	if h.routeMembers(w, r, path) {
 		return
 	}
 	var serve func(http.ResponseWriter, *http.Request)

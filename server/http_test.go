@@ -268,7 +268,7 @@ func TestHTTPStatus(t *testing.T) {
 		t.Fatalf("status = %d; body %s", rec.Code, rec.Body)
 	}
 	m := wantFields(t, rec.Body.Bytes(), "nodeId", "isLeader", "leaderId", "term",
-		"commitIndex", "appliedIndex", "members", "connectedPeers")
+		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers", "removed")
 	for field, want := range map[string]string{
 		"nodeId": `"n1"`, "isLeader": "false", "leaderId": `""`, "term": "3",
 		"commitIndex": "7", "appliedIndex": "6", "members": "[]", "connectedPeers": "[]",
@@ -283,8 +283,8 @@ func TestHTTPStatus(t *testing.T) {
 		ConnectedPeers: []string{"n2"}}
 	rec = serve(h, http.MethodGet, "/v1/status", "")
 	m = wantFields(t, rec.Body.Bytes(), "nodeId", "isLeader", "leaderId", "term",
-		"commitIndex", "appliedIndex", "members", "connectedPeers")
-	if got, want := string(m["members"]), `[{"id":"n1","peerAddr":"127.0.0.1:8080","voter":true}]`; got != want {
+		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers", "removed")
+	if got, want := string(m["members"]), `[{"id":"n1","peerAddr":"127.0.0.1:8080","httpAddr":"","voter":true}]`; got != want {
 		t.Errorf("members = %s, want %s", got, want)
 	}
 	if got := string(m["connectedPeers"]); got != `["n2"]` {

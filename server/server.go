@@ -50,6 +50,13 @@ type Config struct {
 	PeerClientTLS *tls.Config
 	// Logger receives all logs. Nil discards them.
 	Logger *slog.Logger
+	// Join lists HTTP addresses of members of a running cluster
+	// (`--join`). A node with empty storage asks them, in turn, to add it
+	// as a learner, then starts without bootstrapping; a node with state
+	// ignores Join. Node.Peers is then ignored.
+	Join []string
+	// JoinTimeout bounds the attempts to join. Default 60s.
+	JoinTimeout time.Duration
 }
 
 // Server is a running node with its HTTP API.
@@ -109,6 +116,14 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	httpAddr := cfg.HTTPAddr
+	if cfg.HTTPListener != nil {
+		httpAddr = cfg.HTTPListener.Addr().String()
+	}
+	cfg.Node.HTTPAddr = httpAddr
+	if err := srv.join(&cfg, peerAddr, httpAddr); err != nil {
+		return nil, err
+	}
 	machine := kv.NewMachine()
 	s.node, err = consensus.NewNode(cfg.Node, s.storage, machine)
 	if err != nil {
@@ -141,6 +156,9 @@ func Start(cfg Config) (s *Server, err error) {
 	opts := cfg.HTTP
 	if opts.Logger == nil {
 		opts.Logger = logger
+	}
+	if opts.Membership == nil {
+		opts.Membership = s.node
 	}
 	s.api = newAPIHandler(s.store, opts)
 	opts = s.api.opts

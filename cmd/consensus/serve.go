@@ -27,6 +27,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic")
 	httpAddr := fs.String("http", "127.0.0.1:9080", "host:port for the client HTTP API, /healthz and /readyz")
 	peers := fs.String("peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone")
+	join := fs.String("join", "", "HTTP addresses (host:port,...) of members of a running cluster to join, tried in turn; ignored once the node has state")
 	dataDir := fs.String("data", "", "data directory (default ./data/<id>)")
 	etMin := fs.Duration("election-timeout-min", def.ElectionTimeoutMin, "minimum election timeout")
 	etMax := fs.Duration("election-timeout-max", def.ElectionTimeoutMax, "maximum election timeout (must be twice the minimum)")
@@ -69,6 +70,11 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
+	joinAddrs := splitList(*join)
+	if len(joinAddrs) > 0 && len(peerMap) > 0 {
+		fmt.Fprintln(stderr, "serve: --join and --peers exclude each other (a joining node learns the members from the cluster)")
+		return 2
+	}
 	if *snapThreshold == 0 {
 		fmt.Fprintln(stderr, "serve: --snapshot-threshold must be positive")
 		return 2
@@ -99,6 +105,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 			RateBurst:    *rateBurst,
 		},
 		Logger: logger,
+		Join:   joinAddrs,
 	}
 	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA); err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
@@ -171,6 +178,17 @@ func securityConfig(cfg *server.Config, tokenFile, cert, key, clientCA, peerCert
 	}
 	cfg.PeerServerTLS, cfg.PeerClientTLS = srvTLS, cliTLS
 	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // parsePeers parses "id=host:port,id=host:port".

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus"
+)
+
+// startJoining starts a node named id that joins the cluster through the
+// HTTP addresses via (tried in turn).
+func (c *testCluster) startJoining(id string, via ...string) {
+	c.t.Helper()
+	if _, ok := c.peers[id]; !ok {
+		c.ids = append(c.ids, id)
+		c.peers[id] = freeAddr(c.t)
+		c.https[id] = freeAddr(c.t)
+		c.dirs[id] = filepath.Join(filepath.Dir(c.dirs[c.ids[0]]), id)
+	}
+	s, err := Start(Config{
+		Node:         consensus.DefaultConfig(id),
+		PeerListener: listenAgain(c.t, c.peers[id]),
+		HTTPListener: listenAgain(c.t, c.https[id]),
+		DataDir:      c.dirs[id],
+		Join:         via,
+		JoinTimeout:  20 * time.Second,
+	})
+	if err != nil {
+		c.t.Fatalf("start %s: %v", id, err)
+	}
+	c.servers[id] = s
+}
+
+func decodeMembers(t *testing.T, r apiResponse) MembersResponse {
+	t.Helper()
+	var mr MembersResponse
+	if err := json.Unmarshal(r.body, &mr); err != nil {
+		t.Fatalf("members body %s: %v", r.body, err)
+	}
+	return mr
+}
+
+func memberIn(mr MembersResponse, id string) (consensus.Member, bool) {
+	for _, m := range mr.Members {
+		if m.ID == id {
+			return m, true
+		}
+	}
+	return consensus.Member{}, false
+}
+
+func respCode(t *testing.T, r apiResponse) string {
+	t.Helper()
+	var eb errorBody
+	if err := json.Unmarshal(r.body, &eb); err != nil {
+		t.Fatalf("error body %s: %v", r.body, err)
+	}
+	return eb.Error.Code
+}
+
+// TestJoinAndMembershipRoutes: a fourth node joins over HTTP (the first
+// --join address is dead, so it tries the next), receives the log and is
+// promoted; the membership routes list, promote, transfer and remove;
+// bad requests get 4xx answers, never a 5xx other than 503.
+func TestJoinAndMembershipRoutes(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	put := call(t, http.MethodPut, "http://"+c.https[leader]+"/v1/kv/before", []byte(`"1"`))
+	if put.status != http.StatusOK {
+		t.Fatalf("put: %d %s", put.status, put.body)
+	}
+	dead := freeAddr(t)
+	c.startJoining("n4", dead, c.https["n2"])
+
+	// n4 catches up, is promoted, and every member has its addresses.
+	eventually(t, 20*time.Second, func() bool {
+		mr := decodeMembers(t, call(t, http.MethodGet, "http://"+c.https["n1"]+"/v1/members", nil))
+		m, ok := memberIn(mr, "n4")
+		return ok && m.Voter && m.HTTPAddr == c.https["n4"] && m.PeerAddr == c.peers["n4"]
+	})
+	r := call(t, http.MethodGet, "http://"+c.https["n4"]+"/v1/kv/before", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("read on n4: %d %s", r.status, r.body)
+	}
+	mr := decodeMembers(t, call(t, http.MethodGet, "http://"+c.https["n4"]+"/v1/members", nil))
+	if len(mr.Members) != 4 || mr.ClusterID == "" || mr.ClusterID == "0" {
+		t.Fatalf("members on n4: %+v", mr)
+	}
+	// Founders advertised their HTTP addresses too (auto-discovery).
+	eventually(t, 10*time.Second, func() bool {
+		mr := decodeMembers(t, call(t, http.MethodGet, "http://"+c.https["n4"]+"/v1/members", nil))
+		for _, m := range mr.Members {
+			if m.HTTPAddr != c.https[m.ID] {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Transfer leadership to n4 through any node.
+	r = call(t, http.MethodPost, "http://"+c.https["n1"]+"/v1/leader/transfer", []byte(`{"target":"n4"}`))
+	if r.status != http.StatusOK {
+		t.Fatalf("transfer: %d %s", r.status, r.body)
+	}
+	eventually(t, 10*time.Second, func() bool { return c.servers["n4"].Node().IsLeader() })
+	// Without a target the leader picks the most caught-up voter.
+	r = call(t, http.MethodPost, "http://"+c.https["n4"]+"/v1/leader/transfer", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("transfer without target: %d %s", r.status, r.body)
+	}
+	c.waitLeader()
+
+	// Errors.
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{http.MethodPost, "/v1/members", `{"id":"n1","peerAddr":"127.0.0.1:1"}`, http.StatusConflict, CodeMemberConflict},
+		{http.MethodPost, "/v1/members", `{"id":"","peerAddr":"127.0.0.1:1"}`, http.StatusBadRequest, CodeInvalidMember},
+		{http.MethodPost, "/v1/members", `{"id":"x"}`, http.StatusBadRequest, CodeInvalidMember},
+		{http.MethodPost, "/v1/members", `{"id":"x","bogus":1}`, http.StatusBadRequest, CodeInvalidJSON},
+		{http.MethodPost, "/v1/members", `[`, http.StatusBadRequest, CodeInvalidJSON},
+		{http.MethodPost, "/v1/members", ``, http.StatusBadRequest, CodeInvalidJSON},
+		{http.MethodPut, "/v1/members", `{}`, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
+		{http.MethodDelete, "/v1/members/nope", ``, http.StatusNotFound, CodeMemberNotFound},
+		{http.MethodDelete, "/v1/members/", ``, http.StatusBadRequest, CodeInvalidMember},
+		{http.MethodGet, "/v1/members/n1", ``, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
+		{http.MethodPost, "/v1/members/nope/promote", ``, http.StatusNotFound, CodeMemberNotFound},
+		{http.MethodPost, "/v1/members/n1/bogus", ``, http.StatusNotFound, CodeNotFound},
+		{http.MethodPost, "/v1/leader/transfer", `{"target":"nope"}`, http.StatusNotFound, CodeMemberNotFound},
+		{http.MethodPost, "/v1/leader/transfer?target=a", `{"target":"b"}`, http.StatusBadRequest, CodeBadRequest},
+		{http.MethodGet, "/v1/leader/transfer", ``, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
+	} {
+		r := call(t, tc.method, "http://"+c.https["n2"]+tc.path, []byte(tc.body))
+		if r.status != tc.status || respCode(t, r) != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, r.status, r.body, tc.status, tc.code)
+		}
+	}
+	// Promoting a voter is a no-op success.
+	if r := call(t, http.MethodPost, "http://"+c.https["n2"]+"/v1/members/n4/promote", nil); r.status != http.StatusOK {
+		t.Fatalf("promote voter: %d %s", r.status, r.body)
+	}
+
+	// Remove n4 (whoever leads): it says so, and refuses writes clearly.
+	r = call(t, http.MethodDelete, "http://"+c.https["n1"]+"/v1/members/n4", nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("remove n4: %d %s", r.status, r.body)
+	}
+	if _, ok := memberIn(decodeMembers(t, r), "n4"); ok {
+		t.Fatalf("n4 still listed: %s", r.body)
+	}
+	eventually(t, 10*time.Second, func() bool { return c.servers["n4"].Node().Status().Removed })
+	r = call(t, http.MethodPut, "http://"+c.https["n4"]+"/v1/kv/x", []byte(`1`))
+	if r.status != http.StatusServiceUnavailable || respCode(t, r) != CodeRemoved {
+		t.Fatalf("write on removed n4: %d %s", r.status, r.body)
+	}
+	var st consensus.Status
+	if err := json.Unmarshal(call(t, http.MethodGet, "http://"+c.https["n4"]+"/v1/status", nil).body, &st); err != nil || !st.Removed {
+		t.Fatalf("status of removed n4: %+v %v", st, err)
+	}
+	// Its id can never come back.
+	r = call(t, http.MethodPost, "http://"+c.https["n1"]+"/v1/members", []byte(`{"id":"n4","peerAddr":"`+c.peers["n4"]+`"}`))
+	if r.status != http.StatusConflict {
+		t.Fatalf("re-add n4: %d %s", r.status, r.body)
+	}
+	c.stop("n4")
+	delete(c.servers, "n4")
+	c.waitLeader()
+	r = call(t, http.MethodPut, "http://"+c.https["n1"]+"/v1/kv/after", []byte(`"2"`))
+	if r.status != http.StatusOK {
+		t.Fatalf("put after removal: %d %s", r.status, r.body)
+	}
+}
+
+// TestJoinRefusedForRemovedID: a node whose id was removed cannot join
+// again; Start fails with the cluster's conflict.
+func TestJoinRefusedForRemovedID(t *testing.T) {
+	c := newTestCluster(t, 3)
+	c.waitLeader()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.servers["n1"].Node().RemoveMember(ctx, "n3"); err != nil {
+		t.Fatal(err)
+	}
+	c.stop("n3")
+	_, err := Start(Config{
+		Node:         consensus.DefaultConfig("n3"),
+		PeerListener: listenAgain(t, freeAddr(t)),
+		HTTPListener: listenAgain(t, freeAddr(t)),
+		DataDir:      t.TempDir(),
+		Join:         []string{c.https["n1"]},
+		JoinTimeout:  5 * time.Second,
+	})
+	if err == nil {
+		t.Fatal("a removed id joined again")
+	}
+	t.Logf("refused as expected: %v", err)
+}
