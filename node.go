@@ -384,9 +384,7 @@ func (n *Node) forwardLoop() {
 	for {
 		select {
 		case m := <-n.forwardc:
-			ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMax)
-			_ = n.raft.Step(ctx, m) // dropped proposals time out at their caller
-			cancel()
+			n.stepForwarded(m)
 		case <-n.stopc:
 			return
 		}
@@ -564,7 +562,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if len(cmd) > n.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("propose: %d bytes, limit %d: %w", len(cmd), n.cfg.MaxCommandBytes, ErrTooLarge)
 	}
-	if err := n.checkServing(); err != nil {
+	if err := n.awaitLeader(ctx); err != nil {
 		return nil, err
 	}
 	seq := n.nextSeq.Add(1)
@@ -584,7 +582,8 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 		n.waitMu.Unlock()
 	}()
 
-	if err := n.raft.Propose(ctx, data); err != nil {
+	lead := n.leader.Load()
+	if err := n.proposeEntry(ctx, data); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrProposalDropped):
 			return nil, fmt.Errorf("propose: %w", ErrNoLeader)
@@ -596,14 +595,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 			return nil, fmt.Errorf("propose: %w", err)
 		}
 	}
-	select {
-	case r := <-ch:
-		return r, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
-	case <-n.stopc:
-		return nil, fmt.Errorf("propose: %w", ErrStopped)
-	}
+	return n.awaitResult(ctx, ch, data, lead)
 }
 
 func (n *Node) checkServing() error {
@@ -625,7 +617,7 @@ func (n *Node) checkServing() error {
 // command committed before the call: a read of local state after it
 // returns is linearizable. Concurrent callers share one ReadIndex round.
 func (n *Node) LinearizableRead(ctx context.Context) error {
-	if err := n.checkServing(); err != nil {
+	if err := n.awaitLeader(ctx); err != nil {
 		return fmt.Errorf("read index: %w", err)
 	}
 	ch := make(chan error, 1)
