@@ -37,4 +37,8 @@ var (
 	// ErrInvalidMember means a membership request is malformed (an empty
 	// id, a missing peer address).
 	ErrInvalidMember = errors.New("invalid member")
+
+	// ErrNotLeader means the request must be made on the leader (a
+	// leadership transfer to a third node; see Node.TransferLeadershipTo).
+	ErrNotLeader = errors.New("not the leader")
 )

@@ -765,8 +765,10 @@ func (n *Node) advertiseSelf() {
 // TransferLeadershipTo hands leadership to the voter named id and waits
 // until it leads or ctx ends. An empty id means the most caught-up voter
 // (see TransferLeadership) when called on the leader; on a follower it
-// means this node. It may be called on any node: a follower forwards the
-// request to the leader. It returns the new leader's name.
+// means this node. On a follower, id must be "" or this node (raft's
+// transfer request then comes from its transferee, as the transport
+// requires of every message); otherwise it fails with ErrNotLeader and the
+// caller asks the leader. It returns the new leader's name.
 func (n *Node) TransferLeadershipTo(ctx context.Context, id string) (string, error) {
 	if err := n.checkServing(); err != nil {
 		return "", fmt.Errorf("transfer leadership: %w", err)
@@ -782,6 +784,9 @@ func (n *Node) TransferLeadershipTo(ctx context.Context, id string) (string, err
 			return "", fmt.Errorf("transfer leadership: %q is a learner: %w", id, ErrMemberConflict)
 		}
 		target = RaftID(id)
+		if !n.IsLeader() && target != n.id && n.leader.Load() != target {
+			return "", fmt.Errorf("transfer leadership to %q: ask the leader %s: %w", id, n.Leader(), ErrNotLeader)
+		}
 	case n.IsLeader():
 		target = n.transferTarget(n.id)
 		if target == raft.None {

@@ -95,6 +95,9 @@ type HTTPOptions struct {
 	// Membership, if set, serves the membership routes (/v1/members,
 	// /v1/leader/transfer; see members.go). Start sets it to the node.
 	Membership Membership
+	// Cluster, if set, serves /v1/cluster/... (health; see members.go).
+	// Start sets it to the node's cluster.Manager.
+	Cluster ClusterHealth
 }
 
 // Defaults of the HTTP limits.

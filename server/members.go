@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/cluster"
 	"go.etcd.io/raft/v3"
 )
 
@@ -34,6 +36,8 @@ type Membership interface {
 	TransferLeadershipTo(ctx context.Context, id string) (string, error)
 	// ClusterID identifies the cluster; a joining node needs it.
 	ClusterID() uint64
+	// Leader names the current leader, "" if none is known.
+	Leader() string
 }
 
 // Error codes of the membership routes.
@@ -57,7 +61,72 @@ const (
 	membersPath        = "/v1/members"
 	membersPrefix      = "/v1/members/"
 	leaderTransferPath = "/v1/leader/transfer"
+	clusterNodesPath   = "/v1/cluster/nodes"
+	clusterStatsPath   = "/v1/cluster/stats"
 )
+
+// ClusterHealth is what the /v1/cluster routes serve; cluster.Manager
+// implements it.
+type ClusterHealth interface {
+	Nodes() []cluster.NodeInfo
+	HealthyNodes() []cluster.NodeInfo
+	NodeHealth(id string) (cluster.NodeInfo, error)
+	Stats() cluster.Stats
+}
+
+// NodesResponse is the body of GET /v1/cluster/nodes.
+type NodesResponse struct {
+	Nodes []cluster.NodeInfo `json:"nodes"`
+}
+
+// serveCluster serves the health routes (the seed's getNodes,
+// getHealthyNodes, getNodeHealth, getStats):
+//
+//	GET /v1/cluster/nodes               every member with its health
+//	GET /v1/cluster/nodes?healthy=true  the healthy ones
+//	GET /v1/cluster/nodes/{id}          one member's health
+//	GET /v1/cluster/stats               counts by role and health
+func (h *apiHandler) serveCluster(w http.ResponseWriter, r *http.Request, path string) {
+	query, ok := parseQuery(w, r)
+	if !ok {
+		return
+	}
+	switch {
+	case path == clusterStatsPath:
+		h.writeJSON(w, http.StatusOK, h.opts.Cluster.Stats())
+	case path == clusterNodesPath:
+		healthy, ok := singleParam(w, query, "healthy")
+		if !ok {
+			return
+		}
+		var nodes []cluster.NodeInfo
+		switch healthy {
+		case "", "false":
+			nodes = h.opts.Cluster.Nodes()
+		case "true":
+			nodes = h.opts.Cluster.HealthyNodes()
+		default:
+			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: `healthy must be "true" or "false"`})
+			return
+		}
+		if nodes == nil {
+			nodes = []cluster.NodeInfo{}
+		}
+		h.writeJSON(w, http.StatusOK, NodesResponse{Nodes: nodes})
+	default:
+		id, err := url.PathUnescape(strings.TrimPrefix(path, clusterNodesPath+"/"))
+		if err != nil || id == "" || strings.Contains(id, "/") {
+			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+			return
+		}
+		info, err := h.opts.Cluster.NodeHealth(id)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		h.writeJSON(w, http.StatusOK, info)
+	}
+}
 
 // MembersResponse is the body of GET /v1/members, and of the membership
 // changes (which return the membership after the change).
@@ -121,6 +190,17 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 		if h.membersOrFail(w) {
 			h.serveTransfer(w, r)
 		}
+		return true
+	case path == clusterNodesPath || path == clusterStatsPath || strings.HasPrefix(path, clusterNodesPath+"/"):
+		if !methodIn(r.Method, http.MethodGet, http.MethodHead) {
+			methodNotAllowed(w, allowRead)
+			return true
+		}
+		if h.opts.Cluster == nil {
+			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "cluster health is not served here"})
+			return true
+		}
+		h.serveCluster(w, r, path)
 		return true
 	case strings.HasPrefix(path, membersPrefix):
 		rest := strings.TrimPrefix(path, membersPrefix)
@@ -253,11 +333,68 @@ func (h *apiHandler) serveTransfer(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 	defer cancel()
 	leader, err := h.opts.Membership.TransferLeadershipTo(ctx, target)
+	if errors.Is(err, consensus.ErrNotLeader) && r.Header.Get(forwardedHeader) == "" {
+		h.forwardTransfer(ctx, w, r, target)
+		return
+	}
 	if err != nil {
+		if errors.Is(err, consensus.ErrNotLeader) {
+			err = fmt.Errorf("%w (leadership moved while the request was forwarded): %w", consensus.ErrNoLeader, err)
+		}
 		h.fail(w, r, err)
 		return
 	}
 	h.writeJSON(w, http.StatusOK, TransferResponse{LeaderID: leader})
+}
+
+// forwardedHeader marks a request one node forwarded to another, so it is
+// never forwarded twice.
+const forwardedHeader = "X-Consensus-Forwarded"
+
+// forwardTransfer asks the leader, at its replicated HTTP address, to
+// transfer leadership to target (only the leader or the target itself may
+// start a transfer), and relays its answer.
+func (h *apiHandler) forwardTransfer(ctx context.Context, w http.ResponseWriter, r *http.Request, target string) {
+	leader := h.opts.Membership.Leader()
+	var addr string
+	for _, m := range h.opts.Membership.Members() {
+		if m.ID == leader {
+			addr = m.HTTPAddr
+		}
+	}
+	if leader == "" || addr == "" {
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeNoLeader,
+			message: "a transfer to another node must be asked of the leader, whose HTTP address is not known yet"})
+		return
+	}
+	body, _ := json.Marshal(TransferRequest{Target: target})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+leaderTransferPath, bytes.NewReader(body))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(forwardedHeader, "1")
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+			message: "forwarding the transfer to the leader " + leader + ": " + err.Error()})
+		return
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable) {
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+			message: "forwarding the transfer to the leader " + leader + " failed: " + resp.Status})
+		return
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeBody(w, resp.StatusCode, answer)
 }
 
 // JoinResult is what a node joining a running cluster learns from it.

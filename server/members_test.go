@@ -141,6 +141,40 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, r.status, r.body, tc.status, tc.code)
 		}
 	}
+	// Health routes.
+	c.servers["n2"].Cluster().CheckNow()
+	var nodes NodesResponse
+	if r := call(t, http.MethodGet, "http://"+c.https["n2"]+"/v1/cluster/nodes", nil); r.status != http.StatusOK || json.Unmarshal(r.body, &nodes) != nil || len(nodes.Nodes) != 4 {
+		t.Fatalf("cluster nodes: %d %s", r.status, r.body)
+	}
+	for _, n := range nodes.Nodes {
+		if n.Health != "healthy" || !n.Connected {
+			t.Errorf("node %+v", n)
+		}
+	}
+	if r := call(t, http.MethodGet, "http://"+c.https["n2"]+"/v1/cluster/nodes?healthy=true", nil); r.status != http.StatusOK {
+		t.Fatalf("healthy nodes: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodGet, "http://"+c.https["n2"]+"/v1/cluster/nodes/n4", nil); r.status != http.StatusOK {
+		t.Fatalf("n4 health: %d %s", r.status, r.body)
+	}
+	var stats struct{ Nodes, Voters, Healthy int }
+	if r := call(t, http.MethodGet, "http://"+c.https["n2"]+"/v1/cluster/stats", nil); r.status != http.StatusOK || json.Unmarshal(r.body, &stats) != nil || stats.Nodes != 4 || stats.Voters != 4 || stats.Healthy != 4 {
+		t.Fatalf("stats: %d %s", r.status, r.body)
+	}
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{
+		{"/v1/cluster/nodes/nope", http.StatusNotFound},
+		{"/v1/cluster/nodes?healthy=maybe", http.StatusBadRequest},
+		{"/v1/cluster/nodes/a/b", http.StatusNotFound},
+	} {
+		if r := call(t, http.MethodGet, "http://"+c.https["n2"]+tc.path, nil); r.status != tc.status {
+			t.Errorf("%s: %d %s", tc.path, r.status, r.body)
+		}
+	}
+
 	// Promoting a voter is a no-op success.
 	if r := call(t, http.MethodPost, "http://"+c.https["n2"]+"/v1/members/n4/promote", nil); r.status != http.StatusOK {
 		t.Fatalf("promote voter: %d %s", r.status, r.body)

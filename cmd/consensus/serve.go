@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/cluster"
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/server"
 )
@@ -44,6 +45,10 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	peerCert := fs.String("peer-cert", "", "TLS certificate for peer traffic (PEM); with --peer-key and --peer-ca enables mutual TLS between peers")
 	peerKey := fs.String("peer-key", "", "TLS key for peer traffic (PEM)")
 	peerCA := fs.String("peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
+	hcDef := cluster.DefaultConfig()
+	hcInterval := fs.Duration("health-check-interval", hcDef.HealthCheckInterval, "time between health checks of every member")
+	hcTimeout := fs.Duration("health-check-timeout", hcDef.HealthCheckTimeout, "bound on one health check")
+	hcMaxFailed := fs.Int("max-failed-health-checks", hcDef.MaxFailedHealthChecks, "failed checks in a row before a member is unhealthy")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -106,6 +111,15 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		},
 		Logger: logger,
 		Join:   joinAddrs,
+		Cluster: cluster.Config{
+			HealthCheckInterval:   *hcInterval,
+			HealthCheckTimeout:    *hcTimeout,
+			MaxFailedHealthChecks: *hcMaxFailed,
+		},
+	}
+	if err := scfg.Cluster.Validate(); err != nil || *hcInterval <= 0 || *hcTimeout <= 0 || *hcMaxFailed <= 0 {
+		fmt.Fprintln(stderr, "serve: health checks need a positive interval, timeout (at most the interval) and failure count")
+		return 2
 	}
 	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA); err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
