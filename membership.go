@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
 	"sync"
@@ -102,8 +103,8 @@ type membershipState struct {
 
 	// selfRemoved is set when this node applies its own removal.
 	selfRemoved atomic.Bool
-	// lastAdvertise is when this node last proposed its own metadata.
-	lastAdvertise time.Time
+	// nextAdvertise is when this node may next propose its own metadata.
+	nextAdvertise time.Time
 	// noticed rate-limits removal notices, by removed peer.
 	noticeMu sync.Mutex
 	noticed  map[uint64]time.Time
@@ -243,7 +244,7 @@ func (n *Node) ChangeMembers(ctx context.Context, changes ...MemberChange) error
 	// in a joint configuration) is turned into an empty entry and never
 	// applied; so each attempt waits a bounded time, then re-checks what
 	// is in effect and proposes what is not.
-	attemptTimeout := max(time.Second, 5*n.cfg.ElectionTimeoutMax)
+	attemptTimeout := max(500*time.Millisecond, 3*n.cfg.ElectionTimeoutMax)
 	for {
 		// Decide on the membership as of every committed change, not on
 		// what this node happens to have applied.
@@ -742,10 +743,12 @@ func (n *Node) advertiseSelf() {
 		return
 	}
 	ms := &n.membership
-	if time.Since(ms.lastAdvertise) < time.Second {
+	if time.Now().Before(ms.nextAdvertise) {
 		return
 	}
-	ms.lastAdvertise = time.Now()
+	// Members advertise at the same moment after a cluster starts, and
+	// raft refuses all but one pending conf change: spread the retries.
+	ms.nextAdvertise = time.Now().Add(time.Second + rand.N(time.Second))
 	if peerAddr == "" {
 		peerAddr = m.PeerAddr
 	}

@@ -101,6 +101,12 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 		return true
 	})
 
+	// A restarted node with state ignores --join: here it lists only a
+	// dead address, and n4 still comes back as a member.
+	c.stop("n4")
+	c.startJoining("n4", dead)
+	eventually(t, 10*time.Second, func() bool { return c.servers["n4"].Node().Ready() == nil })
+
 	// Transfer leadership to n4 through any node.
 	r = call(t, http.MethodPost, "http://"+c.https["n1"]+"/v1/leader/transfer", []byte(`{"target":"n4"}`))
 	if r.status != http.StatusOK {
