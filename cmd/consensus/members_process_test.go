@@ -266,9 +266,12 @@ func TestProcessFastFailoverRepeated(t *testing.T) {
 		trials, sorted[0].Round(100*time.Microsecond), sorted[len(sorted)/2].Round(100*time.Microsecond), sorted[len(sorted)-1].Round(100*time.Microsecond))
 }
 
-// TestProcessJoinGrowAndShrink runs `consensus serve --join` for two new
-// nodes (the first --join address is dead), waits until they are voters,
-// then removes them with DELETE /v1/members/{id}, all under writes.
+// TestProcessJoinGrowAndShrink grows a cluster of real processes from 3
+// to 5 with `consensus serve --join` (the first --join address is dead),
+// waits until the new nodes are voters, then removes them with DELETE
+// /v1/members/{id}, while clients write through the founders: every write
+// is acknowledged or fails with a (retryable) 503, and every acknowledged
+// write is on every remaining node.
 func TestProcessJoinGrowAndShrink(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -277,6 +280,53 @@ func TestProcessJoinGrowAndShrink(t *testing.T) {
 	pc := newProcCluster(t, bin, 3)
 	pc.startAll()
 	pc.waitLeader()
+	founders := slices.Clone(pc.ids)
+	var founderHTTP []string // the writers' own copy: pc's maps grow below
+	for _, id := range founders {
+		founderHTTP = append(founderHTTP, pc.https[id])
+	}
+	var (
+		mu       sync.Mutex
+		acked    = map[string]string{}
+		failures []string
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key, val := fmt.Sprintf("k/w%d/%d", w, i), fmt.Sprintf("%d", i)
+				req, _ := http.NewRequest(http.MethodPut, "http://"+founderHTTP[(w+i)%3]+"/v1/kv/"+key, strings.NewReader(val))
+				resp, err := c.Do(req)
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, key+": "+err.Error())
+					mu.Unlock()
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				switch resp.StatusCode {
+				case http.StatusOK:
+					acked[key] = val
+				case http.StatusServiceUnavailable:
+					// retryable; the write may or may not be applied
+				default:
+					failures = append(failures, fmt.Sprintf("%s: %d %s", key, resp.StatusCode, body))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
 	dead := freeAddr(t)
 	for _, id := range []string{"n4", "n5"} {
 		pc.peers[id], pc.https[id] = freeAddr(t), freeAddr(t)
@@ -305,13 +355,54 @@ func TestProcessJoinGrowAndShrink(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("remove %s: %s", id, resp.Status)
 		}
+	}
+	for _, id := range []string{"n4", "n5"} {
+		pc.waitRemoved(id)
 		pc.kill(id)
 	}
 	pc.waitLeader()
-	got := pc.list("n1")
-	if got["k/on-n5"] != `"5"` {
-		t.Fatalf("write through n5 lost: %v", got)
+	time.Sleep(200 * time.Millisecond) // writes after the shrink; paces only
+	close(stop)
+	wg.Wait()
+	t.Logf("%d writes acknowledged while growing to 5 and shrinking to 3", len(acked))
+	for _, f := range failures {
+		t.Errorf("write failed other than with 503: %s", f)
 	}
+	if len(acked) == 0 {
+		t.Fatal("no write acknowledged")
+	}
+	for _, id := range founders {
+		got := pc.list(id)
+		if got["k/on-n5"] != `"5"` {
+			t.Errorf("%s: write through n5 lost", id)
+		}
+		for k, v := range acked {
+			if got[k] != v {
+				t.Errorf("node %s: acknowledged %s = %q is %q", id, k, v, got[k])
+			}
+		}
+	}
+}
+
+// waitRemoved waits until id's status says it was removed.
+func (pc *procCluster) waitRemoved(id string) {
+	pc.t.Helper()
+	c := http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := c.Get("http://" + pc.https[id] + "/v1/status"); err == nil {
+			var st struct {
+				Removed bool `json:"removed"`
+			}
+			ok := json.NewDecoder(resp.Body).Decode(&st) == nil && st.Removed
+			resp.Body.Close()
+			if ok {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	pc.t.Fatalf("%s does not say it was removed within 20s", id)
 }
 
 // waitVoter waits until n1 lists id as a voter.
