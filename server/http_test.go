@@ -1020,6 +1020,15 @@ func FuzzHTTPRequest(f *testing.F) {
 		{"POST", "/v1/kv/k", `1`, "", false, 0},
 		{"HEAD", "/v1/kv/k", "", "", false, 6},
 		{"BREW", "/nowhere", "\x00", "\r\n", false, 7},
+		{"GET", "/v1/members", "", "", false, 0},
+		{"POST", "/v1/members", `{"id":"n4","peerAddr":"127.0.0.1:1"}`, "", false, 0},
+		{"POST", "/v1/members", `{"id":"n4","bogus":1}`, "", false, 1},
+		{"DELETE", "/v1/members/n2", "", "", false, 2},
+		{"POST", "/v1/members/n2/promote", "", "", false, 3},
+		{"POST", "/v1/leader/transfer?target=n2", `{"target":"n2"}`, "", false, 4},
+		{"GET", "/v1/cluster/nodes?healthy=true", "", "", false, 0},
+		{"GET", "/v1/cluster/nodes/n1", "", "", false, 5},
+		{"GET", "/v1/cluster/stats", "", "", false, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, []byte(s.body), s.header, s.chunked, s.mode)
@@ -1033,7 +1042,8 @@ func FuzzHTTPRequest(f *testing.F) {
 		fb.status = consensus.Status{NodeID: "n1"}
 		fb.items["k"] = kv.Item{Key: "k", Value: json.RawMessage(`{"v":1}`), Revision: 1, CreateRevision: 1, Version: 1}
 		h, _ := testHandler(t, fb, HTTPOptions{MaxBodyBytes: 64, MaxKeyBytes: 32,
-			Logger: slog.New(slog.DiscardHandler)})
+			Logger:     slog.New(slog.DiscardHandler),
+			Membership: &fakeMembership{err: fb.err}, Cluster: &fakeHealth{err: fb.err}})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, buildRequest(method, target, header, body, chunked))
 		checkResponse(t, method, rec)

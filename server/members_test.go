@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/cluster"
 )
 
 // startJoining starts a node named id that joins the cluster through the
@@ -240,4 +243,61 @@ func TestJoinRefusedForRemovedID(t *testing.T) {
 		t.Fatal("a removed id joined again")
 	}
 	t.Logf("refused as expected: %v", err)
+}
+
+// fakeMembership answers every membership call with err (or success).
+type fakeMembership struct{ err error }
+
+func (f *fakeMembership) Members() []consensus.Member {
+	return []consensus.Member{{ID: "n1", PeerAddr: "127.0.0.1:1", Voter: true}}
+}
+func (f *fakeMembership) AddMember(_ context.Context, m consensus.Member) (consensus.Member, error) {
+	return m, f.err
+}
+func (f *fakeMembership) PromoteMember(context.Context, string) error { return f.err }
+func (f *fakeMembership) RemoveMember(context.Context, string) error  { return f.err }
+func (f *fakeMembership) TransferLeadershipTo(context.Context, string) (string, error) {
+	return "n1", f.err
+}
+func (f *fakeMembership) ClusterID() uint64 { return 0xabc }
+func (f *fakeMembership) Leader() string    { return "" }
+
+// fakeHealth answers NodeHealth with err (or a healthy n1).
+type fakeHealth struct{ err error }
+
+func (f *fakeHealth) Nodes() []cluster.NodeInfo {
+	return []cluster.NodeInfo{{Member: consensus.Member{ID: "n1"}, Health: cluster.HealthHealthy}}
+}
+func (f *fakeHealth) HealthyNodes() []cluster.NodeInfo { return f.Nodes() }
+func (f *fakeHealth) NodeHealth(id string) (cluster.NodeInfo, error) {
+	if f.err != nil {
+		return cluster.NodeInfo{}, f.err
+	}
+	return f.Nodes()[0], nil
+}
+func (f *fakeHealth) Stats() cluster.Stats { return cluster.Stats{NodeID: "n1", Nodes: 1} }
+
+// TestMembershipErrorsNeverAre5xx maps every membership sentinel through
+// the routes: each is a 4xx or a 503, never another 5xx.
+func TestMembershipErrorsNeverAre5xx(t *testing.T) {
+	for _, err := range []error{nil, consensus.ErrUnknownMember, consensus.ErrMemberConflict, consensus.ErrInvalidMember,
+		consensus.ErrRemoved, consensus.ErrNotLeader, consensus.ErrNoLeader, consensus.ErrTimeout, consensus.ErrStopped} {
+		h := NewHandler(newFake(), HTTPOptions{Membership: &fakeMembership{err: err}, Cluster: &fakeHealth{err: err}})
+		for _, rq := range []struct{ method, path, body string }{
+			{http.MethodPost, "/v1/members", `{"id":"n4","peerAddr":"x:1"}`},
+			{http.MethodDelete, "/v1/members/n2", ""},
+			{http.MethodPost, "/v1/members/n2/promote", ""},
+			{http.MethodPost, "/v1/leader/transfer", `{"target":"n2"}`},
+			{http.MethodGet, "/v1/cluster/nodes/n2", ""},
+		} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body)))
+			if rec.Code >= 500 && rec.Code != http.StatusServiceUnavailable {
+				t.Errorf("%v: %s %s answered %d %s", err, rq.method, rq.path, rec.Code, rec.Body)
+			}
+			if err == nil && rec.Code != http.StatusOK {
+				t.Errorf("%s %s: %d %s", rq.method, rq.path, rec.Code, rec.Body)
+			}
+		}
+	}
 }
