@@ -28,14 +28,13 @@ func (n *Node) awaitLeader(ctx context.Context) error {
 	}
 	deadline := time.NewTimer(n.cfg.ElectionTimeoutMax)
 	defer deadline.Stop()
-	tick := time.NewTicker(n.cfg.TickInterval)
-	defer tick.Stop()
 	for {
+		changed := n.membership.leaderChange()
+		if err := n.checkServing(); !errors.Is(err, ErrNoLeader) {
+			return err
+		}
 		select {
-		case <-tick.C:
-			if err := n.checkServing(); !errors.Is(err, ErrNoLeader) {
-				return err
-			}
+		case <-changed:
 		case <-deadline.C:
 			return ErrNoLeader
 		case <-ctx.Done():
@@ -104,18 +103,17 @@ func (n *Node) stepForwarded(m *raftpb.Message) {
 // carries its proposer id and sequence number, and the loop applies it
 // once however many copies reach the log (dedup.go).
 func (n *Node) awaitResult(ctx context.Context, ch <-chan any, data []byte, lead uint64) (any, error) {
-	tick := time.NewTicker(n.cfg.TickInterval)
-	defer tick.Stop()
 	for {
+		changed := n.membership.leaderChange()
+		if now := n.leader.Load(); now != lead && now != raft.None {
+			lead = now
+			n.log.Debug("leader changed while a proposal was in flight; proposing it again", "leader", n.nameOf(now))
+			_ = n.proposeEntry(ctx, data) // if dropped, the wait goes on
+		}
 		select {
 		case r := <-ch:
 			return r, nil
-		case <-tick.C:
-			if now := n.leader.Load(); now != lead && now != raft.None {
-				lead = now
-				n.log.Debug("leader changed while a proposal was in flight; proposing it again", "leader", n.nameOf(now))
-				_ = n.proposeEntry(ctx, data) // if dropped, the wait goes on
-			}
+		case <-changed:
 		case <-ctx.Done():
 			return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
 		case <-n.stopc:

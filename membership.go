@@ -110,6 +110,22 @@ type membershipState struct {
 	noticed  map[uint64]time.Time
 
 	events Feed[Event]
+
+	// leaderMu guards leaderc, which is closed (and replaced) whenever
+	// the known leader changes, so waiters need no polling.
+	leaderMu sync.Mutex
+	leaderc  chan struct{}
+}
+
+// leaderChange returns a channel closed at the next change of the known
+// leader.
+func (ms *membershipState) leaderChange() <-chan struct{} {
+	ms.leaderMu.Lock()
+	defer ms.leaderMu.Unlock()
+	if ms.leaderc == nil {
+		ms.leaderc = make(chan struct{})
+	}
+	return ms.leaderc
 }
 
 func (ms *membershipState) init() {
@@ -667,6 +683,13 @@ func (n *Node) joinExisting(rc *raft.Config) error {
 // publishLeader publishes leader events for a leader change from prev to
 // lead; called from the raft loop.
 func (n *Node) publishLeader(prev, lead uint64) {
+	ms := &n.membership
+	ms.leaderMu.Lock()
+	if ms.leaderc != nil {
+		close(ms.leaderc)
+		ms.leaderc = nil
+	}
+	ms.leaderMu.Unlock()
 	if prev == n.id && lead != n.id {
 		n.membership.events.Publish(Event{Type: EventBecameFollower, NodeID: n.cfg.ID, LeaderID: n.nameOf(lead), Term: n.term.Load()})
 	}
