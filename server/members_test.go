@@ -301,3 +301,4 @@ func TestMembershipErrorsNeverAre5xx(t *testing.T) {
 		}
 	}
 }
+
