@@ -301,4 +301,3 @@ func TestMembershipErrorsNeverAre5xx(t *testing.T) {
 		}
 	}
 }
-
