@@ -521,7 +521,9 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 			m, existed := n.members[id]
 			if mc, ok := meta[id]; ok {
 				m.ID = mc.Name
-				m.PeerAddr = mc.PeerAddr
+				if mc.PeerAddr != "" {
+					m.PeerAddr = mc.PeerAddr
+				}
 				if mc.HTTPAddr != "" {
 					m.HTTPAddr = mc.HTTPAddr
 				}
