@@ -20,6 +20,27 @@ type Config struct {
 	// storage; a restarted node recovers membership from its log.
 	Peers map[string]string
 
+	// Join makes a node with empty storage join a running cluster instead
+	// of bootstrapping one: it starts with no log and the leader, which
+	// has added it as a learner, replicates the log to it. Peers then
+	// lists the cluster's current members (to reach them), this node
+	// included. Ignored when storage is not empty.
+	Join bool
+	// ClusterID is the id of the cluster a joining node joins (the
+	// transport handshake checks it). Used only with Join.
+	ClusterID uint64
+	// HTTPAddr is this node's HTTP API address, advertised in the
+	// replicated member metadata so clients and joining nodes find it.
+	// Optional.
+	HTTPAddr string
+	// PromoteLag is how far (in log entries) a learner's log may trail the
+	// leader's for the leader to promote it to voter. Default 64.
+	PromoteLag uint64
+	// AutoPromote makes the leader promote learners to voters by itself
+	// once they are within PromoteLag. Default true; without it learners
+	// stay learners until PromoteMember.
+	AutoPromote bool
+
 	// TickInterval is the length of one raft tick. Default 10ms.
 	TickInterval time.Duration
 
@@ -103,6 +124,8 @@ type Config struct {
 func DefaultConfig(id string) Config {
 	return Config{
 		ID:                        id,
+		PromoteLag:                64,
+		AutoPromote:               true,
 		TickInterval:              10 * time.Millisecond,
 		ElectionTimeoutMin:        150 * time.Millisecond,
 		ElectionTimeoutMax:        300 * time.Millisecond,
@@ -140,6 +163,8 @@ func (c *Config) Validate() error {
 		return errors.New("config: size and inflight limits must be positive")
 	case c.ReadIndexTimeout <= 0:
 		return errors.New("config: read index timeout must be positive")
+	case c.Join && len(c.Peers) < 2:
+		return errors.New("config: joining needs the cluster's members in peers")
 	case c.FailoverJitter < 0 || c.FailoverJitter >= c.ElectionTimeoutMin:
 		return fmt.Errorf("config: failover jitter %v must be in [0, election timeout %v)", c.FailoverJitter, c.ElectionTimeoutMin)
 	case c.SnapshotRetain < 1:

@@ -20,4 +20,25 @@ var (
 
 	// ErrTooLarge means a proposal exceeds the configured command size cap.
 	ErrTooLarge = errors.New("command too large")
+
+	// ErrRemoved means this node was removed from the cluster: it takes no
+	// further part and serves nothing. Send requests to a member.
+	ErrRemoved = errors.New("this node was removed from the cluster")
+
+	// ErrUnknownMember means no member has the given id.
+	ErrUnknownMember = errors.New("no such member")
+
+	// ErrMemberConflict means a membership change conflicts with the
+	// membership: the id was removed before (ids are never reused), exists
+	// at another address, is a learner where a voter is needed, or the
+	// change would leave no voter.
+	ErrMemberConflict = errors.New("membership conflict")
+
+	// ErrInvalidMember means a membership request is malformed (an empty
+	// id, a missing peer address).
+	ErrInvalidMember = errors.New("invalid member")
+
+	// ErrNotLeader means the request must be made on the leader (a
+	// leadership transfer to a third node; see Node.TransferLeadershipTo).
+	ErrNotLeader = errors.New("not the leader")
 )

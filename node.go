@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -103,6 +103,8 @@ type Node struct {
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
 	clusterID uint64
+	// membership is the conf change machinery (membership.go).
+	membership membershipState
 
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
@@ -132,6 +134,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.Peers = maps.Clone(cfg.Peers) // the node reads it while running
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -205,6 +208,9 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 	}
 
 	if raft.IsEmptyHardState(hs) && last == 0 && raft.IsEmptySnap(snap) {
+		if cfg.Join {
+			return n, n.joinExisting(rc)
+		}
 		if len(cfg.Peers) == 0 {
 			return nil, errors.New("node: empty storage and no peers to bootstrap a cluster from")
 		}
@@ -239,6 +245,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 type memberContext struct {
 	Name     string `json:"name"`
 	PeerAddr string `json:"peerAddr"`
+	HTTPAddr string `json:"httpAddr,omitempty"`
 }
 
 // bootstrapPeers builds raft's initial peer list. Every node of a new
@@ -275,7 +282,8 @@ func (n *Node) Start(t Transport) {
 			}
 		}
 		n.membersMu.RUnlock()
-		n.wg.Add(5)
+		n.wg.Add(6)
+		go n.membershipLoop()
 		go n.failoverLoop()
 		go n.forwardLoop()
 		go n.tickLoop()
@@ -407,9 +415,7 @@ func (n *Node) forwardLoop() {
 	for {
 		select {
 		case m := <-n.forwardc:
-			ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMax)
-			_ = n.raft.Step(ctx, m) // dropped proposals time out at their caller
-			cancel()
+			n.stepForwarded(m)
 		case <-n.stopc:
 			return
 		}
@@ -515,6 +521,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 func (n *Node) observeLeader(lead uint64) {
 	if prev := n.leader.Swap(lead); prev != lead {
 		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
+		n.publishLeader(prev, lead)
 	}
 }
 
@@ -573,43 +580,13 @@ func (n *Node) applyCommand(e *raftpb.Entry) {
 	}
 }
 
-func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) {
-	cs := n.raft.ApplyConfChange(cc)
+// applyConfChange applies a committed conf change (see
+// applyMembershipChange in membership.go), records the new
+// configuration for snapshots and returns it.
+func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
+	cs := n.applyMembershipChange(cc)
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
-	n.membersMu.Lock()
-	defer n.membersMu.Unlock()
-	for _, ch := range cc.GetChanges() {
-		id := ch.GetNodeId()
-		switch ch.GetType() {
-		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-			var mc memberContext
-			if err := json.Unmarshal(cc.GetContext(), &mc); err != nil || mc.Name == "" || RaftID(mc.Name) != id {
-				// V1 changes carry one member's context; keep what is known.
-				if m, ok := n.members[id]; ok {
-					mc = memberContext{Name: m.ID, PeerAddr: m.PeerAddr}
-				} else {
-					mc = memberContext{Name: n.names[id]}
-				}
-			}
-			if mc.Name == "" {
-				mc.Name = fmt.Sprintf("%x", id)
-			}
-			n.members[id] = Member{ID: mc.Name, PeerAddr: mc.PeerAddr}
-			n.names[id] = mc.Name
-			if id != n.id && mc.PeerAddr != "" {
-				n.transport.AddPeer(id, mc.Name, mc.PeerAddr)
-			}
-		case raftpb.ConfChangeRemoveNode:
-			delete(n.members, id)
-			if id != n.id {
-				n.transport.RemovePeer(id)
-			}
-		}
-	}
-	for id, m := range n.members {
-		m.Voter = slices.Contains(cs.GetVoters(), id)
-		n.members[id] = m
-	}
+	return cs
 }
 
 // Propose replicates cmd through raft and returns the state machine's
@@ -623,7 +600,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 	if len(cmd) > n.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("propose: %d bytes, limit %d: %w", len(cmd), n.cfg.MaxCommandBytes, ErrTooLarge)
 	}
-	if err := n.checkServing(); err != nil {
+	if err := n.awaitLeader(ctx); err != nil {
 		return nil, err
 	}
 	seq := n.nextSeq.Add(1)
@@ -643,7 +620,8 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 		n.waitMu.Unlock()
 	}()
 
-	if err := n.raft.Propose(ctx, data); err != nil {
+	lead := n.leader.Load()
+	if err := n.proposeEntry(ctx, data); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrProposalDropped):
 			return nil, fmt.Errorf("propose: %w", ErrNoLeader)
@@ -655,14 +633,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 			return nil, fmt.Errorf("propose: %w", err)
 		}
 	}
-	select {
-	case r := <-ch:
-		return r, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
-	case <-n.stopc:
-		return nil, fmt.Errorf("propose: %w", ErrStopped)
-	}
+	return n.awaitResult(ctx, ch, data, lead)
 }
 
 func (n *Node) checkServing() error {
@@ -670,6 +641,9 @@ func (n *Node) checkServing() error {
 	case <-n.stopc:
 		return ErrStopped
 	default:
+	}
+	if n.membership.selfRemoved.Load() {
+		return ErrRemoved
 	}
 	if n.leader.Load() == raft.None {
 		return ErrNoLeader
@@ -681,7 +655,7 @@ func (n *Node) checkServing() error {
 // command committed before the call: a read of local state after it
 // returns is linearizable. Concurrent callers share one ReadIndex round.
 func (n *Node) LinearizableRead(ctx context.Context) error {
-	if err := n.checkServing(); err != nil {
+	if err := n.awaitLeader(ctx); err != nil {
 		return fmt.Errorf("read index: %w", err)
 	}
 	ch := make(chan error, 1)
@@ -794,7 +768,7 @@ func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
 // peers into raft. Messages addressed to another node are dropped.
 func (n *Node) Deliver(msgs []*raftpb.Message) {
 	for _, m := range msgs {
-		if m.GetTo() != n.id || m.GetFrom() == raft.None {
+		if m.GetTo() != n.id || m.GetFrom() == raft.None || n.ignoreFrom(m) {
 			continue
 		}
 		// raft treats an empty forwarded proposal as an internal bug and
@@ -907,6 +881,7 @@ func (n *Node) Status() Status {
 		SnapshotIndex:  n.snapIndex.Load(),
 		Members:        []Member{},
 		ConnectedPeers: []string{},
+		Removed:        n.Removed(),
 	}
 	n.membersMu.RLock()
 	for _, m := range n.members {

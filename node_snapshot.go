@@ -304,7 +304,11 @@ func (n *Node) restoreMembers(st nodeSnapshotState) {
 		n.removed[id] = struct{}{}
 	}
 	members := n.members
+	_, selfRemoved := n.removed[n.id]
 	n.membersMu.Unlock()
+	if selfRemoved {
+		n.markSelfRemoved("installed a snapshot taken after its removal")
+	}
 	if n.transport == nil {
 		return // Start registers the members
 	}

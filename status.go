@@ -22,6 +22,9 @@ type Status struct {
 	// ConnectedPeers lists the names of peers with a live transport
 	// stream, sorted.
 	ConnectedPeers []string `json:"connectedPeers"`
+	// Removed reports that this node was removed from the cluster: it
+	// takes no further part and serves nothing.
+	Removed bool `json:"removed"`
 }
 
 // Member is one node of the cluster as recorded in the replicated
@@ -31,6 +34,9 @@ type Member struct {
 	ID string `json:"id"`
 	// PeerAddr is the host:port of its peer transport.
 	PeerAddr string `json:"peerAddr"`
+	// HTTPAddr is the host:port of its HTTP API, "" until the member has
+	// advertised it.
+	HTTPAddr string `json:"httpAddr"`
 	// Voter reports whether the member votes (false for learners).
 	Voter bool `json:"voter"`
 }

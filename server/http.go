@@ -93,6 +93,13 @@ type HTTPOptions struct {
 	IdleTimeout time.Duration
 	// Watch configures GET /v1/watch: watches per client, heartbeats.
 	Watch WatchOptions
+
+	// Membership, if set, serves the membership routes (/v1/members,
+	// /v1/leader/transfer; see members.go). Start sets it to the node.
+	Membership Membership
+	// Cluster, if set, serves /v1/cluster/... (health; see members.go).
+	// Start sets it to the node's cluster.Manager.
+	Cluster ClusterHealth
 }
 
 // Defaults of the HTTP limits.
@@ -274,6 +281,9 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if path == txnPath {
 		h.serveTxn(w, r)
+		return
+	}
+	if h.routeMembers(w, r, path) {
 		return
 	}
 	var serve func(http.ResponseWriter, *http.Request)

@@ -272,7 +272,7 @@ func TestHTTPStatus(t *testing.T) {
 		t.Fatalf("status = %d; body %s", rec.Code, rec.Body)
 	}
 	m := wantFields(t, rec.Body.Bytes(), "nodeId", "isLeader", "leaderId", "term",
-		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers")
+		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers", "removed")
 	for field, want := range map[string]string{
 		"nodeId": `"n1"`, "isLeader": "false", "leaderId": `""`, "term": "3",
 		"commitIndex": "7", "appliedIndex": "6", "members": "[]", "connectedPeers": "[]",
@@ -287,8 +287,8 @@ func TestHTTPStatus(t *testing.T) {
 		ConnectedPeers: []string{"n2"}}
 	rec = serve(h, http.MethodGet, "/v1/status", "")
 	m = wantFields(t, rec.Body.Bytes(), "nodeId", "isLeader", "leaderId", "term",
-		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers")
-	if got, want := string(m["members"]), `[{"id":"n1","peerAddr":"127.0.0.1:8080","voter":true}]`; got != want {
+		"commitIndex", "appliedIndex", "snapshotIndex", "members", "connectedPeers", "removed")
+	if got, want := string(m["members"]), `[{"id":"n1","peerAddr":"127.0.0.1:8080","httpAddr":"","voter":true}]`; got != want {
 		t.Errorf("members = %s, want %s", got, want)
 	}
 	if got := string(m["connectedPeers"]); got != `["n2"]` {
@@ -1056,6 +1056,15 @@ func FuzzHTTPRequest(f *testing.F) {
 		{"POST", "/v1/nodes", `{"id":"app","zone":"eu"}`, "", false, 0},
 		{"DELETE", "/v1/nodes/app", "", "", false, 0},
 		{"GET", "/v1/stats", "", "", false, 0},
+		{"GET", "/v1/members", "", "", false, 0},
+		{"POST", "/v1/members", `{"id":"n4","peerAddr":"127.0.0.1:1"}`, "", false, 0},
+		{"POST", "/v1/members", `{"id":"n4","bogus":1}`, "", false, 1},
+		{"DELETE", "/v1/members/n2", "", "", false, 2},
+		{"POST", "/v1/members/n2/promote", "", "", false, 3},
+		{"POST", "/v1/leader/transfer?target=n2", `{"target":"n2"}`, "", false, 4},
+		{"GET", "/v1/cluster/nodes?healthy=true", "", "", false, 0},
+		{"GET", "/v1/cluster/nodes/n1", "", "", false, 5},
+		{"GET", "/v1/cluster/stats", "", "", false, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, []byte(s.body), s.header, s.chunked, s.mode)
@@ -1069,7 +1078,8 @@ func FuzzHTTPRequest(f *testing.F) {
 		fb.status = consensus.Status{NodeID: "n1"}
 		fb.items["k"] = kv.Item{Key: "k", Value: json.RawMessage(`{"v":1}`), Revision: 1, CreateRevision: 1, Version: 1}
 		h, _ := testHandler(t, fb, HTTPOptions{MaxBodyBytes: 64, MaxKeyBytes: 32,
-			Logger: slog.New(slog.DiscardHandler)})
+			Logger:     slog.New(slog.DiscardHandler),
+			Membership: &fakeMembership{err: fb.err}, Cluster: &fakeHealth{err: fb.err}})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, buildRequest(method, target, header, body, chunked))
 		checkResponse(t, method, rec)

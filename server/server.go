@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/cluster"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/storage"
 	"github.com/unrdf/consensus/transport"
@@ -57,6 +58,16 @@ type Config struct {
 	PeerClientTLS *tls.Config
 	// Logger receives all logs. Nil discards them.
 	Logger *slog.Logger
+	// Join lists HTTP addresses of members of a running cluster
+	// (`--join`). A node with empty storage asks them, in turn, to add it
+	// as a learner, then starts without bootstrapping; a node with state
+	// ignores Join. Node.Peers is then ignored.
+	Join []string
+	// JoinTimeout bounds the attempts to join. Default 60s.
+	JoinTimeout time.Duration
+	// Cluster configures the health checks of the cluster manager
+	// (zero fields: cluster.DefaultConfig).
+	Cluster cluster.Config
 }
 
 // Server is a running node with its HTTP API.
@@ -67,6 +78,7 @@ type Server struct {
 	node      *consensus.Node
 	transport *transport.WebSocket
 	store     *kv.Store
+	cluster   *cluster.Manager
 	api       *apiHandler
 	http      *http.Server
 	httpLn    net.Listener
@@ -116,6 +128,14 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	httpAddr := cfg.HTTPAddr
+	if cfg.HTTPListener != nil {
+		httpAddr = cfg.HTTPListener.Addr().String()
+	}
+	cfg.Node.HTTPAddr = httpAddr
+	if err := srv.join(&cfg, peerAddr, httpAddr); err != nil {
+		return nil, err
+	}
 	snaps, err := storage.OpenSnapshotDir(filepath.Join(cfg.DataDir, "snap"), nil)
 	if err != nil {
 		return nil, err
@@ -155,6 +175,23 @@ func Start(cfg Config) (s *Server, err error) {
 	opts := cfg.HTTP
 	if opts.Logger == nil {
 		opts.Logger = logger
+	}
+	if opts.Membership == nil {
+		opts.Membership = s.node
+	}
+	ccfg := cfg.Cluster
+	if ccfg.Logger == nil {
+		ccfg.Logger = logger
+	}
+	// The probe speaks plain HTTP; with TLS on the API, health comes
+	// from the peer streams.
+	ccfg.NoHTTPProbe = ccfg.NoHTTPProbe || cfg.HTTPTLS != nil
+	if s.cluster, err = cluster.New(s.node, ccfg); err != nil {
+		return nil, err
+	}
+	s.cluster.Start()
+	if opts.Cluster == nil {
+		opts.Cluster = s.cluster
 	}
 	s.api = newAPIHandler(s.store, opts)
 	opts = s.api.opts
@@ -236,8 +273,15 @@ func (s *Server) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// Cluster returns the cluster manager (health and events).
+func (s *Server) Cluster() *cluster.Manager { return s.cluster }
+
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.cluster != nil {
+		s.cluster.Close()
+		s.cluster = nil
+	}
 	if s.node != nil {
 		s.node.Stop()
 		errs = append(errs, s.node.Err())

@@ -774,6 +774,9 @@ func (p *Pebble) SetSnapshot(snap *raftpb.Snapshot) (err error) {
 	w := newBatchWriter(p.db)
 	defer w.close()
 	w.setProto(keySnapshot, snap)
+	// Open requires a log start beside a snapshot; a log never compacted
+	// has none stored yet, so store the current one (unchanged).
+	w.set(keyLogStart, encodeLogStart(p.start))
 	if w.err != nil {
 		return fmt.Errorf("storage: %s: build batch: %w", p.dir, w.err)
 	}

@@ -514,6 +514,15 @@ func TestSetSnapshotSurvivesReopen(t *testing.T) {
 	if err := p.SetSnapshot(snapshot(6, 2, 1)); err != nil {
 		t.Fatal(err)
 	}
+	// Reopen once before any compaction: a log that was never compacted
+	// still opens with a snapshot inside it.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = Open(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	checkLog(t, p, logWant{1, []uint64{0, 1, 1, 1, 2, 2, 2, 2, 2}})
 	if err := p.Compact(3); err != nil {
 		t.Fatal(err)
 	}

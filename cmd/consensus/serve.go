@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/cluster"
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
@@ -28,6 +29,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	listen := fs.String("listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic")
 	httpAddr := fs.String("http", "127.0.0.1:9080", "host:port for the client HTTP API, /healthz and /readyz")
 	peers := fs.String("peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone")
+	join := fs.String("join", "", "HTTP addresses (host:port,...) of members of a running cluster to join, tried in turn; ignored once the node has state")
 	dataDir := fs.String("data", "", "data directory (default ./data/<id>)")
 	etMin := fs.Duration("election-timeout-min", def.ElectionTimeoutMin, "minimum election timeout")
 	etMax := fs.Duration("election-timeout-max", def.ElectionTimeoutMax, "maximum election timeout (must be twice the minimum)")
@@ -47,6 +49,10 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	peerCert := fs.String("peer-cert", "", "TLS certificate for peer traffic (PEM); with --peer-key and --peer-ca enables mutual TLS between peers")
 	peerKey := fs.String("peer-key", "", "TLS key for peer traffic (PEM)")
 	peerCA := fs.String("peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
+	hcDef := cluster.DefaultConfig()
+	hcInterval := fs.Duration("health-check-interval", hcDef.HealthCheckInterval, "time between health checks of every member")
+	hcTimeout := fs.Duration("health-check-timeout", hcDef.HealthCheckTimeout, "bound on one health check")
+	hcMaxFailed := fs.Int("max-failed-health-checks", hcDef.MaxFailedHealthChecks, "failed checks in a row before a member is unhealthy")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -75,6 +81,11 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	if *maxWatches <= 0 || *watchEvents <= 0 || *watchBytes <= 0 {
 		fmt.Fprintln(stderr, "serve: --max-watches-per-client, --watch-history-events and --watch-history-bytes must be positive")
+		return 2
+	}
+	joinAddrs := splitList(*join)
+	if len(joinAddrs) > 0 && len(peerMap) > 0 {
+		fmt.Fprintln(stderr, "serve: --join and --peers exclude each other (a joining node learns the members from the cluster)")
 		return 2
 	}
 	if *snapThreshold == 0 {
@@ -110,6 +121,16 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		},
 		WatchHistory: kv.WatchConfig{HistoryEvents: *watchEvents, HistoryBytes: *watchBytes},
 		Logger:       logger,
+		Join:         joinAddrs,
+		Cluster: cluster.Config{
+			HealthCheckInterval:   *hcInterval,
+			HealthCheckTimeout:    *hcTimeout,
+			MaxFailedHealthChecks: *hcMaxFailed,
+		},
+	}
+	if err := scfg.Cluster.Validate(); err != nil || *hcInterval <= 0 || *hcTimeout <= 0 || *hcMaxFailed <= 0 {
+		fmt.Fprintln(stderr, "serve: health checks need a positive interval, timeout (at most the interval) and failure count")
+		return 2
 	}
 	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA); err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
@@ -182,6 +203,17 @@ func securityConfig(cfg *server.Config, tokenFile, cert, key, clientCA, peerCert
 	}
 	cfg.PeerServerTLS, cfg.PeerClientTLS = srvTLS, cliTLS
 	return nil
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // parsePeers parses "id=host:port,id=host:port".

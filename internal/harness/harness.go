@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -119,6 +120,9 @@ type member struct {
 	store   *kv.Store
 	tr      *memnet.Transport
 	running bool
+	// joins marks a node added after the cluster started: with empty
+	// storage it joins instead of bootstrapping (see members.go).
+	joins bool
 }
 
 // New starts a cluster and registers its shutdown with t.Cleanup. It
@@ -184,7 +188,11 @@ func (c *Cluster) start(m *member) error {
 		return err
 	}
 	cfg := consensus.DefaultConfig(m.name)
-	cfg.Peers = c.peers
+	// Each node gets its own copy: Join adds names later.
+	c.mu.Lock()
+	cfg.Peers = maps.Clone(c.peers)
+	c.mu.Unlock()
+	cfg.Join = m.joins
 	cfg.Logger = c.opts.Logger
 	cfg.Snapshots = snaps
 	if c.opts.Configure != nil {
