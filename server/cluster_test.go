@@ -24,11 +24,18 @@ type testCluster struct {
 	https   map[string]string
 	dirs    map[string]string
 	servers map[string]*Server
+	// configure, if set, adjusts each node's config before it starts.
+	configure func(*consensus.Config)
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, peers: map[string]string{}, https: map[string]string{}, dirs: map[string]string{}, servers: map[string]*Server{}}
+	return newTestClusterWith(t, n, nil)
+}
+
+func newTestClusterWith(t *testing.T, n int, configure func(*consensus.Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, peers: map[string]string{}, https: map[string]string{}, dirs: map[string]string{}, servers: map[string]*Server{}, configure: configure}
 	root := t.TempDir()
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
@@ -77,6 +84,9 @@ func (c *testCluster) start(id string) {
 	c.t.Helper()
 	cfg := consensus.DefaultConfig(id)
 	cfg.Peers = c.peers
+	if c.configure != nil {
+		c.configure(&cfg)
+	}
 	s, err := Start(Config{
 		Node:         cfg,
 		PeerListener: listenAgain(c.t, c.peers[id]),
