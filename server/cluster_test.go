@@ -8,7 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,6 +96,7 @@ func (c *testCluster) start(id string) {
 		PeerListener: listenAgain(c.t, c.peers[id]),
 		HTTPListener: listenAgain(c.t, c.https[id]),
 		DataDir:      c.dirs[id],
+		Logger:       debugLogger(),
 	})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
@@ -341,4 +346,129 @@ func TestGracefulStopOfLeaderTransfersLeadership(t *testing.T) {
 			t.Fatalf("%s campaigned on its own; the stop did not hand over", s.Node().Status().NodeID)
 		}
 	}
+}
+
+// flapProxy forwards TCP connections to target; down closes the listener
+// and every connection through it, up listens again on the same address.
+type flapProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newFlapProxy(t *testing.T, target string) *flapProxy {
+	p := &flapProxy{t: t, addr: freeAddr(t), target: target}
+	p.up()
+	t.Cleanup(p.down)
+	return p
+}
+
+func (p *flapProxy) up() {
+	ln := listenAgain(p.t, p.addr)
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", p.target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); _, _ = io.Copy(out, in); out.Close() }()
+			go func() { defer p.wg.Done(); _, _ = io.Copy(in, out); in.Close() }()
+		}
+	}()
+}
+
+func (p *flapProxy) down() {
+	p.mu.Lock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// A follower whose connection to a healthy leader flaps many times (its
+// stream breaks and, while it is down, a redial finds nothing listening:
+// exactly what a crashed leader looks like to it) never disturbs the
+// leader: it may forget the leader and campaign, but pre-vote fails while
+// the leader still reaches a quorum, so the term never changes.
+func TestFlappingFollowerConnectionLeavesLeaderUndisturbed(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	term := c.servers[leader].Node().Status().Term
+	var follower string
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	// Nodes advertise their HTTP addresses through conf changes, and each
+	// applied change points the transport at the replicated peer address
+	// again; let that settle before pointing the follower at the proxy.
+	eventually(t, 10*time.Second, func() bool {
+		for _, s := range c.servers {
+			for _, m := range s.Node().Status().Members {
+				if m.HTTPAddr == "" {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	// The follower reaches the leader only through the proxy.
+	proxy := newFlapProxy(t, c.peers[leader])
+	c.servers[follower].transport.AddPeer(consensus.RaftID(leader), leader, proxy.addr)
+	f := c.servers[follower].Node()
+	const flaps = 20
+	for i := range flaps {
+		// Connected again, and following the leader again (it forgot the
+		// leader in the last flap and hears it with the next heartbeat).
+		eventually(t, 10*time.Second, func() bool {
+			return slices.Contains(f.Status().ConnectedPeers, leader) && f.Leader() == leader
+		})
+		before := f.FastFailovers()
+		proxy.down()
+		// Wait until the follower has noticed (its redial was refused),
+		// then bring the link back.
+		eventually(t, 10*time.Second, func() bool { return f.FastFailovers() > before })
+		proxy.up()
+		t.Logf("flap %d: the follower saw the leader gone and campaigned", i+1)
+	}
+	eventually(t, 10*time.Second, func() bool { return f.Leader() == leader })
+	for _, s := range c.servers {
+		st := s.Node().Status()
+		if st.Term != term || st.LeaderID != leader {
+			t.Fatalf("%s: term %d leader %q after %d flaps, want term %d leader %q", st.NodeID, st.Term, st.LeaderID, flaps, term, leader)
+		}
+	}
+}
+
+func debugLogger() *slog.Logger {
+	if os.Getenv("DEBUGLOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
