@@ -36,6 +36,8 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	hb := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "leader heartbeat interval")
 	snapThreshold := fs.Uint64("snapshot-threshold", 1000, "applied entries between snapshots of the state (each followed by log compaction)")
 	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted HTTP request body")
+	maxKeys := fs.Int("max-keys", kv.DefaultMaxKeys, "most keys the replicated state holds (the seed's maxStateSize); give every node the same")
+	maxValue := fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "largest value, checked when a write is applied; give every node the same")
 	maxInFlight := fs.Int("max-in-flight", server.DefaultMaxInFlight, "requests served at once before answering 503 overloaded")
 	rateLimit := fs.Float64("rate-limit", 0, "requests per second per client (token, else IP); 0 = no limit")
 	rateBurst := fs.Int("rate-burst", 0, "burst above --rate-limit (default: the limit rounded up)")
@@ -88,6 +90,10 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve: --join and --peers exclude each other (a joining node learns the members from the cluster)")
 		return 2
 	}
+	if *maxKeys <= 0 || *maxValue <= 0 {
+		fmt.Fprintln(stderr, "serve: --max-keys and --max-value-bytes must be positive")
+		return 2
+	}
 	if *snapThreshold == 0 {
 		fmt.Fprintln(stderr, "serve: --snapshot-threshold must be positive")
 		return 2
@@ -119,6 +125,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 			RateBurst:    *rateBurst,
 			Watch:        server.WatchOptions{MaxPerClient: *maxWatches},
 		},
+		State:        []kv.Option{kv.WithMaxKeys(*maxKeys), kv.WithMaxValueBytes(*maxValue)},
 		WatchHistory: kv.WatchConfig{HistoryEvents: *watchEvents, HistoryBytes: *watchBytes},
 		Logger:       logger,
 		Join:         joinAddrs,
