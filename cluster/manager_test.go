@@ -84,6 +84,10 @@ func TestHealthAndEvents(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 
+	// The manager must have seen n3 connected before its loss can show.
+	waitEvent(t, sub, "peer_connected n3", func(e cluster.Event) bool {
+		return e.Type == cluster.EventPeerConnected && e.NodeID == "n3"
+	})
 	if err := c.Crash("n3"); err != nil {
 		t.Fatal(err)
 	}
