@@ -788,6 +788,12 @@ func (cl *client) doGet() {
 	cl.h.record(porcupine.Operation{ClientId: cl.cid, Input: kvInput{Op: opGet, Key: key}, Call: call, Output: out, Return: ret})
 }
 
+// errorfer is where a check reports: the test, or a recorder in the
+// check's own test.
+type errorfer interface {
+	Errorf(format string, args ...any)
+}
+
 // isWrite reports whether op is an acknowledged write that took a
 // revision of its own.
 func isWrite(in kvInput, out kvOutput) bool {
@@ -861,7 +867,7 @@ func checkRevisionOrder(t *testing.T, seed uint64, ops []porcupine.Operation) in
 //     a revision B <= R, each of the batch's keys that the list holds is at
 //     B or later (at B, with the batch's value): a key still older than B
 //     would be half a batch.
-func checkAtomicity(t *testing.T, seed uint64, ops []porcupine.Operation) int {
+func checkAtomicity(t errorfer, seed uint64, ops []porcupine.Operation) int {
 	type batch struct {
 		keys     []string
 		rev      int64 // 0 until known
@@ -1222,6 +1228,8 @@ func TestModelCatchesViolations(t *testing.T) {
 	}
 	wrote := func(rev int64) kvOutput { return kvOutput{Revision: rev} }
 	unknown := kvOutput{Unknown: true}
+	putIf := func(v string, rev int64) kvInput { return kvInput{Op: opPutIf, Key: "k", Value: v, HasCond: true, CondRev: rev} }
+	conflict := kvOutput{Conflict: true}
 	const never = math.MaxInt64
 	tests := []struct {
 		name string
@@ -1258,10 +1266,97 @@ func TestModelCatchesViolations(t *testing.T) {
 		{"concurrent writes, either order", []porcupine.Operation{
 			op(0, 0, 10, put("a"), wrote(2)), op(1, 0, 10, put("b"), wrote(1)), op(2, 11, 12, get, found("a", 2, 1, 2)),
 		}, true},
+		{"retried write applied twice", []porcupine.Operation{
+			op(0, 0, 5, put("a"), wrote(3)), op(1, 6, 7, get, found("a", 4, 3, 2)),
+		}, false},
+		{"putIf on the revision it saw", []porcupine.Operation{
+			op(0, 0, 1, put("a"), wrote(1)), op(0, 2, 3, putIf("b", 1), wrote(2)), op(0, 4, 5, get, found("b", 2, 1, 2)),
+			op(0, 6, 7, putIf("c", 1), conflict), op(0, 8, 9, putIf("d", 0), conflict),
+		}, true},
+		{"putIf applied although its condition failed", []porcupine.Operation{
+			op(0, 0, 1, put("a"), wrote(1)), op(0, 2, 3, putIf("b", 0), wrote(2)),
+		}, false},
+		{"putIf refused although its condition held", []porcupine.Operation{
+			op(0, 0, 1, put("a"), wrote(1)), op(0, 2, 3, putIf("b", 1), conflict),
+		}, false},
+		{"putIf on an unknown revision, either way", []porcupine.Operation{
+			op(0, 0, never, put("a"), unknown), op(1, 1, 2, putIf("b", 9), conflict), op(1, 3, 4, putIf("c", 7), wrote(8)),
+			op(1, 5, 6, get, found("c", 8, 7, 2)),
+		}, true},
+		{"unknown putIf whose condition failed, seen", []porcupine.Operation{
+			op(0, 0, 1, put("a"), wrote(1)), op(1, 2, never, putIf("b", 5), unknown), op(0, 3, 4, get, found("b", 2, 1, 2)),
+		}, false},
+		{"update that saw a stale revision", []porcupine.Operation{
+			op(0, 0, 1, put("a"), wrote(1)), op(0, 2, 3, put("b"), wrote(2)),
+			op(0, 4, 5, kvInput{Op: opUpdate, Key: "k", Value: "u"}, kvOutput{Revision: 3, Seen: 1}),
+		}, false},
+		{"batch seen on one key only", []porcupine.Operation{
+			op(0, 0, 1, kvInput{Op: opBatch, Key: "k", Keys: []string{"k", "j"}, Value: "x"}, wrote(1)),
+			op(1, 2, 3, kvInput{Op: opGet, Key: "j"}, kvOutput{}),
+		}, false},
+		{"batch and list", []porcupine.Operation{
+			op(0, 0, 1, kvInput{Op: opBatch, Key: "k", Keys: []string{"k", "j"}, Value: "x"}, wrote(1)),
+			op(1, 2, 3, kvInput{Op: opList, Keys: []string{"k", "j", "i"}}, kvOutput{Revision: 1, Items: []listItem{{"j", "x", 1, 1, 1}, {"k", "x", 1, 1, 1}}}),
+		}, true},
 	}
 	for _, tt := range tests {
 		if got := porcupine.CheckOperations(kvModel, tt.ops); got != tt.ok {
 			t.Errorf("%s: linearizable = %v, want %v", tt.name, got, tt.ok)
+		}
+	}
+}
+
+// recorder collects what a check reports.
+type recorder struct{ msgs []string }
+
+func (r *recorder) Errorf(format string, args ...any) { r.msgs = append(r.msgs, fmt.Sprintf(format, args...)) }
+
+// TestAtomicityCatchesViolations makes sure checkAtomicity rejects half
+// a batch, a batch at two revisions, a failed batch seen, and a list that
+// is no consistent cut, and accepts a history without them.
+func TestAtomicityCatchesViolations(t *testing.T) {
+	op := func(in kvInput, out kvOutput) porcupine.Operation {
+		return porcupine.Operation{Input: in, Output: out}
+	}
+	batch := func(v string, keys ...string) kvInput {
+		return kvInput{Op: opBatch, Key: keys[0], Keys: keys, Value: v}
+	}
+	get := func(k string) kvInput { return kvInput{Op: opGet, Key: k} }
+	list := kvInput{Op: opList, Keys: []string{"a", "b", "c"}}
+	found := func(v string, rev int64) kvOutput { return kvOutput{Found: true, Value: v, Revision: rev, CreateRevision: 1, Version: 1} }
+	item := func(k, v string, rev int64) listItem { return listItem{k, v, rev, 1, 1} }
+	tests := []struct {
+		name string
+		ops  []porcupine.Operation
+		bad  bool
+	}{
+		{"consistent", []porcupine.Operation{
+			op(batch("x", "a", "b"), kvOutput{Revision: 2}), op(get("a"), found("x", 2)),
+			op(list, kvOutput{Revision: 3, Items: []listItem{item("a", "x", 2), item("b", "y", 3)}}),
+			op(list, kvOutput{Revision: 1, Items: []listItem{item("a", "w", 1)}}),
+		}, false},
+		{"half a batch in a list", []porcupine.Operation{
+			op(batch("x", "a", "b"), kvOutput{Revision: 2}),
+			op(list, kvOutput{Revision: 2, Items: []listItem{item("a", "x", 2), item("b", "w", 1)}}),
+		}, true},
+		{"unknown batch revealed, then half of it", []porcupine.Operation{
+			op(batch("x", "a", "b"), kvOutput{Unknown: true}), op(get("b"), found("x", 5)),
+			op(list, kvOutput{Revision: 6, Items: []listItem{item("a", "w", 4), item("b", "x", 5)}}),
+		}, true},
+		{"batch at two revisions", []porcupine.Operation{
+			op(batch("x", "a", "b"), kvOutput{Unknown: true}), op(get("a"), found("x", 5)), op(get("b"), found("x", 6)),
+		}, true},
+		{"failed batch seen", []porcupine.Operation{
+			op(batch("x", "a", "b"), kvOutput{Conflict: true}), op(get("a"), found("x", 5)),
+		}, true},
+		{"list holds an item above its revision", []porcupine.Operation{
+			op(list, kvOutput{Revision: 2, Items: []listItem{item("a", "w", 3)}}),
+		}, true},
+	}
+	for _, tt := range tests {
+		var r recorder
+		if got := checkAtomicity(&r, 0, tt.ops) > 0; got != tt.bad {
+			t.Errorf("%s: violation = %v, want %v (%q)", tt.name, got, tt.bad, r.msgs)
 		}
 	}
 }
