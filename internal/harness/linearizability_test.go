@@ -1228,7 +1228,9 @@ func TestModelCatchesViolations(t *testing.T) {
 	}
 	wrote := func(rev int64) kvOutput { return kvOutput{Revision: rev} }
 	unknown := kvOutput{Unknown: true}
-	putIf := func(v string, rev int64) kvInput { return kvInput{Op: opPutIf, Key: "k", Value: v, HasCond: true, CondRev: rev} }
+	putIf := func(v string, rev int64) kvInput {
+		return kvInput{Op: opPutIf, Key: "k", Value: v, HasCond: true, CondRev: rev}
+	}
 	conflict := kvOutput{Conflict: true}
 	const never = math.MaxInt64
 	tests := []struct {
@@ -1309,7 +1311,9 @@ func TestModelCatchesViolations(t *testing.T) {
 // recorder collects what a check reports.
 type recorder struct{ msgs []string }
 
-func (r *recorder) Errorf(format string, args ...any) { r.msgs = append(r.msgs, fmt.Sprintf(format, args...)) }
+func (r *recorder) Errorf(format string, args ...any) {
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+}
 
 // TestAtomicityCatchesViolations makes sure checkAtomicity rejects half
 // a batch, a batch at two revisions, a failed batch seen, and a list that
@@ -1323,7 +1327,9 @@ func TestAtomicityCatchesViolations(t *testing.T) {
 	}
 	get := func(k string) kvInput { return kvInput{Op: opGet, Key: k} }
 	list := kvInput{Op: opList, Keys: []string{"a", "b", "c"}}
-	found := func(v string, rev int64) kvOutput { return kvOutput{Found: true, Value: v, Revision: rev, CreateRevision: 1, Version: 1} }
+	found := func(v string, rev int64) kvOutput {
+		return kvOutput{Found: true, Value: v, Revision: rev, CreateRevision: 1, Version: 1}
+	}
 	item := func(k, v string, rev int64) listItem { return listItem{k, v, rev, 1, 1} }
 	tests := []struct {
 		name string
