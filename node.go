@@ -70,6 +70,12 @@ type Node struct {
 	snapBase     uint64
 	snapBytes    uint64
 	snapInFlight atomic.Bool
+	// snapAfterAdd (raft loop) is set when a conf change that adds a
+	// member is applied and cleared when a snapshot taken after it starts:
+	// the newest snapshot, the one a leader sends a node whose entries it
+	// has compacted, must list that node, or the node refuses it and never
+	// catches up (bug B3 in docs/TESTING.md).
+	snapAfterAdd bool
 	snapIndex    atomic.Uint64
 	snapEvents   Feed[SnapshotEvent]
 	// forwardc carries proposals forwarded by peers to forwardLoop, so
@@ -513,8 +519,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.applyEntries(rd.CommittedEntries); err != nil {
 			return err
 		}
-		n.maybeSnapshot()
 	}
+	// Also without new entries: a snapshot due after a member was added
+	// may have waited for one in flight to finish.
+	n.maybeSnapshot()
 	return nil
 }
 
@@ -586,6 +594,11 @@ func (n *Node) applyCommand(e *raftpb.Entry) {
 func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
 	cs := n.applyMembershipChange(cc)
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
+	for _, ch := range cc.GetChanges() {
+		if t := ch.GetType(); t == raftpb.ConfChangeAddNode || t == raftpb.ConfChangeAddLearnerNode {
+			n.snapAfterAdd = true
+		}
+	}
 	return cs
 }
 
