@@ -574,6 +574,9 @@ func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStat
 			}
 		}
 	}
+	if len(nem.notes) > 0 {
+		t.Logf("seed %d: failed membership changes: %q", seed, nem.notes)
+	}
 	if nemErr != nil {
 		stats.restartErrs++
 		t.Errorf("seed %d: nemesis: %v", seed, nemErr)
@@ -745,7 +748,8 @@ func forceSnapshotInstall(t *testing.T, seed uint64, c *harness.Cluster, snaps *
 	follower := slices.DeleteFunc(c.RunningNames(), func(n string) bool { return n == leader })[0]
 	before := snaps.restoredBy(follower)
 	c.Isolate(follower)
-	behind := c.Node(follower).Status().CommitIndex
+	st := c.Node(follower).Status()
+	behind := max(st.CommitIndex, st.AppliedIndex)
 	deadline := time.Now().Add(30 * time.Second)
 	for i := 0; c.Node(leader).Status().SnapshotIndex <= behind+catchUp+20; i++ {
 		if time.Now().After(deadline) {
@@ -998,6 +1002,16 @@ type nemesis struct {
 	// retried (removing a removed member succeeds) before any other
 	// membership change, and finished at the end of the run.
 	pendingRemove string
+	// notes say why membership changes failed (refused, or of unknown
+	// outcome), for the run's log.
+	notes []string
+}
+
+// note records why a membership change failed (the first few).
+func (n *nemesis) note(err error) {
+	if len(n.notes) < 5 {
+		n.notes = append(n.notes, err.Error())
+	}
 }
 
 func (n *nemesis) run(stop <-chan struct{}) error {
@@ -1167,7 +1181,8 @@ func (n *nemesis) changeMembers() error {
 		}
 		n.faults["remove"]++
 		if err := c.Remove(ctx, vias[n.rng.IntN(len(vias))], target); err != nil {
-			n.faults["remove-unknown"]++
+			n.faults["remove-failed"]++
+			n.note(err)
 			n.pendingRemove = target
 			return membershipErr(err)
 		}
@@ -1180,7 +1195,8 @@ func (n *nemesis) changeMembers() error {
 	if err := c.Join(ctx, running[n.rng.IntN(len(running))], name); err != nil {
 		// Added or not, the name is not used again; a learner that never
 		// starts counts toward no quorum.
-		n.faults["add-unknown"]++
+		n.faults["add-failed"]++
+		n.note(err)
 		return membershipErr(err)
 	}
 	return nil
@@ -1208,7 +1224,8 @@ func (n *nemesis) promote() error {
 	defer cancel()
 	n.faults["promote"]++
 	if err := c.Node(via).PromoteMember(ctx, learners[n.rng.IntN(len(learners))]); err != nil {
-		n.faults["promote-unknown"]++
+		n.faults["promote-failed"]++
+		n.note(err)
 		return membershipErr(err)
 	}
 	return nil

@@ -133,3 +133,37 @@ func TestJoinAfterLogCompaction(t *testing.T) {
 		})
 	}
 }
+
+// TestRestartedNodeReportsTermAndCommit (bug B4): Status().Term and
+// CommitIndex were set only from a Ready's hard state, never from the one
+// in storage, so a restarted node reported term 0 and commit index 0
+// until its hard state next changed: on an idle cluster, for good (and
+// GET /v1/status said so).
+func TestRestartedNodeReportsTermAndCommit(t *testing.T) {
+	for _, kind := range []harness.StorageKind{harness.MemoryStorage, harness.CrashablePebble} {
+		t.Run(kind.String(), func(t *testing.T) {
+			c := harness.New(t, harness.Options{Nodes: 3, Seed: 2, Storage: kind})
+			leader := mustLeader(t, c)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.Client(leader).Put(ctx, "k", []byte("1")); err != nil {
+				t.Fatal(err)
+			}
+			c.AssertSameState(10 * time.Second)
+			follower := others(c, leader)[0]
+			if err := c.Crash(follower); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Restart(follower); err != nil {
+				t.Fatal(err)
+			}
+			want := c.Node(leader).Status()
+			mustLeader(t, c)
+			c.AssertSameState(10 * time.Second)
+			eventually(t, 5*time.Second, follower+" reports the leader's term and commit index", func() bool {
+				st := c.Node(follower).Status()
+				return st.Term == want.Term && st.CommitIndex >= want.CommitIndex
+			})
+		})
+	}
+}
