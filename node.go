@@ -206,6 +206,10 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		Logger:                    raftLogger{logger},
 	}
 	n.applied.applied = rc.Applied
+	// Status reports the stored term and commit index until a Ready
+	// changes them (bug B4: a restarted node reported 0 for both).
+	n.term.Store(hs.GetTerm())
+	n.commitIndex.Store(hs.GetCommit())
 	n.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
 	if !raft.IsEmptySnap(snap) {
 		if err := n.installSnapshot(snap.GetMetadata()); err != nil {
