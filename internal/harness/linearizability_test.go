@@ -745,7 +745,21 @@ func forceSnapshotInstall(t *testing.T, seed uint64, c *harness.Cluster, snaps *
 	if err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
-	follower := slices.DeleteFunc(c.RunningNames(), func(n string) bool { return n == leader })[0]
+	// Isolate a learner if there is one, else a voter whose absence
+	// leaves a quorum (membership changes may have left two voters and a
+	// learner).
+	follower, voters, running := "", 0, c.RunningNames()
+	for _, m := range c.Node(leader).Members() {
+		if m.Voter {
+			voters++
+		}
+		if m.ID != leader && slices.Contains(running, m.ID) && (follower == "" || !m.Voter) {
+			follower = m.ID
+		}
+	}
+	if m, err := c.Node(leader).Member(follower); follower == "" || (err == nil && m.Voter && voters < 3) {
+		t.Fatalf("seed %d: no follower to isolate without losing the quorum\n%s", seed, c.Describe())
+	}
 	before := snaps.restoredBy(follower)
 	c.Isolate(follower)
 	st := c.Node(follower).Status()
