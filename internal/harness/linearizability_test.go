@@ -61,16 +61,24 @@ func soakDuration(t *testing.T) time.Duration {
 	return 0
 }
 
-// TestLinearizability runs concurrent clients doing gets, puts and deletes
-// against random nodes while a nemesis partitions the network, isolates
-// the leader, crashes and restarts nodes and makes links lossy, slow and
-// duplicating, then checks the history with porcupine against a per-key
-// model (which also checks revisions, create revisions and versions). A
-// write whose outcome the client could not learn (ErrTimeout, ErrStopped,
-// a context error) is an operation of unknown outcome; one that was
-// definitely not proposed (ErrNoLeader, a rejected argument) is left out,
-// as are failed reads. Crash-able Pebble storage alternates with
-// in-memory storage, so crashes also lose unsynced data.
+// TestLinearizability runs concurrent clients doing gets, lists, puts,
+// deletes, compare-and-sets (PutIf), Updates and multi-key batches against
+// random nodes while a nemesis partitions the network, isolates the
+// leader, crashes and restarts nodes (also right after a snapshot), makes
+// links lossy, slow and duplicating, adds, promotes and removes members,
+// all with snapshot thresholds small enough that snapshots, compaction and
+// snapshot installs happen constantly. It then checks the history with
+// porcupine against a per-key model (which also checks revisions, create
+// revisions and versions) and checks batch and list atomicity, which a
+// per-key model cannot see, separately (see kvModel). Writes carry request
+// ids and are retried with them on another node when their outcome is
+// unknown; each is recorded once. A write whose outcome the client never
+// learned (ErrTimeout, ErrStopped, a context error) is an operation of
+// unknown outcome; one that was definitely not proposed (ErrNoLeader, a
+// rejected argument) is left out, as are failed reads. Crash-able Pebble
+// storage alternates with in-memory storage, so crashes also lose unsynced
+// data. Every run must create snapshots and have a node install one from a
+// leader.
 //
 // By default it runs shortSeeds for shortRun each; with -soak=DURATION
 // (or SOAK=DURATION) it runs seed after seed for that long.
