@@ -524,9 +524,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			return err
 		}
 	}
-	// Also without new entries: a snapshot due after a member was added
-	// may have waited for one in flight to finish.
-	n.maybeSnapshot()
+	// Also without new entries if a member was added: that snapshot may
+	// have waited for one in flight to finish.
+	if len(rd.CommittedEntries) > 0 || n.snapAfterAdd {
+		n.maybeSnapshot()
+	}
 	return nil
 }
 
