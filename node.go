@@ -70,6 +70,12 @@ type Node struct {
 	snapBase     uint64
 	snapBytes    uint64
 	snapInFlight atomic.Bool
+	// snapAfterAdd (raft loop) is set when a conf change that adds a
+	// member is applied and cleared when a snapshot taken after it starts:
+	// the newest snapshot, the one a leader sends a node whose entries it
+	// has compacted, must list that node, or the node refuses it and never
+	// catches up (bug B3 in docs/TESTING.md).
+	snapAfterAdd bool
 	snapIndex    atomic.Uint64
 	snapEvents   Feed[SnapshotEvent]
 	// forwardc carries proposals forwarded by peers to forwardLoop, so
@@ -200,6 +206,10 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		Logger:                    raftLogger{logger},
 	}
 	n.applied.applied = rc.Applied
+	// Status reports the stored term and commit index until a Ready
+	// changes them (bug B4: a restarted node reported 0 for both).
+	n.term.Store(hs.GetTerm())
+	n.commitIndex.Store(hs.GetCommit())
 	n.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
 	if !raft.IsEmptySnap(snap) {
 		if err := n.installSnapshot(snap.GetMetadata()); err != nil {
@@ -513,6 +523,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		if err := n.applyEntries(rd.CommittedEntries); err != nil {
 			return err
 		}
+	}
+	// Also without new entries if a member was added: that snapshot may
+	// have waited for one in flight to finish.
+	if len(rd.CommittedEntries) > 0 || n.snapAfterAdd {
 		n.maybeSnapshot()
 	}
 	return nil
@@ -586,6 +600,11 @@ func (n *Node) applyCommand(e *raftpb.Entry) {
 func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
 	cs := n.applyMembershipChange(cc)
 	n.confState = proto.Clone(cs).(*raftpb.ConfState)
+	for _, ch := range cc.GetChanges() {
+		if t := ch.GetType(); t == raftpb.ConfChangeAddNode || t == raftpb.ConfChangeAddLearnerNode {
+			n.snapAfterAdd = true
+		}
+	}
 	return cs
 }
 

@@ -138,22 +138,23 @@ func readNodeState(r io.Reader) (nodeSnapshotState, error) {
 }
 
 // maybeSnapshot starts a snapshot if enough was applied since the last
-// one and none is being written. Called from the raft loop after applying:
-// it captures the state there (cheaply: the state machine clones
-// copy-on-write) and writes it out on another goroutine.
+// one, or a member was added since (see snapAfterAdd), and none is being
+// written. Called from the raft loop after applying: it captures the
+// state there (cheaply: the state machine clones copy-on-write) and
+// writes it out on another goroutine.
 func (n *Node) maybeSnapshot() {
 	if n.snapper == nil || n.cfg.SnapshotThreshold == 0 {
 		return
 	}
 	applied := n.AppliedIndex()
-	due := applied-n.snapBase >= n.cfg.SnapshotThreshold ||
+	due := applied-n.snapBase >= n.cfg.SnapshotThreshold || n.snapAfterAdd ||
 		(n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes)
 	if !due || applied <= n.snapBase || !n.snapInFlight.CompareAndSwap(false, true) {
 		return
 	}
 	// Whatever happens next, wait for another threshold before retrying:
 	// a failing disk should not be hit on every Ready.
-	n.snapBase, n.snapBytes = applied, 0
+	n.snapBase, n.snapBytes, n.snapAfterAdd = applied, 0, false
 	term, err := n.storage.Term(applied)
 	if err != nil {
 		n.snapInFlight.Store(false)

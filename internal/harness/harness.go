@@ -83,6 +83,11 @@ type Options struct {
 	// QueueLimit bounds each node's inbound network queue; zero means
 	// memnet.DefaultQueueLimit.
 	QueueLimit int
+	// OnStart, if set, is called with every incarnation of every node
+	// (at New, Restart and StartJoining) after it is created and before
+	// it starts, so a test can subscribe to its events from the first
+	// one on. It must not call back into the Cluster.
+	OnStart func(name string, node *consensus.Node)
 }
 
 // Cluster is a running in-process cluster.
@@ -123,6 +128,9 @@ type member struct {
 	// joins marks a node added after the cluster started: with empty
 	// storage it joins instead of bootstrapping (see members.go).
 	joins bool
+	// removed marks a node removed from the cluster (Remove): it is
+	// stopped for good and no longer among Names or RunningNames.
+	removed bool
 }
 
 // New starts a cluster and registers its shutdown with t.Cleanup. It
@@ -209,6 +217,9 @@ func (c *Cluster) start(m *member) error {
 		c.closeStorage(st)
 		return err
 	}
+	if c.opts.OnStart != nil {
+		c.opts.OnStart(m.name, node)
+	}
 	node.Start(tr)
 	c.mu.Lock()
 	m.storage, m.node, m.machine, m.tr = st, node, machine, tr
@@ -225,8 +236,13 @@ func (c *Cluster) closeStorage(st consensus.LogStorage) {
 	}
 }
 
-// Names returns the nodes' names, n1 to nN.
-func (c *Cluster) Names() []string { return slices.Clone(c.names) }
+// Names returns the names of the nodes that are members: n1 to nN, then
+// those added with Join or StartJoining, less those removed with Remove.
+func (c *Cluster) Names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.DeleteFunc(slices.Clone(c.names), func(n string) bool { return c.members[n].removed })
+}
 
 // ID returns the raft id of the named node.
 func (c *Cluster) ID(name string) uint64 { return consensus.RaftID(name) }
@@ -263,7 +279,7 @@ func (c *Cluster) RunningNames() []string {
 	defer c.mu.Unlock()
 	var out []string
 	for _, name := range c.names {
-		if c.members[name].running {
+		if m := c.members[name]; m.running && !m.removed {
 			out = append(out, name)
 		}
 	}
@@ -331,7 +347,7 @@ func (c *Cluster) WaitLeader(timeout time.Duration, names ...string) (string, er
 // messages.
 func (c *Cluster) Describe() string {
 	var b strings.Builder
-	for _, name := range c.names {
+	for _, name := range c.Names() {
 		c.mu.Lock()
 		m := c.member(name)
 		node, running := m.node, m.running
@@ -375,7 +391,7 @@ func (c *Cluster) Crash(name string) error {
 	defer c.opMu.Unlock()
 	c.mu.Lock()
 	m := c.member(name)
-	if !m.running || c.closed {
+	if !m.running || m.removed || c.closed {
 		c.mu.Unlock()
 		return fmt.Errorf("harness: crash %s: not running", name)
 	}
@@ -411,9 +427,9 @@ func (c *Cluster) Restart(name string) error {
 	defer c.opMu.Unlock()
 	c.mu.Lock()
 	m := c.member(name)
-	if m.running || c.closed {
+	if m.running || m.removed || c.closed {
 		c.mu.Unlock()
-		return fmt.Errorf("harness: restart %s: already running", name)
+		return fmt.Errorf("harness: restart %s: already running or removed", name)
 	}
 	c.mu.Unlock()
 	if err := c.start(m); err != nil {

@@ -60,3 +60,39 @@ func (c *Cluster) StartJoining(name string) error {
 	}
 	return nil
 }
+
+// Remove asks the running node via to remove name from the cluster
+// (consensus.Node.RemoveMember: a leader hands leadership over first)
+// and, once the removal is in effect, stops name for good if it is
+// running: it leaves Names and RunningNames, and its id is never used
+// again. If the removal fails (ErrTimeout: outcome unknown), name stays
+// a member as far as the harness knows; calling Remove again is safe,
+// since removing a removed member succeeds.
+func (c *Cluster) Remove(ctx context.Context, via, name string) error {
+	if err := c.Node(via).RemoveMember(ctx, name); err != nil {
+		return fmt.Errorf("harness: remove %s via %s: %w", name, via, err)
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.Lock()
+	m := c.member(name)
+	if m.removed || c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	m.removed = true
+	running := m.running
+	m.running = false
+	c.mu.Unlock()
+	if running {
+		_ = m.tr.Close()
+		m.node.Stop()
+		if c.opts.Storage == CrashablePebble {
+			_ = m.storage.Close()
+			c.mu.Lock()
+			m.storage = nil
+			c.mu.Unlock()
+		}
+	}
+	return nil
+}

@@ -2,9 +2,11 @@ package harness_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/harness"
 	"github.com/unrdf/consensus/internal/memnet"
 	"go.etcd.io/raft/v3"
@@ -97,5 +99,71 @@ func TestDuplicatedProposalAppliedOnce(t *testing.T) {
 	s := c.AssertSameState(10 * time.Second)
 	if len(s.Items) != 1 || s.Items[0].Version != 1 || s.Items[0].Revision != rev || s.Revision != rev {
 		t.Fatalf("B2: one put, acknowledged at revision %d, left revision %d and items %+v", rev, s.Revision, s.Items)
+	}
+}
+
+// TestJoinAfterLogCompaction (bug B3): a node that joins a cluster whose
+// leader has compacted its log needs a snapshot, and the leader sends its
+// newest. Every snapshot taken so far predates the conf change that added
+// the node, so its ConfState does not list it, and raft on the new node
+// refuses it ("attempted to restore snapshot but it is not in the
+// ConfState"). The leader sends the same snapshot again and again until a
+// later one is taken, SnapshotThreshold entries on: an idle cluster never
+// takes one, and the new node never catches up.
+func TestJoinAfterLogCompaction(t *testing.T) {
+	for _, kind := range []harness.StorageKind{harness.MemoryStorage, harness.CrashablePebble} {
+		t.Run(kind.String(), func(t *testing.T) {
+			c := harness.New(t, harness.Options{Nodes: 3, Seed: 1, Storage: kind, Configure: func(cfg *consensus.Config) {
+				cfg.SnapshotThreshold = 40
+				cfg.SnapshotCatchUpEntries = 5
+			}})
+			leader := mustLeader(t, c)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for i := range 200 {
+				if _, err := c.Client(leader).Put(ctx, fmt.Sprintf("k%d", i), []byte("1")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := c.Join(ctx, leader, "n4"); err != nil {
+				t.Fatal(err)
+			}
+			// No more writes: the cluster is idle from here on.
+			c.AssertSameState(10 * time.Second)
+		})
+	}
+}
+
+// TestRestartedNodeReportsTermAndCommit (bug B4): Status().Term and
+// CommitIndex were set only from a Ready's hard state, never from the one
+// in storage, so a restarted node reported term 0 and commit index 0
+// until its hard state next changed: on an idle cluster, for good (and
+// GET /v1/status said so).
+func TestRestartedNodeReportsTermAndCommit(t *testing.T) {
+	for _, kind := range []harness.StorageKind{harness.MemoryStorage, harness.CrashablePebble} {
+		t.Run(kind.String(), func(t *testing.T) {
+			c := harness.New(t, harness.Options{Nodes: 3, Seed: 2, Storage: kind})
+			leader := mustLeader(t, c)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if _, err := c.Client(leader).Put(ctx, "k", []byte("1")); err != nil {
+				t.Fatal(err)
+			}
+			c.AssertSameState(10 * time.Second)
+			follower := others(c, leader)[0]
+			if err := c.Crash(follower); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Restart(follower); err != nil {
+				t.Fatal(err)
+			}
+			want := c.Node(leader).Status()
+			mustLeader(t, c)
+			c.AssertSameState(10 * time.Second)
+			eventually(t, 5*time.Second, follower+" reports the leader's term and commit index", func() bool {
+				st := c.Node(follower).Status()
+				return st.Term == want.Term && st.CommitIndex >= want.CommitIndex
+			})
+		})
 	}
 }
