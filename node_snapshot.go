@@ -138,16 +138,27 @@ func readNodeState(r io.Reader) (nodeSnapshotState, error) {
 }
 
 // maybeSnapshot starts a snapshot if enough was applied since the last
-// one and none is being written. Called from the raft loop after applying:
-// it captures the state there (cheaply: the state machine clones
+// one, the last one ended long enough ago (Config.SnapshotSpacing) and
+// none is being written. Called from the raft loop after each Ready: it
+// captures the state there (cheaply: the state machine clones
 // copy-on-write) and writes it out on another goroutine.
 func (n *Node) maybeSnapshot() {
 	if n.snapper == nil || n.cfg.SnapshotThreshold == 0 {
 		return
 	}
 	applied := n.AppliedIndex()
-	due := applied-n.snapBase >= n.cfg.SnapshotThreshold ||
-		(n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes)
+	due := n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes
+	if !due && applied-n.snapBase >= n.cfg.SnapshotThreshold {
+		due = true
+		if wait := n.snapNotBefore.Load() - time.Now().UnixNano(); wait > 0 {
+			// Spaced out: come back then, even if nothing is applied
+			// meanwhile (the run loop's snapWake).
+			due = false
+			if n.snapWake == nil {
+				n.snapWake = time.After(time.Duration(wait))
+			}
+		}
+	}
 	if !due || applied <= n.snapBase || !n.snapInFlight.CompareAndSwap(false, true) {
 		return
 	}
@@ -183,6 +194,11 @@ func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state [
 	defer n.wg.Done()
 	defer n.snapInFlight.Store(false)
 	start := time.Now()
+	defer func() {
+		// Space the next one by how long this one took, failed or not.
+		end := time.Now()
+		n.snapNotBefore.Store(end.Add(time.Duration(n.cfg.SnapshotSpacing) * end.Sub(start)).UnixNano())
+	}()
 	size, err := n.writeSnapshot(index, term, state, view)
 	if err != nil {
 		n.log.Error("snapshot failed", "index", index, "err", err)
