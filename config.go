@@ -64,7 +64,13 @@ type Config struct {
 	// Default 1 MiB.
 	MaxSizePerMsg uint64
 	// MaxInflightMsgs bounds append messages in flight per follower.
-	// Default 256.
+	// While that many are unacknowledged the leader holds new entries
+	// back and sends them together in the next message (up to
+	// MaxSizePerMsg), so under load a follower gets fewer, larger appends
+	// and syncs its log fewer times per entry: at 256 every proposal went
+	// out as its own message, and each follower Ready (one fsync) covered
+	// few entries. Default 16 (BENCHMARKS.md: 256 -> 16 cut CPU per write
+	// by about a fifth at 256 concurrent writers).
 	MaxInflightMsgs int
 	// MaxInflightBytes bounds the bytes of entries in flight per follower,
 	// so a slow follower cannot hold the leader's memory. Default 32 MiB.
@@ -93,11 +99,21 @@ type Config struct {
 	// campaigns. Default 10ms.
 	FailoverJitter time.Duration
 
-	// SnapshotThreshold is how many entries are applied between two
+	// SnapshotThreshold is the least number of entries applied between two
 	// snapshots of the state machine (if it implements Snapshotter); after
 	// each snapshot the log is compacted. 0 turns snapshots off. Default
-	// 1000 (the seed's snapshotInterval, counted in entries).
+	// 1000 (the seed's snapshotInterval, counted in entries). Under load
+	// SnapshotSpacing may space snapshots further apart.
 	SnapshotThreshold uint64
+	// SnapshotSpacing bounds the share of time spent writing snapshots:
+	// after a snapshot that took d to write, the next starts no sooner than
+	// SnapshotSpacing*d after it ended, however many entries were applied
+	// meanwhile (SnapshotThresholdBytes still forces one). A snapshot's
+	// fsyncs compete with the log's on the same disk, and one every
+	// SnapshotThreshold entries at thousands of writes per second halved
+	// write throughput (BENCHMARKS.md). 0 spaces by entries alone.
+	// Default 50 (at most ~2% of the time).
+	SnapshotSpacing int
 	// SnapshotThresholdBytes also triggers a snapshot once this many bytes
 	// of entries were applied since the last, so a few huge commands
 	// cannot grow the log without bound (etcd-io/etcd#12548). Default
@@ -132,7 +148,7 @@ func DefaultConfig(id string) Config {
 		HeartbeatInterval:         50 * time.Millisecond,
 		MaxCommandBytes:           3 << 19,
 		MaxSizePerMsg:             1 << 20,
-		MaxInflightMsgs:           256,
+		MaxInflightMsgs:           16,
 		MaxInflightBytes:          32 << 20,
 		MaxUncommittedEntriesSize: 64 << 20,
 		MaxCommittedSizePerReady:  8 << 20,
@@ -140,6 +156,7 @@ func DefaultConfig(id string) Config {
 		FastFailover:              true,
 		FailoverJitter:            10 * time.Millisecond,
 		SnapshotThreshold:         1000,
+		SnapshotSpacing:           50,
 		SnapshotThresholdBytes:    64 << 20,
 		SnapshotCatchUpEntries:    5000,
 		SnapshotRetain:            3,
@@ -169,6 +186,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("config: failover jitter %v must be in [0, election timeout %v)", c.FailoverJitter, c.ElectionTimeoutMin)
 	case c.SnapshotRetain < 1:
 		return errors.New("config: snapshot retain must be at least 1 (the newest snapshot)")
+	case c.SnapshotSpacing < 0:
+		return errors.New("config: snapshot spacing must not be negative")
 	}
 	if _, ok := c.Peers[c.ID]; len(c.Peers) > 0 && !ok {
 		return fmt.Errorf("config: peers do not include this node %q", c.ID)

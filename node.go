@@ -76,8 +76,13 @@ type Node struct {
 	// has compacted, must list that node, or the node refuses it and never
 	// catches up (bug B3 in docs/TESTING.md).
 	snapAfterAdd bool
-	snapIndex    atomic.Uint64
-	snapEvents   Feed[SnapshotEvent]
+	// snapNotBefore (Unix nanoseconds) is when the next snapshot may
+	// start, set as one ends (Config.SnapshotSpacing). snapWake, owned by
+	// the raft loop, fires then if a due snapshot is waiting for it.
+	snapNotBefore atomic.Int64
+	snapWake      <-chan time.Time
+	snapIndex     atomic.Uint64
+	snapEvents    Feed[SnapshotEvent]
 	// forwardc carries proposals forwarded by peers to forwardLoop, so
 	// that stepping one (which waits while raft knows no leader) never
 	// stalls the transport that delivered it.
@@ -461,6 +466,9 @@ func (n *Node) run() {
 				return
 			}
 			n.raft.Advance()
+		case <-n.snapWake:
+			n.snapWake = nil
+			n.maybeSnapshot()
 		case <-n.stopc:
 			return
 		}

@@ -138,8 +138,9 @@ func readNodeState(r io.Reader) (nodeSnapshotState, error) {
 }
 
 // maybeSnapshot starts a snapshot if enough was applied since the last
-// one, or a member was added since (see snapAfterAdd), and none is being
-// written. Called from the raft loop after applying: it captures the
+// one (and the last one ended long enough ago: Config.SnapshotSpacing),
+// or a member was added since (see snapAfterAdd), and none is being
+// written. Called from the raft loop after each Ready: it captures the
 // state there (cheaply: the state machine clones copy-on-write) and
 // writes it out on another goroutine.
 func (n *Node) maybeSnapshot() {
@@ -147,8 +148,19 @@ func (n *Node) maybeSnapshot() {
 		return
 	}
 	applied := n.AppliedIndex()
-	due := applied-n.snapBase >= n.cfg.SnapshotThreshold || n.snapAfterAdd ||
-		(n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes)
+	// A member's addition and the byte threshold are not spaced out.
+	due := n.snapAfterAdd || (n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes)
+	if !due && applied-n.snapBase >= n.cfg.SnapshotThreshold {
+		due = true
+		if wait := n.snapNotBefore.Load() - time.Now().UnixNano(); wait > 0 {
+			// Spaced out: come back then, even if nothing is applied
+			// meanwhile (the run loop's snapWake).
+			due = false
+			if n.snapWake == nil {
+				n.snapWake = time.After(time.Duration(wait))
+			}
+		}
+	}
 	if !due || applied <= n.snapBase || !n.snapInFlight.CompareAndSwap(false, true) {
 		return
 	}
@@ -184,6 +196,11 @@ func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state [
 	defer n.wg.Done()
 	defer n.snapInFlight.Store(false)
 	start := time.Now()
+	defer func() {
+		// Space the next one by how long this one took, failed or not.
+		end := time.Now()
+		n.snapNotBefore.Store(end.Add(time.Duration(n.cfg.SnapshotSpacing) * end.Sub(start)).UnixNano())
+	}()
 	size, err := n.writeSnapshot(index, term, state, view)
 	if err != nil {
 		n.log.Error("snapshot failed", "index", index, "err", err)

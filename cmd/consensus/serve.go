@@ -57,6 +57,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	hcMaxFailed := fs.Int("max-failed-health-checks", hcDef.MaxFailedHealthChecks, "failed checks in a row before a member is unhealthy")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	pprofAddr := fs.String("pprof", "", "host:port for Go's net/http/pprof profiles (off if empty; never expose it beyond localhost)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -147,6 +148,15 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 1
+	}
+	if *pprofAddr != "" {
+		stopProfiles, err := serveProfiles(*pprofAddr, logger)
+		if err != nil {
+			fmt.Fprintln(stderr, "serve: --pprof:", err)
+			_ = srv.Close(context.Background())
+			return 1
+		}
+		defer stopProfiles()
 	}
 	scheme := "http"
 	if scfg.HTTPTLS != nil {
