@@ -175,8 +175,8 @@ type Client struct {
 	// id names this client in the request ids of its writes, and seq
 	// numbers them: a write retried after a timeout or a lost connection
 	// carries the same (id, seq), and the cluster applies it once.
-	id  string
-	seq atomic.Uint64
+	id   string
+	seqs seqWindow
 
 	ctx    context.Context // cancelled by Close: ends dials in progress
 	cancel context.CancelFunc
@@ -206,7 +206,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, id: cfg.ClientID}
+	c := &Client{cfg: cfg, id: cfg.ClientID, seqs: newSeqWindow(kv.DefaultSessionWindow)}
 	if c.id == "" {
 		var b [12]byte
 		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
@@ -366,16 +366,27 @@ func (c *Client) Put(ctx context.Context, key string, value []byte) (int64, erro
 // example kv.IfRevision(item.Revision), or kv.IfAbsent() to create only);
 // otherwise it fails with an error wrapping kv.ErrConflict.
 func (c *Client) PutIf(ctx context.Context, key string, value []byte, cond kv.Cond) (int64, error) {
-	args := appendBin(appendStr(make([]byte, 0, len(key)+len(value)+64), key), value)
-	args = appendCond(c.appendRequestID(args), cond)
-	resp, err := c.do(ctx, opPut, 4, args)
+	resp, err := c.doWrite(ctx, opPut, 4, func(rid func([]byte) []byte) []byte {
+		args := appendBin(appendStr(make([]byte, 0, len(key)+len(value)+64), key), value)
+		return appendCond(rid(args), cond)
+	})
 	return resp.revision, err
 }
 
-// appendRequestID appends [client id, next sequence].
-func (c *Client) appendRequestID(b []byte) []byte {
-	b = appendArrayHeader(b, 2)
-	return appendUint(appendStr(b, c.id), c.seq.Add(1))
+// doWrite runs a write whose arguments build makes; build calls rid where
+// the request id goes. The id's sequence number is held from here until
+// the write's outcome is settled (see seqWindow).
+func (c *Client) doWrite(ctx context.Context, op byte, nargs int, build func(rid func([]byte) []byte) []byte) (response, error) {
+	seq, err := c.seqs.acquire(ctx)
+	if err != nil {
+		return response{}, fmt.Errorf("client: %s: waiting for a sequence number: %w", opName(op), err)
+	}
+	defer c.seqs.release(seq)
+	args := build(func(b []byte) []byte {
+		b = appendArrayHeader(b, 2)
+		return appendUint(appendStr(b, c.id), seq)
+	})
+	return c.do(ctx, op, nargs, args)
 }
 
 // ClientID returns the id this client's writes carry.
@@ -398,8 +409,9 @@ func (c *Client) Delete(ctx context.Context, key string) (int64, error) {
 // DeleteIf is Delete on condition that cond holds; otherwise it fails
 // with an error wrapping kv.ErrConflict.
 func (c *Client) DeleteIf(ctx context.Context, key string, cond kv.Cond) (int64, error) {
-	args := appendCond(c.appendRequestID(appendStr(nil, key)), cond)
-	resp, err := c.do(ctx, opDelete, 3, args)
+	resp, err := c.doWrite(ctx, opDelete, 3, func(rid func([]byte) []byte) []byte {
+		return appendCond(rid(appendStr(nil, key)), cond)
+	})
 	return resp.revision, err
 }
 
@@ -419,7 +431,7 @@ func (c *Client) Batch(ctx context.Context, ops []kv.Op) (int64, error) {
 		}
 		args = appendCond(args, o.Cond)
 	}
-	resp, err := c.do(ctx, opTxn, 2, c.appendRequestID(args))
+	resp, err := c.doWrite(ctx, opTxn, 2, func(rid func([]byte) []byte) []byte { return rid(args) })
 	return resp.revision, err
 }
 
@@ -478,13 +490,13 @@ func (c *Client) RegisterNode(ctx context.Context, id string, metadata []byte) (
 // DeregisterNode removes application node id; kv.ErrNodeNotFound if it is
 // not registered.
 func (c *Client) DeregisterNode(ctx context.Context, id string) (int64, error) {
-	resp, err := c.do(ctx, opNodeDeregister, 2, c.appendRequestID(appendStr(nil, id)))
+	resp, err := c.doWrite(ctx, opNodeDeregister, 2, func(rid func([]byte) []byte) []byte { return rid(appendStr(nil, id)) })
 	return resp.revision, err
 }
 
 func (c *Client) workflowWrite(ctx context.Context, op byte, id string, fields []byte) (int64, error) {
 	args := appendFields(appendStr(make([]byte, 0, len(id)+len(fields)+64), id), fields)
-	resp, err := c.do(ctx, op, 3, c.appendRequestID(args))
+	resp, err := c.doWrite(ctx, op, 3, func(rid func([]byte) []byte) []byte { return rid(args) })
 	return resp.revision, err
 }
 
