@@ -137,6 +137,10 @@ func readNodeState(r io.Reader) (nodeSnapshotState, error) {
 	return st, nil
 }
 
+// snapshotRecheck is how soon a due snapshot is looked at again while
+// the previous one is still being written.
+const snapshotRecheck = 50 * time.Millisecond
+
 // maybeSnapshot starts a snapshot if enough was applied since the last
 // one (and the last one ended long enough ago: Config.SnapshotSpacing),
 // or a member was added since (see snapAfterAdd), and none is being
@@ -161,7 +165,16 @@ func (n *Node) maybeSnapshot() {
 			}
 		}
 	}
-	if !due || applied <= n.snapBase || !n.snapInFlight.CompareAndSwap(false, true) {
+	if !due || applied <= n.snapBase {
+		return
+	}
+	if !n.snapInFlight.CompareAndSwap(false, true) {
+		// One is still being written: look again soon, even if nothing
+		// is applied meanwhile, or an idle node would never take the
+		// snapshot that came due.
+		if n.snapWake == nil {
+			n.snapWake = time.After(snapshotRecheck)
+		}
 		return
 	}
 	// Whatever happens next, wait for another threshold before retrying:
