@@ -834,28 +834,39 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	if !n.IsLeader() {
 		return nil
 	}
-	st := n.raft.Status()
-	var target, best uint64
-	for id, pr := range st.Progress {
-		if id == n.id || pr.IsLearner {
-			continue
-		}
-		if target == 0 || pr.Match > best || (pr.Match == best && id < target) {
-			target, best = id, pr.Match
-		}
-	}
-	if target == 0 {
-		return nil
-	}
-	n.log.Info("transferring leadership", "to", n.nameOf(target))
-	n.raft.TransferLeadership(ctx, n.id, target)
 	t := time.NewTicker(n.cfg.TickInterval)
 	defer t.Stop()
+	var asked time.Time
 	for n.IsLeader() {
+		// Raft abandons a transfer its target does not complete within an
+		// election timeout (it may still be catching up): ask again, of
+		// whoever is most caught up by then.
+		if time.Since(asked) >= n.cfg.ElectionTimeoutMax {
+			target := n.transferTarget(n.id)
+			if target == 0 {
+				return nil
+			}
+			n.log.Info("transferring leadership", "to", n.nameOf(target))
+			n.raft.TransferLeadership(ctx, n.id, target)
+			asked = time.Now()
+		}
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return fmt.Errorf("transfer leadership: %w: %w", ErrTimeout, ctx.Err())
+		case <-n.stopc:
+			return ErrStopped
+		}
+	}
+	// Wait until the new leader is known here too: its messages are
+	// flowing, so a stop right after this does not race the other
+	// followers hearing of it (one that has not may take the closing
+	// sockets for a crash and fail over for nothing).
+	for n.leader.Load() == raft.None {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return nil // handed over; only the confirmation is missing
 		case <-n.stopc:
 			return ErrStopped
 		}
