@@ -263,6 +263,45 @@ func bodyID(w http.ResponseWriter, obj map[string]json.RawMessage) (string, bool
 	return id, true
 }
 
+// serveCollection serves a registry's collection route: GET (and HEAD)
+// answers list's response, read with the request's consistency; POST
+// creates the entry named by the body's "id" with create, answering
+// createStatus.
+func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, query url.Values,
+	list func(context.Context, kv.Consistency) (any, error),
+	createStatus int, create func(ctx context.Context, id string, body []byte) (int64, error)) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+		c, ok := parseConsistency(w, query)
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+		defer cancel()
+		resp, err := list(ctx, c)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		w.Header().Set(ConsistencyHeader, c.String())
+		h.writeJSON(w, http.StatusOK, resp)
+	case http.MethodPost:
+		obj, body, ok := h.readObject(w, r, false)
+		if !ok {
+			return
+		}
+		id, ok := bodyID(w, obj)
+		if !ok {
+			return
+		}
+		h.workflowWrite(w, r, id, createStatus, func(ctx context.Context) (int64, error) {
+			return create(ctx, id, body)
+		})
+	default:
+		methodNotAllowed(w, "GET, HEAD, POST")
+	}
+}
+
 // serveWorkflows serves /v1/workflows and /v1/workflows/...; rest is the
 // escaped path after "/v1/workflows".
 func (h *apiHandler) serveWorkflows(w http.ResponseWriter, r *http.Request, rest string) {
@@ -271,39 +310,13 @@ func (h *apiHandler) serveWorkflows(w http.ResponseWriter, r *http.Request, rest
 		return
 	}
 	if rest == "" {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			c, ok := parseConsistency(w, query)
-			if !ok {
-				return
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-			defer cancel()
+		h.serveCollection(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
 			list, rev, err := h.backend.Workflows(ctx, c)
-			if err != nil {
-				h.fail(w, r, err)
-				return
-			}
 			if list == nil {
 				list = []kv.Workflow{}
 			}
-			w.Header().Set(ConsistencyHeader, c.String())
-			h.writeJSON(w, http.StatusOK, workflowsResponse{Workflows: list, Revision: rev})
-		case http.MethodPost:
-			obj, body, ok := h.readObject(w, r, false)
-			if !ok {
-				return
-			}
-			id, ok := bodyID(w, obj)
-			if !ok {
-				return
-			}
-			h.workflowWrite(w, r, id, http.StatusCreated, func(ctx context.Context) (int64, error) {
-				return h.backend.StartWorkflow(ctx, id, body)
-			})
-		default:
-			methodNotAllowed(w, "GET, HEAD, POST")
-		}
+			return workflowsResponse{Workflows: list, Revision: rev}, err
+		}, http.StatusCreated, h.backend.StartWorkflow)
 		return
 	}
 	seg, action, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
@@ -380,39 +393,13 @@ func (h *apiHandler) serveNodes(w http.ResponseWriter, r *http.Request, rest str
 		return
 	}
 	if rest == "" {
-		switch r.Method {
-		case http.MethodGet, http.MethodHead:
-			c, ok := parseConsistency(w, query)
-			if !ok {
-				return
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-			defer cancel()
+		h.serveCollection(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
 			list, rev, err := h.backend.Nodes(ctx, c)
-			if err != nil {
-				h.fail(w, r, err)
-				return
-			}
 			if list == nil {
 				list = []kv.Node{}
 			}
-			w.Header().Set(ConsistencyHeader, c.String())
-			h.writeJSON(w, http.StatusOK, nodesResponse{Nodes: list, Revision: rev})
-		case http.MethodPost:
-			obj, body, ok := h.readObject(w, r, false)
-			if !ok {
-				return
-			}
-			id, ok := bodyID(w, obj)
-			if !ok {
-				return
-			}
-			h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
-				return h.backend.RegisterNode(ctx, id, body)
-			})
-		default:
-			methodNotAllowed(w, "GET, HEAD, POST")
-		}
+			return nodesResponse{Nodes: list, Revision: rev}, err
+		}, http.StatusOK, h.backend.RegisterNode)
 		return
 	}
 	seg, ok := strings.CutPrefix(rest, "/")

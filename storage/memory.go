@@ -163,12 +163,8 @@ func (m *Memory) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftp
 		if plan.keepLog {
 			// Record the snapshot without dropping the log after it, then
 			// drop what it covers (unless that is only the log start).
-			cs := meta.GetConfState()
-			if cs == nil {
-				cs = &raftpb.ConfState{}
-			}
-			if _, err := m.ms.CreateSnapshot(meta.GetIndex(), cs, plan.snap.GetData()); err != nil {
-				return fmt.Errorf("storage: memory: %w", err)
+			if err := m.createSnapshot(plan.snap); err != nil {
+				return err
 			}
 			if meta.GetIndex() >= b.first {
 				if err := m.ms.Compact(meta.GetIndex()); err != nil {
@@ -216,6 +212,16 @@ func (m *Memory) SetSnapshot(snap *raftpb.Snapshot) error {
 	if err := checkSetSnapshot(snap, m.snapIndex, b.first-1, b.last, m.ms.Term); err != nil {
 		return fmt.Errorf("storage: memory: %w", err)
 	}
+	if err := m.createSnapshot(snap); err != nil {
+		return err
+	}
+	m.snapIndex = snap.GetMetadata().GetIndex()
+	return nil
+}
+
+// createSnapshot records snap in MemoryStorage without touching the log.
+// Callers hold m.mu and have checked snap against the log.
+func (m *Memory) createSnapshot(snap *raftpb.Snapshot) error {
 	meta := snap.GetMetadata()
 	cs := meta.GetConfState()
 	if cs == nil {
@@ -224,7 +230,6 @@ func (m *Memory) SetSnapshot(snap *raftpb.Snapshot) error {
 	if _, err := m.ms.CreateSnapshot(meta.GetIndex(), cs, snap.GetData()); err != nil {
 		return fmt.Errorf("storage: memory: %w", err)
 	}
-	m.snapIndex = meta.GetIndex()
 	return nil
 }
 
