@@ -10,7 +10,6 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -291,6 +290,3 @@ func (d *SnapshotDir) List() ([][2]uint64, error) {
 	slices.SortFunc(out, func(a, b [2]uint64) int { return cmp.Compare(a[0], b[0]) })
 	return out, nil
 }
-
-// Path returns the directory the snapshots are in.
-func (d *SnapshotDir) Path() string { return filepath.Clean(d.dir) }
