@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -42,15 +43,14 @@ func newTestCluster(t testing.TB, n int) *testCluster {
 	return c
 }
 
-// freeAddr reserves a loopback port and releases it for the caller.
+// freeAddr reserves a loopback port below the ephemeral range (see
+// internal/loopback) and releases it for the caller.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	return addr
 }
 
@@ -58,17 +58,11 @@ func freeAddr(t testing.TB) string {
 // released by a previous listener.
 func listenAgain(t testing.TB, addr string) net.Listener {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			return ln
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listen %s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ln, err := loopback.Listen(addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
 	}
+	return ln
 }
 
 func (c *testCluster) start(id string) {

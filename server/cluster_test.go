@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/loopback"
 )
 
 // testCluster is an in-process cluster of Servers talking over real
@@ -55,15 +56,14 @@ func newTestClusterWith(t *testing.T, n int, configure func(*consensus.Config)) 
 	return c
 }
 
-// freeAddr reserves a loopback port and releases it for the caller.
+// freeAddr reserves a loopback port below the ephemeral range (see
+// internal/loopback) and releases it for the caller.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close()
 	return addr
 }
 
@@ -71,17 +71,11 @@ func freeAddr(t *testing.T) string {
 // released by a previous listener.
 func listenAgain(t *testing.T, addr string) net.Listener {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			return ln
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("listen %s: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ln, err := loopback.Listen(addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("listen %s: %v", addr, err)
 	}
+	return ln
 }
 
 func (c *testCluster) start(id string) {

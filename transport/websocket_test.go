@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/unrdf/consensus/internal/loopback"
 )
 
 // waitTimeout bounds every wait in these tests; conditions normally hold
@@ -307,8 +309,10 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	recA, recB := newRecorder(), newRecorder()
 	a := start(t, testConfig(1), recA)
 	cfgB := testConfig(2)
-	cfgB.Listener = listen(t)
-	addrB := cfgB.Listener.Addr().String()
+	// B's address is re-bound after B closes: take it below the ephemeral
+	// range so no other socket can take it in between.
+	addrB := deadAddr(t)
+	cfgB.Listener = relisten(t, addrB)
 	b, err := New(cfgB, recB)
 	if err != nil {
 		t.Fatal(err)
@@ -329,8 +333,7 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 2)})
 
 	recB2 := newRecorder()
-	cfgB.Listener = nil
-	cfgB.ListenAddr = addrB
+	cfgB.Listener = relisten(t, addrB)
 	b2 := start(t, cfgB, recB2)
 	b2.AddPeer(1, "n1", a.Addr())
 	waitConnected(t, a, 2)
@@ -422,11 +425,20 @@ func TestBadInboundTraffic(t *testing.T) {
 	}
 }
 
+// relisten binds addr, waiting while a closing listener still holds it.
+func relisten(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := loopback.Listen(addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
 // deadAddr returns a loopback address nobody listens on.
 func deadAddr(t *testing.T) string {
-	ln := listen(t)
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
+	addr, err := loopback.FreeAddr()
+	if err != nil {
 		t.Fatal(err)
 	}
 	return addr

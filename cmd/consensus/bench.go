@@ -27,6 +27,7 @@ import (
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/client"
+	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -387,16 +388,6 @@ type benchCluster struct {
 	done  []chan struct{} // closed when the process has been reaped
 }
 
-// freeLoopbackAddr returns a 127.0.0.1 address with a port free right now.
-func freeLoopbackAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 func startBenchCluster(ctx context.Context, cfg benchConfig, text io.Writer) (*benchCluster, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -413,8 +404,8 @@ func startBenchCluster(ctx context.Context, cfg benchConfig, text io.Writer) (*b
 	}
 	var addrErr error
 	lc.nodes = localNodes(cfg.nodes, lc.dir, func(int) (string, string) {
-		peer, err1 := freeLoopbackAddr()
-		http, err2 := freeLoopbackAddr()
+		peer, err1 := loopback.FreeAddr()
+		http, err2 := loopback.FreeAddr()
 		addrErr = errors.Join(addrErr, err1, err2)
 		return peer, http
 	})

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unrdf/consensus/internal/loopback"
 )
 
 // TestProcessKillAndRestart runs real `consensus serve` processes, writes
@@ -143,14 +145,15 @@ func newProcCluster(t *testing.T, bin string, n int) *procCluster {
 	return pc
 }
 
+// freeAddr reserves a loopback port below the ephemeral range (see
+// internal/loopback) and releases it for the caller.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addr
 }
 
 func (pc *procCluster) startAll() {

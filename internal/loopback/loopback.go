@@ -1,0 +1,91 @@
+// Package loopback hands out 127.0.0.1 addresses that stay free until
+// their user binds them.
+//
+// A port taken with 127.0.0.1:0 and released so that a server or a child
+// process can bind it later comes from the kernel's ephemeral range, the
+// range every outgoing connection's local port also comes from. Some
+// other socket can take it in between, and the later bind fails with
+// "address already in use"; a process restarted on its old address after
+// kill -9 meets the same race. FreeAddr therefore picks ports below the
+// ephemeral range, which the kernel never hands out on its own: only
+// another caller picking the same port at random can collide, and a bind
+// that retries for a moment rides out a listener that is still closing.
+package loopback
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// lowest is the bottom of the range FreeAddr picks from; ports below it
+// are left to well-known services.
+const lowest = 10000
+
+var (
+	rangeOnce sync.Once
+	lo, hi    int // FreeAddr picks from [lo, hi); hi == 0 means :0
+)
+
+// pickRange reads the ephemeral range and chooses the ports below it.
+func pickRange() {
+	first := 32768 // Linux's default start of the ephemeral range
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(b)); len(fields) == 2 {
+			if n, err := strconv.Atoi(fields[0]); err == nil {
+				first = n
+			}
+		}
+	}
+	if first-lowest < 1000 {
+		return // no room below the ephemeral range: fall back to :0
+	}
+	lo, hi = lowest, first
+}
+
+// FreeAddr returns "127.0.0.1:port" for a port that was free a moment ago
+// and that the kernel will not give to another socket on its own.
+func FreeAddr() (string, error) {
+	rangeOnce.Do(pickRange)
+	if hi == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		defer ln.Close()
+		return ln.Addr().String(), nil
+	}
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // in use: try another
+		}
+		ln.Close()
+		return addr, nil
+	}
+	return "", fmt.Errorf("no free loopback port in [%d, %d)", lo, hi)
+}
+
+// Listen listens on addr, retrying for up to wait while the port is
+// still held, for example by a listener that is closing.
+func Listen(addr string, wait time.Duration) (net.Listener, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			return ln, nil
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
