@@ -79,6 +79,13 @@ type Config struct {
 	// another KeepAlive breaks it. Negative disables. Default
 	// DefaultKeepAlive.
 	KeepAlive time.Duration
+	// LeaderRefresh is how often a Client in use asks which member leads,
+	// in the background, and moves its calls to that member's endpoint
+	// (matched by its advertised HTTP address; an endpoint with a path of
+	// its own, behind a proxy, is never matched). Writes and linearizable
+	// reads are answered sooner by the leader. Negative disables: calls
+	// stay on the first endpoint that works. Default DefaultLeaderRefresh.
+	LeaderRefresh time.Duration
 	// HTTPClient, if set, makes the WebSocket handshakes (for TLS settings
 	// or a proxy). By default the Client uses its own transport.
 	HTTPClient *http.Client
@@ -112,6 +119,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KeepAlive == 0 {
 		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.LeaderRefresh == 0 {
+		c.LeaderRefresh = DefaultLeaderRefresh
 	}
 	return c
 }
@@ -168,6 +178,7 @@ type Client struct {
 	// preferred indexes the endpoint calls go to; it moves on when that
 	// endpoint fails.
 	preferred atomic.Int64
+	leader    leaderRouting
 
 	httpClient *http.Client
 	transport  *http.Transport // owned, closed by Close; nil with Config.HTTPClient
@@ -186,10 +197,14 @@ type Client struct {
 
 // endpoint is one server and its connection, dialed on first use.
 type endpoint struct {
-	url     string
-	mu      sync.Mutex
-	conn    *conn
+	url  string
+	host string // host:port to match a member's HTTP address; "" if none
+	mu   sync.Mutex
+	conn *conn
+	// dialing is the dial in progress, if any.
 	dialing *dialAttempt
+	// failedAt is when a call to this endpoint last failed.
+	failedAt time.Time
 }
 
 // dialAttempt is a dial in progress that concurrent callers share.
@@ -217,7 +232,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	for _, e := range cfg.Endpoints {
 		u, _ := endpointURL(e) // checked by Validate
-		c.endpoints = append(c.endpoints, &endpoint{url: u})
+		c.endpoints = append(c.endpoints, &endpoint{url: u, host: endpointHost(u)})
 	}
 	c.httpClient = cfg.HTTPClient
 	if c.httpClient == nil {
@@ -249,6 +264,10 @@ func (c *Client) Close() error {
 		}
 		ep.mu.Unlock()
 	}
+	// Likewise no leader refresh starts after this.
+	c.leader.mu.Lock()
+	c.leader.closed = true
+	c.leader.mu.Unlock()
 	c.cancel()
 	var closing sync.WaitGroup
 	for _, cn := range conns {
@@ -609,6 +628,7 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 	backoff := c.cfg.RetryBackoff
 	triedSinceWait := 0
 	var best error // the most telling error so far: a server's answer beats a transport failure
+	c.maybeRefreshLeader()
 	for attempt := 1; ; attempt++ {
 		i := c.preferred.Load()
 		ep := c.endpoints[i%n]
@@ -643,6 +663,9 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 			retry = true
 		case errors.As(err, &lost):
 			retry = true
+		}
+		if !isServer {
+			ep.noteFailure()
 		}
 		if !retry || attempt >= c.cfg.MaxAttempts {
 			if ctx.Err() != nil || c.closed.Load() {

@@ -14,6 +14,13 @@
 // one cannot be reached, its connection breaks, or it answers no_leader or
 // unavailable.
 //
+// It prefers the leader, though: while in use, it asks every
+// Config.LeaderRefresh (2 s) in the background which member leads, and
+// when that member's advertised HTTP address is one of the endpoints (and
+// has not failed in the last 10 s), moves its calls there. A write or a
+// linearizable read answered by the leader skips the round trips a
+// follower makes to it.
+//
 // # Watches
 //
 // Client.Watch follows the changes under a prefix over GET /v1/watch
