@@ -108,27 +108,32 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 		d.say("consensus demo %s: %d nodes on loopback, data and logs in %s", name, script.nodes, dir)
 		err = script.run(ctx, d)
 	}
-	if ctx.Err() != nil && err != nil {
-		err = errors.New("interrupted")
-	}
+	interrupted := ctx.Err() != nil && err != nil
 	if err == nil {
 		d.say("demo complete; stopping the nodes")
+	} else if interrupted {
+		d.say("interrupted; stopping the nodes")
 	}
 	d.close()
 	if lc != nil {
 		lc.close(stderr)
 	}
+	// A failed demo keeps its directory: the node logs say what they saw.
+	keepDir := *keep || (err != nil && !interrupted)
+	if !keepDir {
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			fmt.Fprintln(stderr, "demo:", rmErr)
+		}
+	}
 	switch {
+	case interrupted:
+		fmt.Fprintf(stderr, "demo %s: interrupted\n", name)
+		return 1
 	case err != nil:
-		// The logs say what the nodes saw: keep them.
 		fmt.Fprintf(stderr, "demo %s: %v (node logs kept in %s)\n", name, err, dir)
 		return 1
 	case *keep:
 		fmt.Fprintf(stdout, "data and logs kept in %s\n", dir)
-	default:
-		if err := os.RemoveAll(dir); err != nil {
-			fmt.Fprintln(stderr, "demo:", err)
-		}
 	}
 	return 0
 }
