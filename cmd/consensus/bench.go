@@ -389,6 +389,27 @@ type benchCluster struct {
 }
 
 func startBenchCluster(ctx context.Context, cfg benchConfig, text io.Writer) (*benchCluster, error) {
+	lc, err := newBenchCluster(cfg)
+	if err != nil {
+		return lc, err
+	}
+	for i := range lc.nodes {
+		if err := lc.start(i); err != nil {
+			return lc, err
+		}
+	}
+	if err := lc.waitStable(ctx, 30*time.Second); err != nil {
+		return lc, err
+	}
+	fmt.Fprintf(text, "consensus bench: local %d-node cluster, data and logs in %s\n", len(lc.nodes), lc.dir)
+	return lc, nil
+}
+
+// newBenchCluster lays out cfg.nodes nodes on free loopback ports with
+// their data under cfg.dataDir (a new temporary directory if empty),
+// without starting them. On an error the returned cluster, if not nil,
+// still needs close.
+func newBenchCluster(cfg benchConfig) (*benchCluster, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("cannot find own executable: %w", err)
@@ -415,15 +436,6 @@ func startBenchCluster(ctx context.Context, cfg benchConfig, text io.Writer) (*b
 	lc.peers = peersFlag(lc.nodes)
 	lc.procs = make([]*exec.Cmd, len(lc.nodes))
 	lc.done = make([]chan struct{}, len(lc.nodes))
-	for i := range lc.nodes {
-		if err := lc.start(i); err != nil {
-			return lc, err
-		}
-	}
-	if err := lc.waitStable(ctx, 30*time.Second); err != nil {
-		return lc, err
-	}
-	fmt.Fprintf(text, "consensus bench: local %d-node cluster, data and logs in %s\n", len(lc.nodes), lc.dir)
 	return lc, nil
 }
 

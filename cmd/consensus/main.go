@@ -16,6 +16,7 @@ Usage:
   consensus serve [flags]   run one node (see: consensus serve --help)
   consensus up [flags]      run a local cluster of nodes (see: consensus up --help)
   consensus bench [flags]   measure a cluster: throughput, latency, failover (see: consensus bench --help)
+  consensus demo 2node|3node|failover   run a narrated demo on a local cluster
   consensus certs [flags]   write a development CA and node certificates
   consensus version         print the version
 `
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return upCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(args[1:], stdout, stderr)
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDemoUsage: a missing, unknown or extra argument is a usage error
+// that starts nothing.
+func TestDemoUsage(t *testing.T) {
+	for _, args := range [][]string{{"demo"}, {"demo", "4node"}, {"demo", "2node", "extra"}, {"demo", "--bogus"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 2 {
+			t.Errorf("%v: exit %d, want 2; stderr %s", args, code, stderr.String())
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("%v: started something: %s", args, stdout.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"demo", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "2node|3node|failover") {
+		t.Errorf("--help: exit %d, %s", code, stderr.String())
+	}
+}
+
+// TestDemos runs each demo against the built binary to completion and
+// checks its narration, and that it leaves no process or directory.
+func TestDemos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	cases := []struct {
+		name  string
+		lines []string // regular expressions, each must match a line
+		check func(t *testing.T, out string)
+	}{
+		{"2node", []string{
+			`n1 alone has no leader after 1s \(term \d+\): one vote of two is not a majority`,
+			`leader elected: n[12] in term \d+, \S+ after n2 started`,
+			`started workflow data-pipeline through n[12] \(the leader\): revision 1$`,
+			`workflow state read back from n[12] \(a follower, linearizable read\): "Data Processing" is running, step queued, progress 0, revision 1$`,
+			`updated it through n[12] \(a follower, which forwards it to n[12]\): step extract, progress 0.25: revision 2$`,
+			`the watch on n[12] saw put workflow:data-pipeline at revision 5 \(status running, progress 1\)$`,
+			`the watch on n[12] saw put workflow:data-pipeline at revision 6 \(status stopped, progress 1\)$`,
+			`n1 holds workflow:data-pipeline locally: status stopped, result completed, progress 1, revision 6, version 6$`,
+			`n2 holds workflow:data-pipeline locally: status stopped, result completed, progress 1, revision 6, version 6$`,
+			`demo complete`,
+		}, nil},
+		{"3node", []string{
+			`leader elected: n[123] in term \d+`,
+			`workflow state read back from n[123] \(a follower, linearizable read\): "Data Processing" is running`,
+			`updated it through n[123] \(a follower, which forwards it to n[123]\)`,
+			`updated it through n[123] \(the leader\)`,
+			`the watch on n[123] saw put workflow:data-pipeline at revision 6 \(status stopped, progress 1\)$`,
+			`n3 holds workflow:data-pipeline locally: status stopped, result completed, progress 1, revision 6`,
+			`stopping n[123] \(a follower\); 2 of 3 nodes are still a quorum`,
+			`wrote 20 keys tasks/00..tasks/19 through n[123] while n[123] was down: revisions 7 to 26$`,
+			`n[123] restarted and caught up in \S+: applied index \d+, following n[123]`,
+			`n[123] holds all 20 keys written while it was down`,
+			`demo complete`,
+		}, nil},
+		{"failover", []string{
+			`leader elected: n[123] in term \d+`,
+			`kill -9 n[123] \(pid \d+\), the leader in term \d+`,
+			`the cluster was without a leader for \S+: n[123] (became the leader|follows n[123]) in term \d+`,
+			`first write acknowledged \S+ after the kill`,
+			`n[123] restarted on its data directory and caught up in`,
+			`n[123] \(the node that was killed\): all \d+ acknowledged writes present`,
+			`summary: \d+ acknowledged writes, none lost`,
+			`demo complete`,
+		}, checkFailoverNumbers},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, bin, "demo", tc.name)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("demo %s: %v\nstdout:\n%s\nstderr:\n%s", tc.name, err, stdout.String(), stderr.String())
+			}
+			out := stdout.String()
+			for _, l := range tc.lines {
+				if !regexp.MustCompile(`(?m)` + l).MatchString(out) {
+					t.Errorf("no line matches %q", l)
+				}
+			}
+			if tc.check != nil {
+				tc.check(t, out)
+			}
+			// Every node stopped, the directory removed.
+			for _, m := range regexp.MustCompile(`\(pid (\d+)\)`).FindAllStringSubmatch(out, -1) {
+				pid, _ := strconv.Atoi(m[1])
+				if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+					t.Errorf("node process %d still there after the demo: %v", pid, err)
+				}
+			}
+			dir := regexp.MustCompile(`data and logs in (\S+)`).FindStringSubmatch(out)
+			if dir == nil {
+				t.Fatalf("no data directory named")
+			}
+			if _, err := os.Stat(dir[1]); !os.IsNotExist(err) {
+				t.Errorf("%s still there: %v", dir[1], err)
+				_ = os.RemoveAll(dir[1])
+			}
+			if t.Failed() {
+				t.Logf("output:\n%s", out)
+			}
+		})
+	}
+}
+
+// checkFailoverNumbers: the measured times are positive durations, and
+// every node holds the same, non-zero number of acknowledged writes.
+func checkFailoverNumbers(t *testing.T, out string) {
+	for _, re := range []string{`without a leader for (\S+):`, `first write acknowledged (\S+) after the kill`} {
+		m := regexp.MustCompile(re).FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("no %q", re)
+			continue
+		}
+		if d, err := time.ParseDuration(m[1]); err != nil || d <= 0 {
+			t.Errorf("%q: %q is not a positive duration", re, m[1])
+		}
+	}
+	counts := regexp.MustCompile(`(?m)^\[.*\]\s+n[123].*: all (\d+) acknowledged writes present`).FindAllStringSubmatch(out, -1)
+	if len(counts) != 3 {
+		t.Fatalf("%d nodes checked, want 3", len(counts))
+	}
+	for _, c := range counts {
+		if c[1] != counts[0][1] || c[1] == "0" {
+			t.Errorf("nodes hold %s and %s acknowledged writes", c[1], counts[0][1])
+		}
+	}
+	if !strings.Contains(out, "summary: "+counts[0][1]+" acknowledged writes, none lost") {
+		t.Errorf("summary does not say %s writes", counts[0][1])
+	}
+}

@@ -1,0 +1,201 @@
+// Package examples holds runnable programs that use the Go client (one
+// per directory) and this test, which builds each and runs it against a
+// 3-node cluster in the test process.
+package examples
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/server"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// examples are the programs under test and the lines (regular
+// expressions) each must print.
+var examples = []struct {
+	name  string
+	lines []string
+}{
+	{"basic-kv", []string{
+		`^connected to n[123]; the leader is n[123] \(term \d+\)$`,
+		`^put examples/basic-kv/[0-9a-f]{8}/greeting = \{"text":"hello"\} at revision \d+$`,
+		`^get examples/basic-kv/[0-9a-f]{8}/greeting: \{"text":"hello"\} \(revision \d+, version 1\)$`,
+		`^conditional put at revision \d+ succeeded: now revision \d+$`,
+		`^conditional put on stale revision \d+ refused: .*precondition failed`,
+		`^create-only put of an existing key refused`,
+		`^listed 3 keys under examples/basic-kv/[0-9a-f]{8}/colors/ at revision \d+:$`,
+		`^  examples/basic-kv/[0-9a-f]{8}/colors/blue = "blue" \(revision \d+\)$`,
+		`^deleted examples/basic-kv/[0-9a-f]{8}/greeting at revision \d+; a get now answers: key not found$`,
+		`^cleaned up; done$`,
+	}},
+	{"data-pipeline", []string{
+		`^started workflow data-pipeline-[0-9a-f]{8} at revision \d+$`,
+		`^starting it again while it runs is refused: invalid transition$`,
+		`^step extract   progress 0.25  status running  revision \d+$`,
+		`^step load      progress 1.00  status running  revision \d+$`,
+		`^stopped workflow data-pipeline-[0-9a-f]{8} at revision \d+$`,
+		`^updating a stopped workflow is refused: invalid transition$`,
+		`^workflow view and key workflow:data-pipeline-[0-9a-f]{8} agree at revision \d+ \(version 6\): \{.*"result":"completed".*"status":"stopped"`,
+		`^listed among the cluster's \d+ workflows$`,
+		`^cleaned up; done$`,
+	}},
+	{"batch", []string{
+		`^opened alice \(100\) and bob \(50\) in one batch at revision \d+$`,
+		`^both keys carry the batch's revision \d+$`,
+		`^transferred 30 from alice to bob with ledger entry 1, all at revision \d+$`,
+		`^a second transfer on the stale revisions was refused: .*precondition failed`,
+		`^all or nothing: alice 70 and bob 80 still at revision \d+, no ledger entry 2$`,
+		`^retried on fresh revisions: alice 40, bob 110 at revision \d+$`,
+		`^deleted the 4 keys in one batch; done$`,
+	}},
+	{"watch", []string{
+		`^watching examples/watch/[0-9a-f]{8}/ from revision \d+$`,
+		`^  revision \d+: put examples/watch/[0-9a-f]{8}/job/0 = \{"run":0\}$`,
+		`^stopped watching after 5 changes, the last at revision \d+$`,
+		`^the writer made 12 changes, revisions \d+ to \d+$`,
+		`^resumed from revision \d+$`,
+		`^  revision \d+: delete examples/watch/[0-9a-f]{8}/job/1$`,
+		`^saw all 12 changes, in revision order, none missed or repeated$`,
+		`^cleaned up; done$`,
+	}},
+	{"registry", []string{
+		`^federation fed-[0-9a-f]{8}: stores under store:fed-[0-9a-f]{8}/<id>$`,
+		`^registered store-3 \(http://store3:3000\) at revision \d+$`,
+		`^a second registration of store-1 was refused: already registered$`,
+		`^3 stores registered at revision \d+:$`,
+		`^  store-1  http://store1:3000   beats 15, last at `,
+		`^15 concurrent heartbeats on store-1, none lost`,
+		`^deregistered store-2; registered now: store-1, store-3$`,
+		`^deregistered the rest; done$`,
+	}},
+}
+
+// TestExamples builds every example and runs it against a 3-node
+// cluster: each must exit 0 and print its lines. basic-kv runs a second
+// time with a dead endpoint first in its list, which the client must
+// pass over.
+func TestExamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the example programs")
+	}
+	bin := t.TempDir()
+	args := []string{"build", "-o", bin + string(filepath.Separator)}
+	for _, ex := range examples {
+		args = append(args, "./"+ex.name)
+	}
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	endpoints := strings.Join(inProcessCluster(t), ",")
+	dead, err := loopback.FreeAddr() // nothing listens there
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	type exampleRun struct{ name, example, endpoints string }
+	var runs []exampleRun
+	for _, ex := range examples {
+		runs = append(runs, exampleRun{ex.name, ex.name, endpoints})
+	}
+	runs = append(runs, exampleRun{"basic-kv-dead-endpoint-first", "basic-kv", dead + "," + endpoints})
+	for _, r := range runs {
+		t.Run(r.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			var stdout, stderr bytes.Buffer
+			cmd := exec.CommandContext(ctx, filepath.Join(bin, r.example), "--endpoints", r.endpoints)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", r.example, err, stdout.String(), stderr.String())
+			}
+			for _, ex := range examples {
+				if ex.name != r.example {
+					continue
+				}
+				for _, l := range ex.lines {
+					if !regexp.MustCompile(`(?m)` + l).MatchString(stdout.String()) {
+						t.Errorf("no line matches %q", l)
+					}
+				}
+			}
+			if t.Failed() {
+				t.Logf("output:\n%s", stdout.String())
+			}
+		})
+	}
+}
+
+// inProcessCluster starts a 3-node cluster in this process, on loopback
+// listeners it holds from the start, and returns the HTTP addresses; the
+// nodes stop when the test ends.
+func inProcessCluster(t *testing.T) []string {
+	t.Helper()
+	root := t.TempDir()
+	peers := map[string]string{}
+	var peerLns, httpLns []net.Listener
+	var addrs []string
+	for i := 1; i <= 3; i++ {
+		pl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		hl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[fmt.Sprintf("n%d", i)] = pl.Addr().String()
+		peerLns, httpLns = append(peerLns, pl), append(httpLns, hl)
+		addrs = append(addrs, hl.Addr().String())
+	}
+	for i := range 3 {
+		id := fmt.Sprintf("n%d", i+1)
+		cfg := consensus.DefaultConfig(id)
+		cfg.Peers = peers
+		srv, err := server.Start(server.Config{Node: cfg, PeerListener: peerLns[i], HTTPListener: httpLns[i],
+			DataDir: filepath.Join(root, id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Close(ctx); err != nil {
+				t.Errorf("close %s: %v", id, err)
+			}
+		})
+	}
+	// Every node knows the leader, as after `consensus up`.
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, a := range addrs {
+		for {
+			resp, err := hc.Get("http://" + a + "/readyz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not ready within 30s", a)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return addrs
+}
