@@ -18,6 +18,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/server/dashboard"
 )
 
 // Defaults applied by NewHandler to zero HTTPOptions fields.
@@ -100,6 +101,9 @@ type HTTPOptions struct {
 	// Cluster, if set, serves /v1/cluster/... (health; see members.go).
 	// Start sets it to the node's cluster.Manager.
 	Cluster ClusterHealth
+	// Events, if set, serves GET /v1/events (see events.go). Start sets
+	// it to a log of the node's cluster events.
+	Events *EventLog
 }
 
 // Defaults of the HTTP limits.
@@ -186,8 +190,9 @@ func newAPIHandler(b Backend, opts HTTPOptions) *apiHandler {
 	}
 	opts = opts.withDefaults()
 	return &apiHandler{backend: b, opts: opts, log: opts.Logger,
-		inflight: make(chan struct{}, opts.MaxInFlight),
-		limiter:  newClientLimiter(opts.RateLimit, opts.RateBurst)}
+		inflight:  make(chan struct{}, opts.MaxInFlight),
+		limiter:   newClientLimiter(opts.RateLimit, opts.RateBurst),
+		dashboard: dashboard.New()}
 }
 
 // apiHandler is the http.Handler NewHandler returns.
@@ -205,6 +210,8 @@ type apiHandler struct {
 	limiter *clientLimiter
 	// watches counts open /v1/watch streams and ends them at shutdown.
 	watches watchRegistry
+	// dashboard serves the web page at "/" and its assets.
+	dashboard *dashboard.Handler
 }
 
 // Methods each route allows, as sent in the Allow header of a 405.
@@ -255,6 +262,10 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // cleaning and redirects of http.ServeMux, which would change keys.
 func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.EscapedPath()
+	if dashboard.Serves(path) {
+		h.serveDashboard(w, r, path)
+		return
+	}
 	if escapedKey, ok := strings.CutPrefix(path, kvPrefix); ok {
 		if !methodIn(r.Method, http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete) {
 			methodNotAllowed(w, allowKey)
@@ -298,6 +309,8 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		serve = h.serveReady
 	case statsPath:
 		serve = h.serveStats
+	case eventsPath:
+		serve = h.serveEvents
 	default:
 		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
 		return
@@ -307,6 +320,20 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serve(w, r)
+}
+
+// serveDashboard serves the web dashboard's page and assets (package
+// dashboard), answering a wrong method or an unknown asset in the API's
+// JSON error form.
+func (h *apiHandler) serveDashboard(w http.ResponseWriter, r *http.Request, path string) {
+	switch {
+	case !methodIn(r.Method, http.MethodGet, http.MethodHead):
+		methodNotAllowed(w, allowRead)
+	case !h.dashboard.Has(path):
+		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such dashboard asset"})
+	default:
+		h.dashboard.ServeHTTP(w, r)
+	}
 }
 
 func methodIn(method string, allowed ...string) bool {

@@ -25,6 +25,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/server/dashboard"
 )
 
 // fakeBackend is an in-memory Backend: a map with a revision counter, and
@@ -584,7 +585,15 @@ func TestHTTPErrors(t *testing.T) {
 			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: CodeInvalidKey},
 		{name: "prefix invalid utf-8", method: "GET", target: "/v1/kv?prefix=%FF", status: 400, code: CodeInvalidKey},
 		{name: "unknown path", method: "GET", target: "/v1/nothing", status: 404, code: CodeNotFound},
-		{name: "root", method: "GET", target: "/", status: 404, code: CodeNotFound},
+		{name: "unknown dashboard asset", method: "GET", target: "/ui/nope.js", status: 404, code: CodeNotFound},
+		{name: "dashboard asset traversal", method: "GET", target: "/ui/../go.mod", status: 404, code: CodeNotFound},
+		{name: "post dashboard", method: "POST", target: "/", body: `1`, status: 405, code: CodeMethodNotAllowed},
+		{name: "events after negative", method: "GET", target: "/v1/events?after=-1", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
+		{name: "events after word", method: "GET", target: "/v1/events?after=x", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
+		{name: "events after empty", method: "GET", target: "/v1/events?after=", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
+		{name: "events after twice", method: "GET", target: "/v1/events?after=1&after=2", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
+		{name: "events after overflow", method: "GET", target: "/v1/events?after=18446744073709551616", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
+		{name: "post events", method: "POST", target: "/v1/events", status: 405, code: CodeMethodNotAllowed},
 		{name: "status with slash", method: "GET", target: "/v1/status/", status: 404, code: CodeNotFound},
 		{name: "escaped route", method: "GET", target: "/v1/%73tatus", status: 404, code: CodeNotFound},
 		{name: "escaped kv slash", method: "GET", target: "/v1/kv%2Fa", status: 404, code: CodeNotFound},
@@ -863,6 +872,15 @@ func checkResponse(t *testing.T, method string, rec *httptest.ResponseRecorder) 
 	if rec.Code < 200 || rec.Code >= 600 {
 		t.Fatalf("status %d", rec.Code)
 	}
+	if rec.Header().Get("Content-Security-Policy") == dashboard.ContentSecurityPolicy {
+		// The dashboard's page or an asset (or ServeContent's answer to
+		// conditional and range headers about one): not JSON, but always
+		// under the policy and never a 5xx.
+		if rec.Code >= 500 {
+			t.Fatalf("dashboard answered %d", rec.Code)
+		}
+		return
+	}
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("status %d with Content-Type %q", rec.Code, ct)
 	}
@@ -1065,6 +1083,10 @@ func FuzzHTTPRequest(f *testing.F) {
 		{"GET", "/v1/cluster/nodes?healthy=true", "", "", false, 0},
 		{"GET", "/v1/cluster/nodes/n1", "", "", false, 5},
 		{"GET", "/v1/cluster/stats", "", "", false, 0},
+		{"GET", "/", "", "", false, 0},
+		{"GET", "/ui/app.js", "", "!\"x\"", false, 0},
+		{"GET", "/ui/x", "", "", false, 0},
+		{"GET", "/v1/events?after=3", "", "", false, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, []byte(s.body), s.header, s.chunked, s.mode)
@@ -1077,9 +1099,13 @@ func FuzzHTTPRequest(f *testing.F) {
 		fb.readyErr = fb.err
 		fb.status = consensus.Status{NodeID: "n1"}
 		fb.items["k"] = kv.Item{Key: "k", Value: json.RawMessage(`{"v":1}`), Revision: 1, CreateRevision: 1, Version: 1}
+		events := NewEventLog(2)
+		for range 3 {
+			events.Record(RecordedEvent{Type: "leader_elected", LeaderID: "n1", Term: 2})
+		}
 		h, _ := testHandler(t, fb, HTTPOptions{MaxBodyBytes: 64, MaxKeyBytes: 32,
 			Logger:     slog.New(slog.DiscardHandler),
-			Membership: &fakeMembership{err: fb.err}, Cluster: &fakeHealth{err: fb.err}})
+			Membership: &fakeMembership{err: fb.err}, Cluster: &fakeHealth{err: fb.err}, Events: events})
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, buildRequest(method, target, header, body, chunked))
 		checkResponse(t, method, rec)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/unrdf/consensus/server/dashboard"
 )
 
 // access is who a request comes from, as decided once at the door and
@@ -100,7 +102,8 @@ func clientOf(r *http.Request, token string) string {
 // admit decides whether r may proceed: authentication, role, rate limit
 // and the in-flight bound. It returns the request with its access in the
 // context and a release func, or writes the refusal and returns ok false.
-// Health probes are never refused.
+// Health probes are never refused; the dashboard's page and assets need
+// no token.
 func (h *apiHandler) admit(w http.ResponseWriter, r *http.Request) (*http.Request, func(), bool) {
 	path := r.URL.EscapedPath()
 	if path == "/healthz" || path == "/readyz" {
@@ -108,7 +111,13 @@ func (h *apiHandler) admit(w http.ResponseWriter, r *http.Request) (*http.Reques
 	}
 	a := access{role: RoleReadWrite}
 	token := ""
-	if h.opts.Tokens != nil {
+	switch {
+	case h.opts.Tokens != nil && dashboard.Serves(path):
+		// The dashboard's page and assets hold no data; the page asks
+		// for a token when the API it calls answers 401. Still rate
+		// limited and bounded below, by IP.
+		a.role = RoleNone
+	case h.opts.Tokens != nil:
 		token = bearerToken(r)
 		a.role = h.opts.Tokens.Lookup(token)
 		if a.role == RoleNone {

@@ -80,9 +80,14 @@ type Server struct {
 	store     *kv.Store
 	cluster   *cluster.Manager
 	api       *apiHandler
-	http      *http.Server
-	httpLn    net.Listener
-	httpDone  chan error
+	// events records recent cluster events for GET /v1/events; its
+	// follower goroutine ends when eventsStop closes.
+	events     *EventLog
+	eventsStop chan struct{}
+	eventsDone chan struct{}
+	http       *http.Server
+	httpLn     net.Listener
+	httpDone   chan error
 }
 
 // Start opens the node's storage, joins its peers and serves the HTTP API.
@@ -148,6 +153,14 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Subscribed before the node starts, so a snapshot restored at start
+	// is recorded; closed by the event log's follower, or here on failure.
+	snapSub := s.node.SubscribeSnapshots(0)
+	defer func() {
+		if err != nil {
+			snapSub.Close() // Close may be called twice
+		}
+	}()
 	s.transport, err = transport.New(transport.Config{
 		ID:         consensus.RaftID(cfg.Node.ID),
 		Name:       cfg.Node.ID,
@@ -189,6 +202,15 @@ func Start(cfg Config) (s *Server, err error) {
 	if s.cluster, err = cluster.New(s.node, ccfg); err != nil {
 		return nil, err
 	}
+	if opts.Events == nil {
+		opts.Events = NewEventLog(0)
+	}
+	s.events, s.eventsStop, s.eventsDone = opts.Events, make(chan struct{}), make(chan struct{})
+	clusterSub := s.cluster.Events().Subscribe(0)
+	go func() {
+		defer close(s.eventsDone)
+		s.events.follow(cfg.Node.ID, clusterSub, snapSub, s.eventsStop)
+	}()
 	s.cluster.Start()
 	if opts.Cluster == nil {
 		opts.Cluster = s.cluster
@@ -276,8 +298,16 @@ func (s *Server) Close(ctx context.Context) error {
 // Cluster returns the cluster manager (health and events).
 func (s *Server) Cluster() *cluster.Manager { return s.cluster }
 
+// Events returns the log of recent cluster events (GET /v1/events).
+func (s *Server) Events() *EventLog { return s.events }
+
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.eventsStop != nil {
+		close(s.eventsStop)
+		<-s.eventsDone
+		s.eventsStop = nil
+	}
 	if s.cluster != nil {
 		s.cluster.Close()
 		s.cluster = nil

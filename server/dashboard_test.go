@@ -1,0 +1,319 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/server/dashboard"
+)
+
+// requireBrowserEnv, set to 1 (as CI does), turns a missing Chromium from
+// a skip into a failure.
+const requireBrowserEnv = "CONSENSUS_REQUIRE_BROWSER"
+
+// browserWait bounds each wait on the page. The page polls once a second;
+// the slack is for a loaded 2-core machine.
+const browserWait = 20 * time.Second
+
+func TestDashboardNeedsNoToken(t *testing.T) {
+	h, _ := testHandler(t, newFake(), HTTPOptions{Tokens: testTokens(t)})
+	for _, p := range []string{"/", "/ui/app.js", "/ui/style.css", "/ui/favicon.svg"} {
+		w := do(t, h, http.MethodGet, p, "", "")
+		if w.Code != http.StatusOK || w.Header().Get("Content-Security-Policy") != dashboard.ContentSecurityPolicy {
+			t.Errorf("GET %s without a token: %d, CSP %q", p, w.Code, w.Header().Get("Content-Security-Policy"))
+		}
+		// A wrong token does not matter either: the page carries no data.
+		if w := do(t, h, http.MethodGet, p, "wrong", ""); w.Code != http.StatusOK {
+			t.Errorf("GET %s with a wrong token: %d", p, w.Code)
+		}
+	}
+	if w := do(t, h, http.MethodGet, "/", "", ""); !strings.Contains(w.Body.String(), `<script src="/ui/app.js"`) ||
+		w.Header().Get("Content-Type") != "text/html; charset=utf-8" {
+		t.Errorf("GET /: %s %q", w.Header().Get("Content-Type"), w.Body.String())
+	}
+	// The API behind it still needs one.
+	if w := do(t, h, http.MethodGet, "/v1/status", "", ""); w.Code != http.StatusUnauthorized {
+		t.Errorf("status without a token: %d", w.Code)
+	}
+	// Unknown assets and writes are answered in the API's JSON form.
+	w := do(t, h, http.MethodGet, "/ui/nope.js", "", "")
+	if code, err := checkErrorBody(w.Body.Bytes()); w.Code != http.StatusNotFound || err != nil || code != CodeNotFound {
+		t.Errorf("unknown asset: %d %s", w.Code, w.Body)
+	}
+	w = do(t, h, http.MethodPut, "/", "", "1")
+	if code, err := checkErrorBody(w.Body.Bytes()); w.Code != http.StatusMethodNotAllowed || err != nil || code != CodeMethodNotAllowed {
+		t.Errorf("PUT /: %d %s", w.Code, w.Body)
+	}
+}
+
+// chromiumPath returns the Chromium to drive, or skips the test (fails it
+// when CONSENSUS_REQUIRE_BROWSER=1).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no Chromium found (/usr/bin/chromium, or chromium on PATH): the browser test of the dashboard did not run; " +
+		"install Debian's chromium package"
+	if os.Getenv(requireBrowserEnv) == "1" {
+		t.Fatal(msg + " (" + requireBrowserEnv + "=1 requires it)")
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// browser is a headless Chromium tab and the console messages it logs.
+type browser struct {
+	ctx context.Context
+	// expected, if set, reports console errors the test causes on
+	// purpose.
+	expected func(chromedp.ConsoleMessage) bool
+	mu       sync.Mutex
+	messages []chromedp.ConsoleMessage
+}
+
+// newBrowser starts headless Chromium for the test; it is stopped at
+// cleanup, which fails the test if the page logged an error or threw (a
+// Content-Security-Policy violation is logged as an error).
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.NoSandbox, // tests run as root in CI
+		chromedp.Flag("disable-gpu", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithErrorf(t.Logf))
+	b := &browser{ctx: ctx}
+	// The first call starts the browser; it must not carry a deadline.
+	messages := chromedp.Console(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.messages = append(b.messages, m)
+			b.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if err := chromedp.Cancel(ctx); err != nil {
+			t.Logf("closing the browser: %v", err)
+		}
+		cancel()
+		cancelAlloc()
+		<-done
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, m := range b.messages {
+			if (m.IsException() || m.Type == chromedp.ConsoleError) && (b.expected == nil || !b.expected(m)) {
+				t.Errorf("the page logged %s: %s (%s:%d)", m.Type, m.Text, m.URL, m.Line)
+			}
+		}
+	})
+	return b
+}
+
+// do runs actions on the tab, failing the test on error.
+func (b *browser) do(t *testing.T, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
+// waitFor polls the JavaScript predicate fn (a function of args) in the
+// page until it returns true, failing the test after browserWait with
+// what the page showed then.
+func (b *browser) waitFor(t *testing.T, what, fn string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserWait+5*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.PollFunction[bool](fn,
+		chromedp.WithPollingArgs(args...),
+		chromedp.WithPollingInterval(50*time.Millisecond),
+		chromedp.WithPollingTimeout(browserWait)))
+	if err != nil {
+		shown, _ := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		t.Fatalf("browser: waiting %v for %s: %v\nthe page showed:\n%s", browserWait, what, err, shown)
+	}
+}
+
+func eval[T any](t *testing.T, b *browser, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(b.ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		t.Fatalf("browser: evaluate %s: %v", expr, err)
+	}
+	return v
+}
+
+// screenshot saves the page as a PNG when CONSENSUS_DASHBOARD_SCREENSHOT
+// names a file (for people looking at the dashboard; tests assert on the
+// DOM).
+func (b *browser) screenshot(t *testing.T) {
+	path := os.Getenv("CONSENSUS_DASHBOARD_SCREENSHOT")
+	if path == "" {
+		return
+	}
+	png, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+	if err == nil {
+		err = os.WriteFile(path, png, 0o644)
+	}
+	if err != nil {
+		t.Logf("screenshot: %v", err)
+	}
+}
+
+func statusOf(t *testing.T, httpAddr string) consensus.Status {
+	t.Helper()
+	r := call(t, http.MethodGet, "http://"+httpAddr+"/v1/status", nil)
+	var st consensus.Status
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &st) != nil {
+		t.Fatalf("GET /v1/status: %d %s", r.status, r.body)
+	}
+	return st
+}
+
+// The page's predicates. Each takes its expectations as arguments, so no
+// test data is spliced into JavaScript source.
+const (
+	// membersShown: the members table lists exactly ids, the leader row
+	// says leader, and the leader card names it.
+	membersShown = `(ids, leader) => {
+		const rows = [...document.querySelectorAll('#members tbody tr')];
+		const shown = rows.map(r => r.dataset.id).sort();
+		const lead = rows.find(r => r.dataset.id === leader);
+		return JSON.stringify(shown) === JSON.stringify(ids) &&
+			document.getElementById('leader').textContent === leader &&
+			lead !== undefined && lead.dataset.role === 'leader' &&
+			lead.querySelector('.role').textContent === 'leader' &&
+			rows.filter(r => r.dataset.role === 'leader').length === 1;
+	}`
+	// electedShown: the events list has a leader_elected event naming
+	// leader.
+	electedShown = `(leader) => [...document.querySelectorAll('#events li[data-type="leader_elected"]')]
+		.some(li => li.querySelector('.desc').textContent.startsWith(leader + ' is the leader'))`
+)
+
+// TestDashboardInBrowser opens the dashboard of one node of a 3-node
+// cluster in headless Chromium and checks it shows the members and the
+// leader /v1/status names, then follows a leadership transfer without a
+// reload and lists the election among the recent events.
+func TestDashboardInBrowser(t *testing.T) {
+	c := newTestCluster(t, 3)
+	b := newBrowser(t) // after the cluster, so it closes first
+	leader := c.waitLeader()
+	var page, target string // the node whose page is open; the next leader
+	for _, id := range c.ids {
+		switch {
+		case id == leader:
+		case page == "":
+			page = id
+		default:
+			target = id
+		}
+	}
+	t.Logf("leader %s; dashboard of %s; transfer to %s", leader, page, target)
+	if st := statusOf(t, c.https[page]); st.LeaderID != leader {
+		t.Fatalf("/v1/status of %s names %q, want %s", page, st.LeaderID, leader)
+	}
+
+	b.do(t, "open the dashboard", chromedp.Navigate("http://"+c.https[page]+"/"))
+	b.waitFor(t, "the three members and leader "+leader, membersShown, c.ids, leader)
+	b.waitFor(t, "the first election among the events", electedShown, leader)
+	if got := eval[string](t, b, `document.getElementById('term').textContent`); got != fmt.Sprint(statusOf(t, c.https[page]).Term) {
+		t.Errorf("term shown %q, /v1/status says %d", got, statusOf(t, c.https[page]).Term)
+	}
+	b.waitFor(t, "every member healthy", `() => [...document.querySelectorAll('#members tbody tr .health')]
+		.map(td => td.textContent).join() === 'healthy,healthy,healthy'`)
+	// A reload would lose this.
+	b.do(t, "mark the page", chromedp.Evaluate[chromedp.Void](`window.dashboardTestMark = 'same page'`))
+
+	r := call(t, http.MethodPost, "http://"+c.https[leader]+"/v1/leader/transfer", []byte(`{"target":"`+target+`"}`))
+	if r.status != http.StatusOK {
+		t.Fatalf("transfer to %s: %d %s", target, r.status, r.body)
+	}
+	b.waitFor(t, "the new leader "+target, membersShown, c.ids, target)
+	b.waitFor(t, "the election of "+target+" among the events", electedShown, target)
+	if st := statusOf(t, c.https[page]); st.LeaderID != target {
+		t.Fatalf("/v1/status of %s names %q after the transfer, want %s", page, st.LeaderID, target)
+	}
+	if mark := eval[string](t, b, `String(window.dashboardTestMark)`); mark != "same page" {
+		t.Fatalf("the page was reloaded (mark %q)", mark)
+	}
+	b.waitFor(t, "a write rate", `() => / writes\/s$/.test(document.getElementById('write-rate').textContent)`)
+	b.screenshot(t)
+}
+
+// TestDashboardAsksForToken checks the page against a node whose API needs
+// a bearer token: it asks for one, says when it is refused, and once given
+// a valid one shows the node, sending it on every fetch.
+func TestDashboardAsksForToken(t *testing.T) {
+	httpAddr, peerAddr := freeAddr(t), freeAddr(t)
+	cfg := consensus.DefaultConfig("n1")
+	s, err := Start(Config{
+		Node:         cfg,
+		PeerListener: listenAgain(t, peerAddr),
+		HTTPListener: listenAgain(t, httpAddr),
+		DataDir:      t.TempDir(),
+		HTTP:         HTTPOptions{Tokens: testTokens(t)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+
+	b := newBrowser(t) // after the node, so it closes first
+	// Chromium logs every 401 answer as an error; those are the point here.
+	b.expected = func(m chromedp.ConsoleMessage) bool {
+		return m.Source == "network" && strings.Contains(m.Text, "status of 401")
+	}
+
+	b.do(t, "open the dashboard", chromedp.Navigate("http://"+httpAddr+"/"))
+	b.waitFor(t, "the token form", `() => !document.getElementById('auth').hidden`)
+	b.do(t, "give a wrong token",
+		chromedp.SendKeys("#token", "not-a-token"),
+		chromedp.Click(`#auth-form button[type="submit"]`))
+	b.waitFor(t, "the refusal", `() => !document.getElementById('auth').hidden &&
+		document.getElementById('auth-error').textContent.includes('refused')`)
+	b.do(t, "give the read-only token",
+		chromedp.SendKeys("#token", "r3ad-only"),
+		chromedp.Click(`#auth-form button[type="submit"]`))
+	b.waitFor(t, "the node as its own leader", membersShown, []string{"n1"}, "n1")
+	b.waitFor(t, "the form hidden and the forget button shown", `() => document.getElementById('auth').hidden &&
+		!document.getElementById('forget-token').hidden`)
+	if got := eval[string](t, b, `sessionStorage.getItem('consensus.dashboard.token')`); got != "r3ad-only" {
+		t.Fatalf("session storage holds %q", got)
+	}
+	// Events need the token too; their list filling proves it was sent.
+	b.waitFor(t, "the election among the events", electedShown, "n1")
+
+	// Forgetting the token brings the form back.
+	b.do(t, "forget the token", chromedp.Click("#forget-token"))
+	b.waitFor(t, "the token form again", `() => !document.getElementById('auth').hidden &&
+		sessionStorage.getItem('consensus.dashboard.token') === null`)
+}
