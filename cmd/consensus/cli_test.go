@@ -14,7 +14,9 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/server"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -360,5 +362,246 @@ func TestCLICluster(t *testing.T) {
 	if r.code != exitFailure || len(rows) != 4 || rows[3].Endpoint != dead || rows[3].Error == "" ||
 		rows[0].Error != "" || rows[0].NodeID != "n1" || !strings.Contains(r.stderr, "1 of 4 endpoints") {
 		t.Fatalf("status with a dead endpoint: exit %d %+v stderr %q", r.code, rows, r.stderr)
+	}
+}
+
+// watchCLI runs kv watch in the background; opened delivers the start
+// revision once its stream is open, done the result when it ends.
+func watchCLI(ctx context.Context, args ...string) (opened chan int64, done chan cliResult) {
+	opened, done = make(chan int64, 1), make(chan cliResult, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		env := cliEnv{watchOpened: func(rev int64) { opened <- rev }}
+		code := execute(ctx, append([]string{"kv", "watch"}, args...), &stdout, &stderr, env)
+		done <- cliResult{stdout.String(), stderr.String(), code}
+	}()
+	return opened, done
+}
+
+// awaitWatch waits for a background watch to open (or end early).
+func awaitWatch(t *testing.T, opened chan int64, done chan cliResult) int64 {
+	t.Helper()
+	select {
+	case rev := <-opened:
+		return rev
+	case r := <-done:
+		t.Fatalf("watch ended before it opened: exit %d: %s", r.code, r.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not open")
+	}
+	return 0
+}
+
+func awaitDone(t *testing.T, done chan cliResult) cliResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not end")
+	}
+	return cliResult{}
+}
+
+// TestCLIWatch checks that kv watch --count 2 prints exactly the two
+// matching writes made after it started and exits 0; that --from-revision
+// replays history in table form; and that cancelling (Ctrl-C) ends a
+// watch cleanly.
+func TestCLIWatch(t *testing.T) {
+	tc := startTestCluster(t)
+	t.Setenv(envEndpoints, strings.Join(tc.httpAddrs, ","))
+	mustRun := func(args ...string) {
+		t.Helper()
+		if r := runCLI(context.Background(), "", args...); r.code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, r.code, r.stderr)
+		}
+	}
+	mustRun("kv", "put", "jobs/before", "0") // revision 1: before the watch, not seen
+
+	opened, done := watchCLI(context.Background(), "jobs/", "--count", "2", "-o", "json")
+	if start := awaitWatch(t, opened, done); start != 2 {
+		t.Fatalf("watch starts at revision %d, want 2", start)
+	}
+	mustRun("kv", "put", "jobs/a", `{"n":1}`) // 2
+	mustRun("kv", "put", "other", "1")        // 3: not under the prefix
+	mustRun("kv", "del", "jobs/before")       // 4
+	mustRun("kv", "put", "jobs/b", "2")       // 5: past --count
+	r := awaitDone(t, done)
+	want := `{"type":"put","key":"jobs/a","value":{"n":1},"revision":2,"createRevision":2,"version":1}
+{"type":"delete","key":"jobs/before","revision":4}
+`
+	if r.code != 0 || r.stdout != want || r.stderr != "" {
+		t.Fatalf("watch --count 2: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
+	}
+
+	// History from revision 3, table form, every key.
+	opened, done = watchCLI(context.Background(), "--from-revision", "3", "--count", "3")
+	awaitWatch(t, opened, done)
+	r = awaitDone(t, done)
+	if want := "3 put other 1\n4 delete jobs/before\n5 put jobs/b 2\n"; r.code != 0 || r.stdout != want {
+		t.Fatalf("watch --from-revision 3: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
+	}
+
+	// Ctrl-C (the context ending) while waiting for events: exit 0, quiet.
+	ctx, cancel := context.WithCancel(context.Background())
+	opened, done = watchCLI(ctx, "nothing/")
+	awaitWatch(t, opened, done)
+	cancel()
+	if r := awaitDone(t, done); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Fatalf("cancelled watch: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCLIExitCodes checks the exit codes of usage errors, an unreachable
+// endpoint and help, and that every failure is one line on stderr.
+func TestCLIExitCodes(t *testing.T) {
+	dead, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envEndpoints, dead)
+	t.Setenv(envToken, "")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("# comment\nsecret rw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args   []string
+		code   int
+		stderr string // a part of the one line
+	}{
+		{[]string{"nope"}, exitUsage, `unknown command "nope"`},
+		{[]string{"kv"}, exitUsage, "kv: missing subcommand"},
+		{[]string{"kv", "frobnicate"}, exitUsage, `unknown subcommand "frobnicate"`},
+		{[]string{"kv", "put", "a"}, exitUsage, "want 2 argument(s) (KEY VALUE), got 1"},
+		{[]string{"kv", "put", "a", "1", "--file", "x"}, exitUsage, "want 1 argument(s)"},
+		{[]string{"kv", "put", "a", "1", "--if-revision", "0"}, exitUsage, "--if-revision 0"},
+		{[]string{"kv", "put", "a", "1", "--if-revision", "2", "--if-absent"}, exitUsage, "if-absent"},
+		{[]string{"kv", "put", "a", "{"}, exitUsage, "VALUE is not JSON"},
+		{[]string{"kv", "put", "a", "-"}, exitUsage, "VALUE is not JSON"}, // empty stdin
+		{[]string{"kv", "put", "a", "--file", "/nonexistent/v.json"}, exitUsage, "--file"},
+		{[]string{"kv", "get", "a", "--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{[]string{"kv", "get", "a", "--consistency", "eventual"}, exitUsage, `--consistency "eventual"`},
+		{[]string{"kv", "get", "a", "b"}, exitUsage, "want 1 argument(s)"},
+		{[]string{"kv", "get", "a", "-o", "yaml"}, exitUsage, `--output "yaml"`},
+		{[]string{"kv", "get", "a", "--timeout", "0s"}, exitUsage, "--timeout"},
+		{[]string{"kv", "get", "a", "--endpoints", " , "}, exitUsage, "no endpoint"},
+		{[]string{"kv", "get", "a", "--endpoints", "ftp://x:1"}, exitUsage, "scheme"},
+		{[]string{"kv", "get", "a", "--token", "t", "--token-file", tokenFile}, exitUsage, "token"},
+		{[]string{"kv", "get", "a", "--token-file", "/nonexistent"}, exitUsage, "--token-file"},
+		{[]string{"kv", "get", "a", "--cacert", "/nonexistent"}, exitUsage, "--cacert"},
+		{[]string{"kv", "watch", "--count", "-1"}, exitUsage, "negative"},
+		{[]string{"member", "add", "n9"}, exitUsage, "--peer-addr is required"},
+		{[]string{"leader", "transfer", "a", "b"}, exitUsage, "at most 1"},
+		{[]string{"status", "extra"}, exitUsage, "want 0 argument(s)"},
+		{[]string{"workflow", "update", "w"}, exitUsage, "--data is required"},
+		{[]string{"kv", "get", "a"}, exitFailure, "unavailable"},
+		{[]string{"kv", "put", "a", "1", "--token-file", tokenFile}, exitFailure, "unavailable"},
+		{[]string{"member", "list"}, exitFailure, "unavailable"},
+		{[]string{"status"}, exitFailure, "1 of 1 endpoints did not answer"},
+		{[]string{"kv", "watch"}, exitFailure, "unavailable"},
+	}
+	for _, c := range cases {
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		if r.code != c.code || !strings.Contains(r.stderr, c.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.stderr)
+		}
+	}
+
+	// No arguments: the usage on stderr, exit 2; help: on stdout, exit 0.
+	if r := runCLI(context.Background(), "", []string{}...); r.code != exitUsage || !strings.Contains(r.stderr, "Exit codes:") {
+		t.Errorf("no arguments: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, help := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		if r := runCLI(context.Background(), "", help...); r.code != 0 || !strings.Contains(r.stdout, "Exit codes:") ||
+			!strings.Contains(r.stdout, "3  not found") || !strings.Contains(r.stdout, "consensus serve [flags]") {
+			t.Errorf("%q: exit %d, stdout %q", help, r.code, r.stdout)
+		}
+	}
+	if r := runCLI(context.Background(), "", "kv", "put", "--help"); r.code != 0 || !strings.Contains(r.stdout, "--if-revision") ||
+		!strings.Contains(r.stdout, "--endpoints") {
+		t.Errorf("kv put --help: exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, v := range [][]string{{"version"}, {"--version"}} {
+		if r := runCLI(context.Background(), "", v...); r.code != 0 || r.stdout != "consensus "+version+"\n" {
+			t.Errorf("%q: exit %d, stdout %q", v, r.code, r.stdout)
+		}
+	}
+	// A pass-through command sees its own flags: certs's --help is its
+	// flag.FlagSet's, on stderr, for `help certs` too.
+	for _, h := range [][]string{{"certs", "--help"}, {"help", "certs"}} {
+		if r := runCLI(context.Background(), "", h...); r.code != 0 || !strings.Contains(r.stderr, "-nodes string") {
+			t.Errorf("%q: exit %d, stderr %q", h, r.code, r.stderr)
+		}
+	}
+	if r := runCLI(context.Background(), "", "certs", "--nodes", ""); r.code != exitUsage || !strings.Contains(r.stderr, "certs: --nodes names no node") {
+		t.Errorf("certs --nodes '': exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestCLITokenAndTLS runs the client commands against a cluster whose API
+// is HTTPS with bearer tokens: --cacert, --token, --token-file and
+// CONSENSUS_TOKEN reach every path (/v1/ws, the HTTP routes, the watch).
+func TestCLITokenAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	if err := certs.WriteDev(dir, []string{"n1", "n2", "n3"}); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokenFile, []byte("# the server's file works as --token-file too\nsecret rw\nreader ro\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := server.LoadTokens(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := startTestCluster(t, func(cfg *server.Config) {
+		id := cfg.Node.ID
+		tlsCfg, err := certs.ServerConfig(filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.HTTPTLS = tlsCfg
+		cfg.HTTP.Tokens = tokens
+	})
+	var endpoints []string
+	for _, a := range tc.httpAddrs {
+		endpoints = append(endpoints, "https://"+a)
+	}
+	t.Setenv(envEndpoints, strings.Join(endpoints, ","))
+	t.Setenv(envToken, "")
+	ca := filepath.Join(dir, "ca.pem")
+	cases := []struct {
+		env    string // CONSENSUS_TOKEN
+		args   []string
+		code   int
+		output string // a part of stdout, or of stderr on failure
+	}{
+		{"", []string{"kv", "put", "k", "1", "--cacert", ca}, exitFailure, "unauthorized"},
+		{"", []string{"kv", "put", "k", "1", "--token", "secret"}, exitFailure, "certificate"},
+		{"", []string{"kv", "put", "k", "1", "--cacert", ca, "--token", "secret"}, exitOK, "OK revision 1"},
+		{"", []string{"kv", "put", "k", "2", "--cacert", ca, "--token", "reader"}, exitFailure, "forbidden"},
+		{"secret", []string{"kv", "put", "k", "2", "--cacert", ca}, exitOK, "OK revision 2"},
+		{"reader", []string{"kv", "get", "k", "--cacert", ca, "--value-only"}, exitOK, "2\n"},
+		{"wrong", []string{"kv", "get", "k", "--cacert", ca, "--token-file", tokenFile}, exitOK, "2\n"},
+		{"", []string{"member", "list", "--cacert", ca, "--token-file", tokenFile}, exitOK, "n3  voter"},
+		{"", []string{"status", "--cacert", ca, "--token", "reader"}, exitOK, "leader"},
+		{"", []string{"workflow", "start", "w", "--cacert", ca, "--token", "secret"}, exitOK, "OK revision 3"},
+		{"", []string{"kv", "watch", "--from-revision", "2", "--count", "1", "--cacert", ca, "--token", "reader"}, exitOK, "2 put k 2\n"},
+		{"", []string{"kv", "watch", "--count", "1", "--cacert", ca}, exitFailure, "unauthorized"},
+	}
+	for _, c := range cases {
+		t.Setenv(envToken, c.env)
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		out := r.stdout
+		if c.code != 0 {
+			out = r.stderr
+		}
+		if r.code != c.code || !strings.Contains(out, c.output) {
+			t.Errorf("CONSENSUS_TOKEN=%q %q: exit %d, stdout %q, stderr %q; want exit %d and %q",
+				c.env, c.args, r.code, r.stdout, r.stderr, c.code, c.output)
+		}
 	}
 }
