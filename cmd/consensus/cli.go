@@ -224,11 +224,23 @@ func fail(what string, err error) error {
 			msg += " (the write may or may not be applied)"
 		}
 	case errors.Is(err, context.DeadlineExceeded):
-		msg = "timed out (--timeout): " + strings.TrimPrefix(err.Error(), "client: ")
+		msg = "timed out (--timeout): " + describe(err)
 	default:
-		msg = strings.TrimPrefix(err.Error(), "client: ")
+		msg = describe(err)
 	}
 	return &exitError{code: code, msg: what + ": " + msg}
+}
+
+// describe says what went wrong with a request that got no answer from a
+// server: for a connection that failed, the network's own words
+// ("unavailable: dial tcp 127.0.0.1:9080: connect: connection refused")
+// rather than every layer's prefix.
+func describe(err error) string {
+	var op *net.OpError
+	if errors.Is(err, client.ErrUnavailable) && errors.As(err, &op) {
+		return "unavailable: " + op.Error()
+	}
+	return strings.TrimPrefix(err.Error(), "client: ")
 }
 
 // detail is the part of a server's message that says more than the

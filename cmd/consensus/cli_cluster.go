@@ -74,7 +74,7 @@ func (s *session) status(ctx context.Context) (rows []endpointStatus, failed int
 			rows[i] = endpointStatus{Endpoint: ep}
 			st, err := s.client.EndpointStatus(ctx, ep)
 			if err != nil {
-				rows[i].Error = oneLine(err.Error())
+				rows[i].Error = oneLine(describe(err))
 				return
 			}
 			rows[i] = endpointStatus{Endpoint: ep, NodeID: st.NodeID, Role: role(st), IsLeader: st.IsLeader,
