@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -323,7 +324,7 @@ func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 	if c.cfg.Token != "" {
 		hdr = http.Header{"Authorization": {"Bearer " + c.cfg.Token}}
 	}
-	ws, _, err := websocket.Dial(ctx, ep.url, &websocket.DialOptions{
+	ws, hresp, err := websocket.Dial(ctx, ep.url, &websocket.DialOptions{
 		HTTPClient:      c.httpClient,
 		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
@@ -333,6 +334,10 @@ func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 	if err == nil {
 		cn = newConn(ep.url, ws, &c.cfg)
 		cn.start(&c.wg)
+	} else if se := refusal(ep.url, hresp); se != nil {
+		// The server answered the handshake with an error (401, 403,
+		// 429, ...): that answer, not a transport failure, is the error.
+		err = fmt.Errorf("dial %s: %w", ep.url, se)
 	} else {
 		err = fmt.Errorf("dial %s: %w", ep.url, err)
 	}
@@ -349,6 +354,30 @@ func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 		cn.fail(ErrClosed, websocket.StatusNormalClosure, "client closed")
 	}
 	close(d.done)
+}
+
+// refusal returns the error a server answered a WebSocket handshake with,
+// or nil if resp is not such an answer (no response, or a 5xx, which
+// says nothing about this request and leaves it to the retries).
+func refusal(endpoint string, resp *http.Response) *ServerError {
+	if resp == nil || resp.StatusCode < 400 || resp.StatusCode >= 500 {
+		return nil
+	}
+	var eb struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if resp.Body != nil {
+		// coder/websocket leaves at most the first 1 KiB of the body.
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		_ = json.Unmarshal(b, &eb)
+	}
+	if eb.Error.Code == "" {
+		return nil
+	}
+	return &ServerError{Code: eb.Error.Code, Message: eb.Error.Message, Endpoint: endpoint}
 }
 
 // ReadOption adjusts a read (Get, List).

@@ -2,19 +2,14 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/bench"
-	"github.com/unrdf/consensus/server"
 )
 
 func TestParseBenchFlags(t *testing.T) {
@@ -104,45 +99,6 @@ func TestSummariseFailover(t *testing.T) {
 	if r := summariseFailover(nil); r.Min != 0 || r.Max != 0 {
 		t.Fatalf("empty: %+v", r)
 	}
-}
-
-// inProcessCluster starts a 3-node cluster in this process and returns
-// its HTTP addresses.
-func inProcessCluster(t *testing.T) []string {
-	t.Helper()
-	root := t.TempDir()
-	peers := map[string]string{}
-	var peerLns, httpLns []net.Listener
-	var addrs []string
-	for i := 1; i <= 3; i++ {
-		pl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers[fmt.Sprintf("n%d", i)] = pl.Addr().String()
-		peerLns, httpLns = append(peerLns, pl), append(httpLns, hl)
-		addrs = append(addrs, hl.Addr().String())
-	}
-	for i := range 3 {
-		id := fmt.Sprintf("n%d", i+1)
-		cfg := consensus.DefaultConfig(id)
-		cfg.Peers = peers
-		srv, err := server.Start(server.Config{Node: cfg, PeerListener: peerLns[i], HTTPListener: httpLns[i],
-			DataDir: filepath.Join(root, id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Close(ctx)
-		})
-	}
-	return addrs
 }
 
 // TestBenchAgainstRunningCluster runs every workload over both protocols

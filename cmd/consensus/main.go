@@ -2,12 +2,34 @@
 //
 //	consensus serve --id n1 --listen 127.0.0.1:8080 --http 127.0.0.1:9080 --peers n1=127.0.0.1:8080,...
 //	consensus up    # a local 3-node cluster
+//	consensus kv put greeting '"hello"'   # talk to it
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes scripts can rely on (documented in usage and the README).
+const (
+	// exitOK: the command did what it was asked.
+	exitOK = 0
+	// exitFailure: the cluster, the network or the server failed.
+	exitFailure = 1
+	// exitUsage: the command line was wrong; nothing was sent.
+	exitUsage = 2
+	// exitNotFound: the key, workflow or member does not exist.
+	exitNotFound = 3
+	// exitPrecondition: the cluster refused a change because of the
+	// current state: a conditional write's revision did not match, or a
+	// workflow transition that is not allowed.
+	exitPrecondition = 4
 )
 
 const usage = `consensus: a Raft coordination service.
@@ -19,6 +41,33 @@ Usage:
   consensus demo 2node|3node|failover   run a narrated demo on a local cluster
   consensus certs [flags]   write a development CA and node certificates
   consensus version         print the version
+
+Client commands (talk to a running cluster; see: consensus COMMAND --help):
+  consensus status                          every endpoint's id, role, leader, term, indexes, health
+  consensus kv put KEY VALUE|-              write a JSON value (--file F, --if-revision N, --if-absent)
+  consensus kv get KEY                      read a key
+  consensus kv del KEY                      delete a key (--if-revision N)
+  consensus kv list [PREFIX]                keys and values under a prefix
+  consensus kv watch [PREFIX]               print changes as they happen (--from-revision N, --count N)
+  consensus member list|add|remove|promote  the cluster's members
+  consensus leader transfer [TARGET]        hand leadership to TARGET (or the most caught-up voter)
+  consensus workflow start|stop|update|get|list
+
+Global flags of the client commands:
+  --endpoints LIST   comma-separated HTTP addresses of members (env CONSENSUS_ENDPOINTS;
+                     default 127.0.0.1:9080,127.0.0.1:9081,127.0.0.1:9082, as started by consensus up)
+  --output FORMAT    table or json (default table)
+  --token T          bearer token (env CONSENSUS_TOKEN); --token-file F reads it from a file
+  --cacert FILE      CA certificate for https:// endpoints
+  --timeout D        bound on each command (default 10s)
+
+Exit codes:
+  0  success
+  1  failure: the cluster, the network or the server
+  2  usage error: the command line was wrong, nothing was sent
+  3  not found: the key, workflow or member does not exist
+  4  precondition failed: a conditional write's revision did not match,
+     or a workflow transition that is not allowed (start a running one, stop a stopped one)
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -28,32 +77,156 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run executes one command line and returns the process exit code: 0 on
-// success, 2 for usage errors, 1 for failures.
+// run executes one command line and returns the process exit code (see
+// the exit* constants).
 func run(args []string, stdout, stderr io.Writer) int {
+	return execute(context.Background(), args, stdout, stderr, cliEnv{stdin: os.Stdin})
+}
+
+// passThrough lists the commands that parse their own flags with a
+// flag.FlagSet: cobra hands them their arguments untouched. Registering
+// one is one line here.
+var passThrough = []struct {
+	name, short string
+	run         func(args []string, stdout, stderr io.Writer) int
+}{
+	{"serve", "run one node", serveCmd},
+	{"up", "run a local cluster of nodes", upCmd},
+	{"bench", "measure a cluster: throughput, latency, failover", benchCmd},
+	{"certs", "write a development CA and node certificates", certsCmd},
+	{"demo", "run a narrated demo on a local cluster: 2node, 3node or failover", demoCmd},
+}
+
+// execute runs args with the given context (cancelled like Ctrl-C) and
+// environment; run is its production form.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer, env cliEnv) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return exitUsage
 	}
-	switch args[0] {
-	case "serve":
-		return serveCmd(args[1:], stdout, stderr)
-	case "up":
-		return upCmd(args[1:], stdout, stderr)
-	case "bench":
-		return benchCmd(args[1:], stdout, stderr)
-	case "demo":
-		return demoCmd(args[1:], stdout, stderr)
-	case "certs":
-		return certsCmd(args[1:], stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "consensus", version)
-		return 0
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
-	default:
-		fmt.Fprintf(stderr, "consensus: unknown command %q\n\n%s", args[0], usage)
-		return 2
+	root := newRootCmd(stdout, stderr, env)
+	root.SetArgs(args)
+	_, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
 	}
+	var exit *exitError
+	if errors.As(err, &exit) {
+		if exit.msg != "" {
+			fmt.Fprintln(stderr, "consensus: "+oneLine(exit.msg))
+		}
+		return exit.code
+	}
+	// Anything else comes from cobra before a command ran: an unknown
+	// command or flag, a wrong number of arguments.
+	fmt.Fprintf(stderr, "consensus: %s (see 'consensus help')\n", oneLine(err.Error()))
+	return exitUsage
+}
+
+// exitError ends a command with an exit code and, unless msg is empty, one
+// line on stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// usageErrorf is an exitUsage error.
+func usageErrorf(format string, args ...any) error {
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// oneLine folds a message onto one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "consensus",
+		Short:         "a Raft coordination service",
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		Version:       version,
+		// No completion command: the CLI's surface is what usage lists.
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetVersionTemplate("consensus {{.Version}}\n")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%s: %v (see '%s --help')", commandPath(c), err, c.CommandPath())
+	})
+	// The root's help is the hand-written usage; subcommands keep cobra's.
+	defaultHelp := root.HelpFunc()
+	root.SetHelpFunc(func(c *cobra.Command, args []string) {
+		if c == root {
+			fmt.Fprint(stdout, usage)
+			return
+		}
+		defaultHelp(c, args)
+	})
+
+	for _, p := range passThrough {
+		root.AddCommand(passThroughCmd(p.name, p.short, p.run, stdout, stderr))
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "print the version",
+		Args:  cobra.NoArgs,
+		Run: func(*cobra.Command, []string) {
+			fmt.Fprintln(stdout, "consensus", version)
+		},
+	})
+
+	c := newCLI(stdout, stderr, env)
+	c.addGlobalFlags(root)
+	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd())
+	return root
+}
+
+// passThroughCmd wraps a command that parses its own flags: its arguments,
+// --help included, reach fn as given, and so does `consensus help NAME`.
+func passThroughCmd(name, short string, fn func(args []string, stdout, stderr io.Writer) int, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:                name + " [flags]",
+		Short:              short,
+		DisableFlagParsing: true,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if code := fn(args, stdout, stderr); code != 0 {
+				return &exitError{code: code}
+			}
+			return nil
+		},
+	}
+	cmd.SetHelpFunc(func(*cobra.Command, []string) { fn([]string{"--help"}, stdout, stderr) })
+	return cmd
+}
+
+// groupCmd is a command that only holds subcommands: run alone or with an
+// unknown subcommand it is a usage error, not a help page on stdout.
+func groupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(c *cobra.Command, args []string) error {
+			var names []string
+			for _, s := range c.Commands() {
+				names = append(names, s.Name())
+			}
+			if len(args) == 0 {
+				return usageErrorf("%s: missing subcommand (%s; see '%s --help')", commandPath(c), strings.Join(names, ", "), c.CommandPath())
+			}
+			return usageErrorf("%s: unknown subcommand %q (%s; see '%s --help')", commandPath(c), args[0], strings.Join(names, ", "), c.CommandPath())
+		},
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// commandPath is the command's path without the program name.
+func commandPath(c *cobra.Command) string {
+	return strings.TrimPrefix(c.CommandPath(), "consensus ")
 }

@@ -1,0 +1,86 @@
+package client
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestEndpointStatusAndHealth asks each node for its own status through
+// a client configured with another endpoint only: the answer is that
+// node's, so nothing fails over.
+func TestEndpointStatusAndHealth(t *testing.T) {
+	cl := newTestCluster(t, 3)
+	leader := cl.waitLeader()
+	c := newClient(t, Config{Endpoints: cl.endpoints("n1")})
+	ctx := testContext(t)
+	for _, id := range cl.ids {
+		for _, ep := range []string{cl.https[id], "http://" + cl.https[id], "ws://" + cl.https[id] + "/"} {
+			st, err := c.EndpointStatus(ctx, ep)
+			if err != nil {
+				t.Fatalf("%s: %v", ep, err)
+			}
+			if st.NodeID != id || st.LeaderID != leader || st.IsLeader != (id == leader) || len(st.Members) != 3 {
+				t.Fatalf("%s: status %+v", ep, st)
+			}
+		}
+	}
+	nodes, err := c.EndpointHealth(ctx, cl.https["n3"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 3 || nodes[0].ID != "n1" || nodes[1].ID != "n2" || nodes[2].ID != "n3" || nodes[0].Health == "" {
+		t.Fatalf("health: %+v", nodes)
+	}
+
+	// A node that does not answer: unavailable, at once, no other tried.
+	dead := freeAddr(t)
+	start := time.Now()
+	if _, err := c.EndpointStatus(ctx, dead); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("dead endpoint: %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("dead endpoint took %s", d)
+	}
+	if _, err := c.EndpointStatus(ctx, "ftp://"+dead); err == nil {
+		t.Fatal("ftp endpoint accepted")
+	}
+	c.Close()
+	if _, err := c.EndpointHealth(ctx, cl.https["n1"]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed client: %v", err)
+	}
+}
+
+// TestHandshakeRefusal checks that a server refusing the WebSocket
+// handshake with an API error (401 unauthorized here) is that error, not
+// an unreachable endpoint, and is not retried; a refusal without one is
+// still ErrUnavailable.
+func TestHandshakeRefusal(t *testing.T) {
+	var calls atomic.Int32
+	body := `{"error":{"code":"unauthorized","message":"missing or invalid bearer token"}}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	c := newClient(t, Config{Endpoints: []string{srv.URL}, RetryBackoff: time.Millisecond})
+	_, err := c.Get(testContext(t), "k")
+	var se *ServerError
+	if !errors.Is(err, ErrUnauthorized) || !errors.As(err, &se) || se.Code != CodeUnauthorized {
+		t.Fatalf("get: %v", err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d handshakes, want 1 (a refusal is final)", n)
+	}
+
+	body = "not json"
+	calls.Store(0)
+	if _, err := c.Get(testContext(t), "k"); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnauthorized) {
+		t.Fatalf("get without an API error: %v", err)
+	}
+}

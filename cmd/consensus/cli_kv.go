@@ -1,0 +1,361 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unrdf/consensus/kv"
+)
+
+func (c *cli) kvCmd() *cobra.Command {
+	return groupCmd("kv", "read, write and watch keys",
+		c.kvPutCmd(), c.kvGetCmd(), c.kvDelCmd(), c.kvListCmd(), c.kvWatchCmd())
+}
+
+// revisionResult is the JSON answer of a write.
+type revisionResult struct {
+	Revision int64 `json:"revision"`
+}
+
+func (c *cli) kvPutCmd() *cobra.Command {
+	var (
+		file       string
+		ifRevision int64
+		ifAbsent   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "put KEY [VALUE|-]",
+		Short: "write a JSON value to KEY (VALUE, - for stdin, or --file)",
+		Long: `Write a JSON value to KEY. VALUE is any JSON value: a string needs quotes
+('"hello"'). "-" reads the value from stdin, as does --file -; --file F reads it
+from a file. --if-revision N writes only if KEY is at revision N, --if-absent
+only if it does not exist (exit code 4 otherwise).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if file != "" {
+				return exactArgs("KEY")(cmd, args)
+			}
+			return exactArgs("KEY", "VALUE")(cmd, args)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key := args[0]
+			var raw []byte
+			var err error
+			switch {
+			case file != "":
+				raw, err = c.readInput(file)
+			case args[1] == "-":
+				raw, err = c.readInput("-")
+			default:
+				raw = []byte(args[1])
+			}
+			if err != nil {
+				return err
+			}
+			value, err := jsonArg(fmt.Sprintf("kv put %q: VALUE", key), raw, false)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("if-revision") && ifRevision < 1 {
+				return usageErrorf("kv put: --if-revision %d: want a revision of 1 or more (--if-absent for none)", ifRevision)
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				var rev int64
+				switch {
+				case ifAbsent:
+					rev, err = s.client.PutIf(ctx, key, value, kv.IfAbsent())
+				case cmd.Flags().Changed("if-revision"):
+					rev, err = s.client.PutIf(ctx, key, value, kv.IfRevision(ifRevision))
+				default:
+					rev, err = s.client.Put(ctx, key, value)
+				}
+				if err != nil {
+					return fail(fmt.Sprintf("kv put %q", key), err)
+				}
+				return s.printRevision(rev)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&file, "file", "", "read the value from this file (- for stdin)")
+	cmd.Flags().Int64Var(&ifRevision, "if-revision", 0, "write only if the key is at this revision")
+	cmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "write only if the key does not exist")
+	cmd.MarkFlagsMutuallyExclusive("if-revision", "if-absent")
+	return cmd
+}
+
+// readInput reads a value from a file, or stdin for "-".
+func (c *cli) readInput(name string) ([]byte, error) {
+	var r io.Reader
+	if name == "-" {
+		if c.env.stdin == nil {
+			return nil, usageErrorf("no stdin to read the value from")
+		}
+		r = c.env.stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, usageErrorf("--file: %v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxInputBytes+1))
+	if err != nil {
+		return nil, &exitError{code: exitFailure, msg: fmt.Sprintf("reading %s: %v", name, err)}
+	}
+	if int64(len(b)) > maxInputBytes {
+		return nil, usageErrorf("the value in %s is larger than %d bytes", name, maxInputBytes)
+	}
+	return b, nil
+}
+
+// printRevision prints a write's revision.
+func (s *session) printRevision(rev int64) error {
+	if s.json {
+		return s.printJSON(revisionResult{Revision: rev})
+	}
+	_, err := fmt.Fprintf(s.stdout, "OK revision %d\n", rev)
+	return err
+}
+
+func (c *cli) kvGetCmd() *cobra.Command {
+	var (
+		read      readOption
+		valueOnly bool
+	)
+	cmd := &cobra.Command{
+		Use:   "get KEY",
+		Short: "read KEY: value, revision, create revision, version",
+		Args:  exactArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opt, err := read.option()
+			if err != nil {
+				return err
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				item, err := s.client.Get(ctx, args[0], opt)
+				if err != nil {
+					return fail(fmt.Sprintf("kv get %q", args[0]), err)
+				}
+				switch {
+				case valueOnly:
+					_, err = fmt.Fprintf(s.stdout, "%s\n", item.Value)
+					return err
+				case s.json:
+					return s.printJSON(item)
+				}
+				return s.table(itemHeader, [][]string{itemRow(item)})
+			})
+		},
+	}
+	read.add(cmd)
+	cmd.Flags().BoolVar(&valueOnly, "value-only", false, "print only the value (JSON), whatever --output says")
+	return cmd
+}
+
+var itemHeader = []string{"KEY", "REVISION", "CREATED", "VERSION", "VALUE"}
+
+func itemRow(it kv.Item) []string {
+	return []string{it.Key, strconv.FormatInt(it.Revision, 10), strconv.FormatInt(it.CreateRevision, 10),
+		strconv.FormatInt(it.Version, 10), string(it.Value)}
+}
+
+func (c *cli) kvDelCmd() *cobra.Command {
+	var ifRevision int64
+	cmd := &cobra.Command{
+		Use:     "del KEY",
+		Aliases: []string{"delete"},
+		Short:   "delete KEY (--if-revision N: only if it is at revision N)",
+		Args:    exactArgs("KEY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			conditional := cmd.Flags().Changed("if-revision")
+			if conditional && ifRevision < 1 {
+				return usageErrorf("kv del: --if-revision %d: want a revision of 1 or more", ifRevision)
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				var rev int64
+				var err error
+				if conditional {
+					rev, err = s.client.DeleteIf(ctx, args[0], kv.IfRevision(ifRevision))
+				} else {
+					rev, err = s.client.Delete(ctx, args[0])
+				}
+				if err != nil {
+					return fail(fmt.Sprintf("kv del %q", args[0]), err)
+				}
+				return s.printRevision(rev)
+			})
+		},
+	}
+	cmd.Flags().Int64Var(&ifRevision, "if-revision", 0, "delete only if the key is at this revision")
+	return cmd
+}
+
+// listResult is the JSON answer of kv list.
+type listResult struct {
+	Items    []kv.Item `json:"items"`
+	Revision int64     `json:"revision"`
+}
+
+func (c *cli) kvListCmd() *cobra.Command {
+	var read readOption
+	cmd := &cobra.Command{
+		Use:     "list [PREFIX]",
+		Aliases: []string{"ls"},
+		Short:   "list the keys under PREFIX (every key without one), with their values",
+		Args:    maxArgs("PREFIX"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opt, err := read.option()
+			if err != nil {
+				return err
+			}
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				items, rev, err := s.client.List(ctx, prefix, opt)
+				if err != nil {
+					return fail(fmt.Sprintf("kv list %q", prefix), err)
+				}
+				if s.json {
+					if items == nil {
+						items = []kv.Item{}
+					}
+					return s.printJSON(listResult{Items: items, Revision: rev})
+				}
+				rows := make([][]string, len(items))
+				for i, it := range items {
+					rows[i] = itemRow(it)
+				}
+				return s.table(itemHeader, rows)
+			})
+		},
+	}
+	read.add(cmd)
+	return cmd
+}
+
+// watchEvent is one line of kv watch's JSON output.
+type watchEvent struct {
+	Type           string          `json:"type"`
+	Key            string          `json:"key"`
+	Value          json.RawMessage `json:"value,omitempty"`
+	Revision       int64           `json:"revision"`
+	CreateRevision int64           `json:"createRevision,omitempty"`
+	Version        int64           `json:"version,omitempty"`
+}
+
+func (c *cli) kvWatchCmd() *cobra.Command {
+	var fromRevision, count int64
+	cmd := &cobra.Command{
+		Use:   "watch [PREFIX]",
+		Short: "print every change under PREFIX as it happens, until Ctrl-C or --count events",
+		Long: `Print every change to the keys under PREFIX (every key without one) as it
+happens, in revision order, each once, following the cluster across endpoint
+failures. By default the watch starts after every write acknowledged before it;
+--from-revision N starts at revision N. Table output is one line per event:
+"REVISION put KEY VALUE" or "REVISION delete KEY"; JSON output is one object
+per line. --count N exits after N events. Ctrl-C ends the watch with exit code 0.`,
+		Args: maxArgs("PREFIX"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if fromRevision < 0 || count < 0 {
+				return usageErrorf("kv watch: --from-revision and --count must not be negative")
+			}
+			prefix := ""
+			if len(args) == 1 {
+				prefix = args[0]
+			}
+			return c.withClient(cmd, false, func(ctx context.Context, s *session) error {
+				ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return s.watch(ctx, prefix, fromRevision, count)
+			})
+		},
+	}
+	cmd.Flags().Int64Var(&fromRevision, "from-revision", 0, "first revision to deliver (0: after the writes acknowledged so far)")
+	cmd.Flags().Int64Var(&count, "count", 0, "exit after this many events (0: run until Ctrl-C)")
+	return cmd
+}
+
+func (s *session) watch(ctx context.Context, prefix string, fromRevision, count int64) error {
+	what := fmt.Sprintf("kv watch %q", prefix)
+	openCtx, cancelOpen := context.WithTimeout(ctx, s.timeout)
+	defer cancelOpen()
+	// The watch lives in ctx; only opening it is bounded by --timeout.
+	watchCtx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	opened := make(chan struct{})
+	go func() {
+		select {
+		case <-openCtx.Done():
+			cancelWatch()
+		case <-opened:
+		}
+	}()
+	w, err := s.client.Watch(watchCtx, prefix, fromRevision)
+	close(opened)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C before the stream opened
+		}
+		if openCtx.Err() != nil {
+			return &exitError{code: exitFailure, msg: fmt.Sprintf("%s: no stream opened within --timeout %s: %v", what, s.timeout, err)}
+		}
+		return fail(what, err)
+	}
+	defer w.Close()
+	if s.env.watchOpened != nil {
+		s.env.watchOpened(w.StartRevision())
+	}
+	var seen int64
+	for resp := range w.C() {
+		for _, ev := range resp.Events {
+			if err := s.printEvent(ev); err != nil {
+				return &exitError{code: exitFailure, msg: what + ": " + err.Error()}
+			}
+			if seen++; count > 0 && seen == count {
+				return nil
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil // Ctrl-C: a clean end
+	}
+	err = w.Err()
+	if errors.Is(err, kv.ErrWatchClosed) {
+		return nil
+	}
+	return fail(what, err)
+}
+
+func (s *session) printEvent(ev kv.Event) error {
+	it := ev.Item
+	if s.json {
+		out := watchEvent{Type: ev.Type.String(), Key: it.Key, Revision: it.Revision}
+		if ev.Type == kv.EventPut {
+			out.Value, out.CreateRevision, out.Version = it.Value, it.CreateRevision, it.Version
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(s.stdout, "%s\n", b)
+		return err
+	}
+	var err error
+	if ev.Type == kv.EventPut {
+		_, err = fmt.Fprintf(s.stdout, "%d put %s %s\n", it.Revision, it.Key, it.Value)
+	} else {
+		_, err = fmt.Fprintf(s.stdout, "%d %s %s\n", it.Revision, ev.Type, it.Key)
+	}
+	return err
+}

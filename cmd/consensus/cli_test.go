@@ -1,0 +1,607 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/server"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// cliResult is what one command line did.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs one command line in process, with stdin.
+func runCLI(ctx context.Context, stdin string, args ...string) cliResult {
+	var stdout, stderr bytes.Buffer
+	code := execute(ctx, args, &stdout, &stderr, cliEnv{stdin: strings.NewReader(stdin)})
+	return cliResult{stdout.String(), stderr.String(), code}
+}
+
+// checkOneLine fails unless a failed command printed exactly one line,
+// "consensus: ...", on stderr (no usage dump, no stack).
+func checkOneLine(t *testing.T, args []string, r cliResult) {
+	t.Helper()
+	if r.code == 0 {
+		return
+	}
+	if !strings.HasPrefix(r.stderr, "consensus: ") || strings.Count(r.stderr, "\n") != 1 || !strings.HasSuffix(r.stderr, "\n") {
+		t.Errorf("%q: exit %d: stderr is not one line: %q", args, r.code, r.stderr)
+	}
+}
+
+// transcript runs command lines against a cluster and records what each
+// printed, normalised, for comparison with a golden file.
+type transcript struct {
+	t    *testing.T
+	out  strings.Builder
+	repl *strings.Replacer
+	// norm, if set, normalises the output of the next step.
+	norm func(string) string
+}
+
+// timestamps matches the times a workflow command stamps into the value.
+var timestamps = regexp.MustCompile(`"(startedAt|updatedAt|stoppedAt)":( ?)[0-9]+`)
+
+func newTranscript(t *testing.T, tc *testCluster, extra ...string) *transcript {
+	t.Setenv(envEndpoints, strings.Join(tc.httpAddrs, ","))
+	t.Setenv(envToken, "")
+	var pairs []string
+	for i, id := range tc.ids {
+		pairs = append(pairs, tc.httpAddrs[i], "<"+id+"-http>", tc.peerAddrs[i], "<"+id+"-peer>")
+	}
+	return &transcript{t: t, repl: strings.NewReplacer(append(pairs, extra...)...)}
+}
+
+// step runs args with stdin, checks the exit code, and records it.
+func (tr *transcript) step(wantCode int, stdin string, args ...string) cliResult {
+	tr.t.Helper()
+	r := runCLI(context.Background(), stdin, args...)
+	if r.code != wantCode {
+		tr.t.Fatalf("%q: exit %d, want %d\nstdout: %s\nstderr: %s", args, r.code, wantCode, r.stdout, r.stderr)
+	}
+	checkOneLine(tr.t, args, r)
+	norm := func(s string) string { return timestamps.ReplaceAllString(tr.repl.Replace(s), `"$1":$2<time>`) }
+	if extra := tr.norm; extra != nil {
+		inner := norm
+		norm = func(s string) string { return extra(inner(s)) }
+		tr.norm = nil
+	} else {
+		inner := norm
+		norm = func(s string) string { return realign(inner(s), nil) }
+	}
+	var quoted []string
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \"'{}[]*$") {
+			a = "'" + a + "'"
+		}
+		quoted = append(quoted, tr.repl.Replace(a))
+	}
+	tr.out.WriteString("$ consensus " + strings.Join(quoted, " ") + "\n")
+	tr.out.WriteString(norm(r.stdout))
+	for _, line := range strings.SplitAfter(norm(r.stderr), "\n") {
+		if line != "" {
+			tr.out.WriteString("stderr: " + line)
+		}
+	}
+	tr.out.WriteString(fmt.Sprintf("[exit %d]\n\n", r.code))
+	return r
+}
+
+// check compares the transcript with testdata/<name>.golden.
+func (tr *transcript) check(name string) {
+	tr.t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	got := tr.out.String()
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			tr.t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			tr.t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		tr.t.Fatalf("%v (run go test -run %s -update to write it)", err, tr.t.Name())
+	}
+	if got != string(want) {
+		tr.t.Errorf("output differs from %s (go test -run %s -update rewrites it)\n--- got:\n%s\n--- want:\n%s", path, tr.t.Name(), got, want)
+	}
+}
+
+var (
+	tableHeader = regexp.MustCompile(`^[A-Z][A-Z-]*( {2,}[A-Z][A-Z-]*)+$`)
+	cellGap     = regexp.MustCompile(` {2,}`)
+)
+
+// realign lays out again the table in s (from its header line on), after
+// normalisation changed the width of cells; fix, if set, may change the
+// cells of each row first.
+func realign(s string, fix func(cells []string)) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		if !tableHeader.MatchString(l) {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString(strings.Join(lines[:i], "\n"))
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for j, row := range lines[i:] {
+			if row == "" {
+				continue
+			}
+			cells := cellGap.Split(row, -1)
+			if j > 0 && fix != nil {
+				fix(cells)
+			}
+			fmt.Fprintln(tw, strings.Join(cells, "\t"))
+		}
+		_ = tw.Flush()
+		return b.String()
+	}
+	return s
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCLIKV writes, reads, lists and deletes keys through every kv
+// command against a live cluster, both output formats, and compares the
+// transcript with testdata/kv.golden: revisions are deterministic on a
+// fresh cluster, so they are not normalised.
+func TestCLIKV(t *testing.T) {
+	tc := startTestCluster(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "value.json")
+	if err := os.WriteFile(file, []byte("{\n  \"from\": \"a file\"\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr := newTranscript(t, tc, dir, "<tmp>")
+	tr.step(exitOK, "", "kv", "put", "workflow:a", `{"name":"Data Processing","progress":0}`)
+	tr.step(exitOK, "", "kv", "put", "greeting", `"hello"`, "-o", "json")
+	tr.step(exitPrecondition, "", "kv", "put", "--if-absent", "workflow:a", "1")
+	tr.step(exitOK, "", "kv", "put", "--if-revision", "1", "workflow:a", `{"name":"Data Processing","progress":50}`)
+	tr.step(exitPrecondition, "", "kv", "put", "--if-revision", "1", "workflow:a", "2")
+	tr.step(exitOK, "", "kv", "put", "--if-absent", "count", "7")
+	tr.step(exitOK, "[1, 2,\n 3]\n", "kv", "put", "list", "-")
+	tr.step(exitOK, "", "kv", "put", "config", "--file", file)
+	tr.step(exitUsage, "not json", "kv", "put", "bad", "--file", "-")
+	tr.step(exitUsage, "", "kv", "put", "bad", "hello")
+
+	tr.step(exitOK, "", "kv", "get", "workflow:a")
+	tr.step(exitOK, "", "kv", "get", "workflow:a", "--output", "json")
+	tr.step(exitOK, "", "kv", "get", "greeting", "--value-only")
+	tr.step(exitOK, "", "kv", "get", "config", "--consistency", "local")
+	tr.step(exitNotFound, "", "kv", "get", "missing")
+	tr.step(exitNotFound, "", "kv", "get", "missing", "-o", "json")
+
+	tr.step(exitOK, "", "kv", "list")
+	tr.step(exitOK, "", "kv", "list", "workflow:", "-o", "json")
+	tr.step(exitOK, "", "kv", "list", "nothing-here")
+	tr.step(exitOK, "", "kv", "list", "nothing-here", "-o", "json")
+
+	tr.step(exitPrecondition, "", "kv", "del", "greeting", "--if-revision", "1")
+	tr.step(exitOK, "", "kv", "del", "greeting", "--if-revision", "2")
+	tr.step(exitNotFound, "", "kv", "del", "greeting")
+	tr.step(exitOK, "", "kv", "del", "count", "-o", "json")
+	tr.step(exitNotFound, "", "kv", "get", "count")
+	tr.step(exitOK, "", "kv", "list", "-o", "json")
+	tr.check("kv")
+}
+
+// TestCLIWorkflow starts, updates, reads, lists and stops a workflow,
+// and checks the refusals: starting a running one and stopping a stopped
+// one (exit 4), a missing one (exit 3), bad --data (exit 2).
+func TestCLIWorkflow(t *testing.T) {
+	tc := startTestCluster(t)
+	tr := newTranscript(t, tc)
+	tr.step(exitOK, "", "workflow", "start", "pipeline", "--data", `{"name":"Data Processing","progress":0}`)
+	tr.step(exitPrecondition, "", "workflow", "start", "pipeline")
+	tr.step(exitOK, "", "workflow", "update", "pipeline", "--data", `{"progress":50}`, "-o", "json")
+	tr.step(exitOK, "", "workflow", "start", "cleanup")
+	tr.step(exitOK, "", "workflow", "get", "pipeline")
+	tr.step(exitOK, "", "workflow", "get", "pipeline", "-o", "json")
+	tr.step(exitOK, "", "workflow", "list")
+	tr.step(exitOK, "", "workflow", "stop", "cleanup", "--data", `{"reason":"done"}`)
+	tr.step(exitPrecondition, "", "workflow", "stop", "cleanup")
+	tr.step(exitPrecondition, "", "workflow", "update", "cleanup", "--data", `{"progress":1}`)
+	tr.step(exitOK, "", "workflow", "list", "-o", "json", "--consistency", "local")
+	tr.step(exitNotFound, "", "workflow", "get", "nope")
+	tr.step(exitNotFound, "", "workflow", "stop", "nope")
+	tr.step(exitUsage, "", "workflow", "update", "pipeline")
+	tr.step(exitUsage, "", "workflow", "start", "other", "--data", `[1]`)
+	tr.check("workflow")
+}
+
+// statusRows runs status -o json and decodes it.
+func statusRows(t *testing.T) ([]endpointStatus, cliResult) {
+	t.Helper()
+	r := runCLI(context.Background(), "", "status", "-o", "json")
+	var res statusResult
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("status -o json: %v: %q (stderr %q)", err, r.stdout, r.stderr)
+	}
+	return res.Endpoints, r
+}
+
+// waitStatus waits until every endpoint names leader and every node is
+// healthy.
+func waitStatus(t *testing.T, leader string) {
+	t.Helper()
+	waitFor(t, 20*time.Second, "every endpoint reports leader "+leader+" and health", func() bool {
+		rows, r := statusRows(t)
+		if r.code != 0 {
+			return false
+		}
+		for _, row := range rows {
+			if row.LeaderID != leader || row.Health != "healthy" || row.IsLeader != (row.NodeID == leader) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// statusJSONNumbers matches the raft counters of a status, which
+// elections and heartbeats move: term, commit, applied and snapshot index.
+var statusJSONNumbers = regexp.MustCompile(`"(term|commitIndex|appliedIndex|snapshotIndex)": [0-9]+`)
+
+// normaliseStatus replaces the raft counters of a status with N.
+func normaliseStatus(s string) string {
+	s = statusJSONNumbers.ReplaceAllString(s, `"$1": N`)
+	return realign(s, func(cells []string) {
+		if len(cells) == 8 {
+			cells[4], cells[5], cells[6] = "N", "N", "N"
+		}
+	})
+}
+
+// TestCLICluster transfers leadership and sees it in status; adds a
+// member that never starts (it stays a learner), promotes and removes
+// it; and checks not-found answers and an unreachable endpoint.
+func TestCLICluster(t *testing.T) {
+	tc := startTestCluster(t)
+	n4Peer, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n4HTTP, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTranscript(t, tc, n4Peer, "<n4-peer>", n4HTTP, "<n4-http>")
+	waitFor(t, 20*time.Second, "a leader", func() bool {
+		rows, r := statusRows(t)
+		return r.code == 0 && rows[0].LeaderID != ""
+	})
+
+	tr.step(exitOK, "", "leader", "transfer", "n1")
+	waitStatus(t, "n1")
+	waitFor(t, 20*time.Second, "every member advertises its HTTP address", func() bool {
+		r := runCLI(context.Background(), "", "member", "list", "-o", "json")
+		var res membersResult
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {
+			return false
+		}
+		for _, m := range res.Members {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return len(res.Members) == 3
+	})
+	tr.norm = normaliseStatus
+	tr.step(exitOK, "", "status")
+	tr.norm = normaliseStatus
+	tr.step(exitOK, "", "status", "-o", "json")
+
+	tr.step(exitOK, "", "member", "list")
+	tr.step(exitOK, "", "member", "add", "n4", "--peer-addr", n4Peer, "--http-addr", n4HTTP)
+	tr.step(exitOK, "", "member", "list", "-o", "json")
+	tr.step(exitOK, "", "member", "promote", "n4")
+	tr.step(exitOK, "", "member", "list")
+	tr.step(exitOK, "", "member", "remove", "n4", "-o", "json")
+	tr.step(exitOK, "", "member", "list")
+	tr.step(exitNotFound, "", "member", "promote", "nobody")
+	tr.step(exitNotFound, "", "member", "remove", "nobody")
+	tr.step(exitUsage, "", "member", "add", "n5")
+
+	tr.step(exitOK, "", "leader", "transfer", "n2", "-o", "json")
+	waitStatus(t, "n2")
+	tr.norm = normaliseStatus
+	tr.step(exitOK, "", "status")
+	tr.check("cluster")
+
+	// Without a target the leader picks a voter: leadership moves.
+	r := runCLI(context.Background(), "", "leader", "transfer", "-o", "json")
+	var moved struct {
+		LeaderID string `json:"leaderId"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &moved); r.code != 0 || err != nil || moved.LeaderID == "" || moved.LeaderID == "n2" {
+		t.Fatalf("leader transfer without target: exit %d, %q, %v; stderr %q", r.code, r.stdout, err, r.stderr)
+	}
+
+	// An endpoint that does not answer gets its own row, and exit 1.
+	dead, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envEndpoints, strings.Join(append(tc.httpAddrs, dead), ","))
+	rows, r := statusRows(t)
+	checkOneLine(t, []string{"status"}, r)
+	if r.code != exitFailure || len(rows) != 4 || rows[3].Endpoint != dead || rows[3].Error == "" ||
+		rows[0].Error != "" || rows[0].NodeID != "n1" || !strings.Contains(r.stderr, "1 of 4 endpoints") {
+		t.Fatalf("status with a dead endpoint: exit %d %+v stderr %q", r.code, rows, r.stderr)
+	}
+}
+
+// watchCLI runs kv watch in the background; opened delivers the start
+// revision once its stream is open, done the result when it ends.
+func watchCLI(ctx context.Context, args ...string) (opened chan int64, done chan cliResult) {
+	opened, done = make(chan int64, 1), make(chan cliResult, 1)
+	go func() {
+		var stdout, stderr bytes.Buffer
+		env := cliEnv{watchOpened: func(rev int64) { opened <- rev }}
+		code := execute(ctx, append([]string{"kv", "watch"}, args...), &stdout, &stderr, env)
+		done <- cliResult{stdout.String(), stderr.String(), code}
+	}()
+	return opened, done
+}
+
+// awaitWatch waits for a background watch to open (or end early).
+func awaitWatch(t *testing.T, opened chan int64, done chan cliResult) int64 {
+	t.Helper()
+	select {
+	case rev := <-opened:
+		return rev
+	case r := <-done:
+		t.Fatalf("watch ended before it opened: exit %d: %s", r.code, r.stderr)
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not open")
+	}
+	return 0
+}
+
+func awaitDone(t *testing.T, done chan cliResult) cliResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch did not end")
+	}
+	return cliResult{}
+}
+
+// TestCLIWatch checks that kv watch --count 2 prints exactly the two
+// matching writes made after it started and exits 0; that --from-revision
+// replays history in table form; and that cancelling (Ctrl-C) ends a
+// watch cleanly.
+func TestCLIWatch(t *testing.T) {
+	tc := startTestCluster(t)
+	t.Setenv(envEndpoints, strings.Join(tc.httpAddrs, ","))
+	mustRun := func(args ...string) {
+		t.Helper()
+		if r := runCLI(context.Background(), "", args...); r.code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, r.code, r.stderr)
+		}
+	}
+	mustRun("kv", "put", "jobs/before", "0") // revision 1: before the watch, not seen
+
+	opened, done := watchCLI(context.Background(), "jobs/", "--count", "2", "-o", "json")
+	if start := awaitWatch(t, opened, done); start != 2 {
+		t.Fatalf("watch starts at revision %d, want 2", start)
+	}
+	mustRun("kv", "put", "jobs/a", `{"n":1}`) // 2
+	mustRun("kv", "put", "other", "1")        // 3: not under the prefix
+	mustRun("kv", "del", "jobs/before")       // 4
+	mustRun("kv", "put", "jobs/b", "2")       // 5: past --count
+	r := awaitDone(t, done)
+	want := `{"type":"put","key":"jobs/a","value":{"n":1},"revision":2,"createRevision":2,"version":1}
+{"type":"delete","key":"jobs/before","revision":4}
+`
+	if r.code != 0 || r.stdout != want || r.stderr != "" {
+		t.Fatalf("watch --count 2: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
+	}
+
+	// History from revision 3, table form, every key.
+	opened, done = watchCLI(context.Background(), "--from-revision", "3", "--count", "3")
+	awaitWatch(t, opened, done)
+	r = awaitDone(t, done)
+	if want := "3 put other 1\n4 delete jobs/before\n5 put jobs/b 2\n"; r.code != 0 || r.stdout != want {
+		t.Fatalf("watch --from-revision 3: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", r.code, r.stdout, want, r.stderr)
+	}
+
+	// Ctrl-C (the context ending) while waiting for events: exit 0, quiet.
+	ctx, cancel := context.WithCancel(context.Background())
+	opened, done = watchCLI(ctx, "nothing/")
+	awaitWatch(t, opened, done)
+	cancel()
+	if r := awaitDone(t, done); r.code != 0 || r.stdout != "" || r.stderr != "" {
+		t.Fatalf("cancelled watch: exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCLIExitCodes checks the exit codes of usage errors, an unreachable
+// endpoint and help, and that every failure is one line on stderr.
+func TestCLIExitCodes(t *testing.T) {
+	dead, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envEndpoints, dead)
+	t.Setenv(envToken, "")
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("# comment\nsecret rw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args   []string
+		code   int
+		stderr string // a part of the one line
+	}{
+		{[]string{"nope"}, exitUsage, `unknown command "nope"`},
+		{[]string{"kv"}, exitUsage, "kv: missing subcommand"},
+		{[]string{"kv", "frobnicate"}, exitUsage, `unknown subcommand "frobnicate"`},
+		{[]string{"kv", "put", "a"}, exitUsage, "want 2 argument(s) (KEY VALUE), got 1"},
+		{[]string{"kv", "put", "a", "1", "--file", "x"}, exitUsage, "want 1 argument(s)"},
+		{[]string{"kv", "put", "a", "1", "--if-revision", "0"}, exitUsage, "--if-revision 0"},
+		{[]string{"kv", "put", "a", "1", "--if-revision", "2", "--if-absent"}, exitUsage, "if-absent"},
+		{[]string{"kv", "put", "a", "{"}, exitUsage, "VALUE is not JSON"},
+		{[]string{"kv", "put", "a", "-"}, exitUsage, "VALUE is not JSON"}, // empty stdin
+		{[]string{"kv", "put", "a", "--file", "/nonexistent/v.json"}, exitUsage, "--file"},
+		{[]string{"kv", "get", "a", "--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{[]string{"kv", "get", "a", "--consistency", "eventual"}, exitUsage, `--consistency "eventual"`},
+		{[]string{"kv", "get", "a", "b"}, exitUsage, "want 1 argument(s)"},
+		{[]string{"kv", "get", "a", "-o", "yaml"}, exitUsage, `--output "yaml"`},
+		{[]string{"kv", "get", "a", "--timeout", "0s"}, exitUsage, "--timeout"},
+		{[]string{"kv", "get", "a", "--endpoints", " , "}, exitUsage, "no endpoint"},
+		{[]string{"kv", "get", "a", "--endpoints", "ftp://x:1"}, exitUsage, "scheme"},
+		{[]string{"kv", "get", "a", "--token", "t", "--token-file", tokenFile}, exitUsage, "token"},
+		{[]string{"kv", "get", "a", "--token-file", "/nonexistent"}, exitUsage, "--token-file"},
+		{[]string{"kv", "get", "a", "--cacert", "/nonexistent"}, exitUsage, "--cacert"},
+		{[]string{"kv", "watch", "--count", "-1"}, exitUsage, "negative"},
+		{[]string{"member", "add", "n9"}, exitUsage, "--peer-addr is required"},
+		{[]string{"leader", "transfer", "a", "b"}, exitUsage, "at most 1"},
+		{[]string{"status", "extra"}, exitUsage, "want 0 argument(s)"},
+		{[]string{"workflow", "update", "w"}, exitUsage, "--data is required"},
+		{[]string{"kv", "get", "a"}, exitFailure, "unavailable"},
+		{[]string{"kv", "put", "a", "1", "--token-file", tokenFile}, exitFailure, "unavailable"},
+		{[]string{"member", "list"}, exitFailure, "unavailable"},
+		{[]string{"status"}, exitFailure, "1 of 1 endpoints did not answer"},
+		{[]string{"kv", "watch"}, exitFailure, "unavailable"},
+	}
+	for _, c := range cases {
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		if r.code != c.code || !strings.Contains(r.stderr, c.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.stderr)
+		}
+	}
+
+	// No arguments: the usage on stderr, exit 2; help: on stdout, exit 0.
+	if r := runCLI(context.Background(), "", []string{}...); r.code != exitUsage || !strings.Contains(r.stderr, "Exit codes:") {
+		t.Errorf("no arguments: exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, help := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		if r := runCLI(context.Background(), "", help...); r.code != 0 || !strings.Contains(r.stdout, "Exit codes:") ||
+			!strings.Contains(r.stdout, "3  not found") || !strings.Contains(r.stdout, "consensus serve [flags]") {
+			t.Errorf("%q: exit %d, stdout %q", help, r.code, r.stdout)
+		}
+	}
+	if r := runCLI(context.Background(), "", "kv", "put", "--help"); r.code != 0 || !strings.Contains(r.stdout, "--if-revision") ||
+		!strings.Contains(r.stdout, "--endpoints") {
+		t.Errorf("kv put --help: exit %d, stdout %q", r.code, r.stdout)
+	}
+	for _, v := range [][]string{{"version"}, {"--version"}} {
+		if r := runCLI(context.Background(), "", v...); r.code != 0 || r.stdout != "consensus "+version+"\n" {
+			t.Errorf("%q: exit %d, stdout %q", v, r.code, r.stdout)
+		}
+	}
+	// A pass-through command sees its own flags: certs's --help is its
+	// flag.FlagSet's, on stderr, for `help certs` too.
+	for _, h := range [][]string{{"certs", "--help"}, {"help", "certs"}} {
+		if r := runCLI(context.Background(), "", h...); r.code != 0 || !strings.Contains(r.stderr, "-nodes string") {
+			t.Errorf("%q: exit %d, stderr %q", h, r.code, r.stderr)
+		}
+	}
+	if r := runCLI(context.Background(), "", "certs", "--nodes", ""); r.code != exitUsage || !strings.Contains(r.stderr, "certs: --nodes names no node") {
+		t.Errorf("certs --nodes '': exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// TestCLITokenAndTLS runs the client commands against a cluster whose API
+// is HTTPS with bearer tokens: --cacert, --token, --token-file and
+// CONSENSUS_TOKEN reach every path (/v1/ws, the HTTP routes, the watch).
+func TestCLITokenAndTLS(t *testing.T) {
+	dir := t.TempDir()
+	if err := certs.WriteDev(dir, []string{"n1", "n2", "n3"}); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokenFile, []byte("# the server's file works as --token-file too\nsecret rw\nreader ro\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := server.LoadTokens(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc := startTestCluster(t, func(cfg *server.Config) {
+		id := cfg.Node.ID
+		tlsCfg, err := certs.ServerConfig(filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.HTTPTLS = tlsCfg
+		cfg.HTTP.Tokens = tokens
+	})
+	var endpoints []string
+	for _, a := range tc.httpAddrs {
+		endpoints = append(endpoints, "https://"+a)
+	}
+	t.Setenv(envEndpoints, strings.Join(endpoints, ","))
+	t.Setenv(envToken, "")
+	ca := filepath.Join(dir, "ca.pem")
+	cases := []struct {
+		env    string // CONSENSUS_TOKEN
+		args   []string
+		code   int
+		output string // a part of stdout, or of stderr on failure
+	}{
+		{"", []string{"kv", "put", "k", "1", "--cacert", ca}, exitFailure, "unauthorized"},
+		{"", []string{"kv", "put", "k", "1", "--token", "secret"}, exitFailure, "certificate"},
+		{"", []string{"kv", "put", "k", "1", "--cacert", ca, "--token", "secret"}, exitOK, "OK revision 1"},
+		{"", []string{"kv", "put", "k", "2", "--cacert", ca, "--token", "reader"}, exitFailure, "forbidden"},
+		{"secret", []string{"kv", "put", "k", "2", "--cacert", ca}, exitOK, "OK revision 2"},
+		{"reader", []string{"kv", "get", "k", "--cacert", ca, "--value-only"}, exitOK, "2\n"},
+		{"wrong", []string{"kv", "get", "k", "--cacert", ca, "--token-file", tokenFile}, exitOK, "2\n"},
+		{"", []string{"member", "list", "--cacert", ca, "--token-file", tokenFile}, exitOK, "n3  voter"},
+		{"", []string{"status", "--cacert", ca, "--token", "reader"}, exitOK, "leader"},
+		{"", []string{"workflow", "start", "w", "--cacert", ca, "--token", "secret"}, exitOK, "OK revision 3"},
+		{"", []string{"kv", "watch", "--from-revision", "2", "--count", "1", "--cacert", ca, "--token", "reader"}, exitOK, "2 put k 2\n"},
+		{"", []string{"kv", "watch", "--count", "1", "--cacert", ca}, exitFailure, "unauthorized"},
+	}
+	for _, c := range cases {
+		t.Setenv(envToken, c.env)
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		out := r.stdout
+		if c.code != 0 {
+			out = r.stderr
+		}
+		if r.code != c.code || !strings.Contains(out, c.output) {
+			t.Errorf("CONSENSUS_TOKEN=%q %q: exit %d, stdout %q, stderr %q; want exit %d and %q",
+				c.env, c.args, r.code, r.stdout, r.stderr, c.code, c.output)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+
+	"github.com/unrdf/consensus/kv"
+)
+
+func (c *cli) workflowCmd() *cobra.Command {
+	return groupCmd("workflow", "start, stop, update and read workflows (JSON objects under workflow:<id>)",
+		c.workflowWriteCmd("start", "start workflow ID: status running, with --data's fields", false),
+		c.workflowWriteCmd("stop", "stop the running workflow ID, merging --data's fields", false),
+		c.workflowWriteCmd("update", "merge --data's fields into the running workflow ID", true),
+		c.workflowGetCmd(), c.workflowListCmd())
+}
+
+// workflowResult is the JSON answer of a workflow write.
+type workflowResult struct {
+	ID       string `json:"id"`
+	Revision int64  `json:"revision"`
+}
+
+// workflowWriteCmd is start, stop or update: a write of fields (--data, a
+// JSON object) to one workflow.
+func (c *cli) workflowWriteCmd(verb, short string, needData bool) *cobra.Command {
+	var data string
+	use := verb + " ID [--data JSON]"
+	if needData {
+		use = verb + " ID --data JSON"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			var fields []byte
+			switch {
+			case cmd.Flags().Changed("data"):
+				var err error
+				if fields, err = jsonArg(fmt.Sprintf("workflow %s %q: --data", verb, id), []byte(data), true); err != nil {
+					return err
+				}
+			case needData:
+				return usageErrorf("workflow %s: --data is required", verb)
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				var rev int64
+				var err error
+				switch verb {
+				case "start":
+					rev, err = s.client.StartWorkflow(ctx, id, fields)
+				case "stop":
+					rev, err = s.client.StopWorkflow(ctx, id, fields)
+				default:
+					rev, err = s.client.UpdateWorkflowState(ctx, id, fields)
+				}
+				if err != nil {
+					return fail(fmt.Sprintf("workflow %s %q", verb, id), err)
+				}
+				if s.json {
+					return s.printJSON(workflowResult{ID: id, Revision: rev})
+				}
+				_, err = fmt.Fprintf(s.stdout, "OK revision %d\n", rev)
+				return err
+			})
+		},
+	}
+	cmd.Flags().StringVar(&data, "data", "", "fields to merge into the workflow, a JSON object")
+	return cmd
+}
+
+var workflowHeader = []string{"ID", "STATUS", "REVISION", "VALUE"}
+
+func workflowRow(w kv.Workflow) []string {
+	return []string{w.ID, dash(w.Status), strconv.FormatInt(w.Revision, 10), string(w.Value)}
+}
+
+func (c *cli) workflowGetCmd() *cobra.Command {
+	var read readOption
+	cmd := &cobra.Command{
+		Use:   "get ID",
+		Short: "read workflow ID",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opt, err := read.option()
+			if err != nil {
+				return err
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				w, err := s.client.WorkflowState(ctx, args[0], opt)
+				if err != nil {
+					return fail(fmt.Sprintf("workflow get %q", args[0]), err)
+				}
+				if s.json {
+					return s.printJSON(w)
+				}
+				return s.table(workflowHeader, [][]string{workflowRow(w)})
+			})
+		},
+	}
+	read.add(cmd)
+	return cmd
+}
+
+// workflowsResult is the JSON answer of workflow list.
+type workflowsResult struct {
+	Workflows []kv.Workflow `json:"workflows"`
+	Revision  int64         `json:"revision"`
+}
+
+func (c *cli) workflowListCmd() *cobra.Command {
+	var read readOption
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "list every workflow",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opt, err := read.option()
+			if err != nil {
+				return err
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				ws, rev, err := s.client.Workflows(ctx, opt)
+				if err != nil {
+					return fail("workflow list", err)
+				}
+				if s.json {
+					return s.printJSON(workflowsResult{Workflows: nonNil(ws), Revision: rev})
+				}
+				rows := make([][]string, len(ws))
+				for i, w := range ws {
+					rows[i] = workflowRow(w)
+				}
+				return s.table(workflowHeader, rows)
+			})
+		},
+	}
+	read.add(cmd)
+	return cmd
+}
