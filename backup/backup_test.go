@@ -217,5 +217,5 @@ func (l *localNode) Propose(_ context.Context, cmd []byte) (any, error) {
 	return l.m.Apply(l.index, cmd), nil
 }
 func (*localNode) LinearizableRead(context.Context) error { return nil }
-func (*localNode) Status() consensus.Status              { return consensus.Status{} }
-func (*localNode) Ready() error                          { return nil }
+func (*localNode) Status() consensus.Status               { return consensus.Status{} }
+func (*localNode) Ready() error                           { return nil }
