@@ -17,6 +17,7 @@ Usage:
   consensus up [flags]      run a local cluster of nodes (see: consensus up --help)
   consensus bench [flags]   measure a cluster: throughput, latency, failover (see: consensus bench --help)
   consensus certs [flags]   write a development CA and node certificates
+  consensus snapshot save|status|restore   back up a cluster, check a backup, restore one (see: consensus snapshot help)
   consensus version         print the version
 `
 
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return benchCmd(args[1:], stdout, stderr)
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
+	case "snapshot":
+		return snapshotCmd(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "consensus", version)
 		return 0
