@@ -32,6 +32,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -77,8 +78,9 @@ const (
 // a reader are ignored, so a later version 1 writer may add some.
 type Metadata struct {
 	// ClusterID is the id of the cluster the backup was taken from (0 if
-	// its node kept none).
-	ClusterID uint64 `json:"clusterId"`
+	// its node kept none). In the JSON it is a hexadecimal string, as in
+	// GET /v1/members.
+	ClusterID uint64 `json:"-"`
 	// Node is the name of the node that took it.
 	Node string `json:"node"`
 	// Revision is the revision of the last write in the backup: it holds
@@ -96,6 +98,35 @@ type Metadata struct {
 	Created time.Time `json:"created"`
 	// StateFormat names the encoding of the state section (StateFormat).
 	StateFormat string `json:"stateFormat"`
+}
+
+// metadataJSON is Metadata as stored: the cluster id in hexadecimal.
+type metadataJSON struct {
+	ClusterID string `json:"clusterId"`
+	metadataFields
+}
+
+// metadataFields is Metadata without its methods (no recursion).
+type metadataFields Metadata
+
+// MarshalJSON encodes m with its cluster id in hexadecimal.
+func (m Metadata) MarshalJSON() ([]byte, error) {
+	return json.Marshal(metadataJSON{ClusterID: strconv.FormatUint(m.ClusterID, 16), metadataFields: metadataFields(m)})
+}
+
+// UnmarshalJSON decodes what MarshalJSON wrote.
+func (m *Metadata) UnmarshalJSON(b []byte) error {
+	var j metadataJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	id, err := strconv.ParseUint(j.ClusterID, 16, 64)
+	if err != nil {
+		return fmt.Errorf("cluster id %q: %w", j.ClusterID, err)
+	}
+	*m = Metadata(j.metadataFields)
+	m.ClusterID = id
+	return nil
 }
 
 // Summary is what verifying or writing a whole file learns.

@@ -33,7 +33,7 @@ func testState(t testing.TB, n int) *kv.Machine {
 func testMeta(m *kv.Machine) Metadata {
 	v := m.View()
 	defer v.Release()
-	return Metadata{ClusterID: 0xabc, Node: "n1", Revision: v.Revision, AppliedIndex: v.AppliedIndex,
+	return Metadata{ClusterID: 0xfedcba9876543210, Node: "n1", Revision: v.Revision, AppliedIndex: v.AppliedIndex,
 		RaftTerm: 3, CommitIndex: v.AppliedIndex, Keys: int64(v.Keys), Created: time.Unix(1700000000, 0).UTC()}
 }
 
@@ -94,6 +94,9 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if !bytes.Equal(wa.Bytes(), wb.Bytes()) {
 		t.Fatal("restored state differs from the original")
+	}
+	if !bytes.Contains(file, []byte(`"clusterId":"fedcba9876543210"`)) {
+		t.Fatal("the cluster id is not stored in hexadecimal")
 	}
 	gotMeta, gotSum, err := Verify(bytes.NewReader(file))
 	if err != nil || gotSum != sum || gotMeta.Revision != 300 {

@@ -70,7 +70,7 @@ func TestRestoreWritesSeed(t *testing.T) {
 		}
 	}
 	r := results[0]
-	if r.Index != 25 || r.Summary != sum || r.ClusterID == consensus.ClusterID(peers) || r.ClusterID == 0xabc || r.Metadata.Keys != 25 {
+	if r.Index != 25 || r.Summary != sum || r.ClusterID == consensus.ClusterID(peers) || r.ClusterID == 0xfedcba9876543210 || r.Metadata.Keys != 25 {
 		t.Fatalf("result %+v", r)
 	}
 

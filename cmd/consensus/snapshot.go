@@ -249,11 +249,12 @@ func snapshotStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	if *asJSON {
 		out := struct {
-			backup.Metadata
-			Version  int    `json:"version"`
-			Size     int64  `json:"size"`
-			Checksum string `json:"checksum"`
-		}{meta, backup.Version, sum.Size, sum.ChecksumString()}
+			File     string          `json:"file"`
+			Version  int             `json:"version"`
+			Size     int64           `json:"size"`
+			Checksum string          `json:"checksum"`
+			Metadata backup.Metadata `json:"metadata"`
+		}{file, backup.Version, sum.Size, sum.ChecksumString(), meta}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {

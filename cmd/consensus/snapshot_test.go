@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/backup"
+	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
@@ -370,5 +372,138 @@ func checkState(t *testing.T, id string, items []kv.Item, want map[string]ackedP
 		if _, ok := want[key]; !ok && !isUncertain(key) {
 			t.Fatalf("%s: %s is in the restored state but was written only after the backup", id, key)
 		}
+	}
+}
+
+// save over TLS (--cacert) with a read-only --token; refused without a
+// token (401, not retried on the next endpoint) and against an unknown
+// CA, leaving no file behind.
+func TestSnapshotSaveTLSAndToken(t *testing.T) {
+	dir := t.TempDir()
+	certDir := filepath.Join(dir, "certs")
+	if err := certs.WriteDev(certDir, []string{"n1"}); err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, err := certs.ServerConfig(filepath.Join(certDir, "n1.pem"), filepath.Join(certDir, "n1-key.pem"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := server.ParseTokens(strings.NewReader("rw-token rw\nro-token ro\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.Start(server.Config{Node: consensus.DefaultConfig("n1"), PeerListener: pl, HTTPListener: hl,
+		DataDir: filepath.Join(dir, "n1"), HTTPTLS: tlsCfg, HTTP: server.HTTPOptions{Tokens: tokens}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close(context.Background()) })
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Node().Ready() != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := srv.Store().Put(ctx, "a", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "b.snap")
+	ca := filepath.Join(certDir, "ca.pem")
+	var stdout, stderr bytes.Buffer
+	if code := snapshotCmd([]string{"save", file, "--endpoints", srv.HTTPAddr(), "--cacert", ca, "--token", "ro-token"}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), "revision 1, 1 keys") {
+		t.Fatalf("save: exit %d: %s %s", code, stdout.String(), stderr.String())
+	}
+
+	stdout.Reset()
+	if code := snapshotCmd([]string{"status", "--json", file}, &stdout, &stderr); code != 0 {
+		t.Fatalf("status --json: exit %d: %s", code, stderr.String())
+	}
+	var st struct {
+		Version  int    `json:"version"`
+		Size     int64  `json:"size"`
+		Checksum string `json:"checksum"`
+		Metadata struct {
+			ClusterID string `json:"clusterId"`
+			Revision  int64  `json:"revision"`
+			Keys      int64  `json:"keys"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &st); err != nil {
+		t.Fatalf("status --json: %v: %s", err, stdout.String())
+	}
+	if st.Version != backup.Version || st.Size <= 0 || len(st.Checksum) != 8 || st.Metadata.Revision != 1 || st.Metadata.Keys != 1 ||
+		st.Metadata.ClusterID != fmt.Sprintf("%x", srv.Node().ClusterID()) {
+		t.Fatalf("status --json: %s", stdout.String())
+	}
+
+	// Refusals: no token (not retried on the second endpoint), a CA that
+	// did not sign the server's certificate.
+	other := filepath.Join(dir, "other")
+	if err := certs.WriteDev(other, nil); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"no token": {"--endpoints", srv.HTTPAddr() + "," + srv.HTTPAddr(), "--cacert", ca},
+		"wrong CA": {"--endpoints", srv.HTTPAddr(), "--cacert", filepath.Join(other, "ca.pem"), "--token", "ro-token"},
+	} {
+		stderr.Reset()
+		file := filepath.Join(dir, "refused.snap")
+		code := snapshotCmd(append([]string{"save", file}, args...), &stdout, &stderr)
+		if code != 1 {
+			t.Fatalf("%s: exit %d: %s", name, code, stderr.String())
+		}
+		if name == "no token" && (!strings.Contains(stderr.String(), "unauthorized") || strings.Count(stderr.String(), srv.HTTPAddr()) != 1) {
+			t.Fatalf("%s: %s", name, stderr.String())
+		}
+		for _, f := range []string{file, file + ".tmp"} {
+			if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("%s: %s left behind: %v", name, f, err)
+			}
+		}
+	}
+}
+
+// Usage errors exit 2, failures 1, help 0.
+func TestSnapshotCmdUsage(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		code int
+	}{
+		{nil, 2},
+		{[]string{"frobnicate"}, 2},
+		{[]string{"help"}, 0},
+		{[]string{"save"}, 2},
+		{[]string{"save", "a", "b"}, 2},
+		{[]string{"save", "a", "--endpoints", ""}, 2},
+		{[]string{"save", "a", "--cacert", filepath.Join(dir, "missing.pem")}, 2},
+		{[]string{"status"}, 2},
+		{[]string{"status", filepath.Join(dir, "missing")}, 1},
+		{[]string{"status", "--help"}, 0},
+		{[]string{"restore", "f", "--data", dir}, 2},
+		{[]string{"restore", "f", "--data", dir, "--id", "a", "--peers", "b=127.0.0.1:1"}, 2},
+		{[]string{"restore", "f", "--data", dir, "--id", "a", "--peers", "a"}, 2},
+		{[]string{"restore", filepath.Join(dir, "missing"), "--data", filepath.Join(dir, "d"), "--id", "a", "--peers", "a=127.0.0.1:1"}, 1},
+	}
+	for _, c := range cases {
+		var stdout, stderr bytes.Buffer
+		if code := snapshotCmd(c.args, &stdout, &stderr); code != c.code {
+			t.Errorf("%q: exit %d, want %d: %s", c.args, code, c.code, stderr.String())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "d")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a failed restore created its directory: %v", err)
 	}
 }
