@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./kv/
 	$(GO) test -run XXX -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./kv/
 	$(GO) test -run XXX -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./internal/msgpackcheck/
+	$(GO) test -run XXX -fuzz '^FuzzReadBackup$$' -fuzztime $(FUZZTIME) ./backup/
 
 ## soak: the linearizability test under faults (partitions, crashes,
 ## lossy links) for DURATION, seed after seed; prints the figures at the end.

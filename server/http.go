@@ -171,6 +171,8 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 //	                           protocol of docs/PROTOCOL.md (same operations)
 //	GET    /v1/watch           changes under ?prefix= from ?from_revision= as
 //	                           Server-Sent Events (b must be a WatchBackend)
+//	GET    /v1/snapshot        a backup file of the state at a linearizable
+//	                           point (b must be a SnapshotBackend; backup.go)
 //
 // PUT and DELETE of a key take If-Match: <revision> and If-None-Match: *;
 // every write takes X-Client-Id and X-Request-Seq (exactly once). GET
@@ -212,6 +214,8 @@ type apiHandler struct {
 	watches watchRegistry
 	// dashboard serves the web page at "/" and its assets.
 	dashboard *dashboard.Handler
+	// backups counts GET /v1/snapshot streams (backup.go).
+	backups backupSlots
 }
 
 // Methods each route allows, as sent in the Allow header of a 405.
@@ -311,6 +315,8 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		serve = h.serveStats
 	case eventsPath:
 		serve = h.serveEvents
+	case snapshotPath:
+		serve = h.serveSnapshot
 	default:
 		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
 		return

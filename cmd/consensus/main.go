@@ -40,6 +40,7 @@ Usage:
   consensus bench [flags]   measure a cluster: throughput, latency, failover (see: consensus bench --help)
   consensus demo 2node|3node|failover   run a narrated demo on a local cluster
   consensus certs [flags]   write a development CA and node certificates
+  consensus snapshot save|status|restore   back up a cluster, check a backup, restore one (see: consensus snapshot help)
   consensus version         print the version
 
 Client commands (talk to a running cluster; see: consensus COMMAND --help):
@@ -95,6 +96,7 @@ var passThrough = []struct {
 	{"bench", "measure a cluster: throughput, latency, failover", benchCmd},
 	{"certs", "write a development CA and node certificates", certsCmd},
 	{"demo", "run a narrated demo on a local cluster: 2node, 3node or failover", demoCmd},
+	{"snapshot", "back up a running cluster, inspect a backup, restore one into a new cluster", snapshotCmd},
 }
 
 // execute runs args with the given context (cancelled like Ctrl-C) and
