@@ -79,11 +79,20 @@ func parseWithFile(fs *flag.FlagSet, args []string, stderr io.Writer) (file stri
 	return pos[0], 0, true
 }
 
+// envOr returns the environment variable name, or def when it is unset or
+// empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
 func snapshotSave(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("save", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	endpoints := fs.String("endpoints", "127.0.0.1:9080", "HTTP addresses (host:port or URL,...) of cluster members, tried in turn")
-	token := fs.String("token", "", "bearer token (a read-only one will do)")
+	endpoints := fs.String("endpoints", envOr(envEndpoints, defaultEndpoints), "HTTP addresses (host:port or URL,...) of cluster members, tried in turn (env "+envEndpoints+")")
+	token := fs.String("token", os.Getenv(envToken), "bearer token, a read-only one will do (env "+envToken+")")
 	caFile := fs.String("cacert", "", "CA certificate (PEM) to verify the server's; implies https for addresses without a scheme")
 	timeout := fs.Duration("timeout", 10*time.Minute, "bound on the whole download")
 	file, code, ok := parseWithFile(fs, args, stderr)
