@@ -135,7 +135,12 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nTry:\n  %s -X PUT %s://%s/v1/kv/workflow:demo -d '{\"status\":\"running\"}'\n", curl, scheme, specs[0].http)
 	fmt.Fprintf(stdout, "  %s %s://%s/v1/kv/workflow:demo\n", curl, scheme, specs[len(specs)-1].http)
-	fmt.Fprintf(stdout, "  %s %s://%s/v1/status\n\nPress Ctrl-C to stop.\n", curl, scheme, specs[0].http)
+	fmt.Fprintf(stdout, "  %s %s://%s/v1/status\n", curl, scheme, specs[0].http)
+	if !*useTLS && *peerPort == 8080 && *httpPort == 9080 && len(specs) == 3 {
+		// The client commands' default endpoints are this cluster.
+		fmt.Fprintf(stdout, "  consensus status\n  consensus kv put workflow:demo '{\"status\":\"running\"}'\n")
+	}
+	fmt.Fprintf(stdout, "\nDashboard: %s://%s/\n\nPress Ctrl-C to stop.\n", scheme, specs[0].http)
 	outMu.Unlock()
 
 	remaining := len(specs)
