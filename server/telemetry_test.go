@@ -439,3 +439,51 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestMetricsNeedATokenWhenAuthIsOn(t *testing.T) {
+	tokens, err := ParseTokens(strings.NewReader("rw-token rw\nro-token ro\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Start(Config{
+		Node:         consensus.DefaultConfig("n1"),
+		PeerListener: listenAgain(t, freeAddr(t)),
+		HTTPListener: listenAgain(t, freeAddr(t)),
+		DataDir:      filepath.Join(t.TempDir(), "n1"),
+		Logger:       debugLogger(),
+		HTTP:         HTTPOptions{Tokens: tokens},
+		Telemetry:    TelemetryOptions{NoOTLP: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	get := func(token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.HTTPAddr()+"/metrics", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Errorf("GET /metrics without a token: %d, want 401", code)
+	}
+	if code, body := get("ro-token"); code != http.StatusOK || !strings.Contains(body, "consensus_term ") {
+		t.Errorf("GET /metrics with a read-only token: %d %.200s", code, body)
+	}
+	if r := call(t, http.MethodPost, "http://"+s.HTTPAddr()+"/metrics", nil); r.status != http.StatusUnauthorized && r.status != http.StatusMethodNotAllowed {
+		t.Errorf("POST /metrics: %d", r.status)
+	}
+}

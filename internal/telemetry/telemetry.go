@@ -51,8 +51,6 @@ type Options struct {
 	// NoOTLP ignores the OTEL_EXPORTER_OTLP_* environment: nothing is
 	// pushed anywhere.
 	NoOTLP bool
-	// Getenv reads the environment; nil means os.Getenv.
-	Getenv func(string) string
 	// Logger receives setup and shutdown messages. Nil discards.
 	Logger *slog.Logger
 }
@@ -77,10 +75,9 @@ type Telemetry struct {
 // (headers, timeout, compression, OTEL_METRIC_EXPORT_INTERVAL,
 // OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES, ...).
 func New(ctx context.Context, opts Options) (*Telemetry, error) {
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
+	// The exporters read the process environment themselves, so the
+	// decision to use them reads it too.
+	getenv := os.Getenv
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
