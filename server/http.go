@@ -230,7 +230,7 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var span trace.Span
 		r, span = h.traceRequest(r, route)
 		// Deferred first, so it runs last: after a recovered panic's 503.
-		defer func() { h.endRequest(r, route, span, rw.status, start) }()
+		defer h.endRequest(r, route, span, rw, start)
 	}
 	defer func() {
 		v := recover()

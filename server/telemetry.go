@@ -150,7 +150,8 @@ func (h *apiHandler) traceRequest(r *http.Request, route string) (*http.Request,
 func (t *apiTelemetry) propagator() propagation.TextMapPropagator { return telemetry.Propagator }
 
 // endRequest records the request's latency and ends its span.
-func (h *apiHandler) endRequest(r *http.Request, route string, span trace.Span, status int, start time.Time) {
+func (h *apiHandler) endRequest(r *http.Request, route string, span trace.Span, rw *statusWriter, start time.Time) {
+	status := rw.status
 	if status == 0 {
 		status = http.StatusOK
 	}

@@ -24,8 +24,9 @@ var (
 	httpBuckets     = []float64{1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 )
 
-// NodeObserver implements consensus.Observer with histograms. Its methods
-// do not allocate.
+// NodeObserver implements consensus.Observer with histograms.
+// StorageSaved and CommandApplied, called on the raft loop, do not
+// allocate.
 type NodeObserver struct {
 	apply, save           metric.Float64Histogram
 	snapDur, snapSize     metric.Float64Histogram
@@ -236,9 +237,11 @@ type HTTPMetrics struct {
 	duration metric.Float64Histogram
 	wsOps    metric.Int64Counter
 	// attrs caches one attribute set per (method, route, status), and
-	// wsAttrs one per op; both are small and bounded by the routes.
-	attrs   sync.Map // httpKey -> metric.MeasurementOption
-	wsAttrs sync.Map // string -> metric.MeasurementOption
+	// wsAttrs one per (op, code); both are small, bounded by the routes
+	// and codes. Plain maps: a lookup with a struct key allocates nothing.
+	mu      sync.RWMutex
+	attrs   map[httpKey]metric.MeasurementOption
+	wsAttrs map[wsKey]metric.MeasurementOption
 }
 
 type httpKey struct {
@@ -246,10 +249,29 @@ type httpKey struct {
 	status        int
 }
 
+type wsKey struct{ op, code string }
+
+// cached returns m[k], made by mk and stored on first use.
+func cached[K comparable](mu *sync.RWMutex, m map[K]metric.MeasurementOption, k K, mk func() attribute.Set) metric.MeasurementOption {
+	mu.RLock()
+	a, ok := m[k]
+	mu.RUnlock()
+	if ok {
+		return a
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if a, ok = m[k]; !ok {
+		a = metric.WithAttributeSet(mk())
+		m[k] = a
+	}
+	return a
+}
+
 // NewHTTPMetrics makes http.server.request.duration and
 // consensus.ws.requests.
 func (t *Telemetry) NewHTTPMetrics() (*HTTPMetrics, error) {
-	h := &HTTPMetrics{}
+	h := &HTTPMetrics{attrs: map[httpKey]metric.MeasurementOption{}, wsAttrs: map[wsKey]metric.MeasurementOption{}}
 	var err1, err2 error
 	h.duration, err1 = t.meter.Float64Histogram("http.server.request.duration", metric.WithUnit("s"),
 		metric.WithDescription("HTTP API request latency by method, route and status code (streams, /v1/ws and /v1/watch, excluded)."),
@@ -266,25 +288,20 @@ func (t *Telemetry) NewHTTPMetrics() (*HTTPMetrics, error) {
 // (the caller maps others to "other"), route a route template, never a
 // raw path, so the number of series stays bounded.
 func (h *HTTPMetrics) Request(ctx context.Context, method, route string, status int, d time.Duration) {
-	k := httpKey{method, route, status}
-	a, ok := h.attrs.Load(k)
-	if !ok {
-		a, _ = h.attrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(
+	a := cached(&h.mu, h.attrs, httpKey{method, route, status}, func() attribute.Set {
+		return attribute.NewSet(
 			attribute.String("http.request.method", method),
 			attribute.String("http.route", route),
-			attribute.Int("http.response.status_code", status))))
-	}
-	h.duration.Record(ctx, d.Seconds(), a.(metric.MeasurementOption))
+			attribute.Int("http.response.status_code", status))
+	})
+	h.duration.Record(ctx, d.Seconds(), a)
 }
 
 // WSRequest counts one /v1/ws request of op (a name from a fixed set)
 // answered with code ("ok" or an error code).
 func (h *HTTPMetrics) WSRequest(ctx context.Context, op, code string) {
-	k := op + "\x00" + code
-	a, ok := h.wsAttrs.Load(k)
-	if !ok {
-		a, _ = h.wsAttrs.LoadOrStore(k, metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("op", op), attribute.String("code", code))))
-	}
-	h.wsOps.Add(ctx, 1, a.(metric.MeasurementOption))
+	a := cached(&h.mu, h.wsAttrs, wsKey{op, code}, func() attribute.Set {
+		return attribute.NewSet(attribute.String("op", op), attribute.String("code", code))
+	})
+	h.wsOps.Add(ctx, 1, a)
 }
