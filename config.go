@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config configures a Node. Build it from DefaultConfig and check it with
@@ -133,6 +135,15 @@ type Config struct {
 
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
+	// Observer, if set, is told of storage saves, applied commands and
+	// snapshots as they happen (latency histograms; see Observer). Nil
+	// costs a nil check.
+	Observer Observer
+	// Tracer, if set, traces each Propose as a span (a child of the
+	// caller's context's span) that ends when the entry is applied, with
+	// "committed" and "applied" events. Nil turns tracing off at the cost
+	// of a nil check.
+	Tracer trace.Tracer
 }
 
 // DefaultConfig returns a Config with the seed's timing defaults (150-300 ms

@@ -55,7 +55,9 @@ type Node struct {
 	proposerID uint64
 	nextSeq    atomic.Uint64
 	waitMu     sync.Mutex
-	waiters    map[uint64]chan any
+	waiters    map[uint64]proposalWait
+	// counters feed Metrics (observe.go).
+	counters nodeCounters
 
 	// dedup is touched only by the raft loop, in log order.
 	dedup proposalDedup
@@ -162,7 +164,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		storage:    storage,
 		sm:         sm,
 		proposerID: binary.BigEndian.Uint64(pid[:]),
-		waiters:    make(map[uint64]chan any),
+		waiters:    make(map[uint64]proposalWait),
 		readSignal: make(chan struct{}, 1),
 		readStatec: make(chan raft.ReadState, 64),
 		forwardc:   make(chan *raftpb.Message, maxForwardedProposals),
@@ -496,13 +498,18 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// only once this Ready is saved, and a crash mid-write loses no vote.
 	// Anything else (a role or term change, a follower's acks) must be
 	// durable before its messages leave.
+	n.markTraceClock()
 	sendFirst := rd.SoftState == nil && n.IsLeader() &&
 		(raft.IsEmptyHardState(rd.HardState) || rd.HardState.GetTerm() == n.term.Load())
 	if sendFirst && len(rd.Messages) > 0 {
 		n.transport.Send(rd.Messages)
 	}
+	saveStart := time.Now()
 	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
 		return fmt.Errorf("node: save raft state: %w", err)
+	}
+	if n.cfg.Observer != nil {
+		n.cfg.Observer.StorageSaved(time.Since(saveStart))
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.GetTerm())
@@ -542,17 +549,30 @@ func (n *Node) handleReady(rd raft.Ready) error {
 
 func (n *Node) observeLeader(lead uint64) {
 	if prev := n.leader.Swap(lead); prev != lead {
+		if lead != raft.None {
+			n.counters.leaderChanges.Add(1)
+		}
 		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
 		n.publishLeader(prev, lead)
 	}
 }
 
 func (n *Node) applyEntries(ents []*raftpb.Entry) error {
-	var last uint64
+	var last, applied uint64
 	for _, e := range ents {
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			n.applyCommand(e)
+			if n.cfg.Observer == nil {
+				if n.applyCommand(e) {
+					applied++
+				}
+				break
+			}
+			start := time.Now()
+			if n.applyCommand(e) {
+				applied++
+				n.cfg.Observer.CommandApplied(time.Since(start))
+			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
@@ -570,36 +590,44 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 		n.snapBytes += uint64(len(e.GetData()))
 	}
 	n.applied.advance(last)
+	n.counters.entriesCommitted.Add(uint64(len(ents)))
+	n.counters.entriesApplied.Add(applied)
 	return nil
 }
 
-func (n *Node) applyCommand(e *raftpb.Entry) {
+// applyCommand applies a committed normal entry and reports whether it
+// reached the state machine (not empty, unknown or a duplicate).
+func (n *Node) applyCommand(e *raftpb.Entry) bool {
 	data := e.GetData()
 	if len(data) == 0 {
-		return // a new leader's empty entry
+		return false // a new leader's empty entry
 	}
 	if len(data) < entryHeaderLen || data[0] != entryFormatV1 {
 		// Every node sees the same bytes and skips them alike.
 		n.log.Warn("skipping entry with unknown format", "index", e.GetIndex())
-		return
+		return false
 	}
 	proposer := binary.BigEndian.Uint64(data[1:9])
 	seq := binary.BigEndian.Uint64(data[9:17])
 	if !n.dedup.firstTime(proposer, seq, e.GetIndex()) {
 		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
-		return
+		return false
 	}
 	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
 	if proposer != n.proposerID {
-		return
+		return true
 	}
 	n.waitMu.Lock()
-	ch, ok := n.waiters[seq]
+	w, ok := n.waiters[seq]
 	delete(n.waiters, seq)
 	n.waitMu.Unlock()
 	if ok {
-		ch <- result // buffered: never blocks the loop
+		if tr := w.trace; tr != nil {
+			tr.index, tr.committedAt, tr.appliedAt = e.GetIndex(), n.counters.readyAt, time.Now()
+		}
+		w.ch <- result // buffered: never blocks the loop
 	}
+	return true
 }
 
 // applyConfChange applies a committed conf change (see
@@ -623,7 +651,25 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
 // ctx bounds only the wait. Errors: ErrTooLarge and ErrNoLeader mean the
 // command was not proposed; ErrTimeout means it was proposed and its
 // outcome is unknown; ErrStopped means the node stopped.
-func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
+//
+// With Config.Tracer set, a proposal is traced: a span that is a child of
+// ctx's, with events when the entry was committed and applied.
+func (n *Node) Propose(ctx context.Context, cmd []byte) (result any, err error) {
+	n.counters.proposals.Add(1)
+	if n.cfg.Tracer != nil {
+		result, err = n.proposeTraced(ctx, cmd)
+	} else {
+		result, err = n.propose(ctx, cmd, nil)
+	}
+	if err != nil {
+		n.counters.proposalsFailed.Add(1)
+	}
+	return result, err
+}
+
+// propose is Propose; tr, if not nil, receives the entry's index and when
+// it was committed and applied.
+func (n *Node) propose(ctx context.Context, cmd []byte, tr *proposalTrace) (any, error) {
 	if len(cmd) > n.cfg.MaxCommandBytes {
 		return nil, fmt.Errorf("propose: %d bytes, limit %d: %w", len(cmd), n.cfg.MaxCommandBytes, ErrTooLarge)
 	}
@@ -639,7 +685,7 @@ func (n *Node) Propose(ctx context.Context, cmd []byte) (any, error) {
 
 	ch := make(chan any, 1)
 	n.waitMu.Lock()
-	n.waiters[seq] = ch
+	n.waiters[seq] = proposalWait{ch: ch, trace: tr}
 	n.waitMu.Unlock()
 	defer func() {
 		n.waitMu.Lock()

@@ -240,7 +240,7 @@ func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state [
 	}
 	d := time.Since(start)
 	n.log.Info("snapshot created", "index", index, "term", term, "bytes", size, "took", d)
-	n.snapEvents.Publish(SnapshotEvent{Type: SnapshotCreated, Index: index, Term: term, Bytes: size, Duration: d})
+	n.publishSnapshot(SnapshotEvent{Type: SnapshotCreated, Index: index, Term: term, Bytes: size, Duration: d})
 }
 
 func (n *Node) writeSnapshot(index, term uint64, state []byte, view StateSnapshot) (size int64, err error) {
@@ -315,7 +315,7 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	}
 	d := time.Since(start)
 	n.log.Info("snapshot restored", "index", index, "term", term, "bytes", size, "took", d)
-	n.snapEvents.Publish(SnapshotEvent{Type: SnapshotRestored, Index: index, Term: term, Bytes: size, Duration: d})
+	n.publishSnapshot(SnapshotEvent{Type: SnapshotRestored, Index: index, Term: term, Bytes: size, Duration: d})
 	return nil
 }
 

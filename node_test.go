@@ -113,6 +113,13 @@ type testNode struct {
 
 func startCluster(t testing.TB, n int) (map[string]*testNode, *chanNet) {
 	t.Helper()
+	return startClusterWith(t, n, nil)
+}
+
+// startClusterWith is startCluster with configure, if not nil, applied to
+// each node's config.
+func startClusterWith(t testing.TB, n int, configure func(*consensus.Config)) (map[string]*testNode, *chanNet) {
+	t.Helper()
 	peers := map[string]string{}
 	for i := 1; i <= n; i++ {
 		peers[fmt.Sprintf("n%d", i)] = fmt.Sprintf("mem-%d", i)
@@ -122,6 +129,9 @@ func startCluster(t testing.TB, n int) (map[string]*testNode, *chanNet) {
 	for name := range peers {
 		cfg := consensus.DefaultConfig(name)
 		cfg.Peers = peers
+		if configure != nil {
+			configure(&cfg)
+		}
 		sm := &recorder{}
 		node, err := consensus.NewNode(cfg, storage.NewMemory(), sm)
 		if err != nil {
@@ -132,8 +142,13 @@ func startCluster(t testing.TB, n int) (map[string]*testNode, *chanNet) {
 		nodes[name] = &testNode{node, sm, tr}
 	}
 	t.Cleanup(func() {
+		// Every node stops before any inbox closes: a node still running
+		// could otherwise send into a closed inbox (Send looks the inbox
+		// up, then sends, outside the lock).
 		for _, tn := range nodes {
 			tn.node.Stop()
+		}
+		for _, tn := range nodes {
 			tn.tr.Close()
 		}
 		cn.wg.Wait()

@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server/dashboard"
@@ -216,6 +218,9 @@ type apiHandler struct {
 	dashboard *dashboard.Handler
 	// backups counts GET /v1/snapshot streams (backup.go).
 	backups backupSlots
+	// tel records requests and serves /metrics (telemetry.go); set by
+	// Start before serving, zero (off) for NewHandler.
+	tel apiTelemetry
 }
 
 // Methods each route allows, as sent in the Allow header of a 405.
@@ -231,6 +236,13 @@ const kvPrefix = "/v1/kv/"
 func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw := &statusWriter{ResponseWriter: w}
 	start := time.Now()
+	if h.tel.metrics != nil {
+		route := routeOf(r.URL.EscapedPath())
+		var span trace.Span
+		r, span = h.traceRequest(r, route)
+		// Deferred first, so it runs last: after a recovered panic's 503.
+		defer h.endRequest(r, route, span, rw, start)
+	}
 	defer func() {
 		v := recover()
 		if v == nil {
@@ -284,6 +296,14 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if path == watchPath {
 		h.serveWatch(w, r)
+		return
+	}
+	if path == metricsPath && h.tel.prometheus != nil {
+		if !methodIn(r.Method, http.MethodGet, http.MethodHead) {
+			methodNotAllowed(w, allowRead)
+			return
+		}
+		h.tel.prometheus.ServeHTTP(w, r)
 		return
 	}
 	if rest, ok := strings.CutPrefix(path, workflowsPath); ok && (rest == "" || rest[0] == '/') {

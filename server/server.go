@@ -14,6 +14,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/cluster"
+	"github.com/unrdf/consensus/internal/telemetry"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/storage"
 	"github.com/unrdf/consensus/transport"
@@ -68,6 +69,10 @@ type Config struct {
 	// Cluster configures the health checks of the cluster manager
 	// (zero fields: cluster.DefaultConfig).
 	Cluster cluster.Config
+	// Telemetry configures metrics (always served at /metrics) and
+	// traces; see TelemetryOptions. Start sets Node.Observer and
+	// Node.Tracer from it unless they are set.
+	Telemetry TelemetryOptions
 }
 
 // Server is a running node with its HTTP API.
@@ -85,6 +90,7 @@ type Server struct {
 	events     *EventLog
 	eventsStop chan struct{}
 	eventsDone chan struct{}
+	telemetry  *telemetry.Telemetry
 	http       *http.Server
 	httpLn     net.Listener
 	httpDone   chan error
@@ -143,6 +149,9 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	snaps, err := storage.OpenSnapshotDir(filepath.Join(cfg.DataDir, "snap"), nil)
 	if err != nil {
+		return nil, err
+	}
+	if err := srv.startTelemetry(&cfg); err != nil {
 		return nil, err
 	}
 	machine := kv.NewMachine(cfg.State...)
@@ -217,6 +226,9 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	s.api = newAPIHandler(s.store, opts)
 	opts = s.api.opts
+	if err := s.registerNodeTelemetry(); err != nil {
+		return nil, err
+	}
 	// HTTP/1.1 and HTTP/2 over cleartext TCP with prior knowledge (h2c):
 	// many requests share one connection without TLS. /v1/ws needs
 	// HTTP/1.1, which a WebSocket client always speaks.
@@ -303,6 +315,14 @@ func (s *Server) Events() *EventLog { return s.events }
 
 func (s *Server) closeParts() error {
 	var errs []error
+	if s.telemetry != nil {
+		// First, while the node still answers the last collection: a
+		// final push of metrics and of batched spans to OTLP.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, s.telemetry.Shutdown(ctx))
+		cancel()
+		s.telemetry = nil
+	}
 	if s.eventsStop != nil {
 		close(s.eventsStop)
 		<-s.eventsDone

@@ -604,7 +604,7 @@ func (c *wsConn) handle(req wsRequest, counted bool) {
 				message: "server is shutting down; the request was not processed"}, c.maxFrame)
 			return
 		}
-		result, e := c.h.wsExecute(c.ctx, req)
+		result, e := c.h.wsExecuteObserved(c.ctx, req)
 		response = encodeWSResponse(req.id, result, e, c.maxFrame)
 	}()
 	c.out <- wsAnswer{response: response, counted: counted}

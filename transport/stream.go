@@ -62,10 +62,12 @@ func (t *WebSocket) runPeer(ctx context.Context, p *peer) {
 			continue
 		}
 		p.connected.Store(true)
+		p.counters.connects.Add(1)
 		log.Info("peer stream connected")
 		start := time.Now()
 		err = w.run(ctx, conn)
 		p.connected.Store(false)
+		p.counters.disconnects.Add(1)
 		_ = conn.CloseNow()
 		if ctx.Err() != nil {
 			break
@@ -234,6 +236,8 @@ func (w *streamWriter) write(ctx context.Context, conn *websocket.Conn) error {
 	}
 	t.stats.framesSent.Add(1)
 	t.stats.messagesSent.Add(uint64(len(batch)))
+	w.p.counters.bytesSent.Add(uint64(w.buf.Len()))
+	w.p.counters.messagesSent.Add(uint64(len(batch)))
 	for _, m := range batch {
 		if m.isSnap() {
 			t.h.ReportSnapshot(w.p.id, raft.SnapshotFinish)
@@ -322,6 +326,7 @@ func (t *WebSocket) serveStream(rw http.ResponseWriter, r *http.Request) {
 		p.inbound.cancel()
 	}
 	p.inbound = in
+	pc := p.counters
 	t.mu.Unlock()
 	defer func() {
 		t.mu.Lock()
@@ -332,7 +337,7 @@ func (t *WebSocket) serveStream(rw http.ResponseWriter, r *http.Request) {
 	}()
 	t.log.Info("inbound stream opened", "peer", name, "peer_id", from, "remote", r.RemoteAddr)
 
-	err = t.readStream(ctx, conn, from)
+	err = t.readStream(ctx, conn, from, pc)
 	t.log.Info("inbound stream closed", "peer", name, "peer_id", from, "err", err)
 	if ctx.Err() == nil {
 		// The peer ended its stream (it was not replaced or closed by us):
@@ -368,7 +373,7 @@ func (t *WebSocket) probePeer(id uint64) {
 // readStream delivers frames from one peer, in order, until the stream
 // fails or ctx is done. Bad frames are counted and skipped: the websocket
 // layer still delimits messages, so one bad frame does not spoil the next.
-func (t *WebSocket) readStream(ctx context.Context, conn *websocket.Conn, peerID uint64) error {
+func (t *WebSocket) readStream(ctx context.Context, conn *websocket.Conn, peerID uint64, pc *peerCounters) error {
 	for {
 		typ, b, err := conn.Read(ctx)
 		if err != nil {
@@ -386,6 +391,7 @@ func (t *WebSocket) readStream(ctx context.Context, conn *websocket.Conn, peerID
 			continue
 		}
 		t.stats.framesReceived.Add(1)
+		pc.bytesReceived.Add(uint64(len(b)))
 		if from != peerID {
 			t.stats.unknownSender.Add(1)
 			t.warn("dropped frame with forged sender", "peer_id", peerID, "frame_from", from)
@@ -408,6 +414,7 @@ func (t *WebSocket) readStream(ctx context.Context, conn *websocket.Conn, peerID
 			continue
 		}
 		t.stats.messagesReceived.Add(uint64(len(keep)))
+		pc.messagesReceived.Add(uint64(len(keep)))
 		t.h.Deliver(keep)
 	}
 }

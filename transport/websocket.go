@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -69,6 +70,33 @@ type Stats struct {
 	WrongCluster uint64
 }
 
+// PeerStats are the cumulative counters of the streams to and from one
+// peer since it was first added (they survive an address change, and a
+// removed peer keeps its last values). Snapshot connections are not
+// included.
+type PeerStats struct {
+	// ID and Name identify the peer.
+	ID   uint64
+	Name string
+	// BytesSent and MessagesSent count frames written on the outbound
+	// stream; BytesReceived and MessagesReceived the frames (that decoded)
+	// and messages (delivered) read from the peer's inbound stream.
+	BytesSent, MessagesSent         uint64
+	BytesReceived, MessagesReceived uint64
+	// Connects and Disconnects count the outbound stream coming up and
+	// going down.
+	Connects, Disconnects uint64
+}
+
+// peerCounters are the live form of PeerStats.
+type peerCounters struct {
+	id                              uint64
+	name                            atomic.Pointer[string]
+	bytesSent, messagesSent         atomic.Uint64
+	bytesReceived, messagesReceived atomic.Uint64
+	connects, disconnects           atomic.Uint64
+}
+
 // counters are the live form of Stats; each is updated atomically so that
 // hot paths need no lock.
 type counters struct {
@@ -106,6 +134,9 @@ type WebSocket struct {
 	mu     sync.RWMutex
 	closed bool
 	peers  map[uint64]*peer
+	// peerStats holds each peer's counters by id, also after RemovePeer
+	// (ids are never reused, and membership is small). Guarded by mu.
+	peerStats map[uint64]*peerCounters
 
 	stats counters
 	// nextWarn (unix nanoseconds) rate-limits warnings about bad inbound
@@ -122,6 +153,8 @@ type peer struct {
 	id   uint64
 	name string
 	addr string
+	// counters are shared by every peer struct the id has had.
+	counters *peerCounters
 
 	// queue holds messages waiting for the writer, bounded so that a slow
 	// or dead peer costs at most SendQueueSize messages of memory. It is
@@ -257,13 +290,23 @@ func (t *WebSocket) AddPeer(id uint64, name, addr string) {
 	if old != nil && old.addr == addr && old.name == name {
 		return
 	}
+	pc := t.peerStats[id]
+	if pc == nil {
+		if t.peerStats == nil {
+			t.peerStats = make(map[uint64]*peerCounters)
+		}
+		pc = &peerCounters{id: id}
+		t.peerStats[id] = pc
+	}
+	pc.name.Store(&name)
 	ctx, stop := context.WithCancel(t.ctx)
 	p := &peer{
-		id:    id,
-		name:  name,
-		addr:  addr,
-		queue: make(chan *wireMessage, t.cfg.SendQueueSize),
-		stop:  stop,
+		id:       id,
+		name:     name,
+		addr:     addr,
+		counters: pc,
+		queue:    make(chan *wireMessage, t.cfg.SendQueueSize),
+		stop:     stop,
 	}
 	if old != nil {
 		old.stop()
@@ -387,6 +430,27 @@ func (t *WebSocket) Stats() Stats {
 		Misaddressed:     c.misaddressed.Load(),
 		WrongCluster:     c.wrongCluster.Load(),
 	}
+}
+
+// PeerStats returns the counters of every peer ever added, sorted by id.
+func (t *WebSocket) PeerStats() []PeerStats {
+	t.mu.RLock()
+	out := make([]PeerStats, 0, len(t.peerStats))
+	for _, c := range t.peerStats {
+		out = append(out, PeerStats{
+			ID:               c.id,
+			Name:             *c.name.Load(),
+			BytesSent:        c.bytesSent.Load(),
+			MessagesSent:     c.messagesSent.Load(),
+			BytesReceived:    c.bytesReceived.Load(),
+			MessagesReceived: c.messagesReceived.Load(),
+			Connects:         c.connects.Load(),
+			Disconnects:      c.disconnects.Load(),
+		})
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(out, func(a, b PeerStats) int { return cmp.Compare(a.ID, b.ID) })
+	return out
 }
 
 // Close stops listening, closes every stream and waits for all of the

@@ -27,7 +27,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	def := consensus.DefaultConfig("")
 	id := fs.String("id", "", "node id (required)")
 	listen := fs.String("listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic")
-	httpAddr := fs.String("http", "127.0.0.1:9080", "host:port for the client HTTP API, /healthz and /readyz")
+	httpAddr := fs.String("http", "127.0.0.1:9080", "host:port for the client HTTP API, /metrics, /healthz and /readyz")
 	peers := fs.String("peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone")
 	join := fs.String("join", "", "HTTP addresses (host:port,...) of members of a running cluster to join, tried in turn; ignored once the node has state")
 	dataDir := fs.String("data", "", "data directory (default ./data/<id>)")
