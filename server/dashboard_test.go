@@ -267,25 +267,7 @@ func TestDashboardInBrowser(t *testing.T) {
 // a bearer token: it asks for one, says when it is refused, and once given
 // a valid one shows the node, sending it on every fetch.
 func TestDashboardAsksForToken(t *testing.T) {
-	httpAddr, peerAddr := freeAddr(t), freeAddr(t)
-	cfg := consensus.DefaultConfig("n1")
-	s, err := Start(Config{
-		Node:         cfg,
-		PeerListener: listenAgain(t, peerAddr),
-		HTTPListener: listenAgain(t, httpAddr),
-		DataDir:      t.TempDir(),
-		HTTP:         HTTPOptions{Tokens: testTokens(t)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Error(err)
-		}
-	})
+	s := startOne(t, func(c *Config) { c.HTTP = HTTPOptions{Tokens: testTokens(t)} })
 
 	b := newBrowser(t) // after the node, so it closes first
 	// Chromium logs every 401 answer as an error; those are the point here.
@@ -293,7 +275,7 @@ func TestDashboardAsksForToken(t *testing.T) {
 		return m.Source == "network" && strings.Contains(m.Text, "status of 401")
 	}
 
-	b.do(t, "open the dashboard", chromedp.Navigate("http://"+httpAddr+"/"))
+	b.do(t, "open the dashboard", chromedp.Navigate("http://"+s.HTTPAddr()+"/"))
 	b.waitFor(t, "the token form", `() => !document.getElementById('auth').hidden`)
 	b.do(t, "give a wrong token",
 		chromedp.SendKeys("#token", "not-a-token"),

@@ -2,52 +2,18 @@ package server
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/unrdf/consensus"
 )
 
-// startSingleNode starts a one-node cluster on loopback and waits until it
+// startSingleNode starts a one-node cluster with opts and waits until it
 // leads.
 func startSingleNode(t *testing.T, opts HTTPOptions) *Server {
 	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	peerLn := listen()
-	cfg := consensus.DefaultConfig("n1")
-	cfg.Peers = map[string]string{"n1": peerLn.Addr().String()}
-	s, err := Start(Config{
-		Node:         cfg,
-		PeerListener: peerLn,
-		HTTPListener: listen(),
-		DataDir:      filepath.Join(t.TempDir(), "n1"),
-		HTTP:         opts,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	eventually(t, 10*time.Second, func() bool { return s.Node().Status().IsLeader })
-	return s
+	return startOne(t, func(c *Config) { c.HTTP = opts })
 }
 
 // h2cClient speaks only HTTP/2 over cleartext TCP, with prior knowledge.

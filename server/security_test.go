@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/certs"
 )
@@ -192,20 +193,7 @@ func TestMaxInFlight(t *testing.T) {
 // startSingle runs a one-node server with the given HTTP options and TLS.
 func startSingle(t *testing.T, opts HTTPOptions, httpTLS *tls.Config) *Server {
 	t.Helper()
-	cfg := consensus.DefaultConfig("n1")
-	s, err := Start(Config{
-		Node:         cfg,
-		PeerListener: listenAgain(t, "127.0.0.1:0"),
-		HTTPListener: listenAgain(t, "127.0.0.1:0"),
-		DataDir:      filepath.Join(t.TempDir(), "n1"),
-		HTTP:         opts,
-		HTTPTLS:      httpTLS,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close(context.Background()) })
-	return s
+	return startOne(t, func(c *Config) { c.HTTP, c.HTTPTLS = opts, httpTLS })
 }
 
 func TestSlowClientsAreCutOff(t *testing.T) {

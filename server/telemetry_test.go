@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -209,25 +208,7 @@ func TestMetricsEndpoint(t *testing.T) {
 func startTraced(t *testing.T) (*Server, *tracetest.InMemoryExporter) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	s, err := Start(Config{
-		Node:         consensus.DefaultConfig("n1"),
-		PeerListener: listenAgain(t, freeAddr(t)),
-		HTTPListener: listenAgain(t, freeAddr(t)),
-		DataDir:      filepath.Join(t.TempDir(), "n1"),
-		Logger:       debugLogger(),
-		Telemetry:    TelemetryOptions{SpanExporter: exp, NoOTLP: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Error(err)
-		}
-	})
-	eventually(t, 10*time.Second, func() bool { return s.Node().IsLeader() })
+	s := startOne(t, func(c *Config) { c.Telemetry = TelemetryOptions{SpanExporter: exp, NoOTLP: true} })
 	return s, exp
 }
 
@@ -393,17 +374,7 @@ func TestOTLPExport(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
 	t.Setenv("OTEL_METRIC_EXPORT_INTERVAL", "200") // ms
 
-	s, err := Start(Config{
-		Node:         consensus.DefaultConfig("n1"),
-		PeerListener: listenAgain(t, freeAddr(t)),
-		HTTPListener: listenAgain(t, freeAddr(t)),
-		DataDir:      filepath.Join(t.TempDir(), "n1"),
-		Logger:       debugLogger(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, func() bool { return s.Node().IsLeader() })
+	s := startOne(t, nil)
 	if r := call(t, http.MethodPut, "http://"+s.HTTPAddr()+"/v1/kv/otlp", []byte(`1`)); r.status != http.StatusOK {
 		t.Fatalf("PUT: %d %s", r.status, r.body)
 	}
@@ -445,25 +416,10 @@ func TestMetricsNeedATokenWhenAuthIsOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Start(Config{
-		Node:         consensus.DefaultConfig("n1"),
-		PeerListener: listenAgain(t, freeAddr(t)),
-		HTTPListener: listenAgain(t, freeAddr(t)),
-		DataDir:      filepath.Join(t.TempDir(), "n1"),
-		Logger:       debugLogger(),
-		HTTP:         HTTPOptions{Tokens: tokens},
-		Telemetry:    TelemetryOptions{NoOTLP: true},
+	s := startOne(t, func(c *Config) {
+		c.HTTP = HTTPOptions{Tokens: tokens}
+		c.Telemetry = TelemetryOptions{NoOTLP: true}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Error(err)
-		}
-	}()
 	get := func(token string) (int, string) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+s.HTTPAddr()+"/metrics", nil)
 		if token != "" {

@@ -11,13 +11,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -157,40 +155,12 @@ func (s *sseStream) nextEvent() sseData {
 // and HTTP options and waits until it leads.
 func startWatchServer(t *testing.T, history kv.WatchConfig, opts HTTPOptions, wrapHTTP ...func(net.Listener) net.Listener) *Server {
 	t.Helper()
-	listen := func() net.Listener {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	peerLn := listen()
-	httpLn := listen()
-	for _, wrap := range wrapHTTP {
-		httpLn = wrap(httpLn)
-	}
-	cfg := consensus.DefaultConfig("n1")
-	cfg.Peers = map[string]string{"n1": peerLn.Addr().String()}
-	s, err := Start(Config{
-		Node:         cfg,
-		PeerListener: peerLn,
-		HTTPListener: httpLn,
-		DataDir:      filepath.Join(t.TempDir(), "n1"),
-		HTTP:         opts,
-		WatchHistory: history,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("close: %v", err)
+	return startOne(t, func(c *Config) {
+		c.HTTP, c.WatchHistory = opts, history
+		for _, wrap := range wrapHTTP {
+			c.HTTPListener = wrap(c.HTTPListener)
 		}
 	})
-	eventually(t, 10*time.Second, func() bool { return s.Node().Status().IsLeader })
-	return s
 }
 
 // putRev writes value under key at base and returns the revision.
