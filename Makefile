@@ -15,6 +15,7 @@ build:
 ## test: vet, then every test with the race detector (what CI runs).
 test: vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	cd bench/etcd && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 ## test-short: skip the multi-process tests.
 test-short:
