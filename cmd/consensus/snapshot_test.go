@@ -20,6 +20,7 @@ import (
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/backup"
 	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
@@ -27,49 +28,65 @@ import (
 // snapCluster is an in-process cluster whose servers the test can reach.
 type snapCluster struct {
 	ids     []string
+	root    string
 	peers   map[string]string
 	servers map[string]*server.Server
 	http    map[string]string
 }
 
-// startSnapCluster starts nodes ids on fresh 127.0.0.1:0 listeners (held
-// until the servers take them), each on root/<id>, unless prepare (called
-// with the peer list once it is known) writes those data directories first.
+// startSnapCluster starts nodes ids on loopback addresses from below the
+// ephemeral range (internal/loopback: a node restarted on its address gets
+// it back), each on root/<id>, unless prepare (called with the peer list
+// once it is known) writes those data directories first.
 func startSnapCluster(t *testing.T, root string, ids []string, prepare func(peers map[string]string)) *snapCluster {
 	t.Helper()
-	c := &snapCluster{ids: ids, peers: map[string]string{}, servers: map[string]*server.Server{}, http: map[string]string{}}
-	peerLns, httpLns := map[string]net.Listener{}, map[string]net.Listener{}
+	c := &snapCluster{ids: ids, root: root, peers: map[string]string{}, servers: map[string]*server.Server{}, http: map[string]string{}}
 	for _, id := range ids {
-		pl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peerLns[id], httpLns[id] = pl, hl
-		c.peers[id], c.http[id] = pl.Addr().String(), hl.Addr().String()
+		c.peers[id], c.http[id] = freeAddr(t), freeAddr(t)
 	}
 	if prepare != nil {
 		prepare(c.peers)
 	}
 	for _, id := range ids {
-		cfg := consensus.DefaultConfig(id)
-		cfg.Peers = c.peers
-		srv, err := server.Start(server.Config{Node: cfg, PeerListener: peerLns[id], HTTPListener: httpLns[id],
-			DataDir: filepath.Join(root, id)})
+		c.start(t, id)
+	}
+	return c
+}
+
+// start starts node id on its addresses and data directory.
+func (c *snapCluster) start(t *testing.T, id string) {
+	t.Helper()
+	listen := func(addr string) net.Listener {
+		ln, err := loopback.Listen(addr, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.servers[id] = srv
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = srv.Close(ctx)
-		})
+		return ln
 	}
-	return c
+	cfg := consensus.DefaultConfig(id)
+	cfg.Peers = c.peers
+	srv, err := server.Start(server.Config{Node: cfg, PeerListener: listen(c.peers[id]), HTTPListener: listen(c.http[id]),
+		DataDir: filepath.Join(c.root, id)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.servers[id] = srv
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Close(ctx) // a second Close is a no-op
+	})
+}
+
+// stop stops node id gracefully.
+func (c *snapCluster) stop(t *testing.T, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.servers[id].Close(ctx); err != nil {
+		t.Fatalf("stop %s: %v", id, err)
+	}
+	delete(c.servers, id)
 }
 
 // waitLeader waits until every node knows the same leader and returns it.
@@ -332,6 +349,31 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	it, err := dst.servers["r3"].Store().Get(ctx, "after/restore", kv.Linearizable)
 	if err != nil || string(it.Value) != `"yes"` || it.Revision != R+1 {
 		t.Fatalf("read back: %+v %v", it, err)
+	}
+
+	// After its first start a restored directory is an ordinary one: the
+	// whole restored cluster stops and starts again with its state, the
+	// write made after the restore, and its cluster id.
+	for _, id := range newIDs {
+		dst.stop(t, id)
+	}
+	for _, id := range newIDs {
+		dst.start(t, id)
+	}
+	dst.waitLeader(t)
+	for _, id := range newIDs {
+		if got := dst.servers[id].Node().ClusterID(); got != cid {
+			t.Fatalf("%s after restart: cluster %x, want %x", id, got, cid)
+		}
+		it, err := dst.servers[id].Store().Get(ctx, "after/restore", kv.Linearizable)
+		if err != nil || it.Revision != R+1 {
+			t.Fatalf("%s after restart: %+v %v", id, it, err)
+		}
+		items, rev, err := dst.servers[id].Store().List(ctx, "w", kv.Linearizable)
+		if err != nil || rev != R+1 {
+			t.Fatalf("%s after restart: list at revision %d, want %d: %v", id, rev, R+1, err)
+		}
+		checkState(t, id, items, want, uncertain)
 	}
 }
 
