@@ -64,6 +64,9 @@ type Config struct {
 	PeerPollInterval time.Duration
 	// HTTPClient probes members' HTTP APIs. Nil: a plain-HTTP client.
 	HTTPClient *http.Client
+	// HTTPScheme is the scheme of members' HTTP addresses: "http" (the
+	// default) or "https".
+	HTTPScheme string
 	// NoHTTPProbe judges liveness by the peer transport alone (for
 	// example when the HTTP API needs TLS client material this node
 	// does not have).
@@ -91,6 +94,8 @@ func (c *Config) Validate() error {
 		return errors.New("cluster: intervals and timeouts must not be negative")
 	case c.MaxFailedHealthChecks < 0:
 		return errors.New("cluster: max failed health checks must not be negative")
+	case c.HTTPScheme != "" && c.HTTPScheme != "http" && c.HTTPScheme != "https":
+		return fmt.Errorf("cluster: HTTP scheme %q, want http or https", c.HTTPScheme)
 	case c.HealthCheckTimeout > 0 && c.HealthCheckInterval > 0 && c.HealthCheckTimeout > c.HealthCheckInterval:
 		return fmt.Errorf("cluster: health check timeout %v is longer than the interval %v", c.HealthCheckTimeout, c.HealthCheckInterval)
 	}
@@ -116,6 +121,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{}
+	}
+	if c.HTTPScheme == "" {
+		c.HTTPScheme = "http"
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -385,7 +393,7 @@ func (m *Manager) probe(httpAddr string) (memberStatus, string) {
 	defer cancel()
 	base := httpAddr
 	if !strings.Contains(base, "://") {
-		base = "http://" + base
+		base = m.cfg.HTTPScheme + "://" + base
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/status", nil)
 	if err != nil {

@@ -62,6 +62,41 @@ func LoadTokens(path string) (*Tokens, error) {
 	return t, nil
 }
 
+// FirstToken returns the first token of the given role in the token file
+// at path: a node calls the other members' APIs with it (see MemberAPI).
+// Errors never echo the file's content.
+func FirstToken(path string, role Role) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("auth: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 2 && !strings.HasPrefix(fields[0], "#") {
+			if r, ok := parseRole(fields[1]); ok && r == role {
+				return fields[0], nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("auth: %s: %w", path, err)
+	}
+	return "", fmt.Errorf("auth: %s has no %s token", path, role)
+}
+
+// parseRole reads a role as the token file writes it.
+func parseRole(s string) (Role, bool) {
+	switch s {
+	case "rw":
+		return RoleReadWrite, true
+	case "ro":
+		return RoleReadOnly, true
+	}
+	return RoleNone, false
+}
+
 // ParseTokens reads the token file format from r. Errors name the line
 // but never echo its content, which may be a secret.
 func ParseTokens(r io.Reader) (*Tokens, error) {
@@ -76,13 +111,8 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		if len(fields) != 2 {
 			return nil, fmt.Errorf("line %d: want \"<token> <role>\"", line)
 		}
-		var role Role
-		switch fields[1] {
-		case "rw":
-			role = RoleReadWrite
-		case "ro":
-			role = RoleReadOnly
-		default:
+		role, ok := parseRole(fields[1])
+		if !ok {
 			return nil, fmt.Errorf("line %d: role must be rw or ro", line)
 		}
 		t.entries = append(t.entries, tokenEntry{sha256.Sum256([]byte(fields[0])), role})

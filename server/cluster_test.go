@@ -31,6 +31,9 @@ type testCluster struct {
 	servers map[string]*Server
 	// configure, if set, adjusts each node's config before it starts.
 	configure func(*consensus.Config)
+	// configureServer, if set, adjusts each server's config before it
+	// starts (after configure).
+	configureServer func(*Config)
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -40,7 +43,20 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 
 func newTestClusterWith(t *testing.T, n int, configure func(*consensus.Config)) *testCluster {
 	t.Helper()
-	c := &testCluster{t: t, peers: map[string]string{}, https: map[string]string{}, dirs: map[string]string{}, servers: map[string]*Server{}, configure: configure}
+	return buildTestCluster(t, n, configure, nil)
+}
+
+// newTestClusterOf returns a started cluster of n nodes whose servers'
+// configs configure adjusts.
+func newTestClusterOf(t *testing.T, n int, configure func(*Config)) *testCluster {
+	t.Helper()
+	return buildTestCluster(t, n, nil, configure)
+}
+
+func buildTestCluster(t *testing.T, n int, node func(*consensus.Config), srv func(*Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, peers: map[string]string{}, https: map[string]string{}, dirs: map[string]string{},
+		servers: map[string]*Server{}, configure: node, configureServer: srv}
 	root := t.TempDir()
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
@@ -49,11 +65,15 @@ func newTestClusterWith(t *testing.T, n int, configure func(*consensus.Config)) 
 		c.https[id] = freeAddr(t)
 		c.dirs[id] = filepath.Join(root, id)
 	}
+	c.startAll()
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+func (c *testCluster) startAll() {
 	for _, id := range c.ids {
 		c.start(id)
 	}
-	t.Cleanup(c.stopAll)
-	return c
 }
 
 // freeAddr reserves a loopback port below the ephemeral range (see
@@ -85,13 +105,17 @@ func (c *testCluster) start(id string) {
 	if c.configure != nil {
 		c.configure(&cfg)
 	}
-	s, err := Start(Config{
+	scfg := Config{
 		Node:         cfg,
 		PeerListener: listenAgain(c.t, c.peers[id]),
 		HTTPListener: listenAgain(c.t, c.https[id]),
 		DataDir:      c.dirs[id],
 		Logger:       debugLogger(),
-	})
+	}
+	if c.configureServer != nil {
+		c.configureServer(&scfg)
+	}
+	s, err := Start(scfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
 	}

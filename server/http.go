@@ -106,6 +106,9 @@ type HTTPOptions struct {
 	// Events, if set, serves GET /v1/events (see events.go). Start sets
 	// it to a log of the node's cluster events.
 	Events *EventLog
+	// members is how a forwarded transfer reaches the leader; Start sets
+	// it from Config.Members.
+	members MemberAPI
 }
 
 // Defaults of the HTTP limits.
@@ -194,16 +197,19 @@ func newAPIHandler(b Backend, opts HTTPOptions) *apiHandler {
 	}
 	opts = opts.withDefaults()
 	return &apiHandler{backend: b, opts: opts, log: opts.Logger,
-		inflight:  make(chan struct{}, opts.MaxInFlight),
-		limiter:   newClientLimiter(opts.RateLimit, opts.RateBurst),
-		dashboard: dashboard.New()}
+		inflight:     make(chan struct{}, opts.MaxInFlight),
+		limiter:      newClientLimiter(opts.RateLimit, opts.RateBurst),
+		dashboard:    dashboard.New(),
+		memberClient: opts.members.client(0)}
 }
 
 // apiHandler is the http.Handler NewHandler returns.
 type apiHandler struct {
 	backend Backend
 	opts    HTTPOptions
-	log     *slog.Logger
+	// memberClient calls other members' APIs (forwarded transfers).
+	memberClient *http.Client
+	log          *slog.Logger
 	// panics counts panics recovered while serving; any is a bug.
 	panics atomic.Int64
 	// ws tracks /v1/ws connections, so that shutdown can drain them.

@@ -368,7 +368,7 @@ func (h *apiHandler) forwardTransfer(ctx context.Context, w http.ResponseWriter,
 		return
 	}
 	body, _ := json.Marshal(TransferRequest{Target: target})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+leaderTransferPath, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.opts.members.url(addr, leaderTransferPath), bytes.NewReader(body))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -378,7 +378,7 @@ func (h *apiHandler) forwardTransfer(ctx context.Context, w http.ResponseWriter,
 	if auth := r.Header.Get("Authorization"); auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.memberClient.Do(req)
 	if err != nil {
 		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
 			message: "forwarding the transfer to the leader " + leader + ": " + err.Error()})
@@ -404,13 +404,12 @@ type JoinResult struct {
 }
 
 // Join asks the members at addrs (HTTP addresses, host:port or URLs), in
-// turn, to add self as a learner, until one accepts or ctx ends. The
-// client is used for the requests (nil: http.DefaultClient). A 409 (the
-// id was removed, or exists elsewhere) or 400 ends the attempts at once.
-func Join(ctx context.Context, client *http.Client, addrs []string, self consensus.Member) (JoinResult, error) {
-	if client == nil {
-		client = http.DefaultClient
-	}
+// turn, to add self as a learner, until one accepts or ctx ends. The calls
+// go as api says (TLS, token); each is bounded by 10 seconds. A 409 (the
+// id was removed, or exists elsewhere), 400, 401 or 403 ends the attempts
+// at once.
+func Join(ctx context.Context, api MemberAPI, addrs []string, self consensus.Member) (JoinResult, error) {
+	client := api.client(10 * time.Second)
 	if len(addrs) == 0 {
 		return JoinResult{}, errors.New("join: no member address given")
 	}
@@ -421,7 +420,7 @@ func Join(ctx context.Context, client *http.Client, addrs []string, self consens
 	var last error
 	for attempt := 0; ; attempt++ {
 		addr := addrs[attempt%len(addrs)]
-		res, permanent, err := joinOnce(ctx, client, addr, body)
+		res, permanent, err := joinOnce(ctx, client, api.url(addr, membersPath), addr, body)
 		if err == nil {
 			return res, nil
 		}
@@ -446,12 +445,8 @@ func Join(ctx context.Context, client *http.Client, addrs []string, self consens
 // joinRetryPause is the wait after every address has failed once.
 const joinRetryPause = 200 * time.Millisecond
 
-func joinOnce(ctx context.Context, client *http.Client, addr string, body []byte) (JoinResult, bool, error) {
-	base := addr
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+membersPath, bytes.NewReader(body))
+func joinOnce(ctx context.Context, client *http.Client, url, addr string, body []byte) (JoinResult, bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return JoinResult{}, true, fmt.Errorf("join via %s: %w", addr, err)
 	}
@@ -466,7 +461,12 @@ func joinOnce(ctx context.Context, client *http.Client, addr string, body []byte
 		var eb errorBody
 		_ = dec.Decode(&eb)
 		err := fmt.Errorf("join via %s: %s: %s: %s", addr, resp.Status, eb.Error.Code, eb.Error.Message)
-		permanent := resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusBadRequest
+		switch resp.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden:
+			err = fmt.Errorf("%w (give the node the cluster's token file: it joins with the first rw token in --auth-token-file)", err)
+		}
+		permanent := resp.StatusCode == http.StatusConflict || resp.StatusCode == http.StatusBadRequest ||
+			resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden
 		return JoinResult{}, permanent, err
 	}
 	var mr MembersResponse
@@ -501,7 +501,7 @@ func (s *Server) join(cfg *Config, peerAddr, httpAddr string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s.log.Info("joining cluster", "via", strings.Join(cfg.Join, ","))
-	res, err := Join(ctx, &http.Client{Timeout: 10 * time.Second}, cfg.Join,
+	res, err := Join(ctx, cfg.Members, cfg.Join,
 		consensus.Member{ID: cfg.Node.ID, PeerAddr: peerAddr, HTTPAddr: httpAddr})
 	if err != nil {
 		return fmt.Errorf("server: %w", err)

@@ -24,14 +24,18 @@ func (c *testCluster) startJoining(id string, via ...string) {
 		c.https[id] = freeAddr(c.t)
 		c.dirs[id] = filepath.Join(filepath.Dir(c.dirs[c.ids[0]]), id)
 	}
-	s, err := Start(Config{
+	scfg := Config{
 		Node:         consensus.DefaultConfig(id),
 		PeerListener: listenAgain(c.t, c.peers[id]),
 		HTTPListener: listenAgain(c.t, c.https[id]),
 		DataDir:      c.dirs[id],
 		Join:         via,
 		JoinTimeout:  20 * time.Second,
-	})
+	}
+	if c.configureServer != nil {
+		c.configureServer(&scfg)
+	}
+	s, err := Start(scfg)
 	if err != nil {
 		c.t.Fatalf("start %s: %v", id, err)
 	}

@@ -66,6 +66,11 @@ type Config struct {
 	Join []string
 	// JoinTimeout bounds the attempts to join. Default 60s.
 	JoinTimeout time.Duration
+	// Members says how this node calls other members' HTTP APIs (join,
+	// forwarded leadership transfers, health probes): over TLS, with a
+	// token. With HTTPTLS set and Members.TLS nil, members cannot be
+	// probed over HTTP and health comes from the peer streams alone.
+	Members MemberAPI
 	// Cluster configures the health checks of the cluster manager
 	// (zero fields: cluster.DefaultConfig).
 	Cluster cluster.Config
@@ -205,9 +210,16 @@ func Start(cfg Config) (s *Server, err error) {
 	if ccfg.Logger == nil {
 		ccfg.Logger = logger
 	}
-	// The probe speaks plain HTTP; with TLS on the API, health comes
-	// from the peer streams.
-	ccfg.NoHTTPProbe = ccfg.NoHTTPProbe || cfg.HTTPTLS != nil
+	// Members are probed the way this node reaches their APIs; an API
+	// served over TLS that this node has no TLS settings for is judged by
+	// the peer streams alone.
+	ccfg.NoHTTPProbe = ccfg.NoHTTPProbe || (cfg.HTTPTLS != nil && cfg.Members.TLS == nil)
+	if ccfg.HTTPClient == nil {
+		ccfg.HTTPClient = cfg.Members.client(0) // the probe bounds each call
+	}
+	if ccfg.HTTPScheme == "" {
+		ccfg.HTTPScheme = cfg.Members.scheme()
+	}
 	if s.cluster, err = cluster.New(s.node, ccfg); err != nil {
 		return nil, err
 	}
@@ -224,6 +236,7 @@ func Start(cfg Config) (s *Server, err error) {
 	if opts.Cluster == nil {
 		opts.Cluster = s.cluster
 	}
+	opts.members = cfg.Members
 	s.api = newAPIHandler(s.store, opts)
 	opts = s.api.opts
 	if err := s.registerNodeTelemetry(); err != nil {

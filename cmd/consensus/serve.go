@@ -51,6 +51,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	peerCert := fs.String("peer-cert", "", "TLS certificate for peer traffic (PEM); with --peer-key and --peer-ca enables mutual TLS between peers")
 	peerKey := fs.String("peer-key", "", "TLS key for peer traffic (PEM)")
 	peerCA := fs.String("peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
+	apiCA := fs.String("api-ca", "", "CA that signed the members' HTTP API certificates (PEM); with it (or --cert) this node reaches other members' APIs over HTTPS for --join, forwarded leader transfers and health checks (default with --cert: the system's roots)")
 	hcDef := cluster.DefaultConfig()
 	hcInterval := fs.Duration("health-check-interval", hcDef.HealthCheckInterval, "time between health checks of every member")
 	hcTimeout := fs.Duration("health-check-timeout", hcDef.HealthCheckTimeout, "bound on one health check")
@@ -140,7 +141,7 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "serve: health checks need a positive interval, timeout (at most the interval) and failure count")
 		return 2
 	}
-	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA); err != nil {
+	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA, *apiCA); err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
@@ -184,13 +185,35 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // securityConfig loads tokens and TLS material named by flags into cfg.
-func securityConfig(cfg *server.Config, tokenFile, cert, key, clientCA, peerCert, peerKey, peerCA string) error {
+func securityConfig(cfg *server.Config, tokenFile, cert, key, clientCA, peerCert, peerKey, peerCA, apiCA string) error {
 	if tokenFile != "" {
 		tokens, err := server.LoadTokens(tokenFile)
 		if err != nil {
 			return err
 		}
 		cfg.HTTP.Tokens = tokens
+		// Members call each other's APIs (join, forwarded transfers,
+		// health checks) with the file's first rw token: give every
+		// member the same file.
+		if cfg.Members.Token, err = server.FirstToken(tokenFile, server.RoleReadWrite); err != nil {
+			return fmt.Errorf("--auth-token-file: members call each other with its first rw token: %w", err)
+		}
+	}
+	switch {
+	case apiCA != "":
+		tlsCfg, err := certs.ClientConfig(cert, key, apiCA)
+		if err != nil {
+			return err
+		}
+		cfg.Members.TLS = tlsCfg
+	case cert != "" && key != "":
+		// The system's roots verify the members; this node's certificate
+		// is its client certificate where their APIs want one.
+		tlsCfg, err := certs.ClientConfig(cert, key, "")
+		if err != nil {
+			return err
+		}
+		cfg.Members.TLS = tlsCfg
 	}
 	switch {
 	case (cert == "") != (key == ""):

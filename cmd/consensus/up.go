@@ -75,7 +75,7 @@ func upCmd(args []string, stdout, stderr io.Writer) int {
 		for _, sp := range specs {
 			cert, key := filepath.Join(*certDir, sp.id+".pem"), filepath.Join(*certDir, sp.id+"-key.pem")
 			tlsFlags[sp.id] = []string{"--cert", cert, "--key", key,
-				"--peer-cert", cert, "--peer-key", key, "--peer-ca", ca}
+				"--peer-cert", cert, "--peer-key", key, "--peer-ca", ca, "--api-ca", ca}
 		}
 	}
 

@@ -183,13 +183,17 @@ func ServerConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 }
 
 // ClientConfig returns a TLS config that verifies servers against caFile
-// and presents the cert/key pair if given.
+// (the system's roots if it is empty) and presents the cert/key pair if
+// given.
 func ClientConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
-	pool, err := loadPool(caFile)
-	if err != nil {
-		return nil, err
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := loadPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.RootCAs = pool
 	}
-	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if certFile != "" || keyFile != "" {
 		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 		if err != nil {
