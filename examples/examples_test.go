@@ -6,9 +6,6 @@ package examples
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -18,9 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/loopback"
-	"github.com/unrdf/consensus/server"
+	"github.com/unrdf/consensus/internal/testcluster"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -140,62 +136,9 @@ func TestExamples(t *testing.T) {
 	}
 }
 
-// inProcessCluster starts a 3-node cluster in this process, on loopback
-// listeners it holds from the start, and returns the HTTP addresses; the
-// nodes stop when the test ends.
+// inProcessCluster starts a 3-node cluster in this process and returns
+// its HTTP addresses; the nodes stop when the test ends.
 func inProcessCluster(t *testing.T) []string {
 	t.Helper()
-	root := t.TempDir()
-	peers := map[string]string{}
-	var peerLns, httpLns []net.Listener
-	var addrs []string
-	for i := 1; i <= 3; i++ {
-		pl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		peers[fmt.Sprintf("n%d", i)] = pl.Addr().String()
-		peerLns, httpLns = append(peerLns, pl), append(httpLns, hl)
-		addrs = append(addrs, hl.Addr().String())
-	}
-	for i := range 3 {
-		id := fmt.Sprintf("n%d", i+1)
-		cfg := consensus.DefaultConfig(id)
-		cfg.Peers = peers
-		srv, err := server.Start(server.Config{Node: cfg, PeerListener: peerLns[i], HTTPListener: httpLns[i],
-			DataDir: filepath.Join(root, id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := srv.Close(ctx); err != nil {
-				t.Errorf("close %s: %v", id, err)
-			}
-		})
-	}
-	// Every node knows the leader, as after `consensus up`.
-	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	deadline := time.Now().Add(30 * time.Second)
-	for _, a := range addrs {
-		for {
-			resp, err := hc.Get("http://" + a + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not ready within 30s", a)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	return addrs
+	return testcluster.Start(t, 3).HTTPAddrs
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/internal/testcluster"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -59,12 +60,12 @@ type transcript struct {
 // timestamps matches the times a workflow command stamps into the value.
 var timestamps = regexp.MustCompile(`"(startedAt|updatedAt|stoppedAt)":( ?)[0-9]+`)
 
-func newTranscript(t *testing.T, tc *testCluster, extra ...string) *transcript {
-	t.Setenv(envEndpoints, strings.Join(tc.httpAddrs, ","))
+func newTranscript(t *testing.T, tc *testcluster.Cluster, extra ...string) *transcript {
+	t.Setenv(envEndpoints, strings.Join(tc.HTTPAddrs, ","))
 	t.Setenv(envToken, "")
 	var pairs []string
-	for i, id := range tc.ids {
-		pairs = append(pairs, tc.httpAddrs[i], "<"+id+"-http>", tc.peerAddrs[i], "<"+id+"-peer>")
+	for i, id := range tc.IDs {
+		pairs = append(pairs, tc.HTTPAddrs[i], "<"+id+"-http>", tc.PeerAddrs[i], "<"+id+"-peer>")
 	}
 	return &transcript{t: t, repl: strings.NewReplacer(append(pairs, extra...)...)}
 }
@@ -356,7 +357,7 @@ func TestCLICluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(envEndpoints, strings.Join(append(tc.httpAddrs, dead), ","))
+	t.Setenv(envEndpoints, strings.Join(append(tc.HTTPAddrs, dead), ","))
 	rows, r := statusRows(t)
 	checkOneLine(t, []string{"status"}, r)
 	if r.code != exitFailure || len(rows) != 4 || rows[3].Endpoint != dead || rows[3].Error == "" ||
@@ -409,7 +410,7 @@ func awaitDone(t *testing.T, done chan cliResult) cliResult {
 // watch cleanly.
 func TestCLIWatch(t *testing.T) {
 	tc := startTestCluster(t)
-	t.Setenv(envEndpoints, strings.Join(tc.httpAddrs, ","))
+	t.Setenv(envEndpoints, strings.Join(tc.HTTPAddrs, ","))
 	mustRun := func(args ...string) {
 		t.Helper()
 		if r := runCLI(context.Background(), "", args...); r.code != 0 {
@@ -566,7 +567,7 @@ func TestCLITokenAndTLS(t *testing.T) {
 		cfg.HTTP.Tokens = tokens
 	})
 	var endpoints []string
-	for _, a := range tc.httpAddrs {
+	for _, a := range tc.HTTPAddrs {
 		endpoints = append(endpoints, "https://"+a)
 	}
 	t.Setenv(envEndpoints, strings.Join(endpoints, ","))
