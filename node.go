@@ -121,8 +121,11 @@ type Node struct {
 
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
-	stopOnce  sync.Once
-	stopc     chan struct{}
+	// hasTransport is set once Start has set transport, so that Status,
+	// which may be called before Start, reads it safely.
+	hasTransport atomic.Bool
+	stopOnce     sync.Once
+	stopc        chan struct{}
 	// runCtx is cancelled when the node stops; it bounds Step calls made
 	// on behalf of the transport.
 	runCtx    context.Context
@@ -287,6 +290,7 @@ func bootstrapPeers(peers map[string]string) ([]raft.Peer, error) {
 func (n *Node) Start(t Transport) {
 	n.startOnce.Do(func() {
 		n.transport = t
+		n.hasTransport.Store(true) // publishes n.transport to Status
 		for name, addr := range n.cfg.Peers {
 			if id := RaftID(name); id != n.id {
 				t.AddPeer(id, name, addr)
@@ -973,7 +977,7 @@ func (n *Node) Status() Status {
 	}
 	n.membersMu.RUnlock()
 	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
-	if n.transport != nil {
+	if n.hasTransport.Load() {
 		for _, id := range n.transport.ConnectedPeers() {
 			st.ConnectedPeers = append(st.ConnectedPeers, n.nameOf(id))
 		}

@@ -237,6 +237,12 @@ func (m *Manager) forwardLoop(sub *consensus.Subscription[consensus.Event]) {
 
 func (m *Manager) checkLoop() {
 	defer m.wg.Done()
+	// The first check waits for a leader (up to one interval): checked
+	// before the first election, every member would look degraded ("knows
+	// no leader") until the next check, HealthCheckInterval later.
+	if !m.awaitLeader() {
+		return
+	}
 	m.CheckNow()
 	t := time.NewTicker(m.cfg.HealthCheckInterval)
 	defer t.Stop()
@@ -248,6 +254,25 @@ func (m *Manager) checkLoop() {
 			return
 		}
 	}
+}
+
+// awaitLeader waits until the node knows a leader or HealthCheckInterval
+// passes; it reports false if the manager was closed meanwhile.
+func (m *Manager) awaitLeader() bool {
+	deadline := time.NewTimer(m.cfg.HealthCheckInterval)
+	defer deadline.Stop()
+	poll := time.NewTicker(10 * time.Millisecond)
+	defer poll.Stop()
+	for m.node.Leader() == "" {
+		select {
+		case <-m.stop:
+			return false
+		case <-deadline.C:
+			return true
+		case <-poll.C:
+		}
+	}
+	return true
 }
 
 func (m *Manager) peerLoop() {

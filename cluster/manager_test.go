@@ -146,3 +146,48 @@ func otherThan(name string) string {
 	}
 	return "n2"
 }
+
+// TestFirstCheckWaitsForALeader starts a manager before its node has
+// heard of any leader: the first check waits for one, so the node is
+// healthy at once rather than "degraded, knows no leader" for a whole
+// interval.
+func TestFirstCheckWaitsForALeader(t *testing.T) {
+	var (
+		m   *cluster.Manager
+		sub *consensus.Subscription[cluster.Event]
+	)
+	c := harness.New(t, harness.Options{Nodes: 3, Seed: 11, OnStart: func(name string, n *consensus.Node) {
+		if name != "n1" || m != nil {
+			return
+		}
+		var err error
+		if m, err = cluster.New(n, cluster.Config{HealthCheckInterval: 30 * time.Second, HealthCheckTimeout: time.Second}); err != nil {
+			t.Error(err)
+			return
+		}
+		sub = m.Events().Subscribe(1024)
+		m.Start() // before the node starts: it knows no leader yet
+	}})
+	if m == nil {
+		t.Fatal("no manager")
+	}
+	defer m.Close()
+	defer sub.Close()
+	if _, err := c.WaitLeader(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "n1 healthy, well before the second check", func() bool {
+		h, err := m.NodeHealth("n1")
+		return err == nil && h.Health == cluster.HealthHealthy
+	})
+	for {
+		select {
+		case e := <-sub.C():
+			if e.Type == cluster.EventHealthChanged && e.NodeID == "n1" && e.Current != cluster.HealthHealthy {
+				t.Fatalf("n1 went %s first", e.Current)
+			}
+		default:
+			return
+		}
+	}
+}
