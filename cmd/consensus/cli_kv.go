@@ -18,7 +18,7 @@ import (
 
 func (c *cli) kvCmd() *cobra.Command {
 	return groupCmd("kv", "read, write and watch keys",
-		c.kvPutCmd(), c.kvGetCmd(), c.kvDelCmd(), c.kvListCmd(), c.kvWatchCmd())
+		c.kvPutCmd(), c.kvGetCmd(), c.kvDelCmd(), c.kvListCmd(), c.kvWatchCmd(), c.kvTxnCmd())
 }
 
 // revisionResult is the JSON answer of a write.

@@ -57,8 +57,9 @@ type transcript struct {
 	norm func(string) string
 }
 
-// timestamps matches the times a workflow command stamps into the value.
-var timestamps = regexp.MustCompile(`"(startedAt|updatedAt|stoppedAt)":( ?)[0-9]+`)
+// timestamps matches the times a workflow or node command stamps into the
+// value.
+var timestamps = regexp.MustCompile(`"(startedAt|updatedAt|stoppedAt|registeredAt)":( ?)[0-9]+`)
 
 func newTranscript(t *testing.T, tc *testcluster.Cluster, extra ...string) *transcript {
 	t.Setenv(envEndpoints, strings.Join(tc.HTTPAddrs, ","))
@@ -242,6 +243,33 @@ func TestCLIWorkflow(t *testing.T) {
 	tr.step(exitUsage, "", "workflow", "update", "pipeline")
 	tr.step(exitUsage, "", "workflow", "start", "other", "--data", `[1]`)
 	tr.check("workflow")
+}
+
+// TestCLITxnAndNodes: kv txn applies a batch all or nothing, and the node
+// commands register, list and deregister application nodes.
+func TestCLITxnAndNodes(t *testing.T) {
+	tc := startTestCluster(t)
+	tr := newTranscript(t, tc)
+	tr.step(exitOK, `{"ops":[{"op":"put","key":"acct/a","value":100},{"op":"put","key":"acct/b","value":0,"ifRevision":0}]}`, "kv", "txn")
+	// A stale precondition: nothing of the batch applies.
+	tr.step(exitPrecondition, `{"ops":[{"op":"put","key":"acct/a","value":50},{"op":"put","key":"acct/b","value":50,"ifRevision":7}]}`, "kv", "txn")
+	tr.step(exitOK, "", "kv", "list", "acct/")
+	tr.step(exitOK, `{"ops":[{"op":"delete","key":"acct/a","ifRevision":1},{"op":"put","key":"acct/b","value":100,"ifRevision":1}]}`, "kv", "txn", "-o", "json")
+	tr.step(exitOK, "", "kv", "list", "acct/")
+	tr.step(exitNotFound, `{"ops":[{"op":"delete","key":"acct/a"}]}`, "kv", "txn")
+	tr.step(exitUsage, `{"ops":[]}`, "kv", "txn")
+	tr.step(exitUsage, `{"ops":[{"op":"rename","key":"x"}]}`, "kv", "txn")
+	tr.step(exitUsage, `{"ops":[{"op":"put","key":"x"}]}`, "kv", "txn")
+	tr.step(exitUsage, `not json`, "kv", "txn")
+
+	tr.step(exitOK, "", "node", "register", "worker-1", "--data", `{"zone":"a"}`)
+	tr.step(exitOK, "", "node", "register", "worker-2")
+	tr.step(exitOK, "", "node", "list")
+	tr.step(exitOK, "", "node", "deregister", "worker-1")
+	tr.step(exitNotFound, "", "node", "deregister", "worker-1")
+	tr.step(exitOK, "", "node", "list", "-o", "json")
+	tr.step(exitUsage, "", "node", "register", "worker-3", "--data", `[1]`)
+	tr.check("txn_nodes")
 }
 
 // statusRows runs status -o json and decodes it.

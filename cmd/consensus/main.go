@@ -50,9 +50,11 @@ Client commands (talk to a running cluster; see: consensus COMMAND --help):
   consensus kv del KEY                      delete a key (--if-revision N)
   consensus kv list [PREFIX]                keys and values under a prefix
   consensus kv watch [PREFIX]               print changes as they happen (--from-revision N, --count N)
+  consensus kv txn [--file F]               puts and deletes all or nothing ({"ops":[...]} as POST /v1/txn)
   consensus member list|add|remove|promote  the cluster's members
   consensus leader transfer [TARGET]        hand leadership to TARGET (or the most caught-up voter)
   consensus workflow start|stop|update|get|list
+  consensus node register|deregister|list   application nodes (REGISTER_NODE; not cluster members)
 
 Global flags of the client commands:
   --endpoints LIST   comma-separated HTTP addresses of members (env CONSENSUS_ENDPOINTS;
@@ -184,7 +186,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
-	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd())
+	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd())
 	return root
 }
 
