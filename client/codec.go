@@ -126,8 +126,12 @@ func appendInt(b []byte, v int64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, msgpcode.Int64), uint64(v))
 }
 
-// appendCond appends a precondition: nil, or the revision required.
+// appendCond appends a precondition: nil, the revision required, or true
+// for "the key exists".
 func appendCond(b []byte, c kv.Cond) []byte {
+	if c.Exists() {
+		return append(b, msgpcode.True)
+	}
 	if rev, ok := c.Revision(); ok {
 		return appendInt(b, rev)
 	}

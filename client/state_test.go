@@ -95,6 +95,13 @@ func TestClientStateOperations(t *testing.T) {
 	if _, err := c.DeleteIf(ctx, "a", kv.IfRevision(rev+1)); !errors.Is(err, kv.ErrConflict) {
 		t.Fatal(err)
 	}
+	// IfExists travels as true over /v1/ws.
+	if _, err := c.PutIf(ctx, "missing", []byte(`1`), kv.IfExists()); !errors.Is(err, kv.ErrConflict) {
+		t.Fatalf("IfExists on a missing key: %v", err)
+	}
+	if _, err := c.PutIf(ctx, "a", []byte(`2`), kv.IfExists()); err != nil {
+		t.Fatalf("IfExists on an existing key: %v", err)
+	}
 	if ok, err := c.Has(ctx, "a"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}

@@ -150,6 +150,12 @@ func checkCond(what, key string, cond *int64, cur Item, exists bool) *applyError
 	if cond == nil {
 		return nil
 	}
+	if *cond == condExists {
+		if exists {
+			return nil
+		}
+		return fail(ErrConflict, "%s %q: key does not exist, want it to exist", what, key)
+	}
 	have := int64(0)
 	if exists {
 		have = cur.Revision

@@ -391,12 +391,29 @@ func TestConditionalWritesAndBatches(t *testing.T) {
 	if _, err := s.PutIf(ctx, "a", []byte(`2`), IfRevision(r1+5)); !errors.Is(err, ErrConflict) {
 		t.Fatalf("wrong revision: %v", err)
 	}
-	r2, err := s.PutIf(ctx, "a", []byte(`2`), IfRevision(r1))
-	if err != nil {
+	if _, err := s.PutIf(ctx, "a", []byte(`2`), IfRevision(r1)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.DeleteIf(ctx, "a", IfRevision(r1)); !errors.Is(err, ErrConflict) {
 		t.Fatalf("delete at an old revision: %v", err)
+	}
+	// IfExists: any revision of an existing key; never a missing one.
+	if _, err := s.PutIf(ctx, "missing", []byte(`1`), IfExists()); !errors.Is(err, ErrConflict) {
+		t.Fatalf("IfExists on a missing key: %v", err)
+	}
+	if _, err := s.DeleteIf(ctx, "missing", IfExists()); !errors.Is(err, ErrConflict) {
+		t.Fatalf("IfExists delete of a missing key: %v", err)
+	}
+	r2, err := s.PutIf(ctx, "a", []byte(`2`), IfExists())
+	if err != nil {
+		t.Fatalf("IfExists on an existing key: %v", err)
+	}
+	// No write carries a negative revision.
+	if _, err := s.PutIf(ctx, "a", []byte(`3`), IfRevision(-1)); !errors.Is(err, ErrInvalidRevision) {
+		t.Fatalf("IfRevision(-1): %v", err)
+	}
+	if _, err := s.Batch(ctx, []Op{{Type: OpDelete, Key: "a", Cond: IfRevision(-2)}}); !errors.Is(err, ErrInvalidRevision) {
+		t.Fatalf("batch with IfRevision(-2): %v", err)
 	}
 	rev, err := s.Batch(ctx, []Op{
 		{Type: OpPut, Key: "b", Value: []byte(`"b"`), Cond: IfAbsent()},
@@ -415,8 +432,9 @@ func TestConditionalWritesAndBatches(t *testing.T) {
 		{{Type: OpPut, Key: "b", Value: []byte(`1`)}, {Type: OpPut, Key: "z", Value: []byte(`1`), Cond: IfRevision(99)}},
 		{{Type: OpPut, Key: "d", Value: []byte(`1`)}, {Type: OpDelete, Key: "missing"}},
 		{{Type: OpPut, Key: "d", Value: []byte(`1`)}, {Type: OpPut, Key: "d", Value: []byte(`2`)}},
+		{{Type: OpPut, Key: "d", Value: []byte(`1`)}, {Type: OpPut, Key: "e", Value: []byte(`1`), Cond: IfExists()}},
 	}
-	wants := []error{ErrConflict, ErrKeyNotFound, ErrInvalidBatch}
+	wants := []error{ErrConflict, ErrKeyNotFound, ErrInvalidBatch, ErrConflict}
 	for i, ops := range bad {
 		if _, err := s.Batch(ctx, ops); !errors.Is(err, wants[i]) {
 			t.Fatalf("batch %d: %v, want %v", i, err, wants[i])

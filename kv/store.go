@@ -45,27 +45,51 @@ func NewStore(node Raft, machine *Machine) *Store {
 // Cond is a precondition on a key's revision, checked when the write is
 // applied. The zero Cond is no precondition.
 type Cond struct {
-	set bool
-	rev int64
+	set    bool
+	rev    int64
+	exists bool // IfExists: any revision will do
 }
 
 // IfRevision requires the key to be at revision rev (the revision of the
-// write that last changed it); rev 0 requires it not to exist.
+// write that last changed it); rev 0 requires it not to exist. A negative
+// rev is refused with ErrInvalidRevision.
 func IfRevision(rev int64) Cond { return Cond{set: true, rev: rev} }
 
 // IfAbsent requires the key not to exist (create only).
 func IfAbsent() Cond { return IfRevision(0) }
 
+// IfExists requires the key to exist, at any revision (update only; HTTP's
+// If-Match: *).
+func IfExists() Cond { return Cond{set: true, exists: true} }
+
 // Revision returns the revision the Cond requires and whether it requires
-// one.
+// one; for IfExists it returns (0, true) and Exists reports true.
 func (c Cond) Revision() (int64, bool) { return c.rev, c.set }
+
+// Exists reports whether the Cond is IfExists.
+func (c Cond) Exists() bool { return c.exists }
+
+// condExists is how IfExists travels in a replicated command: no key is
+// ever at a negative revision.
+const condExists = -1
 
 func (c Cond) ptr() *int64 {
 	if !c.set {
 		return nil
 	}
 	r := c.rev
+	if c.exists {
+		r = condExists
+	}
 	return &r
+}
+
+// check refuses a Cond no write can carry.
+func (c Cond) check() error {
+	if c.set && !c.exists && c.rev < 0 {
+		return fmt.Errorf("kv: precondition on revision %d: %w", c.rev, ErrInvalidRevision)
+	}
+	return nil
 }
 
 // OpType says what a batch operation does.
@@ -143,6 +167,9 @@ func (s *Store) PutIf(ctx context.Context, key string, value []byte, cond Cond) 
 	if err := checkValue(value, s.machine.maxValueBytes); err != nil {
 		return 0, err
 	}
+	if err := cond.check(); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, command{Op: opPut, Key: key, Value: value, If: cond.ptr()})
 }
 
@@ -155,6 +182,9 @@ func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
 // DeleteIf is Delete when cond holds; otherwise it fails with ErrConflict.
 func (s *Store) DeleteIf(ctx context.Context, key string, cond Cond) (int64, error) {
 	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
+		return 0, err
+	}
+	if err := cond.check(); err != nil {
 		return 0, err
 	}
 	return s.write(ctx, command{Op: opDelete, Key: key, If: cond.ptr()})
@@ -172,6 +202,9 @@ func (s *Store) Batch(ctx context.Context, ops []Op) (int64, error) {
 	c := command{Op: opTxn, Ops: make([]txnOp, len(ops))}
 	for i, o := range ops {
 		if err := checkKey(o.Key, s.machine.maxKeyBytes); err != nil {
+			return 0, err
+		}
+		if err := o.Cond.check(); err != nil {
 			return 0, err
 		}
 		t := txnOp{Key: o.Key, If: o.Cond.ptr()}

@@ -80,9 +80,9 @@ func (h *apiHandler) writeContext(w http.ResponseWriter, r *http.Request) (conte
 }
 
 // condition reads If-Match and If-None-Match: If-Match: <revision> (also
-// quoted, as the ETag of a GET) requires the key at that revision;
-// If-None-Match: * requires it absent. It answers 400 itself for anything
-// else.
+// quoted, as the ETag of a GET) requires the key at that revision,
+// If-Match: * requires it to exist; If-None-Match: * requires it absent.
+// It answers 400 itself for anything else.
 func condition(w http.ResponseWriter, r *http.Request) (kv.Cond, bool) {
 	match, noneMatch := r.Header.Values("If-Match"), r.Header.Values("If-None-Match")
 	switch {
@@ -101,13 +101,16 @@ func condition(w http.ResponseWriter, r *http.Request) (kv.Cond, bool) {
 	v := ""
 	if len(match) == 1 {
 		v = strings.TrimSpace(match[0])
+		if v == "*" {
+			return kv.IfExists(), true
+		}
 		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
 			v = v[1 : len(v)-1]
 		}
 	}
 	rev, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || rev < 1 {
-		badRequest(w, `If-Match must be one revision (a decimal integer of at least 1, optionally quoted as the ETag of a GET)`)
+		badRequest(w, `If-Match must be "*" or one revision (a decimal integer of at least 1, optionally quoted as the ETag of a GET)`)
 		return kv.Cond{}, false
 	}
 	return kv.IfRevision(rev), true

@@ -156,6 +156,33 @@ func TestHTTPStateRoutes(t *testing.T) {
 	}
 }
 
+// TestIfMatchStar: If-Match: * writes or deletes only a key that exists,
+// at whatever revision.
+func TestIfMatchStar(t *testing.T) {
+	h := NewHandler(newLocalStore(), HTTPOptions{})
+	for i, s := range []struct {
+		method, target, body string
+		status               int
+		code                 string
+	}{
+		{"PUT", "/v1/kv/a", `1`, 412, CodePreconditionFailed},
+		{"DELETE", "/v1/kv/a", "", 412, CodePreconditionFailed},
+		{"PUT", "/v1/kv/a", `1`, 200, ""}, // unconditional
+		{"PUT", "/v1/kv/a", `2`, 200, ""},
+		{"DELETE", "/v1/kv/a", "", 200, ""},
+		{"GET", "/v1/kv/a", "", 404, CodeKeyNotFound},
+	} {
+		var hdr []string
+		if i != 2 && s.method != "GET" {
+			hdr = []string{"If-Match", "*"}
+		}
+		rec := request(h, s.method, s.target, s.body, hdr...)
+		if rec.Code != s.status || codeOf(t, rec) != s.code {
+			t.Fatalf("step %d: %s %s %v: %d %s; want %d %q", i, s.method, s.target, hdr, rec.Code, rec.Body, s.status, s.code)
+		}
+	}
+}
+
 func TestHTTPRequestIDAppliesOnce(t *testing.T) {
 	m := kv.NewMachine()
 	raft := &localRaft{machine: m}

@@ -1270,10 +1270,22 @@ func (r *wsReader) reqID() (kv.RequestID, error) {
 	return id, nil
 }
 
-// cond reads nil or a revision (0: the key must be absent).
+// cond reads nil, a revision (0: the key must be absent) or true (the key
+// must exist, at any revision).
 func (r *wsReader) cond() (kv.Cond, error) {
 	if null, err := r.isNil(); err != nil || null {
 		return kv.Cond{}, err
+	}
+	switch c, err := r.d.PeekCode(); {
+	case err != nil:
+		return kv.Cond{}, err
+	case c == msgpcode.True:
+		return kv.IfExists(), r.d.Skip()
+	case c == msgpcode.False:
+		if err := r.d.Skip(); err != nil {
+			return kv.Cond{}, err
+		}
+		return kv.Cond{}, fmt.Errorf("%w: cond false, want nil, a revision or true", errWSField)
 	}
 	rev, err := r.uint()
 	if err != nil {

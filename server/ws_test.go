@@ -300,6 +300,17 @@ func TestWSRoundTrip(t *testing.T) {
 	if r := w.call(12, wsOpGet, "other", 0, "future", []any{1}); !r.ok {
 		t.Fatalf("get with extra fields = %+v", r)
 	}
+
+	// cond true: the key must exist; false is malformed. (The fake serves
+	// conditional writes from its kv.Store.)
+	wantWSError(t, w.call(13, wsOpPut, "c", []byte("1"), nil, true), CodePreconditionFailed)
+	if r := w.call(14, wsOpPut, "c", []byte("1"), nil, 0); !r.ok {
+		t.Fatalf("create-only put = %+v", r)
+	}
+	if r := w.call(15, wsOpPut, "c", []byte("2"), nil, true); !r.ok {
+		t.Fatalf("put with cond true on an existing key = %+v", r)
+	}
+	wantWSError(t, w.call(16, wsOpDelete, "c", nil, false), CodeBadRequest)
 }
 
 // TestWSErrorsMatchJSON checks /v1/ws answers every failure with the code
