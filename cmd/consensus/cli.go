@@ -57,6 +57,8 @@ type cli struct {
 	tokenFlag     string
 	tokenFile     string
 	cacert        string
+	certFile      string
+	keyFile       string
 	timeout       time.Duration
 }
 
@@ -74,8 +76,11 @@ func (c *cli) addGlobalFlags(root *cobra.Command) {
 	f.StringVar(&c.tokenFlag, "token", "", "bearer token for servers started with --auth-token-file (env "+envToken+")")
 	f.StringVar(&c.tokenFile, "token-file", "", "file whose first word is the bearer token")
 	f.StringVar(&c.cacert, "cacert", "", "CA certificate (PEM) to verify https:// endpoints with")
+	f.StringVar(&c.certFile, "cert", "", "client certificate (PEM) for servers started with --client-ca; with --key")
+	f.StringVar(&c.keyFile, "key", "", "the client certificate's key (PEM)")
 	f.DurationVar(&c.timeout, "timeout", defaultTimeout, "bound on the command (a watch: on opening it)")
 	root.MarkFlagsMutuallyExclusive("token", "token-file")
+	root.MarkFlagsRequiredTogether("cert", "key")
 }
 
 // settings are the checked global flags.
@@ -153,7 +158,8 @@ type session struct {
 	*cli
 	settings
 	client *client.Client
-	// transport is ours when --cacert is given; closed with the client.
+	// transport is ours when --cacert or --cert is given; closed with the
+	// client.
 	transport *http.Transport
 }
 
@@ -166,10 +172,10 @@ func (c *cli) withClient(cmd *cobra.Command, timed bool, fn func(ctx context.Con
 	}
 	s := &session{cli: c, settings: st}
 	cfg := client.Config{Endpoints: st.endpoints, Token: st.token, RequestTimeout: c.timeout}
-	if c.cacert != "" {
-		tlsCfg, err := certs.ClientConfig("", "", c.cacert)
+	if c.cacert != "" || c.certFile != "" {
+		tlsCfg, err := certs.ClientConfig(c.certFile, c.keyFile, c.cacert)
 		if err != nil {
-			return usageErrorf("--cacert: %v", err)
+			return usageErrorf("--cacert, --cert, --key: %v", err)
 		}
 		s.transport = &http.Transport{
 			Proxy:           http.ProxyFromEnvironment,

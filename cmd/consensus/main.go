@@ -62,6 +62,7 @@ Global flags of the client commands:
   --output FORMAT    table or json (default table)
   --token T          bearer token (env CONSENSUS_TOKEN); --token-file F reads it from a file
   --cacert FILE      CA certificate for https:// endpoints
+  --cert F --key F   client certificate and key, for servers started with --client-ca
   --timeout D        bound on each command (default 10s)
 
 Exit codes:
