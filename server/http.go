@@ -410,14 +410,18 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 }
 
 // checkKey returns why key is not acceptable, or "" if it is.
-func (h *apiHandler) checkKey(key string) string {
+func (h *apiHandler) checkKey(key string) string { return keyProblem(key, h.opts.MaxKeyBytes) }
+
+// keyProblem returns why key is not acceptable with keys of at most max
+// bytes, or "" if it is.
+func keyProblem(key string, max int) string {
 	switch {
 	case key == "":
 		return "key is empty"
 	case !utf8.ValidString(key):
 		return "key is not valid UTF-8"
-	case len(key) > h.opts.MaxKeyBytes:
-		return fmt.Sprintf("key is %d bytes, longer than the limit of %d", len(key), h.opts.MaxKeyBytes)
+	case len(key) > max:
+		return fmt.Sprintf("key is %d bytes, longer than the limit of %d", len(key), max)
 	}
 	return ""
 }

@@ -19,7 +19,6 @@ package server
 // retries.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -143,18 +142,6 @@ func (h *apiHandler) readObject(w http.ResponseWriter, r *http.Request, optional
 	return obj, body, true
 }
 
-// txnRequest is the body of POST /v1/txn.
-type txnRequest struct {
-	Ops []txnRequestOp `json:"ops"`
-}
-
-type txnRequestOp struct {
-	Op         string          `json:"op"`
-	Key        string          `json:"key"`
-	Value      json.RawMessage `json:"value"`
-	IfRevision *int64          `json:"ifRevision"`
-}
-
 func (h *apiHandler) serveTxn(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		methodNotAllowed(w, http.MethodPost)
@@ -167,53 +154,10 @@ func (h *apiHandler) serveTxn(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req txnRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		badRequest(w, "request body must be {\"ops\":[{\"op\":\"put\"|\"delete\",\"key\",\"value\",\"ifRevision\"},...]}: "+err.Error())
+	ops, terr := parseTxn(body, h.checkKey)
+	if terr != nil {
+		writeError(w, apiError{status: http.StatusBadRequest, code: terr.Code, message: terr.Message})
 		return
-	}
-	if len(req.Ops) == 0 || len(req.Ops) > kv.DefaultMaxBatchOps {
-		badRequest(w, fmt.Sprintf("a transaction holds 1 to %d operations, not %d", kv.DefaultMaxBatchOps, len(req.Ops)))
-		return
-	}
-	ops := make([]kv.Op, len(req.Ops))
-	for i, o := range req.Ops {
-		if msg := h.checkKey(o.Key); msg != "" {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: fmt.Sprintf("operation %d: %s", i, msg)})
-			return
-		}
-		ops[i].Key = o.Key
-		if o.IfRevision != nil {
-			if *o.IfRevision < 0 {
-				badRequest(w, fmt.Sprintf("operation %d: ifRevision must be 0 (absent) or a revision", i))
-				return
-			}
-			ops[i].Cond = kv.IfRevision(*o.IfRevision)
-		}
-		switch o.Op {
-		case "put":
-			if o.Value == nil {
-				writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: fmt.Sprintf("operation %d: a put needs a value", i)})
-				return
-			}
-			var compact bytes.Buffer
-			if err := json.Compact(&compact, o.Value); err != nil {
-				writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: fmt.Sprintf("operation %d: %v", i, err)})
-				return
-			}
-			ops[i].Type, ops[i].Value = kv.OpPut, compact.Bytes()
-		case "delete":
-			if o.Value != nil {
-				badRequest(w, fmt.Sprintf("operation %d: a delete takes no value", i))
-				return
-			}
-			ops[i].Type = kv.OpDelete
-		default:
-			badRequest(w, fmt.Sprintf(`operation %d: op must be "put" or "delete", not %q`, i, o.Op))
-			return
-		}
 	}
 	ctx, cancel, ok := h.writeContext(w, r)
 	if !ok {
