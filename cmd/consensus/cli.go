@@ -279,6 +279,43 @@ func (r *readOption) option() (client.ReadOption, error) {
 	return nil, usageErrorf("--consistency %q: want linearizable or local", r.consistency)
 }
 
+// listCmd is the `list` command of one kind of object (workflows, nodes):
+// what names it in errors, list reads every object, row makes one table
+// row of header, and result the JSON document.
+func listCmd[T any](c *cli, what, short string, header []string, row func(T) []string,
+	list func(context.Context, *client.Client, client.ReadOption) ([]T, int64, error),
+	result func(objects []T, revision int64) any) *cobra.Command {
+	var read readOption
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   short,
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opt, err := read.option()
+			if err != nil {
+				return err
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				objects, rev, err := list(ctx, s.client, opt)
+				if err != nil {
+					return fail(what, err)
+				}
+				if s.json {
+					return s.printJSON(result(nonNil(objects), rev))
+				}
+				rows := make([][]string, len(objects))
+				for i, o := range objects {
+					rows[i] = row(o)
+				}
+				return s.table(header, rows)
+			})
+		},
+	}
+	read.add(cmd)
+	return cmd
+}
+
 // printJSON writes v as one indented JSON document.
 func (s *session) printJSON(v any) error {
 	enc := json.NewEncoder(s.stdout)

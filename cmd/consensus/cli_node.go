@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -70,33 +71,10 @@ type nodesResult struct {
 }
 
 func (c *cli) nodeListCmd() *cobra.Command {
-	var read readOption
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "list the registered application nodes",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			opt, err := read.option()
-			if err != nil {
-				return err
-			}
-			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
-				ns, rev, err := s.client.Nodes(ctx, opt)
-				if err != nil {
-					return fail("node list", err)
-				}
-				if s.json {
-					return s.printJSON(nodesResult{Nodes: nonNil(ns), Revision: rev})
-				}
-				rows := make([][]string, len(ns))
-				for i, n := range ns {
-					rows[i] = []string{n.ID, strconv.FormatInt(n.Revision, 10), string(n.Value)}
-				}
-				return s.table([]string{"ID", "REVISION", "VALUE"}, rows)
-			})
+	return listCmd(c, "node list", "list the registered application nodes", []string{"ID", "REVISION", "VALUE"},
+		func(n kv.Node) []string { return []string{n.ID, strconv.FormatInt(n.Revision, 10), string(n.Value)} },
+		func(ctx context.Context, cl *client.Client, opt client.ReadOption) ([]kv.Node, int64, error) {
+			return cl.Nodes(ctx, opt)
 		},
-	}
-	read.add(cmd)
-	return cmd
+		func(ns []kv.Node, rev int64) any { return nodesResult{Nodes: ns, Revision: rev} })
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -114,33 +115,9 @@ type workflowsResult struct {
 }
 
 func (c *cli) workflowListCmd() *cobra.Command {
-	var read readOption
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "list every workflow",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			opt, err := read.option()
-			if err != nil {
-				return err
-			}
-			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
-				ws, rev, err := s.client.Workflows(ctx, opt)
-				if err != nil {
-					return fail("workflow list", err)
-				}
-				if s.json {
-					return s.printJSON(workflowsResult{Workflows: nonNil(ws), Revision: rev})
-				}
-				rows := make([][]string, len(ws))
-				for i, w := range ws {
-					rows[i] = workflowRow(w)
-				}
-				return s.table(workflowHeader, rows)
-			})
+	return listCmd(c, "workflow list", "list every workflow", workflowHeader, workflowRow,
+		func(ctx context.Context, cl *client.Client, opt client.ReadOption) ([]kv.Workflow, int64, error) {
+			return cl.Workflows(ctx, opt)
 		},
-	}
-	read.add(cmd)
-	return cmd
+		func(ws []kv.Workflow, rev int64) any { return workflowsResult{Workflows: ws, Revision: rev} })
 }
