@@ -245,13 +245,7 @@ func (w *Watcher) open(fromNow bool) (stream *watchStream, retry bool, err error
 	defer cancel()
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var eb struct {
-		Error struct {
-			Code           string `json:"code"`
-			Message        string `json:"message"`
-			OldestRevision int64  `json:"oldestRevision"`
-		} `json:"error"`
-	}
+	var eb watchErrorBody
 	if json.Unmarshal(body, &eb) != nil || eb.Error.Code == "" {
 		return nil, true, fmt.Errorf("client: watch on %s: %w: HTTP %d", target, ErrUnavailable, resp.StatusCode)
 	}
@@ -385,16 +379,20 @@ func (w *Watcher) send(resp kv.WatchResponse) error {
 	}
 }
 
+// watchErrorBody is the JSON of a refused GET /v1/watch and of a stream's
+// error event.
+type watchErrorBody struct {
+	Error struct {
+		Code           string `json:"code"`
+		Message        string `json:"message"`
+		OldestRevision int64  `json:"oldestRevision"`
+	} `json:"error"`
+}
+
 // streamError turns a stream's error event into the error that ends the
 // watch.
 func (w *Watcher) streamError(endpoint string, data []byte) error {
-	var eb struct {
-		Error struct {
-			Code           string `json:"code"`
-			Message        string `json:"message"`
-			OldestRevision int64  `json:"oldestRevision"`
-		} `json:"error"`
-	}
+	var eb watchErrorBody
 	if err := json.Unmarshal(data, &eb); err != nil {
 		return fmt.Errorf("client: watch on %s: error event %q: %w", endpoint, data, err)
 	}
