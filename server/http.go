@@ -426,6 +426,20 @@ func keyProblem(key string, max int) string {
 	return ""
 }
 
+// prefixParam reads ?prefix= (absent: every key); it answers 400 itself
+// when the prefix is repeated or not acceptable.
+func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (string, bool) {
+	prefix, ok := singleParam(w, query, "prefix")
+	if !ok {
+		return "", false
+	}
+	if msg := h.checkPrefix(prefix); msg != "" {
+		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
+		return "", false
+	}
+	return prefix, true
+}
+
 // checkPrefix returns why a list prefix is not acceptable, or "" if it is.
 // The empty prefix lists everything.
 func (h *apiHandler) checkPrefix(prefix string) string {
@@ -599,12 +613,8 @@ func (h *apiHandler) serveList(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	prefix, ok := singleParam(w, query, "prefix")
+	prefix, ok := h.prefixParam(w, query)
 	if !ok {
-		return
-	}
-	if msg := h.checkPrefix(prefix); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)

@@ -240,12 +240,8 @@ func (h *apiHandler) serveWatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	prefix, ok := singleParam(w, query, "prefix")
+	prefix, ok := h.prefixParam(w, query)
 	if !ok {
-		return
-	}
-	if msg := h.checkPrefix(prefix); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
 		return
 	}
 	fromParam, ok := singleParam(w, query, "from_revision")
