@@ -52,7 +52,7 @@ func (n *Node) awaitLeader(ctx context.Context) error {
 func (n *Node) proposeEntry(ctx context.Context, data []byte) error {
 	var deadline time.Time
 	for {
-		err := n.raft.Propose(ctx, data)
+		err := n.raft.Propose(data)
 		if !errors.Is(err, raft.ErrProposalDropped) || ctx.Err() != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (n *Node) stepForwarded(m *raftpb.Message) {
 	ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMax)
 	defer cancel()
 	for {
-		err := n.raft.Step(ctx, m)
+		err := n.raft.Step(m)
 		if !errors.Is(err, raft.ErrProposalDropped) {
 			return // stepped, or given up: the proposer's caller times out
 		}

@@ -315,7 +315,7 @@ func (n *Node) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) e
 		if err := n.checkServing(); err != nil && !errors.Is(err, ErrNoLeader) {
 			return fmt.Errorf("change members: %w", err)
 		}
-		err := n.raft.ProposeConfChange(ctx, cc)
+		err := n.raft.ProposeConfChange(cc)
 		switch {
 		case err == nil:
 			return nil
@@ -678,7 +678,10 @@ func (n *Node) joinExisting(rc *raft.Config) error {
 	}
 	n.clusterID = n.cfg.ClusterID
 	n.log.Info("joining running cluster", "members", len(n.cfg.Peers)-1, "cluster", fmt.Sprintf("%x", n.clusterID))
-	n.raft = raft.RestartNode(rc)
+	var err error
+	if n.raft, err = newRaftNode(rc, nil); err != nil {
+		return fmt.Errorf("node: start raft: %w", err)
+	}
 	return nil
 }
 
@@ -785,9 +788,7 @@ func (n *Node) advertiseSelf() {
 		Changes: []*raftpb.ConfChangeSingle{{Type: raftpb.ConfChangeUpdateNode.Enum(), NodeId: new(n.id)}},
 		Context: b,
 	}
-	ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMax)
-	defer cancel()
-	_ = n.raft.ProposeConfChange(ctx, cc) // retried on the next tick if refused
+	_ = n.raft.ProposeConfChange(cc) // retried on the next tick if refused
 }
 
 // TransferLeadershipTo hands leadership to the voter named id and waits
@@ -874,7 +875,7 @@ func (n *Node) transferTo(ctx context.Context, target uint64) error {
 	for n.leader.Load() != target {
 		if time.Since(asked) > n.cfg.ElectionTimeoutMax {
 			if lead := n.leader.Load(); lead != raft.None {
-				n.raft.TransferLeadership(ctx, lead, target)
+				n.raft.TransferLeadership(target)
 			}
 			asked = time.Now()
 		}

@@ -43,7 +43,7 @@ type Node struct {
 	cfg       Config
 	id        uint64
 	log       *slog.Logger
-	raft      raft.Node
+	raft      *raftNode
 	storage   LogStorage
 	sm        StateMachine
 	transport Transport
@@ -247,7 +247,9 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 			}
 		}
 		logger.Info("bootstrapping new cluster", "peers", len(peers), "cluster", fmt.Sprintf("%x", n.clusterID))
-		n.raft = raft.StartNode(rc, peers)
+		if n.raft, err = newRaftNode(rc, peers); err != nil {
+			return nil, fmt.Errorf("node: start raft: %w", err)
+		}
 	} else {
 		if cs, ok := storage.(ClusterIDStore); ok {
 			if n.clusterID, err = cs.ClusterID(); err != nil {
@@ -255,7 +257,9 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 			}
 		}
 		logger.Info("restarting from storage", "term", hs.GetTerm(), "commit", hs.GetCommit(), "lastIndex", last)
-		n.raft = raft.RestartNode(rc)
+		if n.raft, err = newRaftNode(rc, nil); err != nil {
+			return nil, fmt.Errorf("node: start raft: %w", err)
+		}
 	}
 	return n, nil
 }
@@ -321,7 +325,7 @@ func (n *Node) Stop() {
 		close(n.stopc)
 		n.cancelRun()
 		n.wg.Wait()
-		n.raft.Stop()
+		n.raft.stop()
 	})
 }
 
@@ -377,10 +381,7 @@ func (n *Node) failoverLoop() {
 		// node can grant a survivor's pre-vote without delay), campaign
 		// after a staggered wait unless someone else has won by then.
 		n.log.Info("leader's process is gone; failing over", "leader", n.nameOf(dead))
-		ctx, cancel := context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMin)
-		err := n.raft.ForgetLeader(ctx)
-		cancel()
-		if err != nil {
+		if err := n.raft.ForgetLeader(); err != nil {
 			continue
 		}
 		if d := n.failoverDelay(dead); d > 0 {
@@ -395,11 +396,9 @@ func (n *Node) failoverLoop() {
 		if lead := n.leader.Load(); lead != raft.None && lead != dead {
 			continue // another survivor already won
 		}
-		ctx, cancel = context.WithTimeout(n.runCtx, n.cfg.ElectionTimeoutMin)
-		if err := n.raft.Campaign(ctx); err == nil {
+		if err := n.raft.Campaign(); err == nil {
 			n.fastFailovers.Add(1)
 		}
-		cancel()
 	}
 }
 
@@ -426,9 +425,9 @@ func (n *Node) failoverDelay(dead uint64) time.Duration {
 // maxForwardedProposals bounds proposals from peers waiting to be stepped.
 const maxForwardedProposals = 1024
 
-// forwardLoop steps proposals that peers forwarded to this node. Raft
-// accepts a proposal only while it knows a leader, so a step can wait; it
-// waits here, bounded by one maximum election timeout, instead of in the
+// forwardLoop steps again proposals that peers forwarded to this node and
+// raft dropped (no leader known, a transfer in progress). It retries them
+// here, bounded by one maximum election timeout, instead of in the
 // transport's delivery goroutine, which must keep delivering the messages
 // that elect a leader (votes, heartbeats).
 func (n *Node) forwardLoop() {
@@ -460,23 +459,36 @@ func (n *Node) tickLoop() {
 	}
 }
 
-// run is the one loop that consumes raft's Ready, in the order etcd raft's
-// documentation requires: persist, send, apply, advance.
+// run is the one loop that handles raft's Ready, in the order etcd raft's
+// documentation requires: persist, send, apply, advance. Whoever steps
+// raft wakes it (raftnode.go); it then drains every Ready raft has.
 func (n *Node) run() {
 	defer n.wg.Done()
 	for {
 		select {
-		case rd := <-n.raft.Ready():
+		case <-n.raft.wake:
+		case <-n.snapWake:
+			n.snapWake = nil
+			n.maybeSnapshot()
+			continue
+		case <-n.stopc:
+			return
+		}
+		for {
+			rd, ok := n.raft.ready()
+			if !ok {
+				break
+			}
 			if err := n.handleReady(rd); err != nil {
 				n.fail(err)
 				return
 			}
-			n.raft.Advance()
-		case <-n.snapWake:
-			n.snapWake = nil
-			n.maybeSnapshot()
-		case <-n.stopc:
-			return
+			n.raft.advance(rd)
+			select {
+			case <-n.stopc:
+				return
+			default:
+			}
 		}
 	}
 }
@@ -491,7 +503,7 @@ func (n *Node) fail(err error) {
 		n.cancelRun()
 		go func() {
 			n.wg.Wait()
-			n.raft.Stop()
+			n.raft.stop()
 		}()
 	})
 }
@@ -809,8 +821,7 @@ func (n *Node) readIndexRound(seq *uint64) (uint64, error) {
 		binary.BigEndian.PutUint64(rctx[:8], n.proposerID)
 		binary.BigEndian.PutUint64(rctx[8:], *seq)
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReadIndexTimeout)
-		err := n.raft.ReadIndex(ctx, rctx)
-		if err != nil {
+		if err := n.raft.ReadIndex(rctx); err != nil {
 			cancel()
 			if errors.Is(err, raft.ErrStopped) {
 				return 0, fmt.Errorf("read index: %w", ErrStopped)
@@ -844,6 +855,7 @@ func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
 // Deliver implements MessageHandler: it steps messages received from
 // peers into raft. Messages addressed to another node are dropped.
 func (n *Node) Deliver(msgs []*raftpb.Message) {
+	step := msgs[:0:0]
 	for _, m := range msgs {
 		if m.GetTo() != n.id || m.GetFrom() == raft.None || n.ignoreFrom(m) {
 			continue
@@ -855,15 +867,21 @@ func (n *Node) Deliver(msgs []*raftpb.Message) {
 				n.log.Warn("dropping empty proposal from peer", "from", n.nameOf(m.GetFrom()))
 				continue
 			}
-			select {
-			case n.forwardc <- m:
-			default: // full: the proposer's caller sees a timeout
+			// Stepped here unless raft drops it (a transfer in
+			// progress); forwardLoop retries that without holding up
+			// this delivery.
+			if err := n.raft.Step(m); errors.Is(err, raft.ErrProposalDropped) {
+				select {
+				case n.forwardc <- m:
+				default: // full: the proposer's caller sees a timeout
+				}
 			}
 			continue
 		}
-		if err := n.raft.Step(n.runCtx, m); err != nil {
-			return
-		}
+		step = append(step, m)
+	}
+	if len(step) > 0 {
+		_ = n.raft.Step(step...) // fails only once the node has stopped
 	}
 }
 
@@ -897,7 +915,7 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 				return nil
 			}
 			n.log.Info("transferring leadership", "to", n.nameOf(target))
-			n.raft.TransferLeadership(ctx, n.id, target)
+			n.raft.TransferLeadership(target)
 			asked = time.Now()
 		}
 		select {

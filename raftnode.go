@@ -1,0 +1,162 @@
+package consensus
+
+import (
+	"errors"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// raftNode is the etcd raft state machine (a RawNode) a Node drives,
+// behind a mutex. The goroutines that feed raft (proposers, the
+// transport's readers, the ticker) step it themselves and then wake the
+// one loop that handles its Ready (Node.run). raft.Node would instead pass
+// every proposal, message and tick to a goroutine of its own and every
+// Ready back from it: two more goroutine hand-offs on every hop of a
+// write, which on a loaded machine are a large part of one write's
+// latency (BENCHMARKS.md).
+//
+// The lock is held only inside raft: never while saving, sending or
+// applying a Ready, so the loop's apply may call back in (a conf change's
+// ApplyConfChange, Status). Stepping between Ready and Advance is allowed,
+// as raft.Node does the same.
+type raftNode struct {
+	mu      sync.Mutex
+	rn      *raft.RawNode
+	stopped bool
+	// wake (buffered, 1) tells the loop that raft may have a Ready.
+	wake chan struct{}
+}
+
+func newRaftNode(rc *raft.Config, peers []raft.Peer) (*raftNode, error) {
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return nil, err
+	}
+	if len(peers) > 0 {
+		if err := rn.Bootstrap(peers); err != nil {
+			return nil, err
+		}
+	}
+	return &raftNode{rn: rn, wake: make(chan struct{}, 1)}, nil
+}
+
+// do runs f on the raw node under the lock and wakes the loop; it returns
+// raft.ErrStopped once the node has stopped.
+func (r *raftNode) do(f func(rn *raft.RawNode) error) error {
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		return raft.ErrStopped
+	}
+	err := f(r.rn)
+	r.mu.Unlock()
+	r.poke()
+	return err
+}
+
+func (r *raftNode) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default: // already woken
+	}
+}
+
+// ready returns the next Ready, if raft has one. The caller must hand it
+// to advance once it is saved, sent and applied.
+func (r *raftNode) ready() (raft.Ready, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || !r.rn.HasReady() {
+		return raft.Ready{}, false
+	}
+	return r.rn.Ready(), true
+}
+
+func (r *raftNode) advance(rd raft.Ready) {
+	r.mu.Lock()
+	r.rn.Advance(rd)
+	r.mu.Unlock()
+}
+
+// stop makes every later call a no-op that returns raft.ErrStopped.
+func (r *raftNode) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
+}
+
+func (r *raftNode) Tick() {
+	_ = r.do(func(rn *raft.RawNode) error { rn.Tick(); return nil })
+}
+
+// Step steps messages received from peers. As raft.Node does, it ignores
+// local message types arriving from the network and responses from nodes
+// outside the configuration; it returns the first other error.
+func (r *raftNode) Step(msgs ...*raftpb.Message) error {
+	return r.do(func(rn *raft.RawNode) error {
+		var first error
+		for _, m := range msgs {
+			err := rn.Step(m)
+			if errors.Is(err, raft.ErrStepLocalMsg) || errors.Is(err, raft.ErrStepPeerNotFound) {
+				err = nil
+			}
+			if first == nil {
+				first = err
+			}
+		}
+		return first
+	})
+}
+
+// Propose proposes data; raft.ErrProposalDropped if this node cannot
+// (no leader known, a transfer in progress, the uncommitted tail full).
+func (r *raftNode) Propose(data []byte) error {
+	return r.do(func(rn *raft.RawNode) error { return rn.Propose(data) })
+}
+
+func (r *raftNode) ProposeConfChange(cc raftpb.ConfChangeI) error {
+	return r.do(func(rn *raft.RawNode) error { return rn.ProposeConfChange(cc) })
+}
+
+// ApplyConfChange applies a committed conf change to raft's configuration.
+func (r *raftNode) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	var cs *raftpb.ConfState
+	_ = r.do(func(rn *raft.RawNode) error { cs = rn.ApplyConfChange(cc); return nil })
+	return cs
+}
+
+func (r *raftNode) Status() raft.Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rn.Status()
+}
+
+// TransferLeadership asks the leader (this node, or the one it forwards
+// to) to hand leadership to transferee.
+func (r *raftNode) TransferLeadership(transferee uint64) {
+	_ = r.do(func(rn *raft.RawNode) error { rn.TransferLeader(transferee); return nil })
+}
+
+// ReadIndex starts a read-index round; its answer comes in a Ready's
+// ReadStates carrying rctx. raft drops it when no leader is known.
+func (r *raftNode) ReadIndex(rctx []byte) error {
+	return r.do(func(rn *raft.RawNode) error { rn.ReadIndex(rctx); return nil })
+}
+
+func (r *raftNode) Campaign() error {
+	return r.do(func(rn *raft.RawNode) error { return rn.Campaign() })
+}
+
+func (r *raftNode) ForgetLeader() error {
+	return r.do(func(rn *raft.RawNode) error { return rn.ForgetLeader() })
+}
+
+func (r *raftNode) ReportUnreachable(id uint64) {
+	_ = r.do(func(rn *raft.RawNode) error { rn.ReportUnreachable(id); return nil })
+}
+
+func (r *raftNode) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
+	_ = r.do(func(rn *raft.RawNode) error { rn.ReportSnapshot(id, status); return nil })
+}
