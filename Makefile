@@ -23,6 +23,7 @@ test-short:
 
 vet:
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags stagetrace $(PKGS)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

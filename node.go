@@ -20,6 +20,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/unrdf/consensus/internal/stages"
 )
 
 // StateMachine is the replicated application state a Node drives. The
@@ -327,6 +329,7 @@ func (n *Node) Stop() {
 		n.cancelRun()
 		n.wg.Wait()
 		n.raft.stop()
+		stages.Dump(n.cfg.ID)
 	})
 }
 
@@ -516,16 +519,26 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	// Anything else (a role or term change, a follower's acks) must be
 	// durable before its messages leave.
 	n.markTraceClock()
+	if stages.Enabled {
+		markEntries("ready", rd.Entries)
+		markEntries("commit_ready", rd.CommittedEntries)
+	}
 	sendFirst := rd.SoftState == nil && n.IsLeader() &&
 		(raft.IsEmptyHardState(rd.HardState) || rd.HardState.GetTerm() == n.term.Load())
 	if sendFirst && len(rd.Messages) > 0 {
 		n.transport.Send(rd.Messages)
+		if stages.Enabled {
+			markMessages("send", rd.Messages)
+		}
 		// Let the transport's writers, just woken, put the appends on the
 		// wire before this goroutine blocks in fsync. Otherwise they wait
 		// in this thread's run queue until the runtime hands it to another
-		// thread, which took ~100 us per write (p50, one writer) here,
-		// longer than the write itself; yielding took ~5 us.
-		runtime.Gosched()
+		// thread, which took ~100 us per write (p50, one writer) here;
+		// yielding took ~5 us. Without entries to sync (a commit), the
+		// loop goes on to apply instead: its answers are the urgent part.
+		if len(rd.Entries) > 0 {
+			runtime.Gosched()
+		}
 	}
 	saveStart := time.Now()
 	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
@@ -533,6 +546,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if n.cfg.Observer != nil {
 		n.cfg.Observer.StorageSaved(time.Since(saveStart))
+	}
+	if stages.Enabled {
+		markEntries("saved", rd.Entries)
 	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.term.Store(rd.HardState.GetTerm())
@@ -543,6 +559,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	if !sendFirst && len(rd.Messages) > 0 {
 		n.transport.Send(rd.Messages)
+		if stages.Enabled {
+			markMessages("send", rd.Messages)
+		}
 	}
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		// The leader's snapshot replaces the state; its data arrived
@@ -613,6 +632,9 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 		n.snapBytes += uint64(len(e.GetData()))
 	}
 	n.applied.advance(last)
+	if stages.Enabled {
+		stages.Mark("applied", last)
+	}
 	n.counters.entriesCommitted.Add(uint64(len(ents)))
 	n.counters.entriesApplied.Add(applied)
 	return nil
@@ -862,6 +884,9 @@ func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
 // Deliver implements MessageHandler: it steps messages received from
 // peers into raft. Messages addressed to another node are dropped.
 func (n *Node) Deliver(msgs []*raftpb.Message) {
+	if stages.Enabled {
+		markMessages("recv", msgs)
+	}
 	step := msgs[:0:0]
 	for _, m := range msgs {
 		if m.GetTo() != n.id || m.GetFrom() == raft.None || n.ignoreFrom(m) {
@@ -1009,4 +1034,26 @@ func (n *Node) Status() Status {
 		sort.Strings(st.ConnectedPeers)
 	}
 	return st
+}
+
+// markEntries and markMessages record stage marks (internal/stages) for
+// entries, and for appends and their acknowledgements by the last index
+// they cover: "<prefix>_app" and "<prefix>_resp".
+func markEntries(stage string, ents []*raftpb.Entry) {
+	for _, e := range ents {
+		stages.Mark(stage, e.GetIndex())
+	}
+}
+
+func markMessages(prefix string, msgs []*raftpb.Message) {
+	for _, m := range msgs {
+		switch m.GetType() {
+		case raftpb.MsgApp:
+			if k := len(m.GetEntries()); k > 0 {
+				stages.Mark(prefix+"_app", m.GetEntries()[k-1].GetIndex())
+			}
+		case raftpb.MsgAppResp:
+			stages.Mark(prefix+"_resp", m.GetIndex())
+		}
+	}
 }

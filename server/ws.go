@@ -64,6 +64,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/unrdf/consensus/internal/msgpackcheck"
+	"github.com/unrdf/consensus/internal/stages"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -505,6 +506,9 @@ func (c *wsConn) readLoop() error {
 			}
 			return err
 		}
+		if stages.Enabled {
+			stages.Mark("ws_frame", 0)
+		}
 		reqs, err := decodeWSFrame(c.readBuf.Bytes(), c.h.opts.WSMaxInFlight)
 		if c.readBuf.Cap() > wsKeepBuffer {
 			c.readBuf = bytes.Buffer{}
@@ -587,6 +591,10 @@ func (c *wsConn) worker(w wsWork) {
 
 func (c *wsConn) handle(req wsRequest, counted bool) {
 	defer c.requests.Done()
+	if stages.Enabled {
+		stages.Mark("ws_handle", 0)
+		defer stages.Mark("ws_handled", 0)
+	}
 	var response []byte
 	func() {
 		defer func() {

@@ -16,6 +16,8 @@ import (
 	"github.com/coder/websocket"
 	"github.com/vmihailenco/msgpack/v5"
 	"go.etcd.io/raft/v3"
+
+	"github.com/unrdf/consensus/internal/stages"
 )
 
 // maxBatchBytes is the writer's soft budget for one frame: it keeps taking
@@ -227,6 +229,9 @@ func (w *streamWriter) write(ctx context.Context, conn *websocket.Conn) error {
 		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, t.cfg.WriteTimeout)
+	if stages.Enabled {
+		stages.Mark("peer_write", 0)
+	}
 	err := conn.Write(wctx, websocket.MessageBinary, w.buf.Bytes())
 	cancel()
 	if err != nil {
@@ -378,6 +383,9 @@ func (t *WebSocket) readStream(ctx context.Context, conn *websocket.Conn, peerID
 		typ, b, err := conn.Read(ctx)
 		if err != nil {
 			return err
+		}
+		if stages.Enabled {
+			stages.Mark("peer_frame", 0)
 		}
 		if typ != websocket.MessageBinary {
 			t.stats.badFrames.Add(1)
