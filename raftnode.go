@@ -27,6 +27,11 @@ type raftNode struct {
 	stopped bool
 	// wake (buffered, 1) tells the loop that raft may have a Ready.
 	wake chan struct{}
+	// id is this node's raft id; open is the batch new proposals join
+	// (Propose), guarded by propMu.
+	id     uint64
+	propMu sync.Mutex
+	open   *proposalBatch
 }
 
 func newRaftNode(rc *raft.Config, peers []raft.Peer) (*raftNode, error) {
@@ -39,7 +44,7 @@ func newRaftNode(rc *raft.Config, peers []raft.Peer) (*raftNode, error) {
 			return nil, err
 		}
 	}
-	return &raftNode{rn: rn, wake: make(chan struct{}, 1)}, nil
+	return &raftNode{rn: rn, id: rc.ID, wake: make(chan struct{}, 1)}, nil
 }
 
 // do runs f on the raw node under the lock and wakes the loop; it returns
@@ -112,8 +117,48 @@ func (r *raftNode) Step(msgs ...*raftpb.Message) error {
 
 // Propose proposes data; raft.ErrProposalDropped if this node cannot
 // (no leader known, a transfer in progress, the uncommitted tail full).
+//
+// Concurrent proposals are combined: each joins the open batch, and
+// whichever proposer takes the raft lock first steps the whole batch as
+// one proposal message, so raft appends it and sends it to the followers
+// once rather than once per command. Every proposer in a batch gets the
+// batch's outcome.
 func (r *raftNode) Propose(data []byte) error {
-	return r.do(func(rn *raft.RawNode) error { return rn.Propose(data) })
+	r.propMu.Lock()
+	b := r.open
+	if b == nil {
+		b = &proposalBatch{}
+		r.open = b
+	}
+	b.ents = append(b.ents, &raftpb.Entry{Data: data})
+	r.propMu.Unlock()
+
+	r.mu.Lock()
+	if !b.stepped {
+		r.propMu.Lock()
+		if r.open == b {
+			r.open = nil // later proposers start the next batch
+		}
+		r.propMu.Unlock()
+		b.stepped = true
+		if r.stopped {
+			b.err = raft.ErrStopped
+		} else {
+			b.err = r.rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.id), Entries: b.ents})
+		}
+	}
+	err := b.err
+	r.mu.Unlock()
+	r.poke()
+	return err
+}
+
+// proposalBatch is commands proposed together (Propose); stepped and err
+// are guarded by the raft lock, ents by propMu until it is stepped.
+type proposalBatch struct {
+	ents    []*raftpb.Entry
+	stepped bool
+	err     error
 }
 
 func (r *raftNode) ProposeConfChange(cc raftpb.ConfChangeI) error {
