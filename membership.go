@@ -668,8 +668,8 @@ func (n *Node) markSelfRemoved(why string) {
 }
 
 // joinExisting starts raft for a node joining a running cluster with empty
-// storage: no bootstrap entries, the leader replicates the log to it
-// (raft.RestartNode over empty storage, as etcd's raftexample joins).
+// storage: no bootstrap entries; the leader replicates the log to it, as
+// in etcd's raftexample.
 func (n *Node) joinExisting(rc *raft.Config) error {
 	if cs, ok := n.storage.(ClusterIDStore); ok && n.cfg.ClusterID != 0 {
 		if err := cs.SetClusterID(n.cfg.ClusterID); err != nil {
