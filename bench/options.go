@@ -27,6 +27,9 @@ type Options struct {
 	Timeout time.Duration
 	// MaxOps bounds the measured operations of one cell.
 	MaxOps int64
+	// CPU, if set, is read as each cell's measured time starts and ends;
+	// the results then carry each process's CPU time (Result.CPU).
+	CPU CPUMeter `json:"-"`
 }
 
 // DefaultOptions returns the defaults of the bench flags.

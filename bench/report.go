@@ -25,6 +25,17 @@ func WriteRow(w io.Writer, r Result) {
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "    first error: %s\n", r.FirstError)
 	}
+	if len(r.CPU) > 0 {
+		var parts []string
+		var seconds float64
+		for _, p := range r.CPU {
+			parts = append(parts, p.Name+" "+FormatDuration(p.PerOp))
+			seconds += p.Seconds
+		}
+		total, _ := TotalCPUPerOp(r)
+		fmt.Fprintf(w, "    cpu per op: %s; total %s (%.2f CPU-seconds in %.2f s)\n",
+			strings.Join(parts, ", "), FormatDuration(total), seconds, r.Seconds)
+	}
 }
 
 // FormatDuration prints a latency with three significant digits in the

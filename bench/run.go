@@ -74,6 +74,9 @@ type Result struct {
 	Latency   Latency `json:"latency"`
 	// FirstError is the first failure's message, if any.
 	FirstError string `json:"firstError,omitempty"`
+	// CPU is the CPU time each process used in the measured time, when
+	// Options.CPU is set.
+	CPU []ProcessCPU `json:"cpu,omitempty"`
 }
 
 // Latency summarises latencies. JSON carries nanoseconds.
@@ -166,6 +169,24 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 		firstErr            string
 		wg                  sync.WaitGroup
 	)
+	// The CPU meter is read when the measured time starts and once every
+	// operation has answered, the span Seconds covers.
+	var cpuBefore map[string]time.Duration
+	cpuRead := make(chan struct{})
+	if o.CPU == nil {
+		close(cpuRead)
+	} else {
+		go func() {
+			defer close(cpuRead)
+			t := time.NewTimer(time.Until(measureFrom))
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cpuBefore, _ = o.CPU() // nil on error: no CPU figures
+			case <-ctx.Done():
+			}
+		}()
+	}
 	samples := make([][]time.Duration, c.Concurrency)
 	for w := range c.Concurrency {
 		wg.Add(1)
@@ -234,6 +255,11 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 	wg.Wait()
 	close(stopProgress)
 	<-progressDone
+	var cpuAfter map[string]time.Duration
+	if o.CPU != nil {
+		cpuAfter, _ = o.CPU()
+	}
+	<-cpuRead
 
 	elapsed := time.Since(measureFrom)
 	var all []time.Duration
@@ -253,6 +279,7 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 	if elapsed > 0 {
 		r.OpsPerSec = float64(r.Ops) / elapsed.Seconds()
 	}
+	r.CPU = cpuDelta(cpuBefore, cpuAfter, r.Ops)
 	return r
 }
 

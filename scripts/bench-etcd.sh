@@ -64,7 +64,7 @@ cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --value-size 100 --
 
 # ---- etcd ---------------------------------------------------------------
 run_etcd() {
-  local cluster="" endpoints="" i client peer
+  local cluster="" endpoints="" i client peer cpu=""
   for i in 1 2 3; do
     peer=$((ETCD_PORT + 2 * i - 1))
     cluster+="${cluster:+,}e$i=http://127.0.0.1:$peer"
@@ -81,29 +81,38 @@ run_etcd() {
       --logger zap --log-outputs stderr --log-level warn \
       >"$OUT/etcd/e$i.log" 2>&1 &
     pids+=($!)
+    cpu+="${cpu:+,}e$i=$!"
   done
   "$OUT/etcd-bench" wait --endpoints "$endpoints"
   echo "bench-etcd: etcd $(etcd --version | sed -n 's/^etcd Version: //p'): writes" >&2
-  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 "${cells[@]}" >"$OUT/etcd-write.json"
+  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-write.json"
   echo "bench-etcd: etcd: linearizable reads" >&2
-  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 "${cells[@]}" >"$OUT/etcd-read.json"
+  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-read.json"
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
 }
 
 # ---- consensus ----------------------------------------------------------
 run_consensus() {
-  local endpoints
+  local endpoints up cpu="" p id deadline=$((SECONDS + 30)) cpuflag=()
   "$OUT/consensus" up --data "$OUT/consensus-data" --peer-port "$PEER_PORT" --http-port "$HTTP_PORT" --log-level warn \
     >"$OUT/consensus-up.log" 2>&1 &
-  pids+=($!)
+  up=$!
+  pids+=("$up")
+  # The nodes are up's children; their CPU is measured like etcd's.
+  until [ "$(pgrep -c -P "$up")" -ge 3 ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+  for p in $(pgrep -P "$up"); do
+    id=$(tr '\0' '\n' <"/proc/$p/cmdline" | sed -n '/^--id$/{n;p;}')
+    [ -n "$id" ] && cpu+="${cpu:+,}$id=$p"
+  done
+  [ -n "$cpu" ] && cpuflag=(--cpu-pids "$cpu")
   endpoints="127.0.0.1:$HTTP_PORT,127.0.0.1:$((HTTP_PORT + 1)),127.0.0.1:$((HTTP_PORT + 2))"
   echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): writes (ws)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cells[@]}" >"$OUT/ours-ws-write.json"
+  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-write.json"
   echo "bench-etcd: consensus: linearizable reads (ws)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cells[@]}" >"$OUT/ours-ws-read.json"
+  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-read.json"
   echo "bench-etcd: consensus: writes and linearizable reads (http)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cells[@]}" >"$OUT/ours-http.json"
+  "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-http.json"
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
 }

@@ -179,12 +179,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.Register(fs)
 	endpoints := fs.String("endpoints", "", "etcd client addresses, host:port,... (the leader's is used)")
 	asJSON := fs.Bool("json", false, "print one JSON report on stdout instead of a table")
+	cpuPids := fs.String("cpu-pids", "", "`name=pid,...` of etcd's processes: also report, per cell, their CPU time per operation and this process's")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	eps, err := loopbackEndpoints(*endpoints)
 	if err == nil {
 		err = o.Validate()
+	}
+	if err == nil && *cpuPids != "" {
+		var pids map[string]int
+		if pids, err = bench.ParsePids(*cpuPids); err == nil {
+			o.CPU = bench.PidMeter(pids)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "etcd run:", err)
@@ -286,6 +293,7 @@ type row struct {
 	conc      int
 	protocol  string // ours; etcd's is always its gRPC client
 	latency   bool   // compare p50 latency instead of ops/s
+	cpu       bool   // compare CPU time per operation, all processes, instead of ops/s
 	target    float64
 	hasTarget bool
 }
@@ -300,6 +308,8 @@ var rows = []row{
 	{label: "one-client write p50", workload: bench.Write, conc: 1, protocol: "ws", latency: true, target: 0.7, hasTarget: true},
 	{label: "HTTP write ops/s, c=64", workload: bench.Write, conc: 64, protocol: "http", target: 1, hasTarget: true},
 	{label: "HTTP linearizable read ops/s, c=64", workload: bench.Read, conc: 64, protocol: "http", target: 1.5, hasTarget: true},
+	{label: "CPU per write, c=256, all processes", workload: bench.Write, conc: 256, protocol: "ws", cpu: true},
+	{label: "CPU per read, c=64, all processes", workload: bench.Read, conc: 64, protocol: "ws", cpu: true},
 }
 
 func find(r bench.Report, w bench.Workload, conc int, protocol string) (bench.Result, bool) {
@@ -350,7 +360,18 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 			}
 		}
 		var a, b float64
-		if eok {
+		if r.cpu {
+			// Shown only when both runs measured CPU (--cpu-pids).
+			et, eHas := bench.TotalCPUPerOp(e)
+			ot, oHas := bench.TotalCPUPerOp(o)
+			if !eok || !ook || !eHas || !oHas {
+				continue
+			}
+			eok, ook = true, true
+			a, b = float64(et), float64(ot)
+			ev, ov = bench.FormatDuration(et), bench.FormatDuration(ot)
+		}
+		if eok && !r.cpu {
 			if r.latency {
 				a = float64(e.Latency.P50)
 				ev = bench.FormatDuration(e.Latency.P50)
@@ -359,7 +380,7 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 				ev = fmt.Sprintf("%.0f", e.OpsPerSec)
 			}
 		}
-		if ook {
+		if ook && !r.cpu {
 			if r.latency {
 				b = float64(o.Latency.P50)
 				ov = bench.FormatDuration(o.Latency.P50)
@@ -388,7 +409,7 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 			res  bench.Result
 			ok   bool
 		}{{"etcd", e, eok}, {"consensus", o, ook}} {
-			if x.ok && x.res.Errors > 0 {
+			if x.ok && x.res.Errors > 0 && !r.cpu { // a cpu row's cell has its own row
 				notes = append(notes, fmt.Sprintf("%s, %s: %d errors (first: %s)", r.label, x.name, x.res.Errors, x.res.FirstError))
 			}
 		}

@@ -12,12 +12,14 @@ import (
 func TestComparison(t *testing.T) {
 	etcd := bench.Report{System: "etcd", Version: "3.4.23", Results: []bench.Result{
 		{Protocol: "grpc", Workload: bench.Write, Concurrency: 1, OpsPerSec: 500, Latency: bench.Latency{P50: 2 * time.Millisecond}},
-		{Protocol: "grpc", Workload: bench.Write, Concurrency: 256, OpsPerSec: 1000},
+		{Protocol: "grpc", Workload: bench.Write, Concurrency: 256, OpsPerSec: 1000,
+			CPU: []bench.ProcessCPU{{Name: "e1", PerOp: 60 * time.Microsecond}, {Name: "bench", PerOp: 40 * time.Microsecond}}},
 		{Protocol: "grpc", Workload: bench.Read, Concurrency: 64, OpsPerSec: 1000, Errors: 2, FirstError: "timeout"},
 	}}
 	ours := bench.Report{System: "consensus", Version: "dev", Results: []bench.Result{
 		{Protocol: "ws", Workload: bench.Write, Concurrency: 1, OpsPerSec: 250, Latency: bench.Latency{P50: time.Millisecond}},
-		{Protocol: "ws", Workload: bench.Write, Concurrency: 256, OpsPerSec: 2500},
+		{Protocol: "ws", Workload: bench.Write, Concurrency: 256, OpsPerSec: 2500,
+			CPU: []bench.ProcessCPU{{Name: "n1", PerOp: 50 * time.Microsecond}, {Name: "bench", PerOp: 30 * time.Microsecond}}},
 		{Protocol: "http", Workload: bench.Read, Concurrency: 64, OpsPerSec: 1200},
 	}}
 	var b bytes.Buffer
@@ -32,10 +34,24 @@ func TestComparison(t *testing.T) {
 		"HTTP write ops/s, c=64               http             -            -          -   >=1.0x\n",
 		"note: HTTP linearizable read ops/s, c=64, etcd: 2 errors (first: timeout)\n",
 		"etcd 3.4.23 (clientv3, gRPC)\n",
+		"CPU per write, c=256, all processes  ws           100µs         80µs      0.80x        -\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
+	}
+}
+
+// TestComparisonNeedsCPUOnBothSides: a CPU row appears only when both
+// systems' cells carry CPU figures.
+func TestComparisonNeedsCPUOnBothSides(t *testing.T) {
+	etcd := bench.Report{Results: []bench.Result{{Protocol: "grpc", Workload: bench.Write, Concurrency: 256, OpsPerSec: 1000}}}
+	ours := bench.Report{Results: []bench.Result{{Protocol: "ws", Workload: bench.Write, Concurrency: 256, OpsPerSec: 2000,
+		CPU: []bench.ProcessCPU{{Name: "n1", PerOp: time.Microsecond}}}}}
+	var b bytes.Buffer
+	writeComparison(&b, etcd, ours)
+	if strings.Contains(b.String(), "CPU per") {
+		t.Fatalf("a CPU row without etcd's figures:\n%s", b.String())
 	}
 }
 

@@ -59,6 +59,10 @@ type benchConfig struct {
 	dataDir      string
 	keepData     bool
 	logLevel     string
+	// cpu reports CPU time per operation for each cell (bench.ProcCPU) of
+	// the local cluster's nodes, or of cpuPids, and of bench itself.
+	cpu     bool
+	cpuPids map[string]int
 }
 
 // parseBenchFlags parses args; on failure it has written why to stderr
@@ -82,6 +86,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	fs.StringVar(&cfg.dataDir, "data", "", "parent directory of the local cluster's data (default: a new temporary directory, removed at the end)")
 	fs.BoolVar(&cfg.keepData, "keep-data", false, "keep the local cluster's data directory")
 	fs.StringVar(&cfg.logLevel, "log-level", "warn", "log level of the local cluster's nodes (logs go to <data>/<id>.log)")
+	fs.BoolVar(&cfg.cpu, "cpu", false, "also report, per cell, the CPU time per operation of each node and of this load generator (Linux; with --endpoints, of the processes in --cpu-pids)")
+	cpuPids := fs.String("cpu-pids", "", "with --cpu: `name=pid,...` of the measured processes (default: the nodes bench starts)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, 0, false
@@ -94,6 +100,13 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	}
 	if fs.NArg() > 0 {
 		return fail("unexpected argument %q", fs.Arg(0))
+	}
+	if *cpuPids != "" {
+		pids, err := bench.ParsePids(*cpuPids)
+		if err != nil {
+			return fail("--cpu-pids: %v", err)
+		}
+		cfg.cpuPids, cfg.cpu = pids, true
 	}
 	if err := cfg.opts.Validate(); err != nil {
 		return fail("%v", err)
@@ -196,7 +209,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	case cfg.fillKeys > 0:
 		report.Memory, err = runFill(ctx, lc, cfg, text)
 	default:
-		report.Results, err = runWorkloads(ctx, cfg, endpoints, stdout, text)
+		report.Results, err = runWorkloads(ctx, cfg, lc, endpoints, stdout, text)
 	}
 	if cfg.json {
 		enc := json.NewEncoder(stdout)
@@ -213,8 +226,9 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// runWorkloads measures every cell against endpoints, leader first.
-func runWorkloads(ctx context.Context, cfg benchConfig, endpoints []string, stdout, text io.Writer) ([]bench.Result, error) {
+// runWorkloads measures every cell against endpoints, leader first. lc is
+// the local cluster, nil for --endpoints.
+func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoints []string, stdout, text io.Writer) ([]bench.Result, error) {
 	endpoints, leader, err := leaderFirst(ctx, endpoints)
 	if err != nil {
 		return nil, err
@@ -226,6 +240,12 @@ func runWorkloads(ctx context.Context, cfg benchConfig, endpoints []string, stdo
 	defer closeDriver()
 
 	o := cfg.opts
+	switch {
+	case cfg.cpuPids != nil:
+		o.CPU = bench.PidMeter(cfg.cpuPids)
+	case cfg.cpu:
+		o.CPU = lc.cpuMeter()
+	}
 	fmt.Fprintf(text, "target %s (leader %s), protocol %s, %d B values, %d keys, %v warm-up + %v per cell\n\n",
 		endpoints[0], leader, cfg.protocol, o.ValueSize, o.Keys, o.Warmup, o.Duration)
 	bench.WriteHeader(text)
@@ -482,6 +502,22 @@ func (lc *benchCluster) kill(i int) {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+}
+
+// cpuMeter reads the CPU time of every running node of lc (none if lc is
+// nil) and of this process.
+func (lc *benchCluster) cpuMeter() bench.CPUMeter {
+	return func() (map[string]time.Duration, error) {
+		pids := make(map[string]int)
+		if lc != nil {
+			for i, n := range lc.nodes {
+				if pid := lc.pid(i); pid != 0 {
+					pids[n.id] = pid
+				}
+			}
+		}
+		return bench.PidMeter(pids)()
+	}
 }
 
 func (lc *benchCluster) pid(i int) int {

@@ -41,7 +41,16 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Fatalf("failover flags: %+v %s", cfg, stderr.String())
 	}
 
+	cfg, _, ok = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080", "--cpu-pids", "n1=10, n2=11"}, &stderr)
+	if !ok || !cfg.cpu || cfg.cpuPids["n1"] != 10 || cfg.cpuPids["n2"] != 11 || len(cfg.cpuPids) != 2 {
+		t.Fatalf("--cpu-pids: %+v %s", cfg, stderr.String())
+	}
+
 	bad := map[string][]string{
+		"cpu pid not a number":      {"--cpu-pids", "n1=x"},
+		"cpu pid without name":      {"--cpu-pids", "=12"},
+		"cpu pid named bench":       {"--cpu-pids", "bench=12"},
+		"cpu pid name twice":        {"--cpu-pids", "n1=1,n1=2"},
 		"protocol":                  {"--protocol", "grpc"},
 		"remote endpoint":           {"--endpoints", "10.0.0.1:9080"},
 		"hostname endpoint":         {"--endpoints", "example.com:9080"},
