@@ -73,45 +73,50 @@ type row struct {
 	values []int64
 }
 
+// stages are the rows of the table: each the time from one point of a
+// write's path to another (the points measure names).
+var stages = []struct{ name, from, to string }{
+	{"leader: ws frame read -> request handled", "wsframe", "wshandle"},
+	{"leader: handler -> raft Ready with the entry", "wshandle", "ready"},
+	{"leader: Ready -> appends handed to transport", "ready", "send"},
+	{"leader: transport -> frame written", "send", "lwrite"},
+	{"network: leader frame -> follower frame read", "lwrite", "fframe"},
+	{"follower: frame read -> append stepped", "fframe", "frecv"},
+	{"follower: stepped -> raft Ready", "frecv", "fready"},
+	{"follower: Ready -> saved (fsync)", "fready", "fsaved"},
+	{"follower: saved -> ack handed to transport", "fsaved", "fsend"},
+	{"follower: transport -> frame written", "fsend", "fwrite"},
+	{"network: follower frame -> leader frame read", "fwrite", "lframe"},
+	{"leader: frame read -> ack stepped", "lframe", "resp"},
+	{"leader: ack stepped -> Ready with the commit", "resp", "commit"},
+	{"leader: commit Ready -> applied", "commit", "applied"},
+	{"leader: applied -> answer queued", "applied", "handled"},
+	{"leader: own save (Ready -> saved), in parallel", "ready", "lsaved"},
+	{"total on the leader (ws frame -> answer)", "wsframe", "handled"},
+}
+
 // split measures every write the leader appended; a write whose marks are
 // incomplete (the run's first and last) is skipped.
 func split(l *node, fs []*node) []*row {
-	names := []string{
-		"leader: ws frame read -> request handled",
-		"leader: handler -> raft Ready with the entry",
-		"leader: Ready -> appends handed to transport",
-		"leader: transport -> frame written",
-		"network: leader frame -> follower frame read",
-		"follower: frame read -> append stepped",
-		"follower: stepped -> raft Ready",
-		"follower: Ready -> saved (fsync)",
-		"follower: saved -> ack handed to transport",
-		"follower: transport -> frame written",
-		"network: follower frame -> leader frame read",
-		"leader: frame read -> ack stepped",
-		"leader: ack stepped -> Ready with the commit",
-		"leader: commit Ready -> applied",
-		"leader: applied -> answer queued",
-		"leader: own save (Ready -> saved), in parallel",
-		"total on the leader (ws frame -> answer)",
-	}
-	rows := make([]*row, len(names))
-	for i, n := range names {
-		rows[i] = &row{name: n}
+	rows := make([]*row, len(stages))
+	for i, st := range stages {
+		rows[i] = &row{name: st.name}
 	}
 	for idx, ready := range l.byIndex["ready"] {
-		v, ok := measure(l, fs, idx, ready)
+		t, ok := measure(l, fs, idx, ready)
 		if !ok {
 			continue
 		}
-		for i := range rows {
-			rows[i].values = append(rows[i].values, v[i])
+		for i, st := range stages {
+			rows[i].values = append(rows[i].values, t[st.to]-t[st.from])
 		}
 	}
 	return rows
 }
 
-func measure(l *node, fs []*node, idx uint64, ready int64) ([]int64, bool) {
+// measure finds when the write at idx reached each point of its path,
+// following the follower whose acknowledgement was sent first.
+func measure(l *node, fs []*node, idx uint64, ready int64) (map[string]int64, bool) {
 	var f *node
 	for _, c := range fs {
 		if at, ok := c.byIndex["send_resp"][idx]; ok && (f == nil || at < f.byIndex["send_resp"][idx]) {
@@ -160,25 +165,7 @@ func measure(l *node, fs []*node, idx uint64, ready int64) ([]int64, bool) {
 	if !ok || t["wshandle"] < t["wsframe"] || ready-t["wsframe"] > int64(100*time.Millisecond) {
 		return nil, false
 	}
-	return []int64{
-		t["wshandle"] - t["wsframe"],
-		ready - t["wshandle"],
-		t["send"] - ready,
-		t["lwrite"] - t["send"],
-		t["fframe"] - t["lwrite"],
-		t["frecv"] - t["fframe"],
-		t["fready"] - t["frecv"],
-		t["fsaved"] - t["fready"],
-		t["fsend"] - t["fsaved"],
-		t["fwrite"] - t["fsend"],
-		t["lframe"] - t["fwrite"],
-		t["resp"] - t["lframe"],
-		t["commit"] - t["resp"],
-		t["applied"] - t["commit"],
-		t["handled"] - t["applied"],
-		t["lsaved"] - ready,
-		t["handled"] - t["wsframe"],
-	}, true
+	return t, true
 }
 
 // nearest returns the last time at or before at, or with later the first
