@@ -82,15 +82,7 @@ func cpuDelta(before, after map[string]time.Duration, ops int64) []ProcessCPU {
 		}
 		out = append(out, p)
 	}
-	slices.SortFunc(out, func(x, y ProcessCPU) int {
-		switch {
-		case x.Name < y.Name:
-			return -1
-		case x.Name > y.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(x, y ProcessCPU) int { return strings.Compare(x.Name, y.Name) })
 	return out
 }
 

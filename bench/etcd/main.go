@@ -312,6 +312,25 @@ var rows = []row{
 	{label: "CPU per read, c=64, all processes", workload: bench.Read, conc: 64, protocol: "ws", cpu: true},
 }
 
+// value is the row's measure of res (found: whether the cell exists), as
+// a number and as printed; ok is false, and the text "-", when res lacks it.
+func (r row) value(res bench.Result, found bool) (v float64, text string, ok bool) {
+	switch {
+	case !found:
+		return 0, "-", false
+	case r.cpu:
+		t, has := bench.TotalCPUPerOp(res)
+		if !has {
+			return 0, "-", false
+		}
+		return float64(t), bench.FormatDuration(t), true
+	case r.latency:
+		return float64(res.Latency.P50), bench.FormatDuration(res.Latency.P50), true
+	default:
+		return res.OpsPerSec, fmt.Sprintf("%.0f", res.OpsPerSec), true
+	}
+}
+
 func find(r bench.Report, w bench.Workload, conc int, protocol string) (bench.Result, bool) {
 	i := slices.IndexFunc(r.Results, func(x bench.Result) bool {
 		return x.Workload == w && x.Concurrency == conc && (protocol == "" || x.Protocol == protocol)
@@ -350,7 +369,7 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 	for _, r := range rows {
 		e, eok := find(etcd, r.workload, r.conc, "")
 		o, ook := find(ours, r.workload, r.conc, r.protocol)
-		ev, ov, ratio, verdict := "-", "-", "-", ""
+		ratio, verdict := "-", ""
 		target := "-"
 		if r.hasTarget {
 			if r.latency {
@@ -359,35 +378,10 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 				target = fmt.Sprintf(">=%.1fx", r.target)
 			}
 		}
-		var a, b float64
-		if r.cpu {
-			// Shown only when both runs measured CPU (--cpu-pids).
-			et, eHas := bench.TotalCPUPerOp(e)
-			ot, oHas := bench.TotalCPUPerOp(o)
-			if !eok || !ook || !eHas || !oHas {
-				continue
-			}
-			eok, ook = true, true
-			a, b = float64(et), float64(ot)
-			ev, ov = bench.FormatDuration(et), bench.FormatDuration(ot)
-		}
-		if eok && !r.cpu {
-			if r.latency {
-				a = float64(e.Latency.P50)
-				ev = bench.FormatDuration(e.Latency.P50)
-			} else {
-				a = e.OpsPerSec
-				ev = fmt.Sprintf("%.0f", e.OpsPerSec)
-			}
-		}
-		if ook && !r.cpu {
-			if r.latency {
-				b = float64(o.Latency.P50)
-				ov = bench.FormatDuration(o.Latency.P50)
-			} else {
-				b = o.OpsPerSec
-				ov = fmt.Sprintf("%.0f", o.OpsPerSec)
-			}
+		a, ev, eok := r.value(e, eok)
+		b, ov, ook := r.value(o, ook)
+		if r.cpu && (!eok || !ook) {
+			continue // shown only when both runs measured CPU (--cpu-pids)
 		}
 		if eok && ook && a > 0 {
 			q := b / a
