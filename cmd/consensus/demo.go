@@ -196,6 +196,20 @@ func (d *demo) start(idx ...int) error {
 	return nil
 }
 
+// restart starts node i again and waits until it has caught up with the
+// leader; it returns the node's status then and how long that took.
+func (d *demo) restart(ctx context.Context, i int) (consensus.Status, time.Duration, error) {
+	at := time.Now()
+	if err := d.start(i); err != nil {
+		return consensus.Status{}, 0, err
+	}
+	if err := d.lc.waitCaughtUp(ctx, i, demoBound); err != nil {
+		return consensus.Status{}, 0, err
+	}
+	st, err := fetchStatus(ctx, d.lc.nodes[i].http)
+	return st, time.Since(at).Round(time.Millisecond), err
+}
+
 // stop stops node i gracefully (SIGTERM; a leader hands over first) and
 // waits for it to exit, killing it after demoBound.
 func (d *demo) stop(i int) {
@@ -496,19 +510,12 @@ func demoThreeNodes(ctx context.Context, d *demo) error {
 	}
 	d.say("wrote %d keys tasks/00..tasks/%02d through %s while %s was down: revisions %d to %d", tasks, tasks-1, d.id(followers[0]), d.id(down), first, last)
 
-	restartedAt := time.Now()
-	if err := d.start(down); err != nil {
-		return err
-	}
-	if err := d.lc.waitCaughtUp(ctx, down, demoBound); err != nil {
-		return err
-	}
-	dst, err := fetchStatus(ctx, d.lc.nodes[down].http)
+	dst, took, err := d.restart(ctx, down)
 	if err != nil {
 		return err
 	}
 	d.say("%s restarted and caught up in %v: applied index %d, following %s in term %d",
-		d.id(down), time.Since(restartedAt).Round(time.Millisecond), dst.AppliedIndex, dst.LeaderID, dst.Term)
+		d.id(down), took, dst.AppliedIndex, dst.LeaderID, dst.Term)
 	dc, err := d.via(down)
 	if err != nil {
 		return err
@@ -675,19 +682,12 @@ func demoFailover(ctx context.Context, d *demo) error {
 	wg.Wait()
 	d.say("writers stopped: %d writes acknowledged, %d failed", len(writes), failed)
 
-	restartedAt := time.Now()
-	if err := d.start(li); err != nil {
-		return err
-	}
-	if err := d.lc.waitCaughtUp(ctx, li, demoBound); err != nil {
-		return err
-	}
-	kst, err := fetchStatus(ctx, d.lc.nodes[li].http)
+	kst, took, err := d.restart(ctx, li)
 	if err != nil {
 		return err
 	}
 	d.say("%s restarted on its data directory and caught up in %v: applied index %d, following %s in term %d",
-		killed, time.Since(restartedAt).Round(time.Millisecond), kst.AppliedIndex, kst.LeaderID, kst.Term)
+		killed, took, kst.AppliedIndex, kst.LeaderID, kst.Term)
 
 	// Every acknowledged write, on every node, with its value, applied
 	// once (version 1: each key is written once).
