@@ -127,6 +127,11 @@ type Node struct {
 	// hasTransport is set once Start has set transport, so that Status,
 	// which may be called before Start, reads it safely.
 	hasTransport atomic.Bool
+	// closeOnce closes stopc (Stop or a fatal error, whichever is
+	// first); stopOnce waits for the loops and stops raft. They are
+	// apart so that a loop failing while Stop waits for it never waits
+	// on Stop in turn.
+	closeOnce    sync.Once
 	stopOnce     sync.Once
 	stopc        chan struct{}
 	// runCtx is cancelled when the node stops; it bounds Step calls made
@@ -321,12 +326,26 @@ func (n *Node) Start(t Transport) {
 }
 
 // Stop stops the node's loops and the raft node, and fails waiting
-// callers with ErrStopped. It does not close the transport or storage,
-// which the caller owns. Safe to call more than once.
+// callers with ErrStopped. It returns once they have stopped, also after
+// a fatal error stopped the node. It does not close the transport or
+// storage, which the caller owns. Safe to call more than once.
 func (n *Node) Stop() {
-	n.stopOnce.Do(func() {
+	n.requestStop()
+	n.waitStopped()
+}
+
+// requestStop closes stopc, once; it never blocks.
+func (n *Node) requestStop() {
+	n.closeOnce.Do(func() {
 		close(n.stopc)
 		n.cancelRun()
+	})
+}
+
+// waitStopped waits for the loops, then stops raft, once; concurrent
+// callers all return when that is done.
+func (n *Node) waitStopped() {
+	n.stopOnce.Do(func() {
 		n.wg.Wait()
 		n.raft.stop()
 		stages.Dump(n.cfg.ID)
@@ -502,14 +521,10 @@ func (n *Node) run() {
 func (n *Node) fail(err error) {
 	n.log.Error("node stopping after fatal error", "err", err)
 	n.failure.CompareAndSwap(nil, &err)
-	n.stopOnce.Do(func() {
-		close(n.stopc)
-		n.cancelRun()
-		go func() {
-			n.wg.Wait()
-			n.raft.stop()
-		}()
-	})
+	n.requestStop()
+	// The caller is one of the loops waitStopped waits for: finish the
+	// stop from another goroutine (a Stop already under way does it).
+	go n.waitStopped()
 }
 
 func (n *Node) handleReady(rd raft.Ready) error {

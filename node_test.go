@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -341,5 +342,107 @@ func TestClusterIDSurvivesRestart(t *testing.T) {
 	defer n2.Stop()
 	if n2.ClusterID() != id {
 		t.Fatalf("restarted cluster id %x, want %x", n2.ClusterID(), id)
+	}
+}
+
+// failingSave is log storage whose Save, once armed, holds until released
+// and then fails.
+type failingSave struct {
+	consensus.LogStorage
+	armed   chan struct{} // closed to arm
+	held    chan struct{} // closed when an armed Save is held
+	release chan struct{}
+	once    sync.Once
+}
+
+func (s *failingSave) Save(hs *raftpb.HardState, ents []*raftpb.Entry, snap *raftpb.Snapshot) error {
+	select {
+	case <-s.armed:
+		s.once.Do(func() { close(s.held) })
+		<-s.release
+		return errors.New("disk on fire")
+	default:
+		return s.LogStorage.Save(hs, ents, snap)
+	}
+}
+
+// TestStopWhileSaveFails: a fatal storage error that reaches the raft loop
+// while Stop is waiting for that loop must not deadlock the two (the loop
+// used to wait for Stop's once to finish, and Stop for the loop).
+func TestStopWhileSaveFails(t *testing.T) {
+	st := &failingSave{LogStorage: storage.NewMemory(), armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = map[string]string{"n1": "a"}
+	node, err := consensus.NewNode(cfg, st, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := newChanNet()
+	tr := cn.attach(consensus.RaftID("n1"), node)
+	node.Start(tr)
+	defer func() { tr.Close(); cn.wg.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := node.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	close(st.armed)
+	proposed := make(chan error, 1)
+	go func() {
+		_, err := node.Propose(ctx, []byte("second"))
+		proposed <- err
+	}()
+	select {
+	case <-st.held:
+	case <-ctx.Done():
+		t.Fatal("the armed Save never ran")
+	}
+	stopped := make(chan struct{})
+	go func() { node.Stop(); close(stopped) }()
+	select {
+	case <-node.Done():
+	case <-ctx.Done():
+		t.Fatal("Stop did not start")
+	}
+	close(st.release)
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		t.Fatal("Stop deadlocked with the raft loop's fatal error")
+	}
+	if err := <-proposed; err == nil {
+		t.Fatal("a proposal whose Save failed was acknowledged")
+	}
+	if err := node.Err(); err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Fatalf("Err() = %v, want the Save error", err)
+	}
+}
+
+// TestStopAfterFatalErrorWaits: after a fatal storage error stopped the
+// node, Stop returns only once every loop has ended (goleak checks that
+// none is left behind when the test binary ends).
+func TestStopAfterFatalErrorWaits(t *testing.T) {
+	st := &failingSave{LogStorage: storage.NewMemory(), armed: make(chan struct{}), held: make(chan struct{}), release: make(chan struct{})}
+	close(st.release)
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = map[string]string{"n1": "a"}
+	node, err := consensus.NewNode(cfg, st, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn := newChanNet()
+	tr := cn.attach(consensus.RaftID("n1"), node)
+	close(st.armed)
+	node.Start(tr)
+	select {
+	case <-node.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a failing Save did not stop the node")
+	}
+	node.Stop()
+	tr.Close()
+	cn.wg.Wait()
+	if node.Err() == nil {
+		t.Fatal("Err() is nil after a fatal storage error")
 	}
 }
