@@ -6,9 +6,18 @@
 //
 // # Crashes and storage
 //
-// Crash stops a node abruptly: its transport is cut first, so nothing it
-// does afterwards reaches anyone, then the node is stopped. Its storage
-// keeps exactly what a real disk would after a power loss:
+// Crash stops a node abruptly, and atomically with respect to everything a
+// test can observe: at the crash instant the node's storage gate closes,
+// so a Save that returns after it is never acknowledged to the node (it
+// fails, and the node stops without sending, applying or answering on its
+// strength); then its transport is cut, so nothing it does afterwards
+// reaches anyone; then its file system is copied as a power loss would
+// leave it, and the node is stopped. Without the gate, a leader whose
+// fsync was in flight at the copy could finish it on the discarded file
+// system, count its own vote for an entry one follower also held, commit
+// and acknowledge it, and lose it on restart: a success no real crash can
+// produce (issue 13; see TestCrashIsAtomic). Its storage keeps exactly
+// what a real disk would after a power loss:
 //
 //   - With MemoryStorage (storage.Memory) every Save is synced the moment
 //     it returns, so the same Memory instance is kept and reused by
@@ -38,6 +47,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +56,7 @@ import (
 	"github.com/unrdf/consensus/internal/memnet"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/storage"
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // StorageKind selects the log storage of a cluster's nodes.
@@ -83,6 +94,15 @@ type Options struct {
 	// QueueLimit bounds each node's inbound network queue; zero means
 	// memnet.DefaultQueueLimit.
 	QueueLimit int
+	// WrapStorage, if set, wraps each node's log storage at every start
+	// (inside the harness's crash gate), so a test can watch or hold
+	// Saves. It must not call back into the Cluster.
+	WrapStorage func(name string, st consensus.LogStorage) consensus.LogStorage
+	// OnCrash, if set, is called by Crash after it has taken the copy of
+	// the node's storage and before it stops the node, which until then
+	// runs on, cut off from the network (see TestCrashIsAtomic). It must
+	// not call back into the Cluster.
+	OnCrash func(name string)
 	// OnStart, if set, is called with every incarnation of every node
 	// (at New, Restart and StartJoining) after it is created and before
 	// it starts, so a test can subscribe to its events from the first
@@ -117,6 +137,8 @@ type member struct {
 	// storage is the log storage while running; for MemoryStorage it is
 	// kept across crashes.
 	storage consensus.LogStorage
+	// gate wraps the running incarnation's storage; Crash closes it.
+	gate *crashGate
 	// snapFS holds a MemoryStorage node's snapshot files, kept across
 	// crashes like its storage (a CrashablePebble node keeps them in fs).
 	snapFS  *vfs.MemFS
@@ -207,7 +229,13 @@ func (c *Cluster) start(m *member) error {
 		c.opts.Configure(&cfg)
 	}
 	machine := kv.NewMachine()
-	node, err := consensus.NewNode(cfg, st, machine)
+	var nodeStorage consensus.LogStorage = st
+	if c.opts.WrapStorage != nil {
+		nodeStorage = c.opts.WrapStorage(m.name, nodeStorage)
+	}
+	gate := &crashGate{LogStorage: nodeStorage}
+	gate.ids, _ = st.(consensus.ClusterIDStore)
+	node, err := consensus.NewNode(cfg, gate, machine)
 	if err != nil {
 		c.closeStorage(st)
 		return err
@@ -222,11 +250,62 @@ func (c *Cluster) start(m *member) error {
 	}
 	node.Start(tr)
 	c.mu.Lock()
-	m.storage, m.node, m.machine, m.tr = st, node, machine, tr
+	m.storage, m.gate, m.node, m.machine, m.tr = st, gate, node, machine, tr
 	m.store = kv.NewStore(node, machine)
 	m.running = true
 	c.mu.Unlock()
 	return nil
+}
+
+// errCrashed is what a node's Save returns once its crash instant has
+// passed; the node stops on it.
+var errCrashed = errors.New("harness: crashed")
+
+// crashGate is the storage a node sees. It makes a crash atomic: Crash
+// closes the gate before it copies the file system, and a Save that
+// returns after that, even one that reached the disk before the copy, is
+// reported to the node as failed. The node then stops on a fatal storage
+// error: it sends, applies and acknowledges nothing on that Save's
+// strength. A Save that returned before the gate closed reached the disk
+// before the copy, so everything the node did act on survives the crash.
+type crashGate struct {
+	consensus.LogStorage
+	crashed atomic.Bool
+	// ids is the underlying storage's cluster id store, if it has one
+	// (a WrapStorage wrapper need not pass it on).
+	ids consensus.ClusterIDStore
+}
+
+// ClusterID implements consensus.ClusterIDStore.
+func (g *crashGate) ClusterID() (uint64, error) {
+	if g.ids == nil {
+		return 0, nil
+	}
+	return g.ids.ClusterID()
+}
+
+// SetClusterID implements consensus.ClusterIDStore.
+func (g *crashGate) SetClusterID(id uint64) error {
+	if g.ids == nil {
+		return nil
+	}
+	return g.ids.SetClusterID(id)
+}
+
+func (g *crashGate) crash() { g.crashed.Store(true) }
+
+// Save implements consensus.LogStorage.
+func (g *crashGate) Save(hs *raftpb.HardState, entries []*raftpb.Entry, snap *raftpb.Snapshot) error {
+	if g.crashed.Load() {
+		return errCrashed
+	}
+	err := g.LogStorage.Save(hs, entries, snap)
+	// Sequentially consistent with crash: if the gate was still open
+	// here, the copy Crash takes after closing it holds this Save.
+	if g.crashed.Load() {
+		return errCrashed
+	}
+	return err
 }
 
 // closeStorage closes a Pebble; a Memory stays open for the next start.
@@ -396,6 +475,8 @@ func (c *Cluster) Crash(name string) error {
 		return fmt.Errorf("harness: crash %s: not running", name)
 	}
 	m.running = false
+	// The crash instant: from here on nothing the node saves counts.
+	m.gate.crash()
 	unsynced := []int{0, 0, 50, 100}[c.rng.IntN(4)]
 	rng := rand.New(rand.NewPCG(c.rng.Uint64(), c.rng.Uint64()))
 	c.mu.Unlock()
@@ -405,6 +486,9 @@ func (c *Cluster) Crash(name string) error {
 	var crashed *vfs.MemFS
 	if c.opts.Storage == CrashablePebble {
 		crashed = m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: unsynced, RNG: rng})
+	}
+	if c.opts.OnCrash != nil {
+		c.opts.OnCrash(name)
 	}
 	m.node.Stop()
 	if crashed != nil {
