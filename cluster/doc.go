@@ -13,14 +13,29 @@
 // member's replicated HTTP address, bounded by HealthCheckTimeout) or,
 // when a member has no HTTP address or probing is off, by whether the
 // peer transport has a live stream to it. A check fails when the member
-// does not answer. A member is
+// does not answer. Between checks, the transport's live streams are read
+// every PeerPollInterval. A member is
 //
-//   - healthy when its last check passed and it keeps up;
+//   - healthy when its last check passed, its peer stream is up and it
+//     keeps up;
 //   - degraded when it answers but is far behind (its applied index trails
 //     this node's commit index by more than MaxLagEntries), knows no
 //     leader, or has been removed;
+//   - suspect the moment its peer stream goes down (no check is awaited:
+//     the transport notices a crashed peer's socket closing at once), when
+//     it answers its HTTP API but has no peer stream, or when its last
+//     checks failed but fewer than MaxFailedHealthChecks of them; when the
+//     stream of a suspect or unhealthy member comes back, it is checked at
+//     once;
 //   - unhealthy after MaxFailedHealthChecks failed checks in a row;
 //   - unknown before its first check.
+//
+// A member's applied index is the one its last passing check read
+// (LastPassedCheck says when); its lag is reported only while that is
+// current: it is unknown (nil, JSON null) after a failed check and while
+// the stream is down, never a frozen number, and never 0 by default.
+// LastCheckAgeMs and StreamDownMs give ages on this node's clock, for
+// readers whose clock differs.
 //
 // Health is this node's view; two nodes on either side of a partition see
 // different health.

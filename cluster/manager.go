@@ -26,6 +26,11 @@ const (
 	HealthHealthy   Health = "healthy"
 	HealthDegraded  Health = "degraded"
 	HealthUnhealthy Health = "unhealthy"
+	// HealthSuspect is a member in doubt but not yet unhealthy: its peer
+	// stream is down (set the moment the transport reports it, without
+	// waiting for a check), or its last checks failed but fewer than
+	// MaxFailedHealthChecks of them.
+	HealthSuspect Health = "suspect"
 )
 
 // Event types published by a Manager, beside the node's own
@@ -139,14 +144,33 @@ type NodeInfo struct {
 	FailedChecks int `json:"failedChecks"`
 	// LastCheck is when the member was last checked (zero: never).
 	LastCheck time.Time `json:"lastCheck"`
+	// LastCheckAgeMs is how many milliseconds before this answer the
+	// member was last checked; nil before its first check. It lets a
+	// reader whose clock differs from this node's say "checked N s ago".
+	LastCheckAgeMs *int64 `json:"lastCheckAgeMs"`
+	// LastPassedCheck is when a check of the member last passed, which is
+	// when AppliedIndex was read; nil if none has.
+	LastPassedCheck *time.Time `json:"lastPassedCheck"`
 	// AppliedIndex is the member's applied index at the last check that
-	// passed (0 if unknown).
+	// passed (0 if unknown). It is not current when the member's last
+	// check failed or its stream is down: see Lag.
 	AppliedIndex uint64 `json:"appliedIndex"`
-	// Lag is how far AppliedIndex trailed this node's commit index then.
-	Lag uint64 `json:"lag"`
+	// Lag is how far AppliedIndex trailed this node's commit index at the
+	// last check. It is nil (JSON null) when unknown: before a check has
+	// read the member's applied index, when its last check failed, and
+	// while its peer stream is down. A stale lag is never reported, and
+	// never as 0.
+	Lag *uint64 `json:"lag"`
 	// Connected reports a live peer stream to the member (always true for
 	// this node itself).
 	Connected bool `json:"connected"`
+	// StreamDownSince is when this node saw its peer stream to the member
+	// go down; nil while it is up, and for a member whose stream this
+	// node has never seen up.
+	StreamDownSince *time.Time `json:"streamDownSince,omitempty"`
+	// StreamDownMs is how many milliseconds before this answer the stream
+	// went down; set with StreamDownSince.
+	StreamDownMs *int64 `json:"streamDownMs,omitempty"`
 	// Reason says why the member is not healthy, if it is not.
 	Reason string `json:"reason,omitempty"`
 }
@@ -163,6 +187,7 @@ type Stats struct {
 	Degraded  int    `json:"degraded"`
 	Unhealthy int    `json:"unhealthy"`
 	Unknown   int    `json:"unknown"`
+	Suspect   int    `json:"suspect"`
 	// ConnectedPeers counts peers with a live stream.
 	ConnectedPeers int `json:"connectedPeers"`
 	// EventsDropped counts events some subscriber missed (full buffer).
@@ -178,14 +203,73 @@ type Manager struct {
 	node *consensus.Node
 	cfg  Config
 	log  *slog.Logger
+	now  func() time.Time
 
 	mu     sync.Mutex
-	health map[string]*NodeInfo
+	health map[string]*memberHealth
+	// streamsUp is the transport's live streams as last observed, sorted;
+	// peer_connected and peer_disconnected are changes to it.
+	streamsUp []string
 
-	events Feed
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	// recheck asks the check loop for a check now (a stream to a member
+	// in doubt came back); it holds at most one request.
+	recheck chan struct{}
+	events  Feed
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+// memberHealth is what the manager knows of one member; NodeInfo is its
+// view at one moment.
+type memberHealth struct {
+	member       consensus.Member
+	health       Health
+	reason       string
+	failedChecks int
+	lastCheck    time.Time
+	// lastPassed is when a check last passed and read appliedIndex.
+	lastPassed   time.Time
+	appliedIndex uint64
+	// lag is valid only while lagKnown: cleared by a failed check and by
+	// the stream going down, so that a frozen index never reads as
+	// current.
+	lag      uint64
+	lagKnown bool
+	// connected: a live peer stream (always true for this node, once
+	// checked); downSince is when it was seen to go down (zero while up
+	// or never seen up).
+	connected bool
+	downSince time.Time
+}
+
+// view returns the member's NodeInfo as of now.
+func (h *memberHealth) view(now time.Time) NodeInfo {
+	info := NodeInfo{Member: h.member, Health: h.health, FailedChecks: h.failedChecks, LastCheck: h.lastCheck,
+		AppliedIndex: h.appliedIndex, Connected: h.connected, Reason: h.reason}
+	if !h.lastCheck.IsZero() {
+		info.LastCheckAgeMs = ageMs(now, h.lastCheck)
+	}
+	if !h.lastPassed.IsZero() {
+		t := h.lastPassed
+		info.LastPassedCheck = &t
+	}
+	if h.lagKnown {
+		lag := h.lag
+		info.Lag = &lag
+	}
+	if !h.downSince.IsZero() {
+		t := h.downSince
+		info.StreamDownSince = &t
+		info.StreamDownMs = ageMs(now, t)
+	}
+	return info
+}
+
+// ageMs is how many milliseconds before now t was (never negative).
+func ageMs(now, t time.Time) *int64 {
+	ms := max(now.Sub(t).Milliseconds(), 0)
+	return &ms
 }
 
 // Feed is the manager's event feed.
@@ -197,7 +281,8 @@ func New(node *consensus.Node, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	return &Manager{node: node, cfg: cfg, log: cfg.Logger, health: map[string]*NodeInfo{}, stop: make(chan struct{})}, nil
+	return &Manager{node: node, cfg: cfg, log: cfg.Logger, now: time.Now, health: map[string]*memberHealth{},
+		recheck: make(chan struct{}, 1), stop: make(chan struct{})}, nil
 }
 
 // Start runs the health checks and event forwarding until Close.
@@ -250,6 +335,8 @@ func (m *Manager) checkLoop() {
 		select {
 		case <-t.C:
 			m.CheckNow()
+		case <-m.recheck:
+			m.CheckNow()
 		case <-m.stop:
 			return
 		}
@@ -275,30 +362,105 @@ func (m *Manager) awaitLeader() bool {
 	return true
 }
 
+// peerLoop watches the transport's live streams every PeerPollInterval:
+// a member whose stream goes down is suspect at once, without waiting for
+// the next check.
 func (m *Manager) peerLoop() {
 	defer m.wg.Done()
 	t := time.NewTicker(m.cfg.PeerPollInterval)
 	defer t.Stop()
-	var prev []string
 	for {
-		cur := m.node.Status().ConnectedPeers
-		for _, id := range cur {
-			if !slices.Contains(prev, id) {
-				m.events.Publish(Event{Event: consensus.Event{Type: EventPeerConnected, NodeID: id}})
-			}
-		}
-		for _, id := range prev {
-			if !slices.Contains(cur, id) {
-				m.events.Publish(Event{Event: consensus.Event{Type: EventPeerDisconnected, NodeID: id}})
-			}
-		}
-		prev = cur
+		m.mu.Lock()
+		events := m.observeStreamsLocked()
+		m.mu.Unlock()
+		m.publish(events)
 		select {
 		case <-t.C:
 		case <-m.stop:
 			return
 		}
 	}
+}
+
+func (m *Manager) publish(events []Event) {
+	for _, e := range events {
+		m.events.Publish(e)
+	}
+}
+
+// stateLocked returns the record of member id, creating it (unknown).
+func (m *Manager) stateLocked(id string) *memberHealth {
+	h := m.health[id]
+	if h == nil {
+		h = &memberHealth{health: HealthUnknown}
+		m.health[id] = h
+	}
+	return h
+}
+
+// observeStreamsLocked reads the transport's live streams and applies
+// what changed since the last reading: peer_connected and
+// peer_disconnected events, a member whose stream went down turned
+// suspect (its lag unknown), and a check requested when the stream of a
+// suspect or unhealthy member comes back. The reading is taken under
+// m.mu, so readings are applied in the order they were taken.
+func (m *Manager) observeStreamsLocked() []Event {
+	st := m.node.Status()
+	cur, now := st.ConnectedPeers, m.now()
+	var events []Event
+	for _, id := range cur {
+		if !slices.Contains(m.streamsUp, id) {
+			events = append(events, Event{Event: consensus.Event{Type: EventPeerConnected, NodeID: id}})
+		}
+	}
+	for _, id := range m.streamsUp {
+		if !slices.Contains(cur, id) {
+			events = append(events, Event{Event: consensus.Event{Type: EventPeerDisconnected, NodeID: id}})
+		}
+	}
+	m.streamsUp = cur
+	recheck := false
+	for _, mem := range st.Members {
+		if mem.ID == st.NodeID {
+			continue
+		}
+		h := m.stateLocked(mem.ID)
+		h.member = mem
+		up := slices.Contains(cur, mem.ID)
+		switch {
+		case up && !h.connected:
+			h.connected, h.downSince = true, time.Time{}
+			recheck = recheck || h.health == HealthSuspect || h.health == HealthUnhealthy
+		case !up && h.connected:
+			h.connected, h.downSince, h.lagKnown = false, now, false
+			if h.health != HealthUnhealthy {
+				events = append(events, m.setHealthLocked(h, HealthSuspect, "peer stream down")...)
+			}
+		}
+	}
+	if recheck {
+		select {
+		case m.recheck <- struct{}{}:
+		default: // one is pending already
+		}
+	}
+	return events
+}
+
+// setHealthLocked sets h's health and reason and returns the events of a
+// change.
+func (m *Manager) setHealthLocked(h *memberHealth, next Health, reason string) []Event {
+	prev := h.health
+	h.health, h.reason = next, reason
+	if next == prev {
+		return nil
+	}
+	m.log.Info("node health changed", "member", h.member.ID, "previous", string(prev), "current", string(next), "reason", reason)
+	events := []Event{{Event: consensus.Event{Type: EventHealthChanged, NodeID: h.member.ID}, Previous: prev, Current: next}}
+	if next == HealthUnhealthy {
+		events = append(events, Event{Event: consensus.Event{Type: EventNodeUnhealthy, NodeID: h.member.ID}, Previous: prev, Current: next})
+	}
+	return events
 }
 
 // memberStatus is the part of GET /v1/status a check reads.
@@ -310,7 +472,8 @@ type memberStatus struct {
 
 // CheckNow checks every member once, concurrently, and updates their
 // health (publishing events for changes). The checker loop calls it every
-// HealthCheckInterval.
+// HealthCheckInterval, and at once when the stream of a member in doubt
+// comes back.
 func (m *Manager) CheckNow() {
 	st := m.node.Status()
 	connected := map[string]bool{}
@@ -318,11 +481,10 @@ func (m *Manager) CheckNow() {
 		connected[id] = true
 	}
 	type result struct {
-		member  consensus.Member
-		ok      bool
-		status  *memberStatus // nil when judged by connectivity alone
-		reason  string
-		connect bool
+		member consensus.Member
+		ok     bool
+		status *memberStatus // nil when judged by connectivity alone
+		reason string
 	}
 	results := make([]result, len(st.Members))
 	var wg sync.WaitGroup
@@ -330,13 +492,13 @@ func (m *Manager) CheckNow() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := result{member: mem, connect: connected[mem.ID] || mem.ID == st.NodeID}
+			r := result{member: mem}
 			switch {
 			case mem.ID == st.NodeID:
 				r.ok = true
 				r.status = &memberStatus{LeaderID: st.LeaderID, AppliedIndex: st.AppliedIndex, Removed: st.Removed}
 			case m.cfg.NoHTTPProbe || mem.HTTPAddr == "":
-				r.ok = r.connect
+				r.ok = connected[mem.ID]
 				if !r.ok {
 					r.reason = "no live peer stream"
 				}
@@ -352,53 +514,55 @@ func (m *Manager) CheckNow() {
 	}
 	wg.Wait()
 
-	now := time.Now()
-	var events []Event
 	m.mu.Lock()
+	events := m.observeStreamsLocked()
+	now := m.now()
 	seen := map[string]bool{}
 	for _, r := range results {
 		seen[r.member.ID] = true
-		info := m.health[r.member.ID]
-		if info == nil {
-			info = &NodeInfo{Health: HealthUnknown}
-			m.health[r.member.ID] = info
+		h := m.stateLocked(r.member.ID)
+		h.member, h.lastCheck = r.member, now
+		self := r.member.ID == st.NodeID
+		if self {
+			h.connected = true
 		}
-		prev := info.Health
-		info.Member, info.LastCheck, info.Connected = r.member, now, r.connect
-		next := prev
-		if r.ok {
-			info.FailedChecks, info.Reason = 0, ""
+		var next Health
+		var reason string
+		switch {
+		case !r.ok:
+			h.failedChecks++
+			h.lagKnown = false
+			next, reason = HealthSuspect, r.reason
+			if h.failedChecks >= m.cfg.MaxFailedHealthChecks {
+				next = HealthUnhealthy
+			}
+		case !h.connected:
+			// It answers, but raft cannot reach it: in doubt, and its
+			// applied index is no measure of what it has received.
+			h.failedChecks = 0
+			h.lagKnown = false
+			next, reason = HealthSuspect, "answers its HTTP API, but the peer stream is down"
+		default:
+			h.failedChecks = 0
 			next = HealthHealthy
+			h.lagKnown = false
 			if r.status != nil {
-				info.AppliedIndex = r.status.AppliedIndex
-				info.Lag = 0
-				if st.CommitIndex > info.AppliedIndex {
-					info.Lag = st.CommitIndex - info.AppliedIndex
+				h.appliedIndex, h.lastPassed = r.status.AppliedIndex, now
+				h.lag, h.lagKnown = 0, true
+				if st.CommitIndex > h.appliedIndex {
+					h.lag = st.CommitIndex - h.appliedIndex
 				}
 				switch {
 				case r.status.Removed:
-					next, info.Reason = HealthDegraded, "removed from the cluster"
+					next, reason = HealthDegraded, "removed from the cluster"
 				case r.status.LeaderID == "":
-					next, info.Reason = HealthDegraded, "knows no leader"
-				case info.Lag > m.cfg.MaxLagEntries:
-					next, info.Reason = HealthDegraded, fmt.Sprintf("%d entries behind", info.Lag)
+					next, reason = HealthDegraded, "knows no leader"
+				case h.lag > m.cfg.MaxLagEntries:
+					next, reason = HealthDegraded, fmt.Sprintf("%d entries behind", h.lag)
 				}
 			}
-		} else {
-			info.FailedChecks++
-			info.Reason = r.reason
-			if info.FailedChecks >= m.cfg.MaxFailedHealthChecks {
-				next = HealthUnhealthy
-			}
 		}
-		if next != prev {
-			info.Health = next
-			m.log.Info("node health changed", "member", r.member.ID, "previous", string(prev), "current", string(next), "reason", info.Reason)
-			events = append(events, Event{Event: consensus.Event{Type: EventHealthChanged, NodeID: r.member.ID}, Previous: prev, Current: next})
-			if next == HealthUnhealthy {
-				events = append(events, Event{Event: consensus.Event{Type: EventNodeUnhealthy, NodeID: r.member.ID}, Previous: prev, Current: next})
-			}
-		}
+		events = append(events, m.setHealthLocked(h, next, reason)...)
 	}
 	for id := range m.health {
 		if !seen[id] {
@@ -406,9 +570,7 @@ func (m *Manager) CheckNow() {
 		}
 	}
 	m.mu.Unlock()
-	for _, e := range events {
-		m.events.Publish(e)
-	}
+	m.publish(events)
 }
 
 // probe asks the member's HTTP API for its status; it returns a reason
@@ -445,11 +607,12 @@ func (m *Manager) Nodes() []NodeInfo {
 	members := m.node.Members()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
 	out := make([]NodeInfo, 0, len(members))
 	for _, mem := range members {
 		info := NodeInfo{Member: mem, Health: HealthUnknown}
 		if h := m.health[mem.ID]; h != nil {
-			info = *h
+			info = h.view(now)
 			info.Member = mem
 		}
 		out = append(out, info)
@@ -492,6 +655,8 @@ func (m *Manager) Stats() Stats {
 			s.Degraded++
 		case HealthUnhealthy:
 			s.Unhealthy++
+		case HealthSuspect:
+			s.Suspect++
 		default:
 			s.Unknown++
 		}

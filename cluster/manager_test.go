@@ -2,6 +2,12 @@ package cluster_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,8 +63,9 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 }
 
 // TestHealthAndEvents: a manager on n1 sees every member healthy, a
-// crashed member go unhealthy after MaxFailedHealthChecks checks (with
-// node_health_changed, node_unhealthy and peer_disconnected), come back
+// crashed member go suspect at once and unhealthy after
+// MaxFailedHealthChecks checks (with node_health_changed, node_unhealthy
+// and peer_disconnected), come back
 // healthy on restart, and a joining member as node_joined.
 func TestHealthAndEvents(t *testing.T) {
 	c := harness.New(t, harness.Options{Nodes: 3, Seed: 7})
@@ -94,11 +101,18 @@ func TestHealthAndEvents(t *testing.T) {
 	waitEvent(t, sub, "peer_disconnected n3", func(e cluster.Event) bool {
 		return e.Type == cluster.EventPeerDisconnected && e.NodeID == "n3"
 	})
+	// Suspect at once (the stream is down), unhealthy after the checks.
 	e := waitEvent(t, sub, "node_health_changed n3", func(e cluster.Event) bool {
 		return e.Type == cluster.EventHealthChanged && e.NodeID == "n3"
 	})
-	if e.Previous != cluster.HealthHealthy || e.Current != cluster.HealthUnhealthy {
-		t.Fatalf("health change %+v", e)
+	if e.Previous != cluster.HealthHealthy || e.Current != cluster.HealthSuspect {
+		t.Fatalf("first health change %+v, want healthy -> suspect", e)
+	}
+	e = waitEvent(t, sub, "node_health_changed n3", func(e cluster.Event) bool {
+		return e.Type == cluster.EventHealthChanged && e.NodeID == "n3"
+	})
+	if e.Previous != cluster.HealthSuspect || e.Current != cluster.HealthUnhealthy {
+		t.Fatalf("second health change %+v, want suspect -> unhealthy", e)
 	}
 	waitEvent(t, sub, "node_unhealthy n3", func(e cluster.Event) bool {
 		return e.Type == cluster.EventNodeUnhealthy && e.NodeID == "n3"
@@ -189,5 +203,138 @@ func TestFirstCheckWaitsForALeader(t *testing.T) {
 		default:
 			return
 		}
+	}
+}
+
+// TestSuspectAtOnceWhenStreamGoesDown: with checks an hour apart, a
+// member whose peer stream goes down is suspect within a few peer polls,
+// says since when, and has no lag; when the stream comes back a check
+// runs at once and it is healthy again.
+func TestSuspectAtOnceWhenStreamGoesDown(t *testing.T) {
+	c := harness.New(t, harness.Options{Nodes: 3, Seed: 13})
+	if _, err := c.WaitLeader(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cluster.New(c.Node("n1"), cluster.Config{
+		HealthCheckInterval: time.Hour,
+		HealthCheckTimeout:  time.Second,
+		PeerPollInterval:    5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Start()
+	defer m.Close()
+	eventually(t, 10*time.Second, "all healthy after the first check", func() bool { return len(m.HealthyNodes()) == 3 })
+	if self, _ := m.NodeHealth("n1"); self.Lag == nil || self.LastCheckAgeMs == nil {
+		t.Fatalf("self %+v: lag and check age unknown", self)
+	}
+
+	c.Isolate("n3")
+	var n3 cluster.NodeInfo
+	eventually(t, 10*time.Second, "n3 suspect", func() bool {
+		n3, _ = m.NodeHealth("n3")
+		return n3.Health == cluster.HealthSuspect
+	})
+	if n3.FailedChecks != 0 || n3.Lag != nil || n3.StreamDownSince == nil || n3.StreamDownMs == nil ||
+		n3.Connected || n3.Reason != "peer stream down" || n3.LastCheckAgeMs == nil {
+		t.Fatalf("n3 suspect without a check: %+v", n3)
+	}
+	if st := m.Stats(); st.Suspect != 1 || st.Healthy != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	c.Heal()
+	eventually(t, 10*time.Second, "n3 healthy again, well before the next periodic check", func() bool {
+		n3, _ = m.NodeHealth("n3")
+		return n3.Health == cluster.HealthHealthy
+	})
+	if n3.StreamDownSince != nil || !n3.Connected {
+		t.Fatalf("n3 back: %+v", n3)
+	}
+}
+
+// fakeStatus is a member's /v1/status that answers a fixed applied index
+// or, when failing, 503.
+type fakeStatus struct {
+	srv     *httptest.Server
+	applied uint64
+	failing atomic.Bool
+}
+
+func newFakeStatus(t *testing.T, applied uint64) *fakeStatus {
+	f := &fakeStatus{applied: applied}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, `{"leaderId":"n1","appliedIndex":%d}`, f.applied)
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+// TestStaleLagIsNull: a member whose last check failed keeps its last
+// known applied index, but its lag is unknown (JSON null), never 0, and it
+// is suspect until MaxFailedHealthChecks failures make it unhealthy.
+func TestStaleLagIsNull(t *testing.T) {
+	// An applied index past any commit index here: the lag read is 0.
+	fakes := map[string]*fakeStatus{"n2": newFakeStatus(t, 1<<40), "n3": newFakeStatus(t, 1<<40)}
+	c := harness.New(t, harness.Options{Nodes: 3, Seed: 17, Configure: func(cfg *consensus.Config) {
+		if f := fakes[cfg.ID]; f != nil {
+			cfg.HTTPAddr = strings.TrimPrefix(f.srv.URL, "http://")
+		}
+	}})
+	if _, err := c.WaitLeader(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "HTTP addresses advertised", func() bool {
+		n := 0
+		for _, mem := range c.Node("n1").Members() {
+			if mem.HTTPAddr != "" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	m, err := cluster.New(c.Node("n1"), cluster.Config{HealthCheckTimeout: time.Second, MaxFailedHealthChecks: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+
+	m.CheckNow() // not started: the test runs every check
+	n2, _ := m.NodeHealth("n2")
+	if n2.Health != cluster.HealthHealthy || n2.Lag == nil || *n2.Lag != 0 || n2.AppliedIndex != 1<<40 || n2.LastPassedCheck == nil {
+		t.Fatalf("n2 after a passing check: %+v", n2)
+	}
+	passed := *n2.LastPassedCheck
+
+	fakes["n2"].failing.Store(true)
+	for i := 1; i <= 3; i++ {
+		m.CheckNow()
+		n2, _ = m.NodeHealth("n2")
+		want := cluster.HealthSuspect
+		if i == 3 {
+			want = cluster.HealthUnhealthy
+		}
+		if n2.Health != want || n2.FailedChecks != i || n2.Lag != nil || n2.AppliedIndex != 1<<40 ||
+			n2.LastPassedCheck == nil || !n2.LastPassedCheck.Equal(passed) || !n2.LastCheck.After(passed) {
+			t.Fatalf("n2 after %d failed checks: %+v, want %s, no lag, applied index and pass time kept", i, n2, want)
+		}
+		body, err := json.Marshal(n2)
+		if err != nil || !strings.Contains(string(body), `"lag":null`) {
+			t.Fatalf("n2 as JSON: %s %v", body, err)
+		}
+	}
+	if n3, _ := m.NodeHealth("n3"); n3.Health != cluster.HealthHealthy || n3.Lag == nil {
+		t.Fatalf("n3, still answering: %+v", n3)
+	}
+
+	fakes["n2"].failing.Store(false)
+	m.CheckNow()
+	if n2, _ = m.NodeHealth("n2"); n2.Health != cluster.HealthHealthy || n2.Lag == nil || *n2.Lag != 0 || n2.FailedChecks != 0 {
+		t.Fatalf("n2 answering again: %+v", n2)
 	}
 }

@@ -299,3 +299,114 @@ func TestDashboardAsksForToken(t *testing.T) {
 	b.waitFor(t, "the token form again", `() => !document.getElementById('auth').hidden &&
 		sessionStorage.getItem('consensus.dashboard.token') === null`)
 }
+
+// networkErrors reports the console errors Chromium logs for requests to
+// a node that is gone (connection refused, reset, closed).
+func networkErrors(m chromedp.ConsoleMessage) bool {
+	return m.Source == "network" && strings.Contains(m.Text, "net::ERR_")
+}
+
+// noSidewaysScroll: the page is no wider than its viewport.
+const noSidewaysScroll = `() => document.documentElement.scrollWidth <= document.documentElement.clientWidth &&
+	document.body.scrollWidth <= document.documentElement.clientWidth`
+
+// TestDashboardDeadNodeView opens the dashboard of the leader of a 3-node
+// cluster and crashes that node: the page greys out everything it showed,
+// says since when the node has not answered, and links to the other
+// members' dashboards; at 420 px it still fits. A link opens a
+// survivor's dashboard, which shows the crashed node as suspect (or, later,
+// unhealthy) with an unknown lag, never 0.
+func TestDashboardDeadNodeView(t *testing.T) {
+	c := newTestCluster(t, 3)
+	b := newBrowser(t) // after the cluster, so it closes first
+	b.expected = networkErrors
+	leader := c.waitLeader()
+	var others []string
+	for _, id := range c.ids {
+		if id != leader {
+			others = append(others, id)
+		}
+	}
+	b.do(t, "open the leader's dashboard", chromedp.Navigate("http://"+c.https[leader]+"/"))
+	b.waitFor(t, "the three members and leader "+leader, membersShown, c.ids, leader)
+	b.waitFor(t, "the page live", `() => !document.body.classList.contains('stale') && document.getElementById('stale').hidden &&
+		document.getElementById('conn').textContent.startsWith('live')`)
+
+	c.crash(leader)
+	crashed := time.Now()
+	b.waitFor(t, "the page greyed out", `() => document.body.classList.contains('stale') &&
+		!document.getElementById('stale').hidden &&
+		getComputedStyle(document.getElementById('main')).opacity < 0.6 &&
+		/^No answer from this node since \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} /.test(document.getElementById('stale-since').textContent) &&
+		document.getElementById('conn').textContent.startsWith('no answer since')`)
+	t.Logf("the page greyed out %v after the crash", time.Since(crashed).Round(time.Millisecond))
+	// What it showed is kept, greyed, not blanked: the leader it knew.
+	if got := eval[string](t, b, `document.getElementById('leader').textContent`); got != leader {
+		t.Errorf("leader card %q, want the last known %s", got, leader)
+	}
+	var want []string
+	for _, id := range others {
+		want = append(want, "http://"+c.https[id]+"/")
+	}
+	b.waitFor(t, "links to the other members", `(want) => JSON.stringify([...document.querySelectorAll('#stale-others a')]
+		.map(a => a.href)) === JSON.stringify(want)`, want)
+
+	b.do(t, "a 420 px wide viewport", chromedp.EmulateViewport(420, 800))
+	b.waitFor(t, "the greyed page within 420 px", noSidewaysScroll)
+	b.screenshot(t)
+
+	// Follow the link (Navigate rather than a click, so that the wait
+	// below starts on the new page).
+	b.do(t, "follow the link to "+others[0], chromedp.Navigate(eval[string](t, b,
+		`document.querySelector('#stale-others a[data-id="`+others[0]+`"]').href`)))
+	b.waitFor(t, others[0]+"'s page, live", `(self) => document.getElementById('node').textContent === 'node ' + self &&
+		!document.body.classList.contains('stale')`, others[0])
+	b.waitFor(t, "the crashed "+leader+" in doubt there, its lag unknown", `(id) => {
+		const row = document.querySelector('#members tbody tr[data-id="' + id + '"]');
+		if (!row) return false;
+		const health = row.querySelector('.health').textContent;
+		return (health === 'suspect' || health === 'unhealthy') &&
+			row.querySelector('.lag').textContent === 'unknown' &&
+			/^down \d/.test(row.querySelector('.stream').textContent) &&
+			/ ago$/.test(row.querySelector('.checked').textContent);
+	}`, leader)
+}
+
+// TestDashboardNarrowLayout opens a node's dashboard 420 px wide with
+// workflows, registered nodes and traffic: the page never scrolls
+// sideways, and it shows keys of maxKeys, workflows by status, request
+// rates with latency, a chart with units, and event times with the date.
+func TestDashboardNarrowLayout(t *testing.T) {
+	s := startOne(t, nil)
+	base := "http://" + s.HTTPAddr()
+	for _, id := range []string{"ingest-2026-12-04-a-rather-long-workflow-identifier", "b"} {
+		if r := call(t, http.MethodPost, base+"/v1/workflows", []byte(`{"id":"`+id+`"}`)); r.status != http.StatusCreated {
+			t.Fatalf("start workflow: %d %s", r.status, r.body)
+		}
+	}
+	if r := call(t, http.MethodPost, base+"/v1/workflows/b/stop", nil); r.status != http.StatusOK {
+		t.Fatalf("stop workflow: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodPost, base+"/v1/nodes", []byte(`{"id":"worker-1"}`)); r.status != http.StatusOK {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	b := newBrowser(t) // after the node, so it closes first
+	b.do(t, "a 420 px wide viewport", chromedp.EmulateViewport(420, 900))
+	b.do(t, "open the dashboard", chromedp.Navigate(base+"/"))
+	b.waitFor(t, "the node as its own leader", membersShown, []string{"n1"}, "n1")
+	b.waitFor(t, "the overview", `() => {
+		const t = (id) => document.getElementById(id).textContent;
+		return t('keys') === '3' && /^of \d+ max/.test(t('keys-of')) && t('workflows') === '1 running, 1 stopped' &&
+			t('registered-nodes') === '1' && /^\d+(\.\d)? \/s$/.test(t('write-ops')) &&
+			/^p50 [\d.]+ ms · p99 [\d.]+ ms/.test(t('write-latency')) && /leader change/.test(t('leader-changes'));
+	}`)
+	b.waitFor(t, "event times with the date", `() => {
+		const times = [...document.querySelectorAll('#events time')];
+		return times.length > 0 && times.every(el => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(el.textContent));
+	}`)
+	b.waitFor(t, "no sideways scrolling at 420 px", noSidewaysScroll)
+	if w := eval[float64](t, b, `document.documentElement.clientWidth`); w != 420 {
+		t.Fatalf("viewport %v px wide, want 420", w)
+	}
+	b.screenshot(t)
+}

@@ -52,13 +52,16 @@ type RecordedEvent struct {
 // memory behind GET /v1/events, which pollers read with ?after=<seq>.
 // Its methods are safe for concurrent use.
 type EventLog struct {
-	mu      sync.Mutex
-	ring    []RecordedEvent
-	oldest  int    // index in ring of the oldest event held
-	held    int    // events held, at most len(ring)
-	last    uint64 // Seq of the newest event, 0 before the first
-	started time.Time
-	now     func() time.Time
+	mu     sync.Mutex
+	ring   []RecordedEvent
+	oldest int    // index in ring of the oldest event held
+	held   int    // events held, at most len(ring)
+	last   uint64 // Seq of the newest event, 0 before the first
+	// elections counts leader_elected events ever recorded (the ring
+	// forgets them; this count does not).
+	elections uint64
+	started   time.Time
+	now       func() time.Time
 }
 
 // NewEventLog returns an empty log that keeps the size most recent events
@@ -77,6 +80,9 @@ func (l *EventLog) Record(e RecordedEvent) uint64 {
 	defer l.mu.Unlock()
 	l.last++
 	e.Seq = l.last
+	if e.Type == string(consensus.EventLeaderElected) {
+		l.elections++
+	}
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
@@ -88,6 +94,14 @@ func (l *EventLog) Record(e RecordedEvent) uint64 {
 		l.oldest = (l.oldest + 1) % len(l.ring)
 	}
 	return e.Seq
+}
+
+// Elections returns how many leader_elected events the log has recorded,
+// including those its ring has since overwritten.
+func (l *EventLog) Elections() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.elections
 }
 
 // EventsResponse is the body of GET /v1/events.

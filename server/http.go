@@ -200,6 +200,7 @@ func newAPIHandler(b Backend, opts HTTPOptions) *apiHandler {
 		inflight:     make(chan struct{}, opts.MaxInFlight),
 		limiter:      newClientLimiter(opts.RateLimit, opts.RateBurst),
 		dashboard:    dashboard.New(),
+		requests:     newRequestStats(time.Now),
 		memberClient: opts.members.client(0)}
 }
 
@@ -222,6 +223,9 @@ type apiHandler struct {
 	watches watchRegistry
 	// dashboard serves the web page at "/" and its assets.
 	dashboard *dashboard.Handler
+	// requests counts data requests for GET /v1/overview
+	// (dashboard_overview.go).
+	requests *requestStats
 	// backups counts GET /v1/snapshot streams (backup.go).
 	backups backupSlots
 	// tel records requests and serves /metrics (telemetry.go); set by
@@ -341,6 +345,8 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		serve = h.serveStats
 	case eventsPath:
 		serve = h.serveEvents
+	case overviewPath:
+		serve = h.serveOverview
 	case snapshotPath:
 		serve = h.serveSnapshot
 	default:

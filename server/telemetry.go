@@ -109,7 +109,7 @@ func routeOf(path string) string {
 	switch path {
 	case "/v1/status", "/v1/kv", "/healthz", "/readyz", metricsPath, wsPath, watchPath,
 		workflowsPath, nodesPath, txnPath, statsPath, membersPath, leaderTransferPath,
-		clusterNodesPath, clusterStatsPath:
+		clusterNodesPath, clusterStatsPath, overviewPath:
 		return path
 	}
 	return "other"
@@ -162,8 +162,12 @@ func (h *apiHandler) endRequest(r *http.Request, route string, span trace.Span, 
 		}
 		span.End()
 	}
+	took := time.Since(start)
 	if h.tel.metrics != nil && route != wsPath && route != watchPath {
-		h.tel.metrics.Request(r.Context(), methodLabel(r.Method), route, status, time.Since(start))
+		h.tel.metrics.Request(r.Context(), methodLabel(r.Method), route, status, took)
+	}
+	if write, ok := httpRequestKind(r.Method, route); ok {
+		h.requests.record(write, status, took)
 	}
 }
 
@@ -189,6 +193,7 @@ func (h *apiHandler) wsExecuteObserved(connCtx context.Context, req wsRequest) (
 		return h.wsExecute(connCtx, req)
 	}
 	op := wsOpName(req.op)
+	start := time.Now()
 	ctx := connCtx
 	var span trace.Span
 	if h.tel.tracer != nil {
@@ -208,6 +213,9 @@ func (h *apiHandler) wsExecuteObserved(connCtx context.Context, req wsRequest) (
 	}
 	if h.tel.metrics != nil {
 		h.tel.metrics.WSRequest(ctx, op, code)
+	}
+	if write, ok := wsOpIsWrite(req.op); ok {
+		h.requests.record(write, wsErrorStatus(e), time.Since(start))
 	}
 	return result, e
 }

@@ -1,10 +1,19 @@
 // Package dashboard is the web dashboard every node serves at "/" on its
 // HTTP port: one page and its script and style sheet, embedded in the
 // binary (no CDN, no build step). The page reads the node's JSON API
-// (/v1/status, /v1/cluster/nodes, /v1/stats, /v1/events) once a second
-// with fetch, sending the bearer token the user typed when the API asks
-// for one, and shows the members, leader, term, indexes, health, write
-// rate and recent events.
+// (/v1/status, /v1/cluster/nodes, /v1/stats, /v1/events, /v1/overview)
+// once a second with fetch, sending the bearer token the user typed when
+// the API asks for one, and shows the members with their health (suspect
+// the moment a peer stream goes down; when each was last checked; a lag
+// only when current), leader, term, indexes, keys of maxKeys, revision,
+// workflows by status, registered nodes, read, write and error rates with
+// p50/p99 latency, leader changes, a write-rate chart with units, and
+// recent events with their date.
+//
+// When the node stops answering (each fetch is bounded at 4 s, so a
+// stopped process counts too), the page greys out everything it shows,
+// says since when there has been no answer, and links to the other
+// members' dashboards from the last membership it read.
 //
 // The page and assets carry no data and need no token. Every response
 // carries a strict Content-Security-Policy (everything from the same

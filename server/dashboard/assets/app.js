@@ -9,6 +9,7 @@
   const MAX_EVENTS = 200;        // list entries kept in the page
   const RATE_WINDOW_MS = 10000;  // write rate averaged over this window
   const CHART_POINTS = 60;       // one bar per poll
+  const FETCH_TIMEOUT_MS = 4000; // a node that does not answer in this is not answering
 
   const $ = (id) => document.getElementById(id);
 
@@ -18,6 +19,10 @@
     samples: [],    // {t, revision, applied} within RATE_WINDOW_MS
     chart: [],      // writes/s between consecutive polls
     timer: null,
+    lastAnswer: null, // Date of the last complete answer from this node
+    answeredAt: 0,    // performance.now() of it, for ages given by the node
+    status: null,     // the last /v1/status answered
+    nodes: null,      // the last /v1/cluster/nodes answered
   };
 
   class AuthError extends Error {}
@@ -32,7 +37,19 @@
     const headers = { Accept: 'application/json' };
     const t = token();
     if (t) headers.Authorization = 'Bearer ' + t;
-    const resp = await fetch(path, { headers, cache: 'no-store', credentials: 'same-origin' });
+    // A node that is stopped (SIGSTOP) or cut off never closes the
+    // connection: without a bound the page would wait, and look live,
+    // forever.
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+    let resp;
+    try {
+      resp = await fetch(path, { headers, cache: 'no-store', credentials: 'same-origin', signal: ctl.signal });
+    } catch (e) {
+      throw new Error(path + ': ' + (e.name === 'AbortError' ? 'no answer within ' + FETCH_TIMEOUT_MS / 1000 + ' s' : 'no connection'));
+    } finally {
+      clearTimeout(timer);
+    }
     let body = null;
     try {
       body = await resp.json();
@@ -75,8 +92,31 @@
     return /^[a-z_]{1,40}$/.test(word || '') ? word : '';
   }
 
-  function clock(date) {
-    return date.toLocaleTimeString([], { hour12: false });
+  const pad = (n) => String(n).padStart(2, '0');
+
+  // stamp shows a date and time in the browser's time zone:
+  // 2026-12-04 18:31:05.
+  function stamp(date) {
+    return date.getFullYear() + '-' + pad(date.getMonth() + 1) + '-' + pad(date.getDate()) + ' ' +
+      pad(date.getHours()) + ':' + pad(date.getMinutes()) + ':' + pad(date.getSeconds());
+  }
+
+  // ago says how long ms milliseconds is, for people.
+  function ago(ms) {
+    const s = Math.max(0, Math.round(ms / 1000));
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + (s % 60) + ' s';
+    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+  }
+
+  // ms formats a latency in milliseconds.
+  function ms(v) {
+    if (v === undefined || v === null) return '—';
+    return (v < 1 ? v.toFixed(2) : v < 10 ? v.toFixed(1) : Math.round(v)) + ' ms';
+  }
+
+  function rate(v) {
+    return v < 10 ? v.toFixed(1) : String(Math.round(v));
   }
 
   function setConn(kind, message) {
@@ -98,6 +138,11 @@
     text('applied', status.appliedIndex);
   }
 
+  // sinceAnswer is how long ago, in ms, this node's last answer came.
+  function sinceAnswer() {
+    return state.answeredAt ? performance.now() - state.answeredAt : 0;
+  }
+
   function renderMembers(status, nodes) {
     const health = new Map();
     if (nodes && Array.isArray(nodes.nodes)) {
@@ -105,28 +150,66 @@
     }
     const counts = {};
     const rows = [];
+    const late = sinceAnswer();
     for (const m of status.members || []) {
       const h = health.get(m.id) || {};
+      const self = m.id === status.nodeId;
       const role = roleOf(m, status.leaderId);
       const row = document.createElement('tr');
       row.dataset.id = m.id;
       row.dataset.role = role;
-      cell(row, m.id);
+      cell(row, m.id + (self ? ' (this node)' : ''));
       cell(row, role, 'role role-' + role);
-      cell(row, m.peerAddr);
-      cell(row, m.httpAddr);
       const hv = h.health || 'unknown';
       counts[hv] = (counts[hv] || 0) + 1;
       const hc = cell(row, hv, 'health health-' + safeClass(hv));
       if (h.reason) hc.title = h.reason;
-      cell(row, h.appliedIndex);
-      cell(row, h.appliedIndex ? h.lag : '');
-      cell(row, m.id === status.nodeId ? 'self' : (h.connected ? 'up' : 'down'));
+      const checked = typeof h.lastCheckAgeMs === 'number' ? ago(h.lastCheckAgeMs + late) + ' ago' : 'never';
+      cell(row, checked, 'checked');
+      const applied = cell(row, h.appliedIndex || '', 'applied');
+      if (h.lastPassedCheck) applied.title = 'read at ' + stamp(new Date(h.lastPassedCheck));
+      // A lag is shown only when the node vouches for it: null means the
+      // applied index is not current (failed check, stream down).
+      const lag = cell(row, typeof h.lag === 'number' ? h.lag : 'unknown', 'lag');
+      if (typeof h.lag !== 'number') lag.classList.add('muted');
+      let stream = self ? 'self' : (h.connected ? 'up' : 'down');
+      if (!self && typeof h.streamDownMs === 'number') stream = 'down ' + ago(h.streamDownMs + late);
+      cell(row, stream, 'stream stream-' + (self ? 'self' : h.connected ? 'up' : 'down'));
+      cell(row, m.peerAddr);
+      cell(row, m.httpAddr);
       rows.push(row);
     }
     $('members').tBodies[0].replaceChildren(...rows);
     const parts = Object.keys(counts).sort().map((k) => counts[k] + ' ' + k);
     text('health-summary', parts.join(', '));
+  }
+
+  function renderOverview(o) {
+    if (!o) return;
+    text('revision', o.revision);
+    text('keys', o.keys);
+    const used = o.maxKeys > 0 ? o.keys / o.maxKeys : 0;
+    $('keys-of').textContent = 'of ' + o.maxKeys + ' max (' + (used * 100).toFixed(used < 0.1 ? 2 : 1) + ' %)';
+    $('keys-meter').style.width = Math.min(100, used * 100).toFixed(1) + '%';
+    $('keys-meter').className = used >= 0.9 ? 'meter-bad' : used >= 0.75 ? 'meter-warn' : '';
+    text('workflows-total', o.workflowsTotal);
+    const wf = o.workflows || {};
+    $('workflows').textContent = Object.keys(wf).sort().map((k) => wf[k] + ' ' + k).join(', ') || 'none';
+    text('registered-nodes', o.registeredNodes);
+    const r = o.requests || {};
+    const secs = ((r.windowMs || 0) / 1000).toFixed(0);
+    const one = (x) => x || { perSecond: 0, count: 0 };
+    text('read-rate', rate(one(r.reads).perSecond) + ' /s');
+    $('read-latency').textContent = 'p50 ' + ms(one(r.reads).p50Ms) + ' · p99 ' + ms(one(r.reads).p99Ms) + ' (last ' + secs + ' s)';
+    text('write-ops', rate(one(r.writes).perSecond) + ' /s');
+    $('write-latency').textContent = 'p50 ' + ms(one(r.writes).p50Ms) + ' · p99 ' + ms(one(r.writes).p99Ms) + ' (last ' + secs + ' s)';
+    const errs = one(r.clientErrors).perSecond + one(r.serverErrors).perSecond;
+    text('error-rate', rate(errs) + ' /s');
+    $('error-rate').classList.toggle('bad', one(r.serverErrors).count > 0);
+    $('error-detail').textContent = one(r.serverErrors).count + ' 5xx, ' + one(r.clientErrors).count + ' 4xx in ' + secs +
+      ' s; ' + (one(r.serverErrors).total + one(r.clientErrors).total) + ' since start';
+    $('leader-changes').textContent = o.leaderChanges === null || o.leaderChanges === undefined
+      ? '' : o.leaderChanges + ' leader change' + (o.leaderChanges === 1 ? '' : 's') + ' seen';
   }
 
   function renderRate(status, stats) {
@@ -157,20 +240,52 @@
     drawChart();
   }
 
+  // drawChart draws the writes/s of the last CHART_POINTS polls as bars,
+  // with a y axis in writes/s and an x axis in seconds before now.
   function drawChart() {
     const canvas = $('rate-chart');
     const ctx = canvas.getContext && canvas.getContext('2d');
     if (!ctx) return;
-    ctx.clearRect(0, 0, canvas.width, canvas.height);
-    const top = Math.max(1, ...state.chart);
-    const w = canvas.width / CHART_POINTS;
+    const dpr = window.devicePixelRatio || 1;
+    const cssW = canvas.clientWidth || 300;
+    const cssH = canvas.clientHeight || 96;
+    if (canvas.width !== Math.round(cssW * dpr) || canvas.height !== Math.round(cssH * dpr)) {
+      canvas.width = Math.round(cssW * dpr);
+      canvas.height = Math.round(cssH * dpr);
+    }
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, cssW, cssH);
+    const left = 44, bottom = 16, top = 6, right = 4;
+    const plotW = Math.max(10, cssW - left - right);
+    const plotH = Math.max(10, cssH - top - bottom);
+    const peak = Math.max(1, ...state.chart);
+    // A round top for the axis: 1, 2 or 5 times a power of ten.
+    const mag = Math.pow(10, Math.floor(Math.log10(peak)));
+    const yMax = [1, 2, 5, 10].map((f) => f * mag).find((v) => v >= peak);
+    ctx.font = '10px system-ui, sans-serif';
+    ctx.fillStyle = '#667085';
+    ctx.textAlign = 'right';
+    ctx.textBaseline = 'middle';
+    ctx.fillText(String(yMax) + '/s', left - 4, top);
+    ctx.fillText(String(yMax / 2) + '/s', left - 4, top + plotH / 2);
+    ctx.fillText('0/s', left - 4, top + plotH);
+    ctx.textBaseline = 'alphabetic';
+    ctx.textAlign = 'left';
+    ctx.fillText('−' + CHART_POINTS + ' s', left, cssH - 2);
+    ctx.textAlign = 'center';
+    ctx.fillText('−' + CHART_POINTS / 2 + ' s', left + plotW / 2, cssH - 2);
+    ctx.textAlign = 'right';
+    ctx.fillText('now', left + plotW, cssH - 2);
     ctx.fillStyle = '#dfe3ea';
-    ctx.fillRect(0, canvas.height - 1, canvas.width, 1); // baseline: 0 writes/s
+    ctx.fillRect(left, top, 1, plotH);                 // y axis
+    ctx.fillRect(left, top + plotH, plotW, 1);         // x axis: 0 writes/s
+    ctx.fillRect(left, top + plotH / 2, plotW, 0.5);   // half way
     ctx.fillStyle = '#0b5cad';
+    const w = plotW / CHART_POINTS;
     state.chart.forEach((v, i) => {
-      const h = Math.max(v > 0 ? 1 : 0, (v / top) * (canvas.height - 2));
-      const x = (CHART_POINTS - state.chart.length + i) * w;
-      ctx.fillRect(x, canvas.height - h, Math.max(1, w - 1), h);
+      const h = Math.max(v > 0 ? 1 : 0, (v / yMax) * plotH);
+      const x = left + (CHART_POINTS - state.chart.length + i) * w;
+      ctx.fillRect(x, top + plotH - h, Math.max(1, w - 1), h);
     });
   }
 
@@ -201,7 +316,7 @@
     const when = new Date(ev.time);
     if (!Number.isNaN(when.getTime())) {
       time.dateTime = when.toISOString();
-      time.textContent = clock(when);
+      time.textContent = stamp(when);
     }
     const type = document.createElement('span');
     type.className = 'type type-' + safeClass(ev.type);
@@ -247,28 +362,77 @@
     $('token').focus();
   }
 
+  // showLive marks the page as showing this node's answers of now.
+  function showLive() {
+    document.body.classList.remove('stale');
+    $('stale').hidden = true;
+    setConn('ok', 'live · ' + stamp(state.lastAnswer));
+  }
+
+  // showStale greys out everything the page shows, says since when the
+  // node has not answered, and links to the other members' dashboards,
+  // from the last membership it answered.
+  function showStale(reason) {
+    document.body.classList.add('stale');
+    $('stale').hidden = false;
+    if (state.lastAnswer === null) {
+      $('stale-since').textContent = 'No answer from this node yet.';
+      $('stale-detail').textContent = reason;
+    } else {
+      $('stale-since').textContent = 'No answer from this node since ' + stamp(state.lastAnswer) +
+        ' (' + ago(sinceAnswer()) + ' ago).';
+      $('stale-detail').textContent = 'What is shown below is as of then, and may be out of date: ' + reason;
+    }
+    const links = [];
+    const st = state.status;
+    for (const m of (st && st.members) || []) {
+      if (m.id === st.nodeId || !m.httpAddr) continue;
+      const a = document.createElement('a');
+      a.href = location.protocol + '//' + m.httpAddr + '/';
+      a.textContent = m.id + ' (' + m.httpAddr + ')';
+      a.dataset.id = m.id;
+      const h = state.nodes && Array.isArray(state.nodes.nodes) ? state.nodes.nodes.find((n) => n.id === m.id) : null;
+      if (h && h.health) a.title = 'health ' + h.health + ' as this node last saw it';
+      links.push(a);
+    }
+    const others = $('stale-others');
+    others.replaceChildren();
+    links.forEach((a, i) => {
+      if (i > 0) others.append(', ');
+      others.append(a);
+    });
+    $('stale-others-line').hidden = links.length === 0;
+    setConn('error', state.lastAnswer === null ? 'no answer' : 'no answer since ' + stamp(state.lastAnswer));
+  }
+
   async function poll() {
     state.timer = null;
     try {
-      const [status, nodes, stats, events] = await Promise.all([
+      const [status, nodes, stats, events, overview] = await Promise.all([
         api('/v1/status'),
         optional('/v1/cluster/nodes'),
         optional('/v1/stats?consistency=local'),
         optional('/v1/events?after=' + state.after),
+        optional('/v1/overview'),
       ]);
       $('auth').hidden = true;
+      state.lastAnswer = new Date();
+      state.answeredAt = performance.now();
+      state.status = status;
+      if (nodes) state.nodes = nodes;
       renderStatus(status);
       renderMembers(status, nodes);
       renderRate(status, stats);
+      renderOverview(overview);
       const again = events !== null && !renderEvents(events);
-      setConn('ok', 'live · ' + clock(new Date()));
+      showLive();
       schedule(again ? 0 : POLL_MS);
     } catch (e) {
       if (e instanceof AuthError) {
         showAuth(e.message);
         return; // until a token is given
       }
-      setConn('error', 'cannot reach the node: ' + e.message);
+      showStale(e.message);
       schedule(POLL_MS);
     }
     $('forget-token').hidden = !token();

@@ -1,0 +1,171 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus/kv"
+)
+
+// fakeClock is a settable clock for requestStats.
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time { return c.t }
+
+func TestRequestStatsWindow(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_000_000, 0)}
+	s := newRequestStats(clock.now)
+	// Nothing yet: no quantiles, no rates.
+	if w := s.window(); w.Reads.Count != 0 || w.Reads.P50Ms != nil || w.Writes.P99Ms != nil {
+		t.Fatalf("empty window %+v", w)
+	}
+	clock.t = clock.t.Add(500 * time.Millisecond)
+	// 98 fast reads, 2 slow ones; 10 writes, one a 503, one a 409.
+	for i := range 100 {
+		d := time.Millisecond
+		if i >= 98 {
+			d = time.Second
+		}
+		s.record(false, http.StatusOK, d)
+	}
+	for i := range 10 {
+		status := http.StatusOK
+		switch i {
+		case 0:
+			status = http.StatusServiceUnavailable
+		case 1:
+			status = http.StatusConflict
+		}
+		s.record(true, status, 5*time.Millisecond)
+	}
+	clock.t = clock.t.Add(1500 * time.Millisecond) // 2 s after the start
+	w := s.window()
+	if w.WindowMs != 2000 || w.Reads.Count != 100 || w.Reads.PerSecond != 50 || w.Writes.Count != 10 ||
+		w.ServerErrors.Count != 1 || w.ClientErrors.Count != 1 || w.Reads.Total != 100 {
+		t.Fatalf("window %+v", w)
+	}
+	// Quantiles are bucket bounds a quarter octave wide: within 19 %.
+	within := func(what string, got *float64, want float64) {
+		t.Helper()
+		if got == nil || *got < want || *got > want*1.19 {
+			t.Errorf("%s = %v, want %v to %v", what, got, want, want*1.19)
+		}
+	}
+	within("read p50", w.Reads.P50Ms, 1)
+	within("read p99", w.Reads.P99Ms, 1000)
+	within("write p50", w.Writes.P50Ms, 5)
+	if w.ServerErrors.P50Ms != nil {
+		t.Errorf("errors have no latency: %+v", w.ServerErrors)
+	}
+
+	// Ten seconds on, those requests leave the window, not the totals.
+	// The window is the current second so far and the 9 before it: 9 s
+	// at the start of a second.
+	clock.t = clock.t.Add(10 * time.Second)
+	s.record(true, http.StatusOK, time.Millisecond)
+	w = s.window()
+	if w.WindowMs != 9000 || w.Reads.Count != 0 || w.Reads.P50Ms != nil || w.Writes.Count != 1 ||
+		w.Reads.Total != 100 || w.Writes.Total != 11 || w.ServerErrors.Total != 1 {
+		t.Fatalf("window later %+v", w)
+	}
+}
+
+func TestLatencyBuckets(t *testing.T) {
+	for _, d := range []time.Duration{0, time.Microsecond, 10 * time.Microsecond, 11 * time.Microsecond,
+		time.Millisecond, 3 * time.Millisecond, time.Second, time.Minute} {
+		b := latencyBucket(d)
+		if bucketBound(b) < d || (b > 0 && bucketBound(b-1) >= d) {
+			t.Errorf("%v in bucket %d (%v, %v]", d, b, bucketBound(b-1), bucketBound(b))
+		}
+	}
+	if b := latencyBucket(time.Hour); b != latencyBuckets-1 {
+		t.Errorf("an hour in bucket %d", b)
+	}
+}
+
+func TestHTTPRequestKind(t *testing.T) {
+	for _, tc := range []struct {
+		method, route string
+		write, ok     bool
+	}{
+		{http.MethodGet, "/v1/kv/{key}", false, true},
+		{http.MethodPut, "/v1/kv/{key}", true, true},
+		{http.MethodDelete, "/v1/kv/{key}", true, true},
+		{http.MethodGet, "/v1/kv", false, true},
+		{http.MethodPost, txnPath, true, true},
+		{http.MethodPost, workflowsPath, true, true},
+		{http.MethodPatch, "/v1/workflows/{id}", true, true},
+		{http.MethodPost, "/v1/workflows/{id}/stop", true, true},
+		{http.MethodGet, workflowsPath, false, true},
+		{http.MethodDelete, "/v1/nodes/{id}", true, true},
+		// The dashboard's own polls are not data requests.
+		{http.MethodGet, "/v1/status", false, false},
+		{http.MethodGet, overviewPath, false, false},
+		{http.MethodGet, clusterNodesPath, false, false},
+		{http.MethodGet, statsPath, false, false},
+		{http.MethodGet, "other", false, false},
+		{"OPTIONS", "/v1/kv/{key}", false, false},
+	} {
+		if write, ok := httpRequestKind(tc.method, tc.route); write != tc.write || ok != tc.ok {
+			t.Errorf("%s %s: write %v ok %v, want %v %v", tc.method, tc.route, write, ok, tc.write, tc.ok)
+		}
+	}
+}
+
+// TestOverviewEndpoint: a node's /v1/overview counts its keys of maxKeys,
+// workflows by status, registered nodes, data requests with latencies, and
+// the elections it has seen, and leaves its own polls out of the reads.
+func TestOverviewEndpoint(t *testing.T) {
+	s := startOne(t, func(c *Config) { c.State = append(c.State, kv.WithMaxKeys(500)) })
+	base := "http://" + s.HTTPAddr()
+	for i := range 5 {
+		if r := call(t, http.MethodPut, fmt.Sprintf("%s/v1/kv/k%d", base, i), []byte(`1`)); r.status != http.StatusOK {
+			t.Fatalf("put: %d %s", r.status, r.body)
+		}
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if r := call(t, http.MethodPost, base+"/v1/workflows", []byte(`{"id":"`+id+`"}`)); r.status != http.StatusCreated {
+			t.Fatalf("start workflow: %d %s", r.status, r.body)
+		}
+	}
+	if r := call(t, http.MethodPost, base+"/v1/workflows/c/stop", nil); r.status != http.StatusOK {
+		t.Fatalf("stop workflow: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodPost, base+"/v1/nodes", []byte(`{"id":"worker-1"}`)); r.status != http.StatusOK {
+		t.Fatalf("register node: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodGet, base+"/v1/kv/nope", nil); r.status != http.StatusNotFound {
+		t.Fatalf("get a missing key: %d %s", r.status, r.body)
+	}
+	for range 3 { // not counted
+		call(t, http.MethodGet, base+"/v1/status", nil)
+	}
+
+	r := call(t, http.MethodGet, base+overviewPath, nil)
+	var o Overview
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &o) != nil {
+		t.Fatalf("GET %s: %d %s", overviewPath, r.status, r.body)
+	}
+	t.Logf("%s", r.body)
+	// 5 keys, 3 workflows and 1 node are keys of the state.
+	if o.NodeID != "n1" || o.MaxKeys != 500 || o.Keys != 9 || o.Revision < 10 || o.WorkflowsTotal != 3 ||
+		o.Workflows["running"] != 2 || o.Workflows["stopped"] != 1 || o.RegisteredNodes != 1 || o.Term == 0 {
+		t.Errorf("overview %+v", o)
+	}
+	if o.Requests.Writes.Count != 10 || o.Requests.Writes.P50Ms == nil || o.Requests.Writes.P99Ms == nil ||
+		o.Requests.Reads.Count != 1 || o.Requests.ClientErrors.Count != 1 || o.Requests.ServerErrors.Count != 0 {
+		t.Errorf("requests %+v", o.Requests)
+	}
+	if o.LeaderChanges == nil || *o.LeaderChanges < 1 {
+		t.Errorf("leader changes %v", o.LeaderChanges)
+	}
+	if r := call(t, http.MethodPost, base+overviewPath, nil); r.status != http.StatusMethodNotAllowed {
+		t.Errorf("POST %s: %d", overviewPath, r.status)
+	}
+	if r := call(t, http.MethodGet, base+overviewPath+"?x=%zz", nil); r.status != http.StatusBadRequest {
+		t.Errorf("bad query: %d %s", r.status, r.body)
+	}
+}
