@@ -24,6 +24,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/client"
@@ -31,19 +34,14 @@ import (
 	"github.com/unrdf/consensus/kv"
 )
 
-const benchUsage = `Usage: consensus bench [flags]
-
-Measures a cluster: each workload at each concurrency for --duration (after
+const benchLong = `Measures a cluster: each workload at each concurrency for --duration (after
 an unmeasured --warmup), printing ops/s, latency percentiles and errors per
 cell. Without --endpoints it starts a local cluster of child serve processes
 in a temporary directory and stops it at the end. Only loopback addresses.
 
 Modes other than workloads (they need a cluster bench started):
   --failover N    kill -9 the leader N times; time until a write succeeds
-  --fill-keys N   write N keys, then report each node's memory (RSS)
-
-Flags:
-`
+  --fill-keys N   write N keys, then report each node's memory (RSS)`
 
 // benchConfig is a parsed bench command line.
 type benchConfig struct {
@@ -65,18 +63,23 @@ type benchConfig struct {
 	cpuPids map[string]int
 }
 
-// parseBenchFlags parses args; on failure it has written why to stderr
-// and returns the exit code.
-func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
-	cfg := benchConfig{opts: bench.DefaultOptions()}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, benchUsage)
-		fs.PrintDefaults()
-	}
-	cfg.opts.Register(fs)
-	endpoints := fs.String("endpoints", "", "HTTP addresses (host:port,...) of a running cluster; default: start a local cluster")
+// benchFlags are bench's flags as given; config checks them.
+type benchFlags struct {
+	cfg       benchConfig
+	endpoints string
+	cpuPids   string
+}
+
+// newBenchFlags declares bench's flags on fs, with their defaults.
+func newBenchFlags(fs *pflag.FlagSet) *benchFlags {
+	f := &benchFlags{cfg: benchConfig{opts: bench.DefaultOptions()}}
+	cfg := &f.cfg
+	// The workload options are the bench package's, declared on a Go
+	// flag.FlagSet; pflag takes them as they are (--duration 2s).
+	workload := flag.NewFlagSet("bench", flag.ContinueOnError)
+	cfg.opts.Register(workload)
+	fs.AddGoFlagSet(workload)
+	fs.StringVar(&f.endpoints, "endpoints", "", "HTTP addresses (host:port,...) of a running cluster; default: start a local cluster")
 	fs.StringVar(&cfg.protocol, "protocol", "ws", "ws (the Go client over /v1/ws) or http (JSON over HTTP/1.1 keep-alive, one connection per in-flight request)")
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON report on stdout instead of a table")
 	fs.IntVar(&cfg.failover, "failover", 0, "instead of workloads, kill -9 the leader `N` times and time until a write succeeds")
@@ -87,22 +90,19 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	fs.BoolVar(&cfg.keepData, "keep-data", false, "keep the local cluster's data directory")
 	fs.StringVar(&cfg.logLevel, "log-level", "warn", "log level of the local cluster's nodes (logs go to <data>/<id>.log)")
 	fs.BoolVar(&cfg.cpu, "cpu", false, "also report, per cell, the CPU time per operation of each node and of this load generator (Linux; with --endpoints, of the processes in --cpu-pids)")
-	cpuPids := fs.String("cpu-pids", "", "with --cpu: `name=pid,...` of the measured processes (default: the nodes bench starts)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, 0, false
-		}
-		return cfg, 2, false
+	fs.StringVar(&f.cpuPids, "cpu-pids", "", "with --cpu: `name=pid,...` of the measured processes (default: the nodes bench starts)")
+	return f
+}
+
+// config checks the flags and returns the run they describe; its errors
+// are usage errors, "bench: ...".
+func (f *benchFlags) config() (benchConfig, error) {
+	cfg := f.cfg
+	fail := func(format string, a ...any) (benchConfig, error) {
+		return cfg, usageErrorf("bench: "+format, a...)
 	}
-	fail := func(format string, a ...any) (benchConfig, int, bool) {
-		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
-		return cfg, 2, false
-	}
-	if fs.NArg() > 0 {
-		return fail("unexpected argument %q", fs.Arg(0))
-	}
-	if *cpuPids != "" {
-		pids, err := bench.ParsePids(*cpuPids)
+	if f.cpuPids != "" {
+		pids, err := bench.ParsePids(f.cpuPids)
 		if err != nil {
 			return fail("--cpu-pids: %v", err)
 		}
@@ -114,8 +114,8 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	if cfg.protocol != "ws" && cfg.protocol != "http" {
 		return fail("--protocol: %q is not ws or http", cfg.protocol)
 	}
-	if *endpoints != "" {
-		for _, e := range strings.Split(*endpoints, ",") {
+	if f.endpoints != "" {
+		for _, e := range strings.Split(f.endpoints, ",") {
 			addr, err := loopbackAddr(strings.TrimSpace(e))
 			if err != nil {
 				return fail("--endpoints: %v", err)
@@ -142,7 +142,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	if _, err := newLogger(io.Discard, cfg.logLevel, "text"); err != nil {
 		return fail("%v", err)
 	}
-	return cfg, 0, true
+	return cfg, nil
 }
 
 // loopbackAddr turns an endpoint ("host:port" or "http://host:port") into
@@ -174,12 +174,29 @@ type benchReport struct {
 	Memory   []nodeMemory    `json:"memory,omitempty"`
 }
 
-func benchCmd(args []string, stdout, stderr io.Writer) int {
-	cfg, code, ok := parseBenchFlags(args, stderr)
-	if !ok {
-		return code
+// benchCmd is `consensus bench`.
+func benchCmd(stdout io.Writer) *cobra.Command {
+	var flags *benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "measure a cluster: throughput, latency, failover",
+		Long:  benchLong,
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := flags.config()
+			if err != nil {
+				return err
+			}
+			return runBench(cmd.Context(), cfg, stdout)
+		},
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	flags = newBenchFlags(cmd.Flags())
+	return withGlobalFlags(cmd)
+}
+
+// runBench runs the measurement cfg describes.
+func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error) {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	text := io.Discard
@@ -189,20 +206,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	var lc *benchCluster
 	endpoints := cfg.endpoints
 	if len(endpoints) == 0 {
-		var err error
 		lc, err = startBenchCluster(ctx, cfg, text)
 		if lc != nil {
-			defer lc.close(stderr)
+			defer func() {
+				if closeErr := lc.close(); closeErr != nil && err == nil {
+					err = failuref("bench: %v", closeErr)
+				}
+			}()
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-			return 1
+			return failuref("bench: %v", err)
 		}
 		endpoints = lc.addrs()
 	}
 
 	report := benchReport{Report: bench.Report{System: "consensus", Version: version}}
-	var err error
 	switch {
 	case cfg.failover > 0:
 		report.Failover, err = runFailover(ctx, lc, cfg.failover, cfg.restartDelay, text)
@@ -215,15 +233,13 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if encErr := enc.Encode(report); encErr != nil {
-			fmt.Fprintln(stderr, "bench:", encErr)
-			return 1
+			return failuref("bench: %v", encErr)
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return 1
+		return failuref("bench: %v", err)
 	}
-	return 0
+	return nil
 }
 
 // runWorkloads measures every cell against endpoints, leader first. lc is
@@ -531,7 +547,7 @@ func (lc *benchCluster) pid(i int) int {
 
 // close stops every node (SIGTERM, then SIGKILL after ten seconds) and
 // removes the data directory if bench created it.
-func (lc *benchCluster) close(stderr io.Writer) {
+func (lc *benchCluster) close() error {
 	lc.mu.Lock()
 	procs, done := slices.Clone(lc.procs), slices.Clone(lc.done)
 	lc.mu.Unlock()
@@ -553,10 +569,9 @@ func (lc *benchCluster) close(stderr io.Writer) {
 		}
 	}
 	if lc.ownDir && !lc.keepData {
-		if err := os.RemoveAll(lc.dir); err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-		}
+		return os.RemoveAll(lc.dir)
 	}
+	return nil
 }
 
 // waitStable waits until every node in live (all when nil) is ready,

@@ -2,21 +2,36 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/unrdf/consensus/bench"
 )
 
+// parseBenchFlags parses bench's flags as the command does, without
+// running anything.
+func parseBenchFlags(args []string) (benchConfig, error) {
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := newBenchFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return benchConfig{}, err
+	}
+	return f.config()
+}
+
 func TestParseBenchFlags(t *testing.T) {
-	var stderr bytes.Buffer
-	cfg, code, ok := parseBenchFlags(nil, &stderr)
-	if !ok || code != 0 {
-		t.Fatalf("defaults: code %d: %s", code, stderr.String())
+	cfg, err := parseBenchFlags(nil)
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
 	}
 	def := bench.DefaultOptions()
 	if cfg.protocol != "ws" || cfg.json || cfg.failover != 0 || cfg.nodes != 3 || len(cfg.endpoints) != 0 ||
@@ -25,10 +40,10 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 
-	cfg, _, ok = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080, http://localhost:9081,[::1]:9082",
-		"--protocol", "http", "--concurrency", "2,4", "--workloads", "mixed", "--json", "--duration", "2s"}, &stderr)
-	if !ok {
-		t.Fatalf("valid flags refused: %s", stderr.String())
+	cfg, err = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080, http://localhost:9081,[::1]:9082",
+		"--protocol", "http", "--concurrency", "2,4", "--workloads", "mixed", "--json", "--duration", "2s"})
+	if err != nil {
+		t.Fatalf("valid flags refused: %v", err)
 	}
 	if fmt.Sprint(cfg.endpoints) != "[127.0.0.1:9080 localhost:9081 [::1]:9082]" || cfg.protocol != "http" ||
 		!cfg.json || fmt.Sprint(cfg.opts.Concurrency) != "[2 4]" || fmt.Sprint(cfg.opts.Workloads) != "[mixed]" ||
@@ -36,16 +51,17 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Fatalf("parsed %+v", cfg)
 	}
 
-	cfg, _, ok = parseBenchFlags([]string{"--failover", "5", "--restart-delay", "1s"}, &stderr)
-	if !ok || cfg.failover != 5 || cfg.restartDelay != time.Second {
-		t.Fatalf("failover flags: %+v %s", cfg, stderr.String())
+	cfg, err = parseBenchFlags([]string{"--failover", "5", "--restart-delay", "1s"})
+	if err != nil || cfg.failover != 5 || cfg.restartDelay != time.Second {
+		t.Fatalf("failover flags: %+v %v", cfg, err)
 	}
 
-	cfg, _, ok = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080", "--cpu-pids", "n1=10, n2=11"}, &stderr)
-	if !ok || !cfg.cpu || cfg.cpuPids["n1"] != 10 || cfg.cpuPids["n2"] != 11 || len(cfg.cpuPids) != 2 {
-		t.Fatalf("--cpu-pids: %+v %s", cfg, stderr.String())
+	cfg, err = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080", "--cpu-pids", "n1=10, n2=11"})
+	if err != nil || !cfg.cpu || cfg.cpuPids["n1"] != 10 || cfg.cpuPids["n2"] != 11 || len(cfg.cpuPids) != 2 {
+		t.Fatalf("--cpu-pids: %+v %v", cfg, err)
 	}
 
+	// Each refusal is a usage error on one line, before anything starts.
 	bad := map[string][]string{
 		"cpu pid not a number":      {"--cpu-pids", "n1=x"},
 		"cpu pid without name":      {"--cpu-pids", "=12"},
@@ -69,16 +85,23 @@ func TestParseBenchFlags(t *testing.T) {
 		"stray argument":            {"write"},
 		"value too small":           {"--value-size", "1"},
 		"duration beyond the bound": {"--duration", "3h"},
+		"single-dash flag":          {"-json"},
+		"a client flag":             {"--token", "t"},
+		"output format":             {"-o", "json"},
 	}
 	for name, args := range bad {
-		stderr.Reset()
-		if _, code, ok := parseBenchFlags(args, &stderr); ok || code != 2 || stderr.Len() == 0 {
-			t.Errorf("%s: %v: ok=%v code=%d stderr=%q", name, args, ok, code, stderr.String())
+		args = append([]string{"bench"}, args...)
+		r := runCLI(context.Background(), "", args...)
+		checkOneLine(t, args, r)
+		if r.code != exitUsage || !strings.HasPrefix(r.stderr, "consensus: bench: ") || r.stdout != "" {
+			t.Errorf("%s: %q: exit %d, stdout %q, stderr %q", name, args, r.code, r.stdout, r.stderr)
 		}
 	}
-	stderr.Reset()
-	if _, code, ok := parseBenchFlags([]string{"--help"}, &stderr); ok || code != 0 || !strings.Contains(stderr.String(), "--failover N") {
-		t.Errorf("--help: ok=%v code=%d: %s", ok, code, stderr.String())
+	// Help is cobra's, on stdout, with the flags of the bench package.
+	if r := runCLI(context.Background(), "", "bench", "--help"); r.code != 0 || !strings.Contains(r.stdout, "--failover N") ||
+		!strings.Contains(r.stdout, "--concurrency") || !strings.Contains(r.stdout, "Usage:\n  consensus bench [flags]") ||
+		strings.Contains(r.stdout, "--endpoints string   comma-separated") {
+		t.Errorf("bench --help: exit %d: %s", r.code, r.stdout)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,6 +154,19 @@ func readToken(path string) (string, error) {
 	return "", fmt.Errorf("%s holds no token", path)
 }
 
+// tlsConfig is the TLS configuration --cacert, --cert and --key ask for;
+// nil when none of them is given.
+func (c *cli) tlsConfig() (*tls.Config, error) {
+	if c.cacert == "" && c.certFile == "" && c.keyFile == "" {
+		return nil, nil
+	}
+	cfg, err := certs.ClientConfig(c.certFile, c.keyFile, c.cacert)
+	if err != nil {
+		return nil, usageErrorf("--cacert, --cert, --key: %v", strings.TrimPrefix(err.Error(), "certs: "))
+	}
+	return cfg, nil
+}
+
 // session is one client command's connection to the cluster.
 type session struct {
 	*cli
@@ -168,15 +182,15 @@ type session struct {
 func (c *cli) withClient(cmd *cobra.Command, timed bool, fn func(ctx context.Context, s *session) error) error {
 	st, err := c.settings()
 	if err != nil {
-		return err
+		return prefixUsage(commandPath(cmd), err)
 	}
 	s := &session{cli: c, settings: st}
 	cfg := client.Config{Endpoints: st.endpoints, Token: st.token, RequestTimeout: c.timeout}
-	if c.cacert != "" || c.certFile != "" {
-		tlsCfg, err := certs.ClientConfig(c.certFile, c.keyFile, c.cacert)
-		if err != nil {
-			return usageErrorf("--cacert, --cert, --key: %v", err)
-		}
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return prefixUsage(commandPath(cmd), err)
+	}
+	if tlsCfg != nil {
 		s.transport = &http.Transport{
 			Proxy:           http.ProxyFromEnvironment,
 			DialContext:     (&net.Dialer{Timeout: client.DefaultDialTimeout}).DialContext,
@@ -186,7 +200,7 @@ func (c *cli) withClient(cmd *cobra.Command, timed bool, fn func(ctx context.Con
 	}
 	s.client, err = client.New(cfg)
 	if err != nil {
-		return usageErrorf("%v", strings.TrimPrefix(err.Error(), "client: "))
+		return usageErrorf("%s: %v", commandPath(cmd), strings.TrimPrefix(err.Error(), "client: "))
 	}
 	defer func() {
 		_ = s.client.Close()
@@ -237,11 +251,17 @@ func fail(what string, err error) error {
 	return &exitError{code: code, msg: what + ": " + msg}
 }
 
+// httpsHint is the error of a plain-HTTP request to an HTTPS endpoint.
+const httpsHint = "this endpoint speaks HTTPS: use https:// and --cacert"
+
 // describe says what went wrong with a request that got no answer from a
 // server: for a connection that failed, the network's own words
 // ("unavailable: dial tcp 127.0.0.1:9080: connect: connection refused")
 // rather than every layer's prefix.
 func describe(err error) string {
+	if errors.Is(err, client.ErrHTTPSEndpoint) {
+		return httpsHint
+	}
 	var op *net.OpError
 	if errors.Is(err, client.ErrUnavailable) && errors.As(err, &op) {
 		return "unavailable: " + op.Error()

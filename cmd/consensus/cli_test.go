@@ -557,15 +557,34 @@ func TestCLIExitCodes(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q", v, r.code, r.stdout)
 		}
 	}
-	// A pass-through command sees its own flags: certs's --help is its
-	// flag.FlagSet's, on stderr, for `help certs` too.
+	// certs is a cobra command like the rest: double-dash help on
+	// stdout, for `help certs` too, without the client commands' flags,
+	// which it refuses.
 	for _, h := range [][]string{{"certs", "--help"}, {"help", "certs"}} {
-		if r := runCLI(context.Background(), "", h...); r.code != 0 || !strings.Contains(r.stderr, "-nodes string") {
-			t.Errorf("%q: exit %d, stderr %q", h, r.code, r.stderr)
+		if r := runCLI(context.Background(), "", h...); r.code != 0 || !strings.Contains(r.stdout, "--nodes string") ||
+			!strings.Contains(r.stdout, `(default "n1,n2,n3")`) || strings.Contains(r.stdout, "--endpoints") || r.stderr != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", h, r.code, r.stdout, r.stderr)
 		}
 	}
-	if r := runCLI(context.Background(), "", "certs", "--nodes", ""); r.code != exitUsage || !strings.Contains(r.stderr, "certs: --nodes names no node") {
-		t.Errorf("certs --nodes '': exit %d, stderr %q", r.code, r.stderr)
+	certDir := t.TempDir()
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"certs", "--nodes", ""}, exitUsage, "consensus: certs: --nodes names no node\n"},
+		{[]string{"certs", "-nodes", "a"}, exitUsage, "consensus: certs: unknown shorthand flag: 'n' in -nodes"},
+		{[]string{"certs", "--dir", certDir, "--token", "x"}, exitUsage, "consensus: certs: --token: not a flag of this command"},
+		{[]string{"--endpoints", "x:1", "certs", "--dir", certDir}, exitUsage, "consensus: certs: --endpoints: not a flag of this command"},
+		{[]string{"certs", "extra"}, exitUsage, "consensus: certs: want 0 argument(s)"},
+		{[]string{"certs", "--dir", certDir, "--nodes", "a"}, exitOK, ""},
+		{[]string{"certs", "--dir", certDir, "--nodes", "a"}, exitFailure, "consensus: certs: "},
+	} {
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		if r.code != c.code || !strings.HasPrefix(r.stderr, c.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.stderr)
+		}
 	}
 }
 
@@ -601,6 +620,7 @@ func TestCLITokenAndTLS(t *testing.T) {
 	t.Setenv(envEndpoints, strings.Join(endpoints, ","))
 	t.Setenv(envToken, "")
 	ca := filepath.Join(dir, "ca.pem")
+	plain := strings.Join(tc.HTTPAddrs, ",")
 	cases := []struct {
 		env    string // CONSENSUS_TOKEN
 		args   []string
@@ -619,6 +639,11 @@ func TestCLITokenAndTLS(t *testing.T) {
 		{"", []string{"workflow", "start", "w", "--cacert", ca, "--token", "secret"}, exitOK, "OK revision 3"},
 		{"", []string{"kv", "watch", "--from-revision", "2", "--count", "1", "--cacert", ca, "--token", "reader"}, exitOK, "2 put k 2\n"},
 		{"", []string{"kv", "watch", "--count", "1", "--cacert", ca}, exitFailure, "unauthorized"},
+		// Plain HTTP to the HTTPS ports: said so, on every path.
+		{"secret", []string{"kv", "get", "k", "--endpoints", plain}, exitFailure, `consensus: kv get "k": this endpoint speaks HTTPS: use https:// and --cacert`},
+		{"secret", []string{"member", "list", "--endpoints", plain}, exitFailure, "consensus: member list: this endpoint speaks HTTPS: use https:// and --cacert"},
+		{"secret", []string{"kv", "watch", "--endpoints", plain}, exitFailure, `consensus: kv watch "": this endpoint speaks HTTPS: use https:// and --cacert`},
+		{"secret", []string{"status", "--endpoints", plain, "-o", "json"}, exitFailure, "3 of 3 endpoints did not answer"},
 	}
 	for _, c := range cases {
 		t.Setenv(envToken, c.env)
@@ -631,6 +656,21 @@ func TestCLITokenAndTLS(t *testing.T) {
 		if r.code != c.code || !strings.Contains(out, c.output) {
 			t.Errorf("CONSENSUS_TOKEN=%q %q: exit %d, stdout %q, stderr %q; want exit %d and %q",
 				c.env, c.args, r.code, r.stdout, r.stderr, c.code, c.output)
+		}
+		if strings.Contains(r.stdout, "Bad Request") {
+			t.Errorf("%q: %s", c.args, r.stdout)
+		}
+	}
+	// status gives every row the same words.
+	t.Setenv(envToken, "secret")
+	t.Setenv(envEndpoints, plain)
+	rows, r := statusRows(t)
+	if r.code != exitFailure || len(rows) != 3 {
+		t.Fatalf("status over plain HTTP: exit %d, %+v", r.code, rows)
+	}
+	for _, row := range rows {
+		if row.Error != "this endpoint speaks HTTPS: use https:// and --cacert" {
+			t.Errorf("status row %s: %q", row.Endpoint, row.Error)
 		}
 	}
 }
