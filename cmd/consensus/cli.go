@@ -238,6 +238,14 @@ func fail(what string, err error) error {
 		if hasSE {
 			msg += ": " + detail(se, kv.ErrInvalidTransition)
 		}
+	case hasSE && inputCodes[se.Code]:
+		// The server refused what the command line asked for: a key it
+		// does not take, a value that is too large, a txn naming a key
+		// twice. Nothing was applied.
+		code, msg = exitUsage, se.Code+": "+se.Message
+	case !hasSE && (errors.Is(err, kv.ErrInvalidKey) || errors.Is(err, kv.ErrValueTooLarge)):
+		// Refused by the client before sending: too large for a frame.
+		code, msg = exitUsage, describe(err)
 	case hasSE:
 		msg = se.Code + ": " + se.Message
 		if errors.Is(err, client.ErrOutcomeUnknown) {
@@ -253,6 +261,15 @@ func fail(what string, err error) error {
 
 // httpsHint is the error of a plain-HTTP request to an HTTPS endpoint.
 const httpsHint = "this endpoint speaks HTTPS: use https:// and --cacert"
+
+// inputCodes are the server's answers that refuse the request's input
+// (exit 2): what the command line asked for can never succeed as it is.
+var inputCodes = map[string]bool{
+	client.CodeInvalidKey:  true,
+	client.CodeInvalidJSON: true,
+	client.CodeTooLarge:    true,
+	client.CodeBadRequest:  true,
+}
 
 // describe says what went wrong with a request that got no answer from a
 // server: for a connection that failed, the network's own words

@@ -24,7 +24,8 @@ const (
 	exitOK = 0
 	// exitFailure: the cluster, the network or the server failed.
 	exitFailure = 1
-	// exitUsage: the command line was wrong; nothing was sent.
+	// exitUsage: the command line was wrong, or the server refused its
+	// input (a key, a value, a txn); nothing was applied.
 	exitUsage = 2
 	// exitNotFound: the key, workflow or member does not exist.
 	exitNotFound = 3
@@ -72,7 +73,8 @@ Global flags of the client commands:
 Exit codes:
   0  success
   1  failure: the cluster, the network or the server
-  2  usage error: the command line was wrong, nothing was sent
+  2  usage error: the command line was wrong, or the server refused its input
+     (invalid_key, too_large, bad_request); nothing was applied
   3  not found: the key, workflow or member does not exist
   4  precondition failed: a conditional write's revision did not match,
      or a workflow transition that is not allowed (start a running one, stop a stopped one)
