@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -61,6 +62,47 @@ type benchConfig struct {
 	// the local cluster's nodes, or of cpuPids, and of bench itself.
 	cpu     bool
 	cpuPids map[string]int
+	// target is how to reach endpoints: token and TLS (the global flags).
+	target benchTarget
+}
+
+// benchTarget is how bench reaches a cluster given by --endpoints: a
+// bearer token and, for HTTPS, a TLS configuration. The zero value is
+// plain HTTP without a token, as for the local cluster bench starts.
+type benchTarget struct {
+	token string
+	tls   *tls.Config
+}
+
+// benchGlobalFlags are the client commands' global flags bench takes, for
+// a cluster given by --endpoints.
+var benchGlobalFlags = []string{"token", "token-file", "cacert", "cert", "key"}
+
+// url is the URL of path on the node at addr (host:port).
+func (t benchTarget) url(addr, path string) string {
+	if t.tls != nil {
+		return "https://" + addr + path
+	}
+	return "http://" + addr + path
+}
+
+// transport is an HTTP transport to the target, keeping up to conc idle
+// connections.
+func (t benchTarget) transport(conc int) *http.Transport {
+	return &http.Transport{
+		MaxIdleConns:        conc,
+		MaxIdleConnsPerHost: conc,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		TLSClientConfig:     t.tls,
+	}
+}
+
+// authorize adds the target's token to req.
+func (t benchTarget) authorize(req *http.Request) {
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
 }
 
 // benchFlags are bench's flags as given; config checks them.
@@ -116,12 +158,14 @@ func (f *benchFlags) config() (benchConfig, error) {
 	}
 	if f.endpoints != "" {
 		for _, e := range strings.Split(f.endpoints, ",") {
-			addr, err := loopbackAddr(strings.TrimSpace(e))
+			addr, err := loopbackAddr(strings.TrimSpace(e), cfg.target.tls != nil)
 			if err != nil {
 				return fail("--endpoints: %v", err)
 			}
 			cfg.endpoints = append(cfg.endpoints, addr)
 		}
+	} else if cfg.target != (benchTarget{}) {
+		return fail("--token, --token-file, --cacert, --cert and --key are for a cluster given by --endpoints")
 	}
 	switch {
 	case cfg.failover < 0 || cfg.failover > 1000:
@@ -145,15 +189,19 @@ func (f *benchFlags) config() (benchConfig, error) {
 	return cfg, nil
 }
 
-// loopbackAddr turns an endpoint ("host:port" or "http://host:port") into
-// host:port, refusing any host that is not a loopback address: the
-// benchmark only ever loads this machine.
-func loopbackAddr(endpoint string) (string, error) {
+// loopbackAddr turns an endpoint ("host:port", "http://host:port", or with
+// https "https://host:port") into host:port, refusing any host that is not
+// a loopback address: the benchmark only ever loads this machine.
+func loopbackAddr(endpoint string, https bool) (string, error) {
 	hostport := endpoint
 	if strings.Contains(endpoint, "://") {
+		scheme := "http"
+		if https {
+			scheme = "https"
+		}
 		u, err := url.Parse(endpoint)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
-			return "", fmt.Errorf("%q is not host:port or http://host:port", endpoint)
+		if err != nil || u.Scheme != scheme || u.Host == "" {
+			return "", fmt.Errorf("%q is not host:port or %s://host:port (https needs --cacert or --cert)", endpoint, scheme)
 		}
 		hostport = u.Host
 	}
@@ -175,7 +223,7 @@ type benchReport struct {
 }
 
 // benchCmd is `consensus bench`.
-func benchCmd(stdout io.Writer) *cobra.Command {
+func (c *cli) benchCmd() *cobra.Command {
 	var flags *benchFlags
 	cmd := &cobra.Command{
 		Use:   "bench [flags]",
@@ -183,15 +231,43 @@ func benchCmd(stdout io.Writer) *cobra.Command {
 		Long:  benchLong,
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			target, err := c.benchTarget(cmd)
+			if err != nil {
+				return prefixUsage("bench", err)
+			}
+			flags.cfg.target = target
 			cfg, err := flags.config()
 			if err != nil {
 				return err
 			}
-			return runBench(cmd.Context(), cfg, stdout)
+			return runBench(cmd.Context(), cfg, c.stdout)
 		},
 	}
 	flags = newBenchFlags(cmd.Flags())
-	return withGlobalFlags(cmd)
+	return withGlobalFlags(cmd, benchGlobalFlags...)
+}
+
+// benchTarget is the token and TLS configuration the global flags ask
+// for. The token comes from --token, --token-file or $CONSENSUS_TOKEN,
+// the last only with --endpoints (a local cluster has no tokens).
+func (c *cli) benchTarget(cmd *cobra.Command) (benchTarget, error) {
+	var t benchTarget
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return t, err
+	}
+	t.tls = tlsCfg
+	switch {
+	case c.tokenFlag != "":
+		t.token = c.tokenFlag
+	case c.tokenFile != "":
+		if t.token, err = readToken(c.tokenFile); err != nil {
+			return t, usageErrorf("--token-file: %v", err)
+		}
+	case cmd.Flags().Changed("endpoints"):
+		t.token = os.Getenv(envToken)
+	}
+	return t, nil
 }
 
 // runBench runs the measurement cfg describes.
@@ -245,11 +321,11 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error
 // runWorkloads measures every cell against endpoints, leader first. lc is
 // the local cluster, nil for --endpoints.
 func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoints []string, stdout, text io.Writer) ([]bench.Result, error) {
-	endpoints, leader, err := leaderFirst(ctx, endpoints)
+	endpoints, leader, err := leaderFirst(ctx, cfg.target, endpoints)
 	if err != nil {
 		return nil, err
 	}
-	driver, closeDriver, err := newDriver(cfg.protocol, endpoints, slices.Max(cfg.opts.Concurrency))
+	driver, closeDriver, err := newDriver(cfg.protocol, cfg.target, endpoints, slices.Max(cfg.opts.Concurrency))
 	if err != nil {
 		return nil, err
 	}
@@ -278,22 +354,31 @@ func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoi
 
 // newDriver returns the driver of protocol against endpoints (the first is
 // used; ws fails over to the others), sized for conc clients.
-func newDriver(protocol string, endpoints []string, conc int) (bench.Driver, func(), error) {
+func newDriver(protocol string, target benchTarget, endpoints []string, conc int) (bench.Driver, func(), error) {
 	if protocol == "http" {
-		tr := &http.Transport{
-			MaxIdleConns:        conc,
-			MaxIdleConnsPerHost: conc,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		}
-		d := &httpDriver{hc: &http.Client{Transport: tr}, base: "http://" + endpoints[0] + "/v1/kv/"}
+		tr := target.transport(conc)
+		d := &httpDriver{hc: &http.Client{Transport: tr}, base: target.url(endpoints[0], "/v1/kv/"), target: target}
 		return d, tr.CloseIdleConnections, nil
 	}
-	c, err := client.New(client.Config{Endpoints: endpoints})
+	cfg := client.Config{Token: target.token}
+	for _, ep := range endpoints {
+		cfg.Endpoints = append(cfg.Endpoints, target.url(ep, ""))
+	}
+	var tr *http.Transport
+	if target.tls != nil {
+		tr = target.transport(1)
+		cfg.HTTPClient = &http.Client{Transport: tr}
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	return wsDriver{c}, func() { _ = c.Close() }, nil
+	return wsDriver{c}, func() {
+		_ = c.Close()
+		if tr != nil {
+			tr.CloseIdleConnections()
+		}
+	}, nil
 }
 
 // wsDriver drives the Go client over /v1/ws: one multiplexed connection
@@ -317,8 +402,9 @@ func (d wsDriver) Get(ctx context.Context, key string, linearizable bool) error 
 // httpDriver drives the JSON API over HTTP/1.1 with keep-alive: each
 // in-flight request holds its own connection.
 type httpDriver struct {
-	hc   *http.Client
-	base string // http://host:port/v1/kv/
+	hc     *http.Client
+	base   string // http://host:port/v1/kv/ (or https)
+	target benchTarget
 }
 
 func (d *httpDriver) Put(ctx context.Context, key string, value []byte) error {
@@ -343,6 +429,7 @@ func (d *httpDriver) Get(ctx context.Context, key string, linearizable bool) err
 }
 
 func (d *httpDriver) do(req *http.Request) error {
+	d.target.authorize(req)
 	resp, err := d.hc.Do(req)
 	if err != nil {
 		return err
@@ -359,19 +446,34 @@ func (d *httpDriver) do(req *http.Request) error {
 // statusClient fetches /v1/status; short timeouts, as it polls.
 var statusClient = &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableCompression: true}}
 
+// fetchStatus asks a node of the local cluster for its status.
 func fetchStatus(ctx context.Context, addr string) (consensus.Status, error) {
+	return fetchStatusOf(ctx, statusClient, benchTarget{}, addr)
+}
+
+// fetchStatusOf asks the node at addr for its status, through hc.
+func fetchStatusOf(ctx context.Context, hc *http.Client, target benchTarget, addr string) (consensus.Status, error) {
 	var st consensus.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.url(addr, "/v1/status"), nil)
 	if err != nil {
 		return st, err
 	}
-	resp, err := statusClient.Do(req)
+	target.authorize(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return st, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status of %s: %s", addr, resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if client.IsHTTPSAnswer(resp.StatusCode, body) {
+			return st, &refusedError{status: resp.StatusCode, https: true}
+		}
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal(body, &eb)
+		return st, fmt.Errorf("status of %s: %w", addr, &refusedError{status: resp.StatusCode, code: eb.Error.Code, message: eb.Error.Message})
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
 	return st, err
@@ -380,18 +482,35 @@ func fetchStatus(ctx context.Context, addr string) (consensus.Status, error) {
 // leaderFirst returns endpoints with the leader's first, and its name, so
 // that the measurement is of the leader and not of follower forwarding.
 // It waits up to 30 seconds for a leader.
-func leaderFirst(ctx context.Context, endpoints []string) ([]string, string, error) {
+func leaderFirst(ctx context.Context, target benchTarget, endpoints []string) ([]string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	hc := statusClient
+	if target.tls != nil {
+		tr := target.transport(1)
+		defer tr.CloseIdleConnections()
+		hc = &http.Client{Timeout: time.Second, Transport: tr}
+	}
+	var last error
 	for {
 		for i, ep := range endpoints {
-			st, err := fetchStatus(ctx, ep)
+			st, err := fetchStatusOf(ctx, hc, target, ep)
+			var refused *refusedError
+			if errors.As(err, &refused) && refused.final() {
+				return nil, "", err // every member would say the same
+			}
+			if err != nil && ctx.Err() == nil {
+				last = err
+			}
 			if err == nil && st.IsLeader {
 				out := append([]string{ep}, endpoints[:i]...)
 				return append(out, endpoints[i+1:]...), st.NodeID, nil
 			}
 		}
 		if err := sleepOrDone(ctx, 50*time.Millisecond); err != nil {
+			if last != nil {
+				err = fmt.Errorf("%w (last: %w)", err, last)
+			}
 			return nil, "", fmt.Errorf("no leader among %s: %w", strings.Join(endpoints, ","), err)
 		}
 	}
@@ -862,11 +981,11 @@ func runFill(ctx context.Context, lc *benchCluster, cfg benchConfig, text io.Wri
 		}
 		mem[i] = nodeMemory{Node: n.id, Keys: cfg.fillKeys, ValueSize: cfg.opts.ValueSize, RSSBefore: rss}
 	}
-	endpoints, _, err := leaderFirst(ctx, lc.addrs())
+	endpoints, _, err := leaderFirst(ctx, benchTarget{}, lc.addrs())
 	if err != nil {
 		return nil, err
 	}
-	driver, closeDriver, err := newDriver(cfg.protocol, endpoints, 64)
+	driver, closeDriver, err := newDriver(cfg.protocol, benchTarget{}, endpoints, 64)
 	if err != nil {
 		return nil, err
 	}

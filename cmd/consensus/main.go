@@ -68,7 +68,8 @@ Global flags of the client commands:
   --cert F --key F   client certificate and key, for servers started with --client-ca
   --timeout D        bound on each command (default 10s)
   snapshot save takes --endpoints, --token, --token-file, --cacert, --cert and --key;
-  commands that talk to no cluster refuse them.
+  bench (with its own --endpoints) the last five; commands that talk to no cluster
+  refuse them.
 
 Exit codes:
   0  success
@@ -200,7 +201,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
 	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd())
-	root.AddCommand(benchCmd(stdout), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
+	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
