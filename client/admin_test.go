@@ -2,6 +2,9 @@ package client
 
 import (
 	"errors"
+	"io"
+	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -82,5 +85,55 @@ func TestHandshakeRefusal(t *testing.T) {
 	calls.Store(0)
 	if _, err := c.Get(testContext(t), "k"); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrUnauthorized) {
 		t.Fatalf("get without an API error: %v", err)
+	}
+}
+
+// TestPlainHTTPToHTTPSPort checks that http:// to a server that speaks
+// only HTTPS (Go's answer: 400 "Client sent an HTTP request to an HTTPS
+// server.") is ErrHTTPSEndpoint on every path, /v1/ws, the HTTP routes and
+// the watch, and is not retried: no retry mends the scheme.
+func TestPlainHTTPToHTTPSPort(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("a plain-HTTP request reached the handler: %s", r.URL)
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // each refusal is logged
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.StartTLS()
+	defer srv.Close()
+	endpoint := "http://" + srv.Listener.Addr().String()
+	c := newClient(t, Config{Endpoints: []string{endpoint, endpoint}, RetryBackoff: time.Millisecond})
+	ctx := testContext(t)
+	calls := map[string]func() error{
+		"get":     func() error { _, err := c.Get(ctx, "k"); return err },
+		"put":     func() error { _, err := c.Put(ctx, "k", []byte("1")); return err },
+		"status":  func() error { _, err := c.EndpointStatus(ctx, endpoint); return err },
+		"members": func() error { _, err := c.Members(ctx); return err },
+		"watch": func() error {
+			w, err := c.Watch(ctx, "", 0)
+			if err == nil {
+				w.Close()
+			}
+			return err
+		},
+	}
+	for name, call := range calls {
+		conns.Store(0)
+		err := call()
+		if !errors.Is(err, ErrHTTPSEndpoint) {
+			t.Errorf("%s: %v, want ErrHTTPSEndpoint", name, err)
+		}
+		if n := conns.Load(); n != 1 {
+			t.Errorf("%s: %d connections, want 1 (not retried)", name, n)
+		}
+	}
+	if !IsHTTPSAnswer(http.StatusBadRequest, []byte("Client sent an HTTP request to an HTTPS server.\n")) ||
+		IsHTTPSAnswer(http.StatusBadRequest, []byte(`{"error":{"code":"bad_request"}}`)) ||
+		IsHTTPSAnswer(http.StatusOK, []byte("Client sent an HTTP request to an HTTPS server.")) {
+		t.Error("IsHTTPSAnswer")
 	}
 }

@@ -334,10 +334,11 @@ func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 	if err == nil {
 		cn = newConn(ep.url, ws, &c.cfg)
 		cn.start(&c.wg)
-	} else if se := refusal(ep.url, hresp); se != nil {
+	} else if refused := refusal(ep.url, hresp); refused != nil {
 		// The server answered the handshake with an error (401, 403,
-		// 429, ...): that answer, not a transport failure, is the error.
-		err = fmt.Errorf("dial %s: %w", ep.url, se)
+		// 429, HTTPS wanted, ...): that answer, not a transport failure,
+		// is the error.
+		err = fmt.Errorf("dial %s: %w", ep.url, refused)
 	} else {
 		err = fmt.Errorf("dial %s: %w", ep.url, err)
 	}
@@ -356,10 +357,12 @@ func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 	close(d.done)
 }
 
-// refusal returns the error a server answered a WebSocket handshake with,
-// or nil if resp is not such an answer (no response, or a 5xx, which
-// says nothing about this request and leaves it to the retries).
-func refusal(endpoint string, resp *http.Response) *ServerError {
+// refusal returns the error a server answered a WebSocket handshake with:
+// a *ServerError, or ErrHTTPSEndpoint for a plain-HTTP handshake on an
+// HTTPS port. It is nil if resp is not such an answer (no response, or a
+// 5xx, which says nothing about this request and leaves it to the
+// retries).
+func refusal(endpoint string, resp *http.Response) error {
 	if resp == nil || resp.StatusCode < 400 || resp.StatusCode >= 500 {
 		return nil
 	}
@@ -372,6 +375,9 @@ func refusal(endpoint string, resp *http.Response) *ServerError {
 	if resp.Body != nil {
 		// coder/websocket leaves at most the first 1 KiB of the body.
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		if IsHTTPSAnswer(resp.StatusCode, b) {
+			return ErrHTTPSEndpoint
+		}
 		_ = json.Unmarshal(b, &eb)
 	}
 	if eb.Error.Code == "" {
@@ -688,6 +694,8 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 			case CodeTimeout:
 				retry, wait = write, true
 			}
+		case errors.Is(err, ErrHTTPSEndpoint):
+			// A configuration mistake: no retry mends it.
 		case errors.As(err, &ns):
 			retry = true
 		case errors.As(err, &lost):

@@ -12,7 +12,9 @@
 // request. Any member serves any request (a follower forwards writes to the
 // leader), so the client moves to the next endpoint only when the current
 // one cannot be reached, its connection breaks, or it answers no_leader or
-// unavailable.
+// unavailable. An http:// endpoint (or one without a scheme) whose server
+// speaks only HTTPS fails at once with ErrHTTPSEndpoint, not retried: the
+// endpoint needs https:// and Config.HTTPClient a TLS configuration.
 //
 // It prefers the leader, though: while in use, it asks every
 // Config.LeaderRefresh (2 s) in the background which member leads, and

@@ -1,8 +1,10 @@
 package client
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
@@ -62,7 +64,24 @@ var (
 	// client exceeded its rate limit or the node is overloaded; nothing
 	// was done and a later retry may succeed.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrHTTPSEndpoint means a plain-HTTP request (an http:// endpoint, or
+	// one without a scheme) reached a server that speaks only HTTPS;
+	// nothing was done. The endpoint needs an https:// URL, and
+	// Config.HTTPClient a TLS configuration that trusts the server.
+	ErrHTTPSEndpoint = errors.New("the endpoint speaks HTTPS: use an https:// URL")
 )
+
+// plainToHTTPSBody is how Go's net/http server, which the consensus
+// server runs on, answers a plain-HTTP request on a TLS port: status 400
+// and this body, not a JSON error.
+const plainToHTTPSBody = "Client sent an HTTP request to an HTTPS server."
+
+// IsHTTPSAnswer reports whether an answer with this status and body (its
+// start will do) is an HTTPS server's refusal of a plain-HTTP request: the
+// caller used http:// for an https:// endpoint (see ErrHTTPSEndpoint).
+func IsHTTPSAnswer(status int, body []byte) bool {
+	return status == http.StatusBadRequest && bytes.HasPrefix(bytes.TrimSpace(body), []byte(plainToHTTPSBody))
+}
 
 // ServerError is an error answered by a server.
 type ServerError struct {

@@ -175,6 +175,9 @@ func (c *Client) httpOnce(ctx context.Context, method, target string, payload []
 		}
 		return false, nil
 	}
+	if IsHTTPSAnswer(resp.StatusCode, answer) {
+		return false, fmt.Errorf("client: %s: %w", target, ErrHTTPSEndpoint)
+	}
 	var eb struct {
 		Error struct {
 			Code    string `json:"code"`

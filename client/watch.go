@@ -245,6 +245,9 @@ func (w *Watcher) open(fromNow bool) (stream *watchStream, retry bool, err error
 	defer cancel()
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if IsHTTPSAnswer(resp.StatusCode, body) {
+		return nil, false, fmt.Errorf("client: watch on %s: %w", target, ErrHTTPSEndpoint)
+	}
 	var eb watchErrorBody
 	if json.Unmarshal(body, &eb) != nil || eb.Error.Code == "" {
 		return nil, true, fmt.Errorf("client: watch on %s: %w: HTTP %d", target, ErrUnavailable, resp.StatusCode)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,6 +25,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/client"
@@ -31,19 +35,14 @@ import (
 	"github.com/unrdf/consensus/kv"
 )
 
-const benchUsage = `Usage: consensus bench [flags]
-
-Measures a cluster: each workload at each concurrency for --duration (after
+const benchLong = `Measures a cluster: each workload at each concurrency for --duration (after
 an unmeasured --warmup), printing ops/s, latency percentiles and errors per
 cell. Without --endpoints it starts a local cluster of child serve processes
 in a temporary directory and stops it at the end. Only loopback addresses.
 
 Modes other than workloads (they need a cluster bench started):
   --failover N    kill -9 the leader N times; time until a write succeeds
-  --fill-keys N   write N keys, then report each node's memory (RSS)
-
-Flags:
-`
+  --fill-keys N   write N keys, then report each node's memory (RSS)`
 
 // benchConfig is a parsed bench command line.
 type benchConfig struct {
@@ -63,20 +62,66 @@ type benchConfig struct {
 	// the local cluster's nodes, or of cpuPids, and of bench itself.
 	cpu     bool
 	cpuPids map[string]int
+	// target is how to reach endpoints: token and TLS (the global flags).
+	target benchTarget
 }
 
-// parseBenchFlags parses args; on failure it has written why to stderr
-// and returns the exit code.
-func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
-	cfg := benchConfig{opts: bench.DefaultOptions()}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, benchUsage)
-		fs.PrintDefaults()
+// benchTarget is how bench reaches a cluster given by --endpoints: a
+// bearer token and, for HTTPS, a TLS configuration. The zero value is
+// plain HTTP without a token, as for the local cluster bench starts.
+type benchTarget struct {
+	token string
+	tls   *tls.Config
+}
+
+// benchGlobalFlags are the client commands' global flags bench takes, for
+// a cluster given by --endpoints.
+var benchGlobalFlags = []string{"token", "token-file", "cacert", "cert", "key"}
+
+// url is the URL of path on the node at addr (host:port).
+func (t benchTarget) url(addr, path string) string {
+	if t.tls != nil {
+		return "https://" + addr + path
 	}
-	cfg.opts.Register(fs)
-	endpoints := fs.String("endpoints", "", "HTTP addresses (host:port,...) of a running cluster; default: start a local cluster")
+	return "http://" + addr + path
+}
+
+// transport is an HTTP transport to the target, keeping up to conc idle
+// connections.
+func (t benchTarget) transport(conc int) *http.Transport {
+	return &http.Transport{
+		MaxIdleConns:        conc,
+		MaxIdleConnsPerHost: conc,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+		TLSClientConfig:     t.tls,
+	}
+}
+
+// authorize adds the target's token to req.
+func (t benchTarget) authorize(req *http.Request) {
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
+}
+
+// benchFlags are bench's flags as given; config checks them.
+type benchFlags struct {
+	cfg       benchConfig
+	endpoints string
+	cpuPids   string
+}
+
+// newBenchFlags declares bench's flags on fs, with their defaults.
+func newBenchFlags(fs *pflag.FlagSet) *benchFlags {
+	f := &benchFlags{cfg: benchConfig{opts: bench.DefaultOptions()}}
+	cfg := &f.cfg
+	// The workload options are the bench package's, declared on a Go
+	// flag.FlagSet; pflag takes them as they are (--duration 2s).
+	workload := flag.NewFlagSet("bench", flag.ContinueOnError)
+	cfg.opts.Register(workload)
+	fs.AddGoFlagSet(workload)
+	fs.StringVar(&f.endpoints, "endpoints", "", "HTTP addresses (host:port,...) of a running cluster; default: start a local cluster")
 	fs.StringVar(&cfg.protocol, "protocol", "ws", "ws (the Go client over /v1/ws) or http (JSON over HTTP/1.1 keep-alive, one connection per in-flight request)")
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON report on stdout instead of a table")
 	fs.IntVar(&cfg.failover, "failover", 0, "instead of workloads, kill -9 the leader `N` times and time until a write succeeds")
@@ -87,22 +132,19 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	fs.BoolVar(&cfg.keepData, "keep-data", false, "keep the local cluster's data directory")
 	fs.StringVar(&cfg.logLevel, "log-level", "warn", "log level of the local cluster's nodes (logs go to <data>/<id>.log)")
 	fs.BoolVar(&cfg.cpu, "cpu", false, "also report, per cell, the CPU time per operation of each node and of this load generator (Linux; with --endpoints, of the processes in --cpu-pids)")
-	cpuPids := fs.String("cpu-pids", "", "with --cpu: `name=pid,...` of the measured processes (default: the nodes bench starts)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, 0, false
-		}
-		return cfg, 2, false
+	fs.StringVar(&f.cpuPids, "cpu-pids", "", "with --cpu: `name=pid,...` of the measured processes (default: the nodes bench starts)")
+	return f
+}
+
+// config checks the flags and returns the run they describe; its errors
+// are usage errors, "bench: ...".
+func (f *benchFlags) config() (benchConfig, error) {
+	cfg := f.cfg
+	fail := func(format string, a ...any) (benchConfig, error) {
+		return cfg, usageErrorf("bench: "+format, a...)
 	}
-	fail := func(format string, a ...any) (benchConfig, int, bool) {
-		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
-		return cfg, 2, false
-	}
-	if fs.NArg() > 0 {
-		return fail("unexpected argument %q", fs.Arg(0))
-	}
-	if *cpuPids != "" {
-		pids, err := bench.ParsePids(*cpuPids)
+	if f.cpuPids != "" {
+		pids, err := bench.ParsePids(f.cpuPids)
 		if err != nil {
 			return fail("--cpu-pids: %v", err)
 		}
@@ -114,14 +156,16 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	if cfg.protocol != "ws" && cfg.protocol != "http" {
 		return fail("--protocol: %q is not ws or http", cfg.protocol)
 	}
-	if *endpoints != "" {
-		for _, e := range strings.Split(*endpoints, ",") {
-			addr, err := loopbackAddr(strings.TrimSpace(e))
+	if f.endpoints != "" {
+		for _, e := range strings.Split(f.endpoints, ",") {
+			addr, err := loopbackAddr(strings.TrimSpace(e), cfg.target.tls != nil)
 			if err != nil {
 				return fail("--endpoints: %v", err)
 			}
 			cfg.endpoints = append(cfg.endpoints, addr)
 		}
+	} else if cfg.target != (benchTarget{}) {
+		return fail("--token, --token-file, --cacert, --cert and --key are for a cluster given by --endpoints")
 	}
 	switch {
 	case cfg.failover < 0 || cfg.failover > 1000:
@@ -142,18 +186,22 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchConfig, int, bool) {
 	if _, err := newLogger(io.Discard, cfg.logLevel, "text"); err != nil {
 		return fail("%v", err)
 	}
-	return cfg, 0, true
+	return cfg, nil
 }
 
-// loopbackAddr turns an endpoint ("host:port" or "http://host:port") into
-// host:port, refusing any host that is not a loopback address: the
-// benchmark only ever loads this machine.
-func loopbackAddr(endpoint string) (string, error) {
+// loopbackAddr turns an endpoint ("host:port", "http://host:port", or with
+// https "https://host:port") into host:port, refusing any host that is not
+// a loopback address: the benchmark only ever loads this machine.
+func loopbackAddr(endpoint string, https bool) (string, error) {
 	hostport := endpoint
 	if strings.Contains(endpoint, "://") {
+		scheme := "http"
+		if https {
+			scheme = "https"
+		}
 		u, err := url.Parse(endpoint)
-		if err != nil || u.Scheme != "http" || u.Host == "" {
-			return "", fmt.Errorf("%q is not host:port or http://host:port", endpoint)
+		if err != nil || u.Scheme != scheme || u.Host == "" {
+			return "", fmt.Errorf("%q is not host:port or %s://host:port (https needs --cacert or --cert)", endpoint, scheme)
 		}
 		hostport = u.Host
 	}
@@ -174,12 +222,57 @@ type benchReport struct {
 	Memory   []nodeMemory    `json:"memory,omitempty"`
 }
 
-func benchCmd(args []string, stdout, stderr io.Writer) int {
-	cfg, code, ok := parseBenchFlags(args, stderr)
-	if !ok {
-		return code
+// benchCmd is `consensus bench`.
+func (c *cli) benchCmd() *cobra.Command {
+	var flags *benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench [flags]",
+		Short: "measure a cluster: throughput, latency, failover",
+		Long:  benchLong,
+		Args:  exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			target, err := c.benchTarget(cmd)
+			if err != nil {
+				return prefixUsage("bench", err)
+			}
+			flags.cfg.target = target
+			cfg, err := flags.config()
+			if err != nil {
+				return err
+			}
+			return runBench(cmd.Context(), cfg, c.stdout)
+		},
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	flags = newBenchFlags(cmd.Flags())
+	return withGlobalFlags(cmd, benchGlobalFlags...)
+}
+
+// benchTarget is the token and TLS configuration the global flags ask
+// for. The token comes from --token, --token-file or $CONSENSUS_TOKEN,
+// the last only with --endpoints (a local cluster has no tokens).
+func (c *cli) benchTarget(cmd *cobra.Command) (benchTarget, error) {
+	var t benchTarget
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return t, err
+	}
+	t.tls = tlsCfg
+	switch {
+	case c.tokenFlag != "":
+		t.token = c.tokenFlag
+	case c.tokenFile != "":
+		if t.token, err = readToken(c.tokenFile); err != nil {
+			return t, usageErrorf("--token-file: %v", err)
+		}
+	case cmd.Flags().Changed("endpoints"):
+		t.token = os.Getenv(envToken)
+	}
+	return t, nil
+}
+
+// runBench runs the measurement cfg describes.
+func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error) {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	text := io.Discard
@@ -189,20 +282,21 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 	var lc *benchCluster
 	endpoints := cfg.endpoints
 	if len(endpoints) == 0 {
-		var err error
 		lc, err = startBenchCluster(ctx, cfg, text)
 		if lc != nil {
-			defer lc.close(stderr)
+			defer func() {
+				if closeErr := lc.close(); closeErr != nil && err == nil {
+					err = failuref("bench: %v", closeErr)
+				}
+			}()
 		}
 		if err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-			return 1
+			return failuref("bench: %v", err)
 		}
 		endpoints = lc.addrs()
 	}
 
 	report := benchReport{Report: bench.Report{System: "consensus", Version: version}}
-	var err error
 	switch {
 	case cfg.failover > 0:
 		report.Failover, err = runFailover(ctx, lc, cfg.failover, cfg.restartDelay, text)
@@ -215,25 +309,23 @@ func benchCmd(args []string, stdout, stderr io.Writer) int {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if encErr := enc.Encode(report); encErr != nil {
-			fmt.Fprintln(stderr, "bench:", encErr)
-			return 1
+			return failuref("bench: %v", encErr)
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, "bench:", err)
-		return 1
+		return failuref("bench: %v", err)
 	}
-	return 0
+	return nil
 }
 
 // runWorkloads measures every cell against endpoints, leader first. lc is
 // the local cluster, nil for --endpoints.
 func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoints []string, stdout, text io.Writer) ([]bench.Result, error) {
-	endpoints, leader, err := leaderFirst(ctx, endpoints)
+	endpoints, leader, err := leaderFirst(ctx, cfg.target, endpoints)
 	if err != nil {
 		return nil, err
 	}
-	driver, closeDriver, err := newDriver(cfg.protocol, endpoints, slices.Max(cfg.opts.Concurrency))
+	driver, closeDriver, err := newDriver(cfg.protocol, cfg.target, endpoints, slices.Max(cfg.opts.Concurrency))
 	if err != nil {
 		return nil, err
 	}
@@ -262,22 +354,31 @@ func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoi
 
 // newDriver returns the driver of protocol against endpoints (the first is
 // used; ws fails over to the others), sized for conc clients.
-func newDriver(protocol string, endpoints []string, conc int) (bench.Driver, func(), error) {
+func newDriver(protocol string, target benchTarget, endpoints []string, conc int) (bench.Driver, func(), error) {
 	if protocol == "http" {
-		tr := &http.Transport{
-			MaxIdleConns:        conc,
-			MaxIdleConnsPerHost: conc,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		}
-		d := &httpDriver{hc: &http.Client{Transport: tr}, base: "http://" + endpoints[0] + "/v1/kv/"}
+		tr := target.transport(conc)
+		d := &httpDriver{hc: &http.Client{Transport: tr}, base: target.url(endpoints[0], "/v1/kv/"), target: target}
 		return d, tr.CloseIdleConnections, nil
 	}
-	c, err := client.New(client.Config{Endpoints: endpoints})
+	cfg := client.Config{Token: target.token}
+	for _, ep := range endpoints {
+		cfg.Endpoints = append(cfg.Endpoints, target.url(ep, ""))
+	}
+	var tr *http.Transport
+	if target.tls != nil {
+		tr = target.transport(1)
+		cfg.HTTPClient = &http.Client{Transport: tr}
+	}
+	c, err := client.New(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	return wsDriver{c}, func() { _ = c.Close() }, nil
+	return wsDriver{c}, func() {
+		_ = c.Close()
+		if tr != nil {
+			tr.CloseIdleConnections()
+		}
+	}, nil
 }
 
 // wsDriver drives the Go client over /v1/ws: one multiplexed connection
@@ -301,8 +402,9 @@ func (d wsDriver) Get(ctx context.Context, key string, linearizable bool) error 
 // httpDriver drives the JSON API over HTTP/1.1 with keep-alive: each
 // in-flight request holds its own connection.
 type httpDriver struct {
-	hc   *http.Client
-	base string // http://host:port/v1/kv/
+	hc     *http.Client
+	base   string // http://host:port/v1/kv/ (or https)
+	target benchTarget
 }
 
 func (d *httpDriver) Put(ctx context.Context, key string, value []byte) error {
@@ -327,6 +429,7 @@ func (d *httpDriver) Get(ctx context.Context, key string, linearizable bool) err
 }
 
 func (d *httpDriver) do(req *http.Request) error {
+	d.target.authorize(req)
 	resp, err := d.hc.Do(req)
 	if err != nil {
 		return err
@@ -343,19 +446,34 @@ func (d *httpDriver) do(req *http.Request) error {
 // statusClient fetches /v1/status; short timeouts, as it polls.
 var statusClient = &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableCompression: true}}
 
+// fetchStatus asks a node of the local cluster for its status.
 func fetchStatus(ctx context.Context, addr string) (consensus.Status, error) {
+	return fetchStatusOf(ctx, statusClient, benchTarget{}, addr)
+}
+
+// fetchStatusOf asks the node at addr for its status, through hc.
+func fetchStatusOf(ctx context.Context, hc *http.Client, target benchTarget, addr string) (consensus.Status, error) {
 	var st consensus.Status
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.url(addr, "/v1/status"), nil)
 	if err != nil {
 		return st, err
 	}
-	resp, err := statusClient.Do(req)
+	target.authorize(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return st, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("status of %s: %s", addr, resp.Status)
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if client.IsHTTPSAnswer(resp.StatusCode, body) {
+			return st, &refusedError{status: resp.StatusCode, https: true}
+		}
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal(body, &eb)
+		return st, fmt.Errorf("status of %s: %w", addr, &refusedError{status: resp.StatusCode, code: eb.Error.Code, message: eb.Error.Message})
 	}
 	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
 	return st, err
@@ -364,18 +482,35 @@ func fetchStatus(ctx context.Context, addr string) (consensus.Status, error) {
 // leaderFirst returns endpoints with the leader's first, and its name, so
 // that the measurement is of the leader and not of follower forwarding.
 // It waits up to 30 seconds for a leader.
-func leaderFirst(ctx context.Context, endpoints []string) ([]string, string, error) {
+func leaderFirst(ctx context.Context, target benchTarget, endpoints []string) ([]string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	hc := statusClient
+	if target.tls != nil {
+		tr := target.transport(1)
+		defer tr.CloseIdleConnections()
+		hc = &http.Client{Timeout: time.Second, Transport: tr}
+	}
+	var last error
 	for {
 		for i, ep := range endpoints {
-			st, err := fetchStatus(ctx, ep)
+			st, err := fetchStatusOf(ctx, hc, target, ep)
+			var refused *refusedError
+			if errors.As(err, &refused) && refused.final() {
+				return nil, "", err // every member would say the same
+			}
+			if err != nil && ctx.Err() == nil {
+				last = err
+			}
 			if err == nil && st.IsLeader {
 				out := append([]string{ep}, endpoints[:i]...)
 				return append(out, endpoints[i+1:]...), st.NodeID, nil
 			}
 		}
 		if err := sleepOrDone(ctx, 50*time.Millisecond); err != nil {
+			if last != nil {
+				err = fmt.Errorf("%w (last: %w)", err, last)
+			}
 			return nil, "", fmt.Errorf("no leader among %s: %w", strings.Join(endpoints, ","), err)
 		}
 	}
@@ -531,7 +666,7 @@ func (lc *benchCluster) pid(i int) int {
 
 // close stops every node (SIGTERM, then SIGKILL after ten seconds) and
 // removes the data directory if bench created it.
-func (lc *benchCluster) close(stderr io.Writer) {
+func (lc *benchCluster) close() error {
 	lc.mu.Lock()
 	procs, done := slices.Clone(lc.procs), slices.Clone(lc.done)
 	lc.mu.Unlock()
@@ -553,10 +688,9 @@ func (lc *benchCluster) close(stderr io.Writer) {
 		}
 	}
 	if lc.ownDir && !lc.keepData {
-		if err := os.RemoveAll(lc.dir); err != nil {
-			fmt.Fprintln(stderr, "bench:", err)
-		}
+		return os.RemoveAll(lc.dir)
 	}
+	return nil
 }
 
 // waitStable waits until every node in live (all when nil) is ready,
@@ -847,11 +981,11 @@ func runFill(ctx context.Context, lc *benchCluster, cfg benchConfig, text io.Wri
 		}
 		mem[i] = nodeMemory{Node: n.id, Keys: cfg.fillKeys, ValueSize: cfg.opts.ValueSize, RSSBefore: rss}
 	}
-	endpoints, _, err := leaderFirst(ctx, lc.addrs())
+	endpoints, _, err := leaderFirst(ctx, benchTarget{}, lc.addrs())
 	if err != nil {
 		return nil, err
 	}
-	driver, closeDriver, err := newDriver(cfg.protocol, endpoints, 64)
+	driver, closeDriver, err := newDriver(cfg.protocol, benchTarget{}, endpoints, 64)
 	if err != nil {
 		return nil, err
 	}

@@ -2,21 +2,40 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/server"
 )
 
+// parseBenchFlags parses bench's flags as the command does, without
+// running anything.
+func parseBenchFlags(args []string) (benchConfig, error) {
+	fs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	f := newBenchFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return benchConfig{}, err
+	}
+	return f.config()
+}
+
 func TestParseBenchFlags(t *testing.T) {
-	var stderr bytes.Buffer
-	cfg, code, ok := parseBenchFlags(nil, &stderr)
-	if !ok || code != 0 {
-		t.Fatalf("defaults: code %d: %s", code, stderr.String())
+	cfg, err := parseBenchFlags(nil)
+	if err != nil {
+		t.Fatalf("defaults: %v", err)
 	}
 	def := bench.DefaultOptions()
 	if cfg.protocol != "ws" || cfg.json || cfg.failover != 0 || cfg.nodes != 3 || len(cfg.endpoints) != 0 ||
@@ -25,10 +44,10 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 
-	cfg, _, ok = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080, http://localhost:9081,[::1]:9082",
-		"--protocol", "http", "--concurrency", "2,4", "--workloads", "mixed", "--json", "--duration", "2s"}, &stderr)
-	if !ok {
-		t.Fatalf("valid flags refused: %s", stderr.String())
+	cfg, err = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080, http://localhost:9081,[::1]:9082",
+		"--protocol", "http", "--concurrency", "2,4", "--workloads", "mixed", "--json", "--duration", "2s"})
+	if err != nil {
+		t.Fatalf("valid flags refused: %v", err)
 	}
 	if fmt.Sprint(cfg.endpoints) != "[127.0.0.1:9080 localhost:9081 [::1]:9082]" || cfg.protocol != "http" ||
 		!cfg.json || fmt.Sprint(cfg.opts.Concurrency) != "[2 4]" || fmt.Sprint(cfg.opts.Workloads) != "[mixed]" ||
@@ -36,16 +55,17 @@ func TestParseBenchFlags(t *testing.T) {
 		t.Fatalf("parsed %+v", cfg)
 	}
 
-	cfg, _, ok = parseBenchFlags([]string{"--failover", "5", "--restart-delay", "1s"}, &stderr)
-	if !ok || cfg.failover != 5 || cfg.restartDelay != time.Second {
-		t.Fatalf("failover flags: %+v %s", cfg, stderr.String())
+	cfg, err = parseBenchFlags([]string{"--failover", "5", "--restart-delay", "1s"})
+	if err != nil || cfg.failover != 5 || cfg.restartDelay != time.Second {
+		t.Fatalf("failover flags: %+v %v", cfg, err)
 	}
 
-	cfg, _, ok = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080", "--cpu-pids", "n1=10, n2=11"}, &stderr)
-	if !ok || !cfg.cpu || cfg.cpuPids["n1"] != 10 || cfg.cpuPids["n2"] != 11 || len(cfg.cpuPids) != 2 {
-		t.Fatalf("--cpu-pids: %+v %s", cfg, stderr.String())
+	cfg, err = parseBenchFlags([]string{"--endpoints", "127.0.0.1:9080", "--cpu-pids", "n1=10, n2=11"})
+	if err != nil || !cfg.cpu || cfg.cpuPids["n1"] != 10 || cfg.cpuPids["n2"] != 11 || len(cfg.cpuPids) != 2 {
+		t.Fatalf("--cpu-pids: %+v %v", cfg, err)
 	}
 
+	// Each refusal is a usage error on one line, before anything starts.
 	bad := map[string][]string{
 		"cpu pid not a number":      {"--cpu-pids", "n1=x"},
 		"cpu pid without name":      {"--cpu-pids", "=12"},
@@ -69,16 +89,23 @@ func TestParseBenchFlags(t *testing.T) {
 		"stray argument":            {"write"},
 		"value too small":           {"--value-size", "1"},
 		"duration beyond the bound": {"--duration", "3h"},
+		"single-dash flag":          {"-json"},
+		"a client flag":             {"--token", "t"},
+		"output format":             {"-o", "json"},
 	}
 	for name, args := range bad {
-		stderr.Reset()
-		if _, code, ok := parseBenchFlags(args, &stderr); ok || code != 2 || stderr.Len() == 0 {
-			t.Errorf("%s: %v: ok=%v code=%d stderr=%q", name, args, ok, code, stderr.String())
+		args = append([]string{"bench"}, args...)
+		r := runCLI(context.Background(), "", args...)
+		checkOneLine(t, args, r)
+		if r.code != exitUsage || !strings.HasPrefix(r.stderr, "consensus: bench: ") || r.stdout != "" {
+			t.Errorf("%s: %q: exit %d, stdout %q, stderr %q", name, args, r.code, r.stdout, r.stderr)
 		}
 	}
-	stderr.Reset()
-	if _, code, ok := parseBenchFlags([]string{"--help"}, &stderr); ok || code != 0 || !strings.Contains(stderr.String(), "--failover N") {
-		t.Errorf("--help: ok=%v code=%d: %s", ok, code, stderr.String())
+	// Help is cobra's, on stdout, with the flags of the bench package.
+	if r := runCLI(context.Background(), "", "bench", "--help"); r.code != 0 || !strings.Contains(r.stdout, "--failover N") ||
+		!strings.Contains(r.stdout, "--concurrency") || !strings.Contains(r.stdout, "Usage:\n  consensus bench [flags]") ||
+		strings.Contains(r.stdout, "--endpoints string   comma-separated") {
+		t.Errorf("bench --help: exit %d: %s", r.code, r.stdout)
 	}
 }
 
@@ -195,6 +222,82 @@ func TestBenchFailoverAndFill(t *testing.T) {
 	for _, m := range r.Memory {
 		if m.Keys != 200 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.DataBytes <= 0 {
 			t.Errorf("memory: %+v", m)
+		}
+	}
+}
+
+// TestBenchAgainstSecureCluster runs bench over both protocols against a
+// cluster whose API is HTTPS with client certificates and bearer tokens,
+// with the client commands' --cacert, --cert, --key and --token-file: no
+// request fails. Without a token every write fails unauthorized; over
+// plain HTTP bench says the endpoint speaks HTTPS.
+func TestBenchAgainstSecureCluster(t *testing.T) {
+	dir := t.TempDir()
+	if err := certs.WriteDev(dir, []string{"n1", "n2", "n3", "bench"}); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokenFile, []byte("secret rw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := server.LoadTokens(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := filepath.Join(dir, "ca.pem")
+	tc := startTestCluster(t, func(cfg *server.Config) {
+		id := cfg.Node.ID
+		tlsCfg, err := certs.ServerConfig(filepath.Join(dir, id+".pem"), filepath.Join(dir, id+"-key.pem"), ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.HTTPTLS = tlsCfg
+		cfg.HTTP.Tokens = tokens
+	})
+	t.Setenv(envToken, "")
+	endpoints := strings.Join(tc.HTTPAddrs, ",")
+	secure := []string{"--cacert", ca, "--cert", filepath.Join(dir, "bench.pem"), "--key", filepath.Join(dir, "bench-key.pem")}
+	short := []string{"--workloads", "write,read", "--concurrency", "2", "--duration", "100ms", "--warmup", "0s", "--keys", "10", "--json"}
+	report := func(args ...string) (benchReport, cliResult) {
+		t.Helper()
+		r := runCLI(context.Background(), "", append(append([]string{"bench"}, args...), short...)...)
+		var rep benchReport
+		if r.code == 0 {
+			if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+				t.Fatalf("%q: %v: %s", args, err, r.stdout)
+			}
+		}
+		return rep, r
+	}
+	for _, protocol := range []string{"ws", "http"} {
+		rep, r := report(append([]string{"--endpoints", endpoints, "--protocol", protocol, "--token-file", tokenFile}, secure...)...)
+		if r.code != 0 || len(rep.Results) != 2 {
+			t.Fatalf("%s: exit %d: %s %s", protocol, r.code, r.stdout, r.stderr)
+		}
+		for _, res := range rep.Results {
+			if res.Ops == 0 || res.Errors > 0 && !strings.Contains(res.FirstError, "no_leader") && !strings.Contains(res.FirstError, "503") {
+				t.Errorf("%s: %+v", protocol, res)
+			}
+		}
+	}
+	// Refusals end the run at once, on one line: no token (401), plain
+	// HTTP to the HTTPS ports.
+	for name, args := range map[string][]string{
+		"no token":   append([]string{"--endpoints", endpoints}, secure...),
+		"plain HTTP": {"--endpoints", endpoints, "--token-file", tokenFile},
+	} {
+		start := time.Now()
+		_, r := report(args...)
+		checkOneLine(t, []string{"bench"}, r)
+		want := "unauthorized"
+		if name == "plain HTTP" {
+			want = "this endpoint speaks HTTPS: use https:// and --cacert"
+		}
+		if r.code != exitFailure || !strings.HasPrefix(r.stderr, "consensus: bench: ") || !strings.Contains(r.stderr, want) {
+			t.Errorf("%s: exit %d: %s", name, r.code, r.stderr)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Errorf("%s: took %v: waited for a leader it cannot see", name, d)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -153,6 +154,19 @@ func readToken(path string) (string, error) {
 	return "", fmt.Errorf("%s holds no token", path)
 }
 
+// tlsConfig is the TLS configuration --cacert, --cert and --key ask for;
+// nil when none of them is given.
+func (c *cli) tlsConfig() (*tls.Config, error) {
+	if c.cacert == "" && c.certFile == "" && c.keyFile == "" {
+		return nil, nil
+	}
+	cfg, err := certs.ClientConfig(c.certFile, c.keyFile, c.cacert)
+	if err != nil {
+		return nil, usageErrorf("--cacert, --cert, --key: %v", strings.TrimPrefix(err.Error(), "certs: "))
+	}
+	return cfg, nil
+}
+
 // session is one client command's connection to the cluster.
 type session struct {
 	*cli
@@ -168,15 +182,15 @@ type session struct {
 func (c *cli) withClient(cmd *cobra.Command, timed bool, fn func(ctx context.Context, s *session) error) error {
 	st, err := c.settings()
 	if err != nil {
-		return err
+		return prefixUsage(commandPath(cmd), err)
 	}
 	s := &session{cli: c, settings: st}
 	cfg := client.Config{Endpoints: st.endpoints, Token: st.token, RequestTimeout: c.timeout}
-	if c.cacert != "" || c.certFile != "" {
-		tlsCfg, err := certs.ClientConfig(c.certFile, c.keyFile, c.cacert)
-		if err != nil {
-			return usageErrorf("--cacert, --cert, --key: %v", err)
-		}
+	tlsCfg, err := c.tlsConfig()
+	if err != nil {
+		return prefixUsage(commandPath(cmd), err)
+	}
+	if tlsCfg != nil {
 		s.transport = &http.Transport{
 			Proxy:           http.ProxyFromEnvironment,
 			DialContext:     (&net.Dialer{Timeout: client.DefaultDialTimeout}).DialContext,
@@ -186,7 +200,7 @@ func (c *cli) withClient(cmd *cobra.Command, timed bool, fn func(ctx context.Con
 	}
 	s.client, err = client.New(cfg)
 	if err != nil {
-		return usageErrorf("%v", strings.TrimPrefix(err.Error(), "client: "))
+		return usageErrorf("%s: %v", commandPath(cmd), strings.TrimPrefix(err.Error(), "client: "))
 	}
 	defer func() {
 		_ = s.client.Close()
@@ -224,6 +238,14 @@ func fail(what string, err error) error {
 		if hasSE {
 			msg += ": " + detail(se, kv.ErrInvalidTransition)
 		}
+	case hasSE && inputCodes[se.Code]:
+		// The server refused what the command line asked for: a key it
+		// does not take, a value that is too large, a txn naming a key
+		// twice. Nothing was applied.
+		code, msg = exitUsage, se.Code+": "+se.Message
+	case !hasSE && (errors.Is(err, kv.ErrInvalidKey) || errors.Is(err, kv.ErrValueTooLarge)):
+		// Refused by the client before sending: too large for a frame.
+		code, msg = exitUsage, describe(err)
 	case hasSE:
 		msg = se.Code + ": " + se.Message
 		if errors.Is(err, client.ErrOutcomeUnknown) {
@@ -237,11 +259,26 @@ func fail(what string, err error) error {
 	return &exitError{code: code, msg: what + ": " + msg}
 }
 
+// httpsHint is the error of a plain-HTTP request to an HTTPS endpoint.
+const httpsHint = "this endpoint speaks HTTPS: use https:// and --cacert"
+
+// inputCodes are the server's answers that refuse the request's input
+// (exit 2): what the command line asked for can never succeed as it is.
+var inputCodes = map[string]bool{
+	client.CodeInvalidKey:  true,
+	client.CodeInvalidJSON: true,
+	client.CodeTooLarge:    true,
+	client.CodeBadRequest:  true,
+}
+
 // describe says what went wrong with a request that got no answer from a
 // server: for a connection that failed, the network's own words
 // ("unavailable: dial tcp 127.0.0.1:9080: connect: connection refused")
 // rather than every layer's prefix.
 func describe(err error) string {
+	if errors.Is(err, client.ErrHTTPSEndpoint) {
+		return httpsHint
+	}
 	var op *net.OpError
 	if errors.Is(err, client.ErrUnavailable) && errors.As(err, &op) {
 		return "unavailable: " + op.Error()

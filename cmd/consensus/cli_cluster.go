@@ -291,7 +291,11 @@ func (c *cli) leaderCmd() *cobra.Command {
 			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
 				leader, err := s.client.TransferLeadership(ctx, target)
 				if err != nil {
-					return fail("leader transfer", err)
+					what := "leader transfer"
+					if target != "" {
+						what = fmt.Sprintf("leader transfer %q", target)
+					}
+					return fail(what, err)
 				}
 				if s.json {
 					return s.printJSON(struct {

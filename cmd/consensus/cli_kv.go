@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -47,6 +50,9 @@ only if it does not exist (exit code 4 otherwise).`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
+			if err := checkKey(fmt.Sprintf("kv put %q", key), key); err != nil {
+				return err
+			}
 			var raw []byte
 			var err error
 			switch {
@@ -140,6 +146,9 @@ func (c *cli) kvGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := checkKey(fmt.Sprintf("kv get %q", args[0]), args[0]); err != nil {
+				return err
+			}
 			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
 				item, err := s.client.Get(ctx, args[0], opt)
 				if err != nil {
@@ -164,8 +173,68 @@ func (c *cli) kvGetCmd() *cobra.Command {
 var itemHeader = []string{"KEY", "REVISION", "CREATED", "VERSION", "VALUE"}
 
 func itemRow(it kv.Item) []string {
-	return []string{it.Key, strconv.FormatInt(it.Revision, 10), strconv.FormatInt(it.CreateRevision, 10),
-		strconv.FormatInt(it.Version, 10), string(it.Value)}
+	return []string{keyCell(it.Key), strconv.FormatInt(it.Revision, 10), strconv.FormatInt(it.CreateRevision, 10),
+		strconv.FormatInt(it.Version, 10), valueCell(it.Value)}
+}
+
+// checkKey refuses a key (or prefix) with a control character before
+// anything is sent: the server refuses such keys (invalid_key), and a
+// table could not show one. what names the command in the error.
+func checkKey(what, key string) error {
+	for i, r := range key {
+		if unicode.IsControl(r) {
+			return usageErrorf("%s: the key holds the control character %U at byte %d; keys may not hold control characters", what, r, i)
+		}
+	}
+	return nil
+}
+
+// printable reports whether s shows as itself on one line of a table:
+// valid UTF-8 without control, format or separator characters (a tab
+// would split the cell, a newline the row).
+func printable(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || !strconv.IsPrint(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// keyCell is a key as a table shows it: as it is, or Go-quoted ("a\nb")
+// if it is not printable, such as a key written before the server refused
+// control characters. -o json shows every key as it is.
+func keyCell(key string) string {
+	if printable(key) {
+		return key
+	}
+	return strconv.Quote(key)
+}
+
+// maxValueCell bounds the bytes of a value a table shows; -o json (and
+// kv get --value-only) show every value whole.
+const maxValueCell = 200
+
+// valueCell is a JSON value as a table shows it: compacted onto one line,
+// quoted if something in it is still not printable, and cut after
+// maxValueCell bytes, saying so and how large it is.
+func valueCell(value []byte) string {
+	text := string(value)
+	var compact bytes.Buffer
+	if json.Compact(&compact, value) == nil {
+		text = compact.String()
+	}
+	if !printable(text) {
+		text = strconv.Quote(text)
+	}
+	if len(text) <= maxValueCell {
+		return text
+	}
+	cut := maxValueCell
+	for cut > 0 && !utf8.RuneStart(text[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s... (truncated: %d bytes; -o json shows it all)", text[:cut], len(value))
 }
 
 func (c *cli) kvDelCmd() *cobra.Command {
@@ -179,6 +248,9 @@ func (c *cli) kvDelCmd() *cobra.Command {
 			conditional := cmd.Flags().Changed("if-revision")
 			if conditional && ifRevision < 1 {
 				return usageErrorf("kv del: --if-revision %d: want a revision of 1 or more", ifRevision)
+			}
+			if err := checkKey(fmt.Sprintf("kv del %q", args[0]), args[0]); err != nil {
+				return err
 			}
 			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
 				var rev int64
@@ -220,6 +292,9 @@ func (c *cli) kvListCmd() *cobra.Command {
 			prefix := ""
 			if len(args) == 1 {
 				prefix = args[0]
+			}
+			if err := checkKey(fmt.Sprintf("kv list %q", prefix), prefix); err != nil {
+				return err
 			}
 			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
 				items, rev, err := s.client.List(ctx, prefix, opt)
@@ -273,6 +348,9 @@ per line. --count N exits after N events. Ctrl-C ends the watch with exit code 0
 			prefix := ""
 			if len(args) == 1 {
 				prefix = args[0]
+			}
+			if err := checkKey(fmt.Sprintf("kv watch %q", prefix), prefix); err != nil {
+				return err
 			}
 			return c.withClient(cmd, false, func(ctx context.Context, s *session) error {
 				ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -353,9 +431,9 @@ func (s *session) printEvent(ev kv.Event) error {
 	}
 	var err error
 	if ev.Type == kv.EventPut {
-		_, err = fmt.Fprintf(s.stdout, "%d put %s %s\n", it.Revision, it.Key, it.Value)
+		_, err = fmt.Fprintf(s.stdout, "%d put %s %s\n", it.Revision, keyCell(it.Key), valueCell(it.Value))
 	} else {
-		_, err = fmt.Fprintf(s.stdout, "%d %s %s\n", it.Revision, ev.Type, it.Key)
+		_, err = fmt.Fprintf(s.stdout, "%d %s %s\n", it.Revision, ev.Type, keyCell(it.Key))
 	}
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/internal/testcluster"
+	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -90,7 +92,9 @@ func (tr *transcript) step(wantCode int, stdin string, args ...string) cliResult
 	}
 	var quoted []string
 	for _, a := range args {
-		if a == "" || strings.ContainsAny(a, " \"'{}[]*$") {
+		if !printable(a) {
+			a = "$" + strconv.Quote(a) // what the shell would need, near enough
+		} else if a == "" || strings.ContainsAny(a, " \"'{}[]*$") {
 			a = "'" + a + "'"
 		}
 		quoted = append(quoted, tr.repl.Replace(a))
@@ -557,15 +561,34 @@ func TestCLIExitCodes(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q", v, r.code, r.stdout)
 		}
 	}
-	// A pass-through command sees its own flags: certs's --help is its
-	// flag.FlagSet's, on stderr, for `help certs` too.
+	// certs is a cobra command like the rest: double-dash help on
+	// stdout, for `help certs` too, without the client commands' flags,
+	// which it refuses.
 	for _, h := range [][]string{{"certs", "--help"}, {"help", "certs"}} {
-		if r := runCLI(context.Background(), "", h...); r.code != 0 || !strings.Contains(r.stderr, "-nodes string") {
-			t.Errorf("%q: exit %d, stderr %q", h, r.code, r.stderr)
+		if r := runCLI(context.Background(), "", h...); r.code != 0 || !strings.Contains(r.stdout, "--nodes string") ||
+			!strings.Contains(r.stdout, `(default "n1,n2,n3")`) || strings.Contains(r.stdout, "--endpoints") || r.stderr != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", h, r.code, r.stdout, r.stderr)
 		}
 	}
-	if r := runCLI(context.Background(), "", "certs", "--nodes", ""); r.code != exitUsage || !strings.Contains(r.stderr, "certs: --nodes names no node") {
-		t.Errorf("certs --nodes '': exit %d, stderr %q", r.code, r.stderr)
+	certDir := t.TempDir()
+	for _, c := range []struct {
+		args   []string
+		code   int
+		stderr string
+	}{
+		{[]string{"certs", "--nodes", ""}, exitUsage, "consensus: certs: --nodes names no node\n"},
+		{[]string{"certs", "-nodes", "a"}, exitUsage, "consensus: certs: unknown shorthand flag: 'n' in -nodes"},
+		{[]string{"certs", "--dir", certDir, "--token", "x"}, exitUsage, "consensus: certs: --token: not a flag of this command"},
+		{[]string{"--endpoints", "x:1", "certs", "--dir", certDir}, exitUsage, "consensus: certs: --endpoints: not a flag of this command"},
+		{[]string{"certs", "extra"}, exitUsage, "consensus: certs: want 0 argument(s)"},
+		{[]string{"certs", "--dir", certDir, "--nodes", "a"}, exitOK, ""},
+		{[]string{"certs", "--dir", certDir, "--nodes", "a"}, exitFailure, "consensus: certs: "},
+	} {
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		if r.code != c.code || !strings.HasPrefix(r.stderr, c.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", c.args, r.code, r.stderr, c.code, c.stderr)
+		}
 	}
 }
 
@@ -601,6 +624,7 @@ func TestCLITokenAndTLS(t *testing.T) {
 	t.Setenv(envEndpoints, strings.Join(endpoints, ","))
 	t.Setenv(envToken, "")
 	ca := filepath.Join(dir, "ca.pem")
+	plain := strings.Join(tc.HTTPAddrs, ",")
 	cases := []struct {
 		env    string // CONSENSUS_TOKEN
 		args   []string
@@ -619,6 +643,11 @@ func TestCLITokenAndTLS(t *testing.T) {
 		{"", []string{"workflow", "start", "w", "--cacert", ca, "--token", "secret"}, exitOK, "OK revision 3"},
 		{"", []string{"kv", "watch", "--from-revision", "2", "--count", "1", "--cacert", ca, "--token", "reader"}, exitOK, "2 put k 2\n"},
 		{"", []string{"kv", "watch", "--count", "1", "--cacert", ca}, exitFailure, "unauthorized"},
+		// Plain HTTP to the HTTPS ports: said so, on every path.
+		{"secret", []string{"kv", "get", "k", "--endpoints", plain}, exitFailure, `consensus: kv get "k": this endpoint speaks HTTPS: use https:// and --cacert`},
+		{"secret", []string{"member", "list", "--endpoints", plain}, exitFailure, "consensus: member list: this endpoint speaks HTTPS: use https:// and --cacert"},
+		{"secret", []string{"kv", "watch", "--endpoints", plain}, exitFailure, `consensus: kv watch "": this endpoint speaks HTTPS: use https:// and --cacert`},
+		{"secret", []string{"status", "--endpoints", plain, "-o", "json"}, exitFailure, "3 of 3 endpoints did not answer"},
 	}
 	for _, c := range cases {
 		t.Setenv(envToken, c.env)
@@ -632,5 +661,116 @@ func TestCLITokenAndTLS(t *testing.T) {
 			t.Errorf("CONSENSUS_TOKEN=%q %q: exit %d, stdout %q, stderr %q; want exit %d and %q",
 				c.env, c.args, r.code, r.stdout, r.stderr, c.code, c.output)
 		}
+		if strings.Contains(r.stdout, "Bad Request") {
+			t.Errorf("%q: %s", c.args, r.stdout)
+		}
+	}
+	// status gives every row the same words.
+	t.Setenv(envToken, "secret")
+	t.Setenv(envEndpoints, plain)
+	rows, r := statusRows(t)
+	if r.code != exitFailure || len(rows) != 3 {
+		t.Fatalf("status over plain HTTP: exit %d, %+v", r.code, rows)
+	}
+	for _, row := range rows {
+		if row.Error != "this endpoint speaks HTTPS: use https:// and --cacert" {
+			t.Errorf("status row %s: %q", row.Endpoint, row.Error)
+		}
+	}
+}
+
+// TestCLIInput checks what the command line may not ask for and how the
+// answers read (testdata/input.golden): a key, value or txn the server
+// refuses is a usage error (exit 2) like one the CLI refuses itself; a key
+// with a control character is refused before anything is sent; not-found
+// answers name their object; a table shows unprintable keys quoted and
+// cuts long values (saying so), which -o json shows whole.
+func TestCLIInput(t *testing.T) {
+	tc := startTestCluster(t)
+	longKey := strings.Repeat("k", kv.DefaultMaxKeyBytes+1)
+	tr := newTranscript(t, tc, longKey, "<1025 k>")
+	tr.step(exitUsage, "", "kv", "put", longKey, "1")
+	tr.step(exitUsage, "", "kv", "get", longKey)
+	big := `"` + strings.Repeat("v", kv.DefaultMaxValueBytes) + `"`
+	tr.step(exitUsage, big, "kv", "put", "big", "-")
+	tr.step(exitUsage, `{"ops":[{"op":"put","key":"a","value":1},{"op":"put","key":"a","value":2}]}`, "kv", "txn")
+	tr.step(exitNotFound, `{"ops":[{"op":"put","key":"a","value":1},{"op":"delete","key":"gone"}]}`, "kv", "txn")
+	tr.step(exitOK, "", "kv", "put", "b", "2")
+	tr.step(exitNotFound, `{"ops":[{"op":"delete","key":"b"},{"op":"delete","key":"gone"}]}`, "kv", "txn")
+	tr.step(exitNotFound, "", "leader", "transfer", "nobody")
+
+	// Control characters: refused before anything is sent.
+	tr.step(exitUsage, "", "kv", "put", "a\nb", "1")
+	tr.step(exitUsage, "", "kv", "get", "a\x00b")
+	tr.step(exitUsage, "", "kv", "del", "tab\tkey")
+	tr.step(exitUsage, "", "kv", "list", "\x1b[2J")
+	tr.step(exitUsage, "", "kv", "watch", "p\r")
+	tr.step(exitUsage, `{"ops":[{"op":"put","key":"ok","value":1},{"op":"put","key":"bad\u0007","value":1}]}`, "kv", "txn")
+
+	// A key that is not a control character yet would break a line (a
+	// line separator), a value with a newline in a string, a long value.
+	tr.step(exitOK, "", "kv", "put", "line\u2028sep", `"x\ny"`)
+	tr.step(exitOK, "", "kv", "put", "long", `"`+strings.Repeat("0123456789", 30)+`"`)
+	tr.step(exitOK, "", "kv", "list")
+	tr.step(exitOK, "", "kv", "get", "long")
+	tr.step(exitOK, "", "kv", "list", "long", "-o", "json")
+	tr.check("input")
+}
+
+// TestTableEscapes renders items and watch events that hold what a table
+// cannot show as it is (data written before the server refused control
+// characters in keys, or by a client that sent a value with raw newlines
+// between its JSON tokens) and compares the output with
+// testdata/escape.golden: one row per item, whatever the bytes.
+func TestTableEscapes(t *testing.T) {
+	items := []kv.Item{
+		{Key: "plain", Value: []byte(`{"a": 1,` + "\n" + ` "b": [1, 2]}`), Revision: 1, CreateRevision: 1, Version: 1},
+		{Key: "new\nline", Value: []byte(`1`), Revision: 2, CreateRevision: 2, Version: 1},
+		{Key: "nul\x00byte", Value: []byte(`"tab\tin a string"`), Revision: 3, CreateRevision: 3, Version: 1},
+		{Key: "tab\tkey", Value: []byte("not json\r\nat all"), Revision: 4, CreateRevision: 4, Version: 1},
+		{Key: "esc\x1b[2Jclear", Value: []byte(`"\u001b[2J"`), Revision: 5, CreateRevision: 5, Version: 1},
+		{Key: "bad\xffutf8", Value: []byte(`"` + strings.Repeat("é", 150) + `"`), Revision: 6, CreateRevision: 6, Version: 1},
+		{Key: "café", Value: []byte(`"` + strings.Repeat("x", maxValueCell) + `"`), Revision: 7, CreateRevision: 7, Version: 1},
+	}
+	var out bytes.Buffer
+	s := &session{cli: &cli{stdout: &out}}
+	rows := make([][]string, len(items))
+	for i, it := range items {
+		rows[i] = itemRow(it)
+	}
+	if err := s.table(itemHeader, rows); err != nil {
+		t.Fatal(err)
+	}
+	out.WriteString("\n")
+	for _, it := range items {
+		if err := s.printEvent(kv.Event{Type: kv.EventPut, Item: it}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.printEvent(kv.Event{Type: kv.EventDelete, Item: kv.Item{Key: "gone\n", Revision: 8}}); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if n := strings.Count(got, "\n"); n != len(items)+1+1+len(items)+1 {
+		t.Errorf("%d lines, want one per row and event:\n%s", n, got)
+	}
+	for _, r := range got {
+		if r != '\n' && !strconv.IsPrint(r) {
+			t.Errorf("output holds %U:\n%s", r, got)
+		}
+	}
+	path := filepath.Join("testdata", "escape.golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (go test -run TestTableEscapes -update writes it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s (go test -run TestTableEscapes -update rewrites it)\n--- got:\n%s\n--- want:\n%s", path, got, want)
 	}
 }

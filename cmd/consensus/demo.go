@@ -4,25 +4,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"sort"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/kv"
 )
 
-const demoUsage = `Usage: consensus demo 2node|3node|failover [flags]
-
-Runs a local cluster of child serve processes on free loopback ports, in a
+const demoLong = `Runs a local cluster of child serve processes on free loopback ports, in a
 temporary directory, and narrates what it does to it:
 
   2node     two nodes (a quorum of two is both); a workflow started through
@@ -33,76 +31,67 @@ temporary directory, and narrates what it does to it:
             without a leader, the killed node restarted and every
             acknowledged write checked on every node
 
-Every node is stopped and the directory removed at the end, and on Ctrl-C.
-
-Flags:
-`
+Every node is stopped and the directory removed at the end, and on Ctrl-C.`
 
 // demoBound bounds each wait of a demo (an election, a catch-up, a
 // watch event); a demo that exceeds it fails with the step it was at.
 const demoBound = 30 * time.Second
 
-// demoCmd runs one demo; 0 when every step worked, 1 with one error line
-// otherwise, 2 for a usage error.
-func demoCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, demoUsage)
-		fs.PrintDefaults()
-	}
-	keep := fs.Bool("keep", false, "keep the data directory (the nodes' data and logs) and print where it is")
-	logLevel := fs.String("log-level", "info", "log level of the nodes (logs go to <data>/<id>.log)")
-	// The demo's name may come before or after the flags.
-	name := ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	rest := fs.Args()
-	if name == "" && len(rest) > 0 {
-		name, rest = rest[0], rest[1:]
-	}
-	if len(rest) > 0 {
-		fmt.Fprintf(stderr, "demo: unexpected argument %q\n", rest[0])
-		return 2
-	}
-	scripts := map[string]struct {
-		nodes int
-		run   func(context.Context, *demo) error
-	}{
-		"2node":    {2, demoTwoNodes},
-		"3node":    {3, demoThreeNodes},
-		"failover": {3, demoFailover},
-	}
-	script, ok := scripts[name]
-	if !ok {
-		if name == "" {
-			fmt.Fprint(stderr, "demo: which demo? 2node, 3node or failover\n\n")
-		} else {
-			fmt.Fprintf(stderr, "demo: unknown demo %q (2node, 3node or failover)\n\n", name)
-		}
-		fs.Usage()
-		return 2
-	}
-	if _, err := newLogger(io.Discard, *logLevel, "text"); err != nil {
-		fmt.Fprintln(stderr, "demo:", err)
-		return 2
-	}
+// demoScripts are the demos by name.
+var demoScripts = map[string]struct {
+	nodes int
+	run   func(context.Context, *demo) error
+}{
+	"2node":    {2, demoTwoNodes},
+	"3node":    {3, demoThreeNodes},
+	"failover": {3, demoFailover},
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+// demoCmd runs one demo: exit 0 when every step worked, 1 with one error
+// line otherwise, 2 for a usage error.
+func demoCmd(stdout io.Writer) *cobra.Command {
+	var (
+		keep     bool
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "demo 2node|3node|failover [flags]",
+		Short: "run a narrated demo on a local cluster: 2node, 3node or failover",
+		Long:  demoLong,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) == 0:
+				return usageErrorf("demo: which demo? 2node, 3node or failover (see 'consensus demo --help')")
+			case len(args) > 1:
+				return usageErrorf("demo: unexpected argument %q (see 'consensus demo --help')", args[1])
+			}
+			if _, ok := demoScripts[args[0]]; !ok {
+				return usageErrorf("demo: unknown demo %q: want 2node, 3node or failover", args[0])
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := newLogger(io.Discard, logLevel, "text"); err != nil {
+				return usageErrorf("demo: %v", err)
+			}
+			return runDemo(cmd.Context(), args[0], keep, logLevel, stdout)
+		},
+	}
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep the data directory (the nodes' data and logs) and print where it is")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level of the nodes (logs go to <data>/<id>.log)")
+	return withGlobalFlags(cmd)
+}
+
+// runDemo runs the demo name on a new local cluster and stops it.
+func runDemo(ctx context.Context, name string, keep bool, logLevel string, stdout io.Writer) error {
+	script := demoScripts[name]
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "consensus-demo-")
 	if err != nil {
-		fmt.Fprintln(stderr, "demo:", err)
-		return 1
+		return failuref("demo %s: %v", name, err)
 	}
-	lc, err := newBenchCluster(benchConfig{nodes: script.nodes, dataDir: dir, logLevel: *logLevel})
+	lc, err := newBenchCluster(benchConfig{nodes: script.nodes, dataDir: dir, logLevel: logLevel})
 	d := &demo{out: stdout, began: time.Now(), lc: lc, clients: map[int]*client.Client{}}
 	if err == nil {
 		d.say("consensus demo %s: %d nodes on loopback, data and logs in %s", name, script.nodes, dir)
@@ -116,26 +105,25 @@ func demoCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	d.close()
 	if lc != nil {
-		lc.close(stderr)
+		_ = lc.close() // the directory is dir, removed below
 	}
 	// A failed demo keeps its directory: the node logs say what they saw.
-	keepDir := *keep || (err != nil && !interrupted)
+	keepDir := keep || (err != nil && !interrupted)
+	var rmErr error
 	if !keepDir {
-		if rmErr := os.RemoveAll(dir); rmErr != nil {
-			fmt.Fprintln(stderr, "demo:", rmErr)
-		}
+		rmErr = os.RemoveAll(dir)
 	}
 	switch {
 	case interrupted:
-		fmt.Fprintf(stderr, "demo %s: interrupted\n", name)
-		return 1
+		return failuref("demo %s: interrupted", name)
 	case err != nil:
-		fmt.Fprintf(stderr, "demo %s: %v (node logs kept in %s)\n", name, err, dir)
-		return 1
-	case *keep:
+		return failuref("demo %s: %v (node logs kept in %s)", name, err, dir)
+	case rmErr != nil:
+		return failuref("demo %s: %v", name, rmErr)
+	case keep:
 		fmt.Fprintf(stdout, "data and logs kept in %s\n", dir)
 	}
-	return 0
+	return nil
 }
 
 // demo is one running demo: its cluster, a client per node, and the

@@ -14,21 +14,33 @@ import (
 	"time"
 )
 
-// TestDemoUsage: a missing, unknown or extra argument is a usage error
-// that starts nothing.
+// TestDemoUsage: a missing, unknown or extra argument is a usage error,
+// one line, that starts nothing; help is cobra's, on stdout.
 func TestDemoUsage(t *testing.T) {
-	for _, args := range [][]string{{"demo"}, {"demo", "4node"}, {"demo", "2node", "extra"}, {"demo", "--bogus"}} {
-		var stdout, stderr bytes.Buffer
-		if code := run(args, &stdout, &stderr); code != 2 {
-			t.Errorf("%v: exit %d, want 2; stderr %s", args, code, stderr.String())
-		}
-		if stdout.Len() != 0 {
-			t.Errorf("%v: started something: %s", args, stdout.String())
+	for _, c := range []struct {
+		args   []string
+		stderr string
+	}{
+		{[]string{"demo"}, "consensus: demo: which demo? 2node, 3node or failover"},
+		{[]string{"demo", "4node"}, `consensus: demo: unknown demo "4node": want 2node, 3node or failover`},
+		{[]string{"demo", "2node", "extra"}, `consensus: demo: unexpected argument "extra"`},
+		{[]string{"demo", "--bogus"}, "consensus: demo: unknown flag: --bogus"},
+		{[]string{"demo", "2node", "-keep"}, "consensus: demo: unknown shorthand flag: 'k' in -keep"},
+		{[]string{"demo", "2node", "--log-level", "loud"}, "consensus: demo: "},
+		{[]string{"demo", "2node", "--endpoints", "127.0.0.1:1"}, "consensus: demo: --endpoints: not a flag of this command"},
+	} {
+		r := runCLI(context.Background(), "", c.args...)
+		checkOneLine(t, c.args, r)
+		if r.code != exitUsage || !strings.HasPrefix(r.stderr, c.stderr) || r.stdout != "" {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, r.code, r.stdout, r.stderr, c.stderr)
 		}
 	}
-	var stdout, stderr bytes.Buffer
-	if code := run([]string{"demo", "--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "2node|3node|failover") {
-		t.Errorf("--help: exit %d, %s", code, stderr.String())
+	for _, help := range [][]string{{"demo", "--help"}, {"help", "demo"}} {
+		r := runCLI(context.Background(), "", help...)
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "consensus demo 2node|3node|failover [flags]") ||
+			!strings.Contains(r.stdout, "--keep") || strings.Contains(r.stdout, "--endpoints") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", help, r.code, r.stdout, r.stderr)
+		}
 	}
 }
 

@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes scripts can rely on (documented in usage and the README).
@@ -22,7 +24,8 @@ const (
 	exitOK = 0
 	// exitFailure: the cluster, the network or the server failed.
 	exitFailure = 1
-	// exitUsage: the command line was wrong; nothing was sent.
+	// exitUsage: the command line was wrong, or the server refused its
+	// input (a key, a value, a txn); nothing was applied.
 	exitUsage = 2
 	// exitNotFound: the key, workflow or member does not exist.
 	exitNotFound = 3
@@ -40,7 +43,7 @@ Usage:
   consensus bench [flags]   measure a cluster: throughput, latency, failover (see: consensus bench --help)
   consensus demo 2node|3node|failover   run a narrated demo on a local cluster
   consensus certs [flags]   write a development CA and node certificates
-  consensus snapshot save|status|restore   back up a cluster, check a backup, restore one (see: consensus snapshot help)
+  consensus snapshot save|status|restore   back up a cluster, check a backup, restore one (see: consensus snapshot --help)
   consensus version         print the version
 
 Client commands (talk to a running cluster; see: consensus COMMAND --help):
@@ -64,11 +67,15 @@ Global flags of the client commands:
   --cacert FILE      CA certificate for https:// endpoints
   --cert F --key F   client certificate and key, for servers started with --client-ca
   --timeout D        bound on each command (default 10s)
+  snapshot save takes --endpoints, --token, --token-file, --cacert, --cert and --key;
+  bench (with its own --endpoints) the last five; commands that talk to no cluster
+  refuse them.
 
 Exit codes:
   0  success
   1  failure: the cluster, the network or the server
-  2  usage error: the command line was wrong, nothing was sent
+  2  usage error: the command line was wrong, or the server refused its input
+     (invalid_key, too_large, bad_request); nothing was applied
   3  not found: the key, workflow or member does not exist
   4  precondition failed: a conditional write's revision did not match,
      or a workflow transition that is not allowed (start a running one, stop a stopped one)
@@ -96,10 +103,6 @@ var passThrough = []struct {
 }{
 	{"serve", "run one node", serveCmd},
 	{"up", "run a local cluster of nodes", upCmd},
-	{"bench", "measure a cluster: throughput, latency, failover", benchCmd},
-	{"certs", "write a development CA and node certificates", certsCmd},
-	{"demo", "run a narrated demo on a local cluster: 2node, 3node or failover", demoCmd},
-	{"snapshot", "back up a running cluster, inspect a backup, restore one into a new cluster", snapshotCmd},
 }
 
 // execute runs args with the given context (cancelled like Ctrl-C) and
@@ -111,7 +114,7 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer, env c
 	}
 	root := newRootCmd(stdout, stderr, env)
 	root.SetArgs(args)
-	_, err := root.ExecuteContextC(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
@@ -123,8 +126,13 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer, env c
 		return exit.code
 	}
 	// Anything else comes from cobra before a command ran: an unknown
-	// command or flag, a wrong number of arguments.
-	fmt.Fprintf(stderr, "consensus: %s (see 'consensus help')\n", oneLine(err.Error()))
+	// command or flag, a wrong number of arguments, flags that go
+	// together given apart.
+	if cmd != nil && cmd != root {
+		fmt.Fprintf(stderr, "consensus: %s: %s (see '%s --help')\n", commandPath(cmd), oneLine(err.Error()), cmd.CommandPath())
+	} else {
+		fmt.Fprintf(stderr, "consensus: %s (see 'consensus help')\n", oneLine(err.Error()))
+	}
 	return exitUsage
 }
 
@@ -140,6 +148,11 @@ func (e *exitError) Error() string { return e.msg }
 // usageErrorf is an exitUsage error.
 func usageErrorf(format string, args ...any) error {
 	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// failuref is an exitFailure error.
+func failuref(format string, args ...any) error {
+	return &exitError{code: exitFailure, msg: fmt.Sprintf(format, args...)}
 }
 
 // oneLine folds a message onto one line.
@@ -188,7 +201,83 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
 	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd())
+	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
+	// A command that declares which global flags it takes (withGlobalFlags)
+	// refuses the others rather than ignore them.
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		return checkGlobalFlags(cmd)
+	}
 	return root
+}
+
+// globalFlagsKey is the annotation of a command that takes only some of
+// the client commands' global flags: their names, comma-separated.
+const globalFlagsKey = "consensus/global-flags"
+
+// withGlobalFlags declares that cmd takes only the named global flags
+// (none if names is empty): checkGlobalFlags refuses the others, and its
+// help lists only these.
+func withGlobalFlags(cmd *cobra.Command, names ...string) *cobra.Command {
+	if cmd.Annotations == nil {
+		cmd.Annotations = map[string]string{}
+	}
+	cmd.Annotations[globalFlagsKey] = strings.Join(names, ",")
+	cmd.SetUsageFunc(writeUsage)
+	return cmd
+}
+
+// allowedGlobal reports whether cmd takes the global flag name.
+func allowedGlobal(cmd *cobra.Command, name string) bool {
+	list, restricted := cmd.Annotations[globalFlagsKey]
+	return !restricted || slices.Contains(strings.Split(list, ","), name)
+}
+
+// checkGlobalFlags refuses a global flag given to a command that does not
+// take it: `consensus certs --endpoints X` is a mistake, not a no-op.
+func checkGlobalFlags(cmd *cobra.Command) error {
+	var refused []string
+	cmd.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed && !allowedGlobal(cmd, f.Name) {
+			refused = append(refused, "--"+f.Name)
+		}
+	})
+	if len(refused) > 0 {
+		return usageErrorf("%s: %s: not a flag of this command (see '%s --help')",
+			commandPath(cmd), strings.Join(refused, ", "), cmd.CommandPath())
+	}
+	return nil
+}
+
+// writeUsage is the usage of a command with withGlobalFlags: cobra's
+// layout, with only the global flags the command takes.
+func writeUsage(cmd *cobra.Command) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage:\n  %s\n", cmd.UseLine())
+	if cmd.HasAvailableSubCommands() {
+		b.WriteString("\nCommands:\n")
+		for _, s := range cmd.Commands() {
+			if s.IsAvailableCommand() {
+				fmt.Fprintf(&b, "  %-*s %s\n", s.NamePadding(), s.Name(), s.Short)
+			}
+		}
+	}
+	if local := cmd.LocalFlags(); local.HasAvailableFlags() {
+		b.WriteString("\nFlags:\n" + local.FlagUsages())
+	}
+	global := pflag.NewFlagSet(cmd.Name(), pflag.ContinueOnError)
+	cmd.InheritedFlags().VisitAll(func(f *pflag.Flag) {
+		if allowedGlobal(cmd, f.Name) {
+			global.AddFlag(f)
+		}
+	})
+	if global.HasAvailableFlags() {
+		b.WriteString("\nGlobal Flags:\n" + global.FlagUsages())
+	}
+	if cmd.HasAvailableSubCommands() {
+		fmt.Fprintf(&b, "\nUse \"%s [command] --help\" for more information about a command.\n", cmd.CommandPath())
+	}
+	_, err := io.WriteString(cmd.OutOrStderr(), b.String())
+	return err
 }
 
 // passThroughCmd wraps a command that parses its own flags: its arguments,
@@ -217,6 +306,9 @@ func groupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
 		Short: short,
 		Args:  cobra.ArbitraryArgs,
 		RunE: func(c *cobra.Command, args []string) error {
+			if len(args) == 1 && args[0] == "help" {
+				return c.Help()
+			}
 			var names []string
 			for _, s := range c.Commands() {
 				names = append(names, s.Name())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -190,7 +191,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	}
 	file := filepath.Join(root, "backup.snap")
 	var stdout, stderr bytes.Buffer
-	if code := snapshotCmd([]string{"save", file, "--endpoints", endpoints}, &stdout, &stderr); code != 0 {
+	if code := snapshotRun([]string{"save", file, "--endpoints", endpoints}, &stdout, &stderr); code != 0 {
 		stop.Store(true)
 		wg.Wait()
 		t.Fatalf("save: exit %d: %s", code, stderr.String())
@@ -254,7 +255,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 
 	// status verifies and prints the metadata.
 	stdout.Reset()
-	if code := snapshotCmd([]string{"status", file}, &stdout, &stderr); code != 0 ||
+	if code := snapshotRun([]string{"status", file}, &stdout, &stderr); code != 0 ||
 		!strings.Contains(stdout.String(), fmt.Sprintf("revision:      %d\n", R)) {
 		t.Fatalf("status: exit %d: %s %s", code, stdout.String(), stderr.String())
 	}
@@ -275,12 +276,12 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	}
 	for _, bad := range []string{damaged, truncated} {
 		stderr.Reset()
-		if code := snapshotCmd([]string{"status", bad}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), backup.ErrCorrupt.Error()) {
+		if code := snapshotRun([]string{"status", bad}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), backup.ErrCorrupt.Error()) {
 			t.Fatalf("status of %s: exit %d: %s", bad, code, stderr.String())
 		}
 		dir := filepath.Join(root, "never")
 		stderr.Reset()
-		if code := snapshotCmd([]string{"restore", bad, "--data", dir, "--id", "a", "--peers", "a=127.0.0.1:1"}, &stdout, &stderr); code != 1 ||
+		if code := snapshotRun([]string{"restore", bad, "--data", dir, "--id", "a", "--peers", "a=127.0.0.1:1"}, &stdout, &stderr); code != 1 ||
 			!strings.Contains(stderr.String(), backup.ErrCorrupt.Error()) {
 			t.Fatalf("restore of %s: exit %d: %s", bad, code, stderr.String())
 		}
@@ -300,7 +301,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 		for _, id := range newIDs {
 			stdout.Reset()
 			stderr.Reset()
-			code := snapshotCmd([]string{"restore", file, "--data", filepath.Join(newRoot, id), "--id", id,
+			code := snapshotRun([]string{"restore", file, "--data", filepath.Join(newRoot, id), "--id", id,
 				"--peers", strings.Join(list, ",")}, &stdout, &stderr)
 			if code != 0 {
 				t.Fatalf("restore %s: exit %d: %s", id, code, stderr.String())
@@ -310,7 +311,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	})
 	// Refused: a data directory that is not empty.
 	stderr.Reset()
-	if code := snapshotCmd([]string{"restore", file, "--data", filepath.Join(newRoot, "r1"), "--id", "r1",
+	if code := snapshotRun([]string{"restore", file, "--data", filepath.Join(newRoot, "r1"), "--id", "r1",
 		"--peers", "r1=127.0.0.1:1"}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "not empty") {
 		t.Fatalf("restore into a used directory: exit %d: %s", code, stderr.String())
 	}
@@ -417,16 +418,18 @@ func checkState(t *testing.T, id string, items []kv.Item, want map[string]ackedP
 	}
 }
 
-// save over TLS (--cacert) with a read-only --token; refused without a
-// token (401, not retried on the next endpoint) and against an unknown
-// CA, leaving no file behind.
+// save from a server with mutual TLS (--client-ca): over TLS (--cacert),
+// with a client certificate (--cert, --key) and a read-only token
+// (--token, or --token-file); refused without a token (401, not retried
+// on the next endpoint), without a client certificate, against an
+// unknown CA and over plain HTTP, leaving no file behind.
 func TestSnapshotSaveTLSAndToken(t *testing.T) {
 	dir := t.TempDir()
 	certDir := filepath.Join(dir, "certs")
-	if err := certs.WriteDev(certDir, []string{"n1"}); err != nil {
+	if err := certs.WriteDev(certDir, []string{"n1", "admin"}); err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg, err := certs.ServerConfig(filepath.Join(certDir, "n1.pem"), filepath.Join(certDir, "n1-key.pem"), "")
+	tlsCfg, err := certs.ServerConfig(filepath.Join(certDir, "n1.pem"), filepath.Join(certDir, "n1-key.pem"), filepath.Join(certDir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,14 +465,23 @@ func TestSnapshotSaveTLSAndToken(t *testing.T) {
 	}
 	file := filepath.Join(dir, "b.snap")
 	ca := filepath.Join(certDir, "ca.pem")
+	clientCert := []string{"--cert", filepath.Join(certDir, "admin.pem"), "--key", filepath.Join(certDir, "admin-key.pem")}
+	tokenFile := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokenFile, []byte("ro-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(envToken, "")
 	var stdout, stderr bytes.Buffer
-	if code := snapshotCmd([]string{"save", file, "--endpoints", srv.HTTPAddr(), "--cacert", ca, "--token", "ro-token"}, &stdout, &stderr); code != 0 ||
-		!strings.Contains(stdout.String(), "revision 1, 1 keys") {
-		t.Fatalf("save: exit %d: %s %s", code, stdout.String(), stderr.String())
+	for _, auth := range [][]string{{"--token", "ro-token"}, {"--token-file", tokenFile}} {
+		stdout.Reset()
+		args := append([]string{"save", file, "--endpoints", srv.HTTPAddr(), "--cacert", ca}, append(clientCert, auth...)...)
+		if code := snapshotRun(args, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "revision 1, 1 keys") {
+			t.Fatalf("save %q: exit %d: %s %s", args, code, stdout.String(), stderr.String())
+		}
 	}
 
 	stdout.Reset()
-	if code := snapshotCmd([]string{"status", "--json", file}, &stdout, &stderr); code != 0 {
+	if code := snapshotRun([]string{"status", "--json", file}, &stdout, &stderr); code != 0 {
 		t.Fatalf("status --json: exit %d: %s", code, stderr.String())
 	}
 	var st struct {
@@ -496,17 +508,24 @@ func TestSnapshotSaveTLSAndToken(t *testing.T) {
 	if err := certs.WriteDev(other, nil); err != nil {
 		t.Fatal(err)
 	}
+	twice := srv.HTTPAddr() + "," + srv.HTTPAddr()
 	for name, args := range map[string][]string{
-		"no token": {"--endpoints", srv.HTTPAddr() + "," + srv.HTTPAddr(), "--cacert", ca},
-		"wrong CA": {"--endpoints", srv.HTTPAddr(), "--cacert", filepath.Join(other, "ca.pem"), "--token", "ro-token"},
+		"no token":       append([]string{"--endpoints", twice, "--cacert", ca}, clientCert...),
+		"no client cert": {"--endpoints", srv.HTTPAddr(), "--cacert", ca, "--token", "ro-token"},
+		"wrong CA":       append([]string{"--endpoints", srv.HTTPAddr(), "--cacert", filepath.Join(other, "ca.pem"), "--token", "ro-token"}, clientCert...),
+		"plain HTTP":     {"--endpoints", "http://" + srv.HTTPAddr() + ",http://" + srv.HTTPAddr(), "--token", "ro-token"},
 	} {
 		stderr.Reset()
 		file := filepath.Join(dir, "refused.snap")
-		code := snapshotCmd(append([]string{"save", file}, args...), &stdout, &stderr)
-		if code != 1 {
+		code := snapshotRun(append([]string{"save", file}, args...), &stdout, &stderr)
+		if code != 1 || strings.Count(stderr.String(), "\n") != 1 || !strings.HasPrefix(stderr.String(), "consensus: snapshot save: ") {
 			t.Fatalf("%s: exit %d: %s", name, code, stderr.String())
 		}
 		if name == "no token" && (!strings.Contains(stderr.String(), "unauthorized") || strings.Count(stderr.String(), srv.HTTPAddr()) != 1) {
+			t.Fatalf("%s: %s", name, stderr.String())
+		}
+		if name == "plain HTTP" && (!strings.Contains(stderr.String(), "this endpoint speaks HTTPS: use https:// and --cacert") ||
+			strings.Count(stderr.String(), srv.HTTPAddr()) != 1) {
 			t.Fatalf("%s: %s", name, stderr.String())
 		}
 		for _, f := range []string{file, file + ".tmp"} {
@@ -517,35 +536,67 @@ func TestSnapshotSaveTLSAndToken(t *testing.T) {
 	}
 }
 
-// Usage errors exit 2, failures 1, help 0.
+// Usage errors exit 2, failures 1, help 0; every failure is one line,
+// "consensus: snapshot <command>: ...".
 func TestSnapshotCmdUsage(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv(envEndpoints, "")
+	t.Setenv(envToken, "")
 	cases := []struct {
-		args []string
-		code int
+		args   []string
+		code   int
+		stderr string // a part of the one line
 	}{
-		{nil, 2},
-		{[]string{"frobnicate"}, 2},
-		{[]string{"help"}, 0},
-		{[]string{"save"}, 2},
-		{[]string{"save", "a", "b"}, 2},
-		{[]string{"save", "a", "--endpoints", ""}, 2},
-		{[]string{"save", "a", "--cacert", filepath.Join(dir, "missing.pem")}, 2},
-		{[]string{"status"}, 2},
-		{[]string{"status", filepath.Join(dir, "missing")}, 1},
-		{[]string{"status", "--help"}, 0},
-		{[]string{"restore", "f", "--data", dir}, 2},
-		{[]string{"restore", "f", "--data", dir, "--id", "a", "--peers", "b=127.0.0.1:1"}, 2},
-		{[]string{"restore", "f", "--data", dir, "--id", "a", "--peers", "a"}, 2},
-		{[]string{"restore", filepath.Join(dir, "missing"), "--data", filepath.Join(dir, "d"), "--id", "a", "--peers", "a=127.0.0.1:1"}, 1},
+		{nil, 2, "snapshot: missing subcommand (restore, save, status"},
+		{[]string{"frobnicate"}, 2, `snapshot: unknown subcommand "frobnicate"`},
+		{[]string{"help"}, 0, ""},
+		{[]string{"--help"}, 0, ""},
+		{[]string{"save"}, 2, "snapshot save: want 1 argument(s) (FILE), got 0"},
+		{[]string{"save", "a", "b"}, 2, "snapshot save: want 1 argument(s) (FILE), got 2"},
+		{[]string{"save", "a", "--endpoints", ""}, 2, "snapshot save: --endpoints names no endpoint"},
+		{[]string{"save", "a", "--cacert", filepath.Join(dir, "missing.pem")}, 2, "snapshot save: --cacert, --cert, --key:"},
+		{[]string{"save", "a", "--cert", filepath.Join(dir, "c.pem")}, 2, "snapshot save: if any flags in the group [cert key] are set they must all be set"},
+		{[]string{"save", "a", "--token", "t", "--token-file", filepath.Join(dir, "t")}, 2, "snapshot save: if any flags in the group [token token-file] are set none of the others can be"},
+		{[]string{"save", "a", "--token-file", filepath.Join(dir, "missing")}, 2, "snapshot save: --token-file:"},
+		{[]string{"save", "a", "-o", "json"}, 2, "snapshot save: --output: not a flag of this command"},
+		{[]string{"save", "a", "--timeout", "0s"}, 2, "snapshot save: --timeout 0s"},
+		{[]string{"status"}, 2, "snapshot status: want 1 argument(s) (FILE), got 0"},
+		{[]string{"status", filepath.Join(dir, "missing")}, 1, "snapshot status: " + filepath.Join(dir, "missing")},
+		{[]string{"status", "f", "--endpoints", "x:1"}, 2, "snapshot status: --endpoints: not a flag of this command"},
+		{[]string{"status", "--help"}, 0, ""},
+		{[]string{"status", "-json", "f"}, 2, "unknown shorthand flag: 'j' in -json"},
+		{[]string{"restore", "f", "--data", dir}, 2, "snapshot restore: --data, --id and --peers are required"},
+		{[]string{"restore", "f", "--data", dir, "--id", "a", "--peers", "b=127.0.0.1:1"}, 2, `snapshot restore: --id "a" is not in --peers`},
+		{[]string{"restore", "f", "--data", dir, "--id", "a", "--peers", "a"}, 2, "snapshot restore: "},
+		{[]string{"restore", filepath.Join(dir, "missing"), "--data", filepath.Join(dir, "d"), "--id", "a", "--peers", "a=127.0.0.1:1"}, 1, "snapshot restore: "},
 	}
 	for _, c := range cases {
-		var stdout, stderr bytes.Buffer
-		if code := snapshotCmd(c.args, &stdout, &stderr); code != c.code {
-			t.Errorf("%q: exit %d, want %d: %s", c.args, code, c.code, stderr.String())
+		args := append([]string{"snapshot"}, c.args...)
+		r := runCLI(context.Background(), "", args...)
+		checkOneLine(t, args, r)
+		if r.code != c.code || !strings.Contains(r.stderr, c.stderr) {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d and %q", args, r.code, r.stderr, c.code, c.stderr)
+		}
+		if c.code == 0 && (!strings.Contains(r.stdout, "Usage:") || r.stderr != "") {
+			t.Errorf("%q: help: stdout %q, stderr %q", args, r.stdout, r.stderr)
 		}
 	}
 	if _, err := os.Stat(filepath.Join(dir, "d")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a failed restore created its directory: %v", err)
 	}
+	// save's help lists the global flags it takes, and only those.
+	r := runCLI(context.Background(), "", "snapshot", "save", "--help")
+	for _, f := range []string{"--endpoints", "--token-file", "--cert", "--key", "--cacert", "--timeout duration   bound on the whole download (default 10m0s)"} {
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("snapshot save --help lacks %s:\n%s", f, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "--output") {
+		t.Errorf("snapshot save --help lists --output:\n%s", r.stdout)
+	}
+}
+
+// snapshotRun runs `consensus snapshot ARGS...` in process.
+func snapshotRun(args []string, stdout, stderr io.Writer) int {
+	return execute(context.Background(), append([]string{"snapshot"}, args...), stdout, stderr, cliEnv{})
 }
