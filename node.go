@@ -119,6 +119,10 @@ type Node struct {
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
 	clusterID uint64
+	// restarted is set when NewNode found state in storage; recoveredCommit
+	// is the commit index stored then (see RecoveredMembers).
+	restarted       bool
+	recoveredCommit uint64
 	// membership is the conf change machinery (membership.go).
 	membership membershipState
 
@@ -264,6 +268,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 				return nil, fmt.Errorf("node: read cluster id: %w", err)
 			}
 		}
+		n.restarted, n.recoveredCommit = true, hs.GetCommit()
 		logger.Info("restarting from storage", "term", hs.GetTerm(), "commit", hs.GetCommit(), "lastIndex", last)
 		if n.raft, err = newRaftNode(rc, nil); err != nil {
 			return nil, fmt.Errorf("node: start raft: %w", err)
@@ -294,6 +299,28 @@ func bootstrapPeers(peers map[string]string) ([]raft.Peer, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// RecoveredMembers returns the members of the cluster a node restarted
+// from storage belongs to: it waits (bounded by ctx) until the node has
+// applied the committed log it found at NewNode, so the membership that
+// log and its snapshot record is in place, then returns Members. ok is
+// false, with no wait, for a node that started from empty storage (it
+// bootstrapped from Config.Peers or joined). A restarted node ignores
+// Config.Peers; callers compare them with these members to tell a user
+// whose initial cluster list no longer applies.
+func (n *Node) RecoveredMembers(ctx context.Context) (members []Member, ok bool, err error) {
+	if !n.restarted {
+		return nil, false, nil
+	}
+	select {
+	case <-n.applied.wait(n.recoveredCommit):
+		return n.Members(), true, nil
+	case <-n.stopc:
+		return nil, true, ErrStopped
+	case <-ctx.Done():
+		return nil, true, ctx.Err()
+	}
 }
 
 // Start connects the node to t and runs its loops. Peers named in the

@@ -446,3 +446,48 @@ func TestStopAfterFatalErrorWaits(t *testing.T) {
 		t.Fatal("Err() is nil after a fatal storage error")
 	}
 }
+
+// TestRecoveredMembers checks that a node restarted with other peers
+// reports the membership its storage holds, and a new node reports none.
+func TestRecoveredMembers(t *testing.T) {
+	st := storage.NewMemory()
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = map[string]string{"n1": "127.0.0.1:1"}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n1, err := consensus.NewNode(cfg, st, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := n1.RecoveredMembers(ctx); ok || err != nil {
+		t.Fatalf("new node: RecoveredMembers ok=%v err=%v, want false, nil", ok, err)
+	}
+	cn := newChanNet()
+	tr := cn.attach(consensus.RaftID("n1"), n1)
+	n1.Start(tr)
+	if _, err := n1.Propose(ctx, []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	n1.Stop()
+	tr.Close()
+
+	cfg.Peers = map[string]string{"n1": "127.0.0.1:2"}
+	n2, err := consensus.NewNode(cfg, st, &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr = cn.attach(consensus.RaftID("n1"), n2)
+	n2.Start(tr)
+	defer func() {
+		n2.Stop()
+		tr.Close()
+		cn.wg.Wait()
+	}()
+	members, ok, err := n2.RecoveredMembers(ctx)
+	if !ok || err != nil {
+		t.Fatalf("restarted node: RecoveredMembers ok=%v err=%v", ok, err)
+	}
+	if len(members) != 1 || members[0].ID != "n1" || members[0].PeerAddr != "127.0.0.1:1" {
+		t.Fatalf("recovered members %+v, want n1 at 127.0.0.1:1", members)
+	}
+}
