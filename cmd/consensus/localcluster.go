@@ -2,16 +2,13 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 )
 
 // localNode is one node of a cluster that up or bench runs on this machine
@@ -54,32 +51,19 @@ func serveCommand(self string, n localNode, peers, logLevel string, extra ...str
 }
 
 // copyLines copies r to w line by line, each line prefixed "[prefix] ",
-// holding mu while it writes one.
-func copyLines(r io.Reader, w io.Writer, mu *sync.Mutex, prefix string) {
+// holding mu while it writes one and calls onLine (if set) with it.
+func copyLines(r io.Reader, w io.Writer, mu *sync.Mutex, prefix string, onLine func(line string)) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		mu.Lock()
 		fmt.Fprintf(w, "[%s] %s\n", prefix, sc.Text())
+		if onLine != nil {
+			onLine(sc.Text())
+		}
 		mu.Unlock()
 	}
-}
-
-// waitReadyWith polls base+"/readyz" with client until it answers 200 or
-// ctx ends.
-func waitReadyWith(ctx context.Context, client *http.Client, base string) bool {
-	for {
-		resp, err := client.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	// A line too long for the buffer ends the scan; keep draining, so
+	// the process never blocks on a full pipe.
+	_, _ = io.Copy(io.Discard, r)
 }

@@ -94,17 +94,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return execute(context.Background(), args, stdout, stderr, cliEnv{stdin: os.Stdin})
 }
 
-// passThrough lists the commands that parse their own flags with a
-// flag.FlagSet: cobra hands them their arguments untouched. Registering
-// one is one line here.
-var passThrough = []struct {
-	name, short string
-	run         func(args []string, stdout, stderr io.Writer) int
-}{
-	{"serve", "run one node", serveCmd},
-	{"up", "run a local cluster of nodes", upCmd},
-}
-
 // execute runs args with the given context (cancelled like Ctrl-C) and
 // environment; run is its production form.
 func execute(ctx context.Context, args []string, stdout, stderr io.Writer, env cliEnv) int {
@@ -186,9 +175,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 		defaultHelp(c, args)
 	})
 
-	for _, p := range passThrough {
-		root.AddCommand(passThroughCmd(p.name, p.short, p.run, stdout, stderr))
-	}
+	root.AddCommand(newServeCmd(stdout, stderr), newUpCmd(stdout, stderr))
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "print the version",
@@ -278,24 +265,6 @@ func writeUsage(cmd *cobra.Command) error {
 	}
 	_, err := io.WriteString(cmd.OutOrStderr(), b.String())
 	return err
-}
-
-// passThroughCmd wraps a command that parses its own flags: its arguments,
-// --help included, reach fn as given, and so does `consensus help NAME`.
-func passThroughCmd(name, short string, fn func(args []string, stdout, stderr io.Writer) int, stdout, stderr io.Writer) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:                name + " [flags]",
-		Short:              short,
-		DisableFlagParsing: true,
-		RunE: func(_ *cobra.Command, args []string) error {
-			if code := fn(args, stdout, stderr); code != 0 {
-				return &exitError{code: code}
-			}
-			return nil
-		},
-	}
-	cmd.SetHelpFunc(func(*cobra.Command, []string) { fn([]string{"--help"}, stdout, stderr) })
-	return cmd
 }
 
 // groupCmd is a command that only holds subcommands: run alone or with an

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -380,67 +378,6 @@ func (pc *procCluster) putOnce(key, val string) bool {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return resp.StatusCode == http.StatusOK
-}
-
-// TestUpTLS runs `consensus up --tls` for one node: it makes development
-// certificates, serves HTTPS that verifies against them, refuses plain
-// HTTP, and stops cleanly on SIGINT.
-func TestUpTLS(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary")
-	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	peerPort, httpPort := portOf(t, freeAddr(t)), portOf(t, freeAddr(t))
-	cmd := exec.Command(bin, "up", "--tls", "--nodes", "1", "--data", dir,
-		"--peer-port", peerPort, "--http-port", httpPort)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
-	pool := x509.NewCertPool()
-	base := "https://127.0.0.1:" + httpPort
-	var ok bool
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok && time.Now().Before(deadline) {
-		if ca, err := os.ReadFile(filepath.Join(dir, "certs", "ca.pem")); err == nil && pool.AppendCertsFromPEM(ca) {
-			c := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-			if resp, err := c.Get(base + "/readyz"); err == nil {
-				resp.Body.Close()
-				ok = resp.StatusCode == http.StatusOK
-			}
-		}
-		if !ok {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	if !ok {
-		t.Fatalf("no verified HTTPS answer from %s within 30s; output:\n%s", base, out.String())
-	}
-	if resp, err := (&http.Client{Timeout: time.Second}).Get("http://127.0.0.1:" + httpPort + "/readyz"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP answered on the TLS port")
-		}
-	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("up exited with %v; output:\n%s", err, out.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("up did not stop on SIGINT; output:\n%s", out.String())
-	}
 }
 
 func portOf(t *testing.T, addr string) string {

@@ -3,16 +3,20 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/cluster"
@@ -21,141 +25,186 @@ import (
 	"github.com/unrdf/consensus/server"
 )
 
-func serveCmd(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// serveFlags are the flags of `consensus serve` (the program contract in
+// the README: names and defaults are stable).
+type serveFlags struct {
+	id, listen, httpAddr, peers, join, dataDir string
+	etMin, etMax, hb                           time.Duration
+	snapThreshold                              uint64
+	maxBody                                    int64
+	maxKeys, maxValue, maxInFlight             int
+	rateLimit                                  float64
+	rateBurst, maxWatches, watchEvents         int
+	watchBytes                                 int64
+	tokenFile, certFile, keyFile, clientCA     string
+	peerCert, peerKey, peerCA, apiCA           string
+	hcInterval, hcTimeout                      time.Duration
+	hcMaxFailed                                int
+	logLevel, logFormat, pprofAddr             string
+}
+
+// newServeCmd is `consensus serve`: one node, until SIGINT, SIGTERM or
+// the command's context ends.
+func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve --id ID [flags]",
+		Short: "run one node",
+		Long: "Run one node: raft over --listen, the client API on --http, state in --data.\n" +
+			"Exit codes: 0 stopped by a signal, 1 the node failed, 2 usage error.",
+		Args: exactArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return runServe(c.Context(), f, c.Flags().Changed("peers"), stdout, stderr)
+		},
+	}
 	def := consensus.DefaultConfig("")
-	id := fs.String("id", "", "node id (required)")
-	listen := fs.String("listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic")
-	httpAddr := fs.String("http", "127.0.0.1:9080", "host:port for the client HTTP API, /metrics, /healthz and /readyz")
-	peers := fs.String("peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone")
-	join := fs.String("join", "", "HTTP addresses (host:port,...) of members of a running cluster to join, tried in turn; ignored once the node has state")
-	dataDir := fs.String("data", "", "data directory (default ./data/<id>)")
-	etMin := fs.Duration("election-timeout-min", def.ElectionTimeoutMin, "minimum election timeout")
-	etMax := fs.Duration("election-timeout-max", def.ElectionTimeoutMax, "maximum election timeout (must be twice the minimum)")
-	hb := fs.Duration("heartbeat-interval", def.HeartbeatInterval, "leader heartbeat interval")
-	snapThreshold := fs.Uint64("snapshot-threshold", 1000, "applied entries between snapshots of the state (each followed by log compaction)")
-	maxBody := fs.Int64("max-body-bytes", 1<<20, "largest accepted HTTP request body")
-	maxKeys := fs.Int("max-keys", kv.DefaultMaxKeys, "most keys the replicated state holds (the seed's maxStateSize); give every node the same")
-	maxValue := fs.Int("max-value-bytes", kv.DefaultMaxValueBytes, "largest value, checked when a write is applied; give every node the same")
-	maxInFlight := fs.Int("max-in-flight", server.DefaultMaxInFlight, "requests served at once before answering 503 overloaded")
-	rateLimit := fs.Float64("rate-limit", 0, "requests per second per client (token, else IP); 0 = no limit")
-	rateBurst := fs.Int("rate-burst", 0, "burst above --rate-limit (default: the limit rounded up)")
-	maxWatches := fs.Int("max-watches-per-client", server.DefaultMaxWatchesPerClient, "watches one client (token, else IP) may have open before 429 too_many_watches")
-	watchEvents := fs.Int("watch-history-events", kv.DefaultWatchHistoryEvents, "events kept in memory for watches to resume from")
-	watchBytes := fs.Int64("watch-history-bytes", kv.DefaultWatchHistoryBytes, "bytes of keys and values kept in memory for watches to resume from")
-	tokenFile := fs.String("auth-token-file", "", "bearer tokens, one \"<token> <rw|ro>\" per line; enables authentication")
-	certFile := fs.String("cert", "", "TLS certificate for the HTTP API (PEM)")
-	keyFile := fs.String("key", "", "TLS key for the HTTP API (PEM)")
-	clientCA := fs.String("client-ca", "", "CA that HTTP clients' certificates must be signed by (optional; needs --cert)")
-	peerCert := fs.String("peer-cert", "", "TLS certificate for peer traffic (PEM); with --peer-key and --peer-ca enables mutual TLS between peers")
-	peerKey := fs.String("peer-key", "", "TLS key for peer traffic (PEM)")
-	peerCA := fs.String("peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
-	apiCA := fs.String("api-ca", "", "CA that signed the members' HTTP API certificates (PEM); with it (or --cert) this node reaches other members' APIs over HTTPS for --join, forwarded leader transfers and health checks (default with --cert: the system's roots)")
 	hcDef := cluster.DefaultConfig()
-	hcInterval := fs.Duration("health-check-interval", hcDef.HealthCheckInterval, "time between health checks of every member")
-	hcTimeout := fs.Duration("health-check-timeout", hcDef.HealthCheckTimeout, "bound on one health check")
-	hcMaxFailed := fs.Int("max-failed-health-checks", hcDef.MaxFailedHealthChecks, "failed checks in a row before a member is unhealthy")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
-	pprofAddr := fs.String("pprof", "", "host:port for Go's net/http/pprof profiles (off if empty; never expose it beyond localhost)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	fl := cmd.Flags()
+	fl.SortFlags = false
+	fl.StringVar(&f.id, "id", "", "node id (required)")
+	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic; with --peers, this node's entry there (or 0.0.0.0 and its port)")
+	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:9080", "host:port for the client HTTP API, /metrics, /healthz and /readyz")
+	fl.StringVar(&f.peers, "peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone. Used only on a first start: a node with state keeps its stored membership")
+	fl.StringVar(&f.join, "join", "", "HTTP addresses (host:port,...) of members of a running cluster to join, tried in turn; ignored once the node has state")
+	fl.StringVar(&f.dataDir, "data", "", "data directory (default ./data/<id>)")
+	fl.DurationVar(&f.etMin, "election-timeout-min", def.ElectionTimeoutMin, "minimum election timeout")
+	fl.DurationVar(&f.etMax, "election-timeout-max", def.ElectionTimeoutMax, "maximum election timeout (must be twice the minimum)")
+	fl.DurationVar(&f.hb, "heartbeat-interval", def.HeartbeatInterval, "leader heartbeat interval")
+	fl.Uint64Var(&f.snapThreshold, "snapshot-threshold", 1000, "applied entries between snapshots of the state (each followed by log compaction)")
+	fl.Int64Var(&f.maxBody, "max-body-bytes", 1<<20, "largest accepted HTTP request body")
+	fl.IntVar(&f.maxKeys, "max-keys", kv.DefaultMaxKeys, "most keys the replicated state holds (the seed's maxStateSize); give every node the same")
+	fl.IntVar(&f.maxValue, "max-value-bytes", kv.DefaultMaxValueBytes, "largest value, checked when a write is applied; give every node the same")
+	fl.IntVar(&f.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once before answering 503 overloaded")
+	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "requests per second per client (token, else IP); 0 = no limit")
+	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst above --rate-limit (default: the limit rounded up)")
+	fl.IntVar(&f.maxWatches, "max-watches-per-client", server.DefaultMaxWatchesPerClient, "watches one client (token, else IP) may have open before 429 too_many_watches")
+	fl.IntVar(&f.watchEvents, "watch-history-events", kv.DefaultWatchHistoryEvents, "events kept in memory for watches to resume from")
+	fl.Int64Var(&f.watchBytes, "watch-history-bytes", kv.DefaultWatchHistoryBytes, "bytes of keys and values kept in memory for watches to resume from")
+	fl.StringVar(&f.tokenFile, "auth-token-file", "", "bearer tokens, one \"<token> <rw|ro>\" per line; enables authentication")
+	fl.StringVar(&f.certFile, "cert", "", "TLS certificate for the HTTP API (PEM)")
+	fl.StringVar(&f.keyFile, "key", "", "TLS key for the HTTP API (PEM)")
+	fl.StringVar(&f.clientCA, "client-ca", "", "CA that HTTP clients' certificates must be signed by (optional; needs --cert)")
+	fl.StringVar(&f.peerCert, "peer-cert", "", "TLS certificate for peer traffic (PEM); with --peer-key and --peer-ca enables mutual TLS between peers")
+	fl.StringVar(&f.peerKey, "peer-key", "", "TLS key for peer traffic (PEM)")
+	fl.StringVar(&f.peerCA, "peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
+	fl.StringVar(&f.apiCA, "api-ca", "", "CA that signed the members' HTTP API certificates (PEM); with it (or --cert) this node reaches other members' APIs over HTTPS for --join, forwarded leader transfers and health checks (default with --cert: the system's roots)")
+	fl.DurationVar(&f.hcInterval, "health-check-interval", hcDef.HealthCheckInterval, "time between health checks of every member")
+	fl.DurationVar(&f.hcTimeout, "health-check-timeout", hcDef.HealthCheckTimeout, "bound on one health check")
+	fl.IntVar(&f.hcMaxFailed, "max-failed-health-checks", hcDef.MaxFailedHealthChecks, "failed checks in a row before a member is unhealthy")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fl.StringVar(&f.pprofAddr, "pprof", "", "host:port for Go's net/http/pprof profiles (off if empty; never expose it beyond localhost)")
+	// No global flag applies: serve's --cert and --key are its own.
+	return withGlobalFlags(cmd)
+}
+
+// serveUsage is a usage error of serve: one line, exit 2.
+func serveUsage(format string, args ...any) error {
+	return usageErrorf("serve: "+format, args...)
+}
+
+// serveFailure is a failure of a started serve: one line, exit 1.
+func serveFailure(err error) error {
+	return failuref("serve: %v", err)
+}
+
+// runServe runs one node until ctx ends or a signal arrives. peersGiven
+// says whether --peers was on the command line.
+func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr io.Writer) error {
+	if f.id == "" {
+		return serveUsage("--id is required")
+	}
+	logger, err := newLogger(stderr, f.logLevel, f.logFormat)
+	if err != nil {
+		return serveUsage("%v", err)
+	}
+	if err := checkListenAddr("--listen", f.listen); err != nil {
+		return serveUsage("%v", err)
+	}
+	if err := checkListenAddr("--http", f.httpAddr); err != nil {
+		return serveUsage("%v", err)
+	}
+	peerMap, err := parsePeers(f.peers)
+	if err != nil {
+		return serveUsage("%v", err)
+	}
+	if own, ok := peerMap[f.id]; ok {
+		if err := checkOwnPeer(f.id, f.listen, own); err != nil {
+			return serveUsage("%v", err)
 		}
-		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "serve: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if f.maxWatches <= 0 || f.watchEvents <= 0 || f.watchBytes <= 0 {
+		return serveUsage("--max-watches-per-client, --watch-history-events and --watch-history-bytes must be positive")
 	}
-	if *id == "" {
-		fmt.Fprintln(stderr, "serve: --id is required")
-		return 2
-	}
-	logger, err := newLogger(stderr, *logLevel, *logFormat)
-	if err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		return 2
-	}
-	peerMap, err := parsePeers(*peers)
-	if err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		return 2
-	}
-	if *maxWatches <= 0 || *watchEvents <= 0 || *watchBytes <= 0 {
-		fmt.Fprintln(stderr, "serve: --max-watches-per-client, --watch-history-events and --watch-history-bytes must be positive")
-		return 2
-	}
-	joinAddrs := splitList(*join)
+	joinAddrs := splitList(f.join)
 	if len(joinAddrs) > 0 && len(peerMap) > 0 {
-		fmt.Fprintln(stderr, "serve: --join and --peers exclude each other (a joining node learns the members from the cluster)")
-		return 2
+		return serveUsage("--join and --peers exclude each other (a joining node learns the members from the cluster)")
 	}
-	if *maxKeys <= 0 || *maxValue <= 0 {
-		fmt.Fprintln(stderr, "serve: --max-keys and --max-value-bytes must be positive")
-		return 2
+	if f.maxKeys <= 0 || f.maxValue <= 0 {
+		return serveUsage("--max-keys and --max-value-bytes must be positive")
 	}
-	if *snapThreshold == 0 {
-		fmt.Fprintln(stderr, "serve: --snapshot-threshold must be positive")
-		return 2
+	if f.snapThreshold == 0 {
+		return serveUsage("--snapshot-threshold must be positive")
 	}
-	cfg := consensus.DefaultConfig(*id)
-	cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax, cfg.HeartbeatInterval = *etMin, *etMax, *hb
-	cfg.SnapshotThreshold = *snapThreshold
+	cfg := consensus.DefaultConfig(f.id)
+	cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax, cfg.HeartbeatInterval = f.etMin, f.etMax, f.hb
+	cfg.SnapshotThreshold = f.snapThreshold
 	cfg.Peers = peerMap
 	if len(cfg.Peers) == 0 {
-		cfg.Peers = map[string]string{*id: *listen}
+		cfg.Peers = map[string]string{f.id: f.listen}
 	}
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		return 2
+		return serveUsage("%v", err)
 	}
-	if *dataDir == "" {
-		*dataDir = filepath.Join("data", *id)
+	if f.dataDir == "" {
+		f.dataDir = filepath.Join("data", f.id)
 	}
 
 	scfg := server.Config{
-		Node:     cfg,
-		PeerAddr: *listen,
-		HTTPAddr: *httpAddr,
-		DataDir:  *dataDir,
+		Node:    cfg,
+		DataDir: f.dataDir,
 		HTTP: server.HTTPOptions{
-			MaxBodyBytes: *maxBody,
-			MaxInFlight:  *maxInFlight,
-			RateLimit:    *rateLimit,
-			RateBurst:    *rateBurst,
-			Watch:        server.WatchOptions{MaxPerClient: *maxWatches},
+			MaxBodyBytes: f.maxBody,
+			MaxInFlight:  f.maxInFlight,
+			RateLimit:    f.rateLimit,
+			RateBurst:    f.rateBurst,
+			Watch:        server.WatchOptions{MaxPerClient: f.maxWatches},
 		},
-		State:        []kv.Option{kv.WithMaxKeys(*maxKeys), kv.WithMaxValueBytes(*maxValue)},
-		WatchHistory: kv.WatchConfig{HistoryEvents: *watchEvents, HistoryBytes: *watchBytes},
+		State:        []kv.Option{kv.WithMaxKeys(f.maxKeys), kv.WithMaxValueBytes(f.maxValue)},
+		WatchHistory: kv.WatchConfig{HistoryEvents: f.watchEvents, HistoryBytes: f.watchBytes},
 		Logger:       logger,
 		Join:         joinAddrs,
 		Cluster: cluster.Config{
-			HealthCheckInterval:   *hcInterval,
-			HealthCheckTimeout:    *hcTimeout,
-			MaxFailedHealthChecks: *hcMaxFailed,
+			HealthCheckInterval:   f.hcInterval,
+			HealthCheckTimeout:    f.hcTimeout,
+			MaxFailedHealthChecks: f.hcMaxFailed,
 		},
 	}
-	if err := scfg.Cluster.Validate(); err != nil || *hcInterval <= 0 || *hcTimeout <= 0 || *hcMaxFailed <= 0 {
-		fmt.Fprintln(stderr, "serve: health checks need a positive interval, timeout (at most the interval) and failure count")
-		return 2
+	if err := scfg.Cluster.Validate(); err != nil || f.hcInterval <= 0 || f.hcTimeout <= 0 || f.hcMaxFailed <= 0 {
+		return serveUsage("health checks need a positive interval, timeout (at most the interval) and failure count")
 	}
-	if err := securityConfig(&scfg, *tokenFile, *certFile, *keyFile, *clientCA, *peerCert, *peerKey, *peerCA, *apiCA); err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		return 2
+	if err := securityConfig(&scfg, f.tokenFile, f.certFile, f.keyFile, f.clientCA, f.peerCert, f.peerKey, f.peerCA, f.apiCA); err != nil {
+		return serveUsage("%v", err)
+	}
+	// Both ports are bound before the node opens its storage: a start that
+	// cannot bind them (a port in use) fails before a new data directory
+	// records a bootstrap, so a retry with corrected flags starts afresh.
+	if scfg.PeerListener, err = net.Listen("tcp", f.listen); err != nil {
+		return serveFailure(fmt.Errorf("--listen: %w", err))
+	}
+	if scfg.HTTPListener, err = net.Listen("tcp", f.httpAddr); err != nil {
+		scfg.PeerListener.Close()
+		return serveFailure(fmt.Errorf("--http: %w", err))
 	}
 	srv, err := server.Start(scfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		return 1
+		return serveFailure(err)
 	}
-	if *pprofAddr != "" {
-		stopProfiles, err := serveProfiles(*pprofAddr, logger)
-		if err != nil {
-			fmt.Fprintln(stderr, "serve: --pprof:", err)
+	var stopProfiles func()
+	if f.pprofAddr != "" {
+		if stopProfiles, err = serveProfiles(f.pprofAddr, logger); err != nil {
 			_ = srv.Close(context.Background())
-			return 1
+			return serveFailure(fmt.Errorf("--pprof: %w", err))
 		}
 		defer stopProfiles()
 	}
@@ -163,25 +212,102 @@ func serveCmd(args []string, stdout, stderr io.Writer) int {
 	if scfg.HTTPTLS != nil {
 		scheme = "https"
 	}
-	fmt.Fprintf(stdout, "node %s serving %s://%s (peers on %s, data in %s)\n", *id, scheme, srv.HTTPAddr(), srv.PeerAddr(), *dataDir)
+	fmt.Fprintf(stdout, "node %s serving %s://%s (peers on %s, data in %s)\n", f.id, scheme, srv.HTTPAddr(), srv.PeerAddr(), f.dataDir)
+
+	// A restarted node keeps the membership it stored; say so when the
+	// --peers given disagree, since they are silently unused otherwise.
+	checkCtx, stopCheck := context.WithCancel(ctx)
+	checked := make(chan struct{})
+	node := srv.Node()
+	go func() {
+		defer close(checked)
+		if !peersGiven {
+			return
+		}
+		members, restarted, err := node.RecoveredMembers(checkCtx)
+		if !restarted || err != nil {
+			return
+		}
+		if stored := formatMembers(members); stored != formatPeers(peerMap) {
+			logger.Warn("--peers differs from the membership stored in the data directory, which this node keeps; "+
+				"to start a new cluster with --peers, remove the data directory",
+				"peers", formatPeers(peerMap), "stored", stored, "data", f.dataDir)
+		}
+	}()
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	code := 0
+	var failed error
 	select {
 	case sig := <-sigs:
 		logger.Info("stopping", "signal", sig.String())
+	case <-ctx.Done():
+		logger.Info("stopping")
 	case <-srv.Done():
-		code = 1
+		failed = srv.Node().Err()
+		if failed == nil {
+			failed = errors.New("the node stopped")
+		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	stopCheck()
+	<-checked
+	closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := srv.Close(ctx); err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		code = 1
+	if err := srv.Close(closeCtx); err != nil {
+		failed = errors.Join(failed, err)
 	}
-	return code
+	if failed != nil {
+		return serveFailure(failed)
+	}
+	return nil
+}
+
+// checkListenAddr checks that addr is host:port with a port this machine
+// can listen on (0 picks a free one).
+func checkListenAddr(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q is not host:port", flag, addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+		return fmt.Errorf("%s %q: port %q is not a number from 0 to 65535", flag, addr, port)
+	}
+	return nil
+}
+
+// checkOwnPeer checks that listen is where the other members will dial
+// this node, its entry own in --peers: the same address, or an unspecified
+// host (all interfaces) with the same port.
+func checkOwnPeer(id, listen, own string) error {
+	if listen == own {
+		return nil
+	}
+	host, port, _ := net.SplitHostPort(listen)
+	_, ownPort, _ := net.SplitHostPort(own)
+	if ip := net.ParseIP(host); (host == "" || (ip != nil && ip.IsUnspecified())) && port == ownPort {
+		return nil
+	}
+	return fmt.Errorf("--listen %s is not %s's address in --peers (%s), which the other members dial; give the same address to both", listen, id, own)
+}
+
+// formatPeers writes peers as the sorted id=host:port list --peers takes.
+func formatPeers(peers map[string]string) string {
+	list := make([]string, 0, len(peers))
+	for id, addr := range peers {
+		list = append(list, id+"="+addr)
+	}
+	sort.Strings(list)
+	return strings.Join(list, ",")
+}
+
+// formatMembers writes members as formatPeers does.
+func formatMembers(members []consensus.Member) string {
+	peers := make(map[string]string, len(members))
+	for _, m := range members {
+		peers[m.ID] = m.PeerAddr
+	}
+	return formatPeers(peers)
 }
 
 // securityConfig loads tokens and TLS material named by flags into cfg.
@@ -266,6 +392,13 @@ func parsePeers(s string) (map[string]string, error) {
 		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok || name == "" || addr == "" {
 			return nil, fmt.Errorf("--peers: %q is not id=host:port", part)
+		}
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("--peers: %s: %q is not host:port", name, addr)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return nil, fmt.Errorf("--peers: %s: %q: port %q is not a number from 1 to 65535", name, addr, port)
 		}
 		if _, dup := peers[name]; dup {
 			return nil, fmt.Errorf("--peers: %q listed twice", name)
