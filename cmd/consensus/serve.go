@@ -270,7 +270,7 @@ func checkListenAddr(flag, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%s %q is not host:port", flag, addr)
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n > 65535 {
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("%s %q: port %q is not a number from 0 to 65535", flag, addr, port)
 	}
 	return nil
