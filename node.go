@@ -135,9 +135,9 @@ type Node struct {
 	// first); stopOnce waits for the loops and stops raft. They are
 	// apart so that a loop failing while Stop waits for it never waits
 	// on Stop in turn.
-	closeOnce    sync.Once
-	stopOnce     sync.Once
-	stopc        chan struct{}
+	closeOnce sync.Once
+	stopOnce  sync.Once
+	stopc     chan struct{}
 	// runCtx is cancelled when the node stops; it bounds Step calls made
 	// on behalf of the transport.
 	runCtx    context.Context
