@@ -419,15 +419,12 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 func (h *apiHandler) checkKey(key string) string { return keyProblem(key, h.opts.MaxKeyBytes) }
 
 // keyProblem returns why key is not acceptable with keys of at most max
-// bytes, or "" if it is.
+// bytes, or "" if it is. The rules are kv.ValidateKey's, the ones every
+// API that takes a key shares: non-empty UTF-8 without control
+// characters.
 func keyProblem(key string, max int) string {
-	switch {
-	case key == "":
-		return "key is empty"
-	case !utf8.ValidString(key):
-		return "key is not valid UTF-8"
-	case len(key) > max:
-		return fmt.Sprintf("key is %d bytes, longer than the limit of %d", len(key), max)
+	if err := kv.ValidateKey(key, max); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -446,11 +443,12 @@ func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (strin
 	return prefix, true
 }
 
-// checkPrefix returns why a list prefix is not acceptable, or "" if it is.
-// The empty prefix lists everything.
+// checkPrefix returns why a list or watch prefix is not acceptable, or ""
+// if it is (kv.ValidatePrefix: a prefix with a control character matches
+// no key a request may write). The empty prefix lists everything.
 func (h *apiHandler) checkPrefix(prefix string) string {
-	if !utf8.ValidString(prefix) || len(prefix) > h.opts.MaxKeyBytes {
-		return fmt.Sprintf("prefix must be valid UTF-8 of at most %d bytes", h.opts.MaxKeyBytes)
+	if err := kv.ValidatePrefix(prefix, h.opts.MaxKeyBytes); err != nil {
+		return err.Error()
 	}
 	return ""
 }
