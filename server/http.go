@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -510,17 +511,7 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 		}
 		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			switch {
-			case errors.As(err, &tooLarge):
-				writeError(w, apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
-					message: fmt.Sprintf("request body is larger than the limit of %d bytes", limit)})
-			case r.Context().Err() != nil:
-				h.fail(w, r, r.Context().Err())
-			default:
-				writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-					message: "reading request body: " + err.Error()})
-			}
+			writeError(w, h.bodyReadError(err))
 			return nil, false
 		}
 		body = buf.Bytes()
@@ -531,6 +522,28 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 		return nil, false
 	}
 	return compact, true
+}
+
+// bodyReadError is the answer to a request whose body could not be read.
+// The request's context says nothing here: net/http cancels it on any
+// read error of the connection, a client's truncated body included. So
+// the error itself decides: a body over the limit is 413, the server's own
+// BodyReadTimeout passing is 503 timeout (the server gave up; nothing was
+// done), and anything else (a body shorter than its Content-Length, bad
+// chunked framing, a reset) is the client's: 400 bad_request.
+func (h *apiHandler) bodyReadError(err error) apiError {
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		return apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+			message: fmt.Sprintf("request body is larger than the limit of %d bytes", tooLarge.Limit)}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return apiError{status: http.StatusServiceUnavailable, code: CodeTimeout,
+			message: fmt.Sprintf("the request body did not arrive within %v; nothing was done", h.opts.BodyReadTimeout)}
+	}
+	return apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+		message: "reading request body: " + err.Error()}
 }
 
 // compactJSONValue returns body, named what in messages, as compact JSON,
