@@ -186,7 +186,9 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 // the path as sent, percent-decoded once; it is never cleaned, so "a//b" and
 // "a/../b" are keys like any other. Every response body is JSON; errors are
 // {"error":{"code":"...","message":"..."}} with the codes declared in this
-// package, and every 5xx is a 503 with Retry-After. The handler is safe for
+// package, and every 5xx is a 503 with Retry-After. (Requests net/http
+// refuses before calling a handler get its plain-text answers unless the
+// server is set up as Start does; see conn.go.) The handler is safe for
 // concurrent use and calls b concurrently.
 func NewHandler(b Backend, opts HTTPOptions) http.Handler {
 	return newAPIHandler(b, opts)
