@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"log/slog"
@@ -185,4 +186,41 @@ func TestHTTPRefusalAfterAGoodRequest(t *testing.T) {
 	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != CodeInvalidKey {
 		t.Fatalf("refused answer %d %q (%v)", resp.StatusCode, body, err)
 	}
+}
+
+// FuzzJSONRefusal feeds the rewriting arbitrary responses and request
+// lines: whatever it accepts must come out as one HTTP response with the
+// JSON error envelope, a 4xx or 503 status, and no panic.
+func FuzzJSONRefusal(f *testing.F) {
+	const plain = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+	f.Add([]byte("HTTP/1.1 400 Bad Request"+plain+"400 Bad Request"), []byte("PUT /v1/kv/bad%ZZ HTTP/1.1\r\n"))
+	f.Add([]byte("HTTP/1.1 400 Bad Request: missing required Host header"+plain+"400 Bad Request: missing required Host header"), []byte(nil))
+	f.Add([]byte("HTTP/1.1 501 Not Implemented"+plain+"Unsupported transfer encoding"), []byte("GET / HTTP/1.1\r\n"))
+	f.Add([]byte("HTTP/1.1 431 Request Header Fields Too Large"+plain+"431 Request Header Fields Too Large"), []byte("GET /v1/kv/a\x01 HTTP/1.1\r\n"))
+	f.Add([]byte("HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"), []byte("\x16\x03\x01"))
+	f.Add([]byte("HTTP/1.1 417 Expectation Failed\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"), []byte("PUT /v1/kv/a HTTP/1.1\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"), []byte("GET /v1/kv/% HTTP/1.1\r\n"))
+	f.Fuzz(func(t *testing.T, raw, line []byte) {
+		answer, ok := jsonRefusal(raw, line)
+		if !ok {
+			return
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(answer)), nil)
+		if err != nil {
+			t.Fatalf("answer %q does not parse: %v", answer, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode < 400 || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable) {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if resp.Header.Get("Content-Type") != "application/json" || !resp.Close {
+			t.Fatalf("headers %v", resp.Header)
+		}
+		if _, err := checkErrorBody(body); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
