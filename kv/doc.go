@@ -16,7 +16,10 @@
 // Apply is deterministic: it reads no clock (timestamps come in the
 // command), no randomness, and no decision depends on map order. Limits
 // (key length, value size, number of keys) are checked at apply time and
-// must be configured alike on every node.
+// must be configured alike on every node. Requests are held to stricter
+// key rules than apply (no control characters; ValidateKey), checked
+// before proposing, so that what was committed under older rules still
+// applies the same way.
 //
 // Exactly once: a write whose context carries a RequestID (client id,
 // sequence) is applied once; a duplicate gets the recorded result. The

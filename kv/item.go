@@ -52,7 +52,9 @@ const (
 var (
 	// ErrKeyNotFound means the key does not exist.
 	ErrKeyNotFound = errors.New("key not found")
-	// ErrInvalidKey means the key is empty, not valid UTF-8 or too long.
+	// ErrInvalidKey means the key is empty, not valid UTF-8 or too long,
+	// or, in a request (ValidateKey), holds a control character; or that a
+	// prefix is not valid UTF-8, too long or holds a control character.
 	ErrInvalidKey = errors.New("invalid key")
 	// ErrInvalidValue means the value is not a valid JSON value.
 	ErrInvalidValue = errors.New("invalid value")

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unicode/utf8"
 
 	"github.com/google/btree"
 )
@@ -374,18 +373,6 @@ func (m *Machine) Stats() Stats {
 	defer m.mu.RUnlock()
 	return Stats{Keys: m.items.Len(), MaxKeys: m.maxKeys, Bytes: m.bytes, Revision: m.revision,
 		AppliedIndex: m.applied, Sessions: m.sessions.len()}
-}
-
-func checkKey(key string, limit int) *applyError {
-	switch {
-	case key == "":
-		return fail(ErrInvalidKey, "empty key")
-	case len(key) > limit:
-		return fail(ErrInvalidKey, "key of %d bytes exceeds %d", len(key), limit)
-	case !utf8.ValidString(key):
-		return fail(ErrInvalidKey, "key is not valid UTF-8")
-	}
-	return nil
 }
 
 func checkValue(v []byte, limit int) *applyError {

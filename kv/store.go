@@ -161,7 +161,7 @@ func (s *Store) Put(ctx context.Context, key string, value []byte) (int64, error
 // PutIf is Put when cond holds; otherwise it fails with ErrConflict and
 // changes nothing.
 func (s *Store) PutIf(ctx context.Context, key string, value []byte, cond Cond) (int64, error) {
-	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
+	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
 	if err := checkValue(value, s.machine.maxValueBytes); err != nil {
@@ -181,7 +181,7 @@ func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
 
 // DeleteIf is Delete when cond holds; otherwise it fails with ErrConflict.
 func (s *Store) DeleteIf(ctx context.Context, key string, cond Cond) (int64, error) {
-	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
+	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
 	if err := cond.check(); err != nil {
@@ -201,7 +201,7 @@ func (s *Store) Batch(ctx context.Context, ops []Op) (int64, error) {
 	}
 	c := command{Op: opTxn, Ops: make([]txnOp, len(ops))}
 	for i, o := range ops {
-		if err := checkKey(o.Key, s.machine.maxKeyBytes); err != nil {
+		if err := checkRequestKey(o.Key, s.machine.maxKeyBytes); err != nil {
 			return 0, err
 		}
 		if err := o.Cond.check(); err != nil {
@@ -235,7 +235,7 @@ type UpdateFunc func(cur Item, exists bool) (value []byte, err error)
 // more than once and must have no side effects beyond its result. Each
 // attempt is its own request (a request id in ctx is not used).
 func (s *Store) Update(ctx context.Context, key string, fn UpdateFunc) (int64, error) {
-	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
+	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
 	ctx = context.WithValue(ctx, requestIDKey{}, RequestID{})
@@ -282,7 +282,7 @@ func (s *Store) write(ctx context.Context, c command) (int64, error) {
 
 // Get returns the item under key; ErrKeyNotFound if there is none.
 func (s *Store) Get(ctx context.Context, key string, c Consistency) (Item, error) {
-	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
+	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return Item{}, err
 	}
 	if err := s.sync(ctx, c); err != nil {
@@ -305,8 +305,12 @@ func (s *Store) Has(ctx context.Context, key string, c Consistency) (bool, error
 }
 
 // List returns the items whose keys start with prefix, sorted by key, and
-// the revision they were read at (the seed's entries).
+// the revision they were read at (the seed's entries). A prefix that
+// ValidatePrefix refuses is ErrInvalidKey.
 func (s *Store) List(ctx context.Context, prefix string, c Consistency) ([]Item, int64, error) {
+	if err := ValidatePrefix(prefix, s.machine.maxKeyBytes); err != nil {
+		return nil, 0, err
+	}
 	if err := s.sync(ctx, c); err != nil {
 		return nil, 0, err
 	}
@@ -364,6 +368,9 @@ func (s *Store) Stats(ctx context.Context, c Consistency) (Stats, error) {
 // cannot be started again (ErrInvalidTransition); a stopped one is
 // replaced.
 func (s *Store) StartWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
+	if err := checkRequestID("workflow", id, s.machine.maxKeyBytes); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, command{Op: opWorkflowStart, Key: id, Value: fields, At: time.Now().UnixMilli()})
 }
 
@@ -372,6 +379,9 @@ func (s *Store) StartWorkflow(ctx context.Context, id string, fields []byte) (in
 // "stoppedAt" is set. ErrWorkflowNotFound if there is none,
 // ErrInvalidTransition if it is not running.
 func (s *Store) StopWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
+	if err := checkRequestID("workflow", id, s.machine.maxKeyBytes); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, command{Op: opWorkflowStop, Key: id, Value: fields, At: time.Now().UnixMilli()})
 }
 
@@ -380,13 +390,16 @@ func (s *Store) StopWorkflow(ctx context.Context, id string, fields []byte) (int
 // ...fields}) and sets "updatedAt". ErrWorkflowNotFound if there is none,
 // ErrInvalidTransition if it is not running.
 func (s *Store) UpdateWorkflowState(ctx context.Context, id string, fields []byte) (int64, error) {
+	if err := checkRequestID("workflow", id, s.machine.maxKeyBytes); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, command{Op: opWorkflowUpdate, Key: id, Value: fields, At: time.Now().UnixMilli()})
 }
 
 // WorkflowState returns workflow id (the seed's getWorkflowState);
 // ErrWorkflowNotFound if workflow:<id> does not exist.
 func (s *Store) WorkflowState(ctx context.Context, id string, c Consistency) (Workflow, error) {
-	if err := checkID("workflow", id, s.machine.maxKeyBytes); err != nil {
+	if err := checkRequestID("workflow", id, s.machine.maxKeyBytes); err != nil {
 		return Workflow{}, err
 	}
 	if err := s.sync(ctx, c); err != nil {
@@ -416,12 +429,18 @@ func (s *Store) Workflows(ctx context.Context, c Consistency) ([]Workflow, int64
 // metadata, a JSON object (or nil), under node:<id>; registering again
 // replaces the metadata. Application nodes are not raft members.
 func (s *Store) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
+	if err := checkRequestID("node", id, s.machine.maxKeyBytes); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, command{Op: opNodeRegister, Key: id, Value: metadata, At: time.Now().UnixMilli()})
 }
 
 // DeregisterNode removes application node id (DEREGISTER_NODE);
 // ErrNodeNotFound if it is not registered.
 func (s *Store) DeregisterNode(ctx context.Context, id string) (int64, error) {
+	if err := checkRequestID("node", id, s.machine.maxKeyBytes); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, command{Op: opNodeDeregister, Key: id})
 }
 

@@ -11,7 +11,12 @@ import "context"
 // To move a watch to another node, watch there from the last response's
 // Revision + 1: revisions are the same on every node, and a node that has
 // not applied that far yet waits for it.
+//
+// A prefix that ValidatePrefix refuses is ErrInvalidKey.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRevision int64) (*Watcher, error) {
+	if err := ValidatePrefix(prefix, s.machine.maxKeyBytes); err != nil {
+		return nil, err
+	}
 	if fromRevision == 0 {
 		if err := s.node.LinearizableRead(ctx); err != nil {
 			return nil, err

@@ -20,8 +20,10 @@ const (
 	// CodeInvalidJSON (400) means the request body is not one valid UTF-8
 	// JSON value.
 	CodeInvalidJSON = "invalid_json"
-	// CodeInvalidKey (400) means the key is empty, not valid UTF-8, too
-	// long, or does not percent-decode.
+	// CodeInvalidKey (400) means the key (or id) is empty, not valid
+	// UTF-8, too long, holds a control character (kv.ValidateKey), or does
+	// not percent-decode; or that a prefix is not valid UTF-8, too long or
+	// holds a control character.
 	CodeInvalidKey = "invalid_key"
 	// CodeNotFound (404) means no route has this path.
 	CodeNotFound = "not_found"

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
@@ -185,7 +186,9 @@ func (o HTTPOptions) withDefaults() HTTPOptions {
 // the path as sent, percent-decoded once; it is never cleaned, so "a//b" and
 // "a/../b" are keys like any other. Every response body is JSON; errors are
 // {"error":{"code":"...","message":"..."}} with the codes declared in this
-// package, and every 5xx is a 503 with Retry-After. The handler is safe for
+// package, and every 5xx is a 503 with Retry-After. (Requests net/http
+// refuses before calling a handler get its plain-text answers unless the
+// server is set up as Start does; see conn.go.) The handler is safe for
 // concurrent use and calls b concurrently.
 func NewHandler(b Backend, opts HTTPOptions) http.Handler {
 	return newAPIHandler(b, opts)
@@ -419,15 +422,12 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 func (h *apiHandler) checkKey(key string) string { return keyProblem(key, h.opts.MaxKeyBytes) }
 
 // keyProblem returns why key is not acceptable with keys of at most max
-// bytes, or "" if it is.
+// bytes, or "" if it is. The rules are kv.ValidateKey's, the ones every
+// API that takes a key shares: non-empty UTF-8 without control
+// characters.
 func keyProblem(key string, max int) string {
-	switch {
-	case key == "":
-		return "key is empty"
-	case !utf8.ValidString(key):
-		return "key is not valid UTF-8"
-	case len(key) > max:
-		return fmt.Sprintf("key is %d bytes, longer than the limit of %d", len(key), max)
+	if err := kv.ValidateKey(key, max); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -446,11 +446,12 @@ func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (strin
 	return prefix, true
 }
 
-// checkPrefix returns why a list prefix is not acceptable, or "" if it is.
-// The empty prefix lists everything.
+// checkPrefix returns why a list or watch prefix is not acceptable, or ""
+// if it is (kv.ValidatePrefix: a prefix with a control character matches
+// no key a request may write). The empty prefix lists everything.
 func (h *apiHandler) checkPrefix(prefix string) string {
-	if !utf8.ValidString(prefix) || len(prefix) > h.opts.MaxKeyBytes {
-		return fmt.Sprintf("prefix must be valid UTF-8 of at most %d bytes", h.opts.MaxKeyBytes)
+	if err := kv.ValidatePrefix(prefix, h.opts.MaxKeyBytes); err != nil {
+		return err.Error()
 	}
 	return ""
 }
@@ -512,17 +513,7 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 		}
 		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 		if err != nil {
-			var tooLarge *http.MaxBytesError
-			switch {
-			case errors.As(err, &tooLarge):
-				writeError(w, apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
-					message: fmt.Sprintf("request body is larger than the limit of %d bytes", limit)})
-			case r.Context().Err() != nil:
-				h.fail(w, r, r.Context().Err())
-			default:
-				writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-					message: "reading request body: " + err.Error()})
-			}
+			writeError(w, h.bodyReadError(err))
 			return nil, false
 		}
 		body = buf.Bytes()
@@ -533,6 +524,28 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 		return nil, false
 	}
 	return compact, true
+}
+
+// bodyReadError is the answer to a request whose body could not be read.
+// The request's context says nothing here: net/http cancels it on any
+// read error of the connection, a client's truncated body included. So
+// the error itself decides: a body over the limit is 413, the server's own
+// BodyReadTimeout passing is 503 timeout (the server gave up; nothing was
+// done), and anything else (a body shorter than its Content-Length, bad
+// chunked framing, a reset) is the client's: 400 bad_request.
+func (h *apiHandler) bodyReadError(err error) apiError {
+	var tooLarge *http.MaxBytesError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &tooLarge):
+		return apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+			message: fmt.Sprintf("request body is larger than the limit of %d bytes", tooLarge.Limit)}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return apiError{status: http.StatusServiceUnavailable, code: CodeTimeout,
+			message: fmt.Sprintf("the request body did not arrive within %v; nothing was done", h.opts.BodyReadTimeout)}
+	}
+	return apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+		message: "reading request body: " + err.Error()}
 }
 
 // compactJSONValue returns body, named what in messages, as compact JSON,

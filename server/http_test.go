@@ -738,8 +738,8 @@ func TestHTTPOptionsDefaults(t *testing.T) {
 var roundTripKeys = []string{
 	"simple", "a/b", "a:b", "a/b:c/d", "/leading", "trailing/", "a//b", "a/../b", "..", ".",
 	"../../etc/passwd", "with space", "plus+sign", "per%cent", "%2F", "q?mark", "hash#tag",
-	"semi;colon", "amp&eq=", "ключ", "日本語/キー", "emoji😀", "nul\x00byte", "tab\tnew\nline",
-	"quote\"back\\slash", "<script>",
+	"semi;colon", "amp&eq=", "ключ", "日本語/キー", "emoji😀", "quote\"back\\slash", "<script>",
+	"line\u2028separator", "zero\u200bwidth", "no\u00a0break",
 }
 
 // escapeKeepingSlashes escapes a key the way a person types a URL: slashes
@@ -985,15 +985,14 @@ func TestHTTPHostileInputs(t *testing.T) {
 	}
 }
 
-// TestHTTPHostileRequestLines sends raw request lines to a real server;
-// those net/http rejects itself never reach the handler, and those that do
-// must not be answered with a 5xx other than 503.
+// TestHTTPHostileRequestLines sends raw request lines to a server set up
+// as Start does; those net/http rejects itself never reach the handler,
+// and every answer must be JSON, never a 5xx other than 503.
 func TestHTTPHostileRequestLines(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	verifyNoLeaks(t)
 	f := newFake()
 	h, _ := testHandler(t, f, HTTPOptions{})
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	addr := apiTestServer(t, h)
 	for _, line := range []string{
 		"GET /v1/kv/% HTTP/1.1",
 		"GET /v1/kv/%zz HTTP/1.1",
@@ -1006,7 +1005,7 @@ func TestHTTPHostileRequestLines(t *testing.T) {
 		"GET * HTTP/1.1",
 		"DELETE /v1/kv/ HTTP/1.1",
 	} {
-		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		conn, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1025,6 +1024,12 @@ func TestHTTPHostileRequestLines(t *testing.T) {
 		conn.Close()
 		if resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable {
 			t.Errorf("%q: status %d %s", line, resp.StatusCode, body)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" || !json.Valid(body) {
+			t.Errorf("%q: %d with Content-Type %q, body %q", line, resp.StatusCode, ct, body)
+		}
+		if _, err := checkErrorBody(body); resp.StatusCode >= 300 && err != nil {
+			t.Errorf("%q: %d: %v", line, resp.StatusCode, err)
 		}
 		t.Logf("%q: %d %s", line, resp.StatusCode, bytes.TrimSpace(body))
 	}

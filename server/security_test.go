@@ -233,11 +233,15 @@ func TestHTTPOverTLS(t *testing.T) {
 	}
 	s := startSingle(t, HTTPOptions{}, srvTLS)
 	plain := &http.Client{Timeout: 5 * time.Second}
-	if resp, err := plain.Get("http://" + s.HTTPAddr() + "/healthz"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain HTTP served on a TLS port")
-		}
+	resp, err := plain.Get("http://" + s.HTTPAddr() + "/healthz")
+	if err != nil {
+		t.Fatalf("plain HTTP on the TLS port: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// net/http's own answer to plain HTTP, rewritten as the API's JSON.
+	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != CodeBadRequest {
+		t.Fatalf("plain HTTP on the TLS port: %d %s (%v), want 400 bad_request JSON", resp.StatusCode, body, err)
 	}
 	noCert, err := certs.ClientConfig("", "", filepath.Join(dir, "ca.pem"))
 	if err != nil {
@@ -253,13 +257,13 @@ func TestHTTPOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: withCert, ForceAttemptHTTP2: true}}
-	resp, err := c.Get("https://" + s.HTTPAddr() + "/healthz")
+	resp, err = c.Get("https://" + s.HTTPAddr() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthz over TLS: %d", resp.StatusCode)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("healthz over TLS: %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
 	}
 }
 

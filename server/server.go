@@ -238,29 +238,18 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	opts.members = cfg.Members
 	s.api = newAPIHandler(s.store, opts)
-	opts = s.api.opts
 	if err := s.registerNodeTelemetry(); err != nil {
 		return nil, err
 	}
-	// HTTP/1.1 and HTTP/2 over cleartext TCP with prior knowledge (h2c):
-	// many requests share one connection without TLS. /v1/ws needs
-	// HTTP/1.1, which a WebSocket client always speaks.
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	// net/http's own refusals (a request line it cannot parse, ...) are
+	// JSON errors like the handler's (conn.go).
+	s.httpLn = listenAPI(s.httpLn)
 	if cfg.HTTPTLS != nil {
-		protocols.SetHTTP2(true)
 		tlsCfg := cfg.HTTPTLS.Clone()
 		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 		s.httpLn = tls.NewListener(s.httpLn, tlsCfg)
 	}
-	s.http = &http.Server{
-		Handler:           s.api,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: opts.ReadHeaderTimeout,
-		IdleTimeout:       opts.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
-	}
+	s.http = newHTTPServer(s.api, cfg.HTTPTLS != nil, logger)
 	// Watch streams never end on their own; Shutdown must end them.
 	s.http.RegisterOnShutdown(s.api.closeWatches)
 	s.httpDone = make(chan error, 1)

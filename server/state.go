@@ -197,14 +197,23 @@ func (h *apiHandler) pathID(w http.ResponseWriter, escaped string) (string, bool
 			message: fmt.Sprintf("id must be a percent-encoded UTF-8 path segment of 1 to %d bytes", h.opts.MaxKeyBytes)})
 		return "", false
 	}
+	if msg := h.checkKey(id); msg != "" {
+		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: "id: " + msg})
+		return "", false
+	}
 	return id, true
 }
 
-// bodyID reads the "id" string field of a registration body.
-func bodyID(w http.ResponseWriter, obj map[string]json.RawMessage) (string, bool) {
+// bodyID reads the "id" string field of a registration body; the id is
+// held to the rules of a key (no control characters).
+func (h *apiHandler) bodyID(w http.ResponseWriter, obj map[string]json.RawMessage) (string, bool) {
 	var id string
 	if raw, ok := obj["id"]; !ok || json.Unmarshal(raw, &id) != nil || id == "" {
 		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: `request body needs a non-empty string "id"`})
+		return "", false
+	}
+	if msg := h.checkKey(id); msg != "" {
+		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: "id: " + msg})
 		return "", false
 	}
 	return id, true
@@ -237,7 +246,7 @@ func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, que
 		if !ok {
 			return
 		}
-		id, ok := bodyID(w, obj)
+		id, ok := h.bodyID(w, obj)
 		if !ok {
 			return
 		}

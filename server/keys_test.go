@@ -1,0 +1,114 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+)
+
+// TestControlCharacterKeysRefused checks every JSON route that takes a key,
+// prefix or id: a control character (Unicode category Cc) is 400
+// invalid_key, before the backend is called.
+func TestControlCharacterKeysRefused(t *testing.T) {
+	tests := []struct {
+		method, target, body string
+	}{
+		{"PUT", "/v1/kv/a%00b", `1`},
+		{"PUT", "/v1/kv/a%0Ab", `1`},
+		{"PUT", "/v1/kv/%09", `1`},
+		{"GET", "/v1/kv/%0D", ""},
+		{"GET", "/v1/kv/a%1B%5B31m", ""},
+		{"HEAD", "/v1/kv/a%00", ""},
+		{"DELETE", "/v1/kv/%7F", ""},
+		{"DELETE", "/v1/kv/a%C2%85", ""}, // U+0085, a C1 control
+		{"GET", "/v1/kv?prefix=a%00", ""},
+		{"GET", "/v1/kv?prefix=%C2%9F", ""},
+		{"GET", "/v1/watch?prefix=%0A", ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"ok","value":1},{"op":"put","key":"a\nb","value":1}]}`},
+		{"POST", "/v1/txn", `{"ops":[{"op":"delete","key":"\u0000"}]}`},
+		{"POST", "/v1/workflows", `{"id":"w\u0001"}`},
+		{"PATCH", "/v1/workflows/w%09", `{}`},
+		{"POST", "/v1/workflows/w%09/stop", `{}`},
+		{"GET", "/v1/workflows/w%09", ""},
+		{"POST", "/v1/nodes", `{"id":"n\u007f"}`},
+		{"DELETE", "/v1/nodes/n%00", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
+			f := newFake()
+			h, _ := testHandler(t, f, HTTPOptions{})
+			rec := serve(h, tt.method, tt.target, tt.body)
+			if tt.method == http.MethodHead {
+				if rec.Code != http.StatusBadRequest {
+					t.Fatalf("status = %d, want 400", rec.Code)
+				}
+			} else {
+				wantError(t, rec, http.StatusBadRequest, CodeInvalidKey)
+			}
+			if f.calls != 0 {
+				t.Errorf("the backend was called %d time(s) for a refused key", f.calls)
+			}
+			if n := f.Store.Machine().Stats().AppliedIndex; n != 0 {
+				t.Errorf("%d command(s) applied for a refused key", n)
+			}
+		})
+	}
+	// The same keys without the control character are accepted.
+	f := newFake()
+	h, _ := testHandler(t, f, HTTPOptions{})
+	for _, target := range []string{"/v1/kv/ab", "/v1/kv/a%E2%80%A8b", "/v1/kv/a%C2%A0b"} {
+		if rec := serve(h, http.MethodPut, target, `1`); rec.Code != http.StatusOK {
+			t.Errorf("PUT %s = %d %s", target, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestParseTxnRefusesControlCharacterKeys covers the batch parser the
+// command line shares with POST /v1/txn.
+func TestParseTxnRefusesControlCharacterKeys(t *testing.T) {
+	_, err := ParseTxn([]byte(`{"ops":[{"op":"put","key":"a\tb","value":1}]}`))
+	var terr *TxnError
+	if !errors.As(err, &terr) || terr.Code != CodeInvalidKey {
+		t.Fatalf("ParseTxn = %v, want a TxnError with code invalid_key", err)
+	}
+}
+
+// TestWSControlCharacterKeysRefused is the same rule on /v1/ws: every
+// operation that takes a key, prefix or id.
+func TestWSControlCharacterKeysRefused(t *testing.T) {
+	f := newFake()
+	_, url := wsTestServer(t, f, HTTPOptions{})
+	w := dialWS(t, url)
+	reqs := map[string][]any{
+		"put":         {1, wsOpPut, "a\x00b", []byte("1")},
+		"get":         {2, wsOpGet, "a\nb"},
+		"delete":      {3, wsOpDelete, "\x7f"},
+		"list":        {4, wsOpList, "a\u0085"},
+		"txn":         {5, wsOpTxn, []any{[]any{1, "ok", []byte(`1`), 0}, []any{2, "a\rb"}}},
+		"wf start":    {6, wsOpWFStart, "w\x01", []byte(`{}`)},
+		"wf stop":     {7, wsOpWFStop, "w\x01"},
+		"wf update":   {8, wsOpWFUpdate, "w\x01", []byte(`{}`)},
+		"wf get":      {9, wsOpWFGet, "w\x01"},
+		"node reg":    {10, wsOpNodeReg, "n\t", []byte(`{}`)},
+		"node dereg":  {11, wsOpNodeDel, "n\t"},
+		"put allowed": {12, wsOpPut, "a\u2028b", []byte("1")},
+	}
+	for name, req := range reqs {
+		r := w.call(req...)
+		if name == "put allowed" {
+			if !r.ok {
+				t.Errorf("%s: %+v", name, r)
+			}
+			continue
+		}
+		if r.ok || r.code != CodeInvalidKey {
+			t.Errorf("%s: %+v, want invalid_key", name, r)
+		}
+	}
+	if n := f.Store.Machine().Stats().AppliedIndex; n != 0 {
+		t.Errorf("%d command(s) applied for refused keys", n)
+	}
+	if _, ok := f.items["a\u2028b"]; !ok {
+		t.Errorf("the allowed key was not stored")
+	}
+}
