@@ -646,16 +646,8 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 	for _, e := range ents {
 		switch e.GetType() {
 		case raftpb.EntryNormal:
-			if n.cfg.Observer == nil {
-				if n.applyCommand(e) {
-					applied++
-				}
-				break
-			}
-			start := time.Now()
 			if n.applyCommand(e) {
 				applied++
-				n.cfg.Observer.CommandApplied(time.Since(start))
 			}
 		case raftpb.EntryConfChange:
 			var cc raftpb.ConfChange
@@ -700,7 +692,16 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
 		return false
 	}
+	var start time.Time
+	if n.cfg.Observer != nil {
+		start = time.Now()
+	}
 	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
+	// Observed before the waiter hears of it: whoever sees a write
+	// acknowledged can find its apply in the metrics.
+	if n.cfg.Observer != nil {
+		n.cfg.Observer.CommandApplied(time.Since(start))
+	}
 	if proposer != n.proposerID {
 		return true
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -489,5 +490,33 @@ func TestRecoveredMembers(t *testing.T) {
 	}
 	if len(members) != 1 || members[0].ID != "n1" || members[0].PeerAddr != "127.0.0.1:1" {
 		t.Fatalf("recovered members %+v, want n1 at 127.0.0.1:1", members)
+	}
+}
+
+// countingObserver counts CommandApplied calls.
+type countingObserver struct{ applied atomic.Int64 }
+
+func (o *countingObserver) StorageSaved(time.Duration)           {}
+func (o *countingObserver) CommandApplied(time.Duration)         { o.applied.Add(1) }
+func (o *countingObserver) SnapshotDone(consensus.SnapshotEvent) {}
+
+// TestObserverSeesApplyBeforeTheCaller: a command's apply is observed
+// before its proposer hears the result, so metrics read after an
+// acknowledged write count it (a server shutting its metrics down right
+// after a write lost the last apply: TestOTLPExport, once under load).
+func TestObserverSeesApplyBeforeTheCaller(t *testing.T) {
+	obs := &countingObserver{}
+	nodes, _ := startClusterWith(t, 1, func(c *consensus.Config) { c.Observer = obs })
+	tn := nodes["n1"]
+	waitLeader(t, nodes)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 200 {
+		if _, err := tn.node.Propose(ctx, fmt.Appendf(nil, "c%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if got := obs.applied.Load(); got < int64(i+1) {
+			t.Fatalf("after %d acknowledged proposals the observer saw %d applies", i+1, got)
+		}
 	}
 }
