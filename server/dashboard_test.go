@@ -332,6 +332,17 @@ func TestDashboardDeadNodeView(t *testing.T) {
 	b.waitFor(t, "the page live", `() => !document.body.classList.contains('stale') && document.getElementById('stale').hidden &&
 		document.getElementById('conn').textContent.startsWith('live')`)
 
+	// The links can only name members whose HTTP address the page has
+	// read: members advertise it a moment after they start.
+	var addrs []string
+	for _, id := range others {
+		addrs = append(addrs, c.https[id])
+	}
+	b.waitFor(t, "every other member's HTTP address in the members table", `(addrs) => {
+		const text = document.getElementById('members').textContent;
+		return addrs.every(a => text.includes(a));
+	}`, addrs)
+
 	c.crash(leader)
 	crashed := time.Now()
 	b.waitFor(t, "the page greyed out", `() => document.body.classList.contains('stale') &&
