@@ -8,6 +8,10 @@
 //     need no durability.
 //
 // Both follow the same rules, which a shared conformance suite checks.
+// NewMemoryFrom builds a Memory directly from a state (a snapshot, a
+// compaction point, entries and a hard state) instead of through Save;
+// it refuses, with a *StateError, any state a raft node could not have
+// stored or could not start from.
 //
 // # The log
 //

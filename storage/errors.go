@@ -2,8 +2,8 @@ package storage
 
 import "errors"
 
-// Sentinel errors. They are always wrapped with the directory and what was
-// being read or written; check them with errors.Is.
+// Sentinel errors. They are always wrapped with what was being read or
+// written (and, for Pebble, the directory); check them with errors.Is.
 var (
 	// ErrCorrupt means stored data failed verification: a checksum
 	// mismatch, a record that does not decode, a missing or misplaced log
@@ -18,4 +18,8 @@ var (
 
 	// ErrClosed means the storage has been closed.
 	ErrClosed = errors.New("storage closed")
+
+	// ErrInvalidState means NewMemoryFrom was given a state no raft node
+	// could have stored; the *StateError that wraps it names the rule.
+	ErrInvalidState = errors.New("invalid storage state")
 )

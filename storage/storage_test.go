@@ -43,6 +43,16 @@ var impls = []struct {
 		t.Cleanup(func() { _ = m.Close() })
 		return m
 	}},
+	// A Memory built by NewMemoryFrom from the empty state must be
+	// indistinguishable from NewMemory's.
+	{"memory-from", func(t testing.TB) logStorage {
+		m, err := NewMemoryFrom(MemoryState{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = m.Close() })
+		return m
+	}},
 	{"pebble", func(t testing.TB) logStorage {
 		p, err := Open(t.TempDir(), Options{})
 		if err != nil {
