@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/client"
+	"github.com/unrdf/consensus/kv"
+)
+
+// newDriver returns the driver of protocol against endpoints (the first is
+// used; ws fails over to the others), sized for conc clients.
+func newDriver(protocol string, target benchTarget, endpoints []string, conc int) (bench.Driver, func(), error) {
+	if protocol == "http" {
+		tr := target.transport(conc)
+		d := &httpDriver{hc: &http.Client{Transport: tr}, base: target.url(endpoints[0], "/v1/kv/"), target: target}
+		return d, tr.CloseIdleConnections, nil
+	}
+	cfg := client.Config{Token: target.token}
+	for _, ep := range endpoints {
+		cfg.Endpoints = append(cfg.Endpoints, target.url(ep, ""))
+	}
+	var tr *http.Transport
+	if target.tls != nil {
+		tr = target.transport(1)
+		cfg.HTTPClient = &http.Client{Transport: tr}
+	}
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return wsDriver{c}, func() {
+		_ = c.Close()
+		if tr != nil {
+			tr.CloseIdleConnections()
+		}
+	}, nil
+}
+
+// wsDriver drives the Go client over /v1/ws: one multiplexed connection
+// shared by every worker.
+type wsDriver struct{ c *client.Client }
+
+func (d wsDriver) Put(ctx context.Context, key string, value []byte) error {
+	_, err := d.c.Put(ctx, key, value)
+	return err
+}
+
+func (d wsDriver) Get(ctx context.Context, key string, linearizable bool) error {
+	if linearizable {
+		_, err := d.c.Get(ctx, key)
+		return err
+	}
+	_, err := d.c.Get(ctx, key, client.WithConsistency(kv.Local))
+	return err
+}
+
+// httpDriver drives the JSON API over HTTP/1.1 with keep-alive: each
+// in-flight request holds its own connection.
+type httpDriver struct {
+	hc     *http.Client
+	base   string // http://host:port/v1/kv/ (or https)
+	target benchTarget
+}
+
+func (d *httpDriver) Put(ctx context.Context, key string, value []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, d.base+key, bytes.NewReader(value))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return d.do(req)
+}
+
+func (d *httpDriver) Get(ctx context.Context, key string, linearizable bool) error {
+	u := d.base + key
+	if !linearizable {
+		u += "?consistency=local"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	return d.do(req)
+}
+
+func (d *httpDriver) do(req *http.Request) error {
+	d.target.authorize(req)
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body))
+}
+
+// statusClient fetches /v1/status; short timeouts, as it polls.
+var statusClient = &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableCompression: true}}
+
+// fetchStatus asks a node of the local cluster for its status.
+func fetchStatus(ctx context.Context, addr string) (consensus.Status, error) {
+	return fetchStatusOf(ctx, statusClient, benchTarget{}, addr)
+}
+
+// fetchStatusOf asks the node at addr for its status, through hc.
+func fetchStatusOf(ctx context.Context, hc *http.Client, target benchTarget, addr string) (consensus.Status, error) {
+	var st consensus.Status
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.url(addr, "/v1/status"), nil)
+	if err != nil {
+		return st, err
+	}
+	target.authorize(req)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		if client.IsHTTPSAnswer(resp.StatusCode, body) {
+			return st, &refusedError{status: resp.StatusCode, https: true}
+		}
+		var eb struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		_ = json.Unmarshal(body, &eb)
+		return st, fmt.Errorf("status of %s: %w", addr, &refusedError{status: resp.StatusCode, code: eb.Error.Code, message: eb.Error.Message})
+	}
+	err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st)
+	return st, err
+}
+
+// leaderFirst returns endpoints with the leader's first, and its name, so
+// that the measurement is of the leader and not of follower forwarding.
+// It waits up to 30 seconds for a leader.
+func leaderFirst(ctx context.Context, target benchTarget, endpoints []string) ([]string, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	hc := statusClient
+	if target.tls != nil {
+		tr := target.transport(1)
+		defer tr.CloseIdleConnections()
+		hc = &http.Client{Timeout: time.Second, Transport: tr}
+	}
+	var last error
+	for {
+		for i, ep := range endpoints {
+			st, err := fetchStatusOf(ctx, hc, target, ep)
+			var refused *refusedError
+			if errors.As(err, &refused) && refused.final() {
+				return nil, "", err // every member would say the same
+			}
+			if err != nil && ctx.Err() == nil {
+				last = err
+			}
+			if err == nil && st.IsLeader {
+				out := append([]string{ep}, endpoints[:i]...)
+				return append(out, endpoints[i+1:]...), st.NodeID, nil
+			}
+		}
+		if err := sleepOrDone(ctx, 50*time.Millisecond); err != nil {
+			if last != nil {
+				err = fmt.Errorf("%w (last: %w)", err, last)
+			}
+			return nil, "", fmt.Errorf("no leader among %s: %w", strings.Join(endpoints, ","), err)
+		}
+	}
+}
+
+func sleepOrDone(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
