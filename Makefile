@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecodeFrame$$' -fuzztime $(FUZZTIME) ./transport/
 	$(GO) test -run XXX -fuzz '^FuzzHTTPRequest$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzWSFrame$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run XXX -fuzz '^FuzzDecodeRequests$$' -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run XXX -fuzz '^FuzzJSONRefusal$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzWatchStream$$' -fuzztime $(FUZZTIME) ./client/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/

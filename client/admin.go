@@ -5,8 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/unrdf/consensus"
-	"github.com/unrdf/consensus/cluster"
+	"github.com/unrdf/consensus/api"
 )
 
 // Calls for operators that ask one given endpoint, never another: what a
@@ -18,17 +17,17 @@ import (
 // /v1/status). endpoint takes any form Config.Endpoints does and need not
 // be one of them. Unlike Status, it never moves to another endpoint, so
 // the answer is that node's own view.
-func (c *Client) EndpointStatus(ctx context.Context, endpoint string) (consensus.Status, error) {
-	var st consensus.Status
+func (c *Client) EndpointStatus(ctx context.Context, endpoint string) (api.Status, error) {
+	var st api.Status
 	err := c.endpointGet(ctx, endpoint, "/v1/status", &st)
 	return st, err
 }
 
 // EndpointHealth returns every member with its health as the node at
 // endpoint sees it (GET /v1/cluster/nodes), sorted by id.
-func (c *Client) EndpointHealth(ctx context.Context, endpoint string) ([]cluster.NodeInfo, error) {
+func (c *Client) EndpointHealth(ctx context.Context, endpoint string) ([]api.NodeInfo, error) {
 	var a struct {
-		Nodes []cluster.NodeInfo `json:"nodes"`
+		Nodes []api.NodeInfo `json:"nodes"`
 	}
 	err := c.endpointGet(ctx, endpoint, "/v1/cluster/nodes", &a)
 	return a.Nodes, err

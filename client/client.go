@@ -18,8 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/unrdf/consensus"
-	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/api"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -222,13 +221,13 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, id: cfg.ClientID, seqs: newSeqWindow(kv.DefaultSessionWindow)}
+	c := &Client{cfg: cfg, id: cfg.ClientID, seqs: newSeqWindow(api.DefaultSessionWindow)}
 	if c.id == "" {
 		var b [12]byte
 		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
 		c.id = "go-" + hex.EncodeToString(b[:])
 	}
-	if err := (kv.RequestID{Client: c.id, Seq: 1}).Validate(); err != nil {
+	if err := (api.RequestID{Client: c.id, Seq: 1}).Validate(); err != nil {
 		return nil, fmt.Errorf("client: ClientID: %w", err)
 	}
 	for _, e := range cfg.Endpoints {
@@ -390,57 +389,54 @@ func refusal(endpoint string, resp *http.Response) error {
 type ReadOption func(*readOptions)
 
 type readOptions struct {
-	consistency kv.Consistency
+	consistency api.Consistency
 }
 
 // WithConsistency selects how a read is served: kv.Linearizable (the
 // default) or kv.Local (this endpoint's state; fast, possibly stale).
-func WithConsistency(c kv.Consistency) ReadOption {
+func WithConsistency(c api.Consistency) ReadOption {
 	return func(o *readOptions) { o.consistency = c }
 }
 
-func readConsistency(opts []ReadOption) uint64 {
+func readConsistency(opts []ReadOption) api.Consistency {
 	var o readOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.consistency == kv.Local {
-		return 1
-	}
-	return 0
+	return o.consistency
 }
 
 // Put stores value, one JSON value, under key and returns the write's
 // revision.
 func (c *Client) Put(ctx context.Context, key string, value []byte) (int64, error) {
-	return c.PutIf(ctx, key, value, kv.Cond{})
+	return c.PutIf(ctx, key, value, api.Cond{})
 }
 
 // PutIf is Put on condition that cond holds when it is applied (for
 // example kv.IfRevision(item.Revision), or kv.IfAbsent() to create only);
 // otherwise it fails with an error wrapping kv.ErrConflict.
-func (c *Client) PutIf(ctx context.Context, key string, value []byte, cond kv.Cond) (int64, error) {
-	resp, err := c.doWrite(ctx, opPut, 4, func(rid func([]byte) []byte) []byte {
-		args := appendBin(appendStr(make([]byte, 0, len(key)+len(value)+64), key), value)
-		return appendCond(rid(args), cond)
-	})
+func (c *Client) PutIf(ctx context.Context, key string, value []byte, cond api.Cond) (int64, error) {
+	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpPut, Key: key, Value: value, Cond: cond})
 	return resp.revision, err
 }
 
-// doWrite runs a write whose arguments build makes; build calls rid where
-// the request id goes. The id's sequence number is held from here until
-// the write's outcome is settled (see seqWindow).
-func (c *Client) doWrite(ctx context.Context, op byte, nargs int, build func(rid func([]byte) []byte) []byte) (response, error) {
+// doWrite runs write request r with this client's request id. The id's
+// sequence number is held from here until the write's outcome is settled
+// (see seqWindow).
+func (c *Client) doWrite(ctx context.Context, r *api.Request) (response, error) {
 	seq, err := c.seqs.acquire(ctx)
 	if err != nil {
-		return response{}, fmt.Errorf("client: %s: waiting for a sequence number: %w", opName(op), err)
+		return response{}, fmt.Errorf("client: %s: waiting for a sequence number: %w", r.Op, err)
 	}
 	defer c.seqs.release(seq)
-	args := build(func(b []byte) []byte {
-		b = appendArrayHeader(b, 2)
-		return appendUint(appendStr(b, c.id), seq)
-	})
-	return c.do(ctx, op, nargs, args)
+	r.ReqID = api.RequestID{Client: c.id, Seq: seq}
+	return c.doRequest(ctx, r)
+}
+
+// doRequest encodes r and runs it (do).
+func (c *Client) doRequest(ctx context.Context, r *api.Request) (response, error) {
+	args, nargs := encodeArgs(r)
+	return c.do(ctx, r.Op, nargs, args)
 }
 
 // ClientID returns the id this client's writes carry.
@@ -448,44 +444,29 @@ func (c *Client) ClientID() string { return c.id }
 
 // Get returns the item under key; an error wrapping kv.ErrKeyNotFound if
 // there is none.
-func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (kv.Item, error) {
-	args := appendUint(appendStr(make([]byte, 0, len(key)+8), key), readConsistency(opts))
-	resp, err := c.do(ctx, opGet, 2, args)
+func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (api.Item, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpGet, Key: key, Consistency: readConsistency(opts)})
 	return resp.item, err
 }
 
 // Delete removes key and returns the delete's revision; an error wrapping
 // kv.ErrKeyNotFound if it did not exist.
 func (c *Client) Delete(ctx context.Context, key string) (int64, error) {
-	return c.DeleteIf(ctx, key, kv.Cond{})
+	return c.DeleteIf(ctx, key, api.Cond{})
 }
 
 // DeleteIf is Delete on condition that cond holds; otherwise it fails
 // with an error wrapping kv.ErrConflict.
-func (c *Client) DeleteIf(ctx context.Context, key string, cond kv.Cond) (int64, error) {
-	resp, err := c.doWrite(ctx, opDelete, 3, func(rid func([]byte) []byte) []byte {
-		return appendCond(rid(appendStr(nil, key)), cond)
-	})
+func (c *Client) DeleteIf(ctx context.Context, key string, cond api.Cond) (int64, error) {
+	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpDelete, Key: key, Cond: cond})
 	return resp.revision, err
 }
 
 // Batch applies ops all or nothing, at one revision, which it returns
 // (the seed's batchUpdate): every Cond must hold (else kv.ErrConflict),
 // every deleted key must exist, and no key may appear twice.
-func (c *Client) Batch(ctx context.Context, ops []kv.Op) (int64, error) {
-	args := appendArrayHeader(nil, len(ops))
-	for _, o := range ops {
-		switch o.Type {
-		case kv.OpPut:
-			args = appendArrayHeader(args, 4)
-			args = appendBin(appendStr(append(args, byte(kv.OpPut)), o.Key), o.Value)
-		default:
-			args = appendArrayHeader(args, 3)
-			args = appendStr(append(args, byte(o.Type)), o.Key)
-		}
-		args = appendCond(args, o.Cond)
-	}
-	resp, err := c.doWrite(ctx, opTxn, 2, func(rid func([]byte) []byte) []byte { return rid(args) })
+func (c *Client) Batch(ctx context.Context, ops []api.TxnOp) (int64, error) {
+	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpTxn, Ops: ops})
 	return resp.revision, err
 }
 
@@ -494,19 +475,19 @@ func (c *Client) Batch(ctx context.Context, ops []kv.Op) (int64, error) {
 // condition that the key is still at the revision fn saw; on a conflict
 // it reads and calls fn again. fn may therefore run more than once and
 // must not have side effects. It returns the write's revision.
-func (c *Client) Update(ctx context.Context, key string, fn kv.UpdateFunc) (int64, error) {
+func (c *Client) Update(ctx context.Context, key string, fn api.UpdateFunc) (int64, error) {
 	for {
 		cur, err := c.Get(ctx, key)
 		exists := err == nil
-		if err != nil && !errors.Is(err, kv.ErrKeyNotFound) {
+		if err != nil && !errors.Is(err, api.ErrKeyNotFound) {
 			return 0, err
 		}
 		value, err := fn(cur, exists)
 		if err != nil {
 			return 0, err
 		}
-		rev, err := c.PutIf(ctx, key, value, kv.IfRevision(cur.Revision))
-		if !errors.Is(err, kv.ErrConflict) {
+		rev, err := c.PutIf(ctx, key, value, api.IfRevision(cur.Revision))
+		if !errors.Is(err, api.ErrConflict) {
 			return rev, err
 		}
 		if err := ctx.Err(); err != nil {
@@ -520,74 +501,72 @@ func (c *Client) Update(ctx context.Context, key string, fn kv.UpdateFunc) (int6
 // "startedAt"}. Starting a running workflow fails with
 // kv.ErrInvalidTransition.
 func (c *Client) StartWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
-	return c.workflowWrite(ctx, opWorkflowStart, id, fields)
+	return c.workflowWrite(ctx, api.OpWorkflowStart, id, fields)
 }
 
 // StopWorkflow stops a running workflow, merging fields (or nil) into it;
 // kv.ErrWorkflowNotFound or kv.ErrInvalidTransition otherwise.
 func (c *Client) StopWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
-	return c.workflowWrite(ctx, opWorkflowStop, id, fields)
+	return c.workflowWrite(ctx, api.OpWorkflowStop, id, fields)
 }
 
 // UpdateWorkflowState merges fields, a JSON object, into a running
 // workflow (UPDATE_STATE).
 func (c *Client) UpdateWorkflowState(ctx context.Context, id string, fields []byte) (int64, error) {
-	return c.workflowWrite(ctx, opWorkflowUpdate, id, fields)
+	return c.workflowWrite(ctx, api.OpWorkflowUpdate, id, fields)
 }
 
 // RegisterNode registers application node id with metadata (a JSON
 // object, or nil) under node:<id>.
 func (c *Client) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
-	return c.workflowWrite(ctx, opNodeRegister, id, metadata)
+	return c.workflowWrite(ctx, api.OpNodeRegister, id, metadata)
 }
 
 // DeregisterNode removes application node id; kv.ErrNodeNotFound if it is
 // not registered.
 func (c *Client) DeregisterNode(ctx context.Context, id string) (int64, error) {
-	resp, err := c.doWrite(ctx, opNodeDeregister, 2, func(rid func([]byte) []byte) []byte { return rid(appendStr(nil, id)) })
+	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpNodeDeregister, Key: id})
 	return resp.revision, err
 }
 
-func (c *Client) workflowWrite(ctx context.Context, op byte, id string, fields []byte) (int64, error) {
-	args := appendFields(appendStr(make([]byte, 0, len(id)+len(fields)+64), id), fields)
-	resp, err := c.doWrite(ctx, op, 3, func(rid func([]byte) []byte) []byte { return rid(args) })
+func (c *Client) workflowWrite(ctx context.Context, op api.Op, id string, fields []byte) (int64, error) {
+	resp, err := c.doWrite(ctx, &api.Request{Op: op, Key: id, Value: fields})
 	return resp.revision, err
 }
 
 // WorkflowState returns workflow id (the seed's getWorkflowState); an
 // error wrapping kv.ErrWorkflowNotFound if there is none.
-func (c *Client) WorkflowState(ctx context.Context, id string, opts ...ReadOption) (kv.Workflow, error) {
-	args := appendUint(appendStr(nil, id), readConsistency(opts))
-	resp, err := c.do(ctx, opWorkflowGet, 2, args)
+func (c *Client) WorkflowState(ctx context.Context, id string, opts ...ReadOption) (api.Workflow, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpWorkflowGet, Key: id, Consistency: readConsistency(opts)})
 	if err != nil {
-		return kv.Workflow{}, err
+		return api.Workflow{}, err
 	}
-	return kv.WorkflowFromItem(resp.item), nil
+	return api.WorkflowFromItem(resp.item), nil
 }
 
 // Workflows returns every workflow, by id, and the revision read at.
-func (c *Client) Workflows(ctx context.Context, opts ...ReadOption) ([]kv.Workflow, int64, error) {
-	resp, err := c.do(ctx, opWorkflowList, 1, appendUint(nil, readConsistency(opts)))
+func (c *Client) Workflows(ctx context.Context, opts ...ReadOption) ([]api.Workflow, int64, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpWorkflowList, Consistency: readConsistency(opts)})
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]kv.Workflow, len(resp.items))
+	out := make([]api.Workflow, len(resp.items))
 	for i, it := range resp.items {
-		out[i] = kv.WorkflowFromItem(it)
+		out[i] = api.WorkflowFromItem(it)
 	}
 	return out, resp.revision, nil
 }
 
 // Nodes returns the registered application nodes, by id, and the revision
 // read at.
-func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]kv.Node, int64, error) {
-	resp, err := c.do(ctx, opNodeList, 1, appendUint(nil, readConsistency(opts)))
+func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]api.Node, int64, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpNodeList, Consistency: readConsistency(opts)})
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]kv.Node, len(resp.items))
+	out := make([]api.Node, len(resp.items))
 	for i, it := range resp.items {
-		out[i] = kv.NodeFromItem(it)
+		out[i] = api.NodeFromItem(it)
 	}
 	return out, resp.revision, nil
 }
@@ -616,7 +595,7 @@ func (c *Client) Values(ctx context.Context, prefix string, opts ...ReadOption) 
 // Has reports whether key exists.
 func (c *Client) Has(ctx context.Context, key string, opts ...ReadOption) (bool, error) {
 	_, err := c.Get(ctx, key, opts...)
-	if errors.Is(err, kv.ErrKeyNotFound) {
+	if errors.Is(err, api.ErrKeyNotFound) {
 		return false, nil
 	}
 	return err == nil, err
@@ -624,30 +603,28 @@ func (c *Client) Has(ctx context.Context, key string, opts ...ReadOption) (bool,
 
 // List returns the items whose keys start with prefix, sorted by key, and
 // the revision they were read at. The empty prefix lists every key.
-func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([]kv.Item, int64, error) {
-	args := appendUint(appendStr(make([]byte, 0, len(prefix)+8), prefix), readConsistency(opts))
-	resp, err := c.do(ctx, opList, 2, args)
+func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([]api.Item, int64, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpList, Key: prefix, Consistency: readConsistency(opts)})
 	return resp.items, resp.revision, err
 }
 
 // Status describes the node the client is connected to.
-func (c *Client) Status(ctx context.Context) (consensus.Status, error) {
-	resp, err := c.do(ctx, opStatus, 0, nil)
+func (c *Client) Status(ctx context.Context) (api.Status, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpStatus})
 	return resp.status, err
 }
 
 // do runs one call with failover and the retries the package
 // documentation allows.
-func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (response, error) {
-	name := opName(op)
+func (c *Client) do(ctx context.Context, op api.Op, nargs int, args []byte) (response, error) {
+	name := op.String()
 	if c.closed.Load() {
 		return response{}, fmt.Errorf("client: %s: %w", name, ErrClosed)
 	}
-	if size := len(args) + requestOverhead; int64(size) > c.cfg.MaxFrameBytes-frameOverhead {
-		tooLarge := kv.ErrValueTooLarge
-		switch op {
-		case opGet, opDelete, opList, opWorkflowGet, opNodeDeregister:
-			tooLarge = kv.ErrInvalidKey // only a key makes these large
+	if size := len(args) + api.RequestOverhead; int64(size) > c.cfg.MaxFrameBytes-api.FrameOverhead {
+		tooLarge := api.ErrValueTooLarge
+		if op.KeyOnly() {
+			tooLarge = api.ErrInvalidKey // only a key makes these large
 		}
 		return response{}, fmt.Errorf("client: %s: request of %d bytes does not fit in a frame of %d: %w",
 			name, size, c.cfg.MaxFrameBytes, tooLarge)
@@ -655,7 +632,7 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 	// Every write carries a request id, and the cluster applies an id
 	// once: a write whose outcome is unknown (timeout, lost connection,
 	// unavailable) is retried with the same id like a read.
-	write := isWriteOp(op)
+	write := op.IsWrite()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 
@@ -729,7 +706,7 @@ func (c *Client) do(ctx context.Context, op byte, nargs int, args []byte) (respo
 }
 
 // attempt sends one request to ep.
-func (c *Client) attempt(ctx context.Context, ep *endpoint, op byte, nargs int, args []byte) (response, error) {
+func (c *Client) attempt(ctx context.Context, ep *endpoint, op api.Op, nargs int, args []byte) (response, error) {
 	cn, err := c.connect(ctx, ep)
 	if err != nil {
 		return response{}, err

@@ -14,8 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
-	"github.com/unrdf/consensus/server"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -372,39 +372,6 @@ func TestContextEndsBeforeSend(t *testing.T) {
 	}
 }
 
-func TestCodesMatchServer(t *testing.T) {
-	pairs := map[string]string{
-		CodeBadRequest:       server.CodeBadRequest,
-		CodeInvalidJSON:      server.CodeInvalidJSON,
-		CodeInvalidKey:       server.CodeInvalidKey,
-		CodeNotFound:         server.CodeNotFound,
-		CodeKeyNotFound:      server.CodeKeyNotFound,
-		CodeMethodNotAllowed: server.CodeMethodNotAllowed,
-		CodeTooLarge:         server.CodeTooLarge,
-		CodeNoLeader:         server.CodeNoLeader,
-		CodeTimeout:          server.CodeTimeout,
-		CodeUnavailable:      server.CodeUnavailable,
-		CodeCanceled:         server.CodeCanceled,
-		CodeInternal:         server.CodeInternal,
-		CodeUnauthorized:     server.CodeUnauthorized,
-		CodeForbidden:        server.CodeForbidden,
-		CodeRateLimited:      server.CodeRateLimited,
-		CodeOverloaded:       server.CodeOverloaded,
-
-		CodePreconditionFailed: server.CodePreconditionFailed,
-		CodeStateFull:          server.CodeStateFull,
-		CodeWorkflowNotFound:   server.CodeWorkflowNotFound,
-		CodeInvalidTransition:  server.CodeInvalidTransition,
-		CodeNodeNotFound:       server.CodeNodeNotFound,
-		CodeRequestExpired:     server.CodeRequestExpired,
-	}
-	for c, s := range pairs {
-		if c != s {
-			t.Errorf("client code %q, server code %q", c, s)
-		}
-	}
-}
-
 func TestServerErrorSentinels(t *testing.T) {
 	tests := []struct {
 		code      string
@@ -487,7 +454,7 @@ func TestDeliverRejectsBadFrames(t *testing.T) {
 	}
 	for name, b := range frames {
 		cn := &conn{pending: map[uint64]*call{}}
-		cl := &call{id: 1, op: opPut, done: make(chan callResult, 1)}
+		cl := &call{id: 1, op: api.OpPut, done: make(chan callResult, 1)}
 		cn.pending[1] = cl
 		if err := cn.deliver(b); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -13,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // States of a call, changed by compare-and-swap so that exactly one of the
@@ -26,7 +28,7 @@ const (
 // call is one request on a connection.
 type call struct {
 	id    uint64
-	op    byte
+	op    api.Op
 	nargs int
 	args  []byte
 	state atomic.Int32
@@ -152,7 +154,7 @@ func (c *conn) forget(cl *call) {
 // *notSentError when the request never left (retry is safe), a *lostError
 // when it was sent and no answer will come, or the server's answer (in
 // response.err).
-func (c *conn) roundTrip(ctx context.Context, op byte, nargs int, args []byte) (response, error) {
+func (c *conn) roundTrip(ctx context.Context, op api.Op, nargs int, args []byte) (response, error) {
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -199,7 +201,7 @@ func (c *conn) roundTrip(ctx context.Context, op byte, nargs int, args []byte) (
 // writeLoop sends queued requests, everything queued at that moment (up to
 // the frame limit) in one frame.
 func (c *conn) writeLoop() {
-	budget := int(c.cfg.MaxFrameBytes) - frameOverhead
+	budget := int(c.cfg.MaxFrameBytes) - api.FrameOverhead
 	var (
 		batch []*call
 		frame []byte
@@ -213,7 +215,7 @@ func (c *conn) writeLoop() {
 			if !cl.state.CompareAndSwap(callQueued, callSent) {
 				return true
 			}
-			n := len(cl.args) + requestOverhead
+			n := len(cl.args) + api.RequestOverhead
 			if len(batch) > 0 && size+n > budget {
 				carry = cl
 				return false
@@ -223,7 +225,7 @@ func (c *conn) writeLoop() {
 			return true
 		}
 		if carry != nil {
-			batch, size, carry = append(batch, carry), len(carry.args)+requestOverhead, nil
+			batch, size, carry = append(batch, carry), len(carry.args)+api.RequestOverhead, nil
 		} else {
 			select {
 			case cl := <-c.sendq:
@@ -253,10 +255,9 @@ func (c *conn) writeLoop() {
 		if len(batch) == 0 {
 			continue
 		}
-		frame = append(frame[:0], 0x92, protocolVersion)
-		frame = appendArrayHeader(frame, len(batch))
+		frame = api.AppendFrameHeader(frame[:0], len(batch))
 		for _, cl := range batch {
-			frame = appendRequest(frame, cl.id, cl.op, cl.nargs, cl.args)
+			frame = api.AppendRequest(frame, cl.id, cl.op, cl.nargs, cl.args)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
 		err := c.ws.Write(ctx, websocket.MessageBinary, frame)
@@ -319,17 +320,17 @@ func (c *conn) readError(err error) error {
 // deliver decodes one frame of answers and completes their calls. Answers
 // to calls nobody waits for any more are skipped.
 func (c *conn) deliver(b []byte) error {
-	r, err := newFrameReader(b)
+	r, err := api.NewFrameReader(b)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errFrame, err)
 	}
-	defer r.release()
-	count, extra, err := r.frameHeader()
+	defer r.Release()
+	count, extra, err := readFrameHeader(r)
 	if err != nil {
 		return err
 	}
 	for i := range count {
-		id, kind, more, err := r.responseHeader()
+		id, kind, more, err := r.ResponseHeader()
 		if err != nil {
 			return fmt.Errorf("%w: response %d: %w", errFrame, i, err)
 		}
@@ -338,27 +339,27 @@ func (c *conn) deliver(b []byte) error {
 		delete(c.pending, id)
 		c.mu.Unlock()
 		if cl == nil {
-			if err := r.skip(1 + more); err != nil {
+			if err := r.Skip(1 + more); err != nil {
 				return fmt.Errorf("%w: response %d: %w", errFrame, i, err)
 			}
 			continue
 		}
-		resp, err := r.payload(cl.op, kind)
+		resp, err := readPayload(r, cl.op, kind)
 		if err == nil {
-			err = r.skip(more)
+			err = r.Skip(more)
 		}
 		if err != nil {
-			err = fmt.Errorf("%w: response %d (%s): %w", errFrame, i, opName(cl.op), err)
+			err = fmt.Errorf("%w: response %d (%s): %w", errFrame, i, cl.op, err)
 			cl.finish(response{}, &lostError{err: err})
 			return err
 		}
 		if resp.err != nil {
 			resp.err.Endpoint = c.endpoint
-			resp.err.write = isWriteOp(cl.op)
+			resp.err.write = cl.op.IsWrite()
 		}
 		cl.finish(resp, nil)
 	}
-	if err := r.skip(extra); err != nil {
+	if err := r.Skip(extra); err != nil {
 		return fmt.Errorf("%w: %w", errFrame, err)
 	}
 	return nil

@@ -6,64 +6,63 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/unrdf/consensus"
-	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/api"
 )
 
-// Error codes a server answers with: those of the HTTP JSON API
-// (server/errors.go), whose doc comments say what each means.
+// Error codes a server answers with: api's, whose doc comments say what
+// each means.
 const (
-	CodeBadRequest       = "bad_request"
-	CodeInvalidJSON      = "invalid_json"
-	CodeInvalidKey       = "invalid_key"
-	CodeNotFound         = "not_found"
-	CodeKeyNotFound      = "key_not_found"
-	CodeMethodNotAllowed = "method_not_allowed"
-	CodeTooLarge         = "too_large"
-	CodeNoLeader         = "no_leader"
-	CodeTimeout          = "timeout"
-	CodeUnavailable      = "unavailable"
-	CodeCanceled         = "canceled"
-	CodeInternal         = "internal"
-	CodeUnauthorized     = "unauthorized"
-	CodeForbidden        = "forbidden"
-	CodeRateLimited      = "rate_limited"
-	CodeOverloaded       = "overloaded"
+	CodeBadRequest       = api.CodeBadRequest
+	CodeInvalidJSON      = api.CodeInvalidJSON
+	CodeInvalidKey       = api.CodeInvalidKey
+	CodeNotFound         = api.CodeNotFound
+	CodeKeyNotFound      = api.CodeKeyNotFound
+	CodeMethodNotAllowed = api.CodeMethodNotAllowed
+	CodeTooLarge         = api.CodeTooLarge
+	CodeNoLeader         = api.CodeNoLeader
+	CodeTimeout          = api.CodeTimeout
+	CodeUnavailable      = api.CodeUnavailable
+	CodeCanceled         = api.CodeCanceled
+	CodeInternal         = api.CodeInternal
+	CodeUnauthorized     = api.CodeUnauthorized
+	CodeForbidden        = api.CodeForbidden
+	CodeRateLimited      = api.CodeRateLimited
+	CodeOverloaded       = api.CodeOverloaded
 
-	CodePreconditionFailed = "precondition_failed"
-	CodeStateFull          = "state_full"
-	CodeWorkflowNotFound   = "workflow_not_found"
-	CodeInvalidTransition  = "invalid_transition"
-	CodeNodeNotFound       = "node_not_found"
-	CodeRequestExpired     = "request_expired"
+	CodePreconditionFailed = api.CodePreconditionFailed
+	CodeStateFull          = api.CodeStateFull
+	CodeWorkflowNotFound   = api.CodeWorkflowNotFound
+	CodeInvalidTransition  = api.CodeInvalidTransition
+	CodeNodeNotFound       = api.CodeNodeNotFound
+	CodeRequestExpired     = api.CodeRequestExpired
 )
 
-// Sentinel errors of the client, checked with errors.Is. Errors the server
-// answers also wrap kv's and consensus's sentinels (see the package
-// documentation).
+// Sentinel errors of the client, checked with errors.Is (api defines
+// them). Errors the server answers also wrap the sentinels of api (which
+// kv and the consensus package re-export; see the package documentation).
 var (
 	// ErrClosed means the Client was closed.
 	ErrClosed = errors.New("client closed")
 	// ErrUnavailable means no endpoint could serve the request: none could
 	// be reached, the connection broke, or the server answered
 	// unavailable, canceled or internal.
-	ErrUnavailable = errors.New("unavailable")
+	ErrUnavailable = api.ErrUnavailable
 	// ErrOutcomeUnknown means a write was sent and may or may not be
 	// applied; it was not retried.
-	ErrOutcomeUnknown = errors.New("outcome unknown")
+	ErrOutcomeUnknown = api.ErrOutcomeUnknown
 	// ErrBadRequest means the server did not understand the request: a
 	// client and server that speak different protocol versions, or a bug.
-	ErrBadRequest = errors.New("bad request")
+	ErrBadRequest = api.ErrBadRequest
 	// ErrUnauthorized means the server wants a valid bearer token
 	// (Config.Token).
-	ErrUnauthorized = errors.New("unauthorized")
+	ErrUnauthorized = api.ErrUnauthorized
 	// ErrForbidden means the token may not do this (a write with a
 	// read-only token).
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = api.ErrForbidden
 	// ErrRateLimited means the server refused the request because this
 	// client exceeded its rate limit or the node is overloaded; nothing
 	// was done and a later retry may succeed.
-	ErrRateLimited = errors.New("rate limited")
+	ErrRateLimited = api.ErrRateLimited
 	// ErrHTTPSEndpoint means a plain-HTTP request (an http:// endpoint, or
 	// one without a scheme) reached a server that speaks only HTTPS;
 	// nothing was done. The endpoint needs an https:// URL, and
@@ -101,46 +100,12 @@ func (e *ServerError) Error() string {
 	return fmt.Sprintf("%s: %s (from %s)", e.Code, e.Message, e.Endpoint)
 }
 
-// Unwrap returns the sentinel errors that the code stands for, so that
-// errors.Is(err, kv.ErrKeyNotFound) and the like work.
+// Unwrap returns the sentinel errors that the code stands for
+// (api.Sentinels), so that errors.Is(err, kv.ErrKeyNotFound) and the like
+// work, and ErrOutcomeUnknown for an answer to a write that does not say
+// the write was refused.
 func (e *ServerError) Unwrap() []error {
-	var errs []error
-	switch e.Code {
-	case CodeKeyNotFound:
-		errs = []error{kv.ErrKeyNotFound}
-	case CodePreconditionFailed:
-		errs = []error{kv.ErrConflict}
-	case CodeStateFull:
-		errs = []error{kv.ErrStateFull}
-	case CodeWorkflowNotFound:
-		errs = []error{kv.ErrWorkflowNotFound}
-	case CodeInvalidTransition:
-		errs = []error{kv.ErrInvalidTransition}
-	case CodeNodeNotFound:
-		errs = []error{kv.ErrNodeNotFound}
-	case CodeRequestExpired:
-		errs = []error{kv.ErrRequestExpired}
-	case CodeInvalidKey:
-		errs = []error{kv.ErrInvalidKey}
-	case CodeInvalidJSON:
-		errs = []error{kv.ErrInvalidValue}
-	case CodeTooLarge:
-		errs = []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}
-	case CodeNoLeader:
-		errs = []error{consensus.ErrNoLeader}
-	case CodeTimeout:
-		errs = []error{consensus.ErrTimeout}
-	case CodeBadRequest, CodeNotFound, CodeMethodNotAllowed:
-		errs = []error{ErrBadRequest}
-	case CodeUnauthorized:
-		errs = []error{ErrUnauthorized}
-	case CodeForbidden:
-		errs = []error{ErrForbidden}
-	case CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
-		errs = []error{ErrRateLimited}
-	default:
-		errs = []error{ErrUnavailable}
-	}
+	errs := api.Sentinels(e.Code)
 	if e.outcomeUnknown() {
 		errs = append(errs, ErrOutcomeUnknown)
 	}
@@ -149,19 +114,7 @@ func (e *ServerError) Unwrap() []error {
 
 // outcomeUnknown reports whether the answer leaves a write's outcome
 // unknown: every code but those that say the write was refused.
-func (e *ServerError) outcomeUnknown() bool {
-	if !e.write {
-		return false
-	}
-	switch e.Code {
-	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
-		CodePreconditionFailed, CodeStateFull, CodeWorkflowNotFound, CodeInvalidTransition, CodeNodeNotFound,
-		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
-		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
-		return false
-	}
-	return true
-}
+func (e *ServerError) outcomeUnknown() bool { return e.write && !api.Refused(e.Code) }
 
 // notSentError wraps a failure that happened before the request left this
 // process: retrying it cannot apply a write twice.

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // DefaultLeaderRefresh is how often a Client in use asks which member
@@ -81,7 +83,7 @@ func (c *Client) refreshLeader() {
 	defer cancel()
 	n := int64(len(c.endpoints))
 	i := c.preferred.Load()
-	resp, err := c.attempt(ctx, c.endpoints[i%n], opStatus, 0, nil)
+	resp, err := c.attempt(ctx, c.endpoints[i%n], api.OpStatus, 0, nil)
 	if err != nil || resp.status.LeaderID == "" {
 		return
 	}

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 )
 
 // Membership calls go over the HTTP JSON API (/v1/members,
@@ -20,31 +20,23 @@ import (
 // endpoints in turn while a request could not be sent or was answered
 // no_leader or removed (nothing was done); any other answer is final.
 
-// Membership error codes, beside those of the key-value API.
+// Membership error codes, beside those of the key-value API (api's).
 const (
-	CodeMemberNotFound = "member_not_found"
-	CodeMemberConflict = "member_conflict"
-	CodeInvalidMember  = "invalid_member"
-	CodeRemoved        = "removed"
+	CodeMemberNotFound = api.CodeMemberNotFound
+	CodeMemberConflict = api.CodeMemberConflict
+	CodeInvalidMember  = api.CodeInvalidMember
+	CodeRemoved        = api.CodeRemoved
 )
-
-// memberSentinels maps membership codes to consensus's sentinel errors.
-var memberSentinels = map[string]error{
-	CodeMemberNotFound: consensus.ErrUnknownMember,
-	CodeMemberConflict: consensus.ErrMemberConflict,
-	CodeInvalidMember:  consensus.ErrInvalidMember,
-	CodeRemoved:        consensus.ErrRemoved,
-}
 
 // membersAnswer is the body of the membership routes.
 type membersAnswer struct {
-	ClusterID string             `json:"clusterId"`
-	Member    *consensus.Member  `json:"member"`
-	Members   []consensus.Member `json:"members"`
+	ClusterID string       `json:"clusterId"`
+	Member    *api.Member  `json:"member"`
+	Members   []api.Member `json:"members"`
 }
 
 // Members returns the cluster's members, sorted by id.
-func (c *Client) Members(ctx context.Context) ([]consensus.Member, error) {
+func (c *Client) Members(ctx context.Context) ([]api.Member, error) {
 	var a membersAnswer
 	if err := c.httpCall(ctx, http.MethodGet, "/v1/members", nil, &a); err != nil {
 		return nil, err
@@ -54,10 +46,10 @@ func (c *Client) Members(ctx context.Context) ([]consensus.Member, error) {
 
 // AddMember adds m (ID and PeerAddr required, HTTPAddr optional) as a
 // learner; the leader promotes it once it has caught up. It returns the
-// members after the change. Errors match consensus.ErrMemberConflict (the
+// members after the change. Errors match api.ErrMemberConflict (the
 // id was removed before, or exists at another address) and
-// consensus.ErrInvalidMember.
-func (c *Client) AddMember(ctx context.Context, m consensus.Member) ([]consensus.Member, error) {
+// api.ErrInvalidMember.
+func (c *Client) AddMember(ctx context.Context, m api.Member) ([]api.Member, error) {
 	body := map[string]string{"id": m.ID, "peerAddr": m.PeerAddr, "httpAddr": m.HTTPAddr}
 	var a membersAnswer
 	if err := c.httpCall(ctx, http.MethodPost, "/v1/members", body, &a); err != nil {
@@ -189,7 +181,7 @@ func (c *Client) httpOnce(ctx context.Context, method, target string, payload []
 	if se.Code == "" {
 		se.Code, se.Message = CodeUnavailable, resp.Status
 	}
-	if sentinel, ok := memberSentinels[se.Code]; ok {
+	if sentinel := api.MemberSentinel(se.Code); sentinel != nil {
 		err = fmt.Errorf("%w: %w", sentinel, se)
 	} else {
 		err = se

@@ -15,18 +15,17 @@ import (
 	"sync"
 	"time"
 
-	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/api"
 )
 
-// Codes of GET /v1/watch answers (server.CodeCompacted and
-// server.CodeTooManyWatches).
+// Codes of GET /v1/watch answers (api's).
 const (
 	// CodeCompacted: the revision asked for is older than the node's
 	// watch history. Watch returns it as a *kv.CompactedError.
-	CodeCompacted = "compacted"
+	CodeCompacted = api.CodeCompacted
 	// CodeTooManyWatches: this client has as many watches open as the
 	// server allows (errors.Is ErrRateLimited).
-	CodeTooManyWatches = "too_many_watches"
+	CodeTooManyWatches = api.CodeTooManyWatches
 )
 
 // Watcher follows the changes under a prefix over GET /v1/watch
@@ -36,7 +35,7 @@ type Watcher struct {
 	c      *Client
 	prefix string
 	start  int64
-	out    chan kv.WatchResponse
+	out    chan api.WatchResponse
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{}
@@ -85,13 +84,13 @@ func (c *Client) Watch(ctx context.Context, prefix string, fromRevision int64) (
 		return nil, fmt.Errorf("client: watch: %w", ErrClosed)
 	}
 	if fromRevision < 0 {
-		return nil, fmt.Errorf("client: watch from revision %d: %w", fromRevision, kv.ErrInvalidRevision)
+		return nil, fmt.Errorf("client: watch from revision %d: %w", fromRevision, api.ErrInvalidRevision)
 	}
 	wctx, cancel := context.WithCancelCause(ctx)
 	w := &Watcher{
 		c:        c,
 		prefix:   prefix,
-		out:      make(chan kv.WatchResponse, 8),
+		out:      make(chan api.WatchResponse, 8),
 		ctx:      wctx,
 		cancel:   cancel,
 		done:     make(chan struct{}),
@@ -117,7 +116,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, fromRevision int64) (
 // C returns the channel responses arrive on: events in revision order
 // (those of one revision never split), and, with no events, progress
 // reports from the server's heartbeats. It is closed when the watch ends.
-func (w *Watcher) C() <-chan kv.WatchResponse { return w.out }
+func (w *Watcher) C() <-chan api.WatchResponse { return w.out }
 
 // StartRevision is the first revision the watch delivers.
 func (w *Watcher) StartRevision() int64 { return w.start }
@@ -132,7 +131,7 @@ func (w *Watcher) Err() error {
 // Close ends the watch and waits for its goroutine. Err is then
 // kv.ErrWatchClosed. Safe to call more than once.
 func (w *Watcher) Close() {
-	w.cancel(kv.ErrWatchClosed)
+	w.cancel(api.ErrWatchClosed)
 	<-w.done
 }
 
@@ -254,7 +253,7 @@ func (w *Watcher) open(fromNow bool) (stream *watchStream, retry bool, err error
 	}
 	if eb.Error.Code == CodeCompacted {
 		return nil, false, fmt.Errorf("client: watch on %s: %w", target,
-			&kv.CompactedError{Requested: w.progress + 1, Oldest: eb.Error.OldestRevision})
+			&api.CompactedError{Requested: w.progress + 1, Oldest: eb.Error.OldestRevision})
 	}
 	se := &ServerError{Code: eb.Error.Code, Message: eb.Error.Message, Endpoint: target}
 	switch se.Code {
@@ -300,7 +299,7 @@ type sseData struct {
 // ends the watch.
 func (w *Watcher) follow(s *watchStream) error {
 	var (
-		pending []kv.Event // changes not yet closed by an id
+		pending []api.Event // changes not yet closed by an id
 		id      string
 		hasID   bool
 		event   string
@@ -345,7 +344,7 @@ func (w *Watcher) follow(s *watchStream) error {
 				}
 				if rev > w.progress {
 					w.progress = rev
-					if err := w.send(kv.WatchResponse{Events: pending, Revision: rev}); err != nil {
+					if err := w.send(api.WatchResponse{Events: pending, Revision: rev}); err != nil {
 						return err
 					}
 				}
@@ -373,7 +372,7 @@ func (w *Watcher) follow(s *watchStream) error {
 	}
 }
 
-func (w *Watcher) send(resp kv.WatchResponse) error {
+func (w *Watcher) send(resp api.WatchResponse) error {
 	select {
 	case w.out <- resp:
 		return nil
@@ -401,25 +400,25 @@ func (w *Watcher) streamError(endpoint string, data []byte) error {
 	}
 	if eb.Error.Code == CodeCompacted {
 		return fmt.Errorf("client: watch on %s: %w", endpoint,
-			&kv.CompactedError{Requested: w.progress + 1, Oldest: eb.Error.OldestRevision})
+			&api.CompactedError{Requested: w.progress + 1, Oldest: eb.Error.OldestRevision})
 	}
 	return fmt.Errorf("client: watch: %w", &ServerError{Code: eb.Error.Code, Message: eb.Error.Message, Endpoint: endpoint})
 }
 
-func decodeWatchEvent(data []byte) (kv.Event, error) {
+func decodeWatchEvent(data []byte) (api.Event, error) {
 	var d sseData
 	if err := json.Unmarshal(data, &d); err != nil {
-		return kv.Event{}, fmt.Errorf("event data: %w", err)
+		return api.Event{}, fmt.Errorf("event data: %w", err)
 	}
-	ev := kv.Event{Item: kv.Item{Key: d.Key, Revision: d.Revision, CreateRevision: d.CreateRevision, Version: d.Version}}
+	ev := api.Event{Item: api.Item{Key: d.Key, Revision: d.Revision, CreateRevision: d.CreateRevision, Version: d.Version}}
 	switch d.Type {
 	case "put":
-		ev.Type = kv.EventPut
+		ev.Type = api.EventPut
 		ev.Item.Value = d.Value
 	case "delete":
-		ev.Type = kv.EventDelete
+		ev.Type = api.EventDelete
 	default:
-		return kv.Event{}, fmt.Errorf("event type %q", d.Type)
+		return api.Event{}, fmt.Errorf("event type %q", d.Type)
 	}
 	return ev, nil
 }

@@ -15,22 +15,23 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 )
 
 // Health is a member's health as one node sees it.
-type Health string
+type Health = api.Health
 
 // Health values.
 const (
-	HealthUnknown   Health = "unknown"
-	HealthHealthy   Health = "healthy"
-	HealthDegraded  Health = "degraded"
-	HealthUnhealthy Health = "unhealthy"
+	HealthUnknown   = api.HealthUnknown
+	HealthHealthy   = api.HealthHealthy
+	HealthDegraded  = api.HealthDegraded
+	HealthUnhealthy = api.HealthUnhealthy
 	// HealthSuspect is a member in doubt but not yet unhealthy: its peer
 	// stream is down (set the moment the transport reports it, without
 	// waiting for a check), or its last checks failed but fewer than
 	// MaxFailedHealthChecks of them.
-	HealthSuspect Health = "suspect"
+	HealthSuspect = api.HealthSuspect
 )
 
 // Event types published by a Manager, beside the node's own
@@ -136,44 +137,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// NodeInfo is one member with its health as this node sees it.
-type NodeInfo struct {
-	consensus.Member
-	Health Health `json:"health"`
-	// FailedChecks counts the checks in a row that failed.
-	FailedChecks int `json:"failedChecks"`
-	// LastCheck is when the member was last checked (zero: never).
-	LastCheck time.Time `json:"lastCheck"`
-	// LastCheckAgeMs is how many milliseconds before this answer the
-	// member was last checked; nil before its first check. It lets a
-	// reader whose clock differs from this node's say "checked N s ago".
-	LastCheckAgeMs *int64 `json:"lastCheckAgeMs"`
-	// LastPassedCheck is when a check of the member last passed, which is
-	// when AppliedIndex was read; nil if none has.
-	LastPassedCheck *time.Time `json:"lastPassedCheck"`
-	// AppliedIndex is the member's applied index at the last check that
-	// passed (0 if unknown). It is not current when the member's last
-	// check failed or its stream is down: see Lag.
-	AppliedIndex uint64 `json:"appliedIndex"`
-	// Lag is how far AppliedIndex trailed this node's commit index at the
-	// last check. It is nil (JSON null) when unknown: before a check has
-	// read the member's applied index, when its last check failed, and
-	// while its peer stream is down. A stale lag is never reported, and
-	// never as 0.
-	Lag *uint64 `json:"lag"`
-	// Connected reports a live peer stream to the member (always true for
-	// this node itself).
-	Connected bool `json:"connected"`
-	// StreamDownSince is when this node saw its peer stream to the member
-	// go down; nil while it is up, and for a member whose stream this
-	// node has never seen up.
-	StreamDownSince *time.Time `json:"streamDownSince,omitempty"`
-	// StreamDownMs is how many milliseconds before this answer the stream
-	// went down; set with StreamDownSince.
-	StreamDownMs *int64 `json:"streamDownMs,omitempty"`
-	// Reason says why the member is not healthy, if it is not.
-	Reason string `json:"reason,omitempty"`
-}
+// NodeInfo is one member with its health as this node sees it (defined
+// in api, the client-facing contract).
+type NodeInfo = api.NodeInfo
 
 // Stats summarises the cluster as this node sees it.
 type Stats struct {

@@ -3,6 +3,8 @@ package kv
 import (
 	"errors"
 	"fmt"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // Sentinel errors of the state machine beyond those of item.go, checked
@@ -11,27 +13,27 @@ var (
 	// ErrConflict means a precondition on a key's revision failed (the
 	// key changed, exists when it must not, or is missing when a revision
 	// was required). Nothing was changed.
-	ErrConflict = errors.New("precondition failed")
+	ErrConflict = api.ErrConflict
 	// ErrStateFull means the write would create a key beyond the state's
 	// key limit (WithMaxKeys). Nothing was changed; existing keys can still
 	// be updated or deleted.
-	ErrStateFull = errors.New("state full")
+	ErrStateFull = api.ErrStateFull
 	// ErrInvalidBatch means a batch is empty, too long, names a key twice,
 	// or holds an operation other than put and delete.
 	ErrInvalidBatch = errors.New("invalid batch")
 	// ErrWorkflowNotFound means no workflow has this id.
-	ErrWorkflowNotFound = errors.New("workflow not found")
+	ErrWorkflowNotFound = api.ErrWorkflowNotFound
 	// ErrInvalidTransition means the workflow cannot make this change from
 	// its current status (stopping a stopped workflow, starting a running
 	// one, updating one that is not running).
-	ErrInvalidTransition = errors.New("invalid workflow transition")
+	ErrInvalidTransition = api.ErrInvalidTransition
 	// ErrNodeNotFound means no application node is registered under this
 	// id.
-	ErrNodeNotFound = errors.New("node not found")
+	ErrNodeNotFound = api.ErrNodeNotFound
 	// ErrRequestExpired means a request carrying (client id, sequence) is
 	// older than the session table remembers for that client: it was not
 	// applied now, and whether an earlier copy was applied is unknown.
-	ErrRequestExpired = errors.New("request expired from the dedup window")
+	ErrRequestExpired = api.ErrRequestExpired
 )
 
 // errKind numbers the sentinel an applied command failed with. Values are

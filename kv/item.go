@@ -1,44 +1,22 @@
 package kv
 
-import (
-	"encoding/json"
-	"errors"
-)
+import "github.com/unrdf/consensus/api"
 
-// Item is one key and its value with the revisions that describe it.
-type Item struct {
-	// Key is the item's key.
-	Key string `json:"key"`
-	// Value is the stored JSON value, compacted.
-	Value json.RawMessage `json:"value"`
-	// Revision is the cluster-wide revision of the write that last changed
-	// the key.
-	Revision int64 `json:"revision"`
-	// CreateRevision is the revision at which the key was created.
-	CreateRevision int64 `json:"createRevision"`
-	// Version is 1 at creation and grows by one with every change; a
-	// delete resets it.
-	Version int64 `json:"version"`
-}
+// Item is one key and its value with the revisions that describe it
+// (defined in api, the client-facing contract).
+type Item = api.Item
 
 // Consistency selects how a read is served.
-type Consistency int
+type Consistency = api.Consistency
 
+// Read consistencies.
 const (
 	// Linearizable reads reflect every write acknowledged before the read
 	// began (raft ReadIndex). The default.
-	Linearizable Consistency = iota
+	Linearizable = api.Linearizable
 	// Local reads serve this node's applied state: fast, possibly stale.
-	Local
+	Local = api.Local
 )
-
-// String returns "linearizable" or "local".
-func (c Consistency) String() string {
-	if c == Local {
-		return "local"
-	}
-	return "linearizable"
-}
 
 // Limits enforced on keys and values.
 const (
@@ -48,16 +26,17 @@ const (
 	DefaultMaxValueBytes = 1 << 20
 )
 
-// Sentinel errors of the key-value store, checked with errors.Is.
+// Sentinel errors of the key-value store, checked with errors.Is; api
+// defines them, so that a client matches them without importing kv.
 var (
 	// ErrKeyNotFound means the key does not exist.
-	ErrKeyNotFound = errors.New("key not found")
+	ErrKeyNotFound = api.ErrKeyNotFound
 	// ErrInvalidKey means the key is empty, not valid UTF-8 or too long,
 	// or, in a request (ValidateKey), holds a control character; or that a
 	// prefix is not valid UTF-8, too long or holds a control character.
-	ErrInvalidKey = errors.New("invalid key")
+	ErrInvalidKey = api.ErrInvalidKey
 	// ErrInvalidValue means the value is not a valid JSON value.
-	ErrInvalidValue = errors.New("invalid value")
+	ErrInvalidValue = api.ErrInvalidValue
 	// ErrValueTooLarge means the value exceeds the value size limit.
-	ErrValueTooLarge = errors.New("value too large")
+	ErrValueTooLarge = api.ErrValueTooLarge
 )

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/google/btree"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // Machine is the replicated key-value state: the part every node holds
@@ -51,7 +53,7 @@ const (
 	// seed's maxStateSize.
 	DefaultMaxKeys = 100_000
 	// DefaultMaxBatchOps bounds the operations of one batch.
-	DefaultMaxBatchOps = 1024
+	DefaultMaxBatchOps = api.DefaultMaxBatchOps
 )
 
 // Option configures a Machine.

@@ -4,6 +4,8 @@ import (
 	"slices"
 
 	"github.com/google/btree"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // Bounds of the exactly-once session table.
@@ -15,7 +17,7 @@ const (
 	// DefaultSessionWindow is how many of a client's most recent sequence
 	// numbers (by value) at least have their results remembered (up to
 	// twice as many: the table trims in steps).
-	DefaultSessionWindow = 256
+	DefaultSessionWindow = api.DefaultSessionWindow
 )
 
 // session is one client's record: the results of its most recent

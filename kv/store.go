@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 )
 
 // Raft is what a Store needs from its node: *consensus.Node implements it.
@@ -44,97 +44,60 @@ func NewStore(node Raft, machine *Machine) *Store {
 
 // Cond is a precondition on a key's revision, checked when the write is
 // applied. The zero Cond is no precondition.
-type Cond struct {
-	set    bool
-	rev    int64
-	exists bool // IfExists: any revision will do
-}
+type Cond = api.Cond
 
 // IfRevision requires the key to be at revision rev (the revision of the
 // write that last changed it); rev 0 requires it not to exist. A negative
 // rev is refused with ErrInvalidRevision.
-func IfRevision(rev int64) Cond { return Cond{set: true, rev: rev} }
+func IfRevision(rev int64) Cond { return api.IfRevision(rev) }
 
 // IfAbsent requires the key not to exist (create only).
-func IfAbsent() Cond { return IfRevision(0) }
+func IfAbsent() Cond { return api.IfAbsent() }
 
 // IfExists requires the key to exist, at any revision (update only; HTTP's
 // If-Match: *).
-func IfExists() Cond { return Cond{set: true, exists: true} }
-
-// Revision returns the revision the Cond requires and whether it requires
-// one; for IfExists it returns (0, true) and Exists reports true.
-func (c Cond) Revision() (int64, bool) { return c.rev, c.set }
-
-// Exists reports whether the Cond is IfExists.
-func (c Cond) Exists() bool { return c.exists }
+func IfExists() Cond { return api.IfExists() }
 
 // condExists is how IfExists travels in a replicated command: no key is
 // ever at a negative revision.
 const condExists = -1
 
-func (c Cond) ptr() *int64 {
-	if !c.set {
+// condPtr returns how c travels in a replicated command: nil for none.
+func condPtr(c Cond) *int64 {
+	r, ok := c.Revision()
+	if !ok {
 		return nil
 	}
-	r := c.rev
-	if c.exists {
+	if c.Exists() {
 		r = condExists
 	}
 	return &r
 }
 
-// check refuses a Cond no write can carry.
-func (c Cond) check() error {
-	if c.set && !c.exists && c.rev < 0 {
-		return fmt.Errorf("kv: precondition on revision %d: %w", c.rev, ErrInvalidRevision)
-	}
-	return nil
-}
-
 // OpType says what a batch operation does.
-type OpType uint8
+type OpType = api.TxnOpType
 
 // Batch operation types.
 const (
 	// OpPut stores Value under Key.
-	OpPut OpType = 1
+	OpPut = api.TxnPut
 	// OpDelete deletes Key, which must exist.
-	OpDelete OpType = 2
+	OpDelete = api.TxnDelete
 )
 
 // Op is one operation of a Batch.
-type Op struct {
-	Type  OpType
-	Key   string
-	Value []byte
-	// Cond, if set, must hold for the batch to apply.
-	Cond Cond
-}
+type Op = api.TxnOp
 
 // RequestID identifies one request of one client for exactly-once
 // application.
-type RequestID struct {
-	// Client names the client: non-empty UTF-8, at most MaxClientIDBytes.
-	Client string
-	// Seq numbers the client's requests from 1; a retry reuses it.
-	Seq uint64
-}
+type RequestID = api.RequestID
 
 // MaxClientIDBytes bounds a client id.
-const MaxClientIDBytes = 128
+const MaxClientIDBytes = api.MaxClientIDBytes
 
 // ErrInvalidRequestID means a request id's client is empty, too long or
 // not UTF-8, or its sequence is 0.
-var ErrInvalidRequestID = errors.New("invalid request id")
-
-// Validate reports whether id is well formed.
-func (id RequestID) Validate() error {
-	if id.Client == "" || len(id.Client) > MaxClientIDBytes || !utf8.ValidString(id.Client) || id.Seq == 0 {
-		return fmt.Errorf("kv: client id must be 1 to %d bytes of UTF-8 and sequence at least 1: %w", MaxClientIDBytes, ErrInvalidRequestID)
-	}
-	return nil
-}
+var ErrInvalidRequestID = api.ErrInvalidRequestID
 
 type requestIDKey struct{}
 
@@ -167,10 +130,10 @@ func (s *Store) PutIf(ctx context.Context, key string, value []byte, cond Cond) 
 	if err := checkValue(value, s.machine.maxValueBytes); err != nil {
 		return 0, err
 	}
-	if err := cond.check(); err != nil {
+	if err := cond.Check(); err != nil {
 		return 0, err
 	}
-	return s.write(ctx, command{Op: opPut, Key: key, Value: value, If: cond.ptr()})
+	return s.write(ctx, command{Op: opPut, Key: key, Value: value, If: condPtr(cond)})
 }
 
 // Delete removes key and returns the delete's revision; ErrKeyNotFound if
@@ -184,10 +147,10 @@ func (s *Store) DeleteIf(ctx context.Context, key string, cond Cond) (int64, err
 	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
-	if err := cond.check(); err != nil {
+	if err := cond.Check(); err != nil {
 		return 0, err
 	}
-	return s.write(ctx, command{Op: opDelete, Key: key, If: cond.ptr()})
+	return s.write(ctx, command{Op: opDelete, Key: key, If: condPtr(cond)})
 }
 
 // Batch applies ops all or nothing, as one log entry (the seed's
@@ -204,10 +167,10 @@ func (s *Store) Batch(ctx context.Context, ops []Op) (int64, error) {
 		if err := checkRequestKey(o.Key, s.machine.maxKeyBytes); err != nil {
 			return 0, err
 		}
-		if err := o.Cond.check(); err != nil {
+		if err := o.Cond.Check(); err != nil {
 			return 0, err
 		}
-		t := txnOp{Key: o.Key, If: o.Cond.ptr()}
+		t := txnOp{Key: o.Key, If: condPtr(o.Cond)}
 		switch o.Type {
 		case OpPut:
 			if err := checkValue(o.Value, s.machine.maxValueBytes); err != nil {
@@ -226,7 +189,7 @@ func (s *Store) Batch(ctx context.Context, ops []Op) (int64, error) {
 
 // UpdateFunc computes a key's new value from its current item (exists is
 // false when the key is absent). Returning an error aborts the update.
-type UpdateFunc func(cur Item, exists bool) (value []byte, err error)
+type UpdateFunc = api.UpdateFunc
 
 // Update is an atomic read-modify-write of key (the seed's update): it
 // reads the key, calls fn, and writes the result on condition that the

@@ -2,7 +2,6 @@ package kv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -10,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 )
 
 // Watch history and watchers.
@@ -86,42 +86,20 @@ var (
 	// *CompactedError, which carries the oldest revision still available.
 	// The caller re-reads the state (a List) and watches from its
 	// revision + 1.
-	ErrCompacted = errors.New("revision compacted")
+	ErrCompacted = api.ErrCompacted
 	// ErrInvalidRevision means a negative revision.
-	ErrInvalidRevision = errors.New("invalid revision")
+	ErrInvalidRevision = api.ErrInvalidRevision
 	// ErrWatchClosed is a Watcher's Err after its Close.
-	ErrWatchClosed = errors.New("watch closed")
+	ErrWatchClosed = api.ErrWatchClosed
 )
 
 // CompactedError is the ErrCompacted of a watch: the revision it needed
 // and the oldest one that can still be watched from.
-type CompactedError struct {
-	// Requested is the first revision the watch needed.
-	Requested int64
-	// Oldest is the oldest revision a watch can start from now.
-	Oldest int64
-}
-
-func (e *CompactedError) Error() string {
-	return fmt.Sprintf("kv: watch from revision %d: %v; the oldest available is %d", e.Requested, ErrCompacted, e.Oldest)
-}
-
-// Is makes errors.Is(err, ErrCompacted) true.
-func (e *CompactedError) Is(target error) bool { return target == ErrCompacted }
+type CompactedError = api.CompactedError
 
 // WatchResponse is what a Watcher delivers: the events of one or more
 // applied commands, and how far the watch has got.
-type WatchResponse struct {
-	// Events are the matching events in revision order. Events that share
-	// a revision (one command) are never split across responses. Empty in
-	// a progress report (see Watcher.RequestProgress). The slice and the
-	// values it refers to are shared: do not modify them.
-	Events []Event
-	// Revision is the watch's progress: every matching event at or below
-	// it has been delivered, in this response or an earlier one. A watch
-	// resumed from Revision+1 misses nothing and repeats nothing.
-	Revision int64
-}
+type WatchResponse = api.WatchResponse
 
 // CommandApplied is the command_applied event: one applied command that
 // changed the state, with the events it produced. Commands that were

@@ -6,78 +6,40 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/unrdf/consensus/api"
 )
 
-// Key prefixes of the workflow and node views. A workflow is the JSON
-// object stored under "workflow:<id>", a registered application node the
-// one under "node:<id>", so the key-value view and these views always
-// agree (the seed's examples set workflow:<id> keys directly).
+// Key prefixes of the workflow and node views (see api.WorkflowPrefix).
 const (
-	WorkflowPrefix = "workflow:"
-	NodePrefix     = "node:"
+	WorkflowPrefix = api.WorkflowPrefix
+	NodePrefix     = api.NodePrefix
 )
 
 // Workflow statuses set by the workflow commands. A workflow written
 // through the key-value API may carry any status; only "running" ones can
 // be updated or stopped.
 const (
-	StatusRunning = "running"
-	StatusStopped = "stopped"
+	StatusRunning = api.StatusRunning
+	StatusStopped = api.StatusStopped
 )
 
 // Workflow is the state of one workflow: the JSON object stored under
 // workflow:<id>, with the fields the commands maintain pulled out.
-type Workflow struct {
-	// ID is the workflow's id (the key without "workflow:").
-	ID string `json:"id"`
-	// Status is the object's "status" field: "running", "stopped", or
-	// whatever a key-value write put there.
-	Status string `json:"status"`
-	// Value is the whole stored object.
-	Value json.RawMessage `json:"value"`
-	// Revision, CreateRevision and Version are those of the key.
-	Revision       int64 `json:"revision"`
-	CreateRevision int64 `json:"createRevision"`
-	Version        int64 `json:"version"`
-}
+type Workflow = api.Workflow
 
 // Node is an application node registered in the state (REGISTER_NODE):
 // the JSON object stored under node:<id>. It is not a raft member.
-type Node struct {
-	// ID is the node's id (the key without "node:").
-	ID string `json:"id"`
-	// Value is the stored object: the metadata given at registration with
-	// "id" and "registeredAt" (the proposer's clock, Unix milliseconds).
-	Value json.RawMessage `json:"value"`
-	// Revision, CreateRevision and Version are those of the key.
-	Revision       int64 `json:"revision"`
-	CreateRevision int64 `json:"createRevision"`
-	Version        int64 `json:"version"`
-}
+type Node = api.Node
 
 // WorkflowFromItem interprets an item under workflow:<id> as a workflow.
-func WorkflowFromItem(it Item) Workflow {
-	return Workflow{ID: strings.TrimPrefix(it.Key, WorkflowPrefix), Status: statusOf(it.Value),
-		Value: it.Value, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version}
-}
+func WorkflowFromItem(it Item) Workflow { return api.WorkflowFromItem(it) }
 
 // NodeFromItem interprets an item under node:<id> as a registered node.
-func NodeFromItem(it Item) Node {
-	return Node{ID: strings.TrimPrefix(it.Key, NodePrefix), Value: it.Value, Revision: it.Revision,
-		CreateRevision: it.CreateRevision, Version: it.Version}
-}
+func NodeFromItem(it Item) Node { return api.NodeFromItem(it) }
 
 // statusOf returns the "status" string of a JSON object, or "".
-func statusOf(v []byte) string {
-	var o struct {
-		Status any `json:"status"`
-	}
-	if json.Unmarshal(v, &o) != nil {
-		return ""
-	}
-	s, _ := o.Status.(string)
-	return s
-}
+func statusOf(v []byte) string { return api.StatusOf(v) }
 
 // checkID validates a workflow or node id: a non-empty UTF-8 string
 // without "/" (it is one URL path segment), short enough for its key.

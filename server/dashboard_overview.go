@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -215,14 +216,8 @@ func httpRequestKind(method, route string) (write, ok bool) {
 
 // wsOpIsWrite classifies a /v1/ws operation for requestStats; ok false
 // for status.
-func wsOpIsWrite(op uint64) (write, ok bool) {
-	switch op {
-	case wsOpPut, wsOpDelete, wsOpTxn, wsOpWFStart, wsOpWFStop, wsOpWFUpdate, wsOpNodeReg, wsOpNodeDel:
-		return true, true
-	case wsOpGet, wsOpList, wsOpWFGet, wsOpWFList, wsOpNodeList:
-		return false, true
-	}
-	return false, false
+func wsOpIsWrite(op api.Op) (write, ok bool) {
+	return op.IsWrite(), op.Known() && op != api.OpStatus
 }
 
 // wsErrorStatus is the HTTP status an error code of /v1/ws stands for,

@@ -6,82 +6,38 @@ import (
 	"net/http"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
-// Error codes of the HTTP API. Every non-2xx response carries one in its
-// body, {"error":{"code":"...","message":"..."}}; clients branch on the code,
-// never on the message, which is for people.
+// Error codes of the HTTP API and /v1/ws. Every non-2xx response carries
+// one in its body, {"error":{"code":"...","message":"..."}}; clients
+// branch on the code, never on the message, which is for people. They are
+// defined, with what each means, in api (the contract a client shares);
+// these names are the server's for them.
 const (
-	// CodeBadRequest (400) means a malformed request: an unknown
-	// consistency, a repeated or badly escaped query parameter, an
-	// unreadable body.
-	CodeBadRequest = "bad_request"
-	// CodeInvalidJSON (400) means the request body is not one valid UTF-8
-	// JSON value.
-	CodeInvalidJSON = "invalid_json"
-	// CodeInvalidKey (400) means the key (or id) is empty, not valid
-	// UTF-8, too long, holds a control character (kv.ValidateKey), or does
-	// not percent-decode; or that a prefix is not valid UTF-8, too long or
-	// holds a control character.
-	CodeInvalidKey = "invalid_key"
-	// CodeNotFound (404) means no route has this path.
-	CodeNotFound = "not_found"
-	// CodeKeyNotFound (404) means the key does not exist.
-	CodeKeyNotFound = "key_not_found"
-	// CodeMethodNotAllowed (405) means the route exists but not for this
-	// method; the Allow header lists the methods it has.
-	CodeMethodNotAllowed = "method_not_allowed"
-	// CodeTooLarge (413) means the body or the command it makes exceeds a
-	// size limit.
-	CodeTooLarge = "too_large"
-	// CodeNoLeader (503) means the cluster has no leader right now. Nothing
-	// was applied; retry after Retry-After.
-	CodeNoLeader = "no_leader"
-	// CodeTimeout (503) means the request's deadline passed. For a write
-	// the outcome is unknown: it may or may not be applied.
-	CodeTimeout = "timeout"
-	// CodeUnavailable (503) means the node cannot serve the request: it is
-	// stopped, not ready, or failed in a way the API does not classify.
-	CodeUnavailable = "unavailable"
-	// CodeCanceled (503) means the client went away before the answer was
-	// ready; nobody is expected to read it.
-	CodeCanceled = "canceled"
-	// CodeUnauthorized (401) means the request carries no valid bearer
-	// token.
-	CodeUnauthorized = "unauthorized"
-	// CodeForbidden (403) means the token may not do this (a write with a
-	// read-only token).
-	CodeForbidden = "forbidden"
-	// CodeRateLimited (429) means the client exceeded its request rate;
-	// retry after Retry-After seconds.
-	CodeRateLimited = "rate_limited"
-	// CodeOverloaded (503) means the node has too many requests in flight.
-	// Nothing was done; retry after Retry-After.
-	CodeOverloaded = "overloaded"
-	// CodePreconditionFailed (412) means an If-Match or If-None-Match
-	// header, or a batch operation's ifRevision, did not hold: the key is
-	// at another revision, exists, or is missing. Nothing was changed.
-	CodePreconditionFailed = "precondition_failed"
-	// CodeStateFull (422) means the write would create a key beyond the
-	// state's key limit (100000 by default). Nothing was changed; existing
-	// keys can still be updated and deleted.
-	CodeStateFull = "state_full"
-	// CodeWorkflowNotFound (404) means no workflow has this id.
-	CodeWorkflowNotFound = "workflow_not_found"
-	// CodeInvalidTransition (409) means the workflow cannot make this
-	// change from its status: starting a running workflow, stopping or
-	// updating one that is not running.
-	CodeInvalidTransition = "invalid_transition"
-	// CodeNodeNotFound (404) means no application node has this id.
-	CodeNodeNotFound = "node_not_found"
-	// CodeRequestExpired (409) means the request's X-Request-Seq is older
-	// than the dedup window remembers for its X-Client-Id: it was not
-	// applied now, and whether an earlier attempt was is unknown.
-	CodeRequestExpired = "request_expired"
-	// CodeInternal (503) means the server hit a bug while handling the
-	// request (a recovered panic). It is logged and counted.
-	CodeInternal = "internal"
+	CodeBadRequest         = api.CodeBadRequest
+	CodeInvalidJSON        = api.CodeInvalidJSON
+	CodeInvalidKey         = api.CodeInvalidKey
+	CodeNotFound           = api.CodeNotFound
+	CodeKeyNotFound        = api.CodeKeyNotFound
+	CodeMethodNotAllowed   = api.CodeMethodNotAllowed
+	CodeTooLarge           = api.CodeTooLarge
+	CodeNoLeader           = api.CodeNoLeader
+	CodeTimeout            = api.CodeTimeout
+	CodeUnavailable        = api.CodeUnavailable
+	CodeCanceled           = api.CodeCanceled
+	CodeUnauthorized       = api.CodeUnauthorized
+	CodeForbidden          = api.CodeForbidden
+	CodeRateLimited        = api.CodeRateLimited
+	CodeOverloaded         = api.CodeOverloaded
+	CodePreconditionFailed = api.CodePreconditionFailed
+	CodeStateFull          = api.CodeStateFull
+	CodeWorkflowNotFound   = api.CodeWorkflowNotFound
+	CodeInvalidTransition  = api.CodeInvalidTransition
+	CodeNodeNotFound       = api.CodeNodeNotFound
+	CodeRequestExpired     = api.CodeRequestExpired
+	CodeInternal           = api.CodeInternal
 )
 
 // apiError is a failure as the HTTP API reports it.

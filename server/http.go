@@ -1,21 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -24,141 +18,9 @@ import (
 	"github.com/unrdf/consensus/server/dashboard"
 )
 
-// Defaults applied by NewHandler to zero HTTPOptions fields.
-const (
-	// DefaultMaxBodyBytes is the default limit on a request body: the
-	// default value limit, kv.DefaultMaxValueBytes (1 MiB).
-	DefaultMaxBodyBytes int64 = kv.DefaultMaxValueBytes
-	// DefaultRequestTimeout is the default bound on how long one request
-	// waits on the backend.
-	DefaultRequestTimeout = 5 * time.Second
-)
-
 // ConsistencyHeader is the response header of a successful read that says
 // how it was served: "linearizable" or "local".
 const ConsistencyHeader = "X-Consensus-Consistency"
-
-// HTTPOptions configures the handler NewHandler returns. The zero value is
-// ready to use: a zero (or negative) field means its default.
-type HTTPOptions struct {
-	// MaxBodyBytes is the largest request body accepted, in bytes; a larger
-	// one is answered 413 too_large, before it is read when its
-	// Content-Length says so. Default DefaultMaxBodyBytes.
-	MaxBodyBytes int64
-	// MaxKeyBytes is the longest key accepted, in bytes after
-	// percent-decoding; a longer one is answered 400 invalid_key. Default
-	// kv.DefaultMaxKeyBytes.
-	MaxKeyBytes int
-	// RequestTimeout bounds how long one request waits on the backend; when
-	// it passes the answer is 503 timeout (for a write, outcome unknown).
-	// It never bounds whether a proposed write is applied. Default
-	// DefaultRequestTimeout.
-	RequestTimeout time.Duration
-	// Logger receives unexpected backend errors and recovered panics (at
-	// Error) and one line per request (at Debug). Nil discards.
-	Logger *slog.Logger
-	// WSMaxFrameBytes bounds one /v1/ws frame in either direction; a
-	// larger incoming frame closes the connection (1009), a response that
-	// would not fit is answered too_large. Default DefaultWSMaxFrameBytes,
-	// or MaxBodyBytes plus 64 KiB when that is larger.
-	WSMaxFrameBytes int64
-	// WSMaxInFlight bounds the requests one /v1/ws connection may have in
-	// progress, and the requests one frame may carry. Beyond it the server
-	// stops reading the connection until an answer is written. Default
-	// DefaultWSMaxInFlight.
-	WSMaxInFlight int
-
-	// Tokens, if set, turns on bearer-token authentication: every route
-	// but /healthz and /readyz needs "Authorization: Bearer <token>" (401
-	// unauthorized without a valid one) and writes need a read-write token
-	// (403 forbidden for a read-only one). Nil serves everyone.
-	Tokens *Tokens
-	// MaxInFlight bounds the requests being served at once (a /v1/ws
-	// connection counts its requests itself); beyond it the answer is 503
-	// overloaded with Retry-After. Default DefaultMaxInFlight.
-	MaxInFlight int
-	// RateLimit is the sustained requests per second allowed to one client
-	// (its token when auth is on, else its IP), with bursts of RateBurst;
-	// beyond it the answer is 429 rate_limited with Retry-After. Zero
-	// turns the limit off (the default).
-	RateLimit float64
-	// RateBurst is the burst allowed above RateLimit. Default: RateLimit
-	// rounded up.
-	RateBurst int
-	// ReadHeaderTimeout bounds reading a request's headers, and
-	// BodyReadTimeout its body, so a slow client cannot hold a connection.
-	// Defaults DefaultReadHeaderTimeout and DefaultBodyReadTimeout. Applied
-	// by Start (ReadHeaderTimeout is a server setting).
-	ReadHeaderTimeout time.Duration
-	// BodyReadTimeout bounds reading one request body.
-	BodyReadTimeout time.Duration
-	// IdleTimeout closes keep-alive connections idle this long. Default
-	// DefaultIdleTimeout.
-	IdleTimeout time.Duration
-	// Watch configures GET /v1/watch: watches per client, heartbeats.
-	Watch WatchOptions
-
-	// Membership, if set, serves the membership routes (/v1/members,
-	// /v1/leader/transfer; see members.go). Start sets it to the node.
-	Membership Membership
-	// Cluster, if set, serves /v1/cluster/... (health; see members.go).
-	// Start sets it to the node's cluster.Manager.
-	Cluster ClusterHealth
-	// Events, if set, serves GET /v1/events (see events.go). Start sets
-	// it to a log of the node's cluster events.
-	Events *EventLog
-	// members is how a forwarded transfer reaches the leader; Start sets
-	// it from Config.Members.
-	members MemberAPI
-}
-
-// Defaults of the HTTP limits.
-const (
-	// DefaultMaxInFlight is the default HTTPOptions.MaxInFlight.
-	DefaultMaxInFlight = 4096
-	// DefaultReadHeaderTimeout is the default HTTPOptions.ReadHeaderTimeout.
-	DefaultReadHeaderTimeout = 10 * time.Second
-	// DefaultBodyReadTimeout is the default HTTPOptions.BodyReadTimeout.
-	DefaultBodyReadTimeout = 30 * time.Second
-	// DefaultIdleTimeout is the default HTTPOptions.IdleTimeout.
-	DefaultIdleTimeout = 2 * time.Minute
-)
-
-// withDefaults returns o with every zero field set to its default.
-func (o HTTPOptions) withDefaults() HTTPOptions {
-	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if o.MaxKeyBytes <= 0 {
-		o.MaxKeyBytes = kv.DefaultMaxKeyBytes
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = DefaultRequestTimeout
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.WSMaxFrameBytes <= 0 {
-		o.WSMaxFrameBytes = max(DefaultWSMaxFrameBytes, o.MaxBodyBytes+wsFrameHeadroom)
-	}
-	if o.WSMaxInFlight <= 0 {
-		o.WSMaxInFlight = DefaultWSMaxInFlight
-	}
-	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = DefaultMaxInFlight
-	}
-	if o.ReadHeaderTimeout <= 0 {
-		o.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	}
-	if o.BodyReadTimeout <= 0 {
-		o.BodyReadTimeout = DefaultBodyReadTimeout
-	}
-	if o.IdleTimeout <= 0 {
-		o.IdleTimeout = DefaultIdleTimeout
-	}
-	o.Watch = o.Watch.withDefaults()
-	return o
-}
 
 // NewHandler returns the HTTP JSON API serving b, as described in the
 // program contract:
@@ -418,44 +280,6 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 	}
 }
 
-// checkKey returns why key is not acceptable, or "" if it is.
-func (h *apiHandler) checkKey(key string) string { return keyProblem(key, h.opts.MaxKeyBytes) }
-
-// keyProblem returns why key is not acceptable with keys of at most max
-// bytes, or "" if it is. The rules are kv.ValidateKey's, the ones every
-// API that takes a key shares: non-empty UTF-8 without control
-// characters.
-func keyProblem(key string, max int) string {
-	if err := kv.ValidateKey(key, max); err != nil {
-		return err.Error()
-	}
-	return ""
-}
-
-// prefixParam reads ?prefix= (absent: every key); it answers 400 itself
-// when the prefix is repeated or not acceptable.
-func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (string, bool) {
-	prefix, ok := singleParam(w, query, "prefix")
-	if !ok {
-		return "", false
-	}
-	if msg := h.checkPrefix(prefix); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
-		return "", false
-	}
-	return prefix, true
-}
-
-// checkPrefix returns why a list or watch prefix is not acceptable, or ""
-// if it is (kv.ValidatePrefix: a prefix with a control character matches
-// no key a request may write). The empty prefix lists everything.
-func (h *apiHandler) checkPrefix(prefix string) string {
-	if err := kv.ValidatePrefix(prefix, h.opts.MaxKeyBytes); err != nil {
-		return err.Error()
-	}
-	return ""
-}
-
 // revisionResponse is the body of a successful PUT or DELETE.
 type revisionResponse struct {
 	Revision int64 `json:"revision"`
@@ -487,92 +311,6 @@ func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string
 		return
 	}
 	h.writeJSON(w, http.StatusOK, revisionResponse{Revision: rev})
-}
-
-// readValue reads the request body, at most MaxBodyBytes, and returns it as
-// compact JSON. It answers the request itself and returns false when the
-// body is too large, unreadable or not one valid UTF-8 JSON value.
-func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	limit := h.opts.MaxBodyBytes
-	if r.ContentLength > limit {
-		// Answer before reading: the client said how much it will send.
-		w.Header().Set("Connection", "close")
-		writeError(w, apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
-			message: fmt.Sprintf("request body is %d bytes, larger than the limit of %d", r.ContentLength, limit)})
-		return nil, false
-	}
-	// A client that sends its body slowly gets BodyReadTimeout, then the
-	// read fails and the connection closes. (Unsupported on recorders in
-	// tests; the error is then irrelevant.)
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyReadTimeout))
-	var body []byte
-	if r.Body != nil {
-		var buf bytes.Buffer
-		if r.ContentLength > 0 {
-			buf.Grow(int(r.ContentLength))
-		}
-		_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
-		if err != nil {
-			writeError(w, h.bodyReadError(err))
-			return nil, false
-		}
-		body = buf.Bytes()
-	}
-	compact, e := compactJSONValue(body, "request body")
-	if e != nil {
-		writeError(w, *e)
-		return nil, false
-	}
-	return compact, true
-}
-
-// bodyReadError is the answer to a request whose body could not be read.
-// The request's context says nothing here: net/http cancels it on any
-// read error of the connection, a client's truncated body included. So
-// the error itself decides: a body over the limit is 413, the server's own
-// BodyReadTimeout passing is 503 timeout (the server gave up; nothing was
-// done), and anything else (a body shorter than its Content-Length, bad
-// chunked framing, a reset) is the client's: 400 bad_request.
-func (h *apiHandler) bodyReadError(err error) apiError {
-	var tooLarge *http.MaxBytesError
-	var netErr net.Error
-	switch {
-	case errors.As(err, &tooLarge):
-		return apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
-			message: fmt.Sprintf("request body is larger than the limit of %d bytes", tooLarge.Limit)}
-	case errors.As(err, &netErr) && netErr.Timeout():
-		return apiError{status: http.StatusServiceUnavailable, code: CodeTimeout,
-			message: fmt.Sprintf("the request body did not arrive within %v; nothing was done", h.opts.BodyReadTimeout)}
-	}
-	return apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-		message: "reading request body: " + err.Error()}
-}
-
-// compactJSONValue returns body, named what in messages, as compact JSON,
-// or the invalid_json error that says why it is not one valid UTF-8 JSON
-// value.
-func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
-	// RFC 8259 requires UTF-8 between systems; encoding/json does not check
-	// it inside strings, so check here rather than store what we could not
-	// return as valid JSON.
-	if !utf8.Valid(body) {
-		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
-			message: what + " is not valid UTF-8"}
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
-			message: what + " is empty; it must be one JSON value"}
-	}
-	// json.Compact validates with the same scanner as json.Valid (nesting
-	// depth bounded, so hostile input cannot exhaust the stack) and says
-	// where the syntax error is.
-	var compact bytes.Buffer
-	compact.Grow(len(body))
-	if err := json.Compact(&compact, body); err != nil {
-		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
-			message: what + " is not one valid JSON value: " + err.Error()}
-	}
-	return compact.Bytes(), nil
 }
 
 func (h *apiHandler) serveDelete(w http.ResponseWriter, r *http.Request, key string) {
@@ -697,125 +435,22 @@ func (h *apiHandler) serveReady(w http.ResponseWriter, _ *http.Request) {
 	h.writeJSON(w, http.StatusOK, probeResponse{Status: "ready"})
 }
 
-// parseQuery parses the raw query strictly: a bad escape (or a semicolon)
-// is answered 400, where url.URL.Query would silently drop the pair.
-func parseQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-			message: "invalid query string: " + err.Error()})
-		return nil, false
-	}
-	return q, true
-}
-
-// singleParam returns the query parameter name, "" when absent; it answers
-// 400 and returns false when the parameter is repeated.
-func singleParam(w http.ResponseWriter, q url.Values, name string) (string, bool) {
-	vs := q[name]
-	switch len(vs) {
-	case 0:
-		return "", true
-	case 1:
-		return vs[0], true
-	}
-	writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-		message: "query parameter " + strconv.Quote(name) + " is given more than once"})
-	return "", false
-}
-
-// parseConsistency reads ?consistency=: absent or "linearizable" is a
-// linearizable read, "local" a local one; anything else is answered 400.
-func parseConsistency(w http.ResponseWriter, q url.Values) (kv.Consistency, bool) {
-	v, ok := singleParam(w, q, "consistency")
+func (h *apiHandler) serveStats(w http.ResponseWriter, r *http.Request) {
+	query, ok := parseQuery(w, r)
 	if !ok {
-		return 0, false
-	}
-	if _, given := q["consistency"]; !given {
-		return kv.Linearizable, true
-	}
-	switch v {
-	case "linearizable":
-		return kv.Linearizable, true
-	case "local":
-		return kv.Local, true
-	}
-	writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
-		message: `consistency must be "linearizable" or "local", not ` + strconv.Quote(v)})
-	return 0, false
-}
-
-// fail answers a backend error, logging it at Error when it is not one the
-// API expects.
-func (h *apiHandler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	e := requestError(r.Context(), err)
-	if e.unexpected {
-		h.log.Error("http backend error", "method", r.Method, "path", r.URL.EscapedPath(), "err", err)
-	}
-	writeError(w, e)
-}
-
-// writeJSON answers status with v as JSON. Values are written as stored:
-// no HTML escaping, since the body is application/json and never HTML.
-func (h *apiHandler) writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		// Only a backend handing back an invalid stored value gets here.
-		h.log.Error("http encoding response", "err", err)
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
-			message: "encoding response: " + err.Error()})
 		return
 	}
-	writeBody(w, status, buf.Bytes())
-}
-
-// writeError answers e as {"error":{"code","message"}}; every 503 carries
-// Retry-After.
-func writeError(w http.ResponseWriter, e apiError) {
-	if e.status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	c, ok := parseConsistency(w, query)
+	if !ok {
+		return
 	}
-	// Encoding two strings cannot fail; invalid UTF-8 in a message (a key
-	// quoted in a backend error) becomes U+FFFD. No HTML escaping: the
-	// body is JSON for programs and people, never embedded in a page.
-	var body bytes.Buffer
-	enc := json.NewEncoder(&body)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(errorBody{Error: errorDetail{Code: e.code, Message: e.message}})
-	writeBody(w, e.status, body.Bytes())
-}
-
-func writeBody(w http.ResponseWriter, status int, body []byte) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", strconv.Itoa(len(body)))
-	hdr.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(body) // a failed write means the client is gone
-}
-
-// statusWriter records the status written, so that the panic handler knows
-// whether a response has started.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	st, err := h.backend.Stats(ctx, c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
 	}
-	w.ResponseWriter.WriteHeader(status)
+	w.Header().Set(ConsistencyHeader, c.String())
+	h.writeJSON(w, http.StatusOK, st)
 }
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

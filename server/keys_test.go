@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // TestControlCharacterKeysRefused checks every JSON route that takes a key,
@@ -80,18 +82,18 @@ func TestWSControlCharacterKeysRefused(t *testing.T) {
 	_, url := wsTestServer(t, f, HTTPOptions{})
 	w := dialWS(t, url)
 	reqs := map[string][]any{
-		"put":         {1, wsOpPut, "a\x00b", []byte("1")},
-		"get":         {2, wsOpGet, "a\nb"},
-		"delete":      {3, wsOpDelete, "\x7f"},
-		"list":        {4, wsOpList, "a\u0085"},
-		"txn":         {5, wsOpTxn, []any{[]any{1, "ok", []byte(`1`), 0}, []any{2, "a\rb"}}},
-		"wf start":    {6, wsOpWFStart, "w\x01", []byte(`{}`)},
-		"wf stop":     {7, wsOpWFStop, "w\x01"},
-		"wf update":   {8, wsOpWFUpdate, "w\x01", []byte(`{}`)},
-		"wf get":      {9, wsOpWFGet, "w\x01"},
-		"node reg":    {10, wsOpNodeReg, "n\t", []byte(`{}`)},
-		"node dereg":  {11, wsOpNodeDel, "n\t"},
-		"put allowed": {12, wsOpPut, "a\u2028b", []byte("1")},
+		"put":         {1, api.OpPut, "a\x00b", []byte("1")},
+		"get":         {2, api.OpGet, "a\nb"},
+		"delete":      {3, api.OpDelete, "\x7f"},
+		"list":        {4, api.OpList, "a\u0085"},
+		"txn":         {5, api.OpTxn, []any{[]any{1, "ok", []byte(`1`), 0}, []any{2, "a\rb"}}},
+		"wf start":    {6, api.OpWorkflowStart, "w\x01", []byte(`{}`)},
+		"wf stop":     {7, api.OpWorkflowStop, "w\x01"},
+		"wf update":   {8, api.OpWorkflowUpdate, "w\x01", []byte(`{}`)},
+		"wf get":      {9, api.OpWorkflowGet, "w\x01"},
+		"node reg":    {10, api.OpNodeRegister, "n\t", []byte(`{}`)},
+		"node dereg":  {11, api.OpNodeDeregister, "n\t"},
+		"put allowed": {12, api.OpPut, "a\u2028b", []byte("1")},
 	}
 	for name, req := range reqs {
 		r := w.call(req...)

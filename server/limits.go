@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/server/dashboard"
 )
 
@@ -162,9 +163,9 @@ func isWrite(method string) bool {
 }
 
 // wsAdmit applies the role and rate limit to one /v1/ws request.
-func (h *apiHandler) wsAdmit(ctx context.Context, op uint64) *apiError {
+func (h *apiHandler) wsAdmit(ctx context.Context, op api.Op) *apiError {
 	a := accessFrom(ctx)
-	if wsIsWrite(op) && a.role != RoleReadWrite {
+	if op.IsWrite() && a.role != RoleReadWrite {
 		return &apiError{status: http.StatusForbidden, code: CodeForbidden, message: "the token is read-only"}
 	}
 	if ok, _ := h.limiter.allow(a.client); !ok {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/cluster"
 	"go.etcd.io/raft/v3"
 )
@@ -40,21 +41,12 @@ type Membership interface {
 	Leader() string
 }
 
-// Error codes of the membership routes.
+// Error codes of the membership routes (see api).
 const (
-	// CodeMemberNotFound (404) means no member has that id.
-	CodeMemberNotFound = "member_not_found"
-	// CodeMemberConflict (409) means the change conflicts with the
-	// membership: the id was removed before (ids are never reused), it
-	// exists at another address, it is a learner where a voter is needed,
-	// or no voter would be left.
-	CodeMemberConflict = "member_conflict"
-	// CodeInvalidMember (400) means the member in the request is
-	// malformed (no id, no peer address).
-	CodeInvalidMember = "invalid_member"
-	// CodeRemoved (503) means this node was removed from the cluster; send
-	// the request to a member.
-	CodeRemoved = "removed"
+	CodeMemberNotFound = api.CodeMemberNotFound
+	CodeMemberConflict = api.CodeMemberConflict
+	CodeInvalidMember  = api.CodeInvalidMember
+	CodeRemoved        = api.CodeRemoved
 )
 
 const (

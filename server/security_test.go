@@ -20,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/certs"
 )
 
@@ -123,10 +124,10 @@ func TestWSRoles(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.CloseNow() })
 	conn := &wsTestConn{t: t, c: c}
-	if r := conn.call(uint64(7), wsOpPut, "k", []byte("1")); r.ok || r.code != CodeForbidden {
+	if r := conn.call(uint64(7), api.OpPut, "k", []byte("1")); r.ok || r.code != CodeForbidden {
 		t.Errorf("read-only put over ws: %+v, want forbidden", r)
 	}
-	if r := conn.call(uint64(8), wsOpGet, "k"); r.ok || r.code != CodeKeyNotFound {
+	if r := conn.call(uint64(8), api.OpGet, "k"); r.ok || r.code != CodeKeyNotFound {
 		t.Errorf("read-only get over ws: %+v, want key_not_found (reads allowed)", r)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -217,61 +218,61 @@ func TestWSStateOperations(t *testing.T) {
 			t.Fatalf("answer %+v, want revision %d", r, want)
 		}
 	}
-	rev(w.call(1, wsOpPut, "a", []byte(`1`), nil, 0), 1) // create only
-	wantWSError(t, w.call(2, wsOpPut, "a", []byte(`2`), nil, 0), CodePreconditionFailed)
-	rev(w.call(3, wsOpPut, "a", []byte(`2`), nil, 1), 2) // if revision 1
-	wantWSError(t, w.call(4, wsOpDelete, "a", nil, 1), CodePreconditionFailed)
-	rev(w.call(5, wsOpTxn, []any{[]any{1, "b", []byte(`{"x":1}`), 0}, []any{2, "a", 2}}), 3)
-	wantWSError(t, w.call(6, wsOpTxn, []any{[]any{2, "a"}}), CodeKeyNotFound)
-	wantWSError(t, w.call(7, wsOpTxn, []any{[]any{3, "a"}}), CodeBadRequest)
-	wantWSError(t, w.call(8, wsOpTxn, []any{}), CodeBadRequest)
-	wantWSError(t, w.call(9, wsOpTxn, []any{[]any{1, "c"}}), CodeBadRequest)
+	rev(w.call(1, api.OpPut, "a", []byte(`1`), nil, 0), 1) // create only
+	wantWSError(t, w.call(2, api.OpPut, "a", []byte(`2`), nil, 0), CodePreconditionFailed)
+	rev(w.call(3, api.OpPut, "a", []byte(`2`), nil, 1), 2) // if revision 1
+	wantWSError(t, w.call(4, api.OpDelete, "a", nil, 1), CodePreconditionFailed)
+	rev(w.call(5, api.OpTxn, []any{[]any{1, "b", []byte(`{"x":1}`), 0}, []any{2, "a", 2}}), 3)
+	wantWSError(t, w.call(6, api.OpTxn, []any{[]any{2, "a"}}), CodeKeyNotFound)
+	wantWSError(t, w.call(7, api.OpTxn, []any{[]any{3, "a"}}), CodeBadRequest)
+	wantWSError(t, w.call(8, api.OpTxn, []any{}), CodeBadRequest)
+	wantWSError(t, w.call(9, api.OpTxn, []any{[]any{1, "c"}}), CodeBadRequest)
 	// Exactly once: the same request id twice, even with the log holding
 	// the second copy twice, applies once and answers alike.
-	rev(w.call(10, wsOpPut, "d", []byte(`"first"`), []any{"ws-client", 1}), 4)
+	rev(w.call(10, api.OpPut, "d", []byte(`"first"`), []any{"ws-client", 1}), 4)
 	raft.mu.Lock()
 	raft.dup = true
 	raft.mu.Unlock()
-	rev(w.call(11, wsOpPut, "d", []byte(`"second"`), []any{"ws-client", 1}), 4)
+	rev(w.call(11, api.OpPut, "d", []byte(`"second"`), []any{"ws-client", 1}), 4)
 	raft.mu.Lock()
 	raft.dup = false
 	raft.mu.Unlock()
 	if it, _ := m.Get("d"); string(it.Value) != `"first"` {
 		t.Fatalf("d = %s", it.Value)
 	}
-	wantWSError(t, w.call(12, wsOpPut, "d", []byte(`1`), []any{"", 1}), CodeBadRequest)
-	wantWSError(t, w.call(13, wsOpPut, "d", []byte(`1`), []any{"c"}), CodeBadRequest)
+	wantWSError(t, w.call(12, api.OpPut, "d", []byte(`1`), []any{"", 1}), CodeBadRequest)
+	wantWSError(t, w.call(13, api.OpPut, "d", []byte(`1`), []any{"c"}), CodeBadRequest)
 	// Workflows and nodes.
-	wantWSError(t, w.call(20, wsOpWFStop, "p"), CodeWorkflowNotFound)
-	if r := w.call(21, wsOpWFStart, "p", []byte(`{"progress":0}`)); !r.ok {
+	wantWSError(t, w.call(20, api.OpWorkflowStop, "p"), CodeWorkflowNotFound)
+	if r := w.call(21, api.OpWorkflowStart, "p", []byte(`{"progress":0}`)); !r.ok {
 		t.Fatal(r)
 	}
-	wantWSError(t, w.call(22, wsOpWFStart, "p", nil), CodeInvalidTransition)
-	wantWSError(t, w.call(23, wsOpWFUpdate, "p", []byte(`[1]`)), CodeInvalidJSON)
-	wantWSError(t, w.call(24, wsOpWFUpdate, "p"), CodeBadRequest)
-	if r := w.call(25, wsOpWFUpdate, "p", []byte(`{"progress":1}`)); !r.ok {
+	wantWSError(t, w.call(22, api.OpWorkflowStart, "p", nil), CodeInvalidTransition)
+	wantWSError(t, w.call(23, api.OpWorkflowUpdate, "p", []byte(`[1]`)), CodeInvalidJSON)
+	wantWSError(t, w.call(24, api.OpWorkflowUpdate, "p"), CodeBadRequest)
+	if r := w.call(25, api.OpWorkflowUpdate, "p", []byte(`{"progress":1}`)); !r.ok {
 		t.Fatal(r)
 	}
-	r := w.call(26, wsOpWFGet, "p", 1)
+	r := w.call(26, api.OpWorkflowGet, "p", 1)
 	if !r.ok || !strings.Contains(string(r.result.([]any)[1].([]byte)), `"progress":1`) {
 		t.Fatalf("workflow = %+v", r)
 	}
-	if r := w.call(27, wsOpWFStop, "p", nil, []any{"ws-client", 2}); !r.ok {
+	if r := w.call(27, api.OpWorkflowStop, "p", nil, []any{"ws-client", 2}); !r.ok {
 		t.Fatal(r)
 	}
-	wantWSError(t, w.call(28, wsOpWFStop, "p"), CodeInvalidTransition)
-	if r := w.call(29, wsOpWFList); !r.ok || len(r.result.([]any)[1].([]any)) != 1 {
+	wantWSError(t, w.call(28, api.OpWorkflowStop, "p"), CodeInvalidTransition)
+	if r := w.call(29, api.OpWorkflowList); !r.ok || len(r.result.([]any)[1].([]any)) != 1 {
 		t.Fatalf("workflows = %+v", r)
 	}
-	if r := w.call(30, wsOpNodeReg, "app", []byte(`{"zone":"eu"}`)); !r.ok {
+	if r := w.call(30, api.OpNodeRegister, "app", []byte(`{"zone":"eu"}`)); !r.ok {
 		t.Fatal(r)
 	}
-	if r := w.call(31, wsOpNodeList, 0); !r.ok || len(r.result.([]any)[1].([]any)) != 1 {
+	if r := w.call(31, api.OpNodeList, 0); !r.ok || len(r.result.([]any)[1].([]any)) != 1 {
 		t.Fatalf("nodes = %+v", r)
 	}
-	if r := w.call(32, wsOpNodeDel, "app"); !r.ok {
+	if r := w.call(32, api.OpNodeDeregister, "app"); !r.ok {
 		t.Fatal(r)
 	}
-	wantWSError(t, w.call(33, wsOpNodeDel, "app"), CodeNodeNotFound)
+	wantWSError(t, w.call(33, api.OpNodeDeregister, "app"), CodeNodeNotFound)
 	wantWSError(t, w.call(34, 15), CodeBadRequest)
 }

@@ -12,6 +12,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/telemetry"
 )
 
@@ -173,14 +174,14 @@ func (h *apiHandler) endRequest(r *http.Request, route string, span trace.Span, 
 
 // wsOpNames names the /v1/ws operations for metrics and spans.
 var wsOpNames = [...]string{
-	wsOpPut: "put", wsOpGet: "get", wsOpDelete: "delete", wsOpList: "list", wsOpStatus: "status",
-	wsOpTxn: "txn", wsOpWFStart: "workflow_start", wsOpWFStop: "workflow_stop",
-	wsOpWFUpdate: "workflow_update", wsOpWFGet: "workflow_get", wsOpWFList: "workflow_list",
-	wsOpNodeReg: "node_register", wsOpNodeDel: "node_deregister", wsOpNodeList: "node_list",
+	api.OpPut: "put", api.OpGet: "get", api.OpDelete: "delete", api.OpList: "list", api.OpStatus: "status",
+	api.OpTxn: "txn", api.OpWorkflowStart: "workflow_start", api.OpWorkflowStop: "workflow_stop",
+	api.OpWorkflowUpdate: "workflow_update", api.OpWorkflowGet: "workflow_get", api.OpWorkflowList: "workflow_list",
+	api.OpNodeRegister: "node_register", api.OpNodeDeregister: "node_deregister", api.OpNodeList: "node_list",
 }
 
-func wsOpName(op uint64) string {
-	if op >= 1 && op <= wsOpLast {
+func wsOpName(op api.Op) string {
+	if op.Known() && int(op) < len(wsOpNames) {
 		return wsOpNames[op]
 	}
 	return "unknown"
@@ -188,11 +189,11 @@ func wsOpName(op uint64) string {
 
 // wsExecuteObserved is wsExecute under a span (when tracing is on) and
 // counted by op and result.
-func (h *apiHandler) wsExecuteObserved(connCtx context.Context, req wsRequest) (any, *apiError) {
+func (h *apiHandler) wsExecuteObserved(connCtx context.Context, req api.Request) (api.Response, *apiError) {
 	if h.tel.tracer == nil && h.tel.metrics == nil {
 		return h.wsExecute(connCtx, req)
 	}
-	op := wsOpName(req.op)
+	op := wsOpName(req.Op)
 	start := time.Now()
 	ctx := connCtx
 	var span trace.Span
@@ -214,7 +215,7 @@ func (h *apiHandler) wsExecuteObserved(connCtx context.Context, req wsRequest) (
 	if h.tel.metrics != nil {
 		h.tel.metrics.WSRequest(ctx, op, code)
 	}
-	if write, ok := wsOpIsWrite(req.op); ok {
+	if write, ok := wsOpIsWrite(req.Op); ok {
 		h.requests.record(write, wsErrorStatus(e), time.Since(start))
 	}
 	return result, e

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 )
 
 // promSample is the value of every series in a Prometheus text exposition,
@@ -111,7 +112,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 	w := dialWS(t, "ws://"+addr+wsPath)
-	if r := w.call(1, wsOpPut, "ws-key", []byte(`1`)); !r.ok {
+	if r := w.call(1, api.OpPut, "ws-key", []byte(`1`)); !r.ok {
 		t.Fatalf("ws put: %+v", r)
 	}
 
@@ -283,7 +284,7 @@ func TestTracePutThroughHTTP(t *testing.T) {
 		t.Errorf("request without traceparent has parent %v", root.Parent)
 	}
 	w := dialWS(t, "ws://"+s.HTTPAddr()+wsPath)
-	if r := w.call(1, wsOpPut, "ws-traced", []byte(`2`)); !r.ok {
+	if r := w.call(1, api.OpPut, "ws-traced", []byte(`2`)); !r.ok {
 		t.Fatalf("ws put: %+v", r)
 	}
 	wsSpan := spanNamed(t, exp, "ws put", trace.TraceID{})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 
 	"github.com/unrdf/consensus/kv"
 )
@@ -96,4 +97,34 @@ func parseTxn(body []byte, checkKey func(string) string) ([]kv.Op, *TxnError) {
 		}
 	}
 	return ops, nil
+}
+
+func (h *apiHandler) serveTxn(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, http.MethodPost)
+		return
+	}
+	if _, ok := parseQuery(w, r); !ok {
+		return
+	}
+	body, ok := h.readValue(w, r)
+	if !ok {
+		return
+	}
+	ops, terr := parseTxn(body, h.checkKey)
+	if terr != nil {
+		writeError(w, apiError{status: http.StatusBadRequest, code: terr.Code, message: terr.Message})
+		return
+	}
+	ctx, cancel, ok := h.writeContext(w, r)
+	if !ok {
+		return
+	}
+	defer cancel()
+	rev, err := h.backend.Batch(ctx, ops)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	h.writeJSON(w, http.StatusOK, revisionResponse{Revision: rev})
 }

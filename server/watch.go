@@ -26,23 +26,16 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
 const watchPath = "/v1/watch"
 
-// Error codes of GET /v1/watch, besides those of errors.go.
+// Error codes of GET /v1/watch, besides those of errors.go (see api).
 const (
-	// CodeCompacted (410) means the revision asked for is older than the
-	// node's watch history. The body's error object also carries
-	// "oldestRevision", the oldest revision a watch can start from (also
-	// in the X-Consensus-Oldest-Revision header): re-read the state with
-	// GET /v1/kv and watch from its revision + 1.
-	CodeCompacted = "compacted"
-	// CodeTooManyWatches (429) means the client (its token when auth is
-	// on, else its IP) has MaxPerClient watches open; retry after
-	// Retry-After seconds, or close one.
-	CodeTooManyWatches = "too_many_watches"
+	CodeCompacted      = api.CodeCompacted
+	CodeTooManyWatches = api.CodeTooManyWatches
 )
 
 // Headers of a GET /v1/watch response.

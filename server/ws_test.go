@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -139,9 +141,9 @@ func (w *wsTestConn) readFrame(ctx context.Context) ([]wsTestResponse, error) {
 		}
 		resp := wsTestResponse{id: uint64(toInt(w.t, r[0]))}
 		switch toInt(w.t, r[1]) {
-		case wsResultOK:
+		case api.ResultOK:
 			resp.ok, resp.result = true, r[2]
-		case wsResultError:
+		case api.ResultError:
 			pair := r[2].([]any)
 			resp.code, resp.message = pair[0].(string), pair[1].(string)
 			if resp.code == "" || resp.message == "" {
@@ -229,9 +231,9 @@ func TestWSRoundTrip(t *testing.T) {
 
 	// Several requests in one frame, answered by id.
 	w.send(
-		[]any{1, wsOpPut, "workflow:a", []byte(` {"step": 1} `)},
-		[]any{2, wsOpPut, "workflow:b", []byte(`[1, 2]`)},
-		[]any{3, wsOpPut, "other", []byte(`"x"`)},
+		[]any{1, api.OpPut, "workflow:a", []byte(` {"step": 1} `)},
+		[]any{2, api.OpPut, "workflow:b", []byte(`[1, 2]`)},
+		[]any{3, api.OpPut, "other", []byte(`"x"`)},
 	)
 	got := w.await(3)
 	for id := uint64(1); id <= 3; id++ {
@@ -247,16 +249,16 @@ func TestWSRoundTrip(t *testing.T) {
 		defer f.mu.Unlock()
 		return f.consistency
 	}
-	wantItem(t, w.call(4, wsOpGet, "workflow:a"), "workflow:a", `{"step":1}`, revA)
+	wantItem(t, w.call(4, api.OpGet, "workflow:a"), "workflow:a", `{"step":1}`, revA)
 	if c := lastConsistency(); c != kv.Linearizable {
 		t.Errorf("get without consistency was %v", c)
 	}
-	wantItem(t, w.call(5, wsOpGet, "workflow:a", 1), "workflow:a", `{"step":1}`, revA)
+	wantItem(t, w.call(5, api.OpGet, "workflow:a", 1), "workflow:a", `{"step":1}`, revA)
 	if c := lastConsistency(); c != kv.Local {
 		t.Errorf("get with consistency 1 was %v", c)
 	}
 
-	list := w.call(6, wsOpList, "workflow:")
+	list := w.call(6, api.OpList, "workflow:")
 	if !list.ok {
 		t.Fatalf("list: %+v", list)
 	}
@@ -266,20 +268,20 @@ func TestWSRoundTrip(t *testing.T) {
 		t.Fatalf("list = %v", pair)
 	}
 	// A nil prefix lists everything; an empty list is an empty array.
-	if all := w.call(7, wsOpList, nil, 1).result.([]any)[1].([]any); len(all) != 3 {
+	if all := w.call(7, api.OpList, nil, 1).result.([]any)[1].([]any); len(all) != 3 {
 		t.Fatalf("list all = %v", all)
 	}
-	if none := w.call(8, wsOpList, "zzz").result.([]any)[1].([]any); len(none) != 0 {
+	if none := w.call(8, api.OpList, "zzz").result.([]any)[1].([]any); len(none) != 0 {
 		t.Fatalf("list none = %v", none)
 	}
 
-	del := w.call(9, wsOpDelete, "workflow:a")
+	del := w.call(9, api.OpDelete, "workflow:a")
 	if !del.ok || toInt(t, del.result) != 4 {
 		t.Fatalf("delete = %+v", del)
 	}
-	wantWSError(t, w.call(10, wsOpGet, "workflow:a"), CodeKeyNotFound)
+	wantWSError(t, w.call(10, api.OpGet, "workflow:a"), CodeKeyNotFound)
 
-	st := w.call(11, wsOpStatus)
+	st := w.call(11, api.OpStatus)
 	if !st.ok {
 		t.Fatalf("status = %+v", st)
 	}
@@ -297,20 +299,20 @@ func TestWSRoundTrip(t *testing.T) {
 	}
 
 	// Trailing fields from a newer client are skipped.
-	if r := w.call(12, wsOpGet, "other", 0, "future", []any{1}); !r.ok {
+	if r := w.call(12, api.OpGet, "other", 0, "future", []any{1}); !r.ok {
 		t.Fatalf("get with extra fields = %+v", r)
 	}
 
 	// cond true: the key must exist; false is malformed. (The fake serves
 	// conditional writes from its kv.Store.)
-	wantWSError(t, w.call(13, wsOpPut, "c", []byte("1"), nil, true), CodePreconditionFailed)
-	if r := w.call(14, wsOpPut, "c", []byte("1"), nil, 0); !r.ok {
+	wantWSError(t, w.call(13, api.OpPut, "c", []byte("1"), nil, true), CodePreconditionFailed)
+	if r := w.call(14, api.OpPut, "c", []byte("1"), nil, 0); !r.ok {
 		t.Fatalf("create-only put = %+v", r)
 	}
-	if r := w.call(15, wsOpPut, "c", []byte("2"), nil, true); !r.ok {
+	if r := w.call(15, api.OpPut, "c", []byte("2"), nil, true); !r.ok {
 		t.Fatalf("put with cond true on an existing key = %+v", r)
 	}
-	wantWSError(t, w.call(16, wsOpDelete, "c", nil, false), CodeBadRequest)
+	wantWSError(t, w.call(16, api.OpDelete, "c", nil, false), CodeBadRequest)
 }
 
 // TestWSErrorsMatchJSON checks /v1/ws answers every failure with the code
@@ -326,36 +328,36 @@ func TestWSErrorsMatchJSON(t *testing.T) {
 		opts   HTTPOptions
 		code   string
 	}{
-		{name: "missing key", req: []any{1, wsOpGet, "nope"}, method: "GET", target: "/v1/kv/nope", code: CodeKeyNotFound},
-		{name: "delete missing", req: []any{1, wsOpDelete, "nope"}, method: "DELETE", target: "/v1/kv/nope", code: CodeKeyNotFound},
-		{name: "empty key", req: []any{1, wsOpPut, "", []byte("1")}, method: "PUT", target: "/v1/kv/", body: "1", code: CodeInvalidKey},
-		{name: "invalid utf-8 key", req: []any{1, wsOpGet, "\xff"}, method: "GET", target: "/v1/kv/%FF", code: CodeInvalidKey},
-		{name: "key too long", req: []any{1, wsOpPut, strings.Repeat("k", 17), []byte("1")}, method: "PUT",
+		{name: "missing key", req: []any{1, api.OpGet, "nope"}, method: "GET", target: "/v1/kv/nope", code: CodeKeyNotFound},
+		{name: "delete missing", req: []any{1, api.OpDelete, "nope"}, method: "DELETE", target: "/v1/kv/nope", code: CodeKeyNotFound},
+		{name: "empty key", req: []any{1, api.OpPut, "", []byte("1")}, method: "PUT", target: "/v1/kv/", body: "1", code: CodeInvalidKey},
+		{name: "invalid utf-8 key", req: []any{1, api.OpGet, "\xff"}, method: "GET", target: "/v1/kv/%FF", code: CodeInvalidKey},
+		{name: "key too long", req: []any{1, api.OpPut, strings.Repeat("k", 17), []byte("1")}, method: "PUT",
 			target: "/v1/kv/" + strings.Repeat("k", 17), body: "1", opts: HTTPOptions{MaxKeyBytes: 16}, code: CodeInvalidKey},
-		{name: "prefix too long", req: []any{1, wsOpList, strings.Repeat("k", 17)}, method: "GET",
+		{name: "prefix too long", req: []any{1, api.OpList, strings.Repeat("k", 17)}, method: "GET",
 			target: "/v1/kv?prefix=" + strings.Repeat("k", 17), opts: HTTPOptions{MaxKeyBytes: 16}, code: CodeInvalidKey},
-		{name: "invalid json", req: []any{1, wsOpPut, "k", []byte(`{"a":`)}, method: "PUT", target: "/v1/kv/k", body: `{"a":`, code: CodeInvalidJSON},
-		{name: "empty value", req: []any{1, wsOpPut, "k", []byte{}}, method: "PUT", target: "/v1/kv/k", body: "", code: CodeInvalidJSON},
-		{name: "invalid utf-8 value", req: []any{1, wsOpPut, "k", []byte("\"\xff\"")}, method: "PUT", target: "/v1/kv/k", body: "\"\xff\"", code: CodeInvalidJSON},
-		{name: "value too large", req: []any{1, wsOpPut, "k", []byte(`"` + strings.Repeat("x", 20) + `"`)}, method: "PUT",
+		{name: "invalid json", req: []any{1, api.OpPut, "k", []byte(`{"a":`)}, method: "PUT", target: "/v1/kv/k", body: `{"a":`, code: CodeInvalidJSON},
+		{name: "empty value", req: []any{1, api.OpPut, "k", []byte{}}, method: "PUT", target: "/v1/kv/k", body: "", code: CodeInvalidJSON},
+		{name: "invalid utf-8 value", req: []any{1, api.OpPut, "k", []byte("\"\xff\"")}, method: "PUT", target: "/v1/kv/k", body: "\"\xff\"", code: CodeInvalidJSON},
+		{name: "value too large", req: []any{1, api.OpPut, "k", []byte(`"` + strings.Repeat("x", 20) + `"`)}, method: "PUT",
 			target: "/v1/kv/k", body: `"` + strings.Repeat("x", 20) + `"`, opts: HTTPOptions{MaxBodyBytes: 16}, code: CodeTooLarge},
-		{name: "backend too large", req: []any{1, wsOpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
+		{name: "backend too large", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
 			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrTooLarge) }, code: CodeTooLarge},
-		{name: "no leader", req: []any{1, wsOpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
+		{name: "no leader", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
 			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrNoLeader) }, code: CodeNoLeader},
-		{name: "no leader list", req: []any{1, wsOpList, ""}, method: "GET", target: "/v1/kv",
+		{name: "no leader list", req: []any{1, api.OpList, ""}, method: "GET", target: "/v1/kv",
 			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, code: CodeNoLeader},
-		{name: "timeout", req: []any{1, wsOpDelete, "k"}, method: "DELETE", target: "/v1/kv/k",
+		{name: "timeout", req: []any{1, api.OpDelete, "k"}, method: "DELETE", target: "/v1/kv/k",
 			setup: func(f *fakeBackend) { f.err = consensus.ErrTimeout }, code: CodeTimeout},
-		{name: "request timeout", req: []any{1, wsOpGet, "k"}, method: "GET", target: "/v1/kv/k",
+		{name: "request timeout", req: []any{1, api.OpGet, "k"}, method: "GET", target: "/v1/kv/k",
 			setup: func(f *fakeBackend) { f.block = true }, opts: HTTPOptions{RequestTimeout: time.Millisecond}, code: CodeTimeout},
-		{name: "stopped", req: []any{1, wsOpGet, "k"}, method: "GET", target: "/v1/kv/k",
+		{name: "stopped", req: []any{1, api.OpGet, "k"}, method: "GET", target: "/v1/kv/k",
 			setup: func(f *fakeBackend) { f.err = consensus.ErrStopped }, code: CodeUnavailable},
-		{name: "other backend error", req: []any{1, wsOpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
+		{name: "other backend error", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
 			setup: func(f *fakeBackend) { f.err = errors.New("disk on fire") }, code: CodeUnavailable},
-		{name: "backend's own cancellation", req: []any{1, wsOpGet, "k"}, method: "GET", target: "/v1/kv/k",
+		{name: "backend's own cancellation", req: []any{1, api.OpGet, "k"}, method: "GET", target: "/v1/kv/k",
 			setup: func(f *fakeBackend) { f.err = context.Canceled }, code: CodeUnavailable},
-		{name: "backend invalid value", req: []any{1, wsOpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
+		{name: "backend invalid value", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
 			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidValue }, code: CodeInvalidJSON},
 	}
 	for _, tt := range tests {
@@ -388,19 +390,19 @@ func TestWSBadRequestsAreAnswered(t *testing.T) {
 	h, url := wsTestServer(t, f, HTTPOptions{})
 	w := dialWS(t, url)
 	bad := [][]any{
-		{1},                                  // no operation
-		{2, 99, "k"},                         // unknown operation
-		{3, "put", "k"},                      // operation not an integer
-		{4, wsOpPut, 7, []byte("1")},         // key not a string
-		{5, wsOpPut, "k"},                    // put without a value
-		{6, wsOpPut, "k", 1},                 // value not bin
-		{7, wsOpGet},                         // get without a key
-		{8, wsOpGet, "k", 2},                 // unknown consistency
-		{9, wsOpList, "", "local"},           // consistency not an integer
-		{10, wsOpDelete, []any{"k"}},         // key an array
-		{11, -1},                             // negative operation
-		{12, wsOpGet, "k", map[string]int{}}, // consistency a map
-		{13, wsOpPut, "k", []byte("1"), nil, nil, true}, // fine: a trailing field is skipped
+		{1},                                    // no operation
+		{2, 99, "k"},                           // unknown operation
+		{3, "put", "k"},                        // operation not an integer
+		{4, api.OpPut, 7, []byte("1")},         // key not a string
+		{5, api.OpPut, "k"},                    // put without a value
+		{6, api.OpPut, "k", 1},                 // value not bin
+		{7, api.OpGet},                         // get without a key
+		{8, api.OpGet, "k", 2},                 // unknown consistency
+		{9, api.OpList, "", "local"},           // consistency not an integer
+		{10, api.OpDelete, []any{"k"}},         // key an array
+		{11, -1},                               // negative operation
+		{12, api.OpGet, "k", map[string]int{}}, // consistency a map
+		{13, api.OpPut, "k", []byte("1"), nil, nil, true}, // fine: a trailing field is skipped
 	}
 	w.send(bad...)
 	got := w.await(len(bad))
@@ -411,7 +413,7 @@ func TestWSBadRequestsAreAnswered(t *testing.T) {
 		t.Fatalf("put with a trailing field = %+v", got[13])
 	}
 	// The connection still serves.
-	wantItem(t, w.call(14, wsOpGet, "k"), "k", "1", 1)
+	wantItem(t, w.call(14, api.OpGet, "k"), "k", "1", 1)
 	if st := h.ws.stats(); st.BadRequests != 12 || st.BadFrames != 0 || st.Requests != 14 {
 		t.Errorf("stats = %+v, want 12 bad requests, 0 bad frames, 14 requests", st)
 	}
@@ -420,7 +422,7 @@ func TestWSBadRequestsAreAnswered(t *testing.T) {
 func TestWSBadFramesCloseTheConnection(t *testing.T) {
 	tooMany := make([][]any, 5)
 	for i := range tooMany {
-		tooMany[i] = []any{i + 1, wsOpStatus}
+		tooMany[i] = []any{i + 1, api.OpStatus}
 	}
 	tests := []struct {
 		name  string
@@ -438,8 +440,8 @@ func TestWSBadFramesCloseTheConnection(t *testing.T) {
 		{"requests not an array", websocket.MessageBinary, mustMarshal(t, []any{1, "x"}), websocket.StatusProtocolError},
 		{"request not an array", websocket.MessageBinary, mustMarshal(t, []any{1, []any{5}}), websocket.StatusProtocolError},
 		{"request without id", websocket.MessageBinary, mustMarshal(t, []any{1, []any{[]any{}}}), websocket.StatusProtocolError},
-		{"string id", websocket.MessageBinary, mustMarshal(t, []any{1, []any{[]any{"id", wsOpStatus}}}), websocket.StatusProtocolError},
-		{"negative id", websocket.MessageBinary, mustMarshal(t, []any{1, []any{[]any{-5, wsOpStatus}}}), websocket.StatusProtocolError},
+		{"string id", websocket.MessageBinary, mustMarshal(t, []any{1, []any{[]any{"id", api.OpStatus}}}), websocket.StatusProtocolError},
+		{"negative id", websocket.MessageBinary, mustMarshal(t, []any{1, []any{[]any{-5, api.OpStatus}}}), websocket.StatusProtocolError},
 		{"too many requests", websocket.MessageBinary, mustMarshal(t, []any{1, tooMany}), websocket.StatusProtocolError},
 		{"bin32 claims 4 GiB", websocket.MessageBinary, []byte{0x92, 0x01, 0x91, 0x94, 0x01, 0x01, 0xa1, 'k', 0xc6, 0xff, 0xff, 0xff, 0xff}, websocket.StatusProtocolError},
 		{"array32 claims 4G requests", websocket.MessageBinary, []byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff}, websocket.StatusProtocolError},
@@ -454,7 +456,7 @@ func TestWSBadFramesCloseTheConnection(t *testing.T) {
 			w := dialWS(t, url)
 			// A good request first: its answer may or may not come before
 			// the close, but the server must not fall over.
-			w.send([]any{1, wsOpStatus})
+			w.send([]any{1, api.OpStatus})
 			w.await(1)
 			w.sendRaw(tt.typ, tt.frame)
 			code, reason := w.awaitClose()
@@ -469,7 +471,7 @@ func TestWSBadFramesCloseTheConnection(t *testing.T) {
 			// reader sees the error and counts it.
 			eventually(t, 5*time.Second, func() bool { return h.ws.stats().BadFrames == int64(i+1) })
 			// The server keeps serving new connections.
-			if r := dialWS(t, url).call(1, wsOpPut, "k", []byte("1")); !r.ok {
+			if r := dialWS(t, url).call(1, api.OpPut, "k", []byte("1")); !r.ok {
 				t.Fatalf("put after a bad frame: %+v", r)
 			}
 		})
@@ -552,7 +554,7 @@ func TestWSBackpressure(t *testing.T) {
 		var reqs [][]any
 		for j := range limit {
 			id := i*limit + j + 1
-			reqs = append(reqs, []any{id, wsOpPut, fmt.Sprintf("k%d", id), []byte("1")})
+			reqs = append(reqs, []any{id, api.OpPut, fmt.Sprintf("k%d", id), []byte("1")})
 		}
 		w.send(reqs...)
 	}
@@ -581,7 +583,7 @@ func TestWSAnswersOutOfOrder(t *testing.T) {
 	g := newGated()
 	_, url := wsTestServer(t, g, HTTPOptions{})
 	w := dialWS(t, url)
-	w.send([]any{1, wsOpPut, "slow", []byte("1")}, []any{2, wsOpGet, "missing"})
+	w.send([]any{1, api.OpPut, "slow", []byte("1")}, []any{2, api.OpGet, "missing"})
 	waitEntered(t, g, 1)
 	first := w.await(1)
 	if r, ok := first[2]; !ok || r.code != CodeKeyNotFound {
@@ -599,7 +601,7 @@ func TestWSShutdownDrains(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	w := dialWS(t, "ws"+strings.TrimPrefix(srv.URL, "http")+wsPath)
-	w.send([]any{1, wsOpPut, "k", []byte("1")})
+	w.send([]any{1, api.OpPut, "k", []byte("1")})
 	waitEntered(t, g, 1)
 
 	done := make(chan error, 1)
@@ -610,7 +612,7 @@ func TestWSShutdownDrains(t *testing.T) {
 	}()
 	// Once draining, a new request is refused at once, not served.
 	eventually(t, 5*time.Second, func() bool { return h.ws.isClosing() })
-	wantWSError(t, w.call(2, wsOpGet, "k"), CodeUnavailable)
+	wantWSError(t, w.call(2, api.OpGet, "k"), CodeUnavailable)
 
 	close(g.gate)
 	if r := w.await(1)[1]; !r.ok {
@@ -635,7 +637,7 @@ func TestWSShutdownAbortsAtDeadline(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	w := dialWS(t, "ws"+strings.TrimPrefix(srv.URL, "http")+wsPath)
-	w.send([]any{1, wsOpPut, "k", []byte("1")})
+	w.send([]any{1, api.OpPut, "k", []byte("1")})
 	waitEntered(t, g, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
@@ -652,11 +654,11 @@ func TestWSPanicAnsweredInternal(t *testing.T) {
 	f.panicWith = "boom"
 	h, url := wsTestServer(t, f, HTTPOptions{})
 	w := dialWS(t, url)
-	wantWSError(t, w.call(1, wsOpGet, "k"), CodeInternal)
+	wantWSError(t, w.call(1, api.OpGet, "k"), CodeInternal)
 	f.mu.Lock()
 	f.panicWith = nil
 	f.mu.Unlock()
-	wantWSError(t, w.call(2, wsOpGet, "k"), CodeKeyNotFound)
+	wantWSError(t, w.call(2, api.OpGet, "k"), CodeKeyNotFound)
 	if n := h.panics.Load(); n != 1 {
 		t.Errorf("panics = %d, want 1", n)
 	}
@@ -669,14 +671,14 @@ func TestWSResponseLargerThanAFrame(t *testing.T) {
 	_, url := wsTestServer(t, f, HTTPOptions{WSMaxFrameBytes: 16 << 10, MaxBodyBytes: 12 << 10})
 	w := dialWS(t, url)
 	big := []byte(`"` + strings.Repeat("x", 10<<10) + `"`)
-	w.call(1, wsOpPut, "a", big)
-	w.call(2, wsOpPut, "b", big)
-	wantItem(t, w.call(3, wsOpGet, "a"), "a", string(big), 1)
-	wantWSError(t, w.call(4, wsOpList, ""), CodeTooLarge)
+	w.call(1, api.OpPut, "a", big)
+	w.call(2, api.OpPut, "b", big)
+	wantItem(t, w.call(3, api.OpGet, "a"), "a", string(big), 1)
+	wantWSError(t, w.call(4, api.OpList, ""), CodeTooLarge)
 	// Many answers that do not fit in one frame are split over several.
 	var reqs [][]any
 	for i := range 8 {
-		reqs = append(reqs, []any{10 + i, wsOpGet, "a"})
+		reqs = append(reqs, []any{10 + i, api.OpGet, "a"})
 	}
 	w.send(reqs...)
 	for id, r := range w.await(len(reqs)) {
@@ -688,24 +690,24 @@ func TestWSResponseLargerThanAFrame(t *testing.T) {
 
 func TestWSDecodeFrameRoundTrip(t *testing.T) {
 	reqs := [][]any{
-		{1, wsOpPut, "k", []byte(`{"a":1}`)},
-		{uint64(1) << 63, wsOpGet, "é/ü", 1},
-		{3, wsOpDelete, "d"},
-		{4, wsOpList, "p", 0},
-		{5, wsOpList},
-		{6, wsOpStatus},
+		{1, api.OpPut, "k", []byte(`{"a":1}`)},
+		{uint64(1) << 63, api.OpGet, "é/ü", 1},
+		{3, api.OpDelete, "d"},
+		{4, api.OpList, "p", 0},
+		{5, api.OpList},
+		{6, api.OpStatus},
 	}
 	got, err := decodeWSFrame(wsFrame(t, reqs...), 16)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []wsRequest{
-		{id: 1, op: wsOpPut, key: "k", value: []byte(`{"a":1}`)},
-		{id: 1 << 63, op: wsOpGet, key: "é/ü", consistency: kv.Local},
-		{id: 3, op: wsOpDelete, key: "d"},
-		{id: 4, op: wsOpList, key: "p"},
-		{id: 5, op: wsOpList},
-		{id: 6, op: wsOpStatus},
+	want := []api.Request{
+		{ID: 1, Op: api.OpPut, Key: "k", Value: []byte(`{"a":1}`)},
+		{ID: 1 << 63, Op: api.OpGet, Key: "é/ü", Consistency: kv.Local},
+		{ID: 3, Op: api.OpDelete, Key: "d"},
+		{ID: 4, Op: api.OpList, Key: "p"},
+		{ID: 5, Op: api.OpList},
+		{ID: 6, Op: api.OpStatus},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("decoded %+v\nwant    %+v", got, want)
@@ -716,17 +718,17 @@ func TestWSDecodeFrameRoundTrip(t *testing.T) {
 // beyond a small multiple of its input, and that what it accepts encodes
 // back to a frame that decodes the same.
 func FuzzWSFrame(f *testing.F) {
-	f.Add(wsFrame(f, []any{1, wsOpPut, "k", []byte(`{"a":1}`)}, []any{2, wsOpGet, "k", 1}))
-	f.Add(wsFrame(f, []any{3, wsOpList, "p"}, []any{4, wsOpDelete, "k"}, []any{5, wsOpStatus}))
-	f.Add(wsFrame(f, []any{6, 99, "x"}, []any{7}, []any{8, wsOpPut, 1, 2}))
+	f.Add(wsFrame(f, []any{1, api.OpPut, "k", []byte(`{"a":1}`)}, []any{2, api.OpGet, "k", 1}))
+	f.Add(wsFrame(f, []any{3, api.OpList, "p"}, []any{4, api.OpDelete, "k"}, []any{5, api.OpStatus}))
+	f.Add(wsFrame(f, []any{6, 99, "x"}, []any{7}, []any{8, api.OpPut, 1, 2}))
 	f.Add(wsFrame(f))
 	f.Add([]byte{0x92, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x92, 0x01, 0x91, 0x94, 0x01, 0x01, 0xa1, 'k', 0xc6, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte("\xc1garbage"))
-	f.Add(wsFrame(f, []any{9, wsOpPut, "k", []byte(`1`), []any{"c", 1}, 0}, []any{10, wsOpDelete, "k", nil, 3}))
-	f.Add(wsFrame(f, []any{11, wsOpTxn, []any{[]any{1, "a", []byte(`1`), 0}, []any{2, "b"}, []any{7}}, []any{"c", 2}}))
-	f.Add(wsFrame(f, []any{12, wsOpWFStart, "w", []byte(`{}`)}, []any{13, wsOpWFStop, "w", nil, nil}, []any{14, wsOpWFList, 1}))
-	f.Add(wsFrame(f, []any{15, wsOpNodeReg, "n", nil, []any{"c"}}, []any{16, wsOpNodeDel, "n"}, []any{17, wsOpWFGet, "w"}))
+	f.Add(wsFrame(f, []any{9, api.OpPut, "k", []byte(`1`), []any{"c", 1}, 0}, []any{10, api.OpDelete, "k", nil, 3}))
+	f.Add(wsFrame(f, []any{11, api.OpTxn, []any{[]any{1, "a", []byte(`1`), 0}, []any{2, "b"}, []any{7}}, []any{"c", 2}}))
+	f.Add(wsFrame(f, []any{12, api.OpWorkflowStart, "w", []byte(`{}`)}, []any{13, api.OpWorkflowStop, "w", nil, nil}, []any{14, api.OpWorkflowList, 1}))
+	f.Add(wsFrame(f, []any{15, api.OpNodeRegister, "n", nil, []any{"c"}}, []any{16, api.OpNodeDeregister, "n"}, []any{17, api.OpWorkflowGet, "w"}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		reqs, err := decodeWSFrame(b, 64)
 		if err != nil {
@@ -735,62 +737,32 @@ func FuzzWSFrame(f *testing.F) {
 		if len(reqs) > 64 {
 			t.Fatalf("%d requests decoded, limit 64", len(reqs))
 		}
-		var again [][]any
+		// What the decoder accepts, api's encoder (the client's) writes
+		// back to a frame that decodes the same.
+		var again []byte
+		var good []api.Request
 		for _, r := range reqs {
-			if r.bad != "" {
+			if r.Bad != "" {
 				continue
 			}
-			req := []any{r.id, r.op}
-			for _, a := range wsSchemas[r.op].args {
-				switch a {
-				case wsArgKey, wsArgPrefix:
-					req = append(req, r.key)
-				case wsArgValue:
-					req = append(req, r.value)
-				case wsArgFields:
-					if r.value == nil {
-						req = append(req, nil)
-					} else {
-						req = append(req, r.value)
-					}
-				case wsArgConsistency:
-					req = append(req, int(r.consistency))
-				case wsArgReqID:
-					if r.reqID.Client == "" {
-						req = append(req, nil)
-					} else {
-						req = append(req, []any{r.reqID.Client, r.reqID.Seq})
-					}
-				case wsArgCond:
-					if rev, ok := r.cond.Revision(); ok {
-						req = append(req, rev)
-					} else {
-						req = append(req, nil)
-					}
-				case wsArgOps:
-					ops := []any{}
-					for _, o := range r.ops {
-						op := []any{o.typ, o.key}
-						if o.typ == 1 {
-							op = append(op, o.value)
-						}
-						if rev, ok := o.cond.Revision(); ok {
-							op = append(op, rev)
-						}
-						ops = append(ops, op)
-					}
-					req = append(req, ops)
-				}
-			}
-			again = append(again, req)
+			args, nargs := api.AppendArgs(nil, &r)
+			again = api.AppendRequest(again, r.ID, r.Op, nargs, args)
+			good = append(good, r)
 		}
-		reqs2, err := decodeWSFrame(wsFrame(t, again...), 64)
+		frame := append(api.AppendFrameHeader(nil, len(good)), again...)
+		reqs2, err := decodeWSFrame(frame, 64)
 		if err != nil {
 			t.Fatalf("re-encoded frame does not decode: %v", err)
 		}
+		if len(reqs2) != len(good) {
+			t.Fatalf("re-encoded frame has %d requests, want %d", len(reqs2), len(good))
+		}
 		for i, r := range reqs2 {
-			if r.bad != "" {
-				t.Fatalf("re-encoded request %d is bad: %s", i, r.bad)
+			if r.Bad != "" {
+				t.Fatalf("re-encoded request %d is bad: %s", i, r.Bad)
+			}
+			if !reflect.DeepEqual(r, good[i]) {
+				t.Fatalf("re-encoded request %d decodes as %+v, want %+v", i, r, good[i])
 			}
 		}
 	})
@@ -803,11 +775,11 @@ func TestWSProtocolExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(reqs) != 1 || reqs[0].id != 1 || reqs[0].op != wsOpPut || reqs[0].key != "k" || string(reqs[0].value) != `{"a":1}` {
+	if len(reqs) != 1 || reqs[0].ID != 1 || reqs[0].Op != api.OpPut || reqs[0].Key != "k" || string(reqs[0].Value) != `{"a":1}` {
 		t.Fatalf("decoded %+v", reqs)
 	}
-	resp := encodeWSResponse(1, int64(5), nil, DefaultWSMaxFrameBytes)
-	frame := append([]byte{0x92, WSProtocolVersion}, appendArrayHeader(nil, 1)...)
+	resp := encodeWSResponse(1, api.OpPut, api.Response{Revision: 5}, nil, DefaultWSMaxFrameBytes)
+	frame := api.AppendFrameHeader(nil, 1)
 	frame = append(frame, resp...)
 	if want := []byte{0x92, 0x01, 0x91, 0x93, 0x01, 0x00, 0x05}; !bytes.Equal(frame, want) {
 		t.Fatalf("answer frame % x, want % x", frame, want)

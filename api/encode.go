@@ -1,0 +1,231 @@
+package api
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+// The MessagePack encoding of /v1/ws frames, appended to a byte slice.
+// Every integer takes its shortest form, as the msgpack library's
+// EncodeInt and EncodeUint write it.
+
+// AppendUint appends v.
+func AppendUint(b []byte, v uint64) []byte {
+	switch {
+	case v <= math.MaxInt8:
+		return append(b, byte(v))
+	case v <= math.MaxUint8:
+		return append(b, msgpcode.Uint8, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, msgpcode.Uint16), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, msgpcode.Uint32), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, msgpcode.Uint64), v)
+}
+
+// AppendInt appends v.
+func AppendInt(b []byte, v int64) []byte {
+	switch {
+	case v >= 0:
+		return AppendUint(b, uint64(v))
+	case v >= -32:
+		return append(b, byte(v))
+	case v >= math.MinInt8:
+		return append(b, msgpcode.Int8, byte(v))
+	case v >= math.MinInt16:
+		return binary.BigEndian.AppendUint16(append(b, msgpcode.Int16), uint16(v))
+	case v >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(b, msgpcode.Int32), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, msgpcode.Int64), uint64(v))
+}
+
+// AppendNil appends nil.
+func AppendNil(b []byte) []byte { return append(b, msgpcode.Nil) }
+
+// AppendArrayHeader appends the header of an array of n elements.
+func AppendArrayHeader(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, msgpcode.FixedArrayLow|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, msgpcode.Array16), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, msgpcode.Array32), uint32(n))
+}
+
+// AppendStr appends s as a str.
+func AppendStr(b []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		b = append(b, msgpcode.FixedStrLow|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, msgpcode.Str8, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, msgpcode.Str16), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, msgpcode.Str32), uint32(n))
+	}
+	return append(b, s...)
+}
+
+// AppendBin appends p as a bin; nil is an empty bin.
+func AppendBin(b []byte, p []byte) []byte {
+	n := len(p)
+	switch {
+	case n <= math.MaxUint8:
+		b = append(b, msgpcode.Bin8, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, msgpcode.Bin16), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, msgpcode.Bin32), uint32(n))
+	}
+	return append(b, p...)
+}
+
+// appendBinOrNil appends p as a bin, or nil when p is nil.
+func appendBinOrNil(b []byte, p []byte) []byte {
+	if p == nil {
+		return AppendNil(b)
+	}
+	return AppendBin(b, p)
+}
+
+// AppendFrameHeader appends the start of a frame of n elements (requests
+// or responses), which follow it: [version, [.
+func AppendFrameHeader(b []byte, n int) []byte {
+	b = append(b, msgpcode.FixedArrayLow|2, ProtocolVersion)
+	return AppendArrayHeader(b, n)
+}
+
+// appendCond appends a precondition: nil, the revision required, or true
+// for "the key exists". A negative revision, which a server refuses,
+// takes the 9-byte int64 form.
+func appendCond(b []byte, c Cond) []byte {
+	if c.Exists() {
+		return append(b, msgpcode.True)
+	}
+	rev, ok := c.Revision()
+	switch {
+	case !ok:
+		return AppendNil(b)
+	case rev < 0:
+		return binary.BigEndian.AppendUint64(append(b, msgpcode.Int64), uint64(rev))
+	}
+	return AppendUint(b, uint64(rev))
+}
+
+// AppendArgs appends the arguments of r (everything after its id and
+// operation) as its operation's schema lists them, every one of them,
+// and returns how many it appended. Optional arguments r does not set go
+// as nil (a request id, a precondition, fields), or as their default (the
+// consistency). An operation this version does not know has none.
+func AppendArgs(b []byte, r *Request) ([]byte, int) {
+	if !r.Op.Known() {
+		return b, 0
+	}
+	args := schemas[r.Op].args
+	for _, a := range args {
+		switch a {
+		case argKey, argPrefix:
+			b = AppendStr(b, r.Key)
+		case argValue:
+			b = AppendBin(b, r.Value)
+		case argFields:
+			b = appendBinOrNil(b, r.Value)
+		case argConsistency:
+			c := uint64(0)
+			if r.Consistency == Local {
+				c = 1
+			}
+			b = AppendUint(b, c)
+		case argReqID:
+			if r.ReqID.Client == "" {
+				b = AppendNil(b)
+				break
+			}
+			b = AppendArrayHeader(b, 2)
+			b = AppendUint(AppendStr(b, r.ReqID.Client), r.ReqID.Seq)
+		case argCond:
+			b = appendCond(b, r.Cond)
+		case argOps:
+			b = AppendArrayHeader(b, len(r.Ops))
+			for i := range r.Ops {
+				o := &r.Ops[i]
+				if o.Type == TxnPut {
+					b = AppendArrayHeader(b, 4)
+					b = AppendBin(AppendStr(AppendUint(b, uint64(TxnPut)), o.Key), o.Value)
+				} else {
+					b = AppendArrayHeader(b, 3)
+					b = AppendStr(AppendUint(b, uint64(o.Type)), o.Key)
+				}
+				b = appendCond(b, o.Cond)
+			}
+		}
+	}
+	return b, len(args)
+}
+
+// AppendRequest appends request [id, op, args...], where args holds
+// nargs encoded values (from AppendArgs).
+func AppendRequest(b []byte, id uint64, op Op, nargs int, args []byte) []byte {
+	b = AppendArrayHeader(b, 2+nargs)
+	b = AppendUint(b, id)
+	b = AppendUint(b, uint64(op))
+	return append(b, args...)
+}
+
+// appendItem appends [key, value, revision, createRevision, version]; a
+// nil value is nil.
+func appendItem(b []byte, it *Item) []byte {
+	b = AppendArrayHeader(b, 5)
+	b = AppendStr(b, it.Key)
+	b = appendBinOrNil(b, it.Value)
+	b = AppendInt(b, it.Revision)
+	b = AppendInt(b, it.CreateRevision)
+	return AppendInt(b, it.Version)
+}
+
+// AppendResponse appends r, the answer to a request of op: [id, 1, [code,
+// message]] when r.Code is set (a message that is not valid UTF-8 has its
+// bad bytes replaced by U+FFFD), otherwise [id, 0, result] with the
+// result op's schema names. It fails only for a result to an operation
+// this version does not know.
+func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
+	if r.Code != "" {
+		b = AppendArrayHeader(b, 3)
+		b = AppendUint(b, r.ID)
+		b = AppendUint(b, ResultError)
+		b = AppendArrayHeader(b, 2)
+		b = AppendStr(b, r.Code)
+		return AppendStr(b, strings.ToValidUTF8(r.Message, "\uFFFD")), nil
+	}
+	if !op.Known() {
+		return b, fmt.Errorf("result to unknown operation %d", uint64(op))
+	}
+	b = AppendArrayHeader(b, 3)
+	b = AppendUint(b, r.ID)
+	b = AppendUint(b, ResultOK)
+	switch schemas[op].result {
+	case resultRevision:
+		b = AppendInt(b, r.Revision)
+	case resultItem:
+		b = appendItem(b, &r.Item)
+	case resultList:
+		b = AppendArrayHeader(b, 2)
+		b = AppendInt(b, r.Revision)
+		b = AppendArrayHeader(b, len(r.Items))
+		for i := range r.Items {
+			b = appendItem(b, &r.Items[i])
+		}
+	case resultStatus:
+		b = appendBinOrNil(b, r.Status)
+	}
+	return b, nil
+}

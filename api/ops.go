@@ -1,0 +1,133 @@
+package api
+
+import "fmt"
+
+// ProtocolVersion is the /v1/ws frame format: the first element of every
+// frame in both directions. A server answers a frame of another version
+// by closing the connection (1002) with a reason naming the versions it
+// speaks; an incompatible change bumps it.
+const ProtocolVersion = 1
+
+// Op is an operation of the /v1/ws protocol: the second element of a
+// request. Its values are part of the wire format: never renumber them.
+type Op uint64
+
+// Operations of the /v1/ws protocol; docs/PROTOCOL.md lists their
+// arguments and results.
+const (
+	OpPut            Op = 1
+	OpGet            Op = 2
+	OpDelete         Op = 3
+	OpList           Op = 4
+	OpStatus         Op = 5
+	OpTxn            Op = 6
+	OpWorkflowStart  Op = 7
+	OpWorkflowStop   Op = 8
+	OpWorkflowUpdate Op = 9
+	OpWorkflowGet    Op = 10
+	OpWorkflowList   Op = 11
+	OpNodeRegister   Op = 12
+	OpNodeDeregister Op = 13
+	OpNodeList       Op = 14
+
+	// opLast is the highest operation this version knows.
+	opLast = OpNodeList
+)
+
+// Response kinds: the second element of a response.
+const (
+	ResultOK    = 0
+	ResultError = 1
+)
+
+// Bounds of the frame format.
+const (
+	// FrameOverhead bounds the bytes of a frame's envelope: the outer
+	// array, the version and the header of the element array.
+	FrameOverhead = 8
+	// RequestOverhead bounds a request's bytes beyond its arguments: the
+	// array header, the id and the operation.
+	RequestOverhead = 16
+	// MaxDepth bounds the nesting of a frame either side accepts: frame,
+	// elements, element, result or argument, items, item, and room for
+	// fields a later version may add.
+	MaxDepth = 8
+)
+
+// argKind is the kind of a request argument.
+type argKind uint8
+
+const (
+	argKey         argKind = iota + 1 // str: a key, workflow id or node id
+	argPrefix                         // nil or str
+	argValue                          // bin: JSON
+	argFields                         // nil or bin: a JSON object
+	argConsistency                    // nil or 0 or 1
+	argReqID                          // nil or [client str, seq uint]
+	argCond                           // nil, a revision (0: absent) or true (exists)
+	argOps                            // [[1, key, value, cond?] | [2, key, cond?], ...]
+)
+
+// resultKind is the shape of an operation's successful result.
+type resultKind uint8
+
+const (
+	resultRevision resultKind = iota + 1 // int: the write's revision
+	resultItem                           // [key, value bin, revision, createRevision, version]
+	resultList                           // [revision, [item, ...]]
+	resultStatus                         // bin: the JSON of GET /v1/status
+)
+
+// schema is an operation's contract: its arguments (after id and op), how
+// many of them are required, whether it writes, and its result.
+type schema struct {
+	name     string
+	args     []argKind
+	required int
+	write    bool
+	result   resultKind
+}
+
+var schemas = [opLast + 1]schema{
+	OpPut:            {name: "put", args: []argKind{argKey, argValue, argReqID, argCond}, required: 2, write: true, result: resultRevision},
+	OpGet:            {name: "get", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
+	OpDelete:         {name: "delete", args: []argKind{argKey, argReqID, argCond}, required: 1, write: true, result: resultRevision},
+	OpList:           {name: "list", args: []argKind{argPrefix, argConsistency}, result: resultList},
+	OpStatus:         {name: "status", result: resultStatus},
+	OpTxn:            {name: "batch", args: []argKind{argOps, argReqID}, required: 1, write: true, result: resultRevision},
+	OpWorkflowStart:  {name: "start workflow", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
+	OpWorkflowStop:   {name: "stop workflow", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
+	OpWorkflowUpdate: {name: "update workflow", args: []argKind{argKey, argFields, argReqID}, required: 2, write: true, result: resultRevision},
+	OpWorkflowGet:    {name: "get workflow", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
+	OpWorkflowList:   {name: "list workflows", args: []argKind{argConsistency}, result: resultList},
+	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
+	OpNodeDeregister: {name: "deregister node", args: []argKind{argKey, argReqID}, required: 1, write: true, result: resultRevision},
+	OpNodeList:       {name: "list nodes", args: []argKind{argConsistency}, result: resultList},
+}
+
+// Known reports whether this version of the protocol has op.
+func (op Op) Known() bool { return op >= OpPut && op <= opLast }
+
+// IsWrite reports whether op changes the state: such requests carry a
+// request id, and a timeout or unavailable answer leaves their outcome
+// unknown.
+func (op Op) IsWrite() bool { return op.Known() && schemas[op].write }
+
+// KeyOnly reports whether only a key (not a value) can make a request of
+// op large: get, delete, list, get workflow and deregister node.
+func (op Op) KeyOnly() bool {
+	switch op {
+	case OpGet, OpDelete, OpList, OpWorkflowGet, OpNodeDeregister:
+		return true
+	}
+	return false
+}
+
+// String names op for people ("put", "list workflows"), or "op N" for an
+// operation this version does not know.
+func (op Op) String() string {
+	if op.Known() {
+		return schemas[op].name
+	}
+	return fmt.Sprintf("op %d", uint64(op))
+}

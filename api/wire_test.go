@@ -1,0 +1,268 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// The bytes below were written by the client's and the server's own
+// codecs before api replaced them: the wire format must not change.
+
+func TestRequestBytes(t *testing.T) {
+	rid := RequestID{Client: "go-abc", Seq: 300}
+	key, value := "k/é", []byte(`{"a":1}`)
+	tests := []struct {
+		name string
+		req  Request
+		want string
+	}{
+		{"put", Request{Op: OpPut, Key: key, Value: value, ReqID: rid}, "96ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012cc0"},
+		{"put if rev", Request{Op: OpPut, Key: key, Value: value, ReqID: rid, Cond: IfRevision(1 << 40)}, "96ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012ccf0000010000000000"},
+		{"put if absent", Request{Op: OpPut, Key: key, Value: value, ReqID: rid, Cond: IfAbsent()}, "96ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012c00"},
+		{"put if exists", Request{Op: OpPut, Key: key, Value: value, ReqID: rid, Cond: IfExists()}, "96ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012cc3"},
+		{"put if negative", Request{Op: OpPut, Key: key, Value: value, ReqID: rid, Cond: IfRevision(-3)}, "96ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012cd3fffffffffffffffd"},
+		{"get local", Request{Op: OpGet, Key: key, Consistency: Local}, "94ce0001117002a46b2fc3a901"},
+		{"delete if", Request{Op: OpDelete, Key: key, ReqID: rid, Cond: IfRevision(7)}, "95ce0001117003a46b2fc3a992a6676f2d616263cd012c07"},
+		{"list", Request{Op: OpList}, "94ce0001117004a000"},
+		{"status", Request{Op: OpStatus}, "92ce0001117005"},
+		{"txn", Request{Op: OpTxn, ReqID: rid, Ops: []TxnOp{
+			{Type: TxnPut, Key: "a", Value: []byte("1"), Cond: IfAbsent()}, {Type: TxnDelete, Key: "b"}}},
+			"94ce0001117006929401a161c40131009302a162c092a6676f2d616263cd012c"},
+		{"wf start", Request{Op: OpWorkflowStart, Key: "w1", Value: []byte(`{"x":2}`), ReqID: rid}, "95ce0001117007a27731c4077b2278223a327d92a6676f2d616263cd012c"},
+		{"wf stop nil", Request{Op: OpWorkflowStop, Key: "w1", ReqID: rid}, "95ce0001117008a27731c092a6676f2d616263cd012c"},
+		{"wf update", Request{Op: OpWorkflowUpdate, Key: "w1", Value: []byte(`{}`), ReqID: rid}, "95ce0001117009a27731c4027b7d92a6676f2d616263cd012c"},
+		{"wf get", Request{Op: OpWorkflowGet, Key: "w1"}, "94ce000111700aa2773100"},
+		{"wf list", Request{Op: OpWorkflowList, Consistency: Local}, "93ce000111700b01"},
+		{"node reg", Request{Op: OpNodeRegister, Key: "n1", Value: []byte(`{"z":"eu"}`), ReqID: rid}, "95ce000111700ca26e31c40a7b227a223a226575227d92a6676f2d616263cd012c"},
+		{"node dereg", Request{Op: OpNodeDeregister, Key: "n1", ReqID: rid}, "94ce000111700da26e3192a6676f2d616263cd012c"},
+		{"node list", Request{Op: OpNodeList}, "93ce000111700e00"},
+	}
+	for _, tt := range tests {
+		args, nargs := AppendArgs(nil, &tt.req)
+		got := hex.EncodeToString(AppendRequest(nil, 70000, tt.req.Op, nargs, args))
+		if got != tt.want {
+			t.Errorf("%s: %s\nwant %s", tt.name, got, tt.want)
+		}
+	}
+	// Long strings and bins take their 16- and 32-bit length forms.
+	long := Request{Op: OpPut, Key: strings.Repeat("k", 300), Value: bytes.Repeat([]byte("x"), 70000), ReqID: rid}
+	args, nargs := AppendArgs(nil, &long)
+	b := AppendRequest(nil, 70000, OpPut, nargs, args)
+	if sum := sha256.Sum256(b); len(b) != 70327 || hex.EncodeToString(sum[:]) != "1ee6f0c8ee0f14f0c3f692b6eec964bc94cd05bb3d26331212566b9529dff9f9" {
+		t.Errorf("long put: %d bytes, sha256 %x", len(b), sum)
+	}
+}
+
+func TestResponseBytes(t *testing.T) {
+	it := Item{Key: "k/é", Value: []byte(`{"a":1}`), Revision: 1 << 33, CreateRevision: 300, Version: 2}
+	tests := []struct {
+		name string
+		op   Op
+		resp Response
+		want string
+	}{
+		{"revision", OpPut, Response{ID: 70000, Revision: 5}, "93ce000111700005"},
+		{"big revision", OpDelete, Response{ID: 1 << 63, Revision: 1 << 40}, "93cf800000000000000000cf0000010000000000"},
+		{"item", OpGet, Response{ID: 1, Item: it}, "93010095a46b2fc3a9c4077b2261223a317dcf0000000200000000cd012c02"},
+		{"nil item value", OpWorkflowGet, Response{ID: 1, Item: Item{Key: "x"}}, "93010095a178c0000000"},
+		{"empty list", OpList, Response{ID: 2, Revision: 9}, "930200920990"},
+		{"list", OpNodeList, Response{ID: 2, Revision: 9, Items: []Item{it, it}}, "93020092099295a46b2fc3a9c4077b2261223a317dcf0000000200000000cd012c0295a46b2fc3a9c4077b2261223a317dcf0000000200000000cd012c02"},
+		{"status", OpStatus, Response{ID: 3, Status: []byte(`{"nodeId":"n1"}`)}, "930300c40f7b226e6f64654964223a226e31227d"},
+		{"error", OpGet, Response{ID: 4, Code: CodeKeyNotFound, Message: "kv: key \"\xff\": key not found"}, "93040192ad6b65795f6e6f745f666f756e64bc6b763a206b65792022efbfbd223a206b6579206e6f7420666f756e64"},
+	}
+	for _, tt := range tests {
+		b, err := AppendResponse(nil, tt.op, &tt.resp)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := hex.EncodeToString(b); got != tt.want {
+			t.Errorf("%s: %s\nwant %s", tt.name, got, tt.want)
+		}
+	}
+	if _, err := AppendResponse(nil, 99, &Response{ID: 1}); err == nil {
+		t.Error("a result to operation 99 encoded")
+	}
+}
+
+// TestAppendMatchesMsgpack checks the appenders against the msgpack
+// library's encoder, which the server used before.
+func TestAppendMatchesMsgpack(t *testing.T) {
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	enc := func(f func(e *msgpack.Encoder) error) []byte {
+		var buf bytes.Buffer
+		e := msgpack.NewEncoder(&buf)
+		if err := f(e); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	ints := []int64{0, 1, 127, 128, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt64,
+		-1, -32, -33, -128, -129, -32768, -32769, math.MinInt32, math.MinInt32 - 1, math.MinInt64}
+	for range 1000 {
+		ints = append(ints, int64(rng.Uint64())>>rng.IntN(64))
+	}
+	for _, v := range ints {
+		if got, want := AppendInt(nil, v), enc(func(e *msgpack.Encoder) error { return e.EncodeInt(v) }); !bytes.Equal(got, want) {
+			t.Fatalf("AppendInt(%d) = % x, msgpack % x", v, got, want)
+		}
+		u := uint64(v)
+		if got, want := AppendUint(nil, u), enc(func(e *msgpack.Encoder) error { return e.EncodeUint(u) }); !bytes.Equal(got, want) {
+			t.Fatalf("AppendUint(%d) = % x, msgpack % x", u, got, want)
+		}
+	}
+	for _, n := range []int{0, 1, 15, 16, 31, 32, 255, 256, 65535, 65536, 70000} {
+		s := strings.Repeat("é", n/2) + strings.Repeat("a", n%2)
+		if got, want := AppendStr(nil, s), enc(func(e *msgpack.Encoder) error { return e.EncodeString(s) }); !bytes.Equal(got, want) {
+			t.Fatalf("AppendStr of %d bytes differs", len(s))
+		}
+		p := bytes.Repeat([]byte{7}, n)
+		if got, want := AppendBin(nil, p), enc(func(e *msgpack.Encoder) error { return e.EncodeBytes(p) }); !bytes.Equal(got, want) {
+			t.Fatalf("AppendBin of %d bytes differs", n)
+		}
+		if got, want := AppendArrayHeader(nil, n), enc(func(e *msgpack.Encoder) error { return e.EncodeArrayLen(n) }); !bytes.Equal(got, want) {
+			t.Fatalf("AppendArrayHeader(%d) = % x, msgpack % x", n, got, want)
+		}
+	}
+}
+
+// TestResponseRoundTrip checks that FrameReader reads what AppendResponse
+// writes, for every operation.
+func TestResponseRoundTrip(t *testing.T) {
+	it := Item{Key: "k", Value: []byte(`1`), Revision: 3, CreateRevision: 2, Version: 1}
+	for op := OpPut; op <= opLast; op++ {
+		want := Response{ID: uint64(op) * 1000}
+		switch schemas[op].result {
+		case resultRevision:
+			want.Revision = 42
+		case resultItem:
+			want.Item = it
+		case resultList:
+			want.Revision, want.Items = 7, []Item{it, it}
+		case resultStatus:
+			want.Status = []byte(`{"nodeId":"n1"}`)
+		}
+		errAnswer := Response{ID: 5, Code: CodeTimeout, Message: "m"}
+		frame := AppendFrameHeader(nil, 2)
+		frame, _ = AppendResponse(frame, op, &want)
+		frame, _ = AppendResponse(frame, op, &errAnswer)
+		r, err := NewFrameReader(frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		count, extra, err := r.Header()
+		if err != nil || count != 2 || extra != 0 {
+			t.Fatalf("%v: header %d %d %v", op, count, extra, err)
+		}
+		for _, w := range []Response{want, errAnswer} {
+			id, kind, more, err := r.ResponseHeader()
+			if err != nil || id != w.ID || more != 0 {
+				t.Fatalf("%v: response header %d %d %v", op, id, more, err)
+			}
+			got, err := r.Payload(op, kind)
+			if err != nil {
+				t.Fatalf("%v: %v", op, err)
+			}
+			got.ID = id
+			if !reflect.DeepEqual(got, w) {
+				t.Fatalf("%v: read %+v, want %+v", op, got, w)
+			}
+		}
+		r.Release()
+	}
+}
+
+func TestFrameVersion(t *testing.T) {
+	frame := []byte{0x92, 0x02, 0x90}
+	_, err := DecodeRequests(frame, 1)
+	if ve, ok := err.(*VersionError); !ok || ve.Version != 2 {
+		t.Fatalf("DecodeRequests of a version 2 frame: %v", err)
+	}
+	r, err := NewFrameReader(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release()
+	if _, _, err := r.Header(); err == nil {
+		t.Fatal("FrameReader read a version 2 frame")
+	}
+}
+
+func TestOps(t *testing.T) {
+	writes := map[Op]bool{OpPut: true, OpDelete: true, OpTxn: true, OpWorkflowStart: true, OpWorkflowStop: true,
+		OpWorkflowUpdate: true, OpNodeRegister: true, OpNodeDeregister: true}
+	for op := Op(0); op <= opLast+1; op++ {
+		if op.IsWrite() != writes[op] {
+			t.Errorf("%v: IsWrite %v", op, op.IsWrite())
+		}
+		if op.Known() != (op >= OpPut && op <= OpNodeList) {
+			t.Errorf("%v: Known %v", op, op.Known())
+		}
+		if op.Known() && schemas[op].name == "" {
+			t.Errorf("op %d has no schema", uint64(op))
+		}
+	}
+	if OpTxn.String() != "batch" || Op(99).String() != "op 99" {
+		t.Errorf("names: %q %q", OpTxn, Op(99))
+	}
+}
+
+// FuzzDecodeRequests checks that the request decoder never panics or
+// allocates beyond a small multiple of its input, and that every request
+// it accepts is written back by AppendArgs (the client's encoder) to bytes
+// that decode to the same request.
+func FuzzDecodeRequests(f *testing.F) {
+	rid := RequestID{Client: "c", Seq: 9}
+	seed := []Request{
+		{ID: 1, Op: OpPut, Key: "k", Value: []byte(`{"a":1}`), ReqID: rid, Cond: IfRevision(3)},
+		{ID: 2, Op: OpGet, Key: "k", Consistency: Local},
+		{ID: 3, Op: OpTxn, ReqID: rid, Ops: []TxnOp{{Type: TxnPut, Key: "a", Value: []byte("1")}, {Type: TxnDelete, Key: "b", Cond: IfExists()}}},
+		{ID: 4, Op: OpWorkflowStop, Key: "w"},
+		{ID: 5, Op: OpStatus},
+	}
+	frame := AppendFrameHeader(nil, len(seed))
+	for i := range seed {
+		args, n := AppendArgs(nil, &seed[i])
+		frame = AppendRequest(frame, seed[i].ID, seed[i].Op, n, args)
+	}
+	f.Add(frame)
+	f.Add([]byte{0x92, 0x01, 0x91, 0x94, 0x01, 0x01, 0xa1, 'k', 0xc6, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x92, 0x01, 0x93, 0x91, 0x05, 0x92, 0x06, 0x63, 0x93, 0x07, 0x01, 0x01})
+	f.Add([]byte("\xc1garbage"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		reqs, err := DecodeRequests(b, 64)
+		if err != nil {
+			return
+		}
+		if len(reqs) > 64 {
+			t.Fatalf("%d requests decoded, limit 64", len(reqs))
+		}
+		var good []Request
+		again := AppendFrameHeader(nil, 0)
+		for _, r := range reqs {
+			if r.Bad != "" {
+				continue
+			}
+			args, n := AppendArgs(nil, &r)
+			again = AppendRequest(again, r.ID, r.Op, n, args)
+			good = append(good, r)
+		}
+		again = append(AppendFrameHeader(nil, len(good)), again[3:]...)
+		reqs2, err := DecodeRequests(again, 64)
+		if err != nil {
+			t.Fatalf("re-encoded frame does not decode: %v", err)
+		}
+		if !reflect.DeepEqual(reqs2, good) && !(len(reqs2) == 0 && len(good) == 0) {
+			t.Fatalf("re-encoded frame decodes as %+v, want %+v", reqs2, good)
+		}
+	})
+}

@@ -1,0 +1,183 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/kv"
+)
+
+// wsExecute serves req against the backend with the request timeout and
+// returns the result that req.Op's schema names (api.Response). Keys, prefixes and values are checked exactly as the JSON
+// API checks them, and errors are mapped by the same table.
+func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Response, *apiError) {
+	if req.Bad != "" {
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: req.Bad}
+	}
+	invalidKey := func(msg string) *apiError {
+		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg}
+	}
+	if e := h.wsAdmit(connCtx, req.Op); e != nil {
+		return api.Response{}, e
+	}
+	// checkValue checks and compacts a JSON value as the body of a PUT.
+	checkValue := func(v []byte, what string) ([]byte, *apiError) {
+		if int64(len(v)) > h.opts.MaxBodyBytes {
+			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+				message: fmt.Sprintf("%s is %d bytes, larger than the limit of %d", what, len(v), h.opts.MaxBodyBytes)}
+		}
+		return compactJSONValue(v, what)
+	}
+	switch req.Op {
+	case api.OpList:
+		if msg := h.checkPrefix(req.Key); msg != "" {
+			return api.Response{}, invalidKey(msg)
+		}
+	case api.OpStatus, api.OpTxn, api.OpWorkflowList, api.OpNodeList:
+	default:
+		if msg := h.checkKey(req.Key); msg != "" {
+			return api.Response{}, invalidKey(msg)
+		}
+	}
+	var fields []byte
+	if req.Value != nil && req.Op != api.OpPut {
+		var e *apiError
+		if fields, e = checkValue(req.Value, "fields"); e != nil {
+			return api.Response{}, e
+		}
+	}
+	ctx, cancel := context.WithTimeout(connCtx, h.opts.RequestTimeout)
+	defer cancel()
+	if req.ReqID.Client != "" {
+		if err := req.ReqID.Validate(); err != nil {
+			return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: err.Error()}
+		}
+		ctx = kv.WithRequestID(ctx, req.ReqID)
+	}
+	var (
+		result api.Response
+		err    error
+	)
+	switch req.Op {
+	case api.OpPut:
+		value, e := checkValue(req.Value, "value")
+		if e != nil {
+			return api.Response{}, e
+		}
+		if _, conditional := req.Cond.Revision(); conditional {
+			result.Revision, err = h.backend.PutIf(ctx, req.Key, value, req.Cond)
+		} else {
+			result.Revision, err = h.backend.Put(ctx, req.Key, value)
+		}
+	case api.OpGet:
+		result.Item, err = h.backend.Get(ctx, req.Key, req.Consistency)
+	case api.OpDelete:
+		if _, conditional := req.Cond.Revision(); conditional {
+			result.Revision, err = h.backend.DeleteIf(ctx, req.Key, req.Cond)
+		} else {
+			result.Revision, err = h.backend.Delete(ctx, req.Key)
+		}
+	case api.OpList:
+		result.Items, result.Revision, err = h.backend.List(ctx, req.Key, req.Consistency)
+	case api.OpTxn:
+		if len(req.Ops) == 0 || len(req.Ops) > kv.DefaultMaxBatchOps {
+			return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+				message: fmt.Sprintf("a txn holds 1 to %d operations, not %d", kv.DefaultMaxBatchOps, len(req.Ops))}
+		}
+		ops := make([]kv.Op, len(req.Ops))
+		for i, o := range req.Ops {
+			if msg := h.checkKey(o.Key); msg != "" {
+				return api.Response{}, invalidKey(fmt.Sprintf("operation %d: %s", i, msg))
+			}
+			ops[i] = kv.Op{Type: kv.OpDelete, Key: o.Key, Cond: o.Cond}
+			if o.Type == kv.OpPut {
+				value, e := checkValue(o.Value, fmt.Sprintf("operation %d value", i))
+				if e != nil {
+					return api.Response{}, e
+				}
+				ops[i].Type, ops[i].Value = kv.OpPut, value
+			}
+		}
+		result.Revision, err = h.backend.Batch(ctx, ops)
+	case api.OpWorkflowStart:
+		result.Revision, err = h.backend.StartWorkflow(ctx, req.Key, fields)
+	case api.OpWorkflowStop:
+		result.Revision, err = h.backend.StopWorkflow(ctx, req.Key, fields)
+	case api.OpWorkflowUpdate:
+		result.Revision, err = h.backend.UpdateWorkflowState(ctx, req.Key, fields)
+	case api.OpWorkflowGet:
+		var wf kv.Workflow
+		if wf, err = h.backend.WorkflowState(ctx, req.Key, req.Consistency); err == nil {
+			result.Item = kv.Item{Key: kv.WorkflowPrefix + wf.ID, Value: wf.Value, Revision: wf.Revision,
+				CreateRevision: wf.CreateRevision, Version: wf.Version}
+		}
+	case api.OpWorkflowList:
+		var wfs []kv.Workflow
+		wfs, result.Revision, err = h.backend.Workflows(ctx, req.Consistency)
+		for _, wf := range wfs {
+			result.Items = append(result.Items, kv.Item{Key: kv.WorkflowPrefix + wf.ID, Value: wf.Value,
+				Revision: wf.Revision, CreateRevision: wf.CreateRevision, Version: wf.Version})
+		}
+	case api.OpNodeRegister:
+		result.Revision, err = h.backend.RegisterNode(ctx, req.Key, fields)
+	case api.OpNodeDeregister:
+		result.Revision, err = h.backend.DeregisterNode(ctx, req.Key)
+	case api.OpNodeList:
+		var nodes []kv.Node
+		nodes, result.Revision, err = h.backend.Nodes(ctx, req.Consistency)
+		for _, n := range nodes {
+			result.Items = append(result.Items, kv.Item{Key: kv.NodePrefix + n.ID, Value: n.Value,
+				Revision: n.Revision, CreateRevision: n.CreateRevision, Version: n.Version})
+		}
+	case api.OpStatus:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(h.status()); err != nil {
+			return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+				message: "encoding status: " + err.Error()}
+		}
+		result.Status = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	default:
+		// decodeWSFrame marks unknown operations bad.
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+			message: fmt.Sprintf("unknown operation %d", req.Op)}
+	}
+	if err != nil {
+		e := requestError(connCtx, err)
+		if e.unexpected {
+			h.log.Error("ws backend error", "op", uint64(req.Op), "err", err)
+		}
+		return api.Response{}, &e
+	}
+	return result, nil
+}
+
+// encodeWSResponse encodes the answer to request id of operation op: the
+// result, or e when it is not nil. A response that would not fit in a
+// frame of maxFrame bytes is replaced by a too_large error, and an error
+// whose message does not fit has it cut.
+func encodeWSResponse(id uint64, op api.Op, result api.Response, e *apiError, maxFrame int64) []byte {
+	resp := result
+	if e != nil {
+		resp = api.Response{Code: e.code, Message: e.message}
+	}
+	resp.ID = id
+	b, err := api.AppendResponse(nil, op, &resp)
+	switch {
+	case err != nil:
+		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: CodeUnavailable,
+			Message: "encoding response: " + err.Error()})
+	case int64(len(b)) > maxFrame-api.FrameOverhead && e != nil:
+		// Only a message longer than a frame gets here; cut it.
+		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: e.code, Message: closeReason(e.message)})
+	case int64(len(b)) > maxFrame-api.FrameOverhead:
+		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: CodeTooLarge,
+			Message: fmt.Sprintf("response of %d bytes exceeds the frame limit of %d", len(b), maxFrame)})
+	}
+	return b
+}
