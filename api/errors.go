@@ -2,6 +2,12 @@ package api
 
 import "errors"
 
+// HTTPSRequiredMessage is the message of the bad_request a server answers
+// to a plain-HTTP request on its TLS port; clients look for it to say
+// "use https://" instead of a bare 400. (net/http's own answer, plain text,
+// is rewritten into the JSON envelope with this message.)
+const HTTPSRequiredMessage = "this endpoint speaks HTTPS: use https:// and trust its certificate (--cacert)"
+
 // Error codes. Every error a server answers carries one: in the JSON body
 // of an HTTP answer, {"error":{"code":"...","message":"..."}}, and in a
 // /v1/ws error response, [id, 1, [code, message]]. Clients branch on the

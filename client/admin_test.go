@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // TestEndpointStatusAndHealth asks each node for its own status through
@@ -132,6 +134,7 @@ func TestPlainHTTPToHTTPSPort(t *testing.T) {
 		}
 	}
 	if !IsHTTPSAnswer(http.StatusBadRequest, []byte("Client sent an HTTP request to an HTTPS server.\n")) ||
+		!IsHTTPSAnswer(http.StatusBadRequest, []byte(`{"error":{"code":"bad_request","message":"`+api.HTTPSRequiredMessage+`"}}`)) ||
 		IsHTTPSAnswer(http.StatusBadRequest, []byte(`{"error":{"code":"bad_request"}}`)) ||
 		IsHTTPSAnswer(http.StatusOK, []byte("Client sent an HTTP request to an HTTPS server.")) {
 		t.Error("IsHTTPSAnswer")

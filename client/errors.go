@@ -78,8 +78,15 @@ const plainToHTTPSBody = "Client sent an HTTP request to an HTTPS server."
 // IsHTTPSAnswer reports whether an answer with this status and body (its
 // start will do) is an HTTPS server's refusal of a plain-HTTP request: the
 // caller used http:// for an https:// endpoint (see ErrHTTPSEndpoint).
+// A consensus server answers it as a JSON bad_request with
+// api.HTTPSRequiredMessage; net/http's plain-text answer (any other Go
+// server, or an older consensus) is recognised too.
 func IsHTTPSAnswer(status int, body []byte) bool {
-	return status == http.StatusBadRequest && bytes.HasPrefix(bytes.TrimSpace(body), []byte(plainToHTTPSBody))
+	if status != http.StatusBadRequest {
+		return false
+	}
+	return bytes.HasPrefix(bytes.TrimSpace(body), []byte(plainToHTTPSBody)) ||
+		bytes.Contains(body, []byte(api.HTTPSRequiredMessage))
 }
 
 // ServerError is an error answered by a server.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // net/http answers some requests itself, before any handler runs, with a
@@ -256,6 +258,8 @@ func refusalError(status int, text string, line []byte) apiError {
 		detail = strings.TrimSpace(detail)
 	}
 	switch {
+	case status == http.StatusBadRequest && strings.Contains(detail, "HTTP request to an HTTPS server"):
+		return apiError{status: status, code: CodeBadRequest, message: api.HTTPSRequiredMessage}
 	case status == http.StatusRequestHeaderFieldsTooLarge:
 		return apiError{status: status, code: CodeTooLarge,
 			message: "request headers are larger than the server's limit"}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,9 +28,16 @@ func (h *apiHandler) checkKey(key string) string { return keyProblem(key, h.opts
 // characters.
 func keyProblem(key string, max int) string {
 	if err := kv.ValidateKey(key, max); err != nil {
-		return err.Error()
+		return keyText(err)
 	}
 	return ""
+}
+
+// keyText is a key check's error as a message for the caller: what is
+// wrong, without the package prefix and the sentinel the code already says.
+func keyText(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "kv: ")
+	return strings.TrimSuffix(msg, ": "+kv.ErrInvalidKey.Error())
 }
 
 // prefixParam reads ?prefix= (absent: every key); it answers 400 itself
@@ -51,7 +59,7 @@ func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (strin
 // no key a request may write). The empty prefix lists everything.
 func (h *apiHandler) checkPrefix(prefix string) string {
 	if err := kv.ValidatePrefix(prefix, h.opts.MaxKeyBytes); err != nil {
-		return err.Error()
+		return keyText(err)
 	}
 	return ""
 }

@@ -244,6 +244,10 @@ func TestHTTPOverTLS(t *testing.T) {
 	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != CodeBadRequest {
 		t.Fatalf("plain HTTP on the TLS port: %d %s (%v), want 400 bad_request JSON", resp.StatusCode, body, err)
 	}
+	// Its message is the one clients recognise (client.IsHTTPSAnswer).
+	if !strings.Contains(string(body), api.HTTPSRequiredMessage) {
+		t.Fatalf("plain HTTP on the TLS port: %s, want the message %q", body, api.HTTPSRequiredMessage)
+	}
 	noCert, err := certs.ClientConfig("", "", filepath.Join(dir, "ca.pem"))
 	if err != nil {
 		t.Fatal(err)

@@ -68,7 +68,7 @@ func parseTxn(body []byte, checkKey func(string) string) ([]kv.Op, *TxnError) {
 	for i, o := range req.Ops {
 		n := i + 1 // operations are numbered from 1 in messages
 		if msg := checkKey(o.Key); msg != "" {
-			return nil, bad(CodeInvalidKey, "op %d: %s", n, msg)
+			return nil, bad(CodeInvalidKey, "op %d (%q): %s", n, o.Key, msg)
 		}
 		ops[i].Key = o.Key
 		if o.IfRevision != nil {
