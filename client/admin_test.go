@@ -108,14 +108,17 @@ func TestPlainHTTPToHTTPSPort(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 	endpoint := "http://" + srv.Listener.Addr().String()
-	c := newClient(t, Config{Endpoints: []string{endpoint, endpoint}, RetryBackoff: time.Millisecond})
 	ctx := testContext(t)
-	calls := map[string]func() error{
-		"get":     func() error { _, err := c.Get(ctx, "k"); return err },
-		"put":     func() error { _, err := c.Put(ctx, "k", []byte("1")); return err },
-		"status":  func() error { _, err := c.EndpointStatus(ctx, endpoint); return err },
-		"members": func() error { _, err := c.Members(ctx); return err },
-		"watch": func() error {
+	// Each call gets a client of its own, closed (its background work,
+	// such as a leader refresh, finished) before the connections are
+	// counted: with one client for all, a refresh a call started could
+	// land in the next call's count (1 run in ~100).
+	calls := map[string]func(c *Client) error{
+		"get":     func(c *Client) error { _, err := c.Get(ctx, "k"); return err },
+		"put":     func(c *Client) error { _, err := c.Put(ctx, "k", []byte("1")); return err },
+		"status":  func(c *Client) error { _, err := c.EndpointStatus(ctx, endpoint); return err },
+		"members": func(c *Client) error { _, err := c.Members(ctx); return err },
+		"watch": func(c *Client) error {
 			w, err := c.Watch(ctx, "", 0)
 			if err == nil {
 				w.Close()
@@ -124,8 +127,13 @@ func TestPlainHTTPToHTTPSPort(t *testing.T) {
 		},
 	}
 	for name, call := range calls {
+		c, err := New(Config{Endpoints: []string{endpoint, endpoint}, RetryBackoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
 		conns.Store(0)
-		err := call()
+		err = call(c)
+		c.Close()
 		if !errors.Is(err, ErrHTTPSEndpoint) {
 			t.Errorf("%s: %v, want ErrHTTPSEndpoint", name, err)
 		}

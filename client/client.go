@@ -205,6 +205,11 @@ type endpoint struct {
 	dialing *dialAttempt
 	// failedAt is when a call to this endpoint last failed.
 	failedAt time.Time
+	// wantsHTTPS is set once a dial found that the endpoint speaks HTTPS
+	// to an http:// URL: a configuration mistake no later dial mends, so
+	// none is made (a leader refresh racing the failed call used to dial
+	// it a second time).
+	wantsHTTPS bool
 }
 
 // dialAttempt is a dial in progress that concurrent callers share.
@@ -295,6 +300,10 @@ func (c *Client) connect(ctx context.Context, ep *endpoint) (*conn, error) {
 		ep.mu.Unlock()
 		return nil, &notSentError{err: ErrClosed}
 	}
+	if ep.wantsHTTPS {
+		ep.mu.Unlock()
+		return nil, &notSentError{err: fmt.Errorf("dial %s: %w", ep.url, ErrHTTPSEndpoint)}
+	}
 	d := ep.dialing
 	if d == nil {
 		d = &dialAttempt{done: make(chan struct{})}
@@ -343,6 +352,9 @@ func (c *Client) dial(ep *endpoint, d *dialAttempt) {
 	}
 	ep.mu.Lock()
 	ep.dialing = nil
+	if errors.Is(err, ErrHTTPSEndpoint) {
+		ep.wantsHTTPS = true
+	}
 	if cn != nil && c.closed.Load() {
 		err = ErrClosed
 	} else {
