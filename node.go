@@ -103,10 +103,8 @@ type Node struct {
 	term        atomic.Uint64
 	commitIndex atomic.Uint64
 
-	readMu      sync.Mutex
-	readPending []chan error
-	readSignal  chan struct{}
-	readStatec  chan raft.ReadState
+	// reads batches linearizable reads into ReadIndex rounds (read.go).
+	reads *reads
 
 	membersMu sync.RWMutex
 	members   map[uint64]Member
@@ -151,10 +149,6 @@ const entryHeaderLen = 17
 
 const entryFormatV1 = 1
 
-// maxPendingReads bounds the linearizable reads waiting for a ReadIndex
-// round, so a stalled cluster cannot accumulate unbounded waiters.
-const maxPendingReads = 1 << 16
-
 // NewNode creates a node over storage and sm. If storage is empty the node
 // bootstraps a new cluster from cfg.Peers; otherwise it restarts from the
 // stored log, term and vote. The node does not run until Start.
@@ -180,8 +174,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		sm:         sm,
 		proposerID: binary.BigEndian.Uint64(pid[:]),
 		waiters:    make(map[uint64]proposalWait),
-		readSignal: make(chan struct{}, 1),
-		readStatec: make(chan raft.ReadState, 64),
+		reads:      newReads(),
 		forwardc:   make(chan *raftpb.Message, maxForwardedProposals),
 		peerDownc:  make(chan uint64, 1),
 		members:    make(map[uint64]Member),
@@ -613,10 +606,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	for _, rs := range rd.ReadStates {
-		select {
-		case n.readStatec <- rs:
-		default: // the read loop has moved on; it retries with a fresh context
-		}
+		n.reads.offer(rs)
 	}
 	if len(rd.CommittedEntries) > 0 {
 		if err := n.applyEntries(rd.CommittedEntries); err != nil {
@@ -810,118 +800,6 @@ func (n *Node) checkServing() error {
 		return ErrNoLeader
 	}
 	return nil
-}
-
-// LinearizableRead returns once this node's state machine reflects every
-// command committed before the call: a read of local state after it
-// returns is linearizable. Concurrent callers share one ReadIndex round.
-func (n *Node) LinearizableRead(ctx context.Context) error {
-	if err := n.awaitLeader(ctx); err != nil {
-		return fmt.Errorf("read index: %w", err)
-	}
-	ch := make(chan error, 1)
-	n.readMu.Lock()
-	if len(n.readPending) >= maxPendingReads {
-		n.readMu.Unlock()
-		return fmt.Errorf("read index: too many pending reads: %w", ErrTimeout)
-	}
-	n.readPending = append(n.readPending, ch)
-	n.readMu.Unlock()
-	select {
-	case n.readSignal <- struct{}{}:
-	default:
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("read index: %w: %w", ErrTimeout, ctx.Err())
-	case <-n.stopc:
-		return fmt.Errorf("read index: %w", ErrStopped)
-	}
-}
-
-// readLoop serves pending linearizable reads in batches: every read
-// waiting when a round starts shares that round's ReadIndex. Each attempt
-// uses a fresh request context, so a late answer to an earlier attempt can
-// never release a later read (etcd-io/etcd#20418).
-func (n *Node) readLoop() {
-	defer n.wg.Done()
-	var rctxSeq uint64
-	for {
-		select {
-		case <-n.readSignal:
-		case <-n.stopc:
-			return
-		}
-		n.readMu.Lock()
-		batch := n.readPending
-		n.readPending = nil
-		n.readMu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		index, err := n.readIndexRound(&rctxSeq)
-		if err != nil {
-			for _, ch := range batch {
-				ch <- err
-			}
-			continue
-		}
-		applied := n.applied.wait(index)
-		go func() {
-			select {
-			case <-applied:
-				for _, ch := range batch {
-					ch <- nil
-				}
-			case <-n.stopc:
-			}
-		}()
-	}
-}
-
-// readIndexRound asks raft for a read index until it gets one, the
-// cluster has no leader, or the node stops.
-func (n *Node) readIndexRound(seq *uint64) (uint64, error) {
-	for {
-		if err := n.checkServing(); err != nil {
-			return 0, fmt.Errorf("read index: %w", err)
-		}
-		*seq++
-		rctx := make([]byte, 16)
-		binary.BigEndian.PutUint64(rctx[:8], n.proposerID)
-		binary.BigEndian.PutUint64(rctx[8:], *seq)
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReadIndexTimeout)
-		if err := n.raft.ReadIndex(rctx); err != nil {
-			cancel()
-			if errors.Is(err, raft.ErrStopped) {
-				return 0, fmt.Errorf("read index: %w", ErrStopped)
-			}
-			continue
-		}
-		index, ok := n.awaitReadState(ctx, rctx)
-		cancel()
-		if ok {
-			return index, nil
-		}
-	}
-}
-
-func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
-	for {
-		select {
-		case rs := <-n.readStatec:
-			if string(rs.RequestCtx) == string(rctx) {
-				return rs.Index, true
-			}
-			// An answer to an abandoned attempt: ignore it.
-		case <-ctx.Done():
-			return 0, false
-		case <-n.stopc:
-			return 0, false
-		}
-	}
 }
 
 // Deliver implements MessageHandler: it steps messages received from
