@@ -56,14 +56,11 @@ type Node struct {
 	// random per process start, so a restarted node never mistakes a
 	// replayed entry for one of its new proposals.
 	proposerID uint64
-	nextSeq    atomic.Uint64
-	waitMu     sync.Mutex
-	waiters    map[uint64]proposalWait
+	// proposals are proposed commands waiting for their results, and
+	// forwarded ones waiting to be stepped again (propose.go).
+	proposals proposals
 	// counters feed Metrics (observe.go).
 	counters nodeCounters
-
-	// dedup is touched only by the raft loop, in log order.
-	dedup proposalDedup
 
 	// snapper is sm as a Snapshotter, nil if it cannot snapshot.
 	snapper   Snapshotter
@@ -88,11 +85,6 @@ type Node struct {
 	snapWake      <-chan time.Time
 	snapIndex     atomic.Uint64
 	snapEvents    Feed[SnapshotEvent]
-	// forwardc carries proposals forwarded by peers to forwardLoop, so
-	// that stepping one (which waits while raft knows no leader) never
-	// stalls the transport that delivered it.
-	forwardc chan *raftpb.Message
-
 	// peerDownc wakes failoverLoop with the id of a peer whose process is
 	// gone; fastFailovers counts campaigns it started.
 	peerDownc     chan uint64
@@ -143,12 +135,6 @@ type Node struct {
 	wg        sync.WaitGroup
 }
 
-// entryHeaderLen is the size of the header the node puts in front of each
-// proposed command: a format byte, the proposer id and a sequence number.
-const entryHeaderLen = 17
-
-const entryFormatV1 = 1
-
 // NewNode creates a node over storage and sm. If storage is empty the node
 // bootstraps a new cluster from cfg.Peers; otherwise it restarts from the
 // stored log, term and vote. The node does not run until Start.
@@ -173,9 +159,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		storage:    storage,
 		sm:         sm,
 		proposerID: binary.BigEndian.Uint64(pid[:]),
-		waiters:    make(map[uint64]proposalWait),
 		reads:      newReads(),
-		forwardc:   make(chan *raftpb.Message, maxForwardedProposals),
 		peerDownc:  make(chan uint64, 1),
 		members:    make(map[uint64]Member),
 		names:      make(map[uint64]string),
@@ -183,6 +167,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		stopc:      make(chan struct{}),
 		snapStore:  cfg.Snapshots,
 	}
+	n.proposals.init()
 	n.snapper, _ = sm.(Snapshotter)
 	if n.snapStore == nil {
 		n.snapStore = newMemorySnapshots()
@@ -465,26 +450,6 @@ func (n *Node) failoverDelay(dead uint64) time.Duration {
 	return time.Duration(rank)*n.cfg.FailoverJitter + rand.N(n.cfg.FailoverJitter/4+1)
 }
 
-// maxForwardedProposals bounds proposals from peers waiting to be stepped.
-const maxForwardedProposals = 1024
-
-// forwardLoop steps again proposals that peers forwarded to this node and
-// raft dropped (no leader known, a transfer in progress). It retries them
-// here, bounded by one maximum election timeout, instead of in the
-// transport's delivery goroutine, which must keep delivering the messages
-// that elect a leader (votes, heartbeats).
-func (n *Node) forwardLoop() {
-	defer n.wg.Done()
-	for {
-		select {
-		case m := <-n.forwardc:
-			n.stepForwarded(m)
-		case <-n.stopc:
-			return
-		}
-	}
-}
-
 // tickLoop drives raft's logical clock. It runs apart from the Ready loop
 // so a slow disk write never delays ticks: a leader that cannot reach a
 // quorum still steps down on time (etcd-io/etcd#13527).
@@ -671,14 +636,13 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 	if len(data) == 0 {
 		return false // a new leader's empty entry
 	}
-	if len(data) < entryHeaderLen || data[0] != entryFormatV1 {
+	proposer, seq, cmd, ok := decodeEntry(data)
+	if !ok {
 		// Every node sees the same bytes and skips them alike.
 		n.log.Warn("skipping entry with unknown format", "index", e.GetIndex())
 		return false
 	}
-	proposer := binary.BigEndian.Uint64(data[1:9])
-	seq := binary.BigEndian.Uint64(data[9:17])
-	if !n.dedup.firstTime(proposer, seq, e.GetIndex()) {
+	if !n.proposals.dedup.firstTime(proposer, seq, e.GetIndex()) {
 		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
 		return false
 	}
@@ -686,24 +650,14 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 	if n.cfg.Observer != nil {
 		start = time.Now()
 	}
-	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
+	result := n.sm.Apply(e.GetIndex(), cmd)
 	// Observed before the waiter hears of it: whoever sees a write
 	// acknowledged can find its apply in the metrics.
 	if n.cfg.Observer != nil {
 		n.cfg.Observer.CommandApplied(time.Since(start))
 	}
-	if proposer != n.proposerID {
-		return true
-	}
-	n.waitMu.Lock()
-	w, ok := n.waiters[seq]
-	delete(n.waiters, seq)
-	n.waitMu.Unlock()
-	if ok {
-		if tr := w.trace; tr != nil {
-			tr.index, tr.committedAt, tr.appliedAt = e.GetIndex(), n.counters.readyAt, time.Now()
-		}
-		w.ch <- result // buffered: never blocks the loop
+	if proposer == n.proposerID {
+		n.proposals.complete(seq, e.GetIndex(), result, n.counters.readyAt)
 	}
 	return true
 }
@@ -720,71 +674,6 @@ func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
 		}
 	}
 	return cs
-}
-
-// Propose replicates cmd through raft and returns the state machine's
-// result once it is applied on this node. It may be called on any node: a
-// follower's proposal is forwarded to the leader by raft.
-//
-// ctx bounds only the wait. Errors: ErrTooLarge and ErrNoLeader mean the
-// command was not proposed; ErrTimeout means it was proposed and its
-// outcome is unknown; ErrStopped means the node stopped.
-//
-// With Config.Tracer set, a proposal is traced: a span that is a child of
-// ctx's, with events when the entry was committed and applied.
-func (n *Node) Propose(ctx context.Context, cmd []byte) (result any, err error) {
-	n.counters.proposals.Add(1)
-	if n.cfg.Tracer != nil {
-		result, err = n.proposeTraced(ctx, cmd)
-	} else {
-		result, err = n.propose(ctx, cmd, nil)
-	}
-	if err != nil {
-		n.counters.proposalsFailed.Add(1)
-	}
-	return result, err
-}
-
-// propose is Propose; tr, if not nil, receives the entry's index and when
-// it was committed and applied.
-func (n *Node) propose(ctx context.Context, cmd []byte, tr *proposalTrace) (any, error) {
-	if len(cmd) > n.cfg.MaxCommandBytes {
-		return nil, fmt.Errorf("propose: %d bytes, limit %d: %w", len(cmd), n.cfg.MaxCommandBytes, ErrTooLarge)
-	}
-	if err := n.awaitLeader(ctx); err != nil {
-		return nil, err
-	}
-	seq := n.nextSeq.Add(1)
-	data := make([]byte, entryHeaderLen+len(cmd))
-	data[0] = entryFormatV1
-	binary.BigEndian.PutUint64(data[1:9], n.proposerID)
-	binary.BigEndian.PutUint64(data[9:17], seq)
-	copy(data[entryHeaderLen:], cmd)
-
-	ch := make(chan any, 1)
-	n.waitMu.Lock()
-	n.waiters[seq] = proposalWait{ch: ch, trace: tr}
-	n.waitMu.Unlock()
-	defer func() {
-		n.waitMu.Lock()
-		delete(n.waiters, seq)
-		n.waitMu.Unlock()
-	}()
-
-	lead := n.leader.Load()
-	if err := n.proposeEntry(ctx, data); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrProposalDropped):
-			return nil, fmt.Errorf("propose: %w", ErrNoLeader)
-		case errors.Is(err, raft.ErrStopped):
-			return nil, fmt.Errorf("propose: %w", ErrStopped)
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
-		default:
-			return nil, fmt.Errorf("propose: %w", err)
-		}
-	}
-	return n.awaitResult(ctx, ch, data, lead)
 }
 
 func (n *Node) checkServing() error {
@@ -824,10 +713,7 @@ func (n *Node) Deliver(msgs []*raftpb.Message) {
 			// progress); forwardLoop retries that without holding up
 			// this delivery.
 			if err := n.raft.Step(m); errors.Is(err, raft.ErrProposalDropped) {
-				select {
-				case n.forwardc <- m:
-				default: // full: the proposer's caller sees a timeout
-				}
+				n.proposals.queueForwarded(m)
 			}
 			continue
 		}

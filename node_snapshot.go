@@ -83,7 +83,7 @@ var ErrBadSnapshot = errors.New("bad snapshot")
 // encodeNodeState captures the node's replicated state. Called from the
 // raft loop, so it sees the state as of the last applied entry.
 func (n *Node) encodeNodeState() ([]byte, error) {
-	st := nodeSnapshotState{Dedup: n.dedup.records()}
+	st := nodeSnapshotState{Dedup: n.proposals.dedup.records()}
 	n.membersMu.RLock()
 	for _, m := range n.members {
 		st.Members = append(st.Members, m)
@@ -304,7 +304,7 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	if err := n.snapper.Restore(r); err != nil {
 		return fmt.Errorf("node: restore snapshot %d: %w", index, err)
 	}
-	n.dedup.restore(st.Dedup)
+	n.proposals.dedup.restore(st.Dedup)
 	n.restoreMembers(st)
 	n.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
 	n.applied.advance(index)

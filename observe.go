@@ -93,15 +93,6 @@ func (n *Node) publishSnapshot(ev SnapshotEvent) {
 	}
 }
 
-// proposalWait is what the node keeps for a proposal of this process
-// until the raft loop applies it: the channel its result goes to and, for
-// a traced proposal, where the loop writes when the entry was committed
-// and applied. The times never enter the replicated entry.
-type proposalWait struct {
-	ch    chan any
-	trace *proposalTrace
-}
-
 // proposalTrace is written by the raft loop before it sends the result on
 // the proposal's channel, and read by the proposer only after receiving
 // it (the channel orders the two).
