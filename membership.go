@@ -59,37 +59,8 @@ type MemberChange struct {
 	Member Member
 }
 
-// EventType names an event published on Node.Events.
-type EventType string
-
-// Events of the node (the seed's RaftCoordinator and ClusterManager
-// membership events).
-const (
-	// EventLeaderElected: a leader is known (LeaderID, Term).
-	EventLeaderElected EventType = "leader_elected"
-	// EventBecameFollower: this node was leader and no longer is.
-	EventBecameFollower EventType = "became_follower"
-	// EventNodeJoined: a member was added (NodeID, Member).
-	EventNodeJoined EventType = "node_joined"
-	// EventNodePromoted: a learner became a voter (NodeID, Member).
-	EventNodePromoted EventType = "node_promoted"
-	// EventNodeLeft: a member was removed (NodeID).
-	EventNodeLeft EventType = "node_left"
-	// EventRemoved: this node learnt it was removed from the cluster.
-	EventRemoved EventType = "removed"
-)
-
-// Event is one node event. Fields that do not apply to its Type are zero.
-type Event struct {
-	Type     EventType `json:"type"`
-	NodeID   string    `json:"nodeId,omitempty"`
-	LeaderID string    `json:"leaderId,omitempty"`
-	Term     uint64    `json:"term,omitempty"`
-	Member   *Member   `json:"member,omitempty"`
-}
-
 // membershipState is the node's non-replicated membership machinery: conf
-// change waiters, whether this node was removed, and the event feed.
+// change waiters and whether this node was removed.
 type membershipState struct {
 	// proposing serialises this node's conf change proposals: raft
 	// refuses a conf change while another is pending, so proposing them
@@ -108,24 +79,6 @@ type membershipState struct {
 	// noticed rate-limits removal notices, by removed peer.
 	noticeMu sync.Mutex
 	noticed  map[uint64]time.Time
-
-	events Feed[Event]
-
-	// leaderMu guards leaderc, which is closed (and replaced) whenever
-	// the known leader changes, so waiters need no polling.
-	leaderMu sync.Mutex
-	leaderc  chan struct{}
-}
-
-// leaderChange returns a channel closed at the next change of the known
-// leader.
-func (ms *membershipState) leaderChange() <-chan struct{} {
-	ms.leaderMu.Lock()
-	defer ms.leaderMu.Unlock()
-	if ms.leaderc == nil {
-		ms.leaderc = make(chan struct{})
-	}
-	return ms.leaderc
 }
 
 func (ms *membershipState) init() {
@@ -159,10 +112,6 @@ func decodeConfContext(b []byte) confChangeContext {
 	}
 	return cc
 }
-
-// Events returns the feed of node events (leader changes and membership
-// changes). Subscribers never block the raft loop; see Feed.
-func (n *Node) Events() *Feed[Event] { return &n.membership.events }
 
 // Removed reports whether this node has applied its own removal from the
 // cluster. A removed node serves nothing (ErrRemoved) and never campaigns.
@@ -322,7 +271,7 @@ func (n *Node) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) e
 		case errors.Is(err, raft.ErrStopped):
 			return fmt.Errorf("change members: %w", ErrStopped)
 		case ctx.Err() != nil:
-			if n.leader.Load() == raft.None {
+			if n.leader.current() == raft.None {
 				return fmt.Errorf("change members: %w", ErrNoLeader)
 			}
 			return fmt.Errorf("change members: %w: %w", ErrTimeout, ctx.Err())
@@ -334,7 +283,7 @@ func (n *Node) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) e
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			if n.leader.Load() == raft.None {
+			if n.leader.current() == raft.None {
 				return fmt.Errorf("change members: %w", ErrNoLeader)
 			}
 			return fmt.Errorf("change members: %w: %w", ErrTimeout, ctx.Err())
@@ -580,7 +529,7 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 	}
 	for _, e := range events {
 		n.log.Info("membership changed", "event", string(e.Type), "member", e.NodeID)
-		n.membership.events.Publish(e)
+		n.events.Publish(e)
 	}
 	return cs
 }
@@ -664,7 +613,7 @@ func (n *Node) markSelfRemoved(why string) {
 		return
 	}
 	n.log.Warn("this node was removed from the cluster; it no longer takes part and serves nothing", "how", why)
-	n.membership.events.Publish(Event{Type: EventRemoved, NodeID: n.cfg.ID})
+	n.events.Publish(Event{Type: EventRemoved, NodeID: n.cfg.ID})
 }
 
 // joinExisting starts raft for a node joining a running cluster with empty
@@ -685,24 +634,6 @@ func (n *Node) joinExisting(rc *raft.Config) error {
 	return nil
 }
 
-// publishLeader publishes leader events for a leader change from prev to
-// lead; called from the raft loop.
-func (n *Node) publishLeader(prev, lead uint64) {
-	ms := &n.membership
-	ms.leaderMu.Lock()
-	if ms.leaderc != nil {
-		close(ms.leaderc)
-		ms.leaderc = nil
-	}
-	ms.leaderMu.Unlock()
-	if prev == n.id && lead != n.id {
-		n.membership.events.Publish(Event{Type: EventBecameFollower, NodeID: n.cfg.ID, LeaderID: n.nameOf(lead), Term: n.term.Load()})
-	}
-	if lead != raft.None {
-		n.membership.events.Publish(Event{Type: EventLeaderElected, LeaderID: n.nameOf(lead), Term: n.term.Load()})
-	}
-}
-
 // membershipLoop runs the membership chores: on the leader, promote
 // learners that have caught up; on every node, make sure the replicated
 // metadata has this node's current addresses (members refresh their peer
@@ -717,7 +648,7 @@ func (n *Node) membershipLoop() {
 		case <-n.stopc:
 			return
 		}
-		if n.Removed() || n.leader.Load() == raft.None {
+		if n.Removed() || n.leader.current() == raft.None {
 			continue
 		}
 		if n.cfg.AutoPromote && n.IsLeader() {
@@ -813,7 +744,7 @@ func (n *Node) TransferLeadershipTo(ctx context.Context, id string) (string, err
 			return "", fmt.Errorf("transfer leadership: %q is a learner: %w", id, ErrMemberConflict)
 		}
 		target = RaftID(id)
-		if !n.IsLeader() && target != n.id && n.leader.Load() != target {
+		if !n.IsLeader() && target != n.id && n.leader.current() != target {
 			return "", fmt.Errorf("transfer leadership to %q: ask the leader %s: %w", id, n.Leader(), ErrNotLeader)
 		}
 	case n.IsLeader():
@@ -865,16 +796,16 @@ func (n *Node) transferTarget(not uint64) uint64 {
 // leads, retrying the request every election timeout (raft abandons a
 // transfer that does not finish within one).
 func (n *Node) transferTo(ctx context.Context, target uint64) error {
-	if n.leader.Load() == target {
+	if n.leader.current() == target {
 		return nil
 	}
 	n.log.Info("transferring leadership", "to", n.nameOf(target))
 	t := time.NewTicker(n.cfg.TickInterval)
 	defer t.Stop()
 	var asked time.Time
-	for n.leader.Load() != target {
+	for n.leader.current() != target {
 		if time.Since(asked) > n.cfg.ElectionTimeoutMax {
-			if lead := n.leader.Load(); lead != raft.None {
+			if lead := n.leader.current(); lead != raft.None {
 				n.raft.TransferLeadership(target)
 			}
 			asked = time.Now()

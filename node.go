@@ -90,8 +90,12 @@ type Node struct {
 	peerDownc     chan uint64
 	fastFailovers atomic.Uint64
 
-	applied     appliedWait
-	leader      atomic.Uint64
+	applied appliedWait
+	// leader is the leader this node knows of (leader.go).
+	leader leaderState
+	// events is the feed of node events (events.go): published by the
+	// Ready loop, and by whichever goroutine learns this node was removed.
+	events      Feed[Event]
 	term        atomic.Uint64
 	commitIndex atomic.Uint64
 
@@ -373,7 +377,7 @@ func (n *Node) Err() error {
 // listening at peer id's address. If id is the leader, the node fails over
 // at once (see Config.FastFailover). It never blocks.
 func (n *Node) PeerDown(id uint64) {
-	if !n.cfg.FastFailover || id != n.leader.Load() || id == n.id {
+	if !n.cfg.FastFailover || id != n.leader.current() || id == n.id {
 		return
 	}
 	select {
@@ -402,7 +406,7 @@ func (n *Node) failoverLoop() {
 		case <-n.stopc:
 			return
 		}
-		if n.leader.Load() != dead {
+		if n.leader.current() != dead {
 			continue
 		}
 		// Forget at once (it only drops the leader's lease here, so this
@@ -421,7 +425,7 @@ func (n *Node) failoverLoop() {
 				return
 			}
 		}
-		if lead := n.leader.Load(); lead != raft.None && lead != dead {
+		if lead := n.leader.current(); lead != raft.None && lead != dead {
 			continue // another survivor already won
 		}
 		if err := n.raft.Campaign(); err == nil {
@@ -586,16 +590,6 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	return nil
 }
 
-func (n *Node) observeLeader(lead uint64) {
-	if prev := n.leader.Swap(lead); prev != lead {
-		if lead != raft.None {
-			n.counters.leaderChanges.Add(1)
-		}
-		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
-		n.publishLeader(prev, lead)
-	}
-}
-
 func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 	var last, applied uint64
 	for _, e := range ents {
@@ -685,7 +679,7 @@ func (n *Node) checkServing() error {
 	if n.membership.selfRemoved.Load() {
 		return ErrRemoved
 	}
-	if n.leader.Load() == raft.None {
+	if n.leader.current() == raft.None {
 		return ErrNoLeader
 	}
 	return nil
@@ -769,7 +763,7 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	// flowing, so a stop right after this does not race the other
 	// followers hearing of it (one that has not may take the closing
 	// sockets for a crash and fail over for nothing).
-	for n.leader.Load() == raft.None {
+	for n.leader.current() == raft.None {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -784,12 +778,6 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 // ClusterID returns the id of the cluster this node belongs to, or 0 if
 // its storage does not keep one.
 func (n *Node) ClusterID() uint64 { return n.clusterID }
-
-// IsLeader reports whether this node currently leads.
-func (n *Node) IsLeader() bool { return n.leader.Load() == n.id }
-
-// Leader returns the current leader's name, or "" if none is known.
-func (n *Node) Leader() string { return n.nameOf(n.leader.Load()) }
 
 // AppliedIndex returns the index of the last command applied locally.
 func (n *Node) AppliedIndex() uint64 {
@@ -815,7 +803,7 @@ func (n *Node) nameOf(id uint64) string {
 
 // Status returns a snapshot of the node's raft and membership state.
 func (n *Node) Status() Status {
-	lead := n.leader.Load()
+	lead := n.leader.current()
 	st := Status{
 		NodeID:         n.cfg.ID,
 		IsLeader:       lead == n.id,

@@ -155,7 +155,7 @@ func (n *Node) propose(ctx context.Context, cmd []byte, tr *proposalTrace) (any,
 	defer n.proposals.forget(seq)
 	data := encodeEntry(n.proposerID, seq, cmd)
 
-	lead := n.leader.Load()
+	lead := n.leader.current()
 	if err := n.proposeEntry(ctx, data); err != nil {
 		switch {
 		case errors.Is(err, raft.ErrProposalDropped):
@@ -216,8 +216,8 @@ func (n *Node) proposeEntry(ctx context.Context, data []byte) error {
 // once however many copies reach the log (dedup.go).
 func (n *Node) awaitResult(ctx context.Context, ch <-chan any, data []byte, lead uint64) (any, error) {
 	for {
-		changed := n.membership.leaderChange()
-		if now := n.leader.Load(); now != lead && now != raft.None {
+		changed := n.leader.changes()
+		if now := n.leader.current(); now != lead && now != raft.None {
 			lead = now
 			n.log.Debug("leader changed while a proposal was in flight; proposing it again", "leader", n.nameOf(now))
 			_ = n.proposeEntry(ctx, data) // if dropped, the wait goes on
