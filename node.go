@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"runtime"
 	"sort"
 	"sync"
@@ -85,10 +84,9 @@ type Node struct {
 	snapWake      <-chan time.Time
 	snapIndex     atomic.Uint64
 	snapEvents    Feed[SnapshotEvent]
-	// peerDownc wakes failoverLoop with the id of a peer whose process is
-	// gone; fastFailovers counts campaigns it started.
-	peerDownc     chan uint64
-	fastFailovers atomic.Uint64
+	// failover turns the leader's process going away into an election
+	// (failover.go).
+	failover failover
 
 	applied appliedWait
 	// leader is the leader this node knows of (leader.go).
@@ -164,7 +162,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		sm:         sm,
 		proposerID: binary.BigEndian.Uint64(pid[:]),
 		reads:      newReads(),
-		peerDownc:  make(chan uint64, 1),
+		failover:   failover{peerDown: make(chan uint64, 1)},
 		members:    make(map[uint64]Member),
 		names:      make(map[uint64]string),
 		removed:    make(map[uint64]struct{}),
@@ -371,87 +369,6 @@ func (n *Node) Err() error {
 		return *p
 	}
 	return nil
-}
-
-// PeerDown implements transport.PeerObserver: the transport found nothing
-// listening at peer id's address. If id is the leader, the node fails over
-// at once (see Config.FastFailover). It never blocks.
-func (n *Node) PeerDown(id uint64) {
-	if !n.cfg.FastFailover || id != n.leader.current() || id == n.id {
-		return
-	}
-	select {
-	case n.peerDownc <- id:
-	default: // a failover is already pending
-	}
-}
-
-// FastFailovers returns how many campaigns this node started because the
-// leader's process was found gone.
-func (n *Node) FastFailovers() uint64 { return n.fastFailovers.Load() }
-
-// failoverLoop turns PeerDown of the leader into an election: after a
-// staggered wait (failoverDelay) it forgets the leader,
-// which lets this node grant pre-votes at once and lets its own pre-vote
-// through at peers that forgot it too, and campaigns. If the leader is in
-// fact alive and reaches a quorum, the pre-vote fails at the peers that
-// still hear it (CheckQuorum's lease) and nothing changes: no term bump,
-// no disruption.
-func (n *Node) failoverLoop() {
-	defer n.wg.Done()
-	for {
-		var dead uint64
-		select {
-		case dead = <-n.peerDownc:
-		case <-n.stopc:
-			return
-		}
-		if n.leader.current() != dead {
-			continue
-		}
-		// Forget at once (it only drops the leader's lease here, so this
-		// node can grant a survivor's pre-vote without delay), campaign
-		// after a staggered wait unless someone else has won by then.
-		n.log.Info("leader's process is gone; failing over", "leader", n.nameOf(dead))
-		if err := n.raft.ForgetLeader(); err != nil {
-			continue
-		}
-		if d := n.failoverDelay(dead); d > 0 {
-			wait := time.NewTimer(d)
-			select {
-			case <-wait.C:
-			case <-n.stopc:
-				wait.Stop()
-				return
-			}
-		}
-		if lead := n.leader.current(); lead != raft.None && lead != dead {
-			continue // another survivor already won
-		}
-		if err := n.raft.Campaign(); err == nil {
-			n.fastFailovers.Add(1)
-		}
-	}
-}
-
-// failoverDelay staggers the survivors' campaigns so they rarely split the
-// vote: every survivor sees the leader's sockets close within the same
-// millisecond, and two that campaign together both lose. Survivors take
-// turns by raft id (the lowest first), FailoverJitter apart, with a little
-// randomness on top.
-func (n *Node) failoverDelay(dead uint64) time.Duration {
-	rank := 0
-	n.membersMu.RLock()
-	for id, m := range n.members {
-		if m.Voter && id != dead && id < n.id {
-			rank++
-		}
-	}
-	n.membersMu.RUnlock()
-	if n.cfg.FailoverJitter <= 0 {
-		return 0
-	}
-	return time.Duration(rank)*n.cfg.FailoverJitter + rand.N(n.cfg.FailoverJitter/4+1)
 }
 
 // tickLoop drives raft's logical clock. It runs apart from the Ready loop
