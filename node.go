@@ -643,55 +643,6 @@ func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	n.raft.ReportSnapshot(id, status)
 }
 
-// TransferLeadership hands leadership to the voter whose log is most
-// caught up and waits until another node leads or ctx ends. It is what a
-// graceful stop of the leader does first, so the cluster does not wait out
-// an election timeout. It returns nil at once on a node that is not the
-// leader or has no other voter.
-func (n *Node) TransferLeadership(ctx context.Context) error {
-	if !n.IsLeader() {
-		return nil
-	}
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
-	var asked time.Time
-	for n.IsLeader() {
-		// Raft abandons a transfer its target does not complete within an
-		// election timeout (it may still be catching up): ask again, of
-		// whoever is most caught up by then.
-		if time.Since(asked) >= n.cfg.ElectionTimeoutMax {
-			target := n.transferTarget(n.id)
-			if target == 0 {
-				return nil
-			}
-			n.log.Info("transferring leadership", "to", n.nameOf(target))
-			n.raft.TransferLeadership(target)
-			asked = time.Now()
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("transfer leadership: %w: %w", ErrTimeout, ctx.Err())
-		case <-n.stopc:
-			return ErrStopped
-		}
-	}
-	// Wait until the new leader is known here too: its messages are
-	// flowing, so a stop right after this does not race the other
-	// followers hearing of it (one that has not may take the closing
-	// sockets for a crash and fail over for nothing).
-	for n.leader.current() == raft.None {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil // handed over; only the confirmation is missing
-		case <-n.stopc:
-			return ErrStopped
-		}
-	}
-	return nil
-}
-
 // ClusterID returns the id of the cluster this node belongs to, or 0 if
 // its storage does not keep one.
 func (n *Node) ClusterID() uint64 { return n.clusterID }
