@@ -61,29 +61,8 @@ type Node struct {
 	// counters feed Metrics (observe.go).
 	counters nodeCounters
 
-	// snapper is sm as a Snapshotter, nil if it cannot snapshot.
-	snapper   Snapshotter
-	snapStore SnapshotStore
-	// confState is the configuration as of the last applied entry; the
-	// raft loop owns it and snapBase (the index of the newest snapshot
-	// taken or installed) and snapBytes (entry bytes applied since).
-	confState    *raftpb.ConfState
-	snapBase     uint64
-	snapBytes    uint64
-	snapInFlight atomic.Bool
-	// snapAfterAdd (raft loop) is set when a conf change that adds a
-	// member is applied and cleared when a snapshot taken after it starts:
-	// the newest snapshot, the one a leader sends a node whose entries it
-	// has compacted, must list that node, or the node refuses it and never
-	// catches up (bug B3 in docs/TESTING.md).
-	snapAfterAdd bool
-	// snapNotBefore (Unix nanoseconds) is when the next snapshot may
-	// start, set as one ends (Config.SnapshotSpacing). snapWake, owned by
-	// the raft loop, fires then if a due snapshot is waiting for it.
-	snapNotBefore atomic.Int64
-	snapWake      <-chan time.Time
-	snapIndex     atomic.Uint64
-	snapEvents    Feed[SnapshotEvent]
+	// snaps takes, writes and installs snapshots (node_snapshot.go).
+	snaps snapshots
 	// failover turns the leader's process going away into an election
 	// (failover.go).
 	failover failover
@@ -167,13 +146,9 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		names:      make(map[uint64]string),
 		removed:    make(map[uint64]struct{}),
 		stopc:      make(chan struct{}),
-		snapStore:  cfg.Snapshots,
 	}
 	n.proposals.init()
-	n.snapper, _ = sm.(Snapshotter)
-	if n.snapStore == nil {
-		n.snapStore = newMemorySnapshots()
-	}
+	n.snaps.init(sm, cfg.Snapshots)
 	n.runCtx, n.cancelRun = context.WithCancel(context.Background())
 	for name := range cfg.Peers {
 		n.names[RaftID(name)] = name
@@ -212,7 +187,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 	// changes them (bug B4: a restarted node reported 0 for both).
 	n.term.Store(hs.GetTerm())
 	n.commitIndex.Store(hs.GetCommit())
-	n.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
+	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
 	if !raft.IsEmptySnap(snap) {
 		if err := n.installSnapshot(snap.GetMetadata()); err != nil {
 			return nil, err
@@ -396,8 +371,8 @@ func (n *Node) run() {
 	for {
 		select {
 		case <-n.raft.wake:
-		case <-n.snapWake:
-			n.snapWake = nil
+		case <-n.snaps.wake:
+			n.snaps.wake = nil
 			n.maybeSnapshot()
 			continue
 		case <-n.stopc:
@@ -501,7 +476,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	}
 	// Also without new entries if a member was added: that snapshot may
 	// have waited for one in flight to finish.
-	if len(rd.CommittedEntries) > 0 || n.snapAfterAdd {
+	if len(rd.CommittedEntries) > 0 || n.snaps.afterAdd {
 		n.maybeSnapshot()
 	}
 	return nil
@@ -529,7 +504,7 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 			n.applyConfChange(&cc)
 		}
 		last = e.GetIndex()
-		n.snapBytes += uint64(len(e.GetData()))
+		n.snaps.bytes += uint64(len(e.GetData()))
 	}
 	n.applied.advance(last)
 	if stages.Enabled {
@@ -578,12 +553,7 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 // configuration for snapshots and returns it.
 func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
 	cs := n.applyMembershipChange(cc)
-	n.confState = proto.Clone(cs).(*raftpb.ConfState)
-	for _, ch := range cc.GetChanges() {
-		if t := ch.GetType(); t == raftpb.ConfChangeAddNode || t == raftpb.ConfChangeAddLearnerNode {
-			n.snapAfterAdd = true
-		}
-	}
+	n.snaps.confChanged(cs, cc)
 	return cs
 }
 
@@ -679,7 +649,7 @@ func (n *Node) Status() Status {
 		Term:           n.term.Load(),
 		CommitIndex:    n.commitIndex.Load(),
 		AppliedIndex:   n.AppliedIndex(),
-		SnapshotIndex:  n.snapIndex.Load(),
+		SnapshotIndex:  n.snaps.index.Load(),
 		Members:        []Member{},
 		ConnectedPeers: []string{},
 		Removed:        n.Removed(),

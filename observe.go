@@ -79,7 +79,7 @@ func (n *Node) Metrics() Metrics {
 		Term:             n.term.Load(),
 		CommitIndex:      n.commitIndex.Load(),
 		AppliedIndex:     n.AppliedIndex(),
-		SnapshotIndex:    n.snapIndex.Load(),
+		SnapshotIndex:    n.snaps.index.Load(),
 		IsLeader:         n.IsLeader(),
 	}
 }
@@ -87,7 +87,7 @@ func (n *Node) Metrics() Metrics {
 // publishSnapshot delivers a snapshot event to subscribers and the
 // observer.
 func (n *Node) publishSnapshot(ev SnapshotEvent) {
-	n.snapEvents.Publish(ev)
+	n.snaps.events.Publish(ev)
 	if n.cfg.Observer != nil {
 		n.cfg.Observer.SnapshotDone(ev)
 	}
