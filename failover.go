@@ -87,13 +87,13 @@ func (n *Node) failoverLoop() {
 // randomness on top.
 func (n *Node) failoverDelay(dead uint64) time.Duration {
 	rank := 0
-	n.membersMu.RLock()
-	for id, m := range n.members {
+	n.members.mu.RLock()
+	for id, m := range n.members.byID {
 		if m.Voter && id != dead && id < n.id {
 			rank++
 		}
 	}
-	n.membersMu.RUnlock()
+	n.members.mu.RUnlock()
 	if n.cfg.FailoverJitter <= 0 {
 		return 0
 	}

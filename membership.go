@@ -22,8 +22,8 @@ import (
 // proposed together use joint consensus. Each change carries the members'
 // metadata (name, peer address, HTTP address) in its context, so every
 // node learns it from the log itself. The replicated membership state is
-// Node.members, Node.names and Node.removed, changed only by the raft loop
-// in log order.
+// the member table (members.go), changed only by the Ready loop in log
+// order.
 
 // MemberOp is the kind of one membership change.
 type MemberOp int
@@ -59,33 +59,37 @@ type MemberChange struct {
 	Member Member
 }
 
-// membershipState is the node's non-replicated membership machinery: conf
-// change waiters and whether this node was removed.
-type membershipState struct {
-	// proposing serialises this node's conf change proposals: raft
-	// refuses a conf change while another is pending, so proposing them
-	// one at a time avoids refusing our own.
+// membership is the node's own membership machinery, apart from the
+// replicated member table (memberTable): serialising and waiting for the
+// conf changes this node proposes, knowing it was removed, advertising
+// its addresses. Only membership.go touches these fields.
+type membership struct {
+	// proposing (buffered, 1) serialises this node's conf change
+	// proposals: raft refuses a conf change while another is pending, so
+	// proposing them one at a time avoids refusing our own.
 	proposing chan struct{}
-	once      sync.Once
 
+	// waiters are the proposers of conf changes by request id; the
+	// Ready loop wakes one when its change is applied.
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{}
 	nextReq atomic.Uint64
 
-	// selfRemoved is set when this node applies its own removal.
+	// selfRemoved is set when this node applies its own removal, or is
+	// told of it; never cleared.
 	selfRemoved atomic.Bool
-	// nextAdvertise is when this node may next propose its own metadata.
+	// nextAdvertise (membershipLoop only) is when this node may next
+	// propose its own metadata.
 	nextAdvertise time.Time
 	// noticed rate-limits removal notices, by removed peer.
 	noticeMu sync.Mutex
 	noticed  map[uint64]time.Time
 }
 
-func (ms *membershipState) init() {
-	ms.once.Do(func() {
-		ms.proposing = make(chan struct{}, 1)
-		ms.waiters = make(map[string]chan struct{})
-	})
+func (ms *membership) init() {
+	ms.proposing = make(chan struct{}, 1)
+	ms.waiters = make(map[string]chan struct{})
+	ms.noticed = make(map[uint64]time.Time)
 }
 
 // confChangeContext is the Context of the conf changes this node proposes:
@@ -111,33 +115,6 @@ func decodeConfContext(b []byte) confChangeContext {
 		cc.Members = []memberContext{mc}
 	}
 	return cc
-}
-
-// Removed reports whether this node has applied its own removal from the
-// cluster. A removed node serves nothing (ErrRemoved) and never campaigns.
-func (n *Node) Removed() bool { return n.membership.selfRemoved.Load() }
-
-// Members returns the cluster's members as this node has applied them,
-// sorted by name.
-func (n *Node) Members() []Member {
-	n.membersMu.RLock()
-	out := make([]Member, 0, len(n.members))
-	for _, m := range n.members {
-		out = append(out, m)
-	}
-	n.membersMu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// Member returns the named member, or ErrUnknownMember.
-func (n *Node) Member(id string) (Member, error) {
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
-	if m, ok := n.members[RaftID(id)]; ok && m.ID == id {
-		return m, nil
-	}
-	return Member{}, fmt.Errorf("member %q: %w", id, ErrUnknownMember)
 }
 
 // AddMember adds m as a learner and returns once the change is applied on
@@ -196,7 +173,6 @@ func (n *Node) ChangeMembers(ctx context.Context, changes ...MemberChange) error
 		return fmt.Errorf("change members: %w", err)
 	}
 	ms := &n.membership
-	ms.init()
 	select {
 	case ms.proposing <- struct{}{}:
 		defer func() { <-ms.proposing }()
@@ -318,19 +294,19 @@ func validateChanges(changes []MemberChange) error {
 // pendingChanges returns the changes not yet in effect, or why one cannot
 // be made.
 func (n *Node) pendingChanges(changes []MemberChange) ([]MemberChange, error) {
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
+	n.members.mu.RLock()
+	defer n.members.mu.RUnlock()
 	var pending []MemberChange
 	voters := 0
-	for _, m := range n.members {
+	for _, m := range n.members.byID {
 		if m.Voter {
 			voters++
 		}
 	}
 	for _, c := range changes {
 		id := RaftID(c.Member.ID)
-		_, removed := n.removed[id]
-		cur, exists := n.members[id]
+		_, removed := n.members.removed[id]
+		cur, exists := n.members.byID[id]
 		if exists && cur.ID != c.Member.ID {
 			return nil, fmt.Errorf("member %q: its raft id is taken by %q: %w", c.Member.ID, cur.ID, ErrMemberConflict)
 		}
@@ -410,10 +386,10 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 		meta[RaftID(mc.Name)] = mc
 	}
 
-	n.membersMu.RLock()
+	n.members.mu.RLock()
 	voters := map[uint64]bool{}
 	learners := map[uint64]bool{}
-	for id, m := range n.members {
+	for id, m := range n.members.byID {
 		if m.Voter {
 			voters[id] = true
 		} else {
@@ -423,8 +399,8 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 	var kept []*raftpb.ConfChangeSingle
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
-		_, removed := n.removed[id]
-		_, exists := n.members[id]
+		_, removed := n.members.removed[id]
+		_, exists := n.members.byID[id]
 		ok := id != raft.None && !removed
 		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode:
@@ -442,16 +418,16 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 		if ok {
 			kept = append(kept, ch)
 		} else if id != raft.None {
-			n.log.Warn("ignoring refused membership change", "change", ch.GetType().String(), "member", n.names[id])
+			n.log.Warn("ignoring refused membership change", "change", ch.GetType().String(), "member", n.members.names[id])
 		}
 	}
-	n.membersMu.RUnlock()
+	n.members.mu.RUnlock()
 
 	var apply raftpb.ConfChangeI = cc
 	switch {
 	case len(cc.GetChanges()) == 0:
 		// Leaving a joint configuration: nothing to check.
-	case len(kept) == 0 || (len(voters) == 0 && len(n.members) > 0):
+	case len(kept) == 0 || (len(voters) == 0 && len(n.members.byID) > 0):
 		// Every change refused (or the change would leave no voter): a
 		// change of node 0 is raft's no-op.
 		kept = nil
@@ -462,12 +438,12 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 	cs := n.raft.ApplyConfChange(apply)
 
 	var events []Event
-	n.membersMu.Lock()
+	n.members.mu.Lock()
 	for _, ch := range kept {
 		id := ch.GetNodeId()
 		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
-			m, existed := n.members[id]
+			m, existed := n.members.byID[id]
 			if mc, ok := meta[id]; ok {
 				m.ID = mc.Name
 				if mc.PeerAddr != "" {
@@ -478,13 +454,13 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 				}
 			}
 			if m.ID == "" {
-				m.ID = n.names[id]
+				m.ID = n.members.names[id]
 			}
 			if m.ID == "" {
 				m.ID = fmt.Sprintf("%x", id)
 			}
-			n.members[id] = m
-			n.names[id] = m.ID
+			n.members.byID[id] = m
+			n.members.names[id] = m.ID
 			if id != n.id && m.PeerAddr != "" && n.transport != nil {
 				n.transport.AddPeer(id, m.ID, m.PeerAddr)
 			}
@@ -493,9 +469,9 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 				events = append(events, Event{Type: EventNodeJoined, NodeID: m.ID, Member: &mm})
 			}
 		case raftpb.ConfChangeRemoveNode:
-			name := n.names[id]
-			delete(n.members, id)
-			n.removed[id] = struct{}{}
+			name := n.members.names[id]
+			delete(n.members.byID, id)
+			n.members.removed[id] = struct{}{}
 			events = append(events, Event{Type: EventNodeLeft, NodeID: name})
 			if id == n.id {
 				defer n.markSelfRemoved("applied its removal")
@@ -504,7 +480,7 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 			}
 		}
 	}
-	for id, m := range n.members {
+	for id, m := range n.members.byID {
 		voter := slices.Contains(cs.GetVoters(), id)
 		if voter && learners[id] {
 			mm := m
@@ -512,13 +488,12 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 			events = append(events, Event{Type: EventNodePromoted, NodeID: m.ID, Member: &mm})
 		}
 		m.Voter = voter
-		n.members[id] = m
+		n.members.byID[id] = m
 	}
-	n.membersMu.Unlock()
+	n.members.mu.Unlock()
 
 	if ctx.Request != "" {
 		ms := &n.membership
-		ms.init()
 		ms.waitMu.Lock()
 		ch := ms.waiters[ctx.Request]
 		delete(ms.waiters, ctx.Request)
@@ -532,88 +507,6 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 		n.events.Publish(e)
 	}
 	return cs
-}
-
-// removedPeerGrace is how long the transport keeps a removed peer, so that
-// a removed node that missed its removal (it was cut off when it was
-// applied) and speaks up is told (see noticeRemoved).
-const removedPeerGrace = 10 * time.Second
-
-// removedNotice is the Context of the message that tells a node it was
-// removed. It travels as a MsgUnreachable, a type raft ignores when it
-// comes from the network, so a node that does not know the notice drops
-// it.
-const removedNotice = "consensus:removed"
-
-// removePeerLater forgets a removed peer after removedPeerGrace.
-func (n *Node) removePeerLater(id uint64) {
-	t := n.transport
-	time.AfterFunc(removedPeerGrace, func() {
-		select {
-		case <-n.stopc:
-		default:
-			t.RemovePeer(id)
-		}
-	})
-}
-
-// ignoreFrom reports whether the raft message m must be dropped: its
-// sender was removed from the cluster (which is then told so, see
-// noticeRemoved), or this node was. It also consumes removal notices.
-func (n *Node) ignoreFrom(m *raftpb.Message) bool {
-	if n.membership.selfRemoved.Load() {
-		return true
-	}
-	from := m.GetFrom()
-	n.membersMu.RLock()
-	_, removed := n.removed[from]
-	_, member := n.members[from]
-	n.membersMu.RUnlock()
-	if removed {
-		n.noticeRemoved(from)
-		return true
-	}
-	if m.GetType() == raftpb.MsgUnreachable {
-		// Never stepped: raft ignores local message types from peers.
-		if string(m.GetContext()) == removedNotice && member {
-			n.markSelfRemoved(fmt.Sprintf("told by %s", n.nameOf(from)))
-		}
-		return true
-	}
-	return false
-}
-
-// noticeRemoved tells the removed peer id, at most once per election
-// timeout, that it was removed: it may have missed the entry (cut off when
-// it committed), and nothing else would ever tell it.
-func (n *Node) noticeRemoved(id uint64) {
-	ms := &n.membership
-	ms.noticeMu.Lock()
-	if ms.noticed == nil {
-		ms.noticed = make(map[uint64]time.Time)
-	}
-	last, ok := ms.noticed[id]
-	now := time.Now()
-	if ok && now.Sub(last) < n.cfg.ElectionTimeoutMax {
-		ms.noticeMu.Unlock()
-		return
-	}
-	ms.noticed[id] = now
-	ms.noticeMu.Unlock()
-	if n.transport != nil {
-		n.transport.Send([]*raftpb.Message{{Type: raftpb.MsgUnreachable.Enum(), From: new(n.id), To: new(id), Context: []byte(removedNotice)}})
-	}
-}
-
-// markSelfRemoved makes this node stop taking part: it serves nothing,
-// drops every raft message and, being outside the configuration, never
-// campaigns. It is local state; the replicated removal is in the log.
-func (n *Node) markSelfRemoved(why string) {
-	if n.membership.selfRemoved.Swap(true) {
-		return
-	}
-	n.log.Warn("this node was removed from the cluster; it no longer takes part and serves nothing", "how", why)
-	n.events.Publish(Event{Type: EventRemoved, NodeID: n.cfg.ID})
 }
 
 // joinExisting starts raft for a node joining a running cluster with empty
@@ -695,9 +588,9 @@ func (n *Node) promoteCaughtUp() {
 // not wait; it tries again at most once a second.
 func (n *Node) advertiseSelf() {
 	peerAddr, httpAddr := n.cfg.Peers[n.cfg.ID], n.cfg.HTTPAddr
-	n.membersMu.RLock()
-	m, ok := n.members[n.id]
-	n.membersMu.RUnlock()
+	n.members.mu.RLock()
+	m, ok := n.members.byID[n.id]
+	n.members.mu.RUnlock()
 	if !ok || ((peerAddr == "" || m.PeerAddr == peerAddr) && (httpAddr == "" || m.HTTPAddr == httpAddr)) {
 		return
 	}

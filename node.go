@@ -79,13 +79,8 @@ type Node struct {
 	// reads batches linearizable reads into ReadIndex rounds (read.go).
 	reads *reads
 
-	membersMu sync.RWMutex
-	members   map[uint64]Member
-	names     map[uint64]string
-	// removed holds the raft ids of members removed from the cluster:
-	// they are never reused, and messages from them are ignored. It is
-	// replicated state (updated in log order, kept in snapshots).
-	removed map[uint64]struct{}
+	// members is the replicated member table (members.go).
+	members memberTable
 
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
@@ -95,7 +90,7 @@ type Node struct {
 	restarted       bool
 	recoveredCommit uint64
 	// membership is the conf change machinery (membership.go).
-	membership membershipState
+	membership membership
 
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
@@ -142,16 +137,19 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		proposerID: binary.BigEndian.Uint64(pid[:]),
 		reads:      newReads(),
 		failover:   failover{peerDown: make(chan uint64, 1)},
-		members:    make(map[uint64]Member),
-		names:      make(map[uint64]string),
-		removed:    make(map[uint64]struct{}),
-		stopc:      make(chan struct{}),
+		members: memberTable{
+			byID:    make(map[uint64]Member),
+			names:   make(map[uint64]string),
+			removed: make(map[uint64]struct{}),
+		},
+		stopc: make(chan struct{}),
 	}
 	n.proposals.init()
+	n.membership.init()
 	n.snaps.init(sm, cfg.Snapshots)
 	n.runCtx, n.cancelRun = context.WithCancel(context.Background())
 	for name := range cfg.Peers {
-		n.names[RaftID(name)] = name
+		n.members.names[RaftID(name)] = name
 	}
 
 	hs, cs, err := storage.InitialState()
@@ -290,13 +288,13 @@ func (n *Node) Start(t Transport) {
 				t.AddPeer(id, name, addr)
 			}
 		}
-		n.membersMu.RLock()
-		for id, m := range n.members {
+		n.members.mu.RLock()
+		for id, m := range n.members.byID {
 			if id != n.id && m.PeerAddr != "" {
 				t.AddPeer(id, m.ID, m.PeerAddr)
 			}
 		}
-		n.membersMu.RUnlock()
+		n.members.mu.RUnlock()
 		n.wg.Add(6)
 		go n.membershipLoop()
 		go n.failoverLoop()
@@ -627,18 +625,6 @@ func (n *Node) AppliedIndex() uint64 {
 // Ready returns nil if the node is running and knows a leader.
 func (n *Node) Ready() error { return n.checkServing() }
 
-func (n *Node) nameOf(id uint64) string {
-	if id == raft.None {
-		return ""
-	}
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
-	if name, ok := n.names[id]; ok {
-		return name
-	}
-	return fmt.Sprintf("%x", id)
-}
-
 // Status returns a snapshot of the node's raft and membership state.
 func (n *Node) Status() Status {
 	lead := n.leader.current()
@@ -650,16 +636,10 @@ func (n *Node) Status() Status {
 		CommitIndex:    n.commitIndex.Load(),
 		AppliedIndex:   n.AppliedIndex(),
 		SnapshotIndex:  n.snaps.index.Load(),
-		Members:        []Member{},
+		Members:        n.Members(),
 		ConnectedPeers: []string{},
 		Removed:        n.Removed(),
 	}
-	n.membersMu.RLock()
-	for _, m := range n.members {
-		st.Members = append(st.Members, m)
-	}
-	n.membersMu.RUnlock()
-	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
 	if n.hasTransport.Load() {
 		for _, id := range n.transport.ConnectedPeers() {
 			st.ConnectedPeers = append(st.ConnectedPeers, n.nameOf(id))

@@ -142,14 +142,14 @@ var ErrBadSnapshot = errors.New("bad snapshot")
 // raft loop, so it sees the state as of the last applied entry.
 func (n *Node) encodeNodeState() ([]byte, error) {
 	st := nodeSnapshotState{Dedup: n.proposals.dedup.records()}
-	n.membersMu.RLock()
-	for _, m := range n.members {
+	n.members.mu.RLock()
+	for _, m := range n.members.byID {
 		st.Members = append(st.Members, m)
 	}
-	for id := range n.removed {
+	for id := range n.members.removed {
 		st.Removed = append(st.Removed, id)
 	}
-	n.membersMu.RUnlock()
+	n.members.mu.RUnlock()
 	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	slices.Sort(st.Removed)
 	b, err := msgpack.Marshal(&st)
@@ -380,21 +380,21 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 // restoreMembers replaces the membership with a snapshot's and points the
 // transport (if started) at the new set of peers.
 func (n *Node) restoreMembers(st nodeSnapshotState) {
-	n.membersMu.Lock()
-	old := n.members
-	n.members = make(map[uint64]Member, len(st.Members))
+	n.members.mu.Lock()
+	old := n.members.byID
+	n.members.byID = make(map[uint64]Member, len(st.Members))
 	for _, m := range st.Members {
 		id := RaftID(m.ID)
-		n.members[id] = m
-		n.names[id] = m.ID
+		n.members.byID[id] = m
+		n.members.names[id] = m.ID
 	}
-	n.removed = make(map[uint64]struct{}, len(st.Removed))
+	n.members.removed = make(map[uint64]struct{}, len(st.Removed))
 	for _, id := range st.Removed {
-		n.removed[id] = struct{}{}
+		n.members.removed[id] = struct{}{}
 	}
-	members := n.members
-	_, selfRemoved := n.removed[n.id]
-	n.membersMu.Unlock()
+	members := n.members.byID
+	_, selfRemoved := n.members.removed[n.id]
+	n.members.mu.Unlock()
 	if selfRemoved {
 		n.markSelfRemoved("installed a snapshot taken after its removal")
 	}

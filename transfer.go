@@ -120,13 +120,13 @@ func (n *Node) transferTarget(not uint64) uint64 {
 		}
 		return target
 	}
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
-	if m, ok := n.members[n.id]; ok && m.Voter && n.id != not {
+	n.members.mu.RLock()
+	defer n.members.mu.RUnlock()
+	if m, ok := n.members.byID[n.id]; ok && m.Voter && n.id != not {
 		return n.id
 	}
 	var target uint64
-	for id, m := range n.members {
+	for id, m := range n.members.byID {
 		if m.Voter && id != not && (target == 0 || id < target) {
 			target = id
 		}
