@@ -39,9 +39,9 @@ func (n *Node) Events() *Feed[Event] { return &n.events }
 // lead; called from the raft loop.
 func (n *Node) publishLeader(prev, lead uint64) {
 	if prev == n.id && lead != n.id {
-		n.events.Publish(Event{Type: EventBecameFollower, NodeID: n.cfg.ID, LeaderID: n.nameOf(lead), Term: n.term.Load()})
+		n.events.Publish(Event{Type: EventBecameFollower, NodeID: n.cfg.ID, LeaderID: n.nameOf(lead), Term: n.pos.term.Load()})
 	}
 	if lead != raft.None {
-		n.events.Publish(Event{Type: EventLeaderElected, LeaderID: n.nameOf(lead), Term: n.term.Load()})
+		n.events.Publish(Event{Type: EventLeaderElected, LeaderID: n.nameOf(lead), Term: n.pos.term.Load()})
 	}
 }

@@ -56,7 +56,7 @@ func (n *Node) observeLeader(lead uint64) {
 		if lead != raft.None {
 			n.counters.leaderChanges.Add(1)
 		}
-		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
+		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.pos.term.Load())
 		n.publishLeader(prev, lead)
 	}
 }

@@ -10,11 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -42,46 +40,18 @@ type StateMachine interface {
 // ReadIndex. It knows neither the transport, nor the storage engine, nor
 // the state machine's commands.
 type Node struct {
-	cfg       Config
-	id        uint64
-	log       *slog.Logger
-	raft      *raftNode
-	storage   LogStorage
-	sm        StateMachine
-	transport Transport
-
+	// Set by NewNode and never changed after.
+	cfg     Config
+	id      uint64
+	log     *slog.Logger
+	raft    *raftNode
+	storage LogStorage
+	sm      StateMachine
 	// proposerID tags this process's proposals so the loop can hand a
 	// committed command's result to the goroutine waiting on it. It is
 	// random per process start, so a restarted node never mistakes a
 	// replayed entry for one of its new proposals.
 	proposerID uint64
-	// proposals are proposed commands waiting for their results, and
-	// forwarded ones waiting to be stepped again (propose.go).
-	proposals proposals
-	// counters feed Metrics (observe.go).
-	counters nodeCounters
-
-	// snaps takes, writes and installs snapshots (node_snapshot.go).
-	snaps snapshots
-	// failover turns the leader's process going away into an election
-	// (failover.go).
-	failover failover
-
-	applied appliedWait
-	// leader is the leader this node knows of (leader.go).
-	leader leaderState
-	// events is the feed of node events (events.go): published by the
-	// Ready loop, and by whichever goroutine learns this node was removed.
-	events      Feed[Event]
-	term        atomic.Uint64
-	commitIndex atomic.Uint64
-
-	// reads batches linearizable reads into ReadIndex rounds (read.go).
-	reads *reads
-
-	// members is the replicated member table (members.go).
-	members memberTable
-
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
 	clusterID uint64
@@ -89,14 +59,42 @@ type Node struct {
 	// is the commit index stored then (see RecoveredMembers).
 	restarted       bool
 	recoveredCommit uint64
+
+	// transport is set once, by Start; hasTransport then publishes it to
+	// Status, which may be called before Start.
+	transport    Transport
+	hasTransport atomic.Bool
+
+	// The parts of the node, one concern each. Each type's comment says
+	// which goroutines may touch which of its fields.
+
+	// pos is the raft position the Ready loop publishes (ready.go).
+	pos position
+	// leader is the leader this node knows of (leader.go).
+	leader leaderState
+	// proposals are proposed commands waiting for their results, and
+	// forwarded ones waiting to be stepped again (propose.go).
+	proposals proposals
+	// reads batches linearizable reads into ReadIndex rounds (read.go).
+	reads *reads
+	// members is the replicated member table (members.go).
+	members memberTable
 	// membership is the conf change machinery (membership.go).
 	membership membership
+	// snaps takes, writes and installs snapshots (node_snapshot.go).
+	snaps snapshots
+	// failover turns the leader's process going away into an election
+	// (failover.go).
+	failover failover
+	// events is the feed of node events (events.go): published by the
+	// Ready loop, and by whichever goroutine learns this node was removed.
+	events Feed[Event]
+	// counters feed Metrics (observe.go).
+	counters nodeCounters
 
+	// Lifecycle: Start, Stop and a fatal error (node.go).
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
-	// hasTransport is set once Start has set transport, so that Status,
-	// which may be called before Start, reads it safely.
-	hasTransport atomic.Bool
 	// closeOnce closes stopc (Stop or a fatal error, whichever is
 	// first); stopOnce waits for the loops and stops raft. They are
 	// apart so that a loop failing while Stop waits for it never waits
@@ -180,11 +178,11 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		StepDownOnRemoval:         true,
 		Logger:                    raftLogger{logger},
 	}
-	n.applied.applied = rc.Applied
+	n.pos.applied.applied = rc.Applied
 	// Status reports the stored term and commit index until a Ready
 	// changes them (bug B4: a restarted node reported 0 for both).
-	n.term.Store(hs.GetTerm())
-	n.commitIndex.Store(hs.GetCommit())
+	n.pos.term.Store(hs.GetTerm())
+	n.pos.commit.Store(hs.GetCommit())
 	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
 	if !raft.IsEmptySnap(snap) {
 		if err := n.installSnapshot(snap.GetMetadata()); err != nil {
@@ -267,7 +265,7 @@ func (n *Node) RecoveredMembers(ctx context.Context) (members []Member, ok bool,
 		return nil, false, nil
 	}
 	select {
-	case <-n.applied.wait(n.recoveredCommit):
+	case <-n.pos.applied.wait(n.recoveredCommit):
 		return n.Members(), true, nil
 	case <-n.stopc:
 		return nil, true, ErrStopped
@@ -344,57 +342,6 @@ func (n *Node) Err() error {
 	return nil
 }
 
-// tickLoop drives raft's logical clock. It runs apart from the Ready loop
-// so a slow disk write never delays ticks: a leader that cannot reach a
-// quorum still steps down on time (etcd-io/etcd#13527).
-func (n *Node) tickLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			n.raft.Tick()
-		case <-n.stopc:
-			return
-		}
-	}
-}
-
-// run is the one loop that handles raft's Ready, in the order etcd raft's
-// documentation requires: persist, send, apply, advance. Whoever steps
-// raft wakes it (raftnode.go); it then drains every Ready raft has.
-func (n *Node) run() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.raft.wake:
-		case <-n.snaps.wake:
-			n.snaps.wake = nil
-			n.maybeSnapshot()
-			continue
-		case <-n.stopc:
-			return
-		}
-		for {
-			rd, ok := n.raft.ready()
-			if !ok {
-				break
-			}
-			if err := n.handleReady(rd); err != nil {
-				n.fail(err)
-				return
-			}
-			n.raft.advance(rd)
-			select {
-			case <-n.stopc:
-				return
-			default:
-			}
-		}
-	}
-}
-
 // fail records a fatal error and stops the node without waiting for the
 // loop (which is the caller).
 func (n *Node) fail(err error) {
@@ -404,155 +351,6 @@ func (n *Node) fail(err error) {
 	// The caller is one of the loops waitStopped waits for: finish the
 	// stop from another goroutine (a Stop already under way does it).
 	go n.waitStopped()
-}
-
-func (n *Node) handleReady(rd raft.Ready) error {
-	// A leader that stays leader in the same term may send its appends
-	// while it writes them (raft thesis 10.2.1): it counts its own copy
-	// only once this Ready is saved, and a crash mid-write loses no vote.
-	// Anything else (a role or term change, a follower's acks) must be
-	// durable before its messages leave.
-	n.markTraceClock()
-	if stages.Enabled {
-		markEntries("ready", rd.Entries)
-		markEntries("commit_ready", rd.CommittedEntries)
-	}
-	sendFirst := rd.SoftState == nil && n.IsLeader() &&
-		(raft.IsEmptyHardState(rd.HardState) || rd.HardState.GetTerm() == n.term.Load())
-	if sendFirst && len(rd.Messages) > 0 {
-		n.transport.Send(rd.Messages)
-		if stages.Enabled {
-			markMessages("send", rd.Messages)
-		}
-		// Let the transport's writers, just woken, put the appends on the
-		// wire before this goroutine blocks in fsync. Otherwise they wait
-		// in this thread's run queue until the runtime hands it to another
-		// thread, which took ~100 us per write (p50, one writer) here;
-		// yielding took ~5 us. Without entries to sync (a commit), the
-		// loop goes on to apply instead: its answers are the urgent part.
-		if len(rd.Entries) > 0 {
-			runtime.Gosched()
-		}
-	}
-	saveStart := time.Now()
-	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
-		return fmt.Errorf("node: save raft state: %w", err)
-	}
-	if n.cfg.Observer != nil {
-		n.cfg.Observer.StorageSaved(time.Since(saveStart))
-	}
-	if stages.Enabled {
-		markEntries("saved", rd.Entries)
-	}
-	if !raft.IsEmptyHardState(rd.HardState) {
-		n.term.Store(rd.HardState.GetTerm())
-		n.commitIndex.Store(rd.HardState.GetCommit())
-	}
-	if rd.SoftState != nil {
-		n.observeLeader(rd.SoftState.Lead)
-	}
-	if !sendFirst && len(rd.Messages) > 0 {
-		n.transport.Send(rd.Messages)
-		if stages.Enabled {
-			markMessages("send", rd.Messages)
-		}
-	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		// The leader's snapshot replaces the state; its data arrived
-		// beside the MsgSnap (ReceiveSnapshot) and is in the store.
-		if err := n.installSnapshot(rd.Snapshot.GetMetadata()); err != nil {
-			return err
-		}
-	}
-	for _, rs := range rd.ReadStates {
-		n.reads.offer(rs)
-	}
-	if len(rd.CommittedEntries) > 0 {
-		if err := n.applyEntries(rd.CommittedEntries); err != nil {
-			return err
-		}
-	}
-	// Also without new entries if a member was added: that snapshot may
-	// have waited for one in flight to finish.
-	if len(rd.CommittedEntries) > 0 || n.snaps.afterAdd {
-		n.maybeSnapshot()
-	}
-	return nil
-}
-
-func (n *Node) applyEntries(ents []*raftpb.Entry) error {
-	var last, applied uint64
-	for _, e := range ents {
-		switch e.GetType() {
-		case raftpb.EntryNormal:
-			if n.applyCommand(e) {
-				applied++
-			}
-		case raftpb.EntryConfChange:
-			var cc raftpb.ConfChange
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return fmt.Errorf("node: decode conf change at index %d: %w", e.GetIndex(), err)
-			}
-			n.applyConfChange(cc.AsV2())
-		case raftpb.EntryConfChangeV2:
-			var cc raftpb.ConfChangeV2
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return fmt.Errorf("node: decode conf change at index %d: %w", e.GetIndex(), err)
-			}
-			n.applyConfChange(&cc)
-		}
-		last = e.GetIndex()
-		n.snaps.bytes += uint64(len(e.GetData()))
-	}
-	n.applied.advance(last)
-	if stages.Enabled {
-		stages.Mark("applied", last)
-	}
-	n.counters.entriesCommitted.Add(uint64(len(ents)))
-	n.counters.entriesApplied.Add(applied)
-	return nil
-}
-
-// applyCommand applies a committed normal entry and reports whether it
-// reached the state machine (not empty, unknown or a duplicate).
-func (n *Node) applyCommand(e *raftpb.Entry) bool {
-	data := e.GetData()
-	if len(data) == 0 {
-		return false // a new leader's empty entry
-	}
-	proposer, seq, cmd, ok := decodeEntry(data)
-	if !ok {
-		// Every node sees the same bytes and skips them alike.
-		n.log.Warn("skipping entry with unknown format", "index", e.GetIndex())
-		return false
-	}
-	if !n.proposals.dedup.firstTime(proposer, seq, e.GetIndex()) {
-		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
-		return false
-	}
-	var start time.Time
-	if n.cfg.Observer != nil {
-		start = time.Now()
-	}
-	result := n.sm.Apply(e.GetIndex(), cmd)
-	// Observed before the waiter hears of it: whoever sees a write
-	// acknowledged can find its apply in the metrics.
-	if n.cfg.Observer != nil {
-		n.cfg.Observer.CommandApplied(time.Since(start))
-	}
-	if proposer == n.proposerID {
-		n.proposals.complete(seq, e.GetIndex(), result, n.counters.readyAt)
-	}
-	return true
-}
-
-// applyConfChange applies a committed conf change (see
-// applyMembershipChange in membership.go), records the new
-// configuration for snapshots and returns it.
-func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
-	cs := n.applyMembershipChange(cc)
-	n.snaps.confChanged(cs, cc)
-	return cs
 }
 
 func (n *Node) checkServing() error {
@@ -617,9 +415,7 @@ func (n *Node) ClusterID() uint64 { return n.clusterID }
 
 // AppliedIndex returns the index of the last command applied locally.
 func (n *Node) AppliedIndex() uint64 {
-	n.applied.mu.Lock()
-	defer n.applied.mu.Unlock()
-	return n.applied.applied
+	return n.pos.applied.index()
 }
 
 // Ready returns nil if the node is running and knows a leader.
@@ -632,8 +428,8 @@ func (n *Node) Status() Status {
 		NodeID:         n.cfg.ID,
 		IsLeader:       lead == n.id,
 		LeaderID:       n.nameOf(lead),
-		Term:           n.term.Load(),
-		CommitIndex:    n.commitIndex.Load(),
+		Term:           n.pos.term.Load(),
+		CommitIndex:    n.pos.commit.Load(),
 		AppliedIndex:   n.AppliedIndex(),
 		SnapshotIndex:  n.snaps.index.Load(),
 		Members:        n.Members(),
@@ -647,26 +443,4 @@ func (n *Node) Status() Status {
 		sort.Strings(st.ConnectedPeers)
 	}
 	return st
-}
-
-// markEntries and markMessages record stage marks (internal/stages) for
-// entries, and for appends and their acknowledgements by the last index
-// they cover: "<prefix>_app" and "<prefix>_resp".
-func markEntries(stage string, ents []*raftpb.Entry) {
-	for _, e := range ents {
-		stages.Mark(stage, e.GetIndex())
-	}
-}
-
-func markMessages(prefix string, msgs []*raftpb.Message) {
-	for _, m := range msgs {
-		switch m.GetType() {
-		case raftpb.MsgApp:
-			if k := len(m.GetEntries()); k > 0 {
-				stages.Mark(prefix+"_app", m.GetEntries()[k-1].GetIndex())
-			}
-		case raftpb.MsgAppResp:
-			stages.Mark(prefix+"_resp", m.GetIndex())
-		}
-	}
 }

@@ -365,7 +365,7 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	n.proposals.dedup.restore(st.Dedup)
 	n.restoreMembers(st)
 	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
-	n.applied.advance(index)
+	n.pos.applied.advance(index)
 	n.snaps.base, n.snaps.bytes = index, 0
 	n.snaps.index.Store(index)
 	if err := n.snaps.store.Prune(index, n.cfg.SnapshotRetain); err != nil {

@@ -115,7 +115,7 @@ func (n *Node) readLoop() {
 			}
 			continue
 		}
-		applied := n.applied.wait(index)
+		applied := n.pos.applied.wait(index)
 		go func() {
 			select {
 			case <-applied:
