@@ -62,7 +62,8 @@ type MemberChange struct {
 // membership is the node's own membership machinery, apart from the
 // replicated member table (memberTable): serialising and waiting for the
 // conf changes this node proposes, knowing it was removed, advertising
-// its addresses. Only membership.go touches these fields.
+// its addresses. Only membership.go and removal.go touch these fields
+// (and Removed reads selfRemoved).
 type membership struct {
 	// proposing (buffered, 1) serialises this node's conf change
 	// proposals: raft refuses a conf change while another is pending, so

@@ -359,7 +359,7 @@ func (n *Node) checkServing() error {
 		return ErrStopped
 	default:
 	}
-	if n.membership.selfRemoved.Load() {
+	if n.Removed() {
 		return ErrRemoved
 	}
 	if n.leader.current() == raft.None {

@@ -57,8 +57,10 @@ type SnapshotEvent struct {
 // plain fields (it captures, and installs, between two applies; NewNode
 // sets them before the loop runs); the atomics are read by any goroutine
 // and written by the Ready loop and the one writer goroutine a snapshot
-// runs on (at most one at a time: inFlight). Only node_snapshot.go and
-// the Ready loop's apply (through confChanged and bytes) touch them.
+// runs on (at most one at a time: inFlight). Outside node_snapshot.go
+// only the Ready loop touches them (ready.go: it selects on wake, adds
+// applied bytes, checks afterAdd and records conf changes through
+// confChanged), and NewNode, before the loop runs.
 type snapshots struct {
 	// snapper is the state machine as a Snapshotter, nil if it cannot
 	// snapshot; store keeps snapshot data. Both are set by init.

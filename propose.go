@@ -28,9 +28,10 @@ const maxForwardedProposals = 1024
 //
 // Proposers (any goroutine) take a sequence number and add and remove
 // their waiter under mu; the Ready loop completes a waiter when its entry
-// is applied. dedup is replicated state, touched only by the Ready loop
-// (and NewNode, before it runs). Only propose.go, and dedup.go for dedup,
-// touch these fields.
+// is applied (complete). dedup is replicated state, used only by the
+// Ready loop (applying entries, taking and installing snapshots) and by
+// NewNode before the loop runs, through its methods in dedup.go. Apart
+// from dedup, only propose.go touches these fields.
 type proposals struct {
 	nextSeq atomic.Uint64
 	mu      sync.Mutex
