@@ -76,7 +76,7 @@ type Node struct {
 	// forwarded ones waiting to be stepped again (propose.go).
 	proposals proposals
 	// reads batches linearizable reads into ReadIndex rounds (read.go).
-	reads *reads
+	reads reads
 	// members is the replicated member table (members.go).
 	members memberTable
 	// membership is the conf change machinery (membership.go).
@@ -133,7 +133,6 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		storage:    storage,
 		sm:         sm,
 		proposerID: binary.BigEndian.Uint64(pid[:]),
-		reads:      newReads(),
 		failover:   failover{peerDown: make(chan uint64, 1)},
 		members: memberTable{
 			byID:    make(map[uint64]Member),
@@ -143,6 +142,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		stopc: make(chan struct{}),
 	}
 	n.proposals.init()
+	n.reads.init()
 	n.membership.init()
 	n.snaps.init(sm, cfg.Snapshots)
 	n.runCtx, n.cancelRun = context.WithCancel(context.Background())

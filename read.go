@@ -32,8 +32,9 @@ type reads struct {
 	states chan raft.ReadState
 }
 
-func newReads() *reads {
-	return &reads{signal: make(chan struct{}, 1), states: make(chan raft.ReadState, 64)}
+func (r *reads) init() {
+	r.signal = make(chan struct{}, 1)
+	r.states = make(chan raft.ReadState, 64)
 }
 
 // add queues ch for the next round and wakes readLoop; it reports false
