@@ -27,7 +27,8 @@
 // leader for the read index. A caller's context bounds only its own wait:
 // ErrTimeout after a proposal means its outcome is unknown, which is
 // distinct from ErrNoLeader (not proposed). Errors are sentinels checked
-// with errors.Is.
+// with errors.Is. The package example runs a one-node cluster;
+// docs/EMBEDDING.md says what each interface must do.
 //
 // # Inside
 //
