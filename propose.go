@@ -91,6 +91,11 @@ func (p *proposals) complete(seq, index uint64, result any, committedAt time.Tim
 	}
 }
 
+// notApplied is the result a waiter gets when its entry was skipped
+// because the dedup window had moved past its sequence number (see
+// proposalDedup): every node skips it alike, so it was not applied.
+type notApplied struct{}
+
 // queueForwarded hands a forwarded proposal raft dropped to forwardLoop;
 // it never blocks (when the queue is full the proposer's caller sees a
 // timeout).
@@ -126,7 +131,9 @@ func decodeEntry(data []byte) (proposer, seq uint64, cmd []byte, ok bool) {
 //
 // ctx bounds only the wait. Errors: ErrTooLarge and ErrNoLeader mean the
 // command was not proposed; ErrTimeout means it was proposed and its
-// outcome is unknown; ErrStopped means the node stopped.
+// outcome is unknown (it is also what a proposal held up until the dedup
+// window passed it gets: such a one was not applied); ErrStopped means the
+// node stopped.
 //
 // With Config.Tracer set, a proposal is traced: a span that is a child of
 // ctx's, with events when the entry was committed and applied.
@@ -225,6 +232,11 @@ func (n *Node) awaitResult(ctx context.Context, ch <-chan any, data []byte, lead
 		}
 		select {
 		case r := <-ch:
+			if _, ok := r.(notApplied); ok {
+				// Not applied anywhere, but ErrTimeout's "outcome
+				// unknown" is what callers already retry on.
+				return nil, fmt.Errorf("propose: held up until the dedup window passed it, not applied: %w", ErrTimeout)
+			}
 			return r, nil
 		case <-changed:
 		case <-ctx.Done():

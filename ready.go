@@ -204,6 +204,11 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 	}
 	if !n.proposals.dedup.firstTime(proposer, seq, e.GetIndex()) {
 		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
+		if proposer == n.proposerID {
+			// A waiter left means no copy was applied: this one came
+			// after the window had passed its sequence number.
+			n.proposals.complete(seq, e.GetIndex(), notApplied{}, n.counters.readyAt)
+		}
 		return false
 	}
 	var start time.Time
