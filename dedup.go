@@ -14,10 +14,10 @@ import (
 // from the entries alone, so every node decides alike. Its bounds are
 // deterministic too: per proposer it remembers the sequence numbers of the
 // last dedupWindow applications exactly and treats anything at or below
-// its floor as already applied (a proposal that old is long past its
-// caller's deadline, so skipping it only turns "outcome unknown" into "not
-// applied"); it tracks at most maxDedupProposers proposers, forgetting the
-// one least recently applied.
+// its floor as already applied (a proposal that old is skipped, not
+// applied; if its proposer is still waiting, the Ready loop tells it so,
+// as ErrTimeout); it tracks at most maxDedupProposers proposers,
+// forgetting the one least recently applied.
 type proposalDedup struct {
 	proposers map[uint64]*proposerWindow
 }

@@ -22,8 +22,8 @@ import (
 // proposed together use joint consensus. Each change carries the members'
 // metadata (name, peer address, HTTP address) in its context, so every
 // node learns it from the log itself. The replicated membership state is
-// Node.members, Node.names and Node.removed, changed only by the raft loop
-// in log order.
+// the member table (members.go), changed only by the Ready loop in log
+// order.
 
 // MemberOp is the kind of one membership change.
 type MemberOp int
@@ -59,80 +59,38 @@ type MemberChange struct {
 	Member Member
 }
 
-// EventType names an event published on Node.Events.
-type EventType string
-
-// Events of the node (the seed's RaftCoordinator and ClusterManager
-// membership events).
-const (
-	// EventLeaderElected: a leader is known (LeaderID, Term).
-	EventLeaderElected EventType = "leader_elected"
-	// EventBecameFollower: this node was leader and no longer is.
-	EventBecameFollower EventType = "became_follower"
-	// EventNodeJoined: a member was added (NodeID, Member).
-	EventNodeJoined EventType = "node_joined"
-	// EventNodePromoted: a learner became a voter (NodeID, Member).
-	EventNodePromoted EventType = "node_promoted"
-	// EventNodeLeft: a member was removed (NodeID).
-	EventNodeLeft EventType = "node_left"
-	// EventRemoved: this node learnt it was removed from the cluster.
-	EventRemoved EventType = "removed"
-)
-
-// Event is one node event. Fields that do not apply to its Type are zero.
-type Event struct {
-	Type     EventType `json:"type"`
-	NodeID   string    `json:"nodeId,omitempty"`
-	LeaderID string    `json:"leaderId,omitempty"`
-	Term     uint64    `json:"term,omitempty"`
-	Member   *Member   `json:"member,omitempty"`
-}
-
-// membershipState is the node's non-replicated membership machinery: conf
-// change waiters, whether this node was removed, and the event feed.
-type membershipState struct {
-	// proposing serialises this node's conf change proposals: raft
-	// refuses a conf change while another is pending, so proposing them
-	// one at a time avoids refusing our own.
+// membership is the node's own membership machinery, apart from the
+// replicated member table (memberTable): serialising and waiting for the
+// conf changes this node proposes, knowing it was removed, advertising
+// its addresses. Only membership.go and removal.go touch these fields
+// (and Removed reads selfRemoved).
+type membership struct {
+	// proposing (buffered, 1) serialises this node's conf change
+	// proposals: raft refuses a conf change while another is pending, so
+	// proposing them one at a time avoids refusing our own.
 	proposing chan struct{}
-	once      sync.Once
 
+	// waiters are the proposers of conf changes by request id; the
+	// Ready loop wakes one when its change is applied.
 	waitMu  sync.Mutex
 	waiters map[string]chan struct{}
 	nextReq atomic.Uint64
 
-	// selfRemoved is set when this node applies its own removal.
+	// selfRemoved is set when this node applies its own removal, or is
+	// told of it; never cleared.
 	selfRemoved atomic.Bool
-	// nextAdvertise is when this node may next propose its own metadata.
+	// nextAdvertise (membershipLoop only) is when this node may next
+	// propose its own metadata.
 	nextAdvertise time.Time
 	// noticed rate-limits removal notices, by removed peer.
 	noticeMu sync.Mutex
 	noticed  map[uint64]time.Time
-
-	events Feed[Event]
-
-	// leaderMu guards leaderc, which is closed (and replaced) whenever
-	// the known leader changes, so waiters need no polling.
-	leaderMu sync.Mutex
-	leaderc  chan struct{}
 }
 
-// leaderChange returns a channel closed at the next change of the known
-// leader.
-func (ms *membershipState) leaderChange() <-chan struct{} {
-	ms.leaderMu.Lock()
-	defer ms.leaderMu.Unlock()
-	if ms.leaderc == nil {
-		ms.leaderc = make(chan struct{})
-	}
-	return ms.leaderc
-}
-
-func (ms *membershipState) init() {
-	ms.once.Do(func() {
-		ms.proposing = make(chan struct{}, 1)
-		ms.waiters = make(map[string]chan struct{})
-	})
+func (ms *membership) init() {
+	ms.proposing = make(chan struct{}, 1)
+	ms.waiters = make(map[string]chan struct{})
+	ms.noticed = make(map[uint64]time.Time)
 }
 
 // confChangeContext is the Context of the conf changes this node proposes:
@@ -158,37 +116,6 @@ func decodeConfContext(b []byte) confChangeContext {
 		cc.Members = []memberContext{mc}
 	}
 	return cc
-}
-
-// Events returns the feed of node events (leader changes and membership
-// changes). Subscribers never block the raft loop; see Feed.
-func (n *Node) Events() *Feed[Event] { return &n.membership.events }
-
-// Removed reports whether this node has applied its own removal from the
-// cluster. A removed node serves nothing (ErrRemoved) and never campaigns.
-func (n *Node) Removed() bool { return n.membership.selfRemoved.Load() }
-
-// Members returns the cluster's members as this node has applied them,
-// sorted by name.
-func (n *Node) Members() []Member {
-	n.membersMu.RLock()
-	out := make([]Member, 0, len(n.members))
-	for _, m := range n.members {
-		out = append(out, m)
-	}
-	n.membersMu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// Member returns the named member, or ErrUnknownMember.
-func (n *Node) Member(id string) (Member, error) {
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
-	if m, ok := n.members[RaftID(id)]; ok && m.ID == id {
-		return m, nil
-	}
-	return Member{}, fmt.Errorf("member %q: %w", id, ErrUnknownMember)
 }
 
 // AddMember adds m as a learner and returns once the change is applied on
@@ -247,7 +174,6 @@ func (n *Node) ChangeMembers(ctx context.Context, changes ...MemberChange) error
 		return fmt.Errorf("change members: %w", err)
 	}
 	ms := &n.membership
-	ms.init()
 	select {
 	case ms.proposing <- struct{}{}:
 		defer func() { <-ms.proposing }()
@@ -322,7 +248,7 @@ func (n *Node) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) e
 		case errors.Is(err, raft.ErrStopped):
 			return fmt.Errorf("change members: %w", ErrStopped)
 		case ctx.Err() != nil:
-			if n.leader.Load() == raft.None {
+			if n.leader.current() == raft.None {
 				return fmt.Errorf("change members: %w", ErrNoLeader)
 			}
 			return fmt.Errorf("change members: %w: %w", ErrTimeout, ctx.Err())
@@ -334,7 +260,7 @@ func (n *Node) proposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) e
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			if n.leader.Load() == raft.None {
+			if n.leader.current() == raft.None {
 				return fmt.Errorf("change members: %w", ErrNoLeader)
 			}
 			return fmt.Errorf("change members: %w: %w", ErrTimeout, ctx.Err())
@@ -369,19 +295,19 @@ func validateChanges(changes []MemberChange) error {
 // pendingChanges returns the changes not yet in effect, or why one cannot
 // be made.
 func (n *Node) pendingChanges(changes []MemberChange) ([]MemberChange, error) {
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
+	n.members.mu.RLock()
+	defer n.members.mu.RUnlock()
 	var pending []MemberChange
 	voters := 0
-	for _, m := range n.members {
+	for _, m := range n.members.byID {
 		if m.Voter {
 			voters++
 		}
 	}
 	for _, c := range changes {
 		id := RaftID(c.Member.ID)
-		_, removed := n.removed[id]
-		cur, exists := n.members[id]
+		_, removed := n.members.removed[id]
+		cur, exists := n.members.byID[id]
 		if exists && cur.ID != c.Member.ID {
 			return nil, fmt.Errorf("member %q: its raft id is taken by %q: %w", c.Member.ID, cur.ID, ErrMemberConflict)
 		}
@@ -461,10 +387,10 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 		meta[RaftID(mc.Name)] = mc
 	}
 
-	n.membersMu.RLock()
+	n.members.mu.RLock()
 	voters := map[uint64]bool{}
 	learners := map[uint64]bool{}
-	for id, m := range n.members {
+	for id, m := range n.members.byID {
 		if m.Voter {
 			voters[id] = true
 		} else {
@@ -474,8 +400,8 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 	var kept []*raftpb.ConfChangeSingle
 	for _, ch := range cc.GetChanges() {
 		id := ch.GetNodeId()
-		_, removed := n.removed[id]
-		_, exists := n.members[id]
+		_, removed := n.members.removed[id]
+		_, exists := n.members.byID[id]
 		ok := id != raft.None && !removed
 		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode:
@@ -493,16 +419,16 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 		if ok {
 			kept = append(kept, ch)
 		} else if id != raft.None {
-			n.log.Warn("ignoring refused membership change", "change", ch.GetType().String(), "member", n.names[id])
+			n.log.Warn("ignoring refused membership change", "change", ch.GetType().String(), "member", n.members.names[id])
 		}
 	}
-	n.membersMu.RUnlock()
+	n.members.mu.RUnlock()
 
 	var apply raftpb.ConfChangeI = cc
 	switch {
 	case len(cc.GetChanges()) == 0:
 		// Leaving a joint configuration: nothing to check.
-	case len(kept) == 0 || (len(voters) == 0 && len(n.members) > 0):
+	case len(kept) == 0 || (len(voters) == 0 && len(n.members.byID) > 0):
 		// Every change refused (or the change would leave no voter): a
 		// change of node 0 is raft's no-op.
 		kept = nil
@@ -513,12 +439,12 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 	cs := n.raft.ApplyConfChange(apply)
 
 	var events []Event
-	n.membersMu.Lock()
+	n.members.mu.Lock()
 	for _, ch := range kept {
 		id := ch.GetNodeId()
 		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
-			m, existed := n.members[id]
+			m, existed := n.members.byID[id]
 			if mc, ok := meta[id]; ok {
 				m.ID = mc.Name
 				if mc.PeerAddr != "" {
@@ -529,13 +455,13 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 				}
 			}
 			if m.ID == "" {
-				m.ID = n.names[id]
+				m.ID = n.members.names[id]
 			}
 			if m.ID == "" {
 				m.ID = fmt.Sprintf("%x", id)
 			}
-			n.members[id] = m
-			n.names[id] = m.ID
+			n.members.byID[id] = m
+			n.members.names[id] = m.ID
 			if id != n.id && m.PeerAddr != "" && n.transport != nil {
 				n.transport.AddPeer(id, m.ID, m.PeerAddr)
 			}
@@ -544,9 +470,9 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 				events = append(events, Event{Type: EventNodeJoined, NodeID: m.ID, Member: &mm})
 			}
 		case raftpb.ConfChangeRemoveNode:
-			name := n.names[id]
-			delete(n.members, id)
-			n.removed[id] = struct{}{}
+			name := n.members.names[id]
+			delete(n.members.byID, id)
+			n.members.removed[id] = struct{}{}
 			events = append(events, Event{Type: EventNodeLeft, NodeID: name})
 			if id == n.id {
 				defer n.markSelfRemoved("applied its removal")
@@ -555,7 +481,7 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 			}
 		}
 	}
-	for id, m := range n.members {
+	for id, m := range n.members.byID {
 		voter := slices.Contains(cs.GetVoters(), id)
 		if voter && learners[id] {
 			mm := m
@@ -563,13 +489,12 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 			events = append(events, Event{Type: EventNodePromoted, NodeID: m.ID, Member: &mm})
 		}
 		m.Voter = voter
-		n.members[id] = m
+		n.members.byID[id] = m
 	}
-	n.membersMu.Unlock()
+	n.members.mu.Unlock()
 
 	if ctx.Request != "" {
 		ms := &n.membership
-		ms.init()
 		ms.waitMu.Lock()
 		ch := ms.waiters[ctx.Request]
 		delete(ms.waiters, ctx.Request)
@@ -580,91 +505,9 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 	}
 	for _, e := range events {
 		n.log.Info("membership changed", "event", string(e.Type), "member", e.NodeID)
-		n.membership.events.Publish(e)
+		n.events.Publish(e)
 	}
 	return cs
-}
-
-// removedPeerGrace is how long the transport keeps a removed peer, so that
-// a removed node that missed its removal (it was cut off when it was
-// applied) and speaks up is told (see noticeRemoved).
-const removedPeerGrace = 10 * time.Second
-
-// removedNotice is the Context of the message that tells a node it was
-// removed. It travels as a MsgUnreachable, a type raft ignores when it
-// comes from the network, so a node that does not know the notice drops
-// it.
-const removedNotice = "consensus:removed"
-
-// removePeerLater forgets a removed peer after removedPeerGrace.
-func (n *Node) removePeerLater(id uint64) {
-	t := n.transport
-	time.AfterFunc(removedPeerGrace, func() {
-		select {
-		case <-n.stopc:
-		default:
-			t.RemovePeer(id)
-		}
-	})
-}
-
-// ignoreFrom reports whether the raft message m must be dropped: its
-// sender was removed from the cluster (which is then told so, see
-// noticeRemoved), or this node was. It also consumes removal notices.
-func (n *Node) ignoreFrom(m *raftpb.Message) bool {
-	if n.membership.selfRemoved.Load() {
-		return true
-	}
-	from := m.GetFrom()
-	n.membersMu.RLock()
-	_, removed := n.removed[from]
-	_, member := n.members[from]
-	n.membersMu.RUnlock()
-	if removed {
-		n.noticeRemoved(from)
-		return true
-	}
-	if m.GetType() == raftpb.MsgUnreachable {
-		// Never stepped: raft ignores local message types from peers.
-		if string(m.GetContext()) == removedNotice && member {
-			n.markSelfRemoved(fmt.Sprintf("told by %s", n.nameOf(from)))
-		}
-		return true
-	}
-	return false
-}
-
-// noticeRemoved tells the removed peer id, at most once per election
-// timeout, that it was removed: it may have missed the entry (cut off when
-// it committed), and nothing else would ever tell it.
-func (n *Node) noticeRemoved(id uint64) {
-	ms := &n.membership
-	ms.noticeMu.Lock()
-	if ms.noticed == nil {
-		ms.noticed = make(map[uint64]time.Time)
-	}
-	last, ok := ms.noticed[id]
-	now := time.Now()
-	if ok && now.Sub(last) < n.cfg.ElectionTimeoutMax {
-		ms.noticeMu.Unlock()
-		return
-	}
-	ms.noticed[id] = now
-	ms.noticeMu.Unlock()
-	if n.transport != nil {
-		n.transport.Send([]*raftpb.Message{{Type: raftpb.MsgUnreachable.Enum(), From: new(n.id), To: new(id), Context: []byte(removedNotice)}})
-	}
-}
-
-// markSelfRemoved makes this node stop taking part: it serves nothing,
-// drops every raft message and, being outside the configuration, never
-// campaigns. It is local state; the replicated removal is in the log.
-func (n *Node) markSelfRemoved(why string) {
-	if n.membership.selfRemoved.Swap(true) {
-		return
-	}
-	n.log.Warn("this node was removed from the cluster; it no longer takes part and serves nothing", "how", why)
-	n.membership.events.Publish(Event{Type: EventRemoved, NodeID: n.cfg.ID})
 }
 
 // joinExisting starts raft for a node joining a running cluster with empty
@@ -685,24 +528,6 @@ func (n *Node) joinExisting(rc *raft.Config) error {
 	return nil
 }
 
-// publishLeader publishes leader events for a leader change from prev to
-// lead; called from the raft loop.
-func (n *Node) publishLeader(prev, lead uint64) {
-	ms := &n.membership
-	ms.leaderMu.Lock()
-	if ms.leaderc != nil {
-		close(ms.leaderc)
-		ms.leaderc = nil
-	}
-	ms.leaderMu.Unlock()
-	if prev == n.id && lead != n.id {
-		n.membership.events.Publish(Event{Type: EventBecameFollower, NodeID: n.cfg.ID, LeaderID: n.nameOf(lead), Term: n.term.Load()})
-	}
-	if lead != raft.None {
-		n.membership.events.Publish(Event{Type: EventLeaderElected, LeaderID: n.nameOf(lead), Term: n.term.Load()})
-	}
-}
-
 // membershipLoop runs the membership chores: on the leader, promote
 // learners that have caught up; on every node, make sure the replicated
 // metadata has this node's current addresses (members refresh their peer
@@ -717,7 +542,7 @@ func (n *Node) membershipLoop() {
 		case <-n.stopc:
 			return
 		}
-		if n.Removed() || n.leader.Load() == raft.None {
+		if n.Removed() || n.leader.current() == raft.None {
 			continue
 		}
 		if n.cfg.AutoPromote && n.IsLeader() {
@@ -764,9 +589,9 @@ func (n *Node) promoteCaughtUp() {
 // not wait; it tries again at most once a second.
 func (n *Node) advertiseSelf() {
 	peerAddr, httpAddr := n.cfg.Peers[n.cfg.ID], n.cfg.HTTPAddr
-	n.membersMu.RLock()
-	m, ok := n.members[n.id]
-	n.membersMu.RUnlock()
+	n.members.mu.RLock()
+	m, ok := n.members.byID[n.id]
+	n.members.mu.RUnlock()
 	if !ok || ((peerAddr == "" || m.PeerAddr == peerAddr) && (httpAddr == "" || m.HTTPAddr == httpAddr)) {
 		return
 	}
@@ -789,103 +614,4 @@ func (n *Node) advertiseSelf() {
 		Context: b,
 	}
 	_ = n.raft.ProposeConfChange(cc) // retried on the next tick if refused
-}
-
-// TransferLeadershipTo hands leadership to the voter named id and waits
-// until it leads or ctx ends. An empty id means the most caught-up voter
-// (see TransferLeadership) when called on the leader; on a follower it
-// means this node. On a follower, id must be "" or this node (raft's
-// transfer request then comes from its transferee, as the transport
-// requires of every message); otherwise it fails with ErrNotLeader and the
-// caller asks the leader. It returns the new leader's name.
-func (n *Node) TransferLeadershipTo(ctx context.Context, id string) (string, error) {
-	if err := n.checkServing(); err != nil {
-		return "", fmt.Errorf("transfer leadership: %w", err)
-	}
-	var target uint64
-	switch {
-	case id != "":
-		m, err := n.Member(id)
-		if err != nil {
-			return "", fmt.Errorf("transfer leadership: %w", err)
-		}
-		if !m.Voter {
-			return "", fmt.Errorf("transfer leadership: %q is a learner: %w", id, ErrMemberConflict)
-		}
-		target = RaftID(id)
-		if !n.IsLeader() && target != n.id && n.leader.Load() != target {
-			return "", fmt.Errorf("transfer leadership to %q: ask the leader %s: %w", id, n.Leader(), ErrNotLeader)
-		}
-	case n.IsLeader():
-		target = n.transferTarget(n.id)
-		if target == raft.None {
-			return "", fmt.Errorf("transfer leadership: no other voter: %w", ErrMemberConflict)
-		}
-	default:
-		target = n.id
-	}
-	if err := n.transferTo(ctx, target); err != nil {
-		return "", err
-	}
-	return n.nameOf(target), nil
-}
-
-// transferTarget picks a voter other than not to lead: on the leader the
-// most caught-up one, elsewhere this node if it votes, else the voter with
-// the lowest id.
-func (n *Node) transferTarget(not uint64) uint64 {
-	if n.IsLeader() {
-		st := n.raft.Status()
-		var target, best uint64
-		for id, pr := range st.Progress {
-			if id == not || pr.IsLearner {
-				continue
-			}
-			if target == 0 || pr.Match > best || (pr.Match == best && id < target) {
-				target, best = id, pr.Match
-			}
-		}
-		return target
-	}
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
-	if m, ok := n.members[n.id]; ok && m.Voter && n.id != not {
-		return n.id
-	}
-	var target uint64
-	for id, m := range n.members {
-		if m.Voter && id != not && (target == 0 || id < target) {
-			target = id
-		}
-	}
-	return target
-}
-
-// transferTo asks raft to move leadership to target and waits until target
-// leads, retrying the request every election timeout (raft abandons a
-// transfer that does not finish within one).
-func (n *Node) transferTo(ctx context.Context, target uint64) error {
-	if n.leader.Load() == target {
-		return nil
-	}
-	n.log.Info("transferring leadership", "to", n.nameOf(target))
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
-	var asked time.Time
-	for n.leader.Load() != target {
-		if time.Since(asked) > n.cfg.ElectionTimeoutMax {
-			if lead := n.leader.Load(); lead != raft.None {
-				n.raft.TransferLeadership(target)
-			}
-			asked = time.Now()
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("transfer leadership: %w: %w", ErrTimeout, ctx.Err())
-		case <-n.stopc:
-			return fmt.Errorf("transfer leadership: %w", ErrStopped)
-		}
-	}
-	return nil
 }

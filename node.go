@@ -10,12 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -43,79 +40,18 @@ type StateMachine interface {
 // ReadIndex. It knows neither the transport, nor the storage engine, nor
 // the state machine's commands.
 type Node struct {
-	cfg       Config
-	id        uint64
-	log       *slog.Logger
-	raft      *raftNode
-	storage   LogStorage
-	sm        StateMachine
-	transport Transport
-
+	// Set by NewNode and never changed after.
+	cfg     Config
+	id      uint64
+	log     *slog.Logger
+	raft    *raftNode
+	storage LogStorage
+	sm      StateMachine
 	// proposerID tags this process's proposals so the loop can hand a
 	// committed command's result to the goroutine waiting on it. It is
 	// random per process start, so a restarted node never mistakes a
 	// replayed entry for one of its new proposals.
 	proposerID uint64
-	nextSeq    atomic.Uint64
-	waitMu     sync.Mutex
-	waiters    map[uint64]proposalWait
-	// counters feed Metrics (observe.go).
-	counters nodeCounters
-
-	// dedup is touched only by the raft loop, in log order.
-	dedup proposalDedup
-
-	// snapper is sm as a Snapshotter, nil if it cannot snapshot.
-	snapper   Snapshotter
-	snapStore SnapshotStore
-	// confState is the configuration as of the last applied entry; the
-	// raft loop owns it and snapBase (the index of the newest snapshot
-	// taken or installed) and snapBytes (entry bytes applied since).
-	confState    *raftpb.ConfState
-	snapBase     uint64
-	snapBytes    uint64
-	snapInFlight atomic.Bool
-	// snapAfterAdd (raft loop) is set when a conf change that adds a
-	// member is applied and cleared when a snapshot taken after it starts:
-	// the newest snapshot, the one a leader sends a node whose entries it
-	// has compacted, must list that node, or the node refuses it and never
-	// catches up (bug B3 in docs/TESTING.md).
-	snapAfterAdd bool
-	// snapNotBefore (Unix nanoseconds) is when the next snapshot may
-	// start, set as one ends (Config.SnapshotSpacing). snapWake, owned by
-	// the raft loop, fires then if a due snapshot is waiting for it.
-	snapNotBefore atomic.Int64
-	snapWake      <-chan time.Time
-	snapIndex     atomic.Uint64
-	snapEvents    Feed[SnapshotEvent]
-	// forwardc carries proposals forwarded by peers to forwardLoop, so
-	// that stepping one (which waits while raft knows no leader) never
-	// stalls the transport that delivered it.
-	forwardc chan *raftpb.Message
-
-	// peerDownc wakes failoverLoop with the id of a peer whose process is
-	// gone; fastFailovers counts campaigns it started.
-	peerDownc     chan uint64
-	fastFailovers atomic.Uint64
-
-	applied     appliedWait
-	leader      atomic.Uint64
-	term        atomic.Uint64
-	commitIndex atomic.Uint64
-
-	readMu      sync.Mutex
-	readPending []chan error
-	readSignal  chan struct{}
-	readStatec  chan raft.ReadState
-
-	membersMu sync.RWMutex
-	members   map[uint64]Member
-	names     map[uint64]string
-	// removed holds the raft ids of members removed from the cluster:
-	// they are never reused, and messages from them are ignored. It is
-	// replicated state (updated in log order, kept in snapshots).
-	removed map[uint64]struct{}
-
 	// clusterID identifies the cluster (see ClusterID); 0 if the storage
 	// cannot keep one.
 	clusterID uint64
@@ -123,14 +59,42 @@ type Node struct {
 	// is the commit index stored then (see RecoveredMembers).
 	restarted       bool
 	recoveredCommit uint64
-	// membership is the conf change machinery (membership.go).
-	membership membershipState
 
+	// transport is set once, by Start; hasTransport then publishes it to
+	// Status, which may be called before Start.
+	transport    Transport
+	hasTransport atomic.Bool
+
+	// The parts of the node, one concern each. Each type's comment says
+	// which goroutines may touch which of its fields.
+
+	// pos is the raft position the Ready loop publishes (ready.go).
+	pos position
+	// leader is the leader this node knows of (leader.go).
+	leader leaderState
+	// proposals are proposed commands waiting for their results, and
+	// forwarded ones waiting to be stepped again (propose.go).
+	proposals proposals
+	// reads batches linearizable reads into ReadIndex rounds (read.go).
+	reads reads
+	// members is the replicated member table (members.go).
+	members memberTable
+	// membership is the conf change machinery (membership.go).
+	membership membership
+	// snaps takes, writes and installs snapshots (node_snapshot.go).
+	snaps snapshots
+	// failover turns the leader's process going away into an election
+	// (failover.go).
+	failover failover
+	// events is the feed of node events (events.go): published by the
+	// Ready loop, and by whichever goroutine learns this node was removed.
+	events Feed[Event]
+	// counters feed Metrics (observe.go).
+	counters nodeCounters
+
+	// Lifecycle: Start, Stop and a fatal error (node.go).
 	failure   atomic.Pointer[error]
 	startOnce sync.Once
-	// hasTransport is set once Start has set transport, so that Status,
-	// which may be called before Start, reads it safely.
-	hasTransport atomic.Bool
 	// closeOnce closes stopc (Stop or a fatal error, whichever is
 	// first); stopOnce waits for the loops and stops raft. They are
 	// apart so that a loop failing while Stop waits for it never waits
@@ -144,16 +108,6 @@ type Node struct {
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup
 }
-
-// entryHeaderLen is the size of the header the node puts in front of each
-// proposed command: a format byte, the proposer id and a sequence number.
-const entryHeaderLen = 17
-
-const entryFormatV1 = 1
-
-// maxPendingReads bounds the linearizable reads waiting for a ReadIndex
-// round, so a stalled cluster cannot accumulate unbounded waiters.
-const maxPendingReads = 1 << 16
 
 // NewNode creates a node over storage and sm. If storage is empty the node
 // bootstraps a new cluster from cfg.Peers; otherwise it restarts from the
@@ -179,24 +133,21 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		storage:    storage,
 		sm:         sm,
 		proposerID: binary.BigEndian.Uint64(pid[:]),
-		waiters:    make(map[uint64]proposalWait),
-		readSignal: make(chan struct{}, 1),
-		readStatec: make(chan raft.ReadState, 64),
-		forwardc:   make(chan *raftpb.Message, maxForwardedProposals),
-		peerDownc:  make(chan uint64, 1),
-		members:    make(map[uint64]Member),
-		names:      make(map[uint64]string),
-		removed:    make(map[uint64]struct{}),
-		stopc:      make(chan struct{}),
-		snapStore:  cfg.Snapshots,
+		failover:   failover{peerDown: make(chan uint64, 1)},
+		members: memberTable{
+			byID:    make(map[uint64]Member),
+			names:   make(map[uint64]string),
+			removed: make(map[uint64]struct{}),
+		},
+		stopc: make(chan struct{}),
 	}
-	n.snapper, _ = sm.(Snapshotter)
-	if n.snapStore == nil {
-		n.snapStore = newMemorySnapshots()
-	}
+	n.proposals.init()
+	n.reads.init()
+	n.membership.init()
+	n.snaps.init(sm, cfg.Snapshots)
 	n.runCtx, n.cancelRun = context.WithCancel(context.Background())
 	for name := range cfg.Peers {
-		n.names[RaftID(name)] = name
+		n.members.names[RaftID(name)] = name
 	}
 
 	hs, cs, err := storage.InitialState()
@@ -227,12 +178,12 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		StepDownOnRemoval:         true,
 		Logger:                    raftLogger{logger},
 	}
-	n.applied.applied = rc.Applied
+	n.pos.applied.applied = rc.Applied
 	// Status reports the stored term and commit index until a Ready
 	// changes them (bug B4: a restarted node reported 0 for both).
-	n.term.Store(hs.GetTerm())
-	n.commitIndex.Store(hs.GetCommit())
-	n.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
+	n.pos.term.Store(hs.GetTerm())
+	n.pos.commit.Store(hs.GetCommit())
+	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(cs)).(*raftpb.ConfState)
 	if !raft.IsEmptySnap(snap) {
 		if err := n.installSnapshot(snap.GetMetadata()); err != nil {
 			return nil, err
@@ -314,7 +265,7 @@ func (n *Node) RecoveredMembers(ctx context.Context) (members []Member, ok bool,
 		return nil, false, nil
 	}
 	select {
-	case <-n.applied.wait(n.recoveredCommit):
+	case <-n.pos.applied.wait(n.recoveredCommit):
 		return n.Members(), true, nil
 	case <-n.stopc:
 		return nil, true, ErrStopped
@@ -335,13 +286,13 @@ func (n *Node) Start(t Transport) {
 				t.AddPeer(id, name, addr)
 			}
 		}
-		n.membersMu.RLock()
-		for id, m := range n.members {
+		n.members.mu.RLock()
+		for id, m := range n.members.byID {
 			if id != n.id && m.PeerAddr != "" {
 				t.AddPeer(id, m.ID, m.PeerAddr)
 			}
 		}
-		n.membersMu.RUnlock()
+		n.members.mu.RUnlock()
 		n.wg.Add(6)
 		go n.membershipLoop()
 		go n.failoverLoop()
@@ -391,158 +342,6 @@ func (n *Node) Err() error {
 	return nil
 }
 
-// PeerDown implements transport.PeerObserver: the transport found nothing
-// listening at peer id's address. If id is the leader, the node fails over
-// at once (see Config.FastFailover). It never blocks.
-func (n *Node) PeerDown(id uint64) {
-	if !n.cfg.FastFailover || id != n.leader.Load() || id == n.id {
-		return
-	}
-	select {
-	case n.peerDownc <- id:
-	default: // a failover is already pending
-	}
-}
-
-// FastFailovers returns how many campaigns this node started because the
-// leader's process was found gone.
-func (n *Node) FastFailovers() uint64 { return n.fastFailovers.Load() }
-
-// failoverLoop turns PeerDown of the leader into an election: after a
-// staggered wait (failoverDelay) it forgets the leader,
-// which lets this node grant pre-votes at once and lets its own pre-vote
-// through at peers that forgot it too, and campaigns. If the leader is in
-// fact alive and reaches a quorum, the pre-vote fails at the peers that
-// still hear it (CheckQuorum's lease) and nothing changes: no term bump,
-// no disruption.
-func (n *Node) failoverLoop() {
-	defer n.wg.Done()
-	for {
-		var dead uint64
-		select {
-		case dead = <-n.peerDownc:
-		case <-n.stopc:
-			return
-		}
-		if n.leader.Load() != dead {
-			continue
-		}
-		// Forget at once (it only drops the leader's lease here, so this
-		// node can grant a survivor's pre-vote without delay), campaign
-		// after a staggered wait unless someone else has won by then.
-		n.log.Info("leader's process is gone; failing over", "leader", n.nameOf(dead))
-		if err := n.raft.ForgetLeader(); err != nil {
-			continue
-		}
-		if d := n.failoverDelay(dead); d > 0 {
-			wait := time.NewTimer(d)
-			select {
-			case <-wait.C:
-			case <-n.stopc:
-				wait.Stop()
-				return
-			}
-		}
-		if lead := n.leader.Load(); lead != raft.None && lead != dead {
-			continue // another survivor already won
-		}
-		if err := n.raft.Campaign(); err == nil {
-			n.fastFailovers.Add(1)
-		}
-	}
-}
-
-// failoverDelay staggers the survivors' campaigns so they rarely split the
-// vote: every survivor sees the leader's sockets close within the same
-// millisecond, and two that campaign together both lose. Survivors take
-// turns by raft id (the lowest first), FailoverJitter apart, with a little
-// randomness on top.
-func (n *Node) failoverDelay(dead uint64) time.Duration {
-	rank := 0
-	n.membersMu.RLock()
-	for id, m := range n.members {
-		if m.Voter && id != dead && id < n.id {
-			rank++
-		}
-	}
-	n.membersMu.RUnlock()
-	if n.cfg.FailoverJitter <= 0 {
-		return 0
-	}
-	return time.Duration(rank)*n.cfg.FailoverJitter + rand.N(n.cfg.FailoverJitter/4+1)
-}
-
-// maxForwardedProposals bounds proposals from peers waiting to be stepped.
-const maxForwardedProposals = 1024
-
-// forwardLoop steps again proposals that peers forwarded to this node and
-// raft dropped (no leader known, a transfer in progress). It retries them
-// here, bounded by one maximum election timeout, instead of in the
-// transport's delivery goroutine, which must keep delivering the messages
-// that elect a leader (votes, heartbeats).
-func (n *Node) forwardLoop() {
-	defer n.wg.Done()
-	for {
-		select {
-		case m := <-n.forwardc:
-			n.stepForwarded(m)
-		case <-n.stopc:
-			return
-		}
-	}
-}
-
-// tickLoop drives raft's logical clock. It runs apart from the Ready loop
-// so a slow disk write never delays ticks: a leader that cannot reach a
-// quorum still steps down on time (etcd-io/etcd#13527).
-func (n *Node) tickLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			n.raft.Tick()
-		case <-n.stopc:
-			return
-		}
-	}
-}
-
-// run is the one loop that handles raft's Ready, in the order etcd raft's
-// documentation requires: persist, send, apply, advance. Whoever steps
-// raft wakes it (raftnode.go); it then drains every Ready raft has.
-func (n *Node) run() {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.raft.wake:
-		case <-n.snapWake:
-			n.snapWake = nil
-			n.maybeSnapshot()
-			continue
-		case <-n.stopc:
-			return
-		}
-		for {
-			rd, ok := n.raft.ready()
-			if !ok {
-				break
-			}
-			if err := n.handleReady(rd); err != nil {
-				n.fail(err)
-				return
-			}
-			n.raft.advance(rd)
-			select {
-			case <-n.stopc:
-				return
-			default:
-			}
-		}
-	}
-}
-
 // fail records a fatal error and stops the node without waiting for the
 // loop (which is the caller).
 func (n *Node) fail(err error) {
@@ -554,374 +353,19 @@ func (n *Node) fail(err error) {
 	go n.waitStopped()
 }
 
-func (n *Node) handleReady(rd raft.Ready) error {
-	// A leader that stays leader in the same term may send its appends
-	// while it writes them (raft thesis 10.2.1): it counts its own copy
-	// only once this Ready is saved, and a crash mid-write loses no vote.
-	// Anything else (a role or term change, a follower's acks) must be
-	// durable before its messages leave.
-	n.markTraceClock()
-	if stages.Enabled {
-		markEntries("ready", rd.Entries)
-		markEntries("commit_ready", rd.CommittedEntries)
-	}
-	sendFirst := rd.SoftState == nil && n.IsLeader() &&
-		(raft.IsEmptyHardState(rd.HardState) || rd.HardState.GetTerm() == n.term.Load())
-	if sendFirst && len(rd.Messages) > 0 {
-		n.transport.Send(rd.Messages)
-		if stages.Enabled {
-			markMessages("send", rd.Messages)
-		}
-		// Let the transport's writers, just woken, put the appends on the
-		// wire before this goroutine blocks in fsync. Otherwise they wait
-		// in this thread's run queue until the runtime hands it to another
-		// thread, which took ~100 us per write (p50, one writer) here;
-		// yielding took ~5 us. Without entries to sync (a commit), the
-		// loop goes on to apply instead: its answers are the urgent part.
-		if len(rd.Entries) > 0 {
-			runtime.Gosched()
-		}
-	}
-	saveStart := time.Now()
-	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
-		return fmt.Errorf("node: save raft state: %w", err)
-	}
-	if n.cfg.Observer != nil {
-		n.cfg.Observer.StorageSaved(time.Since(saveStart))
-	}
-	if stages.Enabled {
-		markEntries("saved", rd.Entries)
-	}
-	if !raft.IsEmptyHardState(rd.HardState) {
-		n.term.Store(rd.HardState.GetTerm())
-		n.commitIndex.Store(rd.HardState.GetCommit())
-	}
-	if rd.SoftState != nil {
-		n.observeLeader(rd.SoftState.Lead)
-	}
-	if !sendFirst && len(rd.Messages) > 0 {
-		n.transport.Send(rd.Messages)
-		if stages.Enabled {
-			markMessages("send", rd.Messages)
-		}
-	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		// The leader's snapshot replaces the state; its data arrived
-		// beside the MsgSnap (ReceiveSnapshot) and is in the store.
-		if err := n.installSnapshot(rd.Snapshot.GetMetadata()); err != nil {
-			return err
-		}
-	}
-	for _, rs := range rd.ReadStates {
-		select {
-		case n.readStatec <- rs:
-		default: // the read loop has moved on; it retries with a fresh context
-		}
-	}
-	if len(rd.CommittedEntries) > 0 {
-		if err := n.applyEntries(rd.CommittedEntries); err != nil {
-			return err
-		}
-	}
-	// Also without new entries if a member was added: that snapshot may
-	// have waited for one in flight to finish.
-	if len(rd.CommittedEntries) > 0 || n.snapAfterAdd {
-		n.maybeSnapshot()
-	}
-	return nil
-}
-
-func (n *Node) observeLeader(lead uint64) {
-	if prev := n.leader.Swap(lead); prev != lead {
-		if lead != raft.None {
-			n.counters.leaderChanges.Add(1)
-		}
-		n.log.Info("leader changed", "leader", n.nameOf(lead), "term", n.term.Load())
-		n.publishLeader(prev, lead)
-	}
-}
-
-func (n *Node) applyEntries(ents []*raftpb.Entry) error {
-	var last, applied uint64
-	for _, e := range ents {
-		switch e.GetType() {
-		case raftpb.EntryNormal:
-			if n.applyCommand(e) {
-				applied++
-			}
-		case raftpb.EntryConfChange:
-			var cc raftpb.ConfChange
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return fmt.Errorf("node: decode conf change at index %d: %w", e.GetIndex(), err)
-			}
-			n.applyConfChange(cc.AsV2())
-		case raftpb.EntryConfChangeV2:
-			var cc raftpb.ConfChangeV2
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return fmt.Errorf("node: decode conf change at index %d: %w", e.GetIndex(), err)
-			}
-			n.applyConfChange(&cc)
-		}
-		last = e.GetIndex()
-		n.snapBytes += uint64(len(e.GetData()))
-	}
-	n.applied.advance(last)
-	if stages.Enabled {
-		stages.Mark("applied", last)
-	}
-	n.counters.entriesCommitted.Add(uint64(len(ents)))
-	n.counters.entriesApplied.Add(applied)
-	return nil
-}
-
-// applyCommand applies a committed normal entry and reports whether it
-// reached the state machine (not empty, unknown or a duplicate).
-func (n *Node) applyCommand(e *raftpb.Entry) bool {
-	data := e.GetData()
-	if len(data) == 0 {
-		return false // a new leader's empty entry
-	}
-	if len(data) < entryHeaderLen || data[0] != entryFormatV1 {
-		// Every node sees the same bytes and skips them alike.
-		n.log.Warn("skipping entry with unknown format", "index", e.GetIndex())
-		return false
-	}
-	proposer := binary.BigEndian.Uint64(data[1:9])
-	seq := binary.BigEndian.Uint64(data[9:17])
-	if !n.dedup.firstTime(proposer, seq, e.GetIndex()) {
-		n.log.Debug("skipping duplicate proposal", "index", e.GetIndex())
-		return false
-	}
-	var start time.Time
-	if n.cfg.Observer != nil {
-		start = time.Now()
-	}
-	result := n.sm.Apply(e.GetIndex(), data[entryHeaderLen:])
-	// Observed before the waiter hears of it: whoever sees a write
-	// acknowledged can find its apply in the metrics.
-	if n.cfg.Observer != nil {
-		n.cfg.Observer.CommandApplied(time.Since(start))
-	}
-	if proposer != n.proposerID {
-		return true
-	}
-	n.waitMu.Lock()
-	w, ok := n.waiters[seq]
-	delete(n.waiters, seq)
-	n.waitMu.Unlock()
-	if ok {
-		if tr := w.trace; tr != nil {
-			tr.index, tr.committedAt, tr.appliedAt = e.GetIndex(), n.counters.readyAt, time.Now()
-		}
-		w.ch <- result // buffered: never blocks the loop
-	}
-	return true
-}
-
-// applyConfChange applies a committed conf change (see
-// applyMembershipChange in membership.go), records the new
-// configuration for snapshots and returns it.
-func (n *Node) applyConfChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState {
-	cs := n.applyMembershipChange(cc)
-	n.confState = proto.Clone(cs).(*raftpb.ConfState)
-	for _, ch := range cc.GetChanges() {
-		if t := ch.GetType(); t == raftpb.ConfChangeAddNode || t == raftpb.ConfChangeAddLearnerNode {
-			n.snapAfterAdd = true
-		}
-	}
-	return cs
-}
-
-// Propose replicates cmd through raft and returns the state machine's
-// result once it is applied on this node. It may be called on any node: a
-// follower's proposal is forwarded to the leader by raft.
-//
-// ctx bounds only the wait. Errors: ErrTooLarge and ErrNoLeader mean the
-// command was not proposed; ErrTimeout means it was proposed and its
-// outcome is unknown; ErrStopped means the node stopped.
-//
-// With Config.Tracer set, a proposal is traced: a span that is a child of
-// ctx's, with events when the entry was committed and applied.
-func (n *Node) Propose(ctx context.Context, cmd []byte) (result any, err error) {
-	n.counters.proposals.Add(1)
-	if n.cfg.Tracer != nil {
-		result, err = n.proposeTraced(ctx, cmd)
-	} else {
-		result, err = n.propose(ctx, cmd, nil)
-	}
-	if err != nil {
-		n.counters.proposalsFailed.Add(1)
-	}
-	return result, err
-}
-
-// propose is Propose; tr, if not nil, receives the entry's index and when
-// it was committed and applied.
-func (n *Node) propose(ctx context.Context, cmd []byte, tr *proposalTrace) (any, error) {
-	if len(cmd) > n.cfg.MaxCommandBytes {
-		return nil, fmt.Errorf("propose: %d bytes, limit %d: %w", len(cmd), n.cfg.MaxCommandBytes, ErrTooLarge)
-	}
-	if err := n.awaitLeader(ctx); err != nil {
-		return nil, err
-	}
-	seq := n.nextSeq.Add(1)
-	data := make([]byte, entryHeaderLen+len(cmd))
-	data[0] = entryFormatV1
-	binary.BigEndian.PutUint64(data[1:9], n.proposerID)
-	binary.BigEndian.PutUint64(data[9:17], seq)
-	copy(data[entryHeaderLen:], cmd)
-
-	ch := make(chan any, 1)
-	n.waitMu.Lock()
-	n.waiters[seq] = proposalWait{ch: ch, trace: tr}
-	n.waitMu.Unlock()
-	defer func() {
-		n.waitMu.Lock()
-		delete(n.waiters, seq)
-		n.waitMu.Unlock()
-	}()
-
-	lead := n.leader.Load()
-	if err := n.proposeEntry(ctx, data); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrProposalDropped):
-			return nil, fmt.Errorf("propose: %w", ErrNoLeader)
-		case errors.Is(err, raft.ErrStopped):
-			return nil, fmt.Errorf("propose: %w", ErrStopped)
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
-		default:
-			return nil, fmt.Errorf("propose: %w", err)
-		}
-	}
-	return n.awaitResult(ctx, ch, data, lead)
-}
-
 func (n *Node) checkServing() error {
 	select {
 	case <-n.stopc:
 		return ErrStopped
 	default:
 	}
-	if n.membership.selfRemoved.Load() {
+	if n.Removed() {
 		return ErrRemoved
 	}
-	if n.leader.Load() == raft.None {
+	if n.leader.current() == raft.None {
 		return ErrNoLeader
 	}
 	return nil
-}
-
-// LinearizableRead returns once this node's state machine reflects every
-// command committed before the call: a read of local state after it
-// returns is linearizable. Concurrent callers share one ReadIndex round.
-func (n *Node) LinearizableRead(ctx context.Context) error {
-	if err := n.awaitLeader(ctx); err != nil {
-		return fmt.Errorf("read index: %w", err)
-	}
-	ch := make(chan error, 1)
-	n.readMu.Lock()
-	if len(n.readPending) >= maxPendingReads {
-		n.readMu.Unlock()
-		return fmt.Errorf("read index: too many pending reads: %w", ErrTimeout)
-	}
-	n.readPending = append(n.readPending, ch)
-	n.readMu.Unlock()
-	select {
-	case n.readSignal <- struct{}{}:
-	default:
-	}
-	select {
-	case err := <-ch:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("read index: %w: %w", ErrTimeout, ctx.Err())
-	case <-n.stopc:
-		return fmt.Errorf("read index: %w", ErrStopped)
-	}
-}
-
-// readLoop serves pending linearizable reads in batches: every read
-// waiting when a round starts shares that round's ReadIndex. Each attempt
-// uses a fresh request context, so a late answer to an earlier attempt can
-// never release a later read (etcd-io/etcd#20418).
-func (n *Node) readLoop() {
-	defer n.wg.Done()
-	var rctxSeq uint64
-	for {
-		select {
-		case <-n.readSignal:
-		case <-n.stopc:
-			return
-		}
-		n.readMu.Lock()
-		batch := n.readPending
-		n.readPending = nil
-		n.readMu.Unlock()
-		if len(batch) == 0 {
-			continue
-		}
-		index, err := n.readIndexRound(&rctxSeq)
-		if err != nil {
-			for _, ch := range batch {
-				ch <- err
-			}
-			continue
-		}
-		applied := n.applied.wait(index)
-		go func() {
-			select {
-			case <-applied:
-				for _, ch := range batch {
-					ch <- nil
-				}
-			case <-n.stopc:
-			}
-		}()
-	}
-}
-
-// readIndexRound asks raft for a read index until it gets one, the
-// cluster has no leader, or the node stops.
-func (n *Node) readIndexRound(seq *uint64) (uint64, error) {
-	for {
-		if err := n.checkServing(); err != nil {
-			return 0, fmt.Errorf("read index: %w", err)
-		}
-		*seq++
-		rctx := make([]byte, 16)
-		binary.BigEndian.PutUint64(rctx[:8], n.proposerID)
-		binary.BigEndian.PutUint64(rctx[8:], *seq)
-		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ReadIndexTimeout)
-		if err := n.raft.ReadIndex(rctx); err != nil {
-			cancel()
-			if errors.Is(err, raft.ErrStopped) {
-				return 0, fmt.Errorf("read index: %w", ErrStopped)
-			}
-			continue
-		}
-		index, ok := n.awaitReadState(ctx, rctx)
-		cancel()
-		if ok {
-			return index, nil
-		}
-	}
-}
-
-func (n *Node) awaitReadState(ctx context.Context, rctx []byte) (uint64, bool) {
-	for {
-		select {
-		case rs := <-n.readStatec:
-			if string(rs.RequestCtx) == string(rctx) {
-				return rs.Index, true
-			}
-			// An answer to an abandoned attempt: ignore it.
-		case <-ctx.Done():
-			return 0, false
-		case <-n.stopc:
-			return 0, false
-		}
-	}
 }
 
 // Deliver implements MessageHandler: it steps messages received from
@@ -946,10 +390,7 @@ func (n *Node) Deliver(msgs []*raftpb.Message) {
 			// progress); forwardLoop retries that without holding up
 			// this delivery.
 			if err := n.raft.Step(m); errors.Is(err, raft.ErrProposalDropped) {
-				select {
-				case n.forwardc <- m:
-				default: // full: the proposer's caller sees a timeout
-				}
+				n.proposals.queueForwarded(m)
 			}
 			continue
 		}
@@ -968,108 +409,33 @@ func (n *Node) ReportSnapshot(id uint64, status raft.SnapshotStatus) {
 	n.raft.ReportSnapshot(id, status)
 }
 
-// TransferLeadership hands leadership to the voter whose log is most
-// caught up and waits until another node leads or ctx ends. It is what a
-// graceful stop of the leader does first, so the cluster does not wait out
-// an election timeout. It returns nil at once on a node that is not the
-// leader or has no other voter.
-func (n *Node) TransferLeadership(ctx context.Context) error {
-	if !n.IsLeader() {
-		return nil
-	}
-	t := time.NewTicker(n.cfg.TickInterval)
-	defer t.Stop()
-	var asked time.Time
-	for n.IsLeader() {
-		// Raft abandons a transfer its target does not complete within an
-		// election timeout (it may still be catching up): ask again, of
-		// whoever is most caught up by then.
-		if time.Since(asked) >= n.cfg.ElectionTimeoutMax {
-			target := n.transferTarget(n.id)
-			if target == 0 {
-				return nil
-			}
-			n.log.Info("transferring leadership", "to", n.nameOf(target))
-			n.raft.TransferLeadership(target)
-			asked = time.Now()
-		}
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return fmt.Errorf("transfer leadership: %w: %w", ErrTimeout, ctx.Err())
-		case <-n.stopc:
-			return ErrStopped
-		}
-	}
-	// Wait until the new leader is known here too: its messages are
-	// flowing, so a stop right after this does not race the other
-	// followers hearing of it (one that has not may take the closing
-	// sockets for a crash and fail over for nothing).
-	for n.leader.Load() == raft.None {
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return nil // handed over; only the confirmation is missing
-		case <-n.stopc:
-			return ErrStopped
-		}
-	}
-	return nil
-}
-
 // ClusterID returns the id of the cluster this node belongs to, or 0 if
 // its storage does not keep one.
 func (n *Node) ClusterID() uint64 { return n.clusterID }
 
-// IsLeader reports whether this node currently leads.
-func (n *Node) IsLeader() bool { return n.leader.Load() == n.id }
-
-// Leader returns the current leader's name, or "" if none is known.
-func (n *Node) Leader() string { return n.nameOf(n.leader.Load()) }
-
 // AppliedIndex returns the index of the last command applied locally.
 func (n *Node) AppliedIndex() uint64 {
-	n.applied.mu.Lock()
-	defer n.applied.mu.Unlock()
-	return n.applied.applied
+	return n.pos.applied.index()
 }
 
 // Ready returns nil if the node is running and knows a leader.
 func (n *Node) Ready() error { return n.checkServing() }
 
-func (n *Node) nameOf(id uint64) string {
-	if id == raft.None {
-		return ""
-	}
-	n.membersMu.RLock()
-	defer n.membersMu.RUnlock()
-	if name, ok := n.names[id]; ok {
-		return name
-	}
-	return fmt.Sprintf("%x", id)
-}
-
 // Status returns a snapshot of the node's raft and membership state.
 func (n *Node) Status() Status {
-	lead := n.leader.Load()
+	lead := n.leader.current()
 	st := Status{
 		NodeID:         n.cfg.ID,
 		IsLeader:       lead == n.id,
 		LeaderID:       n.nameOf(lead),
-		Term:           n.term.Load(),
-		CommitIndex:    n.commitIndex.Load(),
+		Term:           n.pos.term.Load(),
+		CommitIndex:    n.pos.commit.Load(),
 		AppliedIndex:   n.AppliedIndex(),
-		SnapshotIndex:  n.snapIndex.Load(),
-		Members:        []Member{},
+		SnapshotIndex:  n.snaps.index.Load(),
+		Members:        n.Members(),
 		ConnectedPeers: []string{},
 		Removed:        n.Removed(),
 	}
-	n.membersMu.RLock()
-	for _, m := range n.members {
-		st.Members = append(st.Members, m)
-	}
-	n.membersMu.RUnlock()
-	sort.Slice(st.Members, func(i, j int) bool { return st.Members[i].ID < st.Members[j].ID })
 	if n.hasTransport.Load() {
 		for _, id := range n.transport.ConnectedPeers() {
 			st.ConnectedPeers = append(st.ConnectedPeers, n.nameOf(id))
@@ -1077,26 +443,4 @@ func (n *Node) Status() Status {
 		sort.Strings(st.ConnectedPeers)
 	}
 	return st
-}
-
-// markEntries and markMessages record stage marks (internal/stages) for
-// entries, and for appends and their acknowledgements by the last index
-// they cover: "<prefix>_app" and "<prefix>_resp".
-func markEntries(stage string, ents []*raftpb.Entry) {
-	for _, e := range ents {
-		stages.Mark(stage, e.GetIndex())
-	}
-}
-
-func markMessages(prefix string, msgs []*raftpb.Message) {
-	for _, m := range msgs {
-		switch m.GetType() {
-		case raftpb.MsgApp:
-			if k := len(m.GetEntries()); k > 0 {
-				stages.Mark(prefix+"_app", m.GetEntries()[k-1].GetIndex())
-			}
-		case raftpb.MsgAppResp:
-			stages.Mark(prefix+"_resp", m.GetIndex())
-		}
-	}
 }

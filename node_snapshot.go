@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus/internal/msgpackcheck"
@@ -51,11 +52,70 @@ type SnapshotEvent struct {
 	Duration time.Duration
 }
 
+// snapshots is the node's snapshotting: when to take one, the one being
+// written, and installing one a leader sent. The Ready loop owns the
+// plain fields (it captures, and installs, between two applies; NewNode
+// sets them before the loop runs); the atomics are read by any goroutine
+// and written by the Ready loop and the one writer goroutine a snapshot
+// runs on (at most one at a time: inFlight). Outside node_snapshot.go
+// only the Ready loop touches them (ready.go: it selects on wake, adds
+// applied bytes, checks afterAdd and records conf changes through
+// confChanged), and NewNode, before the loop runs.
+type snapshots struct {
+	// snapper is the state machine as a Snapshotter, nil if it cannot
+	// snapshot; store keeps snapshot data. Both are set by init.
+	snapper Snapshotter
+	store   SnapshotStore
+	// confState is the configuration as of the last applied entry; base
+	// is the index of the newest snapshot taken or installed, bytes the
+	// entry bytes applied since.
+	confState *raftpb.ConfState
+	base      uint64
+	bytes     uint64
+	// afterAdd is set when a conf change that adds a member is applied
+	// and cleared when a snapshot taken after it starts: the newest
+	// snapshot, the one a leader sends a node whose entries it has
+	// compacted, must list that node, or the node refuses it and never
+	// catches up (bug B3 in docs/TESTING.md).
+	afterAdd bool
+	// wake fires when a due snapshot that had to wait may start (the
+	// Ready loop selects on it).
+	wake <-chan time.Time
+	// inFlight is set while a snapshot is being written.
+	inFlight atomic.Bool
+	// notBefore (Unix nanoseconds) is when the next snapshot may start,
+	// set as one ends (Config.SnapshotSpacing).
+	notBefore atomic.Int64
+	// index is the newest snapshot's index (Status.SnapshotIndex).
+	index  atomic.Uint64
+	events Feed[SnapshotEvent]
+}
+
+// init sets the state machine and the snapshot store (in memory if nil).
+func (s *snapshots) init(sm StateMachine, store SnapshotStore) {
+	s.snapper, _ = sm.(Snapshotter)
+	s.store = store
+	if s.store == nil {
+		s.store = newMemorySnapshots()
+	}
+}
+
+// confChanged records cs, the configuration after the conf change cc was
+// applied, for the next snapshot. Ready loop only.
+func (s *snapshots) confChanged(cs *raftpb.ConfState, cc *raftpb.ConfChangeV2) {
+	s.confState = proto.Clone(cs).(*raftpb.ConfState)
+	for _, ch := range cc.GetChanges() {
+		if t := ch.GetType(); t == raftpb.ConfChangeAddNode || t == raftpb.ConfChangeAddLearnerNode {
+			s.afterAdd = true
+		}
+	}
+}
+
 // SubscribeSnapshots returns a subscription to snapshot events, holding up
 // to buffer of them (DefaultSubscriptionBuffer if buffer <= 0); events
 // that do not fit are dropped and counted, never waited for.
 func (n *Node) SubscribeSnapshots(buffer int) *Subscription[SnapshotEvent] {
-	return n.snapEvents.Subscribe(buffer)
+	return n.snaps.events.Subscribe(buffer)
 }
 
 // A node's snapshot data is its own replicated state (membership, proposal
@@ -83,15 +143,15 @@ var ErrBadSnapshot = errors.New("bad snapshot")
 // encodeNodeState captures the node's replicated state. Called from the
 // raft loop, so it sees the state as of the last applied entry.
 func (n *Node) encodeNodeState() ([]byte, error) {
-	st := nodeSnapshotState{Dedup: n.dedup.records()}
-	n.membersMu.RLock()
-	for _, m := range n.members {
+	st := nodeSnapshotState{Dedup: n.proposals.dedup.records()}
+	n.members.mu.RLock()
+	for _, m := range n.members.byID {
 		st.Members = append(st.Members, m)
 	}
-	for id := range n.removed {
+	for id := range n.members.removed {
 		st.Removed = append(st.Removed, id)
 	}
-	n.membersMu.RUnlock()
+	n.members.mu.RUnlock()
 	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	slices.Sort(st.Removed)
 	b, err := msgpack.Marshal(&st)
@@ -143,62 +203,62 @@ const snapshotRecheck = 50 * time.Millisecond
 
 // maybeSnapshot starts a snapshot if enough was applied since the last
 // one (and the last one ended long enough ago: Config.SnapshotSpacing),
-// or a member was added since (see snapAfterAdd), and none is being
+// or a member was added since (see snapshots.afterAdd), and none is being
 // written. Called from the raft loop after each Ready: it captures the
 // state there (cheaply: the state machine clones copy-on-write) and
 // writes it out on another goroutine.
 func (n *Node) maybeSnapshot() {
-	if n.snapper == nil || n.cfg.SnapshotThreshold == 0 {
+	if n.snaps.snapper == nil || n.cfg.SnapshotThreshold == 0 {
 		return
 	}
 	applied := n.AppliedIndex()
 	// A member's addition and the byte threshold are not spaced out.
-	due := n.snapAfterAdd || (n.cfg.SnapshotThresholdBytes > 0 && n.snapBytes >= n.cfg.SnapshotThresholdBytes)
-	if !due && applied-n.snapBase >= n.cfg.SnapshotThreshold {
+	due := n.snaps.afterAdd || (n.cfg.SnapshotThresholdBytes > 0 && n.snaps.bytes >= n.cfg.SnapshotThresholdBytes)
+	if !due && applied-n.snaps.base >= n.cfg.SnapshotThreshold {
 		due = true
-		if wait := n.snapNotBefore.Load() - time.Now().UnixNano(); wait > 0 {
+		if wait := n.snaps.notBefore.Load() - time.Now().UnixNano(); wait > 0 {
 			// Spaced out: come back then, even if nothing is applied
-			// meanwhile (the run loop's snapWake).
+			// meanwhile (the Ready loop selects on snapshots.wake).
 			due = false
-			if n.snapWake == nil {
-				n.snapWake = time.After(time.Duration(wait))
+			if n.snaps.wake == nil {
+				n.snaps.wake = time.After(time.Duration(wait))
 			}
 		}
 	}
-	if !due || applied <= n.snapBase {
+	if !due || applied <= n.snaps.base {
 		return
 	}
-	if !n.snapInFlight.CompareAndSwap(false, true) {
+	if !n.snaps.inFlight.CompareAndSwap(false, true) {
 		// One is still being written: look again soon, even if nothing
 		// is applied meanwhile, or an idle node would never take the
 		// snapshot that came due.
-		if n.snapWake == nil {
-			n.snapWake = time.After(snapshotRecheck)
+		if n.snaps.wake == nil {
+			n.snaps.wake = time.After(snapshotRecheck)
 		}
 		return
 	}
 	// Whatever happens next, wait for another threshold before retrying:
 	// a failing disk should not be hit on every Ready.
-	n.snapBase, n.snapBytes, n.snapAfterAdd = applied, 0, false
+	n.snaps.base, n.snaps.bytes, n.snaps.afterAdd = applied, 0, false
 	term, err := n.storage.Term(applied)
 	if err != nil {
-		n.snapInFlight.Store(false)
+		n.snaps.inFlight.Store(false)
 		n.log.Warn("snapshot skipped: term of applied index", "index", applied, "err", err)
 		return
 	}
 	state, err := n.encodeNodeState()
 	if err != nil {
-		n.snapInFlight.Store(false)
+		n.snaps.inFlight.Store(false)
 		n.log.Error("snapshot skipped", "index", applied, "err", err)
 		return
 	}
-	view, err := n.snapper.Snapshot()
+	view, err := n.snaps.snapper.Snapshot()
 	if err != nil {
-		n.snapInFlight.Store(false)
+		n.snaps.inFlight.Store(false)
 		n.log.Error("snapshot skipped: state machine", "index", applied, "err", err)
 		return
 	}
-	cs := proto.Clone(n.confState).(*raftpb.ConfState)
+	cs := proto.Clone(n.snaps.confState).(*raftpb.ConfState)
 	n.wg.Add(1)
 	go n.persistSnapshot(applied, term, cs, state, view)
 }
@@ -207,12 +267,12 @@ func (n *Node) maybeSnapshot() {
 // storage, compacts the log and prunes old snapshots.
 func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state []byte, view StateSnapshot) {
 	defer n.wg.Done()
-	defer n.snapInFlight.Store(false)
+	defer n.snaps.inFlight.Store(false)
 	start := time.Now()
 	defer func() {
 		// Space the next one by how long this one took, failed or not.
 		end := time.Now()
-		n.snapNotBefore.Store(end.Add(time.Duration(n.cfg.SnapshotSpacing) * end.Sub(start)).UnixNano())
+		n.snaps.notBefore.Store(end.Add(time.Duration(n.cfg.SnapshotSpacing) * end.Sub(start)).UnixNano())
 	}()
 	size, err := n.writeSnapshot(index, term, state, view)
 	if err != nil {
@@ -229,13 +289,13 @@ func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state [
 		n.log.Error("snapshot failed: record", "index", index, "err", err)
 		return
 	}
-	n.snapIndex.Store(index)
+	n.snaps.index.Store(index)
 	if index > n.cfg.SnapshotCatchUpEntries {
 		if err := n.storage.Compact(index - n.cfg.SnapshotCatchUpEntries); err != nil {
 			n.log.Warn("log compaction failed", "index", index-n.cfg.SnapshotCatchUpEntries, "err", err)
 		}
 	}
-	if err := n.snapStore.Prune(index, n.cfg.SnapshotRetain); err != nil {
+	if err := n.snaps.store.Prune(index, n.cfg.SnapshotRetain); err != nil {
 		n.log.Warn("pruning snapshots failed", "err", err)
 	}
 	d := time.Since(start)
@@ -245,7 +305,7 @@ func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state [
 
 func (n *Node) writeSnapshot(index, term uint64, state []byte, view StateSnapshot) (size int64, err error) {
 	defer view.Release()
-	sink, err := n.snapStore.Create(index, term)
+	sink, err := n.snaps.store.Create(index, term)
 	if err != nil {
 		return 0, err
 	}
@@ -287,11 +347,11 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // (after the log storage has recorded the snapshot) and from NewNode.
 func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	index, term := meta.GetIndex(), meta.GetTerm()
-	if n.snapper == nil {
+	if n.snaps.snapper == nil {
 		return fmt.Errorf("node: snapshot at index %d, but the state machine cannot restore snapshots", index)
 	}
 	start := time.Now()
-	data, size, err := n.snapStore.Open(index, term)
+	data, size, err := n.snaps.store.Open(index, term)
 	if err != nil {
 		return fmt.Errorf("node: open snapshot %d: %w", index, err)
 	}
@@ -301,16 +361,16 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	if err != nil {
 		return fmt.Errorf("node: snapshot %d: %w", index, err)
 	}
-	if err := n.snapper.Restore(r); err != nil {
+	if err := n.snaps.snapper.Restore(r); err != nil {
 		return fmt.Errorf("node: restore snapshot %d: %w", index, err)
 	}
-	n.dedup.restore(st.Dedup)
+	n.proposals.dedup.restore(st.Dedup)
 	n.restoreMembers(st)
-	n.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
-	n.applied.advance(index)
-	n.snapBase, n.snapBytes = index, 0
-	n.snapIndex.Store(index)
-	if err := n.snapStore.Prune(index, n.cfg.SnapshotRetain); err != nil {
+	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
+	n.pos.applied.advance(index)
+	n.snaps.base, n.snaps.bytes = index, 0
+	n.snaps.index.Store(index)
+	if err := n.snaps.store.Prune(index, n.cfg.SnapshotRetain); err != nil {
 		n.log.Warn("pruning snapshots failed", "err", err)
 	}
 	d := time.Since(start)
@@ -322,21 +382,21 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 // restoreMembers replaces the membership with a snapshot's and points the
 // transport (if started) at the new set of peers.
 func (n *Node) restoreMembers(st nodeSnapshotState) {
-	n.membersMu.Lock()
-	old := n.members
-	n.members = make(map[uint64]Member, len(st.Members))
+	n.members.mu.Lock()
+	old := n.members.byID
+	n.members.byID = make(map[uint64]Member, len(st.Members))
 	for _, m := range st.Members {
 		id := RaftID(m.ID)
-		n.members[id] = m
-		n.names[id] = m.ID
+		n.members.byID[id] = m
+		n.members.names[id] = m.ID
 	}
-	n.removed = make(map[uint64]struct{}, len(st.Removed))
+	n.members.removed = make(map[uint64]struct{}, len(st.Removed))
 	for _, id := range st.Removed {
-		n.removed[id] = struct{}{}
+		n.members.removed[id] = struct{}{}
 	}
-	members := n.members
-	_, selfRemoved := n.removed[n.id]
-	n.membersMu.Unlock()
+	members := n.members.byID
+	_, selfRemoved := n.members.removed[n.id]
+	n.members.mu.Unlock()
 	if selfRemoved {
 		n.markSelfRemoved("installed a snapshot taken after its removal")
 	}
@@ -358,7 +418,7 @@ func (n *Node) restoreMembers(st nodeSnapshotState) {
 // OpenSnapshot returns the data of this node's snapshot at (index, term),
 // for a transport sending it to a follower.
 func (n *Node) OpenSnapshot(index, term uint64) (io.ReadCloser, int64, error) {
-	return n.snapStore.Open(index, term)
+	return n.snaps.store.Open(index, term)
 }
 
 // ReceiveSnapshot stores the data of the snapshot m (a MsgSnap from the
@@ -371,7 +431,7 @@ func (n *Node) ReceiveSnapshot(m *raftpb.Message, data io.Reader) error {
 	if m.GetType() != raftpb.MsgSnap || m.GetTo() != n.id || meta.GetIndex() == 0 {
 		return fmt.Errorf("node: receive snapshot: %w: not a snapshot message for this node", ErrBadSnapshot)
 	}
-	sink, err := n.snapStore.Create(meta.GetIndex(), meta.GetTerm())
+	sink, err := n.snaps.store.Create(meta.GetIndex(), meta.GetTerm())
 	if err != nil {
 		return fmt.Errorf("node: receive snapshot %d: %w", meta.GetIndex(), err)
 	}

@@ -76,10 +76,10 @@ func (n *Node) Metrics() Metrics {
 		EntriesCommitted: c.entriesCommitted.Load(),
 		EntriesApplied:   c.entriesApplied.Load(),
 		LeaderChanges:    c.leaderChanges.Load(),
-		Term:             n.term.Load(),
-		CommitIndex:      n.commitIndex.Load(),
+		Term:             n.pos.term.Load(),
+		CommitIndex:      n.pos.commit.Load(),
 		AppliedIndex:     n.AppliedIndex(),
-		SnapshotIndex:    n.snapIndex.Load(),
+		SnapshotIndex:    n.snaps.index.Load(),
 		IsLeader:         n.IsLeader(),
 	}
 }
@@ -87,19 +87,10 @@ func (n *Node) Metrics() Metrics {
 // publishSnapshot delivers a snapshot event to subscribers and the
 // observer.
 func (n *Node) publishSnapshot(ev SnapshotEvent) {
-	n.snapEvents.Publish(ev)
+	n.snaps.events.Publish(ev)
 	if n.cfg.Observer != nil {
 		n.cfg.Observer.SnapshotDone(ev)
 	}
-}
-
-// proposalWait is what the node keeps for a proposal of this process
-// until the raft loop applies it: the channel its result goes to and, for
-// a traced proposal, where the loop writes when the entry was committed
-// and applied. The times never enter the replicated entry.
-type proposalWait struct {
-	ch    chan any
-	trace *proposalTrace
 }
 
 // proposalTrace is written by the raft loop before it sends the result on

@@ -29,6 +29,13 @@ func (w *appliedWait) wait(index uint64) <-chan struct{} {
 	return ch
 }
 
+// index returns the applied index.
+func (w *appliedWait) index() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.applied
+}
+
 // advance records that index has been applied and wakes waiters it
 // satisfies.
 func (w *appliedWait) advance(index uint64) {
