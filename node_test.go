@@ -384,8 +384,16 @@ func TestStopWhileSaveFails(t *testing.T) {
 	defer func() { tr.Close(); cn.wg.Wait() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := node.Propose(ctx, []byte("first")); err != nil {
-		t.Fatal(err)
+	// The node elects itself a moment after Start: until then a proposal
+	// fails with ErrNoLeader.
+	for {
+		_, err := node.Propose(ctx, []byte("first"))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, consensus.ErrNoLeader) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
 	}
 	close(st.armed)
 	proposed := make(chan error, 1)
