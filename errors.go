@@ -47,4 +47,9 @@ var (
 	// ErrNotLeader means the request must be made on the leader (a
 	// leadership transfer to a third node; see Node.TransferLeadershipTo).
 	ErrNotLeader = errors.New("not the leader")
+
+	// ErrLeadershipLost means a proposal bound to a term of this node's
+	// leadership (InTerm) was not applied, and never will be: the term
+	// ended before its entry was committed.
+	ErrLeadershipLost = errors.New("leadership lost before the proposal was committed")
 )

@@ -2,6 +2,7 @@ package consensus
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -46,8 +47,10 @@ type SnapshotEvent struct {
 	Type SnapshotEventType
 	// Index and Term are the last log entry the snapshot covers.
 	Index, Term uint64
-	// Bytes is the size of the snapshot's data.
-	Bytes int64
+	// Bytes is the size of the snapshot's data: the node's part and the
+	// state machine's. StateBytes is the state machine's part alone
+	// (what its StateSnapshot wrote); it is 0 for a restored snapshot.
+	Bytes, StateBytes int64
 	// Duration is how long writing or restoring it took.
 	Duration time.Duration
 }
@@ -78,6 +81,10 @@ type snapshots struct {
 	// compacted, must list that node, or the node refuses it and never
 	// catches up (bug B3 in docs/TESTING.md).
 	afterAdd bool
+	// pending are Snapshot calls waiting for the next snapshot to start
+	// (the Ready loop takes them from requests).
+	pending  []snapshotRequest
+	requests chan snapshotRequest
 	// wake fires when a due snapshot that had to wait may start (the
 	// Ready loop selects on it).
 	wake <-chan time.Time
@@ -87,14 +94,17 @@ type snapshots struct {
 	// set as one ends (Config.SnapshotSpacing).
 	notBefore atomic.Int64
 	// index is the newest snapshot's index (Status.SnapshotIndex).
-	index  atomic.Uint64
-	events Feed[SnapshotEvent]
+	index atomic.Uint64
+	// installs counts snapshots installed (proposal.go: awaitInTerm).
+	installs atomic.Uint64
+	events   Feed[SnapshotEvent]
 }
 
 // init sets the state machine and the snapshot store (in memory if nil).
 func (s *snapshots) init(sm StateMachine, store SnapshotStore) {
 	s.snapper, _ = sm.(Snapshotter)
 	s.store = store
+	s.requests = make(chan snapshotRequest)
 	if s.store == nil {
 		s.store = newMemorySnapshots()
 	}
@@ -123,6 +133,9 @@ func (n *Node) SubscribeSnapshots(buffer int) *Subscription[SnapshotEvent] {
 //
 //	magic (8) | length of node state (4, big-endian) | node state (MessagePack) | state machine data
 var nodeSnapMagic = [8]byte{'C', 'N', 'O', 'D', 'E', 0, 0, 1}
+
+// nodeSnapHeaderLen is the size of the magic and the length.
+const nodeSnapHeaderLen = 12
 
 // maxNodeStateBytes bounds the node state a snapshot may declare, so a
 // damaged length cannot make the decoder allocate without limit. The
@@ -164,7 +177,7 @@ func (n *Node) encodeNodeState() ([]byte, error) {
 // readNodeState reads the node's part of snapshot data from r, leaving r
 // at the state machine's part.
 func readNodeState(r io.Reader) (nodeSnapshotState, error) {
-	var hdr [12]byte
+	var hdr [nodeSnapHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return nodeSnapshotState{}, fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
 	}
@@ -201,20 +214,73 @@ func readNodeState(r io.Reader) (nodeSnapshotState, error) {
 // the previous one is still being written.
 const snapshotRecheck = 50 * time.Millisecond
 
-// maybeSnapshot starts a snapshot if enough was applied since the last
-// one (and the last one ended long enough ago: Config.SnapshotSpacing),
-// or a member was added since (see snapshots.afterAdd), and none is being
-// written. Called from the raft loop after each Ready: it captures the
-// state there (cheaply: the state machine clones copy-on-write) and
-// writes it out on another goroutine.
+// snapshotRequest is a call of Node.Snapshot waiting for its snapshot.
+type snapshotRequest struct {
+	done chan snapshotResult // buffered: answered once, never blocking
+}
+
+type snapshotResult struct {
+	pos Position
+	err error
+}
+
+func answerSnapshots(reqs []snapshotRequest, pos Position, err error) {
+	for _, r := range reqs {
+		r.done <- snapshotResult{pos, err}
+	}
+}
+
+// ErrCannotSnapshot means the state machine does not implement
+// Snapshotter, so the node cannot snapshot.
+var ErrCannotSnapshot = errors.New("the state machine cannot snapshot")
+
+// Snapshot takes a snapshot of the state as of the last applied entry now,
+// whatever the thresholds, compacts the log behind it as a threshold's
+// snapshot does, and returns its position once it is written. If one is
+// being written, it waits for it and takes another; if the newest
+// snapshot is already at the applied index, it returns that one. ctx
+// bounds only the wait.
+func (n *Node) Snapshot(ctx context.Context) (Position, error) {
+	if n.snaps.snapper == nil {
+		return Position{}, fmt.Errorf("node: snapshot: %w", ErrCannotSnapshot)
+	}
+	req := snapshotRequest{done: make(chan snapshotResult, 1)}
+	select {
+	case n.snaps.requests <- req:
+	case <-ctx.Done():
+		return Position{}, fmt.Errorf("node: snapshot: %w: %w", ErrTimeout, ctx.Err())
+	case <-n.stopc:
+		return Position{}, fmt.Errorf("node: snapshot: %w", ErrStopped)
+	}
+	select {
+	case r := <-req.done:
+		if r.err != nil {
+			return Position{}, fmt.Errorf("node: snapshot: %w", r.err)
+		}
+		return r.pos, nil
+	case <-ctx.Done():
+		return Position{}, fmt.Errorf("node: snapshot: %w: %w", ErrTimeout, ctx.Err())
+	case <-n.stopc:
+		return Position{}, fmt.Errorf("node: snapshot: %w", ErrStopped)
+	}
+}
+
+// maybeSnapshot starts a snapshot if one was asked for (Snapshot), enough
+// was applied since the last one (and the last one ended long enough ago:
+// Config.SnapshotSpacing), or a member was added since (see
+// snapshots.afterAdd), and none is being written. Called from the raft
+// loop after each Ready: it captures the state there (cheaply: the state
+// machine clones copy-on-write) and writes it out on another goroutine.
 func (n *Node) maybeSnapshot() {
-	if n.snaps.snapper == nil || n.cfg.SnapshotThreshold == 0 {
+	asked := len(n.snaps.pending) > 0
+	if n.snaps.snapper == nil || (n.cfg.SnapshotThreshold == 0 && !asked) {
 		return
 	}
 	applied := n.AppliedIndex()
-	// A member's addition and the byte threshold are not spaced out.
-	due := n.snaps.afterAdd || (n.cfg.SnapshotThresholdBytes > 0 && n.snaps.bytes >= n.cfg.SnapshotThresholdBytes)
-	if !due && applied-n.snaps.base >= n.cfg.SnapshotThreshold {
+	// A member's addition, the byte threshold and a call are not spaced
+	// out.
+	due := asked || n.snaps.afterAdd || (n.cfg.SnapshotThresholdBytes > 0 && n.snaps.bytes >= n.cfg.SnapshotThresholdBytes)
+	if !due && n.cfg.SnapshotThreshold > 0 && applied-n.snaps.base >= n.cfg.SnapshotThreshold {
 		due = true
 		if wait := n.snaps.notBefore.Load() - time.Now().UnixNano(); wait > 0 {
 			// Spaced out: come back then, even if nothing is applied
@@ -225,7 +291,7 @@ func (n *Node) maybeSnapshot() {
 			}
 		}
 	}
-	if !due || applied <= n.snaps.base {
+	if !due {
 		return
 	}
 	if !n.snaps.inFlight.CompareAndSwap(false, true) {
@@ -237,53 +303,77 @@ func (n *Node) maybeSnapshot() {
 		}
 		return
 	}
+	if asked && applied == n.snaps.index.Load() {
+		// The newest snapshot is at the applied index already.
+		n.snaps.inFlight.Store(false)
+		term, err := n.storage.Term(applied)
+		answerSnapshots(n.snaps.pending, Position{applied, term}, err)
+		n.snaps.pending = nil
+		return
+	}
+	if applied <= n.snaps.base && !asked {
+		n.snaps.inFlight.Store(false)
+		return
+	}
+	waiting := n.snaps.pending
+	n.snaps.pending = nil
 	// Whatever happens next, wait for another threshold before retrying:
 	// a failing disk should not be hit on every Ready.
 	n.snaps.base, n.snaps.bytes, n.snaps.afterAdd = applied, 0, false
+	fail := func(err error) {
+		n.snaps.inFlight.Store(false)
+		answerSnapshots(waiting, Position{}, err)
+	}
 	term, err := n.storage.Term(applied)
 	if err != nil {
-		n.snaps.inFlight.Store(false)
+		fail(err)
 		n.log.Warn("snapshot skipped: term of applied index", "index", applied, "err", err)
 		return
 	}
+	at := Position{Index: applied, Term: term}
 	state, err := n.encodeNodeState()
 	if err != nil {
-		n.snaps.inFlight.Store(false)
+		fail(err)
 		n.log.Error("snapshot skipped", "index", applied, "err", err)
 		return
 	}
-	view, err := n.snaps.snapper.Snapshot()
+	view, err := n.snaps.snapper.Snapshot(at)
 	if err != nil {
-		n.snaps.inFlight.Store(false)
+		fail(fmt.Errorf("state machine: %w", err))
 		n.log.Error("snapshot skipped: state machine", "index", applied, "err", err)
 		return
 	}
 	cs := proto.Clone(n.snaps.confState).(*raftpb.ConfState)
 	n.wg.Add(1)
-	go n.persistSnapshot(applied, term, cs, state, view)
+	go n.persistSnapshot(at, cs, state, view, waiting)
 }
 
 // persistSnapshot writes a captured snapshot, records it in the log
-// storage, compacts the log and prunes old snapshots.
-func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state []byte, view StateSnapshot) {
+// storage, compacts the log and prunes old snapshots, then answers the
+// Snapshot calls waiting for it.
+func (n *Node) persistSnapshot(at Position, cs *raftpb.ConfState, state []byte, view StateSnapshot, waiting []snapshotRequest) {
 	defer n.wg.Done()
 	defer n.snaps.inFlight.Store(false)
 	start := time.Now()
+	var err error
 	defer func() {
 		// Space the next one by how long this one took, failed or not.
 		end := time.Now()
 		n.snaps.notBefore.Store(end.Add(time.Duration(n.cfg.SnapshotSpacing) * end.Sub(start)).UnixNano())
+		answerSnapshots(waiting, at, err)
 	}()
-	size, err := n.writeSnapshot(index, term, state, view)
+	index, term := at.Index, at.Term
+	size, stateSize, err := n.writeSnapshot(index, term, state, view)
 	if err != nil {
 		n.log.Error("snapshot failed", "index", index, "err", err)
 		return
 	}
 	snap := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: proto.Uint64(index), Term: proto.Uint64(term), ConfState: cs}}
-	if err := n.storage.SetSnapshot(snap); err != nil {
+	if err = n.storage.SetSnapshot(snap); err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
 			// A newer snapshot from the leader was installed meanwhile.
 			n.log.Debug("snapshot superseded", "index", index, "err", err)
+			err = fmt.Errorf("superseded by a newer snapshot from the leader: %w", err)
 			return
 		}
 		n.log.Error("snapshot failed: record", "index", index, "err", err)
@@ -300,35 +390,38 @@ func (n *Node) persistSnapshot(index, term uint64, cs *raftpb.ConfState, state [
 	}
 	d := time.Since(start)
 	n.log.Info("snapshot created", "index", index, "term", term, "bytes", size, "took", d)
-	n.publishSnapshot(SnapshotEvent{Type: SnapshotCreated, Index: index, Term: term, Bytes: size, Duration: d})
+	n.publishSnapshot(SnapshotEvent{Type: SnapshotCreated, Index: index, Term: term, Bytes: size, StateBytes: stateSize, Duration: d})
 }
 
-func (n *Node) writeSnapshot(index, term uint64, state []byte, view StateSnapshot) (size int64, err error) {
+// writeSnapshot writes a snapshot's data: the node's part (state), then
+// the state machine's (view). It returns the size of the whole and of the
+// state machine's part.
+func (n *Node) writeSnapshot(index, term uint64, state []byte, view StateSnapshot) (size, stateSize int64, err error) {
 	defer view.Release()
 	sink, err := n.snaps.store.Create(index, term)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var hdr [12]byte
+	var hdr [nodeSnapHeaderLen]byte
 	copy(hdr[:8], nodeSnapMagic[:])
 	binary.BigEndian.PutUint32(hdr[8:], uint32(len(state)))
 	cw := &countingWriter{w: sink}
 	if _, err := cw.Write(hdr[:]); err != nil {
 		sink.Abort()
-		return 0, err
+		return 0, 0, err
 	}
 	if _, err := cw.Write(state); err != nil {
 		sink.Abort()
-		return 0, err
+		return 0, 0, err
 	}
 	if _, err := view.WriteTo(cw); err != nil {
 		sink.Abort()
-		return 0, fmt.Errorf("state machine: %w", err)
+		return 0, 0, fmt.Errorf("state machine: %w", err)
 	}
 	if err := sink.Commit(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return cw.n, nil
+	return cw.n, cw.n - nodeSnapHeaderLen - int64(len(state)), nil
 }
 
 type countingWriter struct {
@@ -361,12 +454,14 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	if err != nil {
 		return fmt.Errorf("node: snapshot %d: %w", index, err)
 	}
-	if err := n.snaps.snapper.Restore(r); err != nil {
+	if err := n.snaps.snapper.Restore(Position{Index: index, Term: term}, r); err != nil {
 		return fmt.Errorf("node: restore snapshot %d: %w", index, err)
 	}
 	n.proposals.dedup.restore(st.Dedup)
 	n.restoreMembers(st)
 	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
+	n.snaps.installs.Add(1)
+	n.pos.appliedTerm.Store(term)
 	n.pos.applied.advance(index)
 	n.snaps.base, n.snaps.bytes = index, 0
 	n.snaps.index.Store(index)
@@ -415,8 +510,50 @@ func (n *Node) restoreMembers(st nodeSnapshotState) {
 	}
 }
 
+// StateMachineData reads the node's part of snapshot data (as a
+// SnapshotStore holds it, OpenSnapshot returns it and a leader sends it)
+// from r, verifying it, and returns r positioned at the state machine's
+// part: the bytes its StateSnapshot wrote, which its Restore reads. A
+// program can so read, size or test its own part of a snapshot file.
+func StateMachineData(r io.Reader) (io.Reader, error) {
+	if _, err := readNodeState(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// OpenStateSnapshot returns the state machine's part of this node's
+// snapshot at at (see StateMachineData) and its size in bytes.
+func (n *Node) OpenStateSnapshot(at Position) (io.ReadCloser, int64, error) {
+	data, size, err := n.snaps.store.Open(at.Index, at.Term)
+	if err != nil {
+		return nil, 0, err
+	}
+	cr := &countingReader{r: data}
+	if _, err := readNodeState(cr); err != nil {
+		data.Close()
+		return nil, 0, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{data, data}, size - cr.n, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
 // OpenSnapshot returns the data of this node's snapshot at (index, term),
-// for a transport sending it to a follower.
+// node's part and state machine's, for a transport sending it to a
+// follower.
 func (n *Node) OpenSnapshot(index, term uint64) (io.ReadCloser, int64, error) {
 	return n.snaps.store.Open(index, term)
 }

@@ -27,13 +27,22 @@ type tally struct {
 	mu      sync.Mutex
 	vals    map[string]string
 	applied uint64
+	// lastIndex is the index of the last entry Apply saw; snapAt and
+	// restoredAt are the positions the node gave Snapshot and Restore.
+	lastIndex          uint64
+	snapAt, restoredAt consensus.Position
+	cmds               map[uint64]string // by index
 }
 
-func newTally() *tally { return &tally{vals: map[string]string{}} }
+var _ consensus.Snapshotter = (*tally)(nil)
 
-func (t *tally) Apply(_ uint64, cmd []byte) any {
+func newTally() *tally { return &tally{vals: map[string]string{}, cmds: map[uint64]string{}} }
+
+func (t *tally) Apply(index uint64, cmd []byte) any {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.lastIndex = index
+	t.cmds[index] = string(cmd)
 	k, v, _ := bytes.Cut(cmd, []byte("="))
 	t.vals[string(k)] = string(v)
 	t.applied++
@@ -45,9 +54,10 @@ type tallyView struct {
 	applied uint64
 }
 
-func (t *tally) Snapshot() (consensus.StateSnapshot, error) {
+func (t *tally) Snapshot(at consensus.Position) (consensus.StateSnapshot, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.snapAt = at
 	return &tallyView{vals: maps.Clone(t.vals), applied: t.applied}, nil
 }
 
@@ -62,7 +72,7 @@ func (v *tallyView) WriteTo(w io.Writer) (int64, error) {
 
 func (v *tallyView) Release() {}
 
-func (t *tally) Restore(r io.Reader) error {
+func (t *tally) Restore(at consensus.Position, r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -84,6 +94,7 @@ func (t *tally) Restore(r io.Reader) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.vals, t.applied = vals, binary.BigEndian.Uint64(b[:8])
+	t.restoredAt, t.lastIndex = at, at.Index
 	return nil
 }
 
@@ -340,6 +351,9 @@ func TestRestartFromSnapshotAndTail(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "a snapshot at 150 or more", func() bool { return node.Status().SnapshotIndex >= 150 })
 	want, wantApplied := sm.state()
+	sm.mu.Lock()
+	snapAt := sm.snapAt
+	sm.mu.Unlock()
 	node.Stop()
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
@@ -368,5 +382,12 @@ func TestRestartFromSnapshotAndTail(t *testing.T) {
 	}
 	if si := node.Status().SnapshotIndex; si < 150 {
 		t.Fatalf("snapshot index after restart = %d, want >= 150", si)
+	}
+	// Restore was told which snapshot it restored: the last one taken.
+	sm.mu.Lock()
+	restoredAt := sm.restoredAt
+	sm.mu.Unlock()
+	if restoredAt != snapAt || restoredAt.Index != node.Status().SnapshotIndex || restoredAt.Term == 0 {
+		t.Fatalf("Restore was given %+v; the snapshot was taken at %+v, status says index %d", restoredAt, snapAt, node.Status().SnapshotIndex)
 	}
 }

@@ -36,6 +36,10 @@ type proposals struct {
 	nextSeq atomic.Uint64
 	mu      sync.Mutex
 	waiters map[uint64]proposalWait // by sequence number
+	// handles counts waiters with a Proposal handle, which want to hear
+	// where their entry was appended (noteAppended): the Ready loop looks
+	// at the entries it saves only while it is above zero.
+	handles atomic.Int64
 	// forwarded carries proposals forwarded by peers to forwardLoop, so
 	// that stepping one (which waits while raft knows no leader) never
 	// stalls the transport that delivered it.
@@ -50,44 +54,84 @@ func (p *proposals) init() {
 }
 
 // proposalWait is what the node keeps for a proposal of this process
-// until the raft loop applies it: the channel its result goes to and, for
-// a traced proposal, where the loop writes when the entry was committed
-// and applied. The times never enter the replicated entry.
+// until the raft loop applies it: the channel its result goes to, its
+// handle if it was submitted (Submit) and, for a traced proposal, where
+// the loop writes when the entry was committed and applied. The times
+// never enter the replicated entry.
 type proposalWait struct {
-	ch    chan any
-	trace *proposalTrace
+	ch     chan appliedResult
+	handle *Proposal
+	trace  *proposalTrace
+}
+
+// appliedResult is what the Ready loop hands a waiter: where its entry
+// was applied and what Apply returned (notApplied if it was skipped).
+type appliedResult struct {
+	pos   Position
+	value any
 }
 
 // register takes the next sequence number and a waiter for it.
-func (p *proposals) register(tr *proposalTrace) (seq uint64, ch chan any) {
+func (p *proposals) register(tr *proposalTrace, h *Proposal) (seq uint64, ch chan appliedResult) {
 	seq = p.nextSeq.Add(1)
-	ch = make(chan any, 1)
+	ch = make(chan appliedResult, 1)
 	p.mu.Lock()
-	p.waiters[seq] = proposalWait{ch: ch, trace: tr}
+	p.waiters[seq] = proposalWait{ch: ch, handle: h, trace: tr}
 	p.mu.Unlock()
+	if h != nil {
+		p.handles.Add(1)
+	}
 	return seq, ch
 }
 
 // forget drops the waiter of seq, if still there.
 func (p *proposals) forget(seq uint64) {
 	p.mu.Lock()
+	w, ok := p.waiters[seq]
 	delete(p.waiters, seq)
 	p.mu.Unlock()
+	if ok && w.handle != nil {
+		p.handles.Add(-1)
+	}
 }
 
-// complete hands result, of the entry at index, to the waiter of seq if
-// it still waits, and records the times of a traced proposal (committedAt
-// is when its Ready arrived). Called by the Ready loop; never blocks.
-func (p *proposals) complete(seq, index uint64, result any, committedAt time.Time) {
+// complete hands result, of the entry at pos, to the waiter of seq if it
+// still waits, and records the times of a traced proposal (committedAt is
+// when its Ready arrived). Called by the Ready loop; never blocks.
+func (p *proposals) complete(seq uint64, pos Position, result any, committedAt time.Time) {
 	p.mu.Lock()
 	w, ok := p.waiters[seq]
 	delete(p.waiters, seq)
 	p.mu.Unlock()
 	if ok {
 		if tr := w.trace; tr != nil {
-			tr.index, tr.committedAt, tr.appliedAt = index, committedAt, time.Now()
+			tr.index, tr.committedAt, tr.appliedAt = pos.Index, committedAt, time.Now()
 		}
-		w.ch <- result // buffered: never blocks the loop
+		if w.handle != nil {
+			p.handles.Add(-1)
+		}
+		w.ch <- appliedResult{pos, result} // buffered: never blocks the loop
+	}
+}
+
+// noteAppended tells the handles of this process's proposals among ents,
+// just saved to the log, where their entries are. Ready loop only, and
+// only while handles is above zero.
+func (p *proposals) noteAppended(proposer uint64, ents []*raftpb.Entry) {
+	for _, e := range ents {
+		if e.GetType() != raftpb.EntryNormal {
+			continue
+		}
+		from, seq, _, ok := decodeEntry(e.GetData())
+		if !ok || from != proposer {
+			continue
+		}
+		p.mu.Lock()
+		w := p.waiters[seq]
+		p.mu.Unlock()
+		if w.handle != nil {
+			w.handle.appendedAt(Position{Index: e.GetIndex(), Term: e.GetTerm()})
+		}
 	}
 }
 
@@ -137,6 +181,10 @@ func decodeEntry(data []byte) (proposer, seq uint64, cmd []byte, ok bool) {
 //
 // With Config.Tracer set, a proposal is traced: a span that is a child of
 // ctx's, with events when the entry was committed and applied.
+//
+// Propose is Submit followed by Wait, minus the handle: use Submit for the
+// entry's index and term, or to bind the proposal to a term of this
+// node's leadership (InTerm).
 func (n *Node) Propose(ctx context.Context, cmd []byte) (result any, err error) {
 	n.counters.proposals.Add(1)
 	if n.cfg.Tracer != nil {
@@ -159,24 +207,31 @@ func (n *Node) propose(ctx context.Context, cmd []byte, tr *proposalTrace) (any,
 	if err := n.awaitLeader(ctx); err != nil {
 		return nil, err
 	}
-	seq, ch := n.proposals.register(tr)
+	seq, ch := n.proposals.register(tr, nil)
 	defer n.proposals.forget(seq)
 	data := encodeEntry(n.proposerID, seq, cmd)
 
 	lead := n.leader.current()
 	if err := n.proposeEntry(ctx, data); err != nil {
-		switch {
-		case errors.Is(err, raft.ErrProposalDropped):
-			return nil, fmt.Errorf("propose: %w", ErrNoLeader)
-		case errors.Is(err, raft.ErrStopped):
-			return nil, fmt.Errorf("propose: %w", ErrStopped)
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
-		default:
-			return nil, fmt.Errorf("propose: %w", err)
-		}
+		return nil, proposeError(ctx, err)
 	}
-	return n.awaitResult(ctx, ch, data, lead)
+	r, err := n.awaitResult(ctx, ch, data, lead)
+	return r.value, err
+}
+
+// proposeError maps the error of handing a proposal to raft to the
+// node's errors.
+func proposeError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrProposalDropped):
+		return fmt.Errorf("propose: %w", ErrNoLeader)
+	case errors.Is(err, raft.ErrStopped):
+		return fmt.Errorf("propose: %w", ErrStopped)
+	case ctx.Err() != nil:
+		return fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
+	default:
+		return fmt.Errorf("propose: %w", err)
+	}
 }
 
 // A leader change that the cluster makes on purpose (a transfer before a
@@ -222,7 +277,7 @@ func (n *Node) proposeEntry(ctx context.Context, data []byte) error {
 // so it is proposed again whenever a new leader appears: the entry
 // carries its proposer id and sequence number, and the loop applies it
 // once however many copies reach the log (dedup.go).
-func (n *Node) awaitResult(ctx context.Context, ch <-chan any, data []byte, lead uint64) (any, error) {
+func (n *Node) awaitResult(ctx context.Context, ch <-chan appliedResult, data []byte, lead uint64) (appliedResult, error) {
 	for {
 		changed := n.leader.changes()
 		if now := n.leader.current(); now != lead && now != raft.None {
@@ -232,17 +287,17 @@ func (n *Node) awaitResult(ctx context.Context, ch <-chan any, data []byte, lead
 		}
 		select {
 		case r := <-ch:
-			if _, ok := r.(notApplied); ok {
+			if _, ok := r.value.(notApplied); ok {
 				// Not applied anywhere, but ErrTimeout's "outcome
 				// unknown" is what callers already retry on.
-				return nil, fmt.Errorf("propose: held up until the dedup window passed it, not applied: %w", ErrTimeout)
+				return appliedResult{}, fmt.Errorf("propose: held up until the dedup window passed it, not applied: %w", ErrTimeout)
 			}
 			return r, nil
 		case <-changed:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
+			return appliedResult{}, fmt.Errorf("propose: %w: %w", ErrTimeout, ctx.Err())
 		case <-n.stopc:
-			return nil, fmt.Errorf("propose: %w", ErrStopped)
+			return appliedResult{}, fmt.Errorf("propose: %w", ErrStopped)
 		}
 	}
 }

@@ -25,7 +25,7 @@ func TestProposalBehindDedupWindowFails(t *testing.T) {
 	sm := &countingSM{}
 	n := &Node{sm: sm, proposerID: 7, log: slog.New(slog.DiscardHandler)}
 	n.proposals.init()
-	late, ch := n.proposals.register(nil)
+	late, ch := n.proposals.register(nil, nil)
 	index := uint64(0)
 	apply := func(seq uint64) bool {
 		index++

@@ -161,6 +161,31 @@ type proposalBatch struct {
 	err     error
 }
 
+// errNotLeaderInTerm is ProposeInTerm's refusal.
+var errNotLeaderInTerm = errors.New("not the leader in that term")
+
+// ProposeInTerm appends data as one entry if, and only if, this node is
+// the leader in term when raft takes it: the check and the append are
+// one step under the raft lock, so the entry can only be at term in the
+// log. It is never combined with other proposals nor forwarded.
+func (r *raftNode) ProposeInTerm(data []byte, term uint64) error {
+	return r.do(func(rn *raft.RawNode) error {
+		st := rn.BasicStatus()
+		if st.RaftState != raft.StateLeader || st.GetTerm() != term {
+			return errNotLeaderInTerm
+		}
+		return rn.Step(&raftpb.Message{Type: raftpb.MsgProp.Enum(), From: new(r.id), Entries: []*raftpb.Entry{{Data: data}}})
+	})
+}
+
+// Leading returns the current term and whether this node leads in it.
+func (r *raftNode) Leading() (term uint64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.rn.BasicStatus()
+	return st.GetTerm(), st.RaftState == raft.StateLeader
+}
+
 func (r *raftNode) ProposeConfChange(cc raftpb.ConfChangeI) error {
 	return r.do(func(rn *raft.RawNode) error { return rn.ProposeConfChange(cc) })
 }

@@ -28,7 +28,10 @@ import (
 // the Ready loop writes it (NewNode sets it before the loop runs).
 type position struct {
 	term, commit atomic.Uint64
-	applied      appliedWait
+	// appliedTerm is the term of the last applied entry (or installed
+	// snapshot); it is stored before applied advances past it.
+	appliedTerm atomic.Uint64
+	applied     appliedWait
 }
 
 // tickLoop drives raft's logical clock. It runs apart from the Ready loop
@@ -58,6 +61,10 @@ func (n *Node) run() {
 		case <-n.raft.wake:
 		case <-n.snaps.wake:
 			n.snaps.wake = nil
+			n.maybeSnapshot()
+			continue
+		case req := <-n.snaps.requests:
+			n.snaps.pending = append(n.snaps.pending, req)
 			n.maybeSnapshot()
 			continue
 		case <-n.stopc:
@@ -120,6 +127,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 	if stages.Enabled {
 		markEntries("saved", rd.Entries)
 	}
+	if len(rd.Entries) > 0 && n.proposals.handles.Load() > 0 {
+		n.proposals.noteAppended(n.proposerID, rd.Entries)
+	}
 	if !raft.IsEmptyHardState(rd.HardState) {
 		n.pos.term.Store(rd.HardState.GetTerm())
 		n.pos.commit.Store(rd.HardState.GetCommit())
@@ -157,7 +167,7 @@ func (n *Node) handleReady(rd raft.Ready) error {
 }
 
 func (n *Node) applyEntries(ents []*raftpb.Entry) error {
-	var last, applied uint64
+	var last, lastTerm, applied uint64
 	for _, e := range ents {
 		switch e.GetType() {
 		case raftpb.EntryNormal:
@@ -177,9 +187,10 @@ func (n *Node) applyEntries(ents []*raftpb.Entry) error {
 			}
 			n.applyConfChange(&cc)
 		}
-		last = e.GetIndex()
+		last, lastTerm = e.GetIndex(), e.GetTerm()
 		n.snaps.bytes += uint64(len(e.GetData()))
 	}
+	n.pos.appliedTerm.Store(lastTerm)
 	n.pos.applied.advance(last)
 	if stages.Enabled {
 		stages.Mark("applied", last)
@@ -207,7 +218,7 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 		if proposer == n.proposerID {
 			// A waiter left means no copy was applied: this one came
 			// after the window had passed its sequence number.
-			n.proposals.complete(seq, e.GetIndex(), notApplied{}, n.counters.readyAt)
+			n.proposals.complete(seq, Position{e.GetIndex(), e.GetTerm()}, notApplied{}, n.counters.readyAt)
 		}
 		return false
 	}
@@ -222,7 +233,7 @@ func (n *Node) applyCommand(e *raftpb.Entry) bool {
 		n.cfg.Observer.CommandApplied(time.Since(start))
 	}
 	if proposer == n.proposerID {
-		n.proposals.complete(seq, e.GetIndex(), result, n.counters.readyAt)
+		n.proposals.complete(seq, Position{e.GetIndex(), e.GetTerm()}, result, n.counters.readyAt)
 	}
 	return true
 }

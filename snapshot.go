@@ -7,16 +7,18 @@ import "io"
 // Config.SnapshotThreshold applied entries, compacts its log, and sends a
 // new or far-behind follower the snapshot instead of the whole log.
 type Snapshotter interface {
-	// Snapshot captures the state as of the last applied command. It is
-	// called from the raft loop between two Applies and must be cheap (a
-	// copy-on-write clone, not a serialisation): the returned view is
-	// written out by another goroutine while Apply goes on.
-	Snapshot() (StateSnapshot, error)
+	// Snapshot captures the state as of the last applied command, the
+	// entry at at. It is called from the raft loop between two Applies
+	// and must be cheap (a copy-on-write clone, not a serialisation): the
+	// returned view is written out by another goroutine while Apply goes
+	// on.
+	Snapshot(at Position) (StateSnapshot, error)
 	// Restore replaces the entire state with one written by
-	// StateSnapshot.WriteTo. It is called from the raft loop, never
+	// StateSnapshot.WriteTo, of the snapshot at at (the next Apply is of
+	// the entry after at.Index). It is called from the raft loop, never
 	// concurrently with Apply. It rejects malformed input with an error
 	// (never a panic) and leaves the state unchanged when it fails.
-	Restore(r io.Reader) error
+	Restore(at Position, r io.Reader) error
 }
 
 // StateSnapshot is a frozen view of a state machine's state.

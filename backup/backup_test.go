@@ -75,7 +75,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("metadata %+v, want %+v", meta, want)
 	}
 	restored := kv.NewMachine()
-	if err := restored.Restore(br); err != nil {
+	if err := restored.Restore(consensus.Position{}, br); err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := br.Summary(); !ok || got != sum {

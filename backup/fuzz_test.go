@@ -6,6 +6,7 @@ import (
 	"io"
 	"testing"
 
+	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -44,6 +45,6 @@ func FuzzReadBackup(f *testing.F) {
 			t.Fatalf("accepted %d bytes with summary %+v (verified %v), state %d", len(b), sum, ok, n)
 		}
 		// An accepted state either restores or is refused cleanly.
-		_ = kv.NewMachine().Restore(bytes.NewReader(b[len(b)-int(n)-trailerLen : len(b)-trailerLen]))
+		_ = kv.NewMachine().Restore(consensus.Position{}, bytes.NewReader(b[len(b)-int(n)-trailerLen:len(b)-trailerLen]))
 	})
 }

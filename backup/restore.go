@@ -170,7 +170,7 @@ func checkState(f io.ReadSeeker, opts []kv.Option) error {
 	if err != nil {
 		return err
 	}
-	if err := kv.NewMachine(opts...).Restore(br); err != nil {
+	if err := kv.NewMachine(opts...).Restore(consensus.Position{}, br); err != nil {
 		if errors.Is(err, ErrCorrupt) {
 			return err
 		}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/unrdf/consensus"
 )
 
 // BenchmarkApply measures Machine.Apply of put commands: decoding and
@@ -59,7 +61,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 	m := snapshotBenchMachine(b)
 	var size int64
 	for b.Loop() {
-		view, err := m.Snapshot()
+		view, err := m.Snapshot(consensus.Position{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -78,7 +80,7 @@ func BenchmarkSnapshot100k(b *testing.B) {
 func BenchmarkSnapshotCapture100k(b *testing.B) {
 	m := snapshotBenchMachine(b)
 	for b.Loop() {
-		view, err := m.Snapshot()
+		view, err := m.Snapshot(consensus.Position{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -90,7 +92,7 @@ func BenchmarkSnapshotCapture100k(b *testing.B) {
 // what a follower does when it installs one.
 func BenchmarkRestore100k(b *testing.B) {
 	m := snapshotBenchMachine(b)
-	view, err := m.Snapshot()
+	view, err := m.Snapshot(consensus.Position{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -102,7 +104,7 @@ func BenchmarkRestore100k(b *testing.B) {
 	data := buf.Bytes()
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
-		if err := NewMachine().Restore(bytes.NewReader(data)); err != nil {
+		if err := NewMachine().Restore(consensus.Position{}, bytes.NewReader(data)); err != nil {
 			b.Fatal(err)
 		}
 	}

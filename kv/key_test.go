@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/unrdf/consensus"
 )
 
 func TestValidateKey(t *testing.T) {
@@ -139,7 +141,7 @@ func TestApplyKeepsControlCharacterKeys(t *testing.T) {
 	}
 
 	restored := NewMachine()
-	if err := restored.Restore(bytes.NewReader(snapshotBytes(t, m))); err != nil {
+	if err := restored.Restore(consensus.Position{}, bytes.NewReader(snapshotBytes(t, m))); err != nil {
 		t.Fatalf("restore a snapshot holding control-character keys: %v", err)
 	}
 	items, _ := restored.List("")

@@ -62,8 +62,9 @@ type snapshot struct {
 }
 
 // Snapshot implements consensus.Snapshotter: an O(1) copy-on-write clone
-// of the items and the session table.
-func (m *Machine) Snapshot() (consensus.StateSnapshot, error) {
+// of the items and the session table. The machine keeps its own applied
+// index in the snapshot, so it needs nothing from at.
+func (m *Machine) Snapshot(at consensus.Position) (consensus.StateSnapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot()}, nil
@@ -223,7 +224,7 @@ func (rr *recordReader) read(v any) error {
 // bounds, order, checksum) and leaves the state unchanged on any error;
 // it never panics on bad input. Watchers are told history before the
 // snapshot's revision is gone (hub.reset).
-func (m *Machine) Restore(r io.Reader) error {
+func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	st, err := m.readSnapshot(r)
 	if err != nil {
 		return fmt.Errorf("kv: restore: %w: %w", ErrBadSnapshot, err)

@@ -51,7 +51,7 @@ func newLocalStore(opts ...Option) (*Store, *localRaft) {
 
 func snapshotBytes(t testing.TB, m *Machine) []byte {
 	t.Helper()
-	s, err := m.Snapshot()
+	s, err := m.Snapshot(consensus.Position{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +150,14 @@ func TestSnapshotPlusTailEqualsReplay(t *testing.T) {
 		for i, c := range cmds {
 			if i == cut {
 				var err error
-				if snap, err = full.Snapshot(); err != nil {
+				if snap, err = full.Snapshot(consensus.Position{}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			fullResults[i] = fmt.Sprint(full.Apply(uint64(i+1), c))
 		}
 		if snap == nil {
-			snap, _ = full.Snapshot()
+			snap, _ = full.Snapshot(consensus.Position{})
 		}
 		var buf bytes.Buffer
 		if _, err := snap.WriteTo(&buf); err != nil {
@@ -166,7 +166,7 @@ func TestSnapshotPlusTailEqualsReplay(t *testing.T) {
 		snap.Release()
 		restored := NewMachine(opts...)
 		restored.Apply(1, mustCmd(t, command{Op: opPut, Key: "junk", Value: []byte(`1`)}))
-		if err := restored.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		if err := restored.Restore(consensus.Position{}, bytes.NewReader(buf.Bytes())); err != nil {
 			t.Fatalf("round %d: restore: %v", round, err)
 		}
 		for i := cut; i < len(cmds); i++ {
@@ -196,7 +196,7 @@ func TestRestoreRejectsDamageAndKeepsState(t *testing.T) {
 	before := snapshotBytes(t, m)
 	check := func(what string, in []byte) {
 		t.Helper()
-		if err := m.Restore(bytes.NewReader(in)); !errors.Is(err, ErrBadSnapshot) {
+		if err := m.Restore(consensus.Position{}, bytes.NewReader(in)); !errors.Is(err, ErrBadSnapshot) {
 			t.Fatalf("%s: Restore = %v, want ErrBadSnapshot", what, err)
 		}
 		if !bytes.Equal(snapshotBytes(t, m), before) {
@@ -215,7 +215,7 @@ func TestRestoreRejectsDamageAndKeepsState(t *testing.T) {
 	check("garbage", []byte("not a snapshot at all"))
 	// A huge declared record length allocates nothing.
 	check("huge record", append([]byte("KVSN\x01"), 0xff, 0xff, 0xff, 0xff, 0x0f))
-	if err := m.Restore(bytes.NewReader(good)); err != nil {
+	if err := m.Restore(consensus.Position{}, bytes.NewReader(good)); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(snapshotBytes(t, m), good) {
@@ -229,20 +229,20 @@ func FuzzRestore(f *testing.F) {
 		m.Apply(uint64(i+1), c)
 	}
 	var buf bytes.Buffer
-	s, _ := m.Snapshot()
+	s, _ := m.Snapshot(consensus.Position{})
 	s.WriteTo(&buf)
 	f.Add(buf.Bytes())
 	f.Add([]byte("KVSN\x01"))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m := NewMachine()
-		if err := m.Restore(bytes.NewReader(in)); err != nil {
+		if err := m.Restore(consensus.Position{}, bytes.NewReader(in)); err != nil {
 			return
 		}
 		// What restores writes a snapshot that restores to the same state
 		// (the input may encode integers less compactly).
 		out := snapshotBytes(t, m)
 		again := NewMachine()
-		if err := again.Restore(bytes.NewReader(out)); err != nil {
+		if err := again.Restore(consensus.Position{}, bytes.NewReader(out)); err != nil {
 			t.Fatalf("a written snapshot does not restore: %v", err)
 		}
 		if !bytes.Equal(snapshotBytes(t, again), out) {
@@ -625,7 +625,7 @@ func TestSnapshotWriteToRacesApply(t *testing.T) {
 		m.Apply(uint64(i+1), c)
 	}
 	want := snapshotBytes(t, m)
-	snap, err := m.Snapshot()
+	snap, err := m.Snapshot(consensus.Position{})
 	if err != nil {
 		t.Fatal(err)
 	}

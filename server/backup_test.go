@@ -68,7 +68,7 @@ func TestSnapshotRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := kv.NewMachine()
-	if err := m.Restore(br); err != nil {
+	if err := m.Restore(consensus.Position{}, br); err != nil {
 		t.Fatal(err)
 	}
 	meta := br.Metadata()

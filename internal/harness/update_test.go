@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/harness"
 	"github.com/unrdf/consensus/kv"
 )
@@ -101,7 +102,7 @@ func TestRequestIDAppliedOnceAcrossNodesAndLeaders(t *testing.T) {
 	// bytes (the restarted one rebuilt its table by replaying the log).
 	var first []byte
 	for _, name := range c.Names() {
-		snap, err := c.Client(name).Machine().Snapshot()
+		snap, err := c.Client(name).Machine().Snapshot(consensus.Position{})
 		if err != nil {
 			t.Fatal(err)
 		}
