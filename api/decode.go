@@ -575,7 +575,8 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 // Skip discards n values.
 func (fr *FrameReader) Skip(n int) error { return fr.r.skip(n) }
 
-// item reads [key, value, revision, createRevision, version, ...].
+// item reads [key, value, revision, createRevision, version, lease, ...]
+// (lease optional).
 func (r *reader) item() (Item, error) {
 	var it Item
 	n, err := r.arrayAtLeast(5)
@@ -597,7 +598,18 @@ func (r *reader) item() (Item, error) {
 	if it.Version, err = r.int(); err != nil {
 		return it, err
 	}
-	return it, r.skip(n - 5)
+	if n < 6 {
+		return it, nil
+	}
+	lease, err := r.int()
+	if err != nil {
+		return it, err
+	}
+	if lease < 0 {
+		return it, fmt.Errorf("%w: lease id %d is negative", ErrField, lease)
+	}
+	it.Lease = LeaseID(lease)
+	return it, r.skip(n - 6)
 }
 
 // list reads [revision, [item, ...], ...].

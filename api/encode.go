@@ -181,15 +181,23 @@ func AppendRequest(b []byte, id uint64, op Op, nargs int, args []byte) []byte {
 	return append(b, args...)
 }
 
-// appendItem appends [key, value, revision, createRevision, version]; a
-// nil value is nil.
+// appendItem appends [key, value, revision, createRevision, version], and
+// the lease id after them if the key has one; a nil value is nil.
 func appendItem(b []byte, it *Item) []byte {
-	b = AppendArrayHeader(b, 5)
+	n := 5
+	if it.Lease != 0 {
+		n = 6
+	}
+	b = AppendArrayHeader(b, n)
 	b = AppendStr(b, it.Key)
 	b = appendBinOrNil(b, it.Value)
 	b = AppendInt(b, it.Revision)
 	b = AppendInt(b, it.CreateRevision)
-	return AppendInt(b, it.Version)
+	b = AppendInt(b, it.Version)
+	if n == 6 {
+		b = AppendInt(b, int64(it.Lease))
+	}
+	return b
 }
 
 // AppendResponse appends r, the answer to a request of op: [id, 1, [code,

@@ -22,6 +22,9 @@ type Item struct {
 	// Version is 1 at creation and grows by one with every change; a
 	// delete resets it.
 	Version int64 `json:"version"`
+	// Lease is the lease the key is attached to (deleted with it), if
+	// any.
+	Lease LeaseID `json:"lease,omitempty"`
 }
 
 // Consistency selects how a read is served.

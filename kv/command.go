@@ -28,6 +28,13 @@ const (
 	// the node id, Value a JSON object of metadata.
 	opNodeRegister   op = 7
 	opNodeDeregister op = 8
+	// Leases (lease.go): Lease is the id, TTL the time to live in
+	// milliseconds; an expiry lists Leases and is proposed by the leader
+	// alone, bound to its term.
+	opLeaseGrant  op = 9
+	opLeaseRevoke op = 10
+	opLeaseExpire op = 11
+	opLast           = opLeaseExpire
 )
 
 func (o op) String() string {
@@ -48,6 +55,12 @@ func (o op) String() string {
 		return "register node"
 	case opNodeDeregister:
 		return "deregister node"
+	case opLeaseGrant:
+		return "grant lease"
+	case opLeaseRevoke:
+		return "revoke lease"
+	case opLeaseExpire:
+		return "expire leases"
 	}
 	return fmt.Sprintf("op %d", uint8(o))
 }
@@ -71,6 +84,13 @@ type command struct {
 	// At is the proposer's clock (Unix milliseconds), recorded in
 	// workflow and node timestamps; apply never reads a clock.
 	At int64 `msgpack:"a,omitempty"`
+	// Lease is a lease id: granted, revoked, or the one a put attaches
+	// Key to. TTL is a time to live in milliseconds: of a granted lease,
+	// or of a put's own lease (id Lease) that expires the key.
+	Lease int64 `msgpack:"l,omitempty"`
+	TTL   int64 `msgpack:"d,omitempty"`
+	// Leases are the leases an expiry revokes.
+	Leases []int64 `msgpack:"x,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -79,6 +99,7 @@ type txnOp struct {
 	Key   string `msgpack:"k"`
 	Value []byte `msgpack:"v,omitempty"`
 	If    *int64 `msgpack:"i,omitempty"`
+	Lease int64  `msgpack:"l,omitempty"`
 }
 
 // ErrBadCommand means a log entry's payload is not a command this version
@@ -86,7 +107,7 @@ type txnOp struct {
 var ErrBadCommand = errors.New("bad command")
 
 func encodeCommand(c command) ([]byte, error) {
-	if len(c.Ops) == 0 {
+	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 {
 		return appendCommand(make([]byte, 0, commandSizeHint(&c)), &c), nil
 	}
 	b, err := msgpack.Marshal(&c)
@@ -198,7 +219,7 @@ func decodeCommand(b []byte) (command, error) {
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return command{}, fmt.Errorf("kv: %w: %w", ErrBadCommand, err)
 	}
-	if c.Op < opPut || c.Op > opNodeDeregister {
+	if c.Op < opPut || c.Op > opLast {
 		return command{}, fmt.Errorf("kv: %w: unknown op %d", ErrBadCommand, c.Op)
 	}
 	return c, nil

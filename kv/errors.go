@@ -34,6 +34,8 @@ var (
 	// older than the session table remembers for that client: it was not
 	// applied now, and whether an earlier copy was applied is unknown.
 	ErrRequestExpired = api.ErrRequestExpired
+	// ErrLeaseExists means a grant named a lease id already granted.
+	ErrLeaseExists = api.ErrLeaseExists
 )
 
 // errKind numbers the sentinel an applied command failed with. Values are
@@ -55,6 +57,10 @@ var kindErrors = [...]error{
 	10: ErrInvalidTransition,
 	11: ErrNodeNotFound,
 	12: ErrRequestExpired,
+	13: ErrLeaseNotFound,
+	14: ErrTooManyLeases,
+	15: ErrInvalidTTL,
+	16: ErrLeaseExists,
 }
 
 // applyError is every error Apply returns for a decoded command: a kind

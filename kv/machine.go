@@ -26,6 +26,8 @@ type Machine struct {
 	maxKeys       int
 	maxSessions   int
 	sessionWindow int
+	maxLeases     int
+	maxLeaseKeys  int
 
 	mu sync.RWMutex
 	// items is ordered by key, so that prefix listing is a range scan and
@@ -36,6 +38,9 @@ type Machine struct {
 	revision int64
 	applied  uint64
 	sessions sessionTable
+	// leases are the leases by id (lease.go); leaseObs hears of them.
+	leases   *btree.BTreeG[lease]
+	leaseObs LeaseObserver
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 }
@@ -93,7 +98,10 @@ func NewMachine(opts ...Option) *Machine {
 		maxKeys:       DefaultMaxKeys,
 		maxSessions:   DefaultMaxSessions,
 		sessionWindow: DefaultSessionWindow,
+		maxLeases:     DefaultMaxLeases,
+		maxLeaseKeys:  DefaultMaxLeaseKeys,
 		items:         btree.NewG(btreeDegree, itemLess),
+		leases:        btree.NewG(btreeDegree, leaseLess),
 	}
 	for _, o := range opts {
 		o(m)
@@ -139,6 +147,12 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyWorkflow(c)
 	case opNodeRegister, opNodeDeregister:
 		err = m.applyNode(c)
+	case opLeaseGrant:
+		err = m.applyLeaseGrant(c)
+	case opLeaseRevoke:
+		err = m.applyLeaseRevoke(c)
+	case opLeaseExpire:
+		err = m.applyLeaseExpire(c)
 	}
 	if err != nil {
 		return Result{Err: err}
@@ -187,8 +201,23 @@ func (m *Machine) applyPut(c *command) *applyError {
 	if !exists && m.items.Len() >= m.maxKeys {
 		return m.full(c.Key)
 	}
+	switch {
+	case c.TTL != 0:
+		// A key that expires by itself: a lease of its own (the
+		// proposer chose its id), removed with the key.
+		if err := m.checkGrant(c.Lease, c.TTL); err != nil {
+			return err
+		}
+	case c.Lease != 0:
+		if err := m.checkAttach(c.Key, c.Lease, cur, exists); err != nil {
+			return err
+		}
+	}
+	if c.TTL != 0 {
+		m.grant(c.Lease, c.TTL, true)
+	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value, cur, exists)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value, c.Lease, cur, exists)})
 	return nil
 }
 
@@ -240,6 +269,11 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 			if !exists {
 				creates++
 			}
+			if o.Lease != 0 {
+				if err := m.checkAttach(o.Key, o.Lease, cur, exists); err != nil {
+					return err
+				}
+			}
 		case opDelete:
 			if exists {
 				deletes++
@@ -268,7 +302,7 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 	for i := range ops {
 		if ops[i].Op == opPut {
 			cur, exists := m.items.Get(Item{Key: ops[i].Key})
-			evs[i] = Event{Type: EventPut, Item: m.put(ops[i].Key, ops[i].Value, cur, exists)}
+			evs[i] = Event{Type: EventPut, Item: m.put(ops[i].Key, ops[i].Value, ops[i].Lease, cur, exists)}
 		} else {
 			evs[i] = m.remove(ops[i].Key)
 		}
@@ -277,10 +311,16 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 	return nil
 }
 
-// put stores value under key at the current revision and returns the
-// item; cur and exists are the key's current item. The caller has checked
-// the limits.
-func (m *Machine) put(key string, value []byte, cur Item, exists bool) Item {
+// put stores value under key, attached to lease (0: none), at the current
+// revision and returns the item; cur and exists are the key's current
+// item. The caller has checked the limits and the lease (checkAttach).
+func (m *Machine) put(key string, value []byte, lease int64, cur Item, exists bool) Item {
+	if exists && int64(cur.Lease) != lease && cur.Lease != 0 {
+		m.detach(key, int64(cur.Lease))
+	}
+	if lease != 0 && (!exists || int64(cur.Lease) != lease) {
+		m.attach(key, lease)
+	}
 	it := cur
 	if exists {
 		m.bytes -= int64(len(it.Value))
@@ -292,6 +332,7 @@ func (m *Machine) put(key string, value []byte, cur Item, exists bool) Item {
 	// shares it.
 	it.Value = value
 	it.Revision = m.revision
+	it.Lease = LeaseID(lease)
 	it.Version++
 	m.bytes += int64(len(value))
 	m.items.ReplaceOrInsert(it)
@@ -302,6 +343,9 @@ func (m *Machine) put(key string, value []byte, cur Item, exists bool) Item {
 func (m *Machine) remove(key string) Event {
 	it, _ := m.items.Delete(Item{Key: key})
 	m.bytes -= int64(len(it.Key) + len(it.Value))
+	if it.Lease != 0 {
+		m.detach(key, int64(it.Lease))
+	}
 	return Event{Type: EventDelete, Item: Item{Key: key, Revision: m.revision}}
 }
 

@@ -20,20 +20,23 @@ import (
 	"github.com/unrdf/consensus/internal/msgpackcheck"
 )
 
-// The snapshot format, version 1:
+// The snapshot format, version 2:
 //
-//	magic "KVSN", format version byte (1)
+//	magic "KVSN", format version byte (2)
 //	records, each a uvarint length then one MessagePack array:
-//	  header   [revision, appliedIndex, itemCount, sessionCount]
-//	  items    [key, value bin, revision, createRevision, version]   itemCount of them, by key
+//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount]
+//	  items    [key, value bin, revision, createRevision, version, lease]   itemCount of them, by key
 //	  sessions [client, lastIndex, [[seq, revision, errKind, message], ...]]   by client; results by seq
+//	  leases   [id, ttlMs, auto]   leaseCount of them, by id
 //	CRC-32C (Castagnoli) of everything before it, 4 bytes big-endian
 //
-// Everything Apply depends on is in it: revision, items and the session
-// table. The encoding is deterministic: equal states give equal bytes.
+// Version 1, still read, has no leases: a 4-element header and 5-element
+// items. Everything Apply depends on is in it: revision, items, the
+// session table and the leases (whose keys are the items that name them).
+// The encoding is deterministic: equal states give equal bytes.
 const (
 	snapshotMagic   = "KVSN"
-	snapshotVersion = 1
+	snapshotVersion = 2
 	// maxSnapshotRecord bounds one record: a key, a value and framing are
 	// far below it, whatever the limits of the node that wrote it.
 	maxSnapshotRecord = 64 << 20
@@ -59,6 +62,7 @@ type snapshot struct {
 	applied  uint64
 	items    *btree.BTreeG[Item]
 	sessions *btree.BTreeG[*session]
+	leases   *btree.BTreeG[lease]
 }
 
 // Snapshot implements consensus.Snapshotter: an O(1) copy-on-write clone
@@ -67,13 +71,24 @@ type snapshot struct {
 func (m *Machine) Snapshot(at consensus.Position) (consensus.StateSnapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot()}, nil
+	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot(),
+		leases: m.leases.Clone()}, nil
 }
 
 // Release implements consensus.StateSnapshot.
-func (s *snapshot) Release() { s.items, s.sessions = nil, nil }
+func (s *snapshot) Release() { s.items, s.sessions, s.leases = nil, nil, nil }
 
 type snapshotHeader struct {
+	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Revision     int64
+	Applied      uint64
+	ItemCount    uint64
+	SessionCount uint64
+	LeaseCount   uint64
+}
+
+// snapshotHeaderV1 is version 1's header.
+type snapshotHeaderV1 struct {
 	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
 	Revision     int64
 	Applied      uint64
@@ -88,6 +103,24 @@ type snapshotItem struct {
 	Revision       int64
 	CreateRevision int64
 	Version        int64
+	Lease          int64
+}
+
+// snapshotItemV1 is version 1's item.
+type snapshotItemV1 struct {
+	_msgpack       struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Key            string
+	Value          []byte
+	Revision       int64
+	CreateRevision int64
+	Version        int64
+}
+
+type snapshotLease struct {
+	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	ID       int64
+	TTLMs    int64
+	Auto     bool
 }
 
 type snapshotResult struct {
@@ -146,10 +179,10 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	rw.enc.UseCompactInts(true)
 	rw.raw(append([]byte(snapshotMagic), snapshotVersion))
 	rw.write(&snapshotHeader{Revision: s.revision, Applied: s.applied,
-		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len())})
+		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len()), LeaseCount: uint64(s.leases.Len())})
 	s.items.Ascend(func(it Item) bool {
 		rw.write(&snapshotItem{Key: it.Key, Value: it.Value, Revision: it.Revision,
-			CreateRevision: it.CreateRevision, Version: it.Version})
+			CreateRevision: it.CreateRevision, Version: it.Version, Lease: int64(it.Lease)})
 		return rw.err == nil
 	})
 	s.sessions.Ascend(func(ss *session) bool {
@@ -158,6 +191,10 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 			rec.Results[i] = snapshotResult{Seq: r.seq, Revision: r.revision, Kind: uint8(r.kind), Msg: r.msg}
 		}
 		rw.write(&rec)
+		return rw.err == nil
+	})
+	s.leases.Ascend(func(l lease) bool {
+		rw.write(&snapshotLease{ID: l.id, TTLMs: l.ttlMs, Auto: l.auto})
 		return rw.err == nil
 	})
 	rw.raw(binary.BigEndian.AppendUint32(nil, rw.crc.Sum32()))
@@ -231,9 +268,30 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var gone []LeaseID
+	if m.leaseObs != nil {
+		m.leases.Ascend(func(l lease) bool {
+			if _, ok := st.leases.Get(l); !ok {
+				gone = append(gone, LeaseID(l.id))
+			}
+			return true
+		})
+	}
 	m.items, m.bytes, m.revision, m.applied = st.items, st.bytes, st.revision, st.applied
 	m.sessions = st.sessions
+	m.leases = st.leases
 	m.hub.reset(st.revision)
+	if m.leaseObs != nil {
+		// The leader's clock learns of the leases the snapshot brought and
+		// forgets those it dropped.
+		if len(gone) > 0 {
+			m.leaseObs.LeasesRemoved(gone)
+		}
+		m.leases.Ascend(func(l lease) bool {
+			m.leaseObs.LeaseGranted(LeaseID(l.id), l.ttlMs)
+			return true
+		})
+	}
 	return nil
 }
 
@@ -244,6 +302,7 @@ type restored struct {
 	revision int64
 	applied  uint64
 	sessions sessionTable
+	leases   *btree.BTreeG[lease]
 }
 
 func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
@@ -255,23 +314,43 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 	if string(magic[:len(snapshotMagic)]) != snapshotMagic {
 		return nil, errors.New("not a kv snapshot (magic)")
 	}
-	if v := magic[len(snapshotMagic)]; v != snapshotVersion {
-		return nil, fmt.Errorf("format version %d; this version reads %d", v, snapshotVersion)
+	version := magic[len(snapshotMagic)]
+	if version != 1 && version != snapshotVersion {
+		return nil, fmt.Errorf("format version %d; this version reads 1 and %d", version, snapshotVersion)
 	}
 	var h snapshotHeader
-	if err := rr.read(&h); err != nil {
+	if version == 1 {
+		var h1 snapshotHeaderV1
+		if err := rr.read(&h1); err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		h = snapshotHeader{Revision: h1.Revision, Applied: h1.Applied, ItemCount: h1.ItemCount, SessionCount: h1.SessionCount}
+	} else if err := rr.read(&h); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
 	}
 	if h.Revision < 0 {
 		return nil, fmt.Errorf("negative revision %d", h.Revision)
 	}
 	st := &restored{items: btree.NewG(btreeDegree, itemLess), revision: h.Revision, applied: h.Applied,
-		sessions: newSessionTable(m.maxSessions, m.sessionWindow)}
+		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess)}
 	var prev string
+	var leased int
 	for i := uint64(0); i < h.ItemCount; i++ {
 		var it snapshotItem
-		if err := rr.read(&it); err != nil {
+		if version == 1 {
+			var it1 snapshotItemV1
+			if err := rr.read(&it1); err != nil {
+				return nil, fmt.Errorf("item %d: %w", i, err)
+			}
+			it = snapshotItem{Key: it1.Key, Value: it1.Value, Revision: it1.Revision, CreateRevision: it1.CreateRevision, Version: it1.Version}
+		} else if err := rr.read(&it); err != nil {
 			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		if it.Lease < 0 {
+			return nil, fmt.Errorf("item %q: lease %d", it.Key, it.Lease)
+		}
+		if it.Lease != 0 {
+			leased++
 		}
 		switch {
 		case it.Key == "" || !utf8.ValidString(it.Key):
@@ -285,7 +364,7 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		}
 		prev = it.Key
 		st.items.ReplaceOrInsert(Item{Key: it.Key, Value: it.Value, Revision: it.Revision,
-			CreateRevision: it.CreateRevision, Version: it.Version})
+			CreateRevision: it.CreateRevision, Version: it.Version, Lease: LeaseID(it.Lease)})
 		st.bytes += int64(len(it.Key) + len(it.Value))
 	}
 	if h.SessionCount > uint64(st.sessions.maxClients) {
@@ -318,6 +397,9 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		st.sessions.byClient.ReplaceOrInsert(s)
 		st.sessions.byIndex.ReplaceOrInsert(lruKey{index: s.lastIndex, client: s.client})
 	}
+	if err := m.readLeases(rr, st, h.LeaseCount, leased); err != nil {
+		return nil, err
+	}
 	want := rr.crc.Sum32()
 	var sum [4]byte
 	if _, err := io.ReadFull(rr.r, sum[:]); err != nil {
@@ -330,4 +412,59 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		return nil, errors.New("trailing bytes after the checksum")
 	}
 	return st, nil
+}
+
+// readLeases reads count lease records into st and gives each the keys
+// (leased of st's items) that name it.
+func (m *Machine) readLeases(rr *recordReader, st *restored, count uint64, leased int) error {
+	if count > uint64(m.maxLeases) {
+		return fmt.Errorf("%d leases, more than the %d this node keeps", count, m.maxLeases)
+	}
+	var prev int64
+	for i := uint64(0); i < count; i++ {
+		var l snapshotLease
+		if err := rr.read(&l); err != nil {
+			return fmt.Errorf("lease %d: %w", i, err)
+		}
+		if l.ID <= prev || checkTTL(l.TTLMs) != nil {
+			return fmt.Errorf("lease %d: id %d or time to live %d invalid", i, l.ID, l.TTLMs)
+		}
+		prev = l.ID
+		st.leases.ReplaceOrInsert(lease{id: l.ID, ttlMs: l.TTLMs, auto: l.Auto})
+	}
+	if leased == 0 {
+		return nil
+	}
+	// Items ascend by key, so each lease's keys come out sorted.
+	keys := make(map[int64][]string)
+	var bad error
+	st.items.Ascend(func(it Item) bool {
+		if it.Lease == 0 {
+			return true
+		}
+		if _, ok := st.leases.Get(lease{id: int64(it.Lease)}); !ok {
+			bad = fmt.Errorf("item %q names lease %s, which the snapshot does not hold", it.Key, it.Lease)
+			return false
+		}
+		keys[int64(it.Lease)] = append(keys[int64(it.Lease)], it.Key)
+		return true
+	})
+	if bad != nil {
+		return bad
+	}
+	// Leases are updated in id order: nothing depends on the map's order.
+	ids := make([]int64, 0, len(keys))
+	for id := range keys {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		l, _ := st.leases.Get(lease{id: id})
+		if len(keys[id]) > m.maxLeaseKeys {
+			return fmt.Errorf("lease %s carries %d keys, more than the %d this node allows", LeaseID(id), len(keys[id]), m.maxLeaseKeys)
+		}
+		l.keys = keys[id]
+		st.leases.ReplaceOrInsert(l)
+	}
+	return nil
 }

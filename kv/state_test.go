@@ -90,7 +90,8 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 	var out [][]byte
 	for len(out) < n {
 		var c command
-		switch rng.IntN(10) {
+		leaseID := func() int64 { return 1 + int64(rng.IntN(4)) }
+		switch rng.IntN(14) {
 		case 0, 1, 2:
 			c = command{Op: opPut, Key: key(), Value: []byte(strconv.Itoa(rng.IntN(100))), If: cond()}
 		case 3:
@@ -111,6 +112,18 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 			c = command{Op: op(opNodeRegister + op(rng.IntN(2))), Key: "n" + strconv.Itoa(rng.IntN(3)), Value: []byte(`{"zone":"a"}`)}
 		case 7:
 			c = command{Op: opPut, Key: "", Value: []byte(`1`)} // invalid
+		case 10:
+			c = command{Op: opLeaseGrant, Lease: leaseID(), TTL: 1000}
+		case 11:
+			if rng.IntN(2) == 0 {
+				c = command{Op: opLeaseRevoke, Lease: leaseID()}
+			} else {
+				c = command{Op: opLeaseExpire, Leases: []int64{leaseID(), leaseID()}}
+			}
+		case 12:
+			c = command{Op: opPut, Key: key(), Value: []byte(`"leased"`), Lease: leaseID()}
+		case 13:
+			c = command{Op: opPut, Key: key(), Value: []byte(`"ttl"`), Lease: 100 + int64(len(out)), TTL: 500}
 		default:
 			c = command{Op: opPut, Key: key(), Value: []byte(`true`)}
 		}

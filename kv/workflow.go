@@ -154,7 +154,7 @@ func (m *Machine) applyWorkflow(c *command) *applyError {
 		return m.full(key)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, cur, exists)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, 0, cur, exists)})
 	return nil
 }
 
@@ -190,6 +190,6 @@ func (m *Machine) applyNode(c *command) *applyError {
 		return m.full(key)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, cur, exists)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, 0, cur, exists)})
 	return nil
 }

@@ -1,0 +1,100 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// LeaseID names a lease. It is a positive 63-bit number (the range of
+// etcd's lease ids), written in JSON, URLs and the CLI as lowercase
+// hexadecimal in a string, as etcdctl prints lease ids.
+type LeaseID int64
+
+// String returns the id in hexadecimal, "" for the zero id (no lease).
+func (id LeaseID) String() string {
+	if id == 0 {
+		return ""
+	}
+	return strconv.FormatInt(int64(id), 16)
+}
+
+// ErrInvalidLeaseID means a lease id is not 1 to 16 hexadecimal digits of
+// a positive 63-bit number.
+var ErrInvalidLeaseID = errors.New("invalid lease id")
+
+// ParseLeaseID reads an id written by LeaseID.String.
+func ParseLeaseID(s string) (LeaseID, error) {
+	v, err := strconv.ParseInt(s, 16, 64)
+	if err != nil || v <= 0 || len(s) > 16 {
+		return 0, fmt.Errorf("%w: %q (want up to 16 hexadecimal digits, not zero)", ErrInvalidLeaseID, s)
+	}
+	return LeaseID(v), nil
+}
+
+// MarshalJSON writes the id as a hexadecimal string.
+func (id LeaseID) MarshalJSON() ([]byte, error) {
+	return json.Marshal(id.String())
+}
+
+// UnmarshalJSON reads a hexadecimal string.
+func (id *LeaseID) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%w: not a string", ErrInvalidLeaseID)
+	}
+	v, err := ParseLeaseID(s)
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
+
+// Lease limits.
+const (
+	// MinLeaseTTLMs and MaxLeaseTTLMs bound a lease's time to live.
+	MinLeaseTTLMs = 1
+	MaxLeaseTTLMs = 30 * 24 * 3600 * 1000 // 30 days
+)
+
+// Lease describes a lease (GET /v1/leases/{id}, and the answers to a
+// grant and a keepalive).
+type Lease struct {
+	ID LeaseID `json:"id"`
+	// TTLMs is the time to live it was granted with, in milliseconds.
+	TTLMs int64 `json:"ttlMs"`
+	// RemainingMs is how long it has left by the leader's clock, if the
+	// leader knows (absent in a grant's answer: the full TTL).
+	RemainingMs *int64 `json:"remainingMs,omitempty"`
+	// Keys are the keys attached to it, sorted (only in GET's answer).
+	Keys []string `json:"keys,omitempty"`
+}
+
+// Error codes of the lease routes.
+const (
+	// CodeLeaseNotFound (404) means no lease has this id: it was never
+	// granted, or it expired or was revoked.
+	CodeLeaseNotFound = "lease_not_found"
+	// CodeTooManyLeases (422) means the state holds its limit of leases,
+	// or the lease its limit of keys. Nothing was changed.
+	CodeTooManyLeases = "too_many_leases"
+	// CodeLeaseExists (409) means a grant named an id already granted.
+	CodeLeaseExists = "lease_exists"
+)
+
+// Sentinel errors of leases.
+var (
+	// ErrLeaseNotFound means no lease has this id: it was never granted,
+	// or it expired or was revoked.
+	ErrLeaseNotFound = errors.New("lease not found")
+	// ErrTooManyLeases means the state holds its limit of leases, or a
+	// lease its limit of keys.
+	ErrTooManyLeases = errors.New("too many leases")
+	// ErrInvalidTTL means a time to live outside MinLeaseTTLMs to
+	// MaxLeaseTTLMs.
+	ErrInvalidTTL = errors.New("invalid time to live")
+	// ErrLeaseExists means a grant named a lease id already granted.
+	ErrLeaseExists = errors.New("lease already exists")
+)
