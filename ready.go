@@ -32,6 +32,20 @@ type position struct {
 	// snapshot); it is stored before applied advances past it.
 	appliedTerm atomic.Uint64
 	applied     appliedWait
+	// savingSince is when the storage write under way started (Unix
+	// nanoseconds), 0 when none is (StorageStall).
+	savingSince atomic.Int64
+}
+
+// StorageStall returns how long the storage write under way has been
+// running, 0 if none is. A leader whose write hangs cannot commit or
+// answer reads; its lease clock (kv.Lessor) stops counting meanwhile.
+func (n *Node) StorageStall() time.Duration {
+	since := n.pos.savingSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return time.Duration(time.Now().UnixNano() - since)
 }
 
 // tickLoop drives raft's logical clock. It runs apart from the Ready loop
@@ -118,7 +132,10 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		}
 	}
 	saveStart := time.Now()
-	if err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+	n.pos.savingSince.Store(saveStart.UnixNano())
+	err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot)
+	n.pos.savingSince.Store(0)
+	if err != nil {
 		return fmt.Errorf("node: save raft state: %w", err)
 	}
 	if n.cfg.Observer != nil {
