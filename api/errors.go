@@ -236,6 +236,14 @@ func Sentinels(code string) []error {
 		return []error{ErrInvalidTransition}
 	case CodeNodeNotFound:
 		return []error{ErrNodeNotFound}
+	case CodeLeaseNotFound:
+		return []error{ErrLeaseNotFound}
+	case CodeTooManyLeases:
+		return []error{ErrTooManyLeases}
+	case CodeLeaseExists:
+		return []error{ErrLeaseExists}
+	case CodeInvalidLease:
+		return []error{ErrInvalidLeaseID, ErrInvalidTTL}
 	case CodeRequestExpired:
 		return []error{ErrRequestExpired}
 	case CodeInvalidKey:
@@ -283,6 +291,7 @@ func Refused(code string) bool {
 	switch code {
 	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
 		CodePreconditionFailed, CodeStateFull, CodeWorkflowNotFound, CodeInvalidTransition, CodeNodeNotFound,
+		CodeLeaseNotFound, CodeTooManyLeases, CodeLeaseExists, CodeInvalidLease,
 		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
 		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		return true

@@ -82,6 +82,9 @@ const (
 	CodeTooManyLeases = "too_many_leases"
 	// CodeLeaseExists (409) means a grant named an id already granted.
 	CodeLeaseExists = "lease_exists"
+	// CodeInvalidLease (400) means a lease id that is not 1 to 16
+	// hexadecimal digits, or a time to live out of range.
+	CodeInvalidLease = "invalid_lease"
 )
 
 // Sentinel errors of leases.

@@ -71,8 +71,13 @@ type snapshot struct {
 func (m *Machine) Snapshot(at consensus.Position) (consensus.StateSnapshot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.snapshotLocked(), nil
+}
+
+// snapshotLocked clones the state; the caller holds mu.
+func (m *Machine) snapshotLocked() *snapshot {
 	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot(),
-		leases: m.leases.Clone()}, nil
+		leases: m.leases.Clone()}
 }
 
 // Release implements consensus.StateSnapshot.

@@ -34,6 +34,7 @@ type Raft interface {
 type Store struct {
 	node    Raft
 	machine *Machine
+	lessor  *Lessor // UseLessor
 }
 
 // NewStore returns a Store that proposes through node and reads machine,

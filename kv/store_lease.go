@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -100,3 +101,42 @@ func (s *Store) Lease(ctx context.Context, id LeaseID, c Consistency) (Lease, er
 	}
 	return l, nil
 }
+
+// UseLessor makes KeepAlive and TimeToLive ask l, the node's lease clock.
+// Call it before serving.
+func (s *Store) UseLessor(l *Lessor) { s.lessor = l }
+
+// KeepAlive renews lease id on the leader's clock (Lessor.KeepAlive):
+// consensus.ErrNotLeader on any other node.
+func (s *Store) KeepAlive(ctx context.Context, id LeaseID) (Lease, error) {
+	if s.lessor == nil {
+		return Lease{}, fmt.Errorf("kv: keepalive: %w", errNoLessor)
+	}
+	return s.lessor.KeepAlive(ctx, id)
+}
+
+// TimeToLive describes lease id with the time it has left on the
+// leader's clock (Lessor.TimeToLive): consensus.ErrNotLeader on any other
+// node.
+func (s *Store) TimeToLive(ctx context.Context, id LeaseID) (Lease, error) {
+	if s.lessor == nil {
+		return Lease{}, fmt.Errorf("kv: time to live: %w", errNoLessor)
+	}
+	return s.lessor.TimeToLive(ctx, id)
+}
+
+// ListLeases returns every lease with its time to live (not its keys), by
+// id.
+func (s *Store) ListLeases(ctx context.Context, c Consistency) ([]Lease, error) {
+	if err := s.sync(ctx, c); err != nil {
+		return nil, err
+	}
+	ids, ttls := s.machine.leaseTTLs()
+	out := make([]Lease, len(ids))
+	for i := range ids {
+		out[i] = Lease{ID: ids[i], TTLMs: ttls[i]}
+	}
+	return out, nil
+}
+
+var errNoLessor = errors.New("this store has no lease clock (UseLessor)")

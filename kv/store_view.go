@@ -27,7 +27,7 @@ func (m *Machine) View() *View {
 	defer m.mu.Unlock()
 	return &View{
 		Revision: m.revision, AppliedIndex: m.applied, Keys: m.items.Len(),
-		snap: &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot()},
+		snap: m.snapshotLocked(),
 	}
 }
 

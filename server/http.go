@@ -193,6 +193,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		h.serveTxn(w, r)
 		return
 	}
+	if rest, ok := strings.CutPrefix(path, leasesPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveLeases(w, r, rest)
+		return
+	}
 	if h.routeMembers(w, r, path) {
 		return
 	}
@@ -272,7 +276,7 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 	}
 	switch r.Method {
 	case http.MethodPut:
-		h.servePut(w, r, key)
+		h.servePut(w, r, key, query)
 	case http.MethodDelete:
 		h.serveDelete(w, r, key)
 	default:
@@ -285,9 +289,18 @@ type revisionResponse struct {
 	Revision int64 `json:"revision"`
 }
 
-func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string) {
+func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string, query url.Values) {
 	cond, ok := condition(w, r)
 	if !ok {
+		return
+	}
+	lo, ok := leaseOptions(w, query)
+	if !ok {
+		return
+	}
+	lb, leases := h.backend.(LeaseBackend)
+	if (lo.Lease != 0 || lo.TTL != 0) && !leases {
+		writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: "this server does not serve leases"})
 		return
 	}
 	value, ok := h.readValue(w, r)
@@ -301,7 +314,10 @@ func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string
 	defer cancel()
 	var rev int64
 	var err error
-	if _, conditional := cond.Revision(); conditional {
+	if lo.Lease != 0 || lo.TTL != 0 {
+		lo.Cond = cond
+		rev, err = lb.PutWith(ctx, key, value, lo)
+	} else if _, conditional := cond.Revision(); conditional {
 		rev, err = h.backend.PutIf(ctx, key, value, cond)
 	} else {
 		rev, err = h.backend.Put(ctx, key, value)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -347,46 +346,8 @@ const forwardedHeader = "X-Consensus-Forwarded"
 // transfer leadership to target (only the leader or the target itself may
 // start a transfer), and relays its answer.
 func (h *apiHandler) forwardTransfer(ctx context.Context, w http.ResponseWriter, r *http.Request, target string) {
-	leader := h.opts.Membership.Leader()
-	var addr string
-	for _, m := range h.opts.Membership.Members() {
-		if m.ID == leader {
-			addr = m.HTTPAddr
-		}
-	}
-	if leader == "" || addr == "" {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeNoLeader,
-			message: "a transfer to another node must be asked of the leader, whose HTTP address is not known yet"})
-		return
-	}
 	body, _ := json.Marshal(TransferRequest{Target: target})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.opts.members.url(addr, leaderTransferPath), bytes.NewReader(body))
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(forwardedHeader, "1")
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		req.Header.Set("Authorization", auth)
-	}
-	resp, err := h.memberClient.Do(req)
-	if err != nil {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
-			message: "forwarding the transfer to the leader " + leader + ": " + err.Error()})
-		return
-	}
-	defer resp.Body.Close()
-	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable) {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
-			message: "forwarding the transfer to the leader " + leader + " failed: " + resp.Status})
-		return
-	}
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	writeBody(w, resp.StatusCode, answer)
+	h.forwardToLeader(ctx, w, r, http.MethodPost, leaderTransferPath, body, "a transfer to another node")
 }
 
 // JoinResult is what a node joining a running cluster learns from it.

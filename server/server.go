@@ -88,6 +88,7 @@ type Server struct {
 	node      *consensus.Node
 	transport *transport.WebSocket
 	store     *kv.Store
+	lessor    *kv.Lessor
 	cluster   *cluster.Manager
 	api       *apiHandler
 	// events records recent cluster events for GET /v1/events; its
@@ -190,6 +191,9 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	s.node.Start(s.transport)
 	s.store = kv.NewStore(s.node, machine)
+	s.lessor = kv.NewLessor(kv.LeaderOf(s.node), machine, kv.LessorConfig{Logger: logger.With("part", "lessor")})
+	s.store.UseLessor(s.lessor)
+	s.lessor.Start()
 
 	if cfg.HTTPListener != nil {
 		s.httpLn = cfg.HTTPListener
@@ -333,6 +337,10 @@ func (s *Server) closeParts() error {
 	if s.cluster != nil {
 		s.cluster.Close()
 		s.cluster = nil
+	}
+	if s.lessor != nil {
+		s.lessor.Stop()
+		s.lessor = nil
 	}
 	if s.node != nil {
 		s.node.Stop()

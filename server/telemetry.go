@@ -106,11 +106,16 @@ func routeOf(path string) string {
 		return "/v1/members/{id}"
 	case strings.HasPrefix(path, clusterNodesPath+"/"):
 		return "/v1/cluster/nodes/{id}"
+	case strings.HasPrefix(path, leasesPath+"/"):
+		if strings.HasSuffix(path, "/keepalive") {
+			return "/v1/leases/{id}/keepalive"
+		}
+		return "/v1/leases/{id}"
 	}
 	switch path {
 	case "/v1/status", "/v1/kv", "/healthz", "/readyz", metricsPath, wsPath, watchPath,
 		workflowsPath, nodesPath, txnPath, statsPath, membersPath, leaderTransferPath,
-		clusterNodesPath, clusterStatsPath, overviewPath:
+		clusterNodesPath, clusterStatsPath, overviewPath, leasesPath:
 		return path
 	}
 	return "other"

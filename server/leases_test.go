@@ -1,0 +1,160 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/unrdf/consensus/api"
+)
+
+func decodeAs[T any](t *testing.T, r apiResponse) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+func leaseErrCode(t *testing.T, r apiResponse) string {
+	t.Helper()
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.Unmarshal(r.body, &e)
+	return e.Error.Code
+}
+
+// The lease routes end to end on a three-node cluster, asked of a
+// follower: grant, attach, a key with its own time to live, keepalive and
+// time to live (forwarded to the leader, whose clock they are), expiry,
+// revoke, and the errors.
+func TestLeasesOverHTTP(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	var follower string
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	base := "http://" + c.https[follower]
+	// The leader's HTTP address, which forwarding needs, is published
+	// after the start.
+	eventually(t, 10*time.Second, func() bool {
+		for _, m := range c.servers[follower].Node().Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+
+	r := call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":2000}`))
+	if r.status != http.StatusOK {
+		t.Fatalf("grant: %d %s", r.status, r.body)
+	}
+	granted := decodeAs[api.Lease](t, r)
+	if granted.ID == 0 || granted.TTLMs != 2000 || !strings.Contains(string(r.body), `"id":"`+granted.ID.String()+`"`) {
+		t.Fatalf("grant answered %s", r.body)
+	}
+	id := granted.ID.String()
+	if r := call(t, http.MethodPut, base+"/v1/kv/held?lease="+id, []byte(`1`)); r.status != http.StatusOK {
+		t.Fatalf("put with the lease: %d %s", r.status, r.body)
+	}
+	r = call(t, http.MethodGet, base+"/v1/kv/held", nil)
+	if it := decodeAs[api.Item](t, r); it.Lease != granted.ID || !strings.Contains(string(r.body), `"lease":"`+id+`"`) {
+		t.Fatalf("get answered %s, want lease %s", r.body, id)
+	}
+	if r := call(t, http.MethodPut, base+"/v1/kv/brief?ttl=300ms", []byte(`2`)); r.status != http.StatusOK {
+		t.Fatalf("put with a ttl: %d %s", r.status, r.body)
+	}
+	if it := decodeAs[api.Item](t, call(t, http.MethodGet, base+"/v1/kv/brief", nil)); it.Lease == 0 {
+		t.Fatal("a key with a ttl has no lease")
+	}
+
+	// Keepalives through the follower keep "held" while "brief" expires.
+	start := time.Now()
+	eventually(t, 10*time.Second, func() bool {
+		r := call(t, http.MethodPost, base+"/v1/leases/"+id+"/keepalive", nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("keepalive: %d %s", r.status, r.body)
+		}
+		if l := decodeAs[api.Lease](t, r); l.RemainingMs == nil || *l.RemainingMs != 2000 || l.TTLMs != 2000 {
+			t.Fatalf("keepalive answered %s", r.body)
+		}
+		return call(t, http.MethodGet, base+"/v1/kv/brief", nil).status == http.StatusNotFound
+	})
+	t.Logf("a 300ms key expired after %v", time.Since(start).Round(time.Millisecond))
+	for time.Since(start) < 2500*time.Millisecond {
+		if r := call(t, http.MethodPost, base+"/v1/leases/"+id+"/keepalive", nil); r.status != http.StatusOK {
+			t.Fatalf("keepalive: %d %s", r.status, r.body)
+		}
+		time.Sleep(200 * time.Millisecond) // the client's keepalive period
+	}
+	if r := call(t, http.MethodGet, base+"/v1/kv/held", nil); r.status != http.StatusOK {
+		t.Fatalf("a key of a lease kept alive went: %d %s", r.status, r.body)
+	}
+	r = call(t, http.MethodGet, base+"/v1/leases/"+id, nil)
+	info := decodeAs[api.Lease](t, r)
+	if r.status != http.StatusOK || !slices.Equal(info.Keys, []string{"held"}) || info.RemainingMs == nil ||
+		*info.RemainingMs > 2000 || *info.RemainingMs < 1000 {
+		t.Fatalf("time to live: %d %s", r.status, r.body)
+	}
+
+	// Without keepalives it expires, and its key with it.
+	stopped := time.Now()
+	eventually(t, 10*time.Second, func() bool {
+		return call(t, http.MethodGet, base+"/v1/kv/held", nil).status == http.StatusNotFound
+	})
+	if took := time.Since(stopped); took < 1500*time.Millisecond {
+		t.Fatalf("the lease expired %v after its last keepalive, before its 2 s time to live", took)
+	}
+	r = call(t, http.MethodGet, base+"/v1/leases/"+id, nil)
+	if r.status != http.StatusNotFound || leaseErrCode(t, r) != api.CodeLeaseNotFound {
+		t.Fatalf("an expired lease: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodPost, base+"/v1/leases/"+id+"/keepalive", nil); r.status != http.StatusNotFound {
+		t.Fatalf("keepalive of an expired lease: %d %s", r.status, r.body)
+	}
+
+	// Revoke takes the keys at once; the list shows what is left.
+	other := decodeAs[api.Lease](t, call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":60000}`)))
+	call(t, http.MethodPut, base+"/v1/kv/x?lease="+other.ID.String(), []byte(`1`))
+	if r := decodeAs[leasesResponse](t, call(t, http.MethodGet, base+"/v1/leases", nil)); len(r.Leases) != 1 || r.Leases[0].ID != other.ID {
+		t.Fatalf("list: %+v", r)
+	}
+	if r := call(t, http.MethodDelete, base+"/v1/leases/"+other.ID.String(), nil); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	if r := call(t, http.MethodGet, base+"/v1/kv/x", nil); r.status != http.StatusNotFound {
+		t.Fatalf("a revoked lease's key: %d %s", r.status, r.body)
+	}
+
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{http.MethodDelete, "/v1/leases/" + other.ID.String(), "", 404, api.CodeLeaseNotFound},
+		{http.MethodGet, "/v1/leases/nothex", "", 400, api.CodeInvalidLease},
+		{http.MethodGet, "/v1/leases/0", "", 400, api.CodeInvalidLease},
+		{http.MethodPost, "/v1/leases", `{"ttlMs":0}`, 400, api.CodeInvalidLease},
+		{http.MethodPost, "/v1/leases", `{"ttl":5}`, 400, CodeInvalidJSON},
+		{http.MethodPut, "/v1/kv/y?lease=" + other.ID.String(), "1", 404, api.CodeLeaseNotFound},
+		{http.MethodPut, "/v1/kv/y?ttl=soon", "1", 400, api.CodeInvalidLease},
+		{http.MethodPut, "/v1/kv/y?ttl=1s&lease=" + id, "1", 400, CodeBadRequest},
+		{http.MethodPatch, "/v1/leases", "", 405, CodeMethodNotAllowed},
+		{http.MethodGet, "/v1/leases/" + id + "/other", "", 404, CodeNotFound},
+	} {
+		r := call(t, tc.method, base+tc.path, []byte(tc.body))
+		if r.status != tc.status || leaseErrCode(t, r) != tc.code {
+			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, r.status, r.body, tc.status, tc.code)
+		}
+	}
+}
