@@ -15,6 +15,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -220,7 +221,7 @@ func TestNoLeader(t *testing.T) {
 	cl.stop(followers[0])
 	// One node of three cannot elect a leader; wait until it knows it has
 	// none, so that writes are refused rather than left waiting.
-	eventually(t, 10*time.Second, func() bool { return cl.servers[survivor].Node().Status().LeaderID == "" })
+	testwait.For(t, 10*time.Second, "the survivor knows it has no leader", func() bool { return cl.servers[survivor].Node().Status().LeaderID == "" })
 
 	_, err := c.Put(ctx, "after", []byte("1"))
 	if !errors.Is(err, consensus.ErrNoLeader) {
@@ -283,7 +284,7 @@ func TestFailover(t *testing.T) {
 	cl.stop(inUse)
 	// The server's close reaches the client, which will not send on that
 	// connection again.
-	eventually(t, 10*time.Second, connBroken)
+	testwait.For(t, 10*time.Second, "every connection sees the server close it", connBroken)
 	if _, err := c.Put(ctx, "k", []byte("2")); err != nil {
 		t.Fatalf("Put after the endpoint in use stopped: %v", err)
 	}

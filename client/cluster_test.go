@@ -10,6 +10,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -106,7 +107,7 @@ func (c *testCluster) stopAll() {
 func (c *testCluster) waitLeader() string {
 	c.t.Helper()
 	var leader string
-	eventually(c.t, 10*time.Second, func() bool {
+	testwait.For(c.t, 10*time.Second, "every running node agrees on one leader", func() bool {
 		leader = ""
 		for _, s := range c.servers {
 			st := s.Node().Status()
@@ -141,15 +142,4 @@ func (c *testCluster) others(id string) []string {
 		}
 	}
 	return out
-}
-
-func eventually(t testing.TB, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

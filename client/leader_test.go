@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // TestCallsMoveToTheLeader lists a follower first: the client's calls move
@@ -26,7 +28,7 @@ func TestCallsMoveToTheLeader(t *testing.T) {
 	if got := servedBy(); got != follower {
 		t.Fatalf("first call served by %s, want the first endpoint %s", got, follower)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "writes served by the leader "+leader, func() bool {
 		if _, err := c.Put(ctx, "k", []byte(`1`)); err != nil {
 			t.Fatal(err)
 		}
@@ -37,7 +39,7 @@ func TestCallsMoveToTheLeader(t *testing.T) {
 	if got, err := c.TransferLeadership(ctx, next); err != nil || got != next {
 		t.Fatalf("transfer to %s: %q, %v", next, got, err)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "writes served by the new leader "+next, func() bool {
 		if _, err := c.Put(ctx, "k", []byte(`2`)); err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
@@ -122,7 +123,7 @@ func startWatchNode(t *testing.T, history kv.WatchConfig) *server.Server {
 		defer cancel()
 		s.Close(ctx)
 	})
-	eventually(t, 10*time.Second, func() bool { return s.Node().Status().IsLeader })
+	testwait.For(t, 10*time.Second, "the one node leads", func() bool { return s.Node().Status().IsLeader })
 	return s
 }
 
