@@ -12,9 +12,9 @@ import (
 // to the leader's endpoint, and follow leadership when it moves.
 func TestCallsMoveToTheLeader(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	follower := cl.others(leader)[0]
-	c := newClient(t, Config{Endpoints: cl.endpoints(follower, leader, cl.others(leader)[1]), LeaderRefresh: 20 * time.Millisecond})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	follower := cl.Others(leader)[0]
+	c := newClient(t, Config{Endpoints: cl.Endpoints(follower, leader, cl.Others(leader)[1]), LeaderRefresh: 20 * time.Millisecond})
 	ctx := context.Background()
 
 	servedBy := func() string {
@@ -35,7 +35,7 @@ func TestCallsMoveToTheLeader(t *testing.T) {
 		return servedBy() == leader
 	})
 
-	next := cl.others(leader)[1]
+	next := cl.Others(leader)[1]
 	if got, err := c.TransferLeadership(ctx, next); err != nil || got != next {
 		t.Fatalf("transfer to %s: %q, %v", next, got, err)
 	}
@@ -49,9 +49,9 @@ func TestCallsMoveToTheLeader(t *testing.T) {
 
 func TestLeaderRoutingCanBeTurnedOff(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	follower := cl.others(leader)[0]
-	c := newClient(t, Config{Endpoints: cl.endpoints(follower, leader), LeaderRefresh: -1})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	follower := cl.Others(leader)[0]
+	c := newClient(t, Config{Endpoints: cl.Endpoints(follower, leader), LeaderRefresh: -1})
 	ctx := context.Background()
 	for i := range 20 {
 		if _, err := c.Put(ctx, "k", []byte(`1`)); err != nil {

@@ -54,11 +54,11 @@ func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	cl := newTestCluster(t, 3)
-	cl.waitLeader()
+	cl.WaitLeader(t, leaderTimeout)
 	ctx := testContext(t)
 	// The watcher starts on n1 (the first endpoint); writes go to n2, n3.
-	watching := newClient(t, Config{Endpoints: cl.endpoints(), RetryBackoff: 10 * time.Millisecond})
-	writer := newClient(t, Config{Endpoints: cl.endpoints("n2", "n3")})
+	watching := newClient(t, Config{Endpoints: cl.Endpoints(), RetryBackoff: 10 * time.Millisecond})
+	writer := newClient(t, Config{Endpoints: cl.Endpoints("n2", "n3")})
 	w, err := watching.Watch(ctx, "w/", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -81,10 +81,10 @@ func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
 	write(20)
 	got := receive(t, w, last, &progress)
 	// Its node goes away (Close ends its streams) while writes go on.
-	cl.stop("n1")
+	cl.Stop(t, "n1")
 	write(20)
 	got = append(got, receive(t, w, last, &progress)...)
-	cl.waitLeader()
+	cl.WaitLeader(t, leaderTimeout)
 	write(20)
 	got = append(got, receive(t, w, last, &progress)...)
 	for i, rev := range got {

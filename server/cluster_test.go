@@ -23,6 +23,13 @@ import (
 
 // testCluster is an in-process cluster of Servers talking over real
 // WebSockets on loopback, with durable storage in temporary directories.
+//
+// It is the one copy of internal/testcluster that stays: these are
+// internal tests of package server, which testcluster imports (an import
+// cycle), and they reach inside the servers (crash closes the HTTP server
+// and the parts without the graceful path; the flap test re-points a
+// transport at a proxy; others read storage, api and ws state). Every
+// other package's tests use internal/testcluster.
 type testCluster struct {
 	t       *testing.T
 	ids     []string
