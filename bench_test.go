@@ -25,22 +25,9 @@ func startBenchCluster(b *testing.B) map[string]*testNode {
 // new leader serves reads only after that).
 func benchLeader(b *testing.B, nodes map[string]*testNode) (leader, follower string) {
 	b.Helper()
+	leader = waitLeader(b, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for ctx.Err() == nil {
-		for name, tn := range nodes {
-			if tn.node.IsLeader() {
-				leader = name
-			}
-		}
-		if leader != "" {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if leader == "" {
-		b.Fatal("no leader within 10s")
-	}
 	if _, err := nodes[leader].node.Propose(ctx, []byte("warm")); err != nil {
 		b.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/storage"
 )
 
@@ -73,7 +74,7 @@ func TestSubmitReportsWhereItsEntryIs(t *testing.T) {
 			t.Fatalf("%s: result %v (%T), want the tally's count", name, a.Result, a.Result)
 		}
 		for other := range c.nodes {
-			waitFor(t, 10*time.Second, other+" to apply index "+fmt.Sprint(a.Index), func() bool {
+			testwait.For(t, 10*time.Second, other+" to apply index "+fmt.Sprint(a.Index), func() bool {
 				_, ok := c.cmdAt(other, a.Index)
 				return ok
 			})
@@ -150,7 +151,7 @@ func TestInTermProposalIsFenced(t *testing.T) {
 	}
 	// The others elect a new leader and write past the lost entry.
 	var newLeader string
-	waitFor(t, 10*time.Second, "a new leader among the others", func() bool {
+	testwait.For(t, 10*time.Second, "a new leader among the others", func() bool {
 		for name, n := range c.nodes {
 			if name != old && n.node.IsLeader() {
 				newLeader = name
@@ -176,7 +177,7 @@ func TestInTermProposalIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name := range c.nodes {
-		waitFor(t, 10*time.Second, name+" to apply the last write", func() bool {
+		testwait.For(t, 10*time.Second, name+" to apply the last write", func() bool {
 			vals, _ := c.nodes[name].sm.state()
 			return vals["last"] == "1"
 		})
@@ -202,7 +203,7 @@ func TestSnapshotOnDemand(t *testing.T) {
 	}
 	node.Start(alone{})
 	defer node.Stop()
-	waitFor(t, 5*time.Second, "leadership", node.IsLeader)
+	testwait.For(t, 5*time.Second, "leadership", node.IsLeader)
 	sub := node.SubscribeSnapshots(4)
 	defer sub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/memnet"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/storage"
 	"github.com/unrdf/consensus/transport"
 )
@@ -121,17 +122,6 @@ func snapConfig(name string, peers map[string]string) consensus.Config {
 	// TestRestartFromSnapshotAndTail timed out now and then).
 	cfg.SnapshotSpacing = 0
 	return cfg
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // snapCluster is three nodes with small snapshot thresholds, over memnet
@@ -239,7 +229,7 @@ func newWebSocketSnapCluster(t *testing.T) *snapCluster {
 
 func (c *snapCluster) leader() string {
 	var leader string
-	waitFor(c.t, 10*time.Second, "a leader", func() bool {
+	testwait.For(c.t, 10*time.Second, "a leader", func() bool {
 		for name, n := range c.nodes {
 			if n.node.IsLeader() {
 				leader = name
@@ -281,14 +271,14 @@ func testFollowerCatchesUpBySnapshot(t *testing.T, c *snapCluster) {
 			t.Fatalf("write %d: %v", i, err)
 		}
 	}
-	waitFor(t, 10*time.Second, "the leader's snapshot", func() bool {
+	testwait.For(t, 10*time.Second, "the leader's snapshot", func() bool {
 		return c.nodes[leader].node.Status().SnapshotIndex >= 3*50
 	})
 	c.heal()
 	sub := c.nodes[lagger].node.SubscribeSnapshots(16)
 	defer sub.Close()
 	want, wantApplied := c.nodes[leader].sm.state()
-	waitFor(t, 20*time.Second, "the lagging follower to catch up", func() bool {
+	testwait.For(t, 20*time.Second, "the lagging follower to catch up", func() bool {
 		_, applied := c.nodes[lagger].sm.state()
 		return applied == wantApplied
 	})
@@ -341,7 +331,7 @@ func TestRestartFromSnapshotAndTail(t *testing.T) {
 		return node, sm, st
 	}
 	node, sm, st := open()
-	waitFor(t, 5*time.Second, "leadership", node.IsLeader)
+	testwait.For(t, 5*time.Second, "leadership", node.IsLeader)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := range 175 {
@@ -349,7 +339,7 @@ func TestRestartFromSnapshotAndTail(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "a snapshot at 150 or more", func() bool { return node.Status().SnapshotIndex >= 150 })
+	testwait.For(t, 10*time.Second, "a snapshot at 150 or more", func() bool { return node.Status().SnapshotIndex >= 150 })
 	want, wantApplied := sm.state()
 	sm.mu.Lock()
 	snapAt := sm.snapAt
@@ -369,7 +359,7 @@ func TestRestartFromSnapshotAndTail(t *testing.T) {
 		t.Fatalf("log was not compacted: first index %d", first)
 	}
 	// Everything applied before the restart is back before any new write.
-	waitFor(t, 10*time.Second, "replay of the tail", func() bool {
+	testwait.For(t, 10*time.Second, "replay of the tail", func() bool {
 		_, applied := sm.state()
 		return applied >= wantApplied
 	})

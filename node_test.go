@@ -10,11 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unrdf/consensus"
-	"github.com/unrdf/consensus/storage"
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/testwait"
+	"github.com/unrdf/consensus/storage"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -158,26 +160,23 @@ func startClusterWith(t testing.TB, n int, configure func(*consensus.Config)) (m
 	return nodes, cn
 }
 
-func waitLeader(t *testing.T, nodes map[string]*testNode) string {
+// waitLeader waits until every node of nodes knows the same leader and
+// returns it: the one leader wait of this package's node tests.
+func waitLeader(t testing.TB, nodes map[string]*testNode) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		leader, agreed := "", true
+	var leader string
+	testwait.For(t, 10*time.Second, "every node knows the same leader", func() bool {
+		leader = ""
 		for _, tn := range nodes {
 			l := tn.node.Leader()
 			if l == "" || (leader != "" && l != leader) {
-				agreed = false
-				break
+				return false
 			}
 			leader = l
 		}
-		if agreed {
-			return leader
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatal("no leader within 10s")
-	return ""
+		return true
+	})
+	return leader
 }
 
 func TestProposeOnFollowerAppliesEverywhereInOrder(t *testing.T) {

@@ -19,11 +19,11 @@ import (
 // node's, so nothing fails over.
 func TestEndpointStatusAndHealth(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	c := newClient(t, Config{Endpoints: cl.endpoints("n1")})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	c := newClient(t, Config{Endpoints: cl.Endpoints("n1")})
 	ctx := testContext(t)
-	for _, id := range cl.ids {
-		for _, ep := range []string{cl.https[id], "http://" + cl.https[id], "ws://" + cl.https[id] + "/"} {
+	for _, id := range cl.IDs {
+		for _, ep := range []string{cl.HTTP[id], "http://" + cl.HTTP[id], "ws://" + cl.HTTP[id] + "/"} {
 			st, err := c.EndpointStatus(ctx, ep)
 			if err != nil {
 				t.Fatalf("%s: %v", ep, err)
@@ -33,7 +33,7 @@ func TestEndpointStatusAndHealth(t *testing.T) {
 			}
 		}
 	}
-	nodes, err := c.EndpointHealth(ctx, cl.https["n3"])
+	nodes, err := c.EndpointHealth(ctx, cl.HTTP["n3"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestEndpointStatusAndHealth(t *testing.T) {
 		t.Fatal("ftp endpoint accepted")
 	}
 	c.Close()
-	if _, err := c.EndpointHealth(ctx, cl.https["n1"]); !errors.Is(err, ErrClosed) {
+	if _, err := c.EndpointHealth(ctx, cl.HTTP["n1"]); !errors.Is(err, ErrClosed) {
 		t.Fatalf("closed client: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/unrdf/consensus/internal/testcluster"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -21,11 +22,11 @@ const benchParallelism = 32
 // benchCluster starts a 3-node cluster and returns it with its leader's
 // endpoint first: both protocols are measured against the leader, so
 // follower forwarding does not blur the comparison.
-func benchCluster(b *testing.B) (*testCluster, []string) {
+func benchCluster(b *testing.B) (*testcluster.Cluster, []string) {
 	b.Helper()
 	cl := newTestCluster(b, 3)
-	leader := cl.waitLeader()
-	return cl, cl.endpoints(append([]string{leader}, cl.others(leader)...)...)
+	leader := cl.WaitLeader(b, leaderTimeout)
+	return cl, cl.Endpoints(append([]string{leader}, cl.Others(leader)...)...)
 }
 
 var benchValue = []byte(`{"name":"Data Processing","status":"running","progress":42}`)

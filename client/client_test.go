@@ -15,6 +15,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -38,10 +39,10 @@ func testContext(t testing.TB) context.Context {
 
 func TestRoundTrips(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
+	leader := cl.WaitLeader(t, leaderTimeout)
 	// Through a follower: it forwards writes to the leader.
-	follower := cl.others(leader)[0]
-	c := newClient(t, Config{Endpoints: cl.endpoints(follower)})
+	follower := cl.Others(leader)[0]
+	c := newClient(t, Config{Endpoints: cl.Endpoints(follower)})
 	ctx := testContext(t)
 
 	rev1, err := c.Put(ctx, "workflow:a", []byte(`{"name": "Data Processing", "progress": 0}`))
@@ -113,8 +114,8 @@ func TestRoundTrips(t *testing.T) {
 // every call succeeds, every value reads back, over a single connection.
 func TestConcurrentCallsShareOneConnection(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	c := newClient(t, Config{Endpoints: cl.endpoints(leader)})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	c := newClient(t, Config{Endpoints: cl.Endpoints(leader)})
 	ctx := testContext(t)
 
 	const workers = 256
@@ -149,7 +150,7 @@ func TestConcurrentCallsShareOneConnection(t *testing.T) {
 		t.Fatalf("List = %d items, %v", len(items), err)
 	}
 	var accepted int64
-	for _, s := range cl.servers {
+	for _, s := range cl.Servers {
 		accepted += s.WSStats().Accepted
 	}
 	if accepted != 1 {
@@ -159,8 +160,8 @@ func TestConcurrentCallsShareOneConnection(t *testing.T) {
 
 func TestErrorsMapToSentinels(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	c := newClient(t, Config{Endpoints: cl.endpoints(leader)})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	c := newClient(t, Config{Endpoints: cl.Endpoints(leader)})
 	ctx := testContext(t)
 
 	wantCode := func(err error, code string, sentinels ...error) {
@@ -207,20 +208,20 @@ func TestErrorsMapToSentinels(t *testing.T) {
 
 func TestNoLeader(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	followers := cl.others(leader)
+	leader := cl.WaitLeader(t, leaderTimeout)
+	followers := cl.Others(leader)
 	survivor := followers[1]
-	c := newClient(t, Config{Endpoints: cl.endpoints(survivor), RetryBackoff: 10 * time.Millisecond})
+	c := newClient(t, Config{Endpoints: cl.Endpoints(survivor), RetryBackoff: 10 * time.Millisecond})
 	ctx := testContext(t)
 	if _, err := c.Put(ctx, "before", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 
-	cl.stop(leader)
-	cl.stop(followers[0])
+	cl.Stop(t, leader)
+	cl.Stop(t, followers[0])
 	// One node of three cannot elect a leader; wait until it knows it has
 	// none, so that writes are refused rather than left waiting.
-	eventually(t, 10*time.Second, func() bool { return cl.servers[survivor].Node().Status().LeaderID == "" })
+	testwait.For(t, 10*time.Second, "the survivor knows it has no leader", func() bool { return cl.Servers[survivor].Node().Status().LeaderID == "" })
 
 	_, err := c.Put(ctx, "after", []byte("1"))
 	if !errors.Is(err, consensus.ErrNoLeader) {
@@ -240,12 +241,12 @@ func TestNoLeader(t *testing.T) {
 
 func TestFailover(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
+	leader := cl.WaitLeader(t, leaderTimeout)
 	ctx := testContext(t)
 
 	// The first endpoint has nothing listening.
 	dead := freeAddr(t)
-	c := newClient(t, Config{Endpoints: append([]string{dead}, cl.endpoints()...)})
+	c := newClient(t, Config{Endpoints: append([]string{dead}, cl.Endpoints()...)})
 	if _, err := c.Put(ctx, "k", []byte("1")); err != nil {
 		t.Fatalf("Put with the first endpoint down: %v", err)
 	}
@@ -262,9 +263,9 @@ func TestFailover(t *testing.T) {
 	if inUse == leader {
 		// Keep a quorum and a leader: stop a follower instead, after
 		// moving the client onto it.
-		inUse = cl.others(leader)[0]
+		inUse = cl.Others(leader)[0]
 		c.Close()
-		c = newClient(t, Config{Endpoints: cl.endpoints(inUse, leader)})
+		c = newClient(t, Config{Endpoints: cl.Endpoints(inUse, leader)})
 		if _, err := c.Status(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -280,10 +281,10 @@ func TestFailover(t *testing.T) {
 		}
 		return true
 	}
-	cl.stop(inUse)
+	cl.Stop(t, inUse)
 	// The server's close reaches the client, which will not send on that
 	// connection again.
-	eventually(t, 10*time.Second, connBroken)
+	testwait.For(t, 10*time.Second, "every connection sees the server close it", connBroken)
 	if _, err := c.Put(ctx, "k", []byte("2")); err != nil {
 		t.Fatalf("Put after the endpoint in use stopped: %v", err)
 	}
@@ -312,14 +313,14 @@ func TestAllEndpointsDown(t *testing.T) {
 // is closed with a reason, and the node keeps serving everyone else.
 func TestGarbageFrame(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	c := newClient(t, Config{Endpoints: cl.endpoints(leader)})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	c := newClient(t, Config{Endpoints: cl.Endpoints(leader)})
 	ctx := testContext(t)
 	if _, err := c.Put(ctx, "k", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 
-	raw, _, err := websocket.Dial(ctx, "ws://"+cl.https[leader]+"/v1/ws", nil)
+	raw, _, err := websocket.Dial(ctx, "ws://"+cl.HTTP[leader]+"/v1/ws", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +334,7 @@ func TestGarbageFrame(t *testing.T) {
 		t.Fatalf("after a garbage frame: %v, want a protocol error close with a reason", err)
 	}
 	t.Logf("server closed with %d %q", ce.Code, ce.Reason)
-	if n := cl.servers[leader].WSStats().BadFrames; n != 1 {
+	if n := cl.Servers[leader].WSStats().BadFrames; n != 1 {
 		t.Errorf("BadFrames = %d, want 1", n)
 	}
 	if it, err := c.Get(ctx, "k"); err != nil || string(it.Value) != "1" {
@@ -343,8 +344,8 @@ func TestGarbageFrame(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	cl := newTestCluster(t, 1)
-	cl.waitLeader()
-	c := newClient(t, Config{Endpoints: cl.endpoints()})
+	cl.WaitLeader(t, leaderTimeout)
+	c := newClient(t, Config{Endpoints: cl.Endpoints()})
 	ctx := testContext(t)
 	if _, err := c.Put(ctx, "k", []byte("1")); err != nil {
 		t.Fatal(err)
@@ -362,8 +363,8 @@ func TestClose(t *testing.T) {
 
 func TestContextEndsBeforeSend(t *testing.T) {
 	cl := newTestCluster(t, 1)
-	cl.waitLeader()
-	c := newClient(t, Config{Endpoints: cl.endpoints()})
+	cl.WaitLeader(t, leaderTimeout)
+	c := newClient(t, Config{Endpoints: cl.Endpoints()})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := c.Put(ctx, "k", []byte("1"))

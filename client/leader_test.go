@@ -4,15 +4,17 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // TestCallsMoveToTheLeader lists a follower first: the client's calls move
 // to the leader's endpoint, and follow leadership when it moves.
 func TestCallsMoveToTheLeader(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	follower := cl.others(leader)[0]
-	c := newClient(t, Config{Endpoints: cl.endpoints(follower, leader, cl.others(leader)[1]), LeaderRefresh: 20 * time.Millisecond})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	follower := cl.Others(leader)[0]
+	c := newClient(t, Config{Endpoints: cl.Endpoints(follower, leader, cl.Others(leader)[1]), LeaderRefresh: 20 * time.Millisecond})
 	ctx := context.Background()
 
 	servedBy := func() string {
@@ -26,18 +28,18 @@ func TestCallsMoveToTheLeader(t *testing.T) {
 	if got := servedBy(); got != follower {
 		t.Fatalf("first call served by %s, want the first endpoint %s", got, follower)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "writes served by the leader "+leader, func() bool {
 		if _, err := c.Put(ctx, "k", []byte(`1`)); err != nil {
 			t.Fatal(err)
 		}
 		return servedBy() == leader
 	})
 
-	next := cl.others(leader)[1]
+	next := cl.Others(leader)[1]
 	if got, err := c.TransferLeadership(ctx, next); err != nil || got != next {
 		t.Fatalf("transfer to %s: %q, %v", next, got, err)
 	}
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "writes served by the new leader "+next, func() bool {
 		if _, err := c.Put(ctx, "k", []byte(`2`)); err != nil {
 			t.Fatal(err)
 		}
@@ -47,9 +49,9 @@ func TestCallsMoveToTheLeader(t *testing.T) {
 
 func TestLeaderRoutingCanBeTurnedOff(t *testing.T) {
 	cl := newTestCluster(t, 3)
-	leader := cl.waitLeader()
-	follower := cl.others(leader)[0]
-	c := newClient(t, Config{Endpoints: cl.endpoints(follower, leader), LeaderRefresh: -1})
+	leader := cl.WaitLeader(t, leaderTimeout)
+	follower := cl.Others(leader)[0]
+	c := newClient(t, Config{Endpoints: cl.Endpoints(follower, leader), LeaderRefresh: -1})
 	ctx := context.Background()
 	for i := range 20 {
 		if _, err := c.Put(ctx, "k", []byte(`1`)); err != nil {

@@ -15,8 +15,8 @@ import (
 // skipped.
 func TestMembershipCalls(t *testing.T) {
 	c := newTestCluster(t, 3)
-	leader := c.waitLeader()
-	cl, err := New(Config{Endpoints: append([]string{"127.0.0.1:1"}, c.endpoints()...)})
+	leader := c.WaitLeader(t, leaderTimeout)
+	cl, err := New(Config{Endpoints: append([]string{"127.0.0.1:1"}, c.Endpoints()...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,12 +52,12 @@ func TestMembershipCalls(t *testing.T) {
 	if err := cl.PromoteMember(ctx, "nope"); !errors.Is(err, consensus.ErrUnknownMember) {
 		t.Fatalf("promote unknown: %v", err)
 	}
-	target := c.others(leader)[0]
+	target := c.Others(leader)[0]
 	got, err := cl.TransferLeadership(ctx, target)
 	if err != nil || got != target {
 		t.Fatalf("transfer to %s: %q %v", target, got, err)
 	}
-	if got := c.waitLeader(); got != target {
+	if got := c.WaitLeader(t, leaderTimeout); got != target {
 		t.Fatalf("leader %s after transfer to %s", got, target)
 	}
 }

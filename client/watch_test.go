@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
@@ -53,11 +54,11 @@ func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	cl := newTestCluster(t, 3)
-	cl.waitLeader()
+	cl.WaitLeader(t, leaderTimeout)
 	ctx := testContext(t)
 	// The watcher starts on n1 (the first endpoint); writes go to n2, n3.
-	watching := newClient(t, Config{Endpoints: cl.endpoints(), RetryBackoff: 10 * time.Millisecond})
-	writer := newClient(t, Config{Endpoints: cl.endpoints("n2", "n3")})
+	watching := newClient(t, Config{Endpoints: cl.Endpoints(), RetryBackoff: 10 * time.Millisecond})
+	writer := newClient(t, Config{Endpoints: cl.Endpoints("n2", "n3")})
 	w, err := watching.Watch(ctx, "w/", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -80,10 +81,10 @@ func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
 	write(20)
 	got := receive(t, w, last, &progress)
 	// Its node goes away (Close ends its streams) while writes go on.
-	cl.stop("n1")
+	cl.Stop(t, "n1")
 	write(20)
 	got = append(got, receive(t, w, last, &progress)...)
-	cl.waitLeader()
+	cl.WaitLeader(t, leaderTimeout)
 	write(20)
 	got = append(got, receive(t, w, last, &progress)...)
 	for i, rev := range got {
@@ -122,7 +123,7 @@ func startWatchNode(t *testing.T, history kv.WatchConfig) *server.Server {
 		defer cancel()
 		s.Close(ctx)
 	})
-	eventually(t, 10*time.Second, func() bool { return s.Node().Status().IsLeader })
+	testwait.For(t, 10*time.Second, "the one node leads", func() bool { return s.Node().Status().IsLeader })
 	return s
 }
 

@@ -11,24 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/cluster"
 	"github.com/unrdf/consensus/internal/harness"
-	"go.uber.org/goleak"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // waitEvent waits for an event matching match on sub.
 func waitEvent(t *testing.T, sub *consensus.Subscription[cluster.Event], what string, match func(cluster.Event) bool) cluster.Event {
@@ -86,7 +77,7 @@ func TestHealthAndEvents(t *testing.T) {
 	m.Start()
 	defer m.Close()
 
-	eventually(t, 10*time.Second, "all healthy", func() bool { return len(m.HealthyNodes()) == 3 })
+	testwait.For(t, 10*time.Second, "all healthy", func() bool { return len(m.HealthyNodes()) == 3 })
 	if st := m.Stats(); st.Nodes != 3 || st.Voters != 3 || st.Healthy != 3 || st.LeaderID == "" {
 		t.Fatalf("stats %+v", st)
 	}
@@ -140,7 +131,7 @@ func TestHealthAndEvents(t *testing.T) {
 	waitEvent(t, sub, "node_joined n4", func(e cluster.Event) bool {
 		return e.Type == consensus.EventNodeJoined && e.NodeID == "n4"
 	})
-	eventually(t, 10*time.Second, "n4 healthy voter", func() bool {
+	testwait.For(t, 10*time.Second, "n4 healthy voter", func() bool {
 		info, err := m.NodeHealth("n4")
 		return err == nil && info.Voter && info.Health == cluster.HealthHealthy
 	})
@@ -190,7 +181,7 @@ func TestFirstCheckWaitsForALeader(t *testing.T) {
 	if _, err := c.WaitLeader(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "n1 healthy, well before the second check", func() bool {
+	testwait.For(t, 10*time.Second, "n1 healthy, well before the second check", func() bool {
 		h, err := m.NodeHealth("n1")
 		return err == nil && h.Health == cluster.HealthHealthy
 	})
@@ -225,14 +216,14 @@ func TestSuspectAtOnceWhenStreamGoesDown(t *testing.T) {
 	}
 	m.Start()
 	defer m.Close()
-	eventually(t, 10*time.Second, "all healthy after the first check", func() bool { return len(m.HealthyNodes()) == 3 })
+	testwait.For(t, 10*time.Second, "all healthy after the first check", func() bool { return len(m.HealthyNodes()) == 3 })
 	if self, _ := m.NodeHealth("n1"); self.Lag == nil || self.LastCheckAgeMs == nil {
 		t.Fatalf("self %+v: lag and check age unknown", self)
 	}
 
 	c.Isolate("n3")
 	var n3 cluster.NodeInfo
-	eventually(t, 10*time.Second, "n3 suspect", func() bool {
+	testwait.For(t, 10*time.Second, "n3 suspect", func() bool {
 		n3, _ = m.NodeHealth("n3")
 		return n3.Health == cluster.HealthSuspect
 	})
@@ -245,7 +236,7 @@ func TestSuspectAtOnceWhenStreamGoesDown(t *testing.T) {
 	}
 
 	c.Heal()
-	eventually(t, 10*time.Second, "n3 healthy again, well before the next periodic check", func() bool {
+	testwait.For(t, 10*time.Second, "n3 healthy again, well before the next periodic check", func() bool {
 		n3, _ = m.NodeHealth("n3")
 		return n3.Health == cluster.HealthHealthy
 	})
@@ -289,7 +280,7 @@ func TestStaleLagIsNull(t *testing.T) {
 	if _, err := c.WaitLeader(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "HTTP addresses advertised", func() bool {
+	testwait.For(t, 10*time.Second, "HTTP addresses advertised", func() bool {
 		n := 0
 		for _, mem := range c.Node("n1").Members() {
 			if mem.HTTPAddr != "" {

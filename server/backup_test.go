@@ -12,6 +12,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/backup"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -22,7 +23,7 @@ func TestSnapshotRoute(t *testing.T) {
 	s := startSingle(t, HTTPOptions{Tokens: testTokens(t)}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	eventually(t, 10*time.Second, func() bool { return s.Node().Ready() == nil })
+	testwait.For(t, 10*time.Second, "the node is ready", func() bool { return s.Node().Ready() == nil })
 	for i := range 50 {
 		if _, err := s.Store().Put(ctx, fmt.Sprintf("k/%02d", i), []byte(fmt.Sprintf("%d", i))); err != nil {
 			t.Fatal(err)

@@ -18,10 +18,18 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // testCluster is an in-process cluster of Servers talking over real
 // WebSockets on loopback, with durable storage in temporary directories.
+//
+// It is the one copy of internal/testcluster that stays: these are
+// internal tests of package server, which testcluster imports (an import
+// cycle), and they reach inside the servers (crash closes the HTTP server
+// and the parts without the graceful path; the flap test re-points a
+// transport at a proxy; others read storage, api and ws state). Every
+// other package's tests use internal/testcluster.
 type testCluster struct {
 	t       *testing.T
 	ids     []string
@@ -163,7 +171,7 @@ func (c *testCluster) stopAll() {
 func (c *testCluster) waitLeader() string {
 	c.t.Helper()
 	var leader string
-	eventually(c.t, 10*time.Second, func() bool {
+	testwait.For(c.t, 10*time.Second, "every running node agrees on one leader", func() bool {
 		leader = ""
 		for _, s := range c.servers {
 			st := s.Node().Status()
@@ -175,17 +183,6 @@ func (c *testCluster) waitLeader() string {
 		return leader != ""
 	})
 	return leader
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 type apiResponse struct {
@@ -283,7 +280,7 @@ func TestFastFailoverWhenLeaderProcessIsGone(t *testing.T) {
 	before := c.servers[leader].Node().Status().Term
 	c.crash(leader) // its listeners close: redials are refused
 	var next string
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "a new leader other than the crashed "+leader, func() bool {
 		next = c.waitLeader()
 		return next != leader
 	})
@@ -316,13 +313,13 @@ func TestLiveLeaderUndisturbedByFalseDetections(t *testing.T) {
 	f := c.servers[follower].Node()
 	// Each time the follower follows the leader again (it hears the next
 	// heartbeat), tell it the leader is gone.
-	eventually(t, 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "30 fast failovers on the follower", func() bool {
 		if f.Leader() == leader {
 			f.PeerDown(consensus.RaftID(leader))
 		}
 		return f.FastFailovers() >= 30
 	})
-	eventually(t, 10*time.Second, func() bool { return f.Leader() == leader })
+	testwait.For(t, 10*time.Second, "the follower follows "+leader+" again", func() bool { return f.Leader() == leader })
 	for _, s := range c.servers {
 		st := s.Node().Status()
 		if st.Term != term || st.LeaderID != leader {
@@ -459,7 +456,7 @@ func TestFlappingFollowerConnectionLeavesLeaderUndisturbed(t *testing.T) {
 	// Nodes advertise their HTTP addresses through conf changes, and each
 	// applied change points the transport at the replicated peer address
 	// again; let that settle before pointing the follower at the proxy.
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "every member's HTTP address known on every node", func() bool {
 		for _, s := range c.servers {
 			for _, m := range s.Node().Status().Members {
 				if m.HTTPAddr == "" {
@@ -477,18 +474,18 @@ func TestFlappingFollowerConnectionLeavesLeaderUndisturbed(t *testing.T) {
 	for i := range flaps {
 		// Connected again, and following the leader again (it forgot the
 		// leader in the last flap and hears it with the next heartbeat).
-		eventually(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, "the follower connected to and following "+leader, func() bool {
 			return slices.Contains(f.Status().ConnectedPeers, leader) && f.Leader() == leader
 		})
 		before := f.FastFailovers()
 		proxy.down()
 		// Wait until the follower has noticed (its redial was refused),
 		// then bring the link back.
-		eventually(t, 10*time.Second, func() bool { return f.FastFailovers() > before })
+		testwait.For(t, 10*time.Second, "the follower sees the leader gone", func() bool { return f.FastFailovers() > before })
 		proxy.up()
 		t.Logf("flap %d: the follower saw the leader gone and campaigned", i+1)
 	}
-	eventually(t, 10*time.Second, func() bool { return f.Leader() == leader })
+	testwait.For(t, 10*time.Second, "the follower follows "+leader+" again", func() bool { return f.Leader() == leader })
 	for _, s := range c.servers {
 		st := s.Node().Status()
 		if st.Term != term || st.LeaderID != leader {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus/cluster"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // nodeHealthOf reads one member's health as the node at httpAddr sees it.
@@ -34,7 +35,7 @@ func TestSurvivorsSeeCrashedMemberSuspectAtOnce(t *testing.T) {
 	// test runs the checks: the first periodic one may come before the
 	// members have advertised their HTTP addresses).
 	for _, id := range []string{"n1", "n2"} {
-		eventually(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, id+" sees n3 healthy with a lag and a passed check", func() bool {
 			c.servers[id].Cluster().CheckNow()
 			info, _ := nodeHealthOf(t, c.https[id], "n3")
 			return info.Health == cluster.HealthHealthy && info.Lag != nil && info.LastPassedCheck != nil
@@ -46,7 +47,7 @@ func TestSurvivorsSeeCrashedMemberSuspectAtOnce(t *testing.T) {
 	for _, id := range []string{"n1", "n2"} {
 		var info cluster.NodeInfo
 		var raw map[string]json.RawMessage
-		eventually(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, id+" sees n3 suspect", func() bool {
 			info, raw = nodeHealthOf(t, c.https[id], "n3")
 			return info.Health == cluster.HealthSuspect
 		})

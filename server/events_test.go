@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 func seqs(events []RecordedEvent) []uint64 {
@@ -163,7 +165,7 @@ func TestEventsFollowLeaderTransfer(t *testing.T) {
 		t.Fatalf("transfer: %d %s", r.status, r.body)
 	}
 	for _, id := range c.ids {
-		eventually(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, id+" records "+target+" elected", func() bool {
 			r := call(t, http.MethodGet, "http://"+c.https[id]+"/v1/events", nil)
 			var resp EventsResponse
 			if r.status != http.StatusOK || json.Unmarshal(r.body, &resp) != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/cluster"
 	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // allHealthy waits until every running node of c judges every member
@@ -20,32 +21,23 @@ import (
 // probe; a judgement by the peer streams alone leaves it 0).
 func allHealthy(t *testing.T, c *testCluster) {
 	t.Helper()
+	// The last reason a member was not healthy is logged each time it
+	// changes: on a timeout the log says what was still missing.
 	var last string
-	ok := waitFor(20*time.Second, func() bool {
+	testwait.For(t, 20*time.Second, "every member healthy on every node", func() bool {
 		for id, s := range c.servers {
 			for _, n := range s.Cluster().Nodes() {
 				if n.Health != cluster.HealthHealthy || n.AppliedIndex == 0 {
-					last = id + " sees " + n.ID + " " + string(n.Health) + ": " + n.Reason
+					if why := id + " sees " + n.ID + " " + string(n.Health) + ": " + n.Reason; why != last {
+						last = why
+						t.Logf("not all healthy yet: %s", why)
+					}
 					return false
 				}
 			}
 		}
 		return true
 	})
-	if !ok {
-		t.Fatalf("members not all healthy: %s", last)
-	}
-}
-
-func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return true
 }
 
 // With tokens on, members probe each other's /v1/status with the token
@@ -91,7 +83,7 @@ func TestJoinTransferAndHealthOverTLSWithTokens(t *testing.T) {
 	allHealthy(t, c)
 
 	c.startJoining("n4", "https://"+c.https[leader])
-	eventually(t, 20*time.Second, func() bool {
+	testwait.For(t, 20*time.Second, "n4 a voter on "+leader, func() bool {
 		for _, m := range c.servers[leader].Node().Status().Members {
 			if m.ID == "n4" && m.Voter {
 				return true

@@ -12,6 +12,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/cluster"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // startJoining starts a node named id that joins the cluster through the
@@ -84,7 +85,7 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 	c.startJoining("n4", dead, c.https["n2"])
 
 	// n4 catches up, is promoted, and every member has its addresses.
-	eventually(t, 20*time.Second, func() bool {
+	testwait.For(t, 20*time.Second, "n4 a voter with its addresses on n1", func() bool {
 		mr := decodeMembers(t, call(t, http.MethodGet, "http://"+c.https["n1"]+"/v1/members", nil))
 		m, ok := memberIn(mr, "n4")
 		return ok && m.Voter && m.HTTPAddr == c.https["n4"] && m.PeerAddr == c.peers["n4"]
@@ -98,7 +99,7 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 		t.Fatalf("members on n4: %+v", mr)
 	}
 	// Founders advertised their HTTP addresses too (auto-discovery).
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "every member's HTTP address listed on n4", func() bool {
 		mr := decodeMembers(t, call(t, http.MethodGet, "http://"+c.https["n4"]+"/v1/members", nil))
 		for _, m := range mr.Members {
 			if m.HTTPAddr != c.https[m.ID] {
@@ -112,14 +113,14 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 	// dead address, and n4 still comes back as a member.
 	c.stop("n4")
 	c.startJoining("n4", dead)
-	eventually(t, 10*time.Second, func() bool { return c.servers["n4"].Node().Ready() == nil })
+	testwait.For(t, 10*time.Second, "the restarted n4 is ready", func() bool { return c.servers["n4"].Node().Ready() == nil })
 
 	// Transfer leadership to n4 through any node.
 	r = call(t, http.MethodPost, "http://"+c.https["n1"]+"/v1/leader/transfer", []byte(`{"target":"n4"}`))
 	if r.status != http.StatusOK {
 		t.Fatalf("transfer: %d %s", r.status, r.body)
 	}
-	eventually(t, 10*time.Second, func() bool { return c.servers["n4"].Node().IsLeader() })
+	testwait.For(t, 10*time.Second, "n4 leads", func() bool { return c.servers["n4"].Node().IsLeader() })
 	// Without a target the leader picks the most caught-up voter.
 	r = call(t, http.MethodPost, "http://"+c.https["n4"]+"/v1/leader/transfer", nil)
 	if r.status != http.StatusOK {
@@ -201,7 +202,7 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 	if _, ok := memberIn(decodeMembers(t, r), "n4"); ok {
 		t.Fatalf("n4 still listed: %s", r.body)
 	}
-	eventually(t, 10*time.Second, func() bool { return c.servers["n4"].Node().Status().Removed })
+	testwait.For(t, 10*time.Second, "n4 knows it was removed", func() bool { return c.servers["n4"].Node().Status().Removed })
 	r = call(t, http.MethodPut, "http://"+c.https["n4"]+"/v1/kv/x", []byte(`1`))
 	if r.status != http.StatusServiceUnavailable || respCode(t, r) != CodeRemoved {
 		t.Fatalf("write on removed n4: %d %s", r.status, r.body)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // startOne starts a one-node cluster, n1, on loopback listeners it holds
@@ -38,6 +39,6 @@ func startOne(t *testing.T, configure func(*Config)) *Server {
 			t.Errorf("close: %v", err)
 		}
 	})
-	eventually(t, 10*time.Second, func() bool { return s.Node().IsLeader() })
+	testwait.For(t, 10*time.Second, "the one node leads", func() bool { return s.Node().IsLeader() })
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -61,7 +62,7 @@ func TestFollowerCatchesUpBySnapshotOverWebSocket(t *testing.T) {
 	leaderNode := c.servers[leader].Node()
 	// The entries the follower needs are compacted away: only a snapshot
 	// can bring it back.
-	eventually(t, 30*time.Second, func() bool {
+	testwait.For(t, 30*time.Second, "the leader's log compacted past the stopped follower", func() bool {
 		first, err := c.servers[leader].storage.FirstIndex()
 		return err == nil && first > behind+1
 	})
@@ -69,7 +70,7 @@ func TestFollowerCatchesUpBySnapshotOverWebSocket(t *testing.T) {
 	start := time.Now()
 	c.start(follower)
 	fnode := c.servers[follower].Node()
-	eventually(t, 2*time.Minute, func() bool { return fnode.AppliedIndex() >= leaderNode.AppliedIndex() })
+	testwait.For(t, 2*time.Minute, "the restarted follower applied as far as the leader", func() bool { return fnode.AppliedIndex() >= leaderNode.AppliedIndex() })
 	caughtUp := time.Since(start)
 	if si := fnode.Status().SnapshotIndex; si == 0 {
 		t.Fatal("the follower caught up without installing a snapshot")

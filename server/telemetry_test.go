@@ -22,6 +22,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // promSample is the value of every series in a Prometheus text exposition,
@@ -124,7 +125,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	// Counters read by callbacks are current at once; give the snapshot
 	// writer and the ws counter (recorded after the answer) time.
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "every metric present, the ws put and snapshot counters grown", func() bool {
 		after = scrape(t, addr)
 		for _, name := range metricNames {
 			if !after.has(name) {
@@ -197,7 +198,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatalf("%s still leads after the transfer", leader)
 	}
 	for _, id := range c.ids {
-		eventually(t, 10*time.Second, func() bool {
+		testwait.For(t, 10*time.Second, id+" counts the leader change", func() bool {
 			v, _ := scrape(t, c.servers[id].HTTPAddr()).sum("consensus_leader_changes_total")
 			return v > changes[id]
 		})
@@ -218,7 +219,7 @@ func startTraced(t *testing.T) (*Server, *tracetest.InMemoryExporter) {
 func spanNamed(t *testing.T, exp *tracetest.InMemoryExporter, name string, tid trace.TraceID) tracetest.SpanStub {
 	t.Helper()
 	var found tracetest.SpanStub
-	eventually(t, 5*time.Second, func() bool {
+	testwait.For(t, 5*time.Second, "a span named "+name, func() bool {
 		for _, s := range exp.GetSpans() {
 			if s.Name == name && (!tid.IsValid() || s.SpanContext.TraceID() == tid) {
 				found = s
@@ -271,7 +272,7 @@ func TestTracePutThroughHTTP(t *testing.T) {
 	// request has a span of its own, the proposal its child.
 	call(t, http.MethodPut, "http://"+s.HTTPAddr()+"/v1/kv/untraced", []byte(`1`))
 	var root tracetest.SpanStub
-	eventually(t, 5*time.Second, func() bool {
+	testwait.For(t, 5*time.Second, "the untraced request's own root span", func() bool {
 		for _, sp := range exp.GetSpans() {
 			if sp.Name == "PUT /v1/kv/{key}" && sp.SpanContext.TraceID() != tid {
 				root = sp
@@ -380,7 +381,7 @@ func TestOTLPExport(t *testing.T) {
 		t.Fatalf("PUT: %d %s", r.status, r.body)
 	}
 	// Metrics are pushed periodically while the node runs.
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "consensus.proposals pushed to the collector", func() bool {
 		m, _ := col.received()
 		return contains(m, "consensus.proposals")
 	})

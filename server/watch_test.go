@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -360,7 +361,7 @@ func TestWatchesPerClientLimit(t *testing.T) {
 	}
 	// Closing a watch frees its slot.
 	a1.close()
-	eventually(t, 10*time.Second, func() bool { return s.api.watches.open() == 2 })
+	testwait.For(t, 10*time.Second, "the closed watch frees its slot", func() bool { return s.api.watches.open() == 2 })
 	a4 := openWatch(t, base+"/v1/watch?prefix=k", ro)
 	if a4.resp.StatusCode != http.StatusOK {
 		t.Fatalf("watch after closing one: %d %s", a4.resp.StatusCode, a4.body())

@@ -19,6 +19,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -469,7 +470,7 @@ func TestWSBadFramesCloseTheConnection(t *testing.T) {
 			t.Logf("closed %v: %q", code, reason)
 			// The library answers an oversized frame before the server's
 			// reader sees the error and counts it.
-			eventually(t, 5*time.Second, func() bool { return h.ws.stats().BadFrames == int64(i+1) })
+			testwait.For(t, 5*time.Second, "the oversized frame counted as bad", func() bool { return h.ws.stats().BadFrames == int64(i+1) })
 			// The server keeps serving new connections.
 			if r := dialWS(t, url).call(1, api.OpPut, "k", []byte("1")); !r.ok {
 				t.Fatalf("put after a bad frame: %+v", r)
@@ -561,7 +562,7 @@ func TestWSBackpressure(t *testing.T) {
 	waitEntered(t, g, limit)
 	// The reader decodes the second frame, waits for a slot for its first
 	// request, and reads nothing more while the first four are held.
-	eventually(t, 5*time.Second, func() bool { return h.ws.stats().Requests == 2*limit })
+	testwait.For(t, 5*time.Second, "the reader holds at twice the limit of requests", func() bool { return h.ws.stats().Requests == 2*limit })
 	if n := g.inside.Load(); n != limit {
 		t.Fatalf("%d requests in progress, want %d", n, limit)
 	}
@@ -611,7 +612,7 @@ func TestWSShutdownDrains(t *testing.T) {
 		done <- h.ws.shutdown(ctx)
 	}()
 	// Once draining, a new request is refused at once, not served.
-	eventually(t, 5*time.Second, func() bool { return h.ws.isClosing() })
+	testwait.For(t, 5*time.Second, "the hub is draining", func() bool { return h.ws.isClosing() })
 	wantWSError(t, w.call(2, api.OpGet, "k"), CodeUnavailable)
 
 	close(g.gate)

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/unrdf/consensus/internal/certs"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // tlsPair returns server and client TLS configs for node name from the
@@ -65,8 +67,8 @@ func TestMutualTLSDelivers(t *testing.T) {
 	c1.ServerTLS, c1.ClientTLS = tlsPair(t, dir, "n1")
 	c2.ServerTLS, c2.ClientTLS = tlsPair(t, dir, "n2")
 	t1, _, r2 := pairWith(t, c1, c2)
-	eventually(t, "delivery over mutual TLS", func() bool { return r2.count() > 0 })
-	eventually(t, "connected peer", func() bool { return len(t1.ConnectedPeers()) == 1 })
+	testwait.For(t, waitTimeout, "delivery over mutual TLS", func() bool { return r2.count() > 0 })
+	testwait.For(t, waitTimeout, "connected peer", func() bool { return len(t1.ConnectedPeers()) == 1 })
 }
 
 func TestPlainTextPeerRefusedWhenTLSOn(t *testing.T) {
@@ -92,7 +94,7 @@ func TestNodeOfAnotherClusterRefused(t *testing.T) {
 	c1.ClusterID, c2.ClusterID = 0xaaaa, 0xbbbb
 	t1, t2, r2 := pairWith(t, c1, c2)
 	t2.Send([]*raftpb.Message{heartbeat(2, 1, 1)})
-	eventually(t, "refusals counted on both ends", func() bool {
+	testwait.For(t, waitTimeout, "refusals counted on both ends", func() bool {
 		return t1.Stats().WrongCluster > 0 && t2.Stats().WrongCluster > 0
 	})
 	assertNeverConnects(t, t1, r2)
@@ -141,5 +143,5 @@ func TestOversizedPeerFrameRefused(t *testing.T) {
 		t.Fatalf("oversized frame: read returned %v, want close 1009", err)
 	}
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 1)})
-	eventually(t, "delivery from a well-behaved peer", func() bool { return hb.count() > 0 })
+	testwait.For(t, waitTimeout, "delivery from a well-behaved peer", func() bool { return hb.count() > 0 })
 }

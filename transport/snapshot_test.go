@@ -17,6 +17,8 @@ import (
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // snapHandler is a recorder that also serves and receives snapshot data.
@@ -83,7 +85,7 @@ func TestSnapshotStreamedInChunks(t *testing.T) {
 	b.AddPeer(1, "n1", a.Addr())
 
 	a.Send([]*raftpb.Message{snapMsg(1, 2, 500, 3)})
-	eventually(t, "snapshot delivered and reported", func() bool {
+	testwait.For(t, waitTimeout, "snapshot delivered and reported", func() bool {
 		return len(ha.snapReports()) == 1 && hb.count() == 1
 	})
 	got, errs := hb.results()
@@ -177,7 +179,7 @@ func TestSnapshotStreamRejectsBadStreams(t *testing.T) {
 	_ = conn.Write(ctx, websocket.MessageBinary, head(len(data), snapMsg(1, 2, 9, 1)))
 	_ = conn.Write(ctx, websocket.MessageBinary, data[:100])
 	_ = conn.CloseNow()
-	eventually(t, "the cut stream's error", func() bool { _, errs := hb.results(); return len(errs) == 1 })
+	testwait.For(t, waitTimeout, "the cut stream's error", func() bool { _, errs := hb.results(); return len(errs) == 1 })
 	if _, errs := hb.results(); errors.Is(errs[0], io.EOF) || hb.count() != 0 {
 		t.Fatalf("cut stream: error %v (must not be a clean EOF), delivered %d", errs[0], hb.count())
 	}

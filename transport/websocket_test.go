@@ -19,23 +19,12 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // waitTimeout bounds every wait in these tests; conditions normally hold
 // within milliseconds.
 const waitTimeout = 10 * time.Second
-
-// eventually polls cond until it holds or waitTimeout passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 type snapReport struct {
 	id     uint64
@@ -155,7 +144,7 @@ func pair(t *testing.T) (a, b *WebSocket, ha, hb *recorder) {
 
 func waitConnected(t *testing.T, tr *WebSocket, ids ...uint64) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("node %d connected to %v", tr.cfg.ID, ids), func() bool {
+	testwait.For(t, waitTimeout, fmt.Sprintf("node %d connected to %v", tr.cfg.ID, ids), func() bool {
 		return slices.Equal(tr.ConnectedPeers(), ids)
 	})
 }
@@ -227,9 +216,9 @@ func TestDeliverMessageTypesInOrder(t *testing.T) {
 		}
 	}
 
-	eventually(t, "all messages delivered", func() bool { return recB.count() >= len(want) })
+	testwait.For(t, waitTimeout, "all messages delivered", func() bool { return recB.count() >= len(want) })
 	sameMessages(t, recB.messages(), want)
-	eventually(t, "snapshot reported", func() bool { return len(recA.snapReports()) > 0 })
+	testwait.For(t, waitTimeout, "snapshot reported", func() bool { return len(recA.snapReports()) > 0 })
 	if got := recA.snapReports(); !slices.Equal(got, []snapReport{{2, raft.SnapshotFinish}}) {
 		t.Fatalf("snapshot reports %v, want one SnapshotFinish for 2", got)
 	}
@@ -291,7 +280,7 @@ func TestBatchManyMessagesPerFrame(t *testing.T) {
 	}
 	close(gate.open)
 
-	eventually(t, "all messages delivered", func() bool { return recB.count() >= n })
+	testwait.For(t, waitTimeout, "all messages delivered", func() bool { return recB.count() >= n })
 	sameMessages(t, recB.messages(), want)
 	s := a.Stats()
 	t.Logf("%d messages in %d frames", s.MessagesSent, s.FramesSent)
@@ -321,13 +310,13 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	b.AddPeer(1, "n1", a.Addr())
 	waitConnected(t, a, 2)
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 1)})
-	eventually(t, "first delivery", func() bool { return recB.count() == 1 })
+	testwait.For(t, waitTimeout, "first delivery", func() bool { return recB.count() == 1 })
 
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
 	waitConnected(t, a)
-	eventually(t, "B reported unreachable", func() bool { return recA.unreachableCount(2) > 0 })
+	testwait.For(t, waitTimeout, "B reported unreachable", func() bool { return recA.unreachableCount(2) > 0 })
 
 	// Sends while B is down are dropped (or wait in the queue); none block.
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 2)})
@@ -340,13 +329,13 @@ func TestReconnectAfterPeerRestart(t *testing.T) {
 	waitConnected(t, b2, 1)
 
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 3)})
-	eventually(t, "delivery after restart", func() bool {
+	testwait.For(t, waitTimeout, "delivery after restart", func() bool {
 		ms := recB2.messages()
 		return len(ms) > 0 && ms[len(ms)-1].GetCommit() == 3
 	})
 	// And the other direction, over B2's new stream to A.
 	b2.Send([]*raftpb.Message{msg(raftpb.MsgHeartbeatResp, 2, 1, 1)})
-	eventually(t, "delivery from the restarted peer", func() bool { return recA.count() == 1 })
+	testwait.For(t, waitTimeout, "delivery from the restarted peer", func() bool { return recA.count() == 1 })
 }
 
 // rawStream dials tr as node from, as a misbehaving peer would.
@@ -394,21 +383,21 @@ func TestBadInboundTraffic(t *testing.T) {
 	write(websocket.MessageBinary, []byte("not msgpack at all"))
 	write(websocket.MessageBinary, []byte{0xdd, 0xff, 0xff, 0xff, 0xff})
 	write(websocket.MessageText, []byte(`{"v":1}`))
-	eventually(t, "bad frames counted", func() bool { return b.Stats().BadFrames == 3 })
+	testwait.For(t, waitTimeout, "bad frames counted", func() bool { return b.Stats().BadFrames == 3 })
 
 	// pair may have seen A dial before B knew it; count from here.
 	unknownBefore := b.Stats().UnknownSender
 	write(websocket.MessageBinary, frame(1, heartbeat(1, 2, 1)))                       // envelope claims A
 	write(websocket.MessageBinary, frame(3, heartbeat(1, 2, 1), heartbeat(3, 2, 100))) // one message claims A
 	write(websocket.MessageBinary, frame(3, heartbeat(3, 5, 1)))                       // not for B
-	eventually(t, "forgeries counted", func() bool {
+	testwait.For(t, waitTimeout, "forgeries counted", func() bool {
 		s := b.Stats()
 		return s.UnknownSender-unknownBefore == 2 && s.Misaddressed == 1
 	})
 	// The raw stream survived all that, and so did A's.
-	eventually(t, "honest message from 3", func() bool { return recB.count() == 1 })
+	testwait.For(t, waitTimeout, "honest message from 3", func() bool { return recB.count() == 1 })
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 7)})
-	eventually(t, "A still delivers", func() bool { return recB.count() == 2 })
+	testwait.For(t, waitTimeout, "A still delivers", func() bool { return recB.count() == 2 })
 	want := []*raftpb.Message{heartbeat(3, 2, 100), heartbeat(1, 2, 7)}
 	sameMessages(t, recB.messages(), want)
 
@@ -476,9 +465,9 @@ func TestBackpressureUnreachablePeer(t *testing.T) {
 		}
 		a.Send([]*raftpb.Message{snap})
 	})
-	eventually(t, "drops counted", func() bool { return a.Stats().MessagesDropped > 0 })
-	eventually(t, "unreachable reported", func() bool { return rec.unreachableCount(2) > 0 })
-	eventually(t, "snapshot failure reported", func() bool {
+	testwait.For(t, waitTimeout, "drops counted", func() bool { return a.Stats().MessagesDropped > 0 })
+	testwait.For(t, waitTimeout, "unreachable reported", func() bool { return rec.unreachableCount(2) > 0 })
+	testwait.For(t, waitTimeout, "snapshot failure reported", func() bool {
 		return slices.Contains(rec.snapReports(), snapReport{2, raft.SnapshotFailure})
 	})
 	if got := a.ConnectedPeers(); len(got) != 0 {
@@ -538,7 +527,7 @@ func TestRemoveAndReaddressPeer(t *testing.T) {
 		t.Fatal("Send to a removed peer was not reported")
 	}
 	// B's stream to A is refused now: A no longer knows B.
-	eventually(t, "B's redial refused", func() bool { return a.Stats().UnknownSender > 0 })
+	testwait.For(t, waitTimeout, "B's redial refused", func() bool { return a.Stats().UnknownSender > 0 })
 	waitConnected(t, b)
 
 	// Pointing A at a wrong address and back reconnects.
@@ -551,7 +540,7 @@ func TestRemoveAndReaddressPeer(t *testing.T) {
 	waitConnected(t, a, 2)
 	waitConnected(t, b, 1)
 	a.Send([]*raftpb.Message{heartbeat(1, 2, 5)})
-	eventually(t, "delivery after re-adding", func() bool { return recB.count() == 1 })
+	testwait.For(t, waitTimeout, "delivery after re-adding", func() bool { return recB.count() == 1 })
 	sameMessages(t, recB.messages(), []*raftpb.Message{heartbeat(1, 2, 5)})
 
 	// Self and id 0 are not peers.

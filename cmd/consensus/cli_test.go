@@ -18,6 +18,7 @@ import (
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/internal/testcluster"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
@@ -169,18 +170,6 @@ func realign(s string, fix func(cells []string)) string {
 	return s
 }
 
-// waitFor polls cond until it holds, failing the test after timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestCLIKV writes, reads, lists and deletes keys through every kv
 // command against a live cluster, both output formats, and compares the
 // transcript with testdata/kv.golden: revisions are deterministic on a
@@ -291,7 +280,7 @@ func statusRows(t *testing.T) ([]endpointStatus, cliResult) {
 // healthy.
 func waitStatus(t *testing.T, leader string) {
 	t.Helper()
-	waitFor(t, 20*time.Second, "every endpoint reports leader "+leader+" and health", func() bool {
+	testwait.For(t, 20*time.Second, "every endpoint reports leader "+leader+" and health", func() bool {
 		rows, r := statusRows(t)
 		if r.code != 0 {
 			return false
@@ -333,14 +322,14 @@ func TestCLICluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	tr := newTranscript(t, tc, n4Peer, "<n4-peer>", n4HTTP, "<n4-http>")
-	waitFor(t, 20*time.Second, "a leader", func() bool {
+	testwait.For(t, 20*time.Second, "a leader", func() bool {
 		rows, r := statusRows(t)
 		return r.code == 0 && rows[0].LeaderID != ""
 	})
 
 	tr.step(exitOK, "", "leader", "transfer", "n1")
 	waitStatus(t, "n1")
-	waitFor(t, 20*time.Second, "every member advertises its HTTP address", func() bool {
+	testwait.For(t, 20*time.Second, "every member advertises its HTTP address", func() bool {
 		r := runCLI(context.Background(), "", "member", "list", "-o", "json")
 		var res membersResult
 		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &res) != nil {

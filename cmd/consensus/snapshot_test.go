@@ -21,92 +21,22 @@ import (
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/backup"
 	"github.com/unrdf/consensus/internal/certs"
-	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/internal/testcluster"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
 
-// snapCluster is an in-process cluster whose servers the test can reach.
-type snapCluster struct {
-	ids     []string
-	root    string
-	peers   map[string]string
-	servers map[string]*server.Server
-	http    map[string]string
-}
+// snapLeaderTimeout bounds each wait for a leader in these tests.
+const snapLeaderTimeout = 20 * time.Second
 
-// startSnapCluster starts nodes ids on loopback addresses from below the
-// ephemeral range (internal/loopback: a node restarted on its address gets
-// it back), each on root/<id>, unless prepare (called with the peer list
-// once it is known) writes those data directories first.
-func startSnapCluster(t *testing.T, root string, ids []string, prepare func(peers map[string]string)) *snapCluster {
+// startSnapCluster starts nodes ids in this process (internal/testcluster),
+// each on root/<id>, after prepare (called with the peer list once it is
+// known, if not nil) has written those data directories, and waits for
+// their leader.
+func startSnapCluster(t *testing.T, root string, ids []string, prepare func(peers map[string]string)) *testcluster.Cluster {
 	t.Helper()
-	c := &snapCluster{ids: ids, root: root, peers: map[string]string{}, servers: map[string]*server.Server{}, http: map[string]string{}}
-	for _, id := range ids {
-		c.peers[id], c.http[id] = freeAddr(t), freeAddr(t)
-	}
-	if prepare != nil {
-		prepare(c.peers)
-	}
-	for _, id := range ids {
-		c.start(t, id)
-	}
-	return c
-}
-
-// start starts node id on its addresses and data directory.
-func (c *snapCluster) start(t *testing.T, id string) {
-	t.Helper()
-	listen := func(addr string) net.Listener {
-		ln, err := loopback.Listen(addr, 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ln
-	}
-	cfg := consensus.DefaultConfig(id)
-	cfg.Peers = c.peers
-	srv, err := server.Start(server.Config{Node: cfg, PeerListener: listen(c.peers[id]), HTTPListener: listen(c.http[id]),
-		DataDir: filepath.Join(c.root, id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.servers[id] = srv
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Close(ctx) // a second Close is a no-op
-	})
-}
-
-// stop stops node id gracefully.
-func (c *snapCluster) stop(t *testing.T, id string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := c.servers[id].Close(ctx); err != nil {
-		t.Fatalf("stop %s: %v", id, err)
-	}
-	delete(c.servers, id)
-}
-
-// waitLeader waits until every node knows the same leader and returns it.
-func (c *snapCluster) waitLeader(t *testing.T) string {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		lead := c.servers[c.ids[0]].Node().Leader()
-		same := lead != ""
-		for _, id := range c.ids[1:] {
-			same = same && c.servers[id].Node().Leader() == lead
-		}
-		if same {
-			return lead
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatal("no leader within 20s")
-	return ""
+	return testcluster.Start(t, len(ids), testcluster.IDs(ids...), testcluster.Dir(root),
+		testcluster.BeforeStart(prepare), testcluster.LeaderWithin(snapLeaderTimeout))
 }
 
 // ackedPut is one acknowledged write.
@@ -126,7 +56,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	t.Logf("seed %d", seed)
 	root := t.TempDir()
 	src := startSnapCluster(t, filepath.Join(root, "src"), []string{"n1", "n2", "n3"}, nil)
-	lead := src.waitLeader(t)
+	lead := src.WaitLeader(t, snapLeaderTimeout)
 
 	// Writers: each its own keys, on its own node, new keys appearing as
 	// it goes, every acknowledged put recorded with its revision.
@@ -140,7 +70,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	)
 	for w := range writers {
 		uncertain[w] = map[string]bool{}
-		store := src.servers[src.ids[w%len(src.ids)]].Store()
+		store := src.Servers[src.IDs[w%len(src.IDs)]].Store()
 		rng := rand.New(rand.NewPCG(seed, uint64(w)))
 		wg.Add(1)
 		go func() {
@@ -177,16 +107,16 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 
 	// Save from a follower first in the list: any member serves it.
 	var follower string
-	for _, id := range src.ids {
+	for _, id := range src.IDs {
 		if id != lead {
 			follower = id
 			break
 		}
 	}
-	endpoints := src.http[follower]
-	for _, id := range src.ids {
+	endpoints := src.HTTP[follower]
+	for _, id := range src.IDs {
 		if id != follower {
-			endpoints += "," + src.http[id]
+			endpoints += "," + src.HTTP[id]
 		}
 	}
 	file := filepath.Join(root, "backup.snap")
@@ -215,8 +145,8 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	R := meta.Revision
-	if meta.Node != follower || meta.ClusterID != src.servers[lead].Node().ClusterID() || meta.ClusterID == 0 {
-		t.Fatalf("metadata %+v (follower %s, cluster %x)", meta, follower, src.servers[lead].Node().ClusterID())
+	if meta.Node != follower || meta.ClusterID != src.Servers[lead].Node().ClusterID() || meta.ClusterID == 0 {
+		t.Fatalf("metadata %+v (follower %s, cluster %x)", meta, follower, src.Servers[lead].Node().ClusterID())
 	}
 	if !strings.Contains(stdout.String(), fmt.Sprintf("revision %d,", R)) || !strings.Contains(stdout.String(), sum.ChecksumString()) {
 		t.Fatalf("save output %q lacks revision %d or checksum %s", stdout.String(), R, sum.ChecksumString())
@@ -316,13 +246,13 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 		t.Fatalf("restore into a used directory: exit %d: %s", code, stderr.String())
 	}
 
-	dst.waitLeader(t)
+	dst.WaitLeader(t, snapLeaderTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cid := dst.servers["r1"].Node().ClusterID()
+	cid := dst.Servers["r1"].Node().ClusterID()
 	for _, id := range newIDs {
-		n := dst.servers[id].Node()
-		if got := n.ClusterID(); got != cid || got == meta.ClusterID || got == 0 || got == consensus.ClusterID(dst.peers) {
+		n := dst.Servers[id].Node()
+		if got := n.ClusterID(); got != cid || got == meta.ClusterID || got == 0 || got == consensus.ClusterID(dst.Peers) {
 			t.Fatalf("%s: cluster id %x (r1 %x, source %x)", id, got, cid, meta.ClusterID)
 		}
 		var members []string
@@ -332,7 +262,7 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 		if !slices.Equal(members, newIDs) {
 			t.Fatalf("%s: members %v, want %v", id, members, newIDs)
 		}
-		items, rev, err := dst.servers[id].Store().List(ctx, "", kv.Linearizable)
+		items, rev, err := dst.Servers[id].Store().List(ctx, "", kv.Linearizable)
 		if err != nil {
 			t.Fatalf("%s: list: %v", id, err)
 		}
@@ -343,11 +273,11 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	}
 
 	// New writes are accepted, after R, and read back elsewhere.
-	rev, err := dst.servers["r2"].Store().Put(ctx, "after/restore", []byte(`"yes"`))
+	rev, err := dst.Servers["r2"].Store().Put(ctx, "after/restore", []byte(`"yes"`))
 	if err != nil || rev != R+1 {
 		t.Fatalf("write to the restored cluster: revision %d (backup %d), %v", rev, R, err)
 	}
-	it, err := dst.servers["r3"].Store().Get(ctx, "after/restore", kv.Linearizable)
+	it, err := dst.Servers["r3"].Store().Get(ctx, "after/restore", kv.Linearizable)
 	if err != nil || string(it.Value) != `"yes"` || it.Revision != R+1 {
 		t.Fatalf("read back: %+v %v", it, err)
 	}
@@ -356,21 +286,21 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 	// whole restored cluster stops and starts again with its state, the
 	// write made after the restore, and its cluster id.
 	for _, id := range newIDs {
-		dst.stop(t, id)
+		dst.Stop(t, id)
 	}
 	for _, id := range newIDs {
-		dst.start(t, id)
+		dst.Restart(t, id)
 	}
-	dst.waitLeader(t)
+	dst.WaitLeader(t, snapLeaderTimeout)
 	for _, id := range newIDs {
-		if got := dst.servers[id].Node().ClusterID(); got != cid {
+		if got := dst.Servers[id].Node().ClusterID(); got != cid {
 			t.Fatalf("%s after restart: cluster %x, want %x", id, got, cid)
 		}
-		it, err := dst.servers[id].Store().Get(ctx, "after/restore", kv.Linearizable)
+		it, err := dst.Servers[id].Store().Get(ctx, "after/restore", kv.Linearizable)
 		if err != nil || it.Revision != R+1 {
 			t.Fatalf("%s after restart: %+v %v", id, it, err)
 		}
-		items, rev, err := dst.servers[id].Store().List(ctx, "w", kv.Linearizable)
+		items, rev, err := dst.Servers[id].Store().List(ctx, "w", kv.Linearizable)
 		if err != nil || rev != R+1 {
 			t.Fatalf("%s after restart: list at revision %d, want %d: %v", id, rev, R+1, err)
 		}

@@ -12,10 +12,15 @@ import (
 // startTestCluster starts a 3-node cluster in this process, stopped when
 // the test ends. Members check each other's health every 100ms, so a
 // status shows health soon after the start.
-func startTestCluster(t *testing.T, opts ...func(*server.Config)) *testcluster.Cluster {
+func startTestCluster(t *testing.T, configure ...func(*server.Config)) *testcluster.Cluster {
 	t.Helper()
-	fast := func(c *server.Config) { c.Cluster = cluster.Config{HealthCheckInterval: 100 * time.Millisecond} }
-	return testcluster.Start(t, 3, append([]func(*server.Config){fast}, opts...)...)
+	opts := []testcluster.Option{testcluster.Configure(func(c *server.Config) {
+		c.Cluster = cluster.Config{HealthCheckInterval: 100 * time.Millisecond}
+	})}
+	for _, fn := range configure {
+		opts = append(opts, testcluster.Configure(fn))
+	}
+	return testcluster.Start(t, 3, opts...)
 }
 
 // inProcessCluster starts a 3-node cluster in this process and returns

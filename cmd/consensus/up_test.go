@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // lockedBuffer is a bytes.Buffer that goroutines may write while the test
@@ -187,7 +189,7 @@ func TestServeBootstrapAfterBind(t *testing.T) {
 	stop := inProcessServe(t, &out, "--id", "n1", "--listen", peerB, "--peers", "n1="+peerB,
 		"--http", httpAddr, "--data", data, "--log-level", "warn")
 	var got map[string]string
-	waitFor(t, 20*time.Second, "the retried node serves with a leader", func() bool {
+	testwait.For(t, 20*time.Second, "the retried node serves with a leader", func() bool {
 		var ok bool
 		got, ok = members(httpAddr)
 		return ok
@@ -206,7 +208,7 @@ func TestServeBootstrapAfterBind(t *testing.T) {
 	inProcessServe(t, &out2, "--id", "n1", "--listen", peerC, "--peers", "n1="+peerC,
 		"--http", httpAddr, "--data", data, "--log-level", "warn")
 	want := fmt.Sprintf(`peers="n1=%s" stored="n1=%s"`, peerC, peerB)
-	waitFor(t, 20*time.Second, "a warning that --peers differ from the stored membership", func() bool {
+	testwait.For(t, 20*time.Second, "a warning that --peers differ from the stored membership", func() bool {
 		return strings.Contains(out2.String(), "--peers differs from the membership stored in the data directory") &&
 			strings.Contains(out2.String(), want)
 	})
@@ -247,7 +249,7 @@ func startUp(t *testing.T, bin string, args ...string) *upProc {
 // waitOutput waits until w holds want.
 func (u *upProc) waitOutput(w *lockedBuffer, want string, timeout time.Duration) {
 	u.t.Helper()
-	waitFor(u.t, timeout, fmt.Sprintf("up prints %q", want), func() bool { return strings.Contains(w.String(), want) })
+	testwait.For(u.t, timeout, fmt.Sprintf("up prints %q", want), func() bool { return strings.Contains(w.String(), want) })
 }
 
 // wait waits for up to exit and returns its exit code.

@@ -12,19 +12,8 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/harness"
+	"github.com/unrdf/consensus/internal/testwait"
 )
-
-// eventually waits until cond holds, failing t after timeout with what.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // memberOf returns name as node sees it in the replicated membership.
 func memberOf(c *harness.Cluster, node, name string) (consensus.Member, bool) {
@@ -35,7 +24,7 @@ func memberOf(c *harness.Cluster, node, name string) (consensus.Member, bool) {
 // waitVoter waits until every running node in on sees name as a voter.
 func waitVoter(t *testing.T, c *harness.Cluster, name string, on ...string) {
 	t.Helper()
-	eventually(t, 20*time.Second, name+" promoted to voter on "+fmt.Sprint(on), func() bool {
+	testwait.For(t, 20*time.Second, name+" promoted to voter on "+fmt.Sprint(on), func() bool {
 		for _, n := range on {
 			if m, ok := memberOf(c, n, name); !ok || !m.Voter {
 				return false
@@ -162,7 +151,7 @@ func TestGrowAndShrinkUnderWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"n4", "n5"} {
-		eventually(t, 10*time.Second, name+" learns it was removed", func() bool {
+		testwait.For(t, 10*time.Second, name+" learns it was removed", func() bool {
 			return c.Node(name).Removed() && c.Node(name).Status().Removed
 		})
 		if _, err := c.Client(name).Put(ctx, "k", []byte("1")); !errors.Is(err, consensus.ErrRemoved) {
@@ -199,7 +188,7 @@ func TestRemoveLeader(t *testing.T) {
 	if err := c.Node(leader).RemoveMember(ctx, leader); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "removed leader knows", func() bool { return c.Node(leader).Removed() })
+	testwait.For(t, 10*time.Second, "removed leader knows", func() bool { return c.Node(leader).Removed() })
 	newLeader := mustLeader(t, c, rest...)
 	if newLeader == leader {
 		t.Fatal("removed node still leads")
@@ -285,7 +274,7 @@ func TestConfChangeWithMinorityPartitioned(t *testing.T) {
 	}
 	put(t, c, leader, "during", `"1"`)
 	c.Heal()
-	eventually(t, 10*time.Second, minority[0]+" learns it was removed", func() bool { return c.Node(minority[0]).Removed() })
+	testwait.For(t, 10*time.Second, minority[0]+" learns it was removed", func() bool { return c.Node(minority[0]).Removed() })
 	if err := c.Crash(minority[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +310,7 @@ func TestLearnerDoesNotCountTowardQuorum(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, c, leader, "k", `"1"`)
-	eventually(t, 10*time.Second, "learner catches up", func() bool {
+	testwait.For(t, 10*time.Second, "learner catches up", func() bool {
 		return c.Node("n4").AppliedIndex() >= c.Node(leader).AppliedIndex()
 	})
 	if m, _ := memberOf(c, leader, "n4"); m.Voter {

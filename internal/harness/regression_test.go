@@ -6,12 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/unrdf/consensus"
-	"github.com/unrdf/consensus/internal/harness"
-	"github.com/unrdf/consensus/internal/memnet"
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/internal/harness"
+	"github.com/unrdf/consensus/internal/memnet"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 // nopHandler is the MessageHandler of a fake sender on the network.
@@ -160,7 +162,7 @@ func TestRestartedNodeReportsTermAndCommit(t *testing.T) {
 			want := c.Node(leader).Status()
 			mustLeader(t, c)
 			c.AssertSameState(10 * time.Second)
-			eventually(t, 5*time.Second, follower+" reports the leader's term and commit index", func() bool {
+			testwait.For(t, 5*time.Second, follower+" reports the leader's term and commit index", func() bool {
 				st := c.Node(follower).Status()
 				return st.Term == want.Term && st.CommitIndex >= want.CommitIndex
 			})

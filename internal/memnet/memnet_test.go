@@ -11,6 +11,8 @@ import (
 	"go.etcd.io/raft/v3/raftpb"
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -72,22 +74,10 @@ func msg(from, to, index uint64) *raftpb.Message {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // settle waits until the network has nothing left in flight.
 func settle(t *testing.T, n *Network) Stats {
 	t.Helper()
-	eventually(t, "network settles", func() bool {
+	testwait.For(t, 5*time.Second, "network settles", func() bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
 		for _, tr := range n.nodes {
@@ -138,7 +128,7 @@ func TestDeliversInOrderAndClones(t *testing.T) {
 	tn.tr[1].Send([]*raftpb.Message{m})
 	m.Index = proto.Uint64(99) // raft may reuse its messages after Send
 	tn.send(1, 2, 100)
-	eventually(t, "delivery", func() bool { return tn.recs[2].count() == 101 })
+	testwait.For(t, 5*time.Second, "delivery", func() bool { return tn.recs[2].count() == 101 })
 	got := tn.recs[2].indexes()
 	if got[0] != 7 {
 		t.Fatalf("first delivered index %d, want the 7 it had at Send", got[0])
@@ -200,7 +190,7 @@ func TestDuplicate(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn.send(1, 2, 50)
-	eventually(t, "duplicates", func() bool { return tn.recs[2].count() == 100 })
+	testwait.For(t, 5*time.Second, "duplicates", func() bool { return tn.recs[2].count() == 100 })
 	got := tn.recs[2].indexes()
 	for i := range 50 {
 		if n := len(slices.DeleteFunc(slices.Clone(got), func(x uint64) bool { return x != uint64(i) })); n != 2 {
@@ -223,7 +213,7 @@ func TestDelayAndReorder(t *testing.T) {
 	}
 	start := time.Now()
 	tn.send(1, 2, 200)
-	eventually(t, "delayed delivery", func() bool { return tn.recs[2].count() == 200 })
+	testwait.For(t, 5*time.Second, "delayed delivery", func() bool { return tn.recs[2].count() == 200 })
 	rec := tn.recs[2]
 	rec.mu.Lock()
 	first := slices.MinFunc(rec.at, func(a, b time.Time) int { return a.Compare(b) })
@@ -363,7 +353,7 @@ func TestSnapshotReports(t *testing.T) {
 	snap := msg(1, 2, 1)
 	snap.Type = raftpb.MsgSnap.Enum()
 	tn.tr[1].Send([]*raftpb.Message{snap})
-	eventually(t, "snapshot delivered and reported", func() bool {
+	testwait.For(t, 5*time.Second, "snapshot delivered and reported", func() bool {
 		tn.recs[1].mu.Lock()
 		defer tn.recs[1].mu.Unlock()
 		return slices.Equal(tn.recs[1].snapshots, []raft.SnapshotStatus{raft.SnapshotFinish})
@@ -400,7 +390,7 @@ func TestCloseAndReattach(t *testing.T) {
 	}
 	tn.tr[2], tn.recs[2] = tr, r
 	tn.send(1, 2, 3)
-	eventually(t, "delivery after reattach", func() bool { return r.count() == 3 })
+	testwait.For(t, 5*time.Second, "delivery after reattach", func() bool { return r.count() == 3 })
 	if tn.recs[1].count() != 0 {
 		t.Fatal("a closed transport delivered a message")
 	}
