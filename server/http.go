@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server/dashboard"
 )
@@ -138,7 +139,7 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// let the client take a truncated answer for a complete one.
 			panic(http.ErrAbortHandler)
 		}
-		writeError(rw, apiError{status: http.StatusServiceUnavailable, code: CodeInternal,
+		writeError(rw, apiError{status: http.StatusServiceUnavailable, code: api.CodeInternal,
 			message: "internal error while handling the request"})
 	}()
 	admitted, release, ok := h.admit(rw, r)
@@ -215,7 +216,7 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	case snapshotPath:
 		serve = h.serveSnapshot
 	default:
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 		return
 	}
 	if !methodIn(r.Method, http.MethodGet, http.MethodHead) {
@@ -233,7 +234,7 @@ func (h *apiHandler) serveDashboard(w http.ResponseWriter, r *http.Request, path
 	case !methodIn(r.Method, http.MethodGet, http.MethodHead):
 		methodNotAllowed(w, allowRead)
 	case !h.dashboard.Has(path):
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such dashboard asset"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such dashboard asset"})
 	default:
 		h.dashboard.ServeHTTP(w, r)
 	}
@@ -250,7 +251,7 @@ func methodIn(method string, allowed ...string) bool {
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
+	writeError(w, apiError{status: http.StatusMethodNotAllowed, code: api.CodeMethodNotAllowed,
 		message: "method not allowed; allowed: " + allow})
 }
 
@@ -262,12 +263,12 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 	}
 	key, err := url.PathUnescape(escapedKey)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
 			message: "key does not percent-decode: " + err.Error()})
 		return
 	}
 	if msg := h.checkKey(key); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: msg})
 		return
 	}
 	switch r.Method {
@@ -427,7 +428,7 @@ func (h *apiHandler) serveReady(w http.ResponseWriter, _ *http.Request) {
 		if e.status != http.StatusServiceUnavailable {
 			// Not being ready is always "try again later", whatever the
 			// backend's reason looks like.
-			e = apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error()}
+			e = apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: err.Error()}
 		}
 		writeError(w, e)
 		return

@@ -41,14 +41,6 @@ type Membership interface {
 	Leader() string
 }
 
-// Error codes of the membership routes (see api).
-const (
-	CodeMemberNotFound = api.CodeMemberNotFound
-	CodeMemberConflict = api.CodeMemberConflict
-	CodeInvalidMember  = api.CodeInvalidMember
-	CodeRemoved        = api.CodeRemoved
-)
-
 const (
 	membersPath        = "/v1/members"
 	membersPrefix      = "/v1/members/"
@@ -98,7 +90,7 @@ func (h *apiHandler) serveCluster(w http.ResponseWriter, r *http.Request, path s
 		case "true":
 			nodes = h.opts.Cluster.HealthyNodes()
 		default:
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: `healthy must be "true" or "false"`})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: `healthy must be "true" or "false"`})
 			return
 		}
 		if nodes == nil {
@@ -108,7 +100,7 @@ func (h *apiHandler) serveCluster(w http.ResponseWriter, r *http.Request, path s
 	default:
 		id, err := url.PathUnescape(strings.TrimPrefix(path, clusterNodesPath+"/"))
 		if err != nil || id == "" || strings.Contains(id, "/") {
-			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+			writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 			return
 		}
 		info, err := h.opts.Cluster.NodeHealth(id)
@@ -189,7 +181,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 			return true
 		}
 		if h.opts.Cluster == nil {
-			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "cluster health is not served here"})
+			writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "cluster health is not served here"})
 			return true
 		}
 		h.serveCluster(w, r, path)
@@ -199,7 +191,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 		escapedID, action, _ := strings.Cut(rest, "/")
 		id, err := url.PathUnescape(escapedID)
 		if err != nil || id == "" {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidMember, message: "member id is empty or does not percent-decode"})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidMember, message: "member id is empty or does not percent-decode"})
 			return true
 		}
 		switch action {
@@ -214,7 +206,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 				return true
 			}
 		default:
-			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+			writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 			return true
 		}
 		if !h.membersOrFail(w) {
@@ -244,7 +236,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 // membersOrFail answers 404 when the handler has no Membership.
 func (h *apiHandler) membersOrFail(w http.ResponseWriter) bool {
 	if h.opts.Membership == nil {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "membership is not served here"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "membership is not served here"})
 		return false
 	}
 	return true
@@ -281,7 +273,7 @@ func (h *apiHandler) decodeBody(w http.ResponseWriter, r *http.Request, v any, e
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body: " + err.Error()})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidJSON, message: "request body: " + err.Error()})
 		return false
 	}
 	return true
@@ -317,7 +309,7 @@ func (h *apiHandler) serveTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Target != "" {
 		if target != "" && target != req.Target {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: "target given twice, differently"})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "target given twice, differently"})
 			return
 		}
 		target = req.Target
@@ -355,7 +347,7 @@ func (h *apiHandler) forwardTransfer(ctx context.Context, w http.ResponseWriter,
 		}
 	}
 	if leader == "" || addr == "" {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeNoLeader,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeNoLeader,
 			message: "a transfer to another node must be asked of the leader, whose HTTP address is not known yet"})
 		return
 	}
@@ -372,14 +364,14 @@ func (h *apiHandler) forwardTransfer(ctx context.Context, w http.ResponseWriter,
 	}
 	resp, err := h.memberClient.Do(req)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "forwarding the transfer to the leader " + leader + ": " + err.Error()})
 		return
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable) {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "forwarding the transfer to the leader " + leader + " failed: " + resp.Status})
 		return
 	}

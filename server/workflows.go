@@ -21,6 +21,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -45,12 +46,12 @@ type nodesResponse struct {
 func (h *apiHandler) pathID(w http.ResponseWriter, escaped string) (string, bool) {
 	id, err := url.PathUnescape(escaped)
 	if err != nil || id == "" || !utf8.ValidString(id) || len(id) > h.opts.MaxKeyBytes {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
 			message: fmt.Sprintf("id must be a percent-encoded UTF-8 path segment of 1 to %d bytes", h.opts.MaxKeyBytes)})
 		return "", false
 	}
 	if msg := h.checkKey(id); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: "id: " + msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: "id: " + msg})
 		return "", false
 	}
 	return id, true
@@ -61,11 +62,11 @@ func (h *apiHandler) pathID(w http.ResponseWriter, escaped string) (string, bool
 func (h *apiHandler) bodyID(w http.ResponseWriter, obj map[string]json.RawMessage) (string, bool) {
 	var id string
 	if raw, ok := obj["id"]; !ok || json.Unmarshal(raw, &id) != nil || id == "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: `request body needs a non-empty string "id"`})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: `request body needs a non-empty string "id"`})
 		return "", false
 	}
 	if msg := h.checkKey(id); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: "id: " + msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: "id: " + msg})
 		return "", false
 	}
 	return id, true
@@ -129,7 +130,7 @@ func (h *apiHandler) serveWorkflows(w http.ResponseWriter, r *http.Request, rest
 	}
 	seg, action, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
 	if !strings.HasPrefix(rest, "/") || (action != "" && action != "stop") {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 		return
 	}
 	id, ok := h.pathID(w, seg)
@@ -212,7 +213,7 @@ func (h *apiHandler) serveNodes(w http.ResponseWriter, r *http.Request, rest str
 	}
 	seg, ok := strings.CutPrefix(rest, "/")
 	if !ok || strings.Contains(seg, "/") {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 		return
 	}
 	id, ok := h.pathID(w, seg)
