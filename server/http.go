@@ -183,11 +183,11 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rest, ok := strings.CutPrefix(path, workflowsPath); ok && (rest == "" || rest[0] == '/') {
-		h.serveWorkflows(w, r, rest)
+		h.serveRegistry(w, r, rest, &workflowRegistry)
 		return
 	}
 	if rest, ok := strings.CutPrefix(path, nodesPath); ok && (rest == "" || rest[0] == '/') {
-		h.serveNodes(w, r, rest)
+		h.serveRegistry(w, r, rest, &nodeRegistry)
 		return
 	}
 	if path == txnPath {
