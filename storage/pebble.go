@@ -312,12 +312,7 @@ func (p *Pebble) catchFatalUnlocked(err *error) {
 	if r == nil {
 		return
 	}
-	f, ok := r.(pebbleFatal)
-	if !ok {
-		panic(r)
-	}
-	*err = fmt.Errorf("storage: %s: pebble failed: %s: %w", p.dir, f.msg, ErrCorrupt)
-	p.log.Error("storage: pebble failed", "dir", p.dir, "err", f.msg)
+	p.fatal(r, err)
 	p.mu.Lock()
 	p.failed = *err
 	p.mu.Unlock()
@@ -328,15 +323,22 @@ func (p *Pebble) catchFatal(err *error, write bool) {
 	if r == nil {
 		return
 	}
+	p.fatal(r, err)
+	if write {
+		p.failed = *err
+	}
+}
+
+// fatal sets *err to the error for r, a value recovered in catchFatal or
+// catchFatalUnlocked (which must call recover themselves), and logs it;
+// it panics again with r unless r is a pebbleFatal.
+func (p *Pebble) fatal(r any, err *error) {
 	f, ok := r.(pebbleFatal)
 	if !ok {
 		panic(r)
 	}
 	*err = fmt.Errorf("storage: %s: pebble failed: %s: %w", p.dir, f.msg, ErrCorrupt)
 	p.log.Error("storage: pebble failed", "dir", p.dir, "err", f.msg)
-	if write {
-		p.failed = *err
-	}
 }
 
 // Close closes the database and releases the directory lock. Later calls
