@@ -168,16 +168,6 @@ func (reg *watchRegistry) open() int {
 // closeWatches is registered with http.Server.RegisterOnShutdown.
 func (h *apiHandler) closeWatches() { h.watches.closeAll() }
 
-// watchEvent is the data of one SSE event.
-type watchEvent struct {
-	Type           string          `json:"type"`
-	Key            string          `json:"key"`
-	Value          json.RawMessage `json:"value"`
-	Revision       int64           `json:"revision"`
-	CreateRevision int64           `json:"createRevision"`
-	Version        int64           `json:"version"`
-}
-
 // compactedBody is the body of a 410, and the data of a stream's error
 // event when a watch falls out of history.
 type compactedBody struct {
@@ -348,7 +338,7 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 				return
 			}
 			for i, ev := range resp.Events {
-				data := watchEvent{Type: ev.Type.String(), Key: ev.Item.Key, Value: ev.Item.Value,
+				data := api.WatchEventData{Type: ev.Type.String(), Key: ev.Item.Key, Value: ev.Item.Value,
 					Revision: ev.Item.Revision, CreateRevision: ev.Item.CreateRevision, Version: ev.Item.Version}
 				// The id marks a revision as fully delivered: only the
 				// last event of those sharing a revision carries it.
