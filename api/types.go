@@ -255,6 +255,22 @@ type WatchResponse struct {
 	Revision int64
 }
 
+// WatchEventData is the JSON data of one change event of GET /v1/watch
+// (Server-Sent Events, docs/API.md): the server encodes it from an Event,
+// the client decodes it back into one.
+type WatchEventData struct {
+	// Type is "put" or "delete" (EventType.String).
+	Type string `json:"type"`
+	// Key is the key the event changed.
+	Key string `json:"key"`
+	// Value is the key's value after a put; null after a delete.
+	Value json.RawMessage `json:"value"`
+	// Revision, CreateRevision and Version are the Item's.
+	Revision       int64 `json:"revision"`
+	CreateRevision int64 `json:"createRevision"`
+	Version        int64 `json:"version"`
+}
+
 // CompactedError is the ErrCompacted of a watch: the revision it needed
 // and the oldest one that can still be watched from.
 type CompactedError struct {

@@ -1,5 +1,16 @@
 package client
 
+// The Client is split by concern:
+//
+//	client.go     the Client, its endpoints and connections, and do, which
+//	              runs one call with failover and retries
+//	config.go     Config, its defaults and validation
+//	kv.go         the key-value calls (Get, Put, Batch, Update, List, ...)
+//	workflows.go  the workflow and application node calls
+//
+// conn.go holds one connection, codec.go the glue to api's codec, and
+// members.go, admin.go, watch.go and leader.go the rest.
+
 import (
 	"context"
 	"crypto/rand"
@@ -10,8 +21,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,155 +29,6 @@ import (
 
 	"github.com/unrdf/consensus/api"
 )
-
-// Defaults applied by New to zero Config fields.
-const (
-	// DefaultDialTimeout bounds one connection attempt.
-	DefaultDialTimeout = 2 * time.Second
-	// DefaultRequestTimeout bounds one call, retries included. It is above
-	// the server's default request timeout (5s), so that a server-side
-	// timeout, which says what happened, arrives first.
-	DefaultRequestTimeout = 10 * time.Second
-	// DefaultMaxFrameBytes is the server's default frame limit.
-	DefaultMaxFrameBytes int64 = 4 << 20
-	// DefaultMaxInFlight is the server's default in-flight limit.
-	DefaultMaxInFlight = 1024
-	// DefaultMaxAttempts bounds the tries of one call.
-	DefaultMaxAttempts = 5
-	// DefaultRetryBackoff is the first wait before retrying no_leader.
-	DefaultRetryBackoff = 50 * time.Millisecond
-	// DefaultKeepAlive is how long a connection with requests pending may
-	// stay silent before it is pinged.
-	DefaultKeepAlive = 5 * time.Second
-	// maxRetryBackoff caps the doubling backoff.
-	maxRetryBackoff = time.Second
-)
-
-// Config configures a Client. Zero fields take their defaults.
-type Config struct {
-	// Endpoints lists the HTTP API addresses of cluster members, tried in
-	// order: "host:port", "http://host:port" or "ws://host:port"
-	// ("https"/"wss" for TLS). A URL with a path other than "/" is used as
-	// given (behind a proxy); otherwise the path is /v1/ws. Required.
-	Endpoints []string
-	// DialTimeout bounds one connection attempt to one endpoint. Default
-	// DefaultDialTimeout.
-	DialTimeout time.Duration
-	// RequestTimeout bounds one call, retries included, when the caller's
-	// context has no earlier deadline. Default DefaultRequestTimeout.
-	RequestTimeout time.Duration
-	// MaxFrameBytes bounds a frame in either direction. It must not exceed
-	// the server's limit (HTTPOptions.WSMaxFrameBytes) or the server
-	// closes the connection on a full frame. Default DefaultMaxFrameBytes.
-	MaxFrameBytes int64
-	// MaxInFlight bounds the requests awaiting an answer on one
-	// connection; further callers wait their turn. Default
-	// DefaultMaxInFlight.
-	MaxInFlight int
-	// MaxAttempts bounds the tries of one call, retries only where safe
-	// (see the package documentation). 1 disables retries. Default
-	// DefaultMaxAttempts.
-	MaxAttempts int
-	// RetryBackoff is the wait before the first retry after no_leader (or
-	// unavailable, for a read), or after every endpoint failed; it doubles
-	// with each retry, up to 1s.
-	// Default DefaultRetryBackoff.
-	RetryBackoff time.Duration
-	// KeepAlive is how long a connection with requests pending may go
-	// without receiving anything before it is pinged; no pong within
-	// another KeepAlive breaks it. Negative disables. Default
-	// DefaultKeepAlive.
-	KeepAlive time.Duration
-	// LeaderRefresh is how often a Client in use asks which member leads,
-	// in the background, and moves its calls to that member's endpoint
-	// (matched by its advertised HTTP address; an endpoint with a path of
-	// its own, behind a proxy, is never matched). Writes and linearizable
-	// reads are answered sooner by the leader. Negative disables: calls
-	// stay on the first endpoint that works. Default DefaultLeaderRefresh.
-	LeaderRefresh time.Duration
-	// HTTPClient, if set, makes the WebSocket handshakes (for TLS settings
-	// or a proxy). By default the Client uses its own transport.
-	HTTPClient *http.Client
-	// Token, if set, is sent as "Authorization: Bearer <token>" when a
-	// connection opens; servers started with --auth-token-file need it.
-	Token string
-	// ClientID names the client in the request ids of its writes (at most
-	// kv.MaxClientIDBytes). Default: "go-" and 24 random hex digits, new
-	// for every Client. Two live Clients must never share one.
-	ClientID string
-}
-
-func (c Config) withDefaults() Config {
-	if c.DialTimeout <= 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = DefaultMaxFrameBytes
-	}
-	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = DefaultMaxInFlight
-	}
-	if c.MaxAttempts <= 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.RetryBackoff <= 0 {
-		c.RetryBackoff = DefaultRetryBackoff
-	}
-	if c.KeepAlive == 0 {
-		c.KeepAlive = DefaultKeepAlive
-	}
-	if c.LeaderRefresh == 0 {
-		c.LeaderRefresh = DefaultLeaderRefresh
-	}
-	return c
-}
-
-// Validate reports what is wrong with c, after defaults.
-func (c Config) Validate() error {
-	if len(c.Endpoints) == 0 {
-		return errors.New("client: no endpoints")
-	}
-	for _, e := range c.Endpoints {
-		if _, err := endpointURL(e); err != nil {
-			return err
-		}
-	}
-	if c.MaxFrameBytes < 1024 {
-		return fmt.Errorf("client: MaxFrameBytes %d is too small", c.MaxFrameBytes)
-	}
-	return nil
-}
-
-// endpointURL turns an endpoint into the URL of its /v1/ws.
-func endpointURL(endpoint string) (string, error) {
-	raw := endpoint
-	if !strings.Contains(raw, "://") {
-		raw = "ws://" + raw
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", fmt.Errorf("client: endpoint %q: %w", endpoint, err)
-	}
-	switch u.Scheme {
-	case "ws", "http":
-		u.Scheme = "ws"
-	case "wss", "https":
-		u.Scheme = "wss"
-	default:
-		return "", fmt.Errorf("client: endpoint %q: scheme %q, want ws, wss, http or https", endpoint, u.Scheme)
-	}
-	if u.Host == "" {
-		return "", fmt.Errorf("client: endpoint %q has no host", endpoint)
-	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = "/v1/ws"
-	}
-	u.RawQuery, u.Fragment = "", ""
-	return u.String(), nil
-}
 
 // Client talks to a cluster over one multiplexed /v1/ws connection per
 // endpoint in use. It is safe for concurrent use; Close releases it.
@@ -397,41 +257,6 @@ func refusal(endpoint string, resp *http.Response) error {
 	return &ServerError{Code: eb.Error.Code, Message: eb.Error.Message, Endpoint: endpoint}
 }
 
-// ReadOption adjusts a read (Get, List).
-type ReadOption func(*readOptions)
-
-type readOptions struct {
-	consistency api.Consistency
-}
-
-// WithConsistency selects how a read is served: kv.Linearizable (the
-// default) or kv.Local (this endpoint's state; fast, possibly stale).
-func WithConsistency(c api.Consistency) ReadOption {
-	return func(o *readOptions) { o.consistency = c }
-}
-
-func readConsistency(opts []ReadOption) api.Consistency {
-	var o readOptions
-	for _, opt := range opts {
-		opt(&o)
-	}
-	return o.consistency
-}
-
-// Put stores value, one JSON value, under key and returns the write's
-// revision.
-func (c *Client) Put(ctx context.Context, key string, value []byte) (int64, error) {
-	return c.PutIf(ctx, key, value, api.Cond{})
-}
-
-// PutIf is Put on condition that cond holds when it is applied (for
-// example kv.IfRevision(item.Revision), or kv.IfAbsent() to create only);
-// otherwise it fails with an error wrapping kv.ErrConflict.
-func (c *Client) PutIf(ctx context.Context, key string, value []byte, cond api.Cond) (int64, error) {
-	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpPut, Key: key, Value: value, Cond: cond})
-	return resp.revision, err
-}
-
 // doWrite runs write request r with this client's request id. The id's
 // sequence number is held from here until the write's outcome is settled
 // (see seqWindow).
@@ -453,172 +278,6 @@ func (c *Client) doRequest(ctx context.Context, r *api.Request) (response, error
 
 // ClientID returns the id this client's writes carry.
 func (c *Client) ClientID() string { return c.id }
-
-// Get returns the item under key; an error wrapping kv.ErrKeyNotFound if
-// there is none.
-func (c *Client) Get(ctx context.Context, key string, opts ...ReadOption) (api.Item, error) {
-	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpGet, Key: key, Consistency: readConsistency(opts)})
-	return resp.item, err
-}
-
-// Delete removes key and returns the delete's revision; an error wrapping
-// kv.ErrKeyNotFound if it did not exist.
-func (c *Client) Delete(ctx context.Context, key string) (int64, error) {
-	return c.DeleteIf(ctx, key, api.Cond{})
-}
-
-// DeleteIf is Delete on condition that cond holds; otherwise it fails
-// with an error wrapping kv.ErrConflict.
-func (c *Client) DeleteIf(ctx context.Context, key string, cond api.Cond) (int64, error) {
-	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpDelete, Key: key, Cond: cond})
-	return resp.revision, err
-}
-
-// Batch applies ops all or nothing, at one revision, which it returns
-// (the seed's batchUpdate): every Cond must hold (else kv.ErrConflict),
-// every deleted key must exist, and no key may appear twice.
-func (c *Client) Batch(ctx context.Context, ops []api.TxnOp) (int64, error) {
-	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpTxn, Ops: ops})
-	return resp.revision, err
-}
-
-// Update is an atomic read-modify-write of key (the seed's update): it
-// reads the key (linearizably), calls fn, and writes the result on
-// condition that the key is still at the revision fn saw; on a conflict
-// it reads and calls fn again. fn may therefore run more than once and
-// must not have side effects. It returns the write's revision.
-func (c *Client) Update(ctx context.Context, key string, fn api.UpdateFunc) (int64, error) {
-	for {
-		cur, err := c.Get(ctx, key)
-		exists := err == nil
-		if err != nil && !errors.Is(err, api.ErrKeyNotFound) {
-			return 0, err
-		}
-		value, err := fn(cur, exists)
-		if err != nil {
-			return 0, err
-		}
-		rev, err := c.PutIf(ctx, key, value, api.IfRevision(cur.Revision))
-		if !errors.Is(err, api.ErrConflict) {
-			return rev, err
-		}
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-	}
-}
-
-// StartWorkflow starts workflow id with fields (a JSON object, or nil):
-// workflow:<id> becomes {...fields, "id", "status":"running",
-// "startedAt"}. Starting a running workflow fails with
-// kv.ErrInvalidTransition.
-func (c *Client) StartWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
-	return c.workflowWrite(ctx, api.OpWorkflowStart, id, fields)
-}
-
-// StopWorkflow stops a running workflow, merging fields (or nil) into it;
-// kv.ErrWorkflowNotFound or kv.ErrInvalidTransition otherwise.
-func (c *Client) StopWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
-	return c.workflowWrite(ctx, api.OpWorkflowStop, id, fields)
-}
-
-// UpdateWorkflowState merges fields, a JSON object, into a running
-// workflow (UPDATE_STATE).
-func (c *Client) UpdateWorkflowState(ctx context.Context, id string, fields []byte) (int64, error) {
-	return c.workflowWrite(ctx, api.OpWorkflowUpdate, id, fields)
-}
-
-// RegisterNode registers application node id with metadata (a JSON
-// object, or nil) under node:<id>.
-func (c *Client) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
-	return c.workflowWrite(ctx, api.OpNodeRegister, id, metadata)
-}
-
-// DeregisterNode removes application node id; kv.ErrNodeNotFound if it is
-// not registered.
-func (c *Client) DeregisterNode(ctx context.Context, id string) (int64, error) {
-	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpNodeDeregister, Key: id})
-	return resp.revision, err
-}
-
-func (c *Client) workflowWrite(ctx context.Context, op api.Op, id string, fields []byte) (int64, error) {
-	resp, err := c.doWrite(ctx, &api.Request{Op: op, Key: id, Value: fields})
-	return resp.revision, err
-}
-
-// WorkflowState returns workflow id (the seed's getWorkflowState); an
-// error wrapping kv.ErrWorkflowNotFound if there is none.
-func (c *Client) WorkflowState(ctx context.Context, id string, opts ...ReadOption) (api.Workflow, error) {
-	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpWorkflowGet, Key: id, Consistency: readConsistency(opts)})
-	if err != nil {
-		return api.Workflow{}, err
-	}
-	return api.WorkflowFromItem(resp.item), nil
-}
-
-// Workflows returns every workflow, by id, and the revision read at.
-func (c *Client) Workflows(ctx context.Context, opts ...ReadOption) ([]api.Workflow, int64, error) {
-	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpWorkflowList, Consistency: readConsistency(opts)})
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]api.Workflow, len(resp.items))
-	for i, it := range resp.items {
-		out[i] = api.WorkflowFromItem(it)
-	}
-	return out, resp.revision, nil
-}
-
-// Nodes returns the registered application nodes, by id, and the revision
-// read at.
-func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]api.Node, int64, error) {
-	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpNodeList, Consistency: readConsistency(opts)})
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]api.Node, len(resp.items))
-	for i, it := range resp.items {
-		out[i] = api.NodeFromItem(it)
-	}
-	return out, resp.revision, nil
-}
-
-// Keys returns the keys under prefix, sorted, and the revision read at.
-func (c *Client) Keys(ctx context.Context, prefix string, opts ...ReadOption) ([]string, int64, error) {
-	items, rev, err := c.List(ctx, prefix, opts...)
-	keys := make([]string, len(items))
-	for i := range items {
-		keys[i] = items[i].Key
-	}
-	return keys, rev, err
-}
-
-// Values returns the values under prefix, in key order, and the revision
-// read at.
-func (c *Client) Values(ctx context.Context, prefix string, opts ...ReadOption) ([]json.RawMessage, int64, error) {
-	items, rev, err := c.List(ctx, prefix, opts...)
-	values := make([]json.RawMessage, len(items))
-	for i := range items {
-		values[i] = items[i].Value
-	}
-	return values, rev, err
-}
-
-// Has reports whether key exists.
-func (c *Client) Has(ctx context.Context, key string, opts ...ReadOption) (bool, error) {
-	_, err := c.Get(ctx, key, opts...)
-	if errors.Is(err, api.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
-// List returns the items whose keys start with prefix, sorted by key, and
-// the revision they were read at. The empty prefix lists every key.
-func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([]api.Item, int64, error) {
-	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpList, Key: prefix, Consistency: readConsistency(opts)})
-	return resp.items, resp.revision, err
-}
 
 // Status describes the node the client is connected to.
 func (c *Client) Status(ctx context.Context) (api.Status, error) {

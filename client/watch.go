@@ -284,16 +284,6 @@ func watchURL(wsURL, prefix string) (string, error) {
 	return u.String(), nil
 }
 
-// sseData is the data of one change event.
-type sseData struct {
-	Type           string          `json:"type"`
-	Key            string          `json:"key"`
-	Value          json.RawMessage `json:"value"`
-	Revision       int64           `json:"revision"`
-	CreateRevision int64           `json:"createRevision"`
-	Version        int64           `json:"version"`
-}
-
 // follow delivers the stream's changes until it ends. It returns nil when
 // the stream ended and a reconnect should resume it, or the error that
 // ends the watch.
@@ -406,7 +396,7 @@ func (w *Watcher) streamError(endpoint string, data []byte) error {
 }
 
 func decodeWatchEvent(data []byte) (api.Event, error) {
-	var d sseData
+	var d api.WatchEventData
 	if err := json.Unmarshal(data, &d); err != nil {
 		return api.Event{}, fmt.Errorf("event data: %w", err)
 	}

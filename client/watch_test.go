@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
@@ -195,9 +196,9 @@ func TestReadLine(t *testing.T) {
 	}
 }
 
-func TestWatchCodesMatchServer(t *testing.T) {
-	if CodeCompacted != server.CodeCompacted || CodeTooManyWatches != server.CodeTooManyWatches {
-		t.Fatal("watch codes differ from the server's")
+func TestWatchCodesMatchAPI(t *testing.T) {
+	if CodeCompacted != api.CodeCompacted || CodeTooManyWatches != api.CodeTooManyWatches {
+		t.Fatal("watch codes differ from api's")
 	}
 	if err := (&ServerError{Code: CodeTooManyWatches}); !errors.Is(err, ErrRateLimited) {
 		t.Fatal("too_many_watches is not ErrRateLimited")

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"cmp"
 	"slices"
 
 	"github.com/google/btree"
@@ -122,15 +123,7 @@ func (t *sessionTable) lookup(index uint64, client string, seq uint64) (Result, 
 	if !ok {
 		return Result{}, false
 	}
-	i, found := slices.BinarySearchFunc(s.results, seq, func(r sessionResult, seq uint64) int {
-		switch {
-		case r.seq < seq:
-			return -1
-		case r.seq > seq:
-			return 1
-		}
-		return 0
-	})
+	i, found := slices.BinarySearchFunc(s.results, seq, bySeq)
 	var r Result
 	switch {
 	case found:
@@ -152,15 +145,7 @@ func (t *sessionTable) record(index uint64, client string, seq uint64, r Result)
 	if ae := asApplyError(r.Err); ae != nil {
 		rec.kind, rec.msg, rec.revision = ae.kind, ae.msg, 0
 	}
-	i, _ := slices.BinarySearchFunc(s.results, seq, func(r sessionResult, seq uint64) int {
-		switch {
-		case r.seq < seq:
-			return -1
-		case r.seq > seq:
-			return 1
-		}
-		return 0
-	})
+	i, _ := slices.BinarySearchFunc(s.results, seq, bySeq)
 	s.results = slices.Insert(s.results, i, rec)
 	// Trim to the window only when it has doubled: one shift per window
 	// of writes rather than one per write. A client thus has between
@@ -176,3 +161,6 @@ func (t *sessionTable) snapshot() *btree.BTreeG[*session] {
 	t.gen++
 	return t.byClient.Clone()
 }
+
+// bySeq orders a client's results by sequence number, for binary search.
+func bySeq(r sessionResult, seq uint64) int { return cmp.Compare(r.seq, seq) }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/backup"
 	"github.com/unrdf/consensus/kv"
 )
@@ -50,7 +51,7 @@ func (s *backupSlots) release() { s.n.Add(-1) }
 func (h *apiHandler) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 	sb, ok := h.backend.(SnapshotBackend)
 	if !ok {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "this server does not serve snapshots"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve snapshots"})
 		return
 	}
 	if _, ok := parseQuery(w, r); !ok {
@@ -62,7 +63,7 @@ func (h *apiHandler) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.backups.acquire() {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeOverloaded,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeOverloaded,
 			message: fmt.Sprintf("%d snapshots are being streamed already; retry shortly", maxConcurrentBackups)})
 		return
 	}

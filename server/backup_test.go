@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/backup"
 	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
@@ -103,7 +104,7 @@ func TestSnapshotRoute(t *testing.T) {
 	if r.StatusCode == http.StatusServiceUnavailable {
 		code = decodeCode(t, r.Body)
 	}
-	if r.StatusCode != http.StatusServiceUnavailable || code != CodeOverloaded || r.Header.Get("Retry-After") == "" {
+	if r.StatusCode != http.StatusServiceUnavailable || code != api.CodeOverloaded || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("over the limit: %d %s", r.StatusCode, code)
 	}
 	for range maxConcurrentBackups {
@@ -120,7 +121,7 @@ func TestSnapshotRouteErrors(t *testing.T) {
 	h, _ := testHandler(t, newFake(), HTTPOptions{})
 	plain := NewHandler(struct{ Backend }{newFake()}, HTTPOptions{})
 	w := serve(plain, "GET", snapshotPath, "")
-	if w.Code != http.StatusNotFound || errorCode(t, w) != CodeNotFound {
+	if w.Code != http.StatusNotFound || errorCode(t, w) != api.CodeNotFound {
 		t.Fatalf("without SnapshotBackend: %d %s", w.Code, w.Body.String())
 	}
 	if w := serve(h, "GET", snapshotPath+"?x=%zz", ""); w.Code != http.StatusBadRequest {
@@ -128,7 +129,7 @@ func TestSnapshotRouteErrors(t *testing.T) {
 	}
 	failing := NewHandler(failingViews{newFake()}, HTTPOptions{})
 	w = serve(failing, "GET", snapshotPath, "")
-	if w.Code != http.StatusServiceUnavailable || errorCode(t, w) != CodeNoLeader {
+	if w.Code != http.StatusServiceUnavailable || errorCode(t, w) != api.CodeNoLeader {
 		t.Fatalf("no leader: %d %s", w.Code, w.Body.String())
 	}
 	// A backup of the fake's (empty) state verifies.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/api"
 	"go.uber.org/goleak"
 )
 
@@ -69,7 +70,7 @@ func TestHTTPTruncatedBody(t *testing.T) {
 	} {
 		resp, body := rawRequest(t, srv.Listener.Addr().String(), raw, true)
 		code, err := checkErrorBody(body)
-		if resp.StatusCode != http.StatusBadRequest || err != nil || code != CodeBadRequest {
+		if resp.StatusCode != http.StatusBadRequest || err != nil || code != api.CodeBadRequest {
 			t.Errorf("%q: %d %s (%v), want 400 bad_request", raw, resp.StatusCode, body, err)
 		}
 		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
@@ -114,17 +115,17 @@ func TestHTTPBodyReadErrors(t *testing.T) {
 	req.ContentLength = 100
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	wantError(t, rec, http.StatusBadRequest, CodeBadRequest)
+	wantError(t, rec, http.StatusBadRequest, api.CodeBadRequest)
 
 	var netErr net.Error = timeoutError{}
 	e := h.bodyReadError(&net.OpError{Op: "read", Net: "tcp", Err: netErr})
-	if e.status != http.StatusServiceUnavailable || e.code != CodeTimeout || !strings.Contains(e.message, "nothing was done") {
+	if e.status != http.StatusServiceUnavailable || e.code != api.CodeTimeout || !strings.Contains(e.message, "nothing was done") {
 		t.Errorf("deadline: %+v, want 503 timeout saying nothing was done", e)
 	}
-	if e := h.bodyReadError(errors.New("boom")); e.status != http.StatusBadRequest || e.code != CodeBadRequest {
+	if e := h.bodyReadError(errors.New("boom")); e.status != http.StatusBadRequest || e.code != api.CodeBadRequest {
 		t.Errorf("other error: %+v, want 400 bad_request", e)
 	}
-	if e := h.bodyReadError(&http.MaxBytesError{Limit: 5}); e.status != http.StatusRequestEntityTooLarge || e.code != CodeTooLarge {
+	if e := h.bodyReadError(&http.MaxBytesError{Limit: 5}); e.status != http.StatusRequestEntityTooLarge || e.code != api.CodeTooLarge {
 		t.Errorf("too large: %+v, want 413 too_large", e)
 	}
 }

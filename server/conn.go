@@ -259,18 +259,18 @@ func refusalError(status int, text string, line []byte) apiError {
 	}
 	switch {
 	case status == http.StatusBadRequest && strings.Contains(detail, "HTTP request to an HTTPS server"):
-		return apiError{status: status, code: CodeBadRequest, message: api.HTTPSRequiredMessage}
+		return apiError{status: status, code: api.CodeBadRequest, message: api.HTTPSRequiredMessage}
 	case status == http.StatusRequestHeaderFieldsTooLarge:
-		return apiError{status: status, code: CodeTooLarge,
+		return apiError{status: status, code: api.CodeTooLarge,
 			message: "request headers are larger than the server's limit"}
 	case status == http.StatusExpectationFailed:
-		return apiError{status: status, code: CodeBadRequest,
+		return apiError{status: status, code: api.CodeBadRequest,
 			message: "unsupported Expect header: only 100-continue is supported"}
 	case status == http.StatusBadRequest && detail == "":
 		if e, ok := requestLineError(line); ok {
 			return e
 		}
-		return apiError{status: status, code: CodeBadRequest,
+		return apiError{status: status, code: api.CodeBadRequest,
 			message: "malformed request: the request line (method, target or version) or a header does not parse"}
 	}
 	if detail == "" {
@@ -281,7 +281,7 @@ func refusalError(status int, text string, line []byte) apiError {
 	if status >= 500 || status < 400 {
 		status = http.StatusBadRequest
 	}
-	return apiError{status: status, code: CodeBadRequest, message: "malformed request: " + detail}
+	return apiError{status: status, code: api.CodeBadRequest, message: "malformed request: " + detail}
 }
 
 // requestLineError says what is wrong with a request line net/http could
@@ -302,14 +302,14 @@ func requestLineError(line []byte) (apiError, bool) {
 	path, _, _ := strings.Cut(target, "?")
 	if escapedKey, isKey := strings.CutPrefix(path, kvPrefix); isKey {
 		if _, kerr := url.PathUnescape(escapedKey); kerr != nil {
-			return apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
+			return apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
 				message: "key does not percent-decode: " + kerr.Error()}, true
 		}
 		if strings.ContainsFunc(escapedKey, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-			return apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
+			return apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
 				message: "key has a control character: " + err.Error()}, true
 		}
 	}
-	return apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+	return apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 		message: "request target does not parse: " + err.Error()}, true
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/api"
 	"go.uber.org/goleak"
 )
 
@@ -75,42 +76,42 @@ func TestHTTPEveryErrorIsJSON(t *testing.T) {
 		code       string
 	}{
 		{name: "bad escape in a key", raw: "PUT /v1/kv/bad%ZZ HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\n1",
-			status: 400, code: CodeInvalidKey},
-		{name: "lone percent in a key", raw: "GET /v1/kv/% HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeInvalidKey},
-		{name: "truncated escape in a key", raw: "DELETE /v1/kv/a%2 HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeInvalidKey},
-		{name: "raw control character in a key", raw: "GET /v1/kv/a\x01b HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeInvalidKey},
-		{name: "escaped control character in a key", raw: "GET /v1/kv/a%01b HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeInvalidKey},
-		{name: "bad escape in a route", raw: "GET /v1/%ZZ HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeBadRequest},
-		{name: "bad escape in the query", raw: "GET /v1/kv?prefix=%zz HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeBadRequest},
-		{name: "leading blank line", raw: "\r\nGET /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", status: 400, code: CodeBadRequest},
-		{name: "garbage request line", raw: "BLAH\r\n" + host + "\r\n", status: 400, code: CodeBadRequest},
-		{name: "no version", raw: "GET /v1/status\r\n" + host + "\r\n", status: 400, code: CodeBadRequest},
-		{name: "unsupported version", raw: "GET /v1/status HTTP/9.9\r\n" + host + "\r\n", status: 400, code: CodeBadRequest},
-		{name: "missing host", raw: "GET /v1/status HTTP/1.1\r\n\r\n", status: 400, code: CodeBadRequest},
-		{name: "malformed host", raw: "GET /v1/status HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400, code: CodeBadRequest},
-		{name: "header without colon", raw: "GET /v1/status HTTP/1.1\r\n" + host + "no colon here\r\n\r\n", status: 400, code: CodeBadRequest},
-		{name: "bad header name", raw: "GET /v1/status HTTP/1.1\r\n" + host + "Bad\x01Name: v\r\n\r\n", status: 400, code: CodeBadRequest},
-		{name: "bad content length", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: abc\r\n\r\n", status: 400, code: CodeBadRequest},
-		{name: "two content lengths", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: 1\r\nContent-Length: 2\r\n\r\n12", status: 400, code: CodeBadRequest},
-		{name: "unsupported transfer encoding", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip\r\n\r\n", status: 400, code: CodeBadRequest},
-		{name: "unsupported expectation", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Expect: teapot\r\nContent-Length: 1\r\n\r\n1", status: 417, code: CodeBadRequest},
+			status: 400, code: api.CodeInvalidKey},
+		{name: "lone percent in a key", raw: "GET /v1/kv/% HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
+		{name: "truncated escape in a key", raw: "DELETE /v1/kv/a%2 HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
+		{name: "raw control character in a key", raw: "GET /v1/kv/a\x01b HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
+		{name: "escaped control character in a key", raw: "GET /v1/kv/a%01b HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
+		{name: "bad escape in a route", raw: "GET /v1/%ZZ HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "bad escape in the query", raw: "GET /v1/kv?prefix=%zz HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "leading blank line", raw: "\r\nGET /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "garbage request line", raw: "BLAH\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "no version", raw: "GET /v1/status\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "unsupported version", raw: "GET /v1/status HTTP/9.9\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "missing host", raw: "GET /v1/status HTTP/1.1\r\n\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "malformed host", raw: "GET /v1/status HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "header without colon", raw: "GET /v1/status HTTP/1.1\r\n" + host + "no colon here\r\n\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "bad header name", raw: "GET /v1/status HTTP/1.1\r\n" + host + "Bad\x01Name: v\r\n\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "bad content length", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: abc\r\n\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "two content lengths", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: 1\r\nContent-Length: 2\r\n\r\n12", status: 400, code: api.CodeBadRequest},
+		{name: "unsupported transfer encoding", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Transfer-Encoding: gzip\r\n\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "unsupported expectation", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Expect: teapot\r\nContent-Length: 1\r\n\r\n1", status: 417, code: api.CodeBadRequest},
 		{name: "headers too large", raw: "GET /v1/status HTTP/1.1\r\n" + host + "X-Big: " + strings.Repeat("h", http.DefaultMaxHeaderBytes+8192) + "\r\n\r\n",
-			status: 431, code: CodeTooLarge},
-		{name: "unknown route", raw: "GET /v1/nothing HTTP/1.1\r\n" + host + "\r\n", status: 404, code: CodeNotFound},
-		{name: "asterisk target", raw: "GET * HTTP/1.1\r\n" + host + "\r\n", status: 404, code: CodeNotFound},
-		{name: "connect", raw: "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", status: 404, code: CodeNotFound},
-		{name: "wrong method", raw: "DELETE /v1/status HTTP/1.1\r\n" + host + "\r\n", status: 405, code: CodeMethodNotAllowed},
-		{name: "unknown method", raw: "BREW /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", status: 405, code: CodeMethodNotAllowed},
-		{name: "empty key", raw: "PUT /v1/kv/ HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\n1", status: 400, code: CodeInvalidKey},
+			status: 431, code: api.CodeTooLarge},
+		{name: "unknown route", raw: "GET /v1/nothing HTTP/1.1\r\n" + host + "\r\n", status: 404, code: api.CodeNotFound},
+		{name: "asterisk target", raw: "GET * HTTP/1.1\r\n" + host + "\r\n", status: 404, code: api.CodeNotFound},
+		{name: "connect", raw: "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n", status: 404, code: api.CodeNotFound},
+		{name: "wrong method", raw: "DELETE /v1/status HTTP/1.1\r\n" + host + "\r\n", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "unknown method", raw: "BREW /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "empty key", raw: "PUT /v1/kv/ HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\n1", status: 400, code: api.CodeInvalidKey},
 		{name: "declared body too large", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: 100\r\n\r\n",
-			status: 413, code: CodeTooLarge},
+			status: 413, code: api.CodeTooLarge},
 		{name: "chunked body too large", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\n40\r\n" + strings.Repeat("1", 64) + "\r\n0\r\n\r\n",
-			status: 413, code: CodeTooLarge},
+			status: 413, code: api.CodeTooLarge},
 		{name: "truncated body", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: 10\r\n\r\n12", closeWrite: true,
-			status: 400, code: CodeBadRequest},
-		{name: "bad chunk", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", status: 400, code: CodeBadRequest},
-		{name: "invalid json", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\n{", status: 400, code: CodeInvalidJSON},
-		{name: "recovered panic", raw: "GET /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", panicWith: "boom", status: 503, code: CodeInternal},
+			status: 400, code: api.CodeBadRequest},
+		{name: "bad chunk", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Transfer-Encoding: chunked\r\n\r\nzz\r\n", status: 400, code: api.CodeBadRequest},
+		{name: "invalid json", raw: "PUT /v1/kv/a HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\n{", status: 400, code: api.CodeInvalidJSON},
+		{name: "recovered panic", raw: "GET /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", panicWith: "boom", status: 503, code: api.CodeInternal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +184,7 @@ func TestHTTPRefusalAfterAGoodRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp, body := read()
-	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != CodeInvalidKey {
+	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != api.CodeInvalidKey {
 		t.Fatalf("refused answer %d %q (%v)", resp.StatusCode, body, err)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/server/dashboard"
 )
 
@@ -48,11 +49,11 @@ func TestDashboardNeedsNoToken(t *testing.T) {
 	}
 	// Unknown assets and writes are answered in the API's JSON form.
 	w := do(t, h, http.MethodGet, "/ui/nope.js", "", "")
-	if code, err := checkErrorBody(w.Body.Bytes()); w.Code != http.StatusNotFound || err != nil || code != CodeNotFound {
+	if code, err := checkErrorBody(w.Body.Bytes()); w.Code != http.StatusNotFound || err != nil || code != api.CodeNotFound {
 		t.Errorf("unknown asset: %d %s", w.Code, w.Body)
 	}
 	w = do(t, h, http.MethodPut, "/", "", "1")
-	if code, err := checkErrorBody(w.Body.Bytes()); w.Code != http.StatusMethodNotAllowed || err != nil || code != CodeMethodNotAllowed {
+	if code, err := checkErrorBody(w.Body.Bytes()); w.Code != http.StatusMethodNotAllowed || err != nil || code != api.CodeMethodNotAllowed {
 		t.Errorf("PUT /: %d %s", w.Code, w.Body)
 	}
 }

@@ -10,36 +10,6 @@ import (
 	"github.com/unrdf/consensus/kv"
 )
 
-// Error codes of the HTTP API and /v1/ws. Every non-2xx response carries
-// one in its body, {"error":{"code":"...","message":"..."}}; clients
-// branch on the code, never on the message, which is for people. They are
-// defined, with what each means, in api (the contract a client shares);
-// these names are the server's for them.
-const (
-	CodeBadRequest         = api.CodeBadRequest
-	CodeInvalidJSON        = api.CodeInvalidJSON
-	CodeInvalidKey         = api.CodeInvalidKey
-	CodeNotFound           = api.CodeNotFound
-	CodeKeyNotFound        = api.CodeKeyNotFound
-	CodeMethodNotAllowed   = api.CodeMethodNotAllowed
-	CodeTooLarge           = api.CodeTooLarge
-	CodeNoLeader           = api.CodeNoLeader
-	CodeTimeout            = api.CodeTimeout
-	CodeUnavailable        = api.CodeUnavailable
-	CodeCanceled           = api.CodeCanceled
-	CodeUnauthorized       = api.CodeUnauthorized
-	CodeForbidden          = api.CodeForbidden
-	CodeRateLimited        = api.CodeRateLimited
-	CodeOverloaded         = api.CodeOverloaded
-	CodePreconditionFailed = api.CodePreconditionFailed
-	CodeStateFull          = api.CodeStateFull
-	CodeWorkflowNotFound   = api.CodeWorkflowNotFound
-	CodeInvalidTransition  = api.CodeInvalidTransition
-	CodeNodeNotFound       = api.CodeNodeNotFound
-	CodeRequestExpired     = api.CodeRequestExpired
-	CodeInternal           = api.CodeInternal
-)
-
 // apiError is a failure as the HTTP API reports it.
 type apiError struct {
 	status  int
@@ -72,35 +42,35 @@ type errorClass struct {
 
 // errorClasses is the one table from backend errors to status and code,
 // shared by the JSON API and /v1/ws. The first row with a matching
-// sentinel wins; an error that matches none is CodeUnavailable and
+// sentinel wins; an error that matches none is api.CodeUnavailable and
 // unexpected. Every status is 4xx or 503: the contract says any other 5xx
 // is a bug.
 var errorClasses = []errorClass{
-	{sentinels: []error{kv.ErrKeyNotFound}, status: http.StatusNotFound, code: CodeKeyNotFound},
-	{sentinels: []error{kv.ErrConflict}, status: http.StatusPreconditionFailed, code: CodePreconditionFailed},
-	{sentinels: []error{kv.ErrStateFull}, status: http.StatusUnprocessableEntity, code: CodeStateFull},
-	{sentinels: []error{kv.ErrWorkflowNotFound}, status: http.StatusNotFound, code: CodeWorkflowNotFound},
-	{sentinels: []error{kv.ErrInvalidTransition}, status: http.StatusConflict, code: CodeInvalidTransition},
-	{sentinels: []error{kv.ErrNodeNotFound}, status: http.StatusNotFound, code: CodeNodeNotFound},
-	{sentinels: []error{kv.ErrRequestExpired}, status: http.StatusConflict, code: CodeRequestExpired},
+	{sentinels: []error{kv.ErrKeyNotFound}, status: http.StatusNotFound, code: api.CodeKeyNotFound},
+	{sentinels: []error{kv.ErrConflict}, status: http.StatusPreconditionFailed, code: api.CodePreconditionFailed},
+	{sentinels: []error{kv.ErrStateFull}, status: http.StatusUnprocessableEntity, code: api.CodeStateFull},
+	{sentinels: []error{kv.ErrWorkflowNotFound}, status: http.StatusNotFound, code: api.CodeWorkflowNotFound},
+	{sentinels: []error{kv.ErrInvalidTransition}, status: http.StatusConflict, code: api.CodeInvalidTransition},
+	{sentinels: []error{kv.ErrNodeNotFound}, status: http.StatusNotFound, code: api.CodeNodeNotFound},
+	{sentinels: []error{kv.ErrRequestExpired}, status: http.StatusConflict, code: api.CodeRequestExpired},
 	{sentinels: []error{kv.ErrLeaseNotFound}, status: http.StatusNotFound, code: api.CodeLeaseNotFound},
 	{sentinels: []error{kv.ErrTooManyLeases}, status: http.StatusUnprocessableEntity, code: api.CodeTooManyLeases},
 	{sentinels: []error{kv.ErrLeaseExists}, status: http.StatusConflict, code: api.CodeLeaseExists},
 	{sentinels: []error{kv.ErrInvalidTTL, api.ErrInvalidLeaseID}, status: http.StatusBadRequest, code: api.CodeInvalidLease},
-	{sentinels: []error{kv.ErrInvalidBatch, kv.ErrInvalidRequestID, kv.ErrBadCommand}, status: http.StatusBadRequest, code: CodeBadRequest},
-	{sentinels: []error{kv.ErrInvalidKey}, status: http.StatusBadRequest, code: CodeInvalidKey},
-	{sentinels: []error{kv.ErrInvalidValue}, status: http.StatusBadRequest, code: CodeInvalidJSON},
-	{sentinels: []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: CodeTooLarge},
-	{sentinels: []error{consensus.ErrNoLeader}, status: http.StatusServiceUnavailable, code: CodeNoLeader},
-	{sentinels: []error{consensus.ErrRemoved}, status: http.StatusServiceUnavailable, code: CodeRemoved,
+	{sentinels: []error{kv.ErrInvalidBatch, kv.ErrInvalidRequestID, kv.ErrBadCommand}, status: http.StatusBadRequest, code: api.CodeBadRequest},
+	{sentinels: []error{kv.ErrInvalidKey}, status: http.StatusBadRequest, code: api.CodeInvalidKey},
+	{sentinels: []error{kv.ErrInvalidValue}, status: http.StatusBadRequest, code: api.CodeInvalidJSON},
+	{sentinels: []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge},
+	{sentinels: []error{consensus.ErrNoLeader}, status: http.StatusServiceUnavailable, code: api.CodeNoLeader},
+	{sentinels: []error{consensus.ErrRemoved}, status: http.StatusServiceUnavailable, code: api.CodeRemoved,
 		prefix: "send requests to a member: "},
-	{sentinels: []error{consensus.ErrUnknownMember}, status: http.StatusNotFound, code: CodeMemberNotFound},
-	{sentinels: []error{consensus.ErrMemberConflict}, status: http.StatusConflict, code: CodeMemberConflict},
-	{sentinels: []error{consensus.ErrInvalidMember}, status: http.StatusBadRequest, code: CodeInvalidMember},
-	{sentinels: []error{consensus.ErrTimeout, context.DeadlineExceeded}, status: http.StatusServiceUnavailable, code: CodeTimeout,
+	{sentinels: []error{consensus.ErrUnknownMember}, status: http.StatusNotFound, code: api.CodeMemberNotFound},
+	{sentinels: []error{consensus.ErrMemberConflict}, status: http.StatusConflict, code: api.CodeMemberConflict},
+	{sentinels: []error{consensus.ErrInvalidMember}, status: http.StatusBadRequest, code: api.CodeInvalidMember},
+	{sentinels: []error{consensus.ErrTimeout, context.DeadlineExceeded}, status: http.StatusServiceUnavailable, code: api.CodeTimeout,
 		prefix: "request timed out; the outcome is unknown (a write may or may not be applied): "},
-	{sentinels: []error{consensus.ErrStopped}, status: http.StatusServiceUnavailable, code: CodeUnavailable},
-	{sentinels: []error{context.Canceled}, status: http.StatusServiceUnavailable, code: CodeCanceled},
+	{sentinels: []error{consensus.ErrStopped}, status: http.StatusServiceUnavailable, code: api.CodeUnavailable},
+	{sentinels: []error{context.Canceled}, status: http.StatusServiceUnavailable, code: api.CodeCanceled},
 }
 
 // backendError maps an error returned by a Backend (or by the request's
@@ -114,16 +84,16 @@ func backendError(err error) apiError {
 			}
 		}
 	}
-	return apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error(), unexpected: true}
+	return apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: err.Error(), unexpected: true}
 }
 
 // requestError is backendError for a request whose caller's context is
 // callerCtx: a cancellation the caller did not cause is the backend's own,
-// so it is reported as CodeUnavailable and marked unexpected.
+// so it is reported as api.CodeUnavailable and marked unexpected.
 func requestError(callerCtx context.Context, err error) apiError {
 	e := backendError(err)
-	if e.code == CodeCanceled && callerCtx.Err() == nil {
-		e.code, e.unexpected = CodeUnavailable, true
+	if e.code == api.CodeCanceled && callerCtx.Err() == nil {
+		e.code, e.unexpected = api.CodeUnavailable, true
 	}
 	return e
 }

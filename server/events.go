@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/cluster"
 )
 
@@ -175,7 +176,7 @@ func (l *EventLog) follow(self string, events *consensus.Subscription[cluster.Ev
 // has seen with a sequence number above SEQ (default 0: all it holds).
 func (h *apiHandler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Events == nil {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "events are not served here"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "events are not served here"})
 		return
 	}
 	query, ok := parseQuery(w, r)
@@ -191,7 +192,7 @@ func (h *apiHandler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		var err error
 		after, err = strconv.ParseUint(raw, 10, 64)
 		if err != nil {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 				message: "after must be a sequence number (a non-negative integer)"})
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
 )
 
@@ -124,7 +125,7 @@ func TestEventsEndpoint(t *testing.T) {
 	}
 	for _, bad := range []string{"-1", "x", "", "1.5", "0x10", "18446744073709551616"} {
 		rec := serve(h, http.MethodGet, "/v1/events?after="+bad, "")
-		if code, err := checkErrorBody(rec.Body.Bytes()); rec.Code != http.StatusBadRequest || err != nil || code != CodeBadRequest {
+		if code, err := checkErrorBody(rec.Body.Bytes()); rec.Code != http.StatusBadRequest || err != nil || code != api.CodeBadRequest {
 			t.Errorf("after=%q: %d %s (%v)", bad, rec.Code, rec.Body, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // startSingleNode starts a one-node cluster with opts and waits until it
@@ -74,13 +76,13 @@ func TestH2CServesTheJSONAPI(t *testing.T) {
 		t.Fatalf("status = %d %s", resp.StatusCode, body)
 	}
 	resp, body = do(http.MethodGet, "/v1/kv/missing", "")
-	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusNotFound || err != nil || code != CodeKeyNotFound {
+	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusNotFound || err != nil || code != api.CodeKeyNotFound {
 		t.Fatalf("GET missing = %d %s", resp.StatusCode, body)
 	}
 	// A body over the limit is refused as over HTTP/1.1, and the
 	// connection keeps serving.
 	resp, body = do(http.MethodPut, "/v1/kv/big", strings.Repeat("1", 100))
-	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusRequestEntityTooLarge || err != nil || code != CodeTooLarge {
+	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusRequestEntityTooLarge || err != nil || code != api.CodeTooLarge {
 		t.Fatalf("PUT too large = %d %s", resp.StatusCode, body)
 	}
 	resp, body = do(http.MethodGet, "/v1/kv?prefix=workflow:", "")
@@ -89,7 +91,7 @@ func TestH2CServesTheJSONAPI(t *testing.T) {
 	}
 	// /v1/ws needs an HTTP/1.1 upgrade; over HTTP/2 it says so in JSON.
 	resp, body = do(http.MethodGet, "/v1/ws", "")
-	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusUpgradeRequired || err != nil || code != CodeBadRequest {
+	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusUpgradeRequired || err != nil || code != api.CodeBadRequest {
 		t.Fatalf("GET /v1/ws over h2c = %d %s", resp.StatusCode, body)
 	}
 

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server/dashboard"
 )
@@ -138,7 +139,7 @@ func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// let the client take a truncated answer for a complete one.
 			panic(http.ErrAbortHandler)
 		}
-		writeError(rw, apiError{status: http.StatusServiceUnavailable, code: CodeInternal,
+		writeError(rw, apiError{status: http.StatusServiceUnavailable, code: api.CodeInternal,
 			message: "internal error while handling the request"})
 	}()
 	admitted, release, ok := h.admit(rw, r)
@@ -182,11 +183,11 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rest, ok := strings.CutPrefix(path, workflowsPath); ok && (rest == "" || rest[0] == '/') {
-		h.serveWorkflows(w, r, rest)
+		h.serveRegistry(w, r, rest, &workflowRegistry)
 		return
 	}
 	if rest, ok := strings.CutPrefix(path, nodesPath); ok && (rest == "" || rest[0] == '/') {
-		h.serveNodes(w, r, rest)
+		h.serveRegistry(w, r, rest, &nodeRegistry)
 		return
 	}
 	if path == txnPath {
@@ -219,7 +220,7 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	case snapshotPath:
 		serve = h.serveSnapshot
 	default:
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 		return
 	}
 	if !methodIn(r.Method, http.MethodGet, http.MethodHead) {
@@ -237,7 +238,7 @@ func (h *apiHandler) serveDashboard(w http.ResponseWriter, r *http.Request, path
 	case !methodIn(r.Method, http.MethodGet, http.MethodHead):
 		methodNotAllowed(w, allowRead)
 	case !h.dashboard.Has(path):
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such dashboard asset"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such dashboard asset"})
 	default:
 		h.dashboard.ServeHTTP(w, r)
 	}
@@ -254,7 +255,7 @@ func methodIn(method string, allowed ...string) bool {
 
 func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.Header().Set("Allow", allow)
-	writeError(w, apiError{status: http.StatusMethodNotAllowed, code: CodeMethodNotAllowed,
+	writeError(w, apiError{status: http.StatusMethodNotAllowed, code: api.CodeMethodNotAllowed,
 		message: "method not allowed; allowed: " + allow})
 }
 
@@ -266,12 +267,12 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 	}
 	key, err := url.PathUnescape(escapedKey)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
 			message: "key does not percent-decode: " + err.Error()})
 		return
 	}
 	if msg := h.checkKey(key); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: msg})
 		return
 	}
 	switch r.Method {
@@ -300,7 +301,7 @@ func (h *apiHandler) servePut(w http.ResponseWriter, r *http.Request, key string
 	}
 	lb, leases := h.backend.(LeaseBackend)
 	if (lo.Lease != 0 || lo.TTL != 0) && !leases {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: "this server does not serve leases"})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "this server does not serve leases"})
 		return
 	}
 	value, ok := h.readValue(w, r)
@@ -443,7 +444,7 @@ func (h *apiHandler) serveReady(w http.ResponseWriter, _ *http.Request) {
 		if e.status != http.StatusServiceUnavailable {
 			// Not being ready is always "try again later", whatever the
 			// backend's reason looks like.
-			e = apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: err.Error()}
+			e = apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: err.Error()}
 		}
 		writeError(w, e)
 		return

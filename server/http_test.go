@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server/dashboard"
 )
@@ -311,11 +312,11 @@ func TestHTTPProbes(t *testing.T) {
 	}
 
 	f.readyErr = fmt.Errorf("node: %w", consensus.ErrNoLeader)
-	wantError(t, serve(h, http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, CodeNoLeader)
+	wantError(t, serve(h, http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, api.CodeNoLeader)
 	f.readyErr = errors.New("still replaying the log")
-	wantError(t, serve(h, http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, CodeUnavailable)
+	wantError(t, serve(h, http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, api.CodeUnavailable)
 	f.readyErr = kv.ErrKeyNotFound // a reason that would map to 404 elsewhere
-	wantError(t, serve(h, http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, CodeUnavailable)
+	wantError(t, serve(h, http.MethodGet, "/readyz", ""), http.StatusServiceUnavailable, api.CodeUnavailable)
 
 	// Health does not depend on readiness.
 	if rec := serve(h, http.MethodGet, "/healthz", ""); rec.Code != http.StatusOK {
@@ -386,8 +387,8 @@ func TestHTTPKeyLifecycle(t *testing.T) {
 	if rec.Code != http.StatusOK || rec.Body.String() != `{"revision":3}`+"\n" {
 		t.Fatalf("DELETE = %d %s", rec.Code, rec.Body)
 	}
-	wantError(t, serve(h, http.MethodGet, "/v1/kv/a", ""), http.StatusNotFound, CodeKeyNotFound)
-	wantError(t, serve(h, http.MethodDelete, "/v1/kv/a", ""), http.StatusNotFound, CodeKeyNotFound)
+	wantError(t, serve(h, http.MethodGet, "/v1/kv/a", ""), http.StatusNotFound, api.CodeKeyNotFound)
+	wantError(t, serve(h, http.MethodDelete, "/v1/kv/a", ""), http.StatusNotFound, api.CodeKeyNotFound)
 
 	// Every JSON value is a value, not only objects.
 	for _, v := range []string{`0`, `-1.5e10`, `true`, `null`, `"s"`, `[]`, `{}`, `"\u00e9\ud83d\ude00"`} {
@@ -493,7 +494,7 @@ func TestHTTPBodyLimit(t *testing.T) {
 		req.ContentLength = int64(len(over))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		wantError(t, rec, http.StatusRequestEntityTooLarge, CodeTooLarge)
+		wantError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 		if body.reads != 0 {
 			t.Errorf("body read %d times before answering", body.reads)
 		}
@@ -503,14 +504,14 @@ func TestHTTPBodyLimit(t *testing.T) {
 		req.ContentLength = -1 // unknown, as with Transfer-Encoding: chunked
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		wantError(t, rec, http.StatusRequestEntityTooLarge, CodeTooLarge)
+		wantError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	})
 	t.Run("lying content-length", func(t *testing.T) {
 		req := httptest.NewRequest(http.MethodPut, "/v1/kv/k", strings.NewReader(over+over))
 		req.ContentLength = 2
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
-		wantError(t, rec, http.StatusRequestEntityTooLarge, CodeTooLarge)
+		wantError(t, rec, http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 	})
 	t.Run("over the wire", func(t *testing.T) {
 		defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
@@ -541,7 +542,7 @@ func TestHTTPBodyLimit(t *testing.T) {
 			if resp.StatusCode != http.StatusRequestEntityTooLarge {
 				t.Errorf("chunked=%v: status %d %s", chunked, resp.StatusCode, got)
 			}
-			if code, err := checkErrorBody(got); err != nil || code != CodeTooLarge {
+			if code, err := checkErrorBody(got); err != nil || code != api.CodeTooLarge {
 				t.Errorf("chunked=%v: code %q, %v", chunked, code, err)
 			}
 		}
@@ -562,84 +563,84 @@ func TestHTTPErrors(t *testing.T) {
 		status         int
 		code           string
 	}{
-		{name: "invalid json", method: "PUT", target: "/v1/kv/k", body: `{"a":`, status: 400, code: CodeInvalidJSON},
-		{name: "empty body", method: "PUT", target: "/v1/kv/k", body: ``, status: 400, code: CodeInvalidJSON},
-		{name: "blank body", method: "PUT", target: "/v1/kv/k", body: " \n\t", status: 400, code: CodeInvalidJSON},
-		{name: "two values", method: "PUT", target: "/v1/kv/k", body: `1 2`, status: 400, code: CodeInvalidJSON},
-		{name: "trailing garbage", method: "PUT", target: "/v1/kv/k", body: `{}x`, status: 400, code: CodeInvalidJSON},
-		{name: "bare word", method: "PUT", target: "/v1/kv/k", body: `hello`, status: 400, code: CodeInvalidJSON},
-		{name: "invalid utf-8 in a string", method: "PUT", target: "/v1/kv/k", body: "\"\xff\"", status: 400, code: CodeInvalidJSON},
-		{name: "byte order mark", method: "PUT", target: "/v1/kv/k", body: "\ufeff{}", status: 400, code: CodeInvalidJSON},
-		{name: "missing key", method: "GET", target: "/v1/kv/nope", status: 404, code: CodeKeyNotFound},
-		{name: "empty key", method: "GET", target: "/v1/kv/", status: 400, code: CodeInvalidKey},
-		{name: "empty key put", method: "PUT", target: "/v1/kv/", body: `1`, status: 400, code: CodeInvalidKey},
-		{name: "invalid utf-8 key", method: "GET", target: "/v1/kv/%FF", status: 400, code: CodeInvalidKey},
-		{name: "invalid utf-8 key put", method: "PUT", target: "/v1/kv/a%C3", body: `1`, status: 400, code: CodeInvalidKey},
+		{name: "invalid json", method: "PUT", target: "/v1/kv/k", body: `{"a":`, status: 400, code: api.CodeInvalidJSON},
+		{name: "empty body", method: "PUT", target: "/v1/kv/k", body: ``, status: 400, code: api.CodeInvalidJSON},
+		{name: "blank body", method: "PUT", target: "/v1/kv/k", body: " \n\t", status: 400, code: api.CodeInvalidJSON},
+		{name: "two values", method: "PUT", target: "/v1/kv/k", body: `1 2`, status: 400, code: api.CodeInvalidJSON},
+		{name: "trailing garbage", method: "PUT", target: "/v1/kv/k", body: `{}x`, status: 400, code: api.CodeInvalidJSON},
+		{name: "bare word", method: "PUT", target: "/v1/kv/k", body: `hello`, status: 400, code: api.CodeInvalidJSON},
+		{name: "invalid utf-8 in a string", method: "PUT", target: "/v1/kv/k", body: "\"\xff\"", status: 400, code: api.CodeInvalidJSON},
+		{name: "byte order mark", method: "PUT", target: "/v1/kv/k", body: "\ufeff{}", status: 400, code: api.CodeInvalidJSON},
+		{name: "missing key", method: "GET", target: "/v1/kv/nope", status: 404, code: api.CodeKeyNotFound},
+		{name: "empty key", method: "GET", target: "/v1/kv/", status: 400, code: api.CodeInvalidKey},
+		{name: "empty key put", method: "PUT", target: "/v1/kv/", body: `1`, status: 400, code: api.CodeInvalidKey},
+		{name: "invalid utf-8 key", method: "GET", target: "/v1/kv/%FF", status: 400, code: api.CodeInvalidKey},
+		{name: "invalid utf-8 key put", method: "PUT", target: "/v1/kv/a%C3", body: `1`, status: 400, code: api.CodeInvalidKey},
 		{name: "key too long", method: "PUT", target: "/v1/kv/" + strings.Repeat("k", 17), body: `1`,
-			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: CodeInvalidKey},
+			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: api.CodeInvalidKey},
 		{name: "key too long once decoded", method: "GET", target: "/v1/kv/" + strings.Repeat("%C3%A9", 9),
-			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: CodeInvalidKey},
+			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: api.CodeInvalidKey},
 		{name: "key too long by default", method: "GET", target: "/v1/kv/" + strings.Repeat("k", kv.DefaultMaxKeyBytes+1),
-			status: 400, code: CodeInvalidKey},
+			status: 400, code: api.CodeInvalidKey},
 		{name: "prefix too long", method: "GET", target: "/v1/kv?prefix=" + strings.Repeat("k", 17),
-			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: CodeInvalidKey},
-		{name: "prefix invalid utf-8", method: "GET", target: "/v1/kv?prefix=%FF", status: 400, code: CodeInvalidKey},
-		{name: "unknown path", method: "GET", target: "/v1/nothing", status: 404, code: CodeNotFound},
-		{name: "unknown dashboard asset", method: "GET", target: "/ui/nope.js", status: 404, code: CodeNotFound},
-		{name: "dashboard asset traversal", method: "GET", target: "/ui/../go.mod", status: 404, code: CodeNotFound},
-		{name: "post dashboard", method: "POST", target: "/", body: `1`, status: 405, code: CodeMethodNotAllowed},
-		{name: "events after negative", method: "GET", target: "/v1/events?after=-1", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
-		{name: "events after word", method: "GET", target: "/v1/events?after=x", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
-		{name: "events after empty", method: "GET", target: "/v1/events?after=", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
-		{name: "events after twice", method: "GET", target: "/v1/events?after=1&after=2", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
-		{name: "events after overflow", method: "GET", target: "/v1/events?after=18446744073709551616", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: CodeBadRequest},
-		{name: "post events", method: "POST", target: "/v1/events", status: 405, code: CodeMethodNotAllowed},
-		{name: "status with slash", method: "GET", target: "/v1/status/", status: 404, code: CodeNotFound},
-		{name: "escaped route", method: "GET", target: "/v1/%73tatus", status: 404, code: CodeNotFound},
-		{name: "escaped kv slash", method: "GET", target: "/v1/kv%2Fa", status: 404, code: CodeNotFound},
-		{name: "post key", method: "POST", target: "/v1/kv/k", body: `1`, status: 405, code: CodeMethodNotAllowed},
-		{name: "patch key", method: "PATCH", target: "/v1/kv/", status: 405, code: CodeMethodNotAllowed},
-		{name: "put list", method: "PUT", target: "/v1/kv", body: `1`, status: 405, code: CodeMethodNotAllowed},
-		{name: "delete status", method: "DELETE", target: "/v1/status", status: 405, code: CodeMethodNotAllowed},
-		{name: "post healthz", method: "POST", target: "/healthz", status: 405, code: CodeMethodNotAllowed},
-		{name: "options readyz", method: "OPTIONS", target: "/readyz", status: 405, code: CodeMethodNotAllowed},
-		{name: "bad consistency", method: "GET", target: "/v1/kv/k?consistency=eventual", status: 400, code: CodeBadRequest},
-		{name: "empty consistency", method: "GET", target: "/v1/kv/k?consistency=", status: 400, code: CodeBadRequest},
-		{name: "bad list consistency", method: "GET", target: "/v1/kv?consistency=LOCAL", status: 400, code: CodeBadRequest},
-		{name: "repeated consistency", method: "GET", target: "/v1/kv/k?consistency=local&consistency=local", status: 400, code: CodeBadRequest},
-		{name: "repeated prefix", method: "GET", target: "/v1/kv?prefix=a&prefix=b", status: 400, code: CodeBadRequest},
-		{name: "bad query escape", method: "GET", target: "/v1/kv?prefix=%zz", status: 400, code: CodeBadRequest},
-		{name: "bad query escape on key", method: "DELETE", target: "/v1/kv/k?x=%", status: 400, code: CodeBadRequest},
-		{name: "semicolon query", method: "GET", target: "/v1/status?a=1;b=2", status: 400, code: CodeBadRequest},
+			opts: HTTPOptions{MaxKeyBytes: 16}, status: 400, code: api.CodeInvalidKey},
+		{name: "prefix invalid utf-8", method: "GET", target: "/v1/kv?prefix=%FF", status: 400, code: api.CodeInvalidKey},
+		{name: "unknown path", method: "GET", target: "/v1/nothing", status: 404, code: api.CodeNotFound},
+		{name: "unknown dashboard asset", method: "GET", target: "/ui/nope.js", status: 404, code: api.CodeNotFound},
+		{name: "dashboard asset traversal", method: "GET", target: "/ui/../go.mod", status: 404, code: api.CodeNotFound},
+		{name: "post dashboard", method: "POST", target: "/", body: `1`, status: 405, code: api.CodeMethodNotAllowed},
+		{name: "events after negative", method: "GET", target: "/v1/events?after=-1", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: api.CodeBadRequest},
+		{name: "events after word", method: "GET", target: "/v1/events?after=x", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: api.CodeBadRequest},
+		{name: "events after empty", method: "GET", target: "/v1/events?after=", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: api.CodeBadRequest},
+		{name: "events after twice", method: "GET", target: "/v1/events?after=1&after=2", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: api.CodeBadRequest},
+		{name: "events after overflow", method: "GET", target: "/v1/events?after=18446744073709551616", opts: HTTPOptions{Events: NewEventLog(4)}, status: 400, code: api.CodeBadRequest},
+		{name: "post events", method: "POST", target: "/v1/events", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "status with slash", method: "GET", target: "/v1/status/", status: 404, code: api.CodeNotFound},
+		{name: "escaped route", method: "GET", target: "/v1/%73tatus", status: 404, code: api.CodeNotFound},
+		{name: "escaped kv slash", method: "GET", target: "/v1/kv%2Fa", status: 404, code: api.CodeNotFound},
+		{name: "post key", method: "POST", target: "/v1/kv/k", body: `1`, status: 405, code: api.CodeMethodNotAllowed},
+		{name: "patch key", method: "PATCH", target: "/v1/kv/", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "put list", method: "PUT", target: "/v1/kv", body: `1`, status: 405, code: api.CodeMethodNotAllowed},
+		{name: "delete status", method: "DELETE", target: "/v1/status", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "post healthz", method: "POST", target: "/healthz", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "options readyz", method: "OPTIONS", target: "/readyz", status: 405, code: api.CodeMethodNotAllowed},
+		{name: "bad consistency", method: "GET", target: "/v1/kv/k?consistency=eventual", status: 400, code: api.CodeBadRequest},
+		{name: "empty consistency", method: "GET", target: "/v1/kv/k?consistency=", status: 400, code: api.CodeBadRequest},
+		{name: "bad list consistency", method: "GET", target: "/v1/kv?consistency=LOCAL", status: 400, code: api.CodeBadRequest},
+		{name: "repeated consistency", method: "GET", target: "/v1/kv/k?consistency=local&consistency=local", status: 400, code: api.CodeBadRequest},
+		{name: "repeated prefix", method: "GET", target: "/v1/kv?prefix=a&prefix=b", status: 400, code: api.CodeBadRequest},
+		{name: "bad query escape", method: "GET", target: "/v1/kv?prefix=%zz", status: 400, code: api.CodeBadRequest},
+		{name: "bad query escape on key", method: "DELETE", target: "/v1/kv/k?x=%", status: 400, code: api.CodeBadRequest},
+		{name: "semicolon query", method: "GET", target: "/v1/status?a=1;b=2", status: 400, code: api.CodeBadRequest},
 		{name: "no leader put", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrNoLeader) }, status: 503, code: CodeNoLeader},
+			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrNoLeader) }, status: 503, code: api.CodeNoLeader},
 		{name: "no leader get", method: "GET", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, status: 503, code: CodeNoLeader},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, status: 503, code: api.CodeNoLeader},
 		{name: "no leader list", method: "GET", target: "/v1/kv",
-			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, status: 503, code: CodeNoLeader},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, status: 503, code: api.CodeNoLeader},
 		{name: "timeout", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = consensus.ErrTimeout }, status: 503, code: CodeTimeout},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrTimeout }, status: 503, code: api.CodeTimeout},
 		{name: "request timeout", method: "DELETE", target: "/v1/kv/k",
 			setup: func(f *fakeBackend) { f.block = true }, opts: HTTPOptions{RequestTimeout: time.Millisecond},
-			status: 503, code: CodeTimeout},
+			status: 503, code: api.CodeTimeout},
 		{name: "stopped", method: "GET", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.err = consensus.ErrStopped }, status: 503, code: CodeUnavailable},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrStopped }, status: 503, code: api.CodeUnavailable},
 		{name: "other backend error", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = errors.New("disk on fire") }, status: 503, code: CodeUnavailable},
+			setup: func(f *fakeBackend) { f.err = errors.New("disk on fire") }, status: 503, code: api.CodeUnavailable},
 		{name: "backend's own cancellation", method: "GET", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.err = context.Canceled }, status: 503, code: CodeUnavailable},
+			setup: func(f *fakeBackend) { f.err = context.Canceled }, status: 503, code: api.CodeUnavailable},
 		{name: "value too large", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = kv.ErrValueTooLarge }, status: 413, code: CodeTooLarge},
+			setup: func(f *fakeBackend) { f.err = kv.ErrValueTooLarge }, status: 413, code: api.CodeTooLarge},
 		{name: "command too large", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrTooLarge) }, status: 413, code: CodeTooLarge},
+			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrTooLarge) }, status: 413, code: api.CodeTooLarge},
 		{name: "backend invalid key", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidKey }, status: 400, code: CodeInvalidKey},
+			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidKey }, status: 400, code: api.CodeInvalidKey},
 		{name: "backend invalid value", method: "PUT", target: "/v1/kv/k", body: `1`,
-			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidValue }, status: 400, code: CodeInvalidJSON},
+			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidValue }, status: 400, code: api.CodeInvalidJSON},
 		{name: "deeply nested json", method: "PUT", target: "/v1/kv/k", body: strings.Repeat("[", 100000),
-			status: 400, code: CodeInvalidJSON},
+			status: 400, code: api.CodeInvalidJSON},
 		{name: "deeply nested balanced json", method: "PUT", target: "/v1/kv/k",
-			body: strings.Repeat("[", 20000) + strings.Repeat("]", 20000), status: 400, code: CodeInvalidJSON},
+			body: strings.Repeat("[", 20000) + strings.Repeat("]", 20000), status: 400, code: api.CodeInvalidJSON},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -660,7 +661,7 @@ func TestHTTPErrors(t *testing.T) {
 				t.Errorf("Retry-After = %q", rec.Header().Get("Retry-After"))
 			}
 			loggedError := strings.Contains(logs.String(), "level=ERROR")
-			if wantLogged := tt.code == CodeUnavailable && tt.name != "stopped"; loggedError != wantLogged {
+			if wantLogged := tt.code == api.CodeUnavailable && tt.name != "stopped"; loggedError != wantLogged {
 				t.Errorf("logged at Error = %v, want %v; log:\n%s", loggedError, wantLogged, logs)
 			}
 		})
@@ -672,7 +673,7 @@ func TestHTTPTimeoutSaysOutcomeUnknown(t *testing.T) {
 	f.block = true
 	h, _ := testHandler(t, f, HTTPOptions{RequestTimeout: time.Millisecond})
 	rec := serve(h, http.MethodPut, "/v1/kv/k", `1`)
-	wantError(t, rec, http.StatusServiceUnavailable, CodeTimeout)
+	wantError(t, rec, http.StatusServiceUnavailable, api.CodeTimeout)
 	if !strings.Contains(rec.Body.String(), "outcome is unknown") {
 		t.Errorf("timeout message does not say the outcome is unknown: %s", rec.Body)
 	}
@@ -687,7 +688,7 @@ func TestHTTPClientCanceled(t *testing.T) {
 	req := httptest.NewRequest(http.MethodGet, "/v1/kv/k", nil).WithContext(ctx)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	wantError(t, rec, http.StatusServiceUnavailable, CodeCanceled)
+	wantError(t, rec, http.StatusServiceUnavailable, api.CodeCanceled)
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("a client's cancellation was logged as an error:\n%s", logs)
 	}
@@ -698,7 +699,7 @@ func TestHTTPPanicRecovered(t *testing.T) {
 	f.panicWith = "boom"
 	h, logs := testHandler(t, f, HTTPOptions{})
 	for _, target := range []string{"/v1/kv/k", "/v1/status"} {
-		wantError(t, serve(h, http.MethodGet, target, ""), http.StatusServiceUnavailable, CodeInternal)
+		wantError(t, serve(h, http.MethodGet, target, ""), http.StatusServiceUnavailable, api.CodeInternal)
 	}
 	if n := h.panics.Load(); n != 2 {
 		t.Errorf("panics counted = %d, want 2", n)
@@ -731,7 +732,7 @@ func TestHTTPOptionsDefaults(t *testing.T) {
 	if rec := serve(h, http.MethodPut, "/v1/kv/big", big); rec.Code != http.StatusOK {
 		t.Errorf("PUT of a 1 MiB body = %d %s", rec.Code, rec.Body)
 	}
-	wantError(t, serve(h, http.MethodPut, "/v1/kv/big", big+" "), http.StatusRequestEntityTooLarge, CodeTooLarge)
+	wantError(t, serve(h, http.MethodPut, "/v1/kv/big", big+" "), http.StatusRequestEntityTooLarge, api.CodeTooLarge)
 }
 
 // roundTripKeys are keys a URL could mangle: each must come back as sent.

@@ -45,7 +45,7 @@ func TestControlCharacterKeysRefused(t *testing.T) {
 					t.Fatalf("status = %d, want 400", rec.Code)
 				}
 			} else {
-				wantError(t, rec, http.StatusBadRequest, CodeInvalidKey)
+				wantError(t, rec, http.StatusBadRequest, api.CodeInvalidKey)
 			}
 			if f.calls != 0 {
 				t.Errorf("the backend was called %d time(s) for a refused key", f.calls)
@@ -70,7 +70,7 @@ func TestControlCharacterKeysRefused(t *testing.T) {
 func TestParseTxnRefusesControlCharacterKeys(t *testing.T) {
 	_, err := ParseTxn([]byte(`{"ops":[{"op":"put","key":"a\tb","value":1}]}`))
 	var terr *TxnError
-	if !errors.As(err, &terr) || terr.Code != CodeInvalidKey {
+	if !errors.As(err, &terr) || terr.Code != api.CodeInvalidKey {
 		t.Fatalf("ParseTxn = %v, want a TxnError with code invalid_key", err)
 	}
 }
@@ -103,7 +103,7 @@ func TestWSControlCharacterKeysRefused(t *testing.T) {
 			}
 			continue
 		}
-		if r.ok || r.code != CodeInvalidKey {
+		if r.ok || r.code != api.CodeInvalidKey {
 			t.Errorf("%s: %+v, want invalid_key", name, r)
 		}
 	}

@@ -52,7 +52,7 @@ type leasesResponse struct {
 func (h *apiHandler) serveLeases(w http.ResponseWriter, r *http.Request, rest string) {
 	lb, ok := h.backend.(LeaseBackend)
 	if !ok {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "this server does not serve leases"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve leases"})
 		return
 	}
 	query, ok := parseQuery(w, r)
@@ -73,7 +73,7 @@ func (h *apiHandler) serveLeases(w http.ResponseWriter, r *http.Request, rest st
 	escaped, action, _ := strings.Cut(rest[1:], "/")
 	raw, err := url.PathUnescape(escaped)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: "lease id does not percent-decode"})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "lease id does not percent-decode"})
 		return
 	}
 	id, err := api.ParseLeaseID(raw)
@@ -89,7 +89,7 @@ func (h *apiHandler) serveLeases(w http.ResponseWriter, r *http.Request, rest st
 		}
 		h.serveLeaderLease(w, r, lb.KeepAlive, id)
 	case action != "":
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		h.serveLeaderLease(w, r, lb.TimeToLive, id)
 	case r.Method == http.MethodDelete:
@@ -196,7 +196,7 @@ func leaseOptions(w http.ResponseWriter, query url.Values) (kv.PutOptions, bool)
 			return o, false
 		}
 		if o.Lease != 0 {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: "give lease or ttl, not both"})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "give lease or ttl, not both"})
 			return o, false
 		}
 		o.TTL = d
@@ -217,7 +217,7 @@ func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter,
 		}
 	}
 	if leader == "" || addr == "" {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeNoLeader,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeNoLeader,
 			message: what + " must be asked of the leader, whose HTTP address is not known yet"})
 		return
 	}
@@ -239,14 +239,14 @@ func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter,
 	}
 	resp, err := h.memberClient.Do(req)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "forwarding " + what + " to the leader " + leader + ": " + err.Error()})
 		return
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedAnswer))
 	if err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable) {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "forwarding " + what + " to the leader " + leader + " failed: " + resp.Status})
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 )
 
 func decodeAs[T any](t *testing.T, r apiResponse) T {
@@ -46,7 +47,7 @@ func TestLeasesOverHTTP(t *testing.T) {
 	base := "http://" + c.https[follower]
 	// The leader's HTTP address, which forwarding needs, is published
 	// after the start.
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "the condition", func() bool {
 		for _, m := range c.servers[follower].Node().Members() {
 			if m.HTTPAddr == "" {
 				return false
@@ -80,7 +81,7 @@ func TestLeasesOverHTTP(t *testing.T) {
 
 	// Keepalives through the follower keep "held" while "brief" expires.
 	start := time.Now()
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "the condition", func() bool {
 		r := call(t, http.MethodPost, base+"/v1/leases/"+id+"/keepalive", nil)
 		if r.status != http.StatusOK {
 			t.Fatalf("keepalive: %d %s", r.status, r.body)
@@ -109,7 +110,7 @@ func TestLeasesOverHTTP(t *testing.T) {
 
 	// Without keepalives it expires, and its key with it.
 	stopped := time.Now()
-	eventually(t, 10*time.Second, func() bool {
+	testwait.For(t, 10*time.Second, "the condition", func() bool {
 		return call(t, http.MethodGet, base+"/v1/kv/held", nil).status == http.StatusNotFound
 	})
 	if took := time.Since(stopped); took < 1500*time.Millisecond {
@@ -145,12 +146,12 @@ func TestLeasesOverHTTP(t *testing.T) {
 		{http.MethodGet, "/v1/leases/nothex", "", 400, api.CodeInvalidLease},
 		{http.MethodGet, "/v1/leases/0", "", 400, api.CodeInvalidLease},
 		{http.MethodPost, "/v1/leases", `{"ttlMs":0}`, 400, api.CodeInvalidLease},
-		{http.MethodPost, "/v1/leases", `{"ttl":5}`, 400, CodeInvalidJSON},
+		{http.MethodPost, "/v1/leases", `{"ttl":5}`, 400, api.CodeInvalidJSON},
 		{http.MethodPut, "/v1/kv/y?lease=" + other.ID.String(), "1", 404, api.CodeLeaseNotFound},
 		{http.MethodPut, "/v1/kv/y?ttl=soon", "1", 400, api.CodeInvalidLease},
-		{http.MethodPut, "/v1/kv/y?ttl=1s&lease=" + id, "1", 400, CodeBadRequest},
-		{http.MethodPatch, "/v1/leases", "", 405, CodeMethodNotAllowed},
-		{http.MethodGet, "/v1/leases/" + id + "/other", "", 404, CodeNotFound},
+		{http.MethodPut, "/v1/kv/y?ttl=1s&lease=" + id, "1", 400, api.CodeBadRequest},
+		{http.MethodPatch, "/v1/leases", "", 405, api.CodeMethodNotAllowed},
+		{http.MethodGet, "/v1/leases/" + id + "/other", "", 404, api.CodeNotFound},
 	} {
 		r := call(t, tc.method, base+tc.path, []byte(tc.body))
 		if r.status != tc.status || leaseErrCode(t, r) != tc.code {

@@ -127,18 +127,18 @@ func (h *apiHandler) admit(w http.ResponseWriter, r *http.Request) (*http.Reques
 			if token != "" {
 				msg = "the bearer token is not valid"
 			}
-			writeError(w, apiError{status: http.StatusUnauthorized, code: CodeUnauthorized, message: msg})
+			writeError(w, apiError{status: http.StatusUnauthorized, code: api.CodeUnauthorized, message: msg})
 			return nil, nil, false
 		}
 		if isWrite(r.Method) && a.role != RoleReadWrite {
-			writeError(w, apiError{status: http.StatusForbidden, code: CodeForbidden, message: "the token is read-only"})
+			writeError(w, apiError{status: http.StatusForbidden, code: api.CodeForbidden, message: "the token is read-only"})
 			return nil, nil, false
 		}
 	}
 	a.client = clientOf(r, token)
 	if ok, wait := h.limiter.allow(a.client); !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
-		writeError(w, apiError{status: http.StatusTooManyRequests, code: CodeRateLimited,
+		writeError(w, apiError{status: http.StatusTooManyRequests, code: api.CodeRateLimited,
 			message: "request rate limit exceeded; retry after Retry-After seconds"})
 		return nil, nil, false
 	}
@@ -150,7 +150,7 @@ func (h *apiHandler) admit(w http.ResponseWriter, r *http.Request) (*http.Reques
 		case h.inflight <- struct{}{}:
 			release = func() { <-h.inflight }
 		default:
-			writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeOverloaded,
+			writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeOverloaded,
 				message: "too many requests in flight; retry shortly"})
 			return nil, nil, false
 		}
@@ -166,10 +166,10 @@ func isWrite(method string) bool {
 func (h *apiHandler) wsAdmit(ctx context.Context, op api.Op) *apiError {
 	a := accessFrom(ctx)
 	if op.IsWrite() && a.role != RoleReadWrite {
-		return &apiError{status: http.StatusForbidden, code: CodeForbidden, message: "the token is read-only"}
+		return &apiError{status: http.StatusForbidden, code: api.CodeForbidden, message: "the token is read-only"}
 	}
 	if ok, _ := h.limiter.allow(a.client); !ok {
-		return &apiError{status: http.StatusTooManyRequests, code: CodeRateLimited, message: "request rate limit exceeded"}
+		return &apiError{status: http.StatusTooManyRequests, code: api.CodeRateLimited, message: "request rate limit exceeded"}
 	}
 	return nil
 }

@@ -40,14 +40,6 @@ type Membership interface {
 	Leader() string
 }
 
-// Error codes of the membership routes (see api).
-const (
-	CodeMemberNotFound = api.CodeMemberNotFound
-	CodeMemberConflict = api.CodeMemberConflict
-	CodeInvalidMember  = api.CodeInvalidMember
-	CodeRemoved        = api.CodeRemoved
-)
-
 const (
 	membersPath        = "/v1/members"
 	membersPrefix      = "/v1/members/"
@@ -97,7 +89,7 @@ func (h *apiHandler) serveCluster(w http.ResponseWriter, r *http.Request, path s
 		case "true":
 			nodes = h.opts.Cluster.HealthyNodes()
 		default:
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: `healthy must be "true" or "false"`})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: `healthy must be "true" or "false"`})
 			return
 		}
 		if nodes == nil {
@@ -107,7 +99,7 @@ func (h *apiHandler) serveCluster(w http.ResponseWriter, r *http.Request, path s
 	default:
 		id, err := url.PathUnescape(strings.TrimPrefix(path, clusterNodesPath+"/"))
 		if err != nil || id == "" || strings.Contains(id, "/") {
-			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+			writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 			return
 		}
 		info, err := h.opts.Cluster.NodeHealth(id)
@@ -188,7 +180,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 			return true
 		}
 		if h.opts.Cluster == nil {
-			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "cluster health is not served here"})
+			writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "cluster health is not served here"})
 			return true
 		}
 		h.serveCluster(w, r, path)
@@ -198,7 +190,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 		escapedID, action, _ := strings.Cut(rest, "/")
 		id, err := url.PathUnescape(escapedID)
 		if err != nil || id == "" {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidMember, message: "member id is empty or does not percent-decode"})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidMember, message: "member id is empty or does not percent-decode"})
 			return true
 		}
 		switch action {
@@ -213,7 +205,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 				return true
 			}
 		default:
-			writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
+			writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 			return true
 		}
 		if !h.membersOrFail(w) {
@@ -243,7 +235,7 @@ func (h *apiHandler) routeMembers(w http.ResponseWriter, r *http.Request, path s
 // membersOrFail answers 404 when the handler has no Membership.
 func (h *apiHandler) membersOrFail(w http.ResponseWriter) bool {
 	if h.opts.Membership == nil {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "membership is not served here"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "membership is not served here"})
 		return false
 	}
 	return true
@@ -280,7 +272,7 @@ func (h *apiHandler) decodeBody(w http.ResponseWriter, r *http.Request, v any, e
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body: " + err.Error()})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidJSON, message: "request body: " + err.Error()})
 		return false
 	}
 	return true
@@ -316,7 +308,7 @@ func (h *apiHandler) serveTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.Target != "" {
 		if target != "" && target != req.Target {
-			writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: "target given twice, differently"})
+			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "target given twice, differently"})
 			return
 		}
 		target = req.Target

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/cluster"
 	"github.com/unrdf/consensus/internal/testwait"
 )
@@ -134,21 +135,21 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 		status             int
 		code               string
 	}{
-		{http.MethodPost, "/v1/members", `{"id":"n1","peerAddr":"127.0.0.1:1"}`, http.StatusConflict, CodeMemberConflict},
-		{http.MethodPost, "/v1/members", `{"id":"","peerAddr":"127.0.0.1:1"}`, http.StatusBadRequest, CodeInvalidMember},
-		{http.MethodPost, "/v1/members", `{"id":"x"}`, http.StatusBadRequest, CodeInvalidMember},
-		{http.MethodPost, "/v1/members", `{"id":"x","bogus":1}`, http.StatusBadRequest, CodeInvalidJSON},
-		{http.MethodPost, "/v1/members", `[`, http.StatusBadRequest, CodeInvalidJSON},
-		{http.MethodPost, "/v1/members", ``, http.StatusBadRequest, CodeInvalidJSON},
-		{http.MethodPut, "/v1/members", `{}`, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
-		{http.MethodDelete, "/v1/members/nope", ``, http.StatusNotFound, CodeMemberNotFound},
-		{http.MethodDelete, "/v1/members/", ``, http.StatusBadRequest, CodeInvalidMember},
-		{http.MethodGet, "/v1/members/n1", ``, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
-		{http.MethodPost, "/v1/members/nope/promote", ``, http.StatusNotFound, CodeMemberNotFound},
-		{http.MethodPost, "/v1/members/n1/bogus", ``, http.StatusNotFound, CodeNotFound},
-		{http.MethodPost, "/v1/leader/transfer", `{"target":"nope"}`, http.StatusNotFound, CodeMemberNotFound},
-		{http.MethodPost, "/v1/leader/transfer?target=a", `{"target":"b"}`, http.StatusBadRequest, CodeBadRequest},
-		{http.MethodGet, "/v1/leader/transfer", ``, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
+		{http.MethodPost, "/v1/members", `{"id":"n1","peerAddr":"127.0.0.1:1"}`, http.StatusConflict, api.CodeMemberConflict},
+		{http.MethodPost, "/v1/members", `{"id":"","peerAddr":"127.0.0.1:1"}`, http.StatusBadRequest, api.CodeInvalidMember},
+		{http.MethodPost, "/v1/members", `{"id":"x"}`, http.StatusBadRequest, api.CodeInvalidMember},
+		{http.MethodPost, "/v1/members", `{"id":"x","bogus":1}`, http.StatusBadRequest, api.CodeInvalidJSON},
+		{http.MethodPost, "/v1/members", `[`, http.StatusBadRequest, api.CodeInvalidJSON},
+		{http.MethodPost, "/v1/members", ``, http.StatusBadRequest, api.CodeInvalidJSON},
+		{http.MethodPut, "/v1/members", `{}`, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed},
+		{http.MethodDelete, "/v1/members/nope", ``, http.StatusNotFound, api.CodeMemberNotFound},
+		{http.MethodDelete, "/v1/members/", ``, http.StatusBadRequest, api.CodeInvalidMember},
+		{http.MethodGet, "/v1/members/n1", ``, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed},
+		{http.MethodPost, "/v1/members/nope/promote", ``, http.StatusNotFound, api.CodeMemberNotFound},
+		{http.MethodPost, "/v1/members/n1/bogus", ``, http.StatusNotFound, api.CodeNotFound},
+		{http.MethodPost, "/v1/leader/transfer", `{"target":"nope"}`, http.StatusNotFound, api.CodeMemberNotFound},
+		{http.MethodPost, "/v1/leader/transfer?target=a", `{"target":"b"}`, http.StatusBadRequest, api.CodeBadRequest},
+		{http.MethodGet, "/v1/leader/transfer", ``, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed},
 	} {
 		r := call(t, tc.method, "http://"+c.https["n2"]+tc.path, []byte(tc.body))
 		if r.status != tc.status || respCode(t, r) != tc.code {
@@ -204,7 +205,7 @@ func TestJoinAndMembershipRoutes(t *testing.T) {
 	}
 	testwait.For(t, 10*time.Second, "n4 knows it was removed", func() bool { return c.servers["n4"].Node().Status().Removed })
 	r = call(t, http.MethodPut, "http://"+c.https["n4"]+"/v1/kv/x", []byte(`1`))
-	if r.status != http.StatusServiceUnavailable || respCode(t, r) != CodeRemoved {
+	if r.status != http.StatusServiceUnavailable || respCode(t, r) != api.CodeRemoved {
 		t.Fatalf("write on removed n4: %d %s", r.status, r.body)
 	}
 	var st consensus.Status

@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -48,7 +49,7 @@ func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (strin
 		return "", false
 	}
 	if msg := h.checkPrefix(prefix); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: msg})
 		return "", false
 	}
 	return prefix, true
@@ -72,7 +73,7 @@ func (h *apiHandler) readValue(w http.ResponseWriter, r *http.Request) ([]byte, 
 	if r.ContentLength > limit {
 		// Answer before reading: the client said how much it will send.
 		w.Header().Set("Connection", "close")
-		writeError(w, apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+		writeError(w, apiError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
 			message: fmt.Sprintf("request body is %d bytes, larger than the limit of %d", r.ContentLength, limit)})
 		return nil, false
 	}
@@ -113,13 +114,13 @@ func (h *apiHandler) bodyReadError(err error) apiError {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &tooLarge):
-		return apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+		return apiError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
 			message: fmt.Sprintf("request body is larger than the limit of %d bytes", tooLarge.Limit)}
 	case errors.As(err, &netErr) && netErr.Timeout():
-		return apiError{status: http.StatusServiceUnavailable, code: CodeTimeout,
+		return apiError{status: http.StatusServiceUnavailable, code: api.CodeTimeout,
 			message: fmt.Sprintf("the request body did not arrive within %v; nothing was done", h.opts.BodyReadTimeout)}
 	}
-	return apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+	return apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 		message: "reading request body: " + err.Error()}
 }
 
@@ -131,11 +132,11 @@ func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
 	// it inside strings, so check here rather than store what we could not
 	// return as valid JSON.
 	if !utf8.Valid(body) {
-		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
+		return nil, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidJSON,
 			message: what + " is not valid UTF-8"}
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
+		return nil, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidJSON,
 			message: what + " is empty; it must be one JSON value"}
 	}
 	// json.Compact validates with the same scanner as json.Valid (nesting
@@ -144,7 +145,7 @@ func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
 	var compact bytes.Buffer
 	compact.Grow(len(body))
 	if err := json.Compact(&compact, body); err != nil {
-		return nil, &apiError{status: http.StatusBadRequest, code: CodeInvalidJSON,
+		return nil, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidJSON,
 			message: what + " is not one valid JSON value: " + err.Error()}
 	}
 	return compact.Bytes(), nil
@@ -155,7 +156,7 @@ func compactJSONValue(body []byte, what string) ([]byte, *apiError) {
 func parseQuery(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 			message: "invalid query string: " + err.Error()})
 		return nil, false
 	}
@@ -172,7 +173,7 @@ func singleParam(w http.ResponseWriter, q url.Values, name string) (string, bool
 	case 1:
 		return vs[0], true
 	}
-	writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+	writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 		message: "query parameter " + strconv.Quote(name) + " is given more than once"})
 	return "", false
 }
@@ -193,7 +194,7 @@ func parseConsistency(w http.ResponseWriter, q url.Values) (kv.Consistency, bool
 	case "local":
 		return kv.Local, true
 	}
-	writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+	writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 		message: `consistency must be "linearizable" or "local", not ` + strconv.Quote(v)})
 	return 0, false
 }

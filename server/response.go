@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // fail answers a backend error, logging it at Error when it is not one the
@@ -29,7 +31,7 @@ func (h *apiHandler) writeJSON(w http.ResponseWriter, status int, v any) {
 	if err := enc.Encode(v); err != nil {
 		// Only a backend handing back an invalid stored value gets here.
 		h.log.Error("http encoding response", "err", err)
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "encoding response: " + err.Error()})
 		return
 	}

@@ -83,11 +83,11 @@ func TestAuthStatuses(t *testing.T) {
 		status                    int
 		code                      string
 	}{
-		{"GET", "/v1/status", "", "", 401, CodeUnauthorized},
-		{"GET", "/v1/kv/a", "wrong", "", 401, CodeUnauthorized},
-		{"PUT", "/v1/kv/a", "", "1", 401, CodeUnauthorized},
-		{"PUT", "/v1/kv/a", "r3ad-only", "1", 403, CodeForbidden},
-		{"DELETE", "/v1/kv/a", "r3ad-only", "", 403, CodeForbidden},
+		{"GET", "/v1/status", "", "", 401, api.CodeUnauthorized},
+		{"GET", "/v1/kv/a", "wrong", "", 401, api.CodeUnauthorized},
+		{"PUT", "/v1/kv/a", "", "1", 401, api.CodeUnauthorized},
+		{"PUT", "/v1/kv/a", "r3ad-only", "1", 403, api.CodeForbidden},
+		{"DELETE", "/v1/kv/a", "r3ad-only", "", 403, api.CodeForbidden},
 		{"PUT", "/v1/kv/a", "s3cret-rw", "1", 200, ""},
 		{"GET", "/v1/kv/a", "r3ad-only", "", 200, ""},
 		{"GET", "/v1/kv?prefix=", "r3ad-only", "", 200, ""},
@@ -124,10 +124,10 @@ func TestWSRoles(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.CloseNow() })
 	conn := &wsTestConn{t: t, c: c}
-	if r := conn.call(uint64(7), api.OpPut, "k", []byte("1")); r.ok || r.code != CodeForbidden {
+	if r := conn.call(uint64(7), api.OpPut, "k", []byte("1")); r.ok || r.code != api.CodeForbidden {
 		t.Errorf("read-only put over ws: %+v, want forbidden", r)
 	}
-	if r := conn.call(uint64(8), api.OpGet, "k"); r.ok || r.code != CodeKeyNotFound {
+	if r := conn.call(uint64(8), api.OpGet, "k"); r.ok || r.code != api.CodeKeyNotFound {
 		t.Errorf("read-only get over ws: %+v, want key_not_found (reads allowed)", r)
 	}
 }
@@ -140,7 +140,7 @@ func TestRateLimitPerClient(t *testing.T) {
 		}
 	}
 	w := do(t, h, "GET", "/v1/kv?prefix=", "s3cret-rw", "")
-	if w.Code != http.StatusTooManyRequests || errorCode(t, w) != CodeRateLimited || w.Header().Get("Retry-After") == "" {
+	if w.Code != http.StatusTooManyRequests || errorCode(t, w) != api.CodeRateLimited || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("over the limit: %d %s Retry-After %q", w.Code, w.Body, w.Header().Get("Retry-After"))
 	}
 	// Another client is not held back, and probes never are.
@@ -178,7 +178,7 @@ func TestMaxInFlight(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	w := do(t, h, "GET", "/v1/kv/b", "", "")
-	if w.Code != http.StatusServiceUnavailable || errorCode(t, w) != CodeOverloaded || w.Header().Get("Retry-After") == "" {
+	if w.Code != http.StatusServiceUnavailable || errorCode(t, w) != api.CodeOverloaded || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("second request: %d %s", w.Code, w.Body)
 	}
 	cancel()
@@ -241,7 +241,7 @@ func TestHTTPOverTLS(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	// net/http's own answer to plain HTTP, rewritten as the API's JSON.
-	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != CodeBadRequest {
+	if code, err := checkErrorBody(body); resp.StatusCode != http.StatusBadRequest || err != nil || code != api.CodeBadRequest {
 		t.Fatalf("plain HTTP on the TLS port: %d %s (%v), want 400 bad_request JSON", resp.StatusCode, body, err)
 	}
 	// Its message is the one clients recognise (client.IsHTTPSAnswer).

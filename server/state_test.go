@@ -80,66 +80,66 @@ func TestHTTPStateRoutes(t *testing.T) {
 	}{
 		// If-None-Match: * creates only.
 		{"PUT", "/v1/kv/a", `1`, []string{"If-None-Match", "*"}, 200, "", `"revision":1`},
-		{"PUT", "/v1/kv/a", `2`, []string{"If-None-Match", "*"}, 412, CodePreconditionFailed, ""},
-		{"PUT", "/v1/kv/a", `2`, []string{"If-None-Match", `"1"`}, 400, CodeBadRequest, ""},
+		{"PUT", "/v1/kv/a", `2`, []string{"If-None-Match", "*"}, 412, api.CodePreconditionFailed, ""},
+		{"PUT", "/v1/kv/a", `2`, []string{"If-None-Match", `"1"`}, 400, api.CodeBadRequest, ""},
 		// If-Match: revision, bare or quoted as the ETag.
-		{"PUT", "/v1/kv/a", `2`, []string{"If-Match", "7"}, 412, CodePreconditionFailed, ""},
+		{"PUT", "/v1/kv/a", `2`, []string{"If-Match", "7"}, 412, api.CodePreconditionFailed, ""},
 		{"PUT", "/v1/kv/a", `2`, []string{"If-Match", `"1"`}, 200, "", `"revision":2`},
-		{"PUT", "/v1/kv/a", `3`, []string{"If-Match", "x"}, 400, CodeBadRequest, ""},
-		{"PUT", "/v1/kv/a", `3`, []string{"If-Match", "2", "If-None-Match", "*"}, 400, CodeBadRequest, ""},
-		{"PUT", "/v1/kv/missing", `3`, []string{"If-Match", "2"}, 412, CodePreconditionFailed, ""},
-		{"DELETE", "/v1/kv/a", "", []string{"If-Match", "1"}, 412, CodePreconditionFailed, ""},
+		{"PUT", "/v1/kv/a", `3`, []string{"If-Match", "x"}, 400, api.CodeBadRequest, ""},
+		{"PUT", "/v1/kv/a", `3`, []string{"If-Match", "2", "If-None-Match", "*"}, 400, api.CodeBadRequest, ""},
+		{"PUT", "/v1/kv/missing", `3`, []string{"If-Match", "2"}, 412, api.CodePreconditionFailed, ""},
+		{"DELETE", "/v1/kv/a", "", []string{"If-Match", "1"}, 412, api.CodePreconditionFailed, ""},
 		{"GET", "/v1/kv/a", "", nil, 200, "", `"value":2`},
 		// Transactions.
 		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"b","value":{"x":1},"ifRevision":0},{"op":"delete","key":"a","ifRevision":2}]}`, nil, 200, "", `"revision":3`},
-		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c","value":1},{"op":"put","key":"b","value":2,"ifRevision":1}]}`, nil, 412, CodePreconditionFailed, ""},
-		{"POST", "/v1/txn", `{"ops":[{"op":"delete","key":"nope"}]}`, nil, 404, CodeKeyNotFound, ""},
-		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c","value":1},{"op":"put","key":"c","value":2}]}`, nil, 400, CodeBadRequest, ""},
-		{"POST", "/v1/txn", `{"ops":[]}`, nil, 400, CodeBadRequest, ""},
-		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c"}]}`, nil, 400, CodeInvalidJSON, ""},
-		{"POST", "/v1/txn", `{"ops":[{"op":"cas","key":"c"}]}`, nil, 400, CodeBadRequest, ""},
-		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"","value":1}]}`, nil, 400, CodeInvalidKey, ""},
-		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c","value":1}],"extra":1}`, nil, 400, CodeBadRequest, ""},
-		{"POST", "/v1/txn", `[1]`, nil, 400, CodeBadRequest, ""},
-		{"GET", "/v1/txn", "", nil, 405, CodeMethodNotAllowed, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c","value":1},{"op":"put","key":"b","value":2,"ifRevision":1}]}`, nil, 412, api.CodePreconditionFailed, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"delete","key":"nope"}]}`, nil, 404, api.CodeKeyNotFound, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c","value":1},{"op":"put","key":"c","value":2}]}`, nil, 400, api.CodeBadRequest, ""},
+		{"POST", "/v1/txn", `{"ops":[]}`, nil, 400, api.CodeBadRequest, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c"}]}`, nil, 400, api.CodeInvalidJSON, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"cas","key":"c"}]}`, nil, 400, api.CodeBadRequest, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"","value":1}]}`, nil, 400, api.CodeInvalidKey, ""},
+		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"c","value":1}],"extra":1}`, nil, 400, api.CodeBadRequest, ""},
+		{"POST", "/v1/txn", `[1]`, nil, 400, api.CodeBadRequest, ""},
+		{"GET", "/v1/txn", "", nil, 405, api.CodeMethodNotAllowed, ""},
 		// Workflows.
 		{"GET", "/v1/workflows", "", nil, 200, "", `"workflows":[]`},
 		{"POST", "/v1/workflows", `{"id":"p","name":"Data Processing","progress":0}`, nil, 201, "", `"id":"p"`},
-		{"POST", "/v1/workflows", `{"id":"p"}`, nil, 409, CodeInvalidTransition, ""},
-		{"POST", "/v1/workflows", `{"name":"no id"}`, nil, 400, CodeInvalidKey, ""},
-		{"POST", "/v1/workflows", `[1]`, nil, 400, CodeInvalidJSON, ""},
-		{"POST", "/v1/workflows", `{"id":"a/b"}`, nil, 400, CodeInvalidKey, ""},
+		{"POST", "/v1/workflows", `{"id":"p"}`, nil, 409, api.CodeInvalidTransition, ""},
+		{"POST", "/v1/workflows", `{"name":"no id"}`, nil, 400, api.CodeInvalidKey, ""},
+		{"POST", "/v1/workflows", `[1]`, nil, 400, api.CodeInvalidJSON, ""},
+		{"POST", "/v1/workflows", `{"id":"a/b"}`, nil, 400, api.CodeInvalidKey, ""},
 		{"PATCH", "/v1/workflows/p", `{"progress":0.5}`, nil, 200, "", `"id":"p"`},
-		{"PATCH", "/v1/workflows/q", `{"progress":0.5}`, nil, 404, CodeWorkflowNotFound, ""},
-		{"PATCH", "/v1/workflows/p", `7`, nil, 400, CodeInvalidJSON, ""},
+		{"PATCH", "/v1/workflows/q", `{"progress":0.5}`, nil, 404, api.CodeWorkflowNotFound, ""},
+		{"PATCH", "/v1/workflows/p", `7`, nil, 400, api.CodeInvalidJSON, ""},
 		{"GET", "/v1/workflows/p", "", nil, 200, "", `"status":"running"`},
-		{"GET", "/v1/workflows/q", "", nil, 404, CodeWorkflowNotFound, ""},
+		{"GET", "/v1/workflows/q", "", nil, 404, api.CodeWorkflowNotFound, ""},
 		{"POST", "/v1/workflows/p/stop", "", nil, 200, "", `"id":"p"`},
-		{"POST", "/v1/workflows/p/stop", "", nil, 409, CodeInvalidTransition, ""},
-		{"PATCH", "/v1/workflows/p", `{"progress":1}`, nil, 409, CodeInvalidTransition, ""},
-		{"POST", "/v1/workflows/q/stop", `{"reason":"x"}`, nil, 404, CodeWorkflowNotFound, ""},
-		{"GET", "/v1/workflows/p/stop", "", nil, 405, CodeMethodNotAllowed, ""},
-		{"POST", "/v1/workflows/p/pause", "", nil, 404, CodeNotFound, ""},
-		{"DELETE", "/v1/workflows/p", "", nil, 405, CodeMethodNotAllowed, ""},
-		{"GET", "/v1/workflows/a%2Fb", "", nil, 400, CodeInvalidKey, ""},
-		{"GET", "/v1/workflowsx", "", nil, 404, CodeNotFound, ""},
+		{"POST", "/v1/workflows/p/stop", "", nil, 409, api.CodeInvalidTransition, ""},
+		{"PATCH", "/v1/workflows/p", `{"progress":1}`, nil, 409, api.CodeInvalidTransition, ""},
+		{"POST", "/v1/workflows/q/stop", `{"reason":"x"}`, nil, 404, api.CodeWorkflowNotFound, ""},
+		{"GET", "/v1/workflows/p/stop", "", nil, 405, api.CodeMethodNotAllowed, ""},
+		{"POST", "/v1/workflows/p/pause", "", nil, 404, api.CodeNotFound, ""},
+		{"DELETE", "/v1/workflows/p", "", nil, 405, api.CodeMethodNotAllowed, ""},
+		{"GET", "/v1/workflows/a%2Fb", "", nil, 400, api.CodeInvalidKey, ""},
+		{"GET", "/v1/workflowsx", "", nil, 404, api.CodeNotFound, ""},
 		{"GET", "/v1/kv/workflow:p", "", nil, 200, "", `"status":"stopped"`},
 		// Application nodes.
 		{"POST", "/v1/nodes", `{"id":"app-1","zone":"eu"}`, nil, 200, "", `"id":"app-1"`},
 		{"GET", "/v1/nodes", "", nil, 200, "", `"zone":"eu"`},
 		{"DELETE", "/v1/nodes/app-1", "", nil, 200, "", `"id":"app-1"`},
-		{"DELETE", "/v1/nodes/app-1", "", nil, 404, CodeNodeNotFound, ""},
-		{"GET", "/v1/nodes/app-1", "", nil, 405, CodeMethodNotAllowed, ""},
+		{"DELETE", "/v1/nodes/app-1", "", nil, 404, api.CodeNodeNotFound, ""},
+		{"GET", "/v1/nodes/app-1", "", nil, 405, api.CodeMethodNotAllowed, ""},
 		// State full (limit 6 here): b, workflow:p, then 4 more fit.
 		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"f1","value":1},{"op":"put","key":"f2","value":1},{"op":"put","key":"f3","value":1},{"op":"put","key":"f4","value":1}]}`, nil, 200, "", ""},
-		{"PUT", "/v1/kv/f5", `1`, nil, 422, CodeStateFull, ""},
-		{"POST", "/v1/nodes", `{"id":"app-2"}`, nil, 422, CodeStateFull, ""},
+		{"PUT", "/v1/kv/f5", `1`, nil, 422, api.CodeStateFull, ""},
+		{"POST", "/v1/nodes", `{"id":"app-2"}`, nil, 422, api.CodeStateFull, ""},
 		{"PUT", "/v1/kv/f1", `2`, nil, 200, "", ""},
 		{"GET", "/v1/stats", "", nil, 200, "", `"keys":6`},
 		// Request ids.
-		{"PUT", "/v1/kv/f1", `3`, []string{ClientIDHeader, "c"}, 400, CodeBadRequest, ""},
-		{"PUT", "/v1/kv/f1", `3`, []string{ClientIDHeader, "c", RequestSeqHeader, "0"}, 400, CodeBadRequest, ""},
-		{"PUT", "/v1/kv/f1", `3`, []string{ClientIDHeader, strings.Repeat("c", 200), RequestSeqHeader, "1"}, 400, CodeBadRequest, ""},
+		{"PUT", "/v1/kv/f1", `3`, []string{ClientIDHeader, "c"}, 400, api.CodeBadRequest, ""},
+		{"PUT", "/v1/kv/f1", `3`, []string{ClientIDHeader, "c", RequestSeqHeader, "0"}, 400, api.CodeBadRequest, ""},
+		{"PUT", "/v1/kv/f1", `3`, []string{ClientIDHeader, strings.Repeat("c", 200), RequestSeqHeader, "1"}, 400, api.CodeBadRequest, ""},
 	}
 	for i, s := range steps {
 		rec := request(h, s.method, s.target, s.body, s.hdr...)
@@ -166,12 +166,12 @@ func TestIfMatchStar(t *testing.T) {
 		status               int
 		code                 string
 	}{
-		{"PUT", "/v1/kv/a", `1`, 412, CodePreconditionFailed},
-		{"DELETE", "/v1/kv/a", "", 412, CodePreconditionFailed},
+		{"PUT", "/v1/kv/a", `1`, 412, api.CodePreconditionFailed},
+		{"DELETE", "/v1/kv/a", "", 412, api.CodePreconditionFailed},
 		{"PUT", "/v1/kv/a", `1`, 200, ""}, // unconditional
 		{"PUT", "/v1/kv/a", `2`, 200, ""},
 		{"DELETE", "/v1/kv/a", "", 200, ""},
-		{"GET", "/v1/kv/a", "", 404, CodeKeyNotFound},
+		{"GET", "/v1/kv/a", "", 404, api.CodeKeyNotFound},
 	} {
 		var hdr []string
 		if i != 2 && s.method != "GET" {
@@ -219,14 +219,14 @@ func TestWSStateOperations(t *testing.T) {
 		}
 	}
 	rev(w.call(1, api.OpPut, "a", []byte(`1`), nil, 0), 1) // create only
-	wantWSError(t, w.call(2, api.OpPut, "a", []byte(`2`), nil, 0), CodePreconditionFailed)
+	wantWSError(t, w.call(2, api.OpPut, "a", []byte(`2`), nil, 0), api.CodePreconditionFailed)
 	rev(w.call(3, api.OpPut, "a", []byte(`2`), nil, 1), 2) // if revision 1
-	wantWSError(t, w.call(4, api.OpDelete, "a", nil, 1), CodePreconditionFailed)
+	wantWSError(t, w.call(4, api.OpDelete, "a", nil, 1), api.CodePreconditionFailed)
 	rev(w.call(5, api.OpTxn, []any{[]any{1, "b", []byte(`{"x":1}`), 0}, []any{2, "a", 2}}), 3)
-	wantWSError(t, w.call(6, api.OpTxn, []any{[]any{2, "a"}}), CodeKeyNotFound)
-	wantWSError(t, w.call(7, api.OpTxn, []any{[]any{3, "a"}}), CodeBadRequest)
-	wantWSError(t, w.call(8, api.OpTxn, []any{}), CodeBadRequest)
-	wantWSError(t, w.call(9, api.OpTxn, []any{[]any{1, "c"}}), CodeBadRequest)
+	wantWSError(t, w.call(6, api.OpTxn, []any{[]any{2, "a"}}), api.CodeKeyNotFound)
+	wantWSError(t, w.call(7, api.OpTxn, []any{[]any{3, "a"}}), api.CodeBadRequest)
+	wantWSError(t, w.call(8, api.OpTxn, []any{}), api.CodeBadRequest)
+	wantWSError(t, w.call(9, api.OpTxn, []any{[]any{1, "c"}}), api.CodeBadRequest)
 	// Exactly once: the same request id twice, even with the log holding
 	// the second copy twice, applies once and answers alike.
 	rev(w.call(10, api.OpPut, "d", []byte(`"first"`), []any{"ws-client", 1}), 4)
@@ -240,16 +240,16 @@ func TestWSStateOperations(t *testing.T) {
 	if it, _ := m.Get("d"); string(it.Value) != `"first"` {
 		t.Fatalf("d = %s", it.Value)
 	}
-	wantWSError(t, w.call(12, api.OpPut, "d", []byte(`1`), []any{"", 1}), CodeBadRequest)
-	wantWSError(t, w.call(13, api.OpPut, "d", []byte(`1`), []any{"c"}), CodeBadRequest)
+	wantWSError(t, w.call(12, api.OpPut, "d", []byte(`1`), []any{"", 1}), api.CodeBadRequest)
+	wantWSError(t, w.call(13, api.OpPut, "d", []byte(`1`), []any{"c"}), api.CodeBadRequest)
 	// Workflows and nodes.
-	wantWSError(t, w.call(20, api.OpWorkflowStop, "p"), CodeWorkflowNotFound)
+	wantWSError(t, w.call(20, api.OpWorkflowStop, "p"), api.CodeWorkflowNotFound)
 	if r := w.call(21, api.OpWorkflowStart, "p", []byte(`{"progress":0}`)); !r.ok {
 		t.Fatal(r)
 	}
-	wantWSError(t, w.call(22, api.OpWorkflowStart, "p", nil), CodeInvalidTransition)
-	wantWSError(t, w.call(23, api.OpWorkflowUpdate, "p", []byte(`[1]`)), CodeInvalidJSON)
-	wantWSError(t, w.call(24, api.OpWorkflowUpdate, "p"), CodeBadRequest)
+	wantWSError(t, w.call(22, api.OpWorkflowStart, "p", nil), api.CodeInvalidTransition)
+	wantWSError(t, w.call(23, api.OpWorkflowUpdate, "p", []byte(`[1]`)), api.CodeInvalidJSON)
+	wantWSError(t, w.call(24, api.OpWorkflowUpdate, "p"), api.CodeBadRequest)
 	if r := w.call(25, api.OpWorkflowUpdate, "p", []byte(`{"progress":1}`)); !r.ok {
 		t.Fatal(r)
 	}
@@ -260,7 +260,7 @@ func TestWSStateOperations(t *testing.T) {
 	if r := w.call(27, api.OpWorkflowStop, "p", nil, []any{"ws-client", 2}); !r.ok {
 		t.Fatal(r)
 	}
-	wantWSError(t, w.call(28, api.OpWorkflowStop, "p"), CodeInvalidTransition)
+	wantWSError(t, w.call(28, api.OpWorkflowStop, "p"), api.CodeInvalidTransition)
 	if r := w.call(29, api.OpWorkflowList); !r.ok || len(r.result.([]any)[1].([]any)) != 1 {
 		t.Fatalf("workflows = %+v", r)
 	}
@@ -273,6 +273,6 @@ func TestWSStateOperations(t *testing.T) {
 	if r := w.call(32, api.OpNodeDeregister, "app"); !r.ok {
 		t.Fatal(r)
 	}
-	wantWSError(t, w.call(33, api.OpNodeDeregister, "app"), CodeNodeNotFound)
-	wantWSError(t, w.call(34, 15), CodeBadRequest)
+	wantWSError(t, w.call(33, api.OpNodeDeregister, "app"), api.CodeNodeNotFound)
+	wantWSError(t, w.call(34, 15), api.CodeBadRequest)
 }

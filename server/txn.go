@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -53,47 +54,47 @@ func parseTxn(body []byte, checkKey func(string) string) ([]kv.Op, *TxnError) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return nil, bad(CodeBadRequest, `the batch is not {"ops":[...]}: %v`, err)
+		return nil, bad(api.CodeBadRequest, `the batch is not {"ops":[...]}: %v`, err)
 	}
 	if dec.More() {
-		return nil, bad(CodeBadRequest, "more than one JSON value in the batch")
+		return nil, bad(api.CodeBadRequest, "more than one JSON value in the batch")
 	}
 	switch n := len(req.Ops); {
 	case n == 0:
-		return nil, bad(CodeBadRequest, "the batch has no operations")
+		return nil, bad(api.CodeBadRequest, "the batch has no operations")
 	case n > kv.DefaultMaxBatchOps:
-		return nil, bad(CodeBadRequest, "the batch has %d operations, more than %d", n, kv.DefaultMaxBatchOps)
+		return nil, bad(api.CodeBadRequest, "the batch has %d operations, more than %d", n, kv.DefaultMaxBatchOps)
 	}
 	ops := make([]kv.Op, len(req.Ops))
 	for i, o := range req.Ops {
 		n := i + 1 // operations are numbered from 1 in messages
 		if msg := checkKey(o.Key); msg != "" {
-			return nil, bad(CodeInvalidKey, "op %d (%q): %s", n, o.Key, msg)
+			return nil, bad(api.CodeInvalidKey, "op %d (%q): %s", n, o.Key, msg)
 		}
 		ops[i].Key = o.Key
 		if o.IfRevision != nil {
 			if *o.IfRevision < 0 {
-				return nil, bad(CodeBadRequest, "op %d: ifRevision %d is negative (0 means absent)", n, *o.IfRevision)
+				return nil, bad(api.CodeBadRequest, "op %d: ifRevision %d is negative (0 means absent)", n, *o.IfRevision)
 			}
 			ops[i].Cond = kv.IfRevision(*o.IfRevision)
 		}
 		switch o.Op {
 		case "put":
 			if o.Value == nil {
-				return nil, bad(CodeInvalidJSON, "op %d: a put needs a value", n)
+				return nil, bad(api.CodeInvalidJSON, "op %d: a put needs a value", n)
 			}
 			var compact bytes.Buffer
 			if err := json.Compact(&compact, o.Value); err != nil {
-				return nil, bad(CodeInvalidJSON, "op %d: value: %v", n, err)
+				return nil, bad(api.CodeInvalidJSON, "op %d: value: %v", n, err)
 			}
 			ops[i].Type, ops[i].Value = kv.OpPut, compact.Bytes()
 		case "delete":
 			if o.Value != nil {
-				return nil, bad(CodeBadRequest, "op %d: a delete takes no value", n)
+				return nil, bad(api.CodeBadRequest, "op %d: a delete takes no value", n)
 			}
 			ops[i].Type = kv.OpDelete
 		default:
-			return nil, bad(CodeBadRequest, "op %d: op %q, want put or delete", n, o.Op)
+			return nil, bad(api.CodeBadRequest, "op %d: op %q, want put or delete", n, o.Op)
 		}
 	}
 	return ops, nil

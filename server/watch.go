@@ -32,12 +32,6 @@ import (
 
 const watchPath = "/v1/watch"
 
-// Error codes of GET /v1/watch, besides those of errors.go (see api).
-const (
-	CodeCompacted      = api.CodeCompacted
-	CodeTooManyWatches = api.CodeTooManyWatches
-)
-
 // Headers of a GET /v1/watch response.
 const (
 	// StartRevisionHeader is the first revision a watch delivers.
@@ -121,12 +115,12 @@ func (reg *watchRegistry) acquire(client string, opts WatchOptions) (context.Con
 	defer reg.mu.Unlock()
 	switch {
 	case reg.closing:
-		return nil, &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable, message: "server is shutting down"}
+		return nil, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: "server is shutting down"}
 	case reg.perClient[client] >= opts.MaxPerClient:
-		return nil, &apiError{status: http.StatusTooManyRequests, code: CodeTooManyWatches,
+		return nil, &apiError{status: http.StatusTooManyRequests, code: api.CodeTooManyWatches,
 			message: fmt.Sprintf("this client has %d watches open, the limit; close one or retry after Retry-After seconds", opts.MaxPerClient)}
 	case reg.total >= opts.MaxTotal:
-		return nil, &apiError{status: http.StatusServiceUnavailable, code: CodeOverloaded,
+		return nil, &apiError{status: http.StatusServiceUnavailable, code: api.CodeOverloaded,
 			message: "too many watches open on this node; retry shortly"}
 	}
 	if reg.perClient == nil {
@@ -174,16 +168,6 @@ func (reg *watchRegistry) open() int {
 // closeWatches is registered with http.Server.RegisterOnShutdown.
 func (h *apiHandler) closeWatches() { h.watches.closeAll() }
 
-// watchEvent is the data of one SSE event.
-type watchEvent struct {
-	Type           string          `json:"type"`
-	Key            string          `json:"key"`
-	Value          json.RawMessage `json:"value"`
-	Revision       int64           `json:"revision"`
-	CreateRevision int64           `json:"createRevision"`
-	Version        int64           `json:"version"`
-}
-
 // compactedBody is the body of a 410, and the data of a stream's error
 // event when a watch falls out of history.
 type compactedBody struct {
@@ -226,7 +210,7 @@ func (h *apiHandler) serveWatch(w http.ResponseWriter, r *http.Request) {
 	}
 	wb, ok := h.backend.(WatchBackend)
 	if !ok {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "this server does not serve watches"})
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve watches"})
 		return
 	}
 	query, ok := parseQuery(w, r)
@@ -244,7 +228,7 @@ func (h *apiHandler) serveWatch(w http.ResponseWriter, r *http.Request) {
 	_, given := query["from_revision"]
 	from, msg := parseWatchStart(r, fromParam, given)
 	if msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: msg})
 		return
 	}
 
@@ -268,7 +252,7 @@ func (h *apiHandler) serveWatch(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ce) {
 			w.Header().Set(OldestRevisionHeader, strconv.FormatInt(ce.Oldest, 10))
 			h.writeJSON(w, http.StatusGone, compactedBody{Error: compactedDetail{
-				Code: CodeCompacted, Message: err.Error(), OldestRevision: ce.Oldest}})
+				Code: api.CodeCompacted, Message: err.Error(), OldestRevision: ce.Oldest}})
 			return
 		}
 		h.fail(w, r, err)
@@ -354,7 +338,7 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 				return
 			}
 			for i, ev := range resp.Events {
-				data := watchEvent{Type: ev.Type.String(), Key: ev.Item.Key, Value: ev.Item.Value,
+				data := api.WatchEventData{Type: ev.Type.String(), Key: ev.Item.Key, Value: ev.Item.Value,
 					Revision: ev.Item.Revision, CreateRevision: ev.Item.CreateRevision, Version: ev.Item.Version}
 				// The id marks a revision as fully delivered: only the
 				// last event of those sharing a revision carries it.
@@ -391,7 +375,7 @@ func (h *apiHandler) endWatch(buf *bytes.Buffer, err error) {
 	if !errors.As(err, &ce) {
 		return
 	}
-	b, _ := json.Marshal(compactedBody{Error: compactedDetail{Code: CodeCompacted,
+	b, _ := json.Marshal(compactedBody{Error: compactedDetail{Code: api.CodeCompacted,
 		Message: err.Error(), OldestRevision: ce.Oldest}})
 	buf.WriteString("event: error\ndata: ")
 	buf.Write(b)

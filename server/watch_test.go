@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
@@ -255,14 +256,14 @@ func TestWatchBadRequests(t *testing.T) {
 		status        int
 		code          string
 	}{
-		{"?from_revision=x", "", 400, CodeBadRequest},
-		{"?from_revision=-1", "", 400, CodeBadRequest},
-		{"?from_revision=1.5", "", 400, CodeBadRequest},
-		{"?from_revision=", "", 400, CodeBadRequest},
-		{"?from_revision=1&from_revision=2", "", 400, CodeBadRequest},
-		{"?prefix=%ff", "", 400, CodeInvalidKey},
-		{"", "abc", 400, CodeBadRequest},
-		{"", "-2", 400, CodeBadRequest},
+		{"?from_revision=x", "", 400, api.CodeBadRequest},
+		{"?from_revision=-1", "", 400, api.CodeBadRequest},
+		{"?from_revision=1.5", "", 400, api.CodeBadRequest},
+		{"?from_revision=", "", 400, api.CodeBadRequest},
+		{"?from_revision=1&from_revision=2", "", 400, api.CodeBadRequest},
+		{"?prefix=%ff", "", 400, api.CodeInvalidKey},
+		{"", "abc", 400, api.CodeBadRequest},
+		{"", "-2", 400, api.CodeBadRequest},
 	} {
 		hdr := map[string]string{}
 		if tc.lastID != "" {
@@ -291,7 +292,7 @@ func TestWatchCompactedAnswers410WithTheOldestRevision(t *testing.T) {
 	body := w.body()
 	var b compactedBody
 	if err := json.Unmarshal(body, &b); err != nil || w.resp.StatusCode != http.StatusGone ||
-		b.Error.Code != CodeCompacted || b.Error.OldestRevision != 6 || w.resp.Header.Get(OldestRevisionHeader) != "6" {
+		b.Error.Code != api.CodeCompacted || b.Error.OldestRevision != 6 || w.resp.Header.Get(OldestRevisionHeader) != "6" {
 		t.Fatalf("watch from 5 with history 6..10: %d %v %s", w.resp.StatusCode, w.resp.Header, body)
 	}
 	// A reconnecting EventSource gets the same.
@@ -345,7 +346,7 @@ func TestWatchesPerClientLimit(t *testing.T) {
 	}
 	a3 := openWatch(t, base+"/v1/watch?prefix=k", ro)
 	body := a3.body()
-	if code, _ := checkErrorBody(body); a3.resp.StatusCode != http.StatusTooManyRequests || code != CodeTooManyWatches || a3.resp.Header.Get("Retry-After") == "" {
+	if code, _ := checkErrorBody(body); a3.resp.StatusCode != http.StatusTooManyRequests || code != api.CodeTooManyWatches || a3.resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("third watch: %d %v %s", a3.resp.StatusCode, a3.resp.Header, body)
 	}
 	// Another client is served: it watches, writes, and everyone sees it.
@@ -485,7 +486,7 @@ func TestClusterWatchMovesBetweenNodesWithoutGapOrRepeat(t *testing.T) {
 func TestWatchNeedsAWatchBackend(t *testing.T) {
 	// Embedding the interface hides the fake's Watch (from its kv.Store).
 	h := NewHandler(struct{ Backend }{newFake()}, HTTPOptions{})
-	wantError(t, serve(h, http.MethodGet, "/v1/watch", ""), http.StatusNotFound, CodeNotFound)
+	wantError(t, serve(h, http.MethodGet, "/v1/watch", ""), http.StatusNotFound, api.CodeNotFound)
 }
 
 func TestWatchStreamErrorEvent(t *testing.T) {
@@ -530,7 +531,7 @@ func TestSlowWatchStreamEndsWithCompactedEvent(t *testing.T) {
 		}
 		if m.event == "error" {
 			var b compactedBody
-			if err := json.Unmarshal([]byte(m.data), &b); err != nil || b.Error.Code != CodeCompacted || b.Error.OldestRevision <= want {
+			if err := json.Unmarshal([]byte(m.data), &b); err != nil || b.Error.Code != api.CodeCompacted || b.Error.OldestRevision <= want {
 				t.Fatalf("error event %q after revision %d", m.data, want-1)
 			}
 			break

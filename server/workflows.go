@@ -21,6 +21,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -45,12 +46,12 @@ type nodesResponse struct {
 func (h *apiHandler) pathID(w http.ResponseWriter, escaped string) (string, bool) {
 	id, err := url.PathUnescape(escaped)
 	if err != nil || id == "" || !utf8.ValidString(id) || len(id) > h.opts.MaxKeyBytes {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey,
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
 			message: fmt.Sprintf("id must be a percent-encoded UTF-8 path segment of 1 to %d bytes", h.opts.MaxKeyBytes)})
 		return "", false
 	}
 	if msg := h.checkKey(id); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: "id: " + msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: "id: " + msg})
 		return "", false
 	}
 	return id, true
@@ -61,23 +62,133 @@ func (h *apiHandler) pathID(w http.ResponseWriter, escaped string) (string, bool
 func (h *apiHandler) bodyID(w http.ResponseWriter, obj map[string]json.RawMessage) (string, bool) {
 	var id string
 	if raw, ok := obj["id"]; !ok || json.Unmarshal(raw, &id) != nil || id == "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: `request body needs a non-empty string "id"`})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: `request body needs a non-empty string "id"`})
 		return "", false
 	}
 	if msg := h.checkKey(id); msg != "" {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: "id: " + msg})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: "id: " + msg})
 		return "", false
 	}
 	return id, true
 }
 
+// registry is the table of one registry's routes, which serveRegistry
+// serves: the collection (GET and HEAD list it, POST creates the entry
+// named by the body's "id") and the routes under /{id}.
+type registry struct {
+	// list reads the collection with the request's consistency.
+	list func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error)
+	// create makes entry id from the POSTed object, answering
+	// createStatus.
+	create       func(h *apiHandler, ctx context.Context, id string, body []byte) (int64, error)
+	createStatus int
+	// entry maps what follows /{id} in the path ("" for the entry itself)
+	// to its route; any other path is 404.
+	entry map[string]entryRoute
+}
+
+// entryRoute is one route under /{id}: a handler for each method it
+// answers, and the Allow header of the 405 that any other method gets.
+type entryRoute struct {
+	allow   string
+	methods map[string]entryHandler
+}
+
+// entryHandler answers a request about the entry id, whose path and query
+// are already checked.
+type entryHandler func(h *apiHandler, w http.ResponseWriter, r *http.Request, query url.Values, id string)
+
+// workflowRoute is /v1/workflows/{id}.
+var workflowRoute = entryRoute{
+	allow: "GET, HEAD, PATCH",
+	methods: map[string]entryHandler{
+		http.MethodGet:   (*apiHandler).getWorkflow,
+		http.MethodHead:  (*apiHandler).getWorkflow,
+		http.MethodPatch: (*apiHandler).updateWorkflow,
+	},
+}
+
+// workflowRegistry is the table of /v1/workflows.
+var workflowRegistry = registry{
+	list: func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error) {
+		list, rev, err := h.backend.Workflows(ctx, c)
+		if list == nil {
+			list = []kv.Workflow{}
+		}
+		return workflowsResponse{Workflows: list, Revision: rev}, err
+	},
+	create: func(h *apiHandler, ctx context.Context, id string, body []byte) (int64, error) {
+		return h.backend.StartWorkflow(ctx, id, body)
+	},
+	createStatus: http.StatusCreated,
+	entry: map[string]entryRoute{
+		"":  workflowRoute,
+		"/": workflowRoute, // a trailing slash names the workflow too
+		"/stop": {allow: http.MethodPost, methods: map[string]entryHandler{
+			http.MethodPost: (*apiHandler).stopWorkflow,
+		}},
+	},
+}
+
+// nodeRegistry is the table of /v1/nodes.
+var nodeRegistry = registry{
+	list: func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error) {
+		list, rev, err := h.backend.Nodes(ctx, c)
+		if list == nil {
+			list = []kv.Node{}
+		}
+		return nodesResponse{Nodes: list, Revision: rev}, err
+	},
+	create: func(h *apiHandler, ctx context.Context, id string, body []byte) (int64, error) {
+		return h.backend.RegisterNode(ctx, id, body)
+	},
+	createStatus: http.StatusOK,
+	entry: map[string]entryRoute{
+		"": {allow: http.MethodDelete, methods: map[string]entryHandler{
+			http.MethodDelete: (*apiHandler).deregisterNode,
+		}},
+	},
+}
+
+// serveRegistry serves the routes of reg; rest is the escaped path after
+// the registry's own ("/v1/workflows"), empty or starting with "/". A bad
+// query string is refused first, then an unknown path (404), then a bad
+// id (400), then a method the route does not answer (405).
+func (h *apiHandler) serveRegistry(w http.ResponseWriter, r *http.Request, rest string, reg *registry) {
+	query, ok := parseQuery(w, r)
+	if !ok {
+		return
+	}
+	if rest == "" {
+		h.serveCollection(w, r, query, reg)
+		return
+	}
+	seg, ok := strings.CutPrefix(rest, "/")
+	var suffix string
+	if i := strings.IndexByte(seg, '/'); i >= 0 {
+		seg, suffix = seg[:i], seg[i:]
+	}
+	route, known := reg.entry[suffix]
+	if !ok || !known {
+		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
+		return
+	}
+	id, ok := h.pathID(w, seg)
+	if !ok {
+		return
+	}
+	handle, ok := route.methods[r.Method]
+	if !ok {
+		methodNotAllowed(w, route.allow)
+		return
+	}
+	handle(h, w, r, query, id)
+}
+
 // serveCollection serves a registry's collection route: GET (and HEAD)
-// answers list's response, read with the request's consistency; POST
-// creates the entry named by the body's "id" with create, answering
-// createStatus.
-func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, query url.Values,
-	list func(context.Context, kv.Consistency) (any, error),
-	createStatus int, create func(ctx context.Context, id string, body []byte) (int64, error)) {
+// answers reg.list's response, read with the request's consistency; POST
+// creates the entry named by the body's "id" with reg.create.
+func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, query url.Values, reg *registry) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 		c, ok := parseConsistency(w, query)
@@ -86,7 +197,7 @@ func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, que
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
 		defer cancel()
-		resp, err := list(ctx, c)
+		resp, err := reg.list(h, ctx, c)
 		if err != nil {
 			h.fail(w, r, err)
 			return
@@ -102,81 +213,59 @@ func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, que
 		if !ok {
 			return
 		}
-		h.workflowWrite(w, r, id, createStatus, func(ctx context.Context) (int64, error) {
-			return create(ctx, id, body)
+		h.workflowWrite(w, r, id, reg.createStatus, func(ctx context.Context) (int64, error) {
+			return reg.create(h, ctx, id, body)
 		})
 	default:
 		methodNotAllowed(w, "GET, HEAD, POST")
 	}
 }
 
-// serveWorkflows serves /v1/workflows and /v1/workflows/...; rest is the
-// escaped path after "/v1/workflows".
-func (h *apiHandler) serveWorkflows(w http.ResponseWriter, r *http.Request, rest string) {
-	query, ok := parseQuery(w, r)
+// getWorkflow answers GET and HEAD /v1/workflows/{id}.
+func (h *apiHandler) getWorkflow(w http.ResponseWriter, r *http.Request, query url.Values, id string) {
+	c, ok := parseConsistency(w, query)
 	if !ok {
 		return
 	}
-	if rest == "" {
-		h.serveCollection(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
-			list, rev, err := h.backend.Workflows(ctx, c)
-			if list == nil {
-				list = []kv.Workflow{}
-			}
-			return workflowsResponse{Workflows: list, Revision: rev}, err
-		}, http.StatusCreated, h.backend.StartWorkflow)
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	wf, err := h.backend.WorkflowState(ctx, id, c)
+	if err != nil {
+		h.fail(w, r, err)
 		return
 	}
-	seg, action, _ := strings.Cut(strings.TrimPrefix(rest, "/"), "/")
-	if !strings.HasPrefix(rest, "/") || (action != "" && action != "stop") {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
-		return
-	}
-	id, ok := h.pathID(w, seg)
+	w.Header().Set(ConsistencyHeader, c.String())
+	w.Header().Set("ETag", etag(wf.Revision))
+	h.writeJSON(w, http.StatusOK, wf)
+}
+
+// updateWorkflow answers PATCH /v1/workflows/{id}.
+func (h *apiHandler) updateWorkflow(w http.ResponseWriter, r *http.Request, _ url.Values, id string) {
+	_, body, ok := h.readObject(w, r, false)
 	if !ok {
 		return
 	}
-	if action == "stop" {
-		if r.Method != http.MethodPost {
-			methodNotAllowed(w, http.MethodPost)
-			return
-		}
-		_, body, ok := h.readObject(w, r, true)
-		if !ok {
-			return
-		}
-		h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
-			return h.backend.StopWorkflow(ctx, id, body)
-		})
+	h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
+		return h.backend.UpdateWorkflowState(ctx, id, body)
+	})
+}
+
+// stopWorkflow answers POST /v1/workflows/{id}/stop; the body is optional.
+func (h *apiHandler) stopWorkflow(w http.ResponseWriter, r *http.Request, _ url.Values, id string) {
+	_, body, ok := h.readObject(w, r, true)
+	if !ok {
 		return
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		c, ok := parseConsistency(w, query)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-		defer cancel()
-		wf, err := h.backend.WorkflowState(ctx, id, c)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		w.Header().Set(ConsistencyHeader, c.String())
-		w.Header().Set("ETag", etag(wf.Revision))
-		h.writeJSON(w, http.StatusOK, wf)
-	case http.MethodPatch:
-		_, body, ok := h.readObject(w, r, false)
-		if !ok {
-			return
-		}
-		h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
-			return h.backend.UpdateWorkflowState(ctx, id, body)
-		})
-	default:
-		methodNotAllowed(w, "GET, HEAD, PATCH")
-	}
+	h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
+		return h.backend.StopWorkflow(ctx, id, body)
+	})
+}
+
+// deregisterNode answers DELETE /v1/nodes/{id}.
+func (h *apiHandler) deregisterNode(w http.ResponseWriter, r *http.Request, _ url.Values, id string) {
+	h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
+		return h.backend.DeregisterNode(ctx, id)
+	})
 }
 
 // workflowWrite runs a workflow or node write and answers {"id","revision"}.
@@ -192,38 +281,4 @@ func (h *apiHandler) workflowWrite(w http.ResponseWriter, r *http.Request, id st
 		return
 	}
 	h.writeJSON(w, status, idResponse{ID: id, Revision: rev})
-}
-
-// serveNodes serves /v1/nodes and /v1/nodes/{id}.
-func (h *apiHandler) serveNodes(w http.ResponseWriter, r *http.Request, rest string) {
-	query, ok := parseQuery(w, r)
-	if !ok {
-		return
-	}
-	if rest == "" {
-		h.serveCollection(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
-			list, rev, err := h.backend.Nodes(ctx, c)
-			if list == nil {
-				list = []kv.Node{}
-			}
-			return nodesResponse{Nodes: list, Revision: rev}, err
-		}, http.StatusOK, h.backend.RegisterNode)
-		return
-	}
-	seg, ok := strings.CutPrefix(rest, "/")
-	if !ok || strings.Contains(seg, "/") {
-		writeError(w, apiError{status: http.StatusNotFound, code: CodeNotFound, message: "no such route"})
-		return
-	}
-	id, ok := h.pathID(w, seg)
-	if !ok {
-		return
-	}
-	if r.Method != http.MethodDelete {
-		methodNotAllowed(w, http.MethodDelete)
-		return
-	}
-	h.workflowWrite(w, r, id, http.StatusOK, func(ctx context.Context) (int64, error) {
-		return h.backend.DeregisterNode(ctx, id)
-	})
 }

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -47,7 +48,7 @@ const (
 )
 
 func badRequest(w http.ResponseWriter, msg string) {
-	writeError(w, apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: msg})
+	writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: msg})
 }
 
 // writeContext returns the context a write runs in: the request timeout,
@@ -136,7 +137,7 @@ func (h *apiHandler) readObject(w http.ResponseWriter, r *http.Request, optional
 	}
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
-		writeError(w, apiError{status: http.StatusBadRequest, code: CodeInvalidJSON, message: "request body must be a JSON object"})
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidJSON, message: "request body must be a JSON object"})
 		return nil, nil, false
 	}
 	return obj, body, true

@@ -207,12 +207,12 @@ func (h *apiHandler) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if !isWebSocketUpgrade(r) {
 		w.Header().Set("Upgrade", "websocket")
-		writeError(w, apiError{status: http.StatusUpgradeRequired, code: CodeBadRequest,
+		writeError(w, apiError{status: http.StatusUpgradeRequired, code: api.CodeBadRequest,
 			message: "/v1/ws is a WebSocket endpoint (HTTP/1.1 upgrade, version 13); see docs/PROTOCOL.md"})
 		return
 	}
 	if h.ws.isClosing() {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 			message: "server is shutting down"})
 		return
 	}
@@ -528,11 +528,11 @@ func (c *wsConn) handle(req api.Request, counted bool) {
 			}
 			c.h.panics.Add(1)
 			c.h.log.Error("ws handler panic", "op", uint64(req.Op), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			response = encodeWSResponse(req.ID, req.Op, api.Response{}, &apiError{code: CodeInternal,
+			response = encodeWSResponse(req.ID, req.Op, api.Response{}, &apiError{code: api.CodeInternal,
 				message: "internal error while handling the request"}, c.maxFrame)
 		}()
 		if !counted {
-			response = encodeWSResponse(req.ID, req.Op, api.Response{}, &apiError{code: CodeUnavailable,
+			response = encodeWSResponse(req.ID, req.Op, api.Response{}, &apiError{code: api.CodeUnavailable,
 				message: "server is shutting down; the request was not processed"}, c.maxFrame)
 			return
 		}

@@ -16,10 +16,10 @@ import (
 // API checks them, and errors are mapped by the same table.
 func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Response, *apiError) {
 	if req.Bad != "" {
-		return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: req.Bad}
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: req.Bad}
 	}
 	invalidKey := func(msg string) *apiError {
-		return &apiError{status: http.StatusBadRequest, code: CodeInvalidKey, message: msg}
+		return &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: msg}
 	}
 	if e := h.wsAdmit(connCtx, req.Op); e != nil {
 		return api.Response{}, e
@@ -27,7 +27,7 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	// checkValue checks and compacts a JSON value as the body of a PUT.
 	checkValue := func(v []byte, what string) ([]byte, *apiError) {
 		if int64(len(v)) > h.opts.MaxBodyBytes {
-			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: CodeTooLarge,
+			return nil, &apiError{status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge,
 				message: fmt.Sprintf("%s is %d bytes, larger than the limit of %d", what, len(v), h.opts.MaxBodyBytes)}
 		}
 		return compactJSONValue(v, what)
@@ -54,7 +54,7 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	defer cancel()
 	if req.ReqID.Client != "" {
 		if err := req.ReqID.Validate(); err != nil {
-			return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest, message: err.Error()}
+			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: err.Error()}
 		}
 		ctx = kv.WithRequestID(ctx, req.ReqID)
 	}
@@ -85,7 +85,7 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		result.Items, result.Revision, err = h.backend.List(ctx, req.Key, req.Consistency)
 	case api.OpTxn:
 		if len(req.Ops) == 0 || len(req.Ops) > kv.DefaultMaxBatchOps {
-			return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 				message: fmt.Sprintf("a txn holds 1 to %d operations, not %d", kv.DefaultMaxBatchOps, len(req.Ops))}
 		}
 		ops := make([]kv.Op, len(req.Ops))
@@ -138,13 +138,13 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		enc := json.NewEncoder(&buf)
 		enc.SetEscapeHTML(false)
 		if err := enc.Encode(h.status()); err != nil {
-			return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: CodeUnavailable,
+			return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
 				message: "encoding status: " + err.Error()}
 		}
 		result.Status = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	default:
 		// decodeWSFrame marks unknown operations bad.
-		return api.Response{}, &apiError{status: http.StatusBadRequest, code: CodeBadRequest,
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 			message: fmt.Sprintf("unknown operation %d", req.Op)}
 	}
 	if err != nil {
@@ -170,13 +170,13 @@ func encodeWSResponse(id uint64, op api.Op, result api.Response, e *apiError, ma
 	b, err := api.AppendResponse(nil, op, &resp)
 	switch {
 	case err != nil:
-		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: CodeUnavailable,
+		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: api.CodeUnavailable,
 			Message: "encoding response: " + err.Error()})
 	case int64(len(b)) > maxFrame-api.FrameOverhead && e != nil:
 		// Only a message longer than a frame gets here; cut it.
 		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: e.code, Message: closeReason(e.message)})
 	case int64(len(b)) > maxFrame-api.FrameOverhead:
-		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: CodeTooLarge,
+		b, _ = api.AppendResponse(nil, op, &api.Response{ID: id, Code: api.CodeTooLarge,
 			Message: fmt.Sprintf("response of %d bytes exceeds the frame limit of %d", len(b), maxFrame)})
 	}
 	return b

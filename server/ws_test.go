@@ -280,7 +280,7 @@ func TestWSRoundTrip(t *testing.T) {
 	if !del.ok || toInt(t, del.result) != 4 {
 		t.Fatalf("delete = %+v", del)
 	}
-	wantWSError(t, w.call(10, api.OpGet, "workflow:a"), CodeKeyNotFound)
+	wantWSError(t, w.call(10, api.OpGet, "workflow:a"), api.CodeKeyNotFound)
 
 	st := w.call(11, api.OpStatus)
 	if !st.ok {
@@ -306,14 +306,14 @@ func TestWSRoundTrip(t *testing.T) {
 
 	// cond true: the key must exist; false is malformed. (The fake serves
 	// conditional writes from its kv.Store.)
-	wantWSError(t, w.call(13, api.OpPut, "c", []byte("1"), nil, true), CodePreconditionFailed)
+	wantWSError(t, w.call(13, api.OpPut, "c", []byte("1"), nil, true), api.CodePreconditionFailed)
 	if r := w.call(14, api.OpPut, "c", []byte("1"), nil, 0); !r.ok {
 		t.Fatalf("create-only put = %+v", r)
 	}
 	if r := w.call(15, api.OpPut, "c", []byte("2"), nil, true); !r.ok {
 		t.Fatalf("put with cond true on an existing key = %+v", r)
 	}
-	wantWSError(t, w.call(16, api.OpDelete, "c", nil, false), CodeBadRequest)
+	wantWSError(t, w.call(16, api.OpDelete, "c", nil, false), api.CodeBadRequest)
 }
 
 // TestWSErrorsMatchJSON checks /v1/ws answers every failure with the code
@@ -329,37 +329,37 @@ func TestWSErrorsMatchJSON(t *testing.T) {
 		opts   HTTPOptions
 		code   string
 	}{
-		{name: "missing key", req: []any{1, api.OpGet, "nope"}, method: "GET", target: "/v1/kv/nope", code: CodeKeyNotFound},
-		{name: "delete missing", req: []any{1, api.OpDelete, "nope"}, method: "DELETE", target: "/v1/kv/nope", code: CodeKeyNotFound},
-		{name: "empty key", req: []any{1, api.OpPut, "", []byte("1")}, method: "PUT", target: "/v1/kv/", body: "1", code: CodeInvalidKey},
-		{name: "invalid utf-8 key", req: []any{1, api.OpGet, "\xff"}, method: "GET", target: "/v1/kv/%FF", code: CodeInvalidKey},
+		{name: "missing key", req: []any{1, api.OpGet, "nope"}, method: "GET", target: "/v1/kv/nope", code: api.CodeKeyNotFound},
+		{name: "delete missing", req: []any{1, api.OpDelete, "nope"}, method: "DELETE", target: "/v1/kv/nope", code: api.CodeKeyNotFound},
+		{name: "empty key", req: []any{1, api.OpPut, "", []byte("1")}, method: "PUT", target: "/v1/kv/", body: "1", code: api.CodeInvalidKey},
+		{name: "invalid utf-8 key", req: []any{1, api.OpGet, "\xff"}, method: "GET", target: "/v1/kv/%FF", code: api.CodeInvalidKey},
 		{name: "key too long", req: []any{1, api.OpPut, strings.Repeat("k", 17), []byte("1")}, method: "PUT",
-			target: "/v1/kv/" + strings.Repeat("k", 17), body: "1", opts: HTTPOptions{MaxKeyBytes: 16}, code: CodeInvalidKey},
+			target: "/v1/kv/" + strings.Repeat("k", 17), body: "1", opts: HTTPOptions{MaxKeyBytes: 16}, code: api.CodeInvalidKey},
 		{name: "prefix too long", req: []any{1, api.OpList, strings.Repeat("k", 17)}, method: "GET",
-			target: "/v1/kv?prefix=" + strings.Repeat("k", 17), opts: HTTPOptions{MaxKeyBytes: 16}, code: CodeInvalidKey},
-		{name: "invalid json", req: []any{1, api.OpPut, "k", []byte(`{"a":`)}, method: "PUT", target: "/v1/kv/k", body: `{"a":`, code: CodeInvalidJSON},
-		{name: "empty value", req: []any{1, api.OpPut, "k", []byte{}}, method: "PUT", target: "/v1/kv/k", body: "", code: CodeInvalidJSON},
-		{name: "invalid utf-8 value", req: []any{1, api.OpPut, "k", []byte("\"\xff\"")}, method: "PUT", target: "/v1/kv/k", body: "\"\xff\"", code: CodeInvalidJSON},
+			target: "/v1/kv?prefix=" + strings.Repeat("k", 17), opts: HTTPOptions{MaxKeyBytes: 16}, code: api.CodeInvalidKey},
+		{name: "invalid json", req: []any{1, api.OpPut, "k", []byte(`{"a":`)}, method: "PUT", target: "/v1/kv/k", body: `{"a":`, code: api.CodeInvalidJSON},
+		{name: "empty value", req: []any{1, api.OpPut, "k", []byte{}}, method: "PUT", target: "/v1/kv/k", body: "", code: api.CodeInvalidJSON},
+		{name: "invalid utf-8 value", req: []any{1, api.OpPut, "k", []byte("\"\xff\"")}, method: "PUT", target: "/v1/kv/k", body: "\"\xff\"", code: api.CodeInvalidJSON},
 		{name: "value too large", req: []any{1, api.OpPut, "k", []byte(`"` + strings.Repeat("x", 20) + `"`)}, method: "PUT",
-			target: "/v1/kv/k", body: `"` + strings.Repeat("x", 20) + `"`, opts: HTTPOptions{MaxBodyBytes: 16}, code: CodeTooLarge},
+			target: "/v1/kv/k", body: `"` + strings.Repeat("x", 20) + `"`, opts: HTTPOptions{MaxBodyBytes: 16}, code: api.CodeTooLarge},
 		{name: "backend too large", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
-			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrTooLarge) }, code: CodeTooLarge},
+			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrTooLarge) }, code: api.CodeTooLarge},
 		{name: "no leader", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
-			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrNoLeader) }, code: CodeNoLeader},
+			setup: func(f *fakeBackend) { f.err = fmt.Errorf("propose: %w", consensus.ErrNoLeader) }, code: api.CodeNoLeader},
 		{name: "no leader list", req: []any{1, api.OpList, ""}, method: "GET", target: "/v1/kv",
-			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, code: CodeNoLeader},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrNoLeader }, code: api.CodeNoLeader},
 		{name: "timeout", req: []any{1, api.OpDelete, "k"}, method: "DELETE", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.err = consensus.ErrTimeout }, code: CodeTimeout},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrTimeout }, code: api.CodeTimeout},
 		{name: "request timeout", req: []any{1, api.OpGet, "k"}, method: "GET", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.block = true }, opts: HTTPOptions{RequestTimeout: time.Millisecond}, code: CodeTimeout},
+			setup: func(f *fakeBackend) { f.block = true }, opts: HTTPOptions{RequestTimeout: time.Millisecond}, code: api.CodeTimeout},
 		{name: "stopped", req: []any{1, api.OpGet, "k"}, method: "GET", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.err = consensus.ErrStopped }, code: CodeUnavailable},
+			setup: func(f *fakeBackend) { f.err = consensus.ErrStopped }, code: api.CodeUnavailable},
 		{name: "other backend error", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
-			setup: func(f *fakeBackend) { f.err = errors.New("disk on fire") }, code: CodeUnavailable},
+			setup: func(f *fakeBackend) { f.err = errors.New("disk on fire") }, code: api.CodeUnavailable},
 		{name: "backend's own cancellation", req: []any{1, api.OpGet, "k"}, method: "GET", target: "/v1/kv/k",
-			setup: func(f *fakeBackend) { f.err = context.Canceled }, code: CodeUnavailable},
+			setup: func(f *fakeBackend) { f.err = context.Canceled }, code: api.CodeUnavailable},
 		{name: "backend invalid value", req: []any{1, api.OpPut, "k", []byte("1")}, method: "PUT", target: "/v1/kv/k", body: "1",
-			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidValue }, code: CodeInvalidJSON},
+			setup: func(f *fakeBackend) { f.err = kv.ErrInvalidValue }, code: api.CodeInvalidJSON},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -379,7 +379,7 @@ func TestWSErrorsMatchJSON(t *testing.T) {
 			_, url := wsTestServer(t, f, tt.opts)
 			r := dialWS(t, url).call(tt.req...)
 			wantWSError(t, r, tt.code)
-			if tt.code == CodeTimeout && !strings.Contains(r.message, "outcome is unknown") {
+			if tt.code == api.CodeTimeout && !strings.Contains(r.message, "outcome is unknown") {
 				t.Errorf("timeout message %q does not say the outcome is unknown", r.message)
 			}
 		})
@@ -408,7 +408,7 @@ func TestWSBadRequestsAreAnswered(t *testing.T) {
 	w.send(bad...)
 	got := w.await(len(bad))
 	for i := range 12 {
-		wantWSError(t, got[uint64(i+1)], CodeBadRequest)
+		wantWSError(t, got[uint64(i+1)], api.CodeBadRequest)
 	}
 	if !got[13].ok {
 		t.Fatalf("put with a trailing field = %+v", got[13])
@@ -492,11 +492,11 @@ func TestWSNotAnUpgrade(t *testing.T) {
 	f := newFake()
 	h, _ := testHandler(t, f, HTTPOptions{})
 	rec := serve(h, http.MethodGet, "/v1/ws", "")
-	wantError(t, rec, http.StatusUpgradeRequired, CodeBadRequest)
+	wantError(t, rec, http.StatusUpgradeRequired, api.CodeBadRequest)
 	rec = serve(h, http.MethodPost, "/v1/ws", "")
-	wantError(t, rec, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+	wantError(t, rec, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed)
 	rec = serve(h, http.MethodGet, "/v1/ws/", "")
-	wantError(t, rec, http.StatusNotFound, CodeNotFound)
+	wantError(t, rec, http.StatusNotFound, api.CodeNotFound)
 }
 
 // gatedBackend holds every Put until its gate is closed, and records how
@@ -587,7 +587,7 @@ func TestWSAnswersOutOfOrder(t *testing.T) {
 	w.send([]any{1, api.OpPut, "slow", []byte("1")}, []any{2, api.OpGet, "missing"})
 	waitEntered(t, g, 1)
 	first := w.await(1)
-	if r, ok := first[2]; !ok || r.code != CodeKeyNotFound {
+	if r, ok := first[2]; !ok || r.code != api.CodeKeyNotFound {
 		t.Fatalf("first answer = %+v, want the get's key_not_found", first)
 	}
 	close(g.gate)
@@ -613,7 +613,7 @@ func TestWSShutdownDrains(t *testing.T) {
 	}()
 	// Once draining, a new request is refused at once, not served.
 	testwait.For(t, 5*time.Second, "the hub is draining", func() bool { return h.ws.isClosing() })
-	wantWSError(t, w.call(2, api.OpGet, "k"), CodeUnavailable)
+	wantWSError(t, w.call(2, api.OpGet, "k"), api.CodeUnavailable)
 
 	close(g.gate)
 	if r := w.await(1)[1]; !r.ok {
@@ -655,11 +655,11 @@ func TestWSPanicAnsweredInternal(t *testing.T) {
 	f.panicWith = "boom"
 	h, url := wsTestServer(t, f, HTTPOptions{})
 	w := dialWS(t, url)
-	wantWSError(t, w.call(1, api.OpGet, "k"), CodeInternal)
+	wantWSError(t, w.call(1, api.OpGet, "k"), api.CodeInternal)
 	f.mu.Lock()
 	f.panicWith = nil
 	f.mu.Unlock()
-	wantWSError(t, w.call(2, api.OpGet, "k"), CodeKeyNotFound)
+	wantWSError(t, w.call(2, api.OpGet, "k"), api.CodeKeyNotFound)
 	if n := h.panics.Load(); n != 1 {
 		t.Errorf("panics = %d, want 1", n)
 	}
@@ -675,7 +675,7 @@ func TestWSResponseLargerThanAFrame(t *testing.T) {
 	w.call(1, api.OpPut, "a", big)
 	w.call(2, api.OpPut, "b", big)
 	wantItem(t, w.call(3, api.OpGet, "a"), "a", string(big), 1)
-	wantWSError(t, w.call(4, api.OpList, ""), CodeTooLarge)
+	wantWSError(t, w.call(4, api.OpList, ""), api.CodeTooLarge)
 	// Many answers that do not fit in one frame are split over several.
 	var reqs [][]any
 	for i := range 8 {

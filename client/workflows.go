@@ -1,0 +1,82 @@
+package client
+
+import (
+	"context"
+
+	"github.com/unrdf/consensus/api"
+)
+
+// StartWorkflow starts workflow id with fields (a JSON object, or nil):
+// workflow:<id> becomes {...fields, "id", "status":"running",
+// "startedAt"}. Starting a running workflow fails with
+// kv.ErrInvalidTransition.
+func (c *Client) StartWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
+	return c.workflowWrite(ctx, api.OpWorkflowStart, id, fields)
+}
+
+// StopWorkflow stops a running workflow, merging fields (or nil) into it;
+// kv.ErrWorkflowNotFound or kv.ErrInvalidTransition otherwise.
+func (c *Client) StopWorkflow(ctx context.Context, id string, fields []byte) (int64, error) {
+	return c.workflowWrite(ctx, api.OpWorkflowStop, id, fields)
+}
+
+// UpdateWorkflowState merges fields, a JSON object, into a running
+// workflow (UPDATE_STATE).
+func (c *Client) UpdateWorkflowState(ctx context.Context, id string, fields []byte) (int64, error) {
+	return c.workflowWrite(ctx, api.OpWorkflowUpdate, id, fields)
+}
+
+// RegisterNode registers application node id with metadata (a JSON
+// object, or nil) under node:<id>.
+func (c *Client) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
+	return c.workflowWrite(ctx, api.OpNodeRegister, id, metadata)
+}
+
+// DeregisterNode removes application node id; kv.ErrNodeNotFound if it is
+// not registered.
+func (c *Client) DeregisterNode(ctx context.Context, id string) (int64, error) {
+	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpNodeDeregister, Key: id})
+	return resp.revision, err
+}
+
+func (c *Client) workflowWrite(ctx context.Context, op api.Op, id string, fields []byte) (int64, error) {
+	resp, err := c.doWrite(ctx, &api.Request{Op: op, Key: id, Value: fields})
+	return resp.revision, err
+}
+
+// WorkflowState returns workflow id (the seed's getWorkflowState); an
+// error wrapping kv.ErrWorkflowNotFound if there is none.
+func (c *Client) WorkflowState(ctx context.Context, id string, opts ...ReadOption) (api.Workflow, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpWorkflowGet, Key: id, Consistency: readConsistency(opts)})
+	if err != nil {
+		return api.Workflow{}, err
+	}
+	return api.WorkflowFromItem(resp.item), nil
+}
+
+// Workflows returns every workflow, by id, and the revision read at.
+func (c *Client) Workflows(ctx context.Context, opts ...ReadOption) ([]api.Workflow, int64, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpWorkflowList, Consistency: readConsistency(opts)})
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]api.Workflow, len(resp.items))
+	for i, it := range resp.items {
+		out[i] = api.WorkflowFromItem(it)
+	}
+	return out, resp.revision, nil
+}
+
+// Nodes returns the registered application nodes, by id, and the revision
+// read at.
+func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]api.Node, int64, error) {
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpNodeList, Consistency: readConsistency(opts)})
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]api.Node, len(resp.items))
+	for i, it := range resp.items {
+		out[i] = api.NodeFromItem(it)
+	}
+	return out, resp.revision, nil
+}
