@@ -33,7 +33,9 @@ const ConsistencyHeader = "X-Consensus-Consistency"
 //	GET    /v1/kv?prefix=p     list items under a prefix; ?consistency=...
 //	POST   /v1/txn             all-or-nothing batch of puts and deletes
 //	/v1/workflows, /v1/workflows/{id}, /v1/workflows/{id}/stop, /v1/nodes,
-//	/v1/nodes/{id}, /v1/stats  workflows, application nodes, stats (state.go)
+//	/v1/nodes/{id}, /v1/stats  workflows, application nodes, stats (workflows.go)
+//	/v1/leases, /v1/leases/{id}, /v1/leases/{id}/keepalive
+//	                           leases (b must be a LeaseBackend; leases.go)
 //	GET    /healthz            200 whenever the process serves HTTP
 //	GET    /readyz             200 when b.Ready() is nil, else 503
 //	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
