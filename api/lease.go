@@ -54,9 +54,16 @@ func (id *LeaseID) UnmarshalJSON(b []byte) error {
 
 // Lease limits.
 const (
-	// MinLeaseTTLMs and MaxLeaseTTLMs bound a lease's time to live.
+	// MinLeaseTTLMs and MaxLeaseTTLMs bound the time to live a request
+	// may ask for.
 	MinLeaseTTLMs = 1
 	MaxLeaseTTLMs = 30 * 24 * 3600 * 1000 // 30 days
+	// LeaseTTLFloorMs is the least time to live a lease is granted: a
+	// shorter one asked for is raised to it, and the answer says so (as
+	// etcd raises a TTL below its minimum). A leader's lease clock stops
+	// counting when its storage stalls for 500 ms; a lease that lives at
+	// least twice that cannot expire in a stall too short to be noticed.
+	LeaseTTLFloorMs = 1000
 )
 
 // Lease describes a lease (GET /v1/leases/{id}, and the answers to a

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus"
@@ -117,9 +118,31 @@ type Lessor struct {
 	stalled    bool
 	lastTick   time.Time
 
+	// proposed and refused count expiries proposed and those not
+	// applied (LessorStats).
+	proposed, refused atomic.Uint64
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+}
+
+// LessorStats counts a lessor's work.
+type LessorStats struct {
+	// Leases is how many leases its deadlines hold (0 unless it leads).
+	Leases int
+	// ExpiriesProposed counts expiry proposals, of one or more leases;
+	// ExpiriesNotApplied those that were refused or lost (a term that
+	// ended, a timeout): nothing of those was applied, or it is unknown.
+	ExpiriesProposed, ExpiriesNotApplied uint64
+}
+
+// Stats returns the lessor's counters.
+func (l *Lessor) Stats() LessorStats {
+	l.mu.Lock()
+	n := len(l.deadlines)
+	l.mu.Unlock()
+	return LessorStats{Leases: n, ExpiriesProposed: l.proposed.Load(), ExpiriesNotApplied: l.refused.Load()}
 }
 
 type deadline struct {
@@ -313,6 +336,7 @@ func (l *Lessor) rebuild(term uint64) {
 func (l *Lessor) expire(term uint64, ids []int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*l.cfg.StallBound)
 	defer cancel()
+	l.proposed.Add(1)
 	cmd, err := encodeCommand(command{Op: opLeaseExpire, Leases: ids})
 	if err == nil {
 		_, err = l.node.ProposeInTerm(ctx, cmd, term)
@@ -320,6 +344,7 @@ func (l *Lessor) expire(term uint64, ids []int64) {
 	if err == nil {
 		return // applied: LeasesRemoved dropped them
 	}
+	l.refused.Add(1)
 	l.cfg.Logger.Debug("lease expiry not applied", "leases", len(ids), "term", term, "err", err)
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -20,9 +20,9 @@ type PutOptions struct {
 	// from the one it had.
 	Lease LeaseID
 	// TTL, instead of Lease, gives the key a lease of its own with this
-	// time to live (rounded down to milliseconds): the key is deleted when
-	// it expires, and the lease goes when the key is written again
-	// without it or deleted.
+	// time to live (rounded down to milliseconds, at least
+	// api.LeaseTTLFloorMs): the key is deleted when it expires, and the
+	// lease goes when the key is written again without it or deleted.
 	TTL time.Duration
 }
 
@@ -46,6 +46,7 @@ func (s *Store) PutWith(ctx context.Context, key string, value []byte, o PutOpti
 		if err := checkTTL(c.TTL); err != nil {
 			return 0, err
 		}
+		c.TTL = max(c.TTL, api.LeaseTTLFloorMs)
 		c.Lease = int64(newLeaseID())
 	}
 	return s.write(ctx, c)
@@ -64,13 +65,16 @@ func newLeaseID() LeaseID {
 }
 
 // Grant grants a lease with the time to live ttl (rounded down to
-// milliseconds; api.MinLeaseTTLMs to api.MaxLeaseTTLMs) under id, or a
-// random id if id is 0. Its countdown is the leader's (Lessor).
+// milliseconds; api.MinLeaseTTLMs to api.MaxLeaseTTLMs, and raised to
+// api.LeaseTTLFloorMs if shorter: the answer has the time to live
+// granted) under id, or a random id if id is 0. Its countdown is the
+// leader's (Lessor).
 func (s *Store) Grant(ctx context.Context, ttl time.Duration, id LeaseID) (Lease, error) {
 	ms := ttl.Milliseconds()
 	if err := checkTTL(ms); err != nil {
 		return Lease{}, err
 	}
+	ms = max(ms, api.LeaseTTLFloorMs)
 	if id < 0 {
 		return Lease{}, fmt.Errorf("kv: grant: lease id %d: %w", id, api.ErrInvalidLeaseID)
 	}

@@ -61,6 +61,11 @@ func TestLeasesOverHTTP(t *testing.T) {
 		t.Fatalf("grant: %d %s", r.status, r.body)
 	}
 	granted := decodeAs[api.Lease](t, r)
+	if floor := decodeAs[api.Lease](t, call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":10}`))); floor.TTLMs != api.LeaseTTLFloorMs {
+		t.Fatalf("a 10 ms lease was granted %d ms, want the floor %d", floor.TTLMs, api.LeaseTTLFloorMs)
+	} else {
+		call(t, http.MethodDelete, base+"/v1/leases/"+floor.ID.String(), nil)
+	}
 	if granted.ID == 0 || granted.TTLMs != 2000 || !strings.Contains(string(r.body), `"id":"`+granted.ID.String()+`"`) {
 		t.Fatalf("grant answered %s", r.body)
 	}
@@ -91,7 +96,11 @@ func TestLeasesOverHTTP(t *testing.T) {
 		}
 		return call(t, http.MethodGet, base+"/v1/kv/brief", nil).status == http.StatusNotFound
 	})
-	t.Logf("a 300ms key expired after %v", time.Since(start).Round(time.Millisecond))
+	// Asked 300ms, it was given the least time to live, 1 s.
+	t.Logf("a key asked 300ms expired after %v", time.Since(start).Round(time.Millisecond))
+	if took := time.Since(start); took < 800*time.Millisecond {
+		t.Fatalf("a key asked 300ms expired after %v: its lease was not raised to 1 s", took)
+	}
 	for time.Since(start) < 2500*time.Millisecond {
 		if r := call(t, http.MethodPost, base+"/v1/leases/"+id+"/keepalive", nil); r.status != http.StatusOK {
 			t.Fatalf("keepalive: %d %s", r.status, r.body)

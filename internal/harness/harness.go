@@ -103,6 +103,10 @@ type Options struct {
 	// runs on, cut off from the network (see TestCrashIsAtomic). It must
 	// not call back into the Cluster.
 	OnCrash func(name string)
+	// Leases, if set, runs a lease clock (kv.Lessor) beside every node's
+	// store, with this configuration (its Logger defaults to Logger), so
+	// the stores serve KeepAlive and TimeToLive and leases expire.
+	Leases *kv.LessorConfig
 	// OnStart, if set, is called with every incarnation of every node
 	// (at New, Restart and StartJoining) after it is created and before
 	// it starts, so a test can subscribe to its events from the first
@@ -145,6 +149,7 @@ type member struct {
 	node    *consensus.Node
 	machine *kv.Machine
 	store   *kv.Store
+	lessor  *kv.Lessor // with Options.Leases
 	tr      *memnet.Transport
 	running bool
 	// joins marks a node added after the cluster started: with empty
@@ -248,13 +253,33 @@ func (c *Cluster) start(m *member) error {
 	if c.opts.OnStart != nil {
 		c.opts.OnStart(m.name, node)
 	}
+	store := kv.NewStore(node, machine)
+	var lessor *kv.Lessor
+	if c.opts.Leases != nil {
+		lcfg := *c.opts.Leases
+		if lcfg.Logger == nil && c.opts.Logger != nil {
+			lcfg.Logger = c.opts.Logger.With("node", m.name, "part", "lessor")
+		}
+		lessor = kv.NewLessor(kv.LeaderOf(node), machine, lcfg)
+		store.UseLessor(lessor)
+	}
 	node.Start(tr)
+	if lessor != nil {
+		lessor.Start()
+	}
 	c.mu.Lock()
 	m.storage, m.gate, m.node, m.machine, m.tr = st, gate, node, machine, tr
-	m.store = kv.NewStore(node, machine)
+	m.store, m.lessor = store, lessor
 	m.running = true
 	c.mu.Unlock()
 	return nil
+}
+
+// stopLessor stops m's lease clock, if it has one.
+func (m *member) stopLessor() {
+	if m.lessor != nil {
+		m.lessor.Stop()
+	}
 }
 
 // errCrashed is what a node's Save returns once its crash instant has
@@ -336,6 +361,14 @@ func (c *Cluster) Client(name string) *kv.Store {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.member(name).store
+}
+
+// Lessor returns the lease clock of the named node's current incarnation
+// (nil without Options.Leases).
+func (c *Cluster) Lessor(name string) *kv.Lessor {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.member(name).lessor
 }
 
 // Node returns the named node's current incarnation.
@@ -490,6 +523,7 @@ func (c *Cluster) Crash(name string) error {
 	if c.opts.OnCrash != nil {
 		c.opts.OnCrash(name)
 	}
+	m.stopLessor()
 	m.node.Stop()
 	if crashed != nil {
 		// The old store writes its last flush to the pre-crash file
@@ -542,6 +576,7 @@ func (c *Cluster) Close() {
 	}
 	c.mu.Unlock()
 	for _, m := range running {
+		m.stopLessor()
 		m.node.Stop()
 	}
 	c.net.Close()
