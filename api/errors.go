@@ -244,6 +244,16 @@ func Sentinels(code string) []error {
 		return []error{ErrLeaseExists}
 	case CodeInvalidLease:
 		return []error{ErrInvalidLeaseID, ErrInvalidTTL}
+	case CodeLocked:
+		return []error{ErrLocked}
+	case CodeNotHolder:
+		return []error{ErrNotHolder}
+	case CodeFenced:
+		return []error{ErrFenced}
+	case CodeTooManyLocks:
+		return []error{ErrTooManyLocks}
+	case CodeLockNotFound:
+		return []error{ErrLockNotFound}
 	case CodeRequestExpired:
 		return []error{ErrRequestExpired}
 	case CodeInvalidKey:
@@ -292,6 +302,7 @@ func Refused(code string) bool {
 	case CodeKeyNotFound, CodeInvalidKey, CodeInvalidJSON, CodeTooLarge, CodeNoLeader,
 		CodePreconditionFailed, CodeStateFull, CodeWorkflowNotFound, CodeInvalidTransition, CodeNodeNotFound,
 		CodeLeaseNotFound, CodeTooManyLeases, CodeLeaseExists, CodeInvalidLease,
+		CodeLocked, CodeNotHolder, CodeFenced, CodeTooManyLocks, CodeLockNotFound,
 		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
 		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		return true

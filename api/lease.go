@@ -108,3 +108,59 @@ var (
 	// ErrLeaseExists means a grant named a lease id already granted.
 	ErrLeaseExists = errors.New("lease already exists")
 )
+
+// Lock describes a lock (GET /v1/locks/{name}, and the answer to an
+// acquire).
+type Lock struct {
+	Name string `json:"name"`
+	// Token is the holder's fencing token: strictly increasing with each
+	// grant of the lock (the raft index of the entry that granted it).
+	Token int64 `json:"token"`
+	// Lease is the holder's lease: its expiry or revocation releases the
+	// lock.
+	Lease LeaseID `json:"lease"`
+	// Waiters is how many leases wait for the lock (GET only).
+	Waiters int `json:"waiters"`
+}
+
+// Error codes of the lock routes and fenced writes.
+const (
+	// CodeLocked (409) means the lock is held by another lease: a
+	// try-once acquire, or a wait that ran out (the waiter left the queue).
+	CodeLocked = "locked"
+	// CodeNotHolder (409) means a release named a lock this token does not
+	// hold (any more).
+	CodeNotHolder = "not_holder"
+	// CodeFenced (412) means a fenced write (X-Fence) named a lock that is
+	// not held with that token when the write was applied. Nothing was
+	// changed.
+	CodeFenced = "fenced"
+	// CodeTooManyLocks (422) means the state holds its limit of locks, or
+	// the lock its limit of waiters.
+	CodeTooManyLocks = "too_many_locks"
+	// CodeLockNotFound (404) means nobody holds or waits for the lock.
+	CodeLockNotFound = "lock_not_found"
+)
+
+// Sentinel errors of locks.
+var (
+	// ErrLocked means a lock is held by another lease.
+	ErrLocked = errors.New("locked")
+	// ErrNotHolder means a release named a lock this lease and token do
+	// not hold.
+	ErrNotHolder = errors.New("not the lock holder")
+	// ErrFenced means a fenced write's lock is not held with its token.
+	ErrFenced = errors.New("fenced")
+	// ErrTooManyLocks means the state holds its limit of locks, or the
+	// lock its limit of waiters.
+	ErrTooManyLocks = errors.New("too many locks")
+	// ErrLockNotFound means nobody holds or waits for a lock.
+	ErrLockNotFound = errors.New("lock not found")
+)
+
+// Fence is a fence on a write (the X-Fence header, "<lock>:<token>"): the
+// write is applied only if the lock is held with that token then.
+type Fence struct {
+	Lock  string
+	Token int64
+}

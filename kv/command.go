@@ -34,7 +34,13 @@ const (
 	opLeaseGrant  op = 9
 	opLeaseRevoke op = 10
 	opLeaseExpire op = 11
-	opLast           = opLeaseExpire
+	// Locks (lock.go): Key is the lock's name, Lease the holder's or
+	// waiter's lease; an acquire's Value "try" does not wait; a release's
+	// If is the token it releases (nil: leave the lock, holding or
+	// waiting).
+	opLockAcquire op = 12
+	opLockRelease op = 13
+	opLast           = opLockRelease
 )
 
 func (o op) String() string {
@@ -61,6 +67,10 @@ func (o op) String() string {
 		return "revoke lease"
 	case opLeaseExpire:
 		return "expire leases"
+	case opLockAcquire:
+		return "acquire lock"
+	case opLockRelease:
+		return "release lock"
 	}
 	return fmt.Sprintf("op %d", uint8(o))
 }
@@ -91,6 +101,10 @@ type command struct {
 	TTL   int64 `msgpack:"d,omitempty"`
 	// Leases are the leases an expiry revokes.
 	Leases []int64 `msgpack:"x,omitempty"`
+	// FenceLock and FenceToken fence a write: it is applied only if lock
+	// FenceLock is held with token FenceToken at that moment.
+	FenceLock  string `msgpack:"fl,omitempty"`
+	FenceToken int64  `msgpack:"ft,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -107,7 +121,7 @@ type txnOp struct {
 var ErrBadCommand = errors.New("bad command")
 
 func encodeCommand(c command) ([]byte, error) {
-	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 {
+	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" {
 		return appendCommand(make([]byte, 0, commandSizeHint(&c)), &c), nil
 	}
 	b, err := msgpack.Marshal(&c)

@@ -61,6 +61,10 @@ var kindErrors = [...]error{
 	14: ErrTooManyLeases,
 	15: ErrInvalidTTL,
 	16: ErrLeaseExists,
+	17: ErrLocked,
+	18: ErrNotHolder,
+	19: ErrFenced,
+	20: ErrTooManyLocks,
 }
 
 // applyError is every error Apply returns for a decoded command: a kind

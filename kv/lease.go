@@ -50,6 +50,9 @@ type lease struct {
 	// auto marks a lease a put with a time to live created for its key
 	// alone: it is revoked when its last key leaves it.
 	auto bool
+	// locks are the names of the locks it holds or waits for, sorted,
+	// replaced like keys (lock.go).
+	locks []string
 }
 
 func leaseLess(a, b lease) bool { return a.id < b.id }
@@ -148,6 +151,7 @@ func (m *Machine) revokeLeases(ls []lease) {
 		// Out of the tree first, so removing its keys (which detaches
 		// them) does not rewrite its key list once per key.
 		m.leases.Delete(l)
+		m.releaseLeaseLocks(l)
 		if len(l.keys) > 0 && !bumped {
 			m.revision++
 			bumped = true
@@ -208,6 +212,7 @@ func (m *Machine) detach(key string, id int64) {
 	keys = append(append(keys, l.keys[:i]...), l.keys[i+1:]...)
 	if l.auto && len(keys) == 0 {
 		m.leases.Delete(l)
+		m.releaseLeaseLocks(l)
 		if m.leaseObs != nil {
 			m.leaseObs.LeasesRemoved([]LeaseID{LeaseID(id)})
 		}

@@ -28,6 +28,8 @@ type Machine struct {
 	sessionWindow int
 	maxLeases     int
 	maxLeaseKeys  int
+	maxLocks      int
+	maxLockWait   int
 
 	mu sync.RWMutex
 	// items is ordered by key, so that prefix listing is a range scan and
@@ -41,6 +43,10 @@ type Machine struct {
 	// leases are the leases by id (lease.go); leaseObs hears of them.
 	leases   *btree.BTreeG[lease]
 	leaseObs LeaseObserver
+	// locks are the locks by name (lock.go); lockWake is closed at the
+	// next change of one (LockChanges).
+	locks    *btree.BTreeG[lock]
+	lockWake chan struct{}
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 }
@@ -100,8 +106,11 @@ func NewMachine(opts ...Option) *Machine {
 		sessionWindow: DefaultSessionWindow,
 		maxLeases:     DefaultMaxLeases,
 		maxLeaseKeys:  DefaultMaxLeaseKeys,
+		maxLocks:      DefaultMaxLocks,
+		maxLockWait:   DefaultMaxLockWaiters,
 		items:         btree.NewG(btreeDegree, itemLess),
 		leases:        btree.NewG(btreeDegree, leaseLess),
+		locks:         btree.NewG(btreeDegree, lockLess),
 	}
 	for _, o := range opts {
 		o(m)
@@ -136,6 +145,11 @@ func (m *Machine) Apply(index uint64, cmd []byte) any {
 
 func (m *Machine) apply(c *command) Result {
 	var err *applyError
+	if c.FenceLock != "" {
+		if err := m.checkFence(c.FenceLock, c.FenceToken); err != nil {
+			return Result{Err: err}
+		}
+	}
 	switch c.Op {
 	case opPut:
 		err = m.applyPut(c)
@@ -153,6 +167,10 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyLeaseRevoke(c)
 	case opLeaseExpire:
 		err = m.applyLeaseExpire(c)
+	case opLockAcquire:
+		err = m.applyLockAcquire(c)
+	case opLockRelease:
+		err = m.applyLockRelease(c)
 	}
 	if err != nil {
 		return Result{Err: err}

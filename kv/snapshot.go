@@ -24,15 +24,17 @@ import (
 //
 //	magic "KVSN", format version byte (2)
 //	records, each a uvarint length then one MessagePack array:
-//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount]
+//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount, lockCount]
 //	  items    [key, value bin, revision, createRevision, version, lease]   itemCount of them, by key
 //	  sessions [client, lastIndex, [[seq, revision, errKind, message], ...]]   by client; results by seq
 //	  leases   [id, ttlMs, auto]   leaseCount of them, by id
+//	  locks    [name, holder lease, token, [waiter lease, ...]]   lockCount of them, by name
 //	CRC-32C (Castagnoli) of everything before it, 4 bytes big-endian
 //
 // Version 1, still read, has no leases: a 4-element header and 5-element
 // items. Everything Apply depends on is in it: revision, items, the
-// session table and the leases (whose keys are the items that name them).
+// session table, the leases (whose keys are the items that name them, and
+// whose locks the locks that name them) and the locks.
 // The encoding is deterministic: equal states give equal bytes.
 const (
 	snapshotMagic   = "KVSN"
@@ -63,6 +65,7 @@ type snapshot struct {
 	items    *btree.BTreeG[Item]
 	sessions *btree.BTreeG[*session]
 	leases   *btree.BTreeG[lease]
+	locks    *btree.BTreeG[lock]
 }
 
 // Snapshot implements consensus.Snapshotter: an O(1) copy-on-write clone
@@ -77,11 +80,11 @@ func (m *Machine) Snapshot(at consensus.Position) (consensus.StateSnapshot, erro
 // snapshotLocked clones the state; the caller holds mu.
 func (m *Machine) snapshotLocked() *snapshot {
 	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot(),
-		leases: m.leases.Clone()}
+		leases: m.leases.Clone(), locks: m.locks.Clone()}
 }
 
 // Release implements consensus.StateSnapshot.
-func (s *snapshot) Release() { s.items, s.sessions, s.leases = nil, nil, nil }
+func (s *snapshot) Release() { s.items, s.sessions, s.leases, s.locks = nil, nil, nil, nil }
 
 type snapshotHeader struct {
 	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
@@ -90,6 +93,7 @@ type snapshotHeader struct {
 	ItemCount    uint64
 	SessionCount uint64
 	LeaseCount   uint64
+	LockCount    uint64
 }
 
 // snapshotHeaderV1 is version 1's header.
@@ -119,6 +123,14 @@ type snapshotItemV1 struct {
 	Revision       int64
 	CreateRevision int64
 	Version        int64
+}
+
+type snapshotLock struct {
+	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Name     string
+	Holder   int64
+	Token    int64
+	Waiters  []int64
 }
 
 type snapshotLease struct {
@@ -184,7 +196,8 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	rw.enc.UseCompactInts(true)
 	rw.raw(append([]byte(snapshotMagic), snapshotVersion))
 	rw.write(&snapshotHeader{Revision: s.revision, Applied: s.applied,
-		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len()), LeaseCount: uint64(s.leases.Len())})
+		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len()), LeaseCount: uint64(s.leases.Len()),
+		LockCount: uint64(s.locks.Len())})
 	s.items.Ascend(func(it Item) bool {
 		rw.write(&snapshotItem{Key: it.Key, Value: it.Value, Revision: it.Revision,
 			CreateRevision: it.CreateRevision, Version: it.Version, Lease: int64(it.Lease)})
@@ -200,6 +213,14 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	})
 	s.leases.Ascend(func(l lease) bool {
 		rw.write(&snapshotLease{ID: l.id, TTLMs: l.ttlMs, Auto: l.auto})
+		return rw.err == nil
+	})
+	s.locks.Ascend(func(l lock) bool {
+		rec := snapshotLock{Name: l.name, Holder: l.holder, Token: l.token}
+		if len(l.waiters) > 0 { // none is nil, however it came to be
+			rec.Waiters = l.waiters
+		}
+		rw.write(&rec)
 		return rw.err == nil
 	})
 	rw.raw(binary.BigEndian.AppendUint32(nil, rw.crc.Sum32()))
@@ -285,6 +306,8 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	m.items, m.bytes, m.revision, m.applied = st.items, st.bytes, st.revision, st.applied
 	m.sessions = st.sessions
 	m.leases = st.leases
+	m.locks = st.locks
+	m.lockChanged()
 	m.hub.reset(st.revision)
 	if m.leaseObs != nil {
 		// The leader's clock learns of the leases the snapshot brought and
@@ -308,6 +331,7 @@ type restored struct {
 	applied  uint64
 	sessions sessionTable
 	leases   *btree.BTreeG[lease]
+	locks    *btree.BTreeG[lock]
 }
 
 func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
@@ -337,7 +361,8 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		return nil, fmt.Errorf("negative revision %d", h.Revision)
 	}
 	st := &restored{items: btree.NewG(btreeDegree, itemLess), revision: h.Revision, applied: h.Applied,
-		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess)}
+		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess),
+		locks: btree.NewG(btreeDegree, lockLess)}
 	var prev string
 	var leased int
 	for i := uint64(0); i < h.ItemCount; i++ {
@@ -405,6 +430,9 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 	if err := m.readLeases(rr, st, h.LeaseCount, leased); err != nil {
 		return nil, err
 	}
+	if err := m.readLocks(rr, st, h.LockCount); err != nil {
+		return nil, err
+	}
 	want := rr.crc.Sum32()
 	var sum [4]byte
 	if _, err := io.ReadFull(rr.r, sum[:]); err != nil {
@@ -470,6 +498,48 @@ func (m *Machine) readLeases(rr *recordReader, st *restored, count uint64, lease
 		}
 		l.keys = keys[id]
 		st.leases.ReplaceOrInsert(l)
+	}
+	return nil
+}
+
+// readLocks reads count lock records into st and gives each lease the
+// names of the locks it holds or waits for.
+func (m *Machine) readLocks(rr *recordReader, st *restored, count uint64) error {
+	if count > uint64(m.maxLocks) {
+		return fmt.Errorf("%d locks, more than the %d this node keeps", count, m.maxLocks)
+	}
+	byLease := make(map[int64][]string)
+	var prev string
+	for i := uint64(0); i < count; i++ {
+		var l snapshotLock
+		if err := rr.read(&l); err != nil {
+			return fmt.Errorf("lock %d: %w", i, err)
+		}
+		if checkLockName(l.Name) != nil || (i > 0 && l.Name <= prev) || l.Token <= 0 || len(l.Waiters) > m.maxLockWait {
+			return fmt.Errorf("lock %d: name %q, token %d or %d waiters invalid", i, l.Name, l.Token, len(l.Waiters))
+		}
+		prev = l.Name
+		for j, id := range append([]int64{l.Holder}, l.Waiters...) {
+			if _, ok := st.leases.Get(lease{id: id}); !ok {
+				return fmt.Errorf("lock %q names lease %s, which the snapshot does not hold", l.Name, LeaseID(id))
+			}
+			if slices.Contains(byLease[id], l.Name) {
+				return fmt.Errorf("lock %q names lease %s twice (at %d)", l.Name, LeaseID(id), j)
+			}
+			// Locks come by name, so each lease's list is sorted.
+			byLease[id] = append(byLease[id], l.Name)
+		}
+		st.locks.ReplaceOrInsert(lock{name: l.Name, holder: l.Holder, token: l.Token, waiters: l.Waiters})
+	}
+	ids := make([]int64, 0, len(byLease))
+	for id := range byLease {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		le, _ := st.leases.Get(lease{id: id})
+		le.locks = byLease[id]
+		st.leases.ReplaceOrInsert(le)
 	}
 	return nil
 }

@@ -91,7 +91,7 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 	for len(out) < n {
 		var c command
 		leaseID := func() int64 { return 1 + int64(rng.IntN(4)) }
-		switch rng.IntN(14) {
+		switch rng.IntN(16) {
 		case 0, 1, 2:
 			c = command{Op: opPut, Key: key(), Value: []byte(strconv.Itoa(rng.IntN(100))), If: cond()}
 		case 3:
@@ -124,6 +124,20 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 			c = command{Op: opPut, Key: key(), Value: []byte(`"leased"`), Lease: leaseID()}
 		case 13:
 			c = command{Op: opPut, Key: key(), Value: []byte(`"ttl"`), Lease: 100 + int64(len(out)), TTL: 500}
+		case 14:
+			c = command{Op: opLockAcquire, Key: "lock" + strconv.Itoa(rng.IntN(2)), Lease: leaseID()}
+			if rng.IntN(3) == 0 {
+				c.Value = []byte(lockTry)
+			}
+		case 15:
+			c = command{Op: opLockRelease, Key: "lock" + strconv.Itoa(rng.IntN(2)), Lease: leaseID()}
+			if rng.IntN(2) == 0 {
+				tok := int64(rng.IntN(len(out) + 1))
+				c.If = &tok
+			}
+			if rng.IntN(4) == 0 {
+				c = command{Op: opPut, Key: key(), Value: []byte(`"fenced"`), FenceLock: "lock0", FenceToken: int64(rng.IntN(len(out) + 1))}
+			}
 		default:
 			c = command{Op: opPut, Key: key(), Value: []byte(`true`)}
 		}

@@ -229,6 +229,12 @@ func (s *Store) write(ctx context.Context, c command) (int64, error) {
 		}
 		c.Client, c.Seq = id.Client, id.Seq
 	}
+	if f, ok := FenceFrom(ctx); ok {
+		if err := checkLockName(f.Lock); err != nil {
+			return 0, err
+		}
+		c.FenceLock, c.FenceToken = f.Lock, f.Token
+	}
 	b, err := encodeCommand(c)
 	if err != nil {
 		return 0, err

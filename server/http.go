@@ -36,6 +36,8 @@ const ConsistencyHeader = "X-Consensus-Consistency"
 //	/v1/nodes/{id}, /v1/stats  workflows, application nodes, stats (workflows.go)
 //	/v1/leases, /v1/leases/{id}, /v1/leases/{id}/keepalive
 //	                           leases (b must be a LeaseBackend; leases.go)
+//	/v1/locks/{name}           locks with fencing tokens (b must be a
+//	                           LockBackend; locks.go); X-Fence on any write
 //	GET    /healthz            200 whenever the process serves HTTP
 //	GET    /readyz             200 when b.Ready() is nil, else 503
 //	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
@@ -198,6 +200,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if rest, ok := strings.CutPrefix(path, leasesPath); ok && (rest == "" || rest[0] == '/') {
 		h.serveLeases(w, r, rest)
+		return
+	}
+	if rest, ok := strings.CutPrefix(path, locksPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveLocks(w, r, rest)
 		return
 	}
 	if h.routeMembers(w, r, path) {

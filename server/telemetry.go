@@ -106,6 +106,8 @@ func routeOf(path string) string {
 		return "/v1/members/{id}"
 	case strings.HasPrefix(path, clusterNodesPath+"/"):
 		return "/v1/cluster/nodes/{id}"
+	case strings.HasPrefix(path, locksPath+"/"):
+		return "/v1/locks/{name}"
 	case strings.HasPrefix(path, leasesPath+"/"):
 		if strings.HasSuffix(path, "/keepalive") {
 			return "/v1/leases/{id}/keepalive"

@@ -52,18 +52,26 @@ func badRequest(w http.ResponseWriter, msg string) {
 }
 
 // writeContext returns the context a write runs in: the request timeout,
-// and the request id of the X-Client-Id and X-Request-Seq headers. It
-// answers 400 itself and returns ok false when they are malformed.
+// the request id of the X-Client-Id and X-Request-Seq headers, and the
+// fence of the X-Fence header. It answers 400 itself and returns ok false
+// when they are malformed.
 func (h *apiHandler) writeContext(w http.ResponseWriter, r *http.Request) (context.Context, context.CancelFunc, bool) {
-	clients, seqs := r.Header.Values(ClientIDHeader), r.Header.Values(RequestSeqHeader)
 	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	if len(clients) == 0 && len(seqs) == 0 {
-		return ctx, cancel, true
-	}
 	fail := func(msg string) (context.Context, context.CancelFunc, bool) {
 		cancel()
 		badRequest(w, msg)
 		return nil, nil, false
+	}
+	if fences := r.Header.Values(FenceHeader); len(fences) > 0 {
+		f, ok := parseFence(fences)
+		if !ok {
+			return fail(FenceHeader + ` must be one "<lock name>:<token>", the token a decimal integer of at least 1`)
+		}
+		ctx = kv.WithFence(ctx, f)
+	}
+	clients, seqs := r.Header.Values(ClientIDHeader), r.Header.Values(RequestSeqHeader)
+	if len(clients) == 0 && len(seqs) == 0 {
+		return ctx, cancel, true
 	}
 	if len(clients) != 1 || len(seqs) != 1 {
 		return fail(ClientIDHeader + " and " + RequestSeqHeader + " go together, once each")
@@ -77,6 +85,29 @@ func (h *apiHandler) writeContext(w http.ResponseWriter, r *http.Request) (conte
 		return fail(fmt.Sprintf("%s must be 1 to %d bytes of UTF-8", ClientIDHeader, kv.MaxClientIDBytes))
 	}
 	return kv.WithRequestID(ctx, id), cancel, true
+}
+
+// FenceHeader fences a write: "<lock name>:<token>". The write is applied
+// only if the lock is held with that token when it is (412 fenced
+// otherwise, nothing changed).
+const FenceHeader = "X-Fence"
+
+// parseFence reads one X-Fence value; the token follows the last colon
+// (a lock's name may hold colons).
+func parseFence(values []string) (kv.Fence, bool) {
+	if len(values) != 1 {
+		return kv.Fence{}, false
+	}
+	v := strings.TrimSpace(values[0])
+	i := strings.LastIndexByte(v, ':')
+	if i <= 0 {
+		return kv.Fence{}, false
+	}
+	token, err := strconv.ParseInt(v[i+1:], 10, 64)
+	if err != nil || token < 1 || len(v[:i]) > kv.MaxLockNameBytes {
+		return kv.Fence{}, false
+	}
+	return kv.Fence{Lock: v[:i], Token: token}, true
 }
 
 // condition reads If-Match and If-None-Match: If-Match: <revision> (also

@@ -1,0 +1,255 @@
+package kv
+
+import (
+	"slices"
+
+	"github.com/unrdf/consensus/api"
+)
+
+// Lock errors (defined in api).
+var (
+	// ErrLocked means a lock is held by another lease (a try-once
+	// acquire, or a wait that ran out).
+	ErrLocked = api.ErrLocked
+	// ErrNotHolder means a release named a lock that this lease and token
+	// do not hold.
+	ErrNotHolder = api.ErrNotHolder
+	// ErrFenced means a fenced write's lock is not held with its token.
+	// Nothing was changed.
+	ErrFenced = api.ErrFenced
+	// ErrTooManyLocks means the state holds its limit of locks, or the
+	// lock its limit of waiters.
+	ErrTooManyLocks = api.ErrTooManyLocks
+)
+
+// Default lock limits.
+const (
+	// DefaultMaxLocks bounds the locks (held or waited for) the state
+	// holds.
+	DefaultMaxLocks = 100_000
+	// DefaultMaxLockWaiters bounds the waiters of one lock.
+	DefaultMaxLockWaiters = 10_000
+	// MaxLockNameBytes bounds a lock's name.
+	MaxLockNameBytes = 512
+)
+
+// lock is one lock of the replicated state: its holder (a lease), the
+// fencing token it was granted with (the raft index of the entry that
+// granted it: strictly increasing, on every node alike), and the leases
+// waiting for it, first come first served. waiters is replaced, never
+// changed in place (snapshots share it). A lock neither held nor waited
+// for is not kept.
+type lock struct {
+	name    string
+	holder  int64
+	token   int64
+	waiters []int64
+}
+
+func lockLess(a, b lock) bool { return a.name < b.name }
+
+// LockInfo describes a lock (api.Lock).
+type LockInfo = api.Lock
+
+func checkLockName(name string) *applyError {
+	if name == "" || len(name) > MaxLockNameBytes {
+		return fail(ErrInvalidKey, "lock name of %d bytes, want 1 to %d", len(name), MaxLockNameBytes)
+	}
+	return checkKey(name, MaxLockNameBytes)
+}
+
+// applyLockAcquire grants lock c.Key to lease c.Lease if it is free (the
+// token is this entry's index), or queues the lease behind the others
+// (c.Value "try": fail with ErrLocked instead). A lease that holds it
+// already gets its token again; one already queued keeps its place.
+func (m *Machine) applyLockAcquire(c *command) *applyError {
+	if err := checkLockName(c.Key); err != nil {
+		return err
+	}
+	if _, ok := m.leases.Get(lease{id: c.Lease}); !ok || c.Lease <= 0 {
+		return fail(ErrLeaseNotFound, "lock %q with lease %s", c.Key, LeaseID(c.Lease))
+	}
+	l, exists := m.locks.Get(lock{name: c.Key})
+	switch {
+	case exists && l.holder == c.Lease:
+		return nil
+	case exists && slices.Contains(l.waiters, c.Lease):
+		if string(c.Value) == lockTry {
+			return fail(ErrLocked, "lock %q is held by lease %s", c.Key, LeaseID(l.holder))
+		}
+		return nil
+	case exists && string(c.Value) == lockTry:
+		return fail(ErrLocked, "lock %q is held by lease %s", c.Key, LeaseID(l.holder))
+	case exists:
+		if len(l.waiters) >= m.maxLockWait {
+			return fail(ErrTooManyLocks, "lock %q has %d waiters, its limit", c.Key, len(l.waiters))
+		}
+		l.waiters = append(slices.Clip(l.waiters), c.Lease)
+		m.locks.ReplaceOrInsert(l)
+		m.leaseAddLock(c.Lease, c.Key)
+		m.lockChanged()
+		return nil
+	}
+	if m.locks.Len() >= m.maxLocks {
+		return fail(ErrTooManyLocks, "lock %q: the state holds %d locks, its limit", c.Key, m.locks.Len())
+	}
+	m.locks.ReplaceOrInsert(lock{name: c.Key, holder: c.Lease, token: int64(m.applied)})
+	m.leaseAddLock(c.Lease, c.Key)
+	m.lockChanged()
+	return nil
+}
+
+// lockTry is the Value of a try-once acquire.
+const lockTry = "try"
+
+// applyLockRelease releases lock c.Key held with token *c.If (by lease
+// c.Lease, if not 0), handing it to the first waiter; or, with c.If nil,
+// takes lease c.Lease out of the lock as holder or waiter (a wait given
+// up).
+func (m *Machine) applyLockRelease(c *command) *applyError {
+	if err := checkLockName(c.Key); err != nil {
+		return err
+	}
+	l, exists := m.locks.Get(lock{name: c.Key})
+	if c.If != nil {
+		// A release by token: the lease, if given, must be the holder's.
+		if !exists || l.token != *c.If || (c.Lease != 0 && l.holder != c.Lease) {
+			return fail(ErrNotHolder, "release lock %q: token %d does not hold it", c.Key, *c.If)
+		}
+		holder := l.holder
+		m.leaveLock(l, holder)
+		m.leaseRemoveLock(holder, c.Key)
+		return nil
+	}
+	if !exists {
+		return nil
+	}
+	m.leaveLock(l, c.Lease)
+	m.leaseRemoveLock(c.Lease, c.Key)
+	return nil
+}
+
+// leaveLock takes lease out of l, as holder (the first waiter whose
+// lease still exists takes it, with this entry's index as token) or as
+// waiter. The caller updates the lease's own list.
+func (m *Machine) leaveLock(l lock, lease int64) {
+	if l.holder != lease {
+		i := slices.Index(l.waiters, lease)
+		if i < 0 {
+			return
+		}
+		l.waiters = slices.Delete(slices.Clone(l.waiters), i, i+1)
+		m.locks.ReplaceOrInsert(l)
+		m.lockChanged()
+		return
+	}
+	if len(l.waiters) == 0 {
+		m.locks.Delete(l)
+		m.lockChanged()
+		return
+	}
+	// Waiters' leases are live: a revoked lease leaves every lock it
+	// waits for (revokeLeases).
+	l.holder, l.waiters, l.token = l.waiters[0], slices.Clone(l.waiters[1:]), int64(m.applied)
+	m.locks.ReplaceOrInsert(l)
+	m.lockChanged()
+}
+
+// checkFence refuses a write fenced by (name, token) unless lock name is
+// held with that token now.
+func (m *Machine) checkFence(name string, token int64) *applyError {
+	l, ok := m.locks.Get(lock{name: name})
+	if !ok || l.token != token {
+		held := "free"
+		if ok {
+			held = "held with another token"
+		}
+		return fail(ErrFenced, "fence %s:%d: the lock is %s", name, token, held)
+	}
+	return nil
+}
+
+// leaseAddLock and leaseRemoveLock keep the names of the locks a lease
+// holds or waits for, so that revoking it leaves them.
+func (m *Machine) leaseAddLock(id int64, name string) {
+	le, ok := m.leases.Get(lease{id: id})
+	if !ok {
+		return
+	}
+	i, found := slices.BinarySearch(le.locks, name)
+	if found {
+		return
+	}
+	le.locks = slices.Insert(slices.Clip(le.locks), i, name)
+	m.leases.ReplaceOrInsert(le)
+}
+
+func (m *Machine) leaseRemoveLock(id int64, name string) {
+	le, ok := m.leases.Get(lease{id: id})
+	if !ok {
+		return
+	}
+	i, found := slices.BinarySearch(le.locks, name)
+	if !found {
+		return
+	}
+	le.locks = slices.Delete(slices.Clone(le.locks), i, i+1)
+	m.leases.ReplaceOrInsert(le)
+}
+
+// releaseLeaseLocks takes a revoked lease out of every lock it holds or
+// waits for.
+func (m *Machine) releaseLeaseLocks(le lease) {
+	for _, name := range le.locks {
+		if l, ok := m.locks.Get(lock{name: name}); ok {
+			m.leaveLock(l, le.id)
+		}
+	}
+}
+
+// lockChanged wakes whoever waits for a change of a lock (LockChanges).
+// Called with mu held.
+func (m *Machine) lockChanged() {
+	if m.lockWake != nil {
+		close(m.lockWake)
+		m.lockWake = nil
+	}
+}
+
+// LockChanges returns a channel closed at the next change of any lock.
+func (m *Machine) LockChanges() <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lockWake == nil {
+		m.lockWake = make(chan struct{})
+	}
+	return m.lockWake
+}
+
+// Lock describes lock name as the state has it: its holder's lease and
+// token and how many wait. ok is false if it is neither held nor waited
+// for.
+func (m *Machine) Lock(name string) (info LockInfo, ok bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	l, ok := m.locks.Get(lock{name: name})
+	if !ok {
+		return LockInfo{}, false
+	}
+	return LockInfo{Name: name, Token: l.token, Lease: LeaseID(l.holder), Waiters: len(l.waiters)}, true
+}
+
+// lockPosition returns whether lease holds lock name (and its token), or
+// waits for it.
+func (m *Machine) lockPosition(name string, id LeaseID) (token int64, held, waiting bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	l, ok := m.locks.Get(lock{name: name})
+	if !ok {
+		return 0, false, false
+	}
+	if l.holder == int64(id) {
+		return l.token, true, false
+	}
+	return 0, false, slices.Contains(l.waiters, int64(id))
+}
