@@ -1,9 +1,17 @@
 package main
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The test binary doubles as the lock holder TestPausedLockHolderIsFenced
+	// runs, and stops, as a process of its own.
+	if os.Getenv(pauseHolderEnv) != "" {
+		os.Exit(runPauseHolder())
+	}
+	goleak.VerifyTestMain(m)
+}
