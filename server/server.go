@@ -54,9 +54,27 @@ type Config struct {
 	// certificates.
 	HTTPTLS *tls.Config
 	// PeerServerTLS and PeerClientTLS, if set, run peer streams over
-	// mutual TLS (see transport.Config).
+	// mutual TLS (see transport.Config). Ignored with PeerTransport.
 	PeerServerTLS *tls.Config
 	PeerClientTLS *tls.Config
+	// PeerTransport, if set, builds the transport that carries raft
+	// messages between this node and its peers, in place of the WebSocket
+	// one: for tests (internal/testcluster runs servers over memnet with
+	// it) and for embedders with a network of their own. Start calls it
+	// once, after opening the node and before starting it, with the
+	// cluster id (known only then: stored, or learnt by joining) and the
+	// node as the handler of inbound traffic; the node also implements
+	// consensus.SnapshotHandler and transport.PeerObserver, which a
+	// transport may look for. Start then opens no peer listener
+	// (PeerAddr, PeerServerTLS and PeerClientTLS are ignored, and setting
+	// PeerListener too is an error); the server owns the transport and
+	// closes it after stopping the node. PeerAddr, when set, is still the
+	// address this node is known by in Node.Peers and when joining.
+	// Peer metrics (/metrics) and Server.PeerAddr come from the transport
+	// only if it has the WebSocket's Stats, PeerStats and Addr methods; a
+	// transport that never calls PeerDown leaves fast failover to the
+	// election timeout.
+	PeerTransport func(clusterID uint64, h consensus.MessageHandler) (consensus.Transport, error)
 	// Logger receives all logs. Nil discards them.
 	Logger *slog.Logger
 	// Join lists HTTP addresses of members of a running cluster
@@ -80,13 +98,17 @@ type Config struct {
 	Telemetry TelemetryOptions
 }
 
+// ErrInvalidConfig is wrapped by the errors Start returns for a Config it
+// cannot run with.
+var ErrInvalidConfig = errors.New("server: invalid config")
+
 // Server is a running node with its HTTP API.
 type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	storage   *storage.Pebble
 	node      *consensus.Node
-	transport *transport.WebSocket
+	transport consensus.Transport
 	store     *kv.Store
 	lessor    *kv.Lessor
 	cluster   *cluster.Manager
@@ -141,6 +163,9 @@ func Start(cfg Config) (s *Server, err error) {
 		}
 	}()
 
+	if cfg.PeerTransport != nil && cfg.PeerListener != nil {
+		return nil, fmt.Errorf("%w: PeerListener and PeerTransport are both set", ErrInvalidConfig)
+	}
 	s.storage, err = storage.Open(cfg.DataDir, storage.Options{Logger: logger})
 	if err != nil {
 		return nil, err
@@ -176,18 +201,30 @@ func Start(cfg Config) (s *Server, err error) {
 			snapSub.Close() // Close may be called twice
 		}
 	}()
-	s.transport, err = transport.New(transport.Config{
-		ID:         consensus.RaftID(cfg.Node.ID),
-		Name:       cfg.Node.ID,
-		ListenAddr: cfg.PeerAddr,
-		Listener:   cfg.PeerListener,
-		ClusterID:  s.node.ClusterID(),
-		ServerTLS:  cfg.PeerServerTLS,
-		ClientTLS:  cfg.PeerClientTLS,
-		Logger:     logger,
-	}, s.node)
-	if err != nil {
-		return nil, err
+	if cfg.PeerTransport != nil {
+		tr, err := cfg.PeerTransport(s.node.ClusterID(), s.node)
+		if err != nil {
+			return nil, fmt.Errorf("server: peer transport: %w", err)
+		}
+		if tr == nil {
+			return nil, fmt.Errorf("%w: PeerTransport returned no transport", ErrInvalidConfig)
+		}
+		s.transport = tr
+	} else {
+		ws, err := transport.New(transport.Config{
+			ID:         consensus.RaftID(cfg.Node.ID),
+			Name:       cfg.Node.ID,
+			ListenAddr: cfg.PeerAddr,
+			Listener:   cfg.PeerListener,
+			ClusterID:  s.node.ClusterID(),
+			ServerTLS:  cfg.PeerServerTLS,
+			ClientTLS:  cfg.PeerClientTLS,
+			Logger:     logger,
+		}, s.node)
+		if err != nil {
+			return nil, err
+		}
+		s.transport = ws
 	}
 	s.node.Start(s.transport)
 	s.store = kv.NewStore(s.node, machine)
@@ -258,15 +295,21 @@ func Start(cfg Config) (s *Server, err error) {
 	s.http.RegisterOnShutdown(s.api.closeWatches)
 	s.httpDone = make(chan error, 1)
 	go func() { s.httpDone <- s.http.Serve(s.httpLn) }()
-	s.log.Info("serving", "peer", s.transport.Addr(), "http", s.httpLn.Addr().String(), "data", cfg.DataDir)
+	s.log.Info("serving", "peer", s.PeerAddr(), "http", s.httpLn.Addr().String(), "data", cfg.DataDir)
 	return s, nil
 }
 
 // HTTPAddr returns the address the HTTP API listens on.
 func (s *Server) HTTPAddr() string { return s.httpLn.Addr().String() }
 
-// PeerAddr returns the address the peer transport listens on.
-func (s *Server) PeerAddr() string { return s.transport.Addr() }
+// PeerAddr returns the address the peer transport listens on, or "" if
+// the transport (Config.PeerTransport) has no Addr method.
+func (s *Server) PeerAddr() string {
+	if a, ok := s.transport.(interface{ Addr() string }); ok {
+		return a.Addr()
+	}
+	return ""
+}
 
 // Node returns the raft node.
 func (s *Server) Node() *consensus.Node { return s.node }

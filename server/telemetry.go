@@ -14,6 +14,7 @@ import (
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/telemetry"
+	"github.com/unrdf/consensus/transport"
 )
 
 // TelemetryOptions configures a node's metrics and traces (README
@@ -68,13 +69,23 @@ func (s *Server) startTelemetry(cfg *Config) error {
 	return nil
 }
 
+// peerStatser is the part of transport.WebSocket that peer metrics read.
+type peerStatser interface {
+	PeerStats() []transport.PeerStats
+	Stats() transport.Stats
+}
+
 func (s *Server) registerNodeTelemetry() error {
-	if _, err := s.telemetry.RegisterNode(telemetry.Sources{
+	src := telemetry.Sources{
 		Node:        s.node,
-		Transport:   s.transport,
 		Cluster:     s.cluster,
 		WatchesOpen: s.api.watches.open,
-	}); err != nil {
+	}
+	// A transport of Config.PeerTransport may have no peer counters.
+	if ps, ok := s.transport.(peerStatser); ok {
+		src.Transport = ps
+	}
+	if _, err := s.telemetry.RegisterNode(src); err != nil {
 		return err
 	}
 	hm, err := s.telemetry.NewHTTPMetrics()

@@ -1,19 +1,20 @@
 // Package testcluster runs clusters of server.Servers inside a test's
-// process, over real WebSockets and HTTP on loopback, with durable
-// storage in temporary directories: the cluster the tests of the client,
-// the command and the examples start, stop, crash and restart nodes of.
+// process, with HTTP on loopback and durable storage in temporary
+// directories: the cluster the tests of the client, the command and the
+// examples start, stop, crash, restart and partition nodes of.
+//
+// Peer traffic goes over real WebSockets on loopback by default. With
+// the Memnet option it goes over one in-memory fault network
+// (internal/memnet, through server.Config.PeerTransport) instead, and the
+// cluster can Partition, Isolate and Heal its nodes, and Net takes link
+// rules (loss, delay, duplication). Over memnet a dead peer is noticed by
+// the election timeout only: memnet reports no PeerDown, so fast failover
+// is the WebSocket mode's.
 //
 // The server package's own tests cannot use it (they are internal tests
 // of package server, which this package imports) and keep their copy in
-// server/cluster_test.go. Node-level clusters over the fault network
-// (memnet: partitions, lossy links, crash-atomic storage) are
-// internal/harness.
-//
-// What it cannot do: partition nodes. A server builds its WebSocket
-// transport itself and offers no hook to drop or cut its traffic, and it
-// cannot run over memnet; a partition needs internal/harness, or a TCP
-// proxy in front of a peer address (as server/cluster_test.go's flap test
-// does with a transport it reaches from inside the package).
+// server/cluster_test.go. Node-level clusters over memnet (no HTTP,
+// crash-atomic storage, linearizability checks) are internal/harness.
 package testcluster
 
 import (
@@ -30,6 +31,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/loopback"
+	"github.com/unrdf/consensus/internal/memnet"
 	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/server"
 )
@@ -54,7 +56,8 @@ type Cluster struct {
 	IDs []string
 	// PeerAddrs and HTTPAddrs are the nodes' peer and HTTP addresses in
 	// IDs order; Peers and HTTP map each id to them. A restarted node
-	// keeps its addresses.
+	// keeps its addresses. Over memnet a peer address is a placeholder,
+	// "memnet:<id>", that nothing listens on.
 	PeerAddrs, HTTPAddrs []string
 	Peers, HTTP          map[string]string
 	// Dirs maps each id to its data directory; a restarted node keeps it.
@@ -62,6 +65,10 @@ type Cluster struct {
 	// Servers maps the id of each running node to its server. Stop and
 	// Crash remove the node's entry; Restart puts a new server there.
 	Servers map[string]*server.Server
+	// Net is the network the nodes' peer traffic goes over with the
+	// Memnet option, nil over WebSockets. Partition, Isolate and Heal
+	// act on it; set link rules on it directly.
+	Net *memnet.Network
 
 	configure []func(*server.Config)
 }
@@ -73,6 +80,8 @@ type settings struct {
 	configure    []func(*server.Config)
 	beforeStart  func(peers map[string]string)
 	leaderWithin time.Duration
+	memnet       bool
+	seed         uint64
 }
 
 // Option adjusts how Start builds and starts a cluster.
@@ -102,6 +111,15 @@ func Dir(dir string) Option {
 // restore from a backup, say) that need the addresses.
 func BeforeStart(fn func(peers map[string]string)) Option {
 	return func(s *settings) { s.beforeStart = fn }
+}
+
+// Memnet runs the nodes' peer traffic over one in-memory network
+// (Cluster.Net, internal/memnet) whose fault draws are seeded with seed,
+// instead of WebSockets; HTTP stays on loopback sockets, so clients work
+// as in the default mode. Partition, Isolate and Heal need it. Start logs
+// the seed.
+func Memnet(seed uint64) Option {
+	return func(s *settings) { s.memnet, s.seed = true, seed }
 }
 
 // LeaderWithin makes Start wait at most d for every node to know the
@@ -138,13 +156,28 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 		Servers:   map[string]*server.Server{},
 		configure: st.configure,
 	}
-	t.Cleanup(func() { c.stopAll(t) })
+	if st.memnet {
+		t.Logf("testcluster: memnet seed %d", st.seed)
+		c.Net = memnet.New(memnet.Config{Seed: st.seed})
+	}
+	t.Cleanup(func() {
+		c.stopAll(t)
+		if c.Net != nil {
+			c.Net.Close()
+		}
+	})
 	// Every address is bound at once and held until its server takes it,
 	// so no other socket can take it in between.
 	peerLns, httpLns := map[string]net.Listener{}, map[string]net.Listener{}
 	for _, id := range c.IDs {
-		peerLns[id], httpLns[id] = listenFree(t), listenFree(t)
-		c.Peers[id], c.HTTP[id] = peerLns[id].Addr().String(), httpLns[id].Addr().String()
+		httpLns[id] = listenFree(t)
+		c.HTTP[id] = httpLns[id].Addr().String()
+		if c.Net != nil {
+			c.Peers[id] = "memnet:" + id
+		} else {
+			peerLns[id] = listenFree(t)
+			c.Peers[id] = peerLns[id].Addr().String()
+		}
 		c.PeerAddrs = append(c.PeerAddrs, c.Peers[id])
 		c.HTTPAddrs = append(c.HTTPAddrs, c.HTTP[id])
 		c.Dirs[id] = filepath.Join(st.dir, id)
@@ -152,9 +185,11 @@ func Start(t testing.TB, n int, opts ...Option) *Cluster {
 	// A server owns its listeners once started; those of nodes not
 	// started when a failure stops the test are closed here.
 	defer func() {
-		for id := range peerLns {
-			peerLns[id].Close()
-			httpLns[id].Close()
+		for _, ln := range peerLns {
+			ln.Close()
+		}
+		for _, ln := range httpLns {
+			ln.Close()
 		}
 	}()
 	if st.beforeStart != nil {
@@ -190,17 +225,24 @@ func listenFree(t testing.TB) net.Listener {
 	return nil
 }
 
-// start starts node id on the given listeners.
+// start starts node id on the given listeners; peerLn is nil over
+// memnet, where the node attaches to c.Net instead.
 func (c *Cluster) start(t testing.TB, id string, peerLn, httpLn net.Listener) {
 	t.Helper()
 	node := consensus.DefaultConfig(id)
 	node.Peers = maps.Clone(c.Peers)
 	cfg := server.Config{
 		Node:         node,
-		PeerListener: peerLn,
 		HTTPListener: httpLn,
 		DataDir:      c.Dirs[id],
 		Logger:       debugLogger(),
+	}
+	if c.Net != nil {
+		cfg.PeerTransport = func(_ uint64, h consensus.MessageHandler) (consensus.Transport, error) {
+			return c.Net.Attach(consensus.RaftID(id), h)
+		}
+	} else {
+		cfg.PeerListener = peerLn
 	}
 	for _, fn := range c.configure {
 		fn(&cfg)
@@ -250,7 +292,8 @@ func (c *Cluster) Stop(t testing.TB, id string) {
 // listeners and connections, which peers see as a dead process. (A
 // killed process's sockets close at once; here they close after the
 // node has stopped, milliseconds later. The server offers no abrupt stop
-// of its own.) Its data directory keeps everything it synced.
+// of its own.) Over memnet it detaches from Net: messages to it are
+// reported unreachable. Its data directory keeps everything it synced.
 func (c *Cluster) Crash(t testing.TB, id string) {
 	t.Helper()
 	srv := c.running(t, id)
@@ -267,7 +310,9 @@ func (c *Cluster) Crash(t testing.TB, id string) {
 
 // Restart starts a stopped or crashed node id again with its data
 // directory and addresses, retrying the binds while the old listeners'
-// ports are still being released. It does not wait for a leader.
+// ports are still being released (over memnet it attaches to Net again
+// under the same id; partitions and isolation set before stay). It does
+// not wait for a leader.
 func (c *Cluster) Restart(t testing.TB, id string) {
 	t.Helper()
 	if c.Servers[id] != nil {
@@ -276,13 +321,18 @@ func (c *Cluster) Restart(t testing.TB, id string) {
 	if _, ok := c.Dirs[id]; !ok {
 		t.Fatalf("testcluster: restart %s: no such node", id)
 	}
-	peerLn, err := loopback.Listen(c.Peers[id], rebindTimeout)
-	if err != nil {
-		t.Fatalf("testcluster: restart %s: %v", id, err)
+	var peerLn net.Listener
+	if c.Net == nil {
+		var err error
+		if peerLn, err = loopback.Listen(c.Peers[id], rebindTimeout); err != nil {
+			t.Fatalf("testcluster: restart %s: %v", id, err)
+		}
 	}
 	httpLn, err := loopback.Listen(c.HTTP[id], rebindTimeout)
 	if err != nil {
-		peerLn.Close()
+		if peerLn != nil {
+			peerLn.Close()
+		}
 		t.Fatalf("testcluster: restart %s: %v", id, err)
 	}
 	c.start(t, id, peerLn, httpLn)
@@ -298,11 +348,14 @@ func (c *Cluster) stopAll(t testing.TB) {
 	}
 }
 
-// Leader returns the leader every running node knows, or "" if one of
-// them knows none or they disagree.
-func (c *Cluster) Leader() string {
+// Leader returns the leader every running node of ids (default: of the
+// cluster) knows, or "" if one of them knows none or they disagree.
+func (c *Cluster) Leader(ids ...string) string {
+	if len(ids) == 0 {
+		ids = c.IDs
+	}
 	leader := ""
-	for _, id := range c.IDs {
+	for _, id := range ids {
 		srv := c.Servers[id]
 		if srv == nil {
 			continue
@@ -316,16 +369,75 @@ func (c *Cluster) Leader() string {
 	return leader
 }
 
-// WaitLeader waits until every running node knows the same leader and
-// returns its id, failing the test after timeout.
-func (c *Cluster) WaitLeader(t testing.TB, timeout time.Duration) string {
+// WaitLeader waits until every running node of ids (default: of the
+// cluster; a partitioned cluster's majority, say) knows the same leader
+// and returns its id, failing the test after timeout.
+func (c *Cluster) WaitLeader(t testing.TB, timeout time.Duration, ids ...string) string {
 	t.Helper()
+	what := "every running node knows the same leader"
+	if len(ids) > 0 {
+		what = fmt.Sprintf("every running node of %v knows the same leader", ids)
+	}
 	var leader string
-	testwait.For(t, timeout, "every running node knows the same leader", func() bool {
-		leader = c.Leader()
+	testwait.For(t, timeout, what, func() bool {
+		leader = c.Leader(ids...)
 		return leader != ""
 	})
 	return leader
+}
+
+// Partition splits the nodes into groups whose peer traffic cannot reach
+// each other's; nodes within a group still talk. Nodes named in no group
+// form one more group. It replaces an earlier partition; an isolated
+// node stays isolated. HTTP is untouched: every node's API still
+// answers, and a client can still reach every endpoint. It needs Memnet
+// and fails the test otherwise, or for an unknown id.
+func (c *Cluster) Partition(t testing.TB, groups ...[]string) {
+	t.Helper()
+	c.needMemnet(t, "Partition")
+	raftGroups := make([][]uint64, len(groups))
+	for i, g := range groups {
+		for _, id := range g {
+			raftGroups[i] = append(raftGroups[i], c.raftID(t, id))
+		}
+	}
+	c.Net.Partition(raftGroups...)
+}
+
+// Isolate cuts node id's peer traffic to and from every other node (its
+// HTTP API still answers). It needs Memnet and fails the test otherwise,
+// or for an unknown id.
+func (c *Cluster) Isolate(t testing.TB, id string) {
+	t.Helper()
+	c.needMemnet(t, "Isolate")
+	c.Net.Isolate(c.raftID(t, id))
+}
+
+// Heal ends every partition and isolation (and any cut made on Net);
+// link rules set on Net stay. It needs Memnet and fails the test
+// otherwise.
+func (c *Cluster) Heal(t testing.TB) {
+	t.Helper()
+	c.needMemnet(t, "Heal")
+	c.Net.Heal()
+}
+
+// needMemnet fails the test if the cluster runs over WebSockets.
+func (c *Cluster) needMemnet(t testing.TB, what string) {
+	t.Helper()
+	if c.Net == nil {
+		t.Fatalf("testcluster: %s needs the Memnet option: over WebSockets the cluster cannot cut peer traffic", what)
+	}
+}
+
+// raftID returns the raft id of node id, failing the test if the
+// cluster has no such node.
+func (c *Cluster) raftID(t testing.TB, id string) uint64 {
+	t.Helper()
+	if _, ok := c.Dirs[id]; !ok {
+		t.Fatalf("testcluster: no node %q (nodes %v)", id, c.IDs)
+	}
+	return consensus.RaftID(id)
 }
 
 // Endpoints returns the HTTP addresses of ids, or of every node.
