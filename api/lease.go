@@ -119,6 +119,9 @@ type Lock struct {
 	// Lease is the holder's lease: its expiry or revocation releases the
 	// lock.
 	Lease LeaseID `json:"lease"`
+	// Value is the holder's value: an election leader's proclamation
+	// (absent for a plain lock).
+	Value json.RawMessage `json:"value,omitempty"`
 	// Waiters is how many leases wait for the lock (GET only).
 	Waiters int `json:"waiters"`
 }

@@ -35,12 +35,15 @@ const (
 	opLeaseRevoke op = 10
 	opLeaseExpire op = 11
 	// Locks (lock.go): Key is the lock's name, Lease the holder's or
-	// waiter's lease; an acquire's Value "try" does not wait; a release's
-	// If is the token it releases (nil: leave the lock, holding or
-	// waiting).
+	// waiter's lease, Value its value (elections); an acquire with Try
+	// does not wait; a release's If is the token it releases (nil: leave
+	// the lock, holding or waiting).
 	opLockAcquire op = 12
 	opLockRelease op = 13
-	opLast           = opLockRelease
+	// opLockProclaim sets the holder's value (an election's), If the
+	// holder's token.
+	opLockProclaim op = 14
+	opLast            = opLockProclaim
 )
 
 func (o op) String() string {
@@ -71,6 +74,8 @@ func (o op) String() string {
 		return "acquire lock"
 	case opLockRelease:
 		return "release lock"
+	case opLockProclaim:
+		return "proclaim"
 	}
 	return fmt.Sprintf("op %d", uint8(o))
 }
@@ -105,6 +110,8 @@ type command struct {
 	// FenceLock is held with token FenceToken at that moment.
 	FenceLock  string `msgpack:"fl,omitempty"`
 	FenceToken int64  `msgpack:"ft,omitempty"`
+	// Try makes a lock acquire fail rather than wait.
+	Try bool `msgpack:"y,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -121,7 +128,7 @@ type txnOp struct {
 var ErrBadCommand = errors.New("bad command")
 
 func encodeCommand(c command) ([]byte, error) {
-	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" {
+	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try {
 		return appendCommand(make([]byte, 0, commandSizeHint(&c)), &c), nil
 	}
 	b, err := msgpack.Marshal(&c)

@@ -40,10 +40,24 @@ const (
 // changed in place (snapshots share it). A lock neither held nor waited
 // for is not kept.
 type lock struct {
-	name    string
-	holder  int64
-	token   int64
-	waiters []int64
+	name   string
+	holder int64
+	token  int64
+	// value is the holder's value (an election's proclamation; nil for a
+	// plain lock), never changed in place.
+	value   []byte
+	waiters []lockWaiter
+}
+
+// lockWaiter is a lease waiting for a lock, with the value it will hold
+// it with.
+type lockWaiter struct {
+	lease int64
+	value []byte
+}
+
+func waiterIndex(ws []lockWaiter, lease int64) int {
+	return slices.IndexFunc(ws, func(w lockWaiter) bool { return w.lease == lease })
 }
 
 func lockLess(a, b lock) bool { return a.name < b.name }
@@ -58,13 +72,19 @@ func checkLockName(name string) *applyError {
 	return checkKey(name, MaxLockNameBytes)
 }
 
-// applyLockAcquire grants lock c.Key to lease c.Lease if it is free (the
-// token is this entry's index), or queues the lease behind the others
-// (c.Value "try": fail with ErrLocked instead). A lease that holds it
+// applyLockAcquire grants lock c.Key to lease c.Lease, with value c.Value
+// (an election's candidate value; nil for a plain lock), if it is free
+// (the token is this entry's index), or queues the lease behind the
+// others (c.Try: fail with ErrLocked instead). A lease that holds it
 // already gets its token again; one already queued keeps its place.
 func (m *Machine) applyLockAcquire(c *command) *applyError {
 	if err := checkLockName(c.Key); err != nil {
 		return err
+	}
+	if len(c.Value) > 0 {
+		if err := checkValue(c.Value, m.maxValueBytes); err != nil {
+			return err
+		}
 	}
 	if _, ok := m.leases.Get(lease{id: c.Lease}); !ok || c.Lease <= 0 {
 		return fail(ErrLeaseNotFound, "lock %q with lease %s", c.Key, LeaseID(c.Lease))
@@ -73,18 +93,18 @@ func (m *Machine) applyLockAcquire(c *command) *applyError {
 	switch {
 	case exists && l.holder == c.Lease:
 		return nil
-	case exists && slices.Contains(l.waiters, c.Lease):
-		if string(c.Value) == lockTry {
+	case exists && waiterIndex(l.waiters, c.Lease) >= 0:
+		if c.Try {
 			return fail(ErrLocked, "lock %q is held by lease %s", c.Key, LeaseID(l.holder))
 		}
 		return nil
-	case exists && string(c.Value) == lockTry:
+	case exists && c.Try:
 		return fail(ErrLocked, "lock %q is held by lease %s", c.Key, LeaseID(l.holder))
 	case exists:
 		if len(l.waiters) >= m.maxLockWait {
 			return fail(ErrTooManyLocks, "lock %q has %d waiters, its limit", c.Key, len(l.waiters))
 		}
-		l.waiters = append(slices.Clip(l.waiters), c.Lease)
+		l.waiters = append(slices.Clip(l.waiters), lockWaiter{lease: c.Lease, value: c.Value})
 		m.locks.ReplaceOrInsert(l)
 		m.leaseAddLock(c.Lease, c.Key)
 		m.lockChanged()
@@ -93,14 +113,11 @@ func (m *Machine) applyLockAcquire(c *command) *applyError {
 	if m.locks.Len() >= m.maxLocks {
 		return fail(ErrTooManyLocks, "lock %q: the state holds %d locks, its limit", c.Key, m.locks.Len())
 	}
-	m.locks.ReplaceOrInsert(lock{name: c.Key, holder: c.Lease, token: int64(m.applied)})
+	m.locks.ReplaceOrInsert(lock{name: c.Key, holder: c.Lease, token: int64(m.applied), value: c.Value})
 	m.leaseAddLock(c.Lease, c.Key)
 	m.lockChanged()
 	return nil
 }
-
-// lockTry is the Value of a try-once acquire.
-const lockTry = "try"
 
 // applyLockRelease releases lock c.Key held with token *c.If (by lease
 // c.Lease, if not 0), handing it to the first waiter; or, with c.If nil,
@@ -134,7 +151,7 @@ func (m *Machine) applyLockRelease(c *command) *applyError {
 // waiter. The caller updates the lease's own list.
 func (m *Machine) leaveLock(l lock, lease int64) {
 	if l.holder != lease {
-		i := slices.Index(l.waiters, lease)
+		i := waiterIndex(l.waiters, lease)
 		if i < 0 {
 			return
 		}
@@ -150,9 +167,29 @@ func (m *Machine) leaveLock(l lock, lease int64) {
 	}
 	// Waiters' leases are live: a revoked lease leaves every lock it
 	// waits for (revokeLeases).
-	l.holder, l.waiters, l.token = l.waiters[0], slices.Clone(l.waiters[1:]), int64(m.applied)
+	next := l.waiters[0]
+	l.holder, l.value, l.waiters, l.token = next.lease, next.value, slices.Clone(l.waiters[1:]), int64(m.applied)
 	m.locks.ReplaceOrInsert(l)
 	m.lockChanged()
+}
+
+// applyLockProclaim sets the value of lock c.Key, held with token *c.If,
+// to c.Value (an election leader's proclamation).
+func (m *Machine) applyLockProclaim(c *command) *applyError {
+	if err := checkLockName(c.Key); err != nil {
+		return err
+	}
+	if err := checkValue(c.Value, m.maxValueBytes); err != nil {
+		return err
+	}
+	l, exists := m.locks.Get(lock{name: c.Key})
+	if c.If == nil || !exists || l.token != *c.If {
+		return fail(ErrNotHolder, "proclaim in %q: that token does not hold it", c.Key)
+	}
+	l.value = c.Value
+	m.locks.ReplaceOrInsert(l)
+	m.lockChanged()
+	return nil
 }
 
 // checkFence refuses a write fenced by (name, token) unless lock name is
@@ -236,7 +273,7 @@ func (m *Machine) Lock(name string) (info LockInfo, ok bool) {
 	if !ok {
 		return LockInfo{}, false
 	}
-	return LockInfo{Name: name, Token: l.token, Lease: LeaseID(l.holder), Waiters: len(l.waiters)}, true
+	return LockInfo{Name: name, Token: l.token, Lease: LeaseID(l.holder), Value: l.value, Waiters: len(l.waiters)}, true
 }
 
 // lockPosition returns whether lease holds lock name (and its token), or
@@ -251,5 +288,5 @@ func (m *Machine) lockPosition(name string, id LeaseID) (token int64, held, wait
 	if l.holder == int64(id) {
 		return l.token, true, false
 	}
-	return 0, false, slices.Contains(l.waiters, int64(id))
+	return 0, false, waiterIndex(l.waiters, int64(id)) >= 0
 }

@@ -196,3 +196,69 @@ func TestLocksInSnapshots(t *testing.T) {
 		t.Fatalf("after the holder's lease went: %+v", info)
 	}
 }
+
+// An election is a lock with values: a campaign waits first come, first
+// served, the new leader takes its own value with a larger token, only
+// the leader's token proclaims, and an observer sees each leadership in
+// order.
+func TestElections(t *testing.T) {
+	s, _ := newLocalStore()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ls := grantLeases(t, s, 2)
+	obs, err := s.ObserveElection(ctx, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func() *LockInfo {
+		t.Helper()
+		select {
+		case l := <-obs:
+			return l
+		case <-time.After(5 * time.Second):
+			t.Fatal("no observation")
+		}
+		return nil
+	}
+	if l := next(); l != nil {
+		t.Fatalf("first observation %+v, want no leader", l)
+	}
+	a, err := s.Campaign(ctx, "e", ls[0], []byte(`"a"`), 0)
+	if err != nil || a.Name != "e" || string(a.Value) != `"a"` {
+		t.Fatalf("campaign: %+v, %v", a, err)
+	}
+	if l := next(); l == nil || l.Token != a.Token || string(l.Value) != `"a"` {
+		t.Fatalf("observed %+v, want a's leadership", l)
+	}
+	done := make(chan LockInfo)
+	go func() {
+		b, err := s.Campaign(ctx, "e", ls[1], []byte(`"b"`), time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- b
+	}()
+	waitUntil(t, "b to queue", func() bool {
+		_, _, w := s.machine.lockPosition(ElectionPrefix+"e", ls[1])
+		return w
+	})
+	if err := s.Proclaim(ctx, "e", a.Token, []byte(`"a2"`)); err != nil {
+		t.Fatal(err)
+	}
+	if l := next(); l == nil || string(l.Value) != `"a2"` || l.Token != a.Token {
+		t.Fatalf("observed %+v, want a's new value", l)
+	}
+	if err := s.Resign(ctx, "e", a.Token); err != nil {
+		t.Fatal(err)
+	}
+	b := <-done
+	if l := next(); l == nil || l.Lease != ls[1] || string(l.Value) != `"b"` || l.Token <= a.Token || l.Token != b.Token {
+		t.Fatalf("observed %+v, want b's leadership with a larger token", l)
+	}
+	if err := s.Proclaim(ctx, "e", a.Token, []byte(`"stale"`)); !errors.Is(err, ErrNotHolder) {
+		t.Fatalf("a proclamation by the old token: %v", err)
+	}
+	if l, err := s.ElectionLeader(ctx, "e", Linearizable); err != nil || l.Lease != ls[1] {
+		t.Fatalf("leader: %+v, %v", l, err)
+	}
+}

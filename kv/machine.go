@@ -171,6 +171,8 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyLockAcquire(c)
 	case opLockRelease:
 		err = m.applyLockRelease(c)
+	case opLockProclaim:
+		err = m.applyLockProclaim(c)
 	}
 	if err != nil {
 		return Result{Err: err}

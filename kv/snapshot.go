@@ -28,7 +28,7 @@ import (
 //	  items    [key, value bin, revision, createRevision, version, lease]   itemCount of them, by key
 //	  sessions [client, lastIndex, [[seq, revision, errKind, message], ...]]   by client; results by seq
 //	  leases   [id, ttlMs, auto]   leaseCount of them, by id
-//	  locks    [name, holder lease, token, [waiter lease, ...]]   lockCount of them, by name
+//	  locks    [name, holder lease, token, value, [[waiter lease, value], ...]]   lockCount of them, by name
 //	CRC-32C (Castagnoli) of everything before it, 4 bytes big-endian
 //
 // Version 1, still read, has no leases: a 4-element header and 5-element
@@ -130,7 +130,14 @@ type snapshotLock struct {
 	Name     string
 	Holder   int64
 	Token    int64
-	Waiters  []int64
+	Value    []byte
+	Waiters  []snapshotWaiter
+}
+
+type snapshotWaiter struct {
+	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Lease    int64
+	Value    []byte
 }
 
 type snapshotLease struct {
@@ -217,8 +224,15 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	})
 	s.locks.Ascend(func(l lock) bool {
 		rec := snapshotLock{Name: l.name, Holder: l.holder, Token: l.token}
-		if len(l.waiters) > 0 { // none is nil, however it came to be
-			rec.Waiters = l.waiters
+		if len(l.value) > 0 { // none is nil, however it came to be
+			rec.Value = l.value
+		}
+		for _, w := range l.waiters {
+			sw := snapshotWaiter{Lease: w.lease}
+			if len(w.value) > 0 {
+				sw.Value = w.value
+			}
+			rec.Waiters = append(rec.Waiters, sw)
 		}
 		rw.write(&rec)
 		return rw.err == nil
@@ -519,7 +533,19 @@ func (m *Machine) readLocks(rr *recordReader, st *restored, count uint64) error 
 			return fmt.Errorf("lock %d: name %q, token %d or %d waiters invalid", i, l.Name, l.Token, len(l.Waiters))
 		}
 		prev = l.Name
-		for j, id := range append([]int64{l.Holder}, l.Waiters...) {
+		ids := []int64{l.Holder}
+		var waiters []lockWaiter
+		for _, w := range l.Waiters {
+			if len(w.Value) > 0 && !json.Valid(w.Value) {
+				return fmt.Errorf("lock %q: a waiter's value is not JSON", l.Name)
+			}
+			ids = append(ids, w.Lease)
+			waiters = append(waiters, lockWaiter{lease: w.Lease, value: w.Value})
+		}
+		if len(l.Value) > 0 && !json.Valid(l.Value) {
+			return fmt.Errorf("lock %q: its value is not JSON", l.Name)
+		}
+		for j, id := range ids {
 			if _, ok := st.leases.Get(lease{id: id}); !ok {
 				return fmt.Errorf("lock %q names lease %s, which the snapshot does not hold", l.Name, LeaseID(id))
 			}
@@ -529,7 +555,7 @@ func (m *Machine) readLocks(rr *recordReader, st *restored, count uint64) error 
 			// Locks come by name, so each lease's list is sorted.
 			byLease[id] = append(byLease[id], l.Name)
 		}
-		st.locks.ReplaceOrInsert(lock{name: l.Name, holder: l.Holder, token: l.Token, waiters: l.Waiters})
+		st.locks.ReplaceOrInsert(lock{name: l.Name, holder: l.Holder, token: l.Token, value: l.Value, waiters: waiters})
 	}
 	ids := make([]int64, 0, len(byLease))
 	for id := range byLease {

@@ -126,8 +126,11 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 			c = command{Op: opPut, Key: key(), Value: []byte(`"ttl"`), Lease: 100 + int64(len(out)), TTL: 500}
 		case 14:
 			c = command{Op: opLockAcquire, Key: "lock" + strconv.Itoa(rng.IntN(2)), Lease: leaseID()}
+			if rng.IntN(2) == 0 {
+				c.Value = []byte(`"candidate` + strconv.Itoa(len(out)) + `"`)
+			}
 			if rng.IntN(3) == 0 {
-				c.Value = []byte(lockTry)
+				c.Try = true
 			}
 		case 15:
 			c = command{Op: opLockRelease, Key: "lock" + strconv.Itoa(rng.IntN(2)), Lease: leaseID()}
@@ -137,6 +140,9 @@ func randomCommands(rng *rand.Rand, n int) [][]byte {
 			}
 			if rng.IntN(4) == 0 {
 				c = command{Op: opPut, Key: key(), Value: []byte(`"fenced"`), FenceLock: "lock0", FenceToken: int64(rng.IntN(len(out) + 1))}
+			} else if rng.IntN(4) == 0 {
+				tok := int64(rng.IntN(len(out) + 1))
+				c = command{Op: opLockProclaim, Key: "lock0", If: &tok, Value: []byte(`"proclaimed"`)}
 			}
 		default:
 			c = command{Op: opPut, Key: key(), Value: []byte(`true`)}

@@ -36,13 +36,20 @@ func FenceFrom(ctx context.Context) (Fence, bool) {
 // already gets its token again. The lock is released by Release, or when
 // the lease expires or is revoked.
 func (s *Store) Acquire(ctx context.Context, name string, lease LeaseID, wait time.Duration) (LockInfo, error) {
+	return s.acquire(ctx, name, lease, nil, wait)
+}
+
+// acquire is Acquire, the lock held with value (nil: none).
+func (s *Store) acquire(ctx context.Context, name string, lease LeaseID, value []byte, wait time.Duration) (LockInfo, error) {
 	if err := checkLockName(name); err != nil {
 		return LockInfo{}, err
 	}
-	c := command{Op: opLockAcquire, Key: name, Lease: int64(lease)}
-	if wait <= 0 {
-		c.Value = []byte(lockTry)
+	if value != nil {
+		if err := checkValue(value, s.machine.maxValueBytes); err != nil {
+			return LockInfo{}, err
+		}
 	}
+	c := command{Op: opLockAcquire, Key: name, Lease: int64(lease), Value: value, Try: wait <= 0}
 	changed := s.machine.LockChanges()
 	if _, err := s.write(ctx, c); err != nil {
 		return LockInfo{}, err
@@ -112,3 +119,105 @@ func (s *Store) LockState(ctx context.Context, name string, c Consistency) (Lock
 
 // ErrLockNotFound means nobody holds or waits for a lock.
 var ErrLockNotFound = api.ErrLockNotFound
+
+// ElectionPrefix starts the name of the lock behind each election: the
+// election "x" is the lock "election/x".
+const ElectionPrefix = "election/"
+
+// Campaign waits up to wait (0: tries once) to become the leader of
+// election name, held by lease, with value (a JSON value) as its
+// proclamation. Leadership is the lock ElectionPrefix+name: first come,
+// first served, with a fencing token that grows with each leader. When
+// the wait runs out, the candidate leaves the queue (ErrLocked).
+func (s *Store) Campaign(ctx context.Context, name string, lease LeaseID, value []byte, wait time.Duration) (LockInfo, error) {
+	if value == nil {
+		value = []byte("null")
+	}
+	info, err := s.acquire(ctx, ElectionPrefix+name, lease, value, wait)
+	info.Name = name
+	return info, err
+}
+
+// Proclaim sets the value of election name's leader holding token;
+// ErrNotHolder if token does not lead it (any more).
+func (s *Store) Proclaim(ctx context.Context, name string, token int64, value []byte) error {
+	if err := checkLockName(ElectionPrefix + name); err != nil {
+		return err
+	}
+	if err := checkValue(value, s.machine.maxValueBytes); err != nil {
+		return err
+	}
+	_, err := s.write(ctx, command{Op: opLockProclaim, Key: ElectionPrefix + name, If: &token, Value: value})
+	return err
+}
+
+// Resign gives up the leadership of election name held with token; the
+// next candidate becomes leader.
+func (s *Store) Resign(ctx context.Context, name string, token int64) error {
+	return s.Release(ctx, ElectionPrefix+name, 0, token)
+}
+
+// ElectionLeader returns election name's leader; ErrLockNotFound if it has
+// none.
+func (s *Store) ElectionLeader(ctx context.Context, name string, c Consistency) (LockInfo, error) {
+	info, err := s.LockState(ctx, ElectionPrefix+name, c)
+	info.Name = name
+	return info, err
+}
+
+// ObserveElection streams election name's leadership as this node
+// applies it, after a linearizable read: the current leader first (nil:
+// none), then each change (a new leader, a new token, a new value). Each
+// value sent is the state at that moment: changes closer together than
+// the receiver reads may arrive as their last one alone, but tokens never
+// go back. The channel closes when ctx ends.
+func (s *Store) ObserveElection(ctx context.Context, name string) (<-chan *LockInfo, error) {
+	if err := checkLockName(ElectionPrefix + name); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, observeReadTimeout)
+	err := s.node.LinearizableRead(rctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *LockInfo)
+	go func() {
+		defer close(out)
+		var last *LockInfo
+		first := true
+		for {
+			changed := s.machine.LockChanges()
+			var cur *LockInfo
+			if info, ok := s.machine.Lock(ElectionPrefix + name); ok {
+				info.Name, info.Waiters = name, 0
+				cur = &info
+			}
+			if first || !sameLeader(last, cur) {
+				select {
+				case out <- cur:
+				case <-ctx.Done():
+					return
+				}
+				first, last = false, cur
+			}
+			select {
+			case <-changed:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// observeReadTimeout bounds the linearizable read an observation starts
+// with.
+const observeReadTimeout = 10 * time.Second
+
+func sameLeader(a, b *LockInfo) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Token == b.Token && a.Lease == b.Lease && string(a.Value) == string(b.Value)
+}

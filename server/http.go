@@ -38,6 +38,8 @@ const ConsistencyHeader = "X-Consensus-Consistency"
 //	                           leases (b must be a LeaseBackend; leases.go)
 //	/v1/locks/{name}           locks with fencing tokens (b must be a
 //	                           LockBackend; locks.go); X-Fence on any write
+//	/v1/elections/{name}, /v1/elections/{name}/observe
+//	                           elections on locks (ElectionBackend; elections.go)
 //	GET    /healthz            200 whenever the process serves HTTP
 //	GET    /readyz             200 when b.Ready() is nil, else 503
 //	GET    /v1/ws              WebSocket upgrade to the multiplexed MessagePack
@@ -204,6 +206,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 	}
 	if rest, ok := strings.CutPrefix(path, locksPath); ok && (rest == "" || rest[0] == '/') {
 		h.serveLocks(w, r, rest)
+		return
+	}
+	if rest, ok := strings.CutPrefix(path, electionsPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveElections(w, r, rest)
 		return
 	}
 	if h.routeMembers(w, r, path) {

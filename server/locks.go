@@ -106,25 +106,11 @@ func (h *apiHandler) serveAcquire(w http.ResponseWriter, r *http.Request, lb Loc
 		badRequest(w, "waitMs must be 0 (try once) to 600000 (10 minutes)")
 		return
 	}
-	ctx, cancel, ok := h.writeContext(w, r)
+	ctx, cancel, ok := h.waitContext(w, r, wait)
 	if !ok {
 		return
 	}
 	defer cancel()
-	if wait > 0 {
-		// The wait, not the request timeout, bounds an acquire; the
-		// proposals within it are bounded by the request timeout each.
-		cancel()
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), wait+h.opts.RequestTimeout)
-		defer cancel()
-		go func() {
-			select {
-			case <-r.Context().Done(): // the client went away: give up
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
 	info, err := lb.Acquire(ctx, name, req.Lease, wait)
 	if err != nil {
 		h.fail(w, r, err)
@@ -138,4 +124,18 @@ type lockAnswer struct {
 	Name  string     `json:"name"`
 	Token int64      `json:"token"`
 	Lease kv.LeaseID `json:"lease"`
+}
+
+// waitContext is writeContext for a request that may wait (an acquire,
+// a campaign): the wait, not the request timeout, bounds it, plus one
+// request timeout for the proposals in it; the client going away ends it.
+func (h *apiHandler) waitContext(w http.ResponseWriter, r *http.Request, wait time.Duration) (context.Context, context.CancelFunc, bool) {
+	ctx, cancel, ok := h.writeContext(w, r)
+	if !ok || wait <= 0 {
+		return ctx, cancel, ok
+	}
+	cancel()
+	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), wait+h.opts.RequestTimeout)
+	stop := context.AfterFunc(r.Context(), cancel) // the client went away: give up
+	return ctx, func() { stop(); cancel() }, true
 }

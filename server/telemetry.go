@@ -119,6 +119,11 @@ func routeOf(path string) string {
 		return "/v1/cluster/nodes/{id}"
 	case strings.HasPrefix(path, locksPath+"/"):
 		return "/v1/locks/{name}"
+	case strings.HasPrefix(path, electionsPath+"/"):
+		if strings.HasSuffix(path, "/observe") {
+			return "/v1/elections/{name}/observe"
+		}
+		return "/v1/elections/{name}"
 	case strings.HasPrefix(path, leasesPath+"/"):
 		if strings.HasSuffix(path, "/keepalive") {
 			return "/v1/leases/{id}/keepalive"
