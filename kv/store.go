@@ -399,10 +399,22 @@ func (s *Store) Workflows(ctx context.Context, c Consistency) ([]Workflow, int64
 // metadata, a JSON object (or nil), under node:<id>; registering again
 // replaces the metadata. Application nodes are not raft members.
 func (s *Store) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
+	return s.RegisterNodeWith(ctx, id, metadata, PutOptions{})
+}
+
+// RegisterNodeWith is RegisterNode with liveness: o.Lease (the node's
+// lease, kept alive by the node) or o.TTL (a lease of the registration's
+// own) deregisters the node when the lease goes, and watchers of node:
+// see the delete. o.Cond is not used.
+func (s *Store) RegisterNodeWith(ctx context.Context, id string, metadata []byte, o PutOptions) (int64, error) {
 	if err := checkRequestID("node", id, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
-	return s.write(ctx, command{Op: opNodeRegister, Key: id, Value: metadata, At: time.Now().UnixMilli()})
+	c := command{Op: opNodeRegister, Key: id, Value: metadata, At: time.Now().UnixMilli(), Lease: int64(o.Lease)}
+	if err := leaseTTL(&c, o); err != nil {
+		return 0, err
+	}
+	return s.write(ctx, c)
 }
 
 // DeregisterNode removes application node id (DEREGISTER_NODE);

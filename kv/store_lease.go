@@ -38,18 +38,29 @@ func (s *Store) PutWith(ctx context.Context, key string, value []byte, o PutOpti
 		return 0, err
 	}
 	c := command{Op: opPut, Key: key, Value: value, If: condPtr(o.Cond), Lease: int64(o.Lease)}
-	if o.TTL != 0 {
-		if o.Lease != 0 {
-			return 0, fmt.Errorf("kv: put %q: a lease or a time to live, not both: %w", key, ErrInvalidTTL)
-		}
-		c.TTL = o.TTL.Milliseconds()
-		if err := checkTTL(c.TTL); err != nil {
-			return 0, err
-		}
-		c.TTL = max(c.TTL, api.LeaseTTLFloorMs)
-		c.Lease = int64(newLeaseID())
+	if err := leaseTTL(&c, o); err != nil {
+		return 0, err
 	}
 	return s.write(ctx, c)
+}
+
+// leaseTTL gives c, a put or a node registration, the lease of its own
+// that o.TTL asks for (a new random id, the time to live at least
+// api.LeaseTTLFloorMs).
+func leaseTTL(c *command, o PutOptions) error {
+	if o.TTL == 0 {
+		return nil
+	}
+	if o.Lease != 0 {
+		return fmt.Errorf("kv: %q: a lease or a time to live, not both: %w", c.Key, ErrInvalidTTL)
+	}
+	c.TTL = o.TTL.Milliseconds()
+	if err := checkTTL(c.TTL); err != nil {
+		return err
+	}
+	c.TTL = max(c.TTL, api.LeaseTTLFloorMs)
+	c.Lease = int64(newLeaseID())
+	return nil
 }
 
 // newLeaseID picks a random lease id (positive, 63 bits). Ids are chosen

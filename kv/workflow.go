@@ -189,7 +189,22 @@ func (m *Machine) applyNode(c *command) *applyError {
 	if !exists && m.items.Len() >= m.maxKeys {
 		return m.full(key)
 	}
+	// A node registered with a lease (or a time to live of its own) is
+	// deregistered when it goes: its liveness.
+	switch {
+	case c.TTL != 0:
+		if err := m.checkGrant(c.Lease, c.TTL); err != nil {
+			return err
+		}
+	case c.Lease != 0:
+		if err := m.checkAttach(key, c.Lease, cur, exists); err != nil {
+			return err
+		}
+	}
+	if c.TTL != 0 {
+		m.grant(c.Lease, c.TTL, true)
+	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, 0, cur, exists)})
+	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, c.Lease, cur, exists)})
 	return nil
 }

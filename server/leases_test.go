@@ -168,3 +168,42 @@ func TestLeasesOverHTTP(t *testing.T) {
 		}
 	}
 }
+
+// An application node registered under a lease, or with a time to live,
+// is deregistered when the lease goes: the registry's liveness.
+func TestNodeRegistryLiveness(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	base := "http://" + c.https[leader]
+	registered := func(id string) bool {
+		r := call(t, http.MethodGet, base+"/v1/nodes", nil)
+		return strings.Contains(string(r.body), `"id":"`+id+`"`)
+	}
+	if r := call(t, http.MethodPost, base+"/v1/nodes?ttl=1s", []byte(`{"id":"brief","zone":"a"}`)); r.status != http.StatusOK {
+		t.Fatalf("register with a ttl: %d %s", r.status, r.body)
+	}
+	lease := decodeAs[api.Lease](t, call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":1000}`)))
+	if r := call(t, http.MethodPost, base+"/v1/nodes?lease="+lease.ID.String(), []byte(`{"id":"kept"}`)); r.status != http.StatusOK {
+		t.Fatalf("register with a lease: %d %s", r.status, r.body)
+	}
+	if !registered("brief") || !registered("kept") {
+		t.Fatal("registrations missing")
+	}
+	start := time.Now()
+	testwait.For(t, 10*time.Second, "the node with a ttl to be deregistered", func() bool {
+		if r := call(t, http.MethodPost, base+"/v1/leases/"+lease.ID.String()+"/keepalive", nil); r.status != http.StatusOK {
+			t.Fatalf("keepalive: %d %s", r.status, r.body)
+		}
+		return !registered("brief")
+	})
+	if took := time.Since(start); took < 800*time.Millisecond {
+		t.Fatalf("deregistered after %v, before its 1 s", took)
+	}
+	if !registered("kept") {
+		t.Fatal("a node whose lease was kept alive was deregistered")
+	}
+	testwait.For(t, 10*time.Second, "the node whose lease is no longer kept alive to go", func() bool { return !registered("kept") })
+	if r := call(t, http.MethodPost, base+"/v1/nodes?ttl=nope", []byte(`{"id":"x"}`)); r.status != http.StatusBadRequest {
+		t.Fatalf("a bad ttl: %d %s", r.status, r.body)
+	}
+}

@@ -79,9 +79,10 @@ type registry struct {
 	// list reads the collection with the request's consistency.
 	list func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error)
 	// create makes entry id from the POSTed object, answering
-	// createStatus.
-	create       func(h *apiHandler, ctx context.Context, id string, body []byte) (int64, error)
+	// createStatus; leased registries take ?lease= and ?ttl= (o).
+	create       func(h *apiHandler, ctx context.Context, id string, body []byte, o kv.PutOptions) (int64, error)
 	createStatus int
+	leased       bool
 	// entry maps what follows /{id} in the path ("" for the entry itself)
 	// to its route; any other path is 404.
 	entry map[string]entryRoute
@@ -117,7 +118,7 @@ var workflowRegistry = registry{
 		}
 		return workflowsResponse{Workflows: list, Revision: rev}, err
 	},
-	create: func(h *apiHandler, ctx context.Context, id string, body []byte) (int64, error) {
+	create: func(h *apiHandler, ctx context.Context, id string, body []byte, _ kv.PutOptions) (int64, error) {
 		return h.backend.StartWorkflow(ctx, id, body)
 	},
 	createStatus: http.StatusCreated,
@@ -139,10 +140,18 @@ var nodeRegistry = registry{
 		}
 		return nodesResponse{Nodes: list, Revision: rev}, err
 	},
-	create: func(h *apiHandler, ctx context.Context, id string, body []byte) (int64, error) {
+	create: func(h *apiHandler, ctx context.Context, id string, body []byte, o kv.PutOptions) (int64, error) {
+		if o.Lease != 0 || o.TTL != 0 {
+			nb, ok := h.backend.(NodeLeaseBackend)
+			if !ok {
+				return 0, fmt.Errorf("server: this server does not serve leases: %w", kv.ErrInvalidTTL)
+			}
+			return nb.RegisterNodeWith(ctx, id, body, o)
+		}
 		return h.backend.RegisterNode(ctx, id, body)
 	},
 	createStatus: http.StatusOK,
+	leased:       true,
 	entry: map[string]entryRoute{
 		"": {allow: http.MethodDelete, methods: map[string]entryHandler{
 			http.MethodDelete: (*apiHandler).deregisterNode,
@@ -213,8 +222,14 @@ func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, que
 		if !ok {
 			return
 		}
+		var lo kv.PutOptions
+		if reg.leased {
+			if lo, ok = leaseOptions(w, query); !ok {
+				return
+			}
+		}
 		h.workflowWrite(w, r, id, reg.createStatus, func(ctx context.Context) (int64, error) {
-			return reg.create(h, ctx, id, body)
+			return reg.create(h, ctx, id, body, lo)
 		})
 	default:
 		methodNotAllowed(w, "GET, HEAD, POST")
@@ -281,4 +296,11 @@ func (h *apiHandler) workflowWrite(w http.ResponseWriter, r *http.Request, id st
 		return
 	}
 	h.writeJSON(w, status, idResponse{ID: id, Revision: rev})
+}
+
+// NodeLeaseBackend is implemented by a Backend whose application nodes
+// can be registered under a lease (kv.Store): POST /v1/nodes?lease=ID or
+// ?ttl=DURATION.
+type NodeLeaseBackend interface {
+	RegisterNodeWith(ctx context.Context, id string, metadata []byte, o kv.PutOptions) (int64, error)
 }
