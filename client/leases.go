@@ -59,17 +59,39 @@ func ttlMs(ttl time.Duration) (int64, error) {
 	return ms, nil
 }
 
+// GrantOption adjusts a grant.
+type GrantOption func(*grantOptions)
+
+type grantOptions struct {
+	id api.LeaseID
+}
+
+// WithLeaseID grants the lease under id (positive) instead of a random
+// one; kv.ErrLeaseExists if that id is in use.
+func WithLeaseID(id api.LeaseID) GrantOption {
+	return func(o *grantOptions) { o.id = id }
+}
+
 // Grant grants a lease with time to live ttl (whole milliseconds, 1 ms to
 // 30 days; kv.ErrInvalidTTL otherwise). Its countdown is the leader's and
 // starts when the grant is applied; KeepAlive starts it again. Grant is a
-// write: the client picks the lease's id, so a grant retried after a lost
-// answer is the same grant.
-func (c *Client) Grant(ctx context.Context, ttl time.Duration) (api.Lease, error) {
+// write: the client picks the lease's id (at random, unless WithLeaseID),
+// so a grant retried after a lost answer is the same grant.
+func (c *Client) Grant(ctx context.Context, ttl time.Duration, opts ...GrantOption) (api.Lease, error) {
 	ms, err := ttlMs(ttl)
 	if err != nil {
 		return api.Lease{}, fmt.Errorf("client: grant lease: %w", err)
 	}
-	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpLeaseGrant, TTLMs: ms, Lease: newLeaseID()})
+	var o grantOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.id == 0 {
+		o.id = newLeaseID()
+	} else if err := checkLeaseID(o.id); err != nil {
+		return api.Lease{}, fmt.Errorf("client: grant lease: %w", err)
+	}
+	resp, err := c.doWrite(ctx, &api.Request{Op: api.OpLeaseGrant, TTLMs: ms, Lease: o.id})
 	return resp.lease, err
 }
 

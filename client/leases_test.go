@@ -92,7 +92,17 @@ func TestLeases(t *testing.T) {
 			t.Errorf("%s of a revoked lease: %v, want lease not found (refused)", name, err)
 		}
 	}
+	if g, err := c.Grant(ctx, time.Minute, WithLeaseID(0x77)); err != nil || g.ID != 0x77 {
+		t.Fatalf("Grant with id 77 = %+v, %v", g, err)
+	}
+	if _, err := c.Grant(ctx, time.Minute, WithLeaseID(0x77)); !errors.Is(err, api.ErrLeaseExists) {
+		t.Fatalf("a second grant of id 77: %v, want lease exists", err)
+	}
+	if _, err := c.Revoke(ctx, 0x77); err != nil {
+		t.Fatal(err)
+	}
 	for name, err := range map[string]error{
+		"grant id -1":  second(c.Grant(ctx, time.Second, WithLeaseID(-1))),
 		"grant 0":      second(c.Grant(ctx, 0)),
 		"grant 31d":    second(c.Grant(ctx, 31*24*time.Hour)),
 		"put both":     second(c.PutWith(ctx, "k", []byte(`1`), PutOptions{Lease: l.ID, TTL: time.Second})),
