@@ -73,7 +73,8 @@ func WithLeaseID(id api.LeaseID) GrantOption {
 }
 
 // Grant grants a lease with time to live ttl (whole milliseconds, 1 ms to
-// 30 days; kv.ErrInvalidTTL otherwise). Its countdown is the leader's and
+// 30 days; kv.ErrInvalidTTL otherwise; the cluster raises one below
+// api.LeaseTTLFloorMs to it, and the answer's TTLMs says so). Its countdown is the leader's and
 // starts when the grant is applied; KeepAlive starts it again. Grant is a
 // write: the client picks the lease's id (at random, unless WithLeaseID),
 // so a grant retried after a lost answer is the same grant.

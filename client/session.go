@@ -43,7 +43,8 @@ type Session struct {
 }
 
 // NewSession grants a lease with time to live ttl (Grant; ctx bounds the
-// grant only) and keeps it alive every third of ttl until Close, until
+// grant only; TTL returns the time to live granted, which the cluster may
+// have raised) and keeps it alive every third of it until Close, until
 // the lease is lost, or until c is closed. A keepalive that fails is
 // tried again sooner (every tenth of ttl); the session ends when the
 // cluster answers that the lease is gone (kv.ErrLeaseNotFound: it expired
@@ -64,7 +65,7 @@ func NewSession(ctx context.Context, c *Client, ttl time.Duration) (*Session, er
 // Lease returns the session's lease.
 func (s *Session) Lease() api.LeaseID { return s.lease }
 
-// TTL returns the lease's time to live.
+// TTL returns the lease's time to live, as granted.
 func (s *Session) TTL() time.Duration { return s.ttl }
 
 // Done is closed when the session ends: the lease was lost (Err says
