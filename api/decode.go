@@ -28,6 +28,12 @@ type Request struct {
 	Cond  Cond
 	// Ops are the operations of a transaction.
 	Ops []TxnOp
+	// Lease is a lease id: the lease a lease operation names, the id a
+	// grant asks for, or the lease a put attaches its key to (0: none).
+	Lease LeaseID
+	// TTLMs is a time to live in milliseconds: a grant's, or a put's
+	// that gives its key a lease of its own (0: none).
+	TTLMs int64
 	// Bad, when set by DecodeRequests, says why the request is malformed;
 	// it is answered bad_request.
 	Bad string
@@ -50,6 +56,11 @@ type Response struct {
 	// Status is the answer to a status request: the JSON of GET
 	// /v1/status.
 	Status []byte
+	// Lease is the answer to a grant, a keepalive or a time-to-live
+	// request.
+	Lease Lease
+	// Leases are the answer to a lease list.
+	Leases []Lease
 }
 
 // ErrField is wrapped by errors about an element of the wrong type or
@@ -348,8 +359,31 @@ func (r *reader) arg(req *Request, a argKind) error {
 		req.Cond, err = r.cond()
 	case argOps:
 		req.Ops, err = r.txnOps()
+	case argLease:
+		var v int64
+		v, err = r.positiveOrNil("lease id")
+		req.Lease = LeaseID(v)
+	case argTTL:
+		req.TTLMs, err = r.positiveOrNil("time to live")
 	}
 	return err
+}
+
+// positiveOrNil reads nil (0) or a non-negative integer that fits an
+// int64; what names it in errors. Whether 0 is allowed is the server's to
+// say.
+func (r *reader) positiveOrNil(what string) (int64, error) {
+	if null, err := r.isNil(); err != nil || null {
+		return 0, err
+	}
+	v, err := r.uint()
+	if err != nil {
+		return 0, err
+	}
+	if v > 1<<63-1 {
+		return 0, fmt.Errorf("%w: %s %d out of range", ErrField, what, v)
+	}
+	return int64(v), nil
 }
 
 func (r *reader) consistency() (Consistency, error) {
@@ -568,8 +602,84 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 		resp.Items, resp.Revision, err = r.list()
 	case resultStatus:
 		resp.Status, err = r.bin()
+	case resultLease:
+		resp.Lease, err = r.lease()
+	case resultLeases:
+		resp.Leases, err = r.leases()
 	}
 	return resp, err
+}
+
+// lease reads [id, ttlMs, remainingMs?, [key, ...]?, ...].
+func (r *reader) lease() (Lease, error) {
+	var l Lease
+	n, err := r.arrayAtLeast(2)
+	if err != nil {
+		return l, err
+	}
+	id, err := r.int()
+	if err != nil {
+		return l, err
+	}
+	if id < 0 {
+		return l, fmt.Errorf("%w: lease id %d is negative", ErrField, id)
+	}
+	l.ID = LeaseID(id)
+	if l.TTLMs, err = r.int(); err != nil {
+		return l, err
+	}
+	if n >= 3 {
+		null, err := r.isNil()
+		if err != nil {
+			return l, err
+		}
+		if !null {
+			ms, err := r.int()
+			if err != nil {
+				return l, err
+			}
+			l.RemainingMs = &ms
+		}
+	}
+	if n >= 4 {
+		null, err := r.isNil()
+		if err != nil {
+			return l, err
+		}
+		if !null {
+			count, err := r.arrayLen()
+			if err != nil {
+				return l, err
+			}
+			if count > 0 {
+				l.Keys = make([]string, count)
+			}
+			for i := range l.Keys {
+				if l.Keys[i], err = r.str(); err != nil {
+					return l, fmt.Errorf("key %d: %w", i, err)
+				}
+			}
+		}
+	}
+	return l, r.skip(n - min(n, 4))
+}
+
+// leases reads [lease, ...].
+func (r *reader) leases() ([]Lease, error) {
+	count, err := r.arrayLen()
+	if err != nil {
+		return nil, err
+	}
+	var ls []Lease
+	if count > 0 {
+		ls = make([]Lease, count)
+	}
+	for i := range ls {
+		if ls[i], err = r.lease(); err != nil {
+			return nil, fmt.Errorf("lease %d: %w", i, err)
+		}
+	}
+	return ls, nil
 }
 
 // Skip discards n values.

@@ -130,7 +130,11 @@ func AppendArgs(b []byte, r *Request) ([]byte, int) {
 	if !r.Op.Known() {
 		return b, 0
 	}
-	args := schemas[r.Op].args
+	s := &schemas[r.Op]
+	args := s.args
+	for len(args) > s.required && args[len(args)-1].trimmable() && !r.has(args[len(args)-1]) {
+		args = args[:len(args)-1]
+	}
 	for _, a := range args {
 		switch a {
 		case argKey, argPrefix:
@@ -167,9 +171,34 @@ func AppendArgs(b []byte, r *Request) ([]byte, int) {
 				}
 				b = appendCond(b, o.Cond)
 			}
+		case argLease:
+			b = appendPositiveOrNil(b, int64(r.Lease))
+		case argTTL:
+			b = appendPositiveOrNil(b, r.TTLMs)
 		}
 	}
 	return b, len(args)
+}
+
+// has reports whether r sets the argument of kind a (only asked of
+// trimmable kinds).
+func (r *Request) has(a argKind) bool {
+	switch a {
+	case argLease:
+		return r.Lease != 0
+	case argTTL:
+		return r.TTLMs != 0
+	}
+	return true
+}
+
+// appendPositiveOrNil appends v, or nil when v is 0. A negative v, which
+// a decoder refuses, takes the 9-byte int64 form.
+func appendPositiveOrNil(b []byte, v int64) []byte {
+	if v == 0 {
+		return AppendNil(b)
+	}
+	return AppendInt(b, v)
 }
 
 // AppendRequest appends request [id, op, args...], where args holds
@@ -196,6 +225,27 @@ func appendItem(b []byte, it *Item) []byte {
 	b = AppendInt(b, it.Version)
 	if n == 6 {
 		b = AppendInt(b, int64(it.Lease))
+	}
+	return b
+}
+
+// appendLease appends [id, ttlMs, remainingMs, keys]: remainingMs nil
+// when unknown, keys nil when there are none.
+func appendLease(b []byte, l *Lease) []byte {
+	b = AppendArrayHeader(b, 4)
+	b = AppendInt(b, int64(l.ID))
+	b = AppendInt(b, l.TTLMs)
+	if l.RemainingMs == nil {
+		b = AppendNil(b)
+	} else {
+		b = AppendInt(b, *l.RemainingMs)
+	}
+	if len(l.Keys) == 0 {
+		return AppendNil(b)
+	}
+	b = AppendArrayHeader(b, len(l.Keys))
+	for _, k := range l.Keys {
+		b = AppendStr(b, k)
 	}
 	return b
 }
@@ -234,6 +284,13 @@ func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
 		}
 	case resultStatus:
 		b = appendBinOrNil(b, r.Status)
+	case resultLease:
+		b = appendLease(b, &r.Lease)
+	case resultLeases:
+		b = AppendArrayHeader(b, len(r.Leases))
+		for i := range r.Leases {
+			b = appendLease(b, &r.Leases[i])
+		}
 	}
 	return b, nil
 }

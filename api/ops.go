@@ -29,9 +29,14 @@ const (
 	OpNodeRegister   Op = 12
 	OpNodeDeregister Op = 13
 	OpNodeList       Op = 14
+	OpLeaseGrant     Op = 15
+	OpLeaseRevoke    Op = 16
+	OpLeaseKeepAlive Op = 17
+	OpLeaseTTL       Op = 18
+	OpLeaseList      Op = 19
 
 	// opLast is the highest operation this version knows.
-	opLast = OpNodeList
+	opLast = OpLeaseList
 )
 
 // Response kinds: the second element of a response.
@@ -66,7 +71,15 @@ const (
 	argReqID                          // nil or [client str, seq uint]
 	argCond                           // nil, a revision (0: absent) or true (exists)
 	argOps                            // [[1, key, value, cond?] | [2, key, cond?], ...]
+	argLease                          // a lease id (a positive int); nil or 0: none where optional
+	argTTL                            // a time to live in ms (a positive int); nil or 0: none where optional
 )
+
+// trimmable reports whether an optional argument of kind a at the end of
+// a request is left out when unset (AppendArgs), so that a request that
+// does not use an argument added later is the same on the wire as before
+// it was added: put without a lease or a time to live.
+func (a argKind) trimmable() bool { return a == argLease || a == argTTL }
 
 // resultKind is the shape of an operation's successful result.
 type resultKind uint8
@@ -76,20 +89,24 @@ const (
 	resultItem                           // [key, value bin, revision, createRevision, version]
 	resultList                           // [revision, [item, ...]]
 	resultStatus                         // bin: the JSON of GET /v1/status
+	resultLease                          // [id, ttlMs, remainingMs?, [key, ...]?]
+	resultLeases                         // [lease, ...]
 )
 
 // schema is an operation's contract: its arguments (after id and op), how
-// many of them are required, whether it writes, and its result.
+// many of them are required, whether it writes, whether it needs a
+// read-write token though it does not write (renews), and its result.
 type schema struct {
 	name     string
 	args     []argKind
 	required int
 	write    bool
+	renews   bool
 	result   resultKind
 }
 
 var schemas = [opLast + 1]schema{
-	OpPut:            {name: "put", args: []argKind{argKey, argValue, argReqID, argCond}, required: 2, write: true, result: resultRevision},
+	OpPut:            {name: "put", args: []argKind{argKey, argValue, argReqID, argCond, argLease, argTTL}, required: 2, write: true, result: resultRevision},
 	OpGet:            {name: "get", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
 	OpDelete:         {name: "delete", args: []argKind{argKey, argReqID, argCond}, required: 1, write: true, result: resultRevision},
 	OpList:           {name: "list", args: []argKind{argPrefix, argConsistency}, result: resultList},
@@ -103,6 +120,11 @@ var schemas = [opLast + 1]schema{
 	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
 	OpNodeDeregister: {name: "deregister node", args: []argKind{argKey, argReqID}, required: 1, write: true, result: resultRevision},
 	OpNodeList:       {name: "list nodes", args: []argKind{argConsistency}, result: resultList},
+	OpLeaseGrant:     {name: "grant lease", args: []argKind{argTTL, argLease, argReqID}, required: 1, write: true, result: resultLease},
+	OpLeaseRevoke:    {name: "revoke lease", args: []argKind{argLease, argReqID}, required: 1, write: true, result: resultRevision},
+	OpLeaseKeepAlive: {name: "keep lease alive", args: []argKind{argLease}, required: 1, renews: true, result: resultLease},
+	OpLeaseTTL:       {name: "lease time to live", args: []argKind{argLease}, required: 1, result: resultLease},
+	OpLeaseList:      {name: "list leases", args: []argKind{argConsistency}, result: resultLeases},
 }
 
 // Known reports whether this version of the protocol has op.
@@ -112,6 +134,13 @@ func (op Op) Known() bool { return op >= OpPut && op <= opLast }
 // request id, and a timeout or unavailable answer leaves their outcome
 // unknown.
 func (op Op) IsWrite() bool { return op.Known() && schemas[op].write }
+
+// NeedsWriteAccess reports whether op needs a read-write token: every
+// write, and a lease's keepalive, which changes the leader's lease clock
+// though not the replicated state (over HTTP it is a POST).
+func (op Op) NeedsWriteAccess() bool {
+	return op.Known() && (schemas[op].write || schemas[op].renews)
+}
 
 // KeyOnly reports whether only a key (not a value) can make a request of
 // op large: get, delete, list, get workflow and deregister node.

@@ -44,6 +44,16 @@ func TestRequestBytes(t *testing.T) {
 		{"node reg", Request{Op: OpNodeRegister, Key: "n1", Value: []byte(`{"z":"eu"}`), ReqID: rid}, "95ce000111700ca26e31c40a7b227a223a226575227d92a6676f2d616263cd012c"},
 		{"node dereg", Request{Op: OpNodeDeregister, Key: "n1", ReqID: rid}, "94ce000111700da26e3192a6676f2d616263cd012c"},
 		{"node list", Request{Op: OpNodeList}, "93ce000111700e00"},
+		// A put with a lease or a time to live appends them; one without
+		// is the same as before they existed (above).
+		{"put lease", Request{Op: OpPut, Key: key, Value: value, ReqID: rid, Lease: 0x2a}, "97ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012cc02a"},
+		{"put ttl", Request{Op: OpPut, Key: key, Value: value, ReqID: rid, TTLMs: 30000}, "98ce0001117001a46b2fc3a9c4077b2261223a317d92a6676f2d616263cd012cc0c0cd7530"},
+		{"grant", Request{Op: OpLeaseGrant, TTLMs: 5000, Lease: 1<<63 - 1, ReqID: rid}, "95ce000111700fcd1388cf7fffffffffffffff92a6676f2d616263cd012c"},
+		{"grant any id", Request{Op: OpLeaseGrant, TTLMs: 5000}, "95ce000111700fcd1388c0c0"},
+		{"revoke", Request{Op: OpLeaseRevoke, Lease: 0x2a, ReqID: rid}, "94ce00011170102a92a6676f2d616263cd012c"},
+		{"keepalive", Request{Op: OpLeaseKeepAlive, Lease: 0x2a}, "93ce00011170112a"},
+		{"lease ttl", Request{Op: OpLeaseTTL, Lease: 0x2a}, "93ce00011170122a"},
+		{"lease list", Request{Op: OpLeaseList, Consistency: Local}, "93ce000111701301"},
 	}
 	for _, tt := range tests {
 		args, nargs := AppendArgs(nil, &tt.req)
@@ -63,6 +73,7 @@ func TestRequestBytes(t *testing.T) {
 
 func TestResponseBytes(t *testing.T) {
 	it := Item{Key: "k/é", Value: []byte(`{"a":1}`), Revision: 1 << 33, CreateRevision: 300, Version: 2}
+	remaining := int64(1500)
 	tests := []struct {
 		name string
 		op   Op
@@ -76,6 +87,9 @@ func TestResponseBytes(t *testing.T) {
 		{"empty list", OpList, Response{ID: 2, Revision: 9}, "930200920990"},
 		{"list", OpNodeList, Response{ID: 2, Revision: 9, Items: []Item{it, it}}, "93020092099295a46b2fc3a9c4077b2261223a317dcf0000000200000000cd012c0295a46b2fc3a9c4077b2261223a317dcf0000000200000000cd012c02"},
 		{"status", OpStatus, Response{ID: 3, Status: []byte(`{"nodeId":"n1"}`)}, "930300c40f7b226e6f64654964223a226e31227d"},
+		{"lease", OpLeaseGrant, Response{ID: 1, Lease: Lease{ID: 0x2a, TTLMs: 2000}}, "930100942acd07d0c0c0"},
+		{"lease keys", OpLeaseTTL, Response{ID: 1, Lease: Lease{ID: 0x2a, TTLMs: 2000, RemainingMs: &remaining, Keys: []string{"a", "b"}}}, "930100942acd07d0cd05dc92a161a162"},
+		{"leases", OpLeaseList, Response{ID: 1, Leases: []Lease{{ID: 1, TTLMs: 10}, {ID: 2, TTLMs: 20}}}, "9301009294010ac0c0940214c0c0"},
 		{"error", OpGet, Response{ID: 4, Code: CodeKeyNotFound, Message: "kv: key \"\xff\": key not found"}, "93040192ad6b65795f6e6f745f666f756e64bc6b763a206b65792022efbfbd223a206b6579206e6f7420666f756e64"},
 	}
 	for _, tt := range tests {
@@ -150,6 +164,11 @@ func TestResponseRoundTrip(t *testing.T) {
 			want.Revision, want.Items = 7, []Item{it, it}
 		case resultStatus:
 			want.Status = []byte(`{"nodeId":"n1"}`)
+		case resultLease:
+			ms := int64(900)
+			want.Lease = Lease{ID: 1<<63 - 1, TTLMs: 1000, RemainingMs: &ms, Keys: []string{"k", "l"}}
+		case resultLeases:
+			want.Leases = []Lease{{ID: 5, TTLMs: 1000}, {ID: 6, TTLMs: MaxLeaseTTLMs}}
 		}
 		errAnswer := Response{ID: 5, Code: CodeTimeout, Message: "m"}
 		frame := AppendFrameHeader(nil, 2)
@@ -199,12 +218,15 @@ func TestFrameVersion(t *testing.T) {
 
 func TestOps(t *testing.T) {
 	writes := map[Op]bool{OpPut: true, OpDelete: true, OpTxn: true, OpWorkflowStart: true, OpWorkflowStop: true,
-		OpWorkflowUpdate: true, OpNodeRegister: true, OpNodeDeregister: true}
+		OpWorkflowUpdate: true, OpNodeRegister: true, OpNodeDeregister: true, OpLeaseGrant: true, OpLeaseRevoke: true}
 	for op := Op(0); op <= opLast+1; op++ {
 		if op.IsWrite() != writes[op] {
 			t.Errorf("%v: IsWrite %v", op, op.IsWrite())
 		}
-		if op.Known() != (op >= OpPut && op <= OpNodeList) {
+		if op.NeedsWriteAccess() != (writes[op] || op == OpLeaseKeepAlive) {
+			t.Errorf("%v: NeedsWriteAccess %v", op, op.NeedsWriteAccess())
+		}
+		if op.Known() != (op >= OpPut && op <= OpLeaseList) {
 			t.Errorf("%v: Known %v", op, op.Known())
 		}
 		if op.Known() && schemas[op].name == "" {
@@ -228,6 +250,13 @@ func FuzzDecodeRequests(f *testing.F) {
 		{ID: 3, Op: OpTxn, ReqID: rid, Ops: []TxnOp{{Type: TxnPut, Key: "a", Value: []byte("1")}, {Type: TxnDelete, Key: "b", Cond: IfExists()}}},
 		{ID: 4, Op: OpWorkflowStop, Key: "w"},
 		{ID: 5, Op: OpStatus},
+		{ID: 6, Op: OpPut, Key: "k", Value: []byte(`1`), ReqID: rid, Lease: 0x2a},
+		{ID: 7, Op: OpPut, Key: "k", Value: []byte(`1`), TTLMs: 30000},
+		{ID: 8, Op: OpLeaseGrant, TTLMs: 1000, Lease: 7, ReqID: rid},
+		{ID: 9, Op: OpLeaseRevoke, Lease: 7, ReqID: rid},
+		{ID: 10, Op: OpLeaseKeepAlive, Lease: 7},
+		{ID: 11, Op: OpLeaseTTL, Lease: 1<<63 - 1},
+		{ID: 12, Op: OpLeaseList, Consistency: Local},
 	}
 	frame := AppendFrameHeader(nil, len(seed))
 	for i := range seed {
@@ -238,6 +267,11 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add([]byte{0x92, 0x01, 0x91, 0x94, 0x01, 0x01, 0xa1, 'k', 0xc6, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x92, 0x01, 0x93, 0x91, 0x05, 0x92, 0x06, 0x63, 0x93, 0x07, 0x01, 0x01})
 	f.Add([]byte("\xc1garbage"))
+	// A lease id beyond int64, a negative time to live, a put whose lease
+	// is nil followed by a time to live.
+	f.Add([]byte{0x92, 0x01, 0x91, 0x93, 0x01, 0x11, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0x92, 0x01, 0x91, 0x93, 0x01, 0x0f, 0xff})
+	f.Add([]byte{0x92, 0x01, 0x91, 0x98, 0x01, 0x01, 0xa1, 'k', 0xc4, 0x01, '1', 0xc0, 0xc0, 0xc0, 0x05})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		reqs, err := DecodeRequests(b, 64)
 		if err != nil {
@@ -265,4 +299,42 @@ func FuzzDecodeRequests(f *testing.F) {
 			t.Fatalf("re-encoded frame decodes as %+v, want %+v", reqs2, good)
 		}
 	})
+}
+
+// TestDecodeLeaseArgs checks the lease arguments: what an older client
+// sends (a put without them) and what a newer one may (a put with them),
+// and the values the decoder refuses.
+func TestDecodeLeaseArgs(t *testing.T) {
+	tests := []struct {
+		name string
+		req  []byte // one request
+		want Request
+		bad  string
+	}{
+		{"old put", []byte{0x94, 0x01, 0x01, 0xa1, 'k', 0xc4, 0x01, '1'}, Request{ID: 1, Op: OpPut, Key: "k", Value: []byte("1")}, ""},
+		{"put lease", []byte{0x97, 0x01, 0x01, 0xa1, 'k', 0xc4, 0x01, '1', 0xc0, 0xc0, 0x2a}, Request{ID: 1, Op: OpPut, Key: "k", Value: []byte("1"), Lease: 0x2a}, ""},
+		{"put ttl", []byte{0x98, 0x01, 0x01, 0xa1, 'k', 0xc4, 0x01, '1', 0xc0, 0xc0, 0xc0, 0xcd, 0x75, 0x30}, Request{ID: 1, Op: OpPut, Key: "k", Value: []byte("1"), TTLMs: 30000}, ""},
+		{"grant", []byte{0x93, 0x01, 0x0f, 0xcd, 0x13, 0x88}, Request{ID: 1, Op: OpLeaseGrant, TTLMs: 5000}, ""},
+		{"negative lease", []byte{0x93, 0x01, 0x11, 0xff}, Request{}, "field 2: bad field: -1 is negative"},
+		{"huge lease", []byte{0x93, 0x01, 0x12, 0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0}, Request{}, "field 2: bad field: lease id 9223372036854775808 out of range"},
+		{"string ttl", []byte{0x93, 0x01, 0x0f, 0xa1, '5'}, Request{}, "field 2: bad field: type 0xa1, want an integer"},
+		{"no lease", []byte{0x92, 0x01, 0x10}, Request{}, "operation 16 needs at least 1 arguments, got 0 (see docs/PROTOCOL.md)"},
+	}
+	for _, tt := range tests {
+		frame := append([]byte{0x92, ProtocolVersion, 0x91}, tt.req...)
+		reqs, err := DecodeRequests(frame, 1)
+		if err != nil || len(reqs) != 1 {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		got := reqs[0]
+		if tt.bad != "" {
+			if got.Bad != tt.bad {
+				t.Errorf("%s: Bad %q, want %q", tt.name, got.Bad, tt.bad)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
 }

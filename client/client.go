@@ -7,6 +7,8 @@ package client
 //	config.go     Config, its defaults and validation
 //	kv.go         the key-value calls (Get, Put, Batch, Update, List, ...)
 //	workflows.go  the workflow and application node calls
+//	leases.go     the lease calls (Grant, KeepAlive, ..., PutWith)
+//	session.go    Session: a lease kept alive in the background
 //
 // conn.go holds one connection, codec.go the glue to api's codec, and
 // members.go, admin.go, watch.go and leader.go the rest.

@@ -24,6 +24,8 @@ type response struct {
 	item     api.Item
 	items    []api.Item
 	status   api.Status
+	lease    api.Lease
+	leases   []api.Lease
 	// err is the server's error answer, if it sent one.
 	err *ServerError
 }
@@ -40,7 +42,7 @@ func readPayload(r *api.FrameReader, op api.Op, kind uint64) (response, error) {
 	if kind == api.ResultError {
 		return response{err: &ServerError{Code: p.Code, Message: p.Message}}, nil
 	}
-	resp := response{revision: p.Revision, item: p.Item, items: p.Items}
+	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases}
 	if op == api.OpStatus {
 		err = json.Unmarshal(p.Status, &resp.status)
 	}

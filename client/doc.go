@@ -33,6 +33,15 @@
 // revision the server no longer keeps is a *kv.CompactedError
 // (errors.Is kv.ErrCompacted); too_many_watches is ErrRateLimited.
 //
+// # Leases and sessions
+//
+// Grant, KeepAlive, TimeToLive, Revoke and Leases serve leases, and
+// PutWith attaches a key to one (PutOptions.Lease) or gives it a time to
+// live (PutOptions.TTL); docs/API.md "Leases" says what they mean. A
+// keepalive and a time to live are the leader's to answer: a follower
+// asks it. A Session grants a lease and keeps it alive in the background
+// until Close, and closes Done when the lease is lost.
+//
 // # Retries and outcomes
 //
 // A call is retried, within its context and Config.MaxAttempts, only when
@@ -92,4 +101,7 @@
 //	workflow_not_found, invalid_transition, node_not_found, request_expired
 //	               kv.ErrWorkflowNotFound, kv.ErrInvalidTransition,
 //	               kv.ErrNodeNotFound, kv.ErrRequestExpired
+//	lease_not_found, lease_exists, too_many_leases
+//	               kv.ErrLeaseNotFound, kv.ErrLeaseExists, kv.ErrTooManyLeases
+//	invalid_lease  api.ErrInvalidLeaseID and kv.ErrInvalidTTL
 package client

@@ -35,6 +35,10 @@ const (
 	CodeInvalidTransition  = api.CodeInvalidTransition
 	CodeNodeNotFound       = api.CodeNodeNotFound
 	CodeRequestExpired     = api.CodeRequestExpired
+	CodeLeaseNotFound      = api.CodeLeaseNotFound
+	CodeLeaseExists        = api.CodeLeaseExists
+	CodeTooManyLeases      = api.CodeTooManyLeases
+	CodeInvalidLease       = api.CodeInvalidLease
 )
 
 // Sentinel errors of the client, checked with errors.Is (api defines

@@ -3,7 +3,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -209,6 +211,29 @@ func leaseOptions(w http.ResponseWriter, query url.Values) (kv.PutOptions, bool)
 // with the caller's token, and relays the answer to w. what names the
 // request in errors.
 func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter, r *http.Request, method, pathAndQuery string, body []byte, what string) {
+	status, answer, e := h.askLeader(ctx, method, pathAndQuery, body, r.Header.Get("Authorization"), what)
+	if e != nil {
+		if e.unexpected {
+			h.log.Error("http backend error", "method", r.Method, "path", r.URL.EscapedPath(), "err", e.message)
+		}
+		writeError(w, *e)
+		return
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeBody(w, status, answer)
+}
+
+// askLeader sends a request to the leader's HTTP address, at pathAndQuery
+// with method and body (nil: none), marked as forwarded and with
+// authorization (the caller's Authorization header, "" for none), and
+// returns the leader's status and body: a JSON answer, or the JSON error
+// of the API (a status of 503 or below 500). The error is set instead
+// when the leader could not be asked or answered something else
+// (unavailable, or no_leader when its address is not known). what names
+// the request in errors.
+func (h *apiHandler) askLeader(ctx context.Context, method, pathAndQuery string, body []byte, authorization, what string) (int, []byte, *apiError) {
 	leader := h.opts.Membership.Leader()
 	var addr string
 	for _, m := range h.opts.Membership.Members() {
@@ -217,9 +242,8 @@ func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter,
 		}
 	}
 	if leader == "" || addr == "" {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeNoLeader,
-			message: what + " must be asked of the leader, whose HTTP address is not known yet"})
-		return
+		return 0, nil, &apiError{status: http.StatusServiceUnavailable, code: api.CodeNoLeader,
+			message: what + " must be asked of the leader, whose HTTP address is not known yet"}
 	}
 	var rd io.Reader
 	if body != nil {
@@ -227,33 +251,57 @@ func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter,
 	}
 	req, err := http.NewRequestWithContext(ctx, method, h.opts.members.url(addr, pathAndQuery), rd)
 	if err != nil {
-		h.fail(w, r, err)
-		return
+		e := requestError(ctx, err)
+		return 0, nil, &e
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set(forwardedHeader, "1")
-	if auth := r.Header.Get("Authorization"); auth != "" {
-		req.Header.Set("Authorization", auth)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	resp, err := h.memberClient.Do(req)
 	if err != nil {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
-			message: "forwarding " + what + " to the leader " + leader + ": " + err.Error()})
-		return
+		return 0, nil, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: "forwarding " + what + " to the leader " + leader + ": " + err.Error()}
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, maxForwardedAnswer))
 	if err != nil || (resp.StatusCode >= 500 && resp.StatusCode != http.StatusServiceUnavailable) {
-		writeError(w, apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
-			message: "forwarding " + what + " to the leader " + leader + " failed: " + resp.Status})
-		return
+		return 0, nil, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: "forwarding " + what + " to the leader " + leader + " failed: " + resp.Status}
 	}
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+	return resp.StatusCode, answer, nil
+}
+
+// askLeaderLease asks the leader for a keepalive or a time to live of
+// lease id (POST /v1/leases/{id}/keepalive or GET /v1/leases/{id}) for a
+// /v1/ws request, with the connection's token, and decodes its answer: the
+// lease, or the leader's error with its code.
+func (h *apiHandler) askLeaderLease(ctx context.Context, keepalive bool, id kv.LeaseID) (kv.Lease, *apiError) {
+	method, path, what := http.MethodGet, leasesPath+"/"+id.String(), "a lease's time to live"
+	if keepalive {
+		method, path, what = http.MethodPost, path+"/keepalive", "a lease's keepalive"
 	}
-	writeBody(w, resp.StatusCode, answer)
+	status, answer, e := h.askLeader(ctx, method, path, nil, accessFrom(ctx).authorization, what)
+	if e != nil {
+		return kv.Lease{}, e
+	}
+	if status != http.StatusOK {
+		var eb errorBody
+		if err := json.Unmarshal(answer, &eb); err != nil || eb.Error.Code == "" {
+			return kv.Lease{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+				message: fmt.Sprintf("forwarding %s to the leader: status %d without an error body", what, status)}
+		}
+		return kv.Lease{}, &apiError{status: status, code: eb.Error.Code, message: eb.Error.Message}
+	}
+	var l kv.Lease
+	if err := json.Unmarshal(answer, &l); err != nil || l.ID != id {
+		return kv.Lease{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: fmt.Sprintf("forwarding %s to the leader: its answer does not decode as lease %s", what, id)}
+	}
+	return l, nil
 }
 
 // maxForwardedAnswer bounds an answer relayed from the leader: a lease's

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
@@ -206,4 +209,111 @@ func TestNodeRegistryLiveness(t *testing.T) {
 	if r := call(t, http.MethodPost, base+"/v1/nodes?ttl=nope", []byte(`{"id":"x"}`)); r.status != http.StatusBadRequest {
 		t.Fatalf("a bad ttl: %d %s", r.status, r.body)
 	}
+}
+
+// wsLease reads a lease result: [id, ttlMs, remainingMs?, keys?].
+func wsLease(t *testing.T, r wsTestResponse) (id, ttlMs int64, remainingMs *int64, keys []string) {
+	t.Helper()
+	if !r.ok {
+		t.Fatalf("answer %+v, want a lease", r)
+	}
+	l := r.result.([]any)
+	if len(l) != 4 {
+		t.Fatalf("lease %v: want 4 elements", l)
+	}
+	id, ttlMs = toInt(t, l[0]), toInt(t, l[1])
+	if l[2] != nil {
+		ms := toInt(t, l[2])
+		remainingMs = &ms
+	}
+	if l[3] != nil {
+		for _, k := range l[3].([]any) {
+			keys = append(keys, k.(string))
+		}
+	}
+	return id, ttlMs, remainingMs, keys
+}
+
+// The lease operations of /v1/ws on a three-node cluster with bearer
+// tokens, asked of a follower: keepalive and time to live reach the
+// leader with the connection's token, and the leader's errors come back
+// with their codes.
+func TestLeasesOverWS(t *testing.T) {
+	c := newTestClusterOf(t, 3, func(cfg *Config) { cfg.HTTP.Tokens = testTokens(t) })
+	leader := c.waitLeader()
+	follower := ""
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	testwait.For(t, 10*time.Second, "members' HTTP addresses", func() bool {
+		for _, m := range c.servers[follower].Node().Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+c.https[follower]+wsPath,
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer s3cret-rw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	w := &wsTestConn{t: t, c: ws}
+
+	id, ttl, remaining, _ := wsLease(t, w.call(uint64(1), api.OpLeaseGrant, 2000))
+	if id <= 0 || ttl != 2000 || remaining != nil {
+		t.Fatalf("grant answered id %d ttl %d remaining %v", id, ttl, remaining)
+	}
+	if r := w.call(uint64(2), api.OpPut, "held", []byte("1"), nil, nil, id); !r.ok {
+		t.Fatalf("put with the lease: %+v", r)
+	}
+	if r := w.call(uint64(3), api.OpGet, "held"); !r.ok || len(r.result.([]any)) != 6 || toInt(t, r.result.([]any)[5]) != id {
+		t.Fatalf("get of a key with a lease: %+v", r)
+	}
+	if r := w.call(uint64(4), api.OpPut, "brief", []byte("2"), nil, nil, nil, 300); !r.ok {
+		t.Fatalf("put with a ttl: %+v", r)
+	}
+	// Keepalives through the follower keep "held" while "brief" expires.
+	n := uint64(100)
+	testwait.For(t, 10*time.Second, "the key with a ttl to expire", func() bool {
+		n++
+		gotID, ttl, remaining, _ := wsLease(t, w.call(n, api.OpLeaseKeepAlive, id))
+		if gotID != id || ttl != 2000 || remaining == nil || *remaining != 2000 {
+			t.Fatalf("keepalive answered %d %d %v", gotID, ttl, remaining)
+		}
+		n++
+		return w.call(n, api.OpGet, "brief").code == api.CodeKeyNotFound
+	})
+	_, _, remaining, keys := wsLease(t, w.call(uint64(5), api.OpLeaseTTL, id))
+	if remaining == nil || *remaining > 2000 || *remaining < 1000 || !slices.Equal(keys, []string{"held"}) {
+		t.Fatalf("time to live: remaining %v keys %v", remaining, keys)
+	}
+	r := w.call(uint64(6), api.OpLeaseList, 0)
+	if !r.ok || len(r.result.([]any)) != 1 {
+		t.Fatalf("list: %+v", r)
+	}
+	if r := w.call(uint64(7), api.OpLeaseRevoke, id); !r.ok || toInt(t, r.result) <= 0 {
+		t.Fatalf("revoke: %+v", r)
+	}
+	wantWSError(t, w.call(uint64(8), api.OpGet, "held"), api.CodeKeyNotFound)
+	// The leader's 404, relayed by the follower.
+	wantWSError(t, w.call(uint64(9), api.OpLeaseKeepAlive, id), api.CodeLeaseNotFound)
+	wantWSError(t, w.call(uint64(10), api.OpLeaseTTL, id), api.CodeLeaseNotFound)
+	wantWSError(t, w.call(uint64(11), api.OpLeaseRevoke, id), api.CodeLeaseNotFound)
+	wantWSError(t, w.call(uint64(12), api.OpPut, "k", []byte("1"), nil, nil, id), api.CodeLeaseNotFound)
+	wantWSError(t, w.call(uint64(13), api.OpLeaseGrant, 0), api.CodeInvalidLease)
+	wantWSError(t, w.call(uint64(14), api.OpLeaseGrant, api.MaxLeaseTTLMs+1), api.CodeInvalidLease)
+	wantWSError(t, w.call(uint64(15), api.OpLeaseRevoke, nil), api.CodeInvalidLease)
+	wantWSError(t, w.call(uint64(16), api.OpLeaseKeepAlive, -1), api.CodeBadRequest)
+	wantWSError(t, w.call(uint64(17), api.OpPut, "k", []byte("1"), nil, nil, id, 1000), api.CodeBadRequest)
+	if gotID, _, _, _ := wsLease(t, w.call(uint64(18), api.OpLeaseGrant, 60000, 0x77)); gotID != 0x77 {
+		t.Fatalf("grant of id 77 answered id %x", gotID)
+	}
+	wantWSError(t, w.call(uint64(19), api.OpLeaseGrant, 60000, 0x77), api.CodeLeaseExists)
 }

@@ -24,6 +24,10 @@ type access struct {
 	// client keys the rate limiter: a digest of the bearer token when auth
 	// is on, else the remote IP.
 	client string
+	// authorization is the request's Authorization header, which a
+	// request forwarded to the leader on the caller's behalf carries (a
+	// /v1/ws connection's lease keepalives). Never logged.
+	authorization string
 }
 
 type accessKey struct{}
@@ -136,6 +140,7 @@ func (h *apiHandler) admit(w http.ResponseWriter, r *http.Request) (*http.Reques
 		}
 	}
 	a.client = clientOf(r, token)
+	a.authorization = r.Header.Get("Authorization")
 	if ok, wait := h.limiter.allow(a.client); !ok {
 		w.Header().Set("Retry-After", retryAfter(wait))
 		writeError(w, apiError{status: http.StatusTooManyRequests, code: api.CodeRateLimited,
@@ -165,7 +170,7 @@ func isWrite(method string) bool {
 // wsAdmit applies the role and rate limit to one /v1/ws request.
 func (h *apiHandler) wsAdmit(ctx context.Context, op api.Op) *apiError {
 	a := accessFrom(ctx)
-	if op.IsWrite() && a.role != RoleReadWrite {
+	if op.NeedsWriteAccess() && a.role != RoleReadWrite {
 		return &apiError{status: http.StatusForbidden, code: api.CodeForbidden, message: "the token is read-only"}
 	}
 	if ok, _ := h.limiter.allow(a.client); !ok {

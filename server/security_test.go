@@ -130,6 +130,13 @@ func TestWSRoles(t *testing.T) {
 	if r := conn.call(uint64(8), api.OpGet, "k"); r.ok || r.code != api.CodeKeyNotFound {
 		t.Errorf("read-only get over ws: %+v, want key_not_found (reads allowed)", r)
 	}
+	// A keepalive changes the leader's lease clock: a POST over HTTP.
+	if r := conn.call(uint64(9), api.OpLeaseKeepAlive, 5); r.ok || r.code != api.CodeForbidden {
+		t.Errorf("read-only keepalive over ws: %+v, want forbidden", r)
+	}
+	if r := conn.call(uint64(10), api.OpLeaseTTL, 5); r.code == api.CodeForbidden {
+		t.Errorf("read-only lease ttl over ws: %+v, want it allowed", r)
+	}
 }
 
 func TestRateLimitPerClient(t *testing.T) {

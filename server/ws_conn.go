@@ -27,6 +27,14 @@ package server
 //	op 12 register node   [id, 12, nodeid, metadata?, reqid?] result: revision
 //	op 13 deregister node [id, 13, nodeid, reqid?]           result: revision
 //	op 14 list nodes      [id, 14, consistency?]             result: [revision, [item, ...]]
+//	op 15 grant lease     [id, 15, ttlMs, lease?, reqid?]    result: lease
+//	op 16 revoke lease    [id, 16, lease, reqid?]            result: revision
+//	op 17 keep lease alive [id, 17, lease]                   result: lease
+//	op 18 lease time to live [id, 18, lease]                 result: lease with keys
+//	op 19 list leases     [id, 19, consistency?]             result: [lease, ...]
+//
+// with lease = [id, ttlMs, remainingMs?, keys?], and put's optional
+// [..., lease?, ttlMs?] after cond.
 //
 // consistency is 0 (linearizable, the default) or 1 (local). Values are
 // JSON carried as bin. Error codes and their meaning are those of the JSON

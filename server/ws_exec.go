@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
+	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
@@ -37,7 +40,8 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		if msg := h.checkPrefix(req.Key); msg != "" {
 			return api.Response{}, invalidKey(msg)
 		}
-	case api.OpStatus, api.OpTxn, api.OpWorkflowList, api.OpNodeList:
+	case api.OpStatus, api.OpTxn, api.OpWorkflowList, api.OpNodeList,
+		api.OpLeaseGrant, api.OpLeaseRevoke, api.OpLeaseKeepAlive, api.OpLeaseTTL, api.OpLeaseList:
 	default:
 		if msg := h.checkKey(req.Key); msg != "" {
 			return api.Response{}, invalidKey(msg)
@@ -62,13 +66,23 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		result api.Response
 		err    error
 	)
+	if e := checkLeaseArgs(req); e != nil {
+		return api.Response{}, e
+	}
+	lb, servesLeases := h.backend.(LeaseBackend)
+	if !servesLeases && (isLeaseOp(req.Op) || req.Lease != 0 || req.TTLMs != 0) {
+		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve leases"}
+	}
 	switch req.Op {
 	case api.OpPut:
 		value, e := checkValue(req.Value, "value")
 		if e != nil {
 			return api.Response{}, e
 		}
-		if _, conditional := req.Cond.Revision(); conditional {
+		if req.Lease != 0 || req.TTLMs != 0 {
+			result.Revision, err = lb.PutWith(ctx, req.Key, value, kv.PutOptions{Cond: req.Cond, Lease: req.Lease,
+				TTL: time.Duration(req.TTLMs) * time.Millisecond})
+		} else if _, conditional := req.Cond.Revision(); conditional {
 			result.Revision, err = h.backend.PutIf(ctx, req.Key, value, req.Cond)
 		} else {
 			result.Revision, err = h.backend.Put(ctx, req.Key, value)
@@ -133,6 +147,30 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 			result.Items = append(result.Items, kv.Item{Key: kv.NodePrefix + n.ID, Value: n.Value,
 				Revision: n.Revision, CreateRevision: n.CreateRevision, Version: n.Version})
 		}
+	case api.OpLeaseGrant:
+		result.Lease, err = lb.Grant(ctx, time.Duration(req.TTLMs)*time.Millisecond, req.Lease)
+	case api.OpLeaseRevoke:
+		result.Revision, err = lb.Revoke(ctx, req.Lease)
+	case api.OpLeaseKeepAlive, api.OpLeaseTTL:
+		call, keepalive := lb.TimeToLive, req.Op == api.OpLeaseKeepAlive
+		if keepalive {
+			call = lb.KeepAlive
+		}
+		result.Lease, err = call(ctx, req.Lease)
+		if errors.Is(err, consensus.ErrNotLeader) {
+			if h.opts.Membership == nil {
+				err = errors.Join(consensus.ErrNoLeader, err)
+				break
+			}
+			// Only the leader's clock can answer: ask it over HTTP.
+			var e *apiError
+			if result.Lease, e = h.askLeaderLease(ctx, keepalive, req.Lease); e != nil {
+				return api.Response{}, e
+			}
+			err = nil
+		}
+	case api.OpLeaseList:
+		result.Leases, err = lb.ListLeases(ctx, req.Consistency)
 	case api.OpStatus:
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -155,6 +193,36 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		return api.Response{}, &e
 	}
 	return result, nil
+}
+
+// isLeaseOp reports whether op is one of the lease operations.
+func isLeaseOp(op api.Op) bool { return op >= api.OpLeaseGrant && op <= api.OpLeaseList }
+
+// checkLeaseArgs checks the lease arguments of req as the HTTP routes
+// check theirs: a lease operation names a lease, a time to live is 1 ms
+// to 30 days, and a put has a lease or a time to live, not both.
+func checkLeaseArgs(req api.Request) *apiError {
+	invalid := func(msg string) *apiError {
+		return &apiError{status: http.StatusBadRequest, code: api.CodeInvalidLease, message: msg}
+	}
+	switch req.Op {
+	case api.OpLeaseGrant:
+		if req.TTLMs < api.MinLeaseTTLMs || req.TTLMs > api.MaxLeaseTTLMs {
+			return invalid("ttlMs must be 1 to 2592000000 (30 days)")
+		}
+	case api.OpLeaseRevoke, api.OpLeaseKeepAlive, api.OpLeaseTTL:
+		if req.Lease == 0 {
+			return invalid("a lease id is required (not 0)")
+		}
+	case api.OpPut:
+		if req.TTLMs != 0 && req.TTLMs > api.MaxLeaseTTLMs {
+			return invalid("ttlMs must be 1 to 2592000000 (30 days)")
+		}
+		if req.TTLMs != 0 && req.Lease != 0 {
+			return &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "give lease or ttl, not both"}
+		}
+	}
+	return nil
 }
 
 // encodeWSResponse encodes the answer to request id of operation op: the

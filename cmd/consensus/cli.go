@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/kv"
@@ -228,6 +229,10 @@ func fail(what string, err error) error {
 	case errors.Is(err, kv.ErrKeyNotFound), errors.Is(err, kv.ErrWorkflowNotFound),
 		errors.Is(err, kv.ErrNodeNotFound), errors.Is(err, consensus.ErrUnknownMember):
 		code, msg = exitNotFound, "not found"
+	case errors.Is(err, kv.ErrLeaseNotFound):
+		code, msg = exitNotFound, "lease not found (expired, revoked, or never granted)"
+	case errors.Is(err, kv.ErrLeaseExists):
+		code, msg = exitPrecondition, "lease exists: the id is in use"
 	case errors.Is(err, kv.ErrConflict):
 		code, msg = exitPrecondition, "precondition failed"
 		if hasSE {
@@ -243,8 +248,10 @@ func fail(what string, err error) error {
 		// does not take, a value that is too large, a txn naming a key
 		// twice. Nothing was applied.
 		code, msg = exitUsage, se.Code+": "+se.Message
-	case !hasSE && (errors.Is(err, kv.ErrInvalidKey) || errors.Is(err, kv.ErrValueTooLarge)):
-		// Refused by the client before sending: too large for a frame.
+	case !hasSE && (errors.Is(err, kv.ErrInvalidKey) || errors.Is(err, kv.ErrValueTooLarge) ||
+		errors.Is(err, kv.ErrInvalidTTL) || errors.Is(err, api.ErrInvalidLeaseID)):
+		// Refused by the client before sending: too large for a frame, a
+		// time to live or lease id out of range.
 		code, msg = exitUsage, describe(err)
 	case hasSE:
 		msg = se.Code + ": " + se.Message
@@ -265,10 +272,11 @@ const httpsHint = "this endpoint speaks HTTPS: use https:// and --cacert"
 // inputCodes are the server's answers that refuse the request's input
 // (exit 2): what the command line asked for can never succeed as it is.
 var inputCodes = map[string]bool{
-	client.CodeInvalidKey:  true,
-	client.CodeInvalidJSON: true,
-	client.CodeTooLarge:    true,
-	client.CodeBadRequest:  true,
+	client.CodeInvalidKey:   true,
+	client.CodeInvalidJSON:  true,
+	client.CodeTooLarge:     true,
+	client.CodeBadRequest:   true,
+	client.CodeInvalidLease: true,
 }
 
 // describe says what went wrong with a request that got no answer from a

@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -34,6 +35,8 @@ func (c *cli) kvPutCmd() *cobra.Command {
 		file       string
 		ifRevision int64
 		ifAbsent   bool
+		leaseFlag  string
+		ttlFlag    string
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY [VALUE|-]",
@@ -41,7 +44,10 @@ func (c *cli) kvPutCmd() *cobra.Command {
 		Long: `Write a JSON value to KEY. VALUE is any JSON value: a string needs quotes
 ('"hello"'). "-" reads the value from stdin, as does --file -; --file F reads it
 from a file. --if-revision N writes only if KEY is at revision N, --if-absent
-only if it does not exist (exit code 4 otherwise).`,
+only if it does not exist (exit code 4 otherwise). --lease ID attaches KEY to
+lease ID (lease grant): it is deleted when the lease expires or is revoked
+(exit code 3 if there is no such lease). --ttl 30s gives KEY a time to live of
+its own: it is deleted 30s later unless written again.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if file != "" {
 				return exactArgs("KEY")(cmd, args)
@@ -73,16 +79,25 @@ only if it does not exist (exit code 4 otherwise).`,
 			if cmd.Flags().Changed("if-revision") && ifRevision < 1 {
 				return usageErrorf("kv put: --if-revision %d: want a revision of 1 or more (--if-absent for none)", ifRevision)
 			}
-			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
-				var rev int64
-				switch {
-				case ifAbsent:
-					rev, err = s.client.PutIf(ctx, key, value, kv.IfAbsent())
-				case cmd.Flags().Changed("if-revision"):
-					rev, err = s.client.PutIf(ctx, key, value, kv.IfRevision(ifRevision))
-				default:
-					rev, err = s.client.Put(ctx, key, value)
+			var opts client.PutOptions
+			switch {
+			case ifAbsent:
+				opts.Cond = kv.IfAbsent()
+			case cmd.Flags().Changed("if-revision"):
+				opts.Cond = kv.IfRevision(ifRevision)
+			}
+			if cmd.Flags().Changed("lease") {
+				if opts.Lease, err = parseLease("kv put: --lease", leaseFlag); err != nil {
+					return err
 				}
+			}
+			if cmd.Flags().Changed("ttl") {
+				if opts.TTL, err = parseTTL("kv put: --ttl", ttlFlag); err != nil {
+					return err
+				}
+			}
+			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
+				rev, err := s.client.PutWith(ctx, key, value, opts)
 				if err != nil {
 					return fail(fmt.Sprintf("kv put %q", key), err)
 				}
@@ -93,7 +108,10 @@ only if it does not exist (exit code 4 otherwise).`,
 	cmd.Flags().StringVar(&file, "file", "", "read the value from this file (- for stdin)")
 	cmd.Flags().Int64Var(&ifRevision, "if-revision", 0, "write only if the key is at this revision")
 	cmd.Flags().BoolVar(&ifAbsent, "if-absent", false, "write only if the key does not exist")
+	cmd.Flags().StringVar(&leaseFlag, "lease", "", "attach the key to this lease (its id, as lease grant prints it)")
+	cmd.Flags().StringVar(&ttlFlag, "ttl", "", "give the key a time to live of its own (10s, 1m, ...)")
 	cmd.MarkFlagsMutuallyExclusive("if-revision", "if-absent")
+	cmd.MarkFlagsMutuallyExclusive("lease", "ttl")
 	return cmd
 }
 

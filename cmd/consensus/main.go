@@ -48,7 +48,7 @@ Usage:
 
 Client commands (talk to a running cluster; see: consensus COMMAND --help):
   consensus status                          every endpoint's id, role, leader, term, indexes, health
-  consensus kv put KEY VALUE|-              write a JSON value (--file F, --if-revision N, --if-absent)
+  consensus kv put KEY VALUE|-              write a JSON value (--file F, --if-revision N, --if-absent, --lease ID, --ttl D)
   consensus kv get KEY                      read a key
   consensus kv del KEY                      delete a key (--if-revision N)
   consensus kv list [PREFIX]                keys and values under a prefix
@@ -58,6 +58,7 @@ Client commands (talk to a running cluster; see: consensus COMMAND --help):
   consensus leader transfer [TARGET]        hand leadership to TARGET (or the most caught-up voter)
   consensus workflow start|stop|update|get|list
   consensus node register|deregister|list   application nodes (REGISTER_NODE; not cluster members)
+  consensus lease grant TTL                 grant a lease and print its id; also keepalive ID [--once], revoke ID, ttl ID, list
 
 Global flags of the client commands:
   --endpoints LIST   comma-separated HTTP addresses of members (env CONSENSUS_ENDPOINTS;
@@ -75,10 +76,11 @@ Exit codes:
   0  success
   1  failure: the cluster, the network or the server
   2  usage error: the command line was wrong, or the server refused its input
-     (invalid_key, too_large, bad_request); nothing was applied
-  3  not found: the key, workflow or member does not exist
+     (invalid_key, too_large, bad_request, invalid_lease); nothing was applied
+  3  not found: the key, workflow, member or lease does not exist
   4  precondition failed: a conditional write's revision did not match,
-     or a workflow transition that is not allowed (start a running one, stop a stopped one)
+     or a workflow transition that is not allowed (start a running one, stop a stopped one),
+     or lease grant --id named an id in use
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -187,7 +189,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
-	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd())
+	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd())
 	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.
