@@ -317,6 +317,49 @@ func TestLockLinearizability(t *testing.T) {
 			}
 		})
 	}
+	// Observers: on every node, the lock's token as the node applies it
+	// never goes back (an incarnation replays its log from a snapshot or
+	// the start, so each new machine is observed afresh).
+	var obsMu sync.Mutex
+	var obsBack []string
+	observed := 0
+	for _, name := range c.Names() {
+		wg.Go(func() {
+			var machine *kv.Machine
+			var last int64
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !c.Running(name) {
+					backOff()
+					continue
+				}
+				m := c.Client(name).Machine()
+				if m != machine {
+					machine, last = m, 0
+				}
+				changed := m.LockChanges()
+				if info, ok := m.Lock(modelLock); ok {
+					obsMu.Lock()
+					observed++
+					if info.Token < last {
+						obsBack = append(obsBack, fmt.Sprintf("%s: token %d after %d", name, info.Token, last))
+					}
+					obsMu.Unlock()
+					last = info.Token
+				}
+				select {
+				case <-changed:
+				case <-stop:
+					return
+				case <-time.After(100 * time.Millisecond): // a crashed node's machine changes no more
+				}
+			}
+		})
+	}
 	nem := &nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d)), faults: map[string]int{}, snaps: snaps, initial: 5, nextID: 6}
 	var nemErr error
 	var nemWG sync.WaitGroup
@@ -350,6 +393,10 @@ func TestLockLinearizability(t *testing.T) {
 		seed, len(ops), acquired, fencedOK, fencedRefused, unknown, h.omitted, h.unexpected, h.unexpectedSample, nem.faults)
 	if h.unexpected > 0 {
 		t.Errorf("unexpected errors: %q", h.unexpectedSample)
+	}
+	t.Logf("observers saw the lock %d times on the nodes' machines", observed)
+	if len(obsBack) > 0 {
+		t.Errorf("an observer saw a token go back: %q", obsBack)
 	}
 	switch res {
 	case porcupine.Ok:
