@@ -254,12 +254,50 @@ type Overview struct {
 	LeaderChanges *uint64 `json:"leaderChanges"`
 	// Term is the current raft term.
 	Term uint64 `json:"term"`
+	// Leases and Locks describe the coordination state; absent when the
+	// backend serves no locks (OverviewLockBackend).
+	Leases *LeasesOverview `json:"leases,omitempty"`
+	Locks  *LocksOverview  `json:"locks,omitempty"`
+}
+
+// overviewLocks is how many locks an overview lists, the first by name.
+const overviewLocks = 100
+
+// OverviewLockBackend is implemented by a Backend that can list its locks
+// and count its leases (kv.Store); /v1/overview leaves leases and locks out
+// without it.
+type OverviewLockBackend interface {
+	// Locks returns the first limit locks by name and how many there are.
+	Locks(ctx context.Context, c kv.Consistency, limit int) ([]kv.LockInfo, int, error)
+	// LeaseCount returns how many leases the state holds.
+	LeaseCount(ctx context.Context, c kv.Consistency) (int, error)
+}
+
+// LeasesOverview is the leases of an overview.
+type LeasesOverview struct {
+	// Count is how many leases the state holds.
+	Count int `json:"count"`
+}
+
+// LocksOverview is the locks of an overview: the first 100 by name, of
+// Total.
+type LocksOverview struct {
+	Total int            `json:"total"`
+	Items []OverviewLock `json:"items"`
+}
+
+// OverviewLock is one lock of an overview: its name, holder's lease and
+// fencing token, how many wait, and, for the lock behind an election
+// ("election/<name>"), the election's name and its leader's value.
+type OverviewLock struct {
+	api.Lock
+	Election string `json:"election,omitempty"`
 }
 
 // serveOverview answers GET /v1/overview from this node's state alone:
 // local reads, never waiting for a leader, so that a node cut off from the
 // cluster still shows what it knows. Counting workflows reads all of them
-// (O(workflows) per request).
+// (O(workflows) per request); locks are bounded to the first 100 by name.
 func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 	if _, ok := parseQuery(w, r); !ok {
 		return
@@ -291,6 +329,24 @@ func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 	if h.opts.Events != nil {
 		n := h.opts.Events.Elections()
 		o.LeaderChanges = &n
+	}
+	if lb, ok := h.backend.(OverviewLockBackend); ok {
+		leases, err := lb.LeaseCount(ctx, kv.Local)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		locks, total, err := lb.Locks(ctx, kv.Local, overviewLocks)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		o.Leases = &LeasesOverview{Count: leases}
+		o.Locks = &LocksOverview{Total: total, Items: make([]OverviewLock, len(locks))}
+		for i, l := range locks {
+			o.Locks.Items[i].Lock = l
+			o.Locks.Items[i].Election, _ = kv.ElectionOf(l.Name)
+		}
 	}
 	h.writeJSON(w, http.StatusOK, o)
 }

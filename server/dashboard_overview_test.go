@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -167,5 +170,91 @@ func TestOverviewEndpoint(t *testing.T) {
 	}
 	if r := call(t, http.MethodGet, base+overviewPath+"?x=%zz", nil); r.status != http.StatusBadRequest {
 		t.Errorf("bad query: %d %s", r.status, r.body)
+	}
+}
+
+// TestOverviewLocksAndLeases: /v1/overview counts the leases and lists
+// the locks by name with their holder's lease, token and waiters, and an
+// election's name and leader value; a lock whose name has HTML's special
+// characters is listed as it is.
+func TestOverviewLocksAndLeases(t *testing.T) {
+	s := startOne(t, nil)
+	base := "http://" + s.HTTPAddr()
+	overview := func() Overview {
+		t.Helper()
+		r := call(t, http.MethodGet, base+overviewPath, nil)
+		var o Overview
+		if r.status != http.StatusOK || json.Unmarshal(r.body, &o) != nil || o.Leases == nil || o.Locks == nil {
+			t.Fatalf("GET %s: %d %s", overviewPath, r.status, r.body)
+		}
+		return o
+	}
+	if o := overview(); o.Leases.Count != 0 || o.Locks.Total != 0 || o.Locks.Items == nil || len(o.Locks.Items) != 0 {
+		t.Fatalf("no locks: %+v %+v", o.Leases, o.Locks)
+	}
+	grant := func() string {
+		r := call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":60000}`))
+		if r.status != http.StatusOK {
+			t.Fatalf("grant: %d %s", r.status, r.body)
+		}
+		return decodeAs[api.Lease](t, r).ID.String()
+	}
+	holder, waiter, leader := grant(), grant(), grant()
+	const name = `job <b>&"x"`
+	lockURL := base + "/v1/locks/" + url.PathEscape(name)
+	r := call(t, http.MethodPost, lockURL, fmt.Appendf(nil, `{"lease":%q,"waitMs":0}`, holder))
+	if r.status != http.StatusOK {
+		t.Fatalf("acquire: %d %s", r.status, r.body)
+	}
+	held := decodeAs[api.Lock](t, r)
+	waited := make(chan apiResponse, 1)
+	go func() {
+		waited <- call(t, http.MethodPost, lockURL, fmt.Appendf(nil, `{"lease":%q,"waitMs":20000}`, waiter))
+	}()
+	testwait.For(t, 10*time.Second, "the waiter to queue", func() bool {
+		return decodeAs[api.Lock](t, call(t, http.MethodGet, lockURL, nil)).Waiters == 1
+	})
+	r = call(t, http.MethodPost, base+"/v1/elections/web", fmt.Appendf(nil, `{"lease":%q,"value":{"host":"n3"},"waitMs":0}`, leader))
+	if r.status != http.StatusOK {
+		t.Fatalf("campaign: %d %s", r.status, r.body)
+	}
+	elected := decodeAs[api.Lock](t, r)
+
+	r = call(t, http.MethodGet, base+overviewPath, nil)
+	t.Logf("%s", r.body)
+	var raw struct {
+		Leases map[string]any `json:"leases"`
+		Locks  struct {
+			Total int              `json:"total"`
+			Items []map[string]any `json:"items"`
+		} `json:"locks"`
+	}
+	if err := json.Unmarshal(r.body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(raw.Leases) != "map[count:3]" || raw.Locks.Total != 2 || len(raw.Locks.Items) != 2 {
+		t.Fatalf("leases %v, locks %+v", raw.Leases, raw.Locks)
+	}
+	// By name: "election/web" before "job ...".
+	wantElection := fmt.Sprintf("map[election:web lease:%s name:election/web token:%d value:map[host:n3] waiters:0]", leader, elected.Token)
+	wantLock := fmt.Sprintf("map[lease:%s name:%s token:%d waiters:1]", holder, name, held.Token)
+	if got := fmt.Sprint(raw.Locks.Items[0]); got != wantElection {
+		t.Errorf("election %s, want %s", got, wantElection)
+	}
+	if got := fmt.Sprint(raw.Locks.Items[1]); got != wantLock {
+		t.Errorf("lock %s, want %s", got, wantLock)
+	}
+
+	// The holder's lease goes: the waiter holds the lock, nobody waits.
+	if r := call(t, http.MethodDelete, base+"/v1/leases/"+holder, nil); r.status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	if r := <-waited; r.status != http.StatusOK {
+		t.Fatalf("the waiter: %d %s", r.status, r.body)
+	}
+	o := overview()
+	if o.Leases.Count != 2 || o.Locks.Total != 2 || o.Locks.Items[1].Lease.String() != waiter || o.Locks.Items[1].Waiters != 0 ||
+		o.Locks.Items[1].Token <= held.Token {
+		t.Fatalf("after the holder's lease went: %+v %+v", o.Leases, o.Locks)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/server/dashboard"
 )
 
@@ -384,13 +386,71 @@ func TestDashboardDeadNodeView(t *testing.T) {
 	}`, leader)
 }
 
+// lockShown: the locks table has a row for lock name held by lease with
+// token and waiters, its name shown as text (no element made of it), and,
+// unless value is empty (which arrives as null), the leader value it
+// shows.
+const lockShown = `(name, lease, token, waiters, value) => {
+	const row = [...document.querySelectorAll('#locks tbody tr')].find(r => r.dataset.name === name);
+	if (!row) return false;
+	const text = (cls) => row.querySelector('.' + cls).textContent;
+	return row.querySelector('.lock-name').firstChild.nodeType === Node.TEXT_NODE &&
+		row.querySelector('.lock-name').firstChild.data === name &&
+		row.querySelectorAll('.lock-name *:not(.tag)').length === 0 &&
+		text('lease') === lease && text('token') === String(token) && text('waiters') === String(waiters) &&
+		(!value || text('value') === value);
+}`
+
+// holdLocks grants three leases on the node at base and, with them, holds
+// lock name with one waiter behind it and leads the election "web"; it
+// returns the holder's lock and the election's. The waiter leaves at the
+// test's cleanup.
+func holdLocks(t *testing.T, base, name string) (held, elected api.Lock) {
+	t.Helper()
+	grant := func() string {
+		r := call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":60000}`))
+		if r.status != http.StatusOK {
+			t.Fatalf("grant: %d %s", r.status, r.body)
+		}
+		return decodeAs[api.Lease](t, r).ID.String()
+	}
+	holder, waiter, leader := grant(), grant(), grant()
+	lockURL := base + "/v1/locks/" + url.PathEscape(name)
+	r := call(t, http.MethodPost, lockURL, fmt.Appendf(nil, `{"lease":%q,"waitMs":0}`, holder))
+	if r.status != http.StatusOK {
+		t.Fatalf("acquire: %d %s", r.status, r.body)
+	}
+	held = decodeAs[api.Lock](t, r)
+	waited := make(chan apiResponse, 1)
+	go func() {
+		waited <- call(t, http.MethodPost, lockURL, fmt.Appendf(nil, `{"lease":%q,"waitMs":60000}`, waiter))
+	}()
+	t.Cleanup(func() {
+		// Revoking the waiter's lease takes it out of the queue at once.
+		call(t, http.MethodDelete, base+"/v1/leases/"+waiter, nil)
+		<-waited
+	})
+	testwait.For(t, 10*time.Second, "the waiter to queue", func() bool {
+		return decodeAs[api.Lock](t, call(t, http.MethodGet, lockURL, nil)).Waiters == 1
+	})
+	r = call(t, http.MethodPost, base+"/v1/elections/web", fmt.Appendf(nil, `{"lease":%q,"value":{"host":"n3"},"waitMs":0}`, leader))
+	if r.status != http.StatusOK {
+		t.Fatalf("campaign: %d %s", r.status, r.body)
+	}
+	return held, decodeAs[api.Lock](t, r)
+}
+
 // TestDashboardNarrowLayout opens a node's dashboard 420 px wide with
-// workflows, registered nodes and traffic: the page never scrolls
-// sideways, and it shows keys of maxKeys, workflows by status, request
-// rates with latency, a chart with units, and event times with the date.
+// workflows, registered nodes, traffic, a lock with a waiter and an
+// election: the page never scrolls sideways, and it shows keys of
+// maxKeys, workflows by status, request rates with latency, a chart with
+// units, event times with the date, and the locks with their holders, a
+// lock's name full of HTML's special characters shown as text.
 func TestDashboardNarrowLayout(t *testing.T) {
 	s := startOne(t, nil)
 	base := "http://" + s.HTTPAddr()
+	const lockName = `jobs/<img src=x id=injected>&amp;"nightly-report-for-a-rather-long-tenant-name"`
+	held, elected := holdLocks(t, base, lockName)
 	for _, id := range []string{"ingest-2026-12-04-a-rather-long-workflow-identifier", "b"} {
 		if r := call(t, http.MethodPost, base+"/v1/workflows", []byte(`{"id":"`+id+`"}`)); r.status != http.StatusCreated {
 			t.Fatalf("start workflow: %d %s", r.status, r.body)
@@ -416,6 +476,14 @@ func TestDashboardNarrowLayout(t *testing.T) {
 		const times = [...document.querySelectorAll('#events time')];
 		return times.length > 0 && times.every(el => /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/.test(el.textContent));
 	}`)
+	b.waitFor(t, "the lock and its holder", lockShown, lockName, held.Lease.String(), held.Token, 1, "")
+	b.waitFor(t, "the election and its leader", lockShown, "election/web", elected.Lease.String(), elected.Token, 0, `{"host":"n3"}`)
+	b.waitFor(t, "the lease count", `() => document.getElementById('coordination-summary').textContent === '(3 leases, 2 locks)' &&
+		!document.getElementById('coordination').hidden &&
+		document.querySelector('#locks tr[data-election="web"] .tag').textContent === 'election'`)
+	if n := eval[float64](t, b, `document.querySelectorAll('#injected, #locks img').length`); n != 0 {
+		t.Fatalf("the lock's name made %v elements", n)
+	}
 	b.waitFor(t, "no sideways scrolling at 420 px", noSidewaysScroll)
 	if w := eval[float64](t, b, `document.documentElement.clientWidth`); w != 420 {
 		t.Fatalf("viewport %v px wide, want 420", w)

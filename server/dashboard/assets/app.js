@@ -212,6 +212,47 @@
       ? '' : o.leaderChanges + ' leader change' + (o.leaderChanges === 1 ? '' : 's') + ' seen';
   }
 
+  // renderLocks shows the lease count and the locks the overview lists
+  // (the first 100 by name), elections with their leader's value. Lock
+  // names and values are users' strings: they go in as text only.
+  function renderLocks(o) {
+    if (!o) return; // no answer this time: keep what is shown
+    const section = $('coordination');
+    if (!o.leases || !o.locks) {
+      section.hidden = true; // a node that does not serve locks
+      return;
+    }
+    section.hidden = false;
+    const items = Array.isArray(o.locks.items) ? o.locks.items : [];
+    const plural = (n, word) => n + ' ' + word + (n === 1 ? '' : 's');
+    $('coordination-summary').textContent = '(' + plural(o.leases.count, 'lease') + ', ' + plural(o.locks.total, 'lock') +
+      (o.locks.total > items.length ? '; the first ' + items.length + ' by name shown' : '') + ')';
+    const rows = items.map((l) => {
+      const row = document.createElement('tr');
+      row.dataset.name = l.name;
+      const name = cell(row, l.name, 'lock-name');
+      if (typeof l.election === 'string') {
+        row.dataset.election = l.election;
+        const tag = document.createElement('span');
+        tag.className = 'tag';
+        tag.textContent = 'election';
+        name.append(' ', tag);
+      }
+      cell(row, l.lease, 'lease');
+      cell(row, l.token, 'token');
+      cell(row, l.waiters, 'waiters');
+      cell(row, l.value === undefined ? '' : JSON.stringify(l.value), 'value');
+      return row;
+    });
+    if (rows.length === 0) {
+      const row = document.createElement('tr');
+      const td = cell(row, 'no lock is held or waited for', 'muted');
+      td.colSpan = 5;
+      rows.push(row);
+    }
+    $('locks').tBodies[0].replaceChildren(...rows);
+  }
+
   function renderRate(status, stats) {
     const now = performance.now();
     const sample = { t: now, applied: status.appliedIndex, revision: stats ? stats.revision : null };
@@ -424,6 +465,7 @@
       renderMembers(status, nodes);
       renderRate(status, stats);
       renderOverview(overview);
+      renderLocks(overview);
       const again = events !== null && !renderEvents(events);
       showLive();
       schedule(again ? 0 : POLL_MS);
