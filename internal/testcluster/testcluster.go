@@ -349,7 +349,9 @@ func (c *Cluster) stopAll(t testing.TB) {
 }
 
 // Leader returns the leader every running node of ids (default: of the
-// cluster) knows, or "" if one of them knows none or they disagree.
+// cluster) knows, if it is one of ids and running; "" if one of them
+// knows none, they disagree, or the leader they name is down or outside
+// ids.
 func (c *Cluster) Leader(ids ...string) string {
 	if len(ids) == 0 {
 		ids = c.IDs
@@ -365,6 +367,12 @@ func (c *Cluster) Leader(ids ...string) string {
 			return ""
 		}
 		leader = l
+	}
+	// A leader that is not running, or outside the group, is one the
+	// others have not yet noticed is gone (a crash) or cut off (a
+	// partition): not an agreed leader.
+	if leader == "" || c.Servers[leader] == nil || !slices.Contains(ids, leader) {
+		return ""
 	}
 	return leader
 }
