@@ -42,6 +42,14 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		}
 	case api.OpStatus, api.OpTxn, api.OpWorkflowList, api.OpNodeList,
 		api.OpLeaseGrant, api.OpLeaseRevoke, api.OpLeaseKeepAlive, api.OpLeaseTTL, api.OpLeaseList:
+	case api.OpLockAcquire, api.OpLockRelease, api.OpLockGet:
+		if req.Key == "" || len(req.Key) > kv.MaxLockNameBytes || kv.ValidateKey(req.Key, kv.MaxLockNameBytes) != nil {
+			return api.Response{}, invalidKey("a lock's name is 1 to 512 bytes of UTF-8 without control characters")
+		}
+	case api.OpCampaign, api.OpProclaim, api.OpResign, api.OpLeader:
+		if req.Key == "" || len(kv.ElectionPrefix+req.Key) > kv.MaxLockNameBytes || kv.ValidateKey(req.Key, kv.MaxLockNameBytes) != nil {
+			return api.Response{}, invalidKey("an election's name is UTF-8 without control characters, 1 to 503 bytes")
+		}
 	default:
 		if msg := h.checkKey(req.Key); msg != "" {
 			return api.Response{}, invalidKey(msg)
@@ -49,13 +57,32 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	}
 	var fields []byte
 	if req.Value != nil && req.Op != api.OpPut {
+		what := "fields"
+		if req.Op == api.OpCampaign || req.Op == api.OpProclaim {
+			what = "value"
+		}
 		var e *apiError
-		if fields, e = checkValue(req.Value, "fields"); e != nil {
+		if fields, e = checkValue(req.Value, what); e != nil {
 			return api.Response{}, e
 		}
 	}
-	ctx, cancel := context.WithTimeout(connCtx, h.opts.RequestTimeout)
+	wait := time.Duration(req.WaitMs) * time.Millisecond
+	if wait > MaxLockWait {
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
+			message: "waitMs must be 0 (try once) to 600000 (10 minutes)"}
+	}
+	// An acquire or a campaign may wait: the wait bounds it, plus one
+	// request timeout for the proposals in it (as over HTTP). It holds one
+	// of the connection's request slots meanwhile, not the connection.
+	ctx, cancel := context.WithTimeout(connCtx, wait+h.opts.RequestTimeout)
 	defer cancel()
+	if req.Fence.Lock != "" {
+		if req.Fence.Token < 1 || len(req.Fence.Lock) > kv.MaxLockNameBytes {
+			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
+				message: "a fence is [lock name of up to 512 bytes, token of at least 1]"}
+		}
+		ctx = kv.WithFence(ctx, req.Fence)
+	}
 	if req.ReqID.Client != "" {
 		if err := req.ReqID.Validate(); err != nil {
 			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: err.Error()}
@@ -72,6 +99,14 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	lb, servesLeases := h.backend.(LeaseBackend)
 	if !servesLeases && (isLeaseOp(req.Op) || req.Lease != 0 || req.TTLMs != 0) {
 		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve leases"}
+	}
+	lockB, servesLocks := h.backend.(LockBackend)
+	if !servesLocks && (isLockOp(req.Op) || req.Fence.Lock != "") {
+		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve locks"}
+	}
+	eb, servesElections := h.backend.(ElectionBackend)
+	if !servesElections && isElectionOp(req.Op) {
+		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve elections"}
 	}
 	switch req.Op {
 	case api.OpPut:
@@ -171,6 +206,22 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		}
 	case api.OpLeaseList:
 		result.Leases, err = lb.ListLeases(ctx, req.Consistency)
+	case api.OpLockAcquire:
+		result.Lock, err = lockB.Acquire(ctx, req.Key, req.Lease, wait)
+		result.Lock.Value, result.Lock.Waiters = nil, 0
+	case api.OpLockRelease:
+		err = lockB.Release(ctx, req.Key, 0, req.Token)
+	case api.OpLockGet:
+		result.Lock, err = lockB.LockState(ctx, req.Key, req.Consistency)
+	case api.OpCampaign:
+		result.Lock, err = eb.Campaign(ctx, req.Key, req.Lease, fields, wait)
+		result.Lock.Waiters = 0
+	case api.OpProclaim:
+		err = eb.Proclaim(ctx, req.Key, req.Token, fields)
+	case api.OpResign:
+		err = eb.Resign(ctx, req.Key, req.Token)
+	case api.OpLeader:
+		result.Lock, err = eb.ElectionLeader(ctx, req.Key, req.Consistency)
 	case api.OpStatus:
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -198,6 +249,12 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 // isLeaseOp reports whether op is one of the lease operations.
 func isLeaseOp(op api.Op) bool { return op >= api.OpLeaseGrant && op <= api.OpLeaseList }
 
+// isLockOp reports whether op is one of the lock operations.
+func isLockOp(op api.Op) bool { return op >= api.OpLockAcquire && op <= api.OpLockGet }
+
+// isElectionOp reports whether op is one of the election operations.
+func isElectionOp(op api.Op) bool { return op >= api.OpCampaign && op <= api.OpLeader }
+
 // checkLeaseArgs checks the lease arguments of req as the HTTP routes
 // check theirs: a lease operation names a lease, a time to live is 1 ms
 // to 30 days, and a put has a lease or a time to live, not both.
@@ -213,6 +270,14 @@ func checkLeaseArgs(req api.Request) *apiError {
 	case api.OpLeaseRevoke, api.OpLeaseKeepAlive, api.OpLeaseTTL:
 		if req.Lease == 0 {
 			return invalid("a lease id is required (not 0)")
+		}
+	case api.OpLockAcquire, api.OpCampaign:
+		if req.Lease == 0 {
+			return invalid("a lease id is required (not 0): the lock is held by it")
+		}
+	case api.OpLockRelease, api.OpProclaim, api.OpResign:
+		if req.Token < 1 {
+			return &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "token must be the holder's token, at least 1"}
 		}
 	case api.OpPut:
 		if req.TTLMs != 0 && req.TTLMs > api.MaxLeaseTTLMs {
