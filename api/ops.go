@@ -130,7 +130,7 @@ var schemas = [opLast + 1]schema{
 	OpWorkflowUpdate: {name: "update workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 2, write: true, result: resultRevision},
 	OpWorkflowGet:    {name: "get workflow", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
 	OpWorkflowList:   {name: "list workflows", args: []argKind{argConsistency}, result: resultList},
-	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID, argFence, argLease, argTTL}, required: 1, write: true, result: resultRevision},
 	OpNodeDeregister: {name: "deregister node", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultRevision},
 	OpNodeList:       {name: "list nodes", args: []argKind{argConsistency}, result: resultList},
 	OpLeaseGrant:     {name: "grant lease", args: []argKind{argTTL, argLease, argReqID, argFence}, required: 1, write: true, result: resultLease},

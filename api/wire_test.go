@@ -68,6 +68,7 @@ func TestRequestBytes(t *testing.T) {
 		{"fenced put", Request{Op: OpPut, Key: "k", Value: []byte("1"), ReqID: rid, Fence: Fence{Lock: "l", Token: 300}}, "99ce0001117001a16bc4013192a6676f2d616263cd012cc0c0c092a16ccd012c"},
 		{"fenced delete", Request{Op: OpDelete, Key: "k", Fence: Fence{Lock: "l", Token: 7}}, "96ce0001117003a16bc0c092a16c07"},
 		{"fenced txn", Request{Op: OpTxn, Ops: []TxnOp{{Type: TxnDelete, Key: "b"}}, Fence: Fence{Lock: "l", Token: 7}}, "95ce0001117006919302a162c0c092a16c07"},
+		{"node reg lease", Request{Op: OpNodeRegister, Key: "n1", Lease: 0x2a}, "97ce000111700ca26e31c0c0c02a"},
 		{"fenced grant", Request{Op: OpLeaseGrant, TTLMs: 5000, Fence: Fence{Lock: "l", Token: 7}}, "96ce000111700fcd1388c0c092a16c07"},
 	}
 	for _, tt := range tests {
@@ -286,6 +287,7 @@ func FuzzDecodeRequests(f *testing.F) {
 		{ID: 18, Op: OpResign, Key: "e", Token: 3},
 		{ID: 19, Op: OpLeader, Key: "e"},
 		{ID: 20, Op: OpPut, Key: "k", Value: []byte(`1`), ReqID: rid, Fence: Fence{Lock: "l", Token: 4}},
+		{ID: 22, Op: OpNodeRegister, Key: "n", TTLMs: 3000},
 		{ID: 21, Op: OpTxn, Ops: []TxnOp{{Type: TxnDelete, Key: "b"}}, Fence: Fence{Lock: "l", Token: 4}},
 	}
 	frame := AppendFrameHeader(nil, len(seed))

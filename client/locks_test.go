@@ -294,3 +294,30 @@ func TestObserveMovesOn(t *testing.T) {
 		t.Fatalf("observed %+v, want nil", l)
 	}
 }
+
+// RegisterNodeWith a session's lease: the node is deregistered when the
+// session ends.
+func TestRegisterNodeWithLease(t *testing.T) {
+	cl := newTestCluster(t, 3)
+	c := followerClient(t, cl)
+	ctx := testContext(t)
+	s, err := NewSession(ctx, c, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterNodeWith(ctx, "w1", []byte(`{"zone":"a"}`), PutOptions{Lease: s.Lease()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.RegisterNodeWith(ctx, "w2", nil, PutOptions{Lease: s.Lease(), TTL: time.Second}); !errors.Is(err, api.ErrInvalidTTL) {
+		t.Fatalf("a lease and a ttl: %v, want ErrInvalidTTL", err)
+	}
+	if it, err := c.Get(ctx, "node:w1"); err != nil || it.Lease != s.Lease() {
+		t.Fatalf("node:w1 = %+v, %v; want lease %s", it, err, s.Lease())
+	}
+	if err := s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, _, err := c.Nodes(ctx); err != nil || len(nodes) != 0 {
+		t.Fatalf("Nodes after the session closed = %+v, %v; want none", nodes, err)
+	}
+}

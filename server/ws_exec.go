@@ -172,6 +172,15 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 				Revision: wf.Revision, CreateRevision: wf.CreateRevision, Version: wf.Version})
 		}
 	case api.OpNodeRegister:
+		if req.Lease != 0 || req.TTLMs != 0 {
+			nb, ok := h.backend.(NodeLeaseBackend)
+			if !ok {
+				return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve leases"}
+			}
+			result.Revision, err = nb.RegisterNodeWith(ctx, req.Key, fields, kv.PutOptions{Lease: req.Lease,
+				TTL: time.Duration(req.TTLMs) * time.Millisecond})
+			break
+		}
 		result.Revision, err = h.backend.RegisterNode(ctx, req.Key, fields)
 	case api.OpNodeDeregister:
 		result.Revision, err = h.backend.DeregisterNode(ctx, req.Key)
@@ -279,7 +288,7 @@ func checkLeaseArgs(req api.Request) *apiError {
 		if req.Token < 1 {
 			return &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "token must be the holder's token, at least 1"}
 		}
-	case api.OpPut:
+	case api.OpPut, api.OpNodeRegister:
 		if req.TTLMs != 0 && req.TTLMs > api.MaxLeaseTTLMs {
 			return invalid("ttlMs must be 1 to 2592000000 (30 days)")
 		}
