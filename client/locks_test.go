@@ -40,6 +40,10 @@ func TestLocks(t *testing.T) {
 	if _, err := b.Lock(ctx, "job", 50*time.Millisecond); !errors.Is(err, api.ErrLocked) {
 		t.Fatalf("a second holder's short wait: %v, want ErrLocked", err)
 	}
+	// The wait ran out: b left the queue.
+	if l, err := c.LockState(ctx, "job"); err != nil || l.Waiters != 0 {
+		t.Fatalf("LockState after a wait ran out = %+v, %v; want no waiters", l, err)
+	}
 	if _, err := c.Lock(ctx, "job", a.Lease(), -time.Second); !errors.Is(err, api.ErrBadRequest) {
 		t.Fatalf("a negative wait: %v, want ErrBadRequest", err)
 	}

@@ -87,7 +87,15 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		if err := req.ReqID.Validate(); err != nil {
 			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: err.Error()}
 		}
-		ctx = kv.WithRequestID(ctx, req.ReqID)
+		// An acquire or a campaign whose wait runs out leaves the queue
+		// with a second command made with the request's context, which
+		// kv would take for a retry of the first (the same request id)
+		// and not apply: the lease would stay queued and get the lock
+		// unbeknown to its caller. Both are idempotent for a lease (it
+		// keeps its place, or gets its token again), so they go without.
+		if req.Op != api.OpLockAcquire && req.Op != api.OpCampaign {
+			ctx = kv.WithRequestID(ctx, req.ReqID)
+		}
 	}
 	var (
 		result api.Response
@@ -244,6 +252,12 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		// decodeWSFrame marks unknown operations bad.
 		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 			message: fmt.Sprintf("unknown operation %d", req.Op)}
+	}
+	if err != nil && (req.Op == api.OpLockAcquire || req.Op == api.OpCampaign) && connCtx.Err() != nil {
+		// The wait was given up because the server is shutting down (or
+		// the connection ended): not locked; another node may serve it.
+		return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: "server is shutting down; the wait was given up and the lease left the queue"}
 	}
 	if err != nil {
 		e := requestError(connCtx, err)

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
+	"github.com/unrdf/consensus/kv"
 )
 
 // wsLock reads a lock result: [name, token, lease, value, waiters].
@@ -85,6 +88,12 @@ func TestLocksOverWS(t *testing.T) {
 		t.Fatalf("the new holder's fenced delete: %+v", r)
 	}
 	wantWSError(t, w.call(uint64(12), api.OpLockRelease, "job", first.Token), api.CodeNotHolder)
+	// A wait that runs out leaves the queue, also with a request id (which
+	// the leaving must not be taken for a retry of).
+	wantWSError(t, w.call(uint64(28), api.OpLockAcquire, "job", a, 50, []any{"c", 1}), api.CodeLocked)
+	if l := wsLock(t, w.call(uint64(29), api.OpLockGet, "job")); l.Waiters != 0 || l.Token != second.Token {
+		t.Fatalf("after a wait ran out: %+v, want no waiters", l)
+	}
 	wantWSError(t, w.call(uint64(13), api.OpLockAcquire, "job", nil, 0), api.CodeInvalidLease)
 	wantWSError(t, w.call(uint64(14), api.OpLockAcquire, "job", b, 600001), api.CodeBadRequest)
 	wantWSError(t, w.call(uint64(15), api.OpLockRelease, "job", nil), api.CodeBadRequest)
@@ -113,4 +122,39 @@ func TestLocksOverWS(t *testing.T) {
 	}
 	wantWSError(t, w.call(uint64(26), api.OpLeader, "e"), api.CodeLockNotFound)
 	wantWSError(t, w.call(uint64(27), api.OpResign, "e", won.Token), api.CodeNotHolder)
+}
+
+// A shutdown does not wait for an acquire's wait: the waiter is answered
+// unavailable (not locked: another node may serve it) and leaves the
+// queue, and the connection closes long before the shutdown's deadline.
+func TestWSShutdownEndsWaits(t *testing.T) {
+	f := newFake()
+	h := newAPIHandler(f, HTTPOptions{})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	w := dialWS(t, "ws"+strings.TrimPrefix(srv.URL, "http")+wsPath)
+	a, _, _, _ := wsLease(t, w.call(uint64(1), api.OpLeaseGrant, 60000))
+	b, _, _, _ := wsLease(t, w.call(uint64(2), api.OpLeaseGrant, 60000))
+	wsLock(t, w.call(uint64(3), api.OpLockAcquire, "job", a, 0))
+	w.send([]any{uint64(4), api.OpLockAcquire, "job", b, 600000, []any{"c", 1}})
+	testwait.For(t, 5*time.Second, "the waiter to queue", func() bool {
+		l, err := f.LockState(context.Background(), "job", kv.Local)
+		return err == nil && l.Waiters == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- h.ws.shutdown(ctx) }()
+	wantWSError(t, w.await(1)[4], api.CodeUnavailable)
+	if code, _ := w.awaitClose(); code != websocket.StatusGoingAway {
+		t.Errorf("close code = %v, want going away", code)
+	}
+	if err := <-done; err != nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("shutdown = %v after %v", err, time.Since(start))
+	}
+	t.Logf("shutdown took %v", time.Since(start))
+	if l, err := f.LockState(context.Background(), "job", kv.Local); err != nil || l.Waiters != 0 || l.Lease != api.LeaseID(a) {
+		t.Fatalf("the lock after the shutdown: %+v, %v; want a's, no waiters", l, err)
+	}
 }
