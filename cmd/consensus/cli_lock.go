@@ -81,7 +81,7 @@ and lock exits with COMMAND's exit code (128+N for a signal N).
 If the session is lost while COMMAND runs (the lease could not be kept alive),
 COMMAND is sent SIGTERM (SIGKILL 10s later) and lock exits with code 1 and one
 line on stderr: another process may hold the lock by then. SIGINT or SIGTERM
-to lock is passed on to COMMAND. The lock held for the whole --wait is exit
+to lock sends COMMAND SIGTERM. The lock held for the whole --wait is exit
 code 4; COMMAND that cannot be started, 127.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 || cmd.ArgsLenAtDash() != 1 {
