@@ -34,6 +34,14 @@ type Request struct {
 	// TTLMs is a time to live in milliseconds: a grant's, or a put's
 	// that gives its key a lease of its own (0: none).
 	TTLMs int64
+	// WaitMs is how long an acquire or a campaign may wait, in
+	// milliseconds (0: try once).
+	WaitMs int64
+	// Token is the fencing token a release, proclaim or resign names.
+	Token int64
+	// Fence fences a write: it is applied only if lock Fence.Lock is held
+	// with Fence.Token then (the zero value: no fence).
+	Fence Fence
 	// Bad, when set by DecodeRequests, says why the request is malformed;
 	// it is answered bad_request.
 	Bad string
@@ -61,6 +69,9 @@ type Response struct {
 	Lease Lease
 	// Leases are the answer to a lease list.
 	Leases []Lease
+	// Lock is the answer to an acquire, a lock get, a campaign or a
+	// leader request.
+	Lock Lock
 }
 
 // ErrField is wrapped by errors about an element of the wrong type or
@@ -365,8 +376,45 @@ func (r *reader) arg(req *Request, a argKind) error {
 		req.Lease = LeaseID(v)
 	case argTTL:
 		req.TTLMs, err = r.positiveOrNil("time to live")
+	case argWait:
+		req.WaitMs, err = r.positiveOrNil("wait")
+	case argToken:
+		req.Token, err = r.positiveOrNil("token")
+	case argFence:
+		req.Fence, err = r.fence()
 	}
 	return err
+}
+
+// fence reads nil or [lock, token, ...]: a fence names a lock.
+func (r *reader) fence() (Fence, error) {
+	var f Fence
+	if null, err := r.isNil(); err != nil || null {
+		return f, err
+	}
+	n, err := r.arrayLen()
+	if err != nil {
+		return f, err
+	}
+	if n < 2 {
+		if err := r.skip(n); err != nil {
+			return f, err
+		}
+		return f, fmt.Errorf("%w: a fence needs [lock, token]", ErrField)
+	}
+	var e1, e2 error
+	f.Lock, e1 = r.str()
+	f.Token, e2 = r.positiveOrNil("fence token")
+	if err := r.skip(n - 2); err != nil {
+		return f, err
+	}
+	if err := errors.Join(e1, e2); err != nil {
+		return Fence{}, err
+	}
+	if f.Lock == "" {
+		return Fence{}, fmt.Errorf("%w: a fence names a lock", ErrField)
+	}
+	return f, nil
 }
 
 // positiveOrNil reads nil (0) or a non-negative integer that fits an
@@ -606,8 +654,53 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 		resp.Lease, err = r.lease()
 	case resultLeases:
 		resp.Leases, err = r.leases()
+	case resultLock:
+		resp.Lock, err = r.lock()
+	case resultNone:
+		err = r.d.Skip()
 	}
 	return resp, err
+}
+
+// lock reads [name, token, lease, value?, waiters, ...].
+func (r *reader) lock() (Lock, error) {
+	var l Lock
+	n, err := r.arrayAtLeast(5)
+	if err != nil {
+		return l, err
+	}
+	if l.Name, err = r.str(); err != nil {
+		return l, err
+	}
+	if l.Token, err = r.int(); err != nil {
+		return l, err
+	}
+	lease, err := r.int()
+	if err != nil {
+		return l, err
+	}
+	if lease < 0 {
+		return l, fmt.Errorf("%w: lease id %d is negative", ErrField, lease)
+	}
+	l.Lease = LeaseID(lease)
+	null, err := r.isNil()
+	if err != nil {
+		return l, err
+	}
+	if !null {
+		if l.Value, err = r.bin(); err != nil {
+			return l, err
+		}
+	}
+	waiters, err := r.int()
+	if err != nil {
+		return l, err
+	}
+	if waiters < 0 || waiters > 1<<31 {
+		return l, fmt.Errorf("%w: %d waiters", ErrField, waiters)
+	}
+	l.Waiters = int(waiters)
+	return l, r.skip(n - 5)
 }
 
 // lease reads [id, ttlMs, remainingMs?, [key, ...]?, ...].

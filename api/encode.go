@@ -175,6 +175,17 @@ func AppendArgs(b []byte, r *Request) ([]byte, int) {
 			b = appendPositiveOrNil(b, int64(r.Lease))
 		case argTTL:
 			b = appendPositiveOrNil(b, r.TTLMs)
+		case argWait:
+			b = appendPositiveOrNil(b, r.WaitMs)
+		case argToken:
+			b = appendPositiveOrNil(b, r.Token)
+		case argFence:
+			if r.Fence.Lock == "" {
+				b = AppendNil(b)
+				break
+			}
+			b = AppendArrayHeader(b, 2)
+			b = appendPositiveOrNil(AppendStr(b, r.Fence.Lock), r.Fence.Token)
 		}
 	}
 	return b, len(args)
@@ -188,6 +199,8 @@ func (r *Request) has(a argKind) bool {
 		return r.Lease != 0
 	case argTTL:
 		return r.TTLMs != 0
+	case argFence:
+		return r.Fence.Lock != ""
 	}
 	return true
 }
@@ -291,6 +304,14 @@ func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
 		for i := range r.Leases {
 			b = appendLease(b, &r.Leases[i])
 		}
+	case resultLock:
+		l := &r.Lock
+		b = AppendArrayHeader(b, 5)
+		b = AppendInt(AppendStr(b, l.Name), l.Token)
+		b = appendBinOrNil(AppendInt(b, int64(l.Lease)), l.Value)
+		b = AppendInt(b, int64(l.Waiters))
+	case resultNone:
+		b = AppendNil(b)
 	}
 	return b, nil
 }

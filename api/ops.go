@@ -34,9 +34,16 @@ const (
 	OpLeaseKeepAlive Op = 17
 	OpLeaseTTL       Op = 18
 	OpLeaseList      Op = 19
+	OpLockAcquire    Op = 20
+	OpLockRelease    Op = 21
+	OpLockGet        Op = 22
+	OpCampaign       Op = 23
+	OpProclaim       Op = 24
+	OpResign         Op = 25
+	OpLeader         Op = 26
 
 	// opLast is the highest operation this version knows.
-	opLast = OpLeaseList
+	opLast = OpLeader
 )
 
 // Response kinds: the second element of a response.
@@ -73,13 +80,17 @@ const (
 	argOps                            // [[1, key, value, cond?] | [2, key, cond?], ...]
 	argLease                          // a lease id (a positive int); nil or 0: none where optional
 	argTTL                            // a time to live in ms (a positive int); nil or 0: none where optional
+	argWait                           // a wait in ms (a non-negative int); nil or 0: try once
+	argToken                          // a lock's fencing token (a positive int)
+	argFence                          // nil or [lock str, token uint]: fences a write
 )
 
 // trimmable reports whether an optional argument of kind a at the end of
 // a request is left out when unset (AppendArgs), so that a request that
 // does not use an argument added later is the same on the wire as before
 // it was added: put without a lease or a time to live.
-func (a argKind) trimmable() bool { return a == argLease || a == argTTL }
+// A fence, the last argument of every write, is trimmed the same way.
+func (a argKind) trimmable() bool { return a == argLease || a == argTTL || a == argFence }
 
 // resultKind is the shape of an operation's successful result.
 type resultKind uint8
@@ -91,6 +102,8 @@ const (
 	resultStatus                         // bin: the JSON of GET /v1/status
 	resultLease                          // [id, ttlMs, remainingMs?, [key, ...]?]
 	resultLeases                         // [lease, ...]
+	resultLock                           // [name, token, lease, value bin?, waiters]
+	resultNone                           // nil
 )
 
 // schema is an operation's contract: its arguments (after id and op), how
@@ -106,25 +119,32 @@ type schema struct {
 }
 
 var schemas = [opLast + 1]schema{
-	OpPut:            {name: "put", args: []argKind{argKey, argValue, argReqID, argCond, argLease, argTTL}, required: 2, write: true, result: resultRevision},
+	OpPut:            {name: "put", args: []argKind{argKey, argValue, argReqID, argCond, argLease, argTTL, argFence}, required: 2, write: true, result: resultRevision},
 	OpGet:            {name: "get", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
-	OpDelete:         {name: "delete", args: []argKind{argKey, argReqID, argCond}, required: 1, write: true, result: resultRevision},
+	OpDelete:         {name: "delete", args: []argKind{argKey, argReqID, argCond, argFence}, required: 1, write: true, result: resultRevision},
 	OpList:           {name: "list", args: []argKind{argPrefix, argConsistency}, result: resultList},
 	OpStatus:         {name: "status", result: resultStatus},
-	OpTxn:            {name: "batch", args: []argKind{argOps, argReqID}, required: 1, write: true, result: resultRevision},
-	OpWorkflowStart:  {name: "start workflow", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
-	OpWorkflowStop:   {name: "stop workflow", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
-	OpWorkflowUpdate: {name: "update workflow", args: []argKind{argKey, argFields, argReqID}, required: 2, write: true, result: resultRevision},
+	OpTxn:            {name: "batch", args: []argKind{argOps, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpWorkflowStart:  {name: "start workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpWorkflowStop:   {name: "stop workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpWorkflowUpdate: {name: "update workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 2, write: true, result: resultRevision},
 	OpWorkflowGet:    {name: "get workflow", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
 	OpWorkflowList:   {name: "list workflows", args: []argKind{argConsistency}, result: resultList},
-	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID}, required: 1, write: true, result: resultRevision},
-	OpNodeDeregister: {name: "deregister node", args: []argKind{argKey, argReqID}, required: 1, write: true, result: resultRevision},
+	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID, argFence, argLease, argTTL}, required: 1, write: true, result: resultRevision},
+	OpNodeDeregister: {name: "deregister node", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultRevision},
 	OpNodeList:       {name: "list nodes", args: []argKind{argConsistency}, result: resultList},
-	OpLeaseGrant:     {name: "grant lease", args: []argKind{argTTL, argLease, argReqID}, required: 1, write: true, result: resultLease},
-	OpLeaseRevoke:    {name: "revoke lease", args: []argKind{argLease, argReqID}, required: 1, write: true, result: resultRevision},
+	OpLeaseGrant:     {name: "grant lease", args: []argKind{argTTL, argLease, argReqID, argFence}, required: 1, write: true, result: resultLease},
+	OpLeaseRevoke:    {name: "revoke lease", args: []argKind{argLease, argReqID, argFence}, required: 1, write: true, result: resultRevision},
 	OpLeaseKeepAlive: {name: "keep lease alive", args: []argKind{argLease}, required: 1, renews: true, result: resultLease},
 	OpLeaseTTL:       {name: "lease time to live", args: []argKind{argLease}, required: 1, result: resultLease},
 	OpLeaseList:      {name: "list leases", args: []argKind{argConsistency}, result: resultLeases},
+	OpLockAcquire:    {name: "acquire lock", args: []argKind{argKey, argLease, argWait, argReqID, argFence}, required: 2, write: true, result: resultLock},
+	OpLockRelease:    {name: "release lock", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
+	OpLockGet:        {name: "get lock", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
+	OpCampaign:       {name: "campaign", args: []argKind{argKey, argLease, argFields, argWait, argReqID, argFence}, required: 2, write: true, result: resultLock},
+	OpProclaim:       {name: "proclaim", args: []argKind{argKey, argToken, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
+	OpResign:         {name: "resign", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
+	OpLeader:         {name: "election leader", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
 }
 
 // Known reports whether this version of the protocol has op.
@@ -146,7 +166,8 @@ func (op Op) NeedsWriteAccess() bool {
 // op large: get, delete, list, get workflow and deregister node.
 func (op Op) KeyOnly() bool {
 	switch op {
-	case OpGet, OpDelete, OpList, OpWorkflowGet, OpNodeDeregister:
+	case OpGet, OpDelete, OpList, OpWorkflowGet, OpNodeDeregister,
+		OpLockAcquire, OpLockRelease, OpLockGet, OpResign, OpLeader:
 		return true
 	}
 	return false

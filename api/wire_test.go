@@ -54,6 +54,22 @@ func TestRequestBytes(t *testing.T) {
 		{"keepalive", Request{Op: OpLeaseKeepAlive, Lease: 0x2a}, "93ce00011170112a"},
 		{"lease ttl", Request{Op: OpLeaseTTL, Lease: 0x2a}, "93ce00011170122a"},
 		{"lease list", Request{Op: OpLeaseList, Consistency: Local}, "93ce000111701301"},
+		// Locks and elections; a fence is the last argument of every
+		// write, left out when unset (every write above).
+		{"acquire", Request{Op: OpLockAcquire, Key: "l", Lease: 0x2a, WaitMs: 30000, ReqID: rid}, "96ce0001117014a16c2acd753092a6676f2d616263cd012c"},
+		{"acquire try", Request{Op: OpLockAcquire, Key: "l", Lease: 0x2a}, "96ce0001117014a16c2ac0c0"},
+		{"release", Request{Op: OpLockRelease, Key: "l", Token: 300, ReqID: rid}, "95ce0001117015a16ccd012c92a6676f2d616263cd012c"},
+		{"lock get", Request{Op: OpLockGet, Key: "l", Consistency: Local}, "94ce0001117016a16c01"},
+		{"campaign", Request{Op: OpCampaign, Key: "e", Lease: 0x2a, Value: []byte(`"a"`), WaitMs: 1000}, "97ce0001117017a1652ac403226122cd03e8c0"},
+		{"campaign no value", Request{Op: OpCampaign, Key: "e", Lease: 0x2a}, "97ce0001117017a1652ac0c0c0"},
+		{"proclaim", Request{Op: OpProclaim, Key: "e", Token: 9, Value: []byte(`1`)}, "96ce0001117018a16509c40131c0"},
+		{"resign", Request{Op: OpResign, Key: "e", Token: 9}, "95ce0001117019a16509c0"},
+		{"leader", Request{Op: OpLeader, Key: "e"}, "94ce000111701aa16500"},
+		{"fenced put", Request{Op: OpPut, Key: "k", Value: []byte("1"), ReqID: rid, Fence: Fence{Lock: "l", Token: 300}}, "99ce0001117001a16bc4013192a6676f2d616263cd012cc0c0c092a16ccd012c"},
+		{"fenced delete", Request{Op: OpDelete, Key: "k", Fence: Fence{Lock: "l", Token: 7}}, "96ce0001117003a16bc0c092a16c07"},
+		{"fenced txn", Request{Op: OpTxn, Ops: []TxnOp{{Type: TxnDelete, Key: "b"}}, Fence: Fence{Lock: "l", Token: 7}}, "95ce0001117006919302a162c0c092a16c07"},
+		{"node reg lease", Request{Op: OpNodeRegister, Key: "n1", Lease: 0x2a}, "97ce000111700ca26e31c0c0c02a"},
+		{"fenced grant", Request{Op: OpLeaseGrant, TTLMs: 5000, Fence: Fence{Lock: "l", Token: 7}}, "96ce000111700fcd1388c0c092a16c07"},
 	}
 	for _, tt := range tests {
 		args, nargs := AppendArgs(nil, &tt.req)
@@ -90,6 +106,9 @@ func TestResponseBytes(t *testing.T) {
 		{"lease", OpLeaseGrant, Response{ID: 1, Lease: Lease{ID: 0x2a, TTLMs: 2000}}, "930100942acd07d0c0c0"},
 		{"lease keys", OpLeaseTTL, Response{ID: 1, Lease: Lease{ID: 0x2a, TTLMs: 2000, RemainingMs: &remaining, Keys: []string{"a", "b"}}}, "930100942acd07d0cd05dc92a161a162"},
 		{"leases", OpLeaseList, Response{ID: 1, Leases: []Lease{{ID: 1, TTLMs: 10}, {ID: 2, TTLMs: 20}}}, "9301009294010ac0c0940214c0c0"},
+		{"lock", OpLockAcquire, Response{ID: 1, Lock: Lock{Name: "l", Token: 300, Lease: 0x2a}}, "93010095a16ccd012c2ac000"},
+		{"leader", OpLeader, Response{ID: 1, Lock: Lock{Name: "e", Token: 9, Lease: 0x2a, Value: []byte(`1`), Waiters: 2}}, "93010095a16509" + "2ac4013102"},
+		{"none", OpResign, Response{ID: 1}, "930100c0"},
 		{"error", OpGet, Response{ID: 4, Code: CodeKeyNotFound, Message: "kv: key \"\xff\": key not found"}, "93040192ad6b65795f6e6f745f666f756e64bc6b763a206b65792022efbfbd223a206b6579206e6f7420666f756e64"},
 	}
 	for _, tt := range tests {
@@ -169,6 +188,8 @@ func TestResponseRoundTrip(t *testing.T) {
 			want.Lease = Lease{ID: 1<<63 - 1, TTLMs: 1000, RemainingMs: &ms, Keys: []string{"k", "l"}}
 		case resultLeases:
 			want.Leases = []Lease{{ID: 5, TTLMs: 1000}, {ID: 6, TTLMs: MaxLeaseTTLMs}}
+		case resultLock:
+			want.Lock = Lock{Name: "l", Token: 1 << 40, Lease: 1<<63 - 1, Value: []byte(`{"a":1}`), Waiters: 3}
 		}
 		errAnswer := Response{ID: 5, Code: CodeTimeout, Message: "m"}
 		frame := AppendFrameHeader(nil, 2)
@@ -218,7 +239,8 @@ func TestFrameVersion(t *testing.T) {
 
 func TestOps(t *testing.T) {
 	writes := map[Op]bool{OpPut: true, OpDelete: true, OpTxn: true, OpWorkflowStart: true, OpWorkflowStop: true,
-		OpWorkflowUpdate: true, OpNodeRegister: true, OpNodeDeregister: true, OpLeaseGrant: true, OpLeaseRevoke: true}
+		OpWorkflowUpdate: true, OpNodeRegister: true, OpNodeDeregister: true, OpLeaseGrant: true, OpLeaseRevoke: true,
+		OpLockAcquire: true, OpLockRelease: true, OpCampaign: true, OpProclaim: true, OpResign: true}
 	for op := Op(0); op <= opLast+1; op++ {
 		if op.IsWrite() != writes[op] {
 			t.Errorf("%v: IsWrite %v", op, op.IsWrite())
@@ -226,7 +248,7 @@ func TestOps(t *testing.T) {
 		if op.NeedsWriteAccess() != (writes[op] || op == OpLeaseKeepAlive) {
 			t.Errorf("%v: NeedsWriteAccess %v", op, op.NeedsWriteAccess())
 		}
-		if op.Known() != (op >= OpPut && op <= OpLeaseList) {
+		if op.Known() != (op >= OpPut && op <= OpLeader) {
 			t.Errorf("%v: Known %v", op, op.Known())
 		}
 		if op.Known() && schemas[op].name == "" {
@@ -257,6 +279,16 @@ func FuzzDecodeRequests(f *testing.F) {
 		{ID: 10, Op: OpLeaseKeepAlive, Lease: 7},
 		{ID: 11, Op: OpLeaseTTL, Lease: 1<<63 - 1},
 		{ID: 12, Op: OpLeaseList, Consistency: Local},
+		{ID: 13, Op: OpLockAcquire, Key: "l", Lease: 7, WaitMs: 1000, ReqID: rid},
+		{ID: 14, Op: OpLockRelease, Key: "l", Token: 99, ReqID: rid},
+		{ID: 15, Op: OpLockGet, Key: "l", Consistency: Local},
+		{ID: 16, Op: OpCampaign, Key: "e", Lease: 7, Value: []byte(`"v"`), WaitMs: 5},
+		{ID: 17, Op: OpProclaim, Key: "e", Token: 3, Value: []byte(`"w"`), ReqID: rid},
+		{ID: 18, Op: OpResign, Key: "e", Token: 3},
+		{ID: 19, Op: OpLeader, Key: "e"},
+		{ID: 20, Op: OpPut, Key: "k", Value: []byte(`1`), ReqID: rid, Fence: Fence{Lock: "l", Token: 4}},
+		{ID: 22, Op: OpNodeRegister, Key: "n", TTLMs: 3000},
+		{ID: 21, Op: OpTxn, Ops: []TxnOp{{Type: TxnDelete, Key: "b"}}, Fence: Fence{Lock: "l", Token: 4}},
 	}
 	frame := AppendFrameHeader(nil, len(seed))
 	for i := range seed {
@@ -272,6 +304,11 @@ func FuzzDecodeRequests(f *testing.F) {
 	f.Add([]byte{0x92, 0x01, 0x91, 0x93, 0x01, 0x11, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	f.Add([]byte{0x92, 0x01, 0x91, 0x93, 0x01, 0x0f, 0xff})
 	f.Add([]byte{0x92, 0x01, 0x91, 0x98, 0x01, 0x01, 0xa1, 'k', 0xc4, 0x01, '1', 0xc0, 0xc0, 0xc0, 0x05})
+	// A fence with an empty lock name, one whose token is negative, one
+	// that is not an array.
+	f.Add([]byte{0x92, 0x01, 0x91, 0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0x92, 0xa0, 0x07})
+	f.Add([]byte{0x92, 0x01, 0x91, 0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0x92, 0xa1, 'l', 0xff})
+	f.Add([]byte{0x92, 0x01, 0x91, 0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0xa1, 'l'})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		reqs, err := DecodeRequests(b, 64)
 		if err != nil {
@@ -319,6 +356,11 @@ func TestDecodeLeaseArgs(t *testing.T) {
 		{"huge lease", []byte{0x93, 0x01, 0x12, 0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0}, Request{}, "field 2: bad field: lease id 9223372036854775808 out of range"},
 		{"string ttl", []byte{0x93, 0x01, 0x0f, 0xa1, '5'}, Request{}, "field 2: bad field: type 0xa1, want an integer"},
 		{"no lease", []byte{0x92, 0x01, 0x10}, Request{}, "operation 16 needs at least 1 arguments, got 0 (see docs/PROTOCOL.md)"},
+		{"fenced delete", []byte{0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0x92, 0xa1, 'l', 0x07}, Request{ID: 1, Op: OpDelete, Key: "k", Fence: Fence{Lock: "l", Token: 7}}, ""},
+		{"fence without lock", []byte{0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0x92, 0xa0, 0x07}, Request{}, "field 5: bad field: a fence names a lock"},
+		{"fence negative token", []byte{0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0x92, 0xa1, 'l', 0xff}, Request{}, "field 5: bad field: -1 is negative"},
+		{"fence not array", []byte{0x96, 0x01, 0x03, 0xa1, 'k', 0xc0, 0xc0, 0xa1, 'l'}, Request{}, "field 5: bad field: type 0xa1, want an array"},
+		{"acquire no lease", []byte{0x93, 0x01, 0x14, 0xa1, 'l'}, Request{}, "operation 20 needs at least 2 arguments, got 1 (see docs/PROTOCOL.md)"},
 	}
 	for _, tt := range tests {
 		frame := append([]byte{0x92, ProtocolVersion, 0x91}, tt.req...)

@@ -9,6 +9,7 @@ package client
 //	workflows.go  the workflow and application node calls
 //	leases.go     the lease calls (Grant, KeepAlive, ..., PutWith)
 //	session.go    Session: a lease kept alive in the background
+//	locks.go      locks, elections (Observe over SSE) and WithFence
 //
 // conn.go holds one connection, codec.go the glue to api's codec, and
 // members.go, admin.go, watch.go and leader.go the rest.
@@ -269,13 +270,16 @@ func (c *Client) doWrite(ctx context.Context, r *api.Request) (response, error) 
 	}
 	defer c.seqs.release(seq)
 	r.ReqID = api.RequestID{Client: c.id, Seq: seq}
+	if f, ok := ctx.Value(fenceKey{}).(api.Fence); ok {
+		r.Fence = f
+	}
 	return c.doRequest(ctx, r)
 }
 
 // doRequest encodes r and runs it (do).
 func (c *Client) doRequest(ctx context.Context, r *api.Request) (response, error) {
 	args, nargs := encodeArgs(r)
-	return c.do(ctx, r.Op, nargs, args)
+	return c.do(ctx, r.Op, nargs, args, time.Duration(r.WaitMs)*time.Millisecond)
 }
 
 // ClientID returns the id this client's writes carry.
@@ -288,8 +292,9 @@ func (c *Client) Status(ctx context.Context) (api.Status, error) {
 }
 
 // do runs one call with failover and the retries the package
-// documentation allows.
-func (c *Client) do(ctx context.Context, op api.Op, nargs int, args []byte) (response, error) {
+// documentation allows. wait is how long the server may keep the call
+// waiting (an acquire's or a campaign's wait), beyond RequestTimeout.
+func (c *Client) do(ctx context.Context, op api.Op, nargs int, args []byte, wait time.Duration) (response, error) {
 	name := op.String()
 	if c.closed.Load() {
 		return response{}, fmt.Errorf("client: %s: %w", name, ErrClosed)
@@ -306,7 +311,7 @@ func (c *Client) do(ctx context.Context, op api.Op, nargs int, args []byte) (res
 	// once: a write whose outcome is unknown (timeout, lost connection,
 	// unavailable) is retried with the same id like a read.
 	write := op.IsWrite()
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, wait+c.cfg.RequestTimeout)
 	defer cancel()
 
 	n := int64(len(c.endpoints))

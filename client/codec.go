@@ -26,6 +26,7 @@ type response struct {
 	status   api.Status
 	lease    api.Lease
 	leases   []api.Lease
+	lock     api.Lock
 	// err is the server's error answer, if it sent one.
 	err *ServerError
 }
@@ -42,7 +43,7 @@ func readPayload(r *api.FrameReader, op api.Op, kind uint64) (response, error) {
 	if kind == api.ResultError {
 		return response{err: &ServerError{Code: p.Code, Message: p.Message}}, nil
 	}
-	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases}
+	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases, lock: p.Lock}
 	if op == api.OpStatus {
 		err = json.Unmarshal(p.Status, &resp.status)
 	}

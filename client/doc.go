@@ -42,6 +42,17 @@
 // asks it. A Session grants a lease and keeps it alive in the background
 // until Close, and closes Done when the lease is lost.
 //
+// # Locks, elections and fences
+//
+// Lock and Unlock take and release a lock held by a lease (Session.Lock
+// uses the session's); Campaign, Proclaim, Resign and Leader run an
+// election, and Observe follows its leadership over GET
+// /v1/elections/{name}/observe (Server-Sent Events), moving to the next
+// endpoint when a stream breaks. Each grant carries a fencing token,
+// strictly increasing: a write made with WithFence(ctx, api.Fence{Lock,
+// Token}) is applied only while that token holds the lock (kv.ErrFenced
+// otherwise). docs/API.md "Locks and fenced writes" says what they mean.
+//
 // # Retries and outcomes
 //
 // A call is retried, within its context and Config.MaxAttempts, only when
@@ -104,4 +115,7 @@
 //	lease_not_found, lease_exists, too_many_leases
 //	               kv.ErrLeaseNotFound, kv.ErrLeaseExists, kv.ErrTooManyLeases
 //	invalid_lease  api.ErrInvalidLeaseID and kv.ErrInvalidTTL
+//	locked, not_holder, fenced, too_many_locks, lock_not_found
+//	               kv.ErrLocked, kv.ErrNotHolder, kv.ErrFenced,
+//	               kv.ErrTooManyLocks, kv.ErrLockNotFound
 package client

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/unrdf/consensus/api"
 )
@@ -30,6 +31,30 @@ func (c *Client) UpdateWorkflowState(ctx context.Context, id string, fields []by
 // object, or nil) under node:<id>.
 func (c *Client) RegisterNode(ctx context.Context, id string, metadata []byte) (int64, error) {
 	return c.workflowWrite(ctx, api.OpNodeRegister, id, metadata)
+}
+
+// RegisterNodeWith is RegisterNode with liveness: o.Lease (a lease the
+// node keeps alive, such as a Session's) or o.TTL (a lease of the
+// registration's own) deregisters the node when the lease goes. o.Cond is
+// not used. Both a lease and a time to live fail with kv.ErrInvalidTTL
+// before anything is sent.
+func (c *Client) RegisterNodeWith(ctx context.Context, id string, metadata []byte, o PutOptions) (int64, error) {
+	r := api.Request{Op: api.OpNodeRegister, Key: id, Value: metadata, Lease: o.Lease}
+	if o.TTL != 0 {
+		if o.Lease != 0 {
+			return 0, fmt.Errorf("client: register node %q: a lease or a time to live, not both: %w", id, api.ErrInvalidTTL)
+		}
+		ms, err := ttlMs(o.TTL)
+		if err != nil {
+			return 0, fmt.Errorf("client: register node %q: %w", id, err)
+		}
+		r.TTLMs = ms
+	}
+	if o.Lease < 0 {
+		return 0, fmt.Errorf("client: register node %q: lease %d: %w", id, int64(o.Lease), api.ErrInvalidLeaseID)
+	}
+	resp, err := c.doWrite(ctx, &r)
+	return resp.revision, err
 }
 
 // DeregisterNode removes application node id; kv.ErrNodeNotFound if it is

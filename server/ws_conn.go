@@ -271,6 +271,11 @@ type wsConn struct {
 	// connection ends, abandoning the waits of requests in progress.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// waitCtx is the parent of the context of a request that may wait (an
+	// acquire or a campaign with a wait): cancelled when the connection
+	// starts draining too, so that a shutdown does not wait for them.
+	waitCtx     context.Context
+	cancelWaits context.CancelFunc
 
 	// slots holds one token per request between admission and the writer
 	// taking its answer: WSMaxInFlight bounds requests in progress and
@@ -323,18 +328,21 @@ func newWSConn(h *apiHandler, conn *websocket.Conn, parent context.Context) *wsC
 	// The request context outlives the handler's HTTP bookkeeping only as
 	// long as serve runs; it is not cancelled by http.Server.Shutdown.
 	ctx, cancel := context.WithCancel(parent)
+	waitCtx, cancelWaits := context.WithCancel(ctx)
 	conn.SetReadLimit(h.opts.WSMaxFrameBytes)
 	return &wsConn{
-		h:        h,
-		conn:     conn,
-		ctx:      ctx,
-		cancel:   cancel,
-		slots:    make(chan struct{}, h.opts.WSMaxInFlight),
-		out:      make(chan wsAnswer, h.opts.WSMaxInFlight),
-		work:     make(chan wsWork),
-		drained:  make(chan struct{}),
-		aborted:  make(chan struct{}),
-		maxFrame: h.opts.WSMaxFrameBytes,
+		h:           h,
+		conn:        conn,
+		ctx:         ctx,
+		cancel:      cancel,
+		waitCtx:     waitCtx,
+		cancelWaits: cancelWaits,
+		slots:       make(chan struct{}, h.opts.WSMaxInFlight),
+		out:         make(chan wsAnswer, h.opts.WSMaxInFlight),
+		work:        make(chan wsWork),
+		drained:     make(chan struct{}),
+		aborted:     make(chan struct{}),
+		maxFrame:    h.opts.WSMaxFrameBytes,
 	}
 }
 
@@ -395,6 +403,7 @@ func (c *wsConn) beginDrain() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.draining = true
+	c.cancelWaits()
 	c.checkDrainedLocked()
 }
 
@@ -544,7 +553,11 @@ func (c *wsConn) handle(req api.Request, counted bool) {
 				message: "server is shutting down; the request was not processed"}, c.maxFrame)
 			return
 		}
-		result, e := c.h.wsExecuteObserved(c.ctx, req)
+		ctx := c.ctx
+		if req.WaitMs > 0 {
+			ctx = c.waitCtx
+		}
+		result, e := c.h.wsExecuteObserved(ctx, req)
 		response = encodeWSResponse(req.ID, req.Op, result, e, c.maxFrame)
 	}()
 	c.out <- wsAnswer{response: response, counted: counted}

@@ -42,6 +42,14 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		}
 	case api.OpStatus, api.OpTxn, api.OpWorkflowList, api.OpNodeList,
 		api.OpLeaseGrant, api.OpLeaseRevoke, api.OpLeaseKeepAlive, api.OpLeaseTTL, api.OpLeaseList:
+	case api.OpLockAcquire, api.OpLockRelease, api.OpLockGet:
+		if req.Key == "" || len(req.Key) > kv.MaxLockNameBytes || kv.ValidateKey(req.Key, kv.MaxLockNameBytes) != nil {
+			return api.Response{}, invalidKey("a lock's name is 1 to 512 bytes of UTF-8 without control characters")
+		}
+	case api.OpCampaign, api.OpProclaim, api.OpResign, api.OpLeader:
+		if req.Key == "" || len(kv.ElectionPrefix+req.Key) > kv.MaxLockNameBytes || kv.ValidateKey(req.Key, kv.MaxLockNameBytes) != nil {
+			return api.Response{}, invalidKey("an election's name is UTF-8 without control characters, 1 to 503 bytes")
+		}
 	default:
 		if msg := h.checkKey(req.Key); msg != "" {
 			return api.Response{}, invalidKey(msg)
@@ -49,18 +57,45 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	}
 	var fields []byte
 	if req.Value != nil && req.Op != api.OpPut {
+		what := "fields"
+		if req.Op == api.OpCampaign || req.Op == api.OpProclaim {
+			what = "value"
+		}
 		var e *apiError
-		if fields, e = checkValue(req.Value, "fields"); e != nil {
+		if fields, e = checkValue(req.Value, what); e != nil {
 			return api.Response{}, e
 		}
 	}
-	ctx, cancel := context.WithTimeout(connCtx, h.opts.RequestTimeout)
+	wait := time.Duration(req.WaitMs) * time.Millisecond
+	if wait > MaxLockWait {
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
+			message: "waitMs must be 0 (try once) to 600000 (10 minutes)"}
+	}
+	// An acquire or a campaign may wait: the wait bounds it, plus one
+	// request timeout for the proposals in it (as over HTTP). It holds one
+	// of the connection's request slots meanwhile, not the connection.
+	ctx, cancel := context.WithTimeout(connCtx, wait+h.opts.RequestTimeout)
 	defer cancel()
+	if req.Fence.Lock != "" {
+		if req.Fence.Token < 1 || len(req.Fence.Lock) > kv.MaxLockNameBytes {
+			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
+				message: "a fence is [lock name of up to 512 bytes, token of at least 1]"}
+		}
+		ctx = kv.WithFence(ctx, req.Fence)
+	}
 	if req.ReqID.Client != "" {
 		if err := req.ReqID.Validate(); err != nil {
 			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: err.Error()}
 		}
-		ctx = kv.WithRequestID(ctx, req.ReqID)
+		// An acquire or a campaign whose wait runs out leaves the queue
+		// with a second command made with the request's context, which
+		// kv would take for a retry of the first (the same request id)
+		// and not apply: the lease would stay queued and get the lock
+		// unbeknown to its caller. Both are idempotent for a lease (it
+		// keeps its place, or gets its token again), so they go without.
+		if req.Op != api.OpLockAcquire && req.Op != api.OpCampaign {
+			ctx = kv.WithRequestID(ctx, req.ReqID)
+		}
 	}
 	var (
 		result api.Response
@@ -72,6 +107,14 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	lb, servesLeases := h.backend.(LeaseBackend)
 	if !servesLeases && (isLeaseOp(req.Op) || req.Lease != 0 || req.TTLMs != 0) {
 		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve leases"}
+	}
+	lockB, servesLocks := h.backend.(LockBackend)
+	if !servesLocks && (isLockOp(req.Op) || req.Fence.Lock != "") {
+		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve locks"}
+	}
+	eb, servesElections := h.backend.(ElectionBackend)
+	if !servesElections && isElectionOp(req.Op) {
+		return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve elections"}
 	}
 	switch req.Op {
 	case api.OpPut:
@@ -137,6 +180,15 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 				Revision: wf.Revision, CreateRevision: wf.CreateRevision, Version: wf.Version})
 		}
 	case api.OpNodeRegister:
+		if req.Lease != 0 || req.TTLMs != 0 {
+			nb, ok := h.backend.(NodeLeaseBackend)
+			if !ok {
+				return api.Response{}, &apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve leases"}
+			}
+			result.Revision, err = nb.RegisterNodeWith(ctx, req.Key, fields, kv.PutOptions{Lease: req.Lease,
+				TTL: time.Duration(req.TTLMs) * time.Millisecond})
+			break
+		}
 		result.Revision, err = h.backend.RegisterNode(ctx, req.Key, fields)
 	case api.OpNodeDeregister:
 		result.Revision, err = h.backend.DeregisterNode(ctx, req.Key)
@@ -171,6 +223,22 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		}
 	case api.OpLeaseList:
 		result.Leases, err = lb.ListLeases(ctx, req.Consistency)
+	case api.OpLockAcquire:
+		result.Lock, err = lockB.Acquire(ctx, req.Key, req.Lease, wait)
+		result.Lock.Value, result.Lock.Waiters = nil, 0
+	case api.OpLockRelease:
+		err = lockB.Release(ctx, req.Key, 0, req.Token)
+	case api.OpLockGet:
+		result.Lock, err = lockB.LockState(ctx, req.Key, req.Consistency)
+	case api.OpCampaign:
+		result.Lock, err = eb.Campaign(ctx, req.Key, req.Lease, fields, wait)
+		result.Lock.Waiters = 0
+	case api.OpProclaim:
+		err = eb.Proclaim(ctx, req.Key, req.Token, fields)
+	case api.OpResign:
+		err = eb.Resign(ctx, req.Key, req.Token)
+	case api.OpLeader:
+		result.Lock, err = eb.ElectionLeader(ctx, req.Key, req.Consistency)
 	case api.OpStatus:
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -185,6 +253,12 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 			message: fmt.Sprintf("unknown operation %d", req.Op)}
 	}
+	if err != nil && (req.Op == api.OpLockAcquire || req.Op == api.OpCampaign) && connCtx.Err() != nil {
+		// The wait was given up because the server is shutting down (or
+		// the connection ended): not locked; another node may serve it.
+		return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: "server is shutting down; the wait was given up and the lease left the queue"}
+	}
 	if err != nil {
 		e := requestError(connCtx, err)
 		if e.unexpected {
@@ -197,6 +271,12 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 
 // isLeaseOp reports whether op is one of the lease operations.
 func isLeaseOp(op api.Op) bool { return op >= api.OpLeaseGrant && op <= api.OpLeaseList }
+
+// isLockOp reports whether op is one of the lock operations.
+func isLockOp(op api.Op) bool { return op >= api.OpLockAcquire && op <= api.OpLockGet }
+
+// isElectionOp reports whether op is one of the election operations.
+func isElectionOp(op api.Op) bool { return op >= api.OpCampaign && op <= api.OpLeader }
 
 // checkLeaseArgs checks the lease arguments of req as the HTTP routes
 // check theirs: a lease operation names a lease, a time to live is 1 ms
@@ -214,7 +294,15 @@ func checkLeaseArgs(req api.Request) *apiError {
 		if req.Lease == 0 {
 			return invalid("a lease id is required (not 0)")
 		}
-	case api.OpPut:
+	case api.OpLockAcquire, api.OpCampaign:
+		if req.Lease == 0 {
+			return invalid("a lease id is required (not 0): the lock is held by it")
+		}
+	case api.OpLockRelease, api.OpProclaim, api.OpResign:
+		if req.Token < 1 {
+			return &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "token must be the holder's token, at least 1"}
+		}
+	case api.OpPut, api.OpNodeRegister:
 		if req.TTLMs != 0 && req.TTLMs > api.MaxLeaseTTLMs {
 			return invalid("ttlMs must be 1 to 2592000000 (30 days)")
 		}

@@ -403,7 +403,7 @@ func TestWSBadRequestsAreAnswered(t *testing.T) {
 		{10, api.OpDelete, []any{"k"}},         // key an array
 		{11, -1},                               // negative operation
 		{12, api.OpGet, "k", map[string]int{}}, // consistency a map
-		{13, api.OpPut, "k", []byte("1"), nil, nil, nil, nil, true}, // fine: a field after lease and ttl is skipped
+		{13, api.OpPut, "k", []byte("1"), nil, nil, nil, nil, nil, true}, // fine: a field after lease, ttl and fence is skipped
 	}
 	w.send(bad...)
 	got := w.await(len(bad))

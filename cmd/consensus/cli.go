@@ -233,6 +233,14 @@ func fail(what string, err error) error {
 		code, msg = exitNotFound, "lease not found (expired, revoked, or never granted)"
 	case errors.Is(err, kv.ErrLeaseExists):
 		code, msg = exitPrecondition, "lease exists: the id is in use"
+	case errors.Is(err, kv.ErrLocked):
+		code, msg = exitPrecondition, "locked: held by another lease for the whole wait"
+	case errors.Is(err, kv.ErrNotHolder):
+		code, msg = exitPrecondition, "not the holder: the token does not hold the lock (any more)"
+	case errors.Is(err, kv.ErrFenced):
+		code, msg = exitPrecondition, "fenced: the lock is not held with that token"
+	case errors.Is(err, kv.ErrLockNotFound):
+		code, msg = exitNotFound, "lock not found: nobody holds or waits for it"
 	case errors.Is(err, kv.ErrConflict):
 		code, msg = exitPrecondition, "precondition failed"
 		if hasSE {

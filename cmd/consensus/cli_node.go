@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,10 +25,19 @@ func (c *cli) nodeCmd() *cobra.Command {
 
 func (c *cli) nodeRegisterCmd() *cobra.Command {
 	var data string
+	var sf sessionFlags
 	cmd := &cobra.Command{
-		Use:   "register ID [--data JSON]",
-		Short: "register application node ID with --data's metadata (again: replaces it)",
-		Args:  exactArgs("ID"),
+		Use:   "register ID [--data JSON] [--ttl 10s]",
+		Short: "register application node ID with --data's metadata (again: replaces it); --ttl: while this runs",
+		Long: `Register application node ID (node:<ID>) with --data's metadata, a JSON object;
+registering again replaces it. With --ttl, the registration lives as long as
+this command: it is made under a session (a lease of time to live --ttl, kept
+alive meanwhile), the revision is printed, and the command runs until Ctrl-C or
+SIGTERM, then revokes the lease, which deregisters the node (exit code 0). If
+the session is lost (the lease could not be kept alive; the node is
+deregistered when it expires) the command exits with code 1 and one line on
+stderr.`,
+		Args: exactArgs("ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			var meta []byte
@@ -33,6 +46,18 @@ func (c *cli) nodeRegisterCmd() *cobra.Command {
 				if meta, err = jsonArg(fmt.Sprintf("node register %q: --data", id), []byte(data), true); err != nil {
 					return err
 				}
+			}
+			if cmd.Flags().Changed("ttl") {
+				what := fmt.Sprintf("node register %q", id)
+				ttl, err := sf.parse(what)
+				if err != nil {
+					return err
+				}
+				return c.withClient(cmd, false, func(ctx context.Context, s *session) error {
+					ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+					defer stop()
+					return s.registerWhileRunning(ctx, what, id, meta, ttl)
+				})
 			}
 			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
 				rev, err := s.client.RegisterNode(ctx, id, meta)
@@ -44,7 +69,33 @@ func (c *cli) nodeRegisterCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&data, "data", "", "the node's metadata, a JSON object")
+	sf.add(cmd, "the registration")
 	return cmd
+}
+
+// registerWhileRunning registers node id under a new session's lease and
+// keeps it alive until ctx ends or the session is lost.
+func (s *session) registerWhileRunning(ctx context.Context, what, id string, meta []byte, ttl time.Duration) error {
+	sess, err := s.openSession(ctx, what, ttl)
+	if err != nil {
+		return err
+	}
+	defer s.closeSession(sess)
+	regCtx, cancel := context.WithTimeout(ctx, s.timeout)
+	rev, err := s.client.RegisterNodeWith(regCtx, id, meta, client.PutOptions{Lease: sess.Lease()})
+	cancel()
+	if err != nil {
+		return fail(what, err)
+	}
+	if err := s.printRevision(rev); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-sess.Done():
+		return sessionLost(what, sess)
+	}
 }
 
 func (c *cli) nodeDeregisterCmd() *cobra.Command {

@@ -57,8 +57,10 @@ Client commands (talk to a running cluster; see: consensus COMMAND --help):
   consensus member list|add|remove|promote  the cluster's members
   consensus leader transfer [TARGET]        hand leadership to TARGET (or the most caught-up voter)
   consensus workflow start|stop|update|get|list
-  consensus node register|deregister|list   application nodes (REGISTER_NODE; not cluster members)
+  consensus node register|deregister|list   application nodes (REGISTER_NODE; not cluster members); register --ttl D: while it runs
   consensus lease grant TTL                 grant a lease and print its id; also keepalive ID [--once], revoke ID, ttl ID, list
+  consensus lock NAME -- COMMAND [ARG...]   run COMMAND holding lock NAME (--ttl D, --wait D); its token in CONSENSUS_LOCK_TOKEN
+  consensus elect NAME VALUE                campaign; print the token once leader, lead until Ctrl-C, then resign (--ttl D)
 
 Global flags of the client commands:
   --endpoints LIST   comma-separated HTTP addresses of members (env CONSENSUS_ENDPOINTS;
@@ -77,10 +79,11 @@ Exit codes:
   1  failure: the cluster, the network or the server
   2  usage error: the command line was wrong, or the server refused its input
      (invalid_key, too_large, bad_request, invalid_lease); nothing was applied
-  3  not found: the key, workflow, member or lease does not exist
+  3  not found: the key, workflow, member, lease or lock does not exist
   4  precondition failed: a conditional write's revision did not match,
      or a workflow transition that is not allowed (start a running one, stop a stopped one),
-     or lease grant --id named an id in use
+     or lease grant --id named an id in use, or a lock was held for the whole --wait
+  lock exits with its COMMAND's code.
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -189,7 +192,8 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
-	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd())
+	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd(),
+		c.lockCmd(), c.electCmd())
 	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.
