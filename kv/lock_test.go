@@ -99,12 +99,18 @@ func TestLockWaitRunsOut(t *testing.T) {
 	ctx := context.Background()
 	ls := grantLeases(t, s, 3)
 	held, _ := s.Acquire(ctx, "l", ls[0], 0)
-	if _, err := s.Acquire(ctx, "l", ls[1], 20*time.Millisecond); !errors.Is(err, ErrLocked) {
+	// With a request id and a fence that holds, as a client's retried,
+	// fenced acquire has: leaving the queue must not be taken for a retry
+	// of the acquire, nor carry its fence.
+	other, _ := s.Acquire(ctx, "other", ls[1], 0)
+	wctx := WithFence(WithRequestID(ctx, RequestID{Client: "c", Seq: 7}), Fence{Lock: "other", Token: other.Token})
+	if _, err := s.Acquire(wctx, "l", ls[1], 20*time.Millisecond); !errors.Is(err, ErrLocked) {
 		t.Fatalf("a wait that ran out: %v, want ErrLocked", err)
 	}
 	if _, _, waiting := s.machine.lockPosition("l", ls[1]); waiting {
 		t.Fatal("a waiter that gave up is still queued")
 	}
+	_ = s.Release(ctx, "other", ls[1], other.Token)
 	done := make(chan LockInfo)
 	go func() {
 		info, _ := s.Acquire(ctx, "l", ls[2], time.Minute)

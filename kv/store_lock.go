@@ -71,18 +71,21 @@ func (s *Store) acquire(ctx context.Context, name string, lease LeaseID, value [
 		case <-changed:
 			changed = s.machine.LockChanges()
 		case <-deadline.C:
-			return LockInfo{}, s.giveUp(ctx, name, lease, fmt.Errorf("kv: lock %q: waited %v: %w", name, wait, ErrLocked))
+			return LockInfo{}, s.giveUp(name, lease, fmt.Errorf("kv: lock %q: waited %v: %w", name, wait, ErrLocked))
 		case <-ctx.Done():
-			return LockInfo{}, s.giveUp(context.WithoutCancel(ctx), name, lease, fmt.Errorf("kv: lock %q: %w: %w", name, ErrLocked, ctx.Err()))
+			return LockInfo{}, s.giveUp(name, lease, fmt.Errorf("kv: lock %q: %w: %w", name, ErrLocked, ctx.Err()))
 		}
 	}
 }
 
 // giveUp takes lease out of lock name's queue, or, if it got the lock
 // meanwhile, releases it (its caller never learnt the token), and returns
-// why.
-func (s *Store) giveUp(ctx context.Context, name string, lease LeaseID, why error) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+// why. It runs in a context of its own: the caller's has ended, and its
+// request id (the acquire's: the session table would answer the leave as
+// a retry of the acquire and apply nothing) and fence are not the
+// leave's.
+func (s *Store) giveUp(name string, lease LeaseID, why error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := s.write(ctx, command{Op: opLockRelease, Key: name, Lease: int64(lease)}); err != nil {
 		return errors.Join(why, fmt.Errorf("leaving the queue: %w", err))

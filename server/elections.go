@@ -164,8 +164,21 @@ func compactJSON(v json.RawMessage) []byte {
 // one "leader" event now and one at each change, whose data is the leader
 // ({"name","token","lease","value"}) or null; a comment every heartbeat.
 func (h *apiHandler) serveObserve(w http.ResponseWriter, r *http.Request, eb ElectionBackend, name string) {
+	// An observation is a long stream, like a watch: it counts toward the
+	// watch limits and ends when the server shuts down.
+	client := accessFrom(r.Context()).client
+	closing, refused := h.watches.acquire(client, h.opts.Watch)
+	if refused != nil {
+		if refused.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, *refused)
+		return
+	}
+	defer h.watches.release(client)
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
+	defer context.AfterFunc(closing, cancel)()
 	leaders, err := eb.ObserveElection(ctx, name)
 	if err != nil {
 		h.fail(w, r, err)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -145,5 +146,61 @@ func TestElectionsOverHTTP(t *testing.T) {
 		if r.status != tc.status || leaseErrCode(t, r) != tc.code {
 			t.Errorf("%s %s %s: %d %s, want %d %s", tc.method, tc.path, tc.body, r.status, r.body, tc.status, tc.code)
 		}
+	}
+}
+
+// A server shutting down ends its election observations and lock waits
+// at once: neither keeps http.Server.Shutdown waiting for its deadline.
+func TestShutdownEndsObservationsAndWaits(t *testing.T) {
+	c := newTestCluster(t, 1)
+	id := c.waitLeader()
+	base := "http://" + c.https[id]
+	lease := func() string {
+		return decodeAs[api.Lease](t, call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":60000}`))).ID.String()
+	}
+	a, b := lease(), lease()
+	if r := call(t, http.MethodPost, base+"/v1/locks/held", fmt.Appendf(nil, `{"lease":%q,"waitMs":0}`, a)); r.status != http.StatusOK {
+		t.Fatalf("acquire: %d %s", r.status, r.body)
+	}
+	waited := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(base+"/v1/locks/held", "application/json", strings.NewReader(fmt.Sprintf(`{"lease":%q,"waitMs":600000}`, b)))
+		if err != nil {
+			waited <- -1 // the connection closed without an answer: ended too
+			return
+		}
+		resp.Body.Close()
+		waited <- resp.StatusCode
+	}()
+	resp, err := http.Get(base + "/v1/elections/e/observe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		close(ended)
+	}()
+	testwait.For(t, 10*time.Second, "the waiter to queue", func() bool {
+		return decodeAs[api.Lock](t, call(t, http.MethodGet, base+"/v1/locks/held", nil)).Waiters == 1
+	})
+	start := time.Now()
+	c.stop(id) // fails the test if Close returns an error (its deadline is 5 s)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("shutdown took %v with an observation and a wait open", took)
+	}
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the observation did not end with the server")
+	}
+	select {
+	case status := <-waited:
+		if status == http.StatusOK {
+			t.Fatal("the waiter got the lock from a server shutting down")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting acquire did not end with the server")
 	}
 }

@@ -137,5 +137,8 @@ func (h *apiHandler) waitContext(w http.ResponseWriter, r *http.Request, wait ti
 	cancel()
 	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), wait+h.opts.RequestTimeout)
 	stop := context.AfterFunc(r.Context(), cancel) // the client went away: give up
-	return ctx, func() { stop(); cancel() }, true
+	// The server shutting down ends the wait too: http.Server.Shutdown
+	// would otherwise wait for it.
+	stopOnClose := context.AfterFunc(h.watches.closingContext(), cancel)
+	return ctx, func() { stop(); stopOnClose(); cancel() }, true
 }

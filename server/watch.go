@@ -158,6 +158,14 @@ func (reg *watchRegistry) closeAll() {
 	reg.cancel()
 }
 
+// closingContext returns a context cancelled when the server begins to
+// shut down, for other long requests (lock waits) to end on.
+func (reg *watchRegistry) closingContext() context.Context {
+	reg.mu.Lock()
+	defer reg.mu.Unlock()
+	return reg.contextLocked()
+}
+
 // open returns the number of watches open.
 func (reg *watchRegistry) open() int {
 	reg.mu.Lock()
