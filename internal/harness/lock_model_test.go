@@ -153,6 +153,10 @@ var lockModel = (&porcupine.NondeterministicModel{
 
 const modelLock = "model-lock"
 
+// modelElection is the election TestElectionLinearizability runs: the
+// lock kv.ElectionPrefix+modelElection underneath.
+const modelElection = "model-election"
+
 // lockClient is one sequential client with its own lease.
 type lockClient struct {
 	cid   int
@@ -167,6 +171,17 @@ type lockClient struct {
 	// unsure is set after an operation of unknown outcome: the client
 	// reads the lock before going on.
 	unsure bool
+	// election: campaign, resign and read the leader of modelElection
+	// rather than take, release and read modelLock.
+	election bool
+}
+
+// lockName is the lock the client's operations are on.
+func (cl *lockClient) lockName() string {
+	if cl.election {
+		return kv.ElectionPrefix + modelElection
+	}
+	return modelLock
 }
 
 func (cl *lockClient) node() string {
@@ -195,7 +210,11 @@ func (cl *lockClient) run() {
 	case cl.unsure || cl.rng.IntN(8) == 0:
 		in = lockIn{Op: lockRead}
 		var info kv.LockInfo
-		info, err = st.LockState(ctx, modelLock, kv.Linearizable)
+		if cl.election {
+			info, err = st.ElectionLeader(ctx, modelElection, kv.Linearizable)
+		} else {
+			info, err = st.LockState(ctx, modelLock, kv.Linearizable)
+		}
 		if errors.Is(err, kv.ErrLockNotFound) {
 			err = nil
 		} else if err == nil {
@@ -215,7 +234,11 @@ func (cl *lockClient) run() {
 	case cl.token == 0:
 		in = lockIn{Op: lockAcquire, Lease: int64(cl.lease)}
 		var info kv.LockInfo
-		info, err = st.Acquire(ctx, modelLock, cl.lease, 0)
+		if cl.election {
+			info, err = st.Campaign(ctx, modelElection, cl.lease, []byte(fmt.Sprintf(`"candidate %d"`, cl.lease)), 0)
+		} else {
+			info, err = st.Acquire(ctx, modelLock, cl.lease, 0)
+		}
 		switch {
 		case err == nil:
 			out, cl.token = lockOut{OK: true, Token: info.Token}, info.Token
@@ -224,7 +247,11 @@ func (cl *lockClient) run() {
 		}
 	case cl.rng.IntN(3) == 0:
 		in = lockIn{Op: lockRelease, Token: cl.token}
-		err = st.Release(ctx, modelLock, cl.lease, cl.token)
+		if cl.election {
+			err = st.Resign(ctx, modelElection, cl.token)
+		} else {
+			err = st.Release(ctx, modelLock, cl.lease, cl.token)
+		}
 		switch {
 		case err == nil:
 			out.OK = true
@@ -253,7 +280,7 @@ func (cl *lockClient) run() {
 
 // write puts a value fenced by token: OK if applied, not OK if fenced.
 func (cl *lockClient) write(ctx context.Context, st *kv.Store, token int64, out *lockOut) error {
-	_, err := st.Put(kv.WithFence(ctx, kv.Fence{Lock: modelLock, Token: token}), "fenced", []byte(fmt.Sprint(token)))
+	_, err := st.Put(kv.WithFence(ctx, kv.Fence{Lock: cl.lockName(), Token: token}), "fenced", []byte(fmt.Sprint(token)))
 	switch {
 	case err == nil:
 		out.OK = true
@@ -269,18 +296,26 @@ func (cl *lockClient) write(ctx context.Context, st *kv.Store, token int64, out 
 // TestLockLinearizability runs lock clients under the nemesis (crashes,
 // partitions, leader isolation, lossy links, membership changes) and
 // checks their history against the lock model with porcupine.
-func TestLockLinearizability(t *testing.T) {
+func TestLockLinearizability(t *testing.T) { runLockModel(t, 14_3, false) }
+
+// TestElectionLinearizability is TestLockLinearizability with candidates
+// that campaign, resign and read the leader of an election (a lock with
+// values underneath): exactly one leader at a time, tokens increasing,
+// the leader's fenced writes applied exactly while it leads, and on every
+// node the leadership observed in order.
+func TestElectionLinearizability(t *testing.T) { runLockModel(t, 14_4, true) }
+
+func runLockModel(t *testing.T, seed uint64, election bool) {
 	runFor := 6 * time.Second
 	if d := soakDuration(t); d > 0 {
 		runFor = d
 	}
-	seed := uint64(14_3)
 	if *seedFlag != 0 {
 		seed = *seedFlag
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x6c6f636b))
 	kind := []harness.StorageKind{harness.MemoryStorage, harness.CrashablePebble}[rng.IntN(2)]
-	t.Logf("seed %d: 5 nodes, %s storage, %v (replay: go test -race -run TestLockLinearizability ./internal/harness/ -seed=%d)", seed, kind, runFor, seed)
+	t.Logf("seed %d: 5 nodes, %s storage, election %v, %v (replay: go test -race -run '%s' ./internal/harness/ -seed=%d)", seed, kind, election, runFor, t.Name(), seed)
 	snaps := newSnapWatch()
 	c := harness.New(t, harness.Options{Nodes: 5, Seed: seed, Storage: kind, Leases: &kv.LessorConfig{},
 		Configure: func(cfg *consensus.Config) { cfg.SnapshotThreshold = 40; cfg.SnapshotCatchUpEntries = 8 },
@@ -301,7 +336,7 @@ func TestLockLinearizability(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		clients[i] = &lockClient{cid: i, ids: &ids, rng: rand.New(rand.NewPCG(seed, uint64(i))), c: c, h: h, lease: l.ID}
+		clients[i] = &lockClient{cid: i, ids: &ids, rng: rand.New(rand.NewPCG(seed, uint64(i))), c: c, h: h, lease: l.ID, election: election}
 	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -342,7 +377,7 @@ func TestLockLinearizability(t *testing.T) {
 					machine, last = m, 0
 				}
 				changed := m.LockChanges()
-				if info, ok := m.Lock(modelLock); ok {
+				if info, ok := m.Lock(clients[0].lockName()); ok {
 					obsMu.Lock()
 					observed++
 					if info.Token < last {
