@@ -107,7 +107,7 @@ func (m *Machine) applyLockAcquire(c *command) *applyError {
 		l.waiters = append(slices.Clip(l.waiters), lockWaiter{lease: c.Lease, value: c.Value})
 		m.locks.ReplaceOrInsert(l)
 		m.leaseAddLock(c.Lease, c.Key)
-		m.lockChanged()
+		m.lockChanged(c.Key)
 		return nil
 	}
 	if m.locks.Len() >= m.maxLocks {
@@ -115,7 +115,8 @@ func (m *Machine) applyLockAcquire(c *command) *applyError {
 	}
 	m.locks.ReplaceOrInsert(lock{name: c.Key, holder: c.Lease, token: int64(m.applied), value: c.Value})
 	m.leaseAddLock(c.Lease, c.Key)
-	m.lockChanged()
+	m.lockChanged(c.Key)
+	m.wakeWaiter(c.Key, c.Lease)
 	return nil
 }
 
@@ -157,12 +158,13 @@ func (m *Machine) leaveLock(l lock, lease int64) {
 		}
 		l.waiters = slices.Delete(slices.Clone(l.waiters), i, i+1)
 		m.locks.ReplaceOrInsert(l)
-		m.lockChanged()
+		m.lockChanged(l.name)
+		m.wakeWaiter(l.name, lease)
 		return
 	}
 	if len(l.waiters) == 0 {
 		m.locks.Delete(l)
-		m.lockChanged()
+		m.lockChanged(l.name)
 		return
 	}
 	// Waiters' leases are live: a revoked lease leaves every lock it
@@ -170,7 +172,10 @@ func (m *Machine) leaveLock(l lock, lease int64) {
 	next := l.waiters[0]
 	l.holder, l.value, l.waiters, l.token = next.lease, next.value, slices.Clone(l.waiters[1:]), int64(m.applied)
 	m.locks.ReplaceOrInsert(l)
-	m.lockChanged()
+	m.lockChanged(l.name)
+	// The next in line alone is woken: no other waiter's position
+	// changed in a way it must act on.
+	m.wakeWaiter(l.name, next.lease)
 }
 
 // applyLockProclaim sets the value of lock c.Key, held with token *c.If,
@@ -188,7 +193,7 @@ func (m *Machine) applyLockProclaim(c *command) *applyError {
 	}
 	l.value = c.Value
 	m.locks.ReplaceOrInsert(l)
-	m.lockChanged()
+	m.lockChanged(c.Key)
 	return nil
 }
 
@@ -244,23 +249,81 @@ func (m *Machine) releaseLeaseLocks(le lease) {
 	}
 }
 
-// lockChanged wakes whoever waits for a change of a lock (LockChanges).
+// lockWaitKey names one lease waiting for one lock.
+type lockWaitKey struct {
+	name  string
+	lease int64
+}
+
+// lockChanged wakes whoever watches lock name (LockChanges: observers).
 // Called with mu held.
-func (m *Machine) lockChanged() {
-	if m.lockWake != nil {
-		close(m.lockWake)
-		m.lockWake = nil
+func (m *Machine) lockChanged(name string) {
+	if ch, ok := m.lockWatch[name]; ok {
+		close(ch)
+		delete(m.lockWatch, name)
 	}
 }
 
-// LockChanges returns a channel closed at the next change of any lock.
-func (m *Machine) LockChanges() <-chan struct{} {
+// wakeWaiter wakes the caller waiting for lease's turn at lock name
+// (lockWait): it got the lock, or left the queue. Called with mu held.
+func (m *Machine) wakeWaiter(name string, lease int64) {
+	k := lockWaitKey{name, lease}
+	if ch, ok := m.lockWaits[k]; ok {
+		close(ch)
+		delete(m.lockWaits, k)
+	}
+}
+
+// wakeAllLocks wakes every lock watcher and waiter: the state was
+// replaced (Restore). Called with mu held.
+func (m *Machine) wakeAllLocks() {
+	for name := range m.lockWatch {
+		m.lockChanged(name)
+	}
+	for k := range m.lockWaits {
+		m.wakeWaiter(k.name, k.lease)
+	}
+}
+
+// LockChanges returns a channel closed at the next change of lock name:
+// a new holder, token or value, a waiter more or less, the lock freed.
+func (m *Machine) LockChanges(name string) <-chan struct{} {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.lockWake == nil {
-		m.lockWake = make(chan struct{})
+	ch, ok := m.lockWatch[name]
+	if !ok {
+		if m.lockWatch == nil {
+			m.lockWatch = make(map[string]chan struct{})
+		}
+		ch = make(chan struct{})
+		m.lockWatch[name] = ch
 	}
-	return m.lockWake
+	return ch
+}
+
+// lockWait returns a channel closed when lease gets lock name or leaves
+// its queue: a waiter is woken for its own turn only, not by every
+// change of the lock (no thundering herd among a lock's waiters).
+// dropLockWait forgets it if it was never closed.
+func (m *Machine) lockWait(name string, lease LeaseID) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := lockWaitKey{name, int64(lease)}
+	ch, ok := m.lockWaits[k]
+	if !ok {
+		if m.lockWaits == nil {
+			m.lockWaits = make(map[lockWaitKey]chan struct{})
+		}
+		ch = make(chan struct{})
+		m.lockWaits[k] = ch
+	}
+	return ch
+}
+
+func (m *Machine) dropLockWait(name string, lease LeaseID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.lockWaits, lockWaitKey{name, int64(lease)})
 }
 
 // Lock describes lock name as the state has it: its holder's lease and

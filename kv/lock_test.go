@@ -268,3 +268,42 @@ func TestElections(t *testing.T) {
 		t.Fatalf("leader: %+v, %v", l, err)
 	}
 }
+
+// A release wakes the next waiter alone, and a change of one lock wakes
+// the watchers of that lock alone: no thundering herd.
+func TestLockWakesTheNextWaiterAlone(t *testing.T) {
+	s, l := newLocalStore()
+	ctx := context.Background()
+	ls := grantLeases(t, s, 4)
+	held, _ := s.Acquire(ctx, "x", ls[0], 0)
+	for _, id := range ls[1:] {
+		l.mu.Lock()
+		l.index++
+		l.machine.Apply(l.index, mustCmd(t, command{Op: opLockAcquire, Key: "x", Lease: int64(id)}))
+		l.mu.Unlock()
+	}
+	turns := make([]<-chan struct{}, len(ls))
+	for i, id := range ls[1:] {
+		turns[i+1] = s.machine.lockWait("x", id)
+	}
+	otherLock := s.machine.LockChanges("y")
+	thisLock := s.machine.LockChanges("x")
+	if err := s.Release(ctx, "x", ls[0], held.Token); err != nil {
+		t.Fatal(err)
+	}
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	if !closed(turns[1]) || closed(turns[2]) || closed(turns[3]) {
+		t.Fatalf("woken after a release: next %v, the two behind it %v %v; want the next alone",
+			closed(turns[1]), closed(turns[2]), closed(turns[3]))
+	}
+	if !closed(thisLock) || closed(otherLock) {
+		t.Fatalf("watchers woken: this lock %v, another lock %v", closed(thisLock), closed(otherLock))
+	}
+}

@@ -43,10 +43,13 @@ type Machine struct {
 	// leases are the leases by id (lease.go); leaseObs hears of them.
 	leases   *btree.BTreeG[lease]
 	leaseObs LeaseObserver
-	// locks are the locks by name (lock.go); lockWake is closed at the
-	// next change of one (LockChanges).
-	locks    *btree.BTreeG[lock]
-	lockWake chan struct{}
+	// locks are the locks by name (lock.go). lockWatch has a channel per
+	// watched lock, closed at its next change (LockChanges); lockWaits one
+	// per waiting lease, closed at its turn (lockWait). Neither is
+	// replicated state.
+	locks     *btree.BTreeG[lock]
+	lockWatch map[string]chan struct{}
+	lockWaits map[lockWaitKey]chan struct{}
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 }

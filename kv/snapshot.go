@@ -321,7 +321,7 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	m.sessions = st.sessions
 	m.leases = st.leases
 	m.locks = st.locks
-	m.lockChanged()
+	m.wakeAllLocks()
 	m.hub.reset(st.revision)
 	if m.leaseObs != nil {
 		// The leader's clock learns of the leases the snapshot brought and

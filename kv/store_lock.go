@@ -50,13 +50,16 @@ func (s *Store) acquire(ctx context.Context, name string, lease LeaseID, value [
 		}
 	}
 	c := command{Op: opLockAcquire, Key: name, Lease: int64(lease), Value: value, Try: wait <= 0}
-	changed := s.machine.LockChanges()
 	if _, err := s.write(ctx, c); err != nil {
 		return LockInfo{}, err
 	}
 	deadline := time.NewTimer(max(wait, 0))
 	defer deadline.Stop()
+	defer s.machine.dropLockWait(name, lease)
 	for {
+		// The channel first, then the position: a turn that comes in
+		// between closes it.
+		turn := s.machine.lockWait(name, lease)
 		token, held, waiting := s.machine.lockPosition(name, lease)
 		if held {
 			info, _ := s.machine.Lock(name)
@@ -68,8 +71,7 @@ func (s *Store) acquire(ctx context.Context, name string, lease LeaseID, value [
 			return LockInfo{}, fmt.Errorf("kv: lock %q: lease %s left the queue (expired or revoked): %w", name, lease, ErrLeaseNotFound)
 		}
 		select {
-		case <-changed:
-			changed = s.machine.LockChanges()
+		case <-turn:
 		case <-deadline.C:
 			return LockInfo{}, s.giveUp(name, lease, fmt.Errorf("kv: lock %q: waited %v: %w", name, wait, ErrLocked))
 		case <-ctx.Done():
@@ -190,7 +192,7 @@ func (s *Store) ObserveElection(ctx context.Context, name string) (<-chan *LockI
 		var last *LockInfo
 		first := true
 		for {
-			changed := s.machine.LockChanges()
+			changed := s.machine.LockChanges(ElectionPrefix + name)
 			var cur *LockInfo
 			if info, ok := s.machine.Lock(ElectionPrefix + name); ok {
 				info.Name, info.Waiters = name, 0

@@ -376,7 +376,7 @@ func runLockModel(t *testing.T, seed uint64, election bool) {
 				if m != machine {
 					machine, last = m, 0
 				}
-				changed := m.LockChanges()
+				changed := m.LockChanges(clients[0].lockName())
 				if info, ok := m.Lock(clients[0].lockName()); ok {
 					obsMu.Lock()
 					observed++
