@@ -104,8 +104,26 @@ func FuzzApply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m := NewMachine()
 		r := m.Apply(1, in).(Result)
-		if r.Err == nil && m.Revision() != 1 {
-			t.Fatalf("accepted command without a revision")
+		if r.Err != nil {
+			return
+		}
+		// An accepted command that writes keys takes a revision; lease
+		// and lock commands on an empty state write none (a grant, an
+		// expiry of leases that do not exist, leaving a lock nobody
+		// holds) and take none.
+		c, err := decodeCommand(in)
+		if err != nil {
+			t.Fatalf("accepted a command that does not decode: %v", err)
+		}
+		switch c.Op {
+		case opLeaseGrant, opLeaseRevoke, opLeaseExpire, opLockAcquire, opLockRelease, opLockProclaim:
+			if m.Revision() != 0 {
+				t.Fatalf("%v on an empty state took revision %d", c.Op, m.Revision())
+			}
+		default:
+			if m.Revision() != 1 {
+				t.Fatalf("accepted %v without a revision", c.Op)
+			}
 		}
 	})
 }
