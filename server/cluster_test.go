@@ -69,8 +69,8 @@ func buildTestCluster(t *testing.T, n int, node func(*consensus.Config), srv fun
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		c.ids = append(c.ids, id)
-		c.peers[id] = freeAddr(t)
-		c.https[id] = freeAddr(t)
+		c.peers[id] = reserveAddr(t)
+		c.https[id] = reserveAddr(t)
 		c.dirs[id] = filepath.Join(root, id)
 	}
 	c.startAll()
@@ -95,10 +95,51 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// listenAgain listens on addr, retrying while the port is still being
-// released by a previous listener.
+// reserved holds the listeners of addresses reserveAddr handed out until
+// listenAgain takes them: between the two, no other socket (another test
+// package's server, picking ports at random in the same range) can take
+// the port. Releasing it in between made "address already in use" a
+// CI failure now and then.
+var reserved = struct {
+	sync.Mutex
+	lns map[string]net.Listener
+}{lns: map[string]net.Listener{}}
+
+// reserveAddr binds a free loopback port and keeps it for listenAgain; a
+// reservation not taken by the end of the test is closed.
+func reserveAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := loopback.ListenFree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	reserved.Lock()
+	reserved.lns[addr] = ln
+	reserved.Unlock()
+	t.Cleanup(func() {
+		reserved.Lock()
+		defer reserved.Unlock()
+		if ln, ok := reserved.lns[addr]; ok {
+			ln.Close()
+			delete(reserved.lns, addr)
+		}
+	})
+	return addr
+}
+
+// listenAgain listens on addr: the reserved listener the first time,
+// then anew, retrying while the port is still being released by a
+// previous listener.
 func listenAgain(t *testing.T, addr string) net.Listener {
 	t.Helper()
+	reserved.Lock()
+	held, ok := reserved.lns[addr]
+	delete(reserved.lns, addr)
+	reserved.Unlock()
+	if ok {
+		return held
+	}
 	ln, err := loopback.Listen(addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("listen %s: %v", addr, err)

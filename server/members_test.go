@@ -22,8 +22,8 @@ func (c *testCluster) startJoining(id string, via ...string) {
 	c.t.Helper()
 	if _, ok := c.peers[id]; !ok {
 		c.ids = append(c.ids, id)
-		c.peers[id] = freeAddr(c.t)
-		c.https[id] = freeAddr(c.t)
+		c.peers[id] = reserveAddr(c.t)
+		c.https[id] = reserveAddr(c.t)
 		c.dirs[id] = filepath.Join(filepath.Dir(c.dirs[c.ids[0]]), id)
 	}
 	scfg := Config{
@@ -239,8 +239,8 @@ func TestJoinRefusedForRemovedID(t *testing.T) {
 	c.stop("n3")
 	_, err := Start(Config{
 		Node:         consensus.DefaultConfig("n3"),
-		PeerListener: listenAgain(t, freeAddr(t)),
-		HTTPListener: listenAgain(t, freeAddr(t)),
+		PeerListener: listenAgain(t, reserveAddr(t)),
+		HTTPListener: listenAgain(t, reserveAddr(t)),
 		DataDir:      t.TempDir(),
 		Join:         []string{c.https["n1"]},
 		JoinTimeout:  5 * time.Second,

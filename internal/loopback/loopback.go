@@ -74,6 +74,23 @@ func FreeAddr() (string, error) {
 	return "", fmt.Errorf("no free loopback port in [%d, %d)", lo, hi)
 }
 
+// ListenFree listens on a port FreeAddr would give and keeps it: the
+// caller hands the listener to whoever serves on it, so no other socket
+// can take the port in between.
+func ListenFree() (net.Listener, error) {
+	rangeOnce.Do(pickRange)
+	if hi == 0 {
+		return net.Listen("tcp", "127.0.0.1:0")
+	}
+	for range 1000 {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo)))
+		if err == nil {
+			return ln, nil
+		}
+	}
+	return nil, fmt.Errorf("no free loopback port in [%d, %d)", lo, hi)
+}
+
 // Listen listens on addr, retrying for up to wait while the port is
 // still held, for example by a listener that is closing.
 func Listen(addr string, wait time.Duration) (net.Listener, error) {

@@ -31,3 +31,21 @@ func TestFreeAddrIsBelowTheEphemeralRangeAndBindable(t *testing.T) {
 		t.Fatal("second Listen on a held address succeeded")
 	}
 }
+
+func TestListenFreeHoldsAPortBelowTheEphemeralRange(t *testing.T) {
+	ln, err := ListenFree()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	p, _ := strconv.Atoi(port)
+	if hi != 0 && (p < lo || p >= hi) {
+		t.Fatalf("port %d outside [%d, %d)", p, lo, hi)
+	}
+	// Held: nobody else can bind it.
+	if other, err := net.Listen("tcp", ln.Addr().String()); err == nil {
+		other.Close()
+		t.Fatal("a reserved port could be bound again")
+	}
+}
