@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -60,30 +59,13 @@ func (h *apiHandler) serveElections(w http.ResponseWriter, r *http.Request, rest
 		h.serveObserve(w, r, eb, name)
 		return
 	}
-	token := func() (int64, bool) {
-		t, err := strconv.ParseInt(query.Get("token"), 10, 64)
-		if err != nil || t < 1 {
-			badRequest(w, "token must be the leader's token, a decimal integer of at least 1")
-			return 0, false
-		}
-		return t, true
-	}
 	switch r.Method {
 	case http.MethodPost:
 		var req campaignRequest
 		if !h.decodeBody(w, r, &req, false) {
 			return
 		}
-		if req.Lease == 0 {
-			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidLease, message: "lease is required: leadership is held by it"})
-			return
-		}
-		wait := time.Duration(req.WaitMs) * time.Millisecond
-		if req.WaitMs < 0 || wait > MaxLockWait {
-			badRequest(w, "waitMs must be 0 (try once) to 600000 (10 minutes)")
-			return
-		}
-		ctx, cancel, ok := h.waitContext(w, r, wait)
+		ctx, cancel, wait, ok := h.leaseWait(w, r, req.Lease, req.WaitMs, "leadership")
 		if !ok {
 			return
 		}
@@ -96,7 +78,7 @@ func (h *apiHandler) serveElections(w http.ResponseWriter, r *http.Request, rest
 		info.Waiters = 0
 		h.writeJSON(w, http.StatusOK, info)
 	case http.MethodPut:
-		t, ok := token()
+		t, ok := tokenParam(w, query, "leader")
 		if !ok {
 			return
 		}
@@ -115,7 +97,7 @@ func (h *apiHandler) serveElections(w http.ResponseWriter, r *http.Request, rest
 		}
 		h.writeJSON(w, http.StatusOK, struct{}{})
 	case http.MethodDelete:
-		t, ok := token()
+		t, ok := tokenParam(w, query, "leader")
 		if !ok {
 			return
 		}
@@ -166,30 +148,18 @@ func compactJSON(v json.RawMessage) []byte {
 func (h *apiHandler) serveObserve(w http.ResponseWriter, r *http.Request, eb ElectionBackend, name string) {
 	// An observation is a long stream, like a watch: it counts toward the
 	// watch limits and ends when the server shuts down.
-	client := accessFrom(r.Context()).client
-	closing, refused := h.watches.acquire(client, h.opts.Watch)
-	if refused != nil {
-		if refused.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
-		writeError(w, *refused)
+	ctx, done, ok := h.openStream(w, r)
+	if !ok {
 		return
 	}
-	defer h.watches.release(client)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(closing, cancel)()
+	defer done()
 	leaders, err := eb.ObserveElection(ctx, name)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	rc := http.NewResponseController(w)
-	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no")
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	setSSEHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 	write := func(b []byte) bool {

@@ -58,9 +58,8 @@ func (h *apiHandler) serveLocks(w http.ResponseWriter, r *http.Request, rest str
 	case http.MethodPost:
 		h.serveAcquire(w, r, lb, name)
 	case http.MethodDelete:
-		token, err := strconv.ParseInt(query.Get("token"), 10, 64)
-		if err != nil || token < 1 {
-			badRequest(w, "token must be the holder's token, a decimal integer of at least 1")
+		token, ok := tokenParam(w, query, "holder")
+		if !ok {
 			return
 		}
 		ctx, cancel, ok := h.writeContext(w, r)
@@ -97,16 +96,7 @@ func (h *apiHandler) serveAcquire(w http.ResponseWriter, r *http.Request, lb Loc
 	if !h.decodeBody(w, r, &req, false) {
 		return
 	}
-	if req.Lease == 0 {
-		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidLease, message: "lease is required: the lock is held by it"})
-		return
-	}
-	wait := time.Duration(req.WaitMs) * time.Millisecond
-	if req.WaitMs < 0 || wait > MaxLockWait {
-		badRequest(w, "waitMs must be 0 (try once) to 600000 (10 minutes)")
-		return
-	}
-	ctx, cancel, ok := h.waitContext(w, r, wait)
+	ctx, cancel, wait, ok := h.leaseWait(w, r, req.Lease, req.WaitMs, "the lock")
 	if !ok {
 		return
 	}
@@ -141,4 +131,32 @@ func (h *apiHandler) waitContext(w http.ResponseWriter, r *http.Request, wait ti
 	// would otherwise wait for it.
 	stopOnClose := context.AfterFunc(h.watches.closingContext(), cancel)
 	return ctx, func() { stop(); stopOnClose(); cancel() }, true
+}
+
+// leaseWait checks an acquire's or a campaign's lease (what names what the
+// lease holds, for the error) and waitMs, and returns the wait and the
+// context it runs in (waitContext). It answers 400 itself.
+func (h *apiHandler) leaseWait(w http.ResponseWriter, r *http.Request, lease kv.LeaseID, waitMs int64, what string) (context.Context, context.CancelFunc, time.Duration, bool) {
+	if lease == 0 {
+		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidLease, message: "lease is required: " + what + " is held by it"})
+		return nil, nil, 0, false
+	}
+	wait := time.Duration(waitMs) * time.Millisecond
+	if waitMs < 0 || wait > MaxLockWait {
+		badRequest(w, "waitMs must be 0 (try once) to 600000 (10 minutes)")
+		return nil, nil, 0, false
+	}
+	ctx, cancel, ok := h.waitContext(w, r, wait)
+	return ctx, cancel, wait, ok
+}
+
+// tokenParam reads ?token=N, the token of the lock's holder (whose names
+// it, for the error). It answers 400 itself.
+func tokenParam(w http.ResponseWriter, query url.Values, whose string) (int64, bool) {
+	t, err := strconv.ParseInt(query.Get("token"), 10, 64)
+	if err != nil || t < 1 {
+		badRequest(w, "token must be the "+whose+"'s token, a decimal integer of at least 1")
+		return 0, false
+	}
+	return t, true
 }

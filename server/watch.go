@@ -158,6 +158,37 @@ func (reg *watchRegistry) closeAll() {
 	reg.cancel()
 }
 
+// openStream takes a slot for a long stream (a watch, an election
+// observation) of the request's client, or answers the refusal itself.
+// The context it returns ends with the request or when the server begins
+// to shut down; done releases the slot.
+func (h *apiHandler) openStream(w http.ResponseWriter, r *http.Request) (ctx context.Context, done func(), ok bool) {
+	client := accessFrom(r.Context()).client
+	closing, refused := h.watches.acquire(client, h.opts.Watch)
+	if refused != nil {
+		if refused.status == http.StatusTooManyRequests {
+			w.Header().Set("Retry-After", "1")
+		}
+		writeError(w, *refused)
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(closing, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		h.watches.release(client)
+	}, true
+}
+
+// setSSEHeaders sets the headers of a Server-Sent Events stream.
+func setSSEHeaders(hdr http.Header) {
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
+	hdr.Set("X-Content-Type-Options", "nosniff")
+}
+
 // closingContext returns a context cancelled when the server begins to
 // shut down, for other long requests (lock waits) to end on.
 func (reg *watchRegistry) closingContext() context.Context {
@@ -240,19 +271,11 @@ func (h *apiHandler) serveWatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	client := accessFrom(r.Context()).client
-	closing, refused := h.watches.acquire(client, h.opts.Watch)
-	if refused != nil {
-		if refused.status == http.StatusTooManyRequests {
-			w.Header().Set("Retry-After", "1")
-		}
-		writeError(w, *refused)
+	ctx, done, ok := h.openStream(w, r)
+	if !ok {
 		return
 	}
-	defer h.watches.release(client)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	defer context.AfterFunc(closing, cancel)()
+	defer done()
 
 	watcher, err := h.startWatch(ctx, wb, prefix, from)
 	if err != nil {
@@ -300,10 +323,7 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 	opts := h.opts.Watch
 	rc := http.NewResponseController(w)
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache")
-	hdr.Set("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	hdr.Set("X-Content-Type-Options", "nosniff")
+	setSSEHeaders(hdr)
 	hdr.Set(StartRevisionHeader, strconv.FormatInt(watcher.StartRevision(), 10))
 	w.WriteHeader(http.StatusOK)
 	// Each write gets its own deadline; clear the last one so that it
