@@ -6,8 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -218,28 +216,7 @@ type observer struct {
 // reconnect opens a stream, trying the endpoints in turn with backoff, at
 // most MaxAttempts times in a row.
 func (o *observer) reconnect() (*watchStream, error) {
-	backoff := o.c.cfg.RetryBackoff
-	for attempt := 1; ; attempt++ {
-		if err := context.Cause(o.ctx); err != nil {
-			return nil, err
-		}
-		stream, retry, err := o.open()
-		if err == nil {
-			return stream, nil
-		}
-		if !retry || attempt >= o.c.cfg.MaxAttempts {
-			return nil, err
-		}
-		o.endpoint++
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-o.ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("%w (last attempt: %w)", context.Cause(o.ctx), err)
-		}
-		backoff = min(2*backoff, maxRetryBackoff)
-	}
+	return o.c.reconnectSSE(o.ctx, &o.endpoint, o.open)
 }
 
 // open sends one GET /v1/elections/{name}/observe. retry says whether
@@ -250,48 +227,11 @@ func (o *observer) open() (stream *watchStream, retry bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	ctx, cancel := context.WithCancel(o.ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	resp, cancel, retry, err := o.c.openSSE(o.ctx, target, "observe", nil)
 	if err != nil {
-		cancel()
-		return nil, false, fmt.Errorf("client: observe: %w", err)
+		return nil, retry, err
 	}
-	req.Header.Set("Accept", "text/event-stream")
-	if o.c.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+o.c.cfg.Token)
-	}
-	timer := time.AfterFunc(o.c.cfg.RequestTimeout, cancel)
-	resp, err := o.c.httpClient.Do(req)
-	if !timer.Stop() && err == nil {
-		resp.Body.Close()
-		err = context.DeadlineExceeded
-	}
-	if err != nil {
-		cancel()
-		if cause := context.Cause(o.ctx); cause != nil {
-			return nil, false, cause
-		}
-		return nil, true, fmt.Errorf("client: observe on %s: %w: %w", target, ErrUnavailable, err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return &watchStream{body: resp.Body, r: bufio.NewReader(resp.Body), cancel: cancel, endpoint: target}, false, nil
-	}
-	defer cancel()
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if IsHTTPSAnswer(resp.StatusCode, body) {
-		return nil, false, fmt.Errorf("client: observe on %s: %w", target, ErrHTTPSEndpoint)
-	}
-	var eb watchErrorBody
-	if json.Unmarshal(body, &eb) != nil || eb.Error.Code == "" {
-		return nil, true, fmt.Errorf("client: observe on %s: %w: HTTP %d", target, ErrUnavailable, resp.StatusCode)
-	}
-	se := &ServerError{Code: eb.Error.Code, Message: eb.Error.Message, Endpoint: target}
-	switch se.Code {
-	case CodeBadRequest, CodeInvalidKey, CodeNotFound, CodeMethodNotAllowed, CodeUnauthorized, CodeForbidden:
-		return nil, false, fmt.Errorf("client: observe: %w", se)
-	}
-	return nil, true, fmt.Errorf("client: observe: %w", se)
+	return &watchStream{body: resp.Body, r: bufio.NewReader(resp.Body), cancel: cancel, endpoint: target}, false, nil
 }
 
 // follow hands each leader event of s to deliver until the stream ends

@@ -168,27 +168,32 @@ func (w *Watcher) run(stream *watchStream) {
 // when fromNow), trying the endpoints in turn with backoff, at most
 // MaxAttempts times in a row.
 func (w *Watcher) reconnect(fromNow bool) (*watchStream, error) {
-	backoff := w.c.cfg.RetryBackoff
-	var last error
+	return w.c.reconnectSSE(w.ctx, &w.endpoint, func() (*watchStream, bool, error) { return w.open(fromNow) })
+}
+
+// reconnectSSE calls open, moving *endpoint on to the next endpoint and
+// backing off after each attempt that may do better, at most MaxAttempts
+// times in a row, until it opens a stream or ctx ends.
+func (c *Client) reconnectSSE(ctx context.Context, endpoint *int, open func() (*watchStream, bool, error)) (*watchStream, error) {
+	backoff := c.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
-		if err := context.Cause(w.ctx); err != nil {
+		if err := context.Cause(ctx); err != nil {
 			return nil, err
 		}
-		stream, retry, err := w.open(fromNow)
+		stream, retry, err := open()
 		if err == nil {
 			return stream, nil
 		}
-		last = err
-		if !retry || attempt >= w.c.cfg.MaxAttempts {
+		if !retry || attempt >= c.cfg.MaxAttempts {
 			return nil, err
 		}
-		w.endpoint++
+		*endpoint++
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:
-		case <-w.ctx.Done():
+		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w (last attempt: %w)", context.Cause(w.ctx), last)
+			return nil, fmt.Errorf("%w (last attempt: %w)", context.Cause(ctx), err)
 		}
 		backoff = min(2*backoff, maxRetryBackoff)
 	}
@@ -202,65 +207,85 @@ func (w *Watcher) open(fromNow bool) (stream *watchStream, retry bool, err error
 	if err != nil {
 		return nil, false, err
 	}
-	ctx, cancel := context.WithCancel(w.ctx)
+	header := http.Header{}
+	if !fromNow {
+		header.Set("Last-Event-ID", strconv.FormatInt(w.progress, 10))
+	}
+	resp, cancel, retry, err := w.c.openSSE(w.ctx, target, "watch", header)
+	if err != nil {
+		var ce *api.CompactedError
+		if errors.As(err, &ce) {
+			ce.Requested = w.progress + 1
+		}
+		return nil, retry, err
+	}
+	if w.progress < 0 || fromNow {
+		start, perr := strconv.ParseInt(resp.Header.Get("X-Consensus-Start-Revision"), 10, 64)
+		if perr != nil || start < 1 {
+			resp.Body.Close()
+			cancel()
+			return nil, true, fmt.Errorf("client: watch on %s: %w: no start revision in the answer", target, ErrUnavailable)
+		}
+		w.progress = start - 1
+	}
+	return &watchStream{body: resp.Body, r: bufio.NewReader(resp.Body), cancel: cancel, endpoint: target}, false, nil
+}
+
+// openSSE sends one GET of a Server-Sent Events stream (what names it in
+// errors) with header and the client's token, giving the answer's
+// headers RequestTimeout; the stream then lives as long as parent. It
+// returns the 200 answer and the cancel that ends it, or the error and
+// whether another attempt may do better. A compacted answer is an
+// *api.CompactedError whose Requested the caller fills in.
+func (c *Client) openSSE(parent context.Context, target, what string, header http.Header) (*http.Response, context.CancelFunc, bool, error) {
+	ctx, cancel := context.WithCancel(parent)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		cancel()
-		return nil, false, fmt.Errorf("client: watch: %w", err)
+		return nil, nil, false, fmt.Errorf("client: %s: %w", what, err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	if !fromNow {
-		req.Header.Set("Last-Event-ID", strconv.FormatInt(w.progress, 10))
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
-	if w.c.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+w.c.cfg.Token)
-	}
-	// The answer's headers get RequestTimeout; the stream lives on.
-	timer := time.AfterFunc(w.c.cfg.RequestTimeout, cancel)
-	resp, err := w.c.httpClient.Do(req)
+	timer := time.AfterFunc(c.cfg.RequestTimeout, cancel)
+	resp, err := c.httpClient.Do(req)
 	if !timer.Stop() && err == nil {
 		resp.Body.Close()
 		err = context.DeadlineExceeded
 	}
 	if err != nil {
 		cancel()
-		if cause := context.Cause(w.ctx); cause != nil {
-			return nil, false, cause
+		if cause := context.Cause(parent); cause != nil {
+			return nil, nil, false, cause
 		}
-		return nil, true, fmt.Errorf("client: watch on %s: %w: %w", target, ErrUnavailable, err)
+		return nil, nil, true, fmt.Errorf("client: %s on %s: %w: %w", what, target, ErrUnavailable, err)
 	}
 	if resp.StatusCode == http.StatusOK {
-		if w.progress < 0 || fromNow {
-			start, perr := strconv.ParseInt(resp.Header.Get("X-Consensus-Start-Revision"), 10, 64)
-			if perr != nil || start < 1 {
-				resp.Body.Close()
-				cancel()
-				return nil, true, fmt.Errorf("client: watch on %s: %w: no start revision in the answer", target, ErrUnavailable)
-			}
-			w.progress = start - 1
-		}
-		return &watchStream{body: resp.Body, r: bufio.NewReader(resp.Body), cancel: cancel, endpoint: target}, false, nil
+		return resp, cancel, false, nil
 	}
 	defer cancel()
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if IsHTTPSAnswer(resp.StatusCode, body) {
-		return nil, false, fmt.Errorf("client: watch on %s: %w", target, ErrHTTPSEndpoint)
+		return nil, nil, false, fmt.Errorf("client: %s on %s: %w", what, target, ErrHTTPSEndpoint)
 	}
 	var eb watchErrorBody
 	if json.Unmarshal(body, &eb) != nil || eb.Error.Code == "" {
-		return nil, true, fmt.Errorf("client: watch on %s: %w: HTTP %d", target, ErrUnavailable, resp.StatusCode)
+		return nil, nil, true, fmt.Errorf("client: %s on %s: %w: HTTP %d", what, target, ErrUnavailable, resp.StatusCode)
 	}
 	if eb.Error.Code == CodeCompacted {
-		return nil, false, fmt.Errorf("client: watch on %s: %w", target,
-			&api.CompactedError{Requested: w.progress + 1, Oldest: eb.Error.OldestRevision})
+		return nil, nil, false, fmt.Errorf("client: %s on %s: %w", what, target, &api.CompactedError{Oldest: eb.Error.OldestRevision})
 	}
 	se := &ServerError{Code: eb.Error.Code, Message: eb.Error.Message, Endpoint: target}
 	switch se.Code {
 	case CodeBadRequest, CodeInvalidKey, CodeNotFound, CodeMethodNotAllowed, CodeUnauthorized, CodeForbidden:
-		return nil, false, fmt.Errorf("client: watch: %w", se)
+		return nil, nil, false, fmt.Errorf("client: %s: %w", what, se)
 	}
-	return nil, true, fmt.Errorf("client: watch: %w", se)
+	return nil, nil, true, fmt.Errorf("client: %s: %w", what, se)
 }
 
 // watchURL turns an endpoint's /v1/ws URL into its GET /v1/watch URL.
