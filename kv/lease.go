@@ -189,12 +189,30 @@ func (m *Machine) checkAttach(key string, id int64, cur Item, exists bool) *appl
 // attach records key under lease id (checked by checkAttach).
 func (m *Machine) attach(key string, id int64) {
 	l, _ := m.leases.Get(lease{id: id})
-	i, found := slices.BinarySearch(l.keys, key)
-	if found {
-		return
+	if keys, changed := withName(l.keys, key); changed {
+		l.keys = keys
+		m.leases.ReplaceOrInsert(l)
 	}
-	l.keys = slices.Insert(slices.Clip(l.keys), i, key)
-	m.leases.ReplaceOrInsert(l)
+}
+
+// withName returns sorted names with name added, and whether it was not
+// there. The slice returned is a new one: a snapshot may share the old.
+func withName(names []string, name string) ([]string, bool) {
+	i, found := slices.BinarySearch(names, name)
+	if found {
+		return names, false
+	}
+	return slices.Insert(slices.Clip(names), i, name), true
+}
+
+// withoutName returns sorted names without name, and whether it was
+// there; a new slice, as withName.
+func withoutName(names []string, name string) ([]string, bool) {
+	i, found := slices.BinarySearch(names, name)
+	if !found {
+		return names, false
+	}
+	return slices.Delete(slices.Clone(names), i, i+1), true
 }
 
 // detach removes key from lease id; an automatic lease left without keys
@@ -204,12 +222,10 @@ func (m *Machine) detach(key string, id int64) {
 	if !ok {
 		return
 	}
-	i, found := slices.BinarySearch(l.keys, key)
+	keys, found := withoutName(l.keys, key)
 	if !found {
 		return
 	}
-	keys := make([]string, 0, len(l.keys)-1)
-	keys = append(append(keys, l.keys[:i]...), l.keys[i+1:]...)
 	if l.auto && len(keys) == 0 {
 		m.leases.Delete(l)
 		m.releaseLeaseLocks(l)

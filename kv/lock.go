@@ -218,12 +218,10 @@ func (m *Machine) leaseAddLock(id int64, name string) {
 	if !ok {
 		return
 	}
-	i, found := slices.BinarySearch(le.locks, name)
-	if found {
-		return
+	if locks, changed := withName(le.locks, name); changed {
+		le.locks = locks
+		m.leases.ReplaceOrInsert(le)
 	}
-	le.locks = slices.Insert(slices.Clip(le.locks), i, name)
-	m.leases.ReplaceOrInsert(le)
 }
 
 func (m *Machine) leaseRemoveLock(id int64, name string) {
@@ -231,12 +229,10 @@ func (m *Machine) leaseRemoveLock(id int64, name string) {
 	if !ok {
 		return
 	}
-	i, found := slices.BinarySearch(le.locks, name)
-	if !found {
-		return
+	if locks, changed := withoutName(le.locks, name); changed {
+		le.locks = locks
+		m.leases.ReplaceOrInsert(le)
 	}
-	le.locks = slices.Delete(slices.Clone(le.locks), i, i+1)
-	m.leases.ReplaceOrInsert(le)
 }
 
 // releaseLeaseLocks takes a revoked lease out of every lock it holds or
