@@ -67,10 +67,11 @@ func newHTTPServer(api *apiHandler, tlsOn bool, logger *slog.Logger) *http.Serve
 	if tlsOn {
 		protocols.SetHTTP2(true)
 	}
-	return &http.Server{
+	fresh := &freshConns{conns: make(map[*apiConn]struct{})}
+	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if c, _ := r.Context().Value(apiConnKey{}).(*apiConn); c != nil {
-				c.enterHandler()
+			if c, _ := r.Context().Value(apiConnKey{}).(*apiConn); c != nil && !c.enterHandler() {
+				return // closed by Shutdown before the request reached us
 			}
 			api.ServeHTTP(w, r)
 		}),
@@ -85,13 +86,56 @@ func newHTTPServer(api *apiHandler, tlsOn bool, logger *slog.Logger) *http.Serve
 			return ctx
 		},
 		ConnState: func(c net.Conn, state http.ConnState) {
+			ac := apiConnOf(c)
+			if ac == nil {
+				return
+			}
+			fresh.track(ac, state)
 			// Idle: the last response is flushed and the server waits
 			// for the next request, which is not ours until it reaches
 			// the handler.
-			if ac := apiConnOf(c); ac != nil && state == http.StateIdle {
+			if state == http.StateIdle {
 				ac.leaveHandler()
 			}
 		},
+	}
+	srv.RegisterOnShutdown(fresh.closeAll)
+	return srv
+}
+
+// freshConns holds the connections that have not yet delivered a request
+// (http.StateNew). http.Server.Shutdown waits for them for up to five
+// seconds, as if a request were in progress: a browser's speculative
+// connection, or a TCP health check that connects and says nothing,
+// would hold a node's shutdown for that long. No request of theirs has
+// reached a handler, so nothing is lost by closing them at once.
+type freshConns struct {
+	mu       sync.Mutex
+	conns    map[*apiConn]struct{}
+	shutdown bool
+}
+
+func (f *freshConns) track(c *apiConn, state http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case state != http.StateNew:
+		delete(f.conns, c)
+	case f.shutdown:
+		c.closeUnlessHandled()
+	default:
+		f.conns[c] = struct{}{}
+	}
+}
+
+// closeAll is registered with http.Server.RegisterOnShutdown.
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.shutdown = true
+	for c := range f.conns {
+		c.closeUnlessHandled()
+		delete(f.conns, c)
 	}
 }
 
@@ -130,15 +174,36 @@ type apiConn struct {
 	// knowledge): frames are never net/http's plain-text refusals, so
 	// nothing is rewritten.
 	http2 bool
+	// shut is set when Shutdown closed the connection before any request
+	// reached the handler; one that arrives after is not served.
+	shut bool
 }
 
 // http2Preface starts the client preface of HTTP/2 with prior knowledge.
 var http2Preface = []byte("PRI * HTTP/2.0")
 
-func (c *apiConn) enterHandler() {
+// enterHandler marks the connection as the handler's, and reports false
+// if Shutdown closed it first: then the request is not served.
+func (c *apiConn) enterHandler() bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.shut {
+		return false
+	}
 	c.handled, c.line, c.lineDone = true, c.line[:0], true
-	c.mu.Unlock()
+	return true
+}
+
+// closeUnlessHandled closes a connection no request of which has reached
+// the handler (nor started HTTP/2); either this or enterHandler wins.
+func (c *apiConn) closeUnlessHandled() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handled || c.http2 {
+		return
+	}
+	c.shut = true
+	c.Conn.Close()
 }
 
 func (c *apiConn) leaveHandler() {
