@@ -81,6 +81,17 @@ var errorClasses = []errorClass{
 // backendError maps an error returned by a Backend (or by the request's
 // context) to its HTTP status and code through errorClasses. It is the
 // only place that decides this mapping.
+// statusOfCode returns the HTTP status of an error code of the table
+// (503 for a code it does not hold): for answers relayed by code alone.
+func statusOfCode(code string) int {
+	for _, c := range errorClasses {
+		if c.code == code {
+			return c.status
+		}
+	}
+	return http.StatusServiceUnavailable
+}
+
 func backendError(err error) apiError {
 	for _, class := range errorClasses {
 		for _, sentinel := range class.sentinels {

@@ -68,12 +68,14 @@ func newAPIHandler(b Backend, opts HTTPOptions) *apiHandler {
 		panic("server: NewHandler called with a nil Backend")
 	}
 	opts = opts.withDefaults()
-	return &apiHandler{backend: b, opts: opts, log: opts.Logger,
+	h := &apiHandler{backend: b, opts: opts, log: opts.Logger,
 		inflight:     make(chan struct{}, opts.MaxInFlight),
 		limiter:      newClientLimiter(opts.RateLimit, opts.RateBurst),
 		dashboard:    dashboard.New(),
 		requests:     newRequestStats(time.Now),
 		memberClient: opts.members.client(0)}
+	h.keepalives.timeout, h.keepalives.ask = opts.RequestTimeout, h.askLeader
+	return h
 }
 
 // apiHandler is the http.Handler NewHandler returns.
@@ -98,6 +100,9 @@ type apiHandler struct {
 	// requests counts data requests for GET /v1/overview
 	// (dashboard_overview.go).
 	requests *requestStats
+	// keepalives batches the keepalives a follower forwards to the
+	// leader (lease_batch.go).
+	keepalives keepAliveBatcher
 	// backups counts GET /v1/snapshot streams (backup.go).
 	backups backupSlots
 	// tel records requests and serves /metrics (telemetry.go); set by

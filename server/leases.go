@@ -72,6 +72,10 @@ func (h *apiHandler) serveLeases(w http.ResponseWriter, r *http.Request, rest st
 		}
 		return
 	}
+	if rest == keepAliveBatchPath {
+		h.serveKeepAliveBatch(w, r, lb)
+		return
+	}
 	escaped, action, _ := strings.Cut(rest[1:], "/")
 	raw, err := url.PathUnescape(escaped)
 	if err != nil {
@@ -285,6 +289,12 @@ func (h *apiHandler) askLeaderLease(ctx context.Context, keepalive bool, id kv.L
 		method, path, what = http.MethodPost, path+"/keepalive", "a lease's keepalive"
 	}
 	status, answer, e := h.askLeader(ctx, method, path, nil, accessFrom(ctx).authorization, what)
+	return leaderLease(id, status, answer, e, what)
+}
+
+// leaderLease decodes the leader's answer about lease id (askLeader's
+// results) for what.
+func leaderLease(id kv.LeaseID, status int, answer []byte, e *apiError, what string) (kv.Lease, *apiError) {
 	if e != nil {
 		return kv.Lease{}, e
 	}

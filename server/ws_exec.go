@@ -214,9 +214,15 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 				err = errors.Join(consensus.ErrNoLeader, err)
 				break
 			}
-			// Only the leader's clock can answer: ask it over HTTP.
+			// Only the leader's clock can answer: ask it over HTTP, a
+			// keepalive in the next batch of this token's.
 			var e *apiError
-			if result.Lease, e = h.askLeaderLease(ctx, keepalive, req.Lease); e != nil {
+			if keepalive {
+				result.Lease, e = h.keepalives.keepAlive(ctx, accessFrom(ctx).authorization, req.Lease)
+			} else {
+				result.Lease, e = h.askLeaderLease(ctx, false, req.Lease)
+			}
+			if e != nil {
 				return api.Response{}, e
 			}
 			err = nil
