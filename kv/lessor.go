@@ -419,3 +419,55 @@ func (l *Lessor) current(ctx context.Context, id LeaseID) (Lease, uint64, error)
 	}
 	return info, term, nil
 }
+
+// Countdowns is what the leader's clock says of the leases, for a
+// display such as the dashboard: it reads no log, so a lease granted or
+// removed a moment ago may be missing or left over. It returns the
+// milliseconds left of each of ids that the clock counts, and the first n
+// leases by deadline (ties by id), with their time to live and time left.
+// ok is false where the clock does not count: on a node that does not
+// lead, on a new leader until its countdowns have started, and while the
+// leader is stalled (its countdowns restart after).
+func (l *Lessor) Countdowns(ids []LeaseID, n int) (remaining map[LeaseID]int64, soonest []Lease, ok bool) {
+	now := l.cfg.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.leading || !l.ready || l.stalled {
+		return nil, nil, false
+	}
+	left := func(d deadline) int64 { return max(0, d.at.Sub(now).Milliseconds()) }
+	remaining = make(map[LeaseID]int64, len(ids))
+	for _, id := range ids {
+		if d, ok := l.deadlines[id]; ok {
+			remaining[id] = left(d)
+		}
+	}
+	type entry struct {
+		id LeaseID
+		d  deadline
+	}
+	before := func(a, b entry) bool { return a.d.at.Before(b.d.at) || (a.d.at.Equal(b.d.at) && a.id < b.id) }
+	// The n soonest, kept sorted: n is small (a display's rows), so an
+	// insertion into it beats sorting every lease.
+	first := make([]entry, 0, n+1)
+	for id, d := range l.deadlines {
+		e := entry{id, d}
+		if len(first) == n && (n == 0 || !before(e, first[n-1])) {
+			continue
+		}
+		i := len(first)
+		for i > 0 && before(e, first[i-1]) {
+			i--
+		}
+		first = slices.Insert(first, i, e)
+		if len(first) > n {
+			first = first[:n]
+		}
+	}
+	soonest = make([]Lease, len(first))
+	for i, e := range first {
+		ms := left(e.d)
+		soonest[i] = Lease{ID: e.id, TTLMs: e.d.ttl.Milliseconds(), RemainingMs: &ms}
+	}
+	return remaining, soonest, true
+}

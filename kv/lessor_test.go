@@ -3,6 +3,8 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -271,5 +273,43 @@ func TestLessorDeposedLeaderExpiresNothing(t *testing.T) {
 	l.expire(2, []int64{1})
 	if !leaseExists(f.m, 1) {
 		t.Fatal("an expiry proposed for a term that ended was applied")
+	}
+}
+
+// Countdowns shows the leader's deadlines: the time left of the leases
+// asked for, and the soonest ones in order (ties by id); nothing on a
+// follower.
+func TestLessorCountdowns(t *testing.T) {
+	l, f, clk := newTestLessor(t)
+	for id, ttl := range map[LeaseID]int64{1: 5000, 2: 1000, 3: 3000, 4: 1000, 5: 9000} {
+		f.apply(t, command{Op: opLeaseGrant, Lease: int64(id), TTL: ttl})
+	}
+	if _, _, ok := l.Countdowns([]LeaseID{1}, 3); ok {
+		t.Fatal("a follower's lessor showed countdowns")
+	}
+	becomeLeader(t, l, f, 2)
+	step(l, clk, 200*time.Millisecond)
+	if _, err := l.KeepAlive(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	remaining, soonest, ok := l.Countdowns([]LeaseID{1, 2, 99}, 3)
+	if !ok {
+		t.Fatal("the leader showed no countdowns")
+	}
+	if len(remaining) != 2 || remaining[1] != 4800 || remaining[2] != 1000 {
+		t.Errorf("remaining: %v, want 1: 4800, 2: 1000 and no 99", remaining)
+	}
+	var got []string
+	for _, l := range soonest {
+		got = append(got, fmt.Sprintf("%s %d/%d", l.ID, *l.RemainingMs, l.TTLMs))
+	}
+	if want := []string{"4 800/1000", "2 1000/1000", "3 2800/3000"}; !slices.Equal(got, want) {
+		t.Errorf("soonest: %q, want %q", got, want)
+	}
+	if _, all, _ := l.Countdowns(nil, 10); len(all) != 5 {
+		t.Errorf("the 10 soonest of 5 leases: %d", len(all))
+	}
+	if _, none, ok := l.Countdowns(nil, 0); !ok || len(none) != 0 {
+		t.Errorf("the 0 soonest: %v %v", none, ok)
 	}
 }

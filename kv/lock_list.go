@@ -66,3 +66,12 @@ func ElectionOf(name string) (election string, ok bool) {
 	}
 	return election, true
 }
+
+// LeaseCountdowns is Lessor.Countdowns of this store's lessor (ok false
+// without one).
+func (s *Store) LeaseCountdowns(ids []LeaseID, n int) (map[LeaseID]int64, []Lease, bool) {
+	if s.lessor == nil {
+		return nil, nil, false
+	}
+	return s.lessor.Countdowns(ids, n)
+}

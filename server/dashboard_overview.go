@@ -273,10 +273,29 @@ type OverviewLockBackend interface {
 	LeaseCount(ctx context.Context, c kv.Consistency) (int, error)
 }
 
+// OverviewCountdownBackend is implemented by a Backend whose leader
+// counts its leases down (kv.Store): on the leader, /v1/overview then
+// shows the time left of the locks' holders and the leases that expire
+// soonest.
+type OverviewCountdownBackend interface {
+	// LeaseCountdowns is kv.Lessor.Countdowns.
+	LeaseCountdowns(ids []kv.LeaseID, n int) (map[kv.LeaseID]int64, []kv.Lease, bool)
+}
+
+// overviewSoonest is how many of the leases expiring soonest an overview
+// lists.
+const overviewSoonest = 10
+
 // LeasesOverview is the leases of an overview.
 type LeasesOverview struct {
 	// Count is how many leases the state holds.
 	Count int `json:"count"`
+	// Counted is true on the leader, whose clock counts the leases down:
+	// only then are Soonest and the locks' RemainingMs given.
+	Counted bool `json:"counted"`
+	// Soonest are the leases that expire first (up to 10), with their
+	// time left by the leader's clock.
+	Soonest []api.Lease `json:"soonest,omitempty"`
 }
 
 // LocksOverview is the locks of an overview: the first 100 by name, of
@@ -292,6 +311,9 @@ type LocksOverview struct {
 type OverviewLock struct {
 	api.Lock
 	Election string `json:"election,omitempty"`
+	// RemainingMs is the time its holder's lease has left by the
+	// leader's clock; on the leader only.
+	RemainingMs *int64 `json:"remainingMs,omitempty"`
 }
 
 // serveOverview answers GET /v1/overview from this node's state alone:
@@ -346,6 +368,20 @@ func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 		for i, l := range locks {
 			o.Locks.Items[i].Lock = l
 			o.Locks.Items[i].Election, _ = kv.ElectionOf(l.Name)
+		}
+		if cb, ok := h.backend.(OverviewCountdownBackend); ok {
+			holders := make([]kv.LeaseID, len(locks))
+			for i, l := range locks {
+				holders[i] = l.Lease
+			}
+			if left, soonest, ok := cb.LeaseCountdowns(holders, overviewSoonest); ok {
+				o.Leases.Counted, o.Leases.Soonest = true, soonest
+				for i := range o.Locks.Items {
+					if ms, ok := left[o.Locks.Items[i].Lease]; ok {
+						o.Locks.Items[i].RemainingMs = &ms
+					}
+				}
+			}
 		}
 	}
 	h.writeJSON(w, http.StatusOK, o)

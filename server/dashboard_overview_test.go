@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"testing"
 	"time"
 
@@ -220,6 +221,9 @@ func TestOverviewLocksAndLeases(t *testing.T) {
 	}
 	elected := decodeAs[api.Lock](t, r)
 
+	// The one node leads: its clock counts the leases down, once its
+	// countdowns have started.
+	testwait.For(t, 10*time.Second, "the leader's countdowns", func() bool { return overview().Leases.Counted })
 	r = call(t, http.MethodGet, base+overviewPath, nil)
 	t.Logf("%s", r.body)
 	var raw struct {
@@ -232,7 +236,31 @@ func TestOverviewLocksAndLeases(t *testing.T) {
 	if err := json.Unmarshal(r.body, &raw); err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(raw.Leases) != "map[count:3]" || raw.Locks.Total != 2 || len(raw.Locks.Items) != 2 {
+	// Times left vary: check their range, then compare the rest.
+	left := func(what string, v any) {
+		if ms, ok := v.(float64); !ok || ms <= 0 || ms > 60000 {
+			t.Errorf("%s: time left %v, want 0 to 60000 ms", what, v)
+		}
+	}
+	soonest, _ := raw.Leases["soonest"].([]any)
+	var soonestIDs []string
+	for _, l := range soonest {
+		l := l.(map[string]any)
+		left("soonest", l["remainingMs"])
+		soonestIDs = append(soonestIDs, fmt.Sprint(l["id"], " ", l["ttlMs"]))
+	}
+	slices.Sort(soonestIDs)
+	wantSoonest := []string{holder + " 60000", waiter + " 60000", leader + " 60000"}
+	slices.Sort(wantSoonest)
+	if !slices.Equal(soonestIDs, wantSoonest) {
+		t.Errorf("soonest %q, want %q", soonestIDs, wantSoonest)
+	}
+	delete(raw.Leases, "soonest")
+	for _, it := range raw.Locks.Items {
+		left("lock "+fmt.Sprint(it["name"]), it["remainingMs"])
+		delete(it, "remainingMs")
+	}
+	if fmt.Sprint(raw.Leases) != "map[count:3 counted:true]" || raw.Locks.Total != 2 || len(raw.Locks.Items) != 2 {
 		t.Fatalf("leases %v, locks %+v", raw.Leases, raw.Locks)
 	}
 	// By name: "election/web" before "job ...".

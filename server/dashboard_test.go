@@ -478,6 +478,14 @@ func TestDashboardNarrowLayout(t *testing.T) {
 	}`)
 	b.waitFor(t, "the lock and its holder", lockShown, lockName, held.Lease.String(), held.Token, 1, "")
 	b.waitFor(t, "the election and its leader", lockShown, "election/web", elected.Lease.String(), elected.Token, 0, `{"host":"n3"}`)
+	b.waitFor(t, "times left by the leader's clock", `(holder) => {
+		const row = [...document.querySelectorAll('#locks tbody tr')].find(r => r.querySelector('.lease').textContent === holder);
+		const soonest = [...document.querySelectorAll('#soonest tbody tr')];
+		return row && /^\d+(\.\d)? s$/.test(row.querySelector('.expires').textContent) &&
+			!document.getElementById('soonest').hidden && soonest.length === 3 &&
+			soonest.every(r => r.querySelector('.ttl').textContent === '60 s' && /^\d+(\.\d)? s$/.test(r.querySelector('.expires').textContent)) &&
+			/it leads/.test(document.getElementById('lease-clock').textContent);
+	}`, held.Lease.String())
 	b.waitFor(t, "the lease count", `() => document.getElementById('coordination-summary').textContent === '(3 leases, 2 locks)' &&
 		!document.getElementById('coordination').hidden &&
 		document.querySelector('#locks tr[data-election="web"] .tag').textContent === 'election'`)

@@ -239,6 +239,7 @@
         name.append(' ', tag);
       }
       cell(row, l.lease, 'lease');
+      cell(row, typeof l.remainingMs === 'number' ? seconds(l.remainingMs) : '', 'expires');
       cell(row, l.token, 'token');
       cell(row, l.waiters, 'waiters');
       cell(row, l.value === undefined ? '' : JSON.stringify(l.value), 'value');
@@ -247,10 +248,31 @@
     if (rows.length === 0) {
       const row = document.createElement('tr');
       const td = cell(row, 'no lock is held or waited for', 'muted');
-      td.colSpan = 5;
+      td.colSpan = 6;
       rows.push(row);
     }
     $('locks').tBodies[0].replaceChildren(...rows);
+    // Only the leader's clock counts leases down; another node says so.
+    const soonest = o.leases.counted && Array.isArray(o.leases.soonest) ? o.leases.soonest : [];
+    $('lease-clock').textContent = o.leases.counted
+      ? 'Times left are by this node\'s clock: it leads, and leases expire by its count.'
+      : 'Times left are counted by the leader only: open its dashboard to see them.';
+    $('soonest').hidden = soonest.length === 0;
+    $('soonest').tBodies[0].replaceChildren(...soonest.map((l) => {
+      const row = document.createElement('tr');
+      row.dataset.lease = l.id;
+      cell(row, l.id, 'lease');
+      cell(row, seconds(l.ttlMs), 'ttl');
+      cell(row, typeof l.remainingMs === 'number' ? seconds(l.remainingMs) : '', 'expires');
+      return row;
+    }));
+  }
+
+  // seconds shows a span of milliseconds as seconds, to a tenth below a
+  // minute.
+  function seconds(ms) {
+    const s = ms / 1000;
+    return (s < 60 ? s.toFixed(1) : Math.round(s).toString()) + ' s';
   }
 
   function renderRate(status, stats) {
