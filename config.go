@@ -58,6 +58,16 @@ type Config struct {
 	// 50ms. Must be well below ElectionTimeoutMin.
 	HeartbeatInterval time.Duration
 
+	// StallBound is how long a storage write may run before the node
+	// counts its disk stalled: it then serves nothing (ErrStorageStalled,
+	// so clients go to another member at once instead of waiting out
+	// their deadlines), reports not ready, and no longer claims to lead,
+	// until the write completes. A stalled leader also stops
+	// heartbeating (its Ready loop waits on the write), so the others
+	// elect a new one. Zero means five maximum election timeouts (1.5 s
+	// by default); negative turns the rule off.
+	StallBound time.Duration
+
 	// MaxCommandBytes caps the size of one proposed command. Default 1.5 MiB
 	// (a 1 MiB value plus its key and framing).
 	MaxCommandBytes int

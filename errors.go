@@ -24,6 +24,11 @@ var (
 	// ErrStopped means the node has been stopped.
 	ErrStopped = errors.New("node stopped")
 
+	// ErrStorageStalled means this node's storage write has run for longer
+	// than Config.StallBound: the node serves nothing until it completes.
+	// Nothing was proposed; another member can serve the request.
+	ErrStorageStalled = errors.New("storage stalled: a write to this node's disk has not completed; ask another member")
+
 	// ErrTooLarge means a proposal exceeds the configured command size cap.
 	ErrTooLarge = api.ErrTooLarge
 

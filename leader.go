@@ -62,7 +62,7 @@ func (n *Node) observeLeader(lead uint64) {
 }
 
 // IsLeader reports whether this node currently leads.
-func (n *Node) IsLeader() bool { return n.leader.current() == n.id }
+func (n *Node) IsLeader() bool { return n.leader.current() == n.id && !n.storageStalled() }
 
 // Leader returns the current leader's name, or "" if none is known.
 func (n *Node) Leader() string { return n.nameOf(n.leader.current()) }

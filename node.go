@@ -362,6 +362,9 @@ func (n *Node) checkServing() error {
 	if n.Removed() {
 		return ErrRemoved
 	}
+	if n.storageStalled() {
+		return ErrStorageStalled
+	}
 	if n.leader.current() == raft.None {
 		return ErrNoLeader
 	}
@@ -426,7 +429,8 @@ func (n *Node) Status() Status {
 	lead := n.leader.current()
 	st := Status{
 		NodeID:         n.cfg.ID,
-		IsLeader:       lead == n.id,
+		IsLeader:       lead == n.id && !n.storageStalled(),
+		StorageStalled: n.storageStalled(),
 		LeaderID:       n.nameOf(lead),
 		Term:           n.pos.term.Load(),
 		CommitIndex:    n.pos.commit.Load(),

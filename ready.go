@@ -48,6 +48,19 @@ func (n *Node) StorageStall() time.Duration {
 	return time.Duration(time.Now().UnixNano() - since)
 }
 
+// storageStalled reports whether the storage write under way has run
+// longer than Config.StallBound.
+func (n *Node) storageStalled() bool {
+	bound := n.cfg.StallBound
+	if bound < 0 {
+		return false
+	}
+	if bound == 0 {
+		bound = 5 * n.cfg.ElectionTimeoutMax
+	}
+	return n.StorageStall() > bound
+}
+
 // tickLoop drives raft's logical clock. It runs apart from the Ready loop
 // so a slow disk write never delays ticks: a leader that cannot reach a
 // quorum still steps down on time (etcd-io/etcd#13527).

@@ -312,6 +312,10 @@ type Status struct {
 	// Removed reports that this node was removed from the cluster: it
 	// takes no further part and serves nothing.
 	Removed bool `json:"removed"`
+	// StorageStalled reports that a write to this node's disk has run
+	// longer than its stall bound: it serves nothing until the write
+	// completes (absent when false).
+	StorageStalled bool `json:"storageStalled,omitempty"`
 }
 
 // Member is one node of the cluster as recorded in the replicated
