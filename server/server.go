@@ -75,6 +75,11 @@ type Config struct {
 	// transport that never calls PeerDown leaves fast failover to the
 	// election timeout.
 	PeerTransport func(clusterID uint64, h consensus.MessageHandler) (consensus.Transport, error)
+	// WrapStorage, if set, wraps the node's log storage (the Pebble store
+	// under DataDir) before the node starts: a seam for tests and
+	// failpoints that watch or hold its writes. The server still closes
+	// the store it opened.
+	WrapStorage func(consensus.LogStorage) consensus.LogStorage
 	// Logger receives all logs. Nil discards them.
 	Logger *slog.Logger
 	// Join lists HTTP addresses of members of a running cluster
@@ -189,7 +194,11 @@ func Start(cfg Config) (s *Server, err error) {
 	machine.SetWatchConfig(cfg.WatchHistory)
 	nodeCfg := cfg.Node
 	nodeCfg.Snapshots = snaps
-	s.node, err = consensus.NewNode(nodeCfg, s.storage, machine)
+	var logStorage consensus.LogStorage = s.storage
+	if cfg.WrapStorage != nil {
+		logStorage = cfg.WrapStorage(logStorage)
+	}
+	s.node, err = consensus.NewNode(nodeCfg, logStorage, machine)
 	if err != nil {
 		return nil, err
 	}

@@ -118,11 +118,13 @@ type procCluster struct {
 	root  string
 	procs map[string]*exec.Cmd
 	logs  map[string]*bytes.Buffer
+	// env adds variables to a node's environment (failpoints).
+	env map[string][]string
 }
 
 func newProcCluster(t *testing.T, bin string, n int) *procCluster {
 	pc := &procCluster{t: t, bin: bin, peers: map[string]string{}, https: map[string]string{},
-		root: t.TempDir(), procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}}
+		root: t.TempDir(), procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}, env: map[string][]string{}}
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		pc.ids = append(pc.ids, id)
@@ -170,6 +172,9 @@ func (pc *procCluster) start(id string) {
 		"--peers", strings.Join(peers, ","), "--data", filepath.Join(pc.root, id), "--log-level", "info")
 	cmd.Stdout = pc.logs[id]
 	cmd.Stderr = pc.logs[id]
+	if extra := pc.env[id]; len(extra) > 0 {
+		cmd.Env = append(os.Environ(), extra...)
+	}
 	if err := cmd.Start(); err != nil {
 		pc.t.Fatalf("start %s: %v", id, err)
 	}

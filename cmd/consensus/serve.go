@@ -196,6 +196,10 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 		scfg.PeerListener.Close()
 		return serveFailure(fmt.Errorf("--http: %w", err))
 	}
+	if path := os.Getenv(stallSaveEnv); path != "" {
+		logger.Warn("test failpoint on: storage writes wait while this file exists", "env", stallSaveEnv, "file", path)
+		scfg.WrapStorage = func(st consensus.LogStorage) consensus.LogStorage { return stallingStorage{st, path} }
+	}
 	srv, err := server.Start(scfg)
 	if err != nil {
 		return serveFailure(err)
