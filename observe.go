@@ -52,6 +52,9 @@ type Metrics struct {
 	Term, CommitIndex, AppliedIndex, SnapshotIndex uint64
 	// IsLeader reports whether this node leads.
 	IsLeader bool
+	// StorageStalled reports that the storage write under way has run
+	// longer than Config.StallBound (the node serves nothing meanwhile).
+	StorageStalled bool
 }
 
 // nodeCounters are the live form of Metrics' counters.
@@ -81,6 +84,7 @@ func (n *Node) Metrics() Metrics {
 		AppliedIndex:     n.AppliedIndex(),
 		SnapshotIndex:    n.snaps.index.Load(),
 		IsLeader:         n.IsLeader(),
+		StorageStalled:   n.storageStalled(),
 	}
 }
 

@@ -134,7 +134,8 @@ func TestStalledFollowerDiskIsNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	testwait.For(t, 10*time.Second, "the follower to report its stalled disk", func() bool {
-		return errors.Is(c.Node(follower).Ready(), consensus.ErrStorageStalled) && c.Node(follower).Status().StorageStalled
+		return errors.Is(c.Node(follower).Ready(), consensus.ErrStorageStalled) && c.Node(follower).Status().StorageStalled &&
+			c.Node(follower).Metrics().StorageStalled
 	})
 	start := time.Now()
 	if _, err := c.Client(follower).Get(ctx, "k", kv.Linearizable); !errors.Is(err, consensus.ErrStorageStalled) {

@@ -130,10 +130,11 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 	leaderChanges := counter("consensus.leader.changes", "", "Times this node learnt of a new leader.")
 	term := gauge("consensus.term", "Current raft term.")
 	isLeader := gauge("consensus.is_leader", "1 if this node is the leader, else 0.")
+	stalled := gauge("consensus.storage.stalled", "1 while a write to this node's disk has hung past its stall bound (it serves nothing), else 0.")
 	commitIndex := gauge("consensus.commit.index", "Highest log index known committed.")
 	appliedIndex := gauge("consensus.applied.index", "Highest log index applied.")
 	snapIndex := gauge("consensus.snapshot.index", "Log index of the newest snapshot held.")
-	observables := []metric.Observable{proposals, proposalsFailed, committed, applied, leaderChanges, term, isLeader, commitIndex, appliedIndex, snapIndex}
+	observables := []metric.Observable{proposals, proposalsFailed, committed, applied, leaderChanges, term, isLeader, stalled, commitIndex, appliedIndex, snapIndex}
 
 	var peerSent, peerRecv, peerMsgSent, peerMsgRecv, peerConnects, peerDisconnects, dropped, badFrames metric.Int64ObservableCounter
 	var peerConnected metric.Int64ObservableGauge
@@ -195,6 +196,7 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 		o.ObserveInt64(leaderChanges, int64(nm.LeaderChanges))
 		o.ObserveInt64(term, int64(nm.Term))
 		o.ObserveInt64(isLeader, b2i(nm.IsLeader))
+		o.ObserveInt64(stalled, b2i(nm.StorageStalled))
 		o.ObserveInt64(commitIndex, int64(nm.CommitIndex))
 		o.ObserveInt64(appliedIndex, int64(nm.AppliedIndex))
 		o.ObserveInt64(snapIndex, int64(nm.SnapshotIndex))
