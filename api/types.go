@@ -316,6 +316,35 @@ type Status struct {
 	// longer than its stall bound: it serves nothing until the write
 	// completes (absent when false).
 	StorageStalled bool `json:"storageStalled,omitempty"`
+	// StateHashes are this node's most recent hashes of its state (the
+	// divergence check), oldest first; absent before the first.
+	StateHashes []StateHash `json:"stateHashes,omitempty"`
+	// Alarms are the problems this node has found with members, itself
+	// included (absent when none).
+	Alarms []Alarm `json:"alarms,omitempty"`
+}
+
+// StateHash is a member's hash of its state as it stood after applying
+// the log entry at Index: equal on every member whose state is the same.
+type StateHash struct {
+	Index uint64 `json:"index"`
+	Hash  string `json:"hash"`
+}
+
+// AlarmDiverged is the alarm of a member whose state hash differs from
+// the majority's at the same index.
+const AlarmDiverged = "diverged"
+
+// Alarm is a problem found with a member.
+type Alarm struct {
+	// Member is the member it concerns.
+	Member string `json:"member"`
+	// Alarm says what it is (AlarmDiverged).
+	Alarm string `json:"alarm"`
+	// Index is the log index it was found at, if any.
+	Index uint64 `json:"index,omitempty"`
+	// Message explains it and what to do.
+	Message string `json:"message"`
 }
 
 // Member is one node of the cluster as recorded in the replicated

@@ -240,7 +240,7 @@ func decodeCommand(b []byte) (command, error) {
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return command{}, fmt.Errorf("kv: %w: %w", ErrBadCommand, err)
 	}
-	if c.Op < opPut || c.Op > opLast {
+	if (c.Op < opPut || c.Op > opLast) && c.Op != opHashCheck {
 		return command{}, fmt.Errorf("kv: %w: unknown op %d", ErrBadCommand, c.Op)
 	}
 	return c, nil

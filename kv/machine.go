@@ -52,6 +52,9 @@ type Machine struct {
 	lockWaits map[lockWaitKey]chan struct{}
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
+	// hashes are the recent hashes of the state (hashcheck.go); not
+	// replicated state.
+	hashes stateHashes
 }
 
 // Result is what Apply returns for a command: the revision the write was
@@ -176,6 +179,8 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyLockRelease(c)
 	case opLockProclaim:
 		err = m.applyLockProclaim(c)
+	case opHashCheck:
+		m.applyHashCheck()
 	}
 	if err != nil {
 		return Result{Err: err}

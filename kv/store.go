@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus"
@@ -35,6 +36,8 @@ type Store struct {
 	node    Raft
 	machine *Machine
 	lessor  *Lessor // UseLessor
+	// diverged, when set, is what every read answers (SetDiverged).
+	diverged atomic.Pointer[error]
 }
 
 // NewStore returns a Store that proposes through node and reads machine,
@@ -441,6 +444,9 @@ func (s *Store) Nodes(ctx context.Context, c Consistency) ([]Node, int64, error)
 }
 
 func (s *Store) sync(ctx context.Context, c Consistency) error {
+	if p := s.diverged.Load(); p != nil {
+		return *p
+	}
 	if c == Local {
 		return nil
 	}
@@ -450,8 +456,14 @@ func (s *Store) sync(ctx context.Context, c Consistency) error {
 // Status describes the node serving this store.
 func (s *Store) Status() consensus.Status { return s.node.Status() }
 
-// Ready returns nil when the node can serve requests.
-func (s *Store) Ready() error { return s.node.Ready() }
+// Ready returns nil when the node can serve requests: not while the
+// store's state has diverged (SetDiverged).
+func (s *Store) Ready() error {
+	if err := s.Diverged(); err != nil {
+		return err
+	}
+	return s.node.Ready()
+}
 
 // Machine returns the local state this store reads.
 func (s *Store) Machine() *Machine { return s.machine }

@@ -76,6 +76,7 @@ var errorClasses = []errorClass{
 		prefix: "request timed out; the outcome is unknown (a write may or may not be applied): "},
 	{sentinels: []error{consensus.ErrStopped}, status: http.StatusServiceUnavailable, code: api.CodeUnavailable},
 	{sentinels: []error{consensus.ErrStorageStalled}, status: http.StatusServiceUnavailable, code: api.CodeUnavailable},
+	{sentinels: []error{kv.ErrDiverged}, status: http.StatusServiceUnavailable, code: api.CodeUnavailable},
 	{sentinels: []error{context.Canceled}, status: http.StatusServiceUnavailable, code: api.CodeCanceled},
 }
 

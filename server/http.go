@@ -100,6 +100,8 @@ type apiHandler struct {
 	// requests counts data requests for GET /v1/overview
 	// (dashboard_overview.go).
 	requests *requestStats
+	// alarms, if set, lists the alarms for /v1/status (hashcheck.go).
+	alarms func() []api.Alarm
 	// keepalives batches the keepalives a follower forwards to the
 	// leader (lease_batch.go).
 	keepalives keepAliveBatcher
@@ -440,6 +442,12 @@ func (h *apiHandler) status() consensus.Status {
 	}
 	if st.ConnectedPeers == nil {
 		st.ConnectedPeers = []string{}
+	}
+	if hb, ok := h.backend.(interface{ StateHashes() []kv.StateHash }); ok {
+		st.StateHashes = hb.StateHashes()
+	}
+	if h.alarms != nil {
+		st.Alarms = h.alarms()
 	}
 	return st
 }

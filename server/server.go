@@ -80,6 +80,12 @@ type Config struct {
 	// failpoints that watch or hold its writes. The server still closes
 	// the store it opened.
 	WrapStorage func(consensus.LogStorage) consensus.LogStorage
+	// HashCheckInterval is how often the leader asks every member to hash
+	// its state, and every member compares the hashes (hashcheck.go): a
+	// member whose state diverged from the majority's raises an alarm and
+	// answers no reads. Zero means DefaultHashCheckInterval (5 minutes);
+	// negative turns the check off.
+	HashCheckInterval time.Duration
 	// Logger receives all logs. Nil discards them.
 	Logger *slog.Logger
 	// Join lists HTTP addresses of members of a running cluster
@@ -118,6 +124,8 @@ type Server struct {
 	lessor    *kv.Lessor
 	cluster   *cluster.Manager
 	api       *apiHandler
+	// hashes runs the divergence check (hashcheck.go); nil when off.
+	hashes *hashChecker
 	// events records recent cluster events for GET /v1/events; its
 	// follower goroutine ends when eventsStop closes.
 	events     *EventLog
@@ -288,6 +296,11 @@ func Start(cfg Config) (s *Server, err error) {
 	}
 	opts.members = cfg.Members
 	s.api = newAPIHandler(s.store, opts)
+	if cfg.HashCheckInterval >= 0 {
+		s.hashes = newHashChecker(s, cfg.HashCheckInterval)
+		s.api.alarms = s.hashes.list
+		s.hashes.start()
+	}
 	if err := s.registerNodeTelemetry(); err != nil {
 		return nil, err
 	}
@@ -385,6 +398,10 @@ func (s *Server) closeParts() error {
 		close(s.eventsStop)
 		<-s.eventsDone
 		s.eventsStop = nil
+	}
+	if s.hashes != nil {
+		s.hashes.close()
+		s.hashes = nil
 	}
 	if s.cluster != nil {
 		s.cluster.Close()

@@ -80,6 +80,7 @@ func (s *Server) registerNodeTelemetry() error {
 		Node:        s.node,
 		Cluster:     s.cluster,
 		WatchesOpen: s.api.watches.open,
+		Diverged:    func() bool { return s.store.Diverged() != nil },
 	}
 	// A transport of Config.PeerTransport may have no peer counters.
 	if ps, ok := s.transport.(peerStatser); ok {

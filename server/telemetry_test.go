@@ -89,7 +89,7 @@ var metricNames = []string{
 	"consensus_proposals_total", "consensus_proposals_failed_total",
 	"consensus_entries_committed_total", "consensus_entries_applied_total",
 	"consensus_apply_duration_seconds", "consensus_storage_save_duration_seconds",
-	"consensus_leader_changes_total", "consensus_term", "consensus_is_leader", "consensus_storage_stalled",
+	"consensus_leader_changes_total", "consensus_term", "consensus_is_leader", "consensus_storage_stalled", "consensus_state_diverged",
 	"consensus_commit_index", "consensus_applied_index", "consensus_snapshot_index",
 	"consensus_peer_sent_bytes_total", "consensus_peer_received_bytes_total",
 	"consensus_peer_messages_sent_total", "consensus_peer_messages_received_total",

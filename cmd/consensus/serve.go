@@ -39,6 +39,7 @@ type serveFlags struct {
 	tokenFile, certFile, keyFile, clientCA     string
 	peerCert, peerKey, peerCA, apiCA           string
 	hcInterval, hcTimeout                      time.Duration
+	hashCheck                                  time.Duration
 	hcMaxFailed                                int
 	logLevel, logFormat, pprofAddr             string
 }
@@ -89,6 +90,7 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.peerCA, "peer-ca", "", "CA that peers' certificates must be signed by (PEM)")
 	fl.StringVar(&f.apiCA, "api-ca", "", "CA that signed the members' HTTP API certificates (PEM); with it (or --cert) this node reaches other members' APIs over HTTPS for --join, forwarded leader transfers and health checks (default with --cert: the system's roots)")
 	fl.DurationVar(&f.hcInterval, "health-check-interval", hcDef.HealthCheckInterval, "time between health checks of every member")
+	fl.DurationVar(&f.hashCheck, "hash-check-interval", server.DefaultHashCheckInterval, "time between checks that every member's state is the same (negative: off)")
 	fl.DurationVar(&f.hcTimeout, "health-check-timeout", hcDef.HealthCheckTimeout, "bound on one health check")
 	fl.IntVar(&f.hcMaxFailed, "max-failed-health-checks", hcDef.MaxFailedHealthChecks, "failed checks in a row before a member is unhealthy")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -170,10 +172,11 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 			RateBurst:    f.rateBurst,
 			Watch:        server.WatchOptions{MaxPerClient: f.maxWatches},
 		},
-		State:        []kv.Option{kv.WithMaxKeys(f.maxKeys), kv.WithMaxValueBytes(f.maxValue)},
-		WatchHistory: kv.WatchConfig{HistoryEvents: f.watchEvents, HistoryBytes: f.watchBytes},
-		Logger:       logger,
-		Join:         joinAddrs,
+		State:             []kv.Option{kv.WithMaxKeys(f.maxKeys), kv.WithMaxValueBytes(f.maxValue)},
+		WatchHistory:      kv.WatchConfig{HistoryEvents: f.watchEvents, HistoryBytes: f.watchBytes},
+		Logger:            logger,
+		Join:              joinAddrs,
+		HashCheckInterval: f.hashCheck,
 		Cluster: cluster.Config{
 			HealthCheckInterval:   f.hcInterval,
 			HealthCheckTimeout:    f.hcTimeout,

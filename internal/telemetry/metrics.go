@@ -101,6 +101,9 @@ type Sources struct {
 	Cluster interface{ Stats() cluster.Stats }
 	// WatchesOpen, if set, counts the open watch streams.
 	WatchesOpen func() int
+	// Diverged, if set, reports whether this member's state diverged from
+	// the majority's (the divergence check).
+	Diverged func() bool
 }
 
 // RegisterNode makes the observable instruments that read the counters
@@ -159,6 +162,11 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 	if src.WatchesOpen != nil {
 		watches = gauge("consensus.watches.open", "Watch streams open on this node.")
 		observables = append(observables, watches)
+	}
+	var diverged metric.Int64ObservableGauge
+	if src.Diverged != nil {
+		diverged = gauge("consensus.state.diverged", "1 while this member's state hash differs from the majority's (it answers no reads), else 0.")
+		observables = append(observables, diverged)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("telemetry: node instruments: %w", err)
@@ -222,6 +230,9 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 			o.ObserveInt64(members, int64(cs.Degraded), degraded)
 			o.ObserveInt64(members, int64(cs.Unhealthy), unhealthy)
 			o.ObserveInt64(members, int64(cs.Unknown), unknown)
+		}
+		if src.Diverged != nil {
+			o.ObserveInt64(diverged, b2i(src.Diverged()))
 		}
 		if src.WatchesOpen != nil {
 			o.ObserveInt64(watches, int64(src.WatchesOpen()))
