@@ -59,6 +59,8 @@ type Machine struct {
 type Result struct {
 	Revision int64
 	Err      error
+	// Etcd is an etcd transaction's result (opEtcdTxn).
+	Etcd *EtcdTxnResult
 }
 
 // Default limits of the state.
@@ -176,6 +178,8 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyLockRelease(c)
 	case opLockProclaim:
 		err = m.applyLockProclaim(c)
+	case opEtcdTxn:
+		return m.applyEtcdTxn(c.Etcd)
 	}
 	if err != nil {
 		return Result{Err: err}
