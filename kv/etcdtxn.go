@@ -169,6 +169,10 @@ func (s *Store) checkEtcdTxn(t *EtcdTxn, depth int) error {
 	return nil
 }
 
+// Sync returns once a read of the local state has consistency c: at
+// once for Local, after a linearizable read (bounded by ctx) otherwise.
+func (s *Store) Sync(ctx context.Context, c Consistency) error { return s.sync(ctx, c) }
+
 // EtcdRange returns the items in [key, end) (key alone if end is empty)
 // in key order, and the revision of the state they were read from.
 func (m *Machine) EtcdRange(key, end string) ([]Item, int64) {
