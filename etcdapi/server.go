@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -71,12 +72,19 @@ type Config struct {
 
 // Server serves etcd's v3 gRPC API.
 type Server struct {
-	cfg   Config
-	log   *slog.Logger
-	grpc  *grpc.Server
-	ln    net.Listener
-	done  chan error
-	stopc chan struct{}
+	cfg  Config
+	log  *slog.Logger
+	grpc *grpc.Server
+	ln   net.Listener
+	done chan error
+
+	// unary counts the unary RPCs in flight, which Stop lets finish;
+	// stopping refuses new ones. Guarded by mu; idle is closed when
+	// unary drops to 0 while stopping.
+	mu       sync.Mutex
+	unary    int
+	stopping bool
+	idle     chan struct{}
 }
 
 // ErrInvalidConfig is wrapped by New's errors.
@@ -94,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	s := &Server{cfg: cfg, log: log, stopc: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log}
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryAuth),
 		grpc.ChainStreamInterceptor(s.streamAuth),
@@ -129,21 +137,24 @@ func (s *Server) Addr() net.Addr {
 	return s.ln.Addr()
 }
 
-// Stop ends streams (watches, keepalives), lets unary RPCs in flight
-// finish until ctx ends, then closes every connection.
+// Stop lets unary RPCs in flight finish until ctx ends, refusing new
+// ones, then closes every connection, which ends streams (watches,
+// keepalives): their clients go on against another member, as they do
+// when an etcd member stops.
 func (s *Server) Stop(ctx context.Context) error {
-	close(s.stopc)
-	stopped := make(chan struct{})
-	go func() {
-		s.grpc.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-ctx.Done():
-		s.grpc.Stop()
-		<-stopped
+	s.mu.Lock()
+	s.stopping = true
+	s.idle = make(chan struct{})
+	if s.unary == 0 {
+		close(s.idle)
 	}
+	idle := s.idle
+	s.mu.Unlock()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+	s.grpc.Stop()
 	if s.done == nil {
 		return nil
 	}
@@ -223,6 +234,21 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 }
 
 func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil, rpctypes.ErrGRPCStopped
+	}
+	s.unary++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.unary--
+		if s.unary == 0 && s.stopping {
+			close(s.idle)
+		}
+		s.mu.Unlock()
+	}()
 	ctx, err := s.authorize(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err

@@ -9,8 +9,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/unrdf/consensus/kv"
 )
@@ -64,6 +62,10 @@ func (ws *watchService) Watch(stream pb.Watch_WatchServer) error {
 		cancel()
 		st.wg.Wait()
 	}()
+	// The stream is received from on its own goroutine, and the handler
+	// returns only after it has: gRPC allows no use of a stream after its
+	// handler returns. Server.Stop ends the stream (grpc.Stop), which
+	// ends the receive.
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- st.recvLoop() }()
 	ticker := time.NewTicker(progressInterval)
@@ -72,8 +74,6 @@ func (ws *watchService) Watch(stream pb.Watch_WatchServer) error {
 		select {
 		case err := <-recvErr:
 			return err
-		case <-ws.s.stopc:
-			return status.Error(codes.Unavailable, "etcdserver: server stopped")
 		case <-ticker.C:
 			st.mu.Lock()
 			for _, w := range st.watches {
