@@ -54,6 +54,9 @@ func toGRPC(err error) error {
 		return rpctypes.ErrGRPCLeaderChanged
 	case errors.Is(err, consensus.ErrStopped), errors.Is(err, consensus.ErrRemoved):
 		return rpctypes.ErrGRPCStopped
+	case errors.Is(err, consensus.ErrStorageStalled):
+		// Unavailable: clientv3 retries on another member.
+		return status.Error(codes.Unavailable, "etcdserver: "+err.Error())
 	case errors.Is(err, consensus.ErrTimeout), errors.Is(err, api.ErrOutcomeUnknown):
 		return rpctypes.ErrGRPCTimeout
 	case errors.Is(err, context.Canceled):
@@ -66,6 +69,10 @@ func toGRPC(err error) error {
 		return status.Error(codes.FailedPrecondition, "etcdserver: "+err.Error())
 	case errors.Is(err, consensus.ErrInvalidMember):
 		return status.Error(codes.InvalidArgument, "etcdserver: "+err.Error())
+	case errors.Is(err, api.ErrUnauthorized):
+		return rpctypes.ErrGRPCInvalidAuthToken
+	case errors.Is(err, api.ErrForbidden):
+		return rpctypes.ErrGRPCPermissionDenied
 	case errors.Is(err, api.ErrUnavailable):
 		return status.Error(codes.Unavailable, "etcdserver: "+err.Error())
 	}
