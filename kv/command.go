@@ -76,6 +76,8 @@ func (o op) String() string {
 		return "release lock"
 	case opLockProclaim:
 		return "proclaim"
+	case opEtcdTxn:
+		return "etcd transaction"
 	}
 	return fmt.Sprintf("op %d", uint8(o))
 }
@@ -112,6 +114,8 @@ type command struct {
 	FenceToken int64  `msgpack:"ft,omitempty"`
 	// Try makes a lock acquire fail rather than wait.
 	Try bool `msgpack:"y,omitempty"`
+	// Etcd is the transaction of an opEtcdTxn (etcdtxn.go).
+	Etcd *EtcdTxn `msgpack:"et,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -128,7 +132,7 @@ type txnOp struct {
 var ErrBadCommand = errors.New("bad command")
 
 func encodeCommand(c command) ([]byte, error) {
-	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try {
+	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try && c.Etcd == nil {
 		return appendCommand(make([]byte, 0, commandSizeHint(&c)), &c), nil
 	}
 	b, err := msgpack.Marshal(&c)
@@ -240,7 +244,7 @@ func decodeCommand(b []byte) (command, error) {
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return command{}, fmt.Errorf("kv: %w: %w", ErrBadCommand, err)
 	}
-	if (c.Op < opPut || c.Op > opLast) && c.Op != opHashCheck {
+	if (c.Op < opPut || c.Op > opLast) && c.Op != opEtcdTxn && c.Op != opHashCheck {
 		return command{}, fmt.Errorf("kv: %w: unknown op %d", ErrBadCommand, c.Op)
 	}
 	return c, nil

@@ -62,6 +62,8 @@ type Machine struct {
 type Result struct {
 	Revision int64
 	Err      error
+	// Etcd is an etcd transaction's result (opEtcdTxn).
+	Etcd *EtcdTxnResult
 }
 
 // Default limits of the state.
@@ -181,6 +183,8 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyLockProclaim(c)
 	case opHashCheck:
 		m.applyHashCheck()
+	case opEtcdTxn:
+		return m.applyEtcdTxn(c.Etcd)
 	}
 	if err != nil {
 		return Result{Err: err}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/cluster"
+	"github.com/unrdf/consensus/etcdapi"
 	"github.com/unrdf/consensus/internal/telemetry"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/storage"
@@ -37,6 +38,12 @@ type Config struct {
 	HTTPAddr string
 	// HTTPListener, if set, serves the client API.
 	HTTPListener net.Listener
+	// EtcdAddr, if set, is the host:port of etcd's v3 gRPC API
+	// (`--etcd-listen`; package etcdapi), served with the HTTP API's
+	// tokens and TLS. Ignored if EtcdListener is set. Empty: off.
+	EtcdAddr string
+	// EtcdListener, if set, serves etcd's v3 gRPC API.
+	EtcdListener net.Listener
 	// DataDir holds the node's durable state (`--data`). Default
 	// ./data/<id>.
 	DataDir string
@@ -135,6 +142,7 @@ type Server struct {
 	http       *http.Server
 	httpLn     net.Listener
 	httpDone   chan error
+	etcd       *etcdapi.Server
 }
 
 // Start opens the node's storage, joins its peers and serves the HTTP API.
@@ -172,6 +180,9 @@ func Start(cfg Config) (s *Server, err error) {
 			}
 			if cfg.HTTPListener != nil && srv.httpLn == nil {
 				cfg.HTTPListener.Close()
+			}
+			if cfg.EtcdListener != nil && srv.etcd == nil {
+				cfg.EtcdListener.Close()
 			}
 		}
 	}()
@@ -312,12 +323,15 @@ func Start(cfg Config) (s *Server, err error) {
 		tlsCfg.NextProtos = []string{"h2", "http/1.1"}
 		s.httpLn = tls.NewListener(s.httpLn, tlsCfg)
 	}
+	if err := srv.startEtcd(&cfg); err != nil {
+		return nil, err
+	}
 	s.http = newHTTPServer(s.api, cfg.HTTPTLS != nil, logger)
 	// Watch streams never end on their own; Shutdown must end them.
 	s.http.RegisterOnShutdown(s.api.closeWatches)
 	s.httpDone = make(chan error, 1)
 	go func() { s.httpDone <- s.http.Serve(s.httpLn) }()
-	s.log.Info("serving", "peer", s.PeerAddr(), "http", s.httpLn.Addr().String(), "data", cfg.DataDir)
+	s.log.Info("serving", "peer", s.PeerAddr(), "http", s.httpLn.Addr().String(), "etcd", s.EtcdAddr(), "data", cfg.DataDir)
 	return s, nil
 }
 
@@ -357,6 +371,11 @@ func (s *Server) Close(ctx context.Context) error {
 			s.log.Warn("leadership transfer before stop failed", "err", err)
 		}
 		cancel()
+	}
+	if s.etcd != nil {
+		if err := s.etcd.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: etcd shutdown: %w", err))
+		}
 	}
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {

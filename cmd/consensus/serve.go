@@ -42,6 +42,7 @@ type serveFlags struct {
 	hashCheck                                  time.Duration
 	hcMaxFailed                                int
 	logLevel, logFormat, pprofAddr             string
+	etcdAddr                                   string
 }
 
 // newServeCmd is `consensus serve`: one node, until SIGINT, SIGTERM or
@@ -65,6 +66,7 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.id, "id", "", "node id (required)")
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "host:port for peer WebSocket traffic; with --peers, this node's entry there (or 0.0.0.0 and its port)")
 	fl.StringVar(&f.httpAddr, "http", "127.0.0.1:9080", "host:port for the client HTTP API, /metrics, /healthz and /readyz")
+	fl.StringVar(&f.etcdAddr, "etcd-listen", "", "host:port for etcd's v3 gRPC API (etcdctl, clientv3; docs/ETCD.md), with --auth-token-file's tokens and --cert's TLS; off if empty")
 	fl.StringVar(&f.peers, "peers", "", "initial cluster as id=host:port,... (this node included); default: this node alone. Used only on a first start: a node with state keeps its stored membership")
 	fl.StringVar(&f.join, "join", "", "HTTP addresses (host:port,...) of members of a running cluster to join, tried in turn; ignored once the node has state")
 	fl.StringVar(&f.dataDir, "data", "", "data directory (default ./data/<id>)")
@@ -125,6 +127,11 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 	}
 	if err := checkListenAddr("--http", f.httpAddr); err != nil {
 		return serveUsage("%v", err)
+	}
+	if f.etcdAddr != "" {
+		if err := checkListenAddr("--etcd-listen", f.etcdAddr); err != nil {
+			return serveUsage("%v", err)
+		}
 	}
 	peerMap, err := parsePeers(f.peers)
 	if err != nil {
@@ -199,6 +206,13 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 		scfg.PeerListener.Close()
 		return serveFailure(fmt.Errorf("--http: %w", err))
 	}
+	if f.etcdAddr != "" {
+		if scfg.EtcdListener, err = net.Listen("tcp", f.etcdAddr); err != nil {
+			scfg.PeerListener.Close()
+			scfg.HTTPListener.Close()
+			return serveFailure(fmt.Errorf("--etcd-listen: %w", err))
+		}
+	}
 	if path := os.Getenv(stallSaveEnv); path != "" {
 		logger.Warn("test failpoint on: storage writes wait while this file exists", "env", stallSaveEnv, "file", path)
 		scfg.WrapStorage = func(st consensus.LogStorage) consensus.LogStorage { return stallingStorage{st, path} }
@@ -219,7 +233,11 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 	if scfg.HTTPTLS != nil {
 		scheme = "https"
 	}
-	fmt.Fprintf(stdout, "node %s serving %s://%s (peers on %s, data in %s)\n", f.id, scheme, srv.HTTPAddr(), srv.PeerAddr(), f.dataDir)
+	etcd := ""
+	if a := srv.EtcdAddr(); a != "" {
+		etcd = ", etcd v3 API on " + a
+	}
+	fmt.Fprintf(stdout, "node %s serving %s://%s (peers on %s%s, data in %s)\n", f.id, scheme, srv.HTTPAddr(), srv.PeerAddr(), etcd, f.dataDir)
 
 	// A restarted node keeps the membership it stored; say so when the
 	// --peers given disagree, since they are silently unused otherwise.

@@ -48,10 +48,12 @@ type upFlags struct {
 	nodes              int
 	dataDir            string
 	peerPort, httpPort int
-	logLevel           string
-	tls                bool
-	certDir            string
-	tokenFile          string
+	// etcdPort is the etcd v3 API port of the first node; 0: off.
+	etcdPort  int
+	logLevel  string
+	tls       bool
+	certDir   string
+	tokenFile string
 }
 
 // newUpCmd is `consensus up`: a local cluster of child `consensus serve`
@@ -62,7 +64,8 @@ func newUpCmd(stdout, stderr io.Writer) *cobra.Command {
 		Use:   "up [flags]",
 		Short: "run a local cluster of nodes",
 		Long: "Run a local cluster: node k is a child `consensus serve` with peer port --peer-port+k-1,\n" +
-			"HTTP port --http-port+k-1 and data in <data>/n<k>. A node that exits after it started\n" +
+			"HTTP port --http-port+k-1, etcd v3 API port --etcd-port+k-1 (2379 on; 0 off) and data in\n" +
+			"<data>/n<k>. A node that exits after it started\n" +
 			"serving is restarted. Ctrl-C stops the cluster.\n" +
 			"Exit codes: 0 stopped by Ctrl-C, 1 the cluster could not start or every node exited, 2 usage error.",
 		Args: exactArgs(),
@@ -76,6 +79,7 @@ func newUpCmd(stdout, stderr io.Writer) *cobra.Command {
 	fl.StringVar(&f.dataDir, "data", "data", "parent directory of the nodes' data directories")
 	fl.IntVar(&f.peerPort, "peer-port", 8080, "peer port of the first node; node k uses peer-port+k-1")
 	fl.IntVar(&f.httpPort, "http-port", 9080, "HTTP port of the first node; node k uses http-port+k-1")
+	fl.IntVar(&f.etcdPort, "etcd-port", 2379, "etcd v3 gRPC API port of the first node (serve --etcd-listen); node k uses etcd-port+k-1; 0 turns it off")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "log level of the nodes")
 	fl.BoolVar(&f.tls, "tls", false, "mutual TLS between peers and HTTPS for the API, with development certificates (made under --certs if missing)")
 	fl.StringVar(&f.certDir, "certs", "", "directory of the development certificates for --tls (default <data>/certs)")
@@ -99,7 +103,10 @@ func runUp(ctx context.Context, f upFlags, stdout, stderr io.Writer) error {
 	for _, p := range []struct {
 		name string
 		port int
-	}{{"--peer-port", f.peerPort}, {"--http-port", f.httpPort}} {
+	}{{"--peer-port", f.peerPort}, {"--http-port", f.httpPort}, {"--etcd-port", f.etcdPort}} {
+		if p.name == "--etcd-port" && p.port == 0 {
+			continue
+		}
 		if p.port < 1 || p.port+f.nodes-1 > 65535 {
 			return usageErrorf("up: %s %d: the ports of %d nodes must be from 1 to 65535", p.name, p.port, f.nodes)
 		}
@@ -116,11 +123,15 @@ func runUp(ctx context.Context, f upFlags, stdout, stderr io.Writer) error {
 	// before anything else and readiness is taken only from a node that
 	// said it serves, so a port taken between this check and the start
 	// fails that node instead.)
-	for _, sp := range specs {
-		for _, addr := range []string{sp.peer, sp.http} {
+	for i, sp := range specs {
+		addrs := []string{sp.peer, sp.http}
+		if f.etcdPort != 0 {
+			addrs = append(addrs, upEtcdAddr(f, i))
+		}
+		for _, addr := range addrs {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
-				return upFailure("%s is in use (is another `consensus up` running? stop it, or choose other ports with --peer-port and --http-port)", addr)
+				return upFailure("%s is in use (is another `consensus up` running? stop it, or choose other ports with --peer-port, --http-port and --etcd-port)", addr)
 			}
 			ln.Close()
 		}
@@ -165,10 +176,18 @@ func runUp(ctx context.Context, f upFlags, stdout, stderr io.Writer) error {
 			extra[sp.id] = append(extra[sp.id], "--auth-token-file", f.tokenFile)
 		}
 	}
-	for _, sp := range specs {
+	for i, sp := range specs {
+		if f.etcdPort != 0 {
+			extra[sp.id] = append(extra[sp.id], "--etcd-listen", upEtcdAddr(f, i))
+		}
 		s.nodes = append(s.nodes, &upNode{localNode: sp, extra: extra[sp.id]})
 	}
 	return s.run(ctx)
+}
+
+// upEtcdAddr is the etcd v3 API address of node i (from 0).
+func upEtcdAddr(f upFlags, i int) string {
+	return fmt.Sprintf("127.0.0.1:%d", f.etcdPort+i)
 }
 
 // upSupervisor runs the nodes of `consensus up`. One goroutine (run) owns
@@ -556,8 +575,15 @@ func (s *upSupervisor) announce() {
 	fmt.Fprintf(w, "  %s status\n", cli)
 	fmt.Fprintf(w, "  %s kv put workflow:demo '{\"status\":\"running\"}'\n", cli)
 	fmt.Fprintf(w, "  %s kv get workflow:demo\n", cli)
-	fmt.Fprintf(w, "\nDashboard: %s://%s/\n\n"+
-		"A node that exits (try kill -9 on a pid above) is restarted. Press Ctrl-C to stop the cluster.\n", s.scheme, first.http)
+	fmt.Fprintf(w, "\nDashboard: %s://%s/\n", s.scheme, first.http)
+	if f.etcdPort != 0 {
+		eps := make([]string, len(s.nodes))
+		for i := range s.nodes {
+			eps[i] = upEtcdAddr(f, i)
+		}
+		fmt.Fprintf(w, "etcd v3 API (etcdctl --endpoints, clientv3; docs/ETCD.md): %s\n", strings.Join(eps, ","))
+	}
+	fmt.Fprintf(w, "\nA node that exits (try kill -9 on a pid above) is restarted. Press Ctrl-C to stop the cluster.\n")
 }
 
 // shellQuote quotes s for a POSIX shell unless it needs no quoting.

@@ -326,12 +326,13 @@ func TestUpLifecycle(t *testing.T) {
 	}
 	bin := buildBinary(t)
 	dir := t.TempDir()
-	peerPort, httpPort := freePorts(t, 3), freePorts(t, 3)
+	peerPort, httpPort, etcdPort := freePorts(t, 3), freePorts(t, 3), freePorts(t, 3)
 	tokens := filepath.Join(dir, "tokens")
 	u := startUp(t, bin, "--data", filepath.Join(dir, "data"), "--token-file", tokens,
-		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort))
+		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort), "--etcd-port", strconv.Itoa(etcdPort))
 	u.waitOutput(u.stdout, "Press Ctrl-C to stop", 60*time.Second)
 	runTryLines(t, bin, u.stdout.String())
+	checkUpEtcd(t, u.stdout.String(), tokens, etcdPort)
 
 	// Without the token the API refuses.
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/status", httpPort))
@@ -344,7 +345,7 @@ func TestUpLifecycle(t *testing.T) {
 	}
 
 	second := startUp(t, bin, "--data", filepath.Join(dir, "other"),
-		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort))
+		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort), "--etcd-port", strconv.Itoa(etcdPort))
 	if code := second.wait(30 * time.Second); code != exitFailure {
 		t.Errorf("second up on the same ports: exit %d, want 1", code)
 	}
@@ -393,7 +394,7 @@ func TestUpAllNodesExit(t *testing.T) {
 	}
 	peerPort, httpPort := freePorts(t, 2), freePorts(t, 2)
 	u := startUp(t, bin, "--nodes", "2", "--data", notDir,
-		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort))
+		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort), "--etcd-port", "0")
 	if code := u.wait(30 * time.Second); code != exitFailure {
 		t.Fatalf("up with no node able to start: exit %d, want 1", code)
 	}
@@ -424,7 +425,7 @@ func TestUpTLS(t *testing.T) {
 	dir := t.TempDir()
 	peerPort, httpPort := portOf(t, freeAddr(t)), portOf(t, freeAddr(t))
 	u := startUp(t, bin, "--tls", "--nodes", "1", "--data", dir, "--token-file", filepath.Join(dir, "tokens"),
-		"--peer-port", peerPort, "--http-port", httpPort)
+		"--peer-port", peerPort, "--http-port", httpPort, "--etcd-port", "0")
 	u.waitOutput(u.stdout, "Press Ctrl-C to stop", 60*time.Second)
 	if !strings.Contains(u.stdout.String(), "https://127.0.0.1:"+httpPort) {
 		t.Errorf("up --tls does not name its HTTPS endpoint:\n%s", u.stdout)

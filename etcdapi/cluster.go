@@ -1,0 +1,130 @@
+package etcdapi
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/api/v3/version"
+
+	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/kv"
+)
+
+type clusterService struct {
+	pb.UnimplementedClusterServer
+	s *Server
+}
+
+// members returns the cluster's members as etcd shows them: ids are the
+// raft ids of the names. Only this member's client URL is known.
+func (c *clusterService) members() []*pb.Member {
+	self := c.s.cfg.Store.Status().NodeID
+	ms := c.s.cfg.Members.Members()
+	out := make([]*pb.Member, len(ms))
+	for i, m := range ms {
+		out[i] = &pb.Member{ID: consensus.RaftID(m.ID), Name: m.ID, IsLearner: !m.Voter}
+		if m.PeerAddr != "" {
+			out[i].PeerURLs = []string{"http://" + m.PeerAddr}
+		}
+		if m.ID == self && c.s.cfg.ClientURL != "" {
+			out[i].ClientURLs = []string{c.s.cfg.ClientURL}
+		}
+	}
+	return out
+}
+
+// MemberList lists the members this node has applied (Linearizable asks
+// nothing more: membership changes are in the log like writes).
+func (c *clusterService) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	if r.Linearizable {
+		if err := c.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
+			return nil, toGRPC(err)
+		}
+	}
+	return &pb.MemberListResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}, nil
+}
+
+// name returns the name of the member with raft id id.
+func (c *clusterService) name(id uint64) (string, error) {
+	for _, m := range c.s.cfg.Members.Members() {
+		if consensus.RaftID(m.ID) == id {
+			return m.ID, nil
+		}
+	}
+	return "", rpctypes.ErrGRPCMemberNotFound
+}
+
+// MemberRemove removes a member.
+func (c *clusterService) MemberRemove(ctx context.Context, r *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	name, err := c.name(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.s.cfg.Members.RemoveMember(ctx, name); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberRemoveResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}, nil
+}
+
+// MemberPromote makes a learner a voter.
+func (c *clusterService) MemberPromote(ctx context.Context, r *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	name, err := c.name(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.s.cfg.Members.PromoteMember(ctx, name); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberPromoteResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}, nil
+}
+
+// MemberAdd is not supported: a member joins with `consensus serve
+// --join`, which names it; etcd's request has no name.
+func (c *clusterService) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	return nil, unimplemented("MemberAdd (start the new member with `consensus serve --join`, which adds it as a learner)")
+}
+
+type maintenanceService struct {
+	pb.UnimplementedMaintenanceServer
+	s *Server
+}
+
+// Status describes this member: the etcd API version served, the state's
+// size, the leader, raft index and term.
+func (m *maintenanceService) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	st := m.s.cfg.Store.Status()
+	stats := m.s.cfg.Store.Machine().Stats()
+	resp := &pb.StatusResponse{
+		Header:           m.s.header(stats.Revision),
+		Version:          version.Version,
+		DbSize:           stats.Bytes,
+		DbSizeInUse:      stats.Bytes,
+		RaftIndex:        st.CommitIndex,
+		RaftTerm:         st.Term,
+		RaftAppliedIndex: st.AppliedIndex,
+		StorageVersion:   version.Version,
+	}
+	if st.LeaderID != "" {
+		resp.Leader = consensus.RaftID(st.LeaderID)
+	}
+	for _, mem := range st.Members {
+		if mem.ID == st.NodeID {
+			resp.IsLearner = !mem.Voter
+		}
+	}
+	if st.LeaderID == "" {
+		resp.Errors = append(resp.Errors, "no leader")
+	}
+	return resp, nil
+}
+
+// Alarm lists alarms: there are none (the state's limits refuse writes
+// with an error instead of raising an alarm). Activating or deactivating
+// one is not supported.
+func (m *maintenanceService) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, unimplemented("Alarm ACTIVATE and DEACTIVATE")
+	}
+	return &pb.AlarmResponse{Header: m.s.header(m.s.cfg.Store.Machine().Revision())}, nil
+}
