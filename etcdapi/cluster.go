@@ -8,6 +8,7 @@ import (
 	"go.etcd.io/etcd/api/v3/version"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -126,5 +127,13 @@ func (m *maintenanceService) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb
 	if r.Action != pb.AlarmRequest_GET {
 		return nil, unimplemented("Alarm ACTIVATE and DEACTIVATE")
 	}
-	return &pb.AlarmResponse{Header: m.s.header(m.s.cfg.Store.Machine().Revision())}, nil
+	resp := &pb.AlarmResponse{Header: m.s.header(m.s.cfg.Store.Machine().Revision())}
+	if m.s.cfg.Alarms != nil {
+		for _, a := range m.s.cfg.Alarms() {
+			if a.Alarm == api.AlarmDiverged {
+				resp.Alarms = append(resp.Alarms, &pb.AlarmMember{MemberID: consensus.RaftID(a.Member), Alarm: pb.AlarmType_CORRUPT})
+			}
+		}
+	}
+	return resp, nil
 }

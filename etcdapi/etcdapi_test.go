@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/testcluster"
 	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
@@ -305,4 +307,37 @@ func TestClusterAndMaintenance(t *testing.T) {
 	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("member add: %v", err)
 	}
+}
+
+// A member the divergence check finds diverged is listed as etcd's
+// CORRUPT alarm, by the members that found it.
+func TestDivergedMemberIsACorruptAlarm(t *testing.T) {
+	c := testcluster.Start(t, 3, testcluster.Configure(func(cfg *server.Config) {
+		cfg.EtcdAddr = "127.0.0.1:0"
+		cfg.HashCheckInterval = 100 * time.Millisecond
+	}))
+	leader := c.WaitLeader(t, 10*time.Second)
+	cli := newClient(t, c.Servers[leader].EtcdAddr())
+	ctx := ctxT(t)
+	if _, err := cli.Put(ctx, "k", "10"); err != nil {
+		t.Fatal(err)
+	}
+	bad := ""
+	for id := range c.Servers {
+		if id != leader {
+			bad = id
+			break
+		}
+	}
+	testwait.For(t, 10*time.Second, "the follower to hash the key", func() bool {
+		return len(c.Servers[bad].Store().StateHashes()) >= 2
+	})
+	if !c.Servers[bad].Store().FlipValueForTest("k") {
+		t.Fatal("no key to flip")
+	}
+	testwait.For(t, 10*time.Second, "the leader to list a CORRUPT alarm", func() bool {
+		al, err := cli.AlarmList(ctx)
+		return err == nil && len(al.Alarms) == 1 && al.Alarms[0].Alarm == pb.AlarmType_CORRUPT &&
+			al.Alarms[0].MemberID == consensus.RaftID(bad)
+	})
 }

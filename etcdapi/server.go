@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -66,6 +67,10 @@ type Config struct {
 	// ClientURL is this member's etcd client URL, as Cluster.MemberList
 	// shows it ("" for none).
 	ClientURL string
+	// Alarms, if set, lists the alarms this member has raised
+	// (server's divergence check): Maintenance.Alarm shows a diverged
+	// member as etcd's CORRUPT alarm.
+	Alarms func() []api.Alarm
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -35,6 +35,7 @@ func (s *Server) startEtcd(cfg *Config) error {
 		Leases:    etcdLeases{s: s},
 		TLS:       cfg.HTTPTLS,
 		ClientURL: scheme + ln.Addr().String(),
+		Alarms:    s.api.alarms,
 		Logger:    s.log.With("part", "etcd"),
 	}
 	if t := s.api.opts.Tokens; t != nil {
