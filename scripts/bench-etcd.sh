@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Side by side with etcd, on this machine, one system after the other:
 #
-#   1. a 3-node etcd on 127.0.0.1 (Debian's etcd-server, installed if
-#      missing) with our timings (--heartbeat-interval 50
+#   1. a 3-node etcd on 127.0.0.1 with our timings (--heartbeat-interval 50
 #      --election-timeout 300) and fsync on (its default), driven through
-#      etcd's Go client v3 by bench/etcd;
+#      etcd's Go client v3 by bench/etcd. The etcd server is, by default,
+#      etcd 3.7.3 built from its Go modules at the versions bench/etcd's
+#      go.mod pins (bench/etcd/cmd/etcd; no download of a prebuilt
+#      binary); ETCD=debian uses Debian's etcd-server instead (installed
+#      if missing; 3.4.23 when this was written), the comparison system
+#      before 3.7.3;
 #   2. a 3-node consensus cluster (`consensus up`, default settings),
 #      driven by `consensus bench` through our Go client (ws) and plain
 #      HTTP/1.1 JSON (http);
@@ -14,7 +18,8 @@
 # both systems and the ratio per row. Everything listens on 127.0.0.1 only;
 # every cell is bounded by BENCH_DURATION.
 #
-# Environment: BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
+# Environment: ETCD (build, the default, or debian: which etcd server, as
+# above), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
 # HTTP_PORT (first of three consensus ports each, default 28080, 29080),
@@ -30,17 +35,28 @@ ETCD_PORT=${ETCD_PORT:-23790}
 PEER_PORT=${PEER_PORT:-28080}
 HTTP_PORT=${HTTP_PORT:-29080}
 ORDER=${ORDER:-etcd,consensus}
+ETCD=${ETCD:-build}
 mkdir -p "$OUT"
 echo "bench-etcd: reports, logs and data in $OUT" >&2
 
-if ! command -v etcd >/dev/null 2>&1; then
-  echo "bench-etcd: installing etcd-server from Debian's packages" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-fi
-
 go build -o "$OUT/consensus" ./cmd/consensus
 (cd bench/etcd && go build -o "$OUT/etcd-bench" .)
+case "$ETCD" in
+build)
+  echo "bench-etcd: building etcd's server from bench/etcd's go.mod" >&2
+  (cd bench/etcd && go build -o "$OUT/bin/etcd" ./cmd/etcd)
+  etcd_bin="$OUT/bin/etcd"
+  ;;
+debian)
+  if ! command -v etcd >/dev/null 2>&1; then
+    echo "bench-etcd: installing etcd-server from Debian's packages" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+  fi
+  etcd_bin=$(command -v etcd)
+  ;;
+*) echo "bench-etcd: ETCD: $ETCD is not build or debian" >&2; exit 2 ;;
+esac
 
 # A port in use would make a node fail at start: check them all first.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -73,7 +89,8 @@ run_etcd() {
   for i in 1 2 3; do
     client=$((ETCD_PORT + 2 * i - 2)) peer=$((ETCD_PORT + 2 * i - 1))
     mkdir -p "$OUT/etcd"
-    etcd --name "e$i" --data-dir "$OUT/etcd/e$i" \
+    # env -u: etcd reads ETCD_* variables as flags (and warns about ours).
+    env -u ETCD_PORT "$etcd_bin" --name "e$i" --data-dir "$OUT/etcd/e$i" \
       --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
       --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench-etcd \
@@ -84,7 +101,7 @@ run_etcd() {
     cpu+="${cpu:+,}e$i=$!"
   done
   "$OUT/etcd-bench" wait --endpoints "$endpoints"
-  echo "bench-etcd: etcd $(etcd --version | sed -n 's/^etcd Version: //p'): writes" >&2
+  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): writes" >&2
   "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-write.json"
   echo "bench-etcd: etcd: linearizable reads" >&2
   "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-read.json"

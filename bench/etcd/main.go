@@ -6,7 +6,9 @@
 //	etcd run     --endpoints ... [bench flags] [--json]    # measure etcd
 //	etcd compare --etcd etcd.json --ours ours.json,...     # the side-by-side table
 //
-// scripts/bench-etcd.sh runs the whole comparison.
+// scripts/bench-etcd.sh runs the whole comparison, against the etcd server
+// that cmd/etcd builds from this module's go.mod (cmd/etcdctl is its
+// etcdctl, for poking at a run by hand).
 package main
 
 import (
@@ -362,7 +364,7 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "side by side: etcd through clientv3 (gRPC); consensus through the client in column \"client\"\n")
+	fmt.Fprintf(w, "side by side: %s through clientv3 (gRPC); consensus %s through the client in column \"client\"\n", etcdName, ours.Version)
 	fmt.Fprintf(w, "(ws = Go client over /v1/ws, http = JSON over HTTP/1.1); ours/etcd above 1 is faster for ops/s, below 1 for latency\n\n")
 	fmt.Fprintf(w, format, "measure", "client", "etcd", "consensus", "ours/etcd", "target", "result")
 	var notes []string
