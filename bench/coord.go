@@ -21,7 +21,7 @@ const (
 	// puts a key with it, and waits for a watcher to see the key deleted
 	// when the lease expires. Its latency figures are the lateness of that
 	// delete: when the watcher saw it minus (when the grant was answered +
-	// the lease's time to live). The grant is answered after the lease's
+	// the time to live granted). The grant is answered after the lease's
 	// countdown has started, so a lateness is a lower bound, short of the
 	// truth by at most the grant's answer time.
 	Expiry Workload = "expiry"
@@ -49,9 +49,10 @@ type CoordDriver interface {
 	// session), with which it takes locks.
 	NewContender(ctx context.Context, ttl time.Duration) (Contender, error)
 	// PutWithLease grants a lease of time to live ttl that nothing keeps
-	// alive, then puts key with value under it. It returns when the grant
-	// was answered.
-	PutWithLease(ctx context.Context, key string, value []byte, ttl time.Duration) (granted time.Time, err error)
+	// alive, then puts key with value under it. It returns the lease's
+	// deadline as the client sees it: when the grant was answered plus the
+	// time to live granted (which a system may have raised above ttl).
+	PutWithLease(ctx context.Context, key string, value []byte, ttl time.Duration) (deadline time.Time, err error)
 	// WatchDeletes returns a watch on the keys starting with prefix that
 	// delivers the key of each delete from its return on, until ctx is
 	// done or the watch breaks; then the channel is closed.
@@ -201,7 +202,8 @@ func (ew *expiryWatch) close() {
 var errWatchEnded = errors.New("the watch on " + ExpiryPrefix + " ended")
 
 // expire puts key with a new lease of ttl and returns how late after the
-// lease's deadline (grant answered + ttl) the watch saw key deleted.
+// lease's deadline (grant answered + time to live granted) the watch saw
+// key deleted.
 func (ew *expiryWatch) expire(ctx context.Context, d CoordDriver, key string, value []byte, ttl time.Duration) (time.Duration, error) {
 	ch := make(chan time.Time, 1)
 	ew.mu.Lock()
@@ -212,16 +214,16 @@ func (ew *expiryWatch) expire(ctx context.Context, d CoordDriver, key string, va
 		delete(ew.waiting, key)
 		ew.mu.Unlock()
 	}()
-	granted, err := d.PutWithLease(ctx, key, value, ttl)
+	deadline, err := d.PutWithLease(ctx, key, value, ttl)
 	if err != nil {
 		return 0, err
 	}
 	select {
 	case seen := <-ch:
-		return seen.Sub(granted.Add(ttl)), nil
+		return seen.Sub(deadline), nil
 	case <-ew.done:
 		return 0, errWatchEnded
 	case <-ctx.Done():
-		return 0, fmt.Errorf("%s not seen deleted %v after its lease of %v was granted: %w", key, time.Since(granted), ttl, ctx.Err())
+		return 0, fmt.Errorf("%s not seen deleted %v after its lease's deadline: %w", key, time.Since(deadline), ctx.Err())
 	}
 }

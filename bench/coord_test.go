@@ -77,7 +77,7 @@ func (k *memContender) Close(context.Context) error {
 }
 
 func (d *memCoord) PutWithLease(_ context.Context, key string, _ []byte, ttl time.Duration) (time.Time, error) {
-	granted := time.Now()
+	deadline := time.Now().Add(ttl)
 	d.timers.Add(1)
 	time.AfterFunc(ttl+d.lateBy, func() {
 		defer d.timers.Done()
@@ -87,7 +87,7 @@ func (d *memCoord) PutWithLease(_ context.Context, key string, _ []byte, ttl tim
 			w <- key
 		}
 	})
-	return granted, nil
+	return deadline, nil
 }
 
 func (d *memCoord) WatchDeletes(ctx context.Context, prefix string) (<-chan string, error) {

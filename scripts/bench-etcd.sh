@@ -14,12 +14,16 @@
 #      HTTP/1.1 JSON (http);
 #
 # each with writes at concurrency 1/16/64/256 and linearizable reads at 64
-# (and, for us, HTTP writes and reads at 64), then prints one table with
-# both systems and the ratio per row. Everything listens on 127.0.0.1 only;
+# (and, for us, HTTP writes and reads at 64), and leases and locks: lock
+# acquire+release with 1 and 64 contenders, keepalives at 64 (etcd: by
+# KeepAliveOnce, and over one LeaseKeepAlive stream per contender), and
+# the lateness of 1 s leases' expiry as a watch sees it, 64 at a time;
+# then prints one table with both systems and the ratio per row. Everything listens on 127.0.0.1 only;
 # every cell is bounded by BENCH_DURATION.
 #
 # Environment: ETCD (build, the default, or debian: which etcd server, as
-# above), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
+# above), BENCH_SET (all, the default; kv: writes and reads only; coord:
+# leases and locks only), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
 # HTTP_PORT (first of three consensus ports each, default 28080, 29080),
@@ -36,6 +40,12 @@ PEER_PORT=${PEER_PORT:-28080}
 HTTP_PORT=${HTTP_PORT:-29080}
 ORDER=${ORDER:-etcd,consensus}
 ETCD=${ETCD:-build}
+BENCH_SET=${BENCH_SET:-all}
+case "$BENCH_SET" in
+all | kv | coord) ;;
+*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv or coord" >&2; exit 2 ;;
+esac
+want() { [ "$BENCH_SET" = all ] || [ "$BENCH_SET" = "$1" ]; }
 mkdir -p "$OUT"
 echo "bench-etcd: reports, logs and data in $OUT" >&2
 
@@ -101,10 +111,21 @@ run_etcd() {
     cpu+="${cpu:+,}e$i=$!"
   done
   "$OUT/etcd-bench" wait --endpoints "$endpoints"
-  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): writes" >&2
-  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-write.json"
-  echo "bench-etcd: etcd: linearizable reads" >&2
-  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-read.json"
+  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  if want kv; then
+    echo "bench-etcd: etcd: writes" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-write.json"
+    echo "bench-etcd: etcd: linearizable reads" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-read.json"
+  fi
+  if want coord; then
+    echo "bench-etcd: etcd: locks, keepalives, lease expiry" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads lock --concurrency 1,64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-lock.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads keepalive --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-keepalive.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads keepalive --keepalive-stream --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-keepalive-stream.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads expiry --lease-ttl 1s --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-expiry.json"
+  fi
+  echo "bench-etcd: etcd done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
 }
@@ -124,12 +145,22 @@ run_consensus() {
   done
   [ -n "$cpu" ] && cpuflag=(--cpu-pids "$cpu")
   endpoints="127.0.0.1:$HTTP_PORT,127.0.0.1:$((HTTP_PORT + 1)),127.0.0.1:$((HTTP_PORT + 2))"
-  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): writes (ws)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-write.json"
-  echo "bench-etcd: consensus: linearizable reads (ws)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-read.json"
-  echo "bench-etcd: consensus: writes and linearizable reads (http)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-http.json"
+  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  if want kv; then
+    echo "bench-etcd: consensus: writes (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-write.json"
+    echo "bench-etcd: consensus: linearizable reads (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-read.json"
+    echo "bench-etcd: consensus: writes and linearizable reads (http)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-http.json"
+  fi
+  if want coord; then
+    echo "bench-etcd: consensus: locks, keepalives, lease expiry (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads lock --concurrency 1,64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-lock.json"
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads keepalive --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-keepalive.json"
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads expiry --lease-ttl 1s --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-expiry.json"
+  fi
+  echo "bench-etcd: consensus done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
 }
@@ -146,6 +177,11 @@ for system in "${order[@]}"; do
 done
 
 echo >&2
+reports() { # the reports of this run among those named
+  local f list=""
+  for f in "$@"; do [ -f "$OUT/$f.json" ] && list+="${list:+,}$OUT/$f.json"; done
+  echo "$list"
+}
 "$OUT/etcd-bench" compare \
-  --etcd "$OUT/etcd-write.json,$OUT/etcd-read.json" \
-  --ours "$OUT/ours-ws-write.json,$OUT/ours-ws-read.json,$OUT/ours-http.json" | tee "$OUT/table.txt"
+  --etcd "$(reports etcd-write etcd-read etcd-lock etcd-keepalive etcd-keepalive-stream etcd-expiry)" \
+  --ours "$(reports ours-ws-write ours-ws-read ours-http ours-lock ours-keepalive ours-expiry)" | tee "$OUT/table.txt"

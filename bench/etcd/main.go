@@ -26,7 +26,9 @@ import (
 	"syscall"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 	"go.uber.org/zap"
 
 	"github.com/unrdf/consensus/bench"
@@ -151,8 +153,13 @@ func waitCmd(ctx context.Context, args []string, stderr io.Writer) int {
 }
 
 // driver is etcd's client as bench drives it: one client, one gRPC
-// connection (HTTP/2, multiplexed), to the leader.
-type driver struct{ cli *clientv3.Client }
+// connection (HTTP/2, multiplexed), to the leader. With keepAliveStream,
+// a contender's keepalives go over one LeaseKeepAlive stream of its own,
+// as clientv3's KeepAlive sends them, instead of KeepAliveOnce.
+type driver struct {
+	cli             *clientv3.Client
+	keepAliveStream bool
+}
 
 func (d driver) Put(ctx context.Context, key string, value []byte) error {
 	_, err := d.cli.Put(ctx, key, string(value))
@@ -174,6 +181,182 @@ func (d driver) Get(ctx context.Context, key string, linearizable bool) error {
 	return nil
 }
 
+// The lease and lock workloads (bench.CoordWorkloads), through clientv3's
+// lease API and its concurrency package, as etcd's users take locks.
+var _ bench.CoordDriver = driver{}
+
+// ttlSeconds is ttl in etcd's unit, whole seconds (bench.Options checks
+// that it is one).
+func ttlSeconds(ttl time.Duration) int64 { return int64(ttl / time.Second) }
+
+// NewContender grants a lease of ttl (bounded by ctx) and opens a
+// concurrency.Session on it, which keeps it alive over clientv3's
+// KeepAlive stream.
+func (d driver) NewContender(ctx context.Context, ttl time.Duration) (bench.Contender, error) {
+	resp, err := d.cli.Grant(ctx, ttlSeconds(ttl))
+	if err != nil {
+		return nil, err
+	}
+	// Not concurrency.WithContext(ctx): the session's keepalives would
+	// stop with ctx, which only bounds this setup.
+	s, err := concurrency.NewSession(d.cli, concurrency.WithLease(resp.ID))
+	if err != nil {
+		return nil, err
+	}
+	k := &contender{cli: d.cli, s: s}
+	if d.keepAliveStream {
+		k.stream = &keepAliveStream{lease: pb.NewLeaseClient(d.cli.ActiveConnection())}
+	}
+	return k, nil
+}
+
+// PutWithLease grants a lease of ttl and puts key with it; the deadline
+// is the grant's answer plus the time to live granted (etcd raises a TTL
+// below its minimum, 1.5 election timeouts rounded up to a second).
+func (d driver) PutWithLease(ctx context.Context, key string, value []byte, ttl time.Duration) (time.Time, error) {
+	resp, err := d.cli.Grant(ctx, ttlSeconds(ttl))
+	if err != nil {
+		return time.Time{}, err
+	}
+	deadline := time.Now().Add(time.Duration(resp.TTL) * time.Second)
+	_, err = d.cli.Put(ctx, key, string(value), clientv3.WithLease(resp.ID))
+	return deadline, err
+}
+
+// WatchDeletes watches the keys under prefix for deletes, and returns once
+// etcd has created the watch.
+func (d driver) WatchDeletes(ctx context.Context, prefix string) (<-chan string, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	wch := d.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithFilterPut(), clientv3.WithCreatedNotify())
+	select {
+	case resp, ok := <-wch:
+		if !ok || resp.Err() != nil || !resp.Created {
+			cancel()
+			if ok && resp.Err() != nil {
+				return nil, resp.Err()
+			}
+			return nil, errors.Join(errors.New("watch not created"), ctx.Err())
+		}
+	case <-ctx.Done():
+		cancel()
+		return nil, ctx.Err()
+	}
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		defer cancel()
+		for resp := range wch {
+			if resp.Err() != nil {
+				return
+			}
+			for _, ev := range resp.Events {
+				if ev.Type != clientv3.EventTypeDelete {
+					continue
+				}
+				select {
+				case out <- string(ev.Kv.Key):
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// contender is one lock or keepalive contender: a session of its own on
+// the shared client.
+type contender struct {
+	cli    *clientv3.Client
+	s      *concurrency.Session
+	stream *keepAliveStream // nil: KeepAliveOnce
+}
+
+// LockUnlock takes lock name as concurrency.Mutex does (a key under
+// name/ with the session's lease; wait for the deletes of the keys
+// before it), then releases it.
+func (k *contender) LockUnlock(ctx context.Context, name string) error {
+	m := concurrency.NewMutex(k.s, name+"/")
+	if err := m.Lock(ctx); err != nil {
+		return err
+	}
+	return m.Unlock(ctx)
+}
+
+// KeepAlive renews the session's lease with KeepAliveOnce (one
+// LeaseKeepAlive stream opened, used once and closed per call) or over the
+// contender's own stream.
+func (k *contender) KeepAlive(ctx context.Context) error {
+	if k.stream != nil {
+		return k.stream.keepAlive(ctx, k.s.Lease())
+	}
+	_, err := k.cli.KeepAliveOnce(ctx, k.s.Lease())
+	return err
+}
+
+// Close ends the session and revokes its lease (bounded by the lease's
+// TTL, clientv3's choice).
+func (k *contender) Close(context.Context) error {
+	if k.stream != nil {
+		k.stream.close()
+	}
+	return k.s.Close()
+}
+
+// keepAliveStream is one LeaseKeepAlive stream, opened at the first
+// keepalive: each keepalive is one request on it and its answer. One
+// goroutine uses it at a time (its contender's worker).
+type keepAliveStream struct {
+	lease  pb.LeaseClient
+	cancel context.CancelFunc
+	stream pb.Lease_LeaseKeepAliveClient
+}
+
+func (s *keepAliveStream) keepAlive(ctx context.Context, id clientv3.LeaseID) error {
+	if s.stream == nil {
+		sctx, cancel := context.WithCancel(context.Background())
+		stream, err := s.lease.LeaseKeepAlive(sctx)
+		if err != nil {
+			cancel()
+			return err
+		}
+		s.stream, s.cancel = stream, cancel
+	}
+	// Send and Recv do not take ctx: wait for them apart, and drop the
+	// stream when ctx ends first.
+	st := s.stream
+	done := make(chan error, 1)
+	go func() {
+		if err := st.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)}); err != nil {
+			done <- err
+			return
+		}
+		resp, err := st.Recv()
+		if err == nil && resp.TTL <= 0 {
+			err = fmt.Errorf("lease %x not found", id)
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			s.close()
+		}
+		return err
+	case <-ctx.Done():
+		s.close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (s *keepAliveStream) close() {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.stream, s.cancel = nil, nil
+}
+
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -181,6 +364,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	o.Register(fs)
 	endpoints := fs.String("endpoints", "", "etcd client addresses, host:port,... (the leader's is used)")
 	asJSON := fs.Bool("json", false, "print one JSON report on stdout instead of a table")
+	keepAliveStream := fs.Bool("keepalive-stream", false, "keepalive workload: each contender sends its keepalives over one LeaseKeepAlive stream of its own (as clientv3's KeepAlive does; reported as protocol grpc-stream) instead of calling KeepAliveOnce")
 	cpuPids := fs.String("cpu-pids", "", "`name=pid,...` of etcd's processes: also report, per cell, their CPU time per operation and this process's")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -194,6 +378,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if pids, err = bench.ParsePids(*cpuPids); err == nil {
 			o.CPU = bench.PidMeter(pids)
 		}
+	}
+	if err == nil && *keepAliveStream && (len(o.Workloads) != 1 || o.Workloads[0] != bench.KeepAlive) {
+		err = errors.New("--keepalive-stream: only with --workloads keepalive")
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "etcd run:", err)
@@ -215,15 +402,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if !*asJSON {
 		text = stdout
 	}
-	fmt.Fprintf(text, "etcd %s, target %s (leader), protocol grpc, %d B values, %d keys, %v warm-up + %v per cell\n\n",
-		version, eps[0], o.ValueSize, o.Keys, o.Warmup, o.Duration)
-	bench.WriteHeader(text)
 	var progress func(bench.Progress)
 	clear := func() {}
 	if f, ok := stdout.(*os.File); ok && !*asJSON && bench.IsTerminal(f) {
 		progress, clear = bench.ProgressLine(f)
 	}
-	results, err := bench.Suite(ctx, driver{cli}, o, "etcd", "grpc", progress, func(r bench.Result) {
+	protocol := "grpc"
+	if *keepAliveStream {
+		protocol = "grpc-stream"
+	}
+	fmt.Fprintf(text, "etcd %s, target %s (leader), protocol %s, %d B values, %d keys, %v warm-up + %v per cell\n\n",
+		version, eps[0], protocol, o.ValueSize, o.Keys, o.Warmup, o.Duration)
+	bench.WriteHeader(text)
+	results, err := bench.Suite(ctx, driver{cli: cli, keepAliveStream: *keepAliveStream}, o, "etcd", protocol, progress, func(r bench.Result) {
 		clear()
 		bench.WriteRow(text, r)
 	})
@@ -290,14 +481,18 @@ func compareCmd(args []string, stdout, stderr io.Writer) int {
 // row is one line of the side-by-side table: the same measure of a cell
 // of each system.
 type row struct {
-	label     string
-	workload  bench.Workload
-	conc      int
-	protocol  string // ours; etcd's is always its gRPC client
-	latency   bool   // compare p50 latency instead of ops/s
-	cpu       bool   // compare CPU time per operation, all processes, instead of ops/s
-	target    float64
-	hasTarget bool
+	label    string
+	workload bench.Workload
+	conc     int
+	protocol string // ours; etcd's is always its gRPC client
+	// etcdProtocol picks etcd's cell by its protocol ("grpc" or, for
+	// keepalives over a stream, "grpc-stream"); "" takes the first.
+	etcdProtocol string
+	latency      bool                              // compare a latency instead of ops/s: p50, or stat's
+	stat         func(bench.Latency) time.Duration // which latency; nil: p50
+	cpu          bool                              // compare CPU time per operation, all processes, instead of ops/s
+	target       float64
+	hasTarget    bool
 }
 
 // rows are the comparisons the benchmark targets are stated in.
@@ -312,6 +507,15 @@ var rows = []row{
 	{label: "HTTP linearizable read ops/s, c=64", workload: bench.Read, conc: 64, protocol: "http", target: 1.5, hasTarget: true},
 	{label: "CPU per write, c=256, all processes", workload: bench.Write, conc: 256, protocol: "ws", cpu: true},
 	{label: "CPU per read, c=64, all processes", workload: bench.Read, conc: 64, protocol: "ws", cpu: true},
+	{label: "lock acquire+release/s, c=1", workload: bench.Lock, conc: 1, protocol: "ws"},
+	{label: "lock acquire+release/s, c=64", workload: bench.Lock, conc: 64, protocol: "ws"},
+	{label: "keepalives/s, c=64", workload: bench.KeepAlive, conc: 64, protocol: "ws", etcdProtocol: "grpc"},
+	{label: "keepalives/s, c=64, etcd stream", workload: bench.KeepAlive, conc: 64, protocol: "ws", etcdProtocol: "grpc-stream"},
+	{label: "lease expiry lateness p50, c=64", workload: bench.Expiry, conc: 64, protocol: "ws", latency: true},
+	{label: "lease expiry lateness p99, c=64", workload: bench.Expiry, conc: 64, protocol: "ws", latency: true,
+		stat: func(l bench.Latency) time.Duration { return l.P99 }},
+	{label: "lease expiry lateness max, c=64", workload: bench.Expiry, conc: 64, protocol: "ws", latency: true,
+		stat: func(l bench.Latency) time.Duration { return l.Max }},
 }
 
 // value is the row's measure of res (found: whether the cell exists), as
@@ -327,7 +531,11 @@ func (r row) value(res bench.Result, found bool) (v float64, text string, ok boo
 		}
 		return float64(t), bench.FormatDuration(t), true
 	case r.latency:
-		return float64(res.Latency.P50), bench.FormatDuration(res.Latency.P50), true
+		d := res.Latency.P50
+		if r.stat != nil {
+			d = r.stat(res.Latency)
+		}
+		return float64(d), bench.FormatDuration(d), true
 	default:
 		return res.OpsPerSec, fmt.Sprintf("%.0f", res.OpsPerSec), true
 	}
@@ -353,10 +561,14 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 	if etcd.Version != "" {
 		etcdName = "etcd " + etcd.Version
 	}
+	oursName := "consensus"
+	if ours.Version != "" {
+		oursName = "consensus " + ours.Version
+	}
 	for _, sys := range []struct {
 		name string
 		r    bench.Report
-	}{{etcdName + " (clientv3, gRPC)", etcd}, {"consensus " + ours.Version, ours}} {
+	}{{etcdName + " (clientv3, gRPC)", etcd}, {oursName, ours}} {
 		fmt.Fprintf(w, "%s\n", sys.name)
 		bench.WriteHeader(w)
 		for _, res := range sys.r.Results {
@@ -364,13 +576,16 @@ func writeComparison(w io.Writer, etcd, ours bench.Report) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "side by side: %s through clientv3 (gRPC); consensus %s through the client in column \"client\"\n", etcdName, ours.Version)
-	fmt.Fprintf(w, "(ws = Go client over /v1/ws, http = JSON over HTTP/1.1); ours/etcd above 1 is faster for ops/s, below 1 for latency\n\n")
+	fmt.Fprintf(w, "side by side: %s through clientv3 (gRPC); %s through the client in column \"client\"\n", etcdName, oursName)
+	fmt.Fprintf(w, "(ws = Go client over /v1/ws, http = JSON over HTTP/1.1); ours/etcd above 1 is faster for ops/s, below 1 for latency and lateness\n\n")
 	fmt.Fprintf(w, format, "measure", "client", "etcd", "consensus", "ours/etcd", "target", "result")
 	var notes []string
 	for _, r := range rows {
-		e, eok := find(etcd, r.workload, r.conc, "")
+		e, eok := find(etcd, r.workload, r.conc, r.etcdProtocol)
 		o, ook := find(ours, r.workload, r.conc, r.protocol)
+		if !eok && !ook {
+			continue // a cell neither run measured (BENCH_SET)
+		}
 		ratio, verdict := "-", ""
 		target := "-"
 		if r.hasTarget {

@@ -207,15 +207,17 @@ func (d wsDriver) NewContender(ctx context.Context, ttl time.Duration) (bench.Co
 	return wsContender{c: d.c, s: s}, nil
 }
 
-// PutWithLease grants a lease of ttl and puts key with it.
+// PutWithLease grants a lease of ttl and puts key with it; the deadline
+// is the grant's answer plus the time to live granted (api.LeaseTTLFloorMs
+// at least).
 func (d wsDriver) PutWithLease(ctx context.Context, key string, value []byte, ttl time.Duration) (time.Time, error) {
 	l, err := d.c.Grant(ctx, ttl)
 	if err != nil {
 		return time.Time{}, err
 	}
-	granted := time.Now()
+	deadline := time.Now().Add(time.Duration(l.TTLMs) * time.Millisecond)
 	_, err = d.c.PutWith(ctx, key, value, client.PutOptions{Lease: l.ID})
-	return granted, err
+	return deadline, err
 }
 
 // WatchDeletes watches prefix from the next write on and passes on the
