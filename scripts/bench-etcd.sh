@@ -23,7 +23,8 @@
 #
 # Environment: ETCD (build, the default, or debian: which etcd server, as
 # above), BENCH_SET (all, the default; kv: writes and reads only; coord:
-# leases and locks only), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
+# leases and locks only; memory: instead of workloads, each node's RSS
+# after FILL_KEYS keys of 100 B, default 100000), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
 # HTTP_PORT (first of three consensus ports each, default 28080, 29080),
@@ -41,9 +42,10 @@ HTTP_PORT=${HTTP_PORT:-29080}
 ORDER=${ORDER:-etcd,consensus}
 ETCD=${ETCD:-build}
 BENCH_SET=${BENCH_SET:-all}
+FILL_KEYS=${FILL_KEYS:-100000}
 case "$BENCH_SET" in
-all | kv | coord) ;;
-*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv or coord" >&2; exit 2 ;;
+all | kv | coord | memory) ;;
+*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord or memory" >&2; exit 2 ;;
 esac
 want() { [ "$BENCH_SET" = all ] || [ "$BENCH_SET" = "$1" ]; }
 mkdir -p "$OUT"
@@ -89,8 +91,11 @@ trap stop_all EXIT
 cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --value-size 100 --json)
 
 # ---- etcd ---------------------------------------------------------------
-run_etcd() {
-  local cluster="" endpoints="" i client peer cpu=""
+# start_etcd starts the 3-node etcd and waits for a leader; it sets
+# endpoints, cpu (e1=pid,...) and datadirs (e1=dir,...).
+start_etcd() {
+  local cluster="" i client peer
+  endpoints="" cpu="" datadirs=""
   for i in 1 2 3; do
     peer=$((ETCD_PORT + 2 * i - 1))
     cluster+="${cluster:+,}e$i=http://127.0.0.1:$peer"
@@ -109,8 +114,14 @@ run_etcd() {
       >"$OUT/etcd/e$i.log" 2>&1 &
     pids+=($!)
     cpu+="${cpu:+,}e$i=$!"
+    datadirs+="${datadirs:+,}e$i=$OUT/etcd/e$i"
   done
   "$OUT/etcd-bench" wait --endpoints "$endpoints"
+}
+
+run_etcd() {
+  local endpoints cpu datadirs
+  start_etcd
   echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   if want kv; then
     echo "bench-etcd: etcd: writes" >&2
@@ -165,16 +176,41 @@ run_consensus() {
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
 }
 
+# ---- memory (BENCH_SET=memory) -------------------------------------------
+# FILL_KEYS distinct keys of 100 B into a fresh 3-node cluster of each
+# system, through its leader at concurrency 64; then each node's RSS, peak
+# RSS and data directory once every node has applied them.
+memory_etcd() {
+  local endpoints cpu datadirs
+  start_etcd
+  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): memory, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  "$OUT/etcd-bench" fill --endpoints "$endpoints" --pids "$cpu" --data "$datadirs" --keys "$FILL_KEYS" --value-size 100 | tee "$OUT/etcd-memory.txt"
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
+}
+
+memory_consensus() {
+  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): memory, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  local keep=()
+  [ -z "${KEEP_DATA:-}" ] || keep=(--data "$OUT/consensus-fill" --keep-data)
+  # bench starts its own 3 nodes (on ports it picks) for --fill-keys, in a
+  # temporary directory it removes, unless KEEP_DATA.
+  "$OUT/consensus" bench --fill-keys "$FILL_KEYS" --value-size 100 "${keep[@]}" | tee "$OUT/ours-memory.txt"
+}
+
 # One system after the other, never both at once; ORDER=consensus,etcd
 # swaps them (on a shared machine, to see whether the order matters).
 IFS=, read -r -a order <<<"$ORDER"
 for system in "${order[@]}"; do
-  case "$system" in
-  etcd) run_etcd ;;
-  consensus) run_consensus ;;
+  case "$system:$BENCH_SET" in
+  etcd:memory) memory_etcd ;;
+  consensus:memory) memory_consensus ;;
+  etcd:*) run_etcd ;;
+  consensus:*) run_consensus ;;
   *) echo "bench-etcd: ORDER: unknown system $system" >&2; exit 2 ;;
   esac
 done
+[ "$BENCH_SET" != memory ] || exit 0
 
 echo >&2
 reports() { # the reports of this run among those named

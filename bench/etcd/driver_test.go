@@ -1,8 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"net/url"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,8 +18,8 @@ import (
 )
 
 // startEtcd starts a one-member etcd in this process on loopback ports
-// the kernel picks, and returns its client address.
-func startEtcd(t *testing.T) string {
+// the kernel picks, and returns its client address and data directory.
+func startEtcd(t *testing.T) (addr, dir string) {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
@@ -34,7 +38,7 @@ func startEtcd(t *testing.T) string {
 	case <-time.After(30 * time.Second):
 		t.Fatal("etcd not ready within 30s")
 	}
-	return e.Clients[0].Addr().String()
+	return e.Clients[0].Addr().String(), cfg.Dir
 }
 
 // TestDriverLeasesAndLocks runs the lease and lock workloads through the
@@ -45,7 +49,7 @@ func TestDriverLeasesAndLocks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	addr := startEtcd(t)
+	addr, _ := startEtcd(t)
 	cli, err := newClient([]string{addr})
 	if err != nil {
 		t.Fatal(err)
@@ -86,5 +90,57 @@ func TestDriverLeasesAndLocks(t *testing.T) {
 	}
 	if resp, err := cli.Get(ctx, bench.ExpiryPrefix, clientv3.WithPrefix()); err != nil || len(resp.Kvs) != 0 {
 		t.Errorf("keys left under %s: %v %v", bench.ExpiryPrefix, resp, err)
+	}
+}
+
+// TestFill writes keys into a real etcd (in this process, so its memory is
+// this process's) and checks the memory report; bad flags are usage
+// errors.
+func TestFill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	addr, dir := startEtcd(t)
+	pid := strconv.Itoa(os.Getpid())
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"fill", "--endpoints", addr, "--pids", "e1=" + pid, "--data", "e1=" + dir,
+		"--keys", "300", "--value-size", "50", "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var r memoryReport
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if r.System != "etcd" || r.Version == "" || len(r.Memory) != 1 {
+		t.Fatalf("report %s", stdout.String())
+	}
+	m := r.Memory[0]
+	if m.Node != "e1" || m.Keys != 300 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.DataBytes <= 0 {
+		t.Errorf("memory %+v", m)
+	}
+	cli, err := newClient([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(context.Background(), "bench/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil || resp.Count != 300 {
+		t.Errorf("keys written: %v %v", resp, err)
+	}
+
+	for name, args := range map[string][]string{
+		"no pids":      {"--endpoints", addr},
+		"remote":       {"--endpoints", "10.0.0.1:2379", "--pids", "e1=" + pid},
+		"zero keys":    {"--endpoints", addr, "--pids", "e1=" + pid, "--keys", "0"},
+		"bad data":     {"--endpoints", addr, "--pids", "e1=" + pid, "--data", "e1"},
+		"tiny value":   {"--endpoints", addr, "--pids", "e1=" + pid, "--value-size", "1"},
+		"unknown flag": {"--endpoints", addr, "--pids", "e1=" + pid, "--nodes", "3"},
+	} {
+		stdout.Reset()
+		stderr.Reset()
+		if code := run(append([]string{"fill"}, args...), &stdout, &stderr); code != 2 || stderr.Len() == 0 {
+			t.Errorf("%s: exit %d, stderr %q", name, code, stderr.String())
+		}
 	}
 }

@@ -215,8 +215,8 @@ func loopbackAddr(endpoint string, https bool) (string, error) {
 // benchReport is the JSON document of `consensus bench --json`.
 type benchReport struct {
 	bench.Report
-	Failover *failoverReport `json:"failover,omitempty"`
-	Memory   []nodeMemory    `json:"memory,omitempty"`
+	Failover *failoverReport    `json:"failover,omitempty"`
+	Memory   []bench.NodeMemory `json:"memory,omitempty"`
 }
 
 // benchCmd is `consensus bench`.

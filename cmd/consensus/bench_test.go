@@ -111,19 +111,6 @@ func TestParseBenchFlags(t *testing.T) {
 	}
 }
 
-func TestParseProcStatus(t *testing.T) {
-	status := "Name:\tconsensus\nVmPeak:\t 2000000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
-	rss, hwm, err := parseProcStatus([]byte(status))
-	if err != nil || rss != 40960<<10 || hwm != 81920<<10 {
-		t.Fatalf("rss %d hwm %d err %v", rss, hwm, err)
-	}
-	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\nVmHWM:\t1 kB\n", "VmRSS:\tx kB\nVmHWM:\t1 kB\n"} {
-		if _, _, err := parseProcStatus([]byte(bad)); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func TestSummariseFailover(t *testing.T) {
 	var runs []failoverRun
 	for _, ms := range []int{180, 120, 300, 150, 160} {
