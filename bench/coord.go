@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -17,7 +18,9 @@ const (
 	Lock Workload = "lock"
 	// KeepAlive renews the contender's own lease, once per operation.
 	KeepAlive Workload = "keepalive"
-	// Expiry grants a lease of Options.LeaseTTL that nothing keeps alive,
+	// Expiry waits a pause drawn from [0, Options.LeaseTTL) (so that the
+	// deadlines do not lock onto the phase of the system's expiry checks),
+	// then grants a lease of Options.LeaseTTL that nothing keeps alive,
 	// puts a key with it, and waits for a watcher to see the key deleted
 	// when the lease expires. Its latency figures are the lateness of that
 	// delete: when the watcher saw it minus (when the grant was answered +
@@ -135,14 +138,25 @@ func (cc *coordCell) close(timeout time.Duration) {
 }
 
 // op runs one operation of worker w; for Expiry, sample is the lateness,
-// else the operation's own latency is the sample.
-func (cc *coordCell) op(ctx context.Context, wl Workload, w int, seq int, value []byte, ttl time.Duration) (sample time.Duration, isSample bool, err error) {
+// else the operation's own latency is the sample. rng is the worker's.
+func (cc *coordCell) op(ctx context.Context, wl Workload, w int, seq int, rng *rand.Rand, value []byte, ttl time.Duration) (sample time.Duration, isSample bool, err error) {
 	switch wl {
 	case Lock:
 		return 0, false, cc.contenders[w].LockUnlock(ctx, LockName)
 	case KeepAlive:
 		return 0, false, cc.contenders[w].KeepAlive(ctx)
 	default:
+		// A pause drawn from [0, ttl) first: a worker that granted its
+		// next lease as soon as it saw the last one expire would grant
+		// right after the system's expiry check, and with a TTL that is a
+		// multiple of the check's period every later deadline would fall
+		// just after a check: the lateness would be the whole period every
+		// time (etcd checks every 500 ms, we tick every 50 ms). The pause
+		// spreads the deadlines over the period.
+		sleepCtx(ctx, time.Duration(rng.Int64N(int64(ttl))))
+		if err := ctx.Err(); err != nil {
+			return 0, true, err
+		}
 		late, err := cc.expiry.expire(ctx, cc.d, fmt.Sprintf("%s%d-%d", ExpiryPrefix, w, seq), value, ttl)
 		return late, true, err
 	}

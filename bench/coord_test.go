@@ -15,6 +15,11 @@ import (
 type memCoord struct {
 	memDriver
 	lateBy time.Duration
+	// checkEvery, if set, expires leases as a lessor that looks for
+	// expired leases every checkEvery does: at the first check, counted
+	// from base, at or after the deadline (plus lateBy).
+	checkEvery time.Duration
+	base       time.Time
 
 	mu       sync.Mutex
 	locks    map[string]*sync.Mutex
@@ -77,9 +82,15 @@ func (k *memContender) Close(context.Context) error {
 }
 
 func (d *memCoord) PutWithLease(_ context.Context, key string, _ []byte, ttl time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(ttl)
+	now := time.Now()
+	deadline := now.Add(ttl)
+	fire := ttl + d.lateBy
+	if d.checkEvery > 0 {
+		checks := (deadline.Sub(d.base) + d.checkEvery - 1) / d.checkEvery
+		fire = d.base.Add(checks*d.checkEvery).Sub(now) + d.lateBy
+	}
 	d.timers.Add(1)
-	time.AfterFunc(ttl+d.lateBy, func() {
+	time.AfterFunc(fire, func() {
 		defer d.timers.Done()
 		d.mu.Lock()
 		defer d.mu.Unlock()
@@ -167,5 +178,25 @@ func TestCoordWorkloadNeedsCoordDriver(t *testing.T) {
 	}
 	if time.Since(start) > 5*time.Second {
 		t.Fatal("the refusal waited")
+	}
+}
+
+// TestExpiryLatenessIsNotPhaseLocked: against a system that expires leases
+// only at checks every 100 ms, with a TTL of two periods, the lateness is
+// spread over the period. A worker that granted its next lease as soon as
+// it saw the last expire would see nearly the whole period every time
+// (every deadline just after a check).
+func TestExpiryLatenessIsNotPhaseLocked(t *testing.T) {
+	const period = 100 * time.Millisecond
+	d := &memCoord{checkEvery: period, base: time.Now()}
+	o := quick()
+	o.Duration, o.LeaseTTL = 1500*time.Millisecond, 2*period
+	r := Run(context.Background(), d, o, Cell{Workload: Expiry, Concurrency: 8}, Value(10), nil)
+	d.timers.Wait()
+	if r.Errors != 0 || r.Ops < 16 {
+		t.Fatalf("%+v", r)
+	}
+	if r.Latency.P50 > period*7/10 || r.Latency.Max > 2*period {
+		t.Fatalf("lateness %+v over %d leases: locked onto the checks' phase (period %v)", r.Latency, r.Ops, period)
 	}
 }

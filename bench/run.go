@@ -154,8 +154,8 @@ type Progress struct {
 // contenders or its watch are set up before the cell's time starts, and a
 // failure to set them up is the result's one error.
 func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progress func(Progress)) Result {
-	// An operation may take o.Timeout; an Expiry operation waits for its
-	// lease's time to live on top of that.
+	// An operation may take o.Timeout; an Expiry operation pauses for up
+	// to its lease's time to live and then waits it out on top of that.
 	opTimeout := o.Timeout
 	var coord *coordCell
 	if c.Workload.isCoord() {
@@ -165,7 +165,7 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 		}
 		defer coord.close(o.Timeout)
 		if c.Workload == Expiry {
-			opTimeout += o.LeaseTTL
+			opTimeout += 2 * o.LeaseTTL
 		}
 	}
 	start := time.Now()
@@ -224,7 +224,7 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 				)
 				switch {
 				case coord != nil:
-					sample, isSample, err = coord.op(opCtx, c.Workload, w, seq, value, o.LeaseTTL)
+					sample, isSample, err = coord.op(opCtx, c.Workload, w, seq, rng, value, o.LeaseTTL)
 				case c.Workload == Write,
 					c.Workload == Mixed && rng.IntN(100) >= o.ReadPercent:
 					err = d.Put(opCtx, key, value)
