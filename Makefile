@@ -63,7 +63,8 @@ run:
 clean:
 	rm -rf bin data
 
-## bench-etcd: consensus side by side with etcd on this machine (installs
-## Debian's etcd-server if missing); BENCH_DURATION per cell, default 5s.
+## bench-etcd: consensus side by side with etcd on this machine (etcd 3.7.3
+## built from bench/etcd's go.mod; ETCD=debian for Debian's etcd-server);
+## BENCH_DURATION per cell, default 5s.
 bench-etcd:
 	bash scripts/bench-etcd.sh

@@ -82,6 +82,7 @@ func TestFormatDuration(t *testing.T) {
 		ms(12.34):               "12.3ms",
 		ms(123.4):               "123ms",
 		1234 * time.Millisecond: "1.23s",
+		-ms(12.34):              "-12.3ms",
 	}
 	for d, want := range cases {
 		if got := FormatDuration(d); got != want {
@@ -115,30 +116,33 @@ func TestOptionsFlags(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	o.Register(fs)
 	err := fs.Parse([]string{"--workloads", "read, mixed", "--concurrency", "2,8", "--value-size", "10",
-		"--duration", "1s", "--warmup", "0", "--keys", "5", "--read-percent", "50", "--max-ops", "7", "--timeout", "2s"})
+		"--duration", "1s", "--warmup", "0", "--keys", "5", "--read-percent", "50", "--max-ops", "7", "--timeout", "2s", "--lease-ttl", "3s"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{Workloads: []Workload{Read, Mixed}, Concurrency: []int{2, 8}, ValueSize: 10, Keys: 5,
-		ReadPercent: 50, Duration: time.Second, Timeout: 2 * time.Second, MaxOps: 7}
+		ReadPercent: 50, Duration: time.Second, Timeout: 2 * time.Second, MaxOps: 7, LeaseTTL: 3 * time.Second}
 	if got, _ := json.Marshal(o); string(got) != string(mustJSON(t, want)) {
 		t.Fatalf("parsed %s, want %s", got, mustJSON(t, want))
 	}
 
 	bad := map[string][]string{
-		"unknown workload":  {"--workloads", "write,scan"},
-		"empty workloads":   {"--workloads", ","},
-		"not a number":      {"--concurrency", "1,x"},
-		"zero concurrency":  {"--concurrency", "0"},
-		"huge concurrency":  {"--concurrency", "100000"},
-		"tiny value":        {"--value-size", "1"},
-		"no keys":           {"--keys", "0"},
-		"read percent":      {"--read-percent", "101"},
-		"zero duration":     {"--duration", "0s"},
-		"negative warmup":   {"--warmup", "-1s"},
-		"zero timeout":      {"--timeout", "0s"},
-		"zero max ops":      {"--max-ops", "0"},
-		"duration too long": {"--duration", "2h"},
+		"unknown workload":   {"--workloads", "write,scan"},
+		"empty workloads":    {"--workloads", ","},
+		"not a number":       {"--concurrency", "1,x"},
+		"zero concurrency":   {"--concurrency", "0"},
+		"huge concurrency":   {"--concurrency", "100000"},
+		"tiny value":         {"--value-size", "1"},
+		"no keys":            {"--keys", "0"},
+		"read percent":       {"--read-percent", "101"},
+		"zero duration":      {"--duration", "0s"},
+		"negative warmup":    {"--warmup", "-1s"},
+		"zero timeout":       {"--timeout", "0s"},
+		"zero max ops":       {"--max-ops", "0"},
+		"duration too long":  {"--duration", "2h"},
+		"lease ttl too low":  {"--lease-ttl", "500ms"},
+		"lease ttl not in s": {"--lease-ttl", "1500ms"},
+		"lock workload typo": {"--workloads", "locks"},
 	}
 	for name, args := range bad {
 		o := DefaultOptions()

@@ -27,6 +27,10 @@ type Options struct {
 	Timeout time.Duration
 	// MaxOps bounds the measured operations of one cell.
 	MaxOps int64
+	// LeaseTTL is the time to live of the Expiry workload's leases: whole
+	// seconds, as etcd grants them, and at least the 1 s floor both
+	// systems put under a lease.
+	LeaseTTL time.Duration
 	// CPU, if set, is read as each cell's measured time starts and ends;
 	// the results then carry each process's CPU time (Result.CPU).
 	CPU CPUMeter `json:"-"`
@@ -44,6 +48,7 @@ func DefaultOptions() Options {
 		Duration:    5 * time.Second,
 		Timeout:     5 * time.Second,
 		MaxOps:      5_000_000,
+		LeaseTTL:    time.Second,
 	}
 }
 
@@ -53,7 +58,7 @@ const MaxConcurrency = 4096
 // Register defines the bench flags on fs, with o's values as defaults;
 // parsing fs fills o.
 func (o *Options) Register(fs *flag.FlagSet) {
-	fs.Var(workloadsFlag{&o.Workloads}, "workloads", "comma-separated workloads: write, read (linearizable), read-local, mixed")
+	fs.Var(workloadsFlag{&o.Workloads}, "workloads", "comma-separated workloads: write, read (linearizable), read-local, mixed; leases and locks: lock (acquire+release), keepalive, expiry (lease expiry lateness)")
 	fs.Var(intsFlag{&o.Concurrency}, "concurrency", "comma-separated numbers of concurrent clients, one cell each")
 	fs.IntVar(&o.ValueSize, "value-size", o.ValueSize, "bytes per written value (a JSON string)")
 	fs.IntVar(&o.Keys, "keys", o.Keys, "size of the key space (reads preload it)")
@@ -62,6 +67,7 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "measured time per cell")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on one operation")
 	fs.Int64Var(&o.MaxOps, "max-ops", o.MaxOps, "bound on the measured operations of one cell")
+	fs.DurationVar(&o.LeaseTTL, "lease-ttl", o.LeaseTTL, "time to live of the expiry workload's leases (whole seconds)")
 }
 
 // Validate reports what is wrong with o.
@@ -95,6 +101,9 @@ func (o Options) Validate() error {
 	}
 	if o.Timeout <= 0 {
 		errs = append(errs, errors.New("--timeout: not positive"))
+	}
+	if o.LeaseTTL < time.Second || o.LeaseTTL > time.Hour || o.LeaseTTL%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("--lease-ttl: %v is not a whole number of seconds from 1s to 1h", o.LeaseTTL))
 	}
 	if o.MaxOps < 1 {
 		errs = append(errs, errors.New("--max-ops: not positive"))

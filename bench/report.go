@@ -39,11 +39,15 @@ func WriteRow(w io.Writer, r Result) {
 }
 
 // FormatDuration prints a latency with three significant digits in the
-// unit that fits: 850µs, 1.23ms, 12.3ms, 123ms, 1.23s.
+// unit that fits: 850µs, 1.23ms, 12.3ms, 123ms, 1.23s; "-" for none (0).
+// A negative one (a lease seen expired before its deadline) has a minus
+// sign: -1.23ms.
 func FormatDuration(d time.Duration) string {
 	switch {
-	case d <= 0:
+	case d == 0:
 		return "-"
+	case d < 0:
+		return "-" + FormatDuration(-d)
 	case d < time.Millisecond:
 		return fmt.Sprintf("%dµs", d.Microseconds())
 	case d < 10*time.Millisecond:

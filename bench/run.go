@@ -42,16 +42,11 @@ const (
 var Workloads = []Workload{Write, Read, ReadLocal, Mixed}
 
 func (w Workload) valid() bool {
-	for _, k := range Workloads {
-		if w == k {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(Workloads, w) || slices.Contains(CoordWorkloads, w)
 }
 
 // needsData reports whether the cell reads keys that must exist.
-func (w Workload) needsData() bool { return w != Write }
+func (w Workload) needsData() bool { return w != Write && !w.isCoord() }
 
 // Result is the measurement of one cell. Latencies are of successful
 // operations only.
@@ -155,12 +150,29 @@ type Progress struct {
 }
 
 // Run measures one cell. ctx ends it early. value is what writes store.
+// A coordination cell (CoordWorkloads) needs d to be a CoordDriver; its
+// contenders or its watch are set up before the cell's time starts, and a
+// failure to set them up is the result's one error.
 func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progress func(Progress)) Result {
+	// An operation may take o.Timeout; an Expiry operation pauses for up
+	// to its lease's time to live and then waits it out on top of that.
+	opTimeout := o.Timeout
+	var coord *coordCell
+	if c.Workload.isCoord() {
+		var err error
+		if coord, err = newCoordCell(ctx, d, o, c); err != nil {
+			return Result{Workload: c.Workload, Concurrency: c.Concurrency, ValueSize: len(value), Errors: 1, FirstError: err.Error()}
+		}
+		defer coord.close(o.Timeout)
+		if c.Workload == Expiry {
+			opTimeout += 2 * o.LeaseTTL
+		}
+	}
 	start := time.Now()
 	measureFrom := start.Add(o.Warmup)
 	end := measureFrom.Add(o.Duration)
 	// A hard stop for operations still in flight at the end.
-	ctx, cancel := context.WithDeadline(ctx, end.Add(o.Timeout))
+	ctx, cancel := context.WithDeadline(ctx, end.Add(opTimeout))
 	defer cancel()
 
 	var (
@@ -194,7 +206,7 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w), uint64(len(c.Workload))))
 			var mine []time.Duration
-			for {
+			for seq := 0; ; seq++ {
 				t0 := time.Now()
 				if !t0.Before(end) || ctx.Err() != nil {
 					break
@@ -204,9 +216,15 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 					break
 				}
 				key := Key(rng.IntN(o.Keys))
-				opCtx, opCancel := context.WithTimeout(ctx, o.Timeout)
-				var err error
+				opCtx, opCancel := context.WithTimeout(ctx, opTimeout)
+				var (
+					err      error
+					sample   time.Duration
+					isSample bool
+				)
 				switch {
+				case coord != nil:
+					sample, isSample, err = coord.op(opCtx, c.Workload, w, seq, rng, value, o.LeaseTTL)
 				case c.Workload == Write,
 					c.Workload == Mixed && rng.IntN(100) >= o.ReadPercent:
 					err = d.Put(opCtx, key, value)
@@ -215,6 +233,9 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 				}
 				opCancel()
 				lat := time.Since(t0)
+				if isSample {
+					lat = sample
+				}
 				if err != nil {
 					if measured && ctx.Err() == nil {
 						errs.Add(1)
@@ -363,7 +384,7 @@ func ParseWorkloads(s string) ([]Workload, error) {
 			continue
 		}
 		if !w.valid() {
-			return nil, fmt.Errorf("unknown workload %q (want write, read, read-local or mixed)", w)
+			return nil, fmt.Errorf("unknown workload %q (want write, read, read-local, mixed, lock, keepalive or expiry)", w)
 		}
 		out = append(out, w)
 	}

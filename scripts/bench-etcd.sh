@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # Side by side with etcd, on this machine, one system after the other:
 #
-#   1. a 3-node etcd on 127.0.0.1 (Debian's etcd-server, installed if
-#      missing) with our timings (--heartbeat-interval 50
+#   1. a 3-node etcd on 127.0.0.1 with our timings (--heartbeat-interval 50
 #      --election-timeout 300) and fsync on (its default), driven through
-#      etcd's Go client v3 by bench/etcd;
+#      etcd's Go client v3 by bench/etcd. The etcd server is, by default,
+#      etcd 3.7.3 built from its Go modules at the versions bench/etcd's
+#      go.mod pins (bench/etcd/cmd/etcd; no download of a prebuilt
+#      binary); ETCD=debian uses Debian's etcd-server instead (installed
+#      if missing; 3.4.23 when this was written), the comparison system
+#      before 3.7.3;
 #   2. a 3-node consensus cluster (`consensus up`, default settings),
 #      driven by `consensus bench` through our Go client (ws) and plain
 #      HTTP/1.1 JSON (http);
 #
 # each with writes at concurrency 1/16/64/256 and linearizable reads at 64
-# (and, for us, HTTP writes and reads at 64), then prints one table with
-# both systems and the ratio per row. Everything listens on 127.0.0.1 only;
+# (and, for us, HTTP writes and reads at 64), and leases and locks: lock
+# acquire+release with 1 and 64 contenders, keepalives at 64 (etcd: by
+# KeepAliveOnce, and over one LeaseKeepAlive stream per contender), and
+# the lateness of 1 s leases' expiry as a watch sees it, 64 at a time;
+# then prints one table with both systems and the ratio per row. Everything listens on 127.0.0.1 only;
 # every cell is bounded by BENCH_DURATION.
 #
-# Environment: BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
+# Environment: ETCD (build, the default, or debian: which etcd server, as
+# above), BENCH_SET (all, the default; kv: writes and reads only; coord:
+# leases and locks only; memory: instead of workloads, each node's RSS
+# after FILL_KEYS keys of 100 B, default 100000), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
 # HTTP_PORT (first of three consensus ports each, default 28080, 29080),
@@ -30,17 +40,35 @@ ETCD_PORT=${ETCD_PORT:-23790}
 PEER_PORT=${PEER_PORT:-28080}
 HTTP_PORT=${HTTP_PORT:-29080}
 ORDER=${ORDER:-etcd,consensus}
+ETCD=${ETCD:-build}
+BENCH_SET=${BENCH_SET:-all}
+FILL_KEYS=${FILL_KEYS:-100000}
+case "$BENCH_SET" in
+all | kv | coord | memory) ;;
+*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord or memory" >&2; exit 2 ;;
+esac
+want() { [ "$BENCH_SET" = all ] || [ "$BENCH_SET" = "$1" ]; }
 mkdir -p "$OUT"
 echo "bench-etcd: reports, logs and data in $OUT" >&2
 
-if ! command -v etcd >/dev/null 2>&1; then
-  echo "bench-etcd: installing etcd-server from Debian's packages" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-fi
-
 go build -o "$OUT/consensus" ./cmd/consensus
 (cd bench/etcd && go build -o "$OUT/etcd-bench" .)
+case "$ETCD" in
+build)
+  echo "bench-etcd: building etcd's server from bench/etcd's go.mod" >&2
+  (cd bench/etcd && go build -o "$OUT/bin/etcd" ./cmd/etcd)
+  etcd_bin="$OUT/bin/etcd"
+  ;;
+debian)
+  if ! command -v etcd >/dev/null 2>&1; then
+    echo "bench-etcd: installing etcd-server from Debian's packages" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+  fi
+  etcd_bin=$(command -v etcd)
+  ;;
+*) echo "bench-etcd: ETCD: $ETCD is not build or debian" >&2; exit 2 ;;
+esac
 
 # A port in use would make a node fail at start: check them all first.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -63,8 +91,11 @@ trap stop_all EXIT
 cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --value-size 100 --json)
 
 # ---- etcd ---------------------------------------------------------------
-run_etcd() {
-  local cluster="" endpoints="" i client peer cpu=""
+# start_etcd starts the 3-node etcd and waits for a leader; it sets
+# endpoints, cpu (e1=pid,...) and datadirs (e1=dir,...).
+start_etcd() {
+  local cluster="" i client peer
+  endpoints="" cpu="" datadirs=""
   for i in 1 2 3; do
     peer=$((ETCD_PORT + 2 * i - 1))
     cluster+="${cluster:+,}e$i=http://127.0.0.1:$peer"
@@ -73,7 +104,8 @@ run_etcd() {
   for i in 1 2 3; do
     client=$((ETCD_PORT + 2 * i - 2)) peer=$((ETCD_PORT + 2 * i - 1))
     mkdir -p "$OUT/etcd"
-    etcd --name "e$i" --data-dir "$OUT/etcd/e$i" \
+    # env -u: etcd reads ETCD_* variables as flags (and warns about ours).
+    env -u ETCD_PORT "$etcd_bin" --name "e$i" --data-dir "$OUT/etcd/e$i" \
       --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
       --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
       --initial-cluster "$cluster" --initial-cluster-state new --initial-cluster-token bench-etcd \
@@ -82,12 +114,29 @@ run_etcd() {
       >"$OUT/etcd/e$i.log" 2>&1 &
     pids+=($!)
     cpu+="${cpu:+,}e$i=$!"
+    datadirs+="${datadirs:+,}e$i=$OUT/etcd/e$i"
   done
   "$OUT/etcd-bench" wait --endpoints "$endpoints"
-  echo "bench-etcd: etcd $(etcd --version | sed -n 's/^etcd Version: //p'): writes" >&2
-  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-write.json"
-  echo "bench-etcd: etcd: linearizable reads" >&2
-  "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-read.json"
+}
+
+run_etcd() {
+  local endpoints cpu datadirs
+  start_etcd
+  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  if want kv; then
+    echo "bench-etcd: etcd: writes" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,16,64,256 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-write.json"
+    echo "bench-etcd: etcd: linearizable reads" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads read --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-read.json"
+  fi
+  if want coord; then
+    echo "bench-etcd: etcd: locks, keepalives, lease expiry" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads lock --concurrency 1,64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-lock.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads keepalive --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-keepalive.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads keepalive --keepalive-stream --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-keepalive-stream.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads expiry --lease-ttl 1s --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-expiry.json"
+  fi
+  echo "bench-etcd: etcd done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
 }
@@ -107,28 +156,68 @@ run_consensus() {
   done
   [ -n "$cpu" ] && cpuflag=(--cpu-pids "$cpu")
   endpoints="127.0.0.1:$HTTP_PORT,127.0.0.1:$((HTTP_PORT + 1)),127.0.0.1:$((HTTP_PORT + 2))"
-  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): writes (ws)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-write.json"
-  echo "bench-etcd: consensus: linearizable reads (ws)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-read.json"
-  echo "bench-etcd: consensus: writes and linearizable reads (http)" >&2
-  "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-http.json"
+  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2), load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  if want kv; then
+    echo "bench-etcd: consensus: writes (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,16,64,256 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-write.json"
+    echo "bench-etcd: consensus: linearizable reads (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-ws-read.json"
+    echo "bench-etcd: consensus: writes and linearizable reads (http)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol http --workloads write,read --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-http.json"
+  fi
+  if want coord; then
+    echo "bench-etcd: consensus: locks, keepalives, lease expiry (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads lock --concurrency 1,64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-lock.json"
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads keepalive --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-keepalive.json"
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads expiry --lease-ttl 1s --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-expiry.json"
+  fi
+  echo "bench-etcd: consensus done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
+}
+
+# ---- memory (BENCH_SET=memory) -------------------------------------------
+# FILL_KEYS distinct keys of 100 B into a fresh 3-node cluster of each
+# system, through its leader at concurrency 64; then each node's RSS, peak
+# RSS and data directory once every node has applied them.
+memory_etcd() {
+  local endpoints cpu datadirs
+  start_etcd
+  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): memory, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  "$OUT/etcd-bench" fill --endpoints "$endpoints" --pids "$cpu" --data "$datadirs" --keys "$FILL_KEYS" --value-size 100 | tee "$OUT/etcd-memory.txt"
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
+}
+
+memory_consensus() {
+  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): memory, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  local keep=()
+  [ -z "${KEEP_DATA:-}" ] || keep=(--data "$OUT/consensus-fill" --keep-data)
+  # bench starts its own 3 nodes (on ports it picks) for --fill-keys, in a
+  # temporary directory it removes, unless KEEP_DATA.
+  "$OUT/consensus" bench --fill-keys "$FILL_KEYS" --value-size 100 "${keep[@]}" | tee "$OUT/ours-memory.txt"
 }
 
 # One system after the other, never both at once; ORDER=consensus,etcd
 # swaps them (on a shared machine, to see whether the order matters).
 IFS=, read -r -a order <<<"$ORDER"
 for system in "${order[@]}"; do
-  case "$system" in
-  etcd) run_etcd ;;
-  consensus) run_consensus ;;
+  case "$system:$BENCH_SET" in
+  etcd:memory) memory_etcd ;;
+  consensus:memory) memory_consensus ;;
+  etcd:*) run_etcd ;;
+  consensus:*) run_consensus ;;
   *) echo "bench-etcd: ORDER: unknown system $system" >&2; exit 2 ;;
   esac
 done
+[ "$BENCH_SET" != memory ] || exit 0
 
 echo >&2
+reports() { # the reports of this run among those named
+  local f list=""
+  for f in "$@"; do [ -f "$OUT/$f.json" ] && list+="${list:+,}$OUT/$f.json"; done
+  echo "$list"
+}
 "$OUT/etcd-bench" compare \
-  --etcd "$OUT/etcd-write.json,$OUT/etcd-read.json" \
-  --ours "$OUT/ours-ws-write.json,$OUT/ours-ws-read.json,$OUT/ours-http.json" | tee "$OUT/table.txt"
+  --etcd "$(reports etcd-write etcd-read etcd-lock etcd-keepalive etcd-keepalive-stream etcd-expiry)" \
+  --ours "$(reports ours-ws-write ours-ws-read ours-http ours-lock ours-keepalive ours-expiry)" | tee "$OUT/table.txt"

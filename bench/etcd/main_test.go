@@ -10,7 +10,7 @@ import (
 )
 
 func TestComparison(t *testing.T) {
-	etcd := bench.Report{System: "etcd", Version: "3.4.23", Results: []bench.Result{
+	etcd := bench.Report{System: "etcd", Version: "3.7.3", Results: []bench.Result{
 		{Protocol: "grpc", Workload: bench.Write, Concurrency: 1, OpsPerSec: 500, Latency: bench.Latency{P50: 2 * time.Millisecond}},
 		{Protocol: "grpc", Workload: bench.Write, Concurrency: 256, OpsPerSec: 1000,
 			CPU: []bench.ProcessCPU{{Name: "e1", PerOp: 60 * time.Microsecond}, {Name: "bench", PerOp: 40 * time.Microsecond}}},
@@ -31,14 +31,17 @@ func TestComparison(t *testing.T) {
 		"one-client write p50                 ws          2.00ms       1.00ms      0.50x   <=0.7x  met\n",
 		"linearizable read ops/s, c=64        ws            1000            -          -   >=3.0x\n",
 		"HTTP linearizable read ops/s, c=64   http          1000         1200      1.20x   >=1.5x  missed\n",
-		"HTTP write ops/s, c=64               http             -            -          -   >=1.0x\n",
 		"note: HTTP linearizable read ops/s, c=64, etcd: 2 errors (first: timeout)\n",
-		"etcd 3.4.23 (clientv3, gRPC)\n",
+		"etcd 3.7.3 (clientv3, gRPC)\n",
+		"side by side: etcd 3.7.3 through clientv3 (gRPC); consensus dev through the client in column \"client\"\n",
 		"CPU per write, c=256, all processes  ws           100µs         80µs      0.80x        -\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}
+	}
+	if strings.Contains(out, "HTTP write ops/s") {
+		t.Errorf("a row neither system measured is shown:\n%s", out)
 	}
 }
 
@@ -63,5 +66,48 @@ func TestLoopbackEndpoints(t *testing.T) {
 		if _, err := loopbackEndpoints(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestComparisonLeasesAndLocks: the lease and lock rows, with etcd's
+// keepalives by KeepAliveOnce and over a stream, and lateness rows that
+// compare p50, p99 and max; rows neither system ran are left out.
+func TestComparisonLeasesAndLocks(t *testing.T) {
+	late := bench.Latency{P50: 300 * time.Millisecond, P90: 450 * time.Millisecond, P99: 500 * time.Millisecond, Max: 520 * time.Millisecond}
+	etcd := bench.Report{System: "etcd", Version: "3.7.3", Results: []bench.Result{
+		{Protocol: "grpc", Workload: bench.Lock, Concurrency: 1, OpsPerSec: 400},
+		{Protocol: "grpc", Workload: bench.Lock, Concurrency: 64, OpsPerSec: 300},
+		{Protocol: "grpc", Workload: bench.KeepAlive, Concurrency: 64, OpsPerSec: 5000},
+		{Protocol: "grpc-stream", Workload: bench.KeepAlive, Concurrency: 64, OpsPerSec: 20000},
+		{Protocol: "grpc", Workload: bench.Expiry, Concurrency: 64, OpsPerSec: 40, Latency: late},
+	}}
+	ours := bench.Report{System: "consensus", Version: "dev", Results: []bench.Result{
+		{Protocol: "ws", Workload: bench.Lock, Concurrency: 1, OpsPerSec: 800},
+		{Protocol: "ws", Workload: bench.Lock, Concurrency: 64, OpsPerSec: 900},
+		{Protocol: "ws", Workload: bench.KeepAlive, Concurrency: 64, OpsPerSec: 40000},
+		{Protocol: "ws", Workload: bench.Expiry, Concurrency: 64, OpsPerSec: 45,
+			Latency: bench.Latency{P50: 30 * time.Millisecond, P90: 40 * time.Millisecond, P99: 50 * time.Millisecond, Max: 52 * time.Millisecond}},
+	}}
+	var b bytes.Buffer
+	writeComparison(&b, etcd, ours)
+	out := b.String()
+	for _, want := range []string{
+		"lock acquire+release/s, c=1          ws             400          800      2.00x        -\n",
+		"lock acquire+release/s, c=64         ws             300          900      3.00x        -\n",
+		"keepalives/s, c=64                   ws            5000        40000      8.00x        -\n",
+		"keepalives/s, c=64, etcd stream      ws           20000        40000      2.00x        -\n",
+		"lease expiry lateness p50, c=64      ws           300ms       30.0ms      0.10x        -\n",
+		"lease expiry lateness p99, c=64      ws           500ms       50.0ms      0.10x        -\n",
+		"lease expiry lateness max, c=64      ws           520ms       52.0ms      0.10x        -\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+
+	b.Reset()
+	writeComparison(&b, bench.Report{Results: etcd.Results[:1]}, bench.Report{})
+	if strings.Contains(b.String(), "keepalives/s") || strings.Contains(b.String(), "lease expiry") || !strings.Contains(b.String(), "lock acquire+release/s, c=1") {
+		t.Errorf("rows neither system ran are shown, or a row one ran is not:\n%s", b.String())
 	}
 }

@@ -25,7 +25,9 @@ import (
 
 const benchLong = `Measures a cluster: each workload at each concurrency for --duration (after
 an unmeasured --warmup), printing ops/s, latency percentiles and errors per
-cell. Without --endpoints it starts a local cluster of child serve processes
+cell; the lease and lock workloads (lock, keepalive, expiry; --protocol ws)
+report acquire+release pairs, keepalives, and how late expired leases' keys
+are seen deleted. Without --endpoints it starts a local cluster of child serve processes
 in a temporary directory and stops it at the end. Only loopback addresses.
 
 Modes other than workloads (they need a cluster bench started):
@@ -144,6 +146,13 @@ func (f *benchFlags) config() (benchConfig, error) {
 	if cfg.protocol != "ws" && cfg.protocol != "http" {
 		return fail("--protocol: %q is not ws or http", cfg.protocol)
 	}
+	if cfg.protocol == "http" {
+		for _, w := range cfg.opts.Workloads {
+			if slices.Contains(bench.CoordWorkloads, w) {
+				return fail("--workloads: %s runs over the Go client only: use --protocol ws", w)
+			}
+		}
+	}
 	if f.endpoints != "" {
 		for _, e := range strings.Split(f.endpoints, ",") {
 			addr, err := loopbackAddr(strings.TrimSpace(e), cfg.target.tls != nil)
@@ -206,8 +215,8 @@ func loopbackAddr(endpoint string, https bool) (string, error) {
 // benchReport is the JSON document of `consensus bench --json`.
 type benchReport struct {
 	bench.Report
-	Failover *failoverReport `json:"failover,omitempty"`
-	Memory   []nodeMemory    `json:"memory,omitempty"`
+	Failover *failoverReport    `json:"failover,omitempty"`
+	Memory   []bench.NodeMemory `json:"memory,omitempty"`
 }
 
 // benchCmd is `consensus bench`.

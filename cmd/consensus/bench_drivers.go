@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus"
+	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/kv"
@@ -191,3 +192,84 @@ func sleepOrDone(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// The lease and lock workloads (bench.CoordWorkloads) run over the Go
+// client only: wsDriver is a bench.CoordDriver, httpDriver is not.
+var _ bench.CoordDriver = wsDriver{}
+
+// NewContender opens a session (a lease of ttl, kept alive in the
+// background) for one contender.
+func (d wsDriver) NewContender(ctx context.Context, ttl time.Duration) (bench.Contender, error) {
+	s, err := client.NewSession(ctx, d.c, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return wsContender{c: d.c, s: s}, nil
+}
+
+// PutWithLease grants a lease of ttl and puts key with it; the deadline
+// is the grant's answer plus the time to live granted (api.LeaseTTLFloorMs
+// at least).
+func (d wsDriver) PutWithLease(ctx context.Context, key string, value []byte, ttl time.Duration) (time.Time, error) {
+	l, err := d.c.Grant(ctx, ttl)
+	if err != nil {
+		return time.Time{}, err
+	}
+	deadline := time.Now().Add(time.Duration(l.TTLMs) * time.Millisecond)
+	_, err = d.c.PutWith(ctx, key, value, client.PutOptions{Lease: l.ID})
+	return deadline, err
+}
+
+// WatchDeletes watches prefix from the next write on and passes on the
+// key of each delete.
+func (d wsDriver) WatchDeletes(ctx context.Context, prefix string) (<-chan string, error) {
+	w, err := d.c.Watch(ctx, prefix, 0)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		defer w.Close()
+		for resp := range w.C() {
+			for _, ev := range resp.Events {
+				if ev.Type != api.EventDelete {
+					continue
+				}
+				select {
+				case out <- ev.Item.Key:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// wsContender is one lock or keepalive contender: a session of its own on
+// the shared client.
+type wsContender struct {
+	c *client.Client
+	s *client.Session
+}
+
+// LockUnlock waits for lock name as long as ctx allows, then releases it.
+func (k wsContender) LockUnlock(ctx context.Context, name string) error {
+	wait := client.MaxLockWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, max(time.Until(dl).Truncate(time.Millisecond), 0))
+	}
+	l, err := k.s.Lock(ctx, name, wait)
+	if err != nil {
+		return err
+	}
+	return k.c.Unlock(ctx, name, l.Token)
+}
+
+func (k wsContender) KeepAlive(ctx context.Context) error {
+	_, err := k.c.KeepAlive(ctx, k.s.Lease())
+	return err
+}
+
+func (k wsContender) Close(ctx context.Context) error { return k.s.Close(ctx) }

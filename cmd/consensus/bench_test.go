@@ -92,6 +92,8 @@ func TestParseBenchFlags(t *testing.T) {
 		"single-dash flag":          {"-json"},
 		"a client flag":             {"--token", "t"},
 		"output format":             {"-o", "json"},
+		"lock over http":            {"--protocol", "http", "--workloads", "write,lock"},
+		"lease ttl not in seconds":  {"--lease-ttl", "1500ms"},
 	}
 	for name, args := range bad {
 		args = append([]string{"bench"}, args...)
@@ -106,19 +108,6 @@ func TestParseBenchFlags(t *testing.T) {
 		!strings.Contains(r.stdout, "--concurrency") || !strings.Contains(r.stdout, "Usage:\n  consensus bench [flags]") ||
 		strings.Contains(r.stdout, "--endpoints string   comma-separated") {
 		t.Errorf("bench --help: exit %d: %s", r.code, r.stdout)
-	}
-}
-
-func TestParseProcStatus(t *testing.T) {
-	status := "Name:\tconsensus\nVmPeak:\t 2000000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
-	rss, hwm, err := parseProcStatus([]byte(status))
-	if err != nil || rss != 40960<<10 || hwm != 81920<<10 {
-		t.Fatalf("rss %d hwm %d err %v", rss, hwm, err)
-	}
-	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\nVmHWM:\t1 kB\n", "VmRSS:\tx kB\nVmHWM:\t1 kB\n"} {
-		if _, _, err := parseProcStatus([]byte(bad)); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
 	}
 }
 
@@ -177,6 +166,45 @@ func TestBenchAgainstRunningCluster(t *testing.T) {
 	out := stdout.String()
 	if !strings.Contains(out, "workload   proto  conc") || !strings.Contains(out, "\nwrite      ws        2 ") {
 		t.Fatalf("text output:\n%s", out)
+	}
+}
+
+// TestBenchCoordWorkloads runs the lease and lock workloads against a
+// running cluster, briefly, and checks the JSON report has their figures
+// (never the speed): acquire+release pairs uncontended and contended,
+// keepalives, and leases seen expired with a lateness that is not early.
+func TestBenchCoordWorkloads(t *testing.T) {
+	endpoints := strings.Join(inProcessCluster(t), ",")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"bench", "--endpoints", endpoints, "--workloads", "lock,keepalive,expiry", "--concurrency", "1,4",
+		"--duration", "200ms", "--warmup", "0s", "--lease-ttl", "1s", "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var report benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if len(report.Results) != 6 {
+		t.Fatalf("report %s", stdout.String())
+	}
+	i := 0
+	for _, w := range []bench.Workload{bench.Lock, bench.KeepAlive, bench.Expiry} {
+		for _, c := range []int{1, 4} {
+			r := report.Results[i]
+			i++
+			if r.Workload != w || r.Concurrency != c || r.Protocol != "ws" || r.Ops == 0 || r.Latency.Max < r.Latency.P50 {
+				t.Errorf("%s c=%d: %+v", w, c, r)
+			}
+			if r.Errors > 0 && !strings.Contains(r.FirstError, "no_leader") {
+				t.Errorf("%s c=%d: %d errors, first: %s", w, c, r.Errors, r.FirstError)
+			}
+			// The watcher cannot see a delete before the lease's
+			// deadline by more than the grant's answer took.
+			if w == bench.Expiry && r.Latency.P50 < -100*time.Millisecond {
+				t.Errorf("expiry c=%d: leases seen expired early: %+v", c, r.Latency)
+			}
+		}
 	}
 }
 
