@@ -101,16 +101,17 @@ func TestMachineListByPrefix(t *testing.T) {
 func FuzzApply(f *testing.F) {
 	f.Add([]byte{0x83, 0xa1, 'o', 0x01, 0xa1, 'k', 0xa1, 'a', 0xa1, 'v', 0xc4, 0x01, '1'})
 	f.Add([]byte("garbage"))
+	f.Add(appendCommand(nil, &command{Op: opHashCheck}))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m := NewMachine()
 		r := m.Apply(1, in).(Result)
 		if r.Err != nil {
 			return
 		}
-		// An accepted command that writes keys takes a revision; lease
-		// and lock commands on an empty state write none (a grant, an
-		// expiry of leases that do not exist, leaving a lock nobody
-		// holds) and take none.
+		// An accepted command that writes keys takes a revision; lease,
+		// lock and hash-check commands on an empty state write none (a
+		// grant, an expiry of leases that do not exist, leaving a lock
+		// nobody holds, a hash of the state) and take none.
 		c, err := decodeCommand(in)
 		if err != nil {
 			t.Fatalf("accepted a command that does not decode: %v", err)
@@ -122,7 +123,7 @@ func FuzzApply(f *testing.F) {
 			if m.Revision() > 1 {
 				t.Fatalf("%v took revision %d", c.Op, m.Revision())
 			}
-		case opLeaseGrant, opLeaseRevoke, opLeaseExpire, opLockAcquire, opLockRelease, opLockProclaim:
+		case opLeaseGrant, opLeaseRevoke, opLeaseExpire, opLockAcquire, opLockRelease, opLockProclaim, opHashCheck:
 			if m.Revision() != 0 {
 				t.Fatalf("%v on an empty state took revision %d", c.Op, m.Revision())
 			}
