@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/harness"
+	"github.com/unrdf/consensus/internal/testwait"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -466,4 +468,104 @@ func TestQueueLinearizability(t *testing.T) {
 	if counts["claim"] < 5 || counts["complete"] == 0 || counts["complete refused"]+counts["fail refused"] == 0 || counts["heartbeat"] == 0 {
 		t.Fatalf("the run exercised too little: %v", counts)
 	}
+}
+
+// Snapshots and restarts keep queues and epochs: after log compaction by
+// snapshots and a crash and restart of every node, each task has the
+// state, attempt and epoch it had; a claim held across the restarts
+// still completes with its epoch, a finished claim's epoch is still
+// refused, and the next claim's epoch is above every earlier one.
+func TestQueueSurvivesSnapshotsAndRestarts(t *testing.T) {
+	const seed = 15_2
+	t.Logf("seed %d", seed)
+	c := harness.New(t, harness.Options{Seed: seed, Storage: harness.CrashablePebble, Leases: &kv.LessorConfig{},
+		Configure: func(cfg *consensus.Config) { cfg.SnapshotThreshold = 20; cfg.SnapshotCatchUpEntries = 4 }})
+	leader, err := c.WaitLeader(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st := c.Client(leader)
+	const queue = "durable"
+	for i := range 30 {
+		if _, _, err := st.Enqueue(ctx, queue, []byte(strconv.Itoa(i)), kv.EnqueueOptions{ID: fmt.Sprintf("t%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var claims []kv.Claim
+	for range 6 {
+		cl, err := st.Claim(ctx, queue, "w", time.Hour, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims = append(claims, cl)
+	}
+	if err := st.Complete(ctx, queue, claims[0].Task.ID, claims[0].Epoch, []byte(`"ok"`)); err != nil {
+		t.Fatal(err)
+	}
+	hour := time.Hour
+	if err := st.Fail(ctx, queue, claims[1].Task.ID, claims[1].Epoch, "later", &hour); err != nil {
+		t.Fatal(err)
+	}
+	// Enough writes for several snapshots and compactions.
+	for i := range 60 {
+		if _, err := st.Put(ctx, fmt.Sprintf("fill/%d", i), []byte(`1`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := st.Machine().Tasks(queue, "", "", 100, 0)
+	maxEpoch := claims[len(claims)-1].Epoch
+	for _, name := range c.Names() {
+		if c.Node(name).Status().SnapshotIndex == 0 {
+			t.Fatalf("%s took no snapshot", name)
+		}
+		if err := c.Crash(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range c.Names() {
+		if err := c.Restart(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if leader, err = c.WaitLeader(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st = c.Client(leader)
+	for _, want := range before {
+		got, err := st.TaskState(ctx, queue, want.ID, kv.Linearizable)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State != want.State || got.Epoch != want.Epoch || got.Attempt != want.Attempt || got.Lease != want.Lease {
+			t.Fatalf("task %s after the restarts: %+v, before: %+v", want.ID, got, want)
+		}
+	}
+	if err := st.Complete(ctx, queue, claims[0].Task.ID, claims[0].Epoch, nil); !errors.Is(err, kv.ErrStaleEpoch) {
+		t.Fatalf("a finished claim's epoch after the restarts: %v", err)
+	}
+	if err := st.Complete(ctx, queue, claims[2].Task.ID, claims[2].Epoch, nil); err != nil {
+		t.Fatalf("a claim held across the restarts: %v", err)
+	}
+	next, err := st.Claim(ctx, queue, "w", time.Hour, 0)
+	if err != nil || next.Epoch <= maxEpoch {
+		t.Fatalf("claim after the restarts: %+v, %v; want an epoch above %d", next, err, maxEpoch)
+	}
+	// Every node holds the same queue.
+	testwait.For(t, 10*time.Second, "every node's queue to agree", func() bool {
+		var first []kv.TaskInfo
+		for i, name := range c.RunningNames() {
+			if err := c.Node(name).LinearizableRead(ctx); err != nil {
+				return false
+			}
+			got, _ := c.Client(name).Machine().Tasks(queue, "", "", 100, 0)
+			if i == 0 {
+				first = got
+			} else if !reflect.DeepEqual(first, got) {
+				return false
+			}
+		}
+		return true
+	})
 }
