@@ -1,9 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -343,4 +345,123 @@ func queueRoute(path string) string {
 		return queuesPath + "/{queue}"
 	}
 	return "other"
+}
+
+// isQueueOp reports whether op is a /v1/ws queue operation.
+func isQueueOp(op api.Op) bool { return op >= api.OpQueueEnqueue && op <= api.OpTaskList }
+
+// taskListArgs is the JSON argument of OpTaskList: the query of GET
+// /v1/queues/{queue}/tasks.
+type taskListArgs struct {
+	State string `json:"state"`
+	After string `json:"after"`
+	Limit int    `json:"limit"`
+}
+
+// wsQueue serves a /v1/ws queue operation through the HTTP handler of its
+// route (serveQueues), so that both transports check, forward (a
+// heartbeat, to the leader) and answer alike: the JSON argument is the
+// route's body, the answer its JSON (nil for a 204), an error its code.
+func (h *apiHandler) wsQueue(ctx context.Context, req api.Request) (api.Response, *apiError) {
+	base := queuesPath + "/" + url.PathEscape(req.Key)
+	task := base + "/tasks/" + url.PathEscape(req.Task)
+	method, path, body := http.MethodPost, "", req.Value
+	query := url.Values{}
+	switch req.Op {
+	case api.OpQueueEnqueue:
+		path = base + "/tasks"
+	case api.OpQueueClaim:
+		path = base + "/claim"
+	case api.OpTaskHeartbeat:
+		path = task + "/heartbeat"
+	case api.OpTaskComplete:
+		path = task + "/complete"
+	case api.OpTaskFail:
+		path = task + "/fail"
+	case api.OpTaskRequeue:
+		path = task + "/requeue"
+	case api.OpTaskGet:
+		method, path, body = http.MethodGet, task, nil
+	case api.OpQueueStats:
+		method, path, body = http.MethodGet, base, nil
+	case api.OpTaskList:
+		method, path, body = http.MethodGet, base+"/tasks", nil
+		if req.Value != nil {
+			var a taskListArgs
+			if err := json.Unmarshal(req.Value, &a); err != nil {
+				return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
+					message: "list tasks: the argument is {\"state\",\"after\",\"limit\"}: " + err.Error()}
+			}
+			if a.State != "" {
+				query.Set("state", a.State)
+			}
+			if a.After != "" {
+				query.Set("after", a.After)
+			}
+			if a.Limit != 0 {
+				query.Set("limit", strconv.Itoa(a.Limit))
+			}
+		}
+	}
+	if req.Consistency == api.Local {
+		query.Set("consistency", "local")
+	}
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
+	r, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
+	if err != nil {
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: err.Error()}
+	}
+	r.ContentLength = int64(len(body))
+	if a := accessFrom(ctx).authorization; a != "" {
+		r.Header.Set("Authorization", a) // for a heartbeat forwarded to the leader
+	}
+	if req.ReqID.Client != "" {
+		r.Header.Set(ClientIDHeader, req.ReqID.Client)
+		r.Header.Set(RequestSeqHeader, strconv.FormatUint(req.ReqID.Seq, 10))
+	}
+	if req.Fence.Lock != "" {
+		r.Header.Set(FenceHeader, req.Fence.Lock+":"+strconv.FormatInt(req.Fence.Token, 10))
+	}
+	var rec bufferedAnswer
+	h.serveQueues(&rec, r, strings.TrimPrefix(r.URL.EscapedPath(), queuesPath))
+	switch rec.status {
+	case http.StatusOK:
+		return api.Response{JSON: bytes.TrimSuffix(rec.body.Bytes(), []byte("\n"))}, nil
+	case http.StatusNoContent:
+		return api.Response{}, nil
+	}
+	var eb errorBody
+	if err := json.Unmarshal(rec.body.Bytes(), &eb); err != nil || eb.Error.Code == "" {
+		return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: fmt.Sprintf("%s: status %d without an error body", req.Op, rec.status), unexpected: true}
+	}
+	return api.Response{}, &apiError{status: rec.status, code: eb.Error.Code, message: eb.Error.Message}
+}
+
+// bufferedAnswer is an http.ResponseWriter that keeps the answer, for
+// wsQueue.
+type bufferedAnswer struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedAnswer) Header() http.Header {
+	if b.header == nil {
+		b.header = http.Header{}
+	}
+	return b.header
+}
+
+func (b *bufferedAnswer) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedAnswer) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	return b.body.Write(p)
 }

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
@@ -209,5 +212,90 @@ func TestQueueRouteTemplates(t *testing.T) {
 		if got := routeOf(path); got != want {
 			t.Errorf("routeOf(%q) = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// The queue operations of /v1/ws on a follower: their JSON arguments and
+// answers are the HTTP routes' bodies; a heartbeat is forwarded to the
+// leader; a stale epoch is the stale_epoch code; a claim that found
+// nothing answers nil; a number between the groups of operations is a
+// bad request.
+func TestQueuesOverWS(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	follower := ""
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	testwait.For(t, 10*time.Second, "the members' HTTP addresses", func() bool {
+		for _, m := range c.servers[follower].Node().Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+c.https[follower]+wsPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	w := &wsTestConn{t: t, c: ws}
+	jsonOf := func(r wsTestResponse) []byte {
+		t.Helper()
+		if !r.ok {
+			t.Fatalf("answer %+v, want a result", r)
+		}
+		b, _ := r.result.([]byte)
+		return b
+	}
+	var enq api.Enqueued
+	if err := json.Unmarshal(jsonOf(w.call(uint64(1), api.OpQueueEnqueue, "ws", []byte(`{"id":"a","data":[1,2]}`))), &enq); err != nil || enq.ID != "a" {
+		t.Fatalf("enqueue: %+v %v", enq, err)
+	}
+	var claim api.Claim
+	if err := json.Unmarshal(jsonOf(w.call(uint64(2), api.OpQueueClaim, "ws", []byte(`{"worker":"w","ttlMs":60000}`))), &claim); err != nil ||
+		claim.Task.ID != "a" || claim.Epoch < 1 || string(claim.Task.Data) != `[1,2]` {
+		t.Fatalf("claim: %+v %v", claim, err)
+	}
+	epoch := []byte(fmt.Sprintf(`{"epoch":%d}`, claim.Epoch))
+	var hb api.TaskInfo
+	if err := json.Unmarshal(jsonOf(w.call(uint64(3), api.OpTaskHeartbeat, "ws", "a", epoch)), &hb); err != nil || hb.State != "claimed" {
+		t.Fatalf("heartbeat: %+v %v", hb, err)
+	}
+	if r := w.call(uint64(4), api.OpTaskComplete, "ws", "a", epoch); !r.ok || r.result != nil {
+		t.Fatalf("complete: %+v", r)
+	}
+	if r := w.call(uint64(5), api.OpTaskComplete, "ws", "a", epoch); r.ok || r.code != api.CodeStaleEpoch {
+		t.Fatalf("complete again: %+v", r)
+	}
+	if r := w.call(uint64(6), api.OpQueueClaim, "ws", []byte(`{"worker":"w","ttlMs":60000,"waitMs":50}`)); !r.ok || r.result != nil {
+		t.Fatalf("claim of an empty queue: %+v", r)
+	}
+	var info api.TaskInfo
+	if err := json.Unmarshal(jsonOf(w.call(uint64(7), api.OpTaskGet, "ws", "a", 1)), &info); err != nil || info.State != "done" || info.Epoch != claim.Epoch {
+		t.Fatalf("get: %+v %v", info, err)
+	}
+	var st api.QueueStats
+	if err := json.Unmarshal(jsonOf(w.call(uint64(8), api.OpQueueStats, "ws")), &st); err != nil || st.Done != 1 {
+		t.Fatalf("stats: %+v %v", st, err)
+	}
+	var list api.TaskList
+	if err := json.Unmarshal(jsonOf(w.call(uint64(9), api.OpTaskList, "ws", []byte(`{"state":"done","limit":5}`))), &list); err != nil || len(list.Tasks) != 1 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if r := w.call(uint64(10), api.OpTaskRequeue, "ws", "a"); r.ok || r.code != api.CodeTaskNotDead {
+		t.Fatalf("requeue of a done task: %+v", r)
+	}
+	if r := w.call(uint64(11), api.OpTaskGet, "ws", "nope"); r.ok || r.code != api.CodeTaskNotFound {
+		t.Fatalf("get of an unknown task: %+v", r)
+	}
+	if r := w.call(uint64(12), api.Op(30)); r.ok || r.code != api.CodeBadRequest {
+		t.Fatalf("op 30: %+v", r)
 	}
 }
