@@ -158,9 +158,6 @@ func (c *Client) httpOnce(ctx context.Context, method, target string, payload []
 	if err != nil {
 		return true, fmt.Errorf("client: %s: reading answer: %w: %w", target, ErrUnavailable, err)
 	}
-	if resp.StatusCode == http.StatusNoContent {
-		return false, errNoContent // a claim that found nothing
-	}
 	if resp.StatusCode == http.StatusOK {
 		if out == nil {
 			return false, nil

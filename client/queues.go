@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -36,22 +33,48 @@ var (
 	ErrClaimLost = errors.New("the claim was lost")
 )
 
-// errNoContent is httpOnce's answer to a 204.
-var errNoContent = errors.New("no content")
-
-// Queue is one task queue of the cluster. Its calls go over the HTTP API
-// (POST /v1/queues/...), to the client's endpoints in turn while nothing
-// was done (no leader, removed).
+// Queue is one task queue of the cluster. Its calls are /v1/ws
+// operations 40 to 48, with the client's failover and retries: writes
+// (enqueue, complete, fail, requeue) carry a request id, so a retry is
+// applied once; a claim is each time a claim of its own (one whose answer
+// was lost is released when its lease runs out).
 type Queue struct {
 	c    *Client
 	name string
-	path string
 }
 
 // Queue returns the queue called name (the server checks the name: 1 to
 // 256 bytes of UTF-8 without control characters).
 func (c *Client) Queue(name string) *Queue {
-	return &Queue{c: c, name: name, path: "/v1/queues/" + url.PathEscape(name)}
+	return &Queue{c: c, name: name}
+}
+
+// call runs a queue operation with body (marshalled to JSON unless nil)
+// and unmarshals its JSON answer into out (if not nil). It reports
+// whether there was an answer (a claim that found nothing has none).
+func (q *Queue) call(ctx context.Context, r *api.Request, body, out any) (bool, error) {
+	r.Key = q.name
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return false, fmt.Errorf("client: %s: %w", r.Op, err)
+		}
+		r.Value = b
+	}
+	var resp response
+	var err error
+	if r.Op.IsWrite() {
+		resp, err = q.c.doWrite(ctx, r)
+	} else {
+		resp, err = q.c.doRequest(ctx, r)
+	}
+	if err != nil || resp.json == nil || out == nil {
+		return resp.json != nil, err
+	}
+	if err := json.Unmarshal(resp.json, out); err != nil {
+		return true, fmt.Errorf("client: %s: decoding the answer: %w", r.Op, err)
+	}
+	return true, nil
 }
 
 // Name returns the queue's name.
@@ -79,7 +102,7 @@ func (q *Queue) Enqueue(ctx context.Context, data []byte, o EnqueueOptions) (api
 		req.RunAt = o.RunAt.UTC().Format(time.RFC3339Nano)
 	}
 	var out api.Enqueued
-	err := q.c.httpCall(ctx, http.MethodPost, q.path+"/tasks", req, &out)
+	_, err := q.call(ctx, &api.Request{Op: api.OpQueueEnqueue}, req, &out)
 	return out, err
 }
 
@@ -93,26 +116,18 @@ func (q *Queue) Claim(ctx context.Context, worker string, ttl, wait time.Duratio
 		return api.Claim{}, fmt.Errorf("client: claim from %q: %w", q.name, err)
 	}
 	var out api.Claim
-	err = q.c.httpCall(ctx, http.MethodPost, q.path+"/claim", api.ClaimRequest{Worker: worker, TTLMs: ttl.Milliseconds(), WaitMs: ms}, &out)
-	if errors.Is(err, errNoContent) {
+	got, err := q.call(ctx, &api.Request{Op: api.OpQueueClaim, WaitMs: ms}, api.ClaimRequest{Worker: worker, TTLMs: ttl.Milliseconds(), WaitMs: ms}, &out)
+	if err == nil && !got {
 		return api.Claim{}, fmt.Errorf("client: claim from %q: waited %v: %w", q.name, wait, ErrNoTask)
 	}
 	return out, err
-}
-
-func (q *Queue) taskPath(id, action string) string {
-	p := q.path + "/tasks/" + url.PathEscape(id)
-	if action != "" {
-		p += "/" + action
-	}
-	return p
 }
 
 // Heartbeat keeps the claim with epoch of task id alive; an error
 // wrapping ErrStaleEpoch when epoch is not the task's current claim.
 func (q *Queue) Heartbeat(ctx context.Context, id string, epoch int64) (api.TaskInfo, error) {
 	var out api.TaskInfo
-	err := q.c.httpCall(ctx, http.MethodPost, q.taskPath(id, "heartbeat"), api.EpochRequest{Epoch: epoch}, &out)
+	_, err := q.call(ctx, &api.Request{Op: api.OpTaskHeartbeat, Task: id}, api.EpochRequest{Epoch: epoch}, &out)
 	return out, err
 }
 
@@ -120,7 +135,8 @@ func (q *Queue) Heartbeat(ctx context.Context, id string, epoch int64) (api.Task
 // value, or nil); an error wrapping ErrStaleEpoch when epoch is not its
 // current claim (nothing changed).
 func (q *Queue) Complete(ctx context.Context, id string, epoch int64, result []byte) error {
-	return q.c.httpCall(ctx, http.MethodPost, q.taskPath(id, "complete"), api.EpochRequest{Epoch: epoch, Result: result}, nil)
+	_, err := q.call(ctx, &api.Request{Op: api.OpTaskComplete, Task: id}, api.EpochRequest{Epoch: epoch, Result: result}, nil)
+	return err
 }
 
 // Fail ends the claim with epoch of task id with the error msg: it is
@@ -132,47 +148,40 @@ func (q *Queue) Fail(ctx context.Context, id string, epoch int64, msg string, re
 		ms := retryAfter.Milliseconds()
 		req.RetryAfterMs = &ms
 	}
-	return q.c.httpCall(ctx, http.MethodPost, q.taskPath(id, "fail"), req, nil)
+	_, err := q.call(ctx, &api.Request{Op: api.OpTaskFail, Task: id}, req, nil)
+	return err
 }
 
 // Requeue gives dead task id fresh attempts.
 func (q *Queue) Requeue(ctx context.Context, id string) error {
-	return q.c.httpCall(ctx, http.MethodPost, q.taskPath(id, "requeue"), nil, nil)
+	_, err := q.call(ctx, &api.Request{Op: api.OpTaskRequeue, Task: id}, nil, nil)
+	return err
 }
 
 // Task describes task id.
 func (q *Queue) Task(ctx context.Context, id string) (api.TaskInfo, error) {
 	var out api.TaskInfo
-	err := q.c.httpCall(ctx, http.MethodGet, q.taskPath(id, ""), nil, &out)
+	_, err := q.call(ctx, &api.Request{Op: api.OpTaskGet, Task: id}, nil, &out)
 	return out, err
 }
 
 // Stats counts the queue's tasks by state.
 func (q *Queue) Stats(ctx context.Context) (api.QueueStats, error) {
 	var out api.QueueStats
-	err := q.c.httpCall(ctx, http.MethodGet, q.path, nil, &out)
+	_, err := q.call(ctx, &api.Request{Op: api.OpQueueStats}, nil, &out)
 	return out, err
 }
 
 // Tasks lists up to limit (1 to 1000; 0: 100) tasks whose id sorts after
 // after, in state (api.TaskDead and the like; "" for all), by id.
 func (q *Queue) Tasks(ctx context.Context, state, after string, limit int) (api.TaskList, error) {
-	v := url.Values{}
-	if state != "" {
-		v.Set("state", state)
-	}
-	if after != "" {
-		v.Set("after", after)
-	}
-	if limit != 0 {
-		v.Set("limit", strconv.Itoa(limit))
-	}
-	p := q.path + "/tasks"
-	if len(v) > 0 {
-		p += "?" + v.Encode()
-	}
 	var out api.TaskList
-	err := q.c.httpCall(ctx, http.MethodGet, p, nil, &out)
+	args := struct {
+		State string `json:"state,omitempty"`
+		After string `json:"after,omitempty"`
+		Limit int    `json:"limit,omitempty"`
+	}{state, after, limit}
+	_, err := q.call(ctx, &api.Request{Op: api.OpTaskList}, args, &out)
 	return out, err
 }
 
