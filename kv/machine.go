@@ -62,7 +62,7 @@ type Machine struct {
 	taskDone    *btree.BTreeG[doneKey]
 	clock       int64
 	queueCounts map[string]*queueCounts
-	queueWatch  map[string]chan struct{}
+	queueWatch  map[string]*queueWaiters
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 	// hashes are the recent hashes of the state (hashcheck.go); not

@@ -412,29 +412,60 @@ func (m *Machine) applyRequeue(c *command) *applyError {
 	return nil
 }
 
-// queueChanged wakes whoever waits for a task of queue (QueueChanges).
+// queueWaiters is the wake channel of one queue and how many callers
+// watch it (watchQueue): the entry goes when the last one does, so the
+// map holds only queues being waited for now.
+type queueWaiters struct {
+	ch chan struct{} // nil until asked for after the last wake
+	n  int
+}
+
+// queueChanged wakes whoever waits for a task of queue (queueChanges).
 // Called with mu held.
 func (m *Machine) queueChanged(queue string) {
-	if ch, ok := m.queueWatch[queue]; ok {
-		close(ch)
-		delete(m.queueWatch, queue)
+	if w := m.queueWatch[queue]; w != nil && w.ch != nil {
+		close(w.ch)
+		w.ch = nil
 	}
 }
 
-// QueueChanges returns a channel closed when a task of queue next
-// becomes waiting (enqueued, retried, released, requeued).
-func (m *Machine) QueueChanges(queue string) <-chan struct{} {
+// watchQueue registers a caller that will wait on queueChanges(queue),
+// until the function it returns is called.
+func (m *Machine) watchQueue(queue string) (release func()) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	ch, ok := m.queueWatch[queue]
-	if !ok {
+	w := m.queueWatch[queue]
+	if w == nil {
 		if m.queueWatch == nil {
-			m.queueWatch = make(map[string]chan struct{})
+			m.queueWatch = make(map[string]*queueWaiters)
 		}
-		ch = make(chan struct{})
-		m.queueWatch[queue] = ch
+		w = &queueWaiters{}
+		m.queueWatch[queue] = w
 	}
-	return ch
+	w.n++
+	return func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if w.n--; w.n == 0 && m.queueWatch[queue] == w {
+			delete(m.queueWatch, queue)
+		}
+	}
+}
+
+// queueChanges returns a channel closed when a task of queue next becomes
+// waiting (enqueued, retried, released, requeued). The caller watches
+// the queue (watchQueue).
+func (m *Machine) queueChanges(queue string) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w := m.queueWatch[queue]
+	if w == nil { // not watched: a channel of its own, woken by nothing
+		return make(chan struct{})
+	}
+	if w.ch == nil {
+		w.ch = make(chan struct{})
+	}
+	return w.ch
 }
 
 // nextReady returns when queue's first waiting task is ready (Unix ms).

@@ -465,6 +465,15 @@ func TestStoreClaimWaits(t *testing.T) {
 	if _, _, err := s.Enqueue(ctx, "q", []byte(`1`), EnqueueOptions{Delay: time.Second, RunAt: time.Now()}); !errors.Is(err, ErrBadCommand) {
 		t.Fatalf("a delay and a runAt: %v", err)
 	}
+	// Claims that ended leave no wake channel behind, whatever the queue.
+	for i := range 20 {
+		_, _ = s.Claim(ctx, "empty-"+strconv.Itoa(i), "w", time.Second, time.Millisecond)
+	}
+	s.machine.mu.RLock()
+	defer s.machine.mu.RUnlock()
+	if n := len(s.machine.queueWatch); n != 0 {
+		t.Fatalf("%d queues' wake channels kept after their claims ended", n)
+	}
 }
 
 // A heartbeat renews the claim's lease on the leader's clock, and is

@@ -372,7 +372,7 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	m.locks = st.locks
 	m.tasks, m.taskReady, m.taskDone, m.queueCounts, m.clock = st.tasks, st.taskReady, st.taskDone, st.queueCounts, st.clock
 	m.wakeAllLocks()
-	for q := range m.queueWatch {
+	for q := range m.queueWatch { // closing channels: the order does not matter
 		m.queueChanged(q)
 	}
 	m.hub.reset(st.revision)

@@ -114,6 +114,7 @@ func (s *Store) Claim(ctx context.Context, queue, worker string, ttl, wait time.
 	}
 	ms = max(ms, api.LeaseTTLFloorMs)
 	ctx = context.WithValue(ctx, requestIDKey{}, RequestID{})
+	defer s.machine.watchQueue(queue)()
 	deadline := time.Now().Add(max(wait, 0))
 	var timer *time.Timer
 	defer func() {
@@ -124,7 +125,7 @@ func (s *Store) Claim(ctx context.Context, queue, worker string, ttl, wait time.
 	for first := true; ; first = false {
 		// The channel first, then the state: a task that comes in
 		// between closes it.
-		changed := s.machine.QueueChanges(queue)
+		changed := s.machine.queueChanges(queue)
 		at, waiting := s.machine.nextReady(queue)
 		now := time.Now()
 		// The first attempt is proposed whatever this node's state says
