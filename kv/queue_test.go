@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
 	"strconv"
@@ -509,5 +510,27 @@ func TestStoreHeartbeat(t *testing.T) {
 	}
 	if info, _ := s.TaskState(ctx, "q", "a", Linearizable); info.State != api.TaskReady {
 		t.Fatalf("task after its claim expired: %+v", info)
+	}
+}
+
+// A member whose state diverged answers claims and heartbeats from it no
+// more than reads.
+func TestQueueRefusedWhenDiverged(t *testing.T) {
+	l, f, _ := newTestLessor(t)
+	s := NewStore(&localRaft{machine: f.m}, f.m)
+	s.UseLessor(l)
+	ctx := context.Background()
+	if _, _, err := s.Enqueue(ctx, "q", []byte(`1`), EnqueueOptions{ID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	s.SetDiverged(fmt.Errorf("hash differs: %w", ErrDiverged))
+	if _, err := s.Claim(ctx, "q", "w", time.Second, 0); !errors.Is(err, ErrDiverged) {
+		t.Fatalf("claim on a diverged member: %v", err)
+	}
+	if _, err := s.Heartbeat(ctx, "q", "a", 1); !errors.Is(err, ErrDiverged) {
+		t.Fatalf("heartbeat on a diverged member: %v", err)
+	}
+	if _, err := s.TaskState(ctx, "q", "a", Local); !errors.Is(err, ErrDiverged) {
+		t.Fatalf("read on a diverged member: %v", err)
 	}
 }

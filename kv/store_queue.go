@@ -113,6 +113,11 @@ func (s *Store) Claim(ctx context.Context, queue, worker string, ttl, wait time.
 		return Claim{}, err
 	}
 	ms = max(ms, api.LeaseTTLFloorMs)
+	// The claim is answered from this member's state, like a read: not
+	// from one that diverged.
+	if err := s.Diverged(); err != nil {
+		return Claim{}, err
+	}
 	ctx = context.WithValue(ctx, requestIDKey{}, RequestID{})
 	defer s.machine.watchQueue(queue)()
 	deadline := time.Now().Add(max(wait, 0))
@@ -203,8 +208,9 @@ func (s *Store) Heartbeat(ctx context.Context, queue, id string, epoch int64) (T
 		return TaskInfo{}, err
 	}
 	// A linearizable read on the leader (Lessor.current, through
-	// KeepAlive) comes after it; this one makes the epoch check current.
-	if err := s.node.LinearizableRead(ctx); err != nil {
+	// KeepAlive) comes after it; this one makes the epoch check current
+	// (and refuses on a member whose state diverged, as every read).
+	if err := s.sync(ctx, Linearizable); err != nil {
 		return TaskInfo{}, err
 	}
 	info, ok := s.machine.Task(queue, id, time.Now().UnixMilli())
