@@ -20,8 +20,11 @@ type Request struct {
 	// ID is chosen by the client; the response carries it back.
 	ID uint64
 	Op Op
-	// Key is the key, the list prefix, or a workflow or node id.
+	// Key is the key, the list prefix, a workflow or node id, or a
+	// queue's name.
 	Key string
+	// Task is a task's id (queue operations).
+	Task string
 	// Value is a value, or a JSON object of fields (nil: none).
 	Value       []byte
 	Consistency Consistency
@@ -75,6 +78,9 @@ type Response struct {
 	// Lock is the answer to an acquire, a lock get, a campaign or a
 	// leader request.
 	Lock Lock
+	// JSON is the answer to a queue operation: the JSON body the HTTP
+	// route answers (nil for a claim that found no task).
+	JSON []byte
 }
 
 // ErrField is wrapped by errors about an element of the wrong type or

@@ -137,6 +137,8 @@ func (r *reader) arg(req *Request, a argKind) error {
 		req.Token, err = r.positiveOrNil("token")
 	case argFence:
 		req.Fence, err = r.fence()
+	case argTask:
+		req.Task, err = r.str()
 	}
 	return err
 }

@@ -91,6 +91,11 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 		resp.Lock, err = r.lock()
 	case resultNone:
 		err = r.d.Skip()
+	case resultJSON:
+		var null bool
+		if null, err = r.isNil(); err == nil && !null {
+			resp.JSON, err = r.bin()
+		}
 	}
 	return resp, err
 }

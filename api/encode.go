@@ -186,6 +186,8 @@ func AppendArgs(b []byte, r *Request) ([]byte, int) {
 			}
 			b = AppendArrayHeader(b, 2)
 			b = appendPositiveOrNil(AppendStr(b, r.Fence.Lock), r.Fence.Token)
+		case argTask:
+			b = AppendStr(b, r.Task)
 		}
 	}
 	return b, len(args)
@@ -312,6 +314,8 @@ func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
 		b = AppendInt(b, int64(l.Waiters))
 	case resultNone:
 		b = AppendNil(b)
+	case resultJSON:
+		b = appendBinOrNil(b, r.JSON)
 	}
 	return b, nil
 }

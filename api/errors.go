@@ -254,6 +254,14 @@ func Sentinels(code string) []error {
 		return []error{ErrTooManyLocks}
 	case CodeLockNotFound:
 		return []error{ErrLockNotFound}
+	case CodeStaleEpoch:
+		return []error{ErrStaleEpoch}
+	case CodeTaskNotFound:
+		return []error{ErrTaskNotFound}
+	case CodeQueueFull:
+		return []error{ErrQueueFull}
+	case CodeTaskNotDead:
+		return []error{ErrTaskNotDead}
 	case CodeRequestExpired:
 		return []error{ErrRequestExpired}
 	case CodeInvalidKey:
@@ -303,6 +311,7 @@ func Refused(code string) bool {
 		CodePreconditionFailed, CodeStateFull, CodeWorkflowNotFound, CodeInvalidTransition, CodeNodeNotFound,
 		CodeLeaseNotFound, CodeTooManyLeases, CodeLeaseExists, CodeInvalidLease,
 		CodeLocked, CodeNotHolder, CodeFenced, CodeTooManyLocks, CodeLockNotFound,
+		CodeStaleEpoch, CodeTaskNotFound, CodeQueueFull, CodeTaskNotDead,
 		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
 		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		return true

@@ -42,8 +42,21 @@ const (
 	OpResign         Op = 25
 	OpLeader         Op = 26
 
+	// Task queues (40 to 59; 27 to 39 are kept for other operations).
+	// Their JSON arguments and results are the bodies of the HTTP queue
+	// routes (docs/API.md "Task queues").
+	OpQueueEnqueue  Op = 40
+	OpQueueClaim    Op = 41
+	OpTaskHeartbeat Op = 42
+	OpTaskComplete  Op = 43
+	OpTaskFail      Op = 44
+	OpTaskRequeue   Op = 45
+	OpTaskGet       Op = 46
+	OpQueueStats    Op = 47
+	OpTaskList      Op = 48
+
 	// opLast is the highest operation this version knows.
-	opLast = OpLeader
+	opLast = OpTaskList
 )
 
 // Response kinds: the second element of a response.
@@ -83,6 +96,7 @@ const (
 	argWait                           // a wait in ms (a non-negative int); nil or 0: try once
 	argToken                          // a lock's fencing token (a positive int)
 	argFence                          // nil or [lock str, token uint]: fences a write
+	argTask                           // str: a task's id
 )
 
 // trimmable reports whether an optional argument of kind a at the end of
@@ -104,6 +118,7 @@ const (
 	resultLeases                         // [lease, ...]
 	resultLock                           // [name, token, lease, value bin?, waiters]
 	resultNone                           // nil
+	resultJSON                           // nil or bin: the JSON of the HTTP route's answer (nil: 204)
 )
 
 // schema is an operation's contract: its arguments (after id and op), how
@@ -145,10 +160,20 @@ var schemas = [opLast + 1]schema{
 	OpProclaim:       {name: "proclaim", args: []argKind{argKey, argToken, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
 	OpResign:         {name: "resign", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
 	OpLeader:         {name: "election leader", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
+	OpQueueEnqueue:   {name: "enqueue task", args: []argKind{argKey, argValue, argReqID, argFence}, required: 2, write: true, result: resultJSON},
+	OpQueueClaim:     {name: "claim task", args: []argKind{argKey, argValue}, required: 2, write: true, result: resultJSON},
+	OpTaskHeartbeat:  {name: "heartbeat task", args: []argKind{argKey, argTask, argValue}, required: 3, renews: true, result: resultJSON},
+	OpTaskComplete:   {name: "complete task", args: []argKind{argKey, argTask, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
+	OpTaskFail:       {name: "fail task", args: []argKind{argKey, argTask, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
+	OpTaskRequeue:    {name: "requeue task", args: []argKind{argKey, argTask, argReqID, argFence}, required: 2, write: true, result: resultNone},
+	OpTaskGet:        {name: "get task", args: []argKind{argKey, argTask, argConsistency}, required: 2, result: resultJSON},
+	OpQueueStats:     {name: "queue stats", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
+	OpTaskList:       {name: "list tasks", args: []argKind{argKey, argFields, argConsistency}, required: 1, result: resultJSON},
 }
 
-// Known reports whether this version of the protocol has op.
-func (op Op) Known() bool { return op >= OpPut && op <= opLast }
+// Known reports whether this version of the protocol has op (the numbers
+// between the groups of operations are not operations).
+func (op Op) Known() bool { return op >= OpPut && op <= opLast && schemas[op].name != "" }
 
 // IsWrite reports whether op changes the state: such requests carry a
 // request id, and a timeout or unavailable answer leaves their outcome

@@ -27,6 +27,8 @@ type response struct {
 	lease    api.Lease
 	leases   []api.Lease
 	lock     api.Lock
+	// json is a queue operation's answer (nil: a claim found nothing).
+	json []byte
 	// err is the server's error answer, if it sent one.
 	err *ServerError
 }
@@ -43,7 +45,7 @@ func readPayload(r *api.FrameReader, op api.Op, kind uint64) (response, error) {
 	if kind == api.ResultError {
 		return response{err: &ServerError{Code: p.Code, Message: p.Message}}, nil
 	}
-	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases, lock: p.Lock}
+	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases, lock: p.Lock, json: p.JSON}
 	if op == api.OpStatus {
 		err = json.Unmarshal(p.Status, &resp.status)
 	}

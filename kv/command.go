@@ -43,7 +43,17 @@ const (
 	// opLockProclaim sets the holder's value (an election's), If the
 	// holder's token.
 	opLockProclaim op = 14
-	opLast            = opLockProclaim
+	// Queues (queue.go): Key is the queue, Task the task's id, At the
+	// proposer's clock (the state machine's clock never goes back). An
+	// enqueue carries Value (data), RunAt, Attempts and Workflow; a claim
+	// Worker and the claim's new lease (Lease, TTL); a complete Epoch and
+	// Value (result); a fail Epoch, Error and Retry.
+	opTaskEnqueue  op = 15
+	opTaskClaim    op = 16
+	opTaskComplete op = 17
+	opTaskFail     op = 18
+	opTaskRequeue  op = 19
+	opLast            = opTaskRequeue
 )
 
 func (o op) String() string {
@@ -78,6 +88,16 @@ func (o op) String() string {
 		return "proclaim"
 	case opEtcdTxn:
 		return "etcd transaction"
+	case opTaskEnqueue:
+		return "enqueue task"
+	case opTaskClaim:
+		return "claim task"
+	case opTaskComplete:
+		return "complete task"
+	case opTaskFail:
+		return "fail task"
+	case opTaskRequeue:
+		return "requeue task"
 	}
 	return fmt.Sprintf("op %d", uint8(o))
 }
@@ -116,6 +136,18 @@ type command struct {
 	Try bool `msgpack:"y,omitempty"`
 	// Etcd is the transaction of an opEtcdTxn (etcdtxn.go).
 	Etcd *EtcdTxn `msgpack:"et,omitempty"`
+	// Queue commands (opTaskEnqueue to opTaskRequeue): the task's id, the
+	// claim's epoch, the claiming worker, the task's workflow, when it is
+	// ready (Unix ms), its most attempts, a failure's message and its
+	// retry delay in ms (nil: the default backoff).
+	Task     string `msgpack:"tk,omitempty"`
+	Epoch    int64  `msgpack:"te,omitempty"`
+	Worker   string `msgpack:"tw,omitempty"`
+	Workflow string `msgpack:"tf,omitempty"`
+	RunAt    int64  `msgpack:"tr,omitempty"`
+	Attempts int    `msgpack:"tm,omitempty"`
+	Error    string `msgpack:"tx,omitempty"`
+	Retry    *int64 `msgpack:"tb,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -132,7 +164,7 @@ type txnOp struct {
 var ErrBadCommand = errors.New("bad command")
 
 func encodeCommand(c command) ([]byte, error) {
-	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try && c.Etcd == nil {
+	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try && c.Etcd == nil && c.Op < opTaskEnqueue {
 		return appendCommand(make([]byte, 0, commandSizeHint(&c)), &c), nil
 	}
 	b, err := msgpack.Marshal(&c)

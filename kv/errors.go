@@ -65,6 +65,11 @@ var kindErrors = [...]error{
 	18: ErrNotHolder,
 	19: ErrFenced,
 	20: ErrTooManyLocks,
+	21: ErrStaleEpoch,
+	22: ErrTaskNotFound,
+	23: ErrQueueFull,
+	24: ErrTaskNotDead,
+	25: ErrNoTask,
 }
 
 // applyError is every error Apply returns for a decoded command: a kind

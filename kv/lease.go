@@ -53,6 +53,9 @@ type lease struct {
 	// locks are the names of the locks it holds or waits for, sorted,
 	// replaced like keys (lock.go).
 	locks []string
+	// taskQueue and taskID name the task a claim's lease holds (queue.go;
+	// empty for any other lease).
+	taskQueue, taskID string
 }
 
 func leaseLess(a, b lease) bool { return a.id < b.id }
@@ -152,6 +155,7 @@ func (m *Machine) revokeLeases(ls []lease) {
 		// them) does not rewrite its key list once per key.
 		m.leases.Delete(l)
 		m.releaseLeaseLocks(l)
+		m.releaseLeaseTask(l)
 		if len(l.keys) > 0 && !bumped {
 			m.revision++
 			bumped = true

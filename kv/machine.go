@@ -30,6 +30,8 @@ type Machine struct {
 	maxLeaseKeys  int
 	maxLocks      int
 	maxLockWait   int
+	maxTasks      int
+	maxTaskBytes  int
 
 	mu sync.RWMutex
 	// items is ordered by key, so that prefix listing is a range scan and
@@ -50,6 +52,17 @@ type Machine struct {
 	locks     *btree.BTreeG[lock]
 	lockWatch map[string]chan struct{}
 	lockWaits map[lockWaitKey]chan struct{}
+	// tasks are the queues' tasks by queue and id (queue.go); taskReady
+	// orders the waiting ones by ready time, taskDone the done ones by
+	// when they finished; clock is the state machine's clock (Unix ms,
+	// the latest proposer's time applied). queueCounts (derived) and
+	// queueWatch (a channel per waited-for queue) are not replicated.
+	tasks       *btree.BTreeG[task]
+	taskReady   *btree.BTreeG[readyKey]
+	taskDone    *btree.BTreeG[doneKey]
+	clock       int64
+	queueCounts map[string]*queueCounts
+	queueWatch  map[string]*queueWaiters
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 	// hashes are the recent hashes of the state (hashcheck.go); not
@@ -64,6 +77,9 @@ type Result struct {
 	Err      error
 	// Etcd is an etcd transaction's result (opEtcdTxn).
 	Etcd *EtcdTxnResult
+	// Claim is a claim's task, epoch and lease (nil for other commands,
+	// and for a claim answered from the session table).
+	Claim *Claim
 }
 
 // Default limits of the state.
@@ -116,9 +132,14 @@ func NewMachine(opts ...Option) *Machine {
 		maxLeaseKeys:  DefaultMaxLeaseKeys,
 		maxLocks:      DefaultMaxLocks,
 		maxLockWait:   DefaultMaxLockWaiters,
+		maxTasks:      DefaultMaxTasks,
+		maxTaskBytes:  DefaultMaxTaskBytes,
 		items:         btree.NewG(btreeDegree, itemLess),
 		leases:        btree.NewG(btreeDegree, leaseLess),
 		locks:         btree.NewG(btreeDegree, lockLess),
+		tasks:         btree.NewG(btreeDegree, taskLess),
+		taskReady:     btree.NewG(btreeDegree, readyLess),
+		taskDone:      btree.NewG(btreeDegree, doneLess),
 	}
 	for _, o := range opts {
 		o(m)
@@ -185,6 +206,24 @@ func (m *Machine) apply(c *command) Result {
 		m.applyHashCheck()
 	case opEtcdTxn:
 		return m.applyEtcdTxn(c.Etcd)
+	case opTaskEnqueue:
+		created, err := m.applyEnqueue(c)
+		if err != nil {
+			return Result{Err: err}
+		}
+		return Result{Revision: created}
+	case opTaskClaim:
+		claim, err := m.applyClaim(c)
+		if err != nil {
+			return Result{Err: err}
+		}
+		return Result{Revision: claim.Epoch, Claim: claim}
+	case opTaskComplete:
+		err = m.applyComplete(c)
+	case opTaskFail:
+		err = m.applyFail(c)
+	case opTaskRequeue:
+		err = m.applyRequeue(c)
 	}
 	if err != nil {
 		return Result{Err: err}

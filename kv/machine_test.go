@@ -102,6 +102,8 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{0x83, 0xa1, 'o', 0x01, 0xa1, 'k', 0xa1, 'a', 0xa1, 'v', 0xc4, 0x01, '1'})
 	f.Add([]byte("garbage"))
 	f.Add(appendCommand(nil, &command{Op: opHashCheck}))
+	// An enqueue: {o: 15, k: "q", tk: "t", v: "1"}.
+	f.Add([]byte{0x84, 0xa1, 'o', 0x0f, 0xa1, 'k', 0xa1, 'q', 0xa2, 't', 'k', 0xa1, 't', 0xa1, 'v', 0xc4, 0x01, '1'})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m := NewMachine()
 		r := m.Apply(1, in).(Result)
@@ -109,9 +111,10 @@ func FuzzApply(f *testing.F) {
 			return
 		}
 		// An accepted command that writes keys takes a revision; lease,
-		// lock and hash-check commands on an empty state write none (a
-		// grant, an expiry of leases that do not exist, leaving a lock
-		// nobody holds, a hash of the state) and take none.
+		// lock, hash-check and queue commands on an empty state write
+		// none (a grant, an expiry of leases that do not exist, leaving a
+		// lock nobody holds, a hash of the state, an enqueue: tasks are
+		// not keys) and take none.
 		c, err := decodeCommand(in)
 		if err != nil {
 			t.Fatalf("accepted a command that does not decode: %v", err)
@@ -123,7 +126,8 @@ func FuzzApply(f *testing.F) {
 			if m.Revision() > 1 {
 				t.Fatalf("%v took revision %d", c.Op, m.Revision())
 			}
-		case opLeaseGrant, opLeaseRevoke, opLeaseExpire, opLockAcquire, opLockRelease, opLockProclaim, opHashCheck:
+		case opLeaseGrant, opLeaseRevoke, opLeaseExpire, opLockAcquire, opLockRelease, opLockProclaim, opHashCheck,
+			opTaskEnqueue, opTaskClaim, opTaskComplete, opTaskFail, opTaskRequeue:
 			if m.Revision() != 0 {
 				t.Fatalf("%v on an empty state took revision %d", c.Op, m.Revision())
 			}

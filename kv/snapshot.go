@@ -20,25 +20,28 @@ import (
 	"github.com/unrdf/consensus/internal/msgpackcheck"
 )
 
-// The snapshot format, version 2:
+// The snapshot format, version 3:
 //
-//	magic "KVSN", format version byte (2)
+//	magic "KVSN", format version byte (3)
 //	records, each a uvarint length then one MessagePack array:
-//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount, lockCount]
+//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount, lockCount, taskCount, clock]
 //	  items    [key, value bin, revision, createRevision, version, lease]   itemCount of them, by key
 //	  sessions [client, lastIndex, [[seq, revision, errKind, message], ...]]   by client; results by seq
 //	  leases   [id, ttlMs, auto]   leaseCount of them, by id
 //	  locks    [name, holder lease, token, value, [[waiter lease, value], ...]]   lockCount of them, by name
+//	  tasks    [queue, id, data, workflow, state, readyAt, created, attempt, maxAttempts,
+//	            epoch, lease, worker, result, error, finished]   taskCount of them, by queue and id
 //	CRC-32C (Castagnoli) of everything before it, 4 bytes big-endian
 //
-// Version 1, still read, has no leases: a 4-element header and 5-element
+// Version 2, still read, has no tasks: a 6-element header. Version 1,
+// still read, has no leases either: a 4-element header and 5-element
 // items. Everything Apply depends on is in it: revision, items, the
 // session table, the leases (whose keys are the items that name them, and
 // whose locks the locks that name them) and the locks.
 // The encoding is deterministic: equal states give equal bytes.
 const (
 	snapshotMagic   = "KVSN"
-	snapshotVersion = 2
+	snapshotVersion = 3
 	// maxSnapshotRecord bounds one record: a key, a value and framing are
 	// far below it, whatever the limits of the node that wrote it.
 	maxSnapshotRecord = 64 << 20
@@ -66,6 +69,8 @@ type snapshot struct {
 	sessions *btree.BTreeG[*session]
 	leases   *btree.BTreeG[lease]
 	locks    *btree.BTreeG[lock]
+	tasks    *btree.BTreeG[task]
+	clock    int64
 }
 
 // Snapshot implements consensus.Snapshotter: an O(1) copy-on-write clone
@@ -80,13 +85,28 @@ func (m *Machine) Snapshot(at consensus.Position) (consensus.StateSnapshot, erro
 // snapshotLocked clones the state; the caller holds mu.
 func (m *Machine) snapshotLocked() *snapshot {
 	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot(),
-		leases: m.leases.Clone(), locks: m.locks.Clone()}
+		leases: m.leases.Clone(), locks: m.locks.Clone(), tasks: m.tasks.Clone(), clock: m.clock}
 }
 
 // Release implements consensus.StateSnapshot.
-func (s *snapshot) Release() { s.items, s.sessions, s.leases, s.locks = nil, nil, nil, nil }
+func (s *snapshot) Release() {
+	s.items, s.sessions, s.leases, s.locks, s.tasks = nil, nil, nil, nil, nil
+}
 
 type snapshotHeader struct {
+	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Revision     int64
+	Applied      uint64
+	ItemCount    uint64
+	SessionCount uint64
+	LeaseCount   uint64
+	LockCount    uint64
+	TaskCount    uint64
+	Clock        int64
+}
+
+// snapshotHeaderV2 is version 2's header.
+type snapshotHeaderV2 struct {
 	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
 	Revision     int64
 	Applied      uint64
@@ -138,6 +158,25 @@ type snapshotWaiter struct {
 	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
 	Lease    int64
 	Value    []byte
+}
+
+type snapshotTask struct {
+	_msgpack    struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Queue       string
+	ID          string
+	Data        []byte
+	Workflow    string
+	State       uint8
+	ReadyAt     int64
+	Created     uint64
+	Attempt     int
+	MaxAttempts int
+	Epoch       int64
+	Lease       int64
+	Worker      string
+	Result      []byte
+	Error       string
+	Finished    uint64
 }
 
 type snapshotLease struct {
@@ -204,7 +243,7 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	rw.raw(append([]byte(snapshotMagic), snapshotVersion))
 	rw.write(&snapshotHeader{Revision: s.revision, Applied: s.applied,
 		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len()), LeaseCount: uint64(s.leases.Len()),
-		LockCount: uint64(s.locks.Len())})
+		LockCount: uint64(s.locks.Len()), TaskCount: uint64(s.tasks.Len()), Clock: s.clock})
 	s.items.Ascend(func(it Item) bool {
 		rw.write(&snapshotItem{Key: it.Key, Value: it.Value, Revision: it.Revision,
 			CreateRevision: it.CreateRevision, Version: it.Version, Lease: int64(it.Lease)})
@@ -233,6 +272,16 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 				sw.Value = w.value
 			}
 			rec.Waiters = append(rec.Waiters, sw)
+		}
+		rw.write(&rec)
+		return rw.err == nil
+	})
+	s.tasks.Ascend(func(t task) bool {
+		rec := snapshotTask{Queue: t.queue, ID: t.id, Data: t.data, Workflow: t.workflow, State: uint8(t.state),
+			ReadyAt: t.readyAt, Created: t.created, Attempt: t.attempt, MaxAttempts: t.maxAttempts, Epoch: t.epoch,
+			Lease: t.lease, Worker: t.worker, Error: t.err, Finished: t.finished}
+		if len(t.result) > 0 {
+			rec.Result = t.result
 		}
 		rw.write(&rec)
 		return rw.err == nil
@@ -321,7 +370,11 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	m.sessions = st.sessions
 	m.leases = st.leases
 	m.locks = st.locks
+	m.tasks, m.taskReady, m.taskDone, m.queueCounts, m.clock = st.tasks, st.taskReady, st.taskDone, st.queueCounts, st.clock
 	m.wakeAllLocks()
+	for q := range m.queueWatch { // closing channels: the order does not matter
+		m.queueChanged(q)
+	}
 	m.hub.reset(st.revision)
 	if m.leaseObs != nil {
 		// The leader's clock learns of the leases the snapshot brought and
@@ -346,6 +399,12 @@ type restored struct {
 	sessions sessionTable
 	leases   *btree.BTreeG[lease]
 	locks    *btree.BTreeG[lock]
+	// tasks and their indexes (queue.go), and the state machine's clock.
+	tasks       *btree.BTreeG[task]
+	taskReady   *btree.BTreeG[readyKey]
+	taskDone    *btree.BTreeG[doneKey]
+	queueCounts map[string]*queueCounts
+	clock       int64
 }
 
 func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
@@ -358,25 +417,37 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		return nil, errors.New("not a kv snapshot (magic)")
 	}
 	version := magic[len(snapshotMagic)]
-	if version != 1 && version != snapshotVersion {
-		return nil, fmt.Errorf("format version %d; this version reads 1 and %d", version, snapshotVersion)
+	if version < 1 || version > snapshotVersion {
+		return nil, fmt.Errorf("format version %d; this version reads 1 to %d", version, snapshotVersion)
 	}
 	var h snapshotHeader
-	if version == 1 {
+	switch version {
+	case 1:
 		var h1 snapshotHeaderV1
 		if err := rr.read(&h1); err != nil {
 			return nil, fmt.Errorf("header: %w", err)
 		}
 		h = snapshotHeader{Revision: h1.Revision, Applied: h1.Applied, ItemCount: h1.ItemCount, SessionCount: h1.SessionCount}
-	} else if err := rr.read(&h); err != nil {
-		return nil, fmt.Errorf("header: %w", err)
+	case 2:
+		var h2 snapshotHeaderV2
+		if err := rr.read(&h2); err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		h = snapshotHeader{Revision: h2.Revision, Applied: h2.Applied, ItemCount: h2.ItemCount, SessionCount: h2.SessionCount,
+			LeaseCount: h2.LeaseCount, LockCount: h2.LockCount}
+	default:
+		if err := rr.read(&h); err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
 	}
 	if h.Revision < 0 {
 		return nil, fmt.Errorf("negative revision %d", h.Revision)
 	}
 	st := &restored{items: btree.NewG(btreeDegree, itemLess), revision: h.Revision, applied: h.Applied,
 		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess),
-		locks: btree.NewG(btreeDegree, lockLess)}
+		locks: btree.NewG(btreeDegree, lockLess), tasks: btree.NewG(btreeDegree, taskLess),
+		taskReady: btree.NewG(btreeDegree, readyLess), taskDone: btree.NewG(btreeDegree, doneLess),
+		queueCounts: make(map[string]*queueCounts), clock: h.Clock}
 	var prev string
 	var leased int
 	for i := uint64(0); i < h.ItemCount; i++ {
@@ -445,6 +516,9 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		return nil, err
 	}
 	if err := m.readLocks(rr, st, h.LockCount); err != nil {
+		return nil, err
+	}
+	if err := m.readTasks(rr, st, h.TaskCount); err != nil {
 		return nil, err
 	}
 	want := rr.crc.Sum32()
@@ -566,6 +640,63 @@ func (m *Machine) readLocks(rr *recordReader, st *restored, count uint64) error 
 		le, _ := st.leases.Get(lease{id: id})
 		le.locks = byLease[id]
 		st.leases.ReplaceOrInsert(le)
+	}
+	return nil
+}
+
+// readTasks reads count task records into st, rebuilds their indexes and
+// gives each claim's lease its task.
+func (m *Machine) readTasks(rr *recordReader, st *restored, count uint64) error {
+	if count > uint64(m.maxTasks) {
+		return fmt.Errorf("%d tasks, more than the %d this node keeps", count, m.maxTasks)
+	}
+	// The indexes are filled by a machine of their own, so that setTask
+	// keeps them as Apply does.
+	tm := &Machine{tasks: st.tasks, taskReady: st.taskReady, taskDone: st.taskDone, queueCounts: st.queueCounts}
+	var prev task
+	for i := uint64(0); i < count; i++ {
+		var r snapshotTask
+		if err := rr.read(&r); err != nil {
+			return fmt.Errorf("task %d: %w", i, err)
+		}
+		t := task{queue: r.Queue, id: r.ID, data: r.Data, workflow: r.Workflow, state: taskState(r.State), readyAt: r.ReadyAt,
+			created: r.Created, attempt: r.Attempt, maxAttempts: r.MaxAttempts, epoch: r.Epoch, lease: r.Lease,
+			worker: r.Worker, result: r.Result, err: r.Error, finished: r.Finished}
+		switch {
+		case checkName("queue", t.queue, 1<<16) != nil || checkName("task id", t.id, 1<<16) != nil:
+			return fmt.Errorf("task %d: invalid queue or id", i)
+		case i > 0 && !taskLess(prev, t):
+			return fmt.Errorf("task %q of %q out of order", t.id, t.queue)
+		case t.state < taskWaiting || t.state > taskDead:
+			return fmt.Errorf("task %q of %q: state %d", t.id, t.queue, t.state)
+		case t.created == 0 || t.created > st.applied || t.epoch < 0 || uint64(t.epoch) > st.applied || t.attempt < 0 ||
+			t.maxAttempts < 1 || t.finished > st.applied || (t.state == taskDone) != (t.finished != 0):
+			return fmt.Errorf("task %q of %q: indexes or attempts inconsistent", t.id, t.queue)
+		case !json.Valid(t.data) || (len(t.result) > 0 && !json.Valid(t.result)):
+			return fmt.Errorf("task %q of %q: data or result is not JSON", t.id, t.queue)
+		}
+		prev = t
+		if t.state == taskClaimed {
+			l, ok := st.leases.Get(lease{id: t.lease})
+			if !ok || l.taskID != "" {
+				return fmt.Errorf("task %q of %q: its claim's lease %s is missing or holds another task", t.id, t.queue, LeaseID(t.lease))
+			}
+			l.taskQueue, l.taskID = t.queue, t.id
+			st.leases.ReplaceOrInsert(l)
+		} else if t.lease != 0 {
+			return fmt.Errorf("task %q of %q: a lease without a claim", t.id, t.queue)
+		}
+		if t.state == taskDone {
+			if _, dup := st.taskDone.Get(doneKey{finished: t.finished}); dup {
+				return fmt.Errorf("task %q of %q: finished at index %d as another", t.id, t.queue, t.finished)
+			}
+		}
+		if t.state == taskWaiting {
+			if _, dup := st.taskReady.Get(readyKey{queue: t.queue, at: t.readyAt, created: t.created}); dup {
+				return fmt.Errorf("task %q of %q: created at index %d as another", t.id, t.queue, t.created)
+			}
+		}
+		tm.setTask(t, task{}, false)
 	}
 	return nil
 }

@@ -219,6 +219,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		h.serveElections(w, r, rest)
 		return
 	}
+	if rest, ok := strings.CutPrefix(path, queuesPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveQueues(w, r, rest)
+		return
+	}
 	if h.routeMembers(w, r, path) {
 		return
 	}

@@ -125,6 +125,8 @@ func routeOf(path string) string {
 			return "/v1/elections/{name}/observe"
 		}
 		return "/v1/elections/{name}"
+	case strings.HasPrefix(path, queuesPath+"/"):
+		return queueRoute(path)
 	case strings.HasPrefix(path, leasesPath+"/"):
 		if strings.HasSuffix(path, "/keepalive") {
 			return "/v1/leases/{id}/keepalive"

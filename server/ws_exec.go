@@ -27,6 +27,9 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	if e := h.wsAdmit(connCtx, req.Op); e != nil {
 		return api.Response{}, e
 	}
+	if isQueueOp(req.Op) {
+		return h.wsQueue(connCtx, req)
+	}
 	// checkValue checks and compacts a JSON value as the body of a PUT.
 	checkValue := func(v []byte, what string) ([]byte, *apiError) {
 		if int64(len(v)) > h.opts.MaxBodyBytes {

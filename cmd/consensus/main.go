@@ -61,6 +61,7 @@ Client commands (talk to a running cluster; see: consensus COMMAND --help):
   consensus lease grant TTL                 grant a lease and print its id; also keepalive ID [--once], revoke ID, ttl ID, list
   consensus lock NAME -- COMMAND [ARG...]   run COMMAND holding lock NAME (--ttl D, --wait D); its token in CONSENSUS_LOCK_TOKEN
   consensus elect NAME VALUE                campaign; print the token once leader, lead until Ctrl-C, then resign (--ttl D)
+  consensus queue push|claim|complete|fail  task queues: claims carry an epoch; also requeue, get, list, stats
 
 Global flags of the client commands:
   --endpoints LIST   comma-separated HTTP addresses of members (env CONSENSUS_ENDPOINTS;
@@ -193,7 +194,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
 	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd(),
-		c.lockCmd(), c.electCmd())
+		c.lockCmd(), c.electCmd(), c.queueCmd())
 	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.

@@ -13,5 +13,10 @@ func TestMain(m *testing.M) {
 	if os.Getenv(pauseHolderEnv) != "" {
 		os.Exit(runPauseHolder())
 	}
+	// And as the queue workers TestQueueWorkersKilledAndPaused kills and
+	// pauses.
+	if os.Getenv(queueWorkerEnv) != "" {
+		os.Exit(runQueueWorker())
+	}
 	goleak.VerifyTestMain(m)
 }
