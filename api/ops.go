@@ -41,9 +41,12 @@ const (
 	OpProclaim       Op = 24
 	OpResign         Op = 25
 	OpLeader         Op = 26
+	// OpListPage is one page of a list, read at one revision across
+	// pages; a list too large for one frame is read this way.
+	OpListPage Op = 30
 
 	// opLast is the highest operation this version knows.
-	opLast = OpLeader
+	opLast = OpListPage
 )
 
 // Response kinds: the second element of a response.
@@ -83,6 +86,10 @@ const (
 	argWait                           // a wait in ms (a non-negative int); nil or 0: try once
 	argToken                          // a lock's fencing token (a positive int)
 	argFence                          // nil or [lock str, token uint]: fences a write
+	argLimit                          // nil or a page's most items (a non-negative int; nil or 0: the default)
+	argStart                          // nil or str: the key a list page starts at
+	argRevision                       // nil or a revision to read at (a non-negative int; nil or 0: now)
+	argListMode                       // nil or 0 (items), 1 (keys only) or 2 (count only)
 )
 
 // trimmable reports whether an optional argument of kind a at the end of
@@ -104,6 +111,7 @@ const (
 	resultLeases                         // [lease, ...]
 	resultLock                           // [name, token, lease, value bin?, waiters]
 	resultNone                           // nil
+	resultPage                           // [revision, [item, ...], more, next?, count]
 )
 
 // schema is an operation's contract: its arguments (after id and op), how
@@ -145,10 +153,11 @@ var schemas = [opLast + 1]schema{
 	OpProclaim:       {name: "proclaim", args: []argKind{argKey, argToken, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
 	OpResign:         {name: "resign", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
 	OpLeader:         {name: "election leader", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
+	OpListPage:       {name: "list page", args: []argKind{argPrefix, argConsistency, argLimit, argStart, argRevision, argListMode}, result: resultPage},
 }
 
 // Known reports whether this version of the protocol has op.
-func (op Op) Known() bool { return op >= OpPut && op <= opLast }
+func (op Op) Known() bool { return op >= OpPut && op <= opLast && schemas[op].name != "" }
 
 // IsWrite reports whether op changes the state: such requests carry a
 // request id, and a timeout or unavailable answer leaves their outcome
@@ -166,7 +175,7 @@ func (op Op) NeedsWriteAccess() bool {
 // op large: get, delete, list, get workflow and deregister node.
 func (op Op) KeyOnly() bool {
 	switch op {
-	case OpGet, OpDelete, OpList, OpWorkflowGet, OpNodeDeregister,
+	case OpGet, OpDelete, OpList, OpListPage, OpWorkflowGet, OpNodeDeregister,
 		OpLockAcquire, OpLockRelease, OpLockGet, OpResign, OpLeader:
 		return true
 	}

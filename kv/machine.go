@@ -55,6 +55,9 @@ type Machine struct {
 	// hashes are the recent hashes of the state (hashcheck.go); not
 	// replicated state.
 	hashes stateHashes
+	// views are the views that paged lists read their later pages from
+	// (list.go).
+	views listViews
 }
 
 // Result is what Apply returns for a command: the revision the write was
@@ -119,6 +122,7 @@ func NewMachine(opts ...Option) *Machine {
 		items:         btree.NewG(btreeDegree, itemLess),
 		leases:        btree.NewG(btreeDegree, leaseLess),
 		locks:         btree.NewG(btreeDegree, lockLess),
+		views:         listViews{max: DefaultListViews, ttl: DefaultListViewTTL},
 	}
 	for _, o := range opts {
 		o(m)
