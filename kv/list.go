@@ -217,6 +217,21 @@ func (v *ReadView) Range(prefix, start string, fn func(Item) bool) {
 	rangeItems(v.items, prefix, start, fn)
 }
 
+// NewReadView returns a view of items, which must be sorted by key with
+// no key twice, at revision rev: for a backend that reads lists whole.
+func NewReadView(rev int64, items []Item) *ReadView {
+	t := btree.NewG(btreeDegree, itemLess)
+	for _, it := range items {
+		t.ReplaceOrInsert(it)
+	}
+	return &ReadView{Revision: rev, items: t}
+}
+
+// Page returns a page of the view (o.Revision is not used).
+func (v *ReadView) Page(prefix string, o ListOptions) ListPage {
+	return pageOf(v.items, prefix, o.withDefaults(), v.Revision)
+}
+
 func rangeItems(t *btree.BTreeG[Item], prefix, start string, fn func(Item) bool) {
 	from := max(prefix, start)
 	t.AscendGreaterOrEqual(Item{Key: from}, func(it Item) bool {
