@@ -366,3 +366,52 @@ func TestListStreamsWithBoundedMemory(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes while streaming, more than %d", growth, listMemoryBound)
 	}
 }
+
+// wholeListRefused is a store whose whole-list reads fail: what serves
+// through it never holds a whole prefix in memory.
+type wholeListRefused struct{ *kv.Store }
+
+var errWholeList = fmt.Errorf("read a whole list: %w", kv.ErrBadCommand)
+
+func (wholeListRefused) List(context.Context, string, kv.Consistency) ([]kv.Item, int64, error) {
+	return nil, 0, errWholeList
+}
+func (wholeListRefused) Workflows(context.Context, kv.Consistency) ([]kv.Workflow, int64, error) {
+	return nil, 0, errWholeList
+}
+func (wholeListRefused) Nodes(context.Context, kv.Consistency) ([]kv.Node, int64, error) {
+	return nil, 0, errWholeList
+}
+
+// TestOverviewAndListsNeverReadWholeLists: the dashboard's overview counts
+// workflows and nodes, and lists stream and page, without a whole-list
+// read.
+func TestOverviewAndListsNeverReadWholeLists(t *testing.T) {
+	store := newLocalStore()
+	h := NewHandler(wholeListRefused{store}, HTTPOptions{})
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := store.StartWorkflow(ctx, id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := store.StopWorkflow(ctx, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RegisterNode(ctx, "w1", nil); err != nil {
+		t.Fatal(err)
+	}
+	rec := request(h, "GET", overviewPath, "")
+	var o Overview
+	if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &o) != nil {
+		t.Fatalf("overview: %d %s", rec.Code, rec.Body)
+	}
+	if o.WorkflowsTotal != 3 || o.Workflows["running"] != 2 || o.Workflows["stopped"] != 1 || o.RegisteredNodes != 1 {
+		t.Fatalf("overview %+v", o)
+	}
+	for _, target := range []string{"/v1/kv?prefix=workflow:", "/v1/kv?limit=1", "/v1/kv?countOnly=true"} {
+		if rec := request(h, "GET", target, ""); rec.Code != 200 {
+			t.Fatalf("%s: %d %s", target, rec.Code, rec.Body)
+		}
+	}
+}
