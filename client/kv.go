@@ -198,8 +198,7 @@ func (c *Client) Pages(ctx context.Context, prefix string, opts ...ReadOption) i
 	return func(yield func(api.ListPage, error) bool) {
 		req := api.Request{Op: api.OpListPage, Key: prefix, Consistency: o.consistency, Limit: int64(o.limit), Mode: mode}
 		for {
-			r := req // the encoder may be handed the request: do not share it
-			resp, err := c.doRequest(ctx, &r)
+			resp, err := c.doRequest(ctx, &req)
 			if err != nil {
 				yield(api.ListPage{}, err)
 				return

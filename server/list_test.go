@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -414,4 +415,42 @@ func TestOverviewAndListsNeverReadWholeLists(t *testing.T) {
 			t.Fatalf("%s: %d %s", target, rec.Code, rec.Body)
 		}
 	}
+}
+
+// TestListStreamCutsOffAClientThatStopsReading: a client that asks for a
+// large list and reads nothing is cut off after the write timeout, so it
+// cannot pin the view (and a request slot) for longer.
+func TestListStreamCutsOffAClientThatStopsReading(t *testing.T) {
+	const n = 100_000 // about 17 MB of JSON: more than loopback buffers hold
+	store := newLocalStore(kv.WithMaxKeys(n))
+	ctx := context.Background()
+	value := []byte(`"` + strings.Repeat("v", 98) + `"`)
+	for b := 0; b < n; b += kv.DefaultMaxBatchOps {
+		ops := make([]kv.Op, 0, kv.DefaultMaxBatchOps)
+		for i := b; i < min(b+kv.DefaultMaxBatchOps, n); i++ {
+			ops = append(ops, kv.Op{Type: kv.OpPut, Key: fmt.Sprintf("k/%07d", i), Value: value})
+		}
+		if _, err := store.Batch(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := httptest.NewUnstartedServer(NewHandler(store, HTTPOptions{Watch: WatchOptions{WriteTimeout: 200 * time.Millisecond}}))
+	var closed atomic.Int32
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET /v1/kv?prefix=k/ HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Read nothing: the server's writes block, and the deadline ends them.
+	testwait.For(t, 20*time.Second, "the server closes the stalled stream", func() bool { return closed.Load() == 1 })
 }
