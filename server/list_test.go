@@ -454,3 +454,60 @@ func TestListStreamCutsOffAClientThatStopsReading(t *testing.T) {
 	// Read nothing: the server's writes block, and the deadline ends them.
 	testwait.For(t, 20*time.Second, "the server closes the stalled stream", func() bool { return closed.Load() == 1 })
 }
+
+// TestWSListPage reads a list over /v1/ws op 30 at one revision, each
+// page within a frame even with values near the frame's size, and checks
+// the refusals of bad arguments.
+func TestWSListPage(t *testing.T) {
+	store := newLocalStore()
+	_, url := wsTestServer(t, store, HTTPOptions{WSMaxFrameBytes: 16 << 10, MaxBodyBytes: 12 << 10})
+	w := dialWS(t, url)
+	big := []byte(`"` + strings.Repeat("x", 10<<10) + `"`)
+	for i := range 4 {
+		w.call(i+1, api.OpPut, fmt.Sprintf("p/%d", i), big)
+	}
+	w.call(5, api.OpPut, "q", []byte("1"))
+	wantWSError(t, w.call(6, api.OpList, "p/"), api.CodeTooLarge)
+	var keys []string
+	var start any // nil: from the prefix
+	var rev any
+	for id := 10; ; id++ {
+		r := w.call(id, api.OpListPage, "p/", nil, nil, start, rev, nil)
+		if !r.ok {
+			t.Fatalf("page %d: %+v", id, r)
+		}
+		page := r.result.([]any)
+		if len(page) != 5 {
+			t.Fatalf("page %.200v", page)
+		}
+		items := page[1].([]any)
+		if len(items) != 1 {
+			t.Fatalf("page of %d items: two 10 KiB values do not fit a 16 KiB frame", len(items))
+		}
+		keys = append(keys, items[0].([]any)[0].(string))
+		if id == 10 {
+			rev = toInt(t, page[0])
+			w.call(100+id, api.OpPut, "p/3", []byte("2")) // after the first page
+		} else if toInt(t, page[0]) != rev {
+			t.Fatalf("page at revision %v, want %v", page[0], rev)
+		}
+		if page[2] != true {
+			break
+		}
+		start = page[3]
+	}
+	if strings.Join(keys, ",") != "p/0,p/1,p/2,p/3" {
+		t.Fatalf("keys %v", keys)
+	}
+	r := w.call(30, api.OpListPage, "p/", nil, 2, nil, nil, 2)
+	if page := r.result.([]any); !r.ok || toInt(t, page[4]) != 4 || len(page[1].([]any)) != 0 {
+		t.Fatalf("count: %+v", r)
+	}
+	r = w.call(31, api.OpListPage, "", nil, 100, nil, nil, 1)
+	if page := r.result.([]any); !r.ok || len(page[1].([]any)) != 5 || page[1].([]any)[0].([]any)[1] != nil {
+		t.Fatalf("keys only: %+v", r)
+	}
+	wantWSError(t, w.call(32, api.OpListPage, "p/", nil, nil, "q"), api.CodeInvalidKey)
+	wantWSError(t, w.call(33, api.OpListPage, "p/", nil, nil, nil, nil, 3), api.CodeBadRequest)
+	wantWSError(t, w.call(34, api.OpListPage, "p/", nil, nil, nil, 1<<40), api.CodeBadRequest)
+}
