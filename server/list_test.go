@@ -305,9 +305,6 @@ const (
 // serving process's heap grows by less than 24 MiB: what one request
 // holds does not grow with the answer.
 func TestListStreamsWithBoundedMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("fills 200,000 keys")
-	}
 	store := newLocalStore(kv.WithMaxKeys(listMemoryKeys))
 	ctx := context.Background()
 	value := []byte(`"` + strings.Repeat("v", 98) + `"`)
