@@ -48,6 +48,13 @@ type Request struct {
 	// Fence fences a write: it is applied only if lock Fence.Lock is held
 	// with Fence.Token then (the zero value: no fence).
 	Fence Fence
+	// Limit is a list page's most items (0: the default); Start the key a
+	// page starts at (its prefix when empty); Revision the revision the
+	// page is read at (0: now); Mode what the page returns.
+	Limit    int64
+	Start    string
+	Revision int64
+	Mode     ListMode
 	// Bad, when set by DecodeRequests, says why the request is malformed;
 	// it is answered bad_request.
 	Bad string
@@ -67,6 +74,9 @@ type Response struct {
 	Item Item
 	// Items are the answer to a list.
 	Items []Item
+	// Page is the answer to a list page (Revision and Items are not
+	// used by it).
+	Page ListPage
 	// Status is the answer to a status request: the JSON of GET
 	// /v1/status.
 	Status []byte
@@ -207,6 +217,18 @@ func (r *reader) bin() ([]byte, error) {
 		b = []byte{}
 	}
 	return b, err
+}
+
+// bool reads true or false.
+func (r *reader) bool() (bool, error) {
+	c, err := r.d.PeekCode()
+	if err != nil {
+		return false, err
+	}
+	if c != msgpcode.True && c != msgpcode.False {
+		return false, r.skipWrong(c, "a boolean")
+	}
+	return r.d.DecodeBool()
 }
 
 // isNil consumes a nil if one is next.

@@ -139,6 +139,22 @@ func (r *reader) arg(req *Request, a argKind) error {
 		req.Fence, err = r.fence()
 	case argTask:
 		req.Task, err = r.str()
+	case argLimit:
+		req.Limit, err = r.positiveOrNil("limit")
+	case argStart:
+		var null bool
+		if null, err = r.isNil(); err == nil && !null {
+			req.Start, err = r.str()
+		}
+	case argRevision:
+		req.Revision, err = r.positiveOrNil("revision")
+	case argListMode:
+		var v int64
+		v, err = r.positiveOrNil("list mode")
+		if err == nil && v > int64(ListCountOnly) {
+			err = fmt.Errorf("%w: list mode %d, want 0 (items), 1 (keys only) or 2 (count only)", ErrField, v)
+		}
+		req.Mode = ListMode(v)
 	}
 	return err
 }

@@ -96,8 +96,51 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 		if null, err = r.isNil(); err == nil && !null {
 			resp.JSON, err = r.bin()
 		}
+	case resultPage:
+		resp.Page, err = r.page()
 	}
 	return resp, err
+}
+
+// page reads [revision, [item, ...], more, next?, count, ...].
+func (r *reader) page() (ListPage, error) {
+	var p ListPage
+	n, err := r.arrayAtLeast(5)
+	if err != nil {
+		return p, err
+	}
+	if p.Revision, err = r.int(); err != nil {
+		return p, err
+	}
+	count, err := r.arrayLen()
+	if err != nil {
+		return p, err
+	}
+	p.Items = make([]Item, count)
+	for i := range p.Items {
+		if p.Items[i], err = r.item(); err != nil {
+			return p, fmt.Errorf("item %d: %w", i, err)
+		}
+	}
+	if p.More, err = r.bool(); err != nil {
+		return p, err
+	}
+	null, err := r.isNil()
+	if err != nil {
+		return p, err
+	}
+	if !null {
+		if p.Next, err = r.str(); err != nil {
+			return p, err
+		}
+	}
+	if p.More && p.Next == "" {
+		return p, fmt.Errorf("%w: a page with more items names no next key", ErrField)
+	}
+	if p.Count, err = r.int(); err != nil {
+		return p, err
+	}
+	return p, r.skip(n - 5)
 }
 
 // lock reads [name, token, lease, value?, waiters, ...].
@@ -216,8 +259,8 @@ func (r *reader) leases() ([]Lease, error) {
 // Skip discards n values.
 func (fr *FrameReader) Skip(n int) error { return fr.r.skip(n) }
 
-// item reads [key, value, revision, createRevision, version, lease, ...]
-// (lease optional).
+// item reads [key, value?, revision, createRevision, version, lease, ...]
+// (lease optional; value nil in a keys-only list).
 func (r *reader) item() (Item, error) {
 	var it Item
 	n, err := r.arrayAtLeast(5)
@@ -227,8 +270,13 @@ func (r *reader) item() (Item, error) {
 	if it.Key, err = r.str(); err != nil {
 		return it, err
 	}
-	if it.Value, err = r.bin(); err != nil {
+	// A keys-only list page has no values.
+	if null, err := r.isNil(); err != nil {
 		return it, err
+	} else if !null {
+		if it.Value, err = r.bin(); err != nil {
+			return it, err
+		}
 	}
 	if it.Revision, err = r.int(); err != nil {
 		return it, err

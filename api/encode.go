@@ -188,6 +188,18 @@ func AppendArgs(b []byte, r *Request) ([]byte, int) {
 			b = appendPositiveOrNil(AppendStr(b, r.Fence.Lock), r.Fence.Token)
 		case argTask:
 			b = AppendStr(b, r.Task)
+		case argLimit:
+			b = appendPositiveOrNil(b, r.Limit)
+		case argStart:
+			if r.Start == "" {
+				b = AppendNil(b)
+				break
+			}
+			b = AppendStr(b, r.Start)
+		case argRevision:
+			b = appendPositiveOrNil(b, r.Revision)
+		case argListMode:
+			b = appendPositiveOrNil(b, int64(r.Mode))
 		}
 	}
 	return b, len(args)
@@ -243,6 +255,29 @@ func appendItem(b []byte, it *Item) []byte {
 	}
 	return b
 }
+
+// AppendPage appends a list page: [revision, [item, ...], more, next,
+// count], next nil when there is no more.
+func AppendPage(b []byte, p *ListPage) []byte {
+	b = AppendArrayHeader(b, 5)
+	b = AppendInt(b, p.Revision)
+	b = AppendArrayHeader(b, len(p.Items))
+	for i := range p.Items {
+		b = appendItem(b, &p.Items[i])
+	}
+	if p.More {
+		b = append(b, msgpcode.True)
+		b = AppendStr(b, p.Next)
+	} else {
+		b = append(b, msgpcode.False)
+		b = AppendNil(b)
+	}
+	return AppendInt(b, p.Count)
+}
+
+// ItemSize bounds the bytes appendItem takes for it beyond its key and
+// value, so that a server can bound a page by the frame limit.
+const ItemSize = 48
 
 // appendLease appends [id, ttlMs, remainingMs, keys]: remainingMs nil
 // when unknown, keys nil when there are none.
@@ -316,6 +351,8 @@ func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
 		b = AppendNil(b)
 	case resultJSON:
 		b = appendBinOrNil(b, r.JSON)
+	case resultPage:
+		b = AppendPage(b, &r.Page)
 	}
 	return b, nil
 }

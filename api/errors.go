@@ -266,6 +266,8 @@ func Sentinels(code string) []error {
 		return []error{ErrRequestExpired}
 	case CodeInvalidKey:
 		return []error{ErrInvalidKey}
+	case CodeCompacted:
+		return []error{ErrCompacted}
 	case CodeInvalidJSON:
 		return []error{ErrInvalidValue}
 	case CodeTooLarge:

@@ -41,6 +41,9 @@ const (
 	OpProclaim       Op = 24
 	OpResign         Op = 25
 	OpLeader         Op = 26
+	// OpListPage is one page of a list, read at one revision across
+	// pages; a list too large for one frame is read this way.
+	OpListPage Op = 30
 
 	// Task queues (40 to 59; 27 to 39 are kept for other operations).
 	// Their JSON arguments and results are the bodies of the HTTP queue
@@ -97,6 +100,10 @@ const (
 	argToken                          // a lock's fencing token (a positive int)
 	argFence                          // nil or [lock str, token uint]: fences a write
 	argTask                           // str: a task's id
+	argLimit                          // nil or a page's most items (a non-negative int; nil or 0: the default)
+	argStart                          // nil or str: the key a list page starts at
+	argRevision                       // nil or a revision to read at (a non-negative int; nil or 0: now)
+	argListMode                       // nil or 0 (items), 1 (keys only) or 2 (count only)
 )
 
 // trimmable reports whether an optional argument of kind a at the end of
@@ -119,6 +126,7 @@ const (
 	resultLock                           // [name, token, lease, value bin?, waiters]
 	resultNone                           // nil
 	resultJSON                           // nil or bin: the JSON of the HTTP route's answer (nil: 204)
+	resultPage                           // [revision, [item, ...], more, next?, count]
 )
 
 // schema is an operation's contract: its arguments (after id and op), how
@@ -169,6 +177,7 @@ var schemas = [opLast + 1]schema{
 	OpTaskGet:        {name: "get task", args: []argKind{argKey, argTask, argConsistency}, required: 2, result: resultJSON},
 	OpQueueStats:     {name: "queue stats", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
 	OpTaskList:       {name: "list tasks", args: []argKind{argKey, argFields, argConsistency}, required: 1, result: resultJSON},
+	OpListPage:       {name: "list page", args: []argKind{argPrefix, argConsistency, argLimit, argStart, argRevision, argListMode}, result: resultPage},
 }
 
 // Known reports whether this version of the protocol has op (the numbers
@@ -191,7 +200,7 @@ func (op Op) NeedsWriteAccess() bool {
 // op large: get, delete, list, get workflow and deregister node.
 func (op Op) KeyOnly() bool {
 	switch op {
-	case OpGet, OpDelete, OpList, OpWorkflowGet, OpNodeDeregister,
+	case OpGet, OpDelete, OpList, OpListPage, OpWorkflowGet, OpNodeDeregister,
 		OpLockAcquire, OpLockRelease, OpLockGet, OpResign, OpLeader:
 		return true
 	}

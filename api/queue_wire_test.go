@@ -38,8 +38,8 @@ func TestQueueRequests(t *testing.T) {
 		}
 	}
 	// A request for a number between the groups is unknown.
-	frame := AppendRequest(AppendFrameHeader(nil, 1), 1, Op(30), 0, nil)
+	frame := AppendRequest(AppendFrameHeader(nil, 1), 1, Op(31), 0, nil)
 	if got, err := DecodeRequests(frame, 1); err != nil || got[0].Bad == "" {
-		t.Fatalf("op 30: %+v, %v; want a bad request", got, err)
+		t.Fatalf("op 31: %+v, %v; want a bad request", got, err)
 	}
 }

@@ -27,6 +27,51 @@ type Item struct {
 	Lease LeaseID `json:"lease,omitempty"`
 }
 
+// ListPage is one page of a paged list: the items under a prefix from a
+// start key, in key order, all read at Revision.
+type ListPage struct {
+	// Items are the page's items; their values are nil in a keys-only
+	// list, and there are none in a count-only one.
+	Items []Item
+	// Revision is the revision the list is read at: the first page's
+	// revision, which every later page of the same list repeats.
+	Revision int64
+	// More reports that items follow; Next is then the key of the first
+	// of them, the start of the next page.
+	More bool
+	Next string
+	// Count is the number of items under the prefix from the start key,
+	// in a count-only list.
+	Count int64
+}
+
+// ListMode selects what a list returns.
+type ListMode uint8
+
+// List modes. Their values are part of the wire format.
+const (
+	// ListItems returns keys with their values (the default).
+	ListItems ListMode = 0
+	// ListKeysOnly returns items without values.
+	ListKeysOnly ListMode = 1
+	// ListCountOnly returns only how many items there are.
+	ListCountOnly ListMode = 2
+)
+
+// Paged list bounds, shared by server and clients.
+const (
+	// DefaultListLimit is the page size of a paged list that names none:
+	// the Go client's, the CLI's, and a /v1/ws list page's.
+	DefaultListLimit = 1000
+	// MaxListLimit bounds a page's items: a larger limit is lowered to it.
+	MaxListLimit = 10_000
+	// DefaultListPageBytes bounds the keys and values of a page (plus a
+	// small overhead per item): a page ends early, with More set, before
+	// an item that would take it past this. A page holds at least one
+	// item, so one value larger than the bound still makes a page.
+	DefaultListPageBytes = 4 << 20
+)
+
 // Consistency selects how a read is served.
 type Consistency int
 
@@ -274,13 +319,21 @@ type WatchEventData struct {
 // CompactedError is the ErrCompacted of a watch: the revision it needed
 // and the oldest one that can still be watched from.
 type CompactedError struct {
-	// Requested is the first revision the watch needed.
+	// Requested is the first revision the watch needed, or the revision
+	// a page of a list was asked at.
 	Requested int64
-	// Oldest is the oldest revision a watch can start from now.
+	// Oldest is the oldest revision a watch can start from now; for a
+	// list, the node's current revision, at which the list can start over.
 	Oldest int64
+	// List marks the error of a list page rather than a watch.
+	List bool
 }
 
 func (e *CompactedError) Error() string {
+	if e.List {
+		return fmt.Sprintf("kv: list at revision %d: %v (no view of it is kept and the range changed since); start over at revision %d",
+			e.Requested, ErrCompacted, e.Oldest)
+	}
 	return fmt.Sprintf("kv: watch from revision %d: %v; the oldest available is %d", e.Requested, ErrCompacted, e.Oldest)
 }
 

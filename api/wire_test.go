@@ -197,6 +197,9 @@ func TestResponseRoundTrip(t *testing.T) {
 			if op != OpQueueClaim { // a claim that found nothing: nil
 				want.JSON = []byte(`{"id":"t","epoch":9}`)
 			}
+		case resultPage:
+			keyOnly := Item{Key: "l", Revision: 4, CreateRevision: 4, Version: 1}
+			want.Page = ListPage{Revision: 9, Items: []Item{it, keyOnly}, More: true, Next: "m", Count: 0}
 		}
 		errAnswer := Response{ID: 5, Code: CodeTimeout, Message: "m"}
 		frame := AppendFrameHeader(nil, 2)
@@ -256,7 +259,7 @@ func TestOps(t *testing.T) {
 		if op.NeedsWriteAccess() != (writes[op] || op == OpLeaseKeepAlive || op == OpTaskHeartbeat) {
 			t.Errorf("%v: NeedsWriteAccess %v", op, op.NeedsWriteAccess())
 		}
-		if op.Known() != (op >= OpPut && op <= OpLeader || op >= OpQueueEnqueue && op <= OpTaskList) {
+		if op.Known() != (op >= OpPut && op <= OpLeader || op == OpListPage || op >= OpQueueEnqueue && op <= OpTaskList) {
 			t.Errorf("%v: Known %v", op, op.Known())
 		}
 		if op.Known() && schemas[op].name == "" {
@@ -297,6 +300,8 @@ func FuzzDecodeRequests(f *testing.F) {
 		{ID: 20, Op: OpPut, Key: "k", Value: []byte(`1`), ReqID: rid, Fence: Fence{Lock: "l", Token: 4}},
 		{ID: 22, Op: OpNodeRegister, Key: "n", TTLMs: 3000},
 		{ID: 21, Op: OpTxn, Ops: []TxnOp{{Type: TxnDelete, Key: "b"}}, Fence: Fence{Lock: "l", Token: 4}},
+		{ID: 23, Op: OpListPage, Key: "p/", Limit: 100, Start: "p/x", Revision: 77, Mode: ListKeysOnly},
+		{ID: 24, Op: OpListPage, Key: "p/", Consistency: Local, Mode: ListCountOnly},
 	}
 	frame := AppendFrameHeader(nil, len(seed))
 	for i := range seed {

@@ -77,18 +77,22 @@ func TestRoundTrips(t *testing.T) {
 		t.Fatalf("local Get = %+v, %v", it, err)
 	}
 
-	items, rev, err := c.List(ctx, "workflow:")
-	if err != nil {
-		t.Fatal(err)
+	var items []kv.Item
+	var rev int64
+	for p, err := range c.Pages(ctx, "workflow:") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, rev = append(items, p.Items...), p.Revision
 	}
 	if len(items) != 2 || items[0].Key != "workflow:a" || items[1].Key != "workflow:b" || rev < rev3 {
 		t.Fatalf("List = %+v at %d", items, rev)
 	}
-	all, _, err := c.List(ctx, "", WithConsistency(kv.Local))
+	all, err := collectList(c.List(ctx, "", WithConsistency(kv.Local)))
 	if err != nil || len(all) != 3 {
 		t.Fatalf("List all = %+v, %v", all, err)
 	}
-	none, _, err := c.List(ctx, "nothing:")
+	none, err := collectList(c.List(ctx, "nothing:"))
 	if err != nil || len(none) != 0 {
 		t.Fatalf("List none = %+v, %v", none, err)
 	}
@@ -145,7 +149,7 @@ func TestConcurrentCallsShareOneConnection(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	items, _, err := c.List(ctx, "worker/")
+	items, err := collectList(c.List(ctx, "worker/"))
 	if err != nil || len(items) != workers {
 		t.Fatalf("List = %d items, %v", len(items), err)
 	}

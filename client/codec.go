@@ -23,6 +23,7 @@ type response struct {
 	revision int64
 	item     api.Item
 	items    []api.Item
+	page     api.ListPage
 	status   api.Status
 	lease    api.Lease
 	leases   []api.Lease
@@ -45,7 +46,8 @@ func readPayload(r *api.FrameReader, op api.Op, kind uint64) (response, error) {
 	if kind == api.ResultError {
 		return response{err: &ServerError{Code: p.Code, Message: p.Message}}, nil
 	}
-	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases, lock: p.Lock, json: p.JSON}
+	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases, lock: p.Lock, json: p.JSON,
+		page: p.Page}
 	if op == api.OpStatus {
 		err = json.Unmarshal(p.Status, &resp.status)
 	}

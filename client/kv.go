@@ -4,15 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"iter"
 
 	"github.com/unrdf/consensus/api"
 )
 
-// ReadOption adjusts a read (Get, List).
+// ReadOption adjusts a read (Get, List and the other lists).
 type ReadOption func(*readOptions)
 
 type readOptions struct {
 	consistency api.Consistency
+	limit       int
+	keysOnly    bool
 }
 
 // WithConsistency selects how a read is served: kv.Linearizable (the
@@ -21,13 +25,27 @@ func WithConsistency(c api.Consistency) ReadOption {
 	return func(o *readOptions) { o.consistency = c }
 }
 
-func readConsistency(opts []ReadOption) api.Consistency {
+// WithLimit sets the page size of a list (List, Keys, Values, Pages): at
+// most n items a page (0: kv.DefaultListLimit; at most kv.MaxListLimit).
+// A page also ends before it would outgrow a frame.
+func WithLimit(n int) ReadOption {
+	return func(o *readOptions) { o.limit = max(0, min(n, api.MaxListLimit)) }
+}
+
+// KeysOnly makes a list (List, Pages) return its items without values.
+func KeysOnly() ReadOption {
+	return func(o *readOptions) { o.keysOnly = true }
+}
+
+func readOpts(opts []ReadOption) readOptions {
 	var o readOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return o.consistency
+	return o
 }
+
+func readConsistency(opts []ReadOption) api.Consistency { return readOpts(opts).consistency }
 
 // Put stores value, one JSON value, under key and returns the write's
 // revision.
@@ -97,27 +115,6 @@ func (c *Client) Update(ctx context.Context, key string, fn api.UpdateFunc) (int
 	}
 }
 
-// Keys returns the keys under prefix, sorted, and the revision read at.
-func (c *Client) Keys(ctx context.Context, prefix string, opts ...ReadOption) ([]string, int64, error) {
-	items, rev, err := c.List(ctx, prefix, opts...)
-	keys := make([]string, len(items))
-	for i := range items {
-		keys[i] = items[i].Key
-	}
-	return keys, rev, err
-}
-
-// Values returns the values under prefix, in key order, and the revision
-// read at.
-func (c *Client) Values(ctx context.Context, prefix string, opts ...ReadOption) ([]json.RawMessage, int64, error) {
-	items, rev, err := c.List(ctx, prefix, opts...)
-	values := make([]json.RawMessage, len(items))
-	for i := range items {
-		values[i] = items[i].Value
-	}
-	return values, rev, err
-}
-
 // Has reports whether key exists.
 func (c *Client) Has(ctx context.Context, key string, opts ...ReadOption) (bool, error) {
 	_, err := c.Get(ctx, key, opts...)
@@ -127,9 +124,103 @@ func (c *Client) Has(ctx context.Context, key string, opts ...ReadOption) (bool,
 	return err == nil, err
 }
 
-// List returns the items whose keys start with prefix, sorted by key, and
-// the revision they were read at. The empty prefix lists every key.
-func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) ([]api.Item, int64, error) {
-	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpList, Key: prefix, Consistency: readConsistency(opts)})
-	return resp.items, resp.revision, err
+// List returns an iterator over the items whose keys start with prefix,
+// in key order (the empty prefix lists every key). It reads them in pages
+// (WithLimit, default kv.DefaultListLimit items, each page within one
+// frame) at one revision, the first page's, so that a prefix of any size
+// is listed with one page in memory, and the items are those of one
+// point in time however long the iteration takes. An error ends the
+// iteration: ErrCompacted (a *kv.CompactedError) when the server no
+// longer keeps that revision's view and the rest of the list changed
+// since, after a long pause or a failover; start over. Pages gives the
+// revision.
+func (c *Client) List(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[api.Item, error] {
+	return func(yield func(api.Item, error) bool) {
+		for p, err := range c.Pages(ctx, prefix, opts...) {
+			if err != nil {
+				yield(api.Item{}, err)
+				return
+			}
+			for _, it := range p.Items {
+				if !yield(it, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Entries is List (the seed's entries).
+func (c *Client) Entries(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[api.Item, error] {
+	return c.List(ctx, prefix, opts...)
+}
+
+// Keys returns an iterator over the keys under prefix, in order, read as
+// List reads items but without their values.
+func (c *Client) Keys(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		for p, err := range c.Pages(ctx, prefix, append(opts, KeysOnly())...) {
+			if err != nil {
+				yield("", err)
+				return
+			}
+			for _, it := range p.Items {
+				if !yield(it.Key, nil) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// Values returns an iterator over the values under prefix, in key order,
+// read as List reads them.
+func (c *Client) Values(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[json.RawMessage, error] {
+	return func(yield func(json.RawMessage, error) bool) {
+		for it, err := range c.List(ctx, prefix, opts...) {
+			if !yield(it.Value, err) || err != nil {
+				return
+			}
+		}
+	}
+}
+
+// Pages returns an iterator over the pages of the list of prefix: each
+// page's Revision is the one every page is read at, and Next the key the
+// following page starts at. It ends after the page whose More is false,
+// or after yielding an error.
+func (c *Client) Pages(ctx context.Context, prefix string, opts ...ReadOption) iter.Seq2[api.ListPage, error] {
+	o := readOpts(opts)
+	mode := api.ListItems
+	if o.keysOnly {
+		mode = api.ListKeysOnly
+	}
+	return func(yield func(api.ListPage, error) bool) {
+		req := api.Request{Op: api.OpListPage, Key: prefix, Consistency: o.consistency, Limit: int64(o.limit), Mode: mode}
+		for {
+			resp, err := c.doRequest(ctx, &req)
+			if err != nil {
+				yield(api.ListPage{}, err)
+				return
+			}
+			p := resp.page
+			if p.More && p.Next <= req.Start {
+				// A server that does not move forward would loop forever.
+				yield(api.ListPage{}, fmt.Errorf("client: list %q: page at %q names %q next: %w", prefix, req.Start, p.Next, ErrUnavailable))
+				return
+			}
+			if !yield(p, nil) || !p.More {
+				return
+			}
+			req.Start, req.Revision = p.Next, p.Revision
+		}
+	}
+}
+
+// Count returns how many keys start with prefix, and the revision it
+// counted at.
+func (c *Client) Count(ctx context.Context, prefix string, opts ...ReadOption) (int64, int64, error) {
+	o := readOpts(opts)
+	resp, err := c.doRequest(ctx, &api.Request{Op: api.OpListPage, Key: prefix, Consistency: o.consistency, Mode: api.ListCountOnly})
+	return resp.page.Count, resp.page.Revision, err
 }

@@ -130,8 +130,8 @@ func TestClientStateOperations(t *testing.T) {
 	if _, err := c.Batch(ctx, []kv.Op{{Type: kv.OpDelete, Key: "missing"}}); !errors.Is(err, kv.ErrKeyNotFound) {
 		t.Fatal(err)
 	}
-	keys, _, _ := c.Keys(ctx, "")
-	values, _, _ := c.Values(ctx, "", WithConsistency(kv.Local))
+	keys, _ := collectList(c.Keys(ctx, ""))
+	values, _ := collectList(c.Values(ctx, "", WithConsistency(kv.Local)))
 	if len(keys) != 2 || len(values) != 2 || keys[0] != "a" {
 		t.Fatalf("keys %v values %s", keys, values)
 	}

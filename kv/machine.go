@@ -68,6 +68,9 @@ type Machine struct {
 	// hashes are the recent hashes of the state (hashcheck.go); not
 	// replicated state.
 	hashes stateHashes
+	// views are the views that paged lists read their later pages from
+	// (list.go).
+	views listViews
 }
 
 // Result is what Apply returns for a command: the revision the write was
@@ -140,6 +143,7 @@ func NewMachine(opts ...Option) *Machine {
 		tasks:         btree.NewG(btreeDegree, taskLess),
 		taskReady:     btree.NewG(btreeDegree, readyLess),
 		taskDone:      btree.NewG(btreeDegree, doneLess),
+		views:         listViews{max: DefaultListViews, ttl: DefaultListViewTTL},
 	}
 	for _, o := range opts {
 		o(m)

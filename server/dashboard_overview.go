@@ -318,8 +318,9 @@ type OverviewLock struct {
 
 // serveOverview answers GET /v1/overview from this node's state alone:
 // local reads, never waiting for a leader, so that a node cut off from the
-// cluster still shows what it knows. Counting workflows reads all of them
-// (O(workflows) per request); locks are bounded to the first 100 by name.
+// cluster still shows what it knows. Counting workflows walks them in a
+// frozen view, one at a time (O(workflows) time, constant memory); locks
+// are bounded to the first 100 by name.
 func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 	if _, ok := parseQuery(w, r); !ok {
 		return
@@ -332,21 +333,11 @@ func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	workflows, _, err := h.backend.Workflows(ctx, kv.Local)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	nodes, _, err := h.backend.Nodes(ctx, kv.Local)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
 	o := Overview{NodeID: st.NodeID, Time: time.Now(), Keys: stats.Keys, MaxKeys: stats.MaxKeys, Bytes: stats.Bytes,
-		Revision: stats.Revision, Workflows: map[string]int{}, WorkflowsTotal: len(workflows),
-		RegisteredNodes: len(nodes), Requests: h.requests.window(), Term: st.Term}
-	for _, wf := range workflows {
-		o.Workflows[wf.Status]++
+		Revision: stats.Revision, Workflows: map[string]int{}, Requests: h.requests.window(), Term: st.Term}
+	if err := h.countWorkflowsAndNodes(ctx, &o); err != nil {
+		h.fail(w, r, err)
+		return
 	}
 	if h.opts.Events != nil {
 		n := h.opts.Events.Elections()
@@ -385,4 +376,40 @@ func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.writeJSON(w, http.StatusOK, o)
+}
+
+// countWorkflowsAndNodes counts the workflows by status and the
+// registered nodes into o: from a frozen view, item by item, when the
+// backend is a ListBackend, so that the dashboard never holds a whole
+// prefix; else from the whole lists.
+func (h *apiHandler) countWorkflowsAndNodes(ctx context.Context, o *Overview) error {
+	if lb, ok := h.backend.(ListBackend); ok {
+		view, err := lb.ReadView(ctx, kv.Local)
+		if err != nil {
+			return err
+		}
+		view.Range(kv.WorkflowPrefix, "", func(it kv.Item) bool {
+			o.Workflows[api.StatusOf(it.Value)]++
+			o.WorkflowsTotal++
+			return true
+		})
+		view.Range(kv.NodePrefix, "", func(kv.Item) bool {
+			o.RegisteredNodes++
+			return true
+		})
+		return nil
+	}
+	workflows, _, err := h.backend.Workflows(ctx, kv.Local)
+	if err != nil {
+		return err
+	}
+	nodes, _, err := h.backend.Nodes(ctx, kv.Local)
+	if err != nil {
+		return err
+	}
+	o.WorkflowsTotal, o.RegisteredNodes = len(workflows), len(nodes)
+	for _, wf := range workflows {
+		o.Workflows[wf.Status]++
+	}
+	return nil
 }

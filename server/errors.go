@@ -68,6 +68,8 @@ var errorClasses = []errorClass{
 	{sentinels: []error{kv.ErrTaskNotDead}, status: http.StatusConflict, code: api.CodeTaskNotDead},
 	{sentinels: []error{kv.ErrInvalidBatch, kv.ErrInvalidRequestID, kv.ErrBadCommand}, status: http.StatusBadRequest, code: api.CodeBadRequest},
 	{sentinels: []error{kv.ErrInvalidKey}, status: http.StatusBadRequest, code: api.CodeInvalidKey},
+	{sentinels: []error{kv.ErrCompacted}, status: http.StatusGone, code: api.CodeCompacted},
+	{sentinels: []error{kv.ErrInvalidRevision}, status: http.StatusBadRequest, code: api.CodeBadRequest},
 	{sentinels: []error{kv.ErrInvalidValue}, status: http.StatusBadRequest, code: api.CodeInvalidJSON},
 	{sentinels: []error{kv.ErrValueTooLarge, consensus.ErrTooLarge}, status: http.StatusRequestEntityTooLarge, code: api.CodeTooLarge},
 	{sentinels: []error{consensus.ErrNoLeader}, status: http.StatusServiceUnavailable, code: api.CodeNoLeader},

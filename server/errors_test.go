@@ -17,7 +17,7 @@ func TestErrorClassesMatchAPI(t *testing.T) {
 	// Sentinels a client cannot tell apart: they map to codes that stand
 	// for a class of failure (bad_request, unavailable, canceled, timeout).
 	serverOnly := map[error]bool{kv.ErrInvalidBatch: true, kv.ErrInvalidRequestID: true, kv.ErrBadCommand: true,
-		consensus.ErrStopped: true, consensus.ErrStorageStalled: true, kv.ErrDiverged: true,
+		kv.ErrInvalidRevision: true, consensus.ErrStopped: true, consensus.ErrStorageStalled: true, kv.ErrDiverged: true,
 		context.Canceled: true, context.DeadlineExceeded: true}
 	for _, class := range errorClasses {
 		for _, s := range class.sentinels {

@@ -30,7 +30,9 @@ const ConsistencyHeader = "X-Consensus-Consistency"
 //	PUT    /v1/kv/{key}        store a JSON value; {"revision":n}
 //	GET    /v1/kv/{key}        read an item; ?consistency=linearizable|local
 //	DELETE /v1/kv/{key}        delete; {"revision":n}
-//	GET    /v1/kv?prefix=p     list items under a prefix; ?consistency=...
+//	GET    /v1/kv?prefix=p     list items under a prefix, streamed (JSON or
+//	                           NDJSON), or a page of them: ?limit=&next=&revision=,
+//	                           ?keysOnly=, ?countOnly= (list.go)
 //	POST   /v1/txn             all-or-nothing batch of puts and deletes
 //	/v1/workflows, /v1/workflows/{id}, /v1/workflows/{id}/stop, /v1/nodes,
 //	/v1/nodes/{id}, /v1/stats  workflows, application nodes, stats (workflows.go)
@@ -394,40 +396,6 @@ func (h *apiHandler) serveGet(w http.ResponseWriter, r *http.Request, key string
 	w.Header().Set(ConsistencyHeader, c.String())
 	w.Header().Set("ETag", etag(item.Revision))
 	h.writeJSON(w, http.StatusOK, item)
-}
-
-// listResponse is the body of a successful GET /v1/kv.
-type listResponse struct {
-	// Items is never nil, so that it encodes as [] rather than null.
-	Items    []kv.Item `json:"items"`
-	Revision int64     `json:"revision"`
-}
-
-func (h *apiHandler) serveList(w http.ResponseWriter, r *http.Request) {
-	query, ok := parseQuery(w, r)
-	if !ok {
-		return
-	}
-	c, ok := parseConsistency(w, query)
-	if !ok {
-		return
-	}
-	prefix, ok := h.prefixParam(w, query)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	defer cancel()
-	items, rev, err := h.backend.List(ctx, prefix, c)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if items == nil {
-		items = []kv.Item{}
-	}
-	w.Header().Set(ConsistencyHeader, c.String())
-	h.writeJSON(w, http.StatusOK, listResponse{Items: items, Revision: rev})
 }
 
 func (h *apiHandler) serveStatus(w http.ResponseWriter, r *http.Request) {

@@ -124,6 +124,28 @@ func (f *fakeBackend) Delete(ctx context.Context, key string) (int64, error) {
 	return f.rev, nil
 }
 
+// ListPage and ReadView read the fake's own items (not the embedded
+// Store's) through List, as the handler does for a Backend that is no
+// ListBackend.
+func (f *fakeBackend) ListPage(ctx context.Context, prefix string, c kv.Consistency, o kv.ListOptions) (kv.ListPage, error) {
+	items, rev, err := f.List(ctx, prefix, c)
+	if err != nil {
+		return kv.ListPage{}, err
+	}
+	if o.Revision != 0 && o.Revision != rev {
+		return kv.ListPage{}, &kv.CompactedError{Requested: o.Revision, Oldest: rev, List: true}
+	}
+	return kv.NewReadView(rev, items).Page(prefix, o), nil
+}
+
+func (f *fakeBackend) ReadView(ctx context.Context, c kv.Consistency) (*kv.ReadView, error) {
+	items, rev, err := f.List(ctx, "", c)
+	if err != nil {
+		return nil, err
+	}
+	return kv.NewReadView(rev, items), nil
+}
+
 func (f *fakeBackend) List(ctx context.Context, prefix string, c kv.Consistency) ([]kv.Item, int64, error) {
 	if err := f.enter(ctx); err != nil {
 		return nil, 0, err

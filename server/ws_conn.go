@@ -32,6 +32,11 @@ package server
 //	op 17 keep lease alive [id, 17, lease]                   result: lease
 //	op 18 lease time to live [id, 18, lease]                 result: lease with keys
 //	op 19 list leases     [id, 19, consistency?]             result: [lease, ...]
+//	op 30 list page       [id, 30, prefix?, consistency?, limit?, start?, revision?, mode?]
+//	                      result: [revision, [item, ...], more, next?, count]
+//
+// (a list too large for op 4's one frame is read in pages of op 30, each
+// within a frame, all at the first page's revision; list.go).
 //
 // with lease = [id, ttlMs, remainingMs?, keys?], and put's optional
 // [..., lease?, ttlMs?] after cond.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/unrdf/consensus"
@@ -42,6 +43,18 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	case api.OpList:
 		if msg := h.checkPrefix(req.Key); msg != "" {
 			return api.Response{}, invalidKey(msg)
+		}
+	case api.OpListPage:
+		if msg := h.checkPrefix(req.Key); msg != "" {
+			return api.Response{}, invalidKey(msg)
+		}
+		if req.Start != "" {
+			if msg := h.checkKey(req.Start); msg != "" {
+				return api.Response{}, invalidKey("start: " + msg)
+			}
+			if !strings.HasPrefix(req.Start, req.Key) {
+				return api.Response{}, invalidKey(fmt.Sprintf("start %q is not under the prefix %q", req.Start, req.Key))
+			}
 		}
 	case api.OpStatus, api.OpTxn, api.OpWorkflowList, api.OpNodeList,
 		api.OpLeaseGrant, api.OpLeaseRevoke, api.OpLeaseKeepAlive, api.OpLeaseTTL, api.OpLeaseList:
@@ -142,7 +155,10 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 			result.Revision, err = h.backend.Delete(ctx, req.Key)
 		}
 	case api.OpList:
-		result.Items, result.Revision, err = h.backend.List(ctx, req.Key, req.Consistency)
+		result.Items, result.Revision, err = h.wsList(ctx, req.Key, req.Consistency)
+	case api.OpListPage:
+		result.Page, err = h.listPage(ctx, req.Key, req.Consistency, kv.ListOptions{Limit: int(min(req.Limit, kv.MaxListLimit)),
+			MaxBytes: h.wsPageBytes(), Start: req.Start, Revision: req.Revision, Mode: req.Mode})
 	case api.OpTxn:
 		if len(req.Ops) == 0 || len(req.Ops) > kv.DefaultMaxBatchOps {
 			return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,

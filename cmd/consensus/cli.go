@@ -377,10 +377,12 @@ func (s *session) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// table writes rows under a header, in aligned columns.
+// table writes rows under a header (none when nil), in aligned columns.
 func (s *session) table(header []string, rows [][]string) error {
 	tw := tabwriter.NewWriter(s.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, strings.Join(header, "\t"))
+	if header != nil {
+		fmt.Fprintln(tw, strings.Join(header, "\t"))
+	}
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}

@@ -289,19 +289,23 @@ func (c *cli) kvDelCmd() *cobra.Command {
 	return cmd
 }
 
-// listResult is the JSON answer of kv list.
-type listResult struct {
-	Items    []kv.Item `json:"items"`
-	Revision int64     `json:"revision"`
-}
-
 func (c *cli) kvListCmd() *cobra.Command {
-	var read readOption
+	var (
+		read      readOption
+		limit     int
+		keysOnly  bool
+		countOnly bool
+	)
 	cmd := &cobra.Command{
 		Use:     "list [PREFIX]",
 		Aliases: []string{"ls"},
 		Short:   "list the keys under PREFIX (every key without one), with their values",
-		Args:    maxArgs("PREFIX"),
+		Long: `List the keys under PREFIX (every key without one), with their values, in key
+order. The list is read in pages at one revision (the first page's) and printed
+as it comes, so a prefix of any size lists in constant memory; a table is
+aligned page by page. --limit stops after that many keys (the JSON answer then
+says "more" and the "next" key to go on from).`,
+		Args: maxArgs("PREFIX"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt, err := read.option()
 			if err != nil {
@@ -311,30 +315,166 @@ func (c *cli) kvListCmd() *cobra.Command {
 			if len(args) == 1 {
 				prefix = args[0]
 			}
-			if err := checkKey(fmt.Sprintf("kv list %q", prefix), prefix); err != nil {
+			what := fmt.Sprintf("kv list %q", prefix)
+			if err := checkKey(what, prefix); err != nil {
 				return err
 			}
+			switch {
+			case limit < 0:
+				return usageErrorf("%s: --limit must be 0 (no limit) or more, not %d", what, limit)
+			case keysOnly && countOnly:
+				return usageErrorf("%s: give --keys-only or --count, not both", what)
+			}
 			return c.withClient(cmd, true, func(ctx context.Context, s *session) error {
-				items, rev, err := s.client.List(ctx, prefix, opt)
-				if err != nil {
-					return fail(fmt.Sprintf("kv list %q", prefix), err)
-				}
-				if s.json {
-					if items == nil {
-						items = []kv.Item{}
+				if countOnly {
+					n, rev, err := s.client.Count(ctx, prefix, opt)
+					if err != nil {
+						return fail(what, err)
 					}
-					return s.printJSON(listResult{Items: items, Revision: rev})
+					if s.json {
+						return s.printJSON(struct {
+							Count    int64 `json:"count"`
+							Revision int64 `json:"revision"`
+						}{n, rev})
+					}
+					_, err = fmt.Fprintln(s.stdout, n)
+					return err
 				}
-				rows := make([][]string, len(items))
-				for i, it := range items {
-					rows[i] = itemRow(it)
+				lp := newListPrinter(s, keysOnly)
+				opts := []client.ReadOption{opt}
+				if limit > 0 {
+					opts = append(opts, client.WithLimit(min(limit, kv.DefaultListLimit)))
 				}
-				return s.table(itemHeader, rows)
+				if keysOnly {
+					opts = append(opts, client.KeysOnly())
+				}
+				for p, err := range s.client.Pages(ctx, prefix, opts...) {
+					if err != nil {
+						return fail(what, err)
+					}
+					if limit > 0 && lp.printed+len(p.Items) >= limit {
+						rest := limit - lp.printed
+						if rest < len(p.Items) {
+							p.More, p.Next = true, p.Items[rest].Key
+						}
+						p.Items = p.Items[:rest]
+						if err := lp.page(p); err != nil {
+							return err
+						}
+						return lp.end(p)
+					}
+					if err := lp.page(p); err != nil {
+						return err
+					}
+					if !p.More {
+						return lp.end(p)
+					}
+				}
+				return nil
 			})
 		},
 	}
 	read.add(cmd)
+	cmd.Flags().IntVar(&limit, "limit", 0, "list at most this many keys (0: all)")
+	cmd.Flags().BoolVar(&keysOnly, "keys-only", false, "list the keys without their values")
+	cmd.Flags().BoolVar(&countOnly, "count", false, "print only how many keys there are")
 	return cmd
+}
+
+// listPrinter prints kv list's pages as they come: a table aligned page by
+// page, keys one a line, or the JSON object {"items":[...],"revision":n}
+// (with "more" and "next" when --limit cut it short) written item by item.
+type listPrinter struct {
+	s        *session
+	keysOnly bool
+	printed  int
+	buf      bytes.Buffer
+	enc      *json.Encoder
+}
+
+// listKey is an item of kv list --keys-only -o json.
+type listKey struct {
+	Key            string     `json:"key"`
+	Revision       int64      `json:"revision"`
+	CreateRevision int64      `json:"createRevision"`
+	Version        int64      `json:"version"`
+	Lease          kv.LeaseID `json:"lease,omitempty"`
+}
+
+func newListPrinter(s *session, keysOnly bool) *listPrinter {
+	lp := &listPrinter{s: s, keysOnly: keysOnly}
+	lp.enc = json.NewEncoder(&lp.buf)
+	lp.enc.SetEscapeHTML(false)
+	lp.enc.SetIndent("    ", "  ")
+	return lp
+}
+
+func (lp *listPrinter) page(p kv.ListPage) error {
+	s := lp.s
+	switch {
+	case s.json:
+		lp.buf.Reset()
+		for i := range p.Items {
+			if lp.printed == 0 {
+				lp.buf.WriteString("{\n  \"items\": [\n    ")
+			} else {
+				lp.buf.WriteString(",\n    ")
+			}
+			var v any = p.Items[i]
+			if lp.keysOnly {
+				it := &p.Items[i]
+				v = listKey{Key: it.Key, Revision: it.Revision, CreateRevision: it.CreateRevision, Version: it.Version, Lease: it.Lease}
+			}
+			if err := lp.enc.Encode(v); err != nil {
+				return err
+			}
+			lp.buf.Truncate(lp.buf.Len() - 1) // the encoder's newline
+			lp.printed++
+		}
+		_, err := s.stdout.Write(lp.buf.Bytes())
+		return err
+	case lp.keysOnly:
+		lp.buf.Reset()
+		for _, it := range p.Items {
+			lp.buf.WriteString(keyCell(it.Key) + "\n")
+		}
+		lp.printed += len(p.Items)
+		_, err := s.stdout.Write(lp.buf.Bytes())
+		return err
+	}
+	rows := make([][]string, len(p.Items))
+	for i, it := range p.Items {
+		rows[i] = itemRow(it)
+	}
+	var err error
+	if lp.printed == 0 {
+		err = s.table(itemHeader, rows)
+	} else {
+		err = s.table(nil, rows)
+	}
+	lp.printed += len(p.Items)
+	return err
+}
+
+// end finishes the output after the last page printed, p.
+func (lp *listPrinter) end(p kv.ListPage) error {
+	if !lp.s.json {
+		return nil
+	}
+	lp.buf.Reset()
+	if lp.printed == 0 {
+		lp.buf.WriteString("{\n  \"items\": [],\n")
+	} else {
+		lp.buf.WriteString("\n  ],\n")
+	}
+	fmt.Fprintf(&lp.buf, "  \"revision\": %d", p.Revision)
+	if p.More {
+		next, _ := json.Marshal(p.Next)
+		fmt.Fprintf(&lp.buf, ",\n  \"more\": true,\n  \"next\": %s", next)
+	}
+	lp.buf.WriteString("\n}\n")
+	_, err := lp.s.stdout.Write(lp.buf.Bytes())
+	return err
 }
 
 // watchEvent is one line of kv watch's JSON output.

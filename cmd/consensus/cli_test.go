@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/internal/testcluster"
@@ -206,6 +207,15 @@ func TestCLIKV(t *testing.T) {
 	tr.step(exitOK, "", "kv", "list", "workflow:", "-o", "json")
 	tr.step(exitOK, "", "kv", "list", "nothing-here")
 	tr.step(exitOK, "", "kv", "list", "nothing-here", "-o", "json")
+	tr.step(exitOK, "", "kv", "list", "--limit", "2")
+	tr.step(exitOK, "", "kv", "list", "--limit", "2", "-o", "json")
+	tr.step(exitOK, "", "kv", "list", "--limit", "5", "-o", "json")
+	tr.step(exitOK, "", "kv", "list", "--keys-only")
+	tr.step(exitOK, "", "kv", "list", "workflow:", "--keys-only", "-o", "json")
+	tr.step(exitOK, "", "kv", "list", "--count")
+	tr.step(exitOK, "", "kv", "list", "nothing-here", "--count", "-o", "json")
+	tr.step(exitUsage, "", "kv", "list", "--limit", "-1")
+	tr.step(exitUsage, "", "kv", "list", "--keys-only", "--count")
 
 	tr.step(exitPrecondition, "", "kv", "del", "greeting", "--if-revision", "1")
 	tr.step(exitOK, "", "kv", "del", "greeting", "--if-revision", "2")
@@ -763,5 +773,64 @@ func TestTableEscapes(t *testing.T) {
 	}
 	if got != string(want) {
 		t.Errorf("output differs from %s (go test -run TestTableEscapes -update rewrites it)\n--- got:\n%s\n--- want:\n%s", path, got, want)
+	}
+}
+
+// TestCLIListLargerThanAFrame lists a prefix whose answer is many /v1/ws
+// frames long (the servers' frames are cut to 64 KiB): every key comes
+// out once, in order, as a table, as JSON and counted.
+func TestCLIListLargerThanAFrame(t *testing.T) {
+	tc := startTestCluster(t, func(c *server.Config) {
+		c.HTTP.WSMaxFrameBytes = 64 << 10
+		c.HTTP.MaxBodyBytes = 1 << 10
+	})
+	t.Setenv(envEndpoints, strings.Join(tc.HTTPAddrs, ","))
+	t.Setenv(envToken, "")
+	c, err := client.New(client.Config{Endpoints: tc.Endpoints()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 3000
+	value := []byte(`"` + strings.Repeat("v", 90) + `"`)
+	for b := 0; b < n; b += 500 {
+		var ops []kv.Op
+		for i := b; i < b+500; i++ {
+			ops = append(ops, kv.Op{Type: kv.OpPut, Key: fmt.Sprintf("big/%05d", i), Value: value})
+		}
+		if _, err := c.Batch(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := runCLI(ctx, "", "kv", "list", "big/", "-o", "json")
+	var out struct {
+		Items    []kv.Item `json:"items"`
+		Revision int64     `json:"revision"`
+		More     bool      `json:"more"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); r.code != 0 || err != nil {
+		t.Fatalf("exit %d, %v: %.300s %s", r.code, err, r.stdout, r.stderr)
+	}
+	if len(out.Items) != n || out.More || out.Revision == 0 {
+		t.Fatalf("listed %d items (more %v)", len(out.Items), out.More)
+	}
+	for i, it := range out.Items {
+		if it.Key != fmt.Sprintf("big/%05d", i) {
+			t.Fatalf("item %d is %q", i, it.Key)
+		}
+	}
+	r = runCLI(ctx, "", "kv", "list", "big/")
+	if lines := strings.Count(r.stdout, "\n"); r.code != 0 || lines != n+1 {
+		t.Fatalf("table: exit %d, %d lines, want %d", r.code, lines, n+1)
+	}
+	r = runCLI(ctx, "", "kv", "list", "big/", "--keys-only")
+	if lines := strings.Count(r.stdout, "\n"); r.code != 0 || lines != n {
+		t.Fatalf("keys: exit %d, %d lines, want %d", r.code, lines, n)
+	}
+	r = runCLI(ctx, "", "kv", "list", "big/", "--count")
+	if r.code != 0 || r.stdout != fmt.Sprintf("%d\n", n) {
+		t.Fatalf("count: exit %d, %q", r.code, r.stdout)
 	}
 }

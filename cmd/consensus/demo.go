@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"os/signal"
 	"sync"
@@ -329,7 +330,7 @@ func demoThreeNodes(ctx context.Context, d *demo) error {
 	if err != nil {
 		return err
 	}
-	items, _, err := dc.List(ctx, "tasks/", client.WithConsistency(kv.Local))
+	items, err := collectItems(dc.List(ctx, "tasks/", client.WithConsistency(kv.Local)))
 	if err != nil {
 		return fmt.Errorf("local list on %s: %w", d.id(down), err)
 	}
@@ -338,4 +339,16 @@ func demoThreeNodes(ctx context.Context, d *demo) error {
 	}
 	d.say("%s holds all %d keys written while it was down (a local read of its own state, up to revision %d)", d.id(down), tasks, last)
 	return nil
+}
+
+// collectItems gathers a list's items, for the demos' small prefixes.
+func collectItems(seq iter.Seq2[kv.Item, error]) ([]kv.Item, error) {
+	var items []kv.Item
+	for it, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, it)
+	}
+	return items, nil
 }

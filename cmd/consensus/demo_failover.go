@@ -184,7 +184,7 @@ func demoFailover(ctx context.Context, d *demo) error {
 		if err != nil {
 			return err
 		}
-		items, _, err := c.List(ctx, "orders/", client.WithConsistency(kv.Local))
+		items, err := collectItems(c.List(ctx, "orders/", client.WithConsistency(kv.Local)))
 		if err != nil {
 			return fmt.Errorf("local list on %s: %w", d.id(i), err)
 		}

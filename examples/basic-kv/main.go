@@ -91,9 +91,15 @@ func run(endpoints string) error {
 			return fmt.Errorf("put: %w", err)
 		}
 	}
-	items, listRev, err := c.List(ctx, prefix+"colors/")
-	if err != nil {
-		return fmt.Errorf("list: %w", err)
+	// A list is read in pages at one revision (the first page's); List
+	// iterates the items, Pages the pages with their revision.
+	var items []kv.Item
+	var listRev int64
+	for page, err := range c.Pages(ctx, prefix+"colors/") {
+		if err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		items, listRev = append(items, page.Items...), page.Revision
 	}
 	fmt.Printf("listed %d keys under %scolors/ at revision %d:\n", len(items), prefix, listRev)
 	for _, it := range items {

@@ -112,18 +112,17 @@ func run(endpoints string) error {
 	fmt.Printf("retried on fresh revisions: alice %s, bob %s at revision %d\n", a3.Value, b3.Value, rev)
 
 	// Clean up in one batch too: deletes are all or nothing as well.
-	keys, _, err := c.Keys(ctx, prefix)
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	ops := make([]kv.Op, len(keys))
-	for i, k := range keys {
-		ops[i] = kv.Op{Type: kv.OpDelete, Key: k}
+	var ops []kv.Op
+	for k, err := range c.Keys(ctx, prefix) {
+		if err != nil {
+			return fmt.Errorf("keys: %w", err)
+		}
+		ops = append(ops, kv.Op{Type: kv.OpDelete, Key: k})
 	}
 	if _, err := c.Batch(ctx, ops); err != nil {
 		return fmt.Errorf("clean up: %w", err)
 	}
-	fmt.Printf("deleted the %d keys in one batch; done\n", len(keys))
+	fmt.Printf("deleted the %d keys in one batch; done\n", len(ops))
 	return nil
 }
 

@@ -85,14 +85,19 @@ func (r registry) heartbeat(ctx context.Context, id string, calls *atomic.Int64)
 }
 
 func (r registry) list(ctx context.Context) ([]store, int64, error) {
-	items, rev, err := r.c.List(ctx, r.prefix)
-	if err != nil {
-		return nil, 0, err
-	}
-	out := make([]store, len(items))
-	for i, it := range items {
-		if err := json.Unmarshal(it.Value, &out[i]); err != nil {
-			return nil, 0, fmt.Errorf("%s: %w", it.Key, err)
+	var out []store
+	var rev int64
+	for page, err := range r.c.Pages(ctx, r.prefix) {
+		if err != nil {
+			return nil, 0, err
+		}
+		rev = page.Revision
+		for _, it := range page.Items {
+			var s store
+			if err := json.Unmarshal(it.Value, &s); err != nil {
+				return nil, 0, fmt.Errorf("%s: %w", it.Key, err)
+			}
+			out = append(out, s)
 		}
 	}
 	return out, rev, nil

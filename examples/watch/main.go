@@ -116,9 +116,12 @@ func run(endpoints string) error {
 	}
 	fmt.Printf("saw all %d changes, in revision order, none missed or repeated\n", len(seen))
 
-	keys, _, err := c.Keys(ctx, prefix)
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
+	var keys []string
+	for k, err := range c.Keys(ctx, prefix) {
+		if err != nil {
+			return fmt.Errorf("keys: %w", err)
+		}
+		keys = append(keys, k)
 	}
 	for _, k := range keys {
 		if _, err := c.Delete(ctx, k); err != nil {
