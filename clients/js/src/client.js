@@ -73,7 +73,7 @@ function sleep(ms, signal) {
  * or more past the oldest whose outcome is unsettled: the cluster forgets
  * older ones and would refuse a retry of it as request_expired.
  */
-class SeqWindow {
+export class SeqWindow {
   constructor(limit) {
     this.limit = limit;
     this.next = 0;

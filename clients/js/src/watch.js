@@ -90,7 +90,30 @@ export class Watcher extends Emitter {
     if (this.client.opts.token) headers.Authorization = `Bearer ${this.client.opts.token}`;
     if (this.progress >= 0) headers['Last-Event-ID'] = String(this.progress);
     const url = `${ep.http}/v1/watch?${q}`;
-    const res = await fetch(url, { headers, signal: this.abort.signal });
+    // This stream's own signal: aborted by close(), by a member that does
+    // not answer within the request timeout, and when the stream is left.
+    const streamAbort = new AbortController();
+    const onClose = () => streamAbort.abort();
+    this.abort.signal.addEventListener('abort', onClose, { once: true });
+    try {
+      return await this.#read(ep, url, headers, streamAbort);
+    } finally {
+      this.abort.signal.removeEventListener('abort', onClose);
+      streamAbort.abort();
+    }
+  }
+
+  async #read(ep, url, headers, streamAbort) {
+    const ms = this.client.opts.requestTimeout;
+    const timer = setTimeout(() => streamAbort.abort(), ms);
+    let res;
+    try {
+      res = await fetch(url, { headers, signal: streamAbort.signal });
+    } catch (e) {
+      throw new ConsensusError('unavailable', `watch ${url}: ${this.closed ? 'closed' : e.message}`, { endpoint: ep.http, cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
     if (!res.ok) {
       let body;
       try { body = JSON.parse(await res.text()); } catch { body = undefined; }

@@ -74,7 +74,9 @@ export async function waitFor(what, cond, ms = 15000, every = 25) {
 }
 
 export class Cluster {
-  constructor(n = 3) {
+  /** extraArgs are added to every member's `consensus serve` flags. */
+  constructor(n = 3, extraArgs = []) {
+    this.extraArgs = extraArgs;
     this.ids = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     this.peer = {};
     this.http = {};
@@ -98,7 +100,7 @@ export class Cluster {
   startMember(id, bin = binary()) {
     const peers = this.ids.map((p) => `${p}=${this.peer[p]}`).join(',');
     const p = spawn(bin, ['serve', '--id', id, '--listen', this.peer[id], '--http', this.http[id],
-      '--peers', peers, '--data', join(this.root, id), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      '--peers', peers, '--data', join(this.root, id), '--log-level', 'info', ...this.extraArgs], { stdio: ['ignore', 'pipe', 'pipe'] });
     this.logs[id] = '';
     const keep = (b) => { this.logs[id] = (this.logs[id] + b).slice(-20000); };
     p.stdout.on('data', keep);

@@ -15,6 +15,18 @@ after(async (t) => {
   await cluster?.stop();
 });
 
+test('leader routing: calls move to the leader\'s endpoint', async () => {
+  const leader = await cluster.waitLeader();
+  const order = [...cluster.ids.filter((id) => id !== leader), leader];
+  const client = createClient({ endpoints: order.map((id) => cluster.http[id]), leaderRefresh: 20 });
+  try {
+    assert.equal((await client.status()).isLeader, false, 'the first call goes to the first endpoint, a follower');
+    await waitFor('a call served by the leader', async () => (await client.status()).isLeader);
+  } finally {
+    client.close();
+  }
+});
+
 test('a write lost with its connection is retried with the same request id and applied once', async () => {
   // A proxy in front of one member forwards the first put, then drops the
   // connection before its answer reaches the client.

@@ -7,7 +7,8 @@ let cluster;
 let state;
 
 before(async () => {
-  cluster = await new Cluster(3).start();
+  // A low snapshot threshold, so that a test can see snapshot_created.
+  cluster = await new Cluster(3, ['--snapshot-threshold', '50']).start();
   state = createDistributedStateMachine({ endpoints: cluster.endpoints, requestTimeout: 5000 });
   await state.initialize();
 });
@@ -120,4 +121,20 @@ test('bad input is a typed error, not a crash', async () => {
   // A value over the server's limit (1 MiB) is refused by the server, and the connection stays up.
   await assert.rejects(state.set('big', 'x'.repeat((1 << 20) + 10)), (e) => e.code === 'too_large');
   assert.equal(await state.set('after-big', 1) > 0, true);
+});
+
+test('snapshot_created reports the member\'s snapshots', async () => {
+  const watcher = createDistributedStateMachine({ endpoints: cluster.endpoints, pollInterval: 50 });
+  await watcher.initialize();
+  const snapshots = [];
+  watcher.on('snapshot_created', (e) => snapshots.push(e));
+  try {
+    // More than the threshold's worth of entries, sent concurrently.
+    await Promise.all(Array.from({ length: 120 }, (_, i) => state.set(`snap:${i}`, i)));
+    await waitFor('a snapshot_created event', () => snapshots.length > 0);
+    const s = snapshots[0];
+    assert.ok(s.index > 0 && s.stateSize > 0 && typeof s.snapshotId === 'string' && s.nodeId, JSON.stringify(s));
+  } finally {
+    await watcher.shutdown();
+  }
 });
