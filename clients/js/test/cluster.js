@@ -74,9 +74,13 @@ export async function waitFor(what, cond, ms = 15000, every = 25) {
 }
 
 export class Cluster {
-  /** extraArgs are added to every member's `consensus serve` flags. */
-  constructor(n = 3, extraArgs = []) {
+  /**
+   * extraArgs are added to every member's `consensus serve` flags; token
+   * is the one the harness's own status requests carry.
+   */
+  constructor(n = 3, extraArgs = [], { token } = {}) {
     this.extraArgs = extraArgs;
+    this.token = token;
     this.ids = Array.from({ length: n }, (_, i) => `node-${i + 1}`);
     this.peer = {};
     this.http = {};
@@ -116,7 +120,8 @@ export class Cluster {
   }
 
   async status(id) {
-    const res = await fetch(`http://${this.http[id]}/v1/status`, { signal: AbortSignal.timeout(1000) });
+    const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    const res = await fetch(`http://${this.http[id]}/v1/status`, { headers, signal: AbortSignal.timeout(1000) });
     return res.json();
   }
 
