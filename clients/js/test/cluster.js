@@ -2,7 +2,7 @@
 // binary is $CONSENSUS_BIN, or built from this repository once per run.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -157,4 +157,3 @@ export class Cluster {
   }
 }
 
-export { existsSync };

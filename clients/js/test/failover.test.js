@@ -11,7 +11,7 @@ before(async () => {
   cluster = await new Cluster(3).start();
 });
 
-after(async (t) => {
+after(async () => {
   await cluster?.stop();
 });
 
