@@ -5,7 +5,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 20000x
 DURATION ?= 5m
 
-.PHONY: all build test test-short vet lint fuzz soak run clean bench-etcd
+.PHONY: all build test test-js test-short vet lint fuzz soak run clean bench-etcd
 
 all: build
 
@@ -16,6 +16,14 @@ build:
 test: vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	cd bench/etcd && $(GO) vet ./... && $(GO) test -count=1 ./...
+	$(MAKE) test-js
+
+## test-js: the JavaScript client's tests (clients/js, Node 20+) against
+## 3-member clusters of bin/consensus; installs its packages from the
+## committed lockfile (npm ci) when clients/js/node_modules is missing.
+test-js: build
+	cd clients/js && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && \
+	  CONSENSUS_BIN=$(CURDIR)/bin/consensus npm test
 
 ## test-short: skip the multi-process tests.
 test-short:
