@@ -24,6 +24,9 @@ const MAX_BACKOFF = 1000;
 const LEADER_AVOID = 10000;
 // The sequence numbers the cluster remembers per client (api.DefaultSessionWindow).
 const SESSION_WINDOW = 256;
+// LIST_PAGE is how many items a list asks for per page (the server caps
+// pages at its frame limit too).
+const LIST_PAGE = 1000;
 
 /** endpointURLs turns "host:port", "http(s)://host:port" or a ws(s) URL into its URLs. */
 export function endpointURLs(raw) {
@@ -365,11 +368,23 @@ export class Client {
 
   /**
    * list returns { revision, items } for the keys under prefix, sorted.
-   * It is the one place that reads a list, so that moving to a paged list
-   * changes only this method.
+   * It reads the list in pages (operation 30, docs/PROTOCOL.md), every
+   * page at the first page's revision, so a list larger than one frame
+   * is read whole; a page the server can no longer read at that revision
+   * fails with `compacted` (read the list again).
    */
   async list(prefix = '', { consistency } = {}) {
-    return decodeList(await this.call(Op.list, [prefix, consistencyArg(consistency)]));
+    const items = [];
+    let revision = 0;
+    let start = null;
+    for (;;) {
+      const page = await this.call(Op.listPage,
+        [prefix, consistencyArg(consistency), LIST_PAGE, start, revision > 0 ? uint(revision) : null, 0]);
+      if (revision === 0) revision = Number(page[0]);
+      for (const it of page[1] ?? []) items.push(decodeItem(it));
+      if (!page[2]) return { revision, items };
+      start = String(page[3]);
+    }
   }
 
   /** status is the JSON GET /v1/status answers, of the node serving the call. */

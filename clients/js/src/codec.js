@@ -20,6 +20,7 @@ export const Op = Object.freeze({
   registerNode: 12,
   deregisterNode: 13,
   listNodes: 14,
+  listPage: 30,
 });
 
 /** Operations that change the state: they carry a request id. */

@@ -89,6 +89,27 @@ test('keys, values, entries list in key order, with a prefix', async () => {
   assert.ok(stats.keys >= 3 && stats.stateSize === stats.keys, JSON.stringify(stats));
 });
 
+test('a list larger than one frame is read whole, in pages at one revision', async () => {
+  // 2,500 values of 2 kB: 5 MB, more than a 4 MiB frame (operation 4
+  // would answer too_large), read as pages (operation 30).
+  const pad = 'x'.repeat(2000);
+  for (let b = 0; b < 5; b++) {
+    const changes = [];
+    for (let i = b * 500; i < (b + 1) * 500; i++) {
+      changes.push({ key: `paged:${String(i).padStart(5, '0')}`, value: { i, pad } });
+    }
+    await state.batchUpdate(changes);
+  }
+  const keys = await state.keys('paged:');
+  assert.equal(keys.length, 2500);
+  assert.equal(keys[0], 'paged:00000');
+  assert.equal(keys[2499], 'paged:02499');
+  assert.ok(keys.every((k, i) => i === 0 || keys[i - 1] < k), 'in key order, each once');
+  const values = await state.values('paged:');
+  assert.equal(values.length, 2500);
+  assert.equal(values[1234].i, 1234);
+});
+
 test('state_changed reports every write after initialize, in order', async () => {
   const seen = [];
   const listener = (e) => { if (e.key.startsWith('events:')) seen.push(e); };
