@@ -79,6 +79,18 @@ var examples = []struct {
 		`^deregistered store-2; registered now: store-1, store-3$`,
 		`^deregistered the rest; done$`,
 	}},
+	{"locks", []string{
+		`^worker a holds lease [0-9a-f]+, worker b lease [0-9a-f]+ \(time to live 3s, kept alive in the background\)$`,
+		`^worker a holds examples/locks/[0-9a-f]{8}/report with fencing token \d+$`,
+		`^worker b tried the lock once: locked$`,
+		`^worker a's lease is gone; worker b now holds the lock with token \d+ \(> \d+\)$`,
+		`^worker a's late write with token \d+ was refused: fenced$`,
+		`^examples/locks/[0-9a-f]{8}/report-data = \{"by":"b","part":2\}: only the holder's writes$`,
+		`^observer: the leader is \{"host":"b"\} \(token \d+\)$`,
+		`^worker b resigned$`,
+		`^observer: the leader is \{"host":"a"\} \(token \d+\)$`,
+		`^cleaned up; done$`,
+	}},
 }
 
 // TestExamples builds every example and runs it against a 3-node
