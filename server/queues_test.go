@@ -295,7 +295,7 @@ func TestQueuesOverWS(t *testing.T) {
 	if r := w.call(uint64(11), api.OpTaskGet, "ws", "nope"); r.ok || r.code != api.CodeTaskNotFound {
 		t.Fatalf("get of an unknown task: %+v", r)
 	}
-	if r := w.call(uint64(12), api.Op(30)); r.ok || r.code != api.CodeBadRequest {
-		t.Fatalf("op 30: %+v", r)
+	if r := w.call(uint64(12), api.Op(31)); r.ok || r.code != api.CodeBadRequest {
+		t.Fatalf("op 31 (between the groups of operations): %+v", r)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -41,8 +42,15 @@ func queueReplacer(tc *testcluster.Cluster, epochs ...int64) *strings.Replacer {
 	for i, id := range tc.IDs {
 		pairs = append(pairs, tc.HTTPAddrs[i], "<"+id+"-http>", tc.PeerAddrs[i], "<"+id+"-peer>")
 	}
-	for i, e := range epochs {
-		pairs = append(pairs, epochArg(e), "<epoch"+strconv.Itoa(i+1)+">")
+	// Longest first: a Replacer tries its pairs in order at each position,
+	// and "+10" must not take the start of "+1010".
+	order := make([]int, len(epochs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return len(epochArg(epochs[order[a]])) > len(epochArg(epochs[order[b]])) })
+	for _, i := range order {
+		pairs = append(pairs, epochArg(epochs[i]), "<epoch"+strconv.Itoa(i+1)+">")
 	}
 	return strings.NewReplacer(pairs...)
 }
