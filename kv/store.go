@@ -38,6 +38,30 @@ type Store struct {
 	lessor  *Lessor // UseLessor
 	// diverged, when set, is what every read answers (SetDiverged).
 	diverged atomic.Pointer[error]
+	// clock, when set, is the wall clock queue writes carry (UseClock).
+	clock atomic.Pointer[func() time.Time]
+}
+
+// IsLeader reports whether this store's node leads (false when the node
+// cannot say).
+func (s *Store) IsLeader() bool {
+	if n, ok := s.node.(interface{ IsLeader() bool }); ok {
+		return n.IsLeader()
+	}
+	return s.node.Status().IsLeader
+}
+
+// UseClock makes the queue writes of this store carry now's time instead
+// of the system clock's: for tests and simulations of a node whose clock
+// is off.
+func (s *Store) UseClock(now func() time.Time) { s.clock.Store(&now) }
+
+// now is the wall clock queue writes carry.
+func (s *Store) now() time.Time {
+	if p := s.clock.Load(); p != nil {
+		return (*p)()
+	}
+	return time.Now()
 }
 
 // NewStore returns a Store that proposes through node and reads machine,

@@ -51,7 +51,7 @@ func (s *Store) Enqueue(ctx context.Context, queue string, data []byte, o Enqueu
 	if o.MaxAttempts < 0 || o.MaxAttempts > api.MaxTaskAttempts {
 		return "", 0, fail(ErrBadCommand, "maxAttempts %d, want 1 to %d", o.MaxAttempts, api.MaxTaskAttempts)
 	}
-	now := time.Now().UnixMilli()
+	now := s.now().UnixMilli()
 	c := command{Op: opTaskEnqueue, Key: queue, Task: o.ID, Value: data, At: now, Attempts: o.MaxAttempts, Workflow: o.Workflow}
 	switch {
 	case !o.RunAt.IsZero() && o.Delay != 0:
@@ -132,12 +132,12 @@ func (s *Store) Claim(ctx context.Context, queue, worker string, ttl, wait time.
 		// between closes it.
 		changed := s.machine.queueChanges(queue)
 		at, waiting := s.machine.nextReady(queue)
-		now := time.Now()
+		now, stamp := time.Now(), s.now().UnixMilli()
 		// The first attempt is proposed whatever this node's state says
 		// (it may lag the leader's); later ones when a task is ready.
-		if first || (waiting && at <= now.UnixMilli()) {
+		if first || (waiting && at <= stamp) {
 			lease := newLeaseID()
-			c := command{Op: opTaskClaim, Key: queue, Worker: worker, Lease: int64(lease), TTL: ms, At: now.UnixMilli()}
+			c := command{Op: opTaskClaim, Key: queue, Worker: worker, Lease: int64(lease), TTL: ms, At: stamp}
 			claim, err := s.claim(ctx, c)
 			if !errors.Is(err, ErrNoTask) {
 				return claim, err
@@ -149,7 +149,7 @@ func (s *Store) Claim(ctx context.Context, queue, worker string, ttl, wait time.
 			return Claim{}, fmt.Errorf("kv: claim from %q: waited %v: %w", queue, wait, ErrNoTask)
 		}
 		if waiting {
-			left = min(left, time.Duration(at-now.UnixMilli())*time.Millisecond)
+			left = min(left, time.Duration(at-stamp)*time.Millisecond)
 		}
 		if timer == nil {
 			timer = time.NewTimer(left)
@@ -213,7 +213,7 @@ func (s *Store) Heartbeat(ctx context.Context, queue, id string, epoch int64) (T
 	if err := s.sync(ctx, Linearizable); err != nil {
 		return TaskInfo{}, err
 	}
-	info, ok := s.machine.Task(queue, id, time.Now().UnixMilli())
+	info, ok := s.machine.Task(queue, id, s.now().UnixMilli())
 	if !ok {
 		return TaskInfo{}, fmt.Errorf("kv: heartbeat of task %q of %q: %w", id, queue, ErrTaskNotFound)
 	}
@@ -242,7 +242,7 @@ func (s *Store) Complete(ctx context.Context, queue, id string, epoch int64, res
 			return err
 		}
 	}
-	_, err := s.write(ctx, command{Op: opTaskComplete, Key: queue, Task: id, Epoch: epoch, Value: result, At: time.Now().UnixMilli()})
+	_, err := s.write(ctx, command{Op: opTaskComplete, Key: queue, Task: id, Epoch: epoch, Value: result, At: s.now().UnixMilli()})
 	return err
 }
 
@@ -257,7 +257,7 @@ func (s *Store) Fail(ctx context.Context, queue, id string, epoch int64, msg str
 	if len(msg) > api.MaxTaskErrorBytes {
 		return fail(ErrValueTooLarge, "error message of %d bytes exceeds %d", len(msg), api.MaxTaskErrorBytes)
 	}
-	c := command{Op: opTaskFail, Key: queue, Task: id, Epoch: epoch, Error: msg, At: time.Now().UnixMilli()}
+	c := command{Op: opTaskFail, Key: queue, Task: id, Epoch: epoch, Error: msg, At: s.now().UnixMilli()}
 	if retryAfter != nil {
 		ms := retryAfter.Milliseconds()
 		if ms < 0 || ms > api.MaxTaskDelayMs {
@@ -275,7 +275,7 @@ func (s *Store) Requeue(ctx context.Context, queue, id string) error {
 	if err := s.checkTask(queue, id); err != nil {
 		return err
 	}
-	_, err := s.write(ctx, command{Op: opTaskRequeue, Key: queue, Task: id, At: time.Now().UnixMilli()})
+	_, err := s.write(ctx, command{Op: opTaskRequeue, Key: queue, Task: id, At: s.now().UnixMilli()})
 	return err
 }
 
@@ -297,7 +297,7 @@ func (s *Store) TaskState(ctx context.Context, queue, id string, c Consistency) 
 	if err := s.sync(ctx, c); err != nil {
 		return TaskInfo{}, err
 	}
-	info, ok := s.machine.Task(queue, id, time.Now().UnixMilli())
+	info, ok := s.machine.Task(queue, id, s.now().UnixMilli())
 	if !ok {
 		return TaskInfo{}, fmt.Errorf("kv: task %q of %q: %w", id, queue, ErrTaskNotFound)
 	}
@@ -312,7 +312,7 @@ func (s *Store) QueueStats(ctx context.Context, queue string, c Consistency) (Qu
 	if err := s.sync(ctx, c); err != nil {
 		return QueueStats{}, err
 	}
-	return s.machine.QueueStats(queue, time.Now().UnixMilli()), nil
+	return s.machine.QueueStats(queue, s.now().UnixMilli()), nil
 }
 
 // MaxTaskList bounds the tasks one ListTasks returns.
@@ -336,6 +336,6 @@ func (s *Store) ListTasks(ctx context.Context, queue, state, after string, limit
 	if err := s.sync(ctx, c); err != nil {
 		return nil, false, err
 	}
-	tasks, more := s.machine.Tasks(queue, state, after, limit, time.Now().UnixMilli())
+	tasks, more := s.machine.Tasks(queue, state, after, limit, s.now().UnixMilli())
 	return tasks, more, nil
 }

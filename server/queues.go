@@ -106,10 +106,16 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 			methodNotAllowed(w, "POST")
 			return
 		}
+		if h.forwardQueueWrite(w, r, false) {
+			return
+		}
 		h.serveClaim(w, r, qb, queue)
 	case "/tasks":
 		switch r.Method {
 		case http.MethodPost:
+			if h.forwardQueueWrite(w, r, false) {
+				return
+			}
 			h.serveEnqueue(w, r, qb, queue)
 		case http.MethodGet, http.MethodHead:
 			h.serveTaskList(w, r, qb, queue, query)
@@ -129,10 +135,47 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 			methodNotAllowed(w, "POST")
 			return
 		}
+		if parts[3] != "heartbeat" && h.forwardQueueWrite(w, r, parts[3] == "requeue") {
+			return // a heartbeat goes to the leader's lease clock on its own
+		}
 		h.serveTaskAction(w, r, qb, queue, names[2], parts[3])
 	default:
 		writeError(w, apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "no such route"})
 	}
+}
+
+// forwardQueueWrite sends a queue write (enqueue, claim, complete, fail,
+// requeue) to the leader when this node does not lead, and reports
+// whether it answered r; emptyOK lets the body be empty (a requeue's).
+// Queue writes carry the proposer's wall clock,
+// which decides when delayed tasks and retries become ready; made on the
+// leader, that is the leader's clock, as the design asks (a follower
+// whose clock ran ahead would otherwise make tasks ready early). Without
+// a known leader the answer is 503 no_leader, which a client retries.
+func (h *apiHandler) forwardQueueWrite(w http.ResponseWriter, r *http.Request, emptyOK bool) bool {
+	lb, ok := h.backend.(interface{ IsLeader() bool })
+	if !ok || h.opts.Membership == nil || r.Header.Get(forwardedHeader) != "" || lb.IsLeader() {
+		return false
+	}
+	var body []byte
+	if !emptyOK || r.ContentLength != 0 {
+		if body, ok = h.readValue(w, r); !ok {
+			return true
+		}
+	}
+	// A claim may wait (waitMs); the forward waits with it.
+	var wait struct {
+		WaitMs int64 `json:"waitMs"`
+	}
+	_ = json.Unmarshal(body, &wait)
+	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(min(max(wait.WaitMs, 0), MaxLockWait.Milliseconds()))*time.Millisecond+h.opts.RequestTimeout)
+	defer cancel()
+	target := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	h.forwardToLeader(ctx, w, r, http.MethodPost, target, body, "a queue write")
+	return true
 }
 
 // serveQueueRead answers a read of the queues with read's value.

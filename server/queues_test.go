@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -297,5 +298,50 @@ func TestQueuesOverWS(t *testing.T) {
 	}
 	if r := w.call(uint64(12), api.Op(31)); r.ok || r.code != api.CodeBadRequest {
 		t.Fatalf("op 31 (between the groups of operations): %+v", r)
+	}
+}
+
+// Queue writes made on a follower carry the leader's clock: they are
+// forwarded to the leader. A follower whose clock runs an hour ahead
+// cannot make a task delayed by half an hour ready early, and a task it
+// enqueues with a delay is delayed by the leader's clock.
+func TestQueueWritesCarryTheLeadersClock(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	var follower string
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	testwait.For(t, 10*time.Second, "the members' HTTP addresses", func() bool {
+		for _, m := range c.servers[follower].Node().Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+	c.servers[follower].Store().UseClock(func() time.Time { return time.Now().Add(time.Hour) })
+	onLeader := "http://" + c.https[leader] + "/v1/queues/clock"
+	onFollower := "http://" + c.https[follower] + "/v1/queues/clock"
+	if r := call(t, http.MethodPost, onLeader+"/tasks", []byte(`{"id":"later","data":1,"delayMs":1800000}`)); r.status != http.StatusOK {
+		t.Fatalf("enqueue: %d %s", r.status, r.body)
+	}
+	// Without forwarding, this claim would carry the follower's clock,
+	// an hour ahead, and take the task.
+	if r := call(t, http.MethodPost, onFollower+"/claim", []byte(`{"worker":"w","ttlMs":5000,"waitMs":0}`)); r.status != http.StatusNoContent {
+		t.Fatalf("a claim on the follower whose clock is ahead: %d %s, want 204", r.status, r.body)
+	}
+	if r := call(t, http.MethodPost, onFollower+"/tasks", []byte(`{"id":"soon","data":2,"delayMs":60000}`)); r.status != http.StatusOK {
+		t.Fatalf("enqueue on the follower: %d %s", r.status, r.body)
+	}
+	r := call(t, http.MethodGet, onLeader+"/tasks/soon", nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"state":"delayed"`) {
+		t.Fatalf("a task the follower enqueued with a minute's delay: %d %s, want delayed", r.status, r.body)
+	}
+	if r := call(t, http.MethodPost, onFollower+"/claim", []byte(`{"worker":"w","ttlMs":5000,"waitMs":0}`)); r.status != http.StatusNoContent {
+		t.Fatalf("a second claim on the follower: %d %s, want 204", r.status, r.body)
 	}
 }
