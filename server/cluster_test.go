@@ -484,7 +484,15 @@ func (p *flapProxy) down() {
 // leader: it may forget the leader and campaign, but pre-vote fails while
 // the leader still reaches a quorum, so the term never changes.
 func TestFlappingFollowerConnectionLeavesLeaderUndisturbed(t *testing.T) {
-	c := newTestCluster(t, 3)
+	// Election timeouts of 400-800 ms rather than 150-300: the test is
+	// about the flapping follower alone, and on a machine starved of CPU
+	// (race detector, packages tested side by side) the third node could
+	// otherwise miss heartbeats for an election timeout and, with the
+	// follower that forgot the leader, elect a new one: a change of term
+	// the flapping did not cause.
+	c := newTestClusterWith(t, 3, func(cfg *consensus.Config) {
+		cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax = 400*time.Millisecond, 800*time.Millisecond
+	})
 	leader := c.waitLeader()
 	term := c.servers[leader].Node().Status().Term
 	var follower string
