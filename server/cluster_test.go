@@ -232,6 +232,29 @@ type apiResponse struct {
 	body   []byte
 }
 
+// forwardingFollower returns a follower of leader once it knows every
+// member's HTTP address, which forwarding a request to the leader needs
+// (members publish their addresses after the start).
+func (c *testCluster) forwardingFollower(leader string) string {
+	c.t.Helper()
+	follower := ""
+	for _, id := range c.ids {
+		if id != leader {
+			follower = id
+			break
+		}
+	}
+	testwait.For(c.t, 10*time.Second, follower+" to know every member's HTTP address", func() bool {
+		for _, m := range c.servers[follower].Node().Members() {
+			if m.HTTPAddr == "" {
+				return false
+			}
+		}
+		return true
+	})
+	return follower
+}
+
 func call(t *testing.T, method, url string, body []byte) apiResponse {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))

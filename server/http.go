@@ -470,3 +470,21 @@ func (h *apiHandler) serveStats(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(ConsistencyHeader, c.String())
 	h.writeJSON(w, http.StatusOK, st)
 }
+
+// serveRead answers a read that takes ?consistency=: read's value as JSON
+// with the consistency it was read at, bounded by the request timeout.
+func (h *apiHandler) serveRead(w http.ResponseWriter, r *http.Request, query url.Values, read func(context.Context, kv.Consistency) (any, error)) {
+	c, ok := parseConsistency(w, query)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	v, err := read(ctx, c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set(ConsistencyHeader, c.String())
+	h.writeJSON(w, http.StatusOK, v)
+}

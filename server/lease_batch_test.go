@@ -189,21 +189,7 @@ func TestKeepAliveBatchFallsBackOneByOne(t *testing.T) {
 func TestKeepAliveBatchOverHTTP(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
-	follower := ""
-	for _, id := range c.ids {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
-	testwait.For(t, 10*time.Second, "members' HTTP addresses", func() bool {
-		for _, m := range c.servers[follower].Node().Members() {
-			if m.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
+	follower := c.forwardingFollower(leader)
 	base := "http://" + c.https[follower]
 	grant := func() string {
 		r := call(t, http.MethodPost, base+"/v1/leases", []byte(`{"ttlMs":60000}`))

@@ -139,22 +139,13 @@ func (h *apiHandler) serveGrant(w http.ResponseWriter, r *http.Request, lb Lease
 }
 
 func (h *apiHandler) serveLeaseList(w http.ResponseWriter, r *http.Request, lb LeaseBackend, query url.Values) {
-	c, ok := parseConsistency(w, query)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	defer cancel()
-	ls, err := lb.ListLeases(ctx, c)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if ls == nil {
-		ls = []kv.Lease{}
-	}
-	w.Header().Set(ConsistencyHeader, c.String())
-	h.writeJSON(w, http.StatusOK, leasesResponse{Leases: ls})
+	h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
+		ls, err := lb.ListLeases(ctx, c)
+		if ls == nil {
+			ls = []kv.Lease{} // the contract promises an array
+		}
+		return leasesResponse{Leases: ls}, err
+	})
 }
 
 // serveLeaderLease answers a keepalive or a time-to-live query, which

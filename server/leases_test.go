@@ -241,21 +241,7 @@ func wsLease(t *testing.T, r wsTestResponse) (id, ttlMs int64, remainingMs *int6
 func TestLeasesOverWS(t *testing.T) {
 	c := newTestClusterOf(t, 3, func(cfg *Config) { cfg.HTTP.Tokens = testTokens(t) })
 	leader := c.waitLeader()
-	follower := ""
-	for _, id := range c.ids {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
-	testwait.For(t, 10*time.Second, "members' HTTP addresses", func() bool {
-		for _, m := range c.servers[follower].Node().Members() {
-			if m.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
+	follower := c.forwardingFollower(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws://"+c.https[follower]+wsPath,

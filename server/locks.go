@@ -73,19 +73,9 @@ func (h *apiHandler) serveLocks(w http.ResponseWriter, r *http.Request, rest str
 		}
 		h.writeJSON(w, http.StatusOK, struct{}{})
 	case http.MethodGet, http.MethodHead:
-		c, ok := parseConsistency(w, query)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-		defer cancel()
-		info, err := lb.LockState(ctx, name, c)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		w.Header().Set(ConsistencyHeader, c.String())
-		h.writeJSON(w, http.StatusOK, info)
+		h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
+			return lb.LockState(ctx, name, c)
+		})
 	default:
 		methodNotAllowed(w, "GET, HEAD, POST, DELETE")
 	}

@@ -98,7 +98,7 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 			methodNotAllowed(w, allowRead)
 			return
 		}
-		h.serveQueueRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
+		h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
 			return qb.QueueStats(ctx, queue, c)
 		})
 	case "/claim":
@@ -127,7 +127,7 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 			methodNotAllowed(w, allowRead)
 			return
 		}
-		h.serveQueueRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
+		h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
 			return qb.TaskState(ctx, queue, names[2], c)
 		})
 	case "/tasks/{id}/heartbeat", "/tasks/{id}/complete", "/tasks/{id}/fail", "/tasks/{id}/requeue":
@@ -176,23 +176,6 @@ func (h *apiHandler) forwardQueueWrite(w http.ResponseWriter, r *http.Request, e
 	}
 	h.forwardToLeader(ctx, w, r, http.MethodPost, target, body, "a queue write")
 	return true
-}
-
-// serveQueueRead answers a read of the queues with read's value.
-func (h *apiHandler) serveQueueRead(w http.ResponseWriter, r *http.Request, query url.Values, read func(context.Context, kv.Consistency) (any, error)) {
-	c, ok := parseConsistency(w, query)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	defer cancel()
-	v, err := read(ctx, c)
-	if err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	w.Header().Set(ConsistencyHeader, c.String())
-	h.writeJSON(w, http.StatusOK, v)
 }
 
 func (h *apiHandler) serveEnqueue(w http.ResponseWriter, r *http.Request, qb QueueBackend, queue string) {
@@ -364,7 +347,7 @@ func (h *apiHandler) serveTaskList(w http.ResponseWriter, r *http.Request, qb Qu
 		return
 	}
 	after := query.Get("after")
-	h.serveQueueRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
+	h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
 		tasks, more, err := qb.ListTasks(ctx, queue, state, after, limit, c)
 		return api.TaskList{Tasks: tasks, More: more}, err
 	})

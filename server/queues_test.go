@@ -24,24 +24,8 @@ import (
 func TestQueuesOverHTTP(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
-	var follower string
-	for _, id := range c.ids {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
+	follower := c.forwardingFollower(leader)
 	base := "http://" + c.https[follower] + "/v1/queues/jobs"
-	// The leader's HTTP address, which forwarding a heartbeat needs, is
-	// published after the start.
-	testwait.For(t, 10*time.Second, "the members' HTTP addresses", func() bool {
-		for _, m := range c.servers[follower].Node().Members() {
-			if m.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
 	post := func(path, body string) apiResponse { return call(t, http.MethodPost, base+path, []byte(body)) }
 	expect := func(r apiResponse, status int, code string) {
 		t.Helper()
@@ -224,21 +208,7 @@ func TestQueueRouteTemplates(t *testing.T) {
 func TestQueuesOverWS(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
-	follower := ""
-	for _, id := range c.ids {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
-	testwait.For(t, 10*time.Second, "the members' HTTP addresses", func() bool {
-		for _, m := range c.servers[follower].Node().Members() {
-			if m.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
+	follower := c.forwardingFollower(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws://"+c.https[follower]+wsPath, nil)
@@ -308,21 +278,7 @@ func TestQueuesOverWS(t *testing.T) {
 func TestQueueWritesCarryTheLeadersClock(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
-	var follower string
-	for _, id := range c.ids {
-		if id != leader {
-			follower = id
-			break
-		}
-	}
-	testwait.For(t, 10*time.Second, "the members' HTTP addresses", func() bool {
-		for _, m := range c.servers[follower].Node().Members() {
-			if m.HTTPAddr == "" {
-				return false
-			}
-		}
-		return true
-	})
+	follower := c.forwardingFollower(leader)
 	c.servers[follower].Store().UseClock(func() time.Time { return time.Now().Add(time.Hour) })
 	onLeader := "http://" + c.https[leader] + "/v1/queues/clock"
 	onFollower := "http://" + c.https[follower] + "/v1/queues/clock"
