@@ -426,11 +426,11 @@ func (n *Node) Ready() error { return n.checkServing() }
 
 // Status returns a snapshot of the node's raft and membership state.
 func (n *Node) Status() Status {
-	lead := n.leader.current()
+	lead, stalled := n.leader.current(), n.storageStalled()
 	st := Status{
 		NodeID:         n.cfg.ID,
-		IsLeader:       lead == n.id && !n.storageStalled(),
-		StorageStalled: n.storageStalled(),
+		IsLeader:       lead == n.id && !stalled,
+		StorageStalled: stalled,
 		LeaderID:       n.nameOf(lead),
 		Term:           n.pos.term.Load(),
 		CommitIndex:    n.pos.commit.Load(),

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus/api"
@@ -116,6 +117,11 @@ type freshConns struct {
 }
 
 func (f *freshConns) track(c *apiConn, state http.ConnState) {
+	// Every request moves its connection through Active and Idle: only
+	// the first move out of New takes the lock.
+	if state != http.StateNew && !c.fresh.CompareAndSwap(true, false) {
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch {
@@ -125,6 +131,7 @@ func (f *freshConns) track(c *apiConn, state http.ConnState) {
 		c.closeUnlessHandled()
 	default:
 		f.conns[c] = struct{}{}
+		c.fresh.Store(true)
 	}
 }
 
@@ -177,6 +184,8 @@ type apiConn struct {
 	// shut is set when Shutdown closed the connection before any request
 	// reached the handler; one that arrives after is not served.
 	shut bool
+	// fresh is set while freshConns holds the connection (StateNew).
+	fresh atomic.Bool
 }
 
 // http2Preface starts the client preface of HTTP/2 with prior knowledge.
