@@ -561,15 +561,7 @@ func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStat
 			}
 		})
 	}
-	nem := &nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d)), faults: map[string]int{}, snaps: snaps, initial: nodes, nextID: nodes + 1}
-	var nemErr error
-	var nemWG sync.WaitGroup
-	nemWG.Go(func() { nemErr = nem.run(stop) })
-
-	time.Sleep(runFor) // the workload's length, not a synchronisation
-	close(stop)
-	nemWG.Wait()
-	wg.Wait()
+	nem, nemErr := runNemesis(c, seed, snaps, nodes, runFor, stop, &wg)
 	created, restored := snaps.totals()
 
 	// Let every node come back and converge, then read every key once
@@ -1031,6 +1023,21 @@ type nemesis struct {
 	// notes say why membership changes failed (refused, or of unknown
 	// outcome), for the run's log.
 	notes []string
+}
+
+// runNemesis runs a nemesis over c, with initial members, for runFor
+// while the workload counted in wg runs; then it closes stop and waits
+// for both. It returns the nemesis (its faults) and its error.
+func runNemesis(c *harness.Cluster, seed uint64, snaps *snapWatch, initial int, runFor time.Duration, stop chan struct{}, wg *sync.WaitGroup) (*nemesis, error) {
+	nem := &nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d)), faults: map[string]int{}, snaps: snaps, initial: initial, nextID: initial + 1}
+	var nemErr error
+	var nemWG sync.WaitGroup
+	nemWG.Go(func() { nemErr = nem.run(stop) })
+	time.Sleep(runFor) // the workload's length, not a synchronisation
+	close(stop)
+	nemWG.Wait()
+	wg.Wait()
+	return nem, nemErr
 }
 
 // note records why a membership change failed (the first few).

@@ -422,14 +422,7 @@ func TestQueueLinearizability(t *testing.T) {
 			}
 		})
 	}
-	nem := &nemesis{c: c, rng: rand.New(rand.NewPCG(seed, 0x6e656d)), faults: map[string]int{}, snaps: snaps, initial: 5, nextID: 6}
-	var nemErr error
-	var nemWG sync.WaitGroup
-	nemWG.Go(func() { nemErr = nem.run(stop) })
-	time.Sleep(runFor) // the workload's length, not a synchronisation
-	close(stop)
-	nemWG.Wait()
-	wg.Wait()
+	nem, nemErr := runNemesis(c, seed, snaps, 5, runFor, stop, &wg)
 	if nemErr != nil {
 		t.Fatalf("nemesis: %v", nemErr)
 	}
