@@ -31,16 +31,6 @@ type idResponse struct {
 	Revision int64  `json:"revision"`
 }
 
-type workflowsResponse struct {
-	Workflows []kv.Workflow `json:"workflows"`
-	Revision  int64         `json:"revision"`
-}
-
-type nodesResponse struct {
-	Nodes    []kv.Node `json:"nodes"`
-	Revision int64     `json:"revision"`
-}
-
 // pathID percent-decodes one path segment naming a workflow or node,
 // answering 400 itself when it is not one.
 func (h *apiHandler) pathID(w http.ResponseWriter, escaped string) (string, bool) {
@@ -76,8 +66,8 @@ func (h *apiHandler) bodyID(w http.ResponseWriter, obj map[string]json.RawMessag
 // serves: the collection (GET and HEAD list it, POST creates the entry
 // named by the body's "id") and the routes under /{id}.
 type registry struct {
-	// list reads the collection with the request's consistency.
-	list func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error)
+	// list is how GET reads the collection (registry_list.go).
+	list registryList
 	// create makes entry id from the POSTed object, answering
 	// createStatus; leased registries take ?lease= and ?ttl= (o).
 	create       func(h *apiHandler, ctx context.Context, id string, body []byte, o kv.PutOptions) (int64, error)
@@ -111,13 +101,7 @@ var workflowRoute = entryRoute{
 
 // workflowRegistry is the table of /v1/workflows.
 var workflowRegistry = registry{
-	list: func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error) {
-		list, rev, err := h.backend.Workflows(ctx, c)
-		if list == nil {
-			list = []kv.Workflow{}
-		}
-		return workflowsResponse{Workflows: list, Revision: rev}, err
-	},
+	list: workflowList,
 	create: func(h *apiHandler, ctx context.Context, id string, body []byte, _ kv.PutOptions) (int64, error) {
 		return h.backend.StartWorkflow(ctx, id, body)
 	},
@@ -133,13 +117,7 @@ var workflowRegistry = registry{
 
 // nodeRegistry is the table of /v1/nodes.
 var nodeRegistry = registry{
-	list: func(h *apiHandler, ctx context.Context, c kv.Consistency) (any, error) {
-		list, rev, err := h.backend.Nodes(ctx, c)
-		if list == nil {
-			list = []kv.Node{}
-		}
-		return nodesResponse{Nodes: list, Revision: rev}, err
-	},
+	list: nodeList,
 	create: func(h *apiHandler, ctx context.Context, id string, body []byte, o kv.PutOptions) (int64, error) {
 		if o.Lease != 0 || o.TTL != 0 {
 			nb, ok := h.backend.(NodeLeaseBackend)
@@ -200,19 +178,7 @@ func (h *apiHandler) serveRegistry(w http.ResponseWriter, r *http.Request, rest 
 func (h *apiHandler) serveCollection(w http.ResponseWriter, r *http.Request, query url.Values, reg *registry) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		c, ok := parseConsistency(w, query)
-		if !ok {
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-		defer cancel()
-		resp, err := reg.list(h, ctx, c)
-		if err != nil {
-			h.fail(w, r, err)
-			return
-		}
-		w.Header().Set(ConsistencyHeader, c.String())
-		h.writeJSON(w, http.StatusOK, resp)
+		h.serveRegistryList(w, r, query, reg.list)
 	case http.MethodPost:
 		obj, body, ok := h.readObject(w, r, false)
 		if !ok {
