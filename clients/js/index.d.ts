@@ -57,7 +57,50 @@ export interface Item<V = JSONValue> {
   revision: number;
   createRevision: number;
   version: number;
-  lease?: number;
+  /** The lease the key is attached to, if any. */
+  lease?: LeaseId;
+}
+
+/**
+ * A lease id: 1 to 16 lowercase hexadecimal digits of a positive 63-bit
+ * number, as the JSON API and the CLI write it (a JavaScript number could
+ * not hold every id). A BigInt is accepted where an id is an argument.
+ */
+export type LeaseId = string;
+
+export interface Lease {
+  id: LeaseId;
+  /** The time to live granted (the cluster raises one below 1000 ms to 1000). */
+  ttlMs: number;
+  /** Time left by the leader's clock (keepAlive, timeToLive). */
+  remainingMs?: number;
+  /** Keys attached to it, sorted (timeToLive). */
+  keys?: string[];
+}
+
+/** A lock's fence: a write with it applies only while `lock` is held with `token` (`fenced` otherwise). */
+export interface Fence {
+  lock: string;
+  token: number;
+}
+
+/** A held lock, or an election's leadership. */
+export interface Lock {
+  name: string;
+  /** The fencing token: strictly greater than any earlier holder's. Pass it to the resource the lock protects. */
+  token: number;
+  lease: LeaseId;
+  /** An election leader's proclamation. */
+  value?: JSONValue;
+  /** Leases waiting (lockState, leader). */
+  waiters: number;
+}
+
+export interface WaitOptions {
+  /** How long to wait behind the holder, 0 (try once, the default) to 600000 ms. */
+  waitMs?: number;
+  /** Abandons the wait (the call rejects with code 'canceled'). */
+  signal?: AbortSignal;
 }
 
 export interface ItemList {
@@ -113,15 +156,143 @@ export class Watcher extends Emitter<{
   close(): void;
 }
 
+/**
+ * A lease kept alive every third of its time to live until close(), or
+ * until it is lost: `lease_not_found` (expired or revoked),
+ * `session_expired` (no keepalive succeeded for a whole time to live, so it
+ * ends no later than the lease can), `closed` (the client closed), or
+ * `session_closed` (close()).
+ */
+export class Session extends Emitter<{ lost: ConsensusError }> {
+  /** Keeps an existing lease alive; sentAt is when its grant or last keepalive was sent (default now). */
+  static keep(client: Client, lease: Lease, sentAt?: number): Session;
+  readonly lease: LeaseId;
+  readonly ttlMs: number;
+  /** Aborted, with the reason, when the session ends. */
+  readonly signal: AbortSignal;
+  /** Resolves with the reason when the session ends. */
+  readonly done: Promise<ConsensusError>;
+  /** null while the session holds its lease. */
+  readonly err: ConsensusError | null;
+  lock(name: string, options?: WaitOptions): Promise<Lock>;
+  tryLock(name: string): Promise<Lock>;
+  campaign(name: string, value?: JSONValue, options?: WaitOptions): Promise<Lock>;
+  /** Stops the keepalives and revokes the lease (its keys are deleted, its locks released). */
+  close(): Promise<void>;
+}
+
+/** Follows an election's leader (GET /v1/elections/{name}/observe): now, then each change; null while there is none. */
+export class Observer extends Emitter<{ leader: Lock | null; error: ConsensusError }> {
+  readonly ready: Promise<void>;
+  close(): void;
+}
+
+export interface ClaimedTask<D = JSONValue> {
+  id: string;
+  data: D;
+  /** Claims of the task, this one included. */
+  attempt: number;
+  workflow?: string;
+}
+
+export interface Claim<D = JSONValue> {
+  task: ClaimedTask<D>;
+  /** The claim's fencing token: complete, fail and heartbeat name it. */
+  epoch: number;
+  lease: LeaseId;
+}
+
+export type TaskState = 'ready' | 'delayed' | 'claimed' | 'done' | 'dead';
+
+export interface TaskInfo {
+  id: string;
+  state: TaskState;
+  attempt: number;
+  maxAttempts: number;
+  epoch: number;
+  readyAtMs: number;
+  data: JSONValue;
+  workflow?: string;
+  worker?: string;
+  lease?: LeaseId;
+  result?: JSONValue;
+  error?: string;
+}
+
+/** The ConsensusError of a heartbeat, complete or fail whose epoch is not the task's claim any more (code 'stale_epoch'). */
+export class StaleEpochError extends ConsensusError {}
+
+export class Queue {
+  readonly name: string;
+  enqueue(data: JSONValue, options?: { id?: string; delayMs?: number; runAt?: Date | string; maxAttempts?: number; workflow?: string }): Promise<{ id: string; revision: number }>;
+  /** null when no task became ready within waitMs (0: try once). ttlMs: the claim's lease, default 10000, at least 1000. */
+  claim(worker: string, options?: { ttlMs?: number; waitMs?: number; signal?: AbortSignal }): Promise<Claim | null>;
+  heartbeat(id: string, epoch: number, options?: { signal?: AbortSignal }): Promise<TaskInfo>;
+  complete(id: string, epoch: number, result?: JSONValue): Promise<void>;
+  fail(id: string, epoch: number, message: string, options?: { retryAfterMs?: number }): Promise<void>;
+  requeue(id: string): Promise<void>;
+  task(id: string, options?: ReadOptions): Promise<TaskInfo>;
+  stats(options?: ReadOptions): Promise<{ queue: string; ready: number; delayed: number; claimed: number; done: number; dead: number }>;
+  tasks(options?: { state?: TaskState; after?: string; limit?: number } & ReadOptions): Promise<{ tasks: TaskInfo[]; more: boolean }>;
+}
+
+export interface WorkerOptions {
+  /** Names the worker in its claims. */
+  name: string;
+  /** Each claim's lease. Default 10000. */
+  ttlMs?: number;
+  /** Heartbeat period. Default ttlMs / 3. */
+  heartbeatMs?: number;
+  /** One claim's long poll. Default 30000. */
+  waitMs?: number;
+  /** A failed task's retry delay; the server's backoff by default. */
+  retryAfterMs?: number;
+}
+
+/** The handler's result completes the task; a throw fails it. signal aborts (code 'claim_lost') when the claim is lost. */
+export type TaskHandler = (task: ClaimedTask, context: { signal: AbortSignal; claim: Claim }) => JSONValue | void | Promise<JSONValue | void>;
+
+export class Worker extends Emitter<{ outcome: { claim: Claim; completed: boolean; error: ConsensusError | null } }> {
+  constructor(queue: Queue, options: WorkerOptions, handler: TaskHandler);
+  /** Claims and handles tasks until signal aborts; rejects on an error that waiting will not fix. */
+  run(signal?: AbortSignal): Promise<void>;
+}
+
 /** The multiplexed /v1/ws client. */
 export class Client {
   constructor(options: ClientOptions);
   readonly clientId: string;
   close(): void;
-  put(key: string, value: JSONValue, options?: { cond?: number | true }): Promise<number>;
+  /** lease attaches the key to a lease; ttlMs (not both) gives it a lease of its own; fence applies it only while the lock is held with the token. */
+  put(key: string, value: JSONValue, options?: { cond?: number | true; lease?: LeaseId | bigint; ttlMs?: number; fence?: Fence }): Promise<number>;
   get(key: string, options?: ReadOptions): Promise<Item>;
-  delete(key: string, options?: { cond?: number | true }): Promise<number>;
-  txn(changes: Change[]): Promise<number>;
+  delete(key: string, options?: { cond?: number | true; fence?: Fence }): Promise<number>;
+  txn(changes: Change[], options?: { fence?: Fence }): Promise<number>;
+  /** Grants a lease (1 ms to 30 days); the id is picked here at random unless given, so a retry is the same grant. */
+  grant(ttlMs: number, options?: { id?: LeaseId | bigint; fence?: Fence }): Promise<Lease>;
+  /** Ends the lease and deletes its keys; resolves with the revision. lease_not_found if gone. */
+  revoke(id: LeaseId | bigint, options?: { fence?: Fence }): Promise<number>;
+  /** One keepalive: the lease's countdown starts again. lease_not_found if it expired or was revoked. */
+  keepAlive(id: LeaseId | bigint, options?: { signal?: AbortSignal }): Promise<Lease>;
+  timeToLive(id: LeaseId | bigint): Promise<Lease & { remainingMs: number; keys: string[] }>;
+  leases(options?: ReadOptions): Promise<Lease[]>;
+  /** Grants a lease and keeps it alive in the background. */
+  session(ttlMs: number, options?: { id?: LeaseId }): Promise<Session>;
+  /** Takes lock name for lease, waiting up to waitMs; `locked` if it stays held. */
+  acquire(name: string, lease: LeaseId | bigint, options?: WaitOptions): Promise<Lock>;
+  /** acquire without waiting: `locked` if held. */
+  tryAcquire(name: string, lease: LeaseId | bigint): Promise<Lock>;
+  /** not_holder if token does not hold the lock. */
+  release(name: string, token: number): Promise<void>;
+  /** Holder and waiters; lock_not_found if nobody holds or waits for it. */
+  lockState(name: string, options?: ReadOptions): Promise<Lock>;
+  campaign(name: string, lease: LeaseId | bigint, value?: JSONValue, options?: WaitOptions): Promise<Lock>;
+  proclaim(name: string, token: number, value: JSONValue): Promise<void>;
+  resign(name: string, token: number): Promise<void>;
+  /** lock_not_found if the election has no leader. */
+  leader(name: string, options?: ReadOptions): Promise<Lock>;
+  observe(name: string): Observer;
+  queue(name: string): Queue;
   list(prefix?: string, options?: ReadOptions): Promise<ItemList>;
   status(): Promise<Status>;
   startWorkflow(id: string, fields?: Record<string, JSONValue>): Promise<number>;

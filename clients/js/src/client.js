@@ -3,9 +3,12 @@
 // Go client (client/client.go); docs/PROTOCOL.md is the contract.
 
 import { dial } from './connection.js';
-import { Op, WRITES, decodeItem, decodeList, jsonBytes, parseJSON, uint } from './codec.js';
+import { Op, WRITES, decodeItem, decodeList, decodeLease, decodeLock, jsonBytes, leaseWire, parseJSON, uint } from './codec.js';
 import { ConsensusError, NotSent, Lost } from './errors.js';
 import { Watcher } from './watch.js';
+import { Observer } from './observe.js';
+import { Session } from './session.js';
+import { Queue } from './queue.js';
 
 /** Defaults of the client options, in milliseconds where a time. */
 export const defaults = Object.freeze({
@@ -205,15 +208,26 @@ export class Client {
    * request id ([clientId, seq]) that returns the arguments: every attempt
    * carries the same id, so the cluster applies the write once.
    */
-  async call(op, args) {
+  //
+  // wait is how long the server may keep the call waiting (a lock's or a
+  // claim's wait), beyond the request timeout; signal, if given, abandons
+  // the call (it rejects with the signal's reason as its cause).
+  async call(op, args, { wait = 0, signal } = {}) {
     const write = WRITES.has(op);
-    if (this.closed) throw new ConsensusError('closed', `op ${op}: client closed`);
+    if (this.closed) throw new ConsensusError('closed', `${opName(op)}: client closed`);
     const ac = new AbortController();
+    const ms = wait + this.opts.requestTimeout;
     const timer = setTimeout(() => ac.abort(new ConsensusError('timeout',
-      `no answer within the request timeout of ${this.opts.requestTimeout} ms`)), this.opts.requestTimeout);
+      `no answer within ${ms} ms`)), ms);
+    const onAbort = () => ac.abort(signal.reason instanceof ConsensusError ? signal.reason
+      : new ConsensusError('canceled', `canceled: ${signal.reason?.message ?? signal.reason}`, { cause: signal.reason }));
+    if (signal) {
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    }
     let seq = 0;
     try {
-      if (write) {
+      if (typeof args === 'function') {
         try {
           seq = await this.seqs.acquire(ac.signal);
         } catch (e) {
@@ -224,6 +238,7 @@ export class Client {
       return await this.#do(op, args, write, ac.signal);
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       if (seq) this.seqs.release(seq);
     }
   }
@@ -289,10 +304,12 @@ export class Client {
     if (err instanceof NotSent) {
       if (se) return new ConsensusError(se.code, `${name}: ${se.message}`, { endpoint: se.endpoint, cause: se });
       if (closed) return new ConsensusError('closed', `${name}: client closed`, { cause });
-      if (cause?.code === 'timeout') return new ConsensusError('timeout', `${name}: not sent: ${cause.message}`, { cause });
+      if (cause?.code === 'timeout' || cause?.code === 'canceled') {
+        return new ConsensusError(cause.code, `${name}: not sent: ${cause.message}`, { cause });
+      }
       return new ConsensusError('unavailable', `${name}: no endpoint answered: ${cause?.message}`, { cause });
     }
-    const code = closed ? 'closed' : cause?.code === 'timeout' ? 'timeout' : 'unavailable';
+    const code = closed ? 'closed' : cause?.code === 'timeout' || cause?.code === 'canceled' ? cause.code : 'unavailable';
     if (write) {
       return new ConsensusError(code, `${name}: the request was sent; the write may or may not be applied: ${cause?.message}`,
         { outcomeUnknown: true, cause });
@@ -331,12 +348,26 @@ export class Client {
 
   // ---- key-value ----
 
-  /** put stores value (any JSON value) under key; cond: a revision, 0 (absent) or true (exists). */
-  async put(key, value, { cond } = {}) {
+  /**
+   * put stores value (any JSON value) under key and resolves with the
+   * write's revision. cond: a revision, 0 (absent) or true (exists).
+   * lease: attach the key to that lease (deleted when it ends); ttlMs,
+   * instead: give the key a lease of its own. fence: { lock, token }, the
+   * write applies only while that lock is held with that token (`fenced`
+   * otherwise).
+   */
+  async put(key, value, { cond, lease, ttlMs, fence } = {}) {
+    const where = `put ${JSON.stringify(key)}`;
     const v = jsonBytes(value);
-    if (v === undefined) throw new ConsensusError('invalid_json', `put ${JSON.stringify(key)}: value is not JSON`);
-    const c = cond === undefined ? undefined : cond === true ? true : uint(cond);
-    return Number(await this.call(Op.put, (reqid) => c === undefined ? [key, v, reqid] : [key, v, reqid, c]));
+    if (v === undefined) throw new ConsensusError('invalid_json', `${where}: value is not JSON`);
+    const c = condArg(where, cond);
+    if (lease !== undefined && ttlMs !== undefined) {
+      throw new ConsensusError('invalid_lease', `${where}: a lease or a time to live, not both`);
+    }
+    const l = lease === undefined ? undefined : leaseArg(where, lease);
+    const t = ttlMs === undefined ? undefined : ttlArg(where, ttlMs);
+    const f = fenceArg(where, fence);
+    return Number(await this.call(Op.put, (reqid) => trimNil([key, v, reqid, c, l, t, f])));
   }
 
   /** get returns the item under key; consistency 'local' reads this node's state. */
@@ -345,13 +376,16 @@ export class Client {
   }
 
   /** delete removes key and returns the revision; key_not_found if missing. */
-  async delete(key, { cond } = {}) {
-    const c = cond === undefined ? undefined : cond === true ? true : uint(cond);
-    return Number(await this.call(Op.delete, (reqid) => c === undefined ? [key, reqid] : [key, reqid, c]));
+  async delete(key, { cond, fence } = {}) {
+    const where = `delete ${JSON.stringify(key)}`;
+    const c = condArg(where, cond);
+    const f = fenceArg(where, fence);
+    return Number(await this.call(Op.delete, (reqid) => trimNil([key, reqid, c, f])));
   }
 
-  /** txn applies every change or none, at one revision. */
-  async txn(changes) {
+  /** txn applies every change or none, at one revision; fence as put's. */
+  async txn(changes, { fence } = {}) {
+    const f = fenceArg('txn', fence);
     if (!Array.isArray(changes)) throw new ConsensusError('bad_request', 'txn: want an array of changes');
     const ops = changes.map((ch, i) => {
       if (ch === null || typeof ch !== 'object' || typeof ch.key !== 'string') {
@@ -363,7 +397,7 @@ export class Client {
       if (v === undefined) throw new ConsensusError('invalid_json', `txn: change ${i} (${ch.key}): value is not JSON`);
       return [1, ch.key, v, ...cond];
     });
-    return Number(await this.call(Op.txn, (reqid) => [ops, reqid]));
+    return Number(await this.call(Op.txn, (reqid) => trimNil([ops, reqid, f])));
   }
 
   /**
@@ -390,6 +424,144 @@ export class Client {
   /** status is the JSON GET /v1/status answers, of the node serving the call. */
   async status() {
     return parseJSON(await this.call(Op.status, []));
+  }
+
+  // ---- leases ----
+
+  /**
+   * grant grants a lease of ttlMs (1 ms to 30 days; the cluster raises one
+   * below its floor, 1 s, and the answer's ttlMs says so) and resolves with
+   * { id, ttlMs }. The id is a hexadecimal string, picked here at random
+   * unless given, so a grant retried after a lost answer is the same grant.
+   */
+  async grant(ttlMs, { id, fence } = {}) {
+    const t = ttlArg('grant lease', ttlMs);
+    const l = leaseArg('grant lease', id ?? randomLeaseId());
+    const f = fenceArg('grant lease', fence);
+    return decodeLease(await this.call(Op.grantLease, (reqid) => trimNil([t, l, reqid, f])));
+  }
+
+  /** revoke ends lease id and deletes its keys, at one revision, which it resolves with; lease_not_found if it is gone. */
+  async revoke(id, { fence } = {}) {
+    const l = leaseArg('revoke lease', id);
+    const f = fenceArg('revoke lease', fence);
+    return Number(await this.call(Op.revokeLease, (reqid) => trimNil([l, reqid, f])));
+  }
+
+  /**
+   * keepAlive starts lease id's countdown again at its full time to live,
+   * once, and resolves with { id, ttlMs, remainingMs }; lease_not_found if
+   * it has expired or was revoked. The leader answers it (a follower asks
+   * it); it costs no log entry and is retried like a read.
+   */
+  async keepAlive(id, { signal } = {}) {
+    return decodeLease(await this.call(Op.keepAlive, [leaseArg('keep lease alive', id)], { signal }));
+  }
+
+  /** timeToLive resolves with { id, ttlMs, remainingMs, keys } by the leader's clock; lease_not_found if it is gone. */
+  async timeToLive(id) {
+    const lease = decodeLease(await this.call(Op.timeToLive, [leaseArg('lease time to live', id)]));
+    lease.keys ??= [];
+    return lease;
+  }
+
+  /** leases resolves with every lease, by id: { id, ttlMs } (not the time left, nor keys). */
+  async leases({ consistency } = {}) {
+    const list = await this.call(Op.listLeases, [consistencyArg(consistency)]);
+    return (list ?? []).map(decodeLease);
+  }
+
+  // ---- locks ----
+
+  /**
+   * acquire takes lock name for lease, waiting up to waitMs (0: try once)
+   * behind the leases ahead of it, first come first served, and resolves
+   * with { name, token, lease }. token is the fencing token: strictly
+   * greater than any earlier holder's; hand it to the resource the lock
+   * protects (or to put's fence) and to release. A wait that runs out is
+   * `locked`. The lock is released by release, or when the lease ends. A
+   * lease that holds it already gets its token again.
+   */
+  async acquire(name, lease, { waitMs, signal } = {}) {
+    const where = `acquire lock ${JSON.stringify(name)}`;
+    const l = leaseArg(where, lease);
+    const w = waitArg(where, waitMs);
+    return decodeLock(await this.call(Op.acquireLock, (reqid) => [name, l, w, reqid], { wait: w, signal }));
+  }
+
+  /** tryAcquire is acquire that does not wait: `locked` if the lock is held. */
+  async tryAcquire(name, lease) {
+    return this.acquire(name, lease, { waitMs: 0 });
+  }
+
+  /** release releases lock name held with token; not_holder if that token does not hold it. */
+  async release(name, token) {
+    const t = tokenArg(`release lock ${JSON.stringify(name)}`, token);
+    await this.call(Op.releaseLock, (reqid) => [name, t, reqid]);
+  }
+
+  /** lockState resolves with { name, token, lease, waiters } of lock name; lock_not_found if nobody holds or waits for it. */
+  async lockState(name, { consistency } = {}) {
+    return decodeLock(await this.call(Op.getLock, [name, consistencyArg(consistency)]));
+  }
+
+  // ---- elections ----
+
+  /**
+   * campaign runs for leader of election name with lease and value (any
+   * JSON value, or undefined), waiting up to waitMs (0: try once; `locked`
+   * if there is a leader), and resolves with the leadership won: { name,
+   * token, lease, value }. token fences writes and names the leadership to
+   * proclaim and resign. It ends with resign or when the lease ends.
+   */
+  async campaign(name, lease, value, { waitMs, signal } = {}) {
+    const where = `campaign ${JSON.stringify(name)}`;
+    const l = leaseArg(where, lease);
+    const w = waitArg(where, waitMs);
+    const v = value === undefined ? null : jsonBytes(value);
+    if (v === undefined) throw new ConsensusError('invalid_json', `${where}: value is not JSON`);
+    return decodeLock(await this.call(Op.campaign, (reqid) => [name, l, v, w, reqid], { wait: w, signal }));
+  }
+
+  /** proclaim sets the value of the leadership of election name held with token; not_holder otherwise. */
+  async proclaim(name, token, value) {
+    const where = `proclaim ${JSON.stringify(name)}`;
+    const t = tokenArg(where, token);
+    const v = jsonBytes(value);
+    if (v === undefined) throw new ConsensusError('invalid_json', `${where}: value is not JSON`);
+    await this.call(Op.proclaim, (reqid) => [name, t, v, reqid]);
+  }
+
+  /** resign gives up the leadership of election name held with token; the next candidate leads. */
+  async resign(name, token) {
+    const t = tokenArg(`resign ${JSON.stringify(name)}`, token);
+    await this.call(Op.resign, (reqid) => [name, t, reqid]);
+  }
+
+  /** leader resolves with the leader of election name ({ name, token, lease, value }); lock_not_found if none. */
+  async leader(name, { consistency } = {}) {
+    return decodeLock(await this.call(Op.leader, [name, consistencyArg(consistency)]));
+  }
+
+  /** observe follows the leadership of election name; see Observer. */
+  observe(name) {
+    if (this.closed) throw new ConsensusError('closed', 'observe: client closed');
+    const o = new Observer(this, name);
+    this.watchers.add(o);
+    o.onClose = () => this.watchers.delete(o);
+    return o;
+  }
+
+  // ---- sessions and queues ----
+
+  /** session grants a lease of ttlMs and keeps it alive; see Session. */
+  async session(ttlMs, options) {
+    return Session.start(this, ttlMs, options);
+  }
+
+  /** queue returns the task queue called name; see Queue. */
+  queue(name) {
+    return new Queue(this, name);
   }
 
   // ---- workflows and application nodes ----
@@ -493,6 +665,80 @@ export class Client {
     this.watchers.add(w);
     w.onClose = () => this.watchers.delete(w);
     return w;
+  }
+}
+
+// trimNil drops the trailing undefined arguments of a request and turns
+// the others into nil: the server reads a missing trailing argument as
+// unset, and a nil one in the middle too.
+function trimNil(args) {
+  let n = args.length;
+  while (n > 0 && args[n - 1] === undefined) n--;
+  return args.slice(0, n).map((a) => (a === undefined ? null : a));
+}
+
+function condArg(where, cond) {
+  if (cond === undefined || cond === null) return undefined;
+  if (cond === true) return true;
+  if (!Number.isSafeInteger(cond) || cond < 0) {
+    throw new ConsensusError('bad_request', `${where}: cond ${JSON.stringify(cond)}: want a revision, 0 or true`);
+  }
+  return uint(cond);
+}
+
+/** leaseArg checks a lease id (hexadecimal string, or a BigInt) and returns it for the wire. */
+export function leaseArg(where, lease) {
+  const v = leaseWire(lease);
+  if (v === undefined) {
+    throw new ConsensusError('invalid_lease', `${where}: lease ${String(lease)}: want 1 to 16 hexadecimal digits of a positive 63-bit number`);
+  }
+  return v;
+}
+
+// MAX_TTL_MS is the longest time to live (30 days), api.MaxLeaseTTLMs.
+export const MAX_TTL_MS = 30 * 24 * 3600 * 1000;
+
+function ttlArg(where, ttlMs) {
+  if (!Number.isInteger(ttlMs) || ttlMs < 1 || ttlMs > MAX_TTL_MS) {
+    throw new ConsensusError('invalid_lease', `${where}: time to live ${JSON.stringify(ttlMs)}: want 1 to ${MAX_TTL_MS} ms`);
+  }
+  return ttlMs;
+}
+
+// MAX_WAIT_MS bounds a lock's, a campaign's or a claim's wait (the server's limit).
+export const MAX_WAIT_MS = 600000;
+
+function waitArg(where, waitMs) {
+  if (waitMs === undefined || waitMs === null) return 0;
+  if (!Number.isFinite(waitMs) || waitMs < 0 || waitMs > MAX_WAIT_MS) {
+    throw new ConsensusError('bad_request', `${where}: wait ${JSON.stringify(waitMs)}: want 0 (try once) to ${MAX_WAIT_MS} ms`);
+  }
+  return Math.ceil(waitMs);
+}
+
+function tokenArg(where, token) {
+  if (!Number.isSafeInteger(token) || token < 1) {
+    throw new ConsensusError('bad_request', `${where}: token ${JSON.stringify(token)}: want a positive integer`);
+  }
+  return uint(token);
+}
+
+function fenceArg(where, fence) {
+  if (fence === undefined || fence === null) return undefined;
+  if (typeof fence !== 'object' || typeof fence.lock !== 'string' || fence.lock === '') {
+    throw new ConsensusError('bad_request', `${where}: fence: want { lock, token }`);
+  }
+  return [fence.lock, tokenArg(`${where}: fence`, fence.token)];
+}
+
+function randomLeaseId() {
+  const b = new Uint8Array(8);
+  for (;;) {
+    globalThis.crypto.getRandomValues(b);
+    let v = 0n;
+    for (const x of b) v = (v << 8n) | BigInt(x);
+    v >>= 1n; // positive, 63 bits, as the server would pick
+    if (v !== 0n) return v.toString(16);
   }
 }
 

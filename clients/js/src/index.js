@@ -7,6 +7,9 @@ import { RaftCoordinator, DistributedStateMachine, ClusterManager } from './seed
 export { Client, defaults, endpointURLs } from './client.js';
 export { ConsensusError } from './errors.js';
 export { Watcher } from './watch.js';
+export { Observer } from './observe.js';
+export { Session } from './session.js';
+export { Queue, Worker, StaleEpochError } from './queue.js';
 export { RaftCoordinator, DistributedStateMachine, ClusterManager };
 
 /** createClient returns a Client for the cluster at options.endpoints. */

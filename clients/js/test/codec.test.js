@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { unpack } from 'msgpackr';
-import { encodeFrame, decodeFrame, jsonBytes, uint, decodeItem } from '../src/codec.js';
+import { encodeFrame, decodeFrame, jsonBytes, uint, decodeItem, decodeLease, leaseWire } from '../src/codec.js';
 import { SeqWindow, endpointURLs } from '../src/client.js';
 
 test('a put frame is the bytes docs/PROTOCOL.md shows', () => {
@@ -22,9 +22,21 @@ test('a malformed frame is an error, not a crash', () => {
   assert.throws(() => decodeFrame(Buffer.from('c1', 'hex')));
 });
 
-test('items decode with their lease when there is one', () => {
-  assert.deepEqual(decodeItem(['k', Buffer.from('[1]'), 3, 2, 1, 7]),
-    { key: 'k', value: [1], revision: 3, createRevision: 2, version: 1, lease: 7 });
+test('items decode with their lease when there is one, in hexadecimal as the JSON API writes it', () => {
+  assert.deepEqual(decodeItem(['k', Buffer.from('[1]'), 3, 2, 1, 255]),
+    { key: 'k', value: [1], revision: 3, createRevision: 2, version: 1, lease: 'ff' });
+});
+
+test('a 63-bit lease id keeps every bit through a frame, both ways', () => {
+  const id = '7ffffffffffffff3'; // beyond 2^53: a double would round it
+  const wire = leaseWire(id);
+  assert.equal(typeof wire, 'bigint');
+  const [response] = decodeFrame(encodeFrame([[1, 0, [wire, 1000, null, null]]]));
+  assert.equal(decodeLease(response[2]).id, id);
+  assert.equal(leaseWire('ff'), 255);
+  for (const bad of ['', '0', '8000000000000000', '1'.repeat(17), 'xyz', 12, null]) {
+    assert.equal(leaseWire(bad), undefined, `lease ${bad}`);
+  }
 });
 
 test('endpoints: host:port, http(s) and ws(s) URLs', () => {
