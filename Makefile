@@ -5,7 +5,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 20000x
 DURATION ?= 5m
 
-.PHONY: all build test test-js test-short vet lint fuzz soak run clean bench-etcd
+.PHONY: all build test test-js test-short vet lint fuzz soak run clean bench-etcd bench-js
 
 all: build
 
@@ -76,3 +76,9 @@ clean:
 ## BENCH_DURATION per cell, default 5s.
 bench-etcd:
 	bash scripts/bench-etcd.sh
+
+## bench-js: the JavaScript client's writes and linearizable reads at
+## c=1,64,256 beside the Go client's, on one 3-node cluster in one run
+## (RUNS rounds, default 3; BENCH_DURATION seconds per cell, default 5).
+bench-js:
+	bash scripts/bench-js.sh
