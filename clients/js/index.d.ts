@@ -99,7 +99,10 @@ export interface Lock {
 export interface WaitOptions {
   /** How long to wait behind the holder, 0 (try once, the default) to 600000 ms. */
   waitMs?: number;
-  /** Abandons the wait (the call rejects with code 'canceled'). */
+  /**
+   * Abandons the wait here (the call rejects with code 'canceled'); the
+   * server keeps the lease queued until waitMs ends, and may still grant it.
+   */
   signal?: AbortSignal;
 }
 

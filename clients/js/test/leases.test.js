@@ -165,6 +165,28 @@ test('locks: mutual exclusion, increasing tokens, a dead holder loses the lock',
   }
 });
 
+test('an acquire abandoned by its signal rejects canceled at once; the server may still grant it', async () => {
+  const holder = await client.session(10000);
+  const waiter = await client.session(10000);
+  try {
+    const held = await holder.lock('abandoned');
+    const ac = new AbortController();
+    const waiting = waiter.lock('abandoned', { waitMs: 20000, signal: ac.signal });
+    await waitFor('the waiter in the queue', async () => (await client.lockState('abandoned')).waiters === 1);
+    ac.abort(new Error('gave up'));
+    await assert.rejects(waiting, (e) => e.code === 'canceled' && e.outcomeUnknown);
+    // The server still has the waiter's lease in the queue (README: the
+    // signal stops the wait here only): releasing hands it the lock.
+    await client.release('abandoned', held.token);
+    const now = await client.lockState('abandoned');
+    assert.equal(now.lease, waiter.lease);
+  } finally {
+    await holder.close();
+    await waiter.close();
+  }
+  await assert.rejects(client.lockState('abandoned'), (e) => e.code === 'lock_not_found');
+});
+
 test('locks: contenders never overlap, and every token is higher than the last', async () => {
   const contenders = 4;
   const rounds = 3;
