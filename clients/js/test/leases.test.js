@@ -72,12 +72,12 @@ test('bad lease input is a typed error before anything is sent', async () => {
 });
 
 test('a session keeps its lease alive past its TTL, and close revokes it', async () => {
-  const s = await client.session(1000);
-  assert.equal(s.ttlMs, 1000);
+  const s = await client.session(1500);
+  assert.equal(s.ttlMs, 1500);
   await client.put('session:a', 'x', { lease: s.lease });
-  // Three times the TTL, waited for on the lease's own clock: the key stays.
-  const until = Date.now() + 3000;
-  await waitFor('three TTLs', () => Date.now() >= until, 5000, 100);
+  // Twice the TTL and more: without the keepalives the key would be gone.
+  const until = Date.now() + 3500;
+  await waitFor('more than two TTLs', () => Date.now() >= until, 6000, 100);
   assert.equal(s.err, null);
   assert.equal((await client.get('session:a')).value, 'x');
   await s.close();
@@ -110,7 +110,8 @@ test('a session ends no later than its lease can expire when the cluster cannot 
     const err = await s.done;
     assert.equal(err.code, 'session_expired');
     const took = Date.now() - t0;
-    assert.ok(took <= 1000 + 500, `ended ${took} ms after the keepalive clock started (TTL 1000)`);
+    // The TTL, and slack for timers on a loaded machine.
+    assert.ok(took >= 1000 && took <= 1000 + 1000, `ended ${took} ms after the keepalive clock started (TTL 1000)`);
   } finally {
     gone.close();
   }
@@ -127,7 +128,7 @@ test('locks: mutual exclusion, increasing tokens, a dead holder loses the lock',
   const a = createClient({ endpoints: cluster.endpoints });
   const b = createClient({ endpoints: cluster.endpoints });
   try {
-    const sa = await a.session(1000);
+    const sa = await a.session(2000);
     const sb = await b.session(10000);
     const la = await sa.lock('jobs');
     assert.ok(la.token > 0 && la.lease === sa.lease, JSON.stringify(la));
