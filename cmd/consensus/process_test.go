@@ -120,11 +120,16 @@ type procCluster struct {
 	logs  map[string]*bytes.Buffer
 	// env adds variables to a node's environment (failpoints).
 	env map[string][]string
+	// bins runs a node on another binary than bin (an older release);
+	// args are appended to every node's serve flags.
+	bins map[string]string
+	args []string
 }
 
 func newProcCluster(t *testing.T, bin string, n int) *procCluster {
 	pc := &procCluster{t: t, bin: bin, peers: map[string]string{}, https: map[string]string{},
-		root: t.TempDir(), procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}, env: map[string][]string{}}
+		root: t.TempDir(), procs: map[string]*exec.Cmd{}, logs: map[string]*bytes.Buffer{}, env: map[string][]string{},
+		bins: map[string]string{}}
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("n%d", i)
 		pc.ids = append(pc.ids, id)
@@ -168,8 +173,13 @@ func (pc *procCluster) start(id string) {
 	for _, p := range pc.ids {
 		peers = append(peers, p+"="+pc.peers[p])
 	}
-	cmd := exec.Command(pc.bin, "serve", "--id", id, "--listen", pc.peers[id], "--http", pc.https[id],
-		"--peers", strings.Join(peers, ","), "--data", filepath.Join(pc.root, id), "--log-level", "info")
+	bin := pc.bin
+	if b := pc.bins[id]; b != "" {
+		bin = b
+	}
+	args := []string{"serve", "--id", id, "--listen", pc.peers[id], "--http", pc.https[id],
+		"--peers", strings.Join(peers, ","), "--data", filepath.Join(pc.root, id), "--log-level", "info"}
+	cmd := exec.Command(bin, append(args, pc.args...)...)
 	cmd.Stdout = pc.logs[id]
 	cmd.Stderr = pc.logs[id]
 	if extra := pc.env[id]; len(extra) > 0 {
