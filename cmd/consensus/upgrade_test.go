@@ -520,11 +520,18 @@ func TestUpgradeMixedVersion(t *testing.T) {
 	}
 
 	progress(200, "mixed cluster")
-	for _, target := range []string{"n1", "n2"} { // to the old node, then back to a new one
-		pc.transferLeader(target)
-		progress(200, "leader "+target)
-		checkAcked("leader " + target)
-	}
+	// Leadership to the old node: it proposes the writes, and a lease, a
+	// leased key, a lock and a queue claim the new nodes must read.
+	pc.transferLeader("n1")
+	progress(200, "leader n1")
+	claim := pc.coordinate("n1")
+	pc.checkCoordination(claim, "leader n1")
+	checkAcked("leader n1")
+	// And back to a new one.
+	pc.transferLeader("n2")
+	progress(200, "leader n2")
+	pc.checkCoordination(claim, "leader n2")
+	checkAcked("leader n2")
 
 	// The rolling upgrade of n1.
 	if err := pc.procs["n1"].Process.Signal(syscall.SIGTERM); err != nil {
@@ -541,6 +548,19 @@ func TestUpgradeMixedVersion(t *testing.T) {
 	progress(200, "upgraded n1 leads")
 	stopWriters()
 	checkAcked("after the upgrade")
+	pc.checkCoordination(claim, "after the upgrade")
+	// The claim the old leader granted completes on the new code, and the
+	// lease it granted is revoked with its key and lock.
+	pc.mustCall("n3", http.MethodPost, "/v1/queues/jobs/tasks/t1/complete", fmt.Sprintf(`{"epoch":%s}`, claim.epoch))
+	pc.mustCall("n3", http.MethodDelete, "/v1/leases/c1", "")
+	for _, id := range pc.ids {
+		if st, body := pc.call(id, http.MethodGet, "/v1/queues/jobs/tasks/t1", ""); st != http.StatusOK || !strings.Contains(string(body), `"state":"done"`) {
+			t.Errorf("node %s: task t1: %d %s, want done", id, st, body)
+		}
+		if st, body := pc.call(id, http.MethodGet, "/v1/kv/leased", ""); st != http.StatusNotFound {
+			t.Errorf("node %s: leased key after its lease's revoke: %d %s, want 404", id, st, body)
+		}
+	}
 
 	// Same state everywhere: every key, not only the acknowledged ones
 	// (a write whose answer was lost may be there too, on every node).
@@ -573,4 +593,85 @@ func (pc *procCluster) transferLeader(target string) {
 		time.Sleep(20 * time.Millisecond) // paces retries only
 	}
 	pc.t.Fatalf("leadership did not move to %s within 20s", target)
+}
+
+// coordinationState is what coordinate made: the lock's token and the
+// claim's epoch, as JSON numbers.
+type coordinationState struct {
+	token, epoch string
+}
+
+// coordinate makes, through node id: lease c1 (1 h), the key "leased" on
+// it, the lock "report" held by it, and task t1 of queue "jobs" claimed.
+func (pc *procCluster) coordinate(id string) coordinationState {
+	pc.t.Helper()
+	pc.mustCall(id, http.MethodPost, "/v1/leases", `{"id":"c1","ttlMs":3600000}`)
+	pc.mustCall(id, http.MethodPut, "/v1/kv/leased?lease=c1", `"on c1"`)
+	lock := pc.mustCall(id, http.MethodPost, "/v1/locks/report", `{"lease":"c1","waitMs":0}`)
+	pc.mustCall(id, http.MethodPost, "/v1/queues/jobs/tasks", `{"id":"t1","data":{"n":1}}`)
+	claim := pc.mustCall(id, http.MethodPost, "/v1/queues/jobs/claim", `{"worker":"w1","ttlMs":3600000}`)
+	var l struct{ Token json.Number }
+	var c struct {
+		Task  struct{ ID string }
+		Epoch json.Number
+	}
+	if json.Unmarshal(lock, &l) != nil || json.Unmarshal(claim, &c) != nil || c.Task.ID != "t1" {
+		pc.t.Fatalf("lock %s, claim %s", lock, claim)
+	}
+	return coordinationState{token: l.Token.String(), epoch: c.Epoch.String()}
+}
+
+// checkCoordination reads what coordinate made on every node.
+func (pc *procCluster) checkCoordination(cs coordinationState, when string) {
+	pc.t.Helper()
+	for _, id := range pc.ids {
+		want := map[string]string{
+			"/v1/leases/c1":            `"keys":["leased"]`,
+			"/v1/kv/leased":            `"value":"on c1"`,
+			"/v1/locks/report":         `"token":` + cs.token,
+			"/v1/queues/jobs/tasks/t1": `"epoch":` + cs.epoch,
+		}
+		for path, part := range want {
+			if st, body := pc.call(id, http.MethodGet, path, ""); st != http.StatusOK || !strings.Contains(string(body), part) {
+				pc.t.Errorf("%s: node %s: GET %s: %d %s, want %s", when, id, path, st, body, part)
+			}
+		}
+	}
+}
+
+// call makes one request of node id; a read answered 503 (no leader for
+// a moment) is tried again for up to 10 s.
+func (pc *procCluster) call(id, method, path, body string) (int, []byte) {
+	pc.t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, err := http.NewRequest(method, "http://"+pc.https[id]+path, strings.NewReader(body))
+		if err != nil {
+			pc.t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			pc.t.Fatalf("%s %s on %s: %v", method, path, id, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			pc.t.Fatalf("%s %s on %s: %v", method, path, id, err)
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || method != http.MethodGet || time.Now().After(deadline) {
+			return resp.StatusCode, b
+		}
+		time.Sleep(20 * time.Millisecond) // paces retries only
+	}
+}
+
+// mustCall makes a request that must answer 200 and returns the body.
+func (pc *procCluster) mustCall(id, method, path, body string) []byte {
+	pc.t.Helper()
+	st, b := pc.call(id, method, path, body)
+	if st != http.StatusOK {
+		pc.t.Fatalf("%s %s on %s: %d %s", method, path, id, st, b)
+	}
+	return b
 }
