@@ -369,7 +369,11 @@ func buildPrevious(t *testing.T) string {
 	commit, name := previousRelease(t)
 	top, err := exec.Command("git", "rev-parse", "--show-toplevel").Output()
 	if err != nil {
-		t.Fatalf("this test builds the previous release, %s (commit %s), from git history, but the source is not a git checkout (git rev-parse: %v); run it in a git clone of the repository, or skip it with -short", name, commit, err)
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = bytes.TrimSpace(ee.Stderr)
+		}
+		t.Fatalf("this test builds the previous release, %s (commit %s), from git history, but the source is not in a git checkout (git rev-parse: %v %s); run it in a git clone of the repository, or skip it with -short", name, commit, err, stderr)
 	}
 	repo := strings.TrimSpace(string(top))
 	if out, err := exec.Command("git", "-C", repo, "cat-file", "-e", commit+"^{commit}").CombinedOutput(); err != nil {
