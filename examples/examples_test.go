@@ -91,6 +91,22 @@ var examples = []struct {
 		`^observer: the leader is \{"host":"a"\} \(token \d+\)$`,
 		`^cleaned up; done$`,
 	}},
+	{"worker", []string{
+		`^enqueued photo-1 on examples-worker-[0-9a-f]{8} at revision \d+$`,
+		`^enqueued photo-1 again: the same task \(revision \d+\), no second one$`,
+		`^claimed photo-1 \(attempt 1\): \{"photo":"photo-1","width":640\}$`,
+		`^completed photo-1 \(attempt 1, epoch \d+\)$`,
+		`^failed photo-2 \(attempt 1, epoch \d+\): it will be retried$`,
+		`^completed photo-2 \(attempt 2, epoch \d+\)$`,
+		`^the lease [0-9a-f]+ of photo-3's claim is gone \(revoked here; a dead worker's expires\)$`,
+		`^the handler's context was cancelled: the claim was lost$`,
+		`^gave up photo-3 \(attempt 1, epoch \d+\): the claim was lost, nothing completed$`,
+		`^completed photo-3 \(attempt 2, epoch \d+\)$`,
+		`^all 3 tasks done$`,
+		`^a late complete of photo-3 with the lost epoch \d+ was refused: stale_epoch \(epoch \d+ completed it\)$`,
+		`^  photo-2  done  attempts 2  epoch \d+  result \{"photo":"photo-2","resized":"640w"\}$`,
+		`^queue stats: ready 0, delayed 0, claimed 0, done 3, dead 0; done$`,
+	}},
 }
 
 // TestExamples builds every example and runs it against a 3-node
