@@ -1,9 +1,10 @@
 package main
 
-// The demo command is split in three: demo.go holds the command, the
+// The demo command is split in four: demo.go holds the command, the
 // harness the scripts share and the 2node and 3node scripts;
 // demo_pipeline.go the workflow example those two run; demo_failover.go
-// the failover script.
+// the failover script; demo_workflow.go the workflow script (task
+// queues and worker processes).
 
 import (
 	"context"
@@ -34,6 +35,11 @@ temporary directory, and narrates what it does to it:
   failover  writes running, kill -9 of the leader; how long the cluster was
             without a leader, the killed node restarted and every
             acknowledged write checked on every node
+  workflow  a pipeline of four steps as tasks of a queue, four worker
+            processes; kill -9 of one mid-step, the step taken over after
+            its claim's time to live; SIGSTOP of another mid-step, the step
+            taken over and done, the paused worker's late complete refused
+            (stale_epoch); each step done exactly once
 
 Every node is stopped and the directory removed at the end, and on Ctrl-C.`
 
@@ -49,6 +55,7 @@ var demoScripts = map[string]struct {
 	"2node":    {2, demoTwoNodes},
 	"3node":    {3, demoThreeNodes},
 	"failover": {3, demoFailover},
+	"workflow": {3, demoWorkflow},
 }
 
 // demoCmd runs one demo: exit 0 when every step worked, 1 with one error
@@ -59,18 +66,18 @@ func demoCmd(stdout io.Writer) *cobra.Command {
 		logLevel string
 	)
 	cmd := &cobra.Command{
-		Use:   "demo 2node|3node|failover [flags]",
-		Short: "run a narrated demo on a local cluster: 2node, 3node or failover",
+		Use:   "demo 2node|3node|failover|workflow [flags]",
+		Short: "run a narrated demo on a local cluster: 2node, 3node, failover or workflow",
 		Long:  demoLong,
 		Args: func(cmd *cobra.Command, args []string) error {
 			switch {
 			case len(args) == 0:
-				return usageErrorf("demo: which demo? 2node, 3node or failover (see 'consensus demo --help')")
+				return usageErrorf("demo: which demo? 2node, 3node, failover or workflow (see 'consensus demo --help')")
 			case len(args) > 1:
 				return usageErrorf("demo: unexpected argument %q (see 'consensus demo --help')", args[1])
 			}
 			if _, ok := demoScripts[args[0]]; !ok {
-				return usageErrorf("demo: unknown demo %q: want 2node, 3node or failover", args[0])
+				return usageErrorf("demo: unknown demo %q: want 2node, 3node, failover or workflow", args[0])
 			}
 			return nil
 		},

@@ -21,13 +21,14 @@ func TestDemoUsage(t *testing.T) {
 		args   []string
 		stderr string
 	}{
-		{[]string{"demo"}, "consensus: demo: which demo? 2node, 3node or failover"},
-		{[]string{"demo", "4node"}, `consensus: demo: unknown demo "4node": want 2node, 3node or failover`},
+		{[]string{"demo"}, "consensus: demo: which demo? 2node, 3node, failover or workflow"},
+		{[]string{"demo", "4node"}, `consensus: demo: unknown demo "4node": want 2node, 3node, failover or workflow`},
 		{[]string{"demo", "2node", "extra"}, `consensus: demo: unexpected argument "extra"`},
 		{[]string{"demo", "--bogus"}, "consensus: demo: unknown flag: --bogus"},
 		{[]string{"demo", "2node", "-keep"}, "consensus: demo: unknown shorthand flag: 'k' in -keep"},
 		{[]string{"demo", "2node", "--log-level", "loud"}, "consensus: demo: "},
 		{[]string{"demo", "2node", "--endpoints", "127.0.0.1:1"}, "consensus: demo: --endpoints: not a flag of this command"},
+		{[]string{"demo-worker", "w1", "pipeline"}, "consensus: demo-worker: want NAME QUEUE ENDPOINTS, got 2 arguments"},
 	} {
 		r := runCLI(context.Background(), "", c.args...)
 		checkOneLine(t, c.args, r)
@@ -37,7 +38,7 @@ func TestDemoUsage(t *testing.T) {
 	}
 	for _, help := range [][]string{{"demo", "--help"}, {"help", "demo"}} {
 		r := runCLI(context.Background(), "", help...)
-		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "consensus demo 2node|3node|failover [flags]") ||
+		if r.code != 0 || r.stderr != "" || !strings.Contains(r.stdout, "consensus demo 2node|3node|failover|workflow [flags]") ||
 			!strings.Contains(r.stdout, "--keep") || strings.Contains(r.stdout, "--endpoints") {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", help, r.code, r.stdout, r.stderr)
 		}
@@ -91,6 +92,21 @@ func TestDemos(t *testing.T) {
 			`summary: \d+ acknowledged writes, none lost`,
 			`demo complete`,
 		}, checkFailoverNumbers},
+		{"workflow", []string{
+			`leader elected: n[123] in term \d+`,
+			`started worker w4 \(pid \d+\)`,
+			`step 1 of 4: enqueued order-7/extract \(workflow order-7\) at revision \d+$`,
+			`^\[.*\]   w[1-4] claimed order-7/transform with epoch \d+$`,
+			`kill -9 w[1-4] \(pid \d+\) mid-step`,
+			`taken over by w[1-4] with epoch \d+ \(> \d+\), \S+ after the kill \(time to live 2s\)$`,
+			`SIGSTOP w[1-4] \(pid \d+\) mid-step`,
+			`taken over by w[1-4] with epoch \d+ \(> \d+\) once the paused worker's lease ran out$`,
+			`SIGCONT w[1-4]: it wakes up late`,
+			`w[1-4]'s late complete with epoch \d+ was refused: stale_epoch \(the task was done with epoch \d+\)$`,
+			`order-7/load +done once: epoch \d+, attempt 1, completed by w[1-4]$`,
+			`summary: each step done exactly once \(4 steps, 4 completes accepted\)`,
+			`demo complete`,
+		}, checkWorkflowDemo},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,5 +173,44 @@ func checkFailoverNumbers(t *testing.T, out string) {
 	}
 	if !strings.Contains(out, "summary: "+counts[0][1]+" acknowledged writes, none lost") {
 		t.Errorf("summary does not say %s writes", counts[0][1])
+	}
+}
+
+// checkWorkflowDemo: the killed and the paused worker are the ones that
+// claimed the step; each takeover's epoch is above the lost claim's; the
+// refused epoch is the paused worker's; the takeover time is positive;
+// the killed worker completed nothing after its kill.
+func checkWorkflowDemo(t *testing.T, out string) {
+	for _, c := range []struct{ step, signal string }{{"transform", "kill -9"}, {"validate", "SIGSTOP"}} {
+		re := regexp.MustCompile(`(?m)^\[.*\]   (w\d) claimed order-7/` + c.step + ` with epoch (\d+)\n.*` + c.signal +
+			` (w\d) \(pid \d+\) mid-step.*\n(?:.*\n)*?.*taken over by (w\d) with epoch (\d+) \(> (\d+)\)`)
+		m := re.FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("%s: no claim, %s and takeover in order", c.step, c.signal)
+			continue
+		}
+		lost, _ := strconv.Atoi(m[2])
+		next, _ := strconv.Atoi(m[5])
+		if m[1] != m[3] || m[4] == m[1] || m[6] != m[2] || next <= lost {
+			t.Errorf("%s: %s claimed with epoch %s, %s got %s, %s took over with %s (> %s)", c.step, m[1], m[2], c.signal, m[3], m[4], m[5], m[6])
+		}
+		if c.step == "validate" {
+			late := regexp.MustCompile(`(w\d)'s late complete with epoch (\d+) was refused: stale_epoch \(the task was done with epoch (\d+)\)`).FindStringSubmatch(out)
+			if late == nil || late[1] != m[1] || late[2] != m[2] || late[3] != m[5] {
+				t.Errorf("late complete %q, want %s's epoch %s refused, done with %s", late, m[1], m[2], m[5])
+			}
+		}
+		if c.step == "transform" {
+			if regexp.MustCompile(`(?m)` + m[1] + ` (claimed|completed) order-7/(validate|load)`).MatchString(out) {
+				t.Errorf("%s worked after it was killed", m[1])
+			}
+		}
+	}
+	m := regexp.MustCompile(`, (\S+) after the kill \(time to live`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatal("no takeover time")
+	}
+	if d, err := time.ParseDuration(m[1]); err != nil || d <= 0 {
+		t.Errorf("takeover time %q is not a positive duration", m[1])
 	}
 }

@@ -41,7 +41,7 @@ Usage:
   consensus serve [flags]   run one node (see: consensus serve --help)
   consensus up [flags]      run a local cluster of nodes (see: consensus up --help)
   consensus bench [flags]   measure a cluster: throughput, latency, failover (see: consensus bench --help)
-  consensus demo 2node|3node|failover   run a narrated demo on a local cluster
+  consensus demo 2node|3node|failover|workflow   run a narrated demo on a local cluster
   consensus certs [flags]   write a development CA and node certificates
   consensus snapshot save|status|restore   back up a cluster, check a backup, restore one (see: consensus snapshot --help)
   consensus version         print the version
@@ -195,7 +195,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 	c.addGlobalFlags(root)
 	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd(),
 		c.lockCmd(), c.electCmd(), c.queueCmd())
-	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), c.snapshotCmd())
+	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), demoWorkerCmd(stdout), c.snapshotCmd())
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
