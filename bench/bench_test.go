@@ -116,12 +116,14 @@ func TestOptionsFlags(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	o.Register(fs)
 	err := fs.Parse([]string{"--workloads", "read, mixed", "--concurrency", "2,8", "--value-size", "10",
-		"--duration", "1s", "--warmup", "0", "--keys", "5", "--read-percent", "50", "--max-ops", "7", "--timeout", "2s", "--lease-ttl", "3s"})
+		"--duration", "1s", "--warmup", "0", "--keys", "5", "--read-percent", "50", "--max-ops", "7", "--timeout", "2s", "--lease-ttl", "3s",
+		"--queue-tasks", "500"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Options{Workloads: []Workload{Read, Mixed}, Concurrency: []int{2, 8}, ValueSize: 10, Keys: 5,
-		ReadPercent: 50, Duration: time.Second, Timeout: 2 * time.Second, MaxOps: 7, LeaseTTL: 3 * time.Second}
+		ReadPercent: 50, Duration: time.Second, Timeout: 2 * time.Second, MaxOps: 7, LeaseTTL: 3 * time.Second,
+		QueueTasks: 500}
 	if got, _ := json.Marshal(o); string(got) != string(mustJSON(t, want)) {
 		t.Fatalf("parsed %s, want %s", got, mustJSON(t, want))
 	}
@@ -143,6 +145,8 @@ func TestOptionsFlags(t *testing.T) {
 		"lease ttl too low":  {"--lease-ttl", "500ms"},
 		"lease ttl not in s": {"--lease-ttl", "1500ms"},
 		"lock workload typo": {"--workloads", "locks"},
+		"no queue tasks":     {"--queue-tasks", "0"},
+		"queue tasks >90000": {"--queue-tasks", "90001"},
 	}
 	for name, args := range bad {
 		o := DefaultOptions()

@@ -31,6 +31,9 @@ type Options struct {
 	// seconds, as etcd grants them, and at least the 1 s floor both
 	// systems put under a lease.
 	LeaseTTL time.Duration
+	// QueueTasks bounds the measured tasks an Enqueue cell adds, and is
+	// the backlog of ready tasks a Claim cell starts from.
+	QueueTasks int
 	// CPU, if set, is read as each cell's measured time starts and ends;
 	// the results then carry each process's CPU time (Result.CPU).
 	CPU CPUMeter `json:"-"`
@@ -49,6 +52,7 @@ func DefaultOptions() Options {
 		Timeout:     5 * time.Second,
 		MaxOps:      5_000_000,
 		LeaseTTL:    time.Second,
+		QueueTasks:  20_000,
 	}
 }
 
@@ -58,7 +62,7 @@ const MaxConcurrency = 4096
 // Register defines the bench flags on fs, with o's values as defaults;
 // parsing fs fills o.
 func (o *Options) Register(fs *flag.FlagSet) {
-	fs.Var(workloadsFlag{&o.Workloads}, "workloads", "comma-separated workloads: write, read (linearizable), read-local, mixed; leases and locks: lock (acquire+release), keepalive, expiry (lease expiry lateness)")
+	fs.Var(workloadsFlag{&o.Workloads}, "workloads", "comma-separated workloads: write, read (linearizable), read-local, mixed; leases and locks: lock (acquire+release), keepalive, expiry (lease expiry lateness); task queues: enqueue, claim (claim+complete), takeover (a dead worker's task claimed again: lateness after its time to live)")
 	fs.Var(intsFlag{&o.Concurrency}, "concurrency", "comma-separated numbers of concurrent clients, one cell each")
 	fs.IntVar(&o.ValueSize, "value-size", o.ValueSize, "bytes per written value (a JSON string)")
 	fs.IntVar(&o.Keys, "keys", o.Keys, "size of the key space (reads preload it)")
@@ -67,7 +71,8 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "measured time per cell")
 	fs.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on one operation")
 	fs.Int64Var(&o.MaxOps, "max-ops", o.MaxOps, "bound on the measured operations of one cell")
-	fs.DurationVar(&o.LeaseTTL, "lease-ttl", o.LeaseTTL, "time to live of the expiry workload's leases (whole seconds)")
+	fs.DurationVar(&o.LeaseTTL, "lease-ttl", o.LeaseTTL, "time to live of the expiry workload's leases and the takeover workload's claims (whole seconds)")
+	fs.IntVar(&o.QueueTasks, "queue-tasks", o.QueueTasks, "most tasks an enqueue cell adds; the backlog a claim cell starts from")
 }
 
 // Validate reports what is wrong with o.
@@ -104,6 +109,10 @@ func (o Options) Validate() error {
 	}
 	if o.LeaseTTL < time.Second || o.LeaseTTL > time.Hour || o.LeaseTTL%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("--lease-ttl: %v is not a whole number of seconds from 1s to 1h", o.LeaseTTL))
+	}
+	if o.QueueTasks < 1 || o.QueueTasks > 90_000 {
+		// The state holds 100,000 tasks that are not done.
+		errs = append(errs, fmt.Errorf("--queue-tasks: %d is not between 1 and 90000", o.QueueTasks))
 	}
 	if o.MaxOps < 1 {
 		errs = append(errs, errors.New("--max-ops: not positive"))

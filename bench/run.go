@@ -42,11 +42,11 @@ const (
 var Workloads = []Workload{Write, Read, ReadLocal, Mixed}
 
 func (w Workload) valid() bool {
-	return slices.Contains(Workloads, w) || slices.Contains(CoordWorkloads, w)
+	return slices.Contains(Workloads, w) || slices.Contains(CoordWorkloads, w) || slices.Contains(QueueWorkloads, w)
 }
 
 // needsData reports whether the cell reads keys that must exist.
-func (w Workload) needsData() bool { return w != Write && !w.isCoord() }
+func (w Workload) needsData() bool { return w != Write && !w.isCoord() && !w.isQueue() }
 
 // Result is the measurement of one cell. Latencies are of successful
 // operations only.
@@ -152,7 +152,9 @@ type Progress struct {
 // Run measures one cell. ctx ends it early. value is what writes store.
 // A coordination cell (CoordWorkloads) needs d to be a CoordDriver; its
 // contenders or its watch are set up before the cell's time starts, and a
-// failure to set them up is the result's one error.
+// failure to set them up is the result's one error. A queue cell
+// (QueueWorkloads) needs a QueueDriver, and sets up its workers (and a
+// Claim cell its backlog) the same way.
 func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progress func(Progress)) Result {
 	// An operation may take o.Timeout; an Expiry operation pauses for up
 	// to its lease's time to live and then waits it out on top of that.
@@ -166,6 +168,23 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 		defer coord.close(o.Timeout)
 		if c.Workload == Expiry {
 			opTimeout += 2 * o.LeaseTTL
+		}
+	}
+	var queue *queueCell
+	maxOps := o.MaxOps
+	if c.Workload.isQueue() {
+		var err error
+		if queue, err = newQueueCell(ctx, d, o, c); err != nil {
+			return Result{Workload: c.Workload, Concurrency: c.Concurrency, ValueSize: len(value), Errors: 1, FirstError: err.Error()}
+		}
+		defer queue.close(o.Timeout)
+		switch c.Workload {
+		case Takeover:
+			// A pause of up to the time to live, the claim's time to
+			// live, and the takeover's lateness.
+			opTimeout += 3 * o.LeaseTTL
+		case Enqueue:
+			maxOps = min(maxOps, int64(o.QueueTasks))
 		}
 	}
 	start := time.Now()
@@ -212,7 +231,7 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 					break
 				}
 				measured := !t0.Before(measureFrom)
-				if measured && attempts.Add(1) > o.MaxOps {
+				if measured && attempts.Add(1) > maxOps {
 					break
 				}
 				key := Key(rng.IntN(o.Keys))
@@ -225,6 +244,8 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 				switch {
 				case coord != nil:
 					sample, isSample, err = coord.op(opCtx, c.Workload, w, seq, rng, value, o.LeaseTTL)
+				case queue != nil:
+					sample, isSample, err = queue.op(opCtx, c.Workload, w, rng, value, o.LeaseTTL)
 				case c.Workload == Write,
 					c.Workload == Mixed && rng.IntN(100) >= o.ReadPercent:
 					err = d.Put(opCtx, key, value)
@@ -240,6 +261,9 @@ func Run(ctx context.Context, d Driver, o Options, c Cell, value []byte, progres
 					if measured && ctx.Err() == nil {
 						errs.Add(1)
 						errOnce.Do(func() { firstErr = err.Error() })
+					}
+					if c.Workload == Claim && errors.Is(err, ErrNoTask) {
+						break // the backlog ran out
 					}
 					// Do not spin on a system that fails fast.
 					sleepCtx(ctx, time.Millisecond)
@@ -384,7 +408,7 @@ func ParseWorkloads(s string) ([]Workload, error) {
 			continue
 		}
 		if !w.valid() {
-			return nil, fmt.Errorf("unknown workload %q (want write, read, read-local, mixed, lock, keepalive or expiry)", w)
+			return nil, fmt.Errorf("unknown workload %q (want write, read, read-local, mixed, lock, keepalive, expiry, enqueue, claim or takeover)", w)
 		}
 		out = append(out, w)
 	}

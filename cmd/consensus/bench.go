@@ -148,7 +148,7 @@ func (f *benchFlags) config() (benchConfig, error) {
 	}
 	if cfg.protocol == "http" {
 		for _, w := range cfg.opts.Workloads {
-			if slices.Contains(bench.CoordWorkloads, w) {
+			if slices.Contains(bench.CoordWorkloads, w) || slices.Contains(bench.QueueWorkloads, w) {
 				return fail("--workloads: %s runs over the Go client only: use --protocol ws", w)
 			}
 		}

@@ -273,3 +273,58 @@ func (k wsContender) KeepAlive(ctx context.Context) error {
 }
 
 func (k wsContender) Close(ctx context.Context) error { return k.s.Close(ctx) }
+
+// The task queue workloads (bench.QueueWorkloads) run over the Go client
+// only, as the lease and lock workloads do.
+var _ bench.QueueDriver = wsDriver{}
+
+// Enqueue adds task id to queue.
+func (d wsDriver) Enqueue(ctx context.Context, queue, id string, data []byte) error {
+	_, err := d.c.Queue(queue).Enqueue(ctx, data, client.EnqueueOptions{ID: id})
+	return err
+}
+
+// Ready counts queue's ready tasks (a linearizable read).
+func (d wsDriver) Ready(ctx context.Context, queue string) (int, error) {
+	st, err := d.c.Queue(queue).Stats(ctx)
+	return st.Ready, err
+}
+
+// NewQueueWorker returns a worker of queue: each claim is a lease of ttl
+// of its own, as client.Worker's claims are.
+func (d wsDriver) NewQueueWorker(_ context.Context, queue, name string, ttl time.Duration) (bench.QueueWorker, error) {
+	return wsQueueWorker{q: d.c.Queue(queue), name: name, ttl: ttl}, nil
+}
+
+// ClaimAbandoned claims the next task of queue with a claim of ttl that
+// nothing heartbeats; the deadline is the claim's answer plus ttl (the
+// lease's countdown starts before the answer, so the deadline is late by
+// up to the claim's answer time: the lateness measured is a lower bound).
+func (d wsDriver) ClaimAbandoned(ctx context.Context, queue string, ttl time.Duration) (string, time.Time, error) {
+	c, err := d.c.Queue(queue).Claim(ctx, "bench-dies", ttl, 0)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	return c.Task.ID, time.Now().Add(ttl), nil
+}
+
+// wsQueueWorker is one worker of a queue on the shared client.
+type wsQueueWorker struct {
+	q    *client.Queue
+	name string
+	ttl  time.Duration
+}
+
+func (w wsQueueWorker) Claim(ctx context.Context, wait time.Duration) (bench.QueueClaim, error) {
+	c, err := w.q.Claim(ctx, w.name, w.ttl, wait.Truncate(time.Millisecond))
+	if errors.Is(err, client.ErrNoTask) {
+		return bench.QueueClaim{}, fmt.Errorf("%w: %w", bench.ErrNoTask, err)
+	}
+	return bench.QueueClaim{ID: c.Task.ID, Epoch: c.Epoch}, err
+}
+
+func (w wsQueueWorker) Complete(ctx context.Context, c bench.QueueClaim) error {
+	return w.q.Complete(ctx, c.ID, c.Epoch, nil)
+}
+
+func (w wsQueueWorker) Close(context.Context) error { return nil }

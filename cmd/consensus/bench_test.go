@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/internal/certs"
 	"github.com/unrdf/consensus/server"
 )
@@ -205,6 +206,60 @@ func TestBenchCoordWorkloads(t *testing.T) {
 				t.Errorf("expiry c=%d: leases seen expired early: %+v", c, r.Latency)
 			}
 		}
+	}
+}
+
+// TestBenchQueueWorkloads runs the task queue workloads against a
+// running cluster, briefly, and checks the JSON report has their figures
+// (never the speed): enqueues, claim+complete pairs from the backlog the
+// cell topped up, and dead workers' tasks taken over no earlier than the
+// claim's deadline allows; then every task of the queue is done or ready
+// (none claimed, none dead).
+func TestBenchQueueWorkloads(t *testing.T) {
+	addrs := inProcessCluster(t)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"bench", "--endpoints", strings.Join(addrs, ","), "--workloads", "enqueue,claim,takeover", "--concurrency", "1,4",
+		"--duration", "300ms", "--warmup", "0s", "--lease-ttl", "1s", "--queue-tasks", "200", "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var report benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	if len(report.Results) != 6 {
+		t.Fatalf("report %s", stdout.String())
+	}
+	i := 0
+	for _, w := range []bench.Workload{bench.Enqueue, bench.Claim, bench.Takeover} {
+		for _, c := range []int{1, 4} {
+			r := report.Results[i]
+			i++
+			if r.Workload != w || r.Concurrency != c || r.Protocol != "ws" || r.Ops == 0 || r.Latency.Max < r.Latency.P50 {
+				t.Errorf("%s c=%d: %+v", w, c, r)
+			}
+			drained := w == bench.Claim && r.Errors <= int64(c) && strings.Contains(r.FirstError, "no task ready")
+			if r.Errors > 0 && !drained && !strings.Contains(r.FirstError, "no_leader") {
+				t.Errorf("%s c=%d: %d errors, first: %s", w, c, r.Errors, r.FirstError)
+			}
+			if w == bench.Enqueue && r.Ops > 200 {
+				t.Errorf("enqueue c=%d: %d tasks, more than --queue-tasks 200", c, r.Ops)
+			}
+			// The takeover cannot come before the dead claim's deadline
+			// by more than the claim's answer took.
+			if w == bench.Takeover && r.Latency.P50 < -100*time.Millisecond {
+				t.Errorf("takeover c=%d: taken over early: %+v", c, r.Latency)
+			}
+		}
+	}
+	c, err := client.New(client.Config{Endpoints: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	st, err := c.Queue(bench.QueueName).Stats(context.Background())
+	if err != nil || st.Claimed != 0 || st.Dead != 0 || st.Done == 0 {
+		t.Errorf("queue %s after the run: %+v, %v", bench.QueueName, st, err)
 	}
 }
 
