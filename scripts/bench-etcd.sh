@@ -18,12 +18,17 @@
 # acquire+release with 1 and 64 contenders, keepalives at 64 (etcd: by
 # KeepAliveOnce, and over one LeaseKeepAlive stream per contender), and
 # the lateness of 1 s leases' expiry as a watch sees it, 64 at a time;
-# then prints one table with both systems and the ratio per row. Everything listens on 127.0.0.1 only;
+# and task queues: enqueues and claim+complete pairs at 1/16/64 workers
+# (etcd: the loop its users write, a transaction on a revision moving a
+# ready key to a claimed key under the worker's lease, bench/etcd/queue.go),
+# and how late after its 1 s time to live a dead worker's task is claimed
+# again, 16 at a time; then prints one table with both systems and the
+# ratio per row. Everything listens on 127.0.0.1 only;
 # every cell is bounded by BENCH_DURATION.
 #
 # Environment: ETCD (build, the default, or debian: which etcd server, as
 # above), BENCH_SET (all, the default; kv: writes and reads only; coord:
-# leases and locks only; memory: instead of workloads, each node's RSS
+# leases and locks only; queue: task queues only; memory: instead of workloads, each node's RSS
 # after FILL_KEYS keys of 100 B, default 100000), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
@@ -44,8 +49,8 @@ ETCD=${ETCD:-build}
 BENCH_SET=${BENCH_SET:-all}
 FILL_KEYS=${FILL_KEYS:-100000}
 case "$BENCH_SET" in
-all | kv | coord | memory) ;;
-*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord or memory" >&2; exit 2 ;;
+all | kv | coord | queue | memory) ;;
+*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord, queue or memory" >&2; exit 2 ;;
 esac
 want() { [ "$BENCH_SET" = all ] || [ "$BENCH_SET" = "$1" ]; }
 mkdir -p "$OUT"
@@ -136,6 +141,11 @@ run_etcd() {
     "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads keepalive --keepalive-stream --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-keepalive-stream.json"
     "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads expiry --lease-ttl 1s --concurrency 64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-expiry.json"
   fi
+  if want queue; then
+    echo "bench-etcd: etcd: task queues" >&2
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads enqueue,claim --concurrency 1,16,64 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-queue.json"
+    "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads takeover --lease-ttl 1s --concurrency 16 --cpu-pids "$cpu" "${cells[@]}" >"$OUT/etcd-takeover.json"
+  fi
   echo "bench-etcd: etcd done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
@@ -170,6 +180,11 @@ run_consensus() {
     "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads lock --concurrency 1,64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-lock.json"
     "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads keepalive --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-keepalive.json"
     "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads expiry --lease-ttl 1s --concurrency 64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-expiry.json"
+  fi
+  if want queue; then
+    echo "bench-etcd: consensus: task queues (ws)" >&2
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads enqueue,claim --concurrency 1,16,64 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-queue.json"
+    "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads takeover --lease-ttl 1s --concurrency 16 "${cpuflag[@]}" "${cells[@]}" >"$OUT/ours-takeover.json"
   fi
   echo "bench-etcd: consensus done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
@@ -219,5 +234,5 @@ reports() { # the reports of this run among those named
   echo "$list"
 }
 "$OUT/etcd-bench" compare \
-  --etcd "$(reports etcd-write etcd-read etcd-lock etcd-keepalive etcd-keepalive-stream etcd-expiry)" \
-  --ours "$(reports ours-ws-write ours-ws-read ours-http ours-lock ours-keepalive ours-expiry)" | tee "$OUT/table.txt"
+  --etcd "$(reports etcd-write etcd-read etcd-lock etcd-keepalive etcd-keepalive-stream etcd-expiry etcd-queue etcd-takeover)" \
+  --ours "$(reports ours-ws-write ours-ws-read ours-http ours-lock ours-keepalive ours-expiry ours-queue ours-takeover)" | tee "$OUT/table.txt"

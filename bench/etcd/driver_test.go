@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +142,58 @@ func TestFill(t *testing.T) {
 		stderr.Reset()
 		if code := run(append([]string{"fill"}, args...), &stdout, &stderr); code != 2 || stderr.Len() == 0 {
 			t.Errorf("%s: exit %d, stderr %q", name, code, stderr.String())
+		}
+	}
+}
+
+// TestDriverQueues runs the queue workloads through the etcd driver
+// against a real etcd, briefly, and checks every cell has figures (never
+// the speed), takeovers come no earlier than the dead claim's deadline
+// allows, and every task ends done or ready: none left claimed, none
+// completed twice (a done/ key is written once per task: its version is
+// 1).
+func TestDriverQueues(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	addr, _ := startEtcd(t)
+	cli, err := newClient([]string{addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	o := bench.DefaultOptions()
+	o.Workloads, o.Concurrency = bench.QueueWorkloads, []int{1, 4}
+	o.Warmup, o.Duration, o.QueueTasks = 0, 300*time.Millisecond, 200
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := newReaper(cli)
+	results, err := bench.Suite(ctx, driver{cli: cli, reaper: r}, o, "etcd", "grpc", nil, nil)
+	r.close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 6 {
+		t.Fatalf("%d results, want 6", len(results))
+	}
+	for _, r := range results {
+		t.Logf("%s c=%d: %d ops, p50 %v, max %v, errors %d %s", r.Workload, r.Concurrency, r.Ops, r.Latency.P50, r.Latency.Max, r.Errors, r.FirstError)
+		drained := r.Workload == bench.Claim && r.Errors <= int64(r.Concurrency) && strings.Contains(r.FirstError, "no task ready")
+		if r.Ops == 0 || (r.Errors != 0 && !drained) || r.Latency.Max < r.Latency.P50 {
+			t.Errorf("%s c=%d: %+v", r.Workload, r.Concurrency, r)
+		}
+		if r.Workload == bench.Takeover && r.Latency.P50 < -100*time.Millisecond {
+			t.Errorf("takeover c=%d: taken over early: %+v", r.Concurrency, r.Latency)
+		}
+	}
+	if resp, err := cli.Get(ctx, queueRoot, clientv3.WithPrefix(), clientv3.WithKeysOnly()); err != nil {
+		t.Fatal(err)
+	} else {
+		for _, kv := range resp.Kvs {
+			key := string(kv.Key)
+			if strings.Contains(key, "/claimed/") || (strings.Contains(key, "/done/") && kv.Version != 1) {
+				t.Errorf("%s left (version %d)", key, kv.Version)
+			}
 		}
 	}
 }

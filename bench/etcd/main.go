@@ -163,6 +163,8 @@ func waitCmd(ctx context.Context, args []string, stderr io.Writer) int {
 type driver struct {
 	cli             *clientv3.Client
 	keepAliveStream bool
+	// reaper serves the queue workloads (queue.go); nil without them.
+	reaper *reaper
 }
 
 func (d driver) Put(ctx context.Context, key string, value []byte) error {
@@ -418,7 +420,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(text, "etcd %s, target %s (leader), protocol %s, %d B values, %d keys, %v warm-up + %v per cell\n\n",
 		version, eps[0], protocol, o.ValueSize, o.Keys, o.Warmup, o.Duration)
 	bench.WriteHeader(text)
-	results, err := bench.Suite(ctx, driver{cli: cli, keepAliveStream: *keepAliveStream}, o, "etcd", protocol, progress, func(r bench.Result) {
+	reaper := newReaper(cli)
+	defer reaper.close()
+	results, err := bench.Suite(ctx, driver{cli: cli, keepAliveStream: *keepAliveStream, reaper: reaper}, o, "etcd", protocol, progress, func(r bench.Result) {
 		clear()
 		bench.WriteRow(text, r)
 	})
@@ -519,6 +523,23 @@ var rows = []row{
 	{label: "lease expiry lateness p99, c=64", workload: bench.Expiry, conc: 64, protocol: "ws", latency: true,
 		stat: func(l bench.Latency) time.Duration { return l.P99 }},
 	{label: "lease expiry lateness max, c=64", workload: bench.Expiry, conc: 64, protocol: "ws", latency: true,
+		stat: func(l bench.Latency) time.Duration { return l.Max }},
+	{label: "enqueue/s, c=1", workload: bench.Enqueue, conc: 1, protocol: "ws"},
+	{label: "enqueue/s, c=16", workload: bench.Enqueue, conc: 16, protocol: "ws"},
+	{label: "enqueue/s, c=64", workload: bench.Enqueue, conc: 64, protocol: "ws"},
+	{label: "claim+complete/s, c=1", workload: bench.Claim, conc: 1, protocol: "ws"},
+	{label: "claim+complete/s, c=16", workload: bench.Claim, conc: 16, protocol: "ws"},
+	{label: "claim+complete/s, c=64", workload: bench.Claim, conc: 64, protocol: "ws"},
+	{label: "claim p50, c=1", workload: bench.Claim, conc: 1, protocol: "ws", latency: true},
+	{label: "claim p99, c=1", workload: bench.Claim, conc: 1, protocol: "ws", latency: true,
+		stat: func(l bench.Latency) time.Duration { return l.P99 }},
+	{label: "claim p50, c=64", workload: bench.Claim, conc: 64, protocol: "ws", latency: true},
+	{label: "claim p99, c=64", workload: bench.Claim, conc: 64, protocol: "ws", latency: true,
+		stat: func(l bench.Latency) time.Duration { return l.P99 }},
+	{label: "takeover after TTL p50, c=16", workload: bench.Takeover, conc: 16, protocol: "ws", latency: true},
+	{label: "takeover after TTL p99, c=16", workload: bench.Takeover, conc: 16, protocol: "ws", latency: true,
+		stat: func(l bench.Latency) time.Duration { return l.P99 }},
+	{label: "takeover after TTL max, c=16", workload: bench.Takeover, conc: 16, protocol: "ws", latency: true,
 		stat: func(l bench.Latency) time.Duration { return l.Max }},
 }
 

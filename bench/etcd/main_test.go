@@ -111,3 +111,40 @@ func TestComparisonLeasesAndLocks(t *testing.T) {
 		t.Errorf("rows neither system ran are shown, or a row one ran is not:\n%s", b.String())
 	}
 }
+
+// TestComparisonQueues: the queue rows: enqueues and claim+complete pairs
+// per second at 1, 16 and 64 workers, the claim's p50 and p99, and the
+// takeover's lateness after the time to live.
+func TestComparisonQueues(t *testing.T) {
+	lat := func(p50, p99, max time.Duration) bench.Latency {
+		return bench.Latency{P50: p50, P90: p99, P99: p99, Max: max}
+	}
+	etcd := bench.Report{System: "etcd", Results: []bench.Result{
+		{Protocol: "grpc", Workload: bench.Enqueue, Concurrency: 16, OpsPerSec: 4000},
+		{Protocol: "grpc", Workload: bench.Claim, Concurrency: 64, OpsPerSec: 1000, Latency: lat(20*time.Millisecond, 80*time.Millisecond, 90*time.Millisecond)},
+		{Protocol: "grpc", Workload: bench.Takeover, Concurrency: 16, OpsPerSec: 8, Latency: lat(300*time.Millisecond, 500*time.Millisecond, 520*time.Millisecond)},
+	}}
+	ours := bench.Report{System: "consensus", Results: []bench.Result{
+		{Protocol: "ws", Workload: bench.Enqueue, Concurrency: 16, OpsPerSec: 6000},
+		{Protocol: "ws", Workload: bench.Claim, Concurrency: 64, OpsPerSec: 5000, Latency: lat(5*time.Millisecond, 40*time.Millisecond, 50*time.Millisecond)},
+		{Protocol: "ws", Workload: bench.Takeover, Concurrency: 16, OpsPerSec: 9, Latency: lat(30*time.Millisecond, 50*time.Millisecond, 52*time.Millisecond)},
+	}}
+	var b bytes.Buffer
+	writeComparison(&b, etcd, ours)
+	out := b.String()
+	for _, want := range []string{
+		"enqueue/s, c=16                      ws            4000         6000      1.50x        -\n",
+		"claim+complete/s, c=64               ws            1000         5000      5.00x        -\n",
+		"claim p50, c=64                      ws          20.0ms       5.00ms      0.25x        -\n",
+		"claim p99, c=64                      ws          80.0ms       40.0ms      0.50x        -\n",
+		"takeover after TTL p50, c=16         ws           300ms       30.0ms      0.10x        -\n",
+		"takeover after TTL max, c=16         ws           520ms       52.0ms      0.10x        -\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "enqueue/s, c=1 ") || strings.Contains(out, "claim+complete/s, c=16") {
+		t.Errorf("rows neither system ran are shown:\n%s", out)
+	}
+}
