@@ -37,8 +37,11 @@ type Recovery struct {
 	// storage keeps none).
 	ClusterID uint64
 	// Commit is the commit index the hard state records and the term of
-	// the entry there: the position the recovered node starts from.
+	// the entry there.
 	Commit Position
+	// Start is the position the recovered node starts from: Commit, or
+	// Last once KeepTail applied the tail.
+	Start Position
 	// Term and Vote are the hard state's.
 	Term, Vote uint64
 	// Last is the position of the last entry in the log.
@@ -46,12 +49,14 @@ type Recovery struct {
 	// Snapshot is the index of the newest snapshot the node had taken or
 	// installed.
 	Snapshot uint64
-	// Members are the cluster's members as of Commit, sorted by name.
+	// Members are the cluster's members as of Start, sorted by name.
 	Members []Member
 	// Tail holds the entries past Commit, in log order: raft does not
 	// know them to be committed on this node, so a recovered node drops
-	// them.
+	// them, unless KeepTail applied them.
 	Tail []TailEntry
+	// TailKept is set once KeepTail applied the tail.
+	TailKept bool
 
 	node *Node
 }
@@ -126,6 +131,7 @@ func ReadRecovery(cfg Config, st LogStorage, sm StateMachine) (*Recovery, error)
 		return nil, fmt.Errorf("node: recover: term of last index %d: %w", last, err)
 	}
 	r.Commit, r.Last = Position{commit, commitTerm}, Position{last, lastTerm}
+	r.Start = r.Commit
 	if last > commit {
 		ents, err := st.Entries(commit+1, last+1, math.MaxUint64)
 		if err != nil {
@@ -154,6 +160,37 @@ func (r *Recovery) replay(commit uint64) error {
 		}
 		n.raft.advance(rd)
 	}
+	return nil
+}
+
+// KeepTail applies the entries past the commit index to the state
+// machine as if they were committed, and moves Start to Last, so the
+// recovered node keeps every entry this node has, as raft itself would
+// had this node won an election. The commit index a node stores is
+// written without a sync (a raft hard state that only advances it need
+// not be durable), so a node that crashed may have applied, and its
+// leader acknowledged, entries past the commit index it recovers with;
+// on the other hand the tail may hold entries that were never committed,
+// whose proposers were not told they succeeded. Call it before
+// WriteSnapshot, at most once.
+func (r *Recovery) KeepTail() error {
+	if r.TailKept || r.Last.Index == r.Commit.Index {
+		r.TailKept = true
+		return nil
+	}
+	n := r.node
+	ents, err := n.storage.Entries(r.Commit.Index+1, r.Last.Index+1, math.MaxUint64)
+	if err != nil {
+		return fmt.Errorf("node: recover: read entries %d-%d: %w", r.Commit.Index+1, r.Last.Index, err)
+	}
+	if err := n.applyEntries(ents); err != nil {
+		return fmt.Errorf("node: recover: %w", err)
+	}
+	if _, err := n.Member(n.cfg.ID); err != nil || n.membership.selfRemoved.Load() {
+		return fmt.Errorf("node: recover: %s is removed by an entry past the commit index: %w", n.cfg.ID, ErrNotAMember)
+	}
+	r.Members = n.Members()
+	r.Start, r.TailKept = r.Last, true
 	return nil
 }
 
@@ -219,7 +256,7 @@ func describeConfChange(cc *raftpb.ConfChangeV2) string {
 }
 
 // WriteSnapshot writes to w the data of the snapshot a recovered node
-// starts from: the state as of Commit, with self as the only member (a
+// starts from: the state as of Start, with self as the only member (a
 // voter) and the rest of the node's replicated state (removed ids, the
 // proposal dedup table) kept. self.ID must be the node's id. It returns
 // the bytes written. Call it at most once.
@@ -240,7 +277,7 @@ func (r *Recovery) WriteSnapshot(w io.Writer, self Member) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("node: recover: encode node state: %w", err)
 	}
-	view, err := n.snaps.snapper.Snapshot(r.Commit)
+	view, err := n.snaps.snapper.Snapshot(r.Start)
 	if err != nil {
 		return 0, fmt.Errorf("node: recover: state machine: %w", err)
 	}

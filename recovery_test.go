@@ -187,6 +187,31 @@ func TestRecovery(t *testing.T) {
 		t.Fatalf("recovered state %v", vals)
 	}
 
+	// KeepTail: the entries past the commit index are applied too.
+	cfg = snapConfig("n1", nil)
+	st3, err := storage.Open(dir, storage.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Snapshots, _ = storage.OpenSnapshotDir(filepath.Join(dir, storage.SnapshotSubdir), nil)
+	ksm := newTally()
+	rec, err = consensus.ReadRecovery(cfg, st3, ksm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Start != rec.Commit {
+		t.Fatalf("start %+v before KeepTail, want the commit %+v", rec.Start, rec.Commit)
+	}
+	if err := rec.KeepTail(); err != nil {
+		t.Fatal(err)
+	}
+	vals, _ = ksm.state()
+	if rec.Start != rec.Last || !rec.TailKept || len(vals) != 23 || vals["lost2"] != "y" || len(rec.Members) != 3 || rec.Members[2].ID != "n9" || rec.Members[2].Voter {
+		t.Fatalf("after KeepTail: start %+v (last %+v), state %v, members %+v", rec.Start, rec.Last, vals, rec.Members)
+	}
+	rec.Close()
+	st3.Close()
+
 	// Refusals.
 	cfg = snapConfig("n7", nil)
 	st2, err := storage.Open(dir, storage.Options{})
