@@ -44,6 +44,7 @@ Usage:
   consensus demo 2node|3node|failover|workflow   run a narrated demo on a local cluster
   consensus certs [flags]   write a development CA and node certificates
   consensus snapshot save|status|restore   back up a cluster, check a backup, restore one (see: consensus snapshot --help)
+  consensus recover --data DIR --id ID [--yes]   after a lost quorum: make a stopped survivor a one-member cluster (see: consensus recover --help)
   consensus version         print the version
 
 Client commands (talk to a running cluster; see: consensus COMMAND --help):
@@ -195,7 +196,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 	c.addGlobalFlags(root)
 	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd(),
 		c.lockCmd(), c.electCmd(), c.queueCmd())
-	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), demoWorkerCmd(stdout), c.snapshotCmd())
+	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), demoWorkerCmd(stdout), c.snapshotCmd(), recoverCmd(stdout))
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
