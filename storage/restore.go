@@ -21,6 +21,10 @@ type Seed struct {
 	ConfState *raftpb.ConfState
 	// ClusterID is the id of the new cluster (never 0).
 	ClusterID uint64
+	// MinTerm, if above Term, is the term of the hard state written: a
+	// node recovered from its own log (consensus recover) keeps the term
+	// it had reached, so the terms it reports never go back.
+	MinTerm uint64
 	// WriteData writes the snapshot's data, in the format the node
 	// restores from (consensus.WriteSeedSnapshot).
 	WriteData func(w io.Writer) error
@@ -35,7 +39,8 @@ const SnapshotSubdir = "snap"
 // store yet, so that a node opened on it (Open, and OpenSnapshotDir on
 // dir/snap) restarts from s: the snapshot's data in dir/snap, its
 // metadata as the stored snapshot with an empty log after it, a hard
-// state at s.Term committing s.Index, and the cluster id. Everything is
+// state at s.Term (or s.MinTerm if higher) committing s.Index, and the
+// cluster id. Everything is
 // synced before it returns. On an error dir may hold part of this; the
 // caller removes it.
 func WriteSeed(dir string, s Seed) error {
@@ -76,7 +81,7 @@ func WriteSeed(dir string, s Seed) error {
 		Index: proto.Uint64(s.Index), Term: proto.Uint64(s.Term),
 		ConfState: proto.Clone(s.ConfState).(*raftpb.ConfState),
 	}}
-	hs = &raftpb.HardState{Term: proto.Uint64(s.Term), Vote: proto.Uint64(0), Commit: proto.Uint64(s.Index)}
+	hs = &raftpb.HardState{Term: proto.Uint64(max(s.Term, s.MinTerm)), Vote: proto.Uint64(0), Commit: proto.Uint64(s.Index)}
 	if err := p.Save(hs, nil, snap); err != nil {
 		_ = p.Close()
 		return fmt.Errorf("storage: seed %s: %w", dir, err)

@@ -177,6 +177,7 @@ func runRecover(f recoverFlags, stdout io.Writer) error {
 		Index: rec.Start.Index, Term: rec.Start.Term,
 		ConfState: consensus.RecoveryConfState(f.id),
 		ClusterID: clusterID,
+		MinTerm:   rec.Term,
 		WriteData: func(w io.Writer) error {
 			_, err := rec.WriteSnapshot(w, self)
 			return err

@@ -59,7 +59,7 @@ const oldClusterID = 0xc0ffee
 // cluster (n1, n2, n3): a snapshot at index 10 (term 1) holding k/a and
 // k/b, entries 11-12 committed (put k/c, delete k/a), and 13-15 appended
 // but not known committed (put k/d, delete k/b, a new leader's empty
-// entry), term 2.
+// entry), term 2; its hard state is at term 3 (an election it lost).
 func survivorDir(t *testing.T, dir string) {
 	t.Helper()
 	sm := kv.NewMachine()
@@ -95,7 +95,7 @@ func survivorDir(t *testing.T, dir string) {
 		logEntry(14, 2, kvCommand(t, 2, "k/b", "")),
 		logEntry(15, 2, nil),
 	}
-	hs := &raftpb.HardState{Term: proto.Uint64(2), Vote: proto.Uint64(consensus.RaftID("n2")), Commit: proto.Uint64(12)}
+	hs := &raftpb.HardState{Term: proto.Uint64(3), Vote: proto.Uint64(consensus.RaftID("n2")), Commit: proto.Uint64(12)}
 	if err := st.Save(hs, ents, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,8 @@ var (
 // survivor's data directory, as a transcript (testdata/recover.golden).
 // Without --yes, with bad flags and on a directory a running node holds
 // it changes nothing (the directory's checksum); with --yes the directory
-// is a one-member cluster with a new id at the commit index, holding the
+// is a one-member cluster with a new id at the commit index and the term
+// it had reached, holding the
 // committed state only, and the old one is kept beside it, unchanged.
 func TestRecoverCommand(t *testing.T) {
 	root := t.TempDir()
@@ -206,7 +207,8 @@ func TestRecoverCommand(t *testing.T) {
 	hs, cs, _ := st.InitialState()
 	last, _ := st.LastIndex()
 	id, _ := st.ClusterID()
-	if hs.GetCommit() != 12 || hs.GetTerm() != 2 || last != 12 || id == oldClusterID || id == 0 {
+	// The term does not go back: 3, the hard state's, not 2, the entry's.
+	if hs.GetCommit() != 12 || hs.GetTerm() != 3 || hs.GetVote() != 0 || last != 12 || id == oldClusterID || id == 0 {
 		t.Fatalf("hard state %v, last index %d, cluster %x", hs, last, id)
 	}
 	if len(cs.GetVoters()) != 1 || cs.GetVoters()[0] != consensus.RaftID("n1") || len(cs.GetLearners()) != 0 {
