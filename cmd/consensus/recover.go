@@ -33,7 +33,7 @@ const maxListedTail = 20
 func recoverCmd(stdout io.Writer) *cobra.Command {
 	var f recoverFlags
 	cmd := &cobra.Command{
-		Use:   "recover --data DIR --id ID [--members ID=HOST:PORT] [--yes]",
+		Use:   "recover --data DIR --id ID [--members ID=HOST:PORT] [--keep-tail] [--yes]",
 		Short: "rewrite a stopped survivor's data directory into a one-member cluster (after a lost quorum)",
 		Long: `When a majority of the members is gone for good, the survivors cannot elect a
 leader. recover rewrites ONE stopped survivor's data directory into a new
@@ -42,8 +42,8 @@ entries past its commit index are dropped, the other members are forgotten and
 the cluster gets a new id (the old members' data can never rejoin it). Start
 the node with consensus serve, then grow the cluster back with --join.
 
-Pick the survivor with the highest last index (term first): run recover
-without --yes on each to see it. Without --yes recover prints what it would
+Pick the survivor with the highest commit index (then the highest last
+term, then last index): run recover without --yes on each to see them. Without --yes recover prints what it would
 keep and drop and changes nothing (exit 2); with --yes it does it, keeping
 the old directory beside the new one as DIR.before-recover-TIME. It refuses
 a directory a running node holds. --max-keys and --max-value-bytes must be
@@ -65,7 +65,7 @@ writes whose clients were never told they succeeded.`,
 	fl.StringVar(&f.dataDir, "data", "", "the survivor's data directory (required; its node must be stopped)")
 	fl.StringVar(&f.id, "id", "", "the survivor's node id (required)")
 	fl.StringVar(&f.members, "members", "", "the new cluster's membership, ID=HOST:PORT: this node alone, at the peer address given (default: its stored one)")
-	fl.BoolVar(&f.keepTail, "keep-tail", false, "keep the entries past the commit index too, as committed (see consensus recover --help)")
+	fl.BoolVar(&f.keepTail, "keep-tail", false, "keep the entries past the commit index too, as committed (see above)")
 	fl.BoolVar(&f.yes, "yes", false, "do it: without it recover prints the plan, changes nothing and exits 2")
 	fl.IntVar(&f.maxKeys, "max-keys", kv.DefaultMaxKeys, "the --max-keys the node ran with")
 	fl.IntVar(&f.maxValue, "max-value-bytes", kv.DefaultMaxValueBytes, "the --max-value-bytes the node ran with")
