@@ -156,6 +156,12 @@ var ErrBadSnapshot = errors.New("bad snapshot")
 // encodeNodeState captures the node's replicated state. Called from the
 // raft loop, so it sees the state as of the last applied entry.
 func (n *Node) encodeNodeState() ([]byte, error) {
+	st := n.nodeState()
+	return st.encode()
+}
+
+// nodeState returns the node's replicated state.
+func (n *Node) nodeState() nodeSnapshotState {
 	st := nodeSnapshotState{Dedup: n.proposals.dedup.records()}
 	n.members.mu.RLock()
 	for _, m := range n.members.byID {
@@ -167,7 +173,11 @@ func (n *Node) encodeNodeState() ([]byte, error) {
 	n.members.mu.RUnlock()
 	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	slices.Sort(st.Removed)
-	b, err := msgpack.Marshal(&st)
+	return st
+}
+
+func (st *nodeSnapshotState) encode() ([]byte, error) {
+	b, err := msgpack.Marshal(st)
 	if err != nil {
 		return nil, fmt.Errorf("node: encode snapshot state: %w", err)
 	}
@@ -402,26 +412,35 @@ func (n *Node) writeSnapshot(index, term uint64, state []byte, view StateSnapsho
 	if err != nil {
 		return 0, 0, err
 	}
-	var hdr [nodeSnapHeaderLen]byte
-	copy(hdr[:8], nodeSnapMagic[:])
-	binary.BigEndian.PutUint32(hdr[8:], uint32(len(state)))
-	cw := &countingWriter{w: sink}
-	if _, err := cw.Write(hdr[:]); err != nil {
+	size, err = writeSnapshotData(sink, state, view)
+	if err != nil {
 		sink.Abort()
 		return 0, 0, err
-	}
-	if _, err := cw.Write(state); err != nil {
-		sink.Abort()
-		return 0, 0, err
-	}
-	if _, err := view.WriteTo(cw); err != nil {
-		sink.Abort()
-		return 0, 0, fmt.Errorf("state machine: %w", err)
 	}
 	if err := sink.Commit(); err != nil {
 		return 0, 0, err
 	}
-	return cw.n, cw.n - nodeSnapHeaderLen - int64(len(state)), nil
+	return size, size - nodeSnapHeaderLen - int64(len(state)), nil
+}
+
+// writeSnapshotData writes snapshot data to w: the header, the node's
+// part (state, encoded) and the state machine's (view). It returns the
+// bytes written.
+func writeSnapshotData(w io.Writer, state []byte, view StateSnapshot) (int64, error) {
+	var hdr [nodeSnapHeaderLen]byte
+	copy(hdr[:8], nodeSnapMagic[:])
+	binary.BigEndian.PutUint32(hdr[8:], uint32(len(state)))
+	cw := &countingWriter{w: w}
+	if _, err := cw.Write(hdr[:]); err != nil {
+		return cw.n, err
+	}
+	if _, err := cw.Write(state); err != nil {
+		return cw.n, err
+	}
+	if _, err := view.WriteTo(cw); err != nil {
+		return cw.n, fmt.Errorf("state machine: %w", err)
+	}
+	return cw.n, nil
 }
 
 type countingWriter struct {

@@ -1,15 +1,12 @@
 package consensus
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"strings"
 
-	"github.com/vmihailenco/msgpack/v5"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -266,36 +263,22 @@ func (r *Recovery) WriteSnapshot(w io.Writer, self Member) (int64, error) {
 		return 0, fmt.Errorf("node: recover: member %q at %q: %w", self.ID, self.PeerAddr, ErrInvalidMember)
 	}
 	self.Voter = true
-	st := nodeSnapshotState{Members: []Member{self}, Dedup: n.proposals.dedup.records()}
-	n.members.mu.RLock()
-	for id := range n.members.removed {
-		st.Removed = append(st.Removed, id)
-	}
-	n.members.mu.RUnlock()
-	slices.Sort(st.Removed)
-	b, err := msgpack.Marshal(&st)
+	st := n.nodeState()
+	st.Members = []Member{self}
+	b, err := st.encode()
 	if err != nil {
-		return 0, fmt.Errorf("node: recover: encode node state: %w", err)
+		return 0, fmt.Errorf("node: recover: %w", err)
 	}
 	view, err := n.snaps.snapper.Snapshot(r.Start)
 	if err != nil {
 		return 0, fmt.Errorf("node: recover: state machine: %w", err)
 	}
 	defer view.Release()
-	cw := &countingWriter{w: w}
-	var hdr [nodeSnapHeaderLen]byte
-	copy(hdr[:8], nodeSnapMagic[:])
-	binary.BigEndian.PutUint32(hdr[8:], uint32(len(b)))
-	if _, err := cw.Write(hdr[:]); err != nil {
-		return cw.n, err
+	size, err := writeSnapshotData(w, b, view)
+	if err != nil {
+		return size, fmt.Errorf("node: recover: %w", err)
 	}
-	if _, err := cw.Write(b); err != nil {
-		return cw.n, err
-	}
-	if _, err := view.WriteTo(cw); err != nil {
-		return cw.n, fmt.Errorf("node: recover: state machine: %w", err)
-	}
-	return cw.n, nil
+	return size, nil
 }
 
 // RecoveryConfState is the raft configuration of a node recovered as
