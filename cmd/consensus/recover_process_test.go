@@ -113,16 +113,26 @@ var (
 // are kill -9ed for good, and B comes back: the two survivors (A, B)
 // cannot elect. recover refuses A's directory while A runs; without --yes
 // it changes neither directory and prints each survivor's commit and last
-// index, by which A (which saw every write) is picked. The survivors are stopped
-// with SIGTERM, as an operator would. A is recovered with --yes,
-// started alone, writes resume, and the cluster grows back to three with
-// --join (B with its data directory wiped, and a new node n6): every write
-// acknowledged before the loss is on all three.
+// index, by which A (which saw every write) is picked. A is recovered
+// with --yes, started alone, writes resume, and the cluster grows back to
+// three with --join (B with its data directory wiped, and a new node n6):
+// every write acknowledged before the loss is on all three.
+//
+// stopped: the survivors are stopped with SIGTERM, as an operator would,
+// and recovered by default (the tail past the commit index dropped).
+// crashed: the survivors are killed with kill -9 too, so A's stored
+// commit index may be behind what it applied, and A is recovered with
+// --keep-tail, which keeps every entry it has.
 func TestProcessRecoverLostQuorum(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
+	t.Run("stopped", func(t *testing.T) { testRecoverLostQuorum(t, bin, false) })
+	t.Run("crashed", func(t *testing.T) { testRecoverLostQuorum(t, bin, true) })
+}
+
+func testRecoverLostQuorum(t *testing.T, bin string, crash bool) {
 	pc := newProcCluster(t, bin, 5)
 	pc.startAll()
 	leader := pc.waitLeader()
@@ -206,9 +216,14 @@ func TestProcessRecoverLostQuorum(t *testing.T) {
 	if code != exitFailure || !strings.Contains(out, "in use by a running node") {
 		t.Fatalf("recover of a running node's directory: exit %d: %s", code, out)
 	}
-	// The operator stops the survivors (a crashed survivor may have
-	// stored a commit index behind what it applied: docs/OPERATIONS.md).
+	// The operator stops the survivors, or they crash (a crashed
+	// survivor may have stored a commit index behind what it applied:
+	// docs/OPERATIONS.md).
 	for _, id := range []string{a, b} {
+		if crash {
+			pc.kill(id)
+			continue
+		}
 		_ = pc.procs[id].Process.Signal(syscall.SIGTERM)
 		if err := pc.waitExit(id, 15*time.Second); err != nil {
 			t.Logf("stop %s: %v", id, err)
@@ -245,8 +260,12 @@ func TestProcessRecoverLostQuorum(t *testing.T) {
 	if best != a {
 		t.Fatalf("commit, last term and last index: %s %+v, %s %+v: %s, which missed the writes after it was killed, looks the most up to date", a, lasts[a], b, lasts[b], b)
 	}
+	args := []string{"--data", dir(a), "--id", a, "--yes"}
+	if crash {
+		args = append(args, "--keep-tail")
+	}
 	start := time.Now()
-	out, code = pc.runRecover("--data", dir(a), "--id", a, "--yes")
+	out, code = pc.runRecover(args...)
 	if code != 0 {
 		t.Fatalf("recover %s: exit %d: %s", a, code, out)
 	}
@@ -263,7 +282,8 @@ func TestProcessRecoverLostQuorum(t *testing.T) {
 			t.Errorf("acknowledged %s = %s lost by the recovery (%s has %q)", k, v, a, got[k])
 		}
 	}
-	t.Logf("writes acknowledged before the loss: %d; kept by the recovered %s: %d; lost: %d", len(acked), a, kept, len(acked)-kept)
+	t.Logf("writes acknowledged before the loss: %d; kept by the recovered %s: %d; lost: %d (%s: commit index %d, last index %d)",
+		len(acked), a, kept, len(acked)-kept, a, lasts[a].commit, lasts[a].index)
 	if out, msg := tryPut(c, pc.https[a], "k/after", `"after"`); out != writeOK {
 		t.Fatalf("write on the recovered %s: %s", a, msg)
 	}
