@@ -32,6 +32,15 @@ type Observer interface {
 	SnapshotDone(ev SnapshotEvent)
 }
 
+// SyncObserver is an Observer that also hears how long each Save took
+// that raft required to be durable (Ready.MustSync): the writes a
+// proposal's acknowledgement waits on, fsync included, which etcd reports
+// as its WAL fsync duration. Its method is called from the raft loop,
+// after StorageSaved, under the same rules.
+type SyncObserver interface {
+	StorageSynced(d time.Duration)
+}
+
 // Metrics are a node's cumulative counters and current raft position,
 // read atomically one by one (not one consistent snapshot). They are what
 // a metrics exporter polls; none of them costs a lock to keep.

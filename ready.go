@@ -152,7 +152,11 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		return fmt.Errorf("node: save raft state: %w", err)
 	}
 	if n.cfg.Observer != nil {
-		n.cfg.Observer.StorageSaved(time.Since(saveStart))
+		d := time.Since(saveStart)
+		n.cfg.Observer.StorageSaved(d)
+		if so, ok := n.cfg.Observer.(SyncObserver); ok && rd.MustSync {
+			so.StorageSynced(d)
+		}
 	}
 	if stages.Enabled {
 		markEntries("saved", rd.Entries)

@@ -89,6 +89,7 @@ var metricNames = []string{
 	"consensus_proposals_total", "consensus_proposals_failed_total",
 	"consensus_entries_committed_total", "consensus_entries_applied_total",
 	"consensus_apply_duration_seconds", "consensus_storage_save_duration_seconds",
+	"consensus_storage_fsync_duration_seconds",
 	"consensus_leader_changes_total", "consensus_term", "consensus_is_leader", "consensus_storage_stalled", "consensus_state_diverged",
 	"consensus_commit_index", "consensus_applied_index", "consensus_snapshot_index",
 	"consensus_peer_sent_bytes_total", "consensus_peer_received_bytes_total",
@@ -142,7 +143,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	for _, name := range []string{"consensus_proposals_total", "consensus_entries_committed_total",
 		"consensus_entries_applied_total", "consensus_apply_duration_seconds_count",
-		"consensus_storage_save_duration_seconds_count"} {
+		"consensus_storage_save_duration_seconds_count", "consensus_storage_fsync_duration_seconds_count"} {
 		if !grew(name, n) {
 			b, _ := before.sum(name)
 			a, _ := after.sum(name)

@@ -33,6 +33,7 @@ func TestRecordersDoNotAllocate(t *testing.T) {
 	}{
 		{"CommandApplied", 0, func() { obs.CommandApplied(time.Microsecond) }},
 		{"StorageSaved", 0, func() { obs.StorageSaved(time.Millisecond) }},
+		{"StorageSynced", 0, func() { obs.StorageSynced(time.Millisecond) }},
 		{"Request", 1, func() { hm.Request(ctx, "PUT", "/v1/kv/{key}", 200, time.Millisecond) }},
 		{"WSRequest", 1, func() { hm.WSRequest(ctx, "put", "ok") }},
 	}

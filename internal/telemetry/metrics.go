@@ -28,7 +28,7 @@ var (
 // StorageSaved and CommandApplied, called on the raft loop, do not
 // allocate.
 type NodeObserver struct {
-	apply, save           metric.Float64Histogram
+	apply, save, fsync    metric.Float64Histogram
 	snapDur, snapSize     metric.Float64Histogram
 	snapCount             metric.Int64Counter
 	createdAttr, restAttr metric.MeasurementOption
@@ -36,6 +36,7 @@ type NodeObserver struct {
 
 // NewNodeObserver makes the node's hook-fed instruments on t's meter:
 // consensus.apply.duration, consensus.storage.save.duration,
+// consensus.storage.fsync.duration,
 // consensus.snapshots, consensus.snapshot.duration and
 // consensus.snapshot.size.
 func (t *Telemetry) NewNodeObserver() (*NodeObserver, error) {
@@ -44,12 +45,15 @@ func (t *Telemetry) NewNodeObserver() (*NodeObserver, error) {
 		createdAttr: metric.WithAttributeSet(attribute.NewSet(attribute.String("type", "created"))),
 		restAttr:    metric.WithAttributeSet(attribute.NewSet(attribute.String("type", "restored"))),
 	}
-	var errs [5]error
+	var errs [6]error
 	o.apply, errs[0] = m.Float64Histogram("consensus.apply.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to apply one committed command to the state machine."),
 		metric.WithExplicitBucketBoundaries(applyBuckets...))
 	o.save, errs[1] = m.Float64Histogram("consensus.storage.save.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to write (and fsync when raft requires it) one Ready's hard state, entries and snapshot."),
+		metric.WithExplicitBucketBoundaries(saveBuckets...))
+	o.fsync, errs[5] = m.Float64Histogram("consensus.storage.fsync.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to write and fsync one Ready that raft required to be durable (what an acknowledged write waits on; etcd's wal_fsync_duration)."),
 		metric.WithExplicitBucketBoundaries(saveBuckets...))
 	o.snapDur, errs[2] = m.Float64Histogram("consensus.snapshot.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time to write a snapshot taken (type=created) or to restore one (type=restored)."),
@@ -68,6 +72,11 @@ func (t *Telemetry) NewNodeObserver() (*NodeObserver, error) {
 // StorageSaved implements consensus.Observer.
 func (o *NodeObserver) StorageSaved(d time.Duration) {
 	o.save.Record(context.Background(), d.Seconds())
+}
+
+// StorageSynced implements consensus.SyncObserver.
+func (o *NodeObserver) StorageSynced(d time.Duration) {
+	o.fsync.Record(context.Background(), d.Seconds())
 }
 
 // CommandApplied implements consensus.Observer.
