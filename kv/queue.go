@@ -82,6 +82,10 @@ type task struct {
 	err    string
 	// finished is the log index that completed it (done tasks only).
 	finished uint64
+	// enqueuedAt is the state's clock when it was enqueued (Unix ms), for
+	// display only (QueueOverviews): no decision depends on it, and it is
+	// not in snapshots, so a task restored from one has 0.
+	enqueuedAt int64
 }
 
 func taskLess(a, b task) bool {
@@ -235,7 +239,7 @@ func (m *Machine) applyEnqueue(c *command) (int64, *applyError) {
 		attempts = api.DefaultTaskAttempts
 	}
 	m.setTask(task{queue: c.Key, id: c.Task, data: c.Value, workflow: c.Workflow, state: taskWaiting,
-		readyAt: c.RunAt, created: m.applied, maxAttempts: attempts}, task{}, false)
+		readyAt: c.RunAt, created: m.applied, maxAttempts: attempts, enqueuedAt: now}, task{}, false)
 	return int64(m.applied), nil
 }
 

@@ -258,6 +258,9 @@ type Overview struct {
 	// backend serves no locks (OverviewLockBackend).
 	Leases *LeasesOverview `json:"leases,omitempty"`
 	Locks  *LocksOverview  `json:"locks,omitempty"`
+	// Queues are the task queues holding tasks (overview_queues.go);
+	// absent when the backend serves no queues.
+	Queues *QueuesOverview `json:"queues,omitempty"`
 }
 
 // overviewLocks is how many locks an overview lists, the first by name.
@@ -375,6 +378,7 @@ func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	h.overviewQueuesOf(&o)
 	h.writeJSON(w, http.StatusOK, o)
 }
 

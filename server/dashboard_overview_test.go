@@ -286,3 +286,57 @@ func TestOverviewLocksAndLeases(t *testing.T) {
 		t.Fatalf("after the holder's lease went: %+v %+v", o.Leases, o.Locks)
 	}
 }
+
+// TestOverviewQueues: /v1/overview lists the queues holding tasks with
+// their tasks by state and how long the oldest ready one has waited.
+func TestOverviewQueues(t *testing.T) {
+	s := startOne(t, nil)
+	base := "http://" + s.HTTPAddr()
+	overview := func() Overview {
+		t.Helper()
+		r := call(t, http.MethodGet, base+overviewPath, nil)
+		var o Overview
+		if r.status != http.StatusOK || json.Unmarshal(r.body, &o) != nil || o.Queues == nil {
+			t.Fatalf("GET %s: %d %s", overviewPath, r.status, r.body)
+		}
+		return o
+	}
+	if o := overview(); o.Queues.Total != 0 || len(o.Queues.Items) != 0 {
+		t.Fatalf("no queues: %+v", o.Queues)
+	}
+	post := func(path, body string) apiResponse {
+		t.Helper()
+		r := call(t, http.MethodPost, base+path, []byte(body))
+		if r.status != http.StatusOK {
+			t.Fatalf("POST %s %s: %d %s", path, body, r.status, r.body)
+		}
+		return r
+	}
+	post("/v1/queues/emails/tasks", `{"id":"a","data":1,"maxAttempts":1}`)
+	post("/v1/queues/emails/tasks", `{"id":"b","data":2}`)
+	post("/v1/queues/emails/tasks", `{"id":"c","data":3}`)
+	post("/v1/queues/reports/tasks", `{"id":"r","data":4,"delayMs":600000}`)
+	claim := func() api.Claim {
+		return decodeAs[api.Claim](t, post("/v1/queues/emails/claim", `{"worker":"w1","ttlMs":60000}`))
+	}
+	a := claim()
+	if a.Task.ID != "a" {
+		t.Fatalf("claimed %q first, want a", a.Task.ID)
+	}
+	post("/v1/queues/emails/tasks/a/fail", fmt.Sprintf(`{"epoch":%d,"error":"boom"}`, a.Epoch))
+	if b := claim(); b.Task.ID != "b" {
+		t.Fatalf("claimed %q second, want b", b.Task.ID)
+	}
+	o := overview()
+	if o.Queues.Total != 2 || len(o.Queues.Items) != 2 {
+		t.Fatalf("queues %+v, want emails and reports", o.Queues)
+	}
+	emails, reports := o.Queues.Items[0], o.Queues.Items[1]
+	if emails.Queue != "emails" || emails.Ready != 1 || emails.Claimed != 1 || emails.Dead != 1 || emails.Delayed != 0 ||
+		emails.OldestReadyAgeMs == nil || *emails.OldestReadyAgeMs < 0 || *emails.OldestReadyAgeMs > 60000 {
+		t.Errorf("emails %+v, want 1 ready (c, ready since its enqueue), 1 claimed, 1 dead", emails)
+	}
+	if reports.Queue != "reports" || reports.Delayed != 1 || reports.Ready != 0 || reports.OldestReadyAgeMs != nil {
+		t.Errorf("reports %+v, want 1 delayed and no ready task", reports)
+	}
+}

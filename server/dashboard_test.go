@@ -462,6 +462,21 @@ func TestDashboardNarrowLayout(t *testing.T) {
 	if r := call(t, http.MethodPost, base+"/v1/nodes", []byte(`{"id":"worker-1"}`)); r.status != http.StatusOK {
 		t.Fatalf("register: %d %s", r.status, r.body)
 	}
+	// A queue with a dead task and a ready one.
+	for _, body := range []string{`{"id":"a","data":1,"maxAttempts":1}`, `{"id":"b","data":2}`} {
+		if r := call(t, http.MethodPost, base+"/v1/queues/emails/tasks", []byte(body)); r.status != http.StatusOK {
+			t.Fatalf("enqueue: %d %s", r.status, r.body)
+		}
+	}
+	r := call(t, http.MethodPost, base+"/v1/queues/emails/claim", []byte(`{"worker":"w1","ttlMs":60000}`))
+	if r.status != http.StatusOK {
+		t.Fatalf("claim: %d %s", r.status, r.body)
+	}
+	claim := decodeAs[api.Claim](t, r)
+	if r := call(t, http.MethodPost, base+"/v1/queues/emails/tasks/"+claim.Task.ID+"/fail",
+		fmt.Appendf(nil, `{"epoch":%d,"error":"boom"}`, claim.Epoch)); r.status != http.StatusOK {
+		t.Fatalf("fail: %d %s", r.status, r.body)
+	}
 	b := newBrowser(t) // after the node, so it closes first
 	b.do(t, "a 420 px wide viewport", chromedp.EmulateViewport(420, 900))
 	b.do(t, "open the dashboard", chromedp.Navigate(base+"/"))
@@ -489,6 +504,14 @@ func TestDashboardNarrowLayout(t *testing.T) {
 	b.waitFor(t, "the lease count", `() => document.getElementById('coordination-summary').textContent === '(3 leases, 2 locks)' &&
 		!document.getElementById('coordination').hidden &&
 		document.querySelector('#locks tr[data-election="web"] .tag').textContent === 'election'`)
+	b.waitFor(t, "the queue with its dead task", `() => {
+		const row = document.querySelector('#queues tr[data-queue="emails"]');
+		const v = (c) => row.querySelector('.' + c).textContent;
+		return row && !document.getElementById('queues-section').hidden &&
+			document.getElementById('queues-summary').textContent === '(1 queue)' &&
+			v('ready') === '1' && v('claimed') === '0' && v('dead') === '1' && row.querySelector('.dead').classList.contains('bad') &&
+			/^\d+(\.\d)? s$/.test(v('oldest'));
+	}`)
 	if n := eval[float64](t, b, `document.querySelectorAll('#injected, #locks img').length`); n != 0 {
 		t.Fatalf("the lock's name made %v elements", n)
 	}

@@ -268,6 +268,42 @@
     }));
   }
 
+  // renderQueues shows the task queues the overview lists (the first 50
+  // by name that hold tasks): tasks by state, dead ones marked, and how
+  // long the next task to be claimed has been ready. Queue names are
+  // users' strings: text only.
+  function renderQueues(o) {
+    if (!o) return;
+    const section = $('queues-section');
+    if (!o.queues) {
+      section.hidden = true; // a node that does not serve queues
+      return;
+    }
+    section.hidden = false;
+    const items = Array.isArray(o.queues.items) ? o.queues.items : [];
+    const total = o.queues.total || 0;
+    $('queues-summary').textContent = '(' + total + ' queue' + (total === 1 ? '' : 's') +
+      (total > items.length ? '; the first ' + items.length + ' by name shown' : '') + ')';
+    const rows = items.map((q) => {
+      const row = document.createElement('tr');
+      row.dataset.queue = q.queue;
+      cell(row, q.queue, 'queue-name');
+      cell(row, q.ready, 'ready');
+      cell(row, q.delayed, 'delayed');
+      cell(row, q.claimed, 'claimed');
+      cell(row, q.done, 'done');
+      cell(row, q.dead, 'dead').classList.toggle('bad', q.dead > 0);
+      cell(row, typeof q.oldestReadyAgeMs === 'number' ? seconds(q.oldestReadyAgeMs) : '', 'oldest');
+      return row;
+    });
+    if (rows.length === 0) {
+      const row = document.createElement('tr');
+      cell(row, 'no queue holds tasks', 'muted').colSpan = 7;
+      rows.push(row);
+    }
+    $('queues').tBodies[0].replaceChildren(...rows);
+  }
+
   // seconds shows a span of milliseconds as seconds, to a tenth below a
   // minute.
   function seconds(ms) {
@@ -488,6 +524,7 @@
       renderRate(status, stats);
       renderOverview(overview);
       renderLocks(overview);
+      renderQueues(overview);
       const again = events !== null && !renderEvents(events);
       showLive();
       schedule(again ? 0 : POLL_MS);
