@@ -88,6 +88,8 @@ func (o op) String() string {
 		return "proclaim"
 	case opEtcdTxn:
 		return "etcd transaction"
+	case opCompact:
+		return "compact"
 	case opTaskEnqueue:
 		return "enqueue task"
 	case opTaskClaim:
@@ -148,6 +150,8 @@ type command struct {
 	Attempts int    `msgpack:"tm,omitempty"`
 	Error    string `msgpack:"tx,omitempty"`
 	Retry    *int64 `msgpack:"tb,omitempty"`
+	// Compact is the revision an opCompact compacts at (history.go).
+	Compact int64 `msgpack:"cr,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -276,7 +280,7 @@ func decodeCommand(b []byte) (command, error) {
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return command{}, fmt.Errorf("kv: %w: %w", ErrBadCommand, err)
 	}
-	if (c.Op < opPut || c.Op > opLast) && c.Op != opEtcdTxn && c.Op != opHashCheck {
+	if (c.Op < opPut || c.Op > opLast) && c.Op != opEtcdTxn && c.Op != opCompact && c.Op != opHashCheck {
 		return command{}, fmt.Errorf("kv: %w: unknown op %d", ErrBadCommand, c.Op)
 	}
 	return c, nil

@@ -218,7 +218,7 @@ func (m *Machine) applyEtcdTxn(t *EtcdTxn) Result {
 	x := etcdExec{m: m, path: path}
 	res := x.run(t)
 	if len(x.events) > 0 {
-		m.hub.publish(x.events...)
+		m.publish(x.events...)
 	}
 	return Result{Revision: m.revision, Etcd: res}
 }

@@ -167,7 +167,7 @@ func (m *Machine) revokeLeases(ls []lease) {
 		}
 	}
 	if len(evs) > 0 {
-		m.hub.publish(evs...)
+		m.publish(evs...)
 	}
 	if m.leaseObs != nil {
 		m.leaseObs.LeasesRemoved(ids)

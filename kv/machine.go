@@ -65,6 +65,9 @@ type Machine struct {
 	queueWatch  map[string]*queueWaiters
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
+	// prevs are the items replaced or deleted by the changes of the
+	// command being applied, one per event, for publish.
+	prevs []Item
 	// hashes are the recent hashes of the state (hashcheck.go); not
 	// replicated state.
 	hashes stateHashes
@@ -162,6 +165,7 @@ func (m *Machine) Apply(index uint64, cmd []byte) any {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.applied = index
+	m.prevs = m.prevs[:0]
 	if err != nil {
 		return Result{Err: err}
 	}
@@ -210,6 +214,8 @@ func (m *Machine) apply(c *command) Result {
 		m.applyHashCheck()
 	case opEtcdTxn:
 		return m.applyEtcdTxn(c.Etcd)
+	case opCompact:
+		err = m.applyCompact(c)
 	case opTaskEnqueue:
 		created, err := m.applyEnqueue(c)
 		if err != nil {
@@ -292,7 +298,7 @@ func (m *Machine) applyPut(c *command) *applyError {
 		m.grant(c.Lease, c.TTL, true)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value, c.Lease, cur, exists)})
+	m.publish(Event{Type: EventPut, Item: m.put(c.Key, c.Value, c.Lease, cur, exists)})
 	return nil
 }
 
@@ -312,7 +318,7 @@ func (m *Machine) applyDelete(c *command) *applyError {
 		return fail(ErrKeyNotFound, "delete %q", c.Key)
 	}
 	m.revision++
-	m.hub.publish(m.remove(c.Key))
+	m.publish(m.remove(c.Key))
 	return nil
 }
 
@@ -382,7 +388,7 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 			evs[i] = m.remove(ops[i].Key)
 		}
 	}
-	m.hub.publish(evs...)
+	m.publish(evs...)
 	return nil
 }
 
@@ -411,6 +417,11 @@ func (m *Machine) put(key string, value []byte, lease int64, cur Item, exists bo
 	it.Version++
 	m.bytes += int64(len(value))
 	m.items.ReplaceOrInsert(it)
+	if exists {
+		m.prevs = append(m.prevs, cur)
+	} else {
+		m.prevs = append(m.prevs, Item{})
+	}
 	return it
 }
 
@@ -421,7 +432,17 @@ func (m *Machine) remove(key string) Event {
 	if it.Lease != 0 {
 		m.detach(key, int64(it.Lease))
 	}
+	m.prevs = append(m.prevs, it)
 	return Event{Type: EventDelete, Item: Item{Key: key, Revision: m.revision}}
+}
+
+// publish hands the events of the command being applied to the watch
+// history, with the items they replaced (m.prevs, which put and remove
+// fill in the same order). The caller holds mu.
+func (m *Machine) publish(evs ...Event) {
+	m.hub.publishPrev(evs, m.prevs)
+	clear(m.prevs) // let the old values go
+	m.prevs = m.prevs[:0]
 }
 
 // Get returns the item under key from local state.

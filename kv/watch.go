@@ -115,7 +115,11 @@ type CommandApplied struct {
 type histBatch struct {
 	first, last int64 // revisions of its first and last event
 	events      []Event
-	bytes       int64
+	// prev[i] is the item events[i] replaced or deleted (an empty Key:
+	// the key did not exist), for reads at older revisions
+	// (history.go); nil when not known.
+	prev  []Item
+	bytes int64
 }
 
 // matches reports whether b holds an event at or after revision from
@@ -158,6 +162,10 @@ type watchHub struct {
 	// compacted is the newest revision no longer available: a watch can
 	// start at compacted+1 at the earliest.
 	compacted int64
+	// floor is the revision of the newest explicit compaction
+	// (history.go): reads below it are refused even while the history
+	// still covers them.
+	floor int64
 	// last is the revision of the last event published (or of the
 	// snapshot the state was reset to).
 	last int64
@@ -185,17 +193,27 @@ func (h *watchHub) configure(cfg WatchConfig) {
 
 // publish records the events of one applied command. It never blocks on
 // a watcher or subscriber.
-func (h *watchHub) publish(evs ...Event) {
+func (h *watchHub) publish(evs ...Event) { h.publishPrev(evs, nil) }
+
+// publishPrev is publish with the items the events replaced or deleted,
+// one per event (or nil when they are not known).
+func (h *watchHub) publishPrev(evs []Event, prev []Item) {
 	if len(evs) == 0 {
 		return
 	}
 	b := histBatch{
 		first:  evs[0].Item.Revision,
 		last:   evs[len(evs)-1].Item.Revision,
-		events: slices.Clone(evs), // the caller may reuse its slice
+		events: slices.Clone(evs), // the caller may reuse its slices
 	}
 	for i := range b.events {
 		b.bytes += eventBytes(&b.events[i])
+	}
+	if len(prev) == len(evs) {
+		b.prev = slices.Clone(prev)
+		for i := range b.prev {
+			b.bytes += int64(len(b.prev[i].Key) + len(b.prev[i].Value))
+		}
 	}
 	h.mu.Lock()
 	switch {
@@ -278,12 +296,7 @@ func (h *watchHub) resetLocked(rev int64) {
 func (h *watchHub) trimLocked() {
 	lim := h.limits()
 	for len(h.batches)-h.start > 1 && (h.events > lim.HistoryEvents || h.bytes > lim.HistoryBytes) {
-		b := &h.batches[h.start]
-		h.events -= len(b.events)
-		h.bytes -= b.bytes
-		h.compacted = b.last
-		*b = histBatch{} // let the events go
-		h.start++
+		h.dropOldestLocked()
 	}
 	// Reclaim the dropped prefix once it is half the slice.
 	if h.start > 0 && h.start >= len(h.batches)/2 {
@@ -291,6 +304,17 @@ func (h *watchHub) trimLocked() {
 		clear(h.batches[n:])
 		h.batches, h.start = h.batches[:n], 0
 	}
+}
+
+// dropOldestLocked drops the oldest batch of the history, which is not
+// empty.
+func (h *watchHub) dropOldestLocked() {
+	b := &h.batches[h.start]
+	h.events -= len(b.events)
+	h.bytes -= b.bytes
+	h.compacted = max(h.compacted, b.last)
+	*b = histBatch{} // let the events go
+	h.start++
 }
 
 // watch registers a watcher from revision from (0: after the last

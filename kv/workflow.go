@@ -154,7 +154,7 @@ func (m *Machine) applyWorkflow(c *command) *applyError {
 		return m.full(key)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, 0, cur, exists)})
+	m.publish(Event{Type: EventPut, Item: m.put(key, value, 0, cur, exists)})
 	return nil
 }
 
@@ -171,7 +171,7 @@ func (m *Machine) applyNode(c *command) *applyError {
 			return fail(ErrNodeNotFound, "deregister node %q", c.Key)
 		}
 		m.revision++
-		m.hub.publish(m.remove(key))
+		m.publish(m.remove(key))
 		return nil
 	}
 	obj, err := parseFields("node", c.Value, m.maxValueBytes)
@@ -205,6 +205,6 @@ func (m *Machine) applyNode(c *command) *applyError {
 		m.grant(c.Lease, c.TTL, true)
 	}
 	m.revision++
-	m.hub.publish(Event{Type: EventPut, Item: m.put(key, value, c.Lease, cur, exists)})
+	m.publish(Event{Type: EventPut, Item: m.put(key, value, c.Lease, cur, exists)})
 	return nil
 }
