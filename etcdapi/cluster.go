@@ -2,6 +2,7 @@ package etcdapi
 
 import (
 	"context"
+	"hash/crc32"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -118,6 +119,35 @@ func (m *maintenanceService) Status(ctx context.Context, r *pb.StatusRequest) (*
 		resp.Errors = append(resp.Errors, "no leader")
 	}
 	return resp, nil
+}
+
+// castagnoli is the CRC-32C table of Hash.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// Hash hashes this member's whole replicated state (keys, leases, locks,
+// queues, sessions: the state machine's snapshot encoding, which is
+// deterministic) as it stands: equal on members that applied the same
+// entries. It is not etcd's hash of its storage file.
+func (m *maintenanceService) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	v := m.s.cfg.Store.Machine().View()
+	defer v.Release()
+	h := crc32.New(castagnoli)
+	if _, err := v.WriteTo(h); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.HashResponse{Header: m.s.header(v.Revision), Hash: h.Sum32()}, nil
+}
+
+// HashKV hashes the keys as they were at r.Revision (0: now), which the
+// state's history must still cover (kv.Machine.EtcdHashKV): equal on every
+// member for the same revision.
+func (m *maintenanceService) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	machine := m.s.cfg.Store.Machine()
+	hash, rev, compact, err := machine.EtcdHashKV(r.Revision)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.HashKVResponse{Header: m.s.header(machine.Revision()), Hash: hash, HashRevision: rev, CompactRevision: compact}, nil
 }
 
 // Alarm lists alarms: there are none (the state's limits refuse writes

@@ -37,6 +37,8 @@ func toGRPC(err error) error {
 		return rpctypes.ErrGRPCLeaseTTLTooLarge
 	case errors.Is(err, kv.ErrCompacted):
 		return rpctypes.ErrGRPCCompacted
+	case errors.Is(err, kv.ErrFutureRevision):
+		return rpctypes.ErrGRPCFutureRev
 	case errors.Is(err, kv.ErrValueTooLarge), errors.Is(err, consensus.ErrTooLarge):
 		return rpctypes.ErrGRPCRequestTooLarge
 	case errors.Is(err, kv.ErrStateFull), errors.Is(err, kv.ErrTooManyLeases):

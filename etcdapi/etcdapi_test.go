@@ -3,6 +3,7 @@ package etcdapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -117,7 +118,7 @@ func TestKV(t *testing.T) {
 	}
 
 	// Revisions: the current one is fine, a future one is etcd's error, an
-	// older one is refused with a message.
+	// older one reads the state as it was then.
 	cur := all.Header.Revision
 	if _, err := cli.Get(ctx, "b", clientv3.WithRev(cur)); err != nil {
 		t.Fatalf("get at the current revision: %v", err)
@@ -125,8 +126,9 @@ func TestKV(t *testing.T) {
 	if _, err := cli.Get(ctx, "b", clientv3.WithRev(cur+100)); !errors.Is(err, rpctypes.ErrFutureRev) {
 		t.Fatalf("get at a future revision: %v", err)
 	}
-	if _, err := cli.Get(ctx, "b", clientv3.WithRev(1)); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("get at an old revision: %v", err)
+	old, err := cli.Get(ctx, "a/", clientv3.WithPrefix(), clientv3.WithRev(put.Header.Revision+1))
+	if err != nil || old.Count != 2 || string(old.Kvs[1].Key) != "a/2" || old.Header.Revision != cur {
+		t.Fatalf("get at an old revision: %+v %v", old, err)
 	}
 
 	// Put options.
@@ -159,8 +161,32 @@ func TestKV(t *testing.T) {
 	if err != nil || none.Deleted != 0 || none.Header.Revision != del.Header.Revision {
 		t.Fatalf("delete of nothing: %+v %v (after %d)", none, err, del.Header.Revision)
 	}
-	if _, err := cli.Compact(ctx, 1); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("compact: %v", err)
+
+	// Compaction: replicated, reads below it are etcd's compacted error
+	// on every member, at it they work; compacting it again, or a future
+	// revision, is etcd's error.
+	if before, err := cli.Get(ctx, "a/", clientv3.WithPrefix(), clientv3.WithRev(del.Header.Revision-1)); err != nil || before.Count != 3 {
+		t.Fatalf("get before the delete: %+v %v", before, err)
+	}
+	comp, err := cli.Compact(ctx, del.Header.Revision)
+	if err != nil || comp.Header.Revision != del.Header.Revision {
+		t.Fatalf("compact: %+v %v", comp, err)
+	}
+	if _, err := cli.Get(ctx, "a/", clientv3.WithPrefix(), clientv3.WithRev(del.Header.Revision-1)); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("get below the compaction: %v", err)
+	}
+	if at, err := cli.Get(ctx, "a/", clientv3.WithPrefix(), clientv3.WithRev(del.Header.Revision)); err != nil || at.Count != 0 {
+		t.Fatalf("get at the compaction: %+v %v", at, err)
+	}
+	for _, id := range c.IDs {
+		m := c.Servers[id].Store().Machine()
+		testwait.For(t, 10*time.Second, "the compaction on "+id, func() bool { return m.CompactRevision() == del.Header.Revision })
+	}
+	if _, err := cli.Compact(ctx, del.Header.Revision); !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Fatalf("compact again: %v", err)
+	}
+	if _, err := cli.Compact(ctx, del.Header.Revision+100); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Fatalf("compact at a future revision: %v", err)
 	}
 }
 
@@ -306,6 +332,45 @@ func TestClusterAndMaintenance(t *testing.T) {
 	}
 	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"}); status.Code(err) != codes.Unimplemented {
 		t.Fatalf("member add: %v", err)
+	}
+
+	// HashKV at a revision is the same on every member, and is still that
+	// revision's after later writes; the current one differs from it.
+	first, err := cli.Put(ctx, "h", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := cli.Put(ctx, "h", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hashAt := func(ep string, rev int64) uint32 {
+		t.Helper()
+		var h *clientv3.HashKVResponse
+		testwait.For(t, 10*time.Second, ep+" reaches revision "+fmt.Sprint(second.Header.Revision), func() bool {
+			h, err = cli.HashKV(ctx, ep, rev)
+			return err == nil
+		})
+		if h.HashRevision != rev || h.CompactRevision < 0 {
+			t.Fatalf("hashkv of %s at %d: %+v", ep, rev, h)
+		}
+		return h.Hash
+	}
+	want := hashAt(eps["n1"], first.Header.Revision)
+	for _, ep := range eps {
+		if got := hashAt(ep, first.Header.Revision); got != want {
+			t.Fatalf("hashkv at %d: %s has %x, n1 %x", first.Header.Revision, ep, got, want)
+		}
+	}
+	if now := hashAt(eps["n1"], second.Header.Revision); now == want {
+		t.Fatalf("hashkv at %d equals the one at %d", second.Header.Revision, first.Header.Revision)
+	}
+	if _, err := cli.HashKV(ctx, eps["n1"], second.Header.Revision+100); !errors.Is(err, rpctypes.ErrFutureRev) {
+		t.Fatalf("hashkv at a future revision: %v", err)
+	}
+	h1, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Hash(ctx, &pb.HashRequest{})
+	if err != nil || h1.Hash == 0 {
+		t.Fatalf("hash: %+v %v", h1, err)
 	}
 }
 

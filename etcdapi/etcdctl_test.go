@@ -170,13 +170,14 @@ func TestEtcdctl(t *testing.T) {
 	tr.run("", "get", "foo/", "--prefix", "--count-only", "--write-out=fields")
 	tr.run("", "get", "foo", "--rev=5")
 	tr.run("", "get", "foo", "--rev=1")
+	tr.run("", "get", "foo/", "--prefix", "--rev=4")
 	tr.run("", "get", "", "--from-key", "--print-value-only")
 	tr.run("", "del", "foo/a")
 	tr.run("value(\"foo\") = \"bar\"\n\nput foo txn-yes\nget foo/c\n\nput foo txn-no\n\n", "txn", "-i")
 	tr.run("mod(\"foo\") < \"2\"\n\nput foo never\n\ndel foo/ --prefix --prev-kv\n\n", "txn", "-i")
 	tr.run("", "get", "", "--from-key")
 	tr.background("DELETE\nfoo/c\n", "watch", "foo", "--prefix", "--rev=1")
-	tr.run("", "watch", "foo", "--prev-kv", "--rev=1")
+	tr.background("foo\nbar\nfoo\ntxn-yes\n", "watch", "foo", "--prev-kv", "--rev=1")
 
 	grant, stderr, code := tr.exec("", "lease", "grant", "60")
 	if m := regexp.MustCompile(`lease ([0-9a-f]+) granted`).FindStringSubmatch(grant); m != nil {
@@ -210,7 +211,13 @@ func TestEtcdctl(t *testing.T) {
 	if n := strings.Count(status, ", true, false, "); n != 1 {
 		t.Errorf("endpoint status shows %d leaders, want 1:\n%s", n, status)
 	}
+	tr.run("", "endpoint", "hashkv", "--rev=5")
 	tr.run("", "compaction", "1")
+	tr.run("", "compaction", "5")
+	tr.run("", "get", "foo", "--rev=4")
+	tr.run("", "get", "foo", "--rev=5")
+	tr.run("", "compaction", "5")
+	tr.run("", "compaction", "1000")
 
 	got := tr.out.String()
 	// The endpoint status lines carry sizes, terms and indexes: keep them

@@ -24,8 +24,9 @@ type kvService struct {
 	s *Server
 }
 
-// Range reads a key or a range at the current revision: linearizable, or
-// this node's applied state when serializable.
+// Range reads a key or a range, at the current revision or at an older
+// one the state's history still covers (kv.Machine.EtcdRangeAt):
+// linearizable, or this node's applied state when serializable.
 func (k *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	if len(r.Key) == 0 {
 		return nil, rpctypes.ErrGRPCEmptyKey
@@ -38,27 +39,13 @@ func (k *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRes
 			return nil, toGRPC(err)
 		}
 	}
-	items, rev := k.s.cfg.Store.Machine().EtcdRange(string(r.Key), string(r.RangeEnd))
-	if err := checkRevision(r.Revision, rev); err != nil {
-		return nil, err
+	items, rev, err := k.s.cfg.Store.Machine().EtcdRangeAt(string(r.Key), string(r.RangeEnd), r.Revision)
+	if err != nil {
+		return nil, toGRPC(err)
 	}
 	resp := rangeResponse(r, items)
 	resp.Header = k.s.header(rev)
 	return resp, nil
-}
-
-// checkRevision refuses a read at a revision other than the current one,
-// rev: a future one as etcd does, an older one because the state keeps
-// no older versions of keys.
-func checkRevision(asked, rev int64) error {
-	switch {
-	case asked <= 0 || asked == rev:
-		return nil
-	case asked > rev:
-		return rpctypes.ErrGRPCFutureRev
-	}
-	return status.Errorf(codes.Unimplemented,
-		"consensus: a read at revision %d, older than the current revision %d, is not supported: the state keeps only the current version of each key (see docs/ETCD.md)", asked, rev)
 }
 
 func checkSort(r *pb.RangeRequest) error {
@@ -344,7 +331,13 @@ func txnResponse(r *pb.TxnRequest, res *kv.EtcdTxnResult, h *pb.ResponseHeader) 
 	return out
 }
 
-// Compact is not supported: the state keeps no old versions to compact.
+// Compact raises the floor of reads and watches to r.Revision on every
+// member (kv.Store.Compact), dropping the history below it. It is
+// applied when it returns, physical or not.
 func (k *kvService) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
-	return nil, unimplemented("Compact (the state keeps only current versions of keys; the watch history is bounded by --watch-history settings)")
+	rev, err := k.s.cfg.Store.Compact(ctx, r.Revision)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.CompactionResponse{Header: k.s.header(rev)}, nil
 }

@@ -48,6 +48,7 @@ type watch struct {
 	key, end string
 	noPut    bool
 	noDelete bool
+	prevKV   bool
 	progress bool
 	w        *kv.Watcher
 	cancel   context.CancelFunc
@@ -162,10 +163,8 @@ func (st *watchStream) create(r *pb.WatchCreateRequest) error {
 		return st.refuse(id, rev, "etcdserver: too many watches on one stream", 0)
 	case len(r.Key) == 0:
 		return st.refuse(id, rev, "etcdserver: key is not provided", 0)
-	case r.PrevKv:
-		return st.refuse(id, rev, "consensus: prev_kv in watches is not supported: the watch history keeps no previous values (see docs/ETCD.md)", 0)
 	}
-	w := &watch{id: id, key: string(r.Key), end: string(r.RangeEnd), progress: r.ProgressNotify}
+	w := &watch{id: id, key: string(r.Key), end: string(r.RangeEnd), progress: r.ProgressNotify, prevKV: r.PrevKv}
 	for _, f := range r.Filters {
 		switch f {
 		case pb.WatchCreateRequest_NOPUT:
@@ -241,9 +240,13 @@ func (w *watch) inRange(key string) bool {
 	return key >= w.key && key < w.end
 }
 
-// forward sends w's events until it ends.
+// forward sends w's events until it ends. A watch with prev_kv that can
+// no longer find the item an event replaced (the history dropped it
+// while the watch lagged) ends as compacted, as one that lags too far.
 func (st *watchStream) forward(w *watch) {
 	defer st.wg.Done()
+	var fault error
+events:
 	for resp := range w.w.C() {
 		out := &pb.WatchResponse{Header: st.s.header(resp.Revision), WatchId: w.id}
 		for _, ev := range resp.Events {
@@ -260,6 +263,16 @@ func (st *watchStream) forward(w *watch) {
 			} else if w.noPut {
 				continue
 			}
+			if w.prevKV {
+				prev, ok, err := st.s.cfg.Store.Machine().PrevItem(ev.Item.Revision, ev.Item.Key)
+				if err != nil {
+					fault = err
+					break events
+				}
+				if ok {
+					e.PrevKv = keyValue(prev, false)
+				}
+			}
 			out.Events = append(out.Events, e)
 		}
 		// A response whose events were all filtered out is dropped, as
@@ -272,8 +285,14 @@ func (st *watchStream) forward(w *watch) {
 			return
 		}
 	}
+	if fault != nil {
+		w.cancel()
+		w.w.Close()
+	} else {
+		fault = w.w.Err()
+	}
 	var ce *kv.CompactedError
-	if errors.As(w.w.Err(), &ce) {
+	if errors.As(fault, &ce) {
 		st.mu.Lock()
 		_, live := st.watches[w.id]
 		delete(st.watches, w.id)

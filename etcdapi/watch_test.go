@@ -104,10 +104,29 @@ func TestWatch(t *testing.T) {
 		t.Fatalf("watch from a revision, the delete: %+v", r.Events)
 	}
 
-	// prev_kv is refused with a reason.
-	r = next(t, cli.Watch(ctx, "w/", clientv3.WithPrefix(), clientv3.WithPrevKV()))
-	if !r.Canceled || r.Err() == nil {
-		t.Fatalf("watch with prev_kv: %+v", r)
+	// prev_kv: each event carries the item it replaced or deleted (a
+	// create none).
+	withPrev := cli.Watch(ctx, "w/", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithRev(first.Header.Revision))
+	got = got[:0]
+	for len(got) < 10 {
+		for _, ev := range nextEvents(t, withPrev).Events {
+			prev := "-"
+			if ev.PrevKv != nil {
+				prev = fmt.Sprintf("%s@%d", ev.PrevKv.Value, ev.PrevKv.ModRevision)
+			}
+			got = append(got, fmt.Sprintf("%s %s %s", ev.Type, ev.Kv.Key, prev))
+		}
+	}
+	want = []string{"PUT w/0 -", "PUT w/1 -", "PUT w/2 -", "PUT w/3 -", "PUT w/4 -"}
+	for i := range 5 {
+		v := fmt.Sprint(i)
+		if i == 0 {
+			v = "zero"
+		}
+		want = append(want, fmt.Sprintf("DELETE w/%d %s@%d", i, v, first.Header.Revision+int64(i)))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("watch with prev_kv: %q, want %q", got, want)
 	}
 	// A start revision past the history: the compacted error with the
 	// oldest revision still kept.
@@ -124,5 +143,23 @@ func TestWatch(t *testing.T) {
 	resumed := cli.Watch(ctx, "fill", clientv3.WithRev(r.CompactRevision))
 	if r2 := next(t, resumed); len(r2.Events) == 0 || r2.Events[0].Kv.ModRevision != r.CompactRevision {
 		t.Fatalf("watch from the compact revision: %+v", r2)
+	}
+
+	// An explicit compaction: a watch from below it gets its revision, a
+	// watch from it starts there.
+	last, err := cli.Put(ctx, "fill", "last")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := last.Header.Revision - 3
+	if _, err := cli.Compact(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	r = next(t, cli.Watch(ctx, "fill", clientv3.WithRev(at-1)))
+	if !errors.Is(r.Err(), rpctypes.ErrCompacted) || r.CompactRevision != at {
+		t.Fatalf("watch from below the compaction at %d: %+v %v", at, r, r.Err())
+	}
+	if r2 := next(t, cli.Watch(ctx, "fill", clientv3.WithRev(at))); len(r2.Events) == 0 || r2.Events[0].Kv.ModRevision != at {
+		t.Fatalf("watch from the compaction: %+v", r2)
 	}
 }
