@@ -110,6 +110,13 @@ type Options struct {
 	// it starts, so a test can subscribe to its events from the first
 	// one on. It must not call back into the Cluster.
 	OnStart func(name string, node *consensus.Node)
+	// Serve, if set, is called with every incarnation of every node and
+	// its store once it has started, so a test can serve the store over
+	// an API of its own (etcd's, in TestLinearizabilityEtcd). The function
+	// it returns, if not nil, is called when that incarnation stops (a
+	// crash, a removal, Close), before the node stops. Neither may call
+	// back into the Cluster.
+	Serve func(name string, node *consensus.Node, store *kv.Store) (stop func())
 }
 
 // Cluster is a running in-process cluster.
@@ -148,6 +155,7 @@ type member struct {
 	machine *kv.Machine
 	store   *kv.Store
 	lessor  *kv.Lessor // with Options.Leases
+	unserve func()     // from Options.Serve
 	tr      *memnet.Transport
 	running bool
 	// joins marks a node added after the cluster started: with empty
@@ -265,19 +273,29 @@ func (c *Cluster) start(m *member) error {
 	if lessor != nil {
 		lessor.Start()
 	}
+	var unserve func()
+	if c.opts.Serve != nil {
+		unserve = c.opts.Serve(m.name, node, store)
+	}
 	c.mu.Lock()
 	m.storage, m.gate, m.node, m.machine, m.tr = st, gate, node, machine, tr
-	m.store, m.lessor = store, lessor
+	m.store, m.lessor, m.unserve = store, lessor, unserve
 	m.running = true
 	c.mu.Unlock()
 	return nil
 }
 
-// stopLessor stops m's lease clock, if it has one.
-func (m *member) stopLessor() {
+// stop stops m's running incarnation: what serves it (Options.Serve),
+// its lease clock, then its node.
+func (m *member) stop() {
+	if m.unserve != nil {
+		m.unserve()
+		m.unserve = nil
+	}
 	if m.lessor != nil {
 		m.lessor.Stop()
 	}
+	m.node.Stop()
 }
 
 // closeStorage closes a Pebble; a Memory stays open for the next start.
@@ -470,8 +488,7 @@ func (c *Cluster) Crash(name string) error {
 	if c.opts.OnCrash != nil {
 		c.opts.OnCrash(name)
 	}
-	m.stopLessor()
-	m.node.Stop()
+	m.stop()
 	if crashed != nil {
 		// The old store writes its last flush to the pre-crash file
 		// system, which is then forgotten.
@@ -523,8 +540,7 @@ func (c *Cluster) Close() {
 	}
 	c.mu.Unlock()
 	for _, m := range running {
-		m.stopLessor()
-		m.node.Stop()
+		m.stop()
 	}
 	c.net.Close()
 	for _, m := range c.members {

@@ -114,7 +114,7 @@ func TestLinearizability(t *testing.T) {
 			seed = base + uint64(i)
 		}
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
-			s := runLinearizability(t, seed, runFor)
+			s := runLinearizability(t, seed, runFor, false)
 			total.add(s)
 		})
 		if t.Failed() && soak > 0 {
@@ -511,8 +511,10 @@ func unexpectedErr(err error) error {
 // keyPrefix starts every key of the model; a list reads them all.
 const keyPrefix = "k"
 
-// runLinearizability runs one seed's workload for runFor and checks it.
-func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStats {
+// runLinearizability runs one seed's workload for runFor and checks it;
+// viaEtcd drives it through clientv3 and etcd's API (etcdClient) instead
+// of the nodes' stores.
+func runLinearizability(t *testing.T, seed uint64, runFor time.Duration, viaEtcd bool) linStats {
 	rng := rand.New(rand.NewPCG(seed, 0x6c696e))
 	nodes := []int{3, 5}[rng.IntN(2)]
 	kind := []harness.StorageKind{harness.MemoryStorage, harness.CrashablePebble}[rng.IntN(2)]
@@ -522,10 +524,10 @@ func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStat
 	snapThreshold := uint64(20 + rng.IntN(31))
 	catchUp := uint64(5 + rng.IntN(6))
 	autoPromote := rng.IntN(2) == 0
-	t.Logf("seed %d: %d nodes, %s storage, snapshot every %d entries keeping %d, auto-promote %v, %v (replay: go test -race -run 'TestLinearizability/seed=%d' ./internal/harness/ -seed=%d)",
-		seed, nodes, kind, snapThreshold, catchUp, autoPromote, runFor, seed, seed)
+	t.Logf("seed %d: %d nodes, %s storage, snapshot every %d entries keeping %d, auto-promote %v, %v (replay: go test -race -run '%s/seed=%d' ./internal/harness/ -seed=%d)",
+		seed, nodes, kind, snapThreshold, catchUp, autoPromote, runFor, strings.Split(t.Name(), "/")[0], seed, seed)
 	snaps := newSnapWatch()
-	c := harness.New(t, harness.Options{
+	opts := harness.Options{
 		Nodes: nodes, Seed: seed, Storage: kind,
 		Configure: func(cfg *consensus.Config) {
 			cfg.SnapshotThreshold = snapThreshold
@@ -533,7 +535,13 @@ func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStat
 			cfg.AutoPromote = autoPromote
 		},
 		OnStart: snaps.watch,
-	})
+	}
+	var etcd *etcdListeners
+	if viaEtcd {
+		etcd = &etcdListeners{t: t, addrs: map[string]string{}}
+		opts.Serve = etcd.serve
+	}
+	c := harness.New(t, opts)
 	if _, err := c.WaitLeader(10 * time.Second); err != nil {
 		t.Fatalf("seed %d: %v", seed, err)
 	}
@@ -550,6 +558,10 @@ func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStat
 	ids.Store(int64(nClients - 1))
 	for i := range nClients {
 		cl := &client{id: &ids, cid: i, name: fmt.Sprintf("c%d", i), rng: rand.New(rand.NewPCG(seed, uint64(i))), keys: keys, c: c, h: h}
+		do := cl.do
+		if viaEtcd {
+			do = newEtcdClient(t, cl, etcd.endpoints(c.Names())).do
+		}
 		wg.Go(func() {
 			for {
 				select {
@@ -557,7 +569,7 @@ func runLinearizability(t *testing.T, seed uint64, runFor time.Duration) linStat
 					return
 				default:
 				}
-				cl.do()
+				do()
 			}
 		})
 	}

@@ -86,8 +86,7 @@ func (c *Cluster) Remove(ctx context.Context, via, name string) error {
 	c.mu.Unlock()
 	if running {
 		_ = m.tr.Close()
-		m.stopLessor()
-		m.node.Stop()
+		m.stop()
 		if c.opts.Storage == CrashablePebble {
 			_ = m.storage.Close()
 			c.mu.Lock()
