@@ -99,8 +99,41 @@ var mutexModel = porcupine.Model{
 	},
 }
 
+// TestMutexModelCatchesOverlap: the one-lock model refuses a history in
+// which a second client acquires before the first releases, and a
+// release by a client that does not hold the lock.
+func TestMutexModelCatchesOverlap(t *testing.T) {
+	op := func(client int, acquire bool, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: client, Input: lockIn{client: client, acquire: acquire}, Call: call, Return: ret}
+	}
+	for _, tc := range []struct {
+		name string
+		ops  []porcupine.Operation
+		ok   bool
+	}{
+		{"in turn", []porcupine.Operation{op(0, true, 0, 1), op(0, false, 2, 3), op(1, true, 4, 5), op(1, false, 6, 7)}, true},
+		{"release and acquire at once", []porcupine.Operation{op(0, true, 0, 1), op(0, false, 2, 5), op(1, true, 3, 6)}, true},
+		{"overlap", []porcupine.Operation{op(0, true, 0, 1), op(1, true, 2, 3), op(0, false, 4, 5)}, false},
+		{"release by another", []porcupine.Operation{op(0, true, 0, 1), op(1, false, 2, 3)}, false},
+	} {
+		if got := porcupine.CheckOperations(mutexModel, tc.ops); got != tc.ok {
+			t.Errorf("%s: linearizable %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
+
+// leaderKills is how many times the concurrency tests crash the leader.
+const leaderKills = 3
+
+// keyGoneWait bounds the wait for the key of a failed unlock or
+// resignation to go: the session's lease (TTL 5 s) runs out at the
+// latest, but each new leader gives every lease a full TTL again, and
+// more than one crash may fall within the wait.
+const keyGoneWait = 30 * time.Second
+
 // TestMutexAcrossLeaderKills runs clientv3's concurrency.Mutex with many
-// contenders on a 3-node cluster while its leader is crashed twice, and
+// contenders on a 3-node cluster while its leader is crashed (and
+// restarted) leaderKills times, and
 // checks the history of acquires and releases against a one-lock model
 // with porcupine: mutual exclusion held. Each holder also writes through
 // a transaction fenced on owning the lock (Mutex.IsOwner), which must
@@ -112,7 +145,7 @@ func TestMutexAcrossLeaderKills(t *testing.T) {
 	c, eps := fixedEtcdCluster(t, 3)
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
-	const contenders = 6
+	const contenders = 12
 	start := time.Now()
 	var (
 		mu       sync.Mutex
@@ -189,8 +222,8 @@ func TestMutexAcrossLeaderKills(t *testing.T) {
 					// lease.
 					s.Close()
 					s = nil
-					if !keyGone(cli, m.Key(), 20*time.Second) {
-						t.Errorf("c%d: the key of a failed unlock is still there after 20s", cid)
+					if !keyGone(cli, m.Key(), keyGoneWait) {
+						t.Errorf("c%d: the key of a failed unlock is still there after %v", cid, keyGoneWait)
 						return
 					}
 				}
@@ -198,7 +231,7 @@ func TestMutexAcrossLeaderKills(t *testing.T) {
 			}
 		}()
 	}
-	for round := range 2 {
+	for round := range leaderKills {
 		testwait.For(t, 60*time.Second, "acquisitions before a crash", func() bool { return acquired.Load() >= int64(10*(round+1)) })
 		crashLeader(t, c)
 	}
@@ -215,24 +248,36 @@ func TestMutexAcrossLeaderKills(t *testing.T) {
 }
 
 // TestElectionAcrossLeaderKills runs clientv3's concurrency.Election
-// with several candidates while the cluster's leader is crashed, and
-// checks that an observer sees every candidate that won: each winner
-// keeps leadership until the observer has seen its value, then resigns.
+// with many candidates while the cluster's leader is crashed (and
+// restarted) leaderKills times. It checks that an observer sees every
+// candidate that won (each winner keeps leadership until the observer has
+// seen its value, then resigns), and that leadership is exclusive: the
+// history of wins and resignations, checked with porcupine against the
+// one-lock model, and a counter of leaders in office.
 func TestElectionAcrossLeaderKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crashes leaders")
 	}
 	c, eps := fixedEtcdCluster(t, 3)
-	const candidates = 4
+	const candidates = 8
+	start := time.Now()
 	var (
 		mu       sync.Mutex
 		observed = map[string]bool{}
 		changed  = make(chan struct{}) // closed and replaced at each observation
 		won      []string
+		ops      []porcupine.Operation
 		wins     atomic.Int64
+		inOffice atomic.Int64
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
 	)
+	now := func() int64 { return int64(time.Since(start)) }
+	record := func(op porcupine.Operation) {
+		mu.Lock()
+		ops = append(ops, op)
+		mu.Unlock()
+	}
 	// waitSeen waits until the observer has seen v, for at most 20 s.
 	waitSeen := func(v string) {
 		deadline := time.After(20 * time.Second)
@@ -290,37 +335,59 @@ func TestElectionAcrossLeaderKills(t *testing.T) {
 				}
 				e := concurrency.NewElection(s, "/elect/")
 				value := fmt.Sprintf("c%d-%d", cid, round)
+				call := now()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				err = e.Campaign(ctx, value)
 				cancel()
-				if err == nil {
-					mu.Lock()
-					won = append(won, value)
-					mu.Unlock()
-					wins.Add(1)
-					waitSeen(value)
-					rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
-					_ = e.Resign(rctx)
-					rcancel()
+				if err != nil {
+					s.Close()
+					continue
 				}
+				record(porcupine.Operation{ClientId: cid, Input: lockIn{client: cid, acquire: true}, Call: call, Return: now()})
+				if inOffice.Add(1) != 1 {
+					t.Errorf("%s won while another candidate was the leader", value)
+				}
+				mu.Lock()
+				won = append(won, value)
+				mu.Unlock()
+				wins.Add(1)
+				waitSeen(value)
+				inOffice.Add(-1)
+				call = now()
+				key := e.Key() // Resign forgets it, even when it fails
+				rctx, rcancel := context.WithTimeout(context.Background(), 10*time.Second)
+				err = e.Resign(rctx)
+				rcancel()
 				s.Close()
+				if err != nil && !keyGone(cli, key, keyGoneWait) {
+					// Office ends only when the key is gone: the
+					// session's revoke, or else its lease running out.
+					t.Errorf("%s: the key of a failed resignation is still there after %v", value, keyGoneWait)
+					return
+				}
+				record(porcupine.Operation{ClientId: cid, Input: lockIn{client: cid}, Call: call, Return: now()})
 			}
 		}()
 	}
-	testwait.For(t, 60*time.Second, "elections before the crash", func() bool { return wins.Load() >= 6 })
-	crashLeader(t, c)
+	for round := range leaderKills {
+		testwait.For(t, 60*time.Second, "elections before a crash", func() bool { return wins.Load() >= int64(6*(round+1)) })
+		crashLeader(t, c)
+	}
 	after := wins.Load()
-	testwait.For(t, 60*time.Second, "elections after the crash", func() bool { return wins.Load() >= after+6 })
+	testwait.For(t, 60*time.Second, "elections after the crashes", func() bool { return wins.Load() >= after+6 })
 	close(stop)
 	wg.Wait()
 	obsCancel()
 	<-obsDone
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d elections won, %d values observed", len(won), len(observed))
+	t.Logf("%d elections won by %d candidates, %d values observed", len(won), candidates, len(observed))
 	for _, v := range won {
 		if !observed[v] {
 			t.Errorf("the election won by %s was never observed", v)
 		}
+	}
+	if !porcupine.CheckOperations(mutexModel, ops) {
+		t.Fatalf("the history of %d wins and resignations is not linearizable against one lock", len(ops))
 	}
 }
