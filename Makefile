@@ -5,7 +5,7 @@ PKGS     ?= ./...
 FUZZTIME ?= 20000x
 DURATION ?= 5m
 
-.PHONY: all build test test-js test-short vet lint fuzz soak run clean bench-etcd bench-js
+.PHONY: all build test test-js test-short vet lint fuzz soak run clean bench-etcd bench-js bench-etcd-tool
 
 all: build
 
@@ -16,6 +16,7 @@ build:
 test: vet
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	cd bench/etcd && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd bench/etcdtool && $(GO) vet ./...
 	$(MAKE) test-js
 
 ## test-js: the JavaScript client's tests (clients/js, Node 20+) against
@@ -82,3 +83,9 @@ bench-etcd:
 ## (RUNS rounds, default 3; BENCH_DURATION seconds per cell, default 5).
 bench-js:
 	bash scripts/bench-js.sh
+
+## bench-etcd-tool: etcd's own benchmark tool (tools/benchmark, built from
+## etcd v3.6.8 by bench/etcdtool) against etcd 3.7.3 and consensus: put,
+## range and txn-put, RUNS rounds (default 3) of TOTAL requests per command.
+bench-etcd-tool:
+	bash scripts/bench-etcd-tool.sh
