@@ -262,6 +262,8 @@ func Sentinels(code string) []error {
 		return []error{ErrQueueFull}
 	case CodeTaskNotDead:
 		return []error{ErrTaskNotDead}
+	case CodeScheduleNotFound:
+		return []error{ErrScheduleNotFound}
 	case CodeRequestExpired:
 		return []error{ErrRequestExpired}
 	case CodeInvalidKey:
@@ -313,7 +315,7 @@ func Refused(code string) bool {
 		CodePreconditionFailed, CodeStateFull, CodeWorkflowNotFound, CodeInvalidTransition, CodeNodeNotFound,
 		CodeLeaseNotFound, CodeTooManyLeases, CodeLeaseExists, CodeInvalidLease,
 		CodeLocked, CodeNotHolder, CodeFenced, CodeTooManyLocks, CodeLockNotFound,
-		CodeStaleEpoch, CodeTaskNotFound, CodeQueueFull, CodeTaskNotDead,
+		CodeStaleEpoch, CodeTaskNotFound, CodeQueueFull, CodeTaskNotDead, CodeScheduleNotFound,
 		CodeBadRequest, CodeNotFound, CodeMethodNotAllowed,
 		CodeUnauthorized, CodeForbidden, CodeRateLimited, CodeOverloaded, CodeTooManyWatches:
 		return true

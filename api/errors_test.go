@@ -24,6 +24,7 @@ func TestSentinels(t *testing.T) {
 		{CodeTaskNotFound, []error{ErrTaskNotFound}, true},
 		{CodeQueueFull, []error{ErrQueueFull}, true},
 		{CodeTaskNotDead, []error{ErrTaskNotDead}, true},
+		{CodeScheduleNotFound, []error{ErrScheduleNotFound}, true},
 		{CodeInvalidKey, []error{ErrInvalidKey}, true},
 		{CodeInvalidJSON, []error{ErrInvalidValue}, true},
 		{CodeTooLarge, []error{ErrValueTooLarge, ErrTooLarge}, true},

@@ -54,7 +54,17 @@ const (
 	opTaskFail     op = 18
 	opTaskRequeue  op = 19
 	opLast            = opTaskRequeue
+	// Schedules (schedule.go): Key is the schedule's id, At the
+	// proposer's clock. A put carries Queue, Cron or Every, and Value
+	// (each task's data); a fire, proposed by the leader alone in its
+	// term, Tick: the schedule's next tick, due by At.
+	opSchedulePut    op = 50
+	opScheduleDelete op = 51
+	opScheduleFire   op = 52
 )
+
+// isScheduleOp reports whether o is a schedule command.
+func isScheduleOp(o op) bool { return o >= opSchedulePut && o <= opScheduleFire }
 
 func (o op) String() string {
 	switch o {
@@ -100,6 +110,12 @@ func (o op) String() string {
 		return "fail task"
 	case opTaskRequeue:
 		return "requeue task"
+	case opSchedulePut:
+		return "put schedule"
+	case opScheduleDelete:
+		return "delete schedule"
+	case opScheduleFire:
+		return "fire schedule"
 	}
 	return fmt.Sprintf("op %d", uint8(o))
 }
@@ -152,6 +168,13 @@ type command struct {
 	Retry    *int64 `msgpack:"tb,omitempty"`
 	// Compact is the revision an opCompact compacts at (history.go).
 	Compact int64 `msgpack:"cr,omitempty"`
+	// Schedule commands (opSchedulePut to opScheduleFire): the queue its
+	// tasks go to, its cron expression or its interval in ms, and the
+	// tick a fire is for (Unix ms).
+	Queue string `msgpack:"sq,omitempty"`
+	Cron  string `msgpack:"sc,omitempty"`
+	Every int64  `msgpack:"se,omitempty"`
+	Tick  int64  `msgpack:"st,omitempty"`
 }
 
 // txnOp is one operation of a batch.
@@ -280,7 +303,7 @@ func decodeCommand(b []byte) (command, error) {
 	if err := msgpack.Unmarshal(b, &c); err != nil {
 		return command{}, fmt.Errorf("kv: %w: %w", ErrBadCommand, err)
 	}
-	if (c.Op < opPut || c.Op > opLast) && c.Op != opEtcdTxn && c.Op != opCompact && c.Op != opHashCheck {
+	if (c.Op < opPut || c.Op > opLast) && c.Op != opEtcdTxn && c.Op != opCompact && c.Op != opHashCheck && !isScheduleOp(c.Op) {
 		return command{}, fmt.Errorf("kv: %w: unknown op %d", ErrBadCommand, c.Op)
 	}
 	return c, nil

@@ -70,6 +70,7 @@ var kindErrors = [...]error{
 	23: ErrQueueFull,
 	24: ErrTaskNotDead,
 	25: ErrNoTask,
+	26: ErrScheduleNotFound,
 }
 
 // applyError is every error Apply returns for a decoded command: a kind

@@ -32,6 +32,7 @@ type Machine struct {
 	maxLockWait   int
 	maxTasks      int
 	maxTaskBytes  int
+	maxSchedules  int
 
 	mu sync.RWMutex
 	// items is ordered by key, so that prefix listing is a range scan and
@@ -63,6 +64,8 @@ type Machine struct {
 	clock       int64
 	queueCounts map[string]*queueCounts
 	queueWatch  map[string]*queueWaiters
+	// schedules are the schedules by id (schedule.go).
+	schedules *btree.BTreeG[schedule]
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 	// prevs are the items replaced or deleted by the changes of the
@@ -140,12 +143,14 @@ func NewMachine(opts ...Option) *Machine {
 		maxLockWait:   DefaultMaxLockWaiters,
 		maxTasks:      DefaultMaxTasks,
 		maxTaskBytes:  DefaultMaxTaskBytes,
+		maxSchedules:  DefaultMaxSchedules,
 		items:         btree.NewG(btreeDegree, itemLess),
 		leases:        btree.NewG(btreeDegree, leaseLess),
 		locks:         btree.NewG(btreeDegree, lockLess),
 		tasks:         btree.NewG(btreeDegree, taskLess),
 		taskReady:     btree.NewG(btreeDegree, readyLess),
 		taskDone:      btree.NewG(btreeDegree, doneLess),
+		schedules:     btree.NewG(btreeDegree, scheduleLess),
 		views:         listViews{max: DefaultListViews, ttl: DefaultListViewTTL},
 	}
 	for _, o := range opts {
@@ -234,6 +239,22 @@ func (m *Machine) apply(c *command) Result {
 		err = m.applyFail(c)
 	case opTaskRequeue:
 		err = m.applyRequeue(c)
+	case opSchedulePut:
+		created, err := m.applySchedulePut(c)
+		if err != nil {
+			return Result{Err: err}
+		}
+		return Result{Revision: created}
+	case opScheduleDelete, opScheduleFire:
+		if c.Op == opScheduleDelete {
+			err = m.applyScheduleDelete(c)
+		} else {
+			err = m.applyScheduleFire(c)
+		}
+		if err != nil {
+			return Result{Err: err}
+		}
+		return Result{Revision: int64(m.applied)}
 	}
 	if err != nil {
 		return Result{Err: err}

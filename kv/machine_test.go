@@ -104,6 +104,18 @@ func FuzzApply(f *testing.F) {
 	f.Add(appendCommand(nil, &command{Op: opHashCheck}))
 	// An enqueue: {o: 15, k: "q", tk: "t", v: "1"}.
 	f.Add([]byte{0x84, 0xa1, 'o', 0x0f, 0xa1, 'k', 0xa1, 'q', 0xa2, 't', 'k', 0xa1, 't', 0xa1, 'v', 0xc4, 0x01, '1'})
+	// A schedule's put and fire.
+	for _, c := range []command{
+		{Op: opSchedulePut, Key: "s", Queue: "q", Cron: "*/5 * * * * *", Value: []byte(`1`), At: 1000},
+		{Op: opSchedulePut, Key: "s", Queue: "q", Every: 1000, Value: []byte(`1`), At: 1000},
+		{Op: opScheduleFire, Key: "s", Tick: 2000, At: 2500},
+	} {
+		b, err := encodeCommand(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m := NewMachine()
 		r := m.Apply(1, in).(Result)
@@ -127,7 +139,8 @@ func FuzzApply(f *testing.F) {
 				t.Fatalf("%v took revision %d", c.Op, m.Revision())
 			}
 		case opLeaseGrant, opLeaseRevoke, opLeaseExpire, opLockAcquire, opLockRelease, opLockProclaim, opHashCheck,
-			opTaskEnqueue, opTaskClaim, opTaskComplete, opTaskFail, opTaskRequeue:
+			opTaskEnqueue, opTaskClaim, opTaskComplete, opTaskFail, opTaskRequeue,
+			opSchedulePut, opScheduleDelete, opScheduleFire:
 			if m.Revision() != 0 {
 				t.Fatalf("%v on an empty state took revision %d", c.Op, m.Revision())
 			}

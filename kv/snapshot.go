@@ -20,19 +20,25 @@ import (
 	"github.com/unrdf/consensus/internal/msgpackcheck"
 )
 
-// The snapshot format, version 3:
+// The snapshot format, version 4:
 //
-//	magic "KVSN", format version byte (3)
+//	magic "KVSN", format version byte (4)
 //	records, each a uvarint length then one MessagePack array:
-//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount, lockCount, taskCount, clock]
+//	  header   [revision, appliedIndex, itemCount, sessionCount, leaseCount, lockCount, taskCount, clock, scheduleCount]
 //	  items    [key, value bin, revision, createRevision, version, lease]   itemCount of them, by key
 //	  sessions [client, lastIndex, [[seq, revision, errKind, message], ...]]   by client; results by seq
 //	  leases   [id, ttlMs, auto]   leaseCount of them, by id
 //	  locks    [name, holder lease, token, value, [[waiter lease, value], ...]]   lockCount of them, by name
 //	  tasks    [queue, id, data, workflow, state, readyAt, created, attempt, maxAttempts,
 //	            epoch, lease, worker, result, error, finished]   taskCount of them, by queue and id
+//	  schedules [id, queue, cron, everyMs, data, created, after, lastFired, fired, skipped]
+//	            scheduleCount of them, by id
 //	CRC-32C (Castagnoli) of everything before it, 4 bytes big-endian
 //
+// A state without schedules is written as version 3, which is version 4
+// without the schedules and the header's scheduleCount: a release that
+// reads versions 1 to 3 keeps reading this one's snapshots, in a rolling
+// upgrade, until a schedule is put.
 // Version 2, still read, has no tasks: a 6-element header. Version 1,
 // still read, has no leases either: a 4-element header and 5-element
 // items. Everything Apply depends on is in it: revision, items, the
@@ -41,7 +47,10 @@ import (
 // The encoding is deterministic: equal states give equal bytes.
 const (
 	snapshotMagic   = "KVSN"
-	snapshotVersion = 3
+	snapshotVersion = 4
+	// snapshotVersionNoSchedules is the version written for a state
+	// without schedules.
+	snapshotVersionNoSchedules = 3
 	// maxSnapshotRecord bounds one record: a key, a value and framing are
 	// far below it, whatever the limits of the node that wrote it.
 	maxSnapshotRecord = 64 << 20
@@ -71,6 +80,8 @@ type snapshot struct {
 	locks    *btree.BTreeG[lock]
 	tasks    *btree.BTreeG[task]
 	clock    int64
+	// schedules (schedule.go), empty in versions 1 to 3.
+	schedules *btree.BTreeG[schedule]
 }
 
 // Snapshot implements consensus.Snapshotter: an O(1) copy-on-write clone
@@ -85,15 +96,30 @@ func (m *Machine) Snapshot(at consensus.Position) (consensus.StateSnapshot, erro
 // snapshotLocked clones the state; the caller holds mu.
 func (m *Machine) snapshotLocked() *snapshot {
 	return &snapshot{revision: m.revision, applied: m.applied, items: m.items.Clone(), sessions: m.sessions.snapshot(),
-		leases: m.leases.Clone(), locks: m.locks.Clone(), tasks: m.tasks.Clone(), clock: m.clock}
+		leases: m.leases.Clone(), locks: m.locks.Clone(), tasks: m.tasks.Clone(), clock: m.clock,
+		schedules: m.schedules.Clone()}
 }
 
 // Release implements consensus.StateSnapshot.
 func (s *snapshot) Release() {
-	s.items, s.sessions, s.leases, s.locks, s.tasks = nil, nil, nil, nil, nil
+	s.items, s.sessions, s.leases, s.locks, s.tasks, s.schedules = nil, nil, nil, nil, nil, nil
 }
 
 type snapshotHeader struct {
+	_msgpack      struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	Revision      int64
+	Applied       uint64
+	ItemCount     uint64
+	SessionCount  uint64
+	LeaseCount    uint64
+	LockCount     uint64
+	TaskCount     uint64
+	Clock         int64
+	ScheduleCount uint64
+}
+
+// snapshotHeaderV3 is version 3's header.
+type snapshotHeaderV3 struct {
 	_msgpack     struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
 	Revision     int64
 	Applied      uint64
@@ -179,6 +205,20 @@ type snapshotTask struct {
 	Finished    uint64
 }
 
+type snapshotSchedule struct {
+	_msgpack  struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
+	ID        string
+	Queue     string
+	Cron      string
+	EveryMs   int64
+	Data      []byte
+	Created   uint64
+	After     int64
+	LastFired int64
+	Fired     int64
+	Skipped   int64
+}
+
 type snapshotLease struct {
 	_msgpack struct{} `msgpack:",as_array"` //lint:ignore U1000 the tag makes msgpack encode an array
 	ID       int64
@@ -240,10 +280,17 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 	rw := &recordWriter{w: bufio.NewWriterSize(w, 64<<10), crc: crc32.New(crcTable)}
 	rw.enc = msgpack.NewEncoder(&rw.buf)
 	rw.enc.UseCompactInts(true)
-	rw.raw(append([]byte(snapshotMagic), snapshotVersion))
-	rw.write(&snapshotHeader{Revision: s.revision, Applied: s.applied,
+	h := snapshotHeader{Revision: s.revision, Applied: s.applied,
 		ItemCount: uint64(s.items.Len()), SessionCount: uint64(s.sessions.Len()), LeaseCount: uint64(s.leases.Len()),
-		LockCount: uint64(s.locks.Len()), TaskCount: uint64(s.tasks.Len()), Clock: s.clock})
+		LockCount: uint64(s.locks.Len()), TaskCount: uint64(s.tasks.Len()), Clock: s.clock, ScheduleCount: uint64(s.schedules.Len())}
+	if h.ScheduleCount == 0 {
+		rw.raw(append([]byte(snapshotMagic), snapshotVersionNoSchedules))
+		rw.write(&snapshotHeaderV3{Revision: h.Revision, Applied: h.Applied, ItemCount: h.ItemCount, SessionCount: h.SessionCount,
+			LeaseCount: h.LeaseCount, LockCount: h.LockCount, TaskCount: h.TaskCount, Clock: h.Clock})
+	} else {
+		rw.raw(append([]byte(snapshotMagic), snapshotVersion))
+		rw.write(&h)
+	}
 	s.items.Ascend(func(it Item) bool {
 		rw.write(&snapshotItem{Key: it.Key, Value: it.Value, Revision: it.Revision,
 			CreateRevision: it.CreateRevision, Version: it.Version, Lease: int64(it.Lease)})
@@ -284,6 +331,11 @@ func (s *snapshot) WriteTo(w io.Writer) (int64, error) {
 			rec.Result = t.result
 		}
 		rw.write(&rec)
+		return rw.err == nil
+	})
+	s.schedules.Ascend(func(sc schedule) bool {
+		rw.write(&snapshotSchedule{ID: sc.id, Queue: sc.queue, Cron: sc.cron, EveryMs: sc.everyMs, Data: sc.data,
+			Created: sc.created, After: sc.after, LastFired: sc.lastFired, Fired: sc.fired, Skipped: sc.skipped})
 		return rw.err == nil
 	})
 	rw.raw(binary.BigEndian.AppendUint32(nil, rw.crc.Sum32()))
@@ -371,6 +423,7 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 	m.leases = st.leases
 	m.locks = st.locks
 	m.tasks, m.taskReady, m.taskDone, m.queueCounts, m.clock = st.tasks, st.taskReady, st.taskDone, st.queueCounts, st.clock
+	m.schedules = st.schedules
 	m.wakeAllLocks()
 	for q := range m.queueWatch { // closing channels: the order does not matter
 		m.queueChanged(q)
@@ -405,6 +458,7 @@ type restored struct {
 	taskDone    *btree.BTreeG[doneKey]
 	queueCounts map[string]*queueCounts
 	clock       int64
+	schedules   *btree.BTreeG[schedule]
 }
 
 func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
@@ -435,6 +489,13 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		}
 		h = snapshotHeader{Revision: h2.Revision, Applied: h2.Applied, ItemCount: h2.ItemCount, SessionCount: h2.SessionCount,
 			LeaseCount: h2.LeaseCount, LockCount: h2.LockCount}
+	case 3:
+		var h3 snapshotHeaderV3
+		if err := rr.read(&h3); err != nil {
+			return nil, fmt.Errorf("header: %w", err)
+		}
+		h = snapshotHeader{Revision: h3.Revision, Applied: h3.Applied, ItemCount: h3.ItemCount, SessionCount: h3.SessionCount,
+			LeaseCount: h3.LeaseCount, LockCount: h3.LockCount, TaskCount: h3.TaskCount, Clock: h3.Clock}
 	default:
 		if err := rr.read(&h); err != nil {
 			return nil, fmt.Errorf("header: %w", err)
@@ -447,7 +508,7 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess),
 		locks: btree.NewG(btreeDegree, lockLess), tasks: btree.NewG(btreeDegree, taskLess),
 		taskReady: btree.NewG(btreeDegree, readyLess), taskDone: btree.NewG(btreeDegree, doneLess),
-		queueCounts: make(map[string]*queueCounts), clock: h.Clock}
+		queueCounts: make(map[string]*queueCounts), clock: h.Clock, schedules: btree.NewG(btreeDegree, scheduleLess)}
 	var prev string
 	var leased int
 	for i := uint64(0); i < h.ItemCount; i++ {
@@ -519,6 +580,12 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 		return nil, err
 	}
 	if err := m.readTasks(rr, st, h.TaskCount); err != nil {
+		return nil, err
+	}
+	if version == snapshotVersion && h.ScheduleCount == 0 {
+		return nil, errors.New("a version 4 snapshot without schedules (version 3 is written for that)")
+	}
+	if err := m.readSchedules(rr, st, h.ScheduleCount); err != nil {
 		return nil, err
 	}
 	want := rr.crc.Sum32()
@@ -697,6 +764,39 @@ func (m *Machine) readTasks(rr *recordReader, st *restored, count uint64) error 
 			}
 		}
 		tm.setTask(t, task{}, false)
+	}
+	return nil
+}
+
+// readSchedules reads count schedule records into st.
+func (m *Machine) readSchedules(rr *recordReader, st *restored, count uint64) error {
+	if count > uint64(m.maxSchedules) {
+		return fmt.Errorf("%d schedules, more than the %d this node keeps", count, m.maxSchedules)
+	}
+	var prev string
+	for i := uint64(0); i < count; i++ {
+		var r snapshotSchedule
+		if err := rr.read(&r); err != nil {
+			return fmt.Errorf("schedule %d: %w", i, err)
+		}
+		if checkName("schedule id", r.ID, 1<<16) != nil || (i > 0 && r.ID <= prev) || checkName("queue", r.Queue, 1<<16) != nil {
+			return fmt.Errorf("schedule %d: invalid or out of order id, or invalid queue", i)
+		}
+		prev = r.ID
+		spec, err := checkScheduleSpec(r.Cron, r.EveryMs)
+		switch {
+		case err != nil:
+			return fmt.Errorf("schedule %q: %w", r.ID, err)
+		case !json.Valid(r.Data):
+			return fmt.Errorf("schedule %q: data is not JSON", r.ID)
+		case r.Created == 0 || r.Created > st.applied || r.After < 0 || r.LastFired < 0 || r.LastFired > r.After ||
+			r.Fired < 0 || r.Skipped < 0:
+			return fmt.Errorf("schedule %q: index, ticks or counts inconsistent", r.ID)
+		}
+		s := schedule{id: r.ID, queue: r.Queue, cron: r.Cron, everyMs: r.EveryMs, data: r.Data, created: r.Created,
+			after: r.After, lastFired: r.LastFired, fired: r.Fired, skipped: r.Skipped, spec: spec}
+		s.next = s.tickAfter(s.after)
+		st.schedules.ReplaceOrInsert(s)
 	}
 	return nil
 }

@@ -66,6 +66,7 @@ var errorClasses = []errorClass{
 	{sentinels: []error{kv.ErrTaskNotFound}, status: http.StatusNotFound, code: api.CodeTaskNotFound},
 	{sentinels: []error{kv.ErrQueueFull}, status: http.StatusUnprocessableEntity, code: api.CodeQueueFull},
 	{sentinels: []error{kv.ErrTaskNotDead}, status: http.StatusConflict, code: api.CodeTaskNotDead},
+	{sentinels: []error{kv.ErrScheduleNotFound}, status: http.StatusNotFound, code: api.CodeScheduleNotFound},
 	{sentinels: []error{kv.ErrInvalidBatch, kv.ErrInvalidRequestID, kv.ErrBadCommand}, status: http.StatusBadRequest, code: api.CodeBadRequest},
 	{sentinels: []error{kv.ErrInvalidKey}, status: http.StatusBadRequest, code: api.CodeInvalidKey},
 	{sentinels: []error{kv.ErrCompacted}, status: http.StatusGone, code: api.CodeCompacted},
