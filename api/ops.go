@@ -58,8 +58,15 @@ const (
 	OpQueueStats    Op = 47
 	OpTaskList      Op = 48
 
+	// Schedules (50 to 54). Their JSON arguments and results are the
+	// bodies of the HTTP schedule routes (docs/API.md "Schedules").
+	OpSchedulePut    Op = 50
+	OpScheduleGet    Op = 51
+	OpScheduleList   Op = 52
+	OpScheduleDelete Op = 53
+
 	// opLast is the highest operation this version knows.
-	opLast = OpTaskList
+	opLast = OpScheduleDelete
 )
 
 // Response kinds: the second element of a response.
@@ -177,6 +184,10 @@ var schemas = [opLast + 1]schema{
 	OpTaskGet:        {name: "get task", args: []argKind{argKey, argTask, argConsistency}, required: 2, result: resultJSON},
 	OpQueueStats:     {name: "queue stats", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
 	OpTaskList:       {name: "list tasks", args: []argKind{argKey, argFields, argConsistency}, required: 1, result: resultJSON},
+	OpSchedulePut:    {name: "put schedule", args: []argKind{argKey, argValue, argReqID, argFence}, required: 2, write: true, result: resultJSON},
+	OpScheduleGet:    {name: "get schedule", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
+	OpScheduleList:   {name: "list schedules", args: []argKind{argConsistency}, result: resultJSON},
+	OpScheduleDelete: {name: "delete schedule", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultJSON},
 	OpListPage:       {name: "list page", args: []argKind{argPrefix, argConsistency, argLimit, argStart, argRevision, argListMode}, result: resultPage},
 }
 

@@ -251,7 +251,8 @@ func TestOps(t *testing.T) {
 	writes := map[Op]bool{OpPut: true, OpDelete: true, OpTxn: true, OpWorkflowStart: true, OpWorkflowStop: true,
 		OpWorkflowUpdate: true, OpNodeRegister: true, OpNodeDeregister: true, OpLeaseGrant: true, OpLeaseRevoke: true,
 		OpLockAcquire: true, OpLockRelease: true, OpCampaign: true, OpProclaim: true, OpResign: true,
-		OpQueueEnqueue: true, OpQueueClaim: true, OpTaskComplete: true, OpTaskFail: true, OpTaskRequeue: true}
+		OpQueueEnqueue: true, OpQueueClaim: true, OpTaskComplete: true, OpTaskFail: true, OpTaskRequeue: true,
+		OpSchedulePut: true, OpScheduleDelete: true}
 	for op := Op(0); op <= opLast+1; op++ {
 		if op.IsWrite() != writes[op] {
 			t.Errorf("%v: IsWrite %v", op, op.IsWrite())
@@ -259,7 +260,8 @@ func TestOps(t *testing.T) {
 		if op.NeedsWriteAccess() != (writes[op] || op == OpLeaseKeepAlive || op == OpTaskHeartbeat) {
 			t.Errorf("%v: NeedsWriteAccess %v", op, op.NeedsWriteAccess())
 		}
-		if op.Known() != (op >= OpPut && op <= OpLeader || op == OpListPage || op >= OpQueueEnqueue && op <= OpTaskList) {
+		if op.Known() != (op >= OpPut && op <= OpLeader || op == OpListPage || op >= OpQueueEnqueue && op <= OpTaskList ||
+			op >= OpSchedulePut && op <= OpScheduleDelete) {
 			t.Errorf("%v: Known %v", op, op.Known())
 		}
 		if op.Known() && schemas[op].name == "" {

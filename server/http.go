@@ -225,6 +225,10 @@ func (h *apiHandler) route(w http.ResponseWriter, r *http.Request) {
 		h.serveQueues(w, r, rest)
 		return
 	}
+	if rest, ok := strings.CutPrefix(path, schedulesPath); ok && (rest == "" || rest[0] == '/') {
+		h.serveSchedules(w, r, rest)
+		return
+	}
 	if h.routeMembers(w, r, path) {
 		return
 	}

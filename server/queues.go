@@ -98,6 +98,9 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 			methodNotAllowed(w, allowRead)
 			return
 		}
+		if h.forwardQueueRead(w, r, query) {
+			return
+		}
 		h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
 			return qb.QueueStats(ctx, queue, c)
 		})
@@ -118,6 +121,9 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 			}
 			h.serveEnqueue(w, r, qb, queue)
 		case http.MethodGet, http.MethodHead:
+			if h.forwardQueueRead(w, r, query) {
+				return
+			}
 			h.serveTaskList(w, r, qb, queue, query)
 		default:
 			methodNotAllowed(w, "GET, HEAD, POST")
@@ -125,6 +131,9 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 	case "/tasks/{id}":
 		if !methodIn(r.Method, http.MethodGet, http.MethodHead) {
 			methodNotAllowed(w, allowRead)
+			return
+		}
+		if h.forwardQueueRead(w, r, query) {
 			return
 		}
 		h.serveRead(w, r, query, func(ctx context.Context, c kv.Consistency) (any, error) {
@@ -175,6 +184,32 @@ func (h *apiHandler) forwardQueueWrite(w http.ResponseWriter, r *http.Request, e
 		target += "?" + r.URL.RawQuery
 	}
 	h.forwardToLeader(ctx, w, r, http.MethodPost, target, body, "a queue write")
+	return true
+}
+
+// forwardQueueRead sends a linearizable queue read (a task, a list, the
+// counts) to the leader when this node does not lead, and reports whether
+// it answered r. Whether a waiting task is ready or delayed is told by
+// the clock of the node that answers: the leader's, whose clock decides
+// claims, so that no node reports a delayed task ready early because its
+// own clock runs ahead. A ?consistency=local read is answered here, by
+// this node's clock.
+func (h *apiHandler) forwardQueueRead(w http.ResponseWriter, r *http.Request, query url.Values) bool {
+	lb, ok := h.backend.(interface{ IsLeader() bool })
+	if !ok || h.opts.Membership == nil || r.Header.Get(forwardedHeader) != "" || query.Get("consistency") == "local" || lb.IsLeader() {
+		return false
+	}
+	if _, ok := parseConsistency(w, query); !ok {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
+	defer cancel()
+	target := r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	w.Header().Set(ConsistencyHeader, kv.Linearizable.String())
+	h.forwardToLeader(ctx, w, r, http.MethodGet, target, nil, "a queue read")
 	return true
 }
 

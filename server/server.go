@@ -129,6 +129,7 @@ type Server struct {
 	transport consensus.Transport
 	store     *kv.Store
 	lessor    *kv.Lessor
+	scheduler *kv.Scheduler
 	cluster   *cluster.Manager
 	api       *apiHandler
 	// hashes runs the divergence check (hashcheck.go); nil when off.
@@ -259,6 +260,8 @@ func Start(cfg Config) (s *Server, err error) {
 	s.lessor = kv.NewLessor(kv.LeaderOf(s.node), machine, kv.LessorConfig{Logger: logger.With("part", "lessor")})
 	s.store.UseLessor(s.lessor)
 	s.lessor.Start()
+	s.scheduler = kv.NewScheduler(kv.LeaderOf(s.node), machine, kv.SchedulerConfig{Logger: logger.With("part", "scheduler")})
+	s.scheduler.Start()
 
 	if cfg.HTTPListener != nil {
 		s.httpLn = cfg.HTTPListener
@@ -429,6 +432,10 @@ func (s *Server) closeParts() error {
 	if s.lessor != nil {
 		s.lessor.Stop()
 		s.lessor = nil
+	}
+	if s.scheduler != nil {
+		s.scheduler.Stop()
+		s.scheduler = nil
 	}
 	if s.node != nil {
 		s.node.Stop()

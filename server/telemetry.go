@@ -127,6 +127,8 @@ func routeOf(path string) string {
 		return "/v1/elections/{name}"
 	case strings.HasPrefix(path, queuesPath+"/"):
 		return queueRoute(path)
+	case strings.HasPrefix(path, schedulesPath+"/"):
+		return scheduleRoute(path)
 	case strings.HasPrefix(path, leasesPath+"/"):
 		if strings.HasSuffix(path, "/keepalive") {
 			return "/v1/leases/{id}/keepalive"
@@ -136,7 +138,7 @@ func routeOf(path string) string {
 	switch path {
 	case "/v1/status", "/v1/kv", "/healthz", "/readyz", metricsPath, wsPath, watchPath,
 		workflowsPath, nodesPath, txnPath, statsPath, membersPath, leaderTransferPath,
-		clusterNodesPath, clusterStatsPath, overviewPath, leasesPath:
+		clusterNodesPath, clusterStatsPath, overviewPath, leasesPath, schedulesPath:
 		return path
 	}
 	return "other"

@@ -105,6 +105,10 @@ type Options struct {
 	// store, with this configuration (its Logger defaults to Logger), so
 	// the stores serve KeepAlive and TimeToLive and leases expire.
 	Leases *kv.LessorConfig
+	// Schedules, if set, runs a schedule clock (kv.Scheduler) beside
+	// every node's store, with this configuration (its Logger defaults
+	// to Logger), so the leader fires schedules.
+	Schedules *kv.SchedulerConfig
 	// OnStart, if set, is called with every incarnation of every node
 	// (at New, Restart and StartJoining) after it is created and before
 	// it starts, so a test can subscribe to its events from the first
@@ -155,9 +159,11 @@ type member struct {
 	machine *kv.Machine
 	store   *kv.Store
 	lessor  *kv.Lessor // with Options.Leases
-	unserve func()     // from Options.Serve
-	tr      *memnet.Transport
-	running bool
+	// scheduler is the schedule clock, with Options.Schedules.
+	scheduler *kv.Scheduler
+	unserve   func() // from Options.Serve
+	tr        *memnet.Transport
+	running   bool
 	// joins marks a node added after the cluster started: with empty
 	// storage it joins instead of bootstrapping (see members.go).
 	joins bool
@@ -269,9 +275,20 @@ func (c *Cluster) start(m *member) error {
 		lessor = kv.NewLessor(kv.LeaderOf(node), machine, lcfg)
 		store.UseLessor(lessor)
 	}
+	var scheduler *kv.Scheduler
+	if c.opts.Schedules != nil {
+		scfg := *c.opts.Schedules
+		if scfg.Logger == nil && c.opts.Logger != nil {
+			scfg.Logger = c.opts.Logger.With("node", m.name, "part", "scheduler")
+		}
+		scheduler = kv.NewScheduler(kv.LeaderOf(node), machine, scfg)
+	}
 	node.Start(tr)
 	if lessor != nil {
 		lessor.Start()
+	}
+	if scheduler != nil {
+		scheduler.Start()
 	}
 	var unserve func()
 	if c.opts.Serve != nil {
@@ -279,14 +296,14 @@ func (c *Cluster) start(m *member) error {
 	}
 	c.mu.Lock()
 	m.storage, m.gate, m.node, m.machine, m.tr = st, gate, node, machine, tr
-	m.store, m.lessor, m.unserve = store, lessor, unserve
+	m.store, m.lessor, m.scheduler, m.unserve = store, lessor, scheduler, unserve
 	m.running = true
 	c.mu.Unlock()
 	return nil
 }
 
 // stop stops m's running incarnation: what serves it (Options.Serve),
-// its lease clock, then its node.
+// its lease clock and schedule clock, then its node.
 func (m *member) stop() {
 	if m.unserve != nil {
 		m.unserve()
@@ -294,6 +311,9 @@ func (m *member) stop() {
 	}
 	if m.lessor != nil {
 		m.lessor.Stop()
+	}
+	if m.scheduler != nil {
+		m.scheduler.Stop()
 	}
 	m.node.Stop()
 }
