@@ -195,7 +195,7 @@ func newRootCmd(stdout, stderr io.Writer, env cliEnv) *cobra.Command {
 	c := newCLI(stdout, stderr, env)
 	c.addGlobalFlags(root)
 	root.AddCommand(c.statusCmd(), c.kvCmd(), c.memberCmd(), c.leaderCmd(), c.workflowCmd(), c.nodeCmd(), c.leaseCmd(),
-		c.lockCmd(), c.electCmd(), c.queueCmd())
+		c.lockCmd(), c.electCmd(), c.queueCmd(), c.scheduleCmd())
 	root.AddCommand(c.benchCmd(), certsCmd(stdout), demoCmd(stdout), demoWorkerCmd(stdout), c.snapshotCmd(), recoverCmd(stdout))
 	// A command that declares which global flags it takes (withGlobalFlags)
 	// refuses the others rather than ignore them.
