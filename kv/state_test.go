@@ -266,6 +266,15 @@ func FuzzRestore(f *testing.F) {
 	s.WriteTo(&buf)
 	f.Add(buf.Bytes())
 	f.Add([]byte("KVSN\x01"))
+	// A format 4 snapshot: schedules beside tasks.
+	sm := NewMachine()
+	for i, c := range randomScheduleCommands(rand.New(rand.NewPCG(3, 4)), 60) {
+		sm.Apply(uint64(i+1), c)
+	}
+	if len(sm.Schedules()) == 0 {
+		f.Fatal("the format 4 seed holds no schedule")
+	}
+	f.Add(snapshotBytes(f, sm))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m := NewMachine()
 		if err := m.Restore(consensus.Position{}, bytes.NewReader(in)); err != nil {
