@@ -3,6 +3,7 @@ package harness_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -90,15 +91,26 @@ func TestScheduleTicksOnceAcrossLeaderKills(t *testing.T) {
 		}
 		return info.Fired
 	}
+	rng := rand.New(rand.NewPCG(seed, seed))
 	var kills int
 	for kills < 20 {
 		leader, err = c.WaitLeader(10 * time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// A tick fired under this leader before it is killed.
-		before := fired(leader)
-		testwait.For(t, 10*time.Second, "a tick under "+leader, func() bool { return fired(leader) > before })
+		if kills%2 == 0 {
+			// A tick fired under this leader before it is killed.
+			before := fired(leader)
+			testwait.For(t, 10*time.Second, "a tick under "+leader, func() bool { return fired(leader) > before })
+		} else {
+			// Killed around the next tick, from 100 ms before to 200 ms
+			// after it (by the seed): often while its fire is being
+			// proposed or committed.
+			next := (time.Now().UnixMilli()/every + 1) * every
+			at := time.UnixMilli(next + int64(rng.IntN(300)) - 100)
+			timer := time.NewTimer(time.Until(at))
+			<-timer.C
+		}
 		if err := c.Crash(leader); err != nil {
 			t.Fatal(err)
 		}
