@@ -53,6 +53,13 @@ const (
 	DefaultWatchWriteTimeout = 10 * time.Second
 )
 
+// watchFlushBytes is how much encoded SSE a stream gathers before it
+// writes: a response of the watcher (up to 256 events or 256 KiB) is
+// written in pieces of about this size, so a stream's own buffer stays
+// near it whatever the response (one event larger than it is written
+// alone), and a stalled client pins at most that much per write.
+const watchFlushBytes = 32 << 10
+
 // WatchOptions configures GET /v1/watch. A zero field means its default.
 type WatchOptions struct {
 	// MaxPerClient bounds the watches one client (its token when auth is
@@ -348,6 +355,11 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 			err = rc.Flush()
 		}
 		buf.Reset()
+		if buf.Cap() > 2*watchFlushBytes {
+			// One large event grew it: do not keep that for the stream's
+			// life.
+			buf = bytes.Buffer{}
+		}
 		return err == nil
 	}
 	writeID(lastID)
@@ -370,12 +382,17 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 					Revision: ev.Item.Revision, CreateRevision: ev.Item.CreateRevision, Version: ev.Item.Version}
 				// The id marks a revision as fully delivered: only the
 				// last event of those sharing a revision carries it.
-				if i == len(resp.Events)-1 || resp.Events[i+1].Item.Revision != ev.Item.Revision {
+				closes := i == len(resp.Events)-1 || resp.Events[i+1].Item.Revision != ev.Item.Revision
+				if closes {
 					writeID(ev.Item.Revision)
 				}
 				buf.WriteString("data: ")
 				_ = enc.Encode(data) // a stored value is valid JSON; Encode ends the line
 				buf.WriteString("\n")
+				// Events of one revision stay in one write.
+				if closes && buf.Len() >= watchFlushBytes && !flush() {
+					return
+				}
 			}
 			if len(resp.Events) == 0 && resp.Revision > lastID {
 				// A progress report: advance the client's id with no event.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -754,5 +755,64 @@ func TestStalledWatcherIsCutOffAndResumesWithoutSlowingOthers(t *testing.T) {
 		if d := resumed.nextEvent(); d.Revision != want {
 			t.Fatalf("resumed stream: revision %d, want %d", d.Revision, want)
 		}
+	}
+}
+
+// writeSizes accepts connections that record the largest single write.
+type writeSizes struct {
+	net.Listener
+	largest *atomic.Int64
+}
+
+func (l writeSizes) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return sizedConn{c, l.largest}, nil
+}
+
+type sizedConn struct {
+	net.Conn
+	largest *atomic.Int64
+}
+
+func (c sizedConn) Write(p []byte) (int, error) {
+	for n := int64(len(p)); ; {
+		old := c.largest.Load()
+		if n <= old || c.largest.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// A watch stream writes a response of the watcher (up to 256 KiB of
+// events) in pieces of about watchFlushBytes, so what one stream holds in
+// its own buffer, and what one blocked write pins, stays near that.
+func TestWatchStreamWritesInBoundedPieces(t *testing.T) {
+	var largest atomic.Int64
+	s := startWatchServer(t, kv.WatchConfig{}, HTTPOptions{},
+		func(ln net.Listener) net.Listener { return writeSizes{ln, &largest} })
+	base := "http://" + s.HTTPAddr()
+	const writes, valueBytes = 100, 4 << 10
+	value := `"` + strings.Repeat("v", valueBytes) + `"`
+	for i := range writes {
+		putRev(t, base, fmt.Sprintf("p/%d", i), value, "")
+	}
+	largest.Store(0)
+	// Every event is in history already: the watcher reads them in
+	// responses of 64 (256 KiB).
+	w := openWatch(t, base+"/v1/watch?prefix=p/&from_revision=1", nil)
+	for want := int64(1); want <= writes; want++ {
+		if d := w.nextEvent(); d.Revision != want {
+			t.Fatalf("revision %d, want %d", d.Revision, want)
+		}
+	}
+	// One piece: watchFlushBytes, plus the event that crossed it, plus the
+	// chunk framing. (Without the pieces, one write was a whole response:
+	// about 250 KiB.)
+	if got, bound := largest.Load(), int64(32<<10+valueBytes+512); got > bound {
+		t.Fatalf("largest write of the stream %d bytes, want at most %d", got, bound)
 	}
 }
