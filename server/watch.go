@@ -20,9 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus"
@@ -107,6 +109,11 @@ type WatchBackend interface {
 // watchRegistry counts the open watches, per client and in all, and ends
 // them all when the server shuts down. The zero value is ready to use.
 type watchRegistry struct {
+	// stalled counts the streams cut off because one write to the client
+	// was blocked for the write timeout; behind, those ended because the
+	// watcher fell out of the history (the compacted error event).
+	stalled, behind atomic.Int64
+
 	mu        sync.Mutex
 	perClient map[string]int
 	total     int
@@ -202,6 +209,11 @@ func (reg *watchRegistry) closingContext() context.Context {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	return reg.contextLocked()
+}
+
+// ended returns how many streams the server has ended itself, by reason.
+func (reg *watchRegistry) ended() (stalled, behind int64) {
+	return reg.stalled.Load(), reg.behind.Load()
 }
 
 // open returns the number of watches open.
@@ -354,6 +366,9 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 		if err == nil {
 			err = rc.Flush()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			h.watches.stalled.Add(1)
+		}
 		buf.Reset()
 		if buf.Cap() > 2*watchFlushBytes {
 			// One large event grew it: do not keep that for the stream's
@@ -420,6 +435,7 @@ func (h *apiHandler) endWatch(buf *bytes.Buffer, err error) {
 	if !errors.As(err, &ce) {
 		return
 	}
+	h.watches.behind.Add(1)
 	b, _ := json.Marshal(compactedBody{Error: compactedDetail{Code: api.CodeCompacted,
 		Message: err.Error(), OldestRevision: ce.Oldest}})
 	buf.WriteString("event: error\ndata: ")

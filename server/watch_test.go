@@ -549,6 +549,9 @@ func TestSlowWatchStreamEndsWithCompactedEvent(t *testing.T) {
 	if want > writes {
 		t.Fatalf("the reader was never behind the history (got all %d)", writes)
 	}
+	if stalled, behind := s.api.watches.ended(); stalled != 0 || behind != 1 {
+		t.Fatalf("streams ended by the server: %d stalled, %d behind; want 0 and 1", stalled, behind)
+	}
 	if _, err := w.next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the error event: %v", err)
 	}
@@ -689,6 +692,9 @@ func TestStalledWatcherIsCutOffAndResumesWithoutSlowingOthers(t *testing.T) {
 		if took > stallBound {
 			t.Errorf("write at revision %d took %v while a watcher was stalled", lastRev, took)
 		}
+	}
+	if stalled, behind := s.api.watches.ended(); stalled != 1 || behind != 0 {
+		t.Fatalf("streams ended by the server: %d stalled, %d behind; want 1 and 0", stalled, behind)
 	}
 	// And a few more after the cut-off, which the resumed stream must get.
 	for i := range 10 {
