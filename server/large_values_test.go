@@ -27,8 +27,9 @@ func largeValue(i, size int) []byte {
 // Values of the largest default size (1 MiB: kv.DefaultMaxValueBytes,
 // equal to the default body limit) go through HTTP and /v1/ws, are kept
 // through snapshots every few entries, and reach a follower that was down
-// while they were written: it restarts, catches up by snapshot, and has
-// every value byte for byte. One byte more is 413 too_large over HTTP and
+// while they were written (it restarts and catches up by snapshot) and a
+// member that joins afterwards (also by snapshot): each has every value
+// byte for byte. One byte more is 413 too_large over HTTP and
 // too_large over /v1/ws, and nothing is written.
 func TestLargeValuesThroughSnapshotAndCatchUp(t *testing.T) {
 	const (
@@ -95,18 +96,37 @@ func TestLargeValuesThroughSnapshotAndCatchUp(t *testing.T) {
 	if fnode.Status().SnapshotIndex == 0 {
 		t.Fatal("the follower caught up without installing a snapshot")
 	}
-	fstore := c.servers[follower].Store()
+	hasEveryValue(ctx, t, follower, c.servers[follower].Store(), values, size)
+
+	// A new member joins: the leader's log starts after the values, so it
+	// too gets them by snapshot.
+	c.startJoining("n4", leaderServer.HTTPAddr())
+	n4 := c.servers["n4"].Node()
+	testwait.For(t, time.Minute, "the new member n4 applied as far as the leader", func() bool {
+		return n4.AppliedIndex() >= lnode.AppliedIndex()
+	})
+	if n4.Status().SnapshotIndex == 0 {
+		t.Fatal("n4 caught up without installing a snapshot")
+	}
+	hasEveryValue(ctx, t, "n4", c.servers["n4"].Store(), values, size)
+}
+
+// hasEveryValue checks that store holds the values of
+// TestLargeValuesThroughSnapshotAndCatchUp byte for byte, and not the one
+// that was refused.
+func hasEveryValue(ctx context.Context, t *testing.T, node string, store *kv.Store, values, size int) {
+	t.Helper()
 	for i := range values {
 		key := fmt.Sprintf("big/%02d", i)
-		item, err := fstore.Get(ctx, key, kv.Local)
+		item, err := store.Get(ctx, key, kv.Local)
 		if err != nil {
-			t.Fatalf("follower: %s: %v", key, err)
+			t.Fatalf("%s: %s: %v", node, key, err)
 		}
 		if !bytes.Equal(item.Value, largeValue(i, size)) {
-			t.Fatalf("follower: %s has %d bytes starting %q, want the %d written", key, len(item.Value), item.Value[:min(8, len(item.Value))], size)
+			t.Fatalf("%s: %s has %d bytes starting %q, want the %d written", node, key, len(item.Value), item.Value[:min(8, len(item.Value))], size)
 		}
 	}
-	if _, err := fstore.Get(ctx, "big/over", kv.Local); !errors.Is(err, kv.ErrKeyNotFound) {
-		t.Fatalf("follower: big/over: %v", err)
+	if _, err := store.Get(ctx, "big/over", kv.Local); !errors.Is(err, kv.ErrKeyNotFound) {
+		t.Fatalf("%s: big/over: %v", node, err)
 	}
 }
