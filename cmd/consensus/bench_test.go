@@ -385,9 +385,17 @@ func TestBenchAgainstSecureCluster(t *testing.T) {
 		return rep, r
 	}
 	for _, protocol := range []string{"ws", "http"} {
-		rep, r := report(append([]string{"--endpoints", endpoints, "--protocol", protocol, "--token-file", tokenFile}, secure...)...)
+		args := append([]string{"--endpoints", endpoints, "--protocol", protocol, "--token-file", tokenFile}, secure...)
+		if protocol == "ws" {
+			// Watchers over HTTPS with the token: one client identity.
+			args = append(args, "--watchers", "3")
+		}
+		rep, r := report(args...)
 		if r.code != 0 || len(rep.Results) != 2 {
 			t.Fatalf("%s: exit %d: %s %s", protocol, r.code, r.stdout, r.stderr)
+		}
+		if w := rep.Watch; protocol == "ws" && (w == nil || !w.SharedIdentity || w.Ended != 0 || w.Delivered != int64(w.Probes)*3) {
+			t.Fatalf("watchers over HTTPS: %+v", w)
 		}
 		for _, res := range rep.Results {
 			if res.Ops == 0 || res.Errors > 0 && !strings.Contains(res.FirstError, "no_leader") && !strings.Contains(res.FirstError, "503") {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,20 +106,18 @@ func startWatchFanout(ctx context.Context, target benchTarget, endpoints []strin
 	f.watchers = make([]*benchWatcher, n)
 	sem := make(chan struct{}, watchOpenParallel)
 	errs := make([]error, n)
+	shared := make([]bool, n)
 	var opening sync.WaitGroup
 	for i := range n {
 		opening.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; opening.Done() }()
-			w, shared, err := openBenchWatch(ctx, target, endpoints[i%len(endpoints)], i)
-			f.watchers[i], errs[i] = w, err
-			if shared {
-				f.report.SharedIdentity = true // same value from every goroutine
-			}
+			f.watchers[i], shared[i], errs[i] = openBenchWatch(ctx, target, endpoints[i%len(endpoints)], i)
 		}()
 	}
 	opening.Wait()
+	f.report.SharedIdentity = slices.Contains(shared, true)
 	if err := errors.Join(errs...); err != nil {
 		for _, w := range f.watchers {
 			if w != nil {
