@@ -36,7 +36,9 @@ Modes other than workloads (they need a cluster bench started):
 
 With --watchers N the workloads run while N watchers follow bench/ over
 GET /v1/watch (each from its own loopback source address, so its own client
-on the server), and a probe write every 20 ms times the delivery to each.`
+on the server; with a token they are all the token's client, up to
+--max-watches-per-client a node), and a probe write every 20 ms times the
+delivery to each.`
 
 // benchConfig is a parsed bench command line.
 type benchConfig struct {

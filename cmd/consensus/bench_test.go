@@ -403,6 +403,16 @@ func TestBenchAgainstSecureCluster(t *testing.T) {
 			}
 		}
 	}
+	// With one token every watcher is the same client: more than the
+	// per-client limit on a node (here the first of three gets 65) is
+	// refused before any cell, on one line.
+	over := fmt.Sprint(3*server.DefaultMaxWatchesPerClient + 1)
+	_, r := report(append([]string{"--endpoints", endpoints, "--token-file", tokenFile, "--watchers", over}, secure...)...)
+	checkOneLine(t, []string{"bench"}, r)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "opening "+over+" watches: 1 failed, the first: ") ||
+		!strings.Contains(r.stderr, "too_many_watches") {
+		t.Errorf("%s watchers with one token: exit %d: %s", over, r.code, r.stderr)
+	}
 	// Refusals end the run at once, on one line: no token (401), plain
 	// HTTP to the HTTPS ports.
 	for name, args := range map[string][]string{

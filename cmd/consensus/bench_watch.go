@@ -118,14 +118,24 @@ func startWatchFanout(ctx context.Context, target benchTarget, endpoints []strin
 	}
 	opening.Wait()
 	f.report.SharedIdentity = slices.Contains(shared, true)
-	if err := errors.Join(errs...); err != nil {
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			failed++
+		}
+	}
+	if first != nil {
 		for _, w := range f.watchers {
 			if w != nil {
 				w.body.Close()
 			}
 		}
 		cancel()
-		return nil, fmt.Errorf("opening %d watches: %w", n, err)
+		return nil, fmt.Errorf("opening %d watches: %d failed, the first: %w", n, failed, first)
 	}
 	for _, w := range f.watchers {
 		f.wg.Add(1)
