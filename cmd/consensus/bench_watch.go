@@ -232,7 +232,7 @@ func (w *benchWatcher) read(start time.Time) {
 }
 
 // probe writes the time since f.start under probeKey every probeInterval
-// until stop.
+// until stop, and once more then.
 func (f *watchFanout) probe(ctx context.Context, target benchTarget, leader string) {
 	defer close(f.probeDone)
 	tr := target.transport(1)
@@ -240,10 +240,12 @@ func (f *watchFanout) probe(ctx context.Context, target benchTarget, leader stri
 	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
-	for {
+	for final := false; !final; {
 		select {
 		case <-f.probeStop:
-			return
+			// One last probe after the cells' writes: a watcher that has
+			// read it has read every write (events come in order).
+			final = true
 		case <-ctx.Done():
 			return
 		case <-tick.C:
