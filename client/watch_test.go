@@ -9,8 +9,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -238,4 +240,129 @@ func FuzzWatchStream(f *testing.F) {
 		close(w.out)
 		<-done
 	})
+}
+
+// smallSendBuffers accepts connections with a small send buffer, so that
+// a reader who stops reading is felt after a few KiB.
+type smallSendBuffers struct{ net.Listener }
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(8 << 10)
+	}
+	return c, err
+}
+
+// stalledStreams reads the node's count of watch streams it cut off
+// because a write to the client was blocked for the write timeout.
+func stalledStreams(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "consensus_watches_ended_total{") && strings.Contains(line, `reason="stalled"`) {
+			return line[strings.LastIndexByte(line, ' ')+1:]
+		}
+	}
+	return ""
+}
+
+// A caller that stops taking from a Watcher's C stalls the watcher's
+// stream; the node cuts the stream off after its write timeout. When the
+// caller takes again, the watcher resumes from the last revision it
+// delivered: every change once, in order, and the watch goes on.
+func TestWatchResumesAfterItsStalledStreamIsCutOff(t *testing.T) {
+	peer, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := consensus.DefaultConfig("n1")
+	cfg.Peers = map[string]string{"n1": peer.Addr().String()}
+	s, err := server.Start(server.Config{Node: cfg, PeerListener: peer, HTTPListener: smallSendBuffers{httpLn},
+		DataDir: filepath.Join(t.TempDir(), "n1"),
+		HTTP:    server.HTTPOptions{Watch: server.WatchOptions{WriteTimeout: 300 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Close(ctx)
+	})
+	testwait.For(t, 10*time.Second, "the one node leads", func() bool { return s.Node().Status().IsLeader })
+	ctx := testContext(t)
+
+	// The watch's first stream has a small receive buffer too. Only the
+	// first: with small buffers at both ends TCP crawls (window updates
+	// wait on delayed acknowledgements), and the resumed stream must be
+	// able to catch up.
+	dialer := &net.Dialer{}
+	var smallNext atomic.Bool
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok && smallNext.CompareAndSwap(true, false) {
+			_ = tc.SetReadBuffer(8 << 10)
+		}
+		return c, err
+	}}
+	defer tr.CloseIdleConnections()
+	watching, err := New(Config{Endpoints: []string{s.HTTPAddr()}, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watching.Close()
+	writing, err := New(Config{Endpoints: []string{s.HTTPAddr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writing.Close()
+
+	smallNext.Store(true)
+	w, err := watching.Watch(ctx, "w/", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if smallNext.Load() {
+		t.Fatal("the watch opened no new connection")
+	}
+	// Nobody takes from C while far more is written than the buffers on
+	// the way hold (the watcher's channel, the node's, the sockets').
+	value := []byte(`"` + strings.Repeat("v", 16<<10) + `"`)
+	var last int64
+	for i := 0; stalledStreams(t, s.HTTPAddr()) != "1"; i++ {
+		if i == 2000 {
+			t.Fatalf("the stalled stream was not cut off after %d writes (stalled count %q)", i, stalledStreams(t, s.HTTPAddr()))
+		}
+		if last, err = writing.Put(ctx, fmt.Sprintf("w/%d", i%50), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := writing.Put(ctx, "w/after", []byte(`1`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress int64
+	got := receive(t, w, after, &progress)
+	if int64(len(got)) != after || got[0] != 1 || got[len(got)-1] != after {
+		t.Fatalf("got %d revisions (%v...), want 1..%d (the last Put before it was %d)", len(got), got[:min(5, len(got))], after, last)
+	}
+	for i, rev := range got {
+		if rev != int64(i+1) {
+			t.Fatalf("revision %d where %d belongs", rev, i+1)
+		}
+	}
+	if stalled := stalledStreams(t, s.HTTPAddr()); stalled != "1" {
+		t.Fatalf("stalled count %q after the resume", stalled)
+	}
 }

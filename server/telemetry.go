@@ -77,10 +77,11 @@ type peerStatser interface {
 
 func (s *Server) registerNodeTelemetry() error {
 	src := telemetry.Sources{
-		Node:        s.node,
-		Cluster:     s.cluster,
-		WatchesOpen: s.api.watches.open,
-		Diverged:    func() bool { return s.store.Diverged() != nil },
+		Node:         s.node,
+		Cluster:      s.cluster,
+		WatchesOpen:  s.api.watches.open,
+		WatchesEnded: s.api.watches.ended,
+		Diverged:     func() bool { return s.store.Diverged() != nil },
 	}
 	// A transport of Config.PeerTransport may have no peer counters.
 	if ps, ok := s.transport.(peerStatser); ok {

@@ -97,7 +97,7 @@ var metricNames = []string{
 	"consensus_peer_connects_total", "consensus_peer_disconnects_total", "consensus_peer_connected",
 	"consensus_transport_messages_dropped_total", "consensus_transport_bad_frames_total",
 	"consensus_snapshots_total", "consensus_snapshot_duration_seconds", "consensus_snapshot_size_bytes",
-	"consensus_cluster_members", "consensus_watches_open",
+	"consensus_cluster_members", "consensus_watches_open", "consensus_watches_ended_total",
 	"http_server_request_duration_seconds", "consensus_ws_requests_total",
 }
 

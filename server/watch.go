@@ -20,9 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus"
@@ -52,6 +54,13 @@ const (
 	// DefaultWatchWriteTimeout is the default WatchOptions.WriteTimeout.
 	DefaultWatchWriteTimeout = 10 * time.Second
 )
+
+// watchFlushBytes is how much encoded SSE a stream gathers before it
+// writes: a response of the watcher (up to 256 events or 256 KiB) is
+// written in pieces of about this size, so a stream's own buffer stays
+// near it whatever the response (one event larger than it is written
+// alone), and a stalled client pins at most that much per write.
+const watchFlushBytes = 32 << 10
 
 // WatchOptions configures GET /v1/watch. A zero field means its default.
 type WatchOptions struct {
@@ -100,6 +109,11 @@ type WatchBackend interface {
 // watchRegistry counts the open watches, per client and in all, and ends
 // them all when the server shuts down. The zero value is ready to use.
 type watchRegistry struct {
+	// stalled counts the streams cut off because one write to the client
+	// was blocked for the write timeout; behind, those ended because the
+	// watcher fell out of the history (the compacted error event).
+	stalled, behind atomic.Int64
+
 	mu        sync.Mutex
 	perClient map[string]int
 	total     int
@@ -195,6 +209,11 @@ func (reg *watchRegistry) closingContext() context.Context {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	return reg.contextLocked()
+}
+
+// ended returns how many streams the server has ended itself, by reason.
+func (reg *watchRegistry) ended() (stalled, behind int64) {
+	return reg.stalled.Load(), reg.behind.Load()
 }
 
 // open returns the number of watches open.
@@ -347,7 +366,15 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 		if err == nil {
 			err = rc.Flush()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			h.watches.stalled.Add(1)
+		}
 		buf.Reset()
+		if buf.Cap() > 2*watchFlushBytes {
+			// One large event grew it: do not keep that for the stream's
+			// life.
+			buf = bytes.Buffer{}
+		}
 		return err == nil
 	}
 	writeID(lastID)
@@ -370,12 +397,17 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 					Revision: ev.Item.Revision, CreateRevision: ev.Item.CreateRevision, Version: ev.Item.Version}
 				// The id marks a revision as fully delivered: only the
 				// last event of those sharing a revision carries it.
-				if i == len(resp.Events)-1 || resp.Events[i+1].Item.Revision != ev.Item.Revision {
+				closes := i == len(resp.Events)-1 || resp.Events[i+1].Item.Revision != ev.Item.Revision
+				if closes {
 					writeID(ev.Item.Revision)
 				}
 				buf.WriteString("data: ")
 				_ = enc.Encode(data) // a stored value is valid JSON; Encode ends the line
 				buf.WriteString("\n")
+				// Events of one revision stay in one write.
+				if closes && buf.Len() >= watchFlushBytes && !flush() {
+					return
+				}
 			}
 			if len(resp.Events) == 0 && resp.Revision > lastID {
 				// A progress report: advance the client's id with no event.
@@ -403,6 +435,7 @@ func (h *apiHandler) endWatch(buf *bytes.Buffer, err error) {
 	if !errors.As(err, &ce) {
 		return
 	}
+	h.watches.behind.Add(1)
 	b, _ := json.Marshal(compactedBody{Error: compactedDetail{Code: api.CodeCompacted,
 		Message: err.Error(), OldestRevision: ce.Oldest}})
 	buf.WriteString("event: error\ndata: ")

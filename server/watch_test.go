@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -548,6 +549,9 @@ func TestSlowWatchStreamEndsWithCompactedEvent(t *testing.T) {
 	if want > writes {
 		t.Fatalf("the reader was never behind the history (got all %d)", writes)
 	}
+	if stalled, behind := s.api.watches.ended(); stalled != 0 || behind != 1 {
+		t.Fatalf("streams ended by the server: %d stalled, %d behind; want 0 and 1", stalled, behind)
+	}
 	if _, err := w.next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("after the error event: %v", err)
 	}
@@ -567,4 +571,254 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 		_ = tc.SetWriteBuffer(8 << 10)
 	}
 	return c, err
+}
+
+// stalledWatchClient is an HTTP client whose connections have a small
+// receive buffer, so that a caller who stops reading a body is felt by
+// the server after a few KiB rather than after the kernel's autotuned
+// megabytes.
+func stalledWatchClient(t *testing.T) *http.Client {
+	t.Helper()
+	dialer := &net.Dialer{}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetReadBuffer(8 << 10)
+			}
+			return c, err
+		},
+		DisableCompression: true,
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+// A watcher whose client stops reading (the stalled one) is cut off once
+// one write to it has been blocked for WatchOptions.WriteTimeout; until
+// then, and after, writes and a healthy watcher of the same prefix go on
+// at their own pace: every write is acknowledged, and every event reaches
+// the healthy watcher, within stallBound, well under the time the stalled
+// stream is held. The stalled client then resumes from the last id it
+// received and gets every later revision, with no gap and no repeat.
+func TestStalledWatcherIsCutOffAndResumesWithoutSlowingOthers(t *testing.T) {
+	const (
+		writeTimeout = 4 * time.Second
+		// stallBound bounds a write's latency and the healthy watcher's
+		// delivery lag (receipt minus acknowledgement). It is half the
+		// write timeout: a healthy watcher or writer held up by the
+		// stalled stream would wait out most of the write timeout.
+		stallBound = writeTimeout / 2
+		// Four KiB values, one write every 2 ms: the stalled stream's
+		// buffers (the watcher's channel of eight responses of at most
+		// 256 KiB, the server's write buffer, 8 KiB socket buffers) fill
+		// after about 600 writes, and the history (set below) keeps all.
+		valueBytes = 4 << 10
+		pace       = 2 * time.Millisecond
+		maxWrites  = 20_000
+	)
+	s := startWatchServer(t, kv.WatchConfig{HistoryEvents: maxWrites, HistoryBytes: 256 << 20},
+		HTTPOptions{Watch: WatchOptions{WriteTimeout: writeTimeout}},
+		func(ln net.Listener) net.Listener { return smallBuffers{ln} })
+	base := "http://" + s.HTTPAddr()
+	url := base + "/v1/watch?prefix=fan/&from_revision=1"
+
+	// The stalled watcher reads its first message, then nothing.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stalledWatchClient(t).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalled := &sseStream{t: t, resp: resp, r: bufio.NewReader(resp.Body), cancel: cancel}
+	t.Cleanup(stalled.close)
+	if m, err := stalled.next(); err != nil || m.id != "0" {
+		t.Fatalf("stalled watcher's first message %+v: %v", m, err)
+	}
+
+	// The healthy watcher reads all the time and notes when each revision
+	// arrives.
+	healthy := openWatch(t, url, nil)
+	if m, err := healthy.next(); err != nil || m.id != "0" {
+		t.Fatalf("healthy watcher's first message %+v: %v", m, err)
+	}
+	type arrival struct {
+		rev int64
+		at  time.Time
+	}
+	arrivals := make(chan arrival, maxWrites)
+	healthyDone := make(chan error, 1)
+	go func() {
+		for {
+			m, err := healthy.next()
+			if err != nil {
+				healthyDone <- err
+				return
+			}
+			if m.data == "" {
+				continue
+			}
+			var d sseData
+			if err := json.Unmarshal([]byte(m.data), &d); err != nil {
+				healthyDone <- err
+				return
+			}
+			arrivals <- arrival{d.Revision, time.Now()}
+		}
+	}()
+
+	// Write until the server has cut the stalled stream off.
+	value := `"` + strings.Repeat("v", valueBytes) + `"`
+	acked := make(map[int64]time.Time)
+	var lastRev int64
+	var worstWrite time.Duration
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for s.api.watches.open() == 2 {
+		if time.Now().After(deadline) || len(acked) == maxWrites {
+			t.Fatalf("the stalled watcher was not cut off after %d writes", len(acked))
+		}
+		<-tick.C
+		began := time.Now()
+		lastRev = putRev(t, base, fmt.Sprintf("fan/%d", len(acked)%100), value, "")
+		took := time.Since(began)
+		acked[lastRev] = time.Now()
+		worstWrite = max(worstWrite, took)
+		if took > stallBound {
+			t.Errorf("write at revision %d took %v while a watcher was stalled", lastRev, took)
+		}
+	}
+	if stalled, behind := s.api.watches.ended(); stalled != 1 || behind != 0 {
+		t.Fatalf("streams ended by the server: %d stalled, %d behind; want 1 and 0", stalled, behind)
+	}
+	// And a few more after the cut-off, which the resumed stream must get.
+	for i := range 10 {
+		lastRev = putRev(t, base, fmt.Sprintf("fan/after/%d", i), `1`, "")
+		acked[lastRev] = time.Now()
+	}
+	t.Logf("%d writes; the stalled stream was cut off after revision %d was written; slowest write %v",
+		len(acked), lastRev-10, worstWrite)
+
+	// The healthy watcher got every revision, in order, each in time.
+	var worstLag time.Duration
+	for want := int64(1); want <= lastRev; want++ {
+		var a arrival
+		select {
+		case a = <-arrivals:
+		case err := <-healthyDone:
+			t.Fatalf("healthy watcher ended before revision %d: %v", want, err)
+		case <-time.After(sseTimeout):
+			t.Fatalf("healthy watcher: no revision %d", want)
+		}
+		if a.rev != want {
+			t.Fatalf("healthy watcher got revision %d, want %d", a.rev, want)
+		}
+		lag := a.at.Sub(acked[want])
+		worstLag = max(worstLag, lag)
+		if lag > stallBound {
+			t.Errorf("healthy watcher got revision %d %v after its write was acknowledged", want, lag)
+		}
+	}
+	t.Logf("healthy watcher: worst delivery lag %v", worstLag)
+
+	// The stalled client reads what reached it: events in order, then the
+	// end of the stream with no error event (nothing more could be sent).
+	var got int64
+	for {
+		m, err := stalled.next()
+		if err != nil {
+			break // EOF, or the reset of the connection the server closed
+		}
+		if m.event != "" {
+			t.Fatalf("stalled stream sent event %q: %s", m.event, m.data)
+		}
+		if m.data == "" {
+			continue
+		}
+		var d sseData
+		if err := json.Unmarshal([]byte(m.data), &d); err != nil || d.Revision != got+1 {
+			t.Fatalf("stalled stream: event %q after revision %d: %v", m.data, got, err)
+		}
+		got = d.Revision
+	}
+	last, err := strconv.ParseInt(stalled.lastID, 10, 64)
+	if err != nil || last != got || last >= lastRev-10 {
+		t.Fatalf("stalled stream: last id %q, last event %d, of %d written before the cut-off", stalled.lastID, got, lastRev-10)
+	}
+	t.Logf("the stalled watcher had received revisions 1..%d", last)
+
+	// It resumes from its last id: every later revision, once, in order.
+	resumed := openWatch(t, base+"/v1/watch?prefix=fan/", map[string]string{"Last-Event-ID": stalled.lastID})
+	if resumed.resp.StatusCode != http.StatusOK || resumed.resp.Header.Get(StartRevisionHeader) != strconv.FormatInt(last+1, 10) {
+		t.Fatalf("resume from %d: %d %v", last, resumed.resp.StatusCode, resumed.resp.Header)
+	}
+	for want := last + 1; want <= lastRev; want++ {
+		if d := resumed.nextEvent(); d.Revision != want {
+			t.Fatalf("resumed stream: revision %d, want %d", d.Revision, want)
+		}
+	}
+}
+
+// writeSizes accepts connections that record the largest single write.
+type writeSizes struct {
+	net.Listener
+	largest *atomic.Int64
+}
+
+func (l writeSizes) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return sizedConn{c, l.largest}, nil
+}
+
+type sizedConn struct {
+	net.Conn
+	largest *atomic.Int64
+}
+
+func (c sizedConn) Write(p []byte) (int, error) {
+	for n := int64(len(p)); ; {
+		old := c.largest.Load()
+		if n <= old || c.largest.CompareAndSwap(old, n) {
+			break
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// A watch stream writes a response of the watcher (up to 256 KiB of
+// events) in pieces of about watchFlushBytes, so what one stream holds in
+// its own buffer, and what one blocked write pins, stays near that.
+func TestWatchStreamWritesInBoundedPieces(t *testing.T) {
+	var largest atomic.Int64
+	s := startWatchServer(t, kv.WatchConfig{}, HTTPOptions{},
+		func(ln net.Listener) net.Listener { return writeSizes{ln, &largest} })
+	base := "http://" + s.HTTPAddr()
+	const writes, valueBytes = 100, 4 << 10
+	value := `"` + strings.Repeat("v", valueBytes) + `"`
+	for i := range writes {
+		putRev(t, base, fmt.Sprintf("p/%d", i), value, "")
+	}
+	largest.Store(0)
+	// Every event is in history already: the watcher reads them in
+	// responses of 64 (256 KiB).
+	w := openWatch(t, base+"/v1/watch?prefix=p/&from_revision=1", nil)
+	for want := int64(1); want <= writes; want++ {
+		if d := w.nextEvent(); d.Revision != want {
+			t.Fatalf("revision %d, want %d", d.Revision, want)
+		}
+	}
+	// One piece: watchFlushBytes, plus the event that crossed it, plus the
+	// chunk framing. (Without the pieces, one write was a whole response:
+	// about 250 KiB.)
+	if got, bound := largest.Load(), int64(32<<10+valueBytes+512); got > bound {
+		t.Fatalf("largest write of the stream %d bytes, want at most %d", got, bound)
+	}
 }

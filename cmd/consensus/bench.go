@@ -32,7 +32,13 @@ in a temporary directory and stops it at the end. Only loopback addresses.
 
 Modes other than workloads (they need a cluster bench started):
   --failover N    kill -9 the leader N times; time until a write succeeds
-  --fill-keys N   write N keys, then report each node's memory (RSS)`
+  --fill-keys N   write N keys, then report each node's memory (RSS)
+
+With --watchers N the workloads run while N watchers follow bench/ over
+GET /v1/watch (each from its own loopback source address, so its own client
+on the server; with a token they are all the token's client, up to
+--max-watches-per-client a node), and a probe write every 20 ms times the
+delivery to each.`
 
 // benchConfig is a parsed bench command line.
 type benchConfig struct {
@@ -44,10 +50,12 @@ type benchConfig struct {
 	// restartDelay is how long a killed leader stays down.
 	restartDelay time.Duration
 	fillKeys     int
-	nodes        int
-	dataDir      string
-	keepData     bool
-	logLevel     string
+	// watchers is the number of SSE watchers of the workloads' prefix.
+	watchers int
+	nodes    int
+	dataDir  string
+	keepData bool
+	logLevel string
 	// cpu reports CPU time per operation for each cell (bench.ProcCPU) of
 	// the local cluster's nodes, or of cpuPids, and of bench itself.
 	cpu     bool
@@ -117,6 +125,7 @@ func newBenchFlags(fs *pflag.FlagSet) *benchFlags {
 	fs.IntVar(&cfg.failover, "failover", 0, "instead of workloads, kill -9 the leader `N` times and time until a write succeeds")
 	fs.DurationVar(&cfg.restartDelay, "restart-delay", 0, "with --failover: how long a killed leader stays down before it is restarted")
 	fs.IntVar(&cfg.fillKeys, "fill-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report each node's RSS")
+	fs.IntVar(&cfg.watchers, "watchers", 0, "while the workloads run, follow bench/ with `N` SSE watchers (distinct client addresses) and report the delivery lag of probe writes")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "nodes of the local cluster")
 	fs.StringVar(&cfg.dataDir, "data", "", "parent directory of the local cluster's data (default: a new temporary directory, removed at the end)")
 	fs.BoolVar(&cfg.keepData, "keep-data", false, "keep the local cluster's data directory")
@@ -169,6 +178,10 @@ func (f *benchFlags) config() (benchConfig, error) {
 		return fail("--failover: %d is not between 0 and 1000", cfg.failover)
 	case cfg.fillKeys < 0 || cfg.fillKeys > 10_000_000:
 		return fail("--fill-keys: %d is not between 0 and 10000000", cfg.fillKeys)
+	case cfg.watchers < 0 || cfg.watchers > maxBenchWatchers:
+		return fail("--watchers: %d is not between 0 and %d", cfg.watchers, maxBenchWatchers)
+	case cfg.watchers > 0 && (cfg.failover > 0 || cfg.fillKeys > 0):
+		return fail("--watchers goes with the workloads, not --failover or --fill-keys")
 	case cfg.failover > 0 && cfg.fillKeys > 0:
 		return fail("--failover and --fill-keys are separate runs")
 	case (cfg.failover > 0 || cfg.fillKeys > 0) && len(cfg.endpoints) > 0:
@@ -217,6 +230,7 @@ type benchReport struct {
 	bench.Report
 	Failover *failoverReport    `json:"failover,omitempty"`
 	Memory   []bench.NodeMemory `json:"memory,omitempty"`
+	Watch    *watchReport       `json:"watch,omitempty"`
 }
 
 // benchCmd is `consensus bench`.
@@ -300,7 +314,7 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error
 	case cfg.fillKeys > 0:
 		report.Memory, err = runFill(ctx, lc, cfg, text)
 	default:
-		report.Results, err = runWorkloads(ctx, cfg, lc, endpoints, stdout, text)
+		report.Results, report.Watch, err = runWorkloads(ctx, cfg, lc, endpoints, stdout, text)
 	}
 	if cfg.json {
 		enc := json.NewEncoder(stdout)
@@ -317,16 +331,22 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error
 
 // runWorkloads measures every cell against endpoints, leader first. lc is
 // the local cluster, nil for --endpoints.
-func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoints []string, stdout, text io.Writer) ([]bench.Result, error) {
+func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoints []string, stdout, text io.Writer) ([]bench.Result, *watchReport, error) {
 	endpoints, leader, err := leaderFirst(ctx, cfg.target, endpoints)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	driver, closeDriver, err := newDriver(cfg.protocol, cfg.target, endpoints, slices.Max(cfg.opts.Concurrency))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer closeDriver()
+	var fanout *watchFanout
+	if cfg.watchers > 0 {
+		if fanout, err = startWatchFanout(ctx, cfg.target, endpoints, cfg.watchers); err != nil {
+			return nil, nil, err
+		}
+	}
 
 	o := cfg.opts
 	switch {
@@ -343,8 +363,31 @@ func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoi
 	if f, ok := stdout.(*os.File); ok && !cfg.json && bench.IsTerminal(f) {
 		progress, clear = bench.ProgressLine(f)
 	}
-	return bench.Suite(ctx, driver, o, "consensus", cfg.protocol, progress, func(r bench.Result) {
+	results, err := bench.Suite(ctx, driver, o, "consensus", cfg.protocol, progress, func(r bench.Result) {
 		clear()
 		bench.WriteRow(text, r)
 	})
+	if fanout == nil {
+		return results, nil, err
+	}
+	wr, probeErr := fanout.stop()
+	writeWatchReport(text, wr)
+	if err == nil && probeErr != nil {
+		err = fmt.Errorf("watchers: %w", probeErr)
+	}
+	return results, &wr, err
+}
+
+// writeWatchReport prints the --watchers figures under the table.
+func writeWatchReport(w io.Writer, r watchReport) {
+	who := "each from its own loopback address"
+	if r.SharedIdentity {
+		who = "sharing one client identity (a token, or a non-IPv4 endpoint)"
+	}
+	fmt.Fprintf(w, "\nwatchers: %d SSE streams of %s over %d nodes, %s; %d ended early; %d events read\n",
+		r.Watchers, watchPrefix, r.Nodes, who, r.Ended, r.Events)
+	fmt.Fprintf(w, "probes: %d writes every %v, delivered %d of %d; delivery lag p50 %s p90 %s p99 %s max %s; probe write p50 %s p99 %s\n",
+		r.Probes, probeInterval, r.Delivered, int64(r.Probes)*int64(r.Watchers),
+		bench.FormatDuration(r.Lag.P50), bench.FormatDuration(r.Lag.P90), bench.FormatDuration(r.Lag.P99),
+		bench.FormatDuration(r.Lag.Max), bench.FormatDuration(r.ProbeWrite.P50), bench.FormatDuration(r.ProbeWrite.P99))
 }

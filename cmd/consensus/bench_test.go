@@ -95,6 +95,9 @@ func TestParseBenchFlags(t *testing.T) {
 		"output format":             {"-o", "json"},
 		"lock over http":            {"--protocol", "http", "--workloads", "write,lock"},
 		"lease ttl not in seconds":  {"--lease-ttl", "1500ms"},
+		"negative watchers":         {"--watchers", "-1"},
+		"too many watchers":         {"--watchers", "8193"},
+		"watchers with failover":    {"--watchers", "2", "--failover", "1"},
 	}
 	for name, args := range bad {
 		args = append([]string{"bench"}, args...)
@@ -167,6 +170,35 @@ func TestBenchAgainstRunningCluster(t *testing.T) {
 	out := stdout.String()
 	if !strings.Contains(out, "workload   proto  conc") || !strings.Contains(out, "\nwrite      ws        2 ") {
 		t.Fatalf("text output:\n%s", out)
+	}
+}
+
+// TestBenchWatchers runs a write cell with SSE watchers of bench/ from
+// distinct loopback addresses (more than the per-client watch limit
+// allows one address), and checks the report: every watcher read every
+// probe, with a lag, and none ended early. Never the speed.
+func TestBenchWatchers(t *testing.T) {
+	endpoints := strings.Join(inProcessCluster(t), ",")
+	watchers := server.DefaultMaxWatchesPerClient + 6
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"bench", "--endpoints", endpoints, "--workloads", "write", "--concurrency", "2",
+		"--duration", "300ms", "--warmup", "0s", "--watchers", fmt.Sprint(watchers), "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var report benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	w := report.Watch
+	if w == nil || len(report.Results) != 1 {
+		t.Fatalf("report %s", stdout.String())
+	}
+	writes := report.Results[0].Ops
+	if w.Watchers != watchers || w.SharedIdentity || w.Nodes != 3 || w.Ended != 0 || w.Probes == 0 ||
+		w.Delivered != int64(w.Probes)*int64(watchers) || w.Lag.P50 <= 0 || w.Lag.Max < w.Lag.P99 ||
+		w.ProbeWrite.P50 <= 0 || w.Events < int64(watchers)*(writes+int64(w.Probes)) {
+		t.Fatalf("watch report %+v after %d writes", *w, writes)
 	}
 }
 
@@ -353,15 +385,33 @@ func TestBenchAgainstSecureCluster(t *testing.T) {
 		return rep, r
 	}
 	for _, protocol := range []string{"ws", "http"} {
-		rep, r := report(append([]string{"--endpoints", endpoints, "--protocol", protocol, "--token-file", tokenFile}, secure...)...)
+		args := append([]string{"--endpoints", endpoints, "--protocol", protocol, "--token-file", tokenFile}, secure...)
+		if protocol == "ws" {
+			// Watchers over HTTPS with the token: one client identity.
+			args = append(args, "--watchers", "3")
+		}
+		rep, r := report(args...)
 		if r.code != 0 || len(rep.Results) != 2 {
 			t.Fatalf("%s: exit %d: %s %s", protocol, r.code, r.stdout, r.stderr)
+		}
+		if w := rep.Watch; protocol == "ws" && (w == nil || !w.SharedIdentity || w.Ended != 0 || w.Delivered != int64(w.Probes)*3) {
+			t.Fatalf("watchers over HTTPS: %+v", w)
 		}
 		for _, res := range rep.Results {
 			if res.Ops == 0 || res.Errors > 0 && !strings.Contains(res.FirstError, "no_leader") && !strings.Contains(res.FirstError, "503") {
 				t.Errorf("%s: %+v", protocol, res)
 			}
 		}
+	}
+	// With one token every watcher is the same client: more than the
+	// per-client limit on a node (here the first of three gets 65) is
+	// refused before any cell, on one line.
+	over := fmt.Sprint(3*server.DefaultMaxWatchesPerClient + 1)
+	_, r := report(append([]string{"--endpoints", endpoints, "--token-file", tokenFile, "--watchers", over}, secure...)...)
+	checkOneLine(t, []string{"bench"}, r)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "opening "+over+" watches: 1 failed, the first: ") ||
+		!strings.Contains(r.stderr, "too_many_watches") {
+		t.Errorf("%s watchers with one token: exit %d: %s", over, r.code, r.stderr)
 	}
 	// Refusals end the run at once, on one line: no token (401), plain
 	// HTTP to the HTTPS ports.

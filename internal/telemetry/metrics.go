@@ -110,6 +110,10 @@ type Sources struct {
 	Cluster interface{ Stats() cluster.Stats }
 	// WatchesOpen, if set, counts the open watch streams.
 	WatchesOpen func() int
+	// WatchesEnded, if set, counts the watch streams the server ended
+	// itself: stalled (a write to the client blocked for the write
+	// timeout) and behind (the watcher fell out of the history).
+	WatchesEnded func() (stalled, behind int64)
 	// Diverged, if set, reports whether this member's state diverged from
 	// the majority's (the divergence check).
 	Diverged func() bool
@@ -172,6 +176,11 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 		watches = gauge("consensus.watches.open", "Watch streams open on this node.")
 		observables = append(observables, watches)
 	}
+	var watchesEnded metric.Int64ObservableCounter
+	if src.WatchesEnded != nil {
+		watchesEnded = counter("consensus.watches.ended", "", "Watch streams the server ended itself, by reason: stalled (a write to the client blocked for the write timeout; the client resumes from its last id) or behind (the watcher fell out of the history; compacted).")
+		observables = append(observables, watchesEnded)
+	}
 	var diverged metric.Int64ObservableGauge
 	if src.Diverged != nil {
 		diverged = gauge("consensus.state.diverged", "1 while this member's state hash differs from the majority's (it answers no reads), else 0.")
@@ -185,6 +194,10 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 		return metric.WithAttributeSet(attribute.NewSet(attribute.String("health", h)))
 	}
 	healthy, degraded, unhealthy, unknown := health("healthy"), health("degraded"), health("unhealthy"), health("unknown")
+	reason := func(r string) metric.ObserveOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", r)))
+	}
+	endedStalled, endedBehind := reason("stalled"), reason("behind")
 	// peerAttrs caches one attribute set per peer; peers are few.
 	var peerMu sync.Mutex
 	peerAttrs := map[uint64]metric.ObserveOption{}
@@ -245,6 +258,11 @@ func (t *Telemetry) RegisterNode(src Sources) (func() error, error) {
 		}
 		if src.WatchesOpen != nil {
 			o.ObserveInt64(watches, int64(src.WatchesOpen()))
+		}
+		if src.WatchesEnded != nil {
+			stalled, behind := src.WatchesEnded()
+			o.ObserveInt64(watchesEnded, stalled, endedStalled)
+			o.ObserveInt64(watchesEnded, behind, endedBehind)
 		}
 		return nil
 	}, observables...)

@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/unrdf/consensus/bench"
+)
+
+// The --watchers mode: while the workloads run, N watchers follow the
+// workloads' prefix over GET /v1/watch (Server-Sent Events), and a probe
+// writer puts a timestamp under the same prefix every probeInterval; each
+// watcher notes when each probe reaches it. Every write of the workloads
+// reaches every watcher, so this measures the cost of the fan-out to the
+// writes (the workload rows) and the delivery lag (the probes).
+
+const (
+	// watchPrefix is the prefix the watchers follow: every key bench
+	// writes.
+	watchPrefix = "bench/"
+	// probeKey is where the probe writer puts its timestamps; its watch
+	// data carries probeMarker.
+	probeKey    = "bench/~probe"
+	probeMarker = `"key":"bench/~probe","value":`
+	// probeInterval is how often the probe writer writes.
+	probeInterval = 20 * time.Millisecond
+	// maxBenchWatchers bounds --watchers: the node's default bound on
+	// open watches is 8192.
+	maxBenchWatchers = 8192
+	// watchOpenParallel bounds the watches being opened at once.
+	watchOpenParallel = 32
+	// watchDrainTimeout bounds the wait, after the last probe, for every
+	// watcher to have seen it.
+	watchDrainTimeout = 5 * time.Second
+)
+
+// watchReport is the --watchers figures, in the JSON report as "watch".
+type watchReport struct {
+	// Watchers is the number of SSE streams; each from its own loopback
+	// source address (its own client identity on the server) unless
+	// SharedIdentity.
+	Watchers       int  `json:"watchers"`
+	SharedIdentity bool `json:"sharedIdentity,omitempty"`
+	// Nodes is the number of nodes the watchers were spread over.
+	Nodes int `json:"nodes"`
+	// Probes is the number of probe writes acknowledged; Delivered is the
+	// probe events read by all the watchers (at most Probes*Watchers).
+	Probes    int   `json:"probes"`
+	Delivered int64 `json:"delivered"`
+	// Lag is the delivery lag: from a probe's PUT being sent to its event
+	// being read by a watcher, over every (probe, watcher) pair.
+	Lag bench.Latency `json:"lagNs"`
+	// ProbeWrite is the latency of the probe PUTs (HTTP, to the leader).
+	ProbeWrite bench.Latency `json:"probeWriteNs"`
+	// Events is the number of events (data lines) all the watchers read.
+	Events int64 `json:"events"`
+	// Ended is the number of streams that ended before the run did.
+	Ended int64 `json:"ended"`
+}
+
+// watchFanout is the running watchers and probe writer.
+type watchFanout struct {
+	start    time.Time // the probes' time base (monotonic)
+	cancel   context.CancelFunc
+	watchers []*benchWatcher
+	wg       sync.WaitGroup
+
+	probeStop chan struct{}
+	probeDone chan struct{}
+	probes    int             // written by the probe goroutine until probeDone
+	probeLat  []time.Duration // likewise
+	probeErr  error           // likewise
+	report    watchReport
+}
+
+// benchWatcher is one SSE stream. Its fields are its goroutine's until
+// that goroutine ends.
+type benchWatcher struct {
+	body      io.ReadCloser
+	lags      []time.Duration
+	delivered atomic.Int64
+	events    int64
+	// ended is set when the stream ends (before stop closes it: on its own).
+	ended atomic.Bool
+}
+
+// startWatchFanout opens n watches of watchPrefix spread over endpoints
+// (the leader first), each waiting for its 200, and starts the probe
+// writer on the leader.
+func startWatchFanout(ctx context.Context, target benchTarget, endpoints []string, n int) (*watchFanout, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &watchFanout{start: time.Now(), cancel: cancel, probeStop: make(chan struct{}), probeDone: make(chan struct{})}
+	f.report.Watchers, f.report.Nodes = n, min(n, len(endpoints))
+	f.watchers = make([]*benchWatcher, n)
+	sem := make(chan struct{}, watchOpenParallel)
+	errs := make([]error, n)
+	shared := make([]bool, n)
+	var opening sync.WaitGroup
+	for i := range n {
+		opening.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; opening.Done() }()
+			f.watchers[i], shared[i], errs[i] = openBenchWatch(ctx, target, endpoints[i%len(endpoints)], i)
+		}()
+	}
+	opening.Wait()
+	f.report.SharedIdentity = slices.Contains(shared, true)
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			if first == nil {
+				first = err
+			}
+			failed++
+		}
+	}
+	if first != nil {
+		for _, w := range f.watchers {
+			if w != nil {
+				w.body.Close()
+			}
+		}
+		cancel()
+		return nil, fmt.Errorf("opening %d watches: %d failed, the first: %w", n, failed, first)
+	}
+	for _, w := range f.watchers {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			w.read(f.start)
+		}()
+	}
+	go f.probe(ctx, target, endpoints[0])
+	return f, nil
+}
+
+// watchIdentity is the loopback source address of watcher i, so that
+// each watcher is its own client on the server (which counts watches per
+// IP without a token): 127.1.0.1 and on, 250 a /24.
+func watchIdentity(i int) net.IP {
+	return net.IPv4(127, byte(1+i/(250*256)), byte(i/250%256), byte(1+i%250))
+}
+
+// openBenchWatch opens watcher i's stream on addr. shared reports that it
+// could not take its own identity: a token names the client, or addr is
+// not an IPv4 loopback address to dial from another one.
+func openBenchWatch(ctx context.Context, target benchTarget, addr string, i int) (*benchWatcher, bool, error) {
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	host, _, _ := net.SplitHostPort(addr)
+	shared := target.token != ""
+	if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() {
+		dialer.LocalAddr = &net.TCPAddr{IP: watchIdentity(i)}
+	} else {
+		shared = true
+	}
+	tr := &http.Transport{DialContext: dialer.DialContext, TLSClientConfig: target.tls, DisableCompression: true}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.url(addr, "/v1/watch?prefix="+watchPrefix), nil)
+	if err != nil {
+		return nil, shared, err
+	}
+	target.authorize(req)
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		return nil, shared, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return nil, shared, fmt.Errorf("watch %d on %s: %s: %s", i, addr, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return &benchWatcher{body: resp.Body}, shared, nil
+}
+
+// read reads the stream until it ends, counting events and timing the
+// probes. Only the probe lines are decoded, so a watcher costs the load
+// generator a scan of the bytes it reads.
+func (w *benchWatcher) read(start time.Time) {
+	defer w.body.Close()
+	r := bufio.NewReaderSize(w.body, 64<<10)
+	partial := false // the line being read did not fit the buffer
+	for {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			if !partial && bytes.HasPrefix(line, []byte("data: ")) {
+				w.events++
+			}
+			partial = true
+			continue
+		}
+		if err != nil {
+			w.ended.Store(true)
+			return
+		}
+		if partial {
+			partial = false
+			continue
+		}
+		if !bytes.HasPrefix(line, []byte("data: ")) {
+			continue
+		}
+		w.events++
+		at := bytes.Index(line, []byte(probeMarker))
+		if at < 0 {
+			continue
+		}
+		digits := line[at+len(probeMarker):]
+		end := bytes.IndexAny(digits, ",}")
+		if end < 0 {
+			continue
+		}
+		sent, err := strconv.ParseInt(string(digits[:end]), 10, 64)
+		if err != nil {
+			continue
+		}
+		w.lags = append(w.lags, time.Since(start)-time.Duration(sent))
+		w.delivered.Add(1)
+	}
+}
+
+// probe writes the time since f.start under probeKey every probeInterval
+// until stop, and once more then.
+func (f *watchFanout) probe(ctx context.Context, target benchTarget, leader string) {
+	defer close(f.probeDone)
+	tr := target.transport(1)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for final := false; !final; {
+		select {
+		case <-f.probeStop:
+			// One last probe after the cells' writes: a watcher that has
+			// read it has read every write (events come in order).
+			final = true
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		sent := time.Since(f.start)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target.url(leader, "/v1/kv/"+probeKey),
+			strings.NewReader(strconv.FormatInt(int64(sent), 10)))
+		if err != nil {
+			f.probeErr = err
+			return
+		}
+		target.authorize(req)
+		resp, err := hc.Do(req)
+		if err != nil {
+			f.probeErr = err
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			f.probeErr = fmt.Errorf("probe PUT: %s", resp.Status)
+			continue
+		}
+		f.probeLat = append(f.probeLat, time.Since(f.start)-sent)
+		f.probes++
+	}
+}
+
+// stop ends the probes, waits (boundedly) for every watcher to read the
+// last one, closes the streams and returns the figures.
+func (f *watchFanout) stop() (watchReport, error) {
+	close(f.probeStop)
+	<-f.probeDone
+	want := int64(f.probes)
+	deadline := time.Now().Add(watchDrainTimeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for time.Now().Before(deadline) {
+		caughtUp := true
+		for _, w := range f.watchers {
+			if w.delivered.Load() < want {
+				caughtUp = false
+				break
+			}
+		}
+		if caughtUp {
+			break
+		}
+		<-tick.C
+	}
+	rep := f.report
+	for _, w := range f.watchers {
+		if w.ended.Load() {
+			rep.Ended++ // before the streams are closed: it ended on its own
+		}
+	}
+	f.cancel()
+	for _, w := range f.watchers {
+		w.body.Close()
+	}
+	f.wg.Wait()
+	rep.Probes = f.probes
+	var lags []time.Duration
+	for _, w := range f.watchers {
+		lags = append(lags, w.lags...)
+		rep.Delivered += int64(len(w.lags))
+		rep.Events += w.events
+	}
+	rep.Lag = bench.Summarise(lags)
+	rep.ProbeWrite = bench.Summarise(f.probeLat)
+	return rep, f.probeErr
+}
