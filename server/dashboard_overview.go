@@ -261,6 +261,9 @@ type Overview struct {
 	// Queues are the task queues holding tasks (overview_queues.go);
 	// absent when the backend serves no queues.
 	Queues *QueuesOverview `json:"queues,omitempty"`
+	// Schedules are the schedules with their next tick; absent when the
+	// backend serves no schedules.
+	Schedules *SchedulesOverview `json:"schedules,omitempty"`
 }
 
 // overviewLocks is how many locks an overview lists, the first by name.
@@ -378,7 +381,10 @@ func (h *apiHandler) serveOverview(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	h.overviewQueuesOf(&o)
+	if err := h.overviewQueuesOf(ctx, &o); err != nil {
+		h.fail(w, r, err)
+		return
+	}
 	h.writeJSON(w, http.StatusOK, o)
 }
 

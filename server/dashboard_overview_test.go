@@ -339,4 +339,15 @@ func TestOverviewQueues(t *testing.T) {
 	if reports.Queue != "reports" || reports.Delayed != 1 || reports.Ready != 0 || reports.OldestReadyAgeMs != nil {
 		t.Errorf("reports %+v, want 1 delayed and no ready task", reports)
 	}
+	if r := call(t, http.MethodPut, base+"/v1/schedules/hourly", []byte(`{"everyMs":3600000,"queue":"reports","data":{"big":"payload"}}`)); r.status != http.StatusOK {
+		t.Fatalf("put schedule: %d %s", r.status, r.body)
+	}
+	o = overview()
+	if o.Schedules == nil || o.Schedules.Total != 1 || len(o.Schedules.Items) != 1 {
+		t.Fatalf("schedules %+v, want the one put", o.Schedules)
+	}
+	if sc := o.Schedules.Items[0]; sc.ID != "hourly" || sc.Queue != "reports" || sc.EveryMs != 3600000 ||
+		sc.NextTickMs <= time.Now().Add(-time.Minute).UnixMilli() || (sc.Data != nil && string(sc.Data) != "null") {
+		t.Errorf("schedule %+v, want hourly into reports with its next tick and no payload", sc)
+	}
 }

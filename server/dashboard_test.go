@@ -477,6 +477,10 @@ func TestDashboardNarrowLayout(t *testing.T) {
 		fmt.Appendf(nil, `{"epoch":%d,"error":"boom"}`, claim.Epoch)); r.status != http.StatusOK {
 		t.Fatalf("fail: %d %s", r.status, r.body)
 	}
+	// A schedule whose next tick is months away at the earliest.
+	if r := call(t, http.MethodPut, base+"/v1/schedules/new-year", []byte(`{"cron":"0 0 1 1 *","queue":"reports","data":1}`)); r.status != http.StatusOK {
+		t.Fatalf("put schedule: %d %s", r.status, r.body)
+	}
 	b := newBrowser(t) // after the node, so it closes first
 	b.do(t, "a 420 px wide viewport", chromedp.EmulateViewport(420, 900))
 	b.do(t, "open the dashboard", chromedp.Navigate(base+"/"))
@@ -511,6 +515,12 @@ func TestDashboardNarrowLayout(t *testing.T) {
 			document.getElementById('queues-summary').textContent === '(1 queue)' &&
 			v('ready') === '1' && v('claimed') === '0' && v('dead') === '1' && row.querySelector('.dead').classList.contains('bad') &&
 			/^\d+(\.\d)? s$/.test(v('oldest'));
+	}`)
+	b.waitFor(t, "the schedule with its next tick", `() => {
+		const row = document.querySelector('#schedules tr[data-schedule="new-year"]');
+		return row && !document.getElementById('schedules').hidden &&
+			row.querySelector('.queue').textContent === 'reports' && row.querySelector('.when').textContent === '0 0 1 1 *' &&
+			/^\d+ s$/.test(row.querySelector('.next').textContent) && row.querySelector('.fired').textContent === '0';
 	}`)
 	if n := eval[float64](t, b, `document.querySelectorAll('#injected, #locks img').length`); n != 0 {
 		t.Fatalf("the lock's name made %v elements", n)

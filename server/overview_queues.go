@@ -1,8 +1,12 @@
 package server
 
-// The queues of GET /v1/overview.
+// The queues and schedules of GET /v1/overview.
 
-import "github.com/unrdf/consensus/kv"
+import (
+	"context"
+
+	"github.com/unrdf/consensus/kv"
+)
 
 // overviewQueues is how many queues an overview lists, the first by name.
 const overviewQueues = 50
@@ -22,12 +26,41 @@ type QueuesOverview struct {
 	Items []kv.QueueOverview `json:"items"`
 }
 
-// overviewQueuesOf reads the queues into o when the backend has them.
-func (h *apiHandler) overviewQueuesOf(o *Overview) {
-	qb, ok := h.backend.(OverviewQueueBackend)
-	if !ok {
-		return
+// overviewSchedules is how many schedules an overview lists, the first
+// by id.
+const overviewSchedules = 50
+
+// OverviewScheduleBackend is implemented by a Backend that serves
+// schedules (kv.Store); /v1/overview leaves schedules out without it.
+type OverviewScheduleBackend interface {
+	// Schedules returns every schedule, by id (at most
+	// kv.DefaultMaxSchedules of them).
+	Schedules(ctx context.Context, c kv.Consistency) ([]kv.ScheduleInfo, error)
+}
+
+// SchedulesOverview is the schedules of an overview: the first 50 by id,
+// of Total, each with its next tick.
+type SchedulesOverview struct {
+	Total int               `json:"total"`
+	Items []kv.ScheduleInfo `json:"items"`
+}
+
+// overviewQueuesOf reads the queues and schedules into o when the backend
+// has them: local reads.
+func (h *apiHandler) overviewQueuesOf(ctx context.Context, o *Overview) error {
+	if qb, ok := h.backend.(OverviewQueueBackend); ok {
+		items, total := qb.QueueOverviews(overviewQueues)
+		o.Queues = &QueuesOverview{Total: total, Items: items}
 	}
-	items, total := qb.QueueOverviews(overviewQueues)
-	o.Queues = &QueuesOverview{Total: total, Items: items}
+	if sb, ok := h.backend.(OverviewScheduleBackend); ok {
+		all, err := sb.Schedules(ctx, kv.Local)
+		if err != nil {
+			return err
+		}
+		o.Schedules = &SchedulesOverview{Total: len(all), Items: all[:min(len(all), overviewSchedules)]}
+		for i := range o.Schedules.Items {
+			o.Schedules.Items[i].Data = nil // the payloads are not the dashboard's
+		}
+	}
+	return nil
 }

@@ -302,6 +302,30 @@
       rows.push(row);
     }
     $('queues').tBodies[0].replaceChildren(...rows);
+    renderSchedules(o);
+  }
+
+  // renderSchedules shows the schedules (the first 50 by id) with when
+  // they tick and how long until the next tick, by the node's clock.
+  function renderSchedules(o) {
+    const table = $('schedules');
+    const list = o.schedules && Array.isArray(o.schedules.items) ? o.schedules.items : [];
+    table.hidden = list.length === 0;
+    if (!o.schedules) return;
+    const total = o.schedules.total || 0;
+    $('schedules-summary').textContent = '(' + total + (total > list.length ? '; the first ' + list.length + ' by id shown' : '') + ')';
+    const now = Date.parse(o.time) || Date.now();
+    table.tBodies[0].replaceChildren(...list.map((sc) => {
+      const row = document.createElement('tr');
+      row.dataset.schedule = sc.id;
+      cell(row, sc.id, 'schedule-id');
+      cell(row, sc.queue, 'queue');
+      cell(row, sc.cron ? sc.cron : 'every ' + seconds(sc.everyMs), 'when');
+      cell(row, sc.nextTickMs > 0 ? seconds(Math.max(0, sc.nextTickMs - now)) : 'never', 'next');
+      cell(row, sc.fired, 'fired');
+      cell(row, sc.skipped, 'skipped').classList.toggle('bad', sc.skipped > 0);
+      return row;
+    }));
   }
 
   // seconds shows a span of milliseconds as seconds, to a tenth below a
