@@ -206,7 +206,18 @@ func leaseOptions(w http.ResponseWriter, query url.Values) (kv.PutOptions, bool)
 // with the caller's token, and relays the answer to w. what names the
 // request in errors.
 func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter, r *http.Request, method, pathAndQuery string, body []byte, what string) {
-	status, answer, e := h.askLeader(ctx, method, pathAndQuery, body, r.Header.Get("Authorization"), what)
+	// The write's exactly-once id and fence go with it: without them
+	// the leader would apply a retry twice, or a fenced write unfenced.
+	var hdr http.Header
+	for _, name := range []string{ClientIDHeader, RequestSeqHeader, FenceHeader} {
+		if vs := r.Header.Values(name); len(vs) > 0 {
+			if hdr == nil {
+				hdr = http.Header{}
+			}
+			hdr[name] = vs
+		}
+	}
+	status, answer, e := h.askLeaderWith(ctx, method, pathAndQuery, body, r.Header.Get("Authorization"), what, hdr)
 	if e != nil {
 		if e.unexpected {
 			h.log.Error("http backend error", "method", r.Method, "path", r.URL.EscapedPath(), "err", e.message)
@@ -229,6 +240,12 @@ func (h *apiHandler) forwardToLeader(ctx context.Context, w http.ResponseWriter,
 // (unavailable, or no_leader when its address is not known). what names
 // the request in errors.
 func (h *apiHandler) askLeader(ctx context.Context, method, pathAndQuery string, body []byte, authorization, what string) (int, []byte, *apiError) {
+	return h.askLeaderWith(ctx, method, pathAndQuery, body, authorization, what, nil)
+}
+
+// askLeaderWith is askLeader with further headers to send (hdr, nil for
+// none).
+func (h *apiHandler) askLeaderWith(ctx context.Context, method, pathAndQuery string, body []byte, authorization, what string, hdr http.Header) (int, []byte, *apiError) {
 	leader := h.opts.Membership.Leader()
 	var addr string
 	for _, m := range h.opts.Membership.Members() {
@@ -251,6 +268,9 @@ func (h *apiHandler) askLeader(ctx context.Context, method, pathAndQuery string,
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for name, vs := range hdr {
+		req.Header[name] = vs
 	}
 	req.Header.Set(forwardedHeader, "1")
 	if authorization != "" {

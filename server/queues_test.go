@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -299,5 +300,49 @@ func TestQueueWritesCarryTheLeadersClock(t *testing.T) {
 	}
 	if r := call(t, http.MethodPost, onFollower+"/claim", []byte(`{"worker":"w","ttlMs":5000,"waitMs":0}`)); r.status != http.StatusNoContent {
 		t.Fatalf("a second claim on the follower: %d %s, want 204", r.status, r.body)
+	}
+}
+
+// TestForwardedWritesKeepFenceAndRequestID: a queue write a follower
+// forwards to the leader keeps its fence and its exactly-once id. Before,
+// the leader applied a fenced write unfenced, and a retry twice.
+func TestForwardedWritesKeepFenceAndRequestID(t *testing.T) {
+	c := newTestCluster(t, 3)
+	leader := c.waitLeader()
+	follower := c.forwardingFollower(leader)
+	base := "http://" + c.https[follower] + "/v1/queues/fenced"
+	post := func(path, body string, hdr ...string) apiResponse {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return apiResponse{status: resp.StatusCode, body: b}
+	}
+	if r := post("/tasks", `{"id":"a","data":1}`, FenceHeader, "nobody-holds-this:7"); r.status != http.StatusPreconditionFailed ||
+		!strings.Contains(string(r.body), api.CodeFenced) {
+		t.Fatalf("a fenced enqueue on a follower, the lock not held: %d %s, want 412 fenced", r.status, r.body)
+	}
+	if r := post("/tasks", `{"id":"b","data":1}`, ClientIDHeader, "c1", RequestSeqHeader, "1"); r.status != http.StatusOK {
+		t.Fatalf("enqueue: %d %s", r.status, r.body)
+	}
+	// The same request id again is a retry: answered, not applied.
+	if r := post("/tasks", `{"id":"c","data":1}`, ClientIDHeader, "c1", RequestSeqHeader, "1"); r.status != http.StatusOK {
+		t.Fatalf("retry: %d %s", r.status, r.body)
+	}
+	for id, want := range map[string]int{"a": http.StatusNotFound, "b": http.StatusOK, "c": http.StatusNotFound} {
+		if r := call(t, http.MethodGet, "http://"+c.https[leader]+"/v1/queues/fenced/tasks/"+id, nil); r.status != want {
+			t.Errorf("task %s on the leader: %d %s, want %d", id, r.status, r.body, want)
+		}
 	}
 }
