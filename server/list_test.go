@@ -513,4 +513,11 @@ func TestWSListPage(t *testing.T) {
 	wantWSError(t, w.call(32, api.OpListPage, "p/", nil, nil, "q"), api.CodeInvalidKey)
 	wantWSError(t, w.call(33, api.OpListPage, "p/", nil, nil, nil, nil, 3), api.CodeBadRequest)
 	wantWSError(t, w.call(34, api.OpListPage, "p/", nil, nil, nil, 1<<40), api.CodeBadRequest)
+	// The workflow and node lists go the same way.
+	for i := range 2 {
+		if _, err := store.StartWorkflow(context.Background(), fmt.Sprintf("w%d", i), []byte(`{"pad":`+string(big)+`}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantWSError(t, w.call(900, api.OpWorkflowList), api.CodeTooLarge)
 }

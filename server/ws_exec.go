@@ -195,12 +195,9 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 				CreateRevision: wf.CreateRevision, Version: wf.Version}
 		}
 	case api.OpWorkflowList:
-		var wfs []kv.Workflow
-		wfs, result.Revision, err = h.backend.Workflows(ctx, req.Consistency)
-		for _, wf := range wfs {
-			result.Items = append(result.Items, kv.Item{Key: kv.WorkflowPrefix + wf.ID, Value: wf.Value,
-				Revision: wf.Revision, CreateRevision: wf.CreateRevision, Version: wf.Version})
-		}
+		// The items under workflow:, as a list reads them: refused as
+		// too_large as soon as they pass a frame, never built whole.
+		result.Items, result.Revision, err = h.wsList(ctx, kv.WorkflowPrefix, req.Consistency)
 	case api.OpNodeRegister:
 		if req.Lease != 0 || req.TTLMs != 0 {
 			nb, ok := h.backend.(NodeLeaseBackend)
@@ -215,12 +212,7 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	case api.OpNodeDeregister:
 		result.Revision, err = h.backend.DeregisterNode(ctx, req.Key)
 	case api.OpNodeList:
-		var nodes []kv.Node
-		nodes, result.Revision, err = h.backend.Nodes(ctx, req.Consistency)
-		for _, n := range nodes {
-			result.Items = append(result.Items, kv.Item{Key: kv.NodePrefix + n.ID, Value: n.Value,
-				Revision: n.Revision, CreateRevision: n.CreateRevision, Version: n.Version})
-		}
+		result.Items, result.Revision, err = h.wsList(ctx, kv.NodePrefix, req.Consistency)
 	case api.OpLeaseGrant:
 		result.Lease, err = lb.Grant(ctx, time.Duration(req.TTLMs)*time.Millisecond, req.Lease)
 	case api.OpLeaseRevoke:
