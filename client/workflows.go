@@ -3,6 +3,9 @@ package client
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/unrdf/consensus/api"
 )
@@ -104,4 +107,35 @@ func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]api.Node, int
 		out[i] = api.NodeFromItem(it)
 	}
 	return out, resp.revision, nil
+}
+
+// WorkflowHistory returns one page of workflow id's history (GET
+// /v1/workflows/{id}/history): the kept events from revision fromRevision
+// on (0: from the oldest kept), oldest first, at most
+// api.MaxWorkflowHistoryPage or WithLimit's n. When the page's More is
+// set, ask again from its last event's Revision + 1. An unknown workflow
+// is an error wrapping kv.ErrWorkflowNotFound. To follow the history live,
+// Watch api.WorkflowHistoryKeyPrefix(id) from the page's Revision + 1
+// (each put is an event: api.WorkflowEventFromItem).
+func (c *Client) WorkflowHistory(ctx context.Context, id string, fromRevision int64, opts ...ReadOption) (api.WorkflowHistory, error) {
+	if id == "" {
+		return api.WorkflowHistory{}, fmt.Errorf("client: workflow history: empty id: %w", api.ErrInvalidKey)
+	}
+	if fromRevision < 0 {
+		return api.WorkflowHistory{}, fmt.Errorf("client: workflow %q history from revision %d: %w", id, fromRevision, api.ErrInvalidRevision)
+	}
+	o := readOpts(opts)
+	q := url.Values{"fromRevision": {strconv.FormatInt(fromRevision, 10)}}
+	if o.limit > 0 {
+		q.Set("limit", strconv.Itoa(min(o.limit, api.MaxWorkflowHistoryPage)))
+	}
+	if o.consistency == api.Local {
+		q.Set("consistency", "local")
+	}
+	var page api.WorkflowHistory
+	err := c.httpCall(ctx, http.MethodGet, "/v1/workflows/"+url.PathEscape(id)+"/history?"+q.Encode(), nil, &page)
+	if err != nil {
+		return api.WorkflowHistory{}, fmt.Errorf("client: workflow %q history: %w", id, err)
+	}
+	return page, nil
 }

@@ -175,6 +175,25 @@ type command struct {
 	Cron  string `msgpack:"sc,omitempty"`
 	Every int64  `msgpack:"se,omitempty"`
 	Tick  int64  `msgpack:"st,omitempty"`
+	// History makes the command write workflow history (wfhistory.go).
+	// Store and Lessor set it on the commands that may (withHistory);
+	// entries written before history existed lack it and apply as they
+	// always did, so a node replaying an old log after an upgrade keeps
+	// the state its peers hold.
+	History bool `msgpack:"wh,omitempty"`
+}
+
+// withHistory returns c marked to write workflow history if its op may:
+// the workflow commands, the queue commands and the lease revocations
+// that release a claimed task.
+func withHistory(c command) command {
+	switch {
+	case c.Op == opWorkflowStart, c.Op == opWorkflowStop, c.Op == opWorkflowUpdate,
+		c.Op == opLeaseRevoke, c.Op == opLeaseExpire,
+		c.Op >= opTaskEnqueue && c.Op <= opTaskRequeue:
+		c.History = true
+	}
+	return c
 }
 
 // txnOp is one operation of a batch.
@@ -191,7 +210,7 @@ type txnOp struct {
 var ErrBadCommand = errors.New("bad command")
 
 func encodeCommand(c command) ([]byte, error) {
-	if len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try && c.Etcd == nil && c.Op < opTaskEnqueue {
+	if !c.History && len(c.Ops) == 0 && c.Lease == 0 && c.TTL == 0 && len(c.Leases) == 0 && c.FenceLock == "" && !c.Try && c.Etcd == nil && c.Op < opTaskEnqueue {
 		return appendCommand(make([]byte, 0, commandSizeHint(&c)), &c), nil
 	}
 	b, err := msgpack.Marshal(&c)

@@ -151,6 +151,9 @@ func (s *Store) checkEtcdTxn(t *EtcdTxn, depth int) error {
 				if err := checkRequestKey(o.Key, s.machine.maxKeyBytes); err != nil {
 					return err
 				}
+				if err := checkHistoryWrite(o.Key); err != nil {
+					return err
+				}
 				if !o.IgnoreValue {
 					if err := checkValue(o.Value, s.machine.maxValueBytes); err != nil {
 						return err
@@ -391,8 +394,8 @@ func (m *Machine) checkEtcdPath(t *EtcdTxn, path []bool) *applyError {
 			}
 		}
 	}
-	if creates > 0 && m.items.Len()+creates > m.maxKeys {
-		return fail(ErrStateFull, "transaction creates %d keys; the state holds %d of at most %d", creates, m.items.Len(), m.maxKeys)
+	if creates > 0 && m.keyCount()+creates > m.maxKeys {
+		return fail(ErrStateFull, "transaction creates %d keys; the state holds %d of at most %d", creates, m.keyCount(), m.maxKeys)
 	}
 	return nil
 }

@@ -337,7 +337,7 @@ func (l *Lessor) expire(term uint64, ids []int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*l.cfg.StallBound)
 	defer cancel()
 	l.proposed.Add(1)
-	cmd, err := encodeCommand(command{Op: opLeaseExpire, Leases: ids})
+	cmd, err := encodeCommand(withHistory(command{Op: opLeaseExpire, Leases: ids}))
 	if err == nil {
 		_, err = l.node.ProposeInTerm(ctx, cmd, term)
 	}

@@ -66,6 +66,15 @@ type Machine struct {
 	queueWatch  map[string]*queueWaiters
 	// schedules are the schedules by id (schedule.go).
 	schedules *btree.BTreeG[schedule]
+	// historyKeep bounds each workflow's history and historyTotal all of
+	// them (wfhistory.go);
+	// pendingHistory holds the task events of the command being applied,
+	// history the cached event counts (derived, not replicated).
+	historyKeep    int
+	historyTotal   int
+	recordHistory  bool // the command being applied writes history
+	pendingHistory []pendingEvent
+	history        historyIndex
 	// hub receives every change, under mu, in revision order.
 	hub watchHub
 	// prevs are the items replaced or deleted by the changes of the
@@ -144,6 +153,8 @@ func NewMachine(opts ...Option) *Machine {
 		maxTasks:      DefaultMaxTasks,
 		maxTaskBytes:  DefaultMaxTaskBytes,
 		maxSchedules:  DefaultMaxSchedules,
+		historyKeep:   DefaultWorkflowHistory,
+		historyTotal:  DefaultWorkflowHistoryTotal,
 		items:         btree.NewG(btreeDegree, itemLess),
 		leases:        btree.NewG(btreeDegree, leaseLess),
 		locks:         btree.NewG(btreeDegree, lockLess),
@@ -185,7 +196,15 @@ func (m *Machine) Apply(index uint64, cmd []byte) any {
 	return r
 }
 
+// apply applies c, then writes the workflow history events it recorded.
 func (m *Machine) apply(c *command) Result {
+	m.recordHistory = c.History
+	r := m.applyCommand(c)
+	m.flushHistory(r.Err == nil)
+	return r
+}
+
+func (m *Machine) applyCommand(c *command) Result {
 	var err *applyError
 	if c.FenceLock != "" {
 		if err := m.checkFence(c.FenceLock, c.FenceToken); err != nil {
@@ -300,7 +319,7 @@ func (m *Machine) applyPut(c *command) *applyError {
 	if err := checkCond("put", c.Key, c.If, cur, exists); err != nil {
 		return err
 	}
-	if !exists && m.items.Len() >= m.maxKeys {
+	if !exists && m.keyCount() >= m.maxKeys {
 		return m.full(c.Key)
 	}
 	switch {
@@ -324,7 +343,7 @@ func (m *Machine) applyPut(c *command) *applyError {
 }
 
 func (m *Machine) full(key string) *applyError {
-	return fail(ErrStateFull, "create %q: the state holds %d keys, its limit", key, m.items.Len())
+	return fail(ErrStateFull, "create %q: the state holds %d keys, its limit", key, m.keyCount())
 }
 
 func (m *Machine) applyDelete(c *command) *applyError {
@@ -396,8 +415,8 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 			return fail(ErrInvalidBatch, "key %q appears more than once", keys[i])
 		}
 	}
-	if creates > 0 && m.items.Len()+creates-deletes > m.maxKeys {
-		return fail(ErrStateFull, "batch creates %d keys; the state holds %d of at most %d", creates, m.items.Len(), m.maxKeys)
+	if creates > 0 && m.keyCount()+creates-deletes > m.maxKeys {
+		return fail(ErrStateFull, "batch creates %d keys; the state holds %d of at most %d", creates, m.keyCount(), m.maxKeys)
 	}
 	m.revision++
 	evs := make([]Event, len(ops))
@@ -429,6 +448,9 @@ func (m *Machine) put(key string, value []byte, lease int64, cur Item, exists bo
 	} else {
 		it = Item{Key: key, CreateRevision: m.revision}
 		m.bytes += int64(len(key))
+		if strings.HasPrefix(key, WorkflowHistoryPrefix) {
+			m.historyTouched(it, 1)
+		}
 	}
 	// The value is never changed in place after this: a snapshot's clone
 	// shares it.
@@ -448,6 +470,11 @@ func (m *Machine) put(key string, value []byte, lease int64, cur Item, exists bo
 
 // remove deletes key, which exists, at the current revision.
 func (m *Machine) remove(key string) Event {
+	if strings.HasPrefix(key, WorkflowHistoryPrefix) {
+		if it, ok := m.items.Get(Item{Key: key}); ok {
+			m.historyTouched(it, -1)
+		}
+	}
 	it, _ := m.items.Delete(Item{Key: key})
 	m.bytes -= int64(len(it.Key) + len(it.Value))
 	if it.Lease != 0 {
@@ -508,7 +535,7 @@ func (m *Machine) Revision() int64 {
 func (m *Machine) Len() int {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.items.Len()
+	return m.keysRead()
 }
 
 // Stats describes the state.
@@ -534,7 +561,7 @@ type Stats struct {
 func (m *Machine) Stats() Stats {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return Stats{Keys: m.items.Len(), MaxKeys: m.maxKeys, Bytes: m.bytes, Revision: m.revision,
+	return Stats{Keys: m.keysRead(), MaxKeys: m.maxKeys, Bytes: m.bytes, Revision: m.revision,
 		AppliedIndex: m.applied, Sessions: m.sessions.len()}
 }
 

@@ -238,8 +238,10 @@ func (m *Machine) applyEnqueue(c *command) (int64, *applyError) {
 	if attempts == 0 {
 		attempts = api.DefaultTaskAttempts
 	}
-	m.setTask(task{queue: c.Key, id: c.Task, data: c.Value, workflow: c.Workflow, state: taskWaiting,
-		readyAt: c.RunAt, created: m.applied, maxAttempts: attempts, enqueuedAt: now}, task{}, false)
+	t := task{queue: c.Key, id: c.Task, data: c.Value, workflow: c.Workflow, state: taskWaiting,
+		readyAt: c.RunAt, created: m.applied, maxAttempts: attempts, enqueuedAt: now}
+	m.setTask(t, task{}, false)
+	m.recordTask(t, api.HistoryStepEnqueued, false)
 	return int64(m.applied), nil
 }
 
@@ -275,6 +277,7 @@ func (m *Machine) applyClaim(c *command) (*Claim, *applyError) {
 	l.taskQueue, l.taskID = t.queue, t.id
 	m.leases.ReplaceOrInsert(l)
 	m.setTask(t, prev, true)
+	m.recordTask(t, api.HistoryClaimed, true)
 	return &Claim{Task: api.Task{ID: t.id, Data: t.data, Attempt: t.attempt, Workflow: t.workflow},
 		Epoch: t.epoch, Lease: LeaseID(c.Lease)}, nil
 }
@@ -326,6 +329,7 @@ func (m *Machine) applyComplete(c *command) *applyError {
 	prev := t
 	t.state, t.result, t.finished, t.lease = taskDone, c.Value, m.applied, 0
 	m.setTask(t, prev, true)
+	m.recordTask(t, api.HistoryCompleted, true)
 	m.endClaimLease(prev.lease)
 	return nil
 }
@@ -349,6 +353,9 @@ func (m *Machine) applyFail(c *command) *applyError {
 	if c.Retry != nil {
 		delay = *c.Retry
 	}
+	failed := t
+	failed.err = c.Error
+	m.recordTask(failed, api.HistoryFailed, true)
 	m.retry(t, c.Error, now+delay)
 	m.endClaimLease(t.lease)
 	return nil
@@ -374,6 +381,11 @@ func (m *Machine) retry(t task, msg string, readyAt int64) {
 		t.state, t.readyAt = taskWaiting, readyAt
 	}
 	m.setTask(t, prev, true)
+	if t.state == taskDead {
+		m.recordTask(t, api.HistoryDead, true)
+	} else {
+		m.recordTask(t, api.HistoryRetried, true)
+	}
 }
 
 // endClaimLease revokes a claim's lease once its task left the claim
@@ -413,6 +425,7 @@ func (m *Machine) applyRequeue(c *command) *applyError {
 	prev := t
 	t.state, t.attempt, t.readyAt = taskWaiting, 0, now
 	m.setTask(t, prev, true)
+	m.recordTask(t, api.HistoryRetried, false)
 	return nil
 }
 

@@ -24,6 +24,8 @@ type queueRig struct {
 	t     *testing.T
 	m     *Machine
 	index uint64
+	// history marks the commands as Store does (withHistory).
+	history bool
 }
 
 func newQueueRig(t *testing.T, opts ...Option) *queueRig {
@@ -32,6 +34,9 @@ func newQueueRig(t *testing.T, opts ...Option) *queueRig {
 
 func (r *queueRig) apply(c command) Result {
 	r.t.Helper()
+	if r.history {
+		c = withHistory(c)
+	}
 	r.index++
 	return r.m.Apply(r.index, mustCmd(r.t, c)).(Result)
 }

@@ -155,6 +155,9 @@ func (s *Store) PutIf(ctx context.Context, key string, value []byte, cond Cond) 
 	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
+	if err := checkHistoryWrite(key); err != nil {
+		return 0, err
+	}
 	if err := checkValue(value, s.machine.maxValueBytes); err != nil {
 		return 0, err
 	}
@@ -202,6 +205,9 @@ func (s *Store) Batch(ctx context.Context, ops []Op) (int64, error) {
 		switch o.Type {
 		case OpPut:
 			if err := checkValue(o.Value, s.machine.maxValueBytes); err != nil {
+				return 0, err
+			}
+			if err := checkHistoryWrite(o.Key); err != nil {
 				return 0, err
 			}
 			t.Op, t.Value = opPut, o.Value
@@ -262,7 +268,7 @@ func (s *Store) write(ctx context.Context, c command) (int64, error) {
 		}
 		c.FenceLock, c.FenceToken = f.Lock, f.Token
 	}
-	b, err := encodeCommand(c)
+	b, err := encodeCommand(withHistory(c))
 	if err != nil {
 		return 0, err
 	}

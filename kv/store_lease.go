@@ -31,6 +31,9 @@ func (s *Store) PutWith(ctx context.Context, key string, value []byte, o PutOpti
 	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
+	if err := checkHistoryWrite(key); err != nil {
+		return 0, err
+	}
 	if err := checkValue(value, s.machine.maxValueBytes); err != nil {
 		return 0, err
 	}

@@ -167,7 +167,7 @@ func (s *Store) Claim(ctx context.Context, queue, worker string, ttl, wait time.
 
 // claim proposes c, a claim, and returns what it got.
 func (s *Store) claim(ctx context.Context, c command) (Claim, error) {
-	b, err := encodeCommand(c)
+	b, err := encodeCommand(withHistory(c))
 	if err != nil {
 		return Claim{}, err
 	}

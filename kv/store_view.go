@@ -26,7 +26,7 @@ func (m *Machine) View() *View {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return &View{
-		Revision: m.revision, AppliedIndex: m.applied, Keys: m.items.Len(),
+		Revision: m.revision, AppliedIndex: m.applied, Keys: m.keysRead(),
 		snap: m.snapshotLocked(),
 	}
 }

@@ -150,11 +150,23 @@ func (m *Machine) applyWorkflow(c *command) *applyError {
 	if err := checkValue(value, m.maxValueBytes); err != nil {
 		return err
 	}
-	if !exists && m.items.Len() >= m.maxKeys {
+	if !exists && m.keyCount() >= m.maxKeys {
 		return m.full(key)
 	}
 	m.revision++
-	m.publish(Event{Type: EventPut, Item: m.put(key, value, 0, cur, exists)})
+	evs := []Event{{Type: EventPut, Item: m.put(key, value, 0, cur, exists)}}
+	ev := WorkflowEvent{Type: api.HistoryUpdated}
+	switch c.Op {
+	case opWorkflowStart:
+		ev.Type = api.HistoryStarted
+	case opWorkflowStop:
+		ev.Type = api.HistoryStopped
+	}
+	if c.At != 0 {
+		ev.Time = api.HistoryTime(c.At)
+	}
+	// The event shares the command's revision: one change, seen together.
+	m.publish(m.appendHistory(c.Key, ev, false, evs)...)
 	return nil
 }
 
@@ -186,7 +198,7 @@ func (m *Machine) applyNode(c *command) *applyError {
 	if err := checkValue(value, m.maxValueBytes); err != nil {
 		return err
 	}
-	if !exists && m.items.Len() >= m.maxKeys {
+	if !exists && m.keyCount() >= m.maxKeys {
 		return m.full(key)
 	}
 	// A node registered with a lease (or a time to live of its own) is

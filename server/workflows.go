@@ -8,6 +8,7 @@ package server
 //	GET    /v1/workflows/{id}       the workflow (getWorkflowState)
 //	PATCH  /v1/workflows/{id}       {...fields}: UPDATE_STATE
 //	POST   /v1/workflows/{id}/stop  {...fields} or no body: STOP_WORKFLOW
+//	GET    /v1/workflows/{id}/history  its history (workflow_history.go)
 //	GET    /v1/nodes                {"nodes":[...],"revision":n}
 //	POST   /v1/nodes                {"id":"...", ...metadata}: REGISTER_NODE
 //	DELETE /v1/nodes/{id}           DEREGISTER_NODE
@@ -111,6 +112,9 @@ var workflowRegistry = registry{
 		"/": workflowRoute, // a trailing slash names the workflow too
 		"/stop": {allow: http.MethodPost, methods: map[string]entryHandler{
 			http.MethodPost: (*apiHandler).stopWorkflow,
+		}},
+		"/history": {allow: http.MethodGet, methods: map[string]entryHandler{
+			http.MethodGet: (*apiHandler).getWorkflowHistory,
 		}},
 	},
 }

@@ -116,3 +116,63 @@ func TestCLIQueue(t *testing.T) {
 	step(exitOK, "queue", "stats", "mail", "-o", "json")
 	tr.check("queue")
 }
+
+// historyTimes matches the times a workflow history event carries.
+var historyTimes = regexp.MustCompile(`[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z`)
+
+// TestCLIWorkflowHistory runs a workflow's step through a queue and reads
+// its history with workflow history, against
+// testdata/workflow_history.golden: the table, JSON, a page from a
+// revision, an unknown workflow (exit 3), bad flags (exit 2). Times and
+// epochs are normalised.
+func TestCLIWorkflowHistory(t *testing.T) {
+	tc := startTestCluster(t)
+	tr := newTranscript(t, tc)
+	norm := func(s string) string {
+		s = historyTimes.ReplaceAllString(s, "<time>")
+		s = queueNumbers.ReplaceAllStringFunc(s, func(m string) string {
+			if name, _, _ := strings.Cut(m, ":"); name == `"epoch"` {
+				return name + ": N"
+			}
+			return m
+		})
+		return realign(s, func(cells []string) {
+			if len(cells) == 8 && cells[5] != "-" && cells[5] != "EPOCH" { // history: REVISION TYPE TIME TASK ATTEMPT EPOCH ...
+				cells[5] = "N"
+			}
+		})
+	}
+	step := func(code int, args ...string) cliResult {
+		t.Helper()
+		tr.norm = norm
+		return tr.step(code, "", args...)
+	}
+	step(exitOK, "workflow", "start", "etl", "--data", `{"name":"nightly"}`)
+	tr.norm = normQueue
+	tr.step(exitOK, "", "queue", "push", "jobs", `{"step":1}`, "--id", "extract", "--workflow", "etl", "--max-attempts", "2")
+	var claim struct{ Epoch int64 }
+	tr.norm = normQueue
+	r := tr.step(exitOK, "", "queue", "claim", "jobs", "--worker", "w1", "-o", "json")
+	if err := json.Unmarshal([]byte(r.stdout), &claim); err != nil {
+		t.Fatal(err)
+	}
+	tr.repl = queueReplacer(tc, claim.Epoch)
+	step(exitOK, "queue", "fail", "jobs", "extract", epochArg(claim.Epoch), "--error", "disk full", "--retry-after", "0s")
+	tr.norm = normQueue
+	r = tr.step(exitOK, "", "queue", "claim", "jobs", "--worker", "w2", "-o", "json")
+	var claim2 struct{ Epoch int64 }
+	if err := json.Unmarshal([]byte(r.stdout), &claim2); err != nil {
+		t.Fatal(err)
+	}
+	tr.repl = queueReplacer(tc, claim.Epoch, claim2.Epoch)
+	step(exitOK, "queue", "complete", "jobs", "extract", epochArg(claim2.Epoch))
+	step(exitOK, "workflow", "update", "etl", "--data", `{"progress":100}`)
+	step(exitOK, "workflow", "stop", "etl")
+	step(exitOK, "workflow", "history", "etl")
+	step(exitOK, "workflow", "history", "etl", "--from-revision", "4", "--limit", "2", "-o", "json")
+	step(exitOK, "workflow", "history", "etl", "--from-revision", "4", "--limit", "2")
+	step(exitNotFound, "workflow", "history", "nope")
+	step(exitUsage, "workflow", "history", "etl", "--limit", "0")
+	step(exitUsage, "workflow", "history", "etl", "--from-revision", "-1")
+	tr.check("workflow_history")
+}
