@@ -52,7 +52,11 @@ func TestUpgradeFixtures(t *testing.T) {
 
 			t.Run("data", func(t *testing.T) {
 				addr := serveOne(t, bin, filepath.Join(root, "data"))
-				checkReads(t, addr, reads, nil)
+				// The node listens on new addresses and advertises them
+				// to the membership (a conf change) soon after it starts:
+				// whether a read sees the fixture's addresses or the new
+				// ones is a race.
+				checkReads(t, addr, reads, []string{"peerAddr", "httpAddr"})
 			})
 			t.Run("backup", func(t *testing.T) {
 				backupFile := filepath.Join(root, "backup.cnsbak")
