@@ -65,8 +65,12 @@ const (
 	OpScheduleList   Op = 52
 	OpScheduleDelete Op = 53
 
+	// Workflow history (55): its result is the body of
+	// GET /v1/workflows/{id}/history (docs/API.md "Workflow history").
+	OpWorkflowHistory Op = 55
+
 	// opLast is the highest operation this version knows.
-	opLast = OpScheduleDelete
+	opLast = OpWorkflowHistory
 )
 
 // Response kinds: the second element of a response.
@@ -149,46 +153,47 @@ type schema struct {
 }
 
 var schemas = [opLast + 1]schema{
-	OpPut:            {name: "put", args: []argKind{argKey, argValue, argReqID, argCond, argLease, argTTL, argFence}, required: 2, write: true, result: resultRevision},
-	OpGet:            {name: "get", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
-	OpDelete:         {name: "delete", args: []argKind{argKey, argReqID, argCond, argFence}, required: 1, write: true, result: resultRevision},
-	OpList:           {name: "list", args: []argKind{argPrefix, argConsistency}, result: resultList},
-	OpStatus:         {name: "status", result: resultStatus},
-	OpTxn:            {name: "batch", args: []argKind{argOps, argReqID, argFence}, required: 1, write: true, result: resultRevision},
-	OpWorkflowStart:  {name: "start workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
-	OpWorkflowStop:   {name: "stop workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
-	OpWorkflowUpdate: {name: "update workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 2, write: true, result: resultRevision},
-	OpWorkflowGet:    {name: "get workflow", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
-	OpWorkflowList:   {name: "list workflows", args: []argKind{argConsistency}, result: resultList},
-	OpNodeRegister:   {name: "register node", args: []argKind{argKey, argFields, argReqID, argFence, argLease, argTTL}, required: 1, write: true, result: resultRevision},
-	OpNodeDeregister: {name: "deregister node", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultRevision},
-	OpNodeList:       {name: "list nodes", args: []argKind{argConsistency}, result: resultList},
-	OpLeaseGrant:     {name: "grant lease", args: []argKind{argTTL, argLease, argReqID, argFence}, required: 1, write: true, result: resultLease},
-	OpLeaseRevoke:    {name: "revoke lease", args: []argKind{argLease, argReqID, argFence}, required: 1, write: true, result: resultRevision},
-	OpLeaseKeepAlive: {name: "keep lease alive", args: []argKind{argLease}, required: 1, renews: true, result: resultLease},
-	OpLeaseTTL:       {name: "lease time to live", args: []argKind{argLease}, required: 1, result: resultLease},
-	OpLeaseList:      {name: "list leases", args: []argKind{argConsistency}, result: resultLeases},
-	OpLockAcquire:    {name: "acquire lock", args: []argKind{argKey, argLease, argWait, argReqID, argFence}, required: 2, write: true, result: resultLock},
-	OpLockRelease:    {name: "release lock", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
-	OpLockGet:        {name: "get lock", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
-	OpCampaign:       {name: "campaign", args: []argKind{argKey, argLease, argFields, argWait, argReqID, argFence}, required: 2, write: true, result: resultLock},
-	OpProclaim:       {name: "proclaim", args: []argKind{argKey, argToken, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
-	OpResign:         {name: "resign", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
-	OpLeader:         {name: "election leader", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
-	OpQueueEnqueue:   {name: "enqueue task", args: []argKind{argKey, argValue, argReqID, argFence}, required: 2, write: true, result: resultJSON},
-	OpQueueClaim:     {name: "claim task", args: []argKind{argKey, argValue}, required: 2, write: true, result: resultJSON},
-	OpTaskHeartbeat:  {name: "heartbeat task", args: []argKind{argKey, argTask, argValue}, required: 3, renews: true, result: resultJSON},
-	OpTaskComplete:   {name: "complete task", args: []argKind{argKey, argTask, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
-	OpTaskFail:       {name: "fail task", args: []argKind{argKey, argTask, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
-	OpTaskRequeue:    {name: "requeue task", args: []argKind{argKey, argTask, argReqID, argFence}, required: 2, write: true, result: resultNone},
-	OpTaskGet:        {name: "get task", args: []argKind{argKey, argTask, argConsistency}, required: 2, result: resultJSON},
-	OpQueueStats:     {name: "queue stats", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
-	OpTaskList:       {name: "list tasks", args: []argKind{argKey, argFields, argConsistency}, required: 1, result: resultJSON},
-	OpSchedulePut:    {name: "put schedule", args: []argKind{argKey, argValue, argReqID, argFence}, required: 2, write: true, result: resultJSON},
-	OpScheduleGet:    {name: "get schedule", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
-	OpScheduleList:   {name: "list schedules", args: []argKind{argConsistency}, result: resultJSON},
-	OpScheduleDelete: {name: "delete schedule", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultJSON},
-	OpListPage:       {name: "list page", args: []argKind{argPrefix, argConsistency, argLimit, argStart, argRevision, argListMode}, result: resultPage},
+	OpPut:             {name: "put", args: []argKind{argKey, argValue, argReqID, argCond, argLease, argTTL, argFence}, required: 2, write: true, result: resultRevision},
+	OpGet:             {name: "get", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
+	OpDelete:          {name: "delete", args: []argKind{argKey, argReqID, argCond, argFence}, required: 1, write: true, result: resultRevision},
+	OpList:            {name: "list", args: []argKind{argPrefix, argConsistency}, result: resultList},
+	OpStatus:          {name: "status", result: resultStatus},
+	OpTxn:             {name: "batch", args: []argKind{argOps, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpWorkflowStart:   {name: "start workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpWorkflowStop:    {name: "stop workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpWorkflowUpdate:  {name: "update workflow", args: []argKind{argKey, argFields, argReqID, argFence}, required: 2, write: true, result: resultRevision},
+	OpWorkflowGet:     {name: "get workflow", args: []argKind{argKey, argConsistency}, required: 1, result: resultItem},
+	OpWorkflowList:    {name: "list workflows", args: []argKind{argConsistency}, result: resultList},
+	OpNodeRegister:    {name: "register node", args: []argKind{argKey, argFields, argReqID, argFence, argLease, argTTL}, required: 1, write: true, result: resultRevision},
+	OpNodeDeregister:  {name: "deregister node", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpNodeList:        {name: "list nodes", args: []argKind{argConsistency}, result: resultList},
+	OpLeaseGrant:      {name: "grant lease", args: []argKind{argTTL, argLease, argReqID, argFence}, required: 1, write: true, result: resultLease},
+	OpLeaseRevoke:     {name: "revoke lease", args: []argKind{argLease, argReqID, argFence}, required: 1, write: true, result: resultRevision},
+	OpLeaseKeepAlive:  {name: "keep lease alive", args: []argKind{argLease}, required: 1, renews: true, result: resultLease},
+	OpLeaseTTL:        {name: "lease time to live", args: []argKind{argLease}, required: 1, result: resultLease},
+	OpLeaseList:       {name: "list leases", args: []argKind{argConsistency}, result: resultLeases},
+	OpLockAcquire:     {name: "acquire lock", args: []argKind{argKey, argLease, argWait, argReqID, argFence}, required: 2, write: true, result: resultLock},
+	OpLockRelease:     {name: "release lock", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
+	OpLockGet:         {name: "get lock", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
+	OpCampaign:        {name: "campaign", args: []argKind{argKey, argLease, argFields, argWait, argReqID, argFence}, required: 2, write: true, result: resultLock},
+	OpProclaim:        {name: "proclaim", args: []argKind{argKey, argToken, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
+	OpResign:          {name: "resign", args: []argKind{argKey, argToken, argReqID, argFence}, required: 2, write: true, result: resultNone},
+	OpLeader:          {name: "election leader", args: []argKind{argKey, argConsistency}, required: 1, result: resultLock},
+	OpQueueEnqueue:    {name: "enqueue task", args: []argKind{argKey, argValue, argReqID, argFence}, required: 2, write: true, result: resultJSON},
+	OpQueueClaim:      {name: "claim task", args: []argKind{argKey, argValue}, required: 2, write: true, result: resultJSON},
+	OpTaskHeartbeat:   {name: "heartbeat task", args: []argKind{argKey, argTask, argValue}, required: 3, renews: true, result: resultJSON},
+	OpTaskComplete:    {name: "complete task", args: []argKind{argKey, argTask, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
+	OpTaskFail:        {name: "fail task", args: []argKind{argKey, argTask, argValue, argReqID, argFence}, required: 3, write: true, result: resultNone},
+	OpTaskRequeue:     {name: "requeue task", args: []argKind{argKey, argTask, argReqID, argFence}, required: 2, write: true, result: resultNone},
+	OpTaskGet:         {name: "get task", args: []argKind{argKey, argTask, argConsistency}, required: 2, result: resultJSON},
+	OpQueueStats:      {name: "queue stats", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
+	OpTaskList:        {name: "list tasks", args: []argKind{argKey, argFields, argConsistency}, required: 1, result: resultJSON},
+	OpSchedulePut:     {name: "put schedule", args: []argKind{argKey, argValue, argReqID, argFence}, required: 2, write: true, result: resultJSON},
+	OpScheduleGet:     {name: "get schedule", args: []argKind{argKey, argConsistency}, required: 1, result: resultJSON},
+	OpScheduleList:    {name: "list schedules", args: []argKind{argConsistency}, result: resultJSON},
+	OpScheduleDelete:  {name: "delete schedule", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultJSON},
+	OpWorkflowHistory: {name: "workflow history", args: []argKind{argKey, argRevision, argLimit, argConsistency}, required: 1, result: resultJSON},
+	OpListPage:        {name: "list page", args: []argKind{argPrefix, argConsistency, argLimit, argStart, argRevision, argListMode}, result: resultPage},
 }
 
 // Known reports whether this version of the protocol has op (the numbers

@@ -2,10 +2,8 @@ package client
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
-	"strconv"
 
 	"github.com/unrdf/consensus/api"
 )
@@ -109,8 +107,8 @@ func (c *Client) Nodes(ctx context.Context, opts ...ReadOption) ([]api.Node, int
 	return out, resp.revision, nil
 }
 
-// WorkflowHistory returns one page of workflow id's history (GET
-// /v1/workflows/{id}/history): the kept events from revision fromRevision
+// WorkflowHistory returns one page of workflow id's history (/v1/ws op
+// 55, as GET /v1/workflows/{id}/history answers it): the kept events from revision fromRevision
 // on (0: from the oldest kept), oldest first, at most
 // api.MaxWorkflowHistoryPage or WithLimit's n. When the page's More is
 // set, ask again from its last event's Revision + 1. An unknown workflow
@@ -125,17 +123,17 @@ func (c *Client) WorkflowHistory(ctx context.Context, id string, fromRevision in
 		return api.WorkflowHistory{}, fmt.Errorf("client: workflow %q history from revision %d: %w", id, fromRevision, api.ErrInvalidRevision)
 	}
 	o := readOpts(opts)
-	q := url.Values{"fromRevision": {strconv.FormatInt(fromRevision, 10)}}
+	req := &api.Request{Op: api.OpWorkflowHistory, Key: id, Revision: fromRevision, Consistency: o.consistency}
 	if o.limit > 0 {
-		q.Set("limit", strconv.Itoa(min(o.limit, api.MaxWorkflowHistoryPage)))
+		req.Limit = int64(min(o.limit, api.MaxWorkflowHistoryPage))
 	}
-	if o.consistency == api.Local {
-		q.Set("consistency", "local")
-	}
-	var page api.WorkflowHistory
-	err := c.httpCall(ctx, http.MethodGet, "/v1/workflows/"+url.PathEscape(id)+"/history?"+q.Encode(), nil, &page)
+	resp, err := c.doRequest(ctx, req)
 	if err != nil {
 		return api.WorkflowHistory{}, fmt.Errorf("client: workflow %q history: %w", id, err)
+	}
+	var page api.WorkflowHistory
+	if err := json.Unmarshal(resp.json, &page); err != nil {
+		return api.WorkflowHistory{}, fmt.Errorf("client: workflow %q history: decoding the answer: %w", id, err)
 	}
 	return page, nil
 }

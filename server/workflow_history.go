@@ -251,3 +251,39 @@ func (h *apiHandler) followHistory(s *historyStream, watcher *kv.Watcher, heartb
 		}
 	}
 }
+
+// wsWorkflowHistory answers /v1/ws op 55 as GET
+// /v1/workflows/{id}/history?fromRevision=&limit= answers: one page of
+// JSON (a stream is HTTP's alone).
+func (h *apiHandler) wsWorkflowHistory(ctx context.Context, req api.Request) (api.Response, *apiError) {
+	if msg := h.checkKey(req.Key); msg != "" || strings.Contains(req.Key, "/") {
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey,
+			message: "a workflow id is UTF-8 without control characters or \"/\", 1 byte or more: " + msg}
+	}
+	query := url.Values{}
+	if req.Revision > 0 {
+		query.Set("fromRevision", strconv.FormatInt(req.Revision, 10))
+	}
+	if req.Limit > 0 {
+		query.Set("limit", strconv.FormatInt(int64(req.Limit), 10))
+	}
+	if req.Consistency == api.Local {
+		query.Set("consistency", "local")
+	}
+	path := workflowsPath + "/" + url.PathEscape(req.Key) + "/history"
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, path+"?"+query.Encode(), nil)
+	if err != nil {
+		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: err.Error()}
+	}
+	var rec bufferedAnswer
+	h.getWorkflowHistory(&rec, r, query, req.Key)
+	if rec.status == http.StatusOK {
+		return api.Response{JSON: bytes.TrimSuffix(rec.body.Bytes(), []byte("\n"))}, nil
+	}
+	var eb errorBody
+	if err := json.Unmarshal(rec.body.Bytes(), &eb); err != nil || eb.Error.Code == "" {
+		return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
+			message: fmt.Sprintf("%s: status %d without an error body", req.Op, rec.status), unexpected: true}
+	}
+	return api.Response{}, &apiError{status: rec.status, code: eb.Error.Code, message: eb.Error.Message}
+}

@@ -109,6 +109,16 @@ func TestWorkflowHistoryJSON(t *testing.T) {
 	if !page.More || len(page.Events) != 2 || page.Events[0] != all.Events[1] || page.Events[1] != all.Events[2] {
 		t.Fatalf("page: %s", mustJSON(page))
 	}
+	// /v1/ws op 55 answers the same page.
+	w := dialWS(t, "ws://"+s.HTTPAddr()+wsPath)
+	r55 := w.call(1, api.OpWorkflowHistory, "w", all.Events[1].Revision, 2)
+	var wsPage api.WorkflowHistory
+	if b, _ := r55.result.([]byte); !r55.ok || json.Unmarshal(b, &wsPage) != nil || !wsPage.More || len(wsPage.Events) != 2 ||
+		wsPage.Events[0] != all.Events[1] || wsPage.Events[1] != all.Events[2] {
+		t.Fatalf("op 55: %+v", r55)
+	}
+	wantWSError(t, w.call(2, api.OpWorkflowHistory, "nope"), api.CodeWorkflowNotFound)
+	wantWSError(t, w.call(3, api.OpWorkflowHistory, "a/b"), api.CodeInvalidKey)
 	h.do(http.MethodGet, "/v1/workflows/nope/history", "", http.StatusNotFound)
 	for _, q := range []string{"?fromRevision=-1", "?fromRevision=x", "?limit=0", "?limit=1001", "?fromRevision=1&fromRevision=2"} {
 		h.do(http.MethodGet, "/v1/workflows/w/history"+q, "", http.StatusBadRequest)

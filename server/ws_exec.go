@@ -34,6 +34,9 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	if isScheduleOp(req.Op) {
 		return h.wsSchedule(connCtx, req)
 	}
+	if req.Op == api.OpWorkflowHistory {
+		return h.wsWorkflowHistory(connCtx, req)
+	}
 	// checkValue checks and compacts a JSON value as the body of a PUT.
 	checkValue := func(v []byte, what string) ([]byte, *apiError) {
 		if int64(len(v)) > h.opts.MaxBodyBytes {
