@@ -103,7 +103,14 @@ var metricNames = []string{
 
 func TestMetricsEndpoint(t *testing.T) {
 	const n = 40
-	c := newTestClusterWith(t, 3, func(cfg *consensus.Config) { cfg.SnapshotThreshold = 10 })
+	// The assertions hold only while one node leads throughout (no
+	// failed proposal, is_leader on the node written to): election
+	// timeouts of 1-2 s keep a loaded machine's stalls from electing
+	// another leader mid-test, which made it fail once.
+	c := newTestClusterWith(t, 3, func(cfg *consensus.Config) {
+		cfg.SnapshotThreshold = 10
+		cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax = time.Second, 2*time.Second
+	})
 	leader := c.waitLeader()
 	addr := c.servers[leader].HTTPAddr()
 	before := scrape(t, addr)
