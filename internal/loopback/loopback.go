@@ -7,9 +7,10 @@
 // other socket can take it in between, and the later bind fails with
 // "address already in use"; a process restarted on its old address after
 // kill -9 meets the same race. FreeAddr therefore picks ports below the
-// ephemeral range, which the kernel never hands out on its own: only
-// another caller picking the same port at random can collide, and a bind
-// that retries for a moment rides out a listener that is still closing.
+// ephemeral range, which the kernel never hands out on its own, and never
+// hands out one port twice in a process: only a caller in another process
+// picking the same port at random can collide, and a bind that retries
+// for a moment rides out a listener that is still closing.
 package loopback
 
 import (
@@ -32,6 +33,13 @@ const lowest = 10000
 var (
 	rangeOnce sync.Once
 	lo, hi    int // FreeAddr picks from [lo, hi); hi == 0 means :0
+
+	// given holds the ports FreeAddr has handed out in this process: it
+	// never hands one out twice, since its user may not have bound it yet
+	// (two random picks of one test's cluster came out equal once, and a
+	// node's bind failed).
+	givenMu sync.Mutex
+	given   = map[int]bool{}
 )
 
 // pickRange reads the ephemeral range and chooses the ports below it.
@@ -62,13 +70,20 @@ func FreeAddr() (string, error) {
 		defer ln.Close()
 		return ln.Addr().String(), nil
 	}
+	givenMu.Lock()
+	defer givenMu.Unlock()
 	for range 1000 {
-		addr := fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo))
+		port := lo + rand.IntN(hi-lo)
+		if given[port] {
+			continue
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue // in use: try another
 		}
 		ln.Close()
+		given[port] = true
 		return addr, nil
 	}
 	return "", fmt.Errorf("no free loopback port in [%d, %d)", lo, hi)
@@ -82,9 +97,16 @@ func ListenFree() (net.Listener, error) {
 	if hi == 0 {
 		return net.Listen("tcp", "127.0.0.1:0")
 	}
+	givenMu.Lock()
+	defer givenMu.Unlock()
 	for range 1000 {
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", lo+rand.IntN(hi-lo)))
+		port := lo + rand.IntN(hi-lo)
+		if given[port] {
+			continue // handed out by FreeAddr, perhaps not bound yet
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err == nil {
+			given[port] = true
 			return ln, nil
 		}
 	}
