@@ -32,10 +32,18 @@ function canBind(port) {
   });
 }
 
+// given holds the ports handed out in this process: one is never handed
+// out twice, since its node may not have bound it yet.
+const given = new Set();
+
 async function freeAddr() {
   for (let i = 0; i < 100; i++) {
     const port = 10000 + Math.floor(random() * 22000);
-    if (await canBind(port)) return `127.0.0.1:${port}`;
+    if (given.has(port)) continue;
+    if (await canBind(port)) {
+      given.add(port);
+      return `127.0.0.1:${port}`;
+    }
   }
   throw new Error('no free loopback port found');
 }
