@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/internal/testwait"
 )
 
@@ -266,23 +267,11 @@ func (u *upProc) wait(timeout time.Duration) int {
 // freePorts returns the first of n consecutive free loopback ports.
 func freePorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 50 {
-		base, _ := strconv.Atoi(portOf(t, freeAddr(t)))
-		ok := true
-		for i := range n {
-			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				ok = false
-				break
-			}
-			ln.Close()
-		}
-		if ok {
-			return base
-		}
+	base, err := loopback.FreePorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %d consecutive free ports", n)
-	return 0
+	return base
 }
 
 // runTryLines runs every command line up printed under "Try:" with sh,

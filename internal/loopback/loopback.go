@@ -89,6 +89,36 @@ func FreeAddr() (string, error) {
 	return "", fmt.Errorf("no free loopback port in [%d, %d)", lo, hi)
 }
 
+// FreePorts returns the first of n consecutive ports that were free a
+// moment ago, none handed out before in this process (as FreeAddr's).
+func FreePorts(n int) (int, error) {
+	rangeOnce.Do(pickRange)
+	if hi == 0 {
+		return 0, errors.New("no room below the ephemeral range for consecutive ports")
+	}
+	givenMu.Lock()
+	defer givenMu.Unlock()
+next:
+	for range 1000 {
+		base := lo + rand.IntN(hi-lo-n)
+		for p := base; p < base+n; p++ {
+			if given[p] {
+				continue next
+			}
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				continue next
+			}
+			ln.Close()
+		}
+		for p := base; p < base+n; p++ {
+			given[p] = true
+		}
+		return base, nil
+	}
+	return 0, fmt.Errorf("no %d consecutive free loopback ports in [%d, %d)", n, lo, hi)
+}
+
 // ListenFree listens on a port FreeAddr would give and keeps it: the
 // caller hands the listener to whoever serves on it, so no other socket
 // can take the port in between.

@@ -1,6 +1,7 @@
 package loopback
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -76,5 +77,32 @@ func TestFreeAddrNeverRepeats(t *testing.T) {
 			t.Fatalf("%s handed out twice, after %d ports", addr, i)
 		}
 		seen[addr] = true
+	}
+}
+
+// TestFreePortsAreConsecutiveAndNotGivenAgain: FreePorts's ports are free
+// and never handed out again by FreeAddr.
+func TestFreePortsAreConsecutiveAndNotGivenAgain(t *testing.T) {
+	base, err := FreePorts(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := base; p < base+3; p++ {
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			t.Fatalf("port %d of %d..%d: %v", p, base, base+2, err)
+		}
+		ln.Close()
+	}
+	for range 3000 {
+		a, err := FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for p := base; p < base+3; p++ {
+			if a == fmt.Sprintf("127.0.0.1:%d", p) {
+				t.Fatalf("FreeAddr handed out %s, one of FreePorts's", a)
+			}
+		}
 	}
 }
