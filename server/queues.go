@@ -420,9 +420,8 @@ type taskListArgs struct {
 }
 
 // wsQueue serves a /v1/ws queue operation through the HTTP handler of its
-// route (serveQueues), so that both transports check, forward (a
-// heartbeat, to the leader) and answer alike: the JSON argument is the
-// route's body, the answer its JSON (nil for a 204), an error its code.
+// route (serveQueues, wsThroughHTTP): the JSON argument is the route's
+// body.
 func (h *apiHandler) wsQueue(ctx context.Context, req api.Request) (api.Response, *apiError) {
 	base := queuesPath + "/" + url.PathEscape(req.Key)
 	task := base + "/tasks/" + url.PathEscape(req.Task)
@@ -470,13 +469,25 @@ func (h *apiHandler) wsQueue(ctx context.Context, req api.Request) (api.Response
 	if len(query) > 0 {
 		path += "?" + query.Encode()
 	}
-	r, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
+	return h.wsThroughHTTP(ctx, req, method, path, body, func(w http.ResponseWriter, r *http.Request) {
+		h.serveQueues(w, r, strings.TrimPrefix(r.URL.EscapedPath(), queuesPath))
+	})
+}
+
+// wsThroughHTTP serves a /v1/ws operation with an HTTP route's handler
+// (serve), so that both transports check, forward to the leader and
+// answer alike: the request carries the connection's authorization and
+// the operation's request id and fence as headers; the answer is the
+// route's JSON (nil for a 204), an error its code.
+func (h *apiHandler) wsThroughHTTP(ctx context.Context, req api.Request, method, target string, body []byte,
+	serve func(http.ResponseWriter, *http.Request)) (api.Response, *apiError) {
+	r, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
 		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: err.Error()}
 	}
 	r.ContentLength = int64(len(body))
 	if a := accessFrom(ctx).authorization; a != "" {
-		r.Header.Set("Authorization", a) // for a heartbeat forwarded to the leader
+		r.Header.Set("Authorization", a) // for a request forwarded to the leader
 	}
 	if req.ReqID.Client != "" {
 		r.Header.Set(ClientIDHeader, req.ReqID.Client)
@@ -486,7 +497,7 @@ func (h *apiHandler) wsQueue(ctx context.Context, req api.Request) (api.Response
 		r.Header.Set(FenceHeader, req.Fence.Lock+":"+strconv.FormatInt(req.Fence.Token, 10))
 	}
 	var rec bufferedAnswer
-	h.serveQueues(&rec, r, strings.TrimPrefix(r.URL.EscapedPath(), queuesPath))
+	serve(&rec, r)
 	switch rec.status {
 	case http.StatusOK:
 		return api.Response{JSON: bytes.TrimSuffix(rec.body.Bytes(), []byte("\n"))}, nil
@@ -502,7 +513,7 @@ func (h *apiHandler) wsQueue(ctx context.Context, req api.Request) (api.Response
 }
 
 // bufferedAnswer is an http.ResponseWriter that keeps the answer, for
-// wsQueue.
+// wsThroughHTTP.
 type bufferedAnswer struct {
 	header http.Header
 	status int

@@ -1,13 +1,10 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/unrdf/consensus/api"
@@ -176,32 +173,9 @@ func (h *apiHandler) wsSchedule(ctx context.Context, req api.Request) (api.Respo
 	if req.Consistency == api.Local {
 		path += "?consistency=local"
 	}
-	r, err := http.NewRequestWithContext(ctx, method, path, bytes.NewReader(body))
-	if err != nil {
-		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: err.Error()}
-	}
-	r.ContentLength = int64(len(body))
-	if a := accessFrom(ctx).authorization; a != "" {
-		r.Header.Set("Authorization", a) // for a write forwarded to the leader
-	}
-	if req.ReqID.Client != "" {
-		r.Header.Set(ClientIDHeader, req.ReqID.Client)
-		r.Header.Set(RequestSeqHeader, strconv.FormatUint(req.ReqID.Seq, 10))
-	}
-	if req.Fence.Lock != "" {
-		r.Header.Set(FenceHeader, req.Fence.Lock+":"+strconv.FormatInt(req.Fence.Token, 10))
-	}
-	var rec bufferedAnswer
-	h.serveSchedules(&rec, r, strings.TrimPrefix(r.URL.EscapedPath(), schedulesPath))
-	if rec.status == http.StatusOK {
-		return api.Response{JSON: bytes.TrimSuffix(rec.body.Bytes(), []byte("\n"))}, nil
-	}
-	var eb errorBody
-	if err := json.Unmarshal(rec.body.Bytes(), &eb); err != nil || eb.Error.Code == "" {
-		return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
-			message: fmt.Sprintf("%s: status %d without an error body", req.Op, rec.status), unexpected: true}
-	}
-	return api.Response{}, &apiError{status: rec.status, code: eb.Error.Code, message: eb.Error.Message}
+	return h.wsThroughHTTP(ctx, req, method, path, body, func(w http.ResponseWriter, r *http.Request) {
+		h.serveSchedules(w, r, strings.TrimPrefix(r.URL.EscapedPath(), schedulesPath))
+	})
 }
 
 var _ ScheduleBackend = (*kv.Store)(nil)

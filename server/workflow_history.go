@@ -271,19 +271,7 @@ func (h *apiHandler) wsWorkflowHistory(ctx context.Context, req api.Request) (ap
 		query.Set("consistency", "local")
 	}
 	path := workflowsPath + "/" + url.PathEscape(req.Key) + "/history"
-	r, err := http.NewRequestWithContext(ctx, http.MethodGet, path+"?"+query.Encode(), nil)
-	if err != nil {
-		return api.Response{}, &apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: err.Error()}
-	}
-	var rec bufferedAnswer
-	h.getWorkflowHistory(&rec, r, query, req.Key)
-	if rec.status == http.StatusOK {
-		return api.Response{JSON: bytes.TrimSuffix(rec.body.Bytes(), []byte("\n"))}, nil
-	}
-	var eb errorBody
-	if err := json.Unmarshal(rec.body.Bytes(), &eb); err != nil || eb.Error.Code == "" {
-		return api.Response{}, &apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable,
-			message: fmt.Sprintf("%s: status %d without an error body", req.Op, rec.status), unexpected: true}
-	}
-	return api.Response{}, &apiError{status: rec.status, code: eb.Error.Code, message: eb.Error.Message}
+	return h.wsThroughHTTP(ctx, req, http.MethodGet, path+"?"+query.Encode(), nil, func(w http.ResponseWriter, r *http.Request) {
+		h.getWorkflowHistory(w, r, query, req.Key)
+	})
 }
