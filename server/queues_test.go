@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
@@ -210,22 +207,8 @@ func TestQueuesOverWS(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
 	follower := c.forwardingFollower(leader)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+c.https[follower]+wsPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ws.CloseNow() })
-	w := &wsTestConn{t: t, c: ws}
-	jsonOf := func(r wsTestResponse) []byte {
-		t.Helper()
-		if !r.ok {
-			t.Fatalf("answer %+v, want a result", r)
-		}
-		b, _ := r.result.([]byte)
-		return b
-	}
+	w := dialWS(t, "ws://"+c.https[follower]+wsPath)
+	jsonOf := func(r wsTestResponse) []byte { return wsJSON(t, r) }
 	var enq api.Enqueued
 	if err := json.Unmarshal(jsonOf(w.call(uint64(1), api.OpQueueEnqueue, "ws", []byte(`{"id":"a","data":[1,2]}`))), &enq); err != nil || enq.ID != "a" {
 		t.Fatalf("enqueue: %+v %v", enq, err)

@@ -1,15 +1,12 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/coder/websocket"
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/internal/testwait"
@@ -119,22 +116,8 @@ func TestSchedulesOverWS(t *testing.T) {
 	c := newTestCluster(t, 3)
 	leader := c.waitLeader()
 	follower := c.forwardingFollower(leader)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+c.https[follower]+wsPath, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ws.CloseNow() })
-	w := &wsTestConn{t: t, c: ws}
-	jsonOf := func(r wsTestResponse) []byte {
-		t.Helper()
-		if !r.ok {
-			t.Fatalf("answer %+v, want a result", r)
-		}
-		b, _ := r.result.([]byte)
-		return b
-	}
+	w := dialWS(t, "ws://"+c.https[follower]+wsPath)
+	jsonOf := func(r wsTestResponse) []byte { return wsJSON(t, r) }
 	var put api.SchedulePut
 	if err := json.Unmarshal(jsonOf(w.call(uint64(1), api.OpSchedulePut, "s1", []byte(`{"cron":"0 0 * * *","queue":"q","data":[1]}`))), &put); err != nil || put.ID != "s1" || put.Revision < 1 {
 		t.Fatalf("put: %+v %v", put, err)

@@ -111,11 +111,10 @@ func TestWorkflowHistoryJSON(t *testing.T) {
 	}
 	// /v1/ws op 55 answers the same page.
 	w := dialWS(t, "ws://"+s.HTTPAddr()+wsPath)
-	r55 := w.call(1, api.OpWorkflowHistory, "w", all.Events[1].Revision, 2)
 	var wsPage api.WorkflowHistory
-	if b, _ := r55.result.([]byte); !r55.ok || json.Unmarshal(b, &wsPage) != nil || !wsPage.More || len(wsPage.Events) != 2 ||
-		wsPage.Events[0] != all.Events[1] || wsPage.Events[1] != all.Events[2] {
-		t.Fatalf("op 55: %+v", r55)
+	if err := json.Unmarshal(wsJSON(t, w.call(1, api.OpWorkflowHistory, "w", all.Events[1].Revision, 2)), &wsPage); err != nil ||
+		!wsPage.More || len(wsPage.Events) != 2 || wsPage.Events[0] != all.Events[1] || wsPage.Events[1] != all.Events[2] {
+		t.Fatalf("op 55: %+v %v", wsPage, err)
 	}
 	wantWSError(t, w.call(2, api.OpWorkflowHistory, "nope"), api.CodeWorkflowNotFound)
 	wantWSError(t, w.call(3, api.OpWorkflowHistory, "a/b"), api.CodeInvalidKey)

@@ -59,6 +59,18 @@ func dialWS(t *testing.T, url string) *wsTestConn {
 	return &wsTestConn{t: t, c: c}
 }
 
+// wsJSON returns the JSON result of r, an answer of an operation whose
+// result is JSON (queues, schedules, workflow history), failing the test
+// if r is an error.
+func wsJSON(t *testing.T, r wsTestResponse) []byte {
+	t.Helper()
+	if !r.ok {
+		t.Fatalf("answer %+v, want a result", r)
+	}
+	b, _ := r.result.([]byte)
+	return b
+}
+
 // wsFrame encodes a request frame: [1, [request, ...]].
 func wsFrame(t testing.TB, reqs ...[]any) []byte {
 	t.Helper()
