@@ -80,9 +80,9 @@ func (h *apiHandler) parseListQuery(w http.ResponseWriter, r *http.Request) (lis
 		}
 	}
 	if v, given := vals["limit"]; given {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return bad(fmt.Sprintf("limit must be a whole number from 1 (at most %d are returned), not %q", kv.MaxListLimit, v))
+		n, msg := parseLimit(v)
+		if msg != "" {
+			return bad(msg)
 		}
 		q.opts.Limit = n
 	}
@@ -99,9 +99,9 @@ func (h *apiHandler) parseListQuery(w http.ResponseWriter, r *http.Request) (lis
 		q.opts.Start = v
 	}
 	if v, given := vals["revision"]; given {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 {
-			return bad(fmt.Sprintf("revision must be a revision a first page answered (at least 1), not %q", v))
+		n, msg := parsePageRevision(v)
+		if msg != "" {
+			return bad(msg)
 		}
 		q.opts.Revision = n
 	}
@@ -141,6 +141,25 @@ func (h *apiHandler) parseListQuery(w http.ResponseWriter, r *http.Request) (lis
 		}
 	}
 	return q, true
+}
+
+// parseLimit reads a page's ?limit=, or says why it is not one.
+func parseLimit(v string) (int, string) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Sprintf("limit must be a whole number from 1 (at most %d are returned), not %q", kv.MaxListLimit, v)
+	}
+	return n, ""
+}
+
+// parsePageRevision reads a later page's ?revision=, or says why it is
+// not one.
+func parsePageRevision(v string) (int64, string) {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 1 {
+		return 0, fmt.Sprintf("revision must be a revision a first page answered (at least 1), not %q", v)
+	}
+	return n, ""
 }
 
 func (h *apiHandler) serveList(w http.ResponseWriter, r *http.Request) {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -49,9 +48,9 @@ func (h *apiHandler) parseRegistryPaging(w http.ResponseWriter, query url.Values
 		paged = true
 		switch name {
 		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 {
-				return bad(api.CodeBadRequest, fmt.Sprintf("limit must be a whole number from 1 (at most %d are returned), not %q", kv.MaxListLimit, v))
+			n, msg := parseLimit(v)
+			if msg != "" {
+				return bad(api.CodeBadRequest, msg)
 			}
 			o.Limit = n
 		case "next":
@@ -63,9 +62,9 @@ func (h *apiHandler) parseRegistryPaging(w http.ResponseWriter, query url.Values
 			}
 			o.Start = prefix + v
 		case "revision":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				return bad(api.CodeBadRequest, fmt.Sprintf("revision must be a revision a first page answered (at least 1), not %q", v))
+			n, msg := parsePageRevision(v)
+			if msg != "" {
+				return bad(api.CodeBadRequest, msg)
 			}
 			o.Revision = n
 		}
