@@ -67,3 +67,8 @@ func (m *Machine) oldestReadyAge(queue string, now int64) *int64 {
 	age := max(0, now-since)
 	return &age
 }
+
+// FirstSchedules is Machine.FirstSchedules, read locally.
+func (s *Store) FirstSchedules(limit int) ([]ScheduleInfo, int) {
+	return s.machine.FirstSchedules(limit)
+}

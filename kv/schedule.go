@@ -299,6 +299,22 @@ func (m *Machine) Schedules() []ScheduleInfo {
 	return out
 }
 
+// FirstSchedules describes the first limit schedules by id, and returns
+// how many there are: a bounded read for a dashboard.
+func (m *Machine) FirstSchedules(limit int) ([]ScheduleInfo, int) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]ScheduleInfo, 0, min(limit, m.schedules.Len()))
+	m.schedules.Ascend(func(s schedule) bool {
+		if len(out) == limit {
+			return false
+		}
+		out = append(out, s.info())
+		return true
+	})
+	return out, m.schedules.Len()
+}
+
 // dueFire is a schedule whose next tick is due.
 type dueFire struct {
 	id   string

@@ -3,8 +3,6 @@ package server
 // The queues and schedules of GET /v1/overview.
 
 import (
-	"context"
-
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -33,9 +31,9 @@ const overviewSchedules = 50
 // OverviewScheduleBackend is implemented by a Backend that serves
 // schedules (kv.Store); /v1/overview leaves schedules out without it.
 type OverviewScheduleBackend interface {
-	// Schedules returns every schedule, by id (at most
-	// kv.DefaultMaxSchedules of them).
-	Schedules(ctx context.Context, c kv.Consistency) ([]kv.ScheduleInfo, error)
+	// FirstSchedules returns the first limit schedules by id and how
+	// many there are: local reads.
+	FirstSchedules(limit int) ([]kv.ScheduleInfo, int)
 }
 
 // SchedulesOverview is the schedules of an overview: the first 50 by id,
@@ -47,20 +45,16 @@ type SchedulesOverview struct {
 
 // overviewQueuesOf reads the queues and schedules into o when the backend
 // has them: local reads.
-func (h *apiHandler) overviewQueuesOf(ctx context.Context, o *Overview) error {
+func (h *apiHandler) overviewQueuesOf(o *Overview) {
 	if qb, ok := h.backend.(OverviewQueueBackend); ok {
 		items, total := qb.QueueOverviews(overviewQueues)
 		o.Queues = &QueuesOverview{Total: total, Items: items}
 	}
 	if sb, ok := h.backend.(OverviewScheduleBackend); ok {
-		all, err := sb.Schedules(ctx, kv.Local)
-		if err != nil {
-			return err
+		items, total := sb.FirstSchedules(overviewSchedules)
+		for i := range items {
+			items[i].Data = nil // the payloads are not the dashboard's
 		}
-		o.Schedules = &SchedulesOverview{Total: len(all), Items: all[:min(len(all), overviewSchedules)]}
-		for i := range o.Schedules.Items {
-			o.Schedules.Items[i].Data = nil // the payloads are not the dashboard's
-		}
+		o.Schedules = &SchedulesOverview{Total: total, Items: items}
 	}
-	return nil
 }
