@@ -162,12 +162,12 @@ func (h *apiHandler) serveQueues(w http.ResponseWriter, r *http.Request, rest st
 // whose clock ran ahead would otherwise make tasks ready early). Without
 // a known leader the answer is 503 no_leader, which a client retries.
 func (h *apiHandler) forwardQueueWrite(w http.ResponseWriter, r *http.Request, emptyOK bool) bool {
-	lb, ok := h.backend.(interface{ IsLeader() bool })
-	if !ok || h.opts.Membership == nil || r.Header.Get(forwardedHeader) != "" || lb.IsLeader() {
+	if !h.mustForward(r) {
 		return false
 	}
 	var body []byte
 	if !emptyOK || r.ContentLength != 0 {
+		var ok bool
 		if body, ok = h.readValue(w, r); !ok {
 			return true
 		}
@@ -177,14 +177,29 @@ func (h *apiHandler) forwardQueueWrite(w http.ResponseWriter, r *http.Request, e
 		WaitMs int64 `json:"waitMs"`
 	}
 	_ = json.Unmarshal(body, &wait)
-	ctx, cancel := context.WithTimeout(r.Context(), time.Duration(min(max(wait.WaitMs, 0), MaxLockWait.Milliseconds()))*time.Millisecond+h.opts.RequestTimeout)
+	h.forwardAsIs(w, r, http.MethodPost, body, time.Duration(min(max(wait.WaitMs, 0), MaxLockWait.Milliseconds()))*time.Millisecond, "a queue write")
+	return true
+}
+
+// mustForward reports whether r is for the leader and this node does not
+// lead: a request not forwarded already, on a node that knows its
+// members.
+func (h *apiHandler) mustForward(r *http.Request) bool {
+	lb, ok := h.backend.(interface{ IsLeader() bool })
+	return ok && h.opts.Membership != nil && r.Header.Get(forwardedHeader) == "" && !lb.IsLeader()
+}
+
+// forwardAsIs sends r's path and query, with method and body, to the
+// leader and answers with the leader's answer, waiting for it the request
+// timeout plus wait; what names it in errors.
+func (h *apiHandler) forwardAsIs(w http.ResponseWriter, r *http.Request, method string, body []byte, wait time.Duration, what string) {
+	ctx, cancel := context.WithTimeout(r.Context(), wait+h.opts.RequestTimeout)
 	defer cancel()
 	target := r.URL.EscapedPath()
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}
-	h.forwardToLeader(ctx, w, r, http.MethodPost, target, body, "a queue write")
-	return true
+	h.forwardToLeader(ctx, w, r, method, target, body, what)
 }
 
 // forwardQueueRead sends a linearizable queue read (a task, a list, the
@@ -195,21 +210,14 @@ func (h *apiHandler) forwardQueueWrite(w http.ResponseWriter, r *http.Request, e
 // own clock runs ahead. A ?consistency=local read is answered here, by
 // this node's clock.
 func (h *apiHandler) forwardQueueRead(w http.ResponseWriter, r *http.Request, query url.Values) bool {
-	lb, ok := h.backend.(interface{ IsLeader() bool })
-	if !ok || h.opts.Membership == nil || r.Header.Get(forwardedHeader) != "" || query.Get("consistency") == "local" || lb.IsLeader() {
+	if query.Get("consistency") == "local" || !h.mustForward(r) {
 		return false
 	}
 	if _, ok := parseConsistency(w, query); !ok {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	defer cancel()
-	target := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery
-	}
 	w.Header().Set(ConsistencyHeader, kv.Linearizable.String())
-	h.forwardToLeader(ctx, w, r, http.MethodGet, target, nil, "a queue read")
+	h.forwardAsIs(w, r, http.MethodGet, nil, 0, "a queue read") // a HEAD's headers are the GET's
 	return true
 }
 

@@ -100,23 +100,17 @@ func (h *apiHandler) serveSchedules(w http.ResponseWriter, r *http.Request, rest
 // the put's time, from which the schedule's ticks start, is the leader's
 // clock. It reports whether it answered r.
 func (h *apiHandler) forwardScheduleWrite(w http.ResponseWriter, r *http.Request) bool {
-	lb, ok := h.backend.(interface{ IsLeader() bool })
-	if !ok || h.opts.Membership == nil || r.Header.Get(forwardedHeader) != "" || lb.IsLeader() {
+	if !h.mustForward(r) {
 		return false
 	}
 	var body []byte
 	if r.Method == http.MethodPut {
+		var ok bool
 		if body, ok = h.readValue(w, r); !ok {
 			return true
 		}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	defer cancel()
-	target := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery
-	}
-	h.forwardToLeader(ctx, w, r, r.Method, target, body, "a schedule write")
+	h.forwardAsIs(w, r, r.Method, body, 0, "a schedule write")
 	return true
 }
 
