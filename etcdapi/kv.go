@@ -66,7 +66,20 @@ func rangeResponse(r *pb.RangeRequest, items []kv.Item) *pb.RangeResponse {
 	if r.CountOnly {
 		return resp
 	}
-	kept := items[:0:0]
+	kept, more := rangeSelect(r, items)
+	resp.More = more
+	resp.Kvs = make([]*mvccpb.KeyValue, len(kept))
+	for i := range kept {
+		resp.Kvs[i] = keyValue(kept[i], r.KeysOnly)
+	}
+	return resp
+}
+
+// rangeSelect returns the items of items (the keys in r's range in key
+// order) that r's revision filters keep, in r's order, cut at r's limit,
+// and whether the limit cut any.
+func rangeSelect(r *pb.RangeRequest, items []kv.Item) (kept []kv.Item, more bool) {
+	kept = items[:0:0]
 	for _, it := range items {
 		switch {
 		case r.MinModRevision > 0 && it.Revision < r.MinModRevision,
@@ -102,14 +115,9 @@ func rangeResponse(r *pb.RangeRequest, items []kv.Item) *pb.RangeResponse {
 		slices.SortStableFunc(kept, less)
 	}
 	if r.Limit > 0 && int64(len(kept)) > r.Limit {
-		kept = kept[:r.Limit]
-		resp.More = true
+		kept, more = kept[:r.Limit], true
 	}
-	resp.Kvs = make([]*mvccpb.KeyValue, len(kept))
-	for i := range kept {
-		resp.Kvs[i] = keyValue(kept[i], r.KeysOnly)
-	}
-	return resp
+	return kept, more
 }
 
 // keyValue is it as etcd shows it.
