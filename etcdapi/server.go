@@ -71,6 +71,10 @@ type Config struct {
 	// (server's divergence check): Maintenance.Alarm shows a diverged
 	// member as etcd's CORRUPT alarm.
 	Alarms func() []api.Alarm
+	// Backup, if set, writes a backup file (package backup) of the state
+	// at a linearizable point to w: Maintenance.Snapshot serves it in
+	// etcd's snapshot envelope. Unset, Snapshot is Unimplemented.
+	Backup func(ctx context.Context, w io.Writer) error
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -68,23 +69,12 @@ func (h *apiHandler) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.backups.release()
-	ctx, cancel := context.WithTimeout(r.Context(), h.opts.RequestTimeout)
-	view, err := sb.View(ctx)
-	cancel()
+	view, meta, err := h.backupView(r.Context(), sb)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
 	defer view.Release()
-	st := h.backend.Status()
-	meta := backup.Metadata{
-		Node: st.NodeID, Revision: view.Revision, AppliedIndex: view.AppliedIndex,
-		RaftTerm: st.Term, CommitIndex: st.CommitIndex, Keys: int64(view.Keys),
-		Created: time.Now().UTC(),
-	}
-	if h.opts.Membership != nil {
-		meta.ClusterID = h.opts.Membership.ClusterID()
-	}
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="consensus-%d.backup"`, view.Revision))
 	w.Header().Set("X-Consensus-Revision", strconv.FormatInt(view.Revision, 10))
 	w.WriteHeader(http.StatusOK)
@@ -96,4 +86,51 @@ func (h *apiHandler) serveSnapshot(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	h.log.Info("snapshot streamed", "revision", view.Revision, "keys", view.Keys, "bytes", sum.Size, "checksum", sum.ChecksumString())
+}
+
+// backupView captures the state at a linearizable point, waiting at most
+// the request timeout for it, and describes it as a backup's metadata.
+// The caller releases the view.
+func (h *apiHandler) backupView(ctx context.Context, sb SnapshotBackend) (*kv.View, backup.Metadata, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	view, err := sb.View(ctx)
+	cancel()
+	if err != nil {
+		return nil, backup.Metadata{}, err
+	}
+	st := h.backend.Status()
+	meta := backup.Metadata{
+		Node: st.NodeID, Revision: view.Revision, AppliedIndex: view.AppliedIndex,
+		RaftTerm: st.Term, CommitIndex: st.CommitIndex, Keys: int64(view.Keys),
+		Created: time.Now().UTC(),
+	}
+	if h.opts.Membership != nil {
+		meta.ClusterID = h.opts.Membership.ClusterID()
+	}
+	return view, meta, nil
+}
+
+// writeBackup writes a backup file of the state at a linearizable point
+// to w, within the same bound on concurrent backups as GET /v1/snapshot:
+// the backup etcd's Maintenance.Snapshot serves.
+func (h *apiHandler) writeBackup(ctx context.Context, w io.Writer) error {
+	sb, ok := h.backend.(SnapshotBackend)
+	if !ok {
+		return fmt.Errorf("this server does not serve snapshots: %w", api.ErrUnavailable)
+	}
+	if !h.backups.acquire() {
+		return fmt.Errorf("%d snapshots are being streamed already; retry shortly: %w", maxConcurrentBackups, api.ErrUnavailable)
+	}
+	defer h.backups.release()
+	view, meta, err := h.backupView(ctx, sb)
+	if err != nil {
+		return err
+	}
+	defer view.Release()
+	sum, err := backup.Write(w, meta, view)
+	if err != nil {
+		return err
+	}
+	h.log.Info("snapshot streamed through etcd's API", "revision", view.Revision, "keys", view.Keys, "bytes", sum.Size, "checksum", sum.ChecksumString())
+	return nil
 }

@@ -36,6 +36,7 @@ func (s *Server) startEtcd(cfg *Config) error {
 		TLS:       cfg.HTTPTLS,
 		ClientURL: scheme + ln.Addr().String(),
 		Alarms:    s.api.alarms,
+		Backup:    s.api.writeBackup,
 		Logger:    s.log.With("part", "etcd"),
 	}
 	if t := s.api.opts.Tokens; t != nil {

@@ -205,7 +205,21 @@ func verifyFile(name string) (backup.Metadata, backup.Summary, error) {
 		return backup.Metadata{}, backup.Summary{}, err
 	}
 	defer f.Close()
-	return backup.Verify(f)
+	r, err := unwrapBackup(f)
+	if err != nil {
+		return backup.Metadata{}, backup.Summary{}, err
+	}
+	return backup.Verify(r)
+}
+
+// unwrapBackup returns the backup f holds, out of etcd's snapshot envelope
+// if `etcdctl snapshot save` wrote it (backup.Unwrap).
+func unwrapBackup(f *os.File) (*io.SectionReader, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return backup.Unwrap(f, fi.Size())
 }
 
 func syncParent(file string) error {
@@ -287,7 +301,11 @@ consensus serve --id ID --data DIR --peers (the same) --listen ... --http ...`,
 				return failuref("snapshot restore: %v", err)
 			}
 			defer f.Close()
-			res, err := backup.Restore(f, backup.RestoreOptions{DataDir: dataDir, ID: id, Peers: peerMap})
+			r, err := unwrapBackup(f)
+			if err != nil {
+				return failuref("snapshot restore: %v", err)
+			}
+			res, err := backup.Restore(r, backup.RestoreOptions{DataDir: dataDir, ID: id, Peers: peerMap})
 			if err != nil {
 				return failuref("snapshot restore: %s: %v", file, err)
 			}

@@ -190,12 +190,33 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 		t.Fatalf("status: exit %d: %s %s", code, stdout.String(), stderr.String())
 	}
 
-	// A damaged copy is refused by status and restore; no directory left.
-	damaged := filepath.Join(root, "damaged.snap")
+	// The same backup in etcd's snapshot envelope (as `etcdctl snapshot
+	// save` keeps it from Maintenance.Snapshot) is read as well: status
+	// here, and r2 below is restored from it.
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
+	wrapped := filepath.Join(root, "etcdctl.snap")
+	var env bytes.Buffer
+	ew := backup.NewEtcdWriter(&env)
+	if _, err := ew.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := ew.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wrapped, env.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	if code := snapshotRun([]string{"status", wrapped}, &stdout, &stderr); code != 0 ||
+		!strings.Contains(stdout.String(), fmt.Sprintf("revision:      %d\n", R)) {
+		t.Fatalf("status of the etcd envelope: exit %d: %s %s", code, stdout.String(), stderr.String())
+	}
+
+	// A damaged copy is refused by status and restore; no directory left.
+	damaged := filepath.Join(root, "damaged.snap")
 	b[len(b)/2] ^= 0x04
 	if err := os.WriteFile(damaged, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -231,7 +252,11 @@ func TestSnapshotSaveRestoreUnderWrites(t *testing.T) {
 		for _, id := range newIDs {
 			stdout.Reset()
 			stderr.Reset()
-			code := snapshotRun([]string{"restore", file, "--data", filepath.Join(newRoot, id), "--id", id,
+			from := file
+			if id == "r2" {
+				from = wrapped
+			}
+			code := snapshotRun([]string{"restore", from, "--data", filepath.Join(newRoot, id), "--id", id,
 				"--peers", strings.Join(list, ",")}, &stdout, &stderr)
 			if code != 0 {
 				t.Fatalf("restore %s: exit %d: %s", id, code, stderr.String())
