@@ -162,6 +162,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON report on stdout instead of a table")
 	keepAliveStream := fs.Bool("keepalive-stream", false, "keepalive workload: each contender sends its keepalives over one LeaseKeepAlive stream of its own (as clientv3's KeepAlive does; reported as protocol grpc-stream) instead of calling KeepAliveOnce")
 	cpuPids := fs.String("cpu-pids", "", "`name=pid,...` of etcd's processes: also report, per cell, their CPU time per operation and this process's")
+	watchers := fs.Int("watchers", 0, "while the workloads run, follow bench/ with `N` clientv3 watches and report the delivery lag of probe writes")
+	perStream := fs.Int("watches-per-stream", defaultWatchesPerStream, "with --watchers: watches per client (one gRPC connection and Watch stream each); the clients are spread over --endpoints")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -177,6 +179,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil && *keepAliveStream && (len(o.Workloads) != 1 || o.Workloads[0] != bench.KeepAlive) {
 		err = errors.New("--keepalive-stream: only with --workloads keepalive")
+	}
+	if err == nil {
+		err = checkWatchFlags(*watchers, *perStream)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "etcd run:", err)
@@ -212,14 +217,33 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bench.WriteHeader(text)
 	reaper := newReaper(cli)
 	defer reaper.close()
+	var fanout *watchFanout
+	if *watchers > 0 {
+		if fanout, err = startWatchFanout(ctx, eps, *watchers, *perStream); err != nil {
+			fmt.Fprintln(stderr, "etcd run:", err)
+			return 1
+		}
+	}
 	results, err := bench.Suite(ctx, driver{cli: cli, keepAliveStream: *keepAliveStream, reaper: reaper}, o, "etcd", protocol, progress, func(r bench.Result) {
 		clear()
 		bench.WriteRow(text, r)
 	})
+	for i := range results {
+		results[i].Nodes, results[i].Watchers = len(eps), *watchers
+	}
+	report := bench.Report{System: "etcd", Version: version, Results: results}
+	if fanout != nil {
+		wr, probeErr := fanout.stop()
+		writeWatchReport(text, wr)
+		report.Watch = &wr
+		if err == nil && probeErr != nil {
+			err = fmt.Errorf("watchers: %w", probeErr)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if encErr := enc.Encode(bench.Report{System: "etcd", Version: version, Results: results}); encErr != nil {
+		if encErr := enc.Encode(report); encErr != nil {
 			err = errors.Join(err, encErr)
 		}
 	}
