@@ -167,7 +167,9 @@ func writeCurves(w io.Writer, etcd, ours bench.Report, etcdWatches, oursWatches 
 			continue
 		}
 		ratio := "-"
-		if aok && bok && a != 0 && (!row.measure.latency() || a > 0) {
+		// A lag from the ack can be negative (a watcher beat the
+		// writer): no ratio then.
+		if aok && bok && a > 0 && (!row.measure.latency() || b > 0) {
 			ratio = fmt.Sprintf("%.2fx", b/a)
 		}
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf(format, row.label, at, bt, ratio), " \n"))
