@@ -41,7 +41,9 @@ type WatchReport struct {
 	// from before it was counted.
 	Streams int `json:"streams,omitempty"`
 	// Probes is the number of probe writes acknowledged; Delivered is the
-	// probe events read by all the watchers (at most Probes*Watchers).
+	// probe events read by all the watchers: Probes*Watchers when every
+	// watcher read every probe, more when probes whose writer saw an
+	// error (a timeout) were applied all the same.
 	Probes    int   `json:"probes"`
 	Delivered int64 `json:"delivered"`
 	// Lag is the delivery lag from a probe's write being sent to its

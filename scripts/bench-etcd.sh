@@ -228,6 +228,8 @@ memory_consensus() {
 # Each system's 3-node and 5-node clusters are started fresh.
 CURVES_WATCHES_PER_STREAM=${CURVES_WATCHES_PER_STREAM:-1000}
 curves_cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --json)
+# Each curves cell also carries the CPU time per operation of the nodes and
+# of the load generator (--cpu-pids), to tell where a bend's time goes.
 # curves_run FILE CMD...: runs one measurement into FILE; a failure (say,
 # a probe write timing out under 10,000 watchers) is noted and the set
 # goes on, the report it printed kept.
@@ -247,30 +249,30 @@ curves_etcd() {
   echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): curves on 3 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   for size in 100 10000 1000000; do
     echo "bench-etcd: etcd: writes of $size B, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    curves_run "$OUT/etcd-curves-size$size.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency "$([ "$size" = 100 ] && echo 1,16,64 || echo 16,64)" \
+    curves_run "$OUT/etcd-curves-size$size.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write --concurrency "$([ "$size" = 100 ] && echo 1,16,64 || echo 16,64)" \
       --value-size "$size" "${curves_cells[@]}"
   done
   echo "bench-etcd: etcd: writes and reads at c=1024, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  curves_run "$OUT/etcd-curves-c1024.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write,read --concurrency 1024 --value-size 100 "${curves_cells[@]}"
+  curves_run "$OUT/etcd-curves-c1024.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write,read --concurrency 1024 --value-size 100 "${curves_cells[@]}"
   for n in 1 1000 10000; do
     echo "bench-etcd: etcd: writes with $n watchers, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    curves_run "$OUT/etcd-curves-watch$n.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 64 --value-size 100 \
+    curves_run "$OUT/etcd-curves-watch$n.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write --concurrency 64 --value-size 100 \
       --watchers "$n" --watches-per-stream "$CURVES_WATCHES_PER_STREAM" "${curves_cells[@]}"
   done
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
   start_etcd 5
   echo "bench-etcd: etcd: writes on 5 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  curves_run "$OUT/etcd-curves-5nodes.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --workloads write --concurrency 1,64 --value-size 100 "${curves_cells[@]}"
+  curves_run "$OUT/etcd-curves-5nodes.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write --concurrency 1,64 --value-size 100 "${curves_cells[@]}"
   echo "bench-etcd: etcd curves done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT"/etcd/e[1-5]
 }
 
 # curves_start_consensus N starts an N-node `consensus up` (its etcd API
-# off) and sets endpoints.
+# off) and sets endpoints and cpu (n1=pid,...).
 curves_start_consensus() {
-  local n=$1 up deadline=$((SECONDS + 30)) i p
+  local n=$1 up deadline=$((SECONDS + 30)) i p id
   for p in $(seq "$PEER_PORT" $((PEER_PORT + n - 1))) $(seq "$HTTP_PORT" $((HTTP_PORT + n - 1))); do
     if port_busy "$p"; then echo "bench-etcd: port $p on 127.0.0.1 is in use; set PEER_PORT or HTTP_PORT" >&2; exit 1; fi
   done
@@ -279,31 +281,36 @@ curves_start_consensus() {
   up=$!
   pids+=("$up")
   until [ "$(pgrep -c -P "$up")" -ge "$n" ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+  cpu=""
+  for p in $(pgrep -P "$up"); do
+    id=$(tr '\0' '\n' <"/proc/$p/cmdline" | sed -n '/^--id$/{n;p;}')
+    [ -n "$id" ] && cpu+="${cpu:+,}$id=$p"
+  done
   endpoints=""
   for i in $(seq 0 $((n - 1))); do endpoints+="${endpoints:+,}127.0.0.1:$((HTTP_PORT + i))"; done
 }
 
 curves_consensus() {
-  local endpoints size n
+  local endpoints cpu size n
   curves_start_consensus 3
   echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): curves on 3 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   for size in 100 10000 1000000; do
     echo "bench-etcd: consensus: writes of $size B, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    curves_run "$OUT/ours-curves-size$size.json" "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency "$([ "$size" = 100 ] && echo 1,16,64 || echo 16,64)" \
+    curves_run "$OUT/ours-curves-size$size.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency "$([ "$size" = 100 ] && echo 1,16,64 || echo 16,64)" \
       --value-size "$size" "${curves_cells[@]}"
   done
   echo "bench-etcd: consensus: writes and reads at c=1024, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  curves_run "$OUT/ours-curves-c1024.json" "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write,read --concurrency 1024 --value-size 100 "${curves_cells[@]}"
+  curves_run "$OUT/ours-curves-c1024.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write,read --concurrency 1024 --value-size 100 "${curves_cells[@]}"
   for n in 1 1000 10000; do
     echo "bench-etcd: consensus: writes with $n watchers, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    curves_run "$OUT/ours-curves-watch$n.json" "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 64 --value-size 100 \
+    curves_run "$OUT/ours-curves-watch$n.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency 64 --value-size 100 \
       --watchers "$n" "${curves_cells[@]}"
   done
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
   curves_start_consensus 5
   echo "bench-etcd: consensus: writes on 5 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  curves_run "$OUT/ours-curves-5nodes.json" "$OUT/consensus" bench --endpoints "$endpoints" --protocol ws --workloads write --concurrency 1,64 --value-size 100 "${curves_cells[@]}"
+  curves_run "$OUT/ours-curves-5nodes.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency 1,64 --value-size 100 "${curves_cells[@]}"
   echo "bench-etcd: consensus curves done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"

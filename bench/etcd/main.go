@@ -4,7 +4,9 @@
 //
 //	etcd wait    --endpoints 127.0.0.1:2379,...            # until there is a leader
 //	etcd run     --endpoints ... [bench flags] [--json]    # measure etcd
+//	etcd run     ... --watchers N                           # and N watches of bench/: delivery lag
 //	etcd compare --etcd etcd.json --ours ours.json,...     # the side-by-side table
+//	etcd compare --table curves --etcd ... --ours ...      # value sizes, nodes, watchers, c=1024
 //	etcd fill    --endpoints ... --pids e1=PID,... --keys N  # memory after N keys
 //
 // scripts/bench-etcd.sh runs the whole comparison, against the etcd server
@@ -35,7 +37,7 @@ import (
 const usage = `Usage:
   etcd wait    --endpoints host:port,... [--timeout 30s]
   etcd run     --endpoints host:port,... [bench flags] [--json]
-  etcd compare --etcd report.json,... --ours report.json,...
+  etcd compare [--table targets|curves] --etcd report.json,... --ours report.json,...
   etcd fill    --endpoints host:port,... --pids name=pid,... [--data name=dir,...] [--keys N] [--value-size B] [--json]
 `
 
