@@ -22,9 +22,10 @@ import (
 // The --watchers mode: while the workloads run, N watchers follow the
 // workloads' prefix over GET /v1/watch (Server-Sent Events), and a probe
 // writer (bench.Prober) puts a timestamp under the same prefix every
-// bench.ProbeInterval; each watcher notes when each probe reaches it. Every write of the workloads
-// reaches every watcher, so this measures the cost of the fan-out to the
-// writes (the workload rows) and the delivery lag (the probes).
+// bench.ProbeInterval; each watcher notes when each probe reaches it.
+// Every write of the workloads reaches every watcher, so this measures the
+// cost of the fan-out to the writes (the workload rows) and the delivery
+// lag (the probes).
 
 const (
 	// watchPrefix is the prefix the watchers follow: every key bench
@@ -57,7 +58,10 @@ type watchFanout struct {
 	watchers []*benchWatcher
 	wg       sync.WaitGroup
 	prober   *bench.Prober
-	report   watchReport
+	// probeHTTP is the probe writer's transport, whose connection stop
+	// closes.
+	probeHTTP *http.Transport
+	report    watchReport
 }
 
 // benchWatcher is one SSE stream. Its fields are its goroutine's until
@@ -119,7 +123,8 @@ func startWatchFanout(ctx context.Context, target benchTarget, endpoints []strin
 			w.read(f.start)
 		}()
 	}
-	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, endpoints[0]))
+	f.probeHTTP = target.transport(1)
+	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, f.probeHTTP, endpoints[0]))
 	return f, nil
 }
 
@@ -207,9 +212,10 @@ func (w *benchWatcher) read(start time.Time) {
 }
 
 // probeWriter returns the probe writes of a Prober: a PUT of the time
-// sent, as a JSON number, to bench.ProbeKey on the leader, over HTTP.
-func probeWriter(target benchTarget, leader string) func(context.Context, time.Duration) error {
-	hc := &http.Client{Transport: target.transport(1)}
+// sent, as a JSON number, to bench.ProbeKey on the leader, over HTTP
+// through tr.
+func probeWriter(target benchTarget, tr *http.Transport, leader string) func(context.Context, time.Duration) error {
+	hc := &http.Client{Transport: tr}
 	return func(ctx context.Context, sent time.Duration) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target.url(leader, "/v1/kv/"+bench.ProbeKey),
 			strings.NewReader(strconv.FormatInt(int64(sent), 10)))
@@ -234,6 +240,7 @@ func probeWriter(target benchTarget, leader string) func(context.Context, time.D
 // last one, closes the streams and returns the figures.
 func (f *watchFanout) stop() (watchReport, error) {
 	acked, probeLat, probeErr := f.prober.Stop()
+	f.probeHTTP.CloseIdleConnections()
 	bench.WaitDelivered(len(f.watchers), func(i int) int64 { return f.watchers[i].delivered.Load() },
 		int64(len(acked)), watchDrainTimeout)
 	rep := f.report
