@@ -58,6 +58,11 @@ type Result struct {
 	Workload    Workload `json:"workload"`
 	Concurrency int      `json:"concurrency"`
 	ValueSize   int      `json:"valueSize"`
+	// Nodes is the size of the measured cluster and Watchers the number
+	// of watchers following the workloads' prefix while the cell ran;
+	// the runner sets them (0: not recorded, and no watchers).
+	Nodes    int `json:"nodes,omitempty"`
+	Watchers int `json:"watchers,omitempty"`
 	// Seconds is the measured time, from the end of the warm-up to the
 	// last operation's answer.
 	Seconds float64 `json:"seconds"`
@@ -89,6 +94,8 @@ type Report struct {
 	// Version is the measured system's version, when known.
 	Version string   `json:"version,omitempty"`
 	Results []Result `json:"results"`
+	// Watch is the watcher figures of a run with watchers.
+	Watch *WatchReport `json:"watch,omitempty"`
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of sorted by the

@@ -29,7 +29,10 @@
 # Environment: ETCD (build, the default, or debian: which etcd server, as
 # above), BENCH_SET (all, the default; kv: writes and reads only; coord:
 # leases and locks only; queue: task queues only; memory: instead of workloads, each node's RSS
-# after FILL_KEYS keys of 100 B, default 100000), BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
+# after FILL_KEYS keys of 100 B, default 100000; curves: instead, how cost
+# grows with value size, cluster size (a 5-node start of each system),
+# watchers and 1,024 clients, see curves_etcd below; not part of all),
+# BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
 # HTTP_PORT (first of three consensus ports each, default 28080, 29080),
@@ -49,8 +52,8 @@ ETCD=${ETCD:-build}
 BENCH_SET=${BENCH_SET:-all}
 FILL_KEYS=${FILL_KEYS:-100000}
 case "$BENCH_SET" in
-all | kv | coord | queue | memory) ;;
-*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord, queue or memory" >&2; exit 2 ;;
+all | kv | coord | queue | memory | curves) ;;
+*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord, queue, memory or curves" >&2; exit 2 ;;
 esac
 want() { [ "$BENCH_SET" = all ] || [ "$BENCH_SET" = "$1" ]; }
 mkdir -p "$OUT"
@@ -96,17 +99,17 @@ trap stop_all EXIT
 cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --value-size 100 --json)
 
 # ---- etcd ---------------------------------------------------------------
-# start_etcd starts the 3-node etcd and waits for a leader; it sets
-# endpoints, cpu (e1=pid,...) and datadirs (e1=dir,...).
+# start_etcd [N] starts an N-node etcd (default 3) and waits for a leader;
+# it sets endpoints, cpu (e1=pid,...) and datadirs (e1=dir,...).
 start_etcd() {
-  local cluster="" i client peer
+  local cluster="" i client peer n=${1:-3}
   endpoints="" cpu="" datadirs=""
-  for i in 1 2 3; do
+  for i in $(seq 1 "$n"); do
     peer=$((ETCD_PORT + 2 * i - 1))
     cluster+="${cluster:+,}e$i=http://127.0.0.1:$peer"
     endpoints+="${endpoints:+,}127.0.0.1:$((ETCD_PORT + 2 * i - 2))"
   done
-  for i in 1 2 3; do
+  for i in $(seq 1 "$n"); do
     client=$((ETCD_PORT + 2 * i - 2)) peer=$((ETCD_PORT + 2 * i - 1))
     mkdir -p "$OUT/etcd"
     # env -u: etcd reads ETCD_* variables as flags (and warns about ours).
@@ -213,6 +216,116 @@ memory_consensus() {
   "$OUT/consensus" bench --fill-keys "$FILL_KEYS" --value-size 100 "${keep[@]}" | tee "$OUT/ours-memory.txt"
 }
 
+# ---- curves (BENCH_SET=curves) -------------------------------------------
+# How each cost grows with the work (issue 18, item 3): on 3 nodes, writes
+# of 100 B, 10 KB and 1 MB values at c=16 and 64 (and c=1 at 100 B); writes
+# and linearizable reads at c=1024; writes at c=64 while 1, 1,000 and
+# 10,000 watchers follow bench/ (ours: one SSE stream each, spread over
+# the nodes, each from its own loopback address; etcd: clientv3 watches,
+# CURVES_WATCHES_PER_STREAM (default 1000) to a client, that is one gRPC
+# connection and Watch stream, the clients spread over the nodes), with
+# the delivery lag of probe writes; then on 5 nodes, writes at c=1 and 64.
+# Each system's 3-node and 5-node clusters are started fresh.
+CURVES_WATCHES_PER_STREAM=${CURVES_WATCHES_PER_STREAM:-1000}
+curves_cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --json)
+# Each curves cell also carries the CPU time per operation of the nodes and
+# of the load generator (--cpu-pids), to tell where a bend's time goes.
+# curves_run FILE CMD...: runs one measurement into FILE; a failure (say,
+# a probe write timing out under 10,000 watchers) is noted and the set
+# goes on, the report it printed kept.
+curves_run() {
+  local file=$1 rc=0
+  shift
+  "$@" >"$file" || rc=$?
+  [ "$rc" = 0 ] || echo "bench-etcd: $(basename "$file" .json): exit $rc (the report keeps what was measured)" >&2
+}
+
+curves_etcd() {
+  local endpoints cpu datadirs size n
+  for p in $(seq "$ETCD_PORT" $((ETCD_PORT + 9))); do
+    if port_busy "$p"; then echo "bench-etcd: port $p on 127.0.0.1 is in use; set ETCD_PORT" >&2; exit 1; fi
+  done
+  start_etcd 3
+  echo "bench-etcd: etcd $("$etcd_bin" --version | sed -n 's/^etcd Version: //p'): curves on 3 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  for size in 100 10000 1000000; do
+    echo "bench-etcd: etcd: writes of $size B, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    curves_run "$OUT/etcd-curves-size$size.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write --concurrency "$([ "$size" = 100 ] && echo 1,16,64 || echo 16,64)" \
+      --value-size "$size" "${curves_cells[@]}"
+  done
+  echo "bench-etcd: etcd: writes and reads at c=1024, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  curves_run "$OUT/etcd-curves-c1024.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write,read --concurrency 1024 --value-size 100 "${curves_cells[@]}"
+  for n in 1 1000 10000; do
+    echo "bench-etcd: etcd: writes with $n watchers, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    curves_run "$OUT/etcd-curves-watch$n.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write --concurrency 64 --value-size 100 \
+      --watchers "$n" --watches-per-stream "$CURVES_WATCHES_PER_STREAM" "${curves_cells[@]}"
+  done
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/etcd/e1" "$OUT/etcd/e2" "$OUT/etcd/e3"
+  start_etcd 5
+  echo "bench-etcd: etcd: writes on 5 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  curves_run "$OUT/etcd-curves-5nodes.json" "$OUT/etcd-bench" run --endpoints "$endpoints" --cpu-pids "$cpu" --workloads write --concurrency 1,64 --value-size 100 "${curves_cells[@]}"
+  echo "bench-etcd: etcd curves done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT"/etcd/e[1-5]
+}
+
+# curves_start_consensus N starts an N-node `consensus up` (its etcd API
+# off) and sets endpoints and cpu (n1=pid,...).
+curves_start_consensus() {
+  local n=$1 up deadline=$((SECONDS + 30)) i p id
+  for p in $(seq "$PEER_PORT" $((PEER_PORT + n - 1))) $(seq "$HTTP_PORT" $((HTTP_PORT + n - 1))); do
+    if port_busy "$p"; then echo "bench-etcd: port $p on 127.0.0.1 is in use; set PEER_PORT or HTTP_PORT" >&2; exit 1; fi
+  done
+  "$OUT/consensus" up --nodes "$n" --data "$OUT/consensus-data" --peer-port "$PEER_PORT" --http-port "$HTTP_PORT" \
+    --etcd-port 0 --log-level warn >"$OUT/consensus-up-$n.log" 2>&1 &
+  up=$!
+  pids+=("$up")
+  until [ "$(pgrep -c -P "$up")" -ge "$n" ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+  cpu=""
+  for p in $(pgrep -P "$up"); do
+    id=$(tr '\0' '\n' <"/proc/$p/cmdline" | sed -n '/^--id$/{n;p;}')
+    [ -n "$id" ] && cpu+="${cpu:+,}$id=$p"
+  done
+  endpoints=""
+  for i in $(seq 0 $((n - 1))); do endpoints+="${endpoints:+,}127.0.0.1:$((HTTP_PORT + i))"; done
+}
+
+curves_consensus() {
+  local endpoints cpu size n
+  curves_start_consensus 3
+  echo "bench-etcd: consensus $("$OUT/consensus" version | cut -d' ' -f2): curves on 3 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  for size in 100 10000 1000000; do
+    echo "bench-etcd: consensus: writes of $size B, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    curves_run "$OUT/ours-curves-size$size.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency "$([ "$size" = 100 ] && echo 1,16,64 || echo 16,64)" \
+      --value-size "$size" "${curves_cells[@]}"
+  done
+  echo "bench-etcd: consensus: writes and reads at c=1024, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  curves_run "$OUT/ours-curves-c1024.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write,read --concurrency 1024 --value-size 100 "${curves_cells[@]}"
+  for n in 1 1000 10000; do
+    echo "bench-etcd: consensus: writes with $n watchers, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    curves_run "$OUT/ours-curves-watch$n.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency 64 --value-size 100 \
+      --watchers "$n" "${curves_cells[@]}"
+  done
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
+  curves_start_consensus 5
+  echo "bench-etcd: consensus: writes on 5 nodes, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  curves_run "$OUT/ours-curves-5nodes.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency 1,64 --value-size 100 "${curves_cells[@]}"
+  echo "bench-etcd: consensus curves done, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+  stop_all
+  [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
+}
+
+curves_compare() {
+  local f etcd="" ours=""
+  for f in size100 size10000 size1000000 c1024 watch1 watch1000 watch10000 5nodes; do
+    [ -s "$OUT/etcd-curves-$f.json" ] && etcd+="${etcd:+,}$OUT/etcd-curves-$f.json"
+    [ -s "$OUT/ours-curves-$f.json" ] && ours+="${ours:+,}$OUT/ours-curves-$f.json"
+  done
+  echo >&2
+  "$OUT/etcd-bench" compare --table curves --etcd "$etcd" --ours "$ours" | tee "$OUT/curves.txt"
+}
+
 # One system after the other, never both at once; ORDER=consensus,etcd
 # swaps them (on a shared machine, to see whether the order matters).
 IFS=, read -r -a order <<<"$ORDER"
@@ -220,12 +333,15 @@ for system in "${order[@]}"; do
   case "$system:$BENCH_SET" in
   etcd:memory) memory_etcd ;;
   consensus:memory) memory_consensus ;;
+  etcd:curves) curves_etcd ;;
+  consensus:curves) curves_consensus ;;
   etcd:*) run_etcd ;;
   consensus:*) run_consensus ;;
   *) echo "bench-etcd: ORDER: unknown system $system" >&2; exit 2 ;;
   esac
 done
 [ "$BENCH_SET" != memory ] || exit 0
+if [ "$BENCH_SET" = curves ]; then curves_compare; exit 0; fi
 
 echo >&2
 reports() { # the reports of this run among those named

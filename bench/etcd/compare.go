@@ -16,28 +16,35 @@ import (
 )
 
 // readReports merges the results of the JSON reports in the files named
-// by list (comma-separated), later cells replacing earlier identical ones.
-func readReports(list string) (bench.Report, error) {
-	var merged bench.Report
+// by list (comma-separated), later cells replacing earlier identical ones;
+// the watcher figures of each run that had watchers are in merged.Watch
+// (the first) and watches (all, in order).
+func readReports(list string) (merged bench.Report, watches []bench.WatchReport, err error) {
 	for _, name := range strings.Split(list, ",") {
 		if name = strings.TrimSpace(name); name == "" {
 			continue
 		}
 		b, err := os.ReadFile(name)
 		if err != nil {
-			return merged, err
+			return merged, watches, err
 		}
 		var r bench.Report
 		if err := json.Unmarshal(b, &r); err != nil {
-			return merged, fmt.Errorf("%s: %w", name, err)
+			return merged, watches, fmt.Errorf("%s: %w", name, err)
 		}
 		merged.System = r.System
 		if r.Version != "" {
 			merged.Version = r.Version
 		}
 		merged.Results = append(merged.Results, r.Results...)
+		if r.Watch != nil {
+			watches = append(watches, *r.Watch)
+			if merged.Watch == nil {
+				merged.Watch = r.Watch
+			}
+		}
 	}
-	return merged, nil
+	return merged, watches, nil
 }
 
 func compareCmd(args []string, stdout, stderr io.Writer) int {
@@ -45,15 +52,25 @@ func compareCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	etcdFiles := fs.String("etcd", "", "etcd's JSON reports, comma-separated")
 	oursFiles := fs.String("ours", "", "consensus bench JSON reports, comma-separated")
+	table := fs.String("table", "targets", "which side-by-side rows: targets (the benchmark targets' cells) or curves (value sizes, cluster sizes, watchers, 1,024 clients)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	etcd, err := readReports(*etcdFiles)
+	if *table != "targets" && *table != "curves" {
+		fmt.Fprintf(stderr, "etcd compare: --table: %q is not targets or curves\n", *table)
+		return 2
+	}
+	etcd, etcdWatches, err := readReports(*etcdFiles)
 	if err == nil {
 		var ours bench.Report
-		ours, err = readReports(*oursFiles)
+		var oursWatches []bench.WatchReport
+		ours, oursWatches, err = readReports(*oursFiles)
 		if err == nil {
-			writeComparison(stdout, etcd, ours)
+			if *table == "curves" {
+				writeCurves(stdout, etcd, ours, etcdWatches, oursWatches)
+			} else {
+				writeComparison(stdout, etcd, ours)
+			}
 			return 0
 		}
 	}

@@ -4,7 +4,9 @@
 //
 //	etcd wait    --endpoints 127.0.0.1:2379,...            # until there is a leader
 //	etcd run     --endpoints ... [bench flags] [--json]    # measure etcd
+//	etcd run     ... --watchers N                           # and N watches of bench/: delivery lag
 //	etcd compare --etcd etcd.json --ours ours.json,...     # the side-by-side table
+//	etcd compare --table curves --etcd ... --ours ...      # value sizes, nodes, watchers, c=1024
 //	etcd fill    --endpoints ... --pids e1=PID,... --keys N  # memory after N keys
 //
 // scripts/bench-etcd.sh runs the whole comparison, against the etcd server
@@ -35,7 +37,7 @@ import (
 const usage = `Usage:
   etcd wait    --endpoints host:port,... [--timeout 30s]
   etcd run     --endpoints host:port,... [bench flags] [--json]
-  etcd compare --etcd report.json,... --ours report.json,...
+  etcd compare [--table targets|curves] --etcd report.json,... --ours report.json,...
   etcd fill    --endpoints host:port,... --pids name=pid,... [--data name=dir,...] [--keys N] [--value-size B] [--json]
 `
 
@@ -162,6 +164,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "print one JSON report on stdout instead of a table")
 	keepAliveStream := fs.Bool("keepalive-stream", false, "keepalive workload: each contender sends its keepalives over one LeaseKeepAlive stream of its own (as clientv3's KeepAlive does; reported as protocol grpc-stream) instead of calling KeepAliveOnce")
 	cpuPids := fs.String("cpu-pids", "", "`name=pid,...` of etcd's processes: also report, per cell, their CPU time per operation and this process's")
+	watchers := fs.Int("watchers", 0, "while the workloads run, follow bench/ with `N` clientv3 watches and report the delivery lag of probe writes")
+	perStream := fs.Int("watches-per-stream", defaultWatchesPerStream, "with --watchers: watches per client (one gRPC connection and Watch stream each); the clients are spread over --endpoints")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -177,6 +181,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil && *keepAliveStream && (len(o.Workloads) != 1 || o.Workloads[0] != bench.KeepAlive) {
 		err = errors.New("--keepalive-stream: only with --workloads keepalive")
+	}
+	if err == nil {
+		err = checkWatchFlags(*watchers, *perStream)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "etcd run:", err)
@@ -212,14 +219,33 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bench.WriteHeader(text)
 	reaper := newReaper(cli)
 	defer reaper.close()
+	var fanout *watchFanout
+	if *watchers > 0 {
+		if fanout, err = startWatchFanout(ctx, eps, *watchers, *perStream); err != nil {
+			fmt.Fprintln(stderr, "etcd run:", err)
+			return 1
+		}
+	}
 	results, err := bench.Suite(ctx, driver{cli: cli, keepAliveStream: *keepAliveStream, reaper: reaper}, o, "etcd", protocol, progress, func(r bench.Result) {
 		clear()
 		bench.WriteRow(text, r)
 	})
+	for i := range results {
+		results[i].Nodes, results[i].Watchers = len(eps), *watchers
+	}
+	report := bench.Report{System: "etcd", Version: version, Results: results}
+	if fanout != nil {
+		wr, probeErr := fanout.stop()
+		writeWatchReport(text, wr)
+		report.Watch = &wr
+		if err == nil && probeErr != nil {
+			err = fmt.Errorf("watchers: %w", probeErr)
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if encErr := enc.Encode(bench.Report{System: "etcd", Version: version, Results: results}); encErr != nil {
+		if encErr := enc.Encode(report); encErr != nil {
 			err = errors.Join(err, encErr)
 		}
 	}

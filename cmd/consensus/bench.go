@@ -38,7 +38,7 @@ With --watchers N the workloads run while N watchers follow bench/ over
 GET /v1/watch (each from its own loopback source address, so its own client
 on the server; with a token they are all the token's client, up to
 --max-watches-per-client a node), and a probe write every 20 ms times the
-delivery to each.`
+delivery to each, from the write's sending and from its acknowledgement.`
 
 // benchConfig is a parsed bench command line.
 type benchConfig struct {
@@ -230,7 +230,6 @@ type benchReport struct {
 	bench.Report
 	Failover *failoverReport    `json:"failover,omitempty"`
 	Memory   []bench.NodeMemory `json:"memory,omitempty"`
-	Watch    *watchReport       `json:"watch,omitempty"`
 }
 
 // benchCmd is `consensus bench`.
@@ -367,6 +366,9 @@ func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoi
 		clear()
 		bench.WriteRow(text, r)
 	})
+	for i := range results {
+		results[i].Nodes, results[i].Watchers = len(endpoints), cfg.watchers
+	}
 	if fanout == nil {
 		return results, nil, err
 	}
@@ -387,7 +389,10 @@ func writeWatchReport(w io.Writer, r watchReport) {
 	fmt.Fprintf(w, "\nwatchers: %d SSE streams of %s over %d nodes, %s; %d ended early; %d events read\n",
 		r.Watchers, watchPrefix, r.Nodes, who, r.Ended, r.Events)
 	fmt.Fprintf(w, "probes: %d writes every %v, delivered %d of %d; delivery lag p50 %s p90 %s p99 %s max %s; probe write p50 %s p99 %s\n",
-		r.Probes, probeInterval, r.Delivered, int64(r.Probes)*int64(r.Watchers),
+		r.Probes, bench.ProbeInterval, r.Delivered, int64(r.Probes)*int64(r.Watchers),
 		bench.FormatDuration(r.Lag.P50), bench.FormatDuration(r.Lag.P90), bench.FormatDuration(r.Lag.P99),
 		bench.FormatDuration(r.Lag.Max), bench.FormatDuration(r.ProbeWrite.P50), bench.FormatDuration(r.ProbeWrite.P99))
+	fmt.Fprintf(w, "delivery lag from the probe write's acknowledgement: p50 %s p90 %s p99 %s max %s\n",
+		bench.FormatDuration(r.AckLag.P50), bench.FormatDuration(r.AckLag.P90), bench.FormatDuration(r.AckLag.P99),
+		bench.FormatDuration(r.AckLag.Max))
 }

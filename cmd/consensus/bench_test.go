@@ -96,7 +96,7 @@ func TestParseBenchFlags(t *testing.T) {
 		"lock over http":            {"--protocol", "http", "--workloads", "write,lock"},
 		"lease ttl not in seconds":  {"--lease-ttl", "1500ms"},
 		"negative watchers":         {"--watchers", "-1"},
-		"too many watchers":         {"--watchers", "8193"},
+		"too many watchers":         {"--watchers", "16385"},
 		"watchers with failover":    {"--watchers", "2", "--failover", "1"},
 	}
 	for name, args := range bad {
@@ -176,7 +176,8 @@ func TestBenchAgainstRunningCluster(t *testing.T) {
 // TestBenchWatchers runs a write cell with SSE watchers of bench/ from
 // distinct loopback addresses (more than the per-client watch limit
 // allows one address), and checks the report: every watcher read every
-// probe, with a lag, and none ended early. Never the speed.
+// probe, with lags from the probe's sending and from its acknowledgement,
+// and none ended early. Never the speed.
 func TestBenchWatchers(t *testing.T) {
 	endpoints := strings.Join(inProcessCluster(t), ",")
 	watchers := server.DefaultMaxWatchesPerClient + 6
@@ -195,10 +196,15 @@ func TestBenchWatchers(t *testing.T) {
 		t.Fatalf("report %s", stdout.String())
 	}
 	writes := report.Results[0].Ops
-	if w.Watchers != watchers || w.SharedIdentity || w.Nodes != 3 || w.Ended != 0 || w.Probes == 0 ||
+	if w.Watchers != watchers || w.SharedIdentity || w.Nodes != 3 || w.Streams != watchers || w.Ended != 0 || w.Probes == 0 ||
 		w.Delivered != int64(w.Probes)*int64(watchers) || w.Lag.P50 <= 0 || w.Lag.Max < w.Lag.P99 ||
+		w.AckLag.Max < w.AckLag.P99 || w.AckLag.Max == 0 || w.AckLag.P50 >= w.Lag.Max ||
 		w.ProbeWrite.P50 <= 0 || w.Events < int64(watchers)*(writes+int64(w.Probes)) {
 		t.Fatalf("watch report %+v after %d writes", *w, writes)
+	}
+	// Each cell says how many watchers it ran with, and on how many nodes.
+	if r := report.Results[0]; r.Watchers != watchers || r.Nodes != 3 {
+		t.Errorf("cell %+v: want %d watchers on 3 nodes", r, watchers)
 	}
 }
 

@@ -21,54 +21,35 @@ import (
 
 // The --watchers mode: while the workloads run, N watchers follow the
 // workloads' prefix over GET /v1/watch (Server-Sent Events), and a probe
-// writer puts a timestamp under the same prefix every probeInterval; each
-// watcher notes when each probe reaches it. Every write of the workloads
-// reaches every watcher, so this measures the cost of the fan-out to the
-// writes (the workload rows) and the delivery lag (the probes).
+// writer (bench.Prober) puts a timestamp under the same prefix every
+// bench.ProbeInterval; each watcher notes when each probe reaches it.
+// Every write of the workloads reaches every watcher, so this measures the
+// cost of the fan-out to the writes (the workload rows) and the delivery
+// lag (the probes).
 
 const (
 	// watchPrefix is the prefix the watchers follow: every key bench
 	// writes.
 	watchPrefix = "bench/"
-	// probeKey is where the probe writer puts its timestamps; its watch
-	// data carries probeMarker.
-	probeKey    = "bench/~probe"
-	probeMarker = `"key":"bench/~probe","value":`
-	// probeInterval is how often the probe writer writes.
-	probeInterval = 20 * time.Millisecond
-	// maxBenchWatchers bounds --watchers: the node's default bound on
-	// open watches is 8192.
-	maxBenchWatchers = 8192
+	// probeMarker is in the watch data of a probe.
+	probeMarker = `"key":"` + bench.ProbeKey + `","value":`
+	// maxBenchWatchers bounds --watchers (bench spreads them over every
+	// endpoint).
+	maxBenchWatchers = bench.MaxWatchers
 	// watchOpenParallel bounds the watches being opened at once.
 	watchOpenParallel = 32
 	// watchDrainTimeout bounds the wait, after the last probe, for every
-	// watcher to have seen it.
-	watchDrainTimeout = 5 * time.Second
+	// watcher to have seen it: long, since under 10,000 watchers both
+	// systems deliver seconds late, and a shorter wait would cut off the
+	// lag's tail.
+	watchDrainTimeout = 30 * time.Second
 )
 
 // watchReport is the --watchers figures, in the JSON report as "watch".
-type watchReport struct {
-	// Watchers is the number of SSE streams; each from its own loopback
-	// source address (its own client identity on the server) unless
-	// SharedIdentity.
-	Watchers       int  `json:"watchers"`
-	SharedIdentity bool `json:"sharedIdentity,omitempty"`
-	// Nodes is the number of nodes the watchers were spread over.
-	Nodes int `json:"nodes"`
-	// Probes is the number of probe writes acknowledged; Delivered is the
-	// probe events read by all the watchers (at most Probes*Watchers).
-	Probes    int   `json:"probes"`
-	Delivered int64 `json:"delivered"`
-	// Lag is the delivery lag: from a probe's PUT being sent to its event
-	// being read by a watcher, over every (probe, watcher) pair.
-	Lag bench.Latency `json:"lagNs"`
-	// ProbeWrite is the latency of the probe PUTs (HTTP, to the leader).
-	ProbeWrite bench.Latency `json:"probeWriteNs"`
-	// Events is the number of events (data lines) all the watchers read.
-	Events int64 `json:"events"`
-	// Ended is the number of streams that ended before the run did.
-	Ended int64 `json:"ended"`
-}
+// Ours: each watcher is an SSE stream (its own TCP connection, as the Go
+// client's Client.Watch opens one), from its own loopback source address
+// (its own client identity on the server) unless SharedIdentity.
+type watchReport = bench.WatchReport
 
 // watchFanout is the running watchers and probe writer.
 type watchFanout struct {
@@ -76,12 +57,10 @@ type watchFanout struct {
 	cancel   context.CancelFunc
 	watchers []*benchWatcher
 	wg       sync.WaitGroup
-
-	probeStop chan struct{}
-	probeDone chan struct{}
-	probes    int             // written by the probe goroutine until probeDone
-	probeLat  []time.Duration // likewise
-	probeErr  error           // likewise
+	prober   *bench.Prober
+	// probeHTTP is the probe writer's transport, whose connection stop
+	// closes.
+	probeHTTP *http.Transport
 	report    watchReport
 }
 
@@ -89,7 +68,7 @@ type watchFanout struct {
 // that goroutine ends.
 type benchWatcher struct {
 	body      io.ReadCloser
-	lags      []time.Duration
+	sights    []bench.ProbeSight
 	delivered atomic.Int64
 	events    int64
 	// ended is set when the stream ends (before stop closes it: on its own).
@@ -101,8 +80,8 @@ type benchWatcher struct {
 // writer on the leader.
 func startWatchFanout(ctx context.Context, target benchTarget, endpoints []string, n int) (*watchFanout, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	f := &watchFanout{start: time.Now(), cancel: cancel, probeStop: make(chan struct{}), probeDone: make(chan struct{})}
-	f.report.Watchers, f.report.Nodes = n, min(n, len(endpoints))
+	f := &watchFanout{start: time.Now(), cancel: cancel}
+	f.report.Watchers, f.report.Nodes, f.report.Streams = n, min(n, len(endpoints)), n
 	f.watchers = make([]*benchWatcher, n)
 	sem := make(chan struct{}, watchOpenParallel)
 	errs := make([]error, n)
@@ -144,7 +123,8 @@ func startWatchFanout(ctx context.Context, target benchTarget, endpoints []strin
 			w.read(f.start)
 		}()
 	}
-	go f.probe(ctx, target, endpoints[0])
+	f.probeHTTP = target.transport(1)
+	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, f.probeHTTP, endpoints[0]))
 	return f, nil
 }
 
@@ -226,76 +206,43 @@ func (w *benchWatcher) read(start time.Time) {
 		if err != nil {
 			continue
 		}
-		w.lags = append(w.lags, time.Since(start)-time.Duration(sent))
+		w.sights = append(w.sights, bench.ProbeSight{Sent: time.Duration(sent), At: time.Since(start)})
 		w.delivered.Add(1)
 	}
 }
 
-// probe writes the time since f.start under probeKey every probeInterval
-// until stop, and once more then.
-func (f *watchFanout) probe(ctx context.Context, target benchTarget, leader string) {
-	defer close(f.probeDone)
-	tr := target.transport(1)
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	tick := time.NewTicker(probeInterval)
-	defer tick.Stop()
-	for final := false; !final; {
-		select {
-		case <-f.probeStop:
-			// One last probe after the cells' writes: a watcher that has
-			// read it has read every write (events come in order).
-			final = true
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		sent := time.Since(f.start)
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target.url(leader, "/v1/kv/"+probeKey),
+// probeWriter returns the probe writes of a Prober: a PUT of the time
+// sent, as a JSON number, to bench.ProbeKey on the leader, over HTTP
+// through tr.
+func probeWriter(target benchTarget, tr *http.Transport, leader string) func(context.Context, time.Duration) error {
+	hc := &http.Client{Transport: tr}
+	return func(ctx context.Context, sent time.Duration) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, target.url(leader, "/v1/kv/"+bench.ProbeKey),
 			strings.NewReader(strconv.FormatInt(int64(sent), 10)))
 		if err != nil {
-			f.probeErr = err
-			return
+			return err
 		}
 		target.authorize(req)
 		resp, err := hc.Do(req)
 		if err != nil {
-			f.probeErr = err
-			continue
+			return err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			f.probeErr = fmt.Errorf("probe PUT: %s", resp.Status)
-			continue
+			return fmt.Errorf("probe PUT: %s", resp.Status)
 		}
-		f.probeLat = append(f.probeLat, time.Since(f.start)-sent)
-		f.probes++
+		return nil
 	}
 }
 
 // stop ends the probes, waits (boundedly) for every watcher to read the
 // last one, closes the streams and returns the figures.
 func (f *watchFanout) stop() (watchReport, error) {
-	close(f.probeStop)
-	<-f.probeDone
-	want := int64(f.probes)
-	deadline := time.Now().Add(watchDrainTimeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		caughtUp := true
-		for _, w := range f.watchers {
-			if w.delivered.Load() < want {
-				caughtUp = false
-				break
-			}
-		}
-		if caughtUp {
-			break
-		}
-		<-tick.C
-	}
+	acked, probeLat, probeErr := f.prober.Stop()
+	f.probeHTTP.CloseIdleConnections()
+	bench.WaitDelivered(len(f.watchers), func(i int) int64 { return f.watchers[i].delivered.Load() },
+		int64(len(acked)), watchDrainTimeout)
 	rep := f.report
 	for _, w := range f.watchers {
 		if w.ended.Load() {
@@ -307,14 +254,11 @@ func (f *watchFanout) stop() (watchReport, error) {
 		w.body.Close()
 	}
 	f.wg.Wait()
-	rep.Probes = f.probes
-	var lags []time.Duration
-	for _, w := range f.watchers {
-		lags = append(lags, w.lags...)
-		rep.Delivered += int64(len(w.lags))
+	sights := make([][]bench.ProbeSight, len(f.watchers))
+	for i, w := range f.watchers {
+		sights[i] = w.sights
 		rep.Events += w.events
 	}
-	rep.Lag = bench.Summarise(lags)
-	rep.ProbeWrite = bench.Summarise(f.probeLat)
-	return rep, f.probeErr
+	rep.Summary(sights, acked, probeLat)
+	return rep, probeErr
 }
