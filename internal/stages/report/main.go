@@ -86,11 +86,15 @@ func report(w io.Writer, nodes []*node) error {
 	n := len(rows[0].values)
 	fmt.Fprintf(w, "leader %s, %s, %d writes; the leader's own save ended after the follower's ack reached it in %d%%\n\n",
 		leader.name, proto, n, waited*100/n)
-	fmt.Fprintf(w, "%-56s %10s %10s\n", "stage", "p50", "p90")
+	fmt.Fprintf(w, "%-56s %10s %10s %10s\n", "stage", "p50", "p90", "mean")
 	for _, r := range rows {
 		slices.Sort(r.values)
 		k := len(r.values)
-		fmt.Fprintf(w, "%-56s %10s %10s\n", r.name, us(r.values[k/2]), us(r.values[k*9/10]))
+		var sum int64
+		for _, v := range r.values {
+			sum += v
+		}
+		fmt.Fprintf(w, "%-56s %10s %10s %10s\n", r.name, us(r.values[k/2]), us(r.values[k*9/10]), us(sum/int64(k)))
 	}
 	return nil
 }

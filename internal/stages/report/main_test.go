@@ -176,6 +176,9 @@ func TestReportPicksLeaderAndCritical(t *testing.T) {
 	if err := report(&b, nodes); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(b.String(), "leader: own save (fsync), in parallel                       584.0us    584.0us    584.0us") {
+		t.Errorf("no p50, p90 and mean of the leader's save in\n%s", b.String())
+	}
 	if head := strings.SplitN(b.String(), "\n", 2)[0]; !strings.Contains(head, "leader n1, http, 1 writes") || !strings.Contains(head, "in 100%") {
 		t.Errorf("heading %q", head)
 	}
