@@ -11,6 +11,8 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/unrdf/consensus/internal/stages"
 )
 
 // entryHeaderLen is the size of the header the node puts in front of each
@@ -216,6 +218,9 @@ func (n *Node) propose(ctx context.Context, cmd []byte, tr *proposalTrace) (any,
 		return nil, proposeError(ctx, err)
 	}
 	r, err := n.awaitResult(ctx, ch, data, lead)
+	if stages.Enabled {
+		stages.Mark("woken", r.pos.Index)
+	}
 	return r.value, err
 }
 

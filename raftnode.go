@@ -6,6 +6,8 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/unrdf/consensus/internal/stages"
 )
 
 // raftNode is the etcd raft state machine (a RawNode) a Node drives,
@@ -149,6 +151,9 @@ func (r *raftNode) Propose(data []byte) error {
 	}
 	err := b.err
 	r.mu.Unlock()
+	if stages.Enabled {
+		stages.Mark("proposed", 0)
+	}
 	r.poke()
 	return err
 }

@@ -144,6 +144,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 			runtime.Gosched()
 		}
 	}
+	if stages.Enabled {
+		markEntries("saving", rd.Entries)
+	}
 	saveStart := time.Now()
 	n.pos.savingSince.Store(saveStart.UnixNano())
 	err := n.storage.Save(rd.HardState, rd.Entries, rd.Snapshot)
@@ -188,6 +191,9 @@ func (n *Node) handleReady(rd raft.Ready) error {
 		n.reads.offer(rs)
 	}
 	if len(rd.CommittedEntries) > 0 {
+		if stages.Enabled {
+			markEntries("applying", rd.CommittedEntries)
+		}
 		if err := n.applyEntries(rd.CommittedEntries); err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/stages"
 )
 
 // States of a call, changed by compare-and-swap so that exactly one of the
@@ -155,6 +156,10 @@ func (c *conn) forget(cl *call) {
 // when it was sent and no answer will come, or the server's answer (in
 // response.err).
 func (c *conn) roundTrip(ctx context.Context, op api.Op, nargs int, args []byte) (response, error) {
+	if stages.Enabled {
+		stages.Mark("client_call", 0)
+		defer stages.Mark("client_done", 0)
+	}
 	select {
 	case c.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -260,6 +265,9 @@ func (c *conn) writeLoop() {
 			frame = api.AppendRequest(frame, cl.id, cl.op, cl.nargs, cl.args)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.RequestTimeout)
+		if stages.Enabled {
+			stages.Mark("client_write", 0)
+		}
 		err := c.ws.Write(ctx, websocket.MessageBinary, frame)
 		cancel()
 		if err != nil {
@@ -291,6 +299,9 @@ func (c *conn) readLoop() {
 			return
 		}
 		c.lastRecv.Store(time.Now().UnixNano())
+		if stages.Enabled {
+			stages.Mark("client_read", 0)
+		}
 		if typ != websocket.MessageBinary {
 			c.fail(fmt.Errorf("%w: text frame from %s", errFrame, c.endpoint), websocket.StatusUnsupportedData, "text frame")
 			return

@@ -15,6 +15,7 @@ import (
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
+	"github.com/unrdf/consensus/internal/stages"
 	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server/dashboard"
 )
@@ -292,6 +293,12 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 
 // serveKey serves PUT, GET, HEAD and DELETE of /v1/kv/{key}.
 func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey string) {
+	if stages.Enabled && r.Method == http.MethodPut {
+		// What net/http does once the handler returns (flushing the
+		// answer) falls in the answer's hop to the client.
+		stages.Mark("http_handle", 0)
+		defer stages.Mark("http_handled", 0)
+	}
 	query, ok := parseQuery(w, r)
 	if !ok {
 		return

@@ -655,6 +655,9 @@ func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.RequestTimeout)
 	defer cancel()
+	if stages.Enabled {
+		stages.Mark("ws_write", 0)
+	}
 	err := c.conn.Write(ctx, websocket.MessageBinary, frame.Bytes())
 	if frame.Cap() > wsKeepBuffer {
 		*frame = bytes.Buffer{}

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/internal/stages"
 )
 
 const benchLong = `Measures a cluster: each workload at each concurrency for --duration (after
@@ -314,6 +315,8 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error
 		report.Memory, err = runFill(ctx, lc, cfg, text)
 	default:
 		report.Results, report.Watch, err = runWorkloads(ctx, cfg, lc, endpoints, stdout, text)
+		// The client's stage marks (internal/stages), beside the nodes'.
+		stages.Dump("client")
 	}
 	if cfg.json {
 		enc := json.NewEncoder(stdout)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/client"
+	"github.com/unrdf/consensus/internal/stages"
 	"github.com/unrdf/consensus/kv"
 )
 
@@ -96,6 +98,10 @@ func (d *httpDriver) Get(ctx context.Context, key string, linearizable bool) err
 
 func (d *httpDriver) do(req *http.Request) error {
 	d.target.authorize(req)
+	if stages.Enabled {
+		req = traceStages(req)
+		defer stages.Mark("client_done", 0)
+	}
 	resp, err := d.hc.Do(req)
 	if err != nil {
 		return err
@@ -107,6 +113,18 @@ func (d *httpDriver) do(req *http.Request) error {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	return fmt.Errorf("%s %s: %s: %s", req.Method, req.URL.Path, resp.Status, bytes.TrimSpace(body))
+}
+
+// traceStages marks, for stage timing (internal/stages), when req is
+// handed to net/http, about to be flushed to the connection (its headers
+// written to the buffer, which a small body joins), and its answer's
+// first byte read: the points the Go client marks on its WebSocket.
+func traceStages(req *http.Request) *http.Request {
+	stages.Mark("client_call", 0)
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		WroteHeaders:         func() { stages.Mark("client_write", 0) },
+		GotFirstResponseByte: func() { stages.Mark("client_read", 0) },
+	}))
 }
 
 // statusClient fetches /v1/status; short timeouts, as it polls.

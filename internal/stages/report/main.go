@@ -1,22 +1,27 @@
 // Command report splits one writer's writes into the stages of their path
-// from the marks the nodes of a local cluster dumped (package stages):
+// from the marks a local cluster's nodes and the bench client dumped
+// (package stages):
 //
 //	go build -tags stagetrace -o /tmp/consensus-stages ./cmd/consensus
 //	mkdir -p /tmp/stages && CONSENSUS_STAGES_DIR=/tmp/stages \
 //	  /tmp/consensus-stages bench --workloads write --concurrency 1 --duration 3s
 //	go run ./internal/stages/report /tmp/stages
 //
-// It expects writes one at a time (concurrency 1): each write's stages
-// are matched by its log index, and marks without an index (frames read
-// and written) by time, the nearest before or after the indexed mark.
-// For each stage it prints the median and 90th percentile over the
-// writes, in microseconds, following the fastest follower (the one
-// whose acknowledgement reached the leader first).
+// (--protocol http for writes over HTTP/1.1 instead of the Go client's
+// /v1/ws.) It expects writes one at a time (concurrency 1): each write's
+// stages are matched by its log index, and marks without an index (frames
+// and requests read and written, proposals stepped) by time, the nearest
+// before or after an indexed mark. For each stage it prints the median
+// and 90th percentile over the writes, in microseconds, following the
+// fastest follower (the one whose acknowledgement reached the leader
+// first). The client's rows are there when the bench's file ("client")
+// is.
 package main
 
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,8 +30,11 @@ import (
 	"time"
 )
 
-// node holds one node's marks: by stage, the first time each index got
-// there, and the sorted times of marks without an index.
+// clientName is the node name the bench process dumps its marks under.
+const clientName = "client"
+
+// node holds one process's marks: by stage, the first time each index got
+// there, and the sorted times of every mark.
 type node struct {
 	name    string
 	byIndex map[string]map[uint64]int64
@@ -39,29 +47,56 @@ func main() {
 		os.Exit(2)
 	}
 	nodes, err := load(os.Args[1])
+	if err == nil {
+		err = report(os.Stdout, nodes)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "report:", err)
 		os.Exit(1)
 	}
-	if len(nodes) < 2 {
-		fmt.Fprintln(os.Stderr, "report: need the marks of at least two nodes")
-		os.Exit(1)
+}
+
+// report prints the stage table of the writes in nodes.
+func report(w io.Writer, nodes []*node) error {
+	var cl *node
+	var servers []*node
+	for _, n := range nodes {
+		if n.name == clientName {
+			cl = n
+		} else {
+			servers = append(servers, n)
+		}
+	}
+	if len(servers) < 2 {
+		return fmt.Errorf("need the marks of at least two nodes")
 	}
 	// The leader is the node that served the writes.
-	slices.SortFunc(nodes, func(a, b *node) int { return len(b.times["ws_frame"]) - len(a.times["ws_frame"]) })
-	leader, followers := nodes[0], nodes[1:]
-	rows := split(leader, followers)
-	if len(rows) == 0 {
-		fmt.Fprintln(os.Stderr, "report: no complete write found (was it a concurrency-1 write run?)")
-		os.Exit(1)
+	served := func(n *node) int { return len(n.times["ws_frame"]) + len(n.times["http_handle"]) }
+	slices.SortStableFunc(servers, func(a, b *node) int { return served(b) - served(a) })
+	leader, followers := servers[0], servers[1:]
+	ws := len(leader.times["ws_frame"]) > 0
+	rows, waited := split(leader, followers, cl, ws)
+	if len(rows) == 0 || len(rows[0].values) == 0 {
+		return fmt.Errorf("no complete write found (was it a concurrency-1 write run?)")
 	}
-	fmt.Printf("leader %s, %d writes\n\n", leader.name, len(rows[0].values))
-	fmt.Printf("%-44s %10s %10s\n", "stage", "p50", "p90")
+	proto := "http"
+	if ws {
+		proto = "ws"
+	}
+	n := len(rows[0].values)
+	fmt.Fprintf(w, "leader %s, %s, %d writes; the leader's own save ended after the follower's ack reached it in %d%%\n\n",
+		leader.name, proto, n, waited*100/n)
+	fmt.Fprintf(w, "%-56s %10s %10s %10s\n", "stage", "p50", "p90", "mean")
 	for _, r := range rows {
 		slices.Sort(r.values)
-		n := len(r.values)
-		fmt.Printf("%-44s %10s %10s\n", r.name, us(r.values[n/2]), us(r.values[n*9/10]))
+		k := len(r.values)
+		var sum int64
+		for _, v := range r.values {
+			sum += v
+		}
+		fmt.Fprintf(w, "%-56s %10s %10s %10s\n", r.name, us(r.values[k/2]), us(r.values[k*9/10]), us(sum/int64(k)))
 	}
+	return nil
 }
 
 func us(ns int64) string {
@@ -73,50 +108,77 @@ type row struct {
 	values []int64
 }
 
-// stages are the rows of the table: each the time from one point of a
-// write's path to another (the points measure names).
-var stages = []struct{ name, from, to string }{
-	{"leader: ws frame read -> request handled", "wsframe", "wshandle"},
-	{"leader: handler -> raft Ready with the entry", "wshandle", "ready"},
-	{"leader: Ready -> appends handed to transport", "ready", "send"},
-	{"leader: transport -> frame written", "send", "lwrite"},
-	{"network: leader frame -> follower frame read", "lwrite", "fframe"},
-	{"follower: frame read -> append stepped", "fframe", "frecv"},
-	{"follower: stepped -> raft Ready", "frecv", "fready"},
-	{"follower: Ready -> saved (fsync)", "fready", "fsaved"},
-	{"follower: saved -> ack handed to transport", "fsaved", "fsend"},
-	{"follower: transport -> frame written", "fsend", "fwrite"},
-	{"network: follower frame -> leader frame read", "fwrite", "lframe"},
-	{"leader: frame read -> ack stepped", "lframe", "resp"},
-	{"leader: ack stepped -> Ready with the commit", "resp", "commit"},
-	{"leader: commit Ready -> applied", "commit", "applied"},
-	{"leader: applied -> answer queued", "applied", "handled"},
-	{"leader: own save (Ready -> saved), in parallel", "ready", "lsaved"},
-	{"total on the leader (ws frame -> answer)", "wsframe", "handled"},
+// A stage is a row of the table: the time from one point of a write's
+// path to another (measure names the points). ws rows exist only for
+// writes over /v1/ws, client rows only with the client's marks.
+type stage struct {
+	name, from, to string
+	ws, client     bool
+}
+
+var stageList = []stage{
+	{name: "client: call -> request written", from: "ccall", to: "cwrite", client: true},
+	{name: "network: client request -> leader read it", from: "cwrite", to: "recv", client: true},
+	{name: "leader: ws frame read -> request handled", from: "recv", to: "handle", ws: true},
+	{name: "leader: handler -> proposal stepped into raft", from: "handle", to: "proposed"},
+	{name: "leader: stepped -> raft Ready with the entry", from: "proposed", to: "ready"},
+	{name: "leader: Ready -> appends handed to transport", from: "ready", to: "send"},
+	{name: "leader: transport -> frame written", from: "send", to: "lwrite"},
+	{name: "network: leader frame -> follower frame read", from: "lwrite", to: "fframe"},
+	{name: "follower: frame read -> append stepped", from: "fframe", to: "frecv"},
+	{name: "follower: stepped -> raft Ready", from: "frecv", to: "fready"},
+	{name: "follower: Ready -> save begins", from: "fready", to: "fsaving"},
+	{name: "follower: save (fsync)", from: "fsaving", to: "fsaved"},
+	{name: "follower: saved -> ack handed to transport", from: "fsaved", to: "fsend"},
+	{name: "follower: transport -> frame written", from: "fsend", to: "fwrite"},
+	{name: "network: follower frame -> leader frame read", from: "fwrite", to: "lframe"},
+	{name: "leader: frame read -> ack stepped", from: "lframe", to: "resp"},
+	{name: "leader: Ready -> own save begins", from: "ready", to: "lsaving"},
+	{name: "leader: own save (fsync), in parallel", from: "lsaving", to: "lsaved"},
+	{name: "leader: later of ack and own save -> commit Ready", from: "quorum", to: "commit"},
+	{name: "leader: commit Ready -> apply begins", from: "commit", to: "applying"},
+	{name: "leader: apply", from: "applying", to: "applied"},
+	{name: "leader: applied -> proposer woken", from: "applied", to: "woken"},
+	{name: "leader: proposer woken -> answer queued", from: "woken", to: "handled"},
+	{name: "leader: answer queued -> ws frame written", from: "handled", to: "written", ws: true},
+	{name: "network: leader answer -> client read it", from: "written", to: "cread", client: true},
+	{name: "client: answer read -> call returns", from: "cread", to: "cdone", client: true},
+	{name: "total on the leader (request read -> answer written)", from: "recv", to: "written"},
+	{name: "total at the client (call -> return)", from: "ccall", to: "cdone", client: true},
+	{name: "the rest: client total - 4 hops - follower fsync", from: "ccall", to: "rest", client: true},
 }
 
 // split measures every write the leader appended; a write whose marks are
-// incomplete (the run's first and last) is skipped.
-func split(l *node, fs []*node) []*row {
-	rows := make([]*row, len(stages))
-	for i, st := range stages {
-		rows[i] = &row{name: st.name}
+// incomplete (the run's first and last) is skipped. waited counts the
+// writes whose commit waited for the leader's own save rather than the
+// follower's ack.
+func split(l *node, fs []*node, cl *node, ws bool) (rows []*row, waited int) {
+	var use []stage
+	for _, st := range stageList {
+		if (st.ws && !ws) || (st.client && cl == nil) {
+			continue
+		}
+		use = append(use, st)
+		rows = append(rows, &row{name: st.name})
 	}
 	for idx, ready := range l.byIndex["ready"] {
-		t, ok := measure(l, fs, idx, ready)
+		t, ok := measure(l, fs, cl, ws, idx, ready)
 		if !ok {
 			continue
 		}
-		for i, st := range stages {
+		if t["lsaved"] > t["resp"] {
+			waited++
+		}
+		for i, st := range use {
 			rows[i].values = append(rows[i].values, t[st.to]-t[st.from])
 		}
 	}
-	return rows
+	return rows, waited
 }
 
 // measure finds when the write at idx reached each point of its path,
 // following the follower whose acknowledgement was sent first.
-func measure(l *node, fs []*node, idx uint64, ready int64) (map[string]int64, bool) {
+func measure(l *node, fs []*node, cl *node, ws bool, idx uint64, ready int64) (map[string]int64, bool) {
 	var f *node
 	for _, c := range fs {
 		if at, ok := c.byIndex["send_resp"][idx]; ok && (f == nil || at < f.byIndex["send_resp"][idx]) {
@@ -141,28 +203,51 @@ func measure(l *node, fs []*node, idx uint64, ready int64) (map[string]int64, bo
 		t[key], ok = v, ok && found
 	}
 	get("send", l, "send_app")
+	get("lsaving", l, "saving")
 	get("lsaved", l, "saved")
 	get("resp", l, "recv_resp")
 	get("commit", l, "commit_ready")
+	get("woken", l, "woken")
+	get("applying", l, "applying")
 	get("frecv", f, "recv_app")
 	get("fready", f, "ready")
+	get("fsaving", f, "saving")
 	get("fsaved", f, "saved")
 	get("fsend", f, "send_resp")
 	if !ok {
 		return nil, false
 	}
-	before("wsframe", l, "ws_frame", ready)
-	before("wshandle", l, "ws_handle", ready)
+	t["quorum"] = max(t["lsaved"], t["resp"])
+	before("proposed", l, "proposed", ready)
+	if ws {
+		before("recv", l, "ws_frame", ready)
+		before("handle", l, "ws_handle", ready)
+		after("handled", l, "ws_handled", t["woken"])
+		after("written", l, "ws_write", t["handled"])
+	} else {
+		before("recv", l, "http_handle", ready)
+		t["handle"] = t["recv"]
+		after("handled", l, "http_handled", t["woken"])
+		t["written"] = t["handled"]
+	}
 	after("lwrite", l, "peer_write", t["send"])
 	before("fframe", f, "peer_frame", t["frecv"])
 	after("fwrite", f, "peer_write", t["fsend"])
 	before("lframe", l, "peer_frame", t["resp"])
 	after("applied", l, "applied", t["commit"])
-	if !ok {
-		return nil, false
+	if cl != nil {
+		before("cwrite", cl, "client_write", t["recv"])
+		before("ccall", cl, "client_call", t["cwrite"])
+		after("cread", cl, "client_read", t["written"])
+		after("cdone", cl, "client_done", t["cread"])
+		t["rest"] = t["ccall"] + (t["cdone"] - t["ccall"]) -
+			(t["recv"] - t["cwrite"]) - (t["fframe"] - t["lwrite"]) - (t["lframe"] - t["fwrite"]) -
+			(t["cread"] - t["written"]) - (t["fsaved"] - t["fsaving"])
 	}
-	after("handled", l, "ws_handled", t["applied"])
-	if !ok || t["wshandle"] < t["wsframe"] || ready-t["wsframe"] > int64(100*time.Millisecond) {
+	// A point matched to another write's mark (one lost or out of order)
+	// shows as a negative or absurd stage: drop such writes.
+	if !ok || t["handle"] < t["recv"] || t["proposed"] < t["handle"] || ready-t["recv"] > int64(100*time.Millisecond) ||
+		(cl != nil && (t["ccall"] > t["cwrite"] || t["recv"]-t["ccall"] > int64(100*time.Millisecond))) {
 		return nil, false
 	}
 	return t, true
