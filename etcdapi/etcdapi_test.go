@@ -330,8 +330,8 @@ func TestClusterAndMaintenance(t *testing.T) {
 	if err != nil || len(al.Alarms) != 0 {
 		t.Fatalf("alarms: %+v %v", al, err)
 	}
-	if _, err := cli.MemberAdd(ctx, []string{"http://127.0.0.1:1"}); status.Code(err) != codes.Unimplemented {
-		t.Fatalf("member add: %v", err)
+	if _, err := cli.MemberUpdate(ctx, ml.Members[0].ID, []string{"http://127.0.0.1:1"}); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("member update: %v", err)
 	}
 
 	// HashKV at a revision is the same on every member, and is still that
