@@ -26,7 +26,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // startCluster starts n nodes, each serving etcd's API on a free
 // loopback port, and returns the cluster and the etcd endpoints by id.
-func startCluster(t *testing.T, n int) (*testcluster.Cluster, map[string]string) {
+func startCluster(t testing.TB, n int) (*testcluster.Cluster, map[string]string) {
 	t.Helper()
 	c := testcluster.Start(t, n, testcluster.Configure(func(cfg *server.Config) {
 		cfg.EtcdAddr = "127.0.0.1:0"
@@ -38,7 +38,7 @@ func startCluster(t *testing.T, n int) (*testcluster.Cluster, map[string]string)
 	return c, eps
 }
 
-func newClient(t *testing.T, endpoints ...string) *clientv3.Client {
+func newClient(t testing.TB, endpoints ...string) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
