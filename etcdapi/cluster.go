@@ -93,13 +93,13 @@ func (c *clusterService) MemberPromote(ctx context.Context, r *pb.MemberPromoteR
 // MemberAdd adds a member that `consensus serve --join` then starts.
 // etcd's request carries only peer URLs, so the member's name comes from
 // its one peer URL (peerMember): the URL's user (http://n4@host:port), or
-// else its host:port. Whether or not etcd's is_learner is set, the
-// member is added as a learner, as --join adds one: the leader promotes
-// it once it has caught up (consensus.Config.AutoPromote). Adding a voter
-// at once, as etcd does, would grow the quorum before the member runs;
-// in a one- or two-voter cluster, the joining node could then not even
-// be added (a join reads the membership linearizably), so it could never
-// start.
+// else its host:port. The member is added as a learner. With etcd's
+// is_learner, it stays one until MemberPromote, as in etcd; without, the
+// leader promotes it once it has caught up (consensus.Config.AutoPromote),
+// as it does a member that --join added. Adding a voter at once, as etcd
+// does, would grow the quorum before the member runs; in a one- or
+// two-voter cluster, the joining node could then not even be added (a
+// join reads the membership linearizably), so it could never start.
 func (c *clusterService) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
 	name, addr, err := peerMember(r.PeerURLs)
 	if err != nil {
@@ -118,24 +118,55 @@ func (c *clusterService) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) 
 			return nil, rpctypes.ErrGRPCMemberExist
 		}
 	}
-	m, err := c.s.cfg.Members.AddMember(ctx, consensus.Member{ID: name, PeerAddr: addr})
-	if err != nil {
+	add := consensus.MemberChange{Op: consensus.AddLearner, Member: consensus.Member{ID: name, PeerAddr: addr}, KeepLearner: r.IsLearner}
+	if err := c.s.cfg.Members.ChangeMembers(ctx, add); err != nil {
 		return nil, toGRPC(err)
 	}
-	return &pb.MemberAddResponse{
-		Header:  c.s.header(c.s.cfg.Store.Machine().Revision()),
-		Member:  &pb.Member{ID: consensus.RaftID(m.ID), Name: m.ID, PeerURLs: []string{"http://" + m.PeerAddr}, IsLearner: !m.Voter},
-		Members: c.members(),
-	}, nil
+	resp := &pb.MemberAddResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}
+	for _, m := range resp.Members {
+		if m.Name == name {
+			resp.Member = m
+		}
+	}
+	if resp.Member == nil {
+		// Removed again between the change and this read.
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	return resp, nil
 }
 
-// MemberUpdate is not supported: every member proposes its own peer
-// address (its --listen) through the log when it starts and whenever
-// the replicated one differs, so an address set from outside would be
-// put back by a running member, and a member restarted at a new address
-// announces that address itself.
+// MemberUpdate gives the member r.ID a new peer address, through the
+// log (consensus.UpdatePeer): the other members dial it there from then
+// on. As with etcd, update a member that is stopped, then start it at
+// the new address (--listen); a member still running at its old address
+// is cut off (its peers dial the new one) and, if it hears of the change,
+// proposes its own address again. The URL may name the member (its user)
+// but not another one.
 func (c *clusterService) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
-	return nil, unimplemented("MemberUpdate (a member announces its own peer address: restart it with the new --listen and it updates the membership itself)")
+	name, err := c.name(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	user, addr, err := peerMember(r.PeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	if user != name && user != addr {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: the peer URL names %q, not member %q", rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberBadURLs), user, name)
+	}
+	if err := c.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
+		return nil, toGRPC(err)
+	}
+	for _, m := range c.s.cfg.Members.Members() {
+		if m.PeerAddr == addr && m.ID != name {
+			return nil, rpctypes.ErrGRPCPeerURLExist
+		}
+	}
+	update := consensus.MemberChange{Op: consensus.UpdatePeer, Member: consensus.Member{ID: name, PeerAddr: addr}}
+	if err := c.s.cfg.Members.ChangeMembers(ctx, update); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberUpdateResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}, nil
 }
 
 // maxMemberName bounds a member's name, as the node does.

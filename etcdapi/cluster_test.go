@@ -11,6 +11,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -35,9 +36,10 @@ func memberNamed(ms []*pb.Member, name string) *pb.Member {
 // cluster. MemberAdd names the member from its peer URL's user and lists
 // it, not yet started, with the id member list, promote and remove use;
 // `consensus serve --join` then starts it (its name already a member),
-// it catches up, serves a linearizable read of a write acknowledged
-// before it started, and is promoted to voter by the leader. A second
-// add, without a user in the URL, is named by its host:port.
+// it catches up and serves a linearizable read of a write acknowledged
+// before it started. A learner added with is_learner stays one after it
+// has caught up, until MemberPromote; one added without is promoted by
+// the leader. An add without a user in the URL is named by its host:port.
 func TestMemberAddThenJoin(t *testing.T) {
 	c, eps := startCluster(t, 1)
 	cli := newClient(t, eps["n1"])
@@ -45,54 +47,83 @@ func TestMemberAddThenJoin(t *testing.T) {
 	if _, err := cli.Put(ctx, "before", "joined"); err != nil {
 		t.Fatal(err)
 	}
-
-	peerLn, err := loopback.ListenFree()
-	if err != nil {
-		t.Fatal(err)
-	}
-	peerAddr := peerLn.Addr().String()
-	add, err := cli.MemberAdd(ctx, []string{"http://n2@" + peerAddr})
-	if err != nil {
-		peerLn.Close()
-		t.Fatal(err)
-	}
-	if add.Member.Name != "n2" || add.Member.ID != consensus.RaftID("n2") || !add.Member.IsLearner ||
-		len(add.Member.PeerURLs) != 1 || add.Member.PeerURLs[0] != "http://"+peerAddr {
-		peerLn.Close()
-		t.Fatalf("added member %+v", add.Member)
-	}
-	if m := memberNamed(add.Members, "n2"); len(add.Members) != 2 || m == nil || m.ID != add.Member.ID || len(m.ClientURLs) != 0 {
-		peerLn.Close()
-		t.Fatalf("members after the add: %+v", add.Members)
-	}
-	// The quorum did not grow: the one voter still writes alone.
-	if _, err := cli.Put(ctx, "while-added", "x"); err != nil {
-		peerLn.Close()
-		t.Fatalf("a write with the member added, not started: %v", err)
-	}
-
-	n2 := startJoinerWith(t, "n2", c.HTTP["n1"], peerLn)
-	cli2 := newClient(t, n2.EtcdAddr())
-	get, err := cli2.Get(ctx, "before")
-	if err != nil || len(get.Kvs) != 1 || string(get.Kvs[0].Value) != "joined" {
-		t.Fatalf("linearizable read on the new member: %+v %v", get, err)
-	}
-	testwait.For(t, 20*time.Second, "n2 promoted to voter and listed by n2", func() bool {
-		ml, err := cli2.MemberList(ctx)
+	// join adds name (as a learner if asLearner) and starts it with
+	// --join, then waits until it serves a linearizable read.
+	join := func(name string, asLearner bool) (*pb.Member, *clientv3.Client) {
+		t.Helper()
+		peerLn, err := loopback.ListenFree()
 		if err != nil {
-			return false
+			t.Fatal(err)
 		}
-		m := memberNamed(ml.Members, "n2")
-		return len(ml.Members) == 2 && m != nil && !m.IsLearner && m.ID == add.Member.ID &&
-			len(m.ClientURLs) == 1 && m.ClientURLs[0] == "http://"+n2.EtcdAddr()
-	})
+		peerAddr := peerLn.Addr().String()
+		add := cli.MemberAdd
+		if asLearner {
+			add = cli.MemberAddAsLearner
+		}
+		resp, err := add(ctx, []string{"http://" + name + "@" + peerAddr})
+		if err != nil {
+			peerLn.Close()
+			t.Fatal(err)
+		}
+		m := resp.Member
+		if m.Name != name || m.ID != consensus.RaftID(name) || !m.IsLearner || len(m.PeerURLs) != 1 || m.PeerURLs[0] != "http://"+peerAddr {
+			peerLn.Close()
+			t.Fatalf("added member %+v", m)
+		}
+		if listed := memberNamed(resp.Members, name); listed == nil || listed.ID != m.ID || len(listed.ClientURLs) != 0 {
+			peerLn.Close()
+			t.Fatalf("members after adding %s: %+v", name, resp.Members)
+		}
+		// The quorum did not grow: the voters still write alone.
+		if _, err := cli.Put(ctx, "added", name); err != nil {
+			peerLn.Close()
+			t.Fatalf("a write with %s added, not started: %v", name, err)
+		}
+		srv := startJoinerWith(t, name, c.HTTP["n1"], peerLn)
+		mcli := newClient(t, srv.EtcdAddr())
+		get, err := mcli.Get(ctx, "before")
+		if err != nil || len(get.Kvs) != 1 || string(get.Kvs[0].Value) != "joined" {
+			t.Fatalf("linearizable read on %s: %+v %v", name, get, err)
+		}
+		testwait.For(t, 20*time.Second, name+" listed by itself with its client URL", func() bool {
+			ml, err := mcli.MemberList(ctx)
+			if err != nil {
+				return false
+			}
+			me := memberNamed(ml.Members, name)
+			return me != nil && me.ID == m.ID && len(me.ClientURLs) == 1 && me.ClientURLs[0] == "http://"+srv.EtcdAddr()
+		})
+		return m, mcli
+	}
+	isLearner := func(mcli *clientv3.Client, name string) bool {
+		ml, err := mcli.MemberList(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return memberNamed(ml.Members, name).IsLearner
+	}
+
+	// n3, a learner that stays one, has caught up before n2 is added:
+	// the promotion of n2 would take n3 along if n3 were not kept.
+	n3, cli3 := join("n3", true)
+	_, cli2 := join("n2", false)
+	testwait.For(t, 20*time.Second, "n2 promoted to voter", func() bool { return !isLearner(cli2, "n2") })
+	if !isLearner(cli3, "n3") || !isLearner(cli2, "n3") {
+		t.Fatal("n3, added as a learner, was promoted without MemberPromote")
+	}
+	if _, err := cli.MemberPromote(ctx, n3.ID); err != nil {
+		t.Fatal(err)
+	}
+	if isLearner(cli, "n3") {
+		t.Fatal("n3 still a learner after MemberPromote")
+	}
 
 	// Without a user, the name is the host:port.
 	other, err := loopback.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	add, err = cli.MemberAddAsLearner(ctx, []string{"http://" + other})
+	add, err := cli.MemberAddAsLearner(ctx, []string{"http://" + other})
 	if err != nil || add.Member.Name != other || add.Member.ID != consensus.RaftID(other) || !add.Member.IsLearner {
 		t.Fatalf("add named by host:port: %+v %v", add, err)
 	}
@@ -212,5 +243,56 @@ func TestMemberAddErrors(t *testing.T) {
 	}
 	if ml, err := cli.MemberList(ctx); err != nil || len(ml.Members) != 1 {
 		t.Fatalf("members after the refused adds: %+v %v", ml, err)
+	}
+}
+
+// TestMemberUpdate: etcd's way to move a member: stop it, give it its
+// new peer URL with MemberUpdate, start it at the new address; it then
+// catches up, and the members list the new URL. Errors as etcd's.
+func TestMemberUpdate(t *testing.T) {
+	c, eps := startCluster(t, 3)
+	leader := c.WaitLeader(t, 10*time.Second)
+	moved := c.Others(leader)[0]
+	cli := newClient(t, eps[leader])
+	ctx := ctxT(t)
+	id := consensus.RaftID(moved)
+	newAddr, err := loopback.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.MemberUpdate(ctx, 12345, []string{"http://" + newAddr}); !errors.Is(err, rpctypes.ErrMemberNotFound) {
+		t.Fatalf("update of an unknown member: %v", err)
+	}
+	if _, err := cli.MemberUpdate(ctx, id, []string{"http://" + c.Peers[leader]}); !errors.Is(err, rpctypes.ErrPeerURLExist) {
+		t.Fatalf("update to another member's URL: %v", err)
+	}
+	if _, err := cli.MemberUpdate(ctx, id, []string{"http://someone-else@" + newAddr}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("update with a URL naming another member: %v", err)
+	}
+
+	c.Stop(t, moved)
+	up, err := cli.MemberUpdate(ctx, id, []string{"http://" + moved + "@" + newAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := memberNamed(up.Members, moved); m == nil || len(m.PeerURLs) != 1 || m.PeerURLs[0] != "http://"+newAddr {
+		t.Fatalf("members after the update: %+v", up.Members)
+	}
+	put, err := cli.Put(ctx, "while-moved", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Peers[moved] = newAddr
+	c.Restart(t, moved)
+	store := c.Servers[moved].Store()
+	testwait.For(t, 20*time.Second, moved+" at its new address applies the write made while it was stopped", func() bool {
+		return store.Machine().Revision() >= put.Header.Revision
+	})
+	ml, err := newClient(t, c.Servers[moved].EtcdAddr()).MemberList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := memberNamed(ml.Members, moved); m == nil || m.PeerURLs[0] != "http://"+newAddr {
+		t.Fatalf("%s's own member list: %+v", moved, ml.Members)
 	}
 }

@@ -26,9 +26,9 @@ import (
 type Membership interface {
 	ClusterID() uint64
 	Members() []consensus.Member
-	// AddMember adds a learner; adding one that exists at the same peer
-	// address succeeds without change.
-	AddMember(ctx context.Context, m consensus.Member) (consensus.Member, error)
+	// ChangeMembers applies membership changes (MemberAdd adds a
+	// learner, kept one if etcd's is_learner is set).
+	ChangeMembers(ctx context.Context, changes ...consensus.MemberChange) error
 	PromoteMember(ctx context.Context, id string) error
 	RemoveMember(ctx context.Context, id string) error
 }
