@@ -264,6 +264,26 @@ func txnSerializable(r *pb.TxnRequest) bool {
 	return walk(r) && ranges > 0
 }
 
+// txnReadOnly reports whether r has only ranges on every branch, nested
+// transactions included (one nested too deep counts as writing; txnOf
+// refuses it anyway).
+func txnReadOnly(r *pb.TxnRequest, depth int) bool {
+	if r == nil || depth > 16 {
+		return false
+	}
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, o := range ops {
+			if o.GetRequestRange() != nil {
+				continue
+			}
+			if nt := o.GetRequestTxn(); nt == nil || !txnReadOnly(nt, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // rangeAtRevision reports whether a range of r, or of a transaction
 // nested in it, asks for a revision.
 func rangeAtRevision(r *pb.TxnRequest) bool {

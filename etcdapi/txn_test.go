@@ -3,12 +3,14 @@ package etcdapi_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/unrdf/consensus"
@@ -167,4 +169,37 @@ func TestReadOnlyTxnIsLinearizable(t *testing.T) {
 		t.Fatalf("no serializable read on the slow follower was stale (memnet seed %d): the delay did not hold it back", seed)
 	}
 	t.Logf("%d of 5 serializable reads on the slow follower were stale", stale)
+}
+
+// TestReadOnlyTxnWithReadOnlyToken: as in etcd, a transaction that only
+// reads needs only the right to read: an ro token may send one, not one
+// with a write on any branch.
+func TestReadOnlyTxnWithReadOnlyToken(t *testing.T) {
+	tokens, err := server.ParseTokens(strings.NewReader("writer rw\nreader ro\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.Start(t, 1, testcluster.Configure(func(cfg *server.Config) {
+		cfg.EtcdAddr = "127.0.0.1:0"
+		cfg.HTTP.Tokens = tokens
+	}))
+	cli := newClient(t, c.Servers["n1"].EtcdAddr())
+	rw := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer writer")
+	ro := metadata.AppendToOutgoingContext(ctxT(t), "authorization", "Bearer reader")
+	if _, err := cli.Put(rw, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Txn(ro).If(clientv3.Compare(clientv3.Value("k"), "=", "v")).
+		Then(clientv3.OpGet("k"), clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpGet("k")}, nil)).Commit()
+	if err != nil || !resp.Succeeded {
+		t.Fatalf("read-only txn with an ro token: %+v %v", resp, err)
+	}
+	_, err = cli.Txn(ro).If(clientv3.Compare(clientv3.Value("k"), "=", "v")).
+		Then(clientv3.OpGet("k")).Else(clientv3.OpTxn(nil, []clientv3.Op{clientv3.OpDelete("k")}, nil)).Commit()
+	if !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Fatalf("txn with a delete on a branch, with an ro token: %v", err)
+	}
+	if _, err := cli.Put(ro, "k", "w"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
+		t.Fatalf("put with an ro token: %v", err)
+	}
 }
