@@ -202,12 +202,16 @@ func TestEtcdctl(t *testing.T) {
 
 	tr.run("", "--endpoints="+eps[0], "member", "list")
 	// A member added by name (the peer URL's user) and never started
-	// (nothing listens at port 7), listed, refused a second time at its
-	// URL, and removed by the id the add printed.
-	tr.run("", "member", "add", "n4", "--peer-urls=http://n4@127.0.0.1:7")
+	// (nothing listens at 127.0.0.2:7, an address the placeholders leave
+	// alone), listed, refused a second time at its URL, moved to port 8,
+	// and removed by the id the add printed.
+	n4 := fmt.Sprintf("%x", consensus.RaftID("n4"))
+	tr.run("", "member", "add", "n4", "--peer-urls=http://n4@127.0.0.2:7")
 	tr.run("", "--endpoints="+eps[0], "member", "list")
-	tr.run("", "member", "add", "n5", "--peer-urls=http://n5@127.0.0.1:7", "--learner")
-	tr.run("", "member", "remove", fmt.Sprintf("%x", consensus.RaftID("n4")))
+	tr.run("", "member", "add", "n5", "--peer-urls=http://n5@127.0.0.2:7", "--learner")
+	tr.run("", "member", "update", n4, "--peer-urls=http://n4@127.0.0.2:8")
+	tr.run("", "--endpoints="+eps[0], "member", "list")
+	tr.run("", "member", "remove", n4)
 	// Health checks run at once: their lines in order of endpoint.
 	health, stderr, code := tr.exec("", "endpoint", "health")
 	lines := strings.Split(strings.TrimSpace(tr.normalize(health)), "\n")
