@@ -23,6 +23,10 @@ type memberTable struct {
 	// removed holds the raft ids of members removed from the cluster:
 	// they are never reused, and messages from them are ignored.
 	removed map[uint64]struct{}
+	// keepLearner holds the raft ids of learners added to stay learners
+	// until PromoteMember (MemberChange.KeepLearner): the leader does not
+	// promote them when they catch up.
+	keepLearner map[uint64]struct{}
 }
 
 // Members returns the cluster's members as this node has applied them,

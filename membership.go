@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -36,6 +37,11 @@ const (
 	Promote
 	// Remove removes a member for good; its id can never join again.
 	Remove
+	// UpdatePeer gives a member a new peer address: the others dial it
+	// there from then on. Meant for a member that is stopped and will
+	// restart at that address: a running member proposes its own
+	// configured address again when the replicated one differs.
+	UpdatePeer
 )
 
 // String names the op.
@@ -47,16 +53,22 @@ func (op MemberOp) String() string {
 		return "promote"
 	case Remove:
 		return "remove"
+	case UpdatePeer:
+		return "update-peer"
 	}
 	return fmt.Sprintf("MemberOp(%d)", int(op))
 }
 
 // MemberChange is one change of ChangeMembers. For AddLearner, Member
-// carries the new member's name and addresses; for Promote and Remove only
-// Member.ID is used.
+// carries the new member's name and addresses; for UpdatePeer its name
+// and new peer address; for Promote and Remove only Member.ID is used.
 type MemberChange struct {
 	Op     MemberOp
 	Member Member
+	// KeepLearner, for AddLearner, keeps the member a learner until a
+	// Promote (etcd's learners): the leader does not promote it when it
+	// catches up (Config.AutoPromote). It is replicated with the change.
+	KeepLearner bool
 }
 
 // membership is the node's own membership machinery, apart from the
@@ -280,9 +292,9 @@ func validateChanges(changes []MemberChange) error {
 			return fmt.Errorf("member id is empty: %w", ErrInvalidMember)
 		case len(id) > 256:
 			return fmt.Errorf("member id is longer than 256 bytes: %w", ErrInvalidMember)
-		case c.Op != AddLearner && c.Op != Promote && c.Op != Remove:
+		case c.Op != AddLearner && c.Op != Promote && c.Op != Remove && c.Op != UpdatePeer:
 			return fmt.Errorf("member %q: unknown change %v: %w", id, c.Op, ErrInvalidMember)
-		case c.Op == AddLearner && c.Member.PeerAddr == "":
+		case (c.Op == AddLearner || c.Op == UpdatePeer) && c.Member.PeerAddr == "":
 			return fmt.Errorf("member %q: peer address is required: %w", id, ErrInvalidMember)
 		case seen[RaftID(id)]:
 			return fmt.Errorf("member %q is changed twice in one request: %w", id, ErrInvalidMember)
@@ -328,6 +340,13 @@ func (n *Node) pendingChanges(changes []MemberChange) ([]MemberChange, error) {
 			case !cur.Voter:
 				pending = append(pending, c)
 			}
+		case UpdatePeer:
+			switch {
+			case !exists:
+				return nil, fmt.Errorf("member %q: %w", c.Member.ID, ErrUnknownMember)
+			case cur.PeerAddr != c.Member.PeerAddr:
+				pending = append(pending, c)
+			}
 		case Remove:
 			switch {
 			case removed:
@@ -358,11 +377,14 @@ func (n *Node) buildConfChange(changes []MemberChange) (*raftpb.ConfChangeV2, st
 		switch c.Op {
 		case AddLearner:
 			typ = raftpb.ConfChangeAddLearnerNode
-			ctx.Members = append(ctx.Members, memberContext{Name: c.Member.ID, PeerAddr: c.Member.PeerAddr, HTTPAddr: c.Member.HTTPAddr})
+			ctx.Members = append(ctx.Members, memberContext{Name: c.Member.ID, PeerAddr: c.Member.PeerAddr, HTTPAddr: c.Member.HTTPAddr, KeepLearner: c.KeepLearner})
 		case Promote:
 			typ = raftpb.ConfChangeAddNode
 		case Remove:
 			typ = raftpb.ConfChangeRemoveNode
+		case UpdatePeer:
+			typ = raftpb.ConfChangeUpdateNode
+			ctx.Members = append(ctx.Members, memberContext{Name: c.Member.ID, PeerAddr: c.Member.PeerAddr})
 		}
 		cc.Changes = append(cc.Changes, &raftpb.ConfChangeSingle{Type: typ.Enum(), NodeId: new(RaftID(c.Member.ID))})
 	}
@@ -462,6 +484,11 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 			}
 			n.members.byID[id] = m
 			n.members.names[id] = m.ID
+			if mc, ok := meta[id]; ok && mc.KeepLearner && ch.GetType() == raftpb.ConfChangeAddLearnerNode && !existed {
+				n.members.keepLearner[id] = struct{}{}
+			} else if ch.GetType() == raftpb.ConfChangeAddNode {
+				delete(n.members.keepLearner, id)
+			}
 			if id != n.id && m.PeerAddr != "" && n.transport != nil {
 				n.transport.AddPeer(id, m.ID, m.PeerAddr)
 			}
@@ -472,6 +499,7 @@ func (n *Node) applyMembershipChange(cc *raftpb.ConfChangeV2) *raftpb.ConfState 
 		case raftpb.ConfChangeRemoveNode:
 			name := n.members.names[id]
 			delete(n.members.byID, id)
+			delete(n.members.keepLearner, id)
 			n.members.removed[id] = struct{}{}
 			events = append(events, Event{Type: EventNodeLeft, NodeID: name})
 			if id == n.id {
@@ -553,16 +581,20 @@ func (n *Node) membershipLoop() {
 }
 
 // promoteCaughtUp promotes, in one conf change, every learner whose log is
-// within PromoteLag entries of the leader's and that is recently active.
+// within PromoteLag entries of the leader's and that is recently active,
+// but those added to stay learners (MemberChange.KeepLearner).
 func (n *Node) promoteCaughtUp() {
 	st := n.raft.Status()
 	if st.RaftState != raft.StateLeader || st.Progress == nil {
 		return
 	}
 	last := st.Progress[n.id].Match
+	n.members.mu.RLock()
+	keep := maps.Clone(n.members.keepLearner)
+	n.members.mu.RUnlock()
 	var changes []MemberChange
 	for id, pr := range st.Progress {
-		if !pr.IsLearner || !pr.RecentActive || pr.Match == 0 || pr.Match+n.cfg.PromoteLag < last {
+		if _, kept := keep[id]; kept || !pr.IsLearner || !pr.RecentActive || pr.Match == 0 || pr.Match+n.cfg.PromoteLag < last {
 			continue
 		}
 		name := n.nameOf(id)

@@ -135,9 +135,10 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		proposerID: binary.BigEndian.Uint64(pid[:]),
 		failover:   failover{peerDown: make(chan uint64, 1)},
 		members: memberTable{
-			byID:    make(map[uint64]Member),
-			names:   make(map[uint64]string),
-			removed: make(map[uint64]struct{}),
+			byID:        make(map[uint64]Member),
+			names:       make(map[uint64]string),
+			removed:     make(map[uint64]struct{}),
+			keepLearner: make(map[uint64]struct{}),
 		},
 		stopc: make(chan struct{}),
 	}
@@ -234,6 +235,9 @@ type memberContext struct {
 	Name     string `json:"name"`
 	PeerAddr string `json:"peerAddr"`
 	HTTPAddr string `json:"httpAddr,omitempty"`
+	// KeepLearner, on a learner's addition, keeps it a learner until it
+	// is promoted explicitly (MemberChange.KeepLearner).
+	KeepLearner bool `json:"keepLearner,omitempty"`
 }
 
 // bootstrapPeers builds raft's initial peer list. Every node of a new

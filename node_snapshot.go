@@ -148,6 +148,9 @@ type nodeSnapshotState struct {
 	Members []Member      `msgpack:"m"`
 	Removed []uint64      `msgpack:"r"`
 	Dedup   []dedupRecord `msgpack:"d"`
+	// KeepLearner lists the learners the leader does not promote by
+	// itself (memberTable.keepLearner); absent in older snapshots.
+	KeepLearner []uint64 `msgpack:"kl,omitempty"`
 }
 
 // ErrBadSnapshot means snapshot data did not decode or did not verify.
@@ -170,9 +173,13 @@ func (n *Node) nodeState() nodeSnapshotState {
 	for id := range n.members.removed {
 		st.Removed = append(st.Removed, id)
 	}
+	for id := range n.members.keepLearner {
+		st.KeepLearner = append(st.KeepLearner, id)
+	}
 	n.members.mu.RUnlock()
 	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	slices.Sort(st.Removed)
+	slices.Sort(st.KeepLearner)
 	return st
 }
 
@@ -507,6 +514,10 @@ func (n *Node) restoreMembers(st nodeSnapshotState) {
 	n.members.removed = make(map[uint64]struct{}, len(st.Removed))
 	for _, id := range st.Removed {
 		n.members.removed[id] = struct{}{}
+	}
+	n.members.keepLearner = make(map[uint64]struct{}, len(st.KeepLearner))
+	for _, id := range st.KeepLearner {
+		n.members.keepLearner[id] = struct{}{}
 	}
 	members := n.members.byID
 	_, selfRemoved := n.members.removed[n.id]

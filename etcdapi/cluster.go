@@ -2,11 +2,20 @@ package etcdapi
 
 import (
 	"context"
+	"fmt"
 	"hash/crc32"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/etcd/api/v3/version"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
@@ -81,10 +90,128 @@ func (c *clusterService) MemberPromote(ctx context.Context, r *pb.MemberPromoteR
 	return &pb.MemberPromoteResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}, nil
 }
 
-// MemberAdd is not supported: a member joins with `consensus serve
-// --join`, which names it; etcd's request has no name.
+// MemberAdd adds a member that `consensus serve --join` then starts.
+// etcd's request carries only peer URLs, so the member's name comes from
+// its one peer URL (peerMember): the URL's user (http://n4@host:port), or
+// else its host:port. The member is added as a learner. With etcd's
+// is_learner, it stays one until MemberPromote, as in etcd; without, the
+// leader promotes it once it has caught up (consensus.Config.AutoPromote),
+// as it does a member that --join added. Adding a voter at once, as etcd
+// does, would grow the quorum before the member runs; in a one- or
+// two-voter cluster, the joining node could then not even be added (a
+// join reads the membership linearizably), so it could never start.
 func (c *clusterService) MemberAdd(ctx context.Context, r *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
-	return nil, unimplemented("MemberAdd (start the new member with `consensus serve --join`, which adds it as a learner)")
+	name, addr, err := peerMember(r.PeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	// Check against every committed change, as etcd does in its apply;
+	// two adds of one URL on two members at once may both pass this.
+	if err := c.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
+		return nil, toGRPC(err)
+	}
+	for _, m := range c.s.cfg.Members.Members() {
+		switch {
+		case m.PeerAddr == addr:
+			return nil, rpctypes.ErrGRPCPeerURLExist
+		case m.ID == name:
+			return nil, rpctypes.ErrGRPCMemberExist
+		}
+	}
+	add := consensus.MemberChange{Op: consensus.AddLearner, Member: consensus.Member{ID: name, PeerAddr: addr}, KeepLearner: r.IsLearner}
+	if err := c.s.cfg.Members.ChangeMembers(ctx, add); err != nil {
+		return nil, toGRPC(err)
+	}
+	resp := &pb.MemberAddResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}
+	for _, m := range resp.Members {
+		if m.Name == name {
+			resp.Member = m
+		}
+	}
+	if resp.Member == nil {
+		// Removed again between the change and this read.
+		return nil, rpctypes.ErrGRPCMemberNotFound
+	}
+	return resp, nil
+}
+
+// MemberUpdate gives the member r.ID a new peer address, through the
+// log (consensus.UpdatePeer): the other members dial it there from then
+// on. As with etcd, update a member that is stopped, then start it at
+// the new address (--listen); a member still running at its old address
+// is cut off (its peers dial the new one) and, if it hears of the change,
+// proposes its own address again. The URL may name the member (its user)
+// but not another one.
+func (c *clusterService) MemberUpdate(ctx context.Context, r *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	name, err := c.name(r.ID)
+	if err != nil {
+		return nil, err
+	}
+	user, addr, err := peerMember(r.PeerURLs)
+	if err != nil {
+		return nil, err
+	}
+	if user != name && user != addr {
+		return nil, status.Errorf(codes.InvalidArgument, "%s: the peer URL names %q, not member %q", rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberBadURLs), user, name)
+	}
+	if err := c.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
+		return nil, toGRPC(err)
+	}
+	for _, m := range c.s.cfg.Members.Members() {
+		if m.PeerAddr == addr && m.ID != name {
+			return nil, rpctypes.ErrGRPCPeerURLExist
+		}
+	}
+	update := consensus.MemberChange{Op: consensus.UpdatePeer, Member: consensus.Member{ID: name, PeerAddr: addr}}
+	if err := c.s.cfg.Members.ChangeMembers(ctx, update); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.MemberUpdateResponse{Header: c.s.header(c.s.cfg.Store.Machine().Revision()), Members: c.members()}, nil
+}
+
+// maxMemberName bounds a member's name, as the node does.
+const maxMemberName = 256
+
+// peerMember reads the name and peer address (host:port) of a member to
+// add from etcd's peer URLs: exactly one http or https URL with a host
+// and port and nothing else but, optionally, a user, which is the name;
+// without one the name is the host:port. The address must be the one
+// the member's --listen gives (the address the other members dial).
+func peerMember(urls []string) (name, addr string, err error) {
+	bad := func(format string, args ...any) error {
+		return status.Errorf(codes.InvalidArgument, "%s: %s", rpctypes.ErrorDesc(rpctypes.ErrGRPCMemberBadURLs), fmt.Sprintf(format, args...))
+	}
+	if len(urls) != 1 {
+		return "", "", bad("a member has one peer URL, got %d", len(urls))
+	}
+	u, err := url.Parse(urls[0])
+	if err != nil {
+		return "", "", bad("%v", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "", "", bad("peer URL %q: the scheme must be http or https", urls[0])
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", "", bad("peer URL %q: only a user (the name), a host and a port may be given", urls[0])
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil || host == "" {
+		return "", "", bad("peer URL %q: want host:port", urls[0])
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return "", "", bad("peer URL %q: bad port %q", urls[0], port)
+	}
+	name = u.Host
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return "", "", bad("peer URL %q: a password has no meaning here; the user is the member's name", urls[0])
+		}
+		name = u.User.Username()
+	}
+	if name == "" || len(name) > maxMemberName || strings.ContainsFunc(name, unicode.IsControl) || !utf8.ValidString(name) {
+		return "", "", bad("peer URL %q: the member name must be 1 to %d bytes of UTF-8 without control characters", urls[0], maxMemberName)
+	}
+	return name, u.Host, nil
 }
 
 type maintenanceService struct {

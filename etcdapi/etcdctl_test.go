@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/internal/testwait"
 )
 
@@ -73,6 +74,7 @@ func (tr *transcript) normalize(s string) string {
 	s = regexp.MustCompile(`took = [0-9.]+[µnm]?s`).ReplaceAllString(s, "took = T")
 	s = regexp.MustCompile(`remaining\(\d+s\)`).ReplaceAllString(s, "remaining(Ns)")
 	s = regexp.MustCompile(`http://127\.0\.0\.1:\d+`).ReplaceAllString(s, "http://PEER")
+	s = regexp.MustCompile(`(cluster +)[0-9a-f]{1,16}\b`).ReplaceAllString(s, "${1}CLUSTER")
 	s = regexp.MustCompile(`myelection/[0-9a-f]+`).ReplaceAllString(s, "myelection/LEASE")
 	s = regexp.MustCompile(`"(ClusterID|MemberID|RaftTerm)" : \d+`).ReplaceAllString(s, `"$1" : N`)
 	// clientv3's retry warnings carry times and ports.
@@ -199,6 +201,17 @@ func TestEtcdctl(t *testing.T) {
 	tr.background("proposal\n", "elect", "myelection", "proposal")
 
 	tr.run("", "--endpoints="+eps[0], "member", "list")
+	// A member added by name (the peer URL's user) and never started
+	// (nothing listens at 127.0.0.2:7, an address the placeholders leave
+	// alone), listed, refused a second time at its URL, moved to port 8,
+	// and removed by the id the add printed.
+	n4 := fmt.Sprintf("%x", consensus.RaftID("n4"))
+	tr.run("", "member", "add", "n4", "--peer-urls=http://n4@127.0.0.2:7")
+	tr.run("", "--endpoints="+eps[0], "member", "list")
+	tr.run("", "member", "add", "n5", "--peer-urls=http://n5@127.0.0.2:7", "--learner")
+	tr.run("", "member", "update", n4, "--peer-urls=http://n4@127.0.0.2:8")
+	tr.run("", "--endpoints="+eps[0], "member", "list")
+	tr.run("", "member", "remove", n4)
 	// Health checks run at once: their lines in order of endpoint.
 	health, stderr, code := tr.exec("", "endpoint", "health")
 	lines := strings.Split(strings.TrimSpace(tr.normalize(health)), "\n")

@@ -201,17 +201,103 @@ func deleteOp(r *pb.DeleteRangeRequest) (kv.EtcdOp, error) {
 	return kv.EtcdOp{Type: kv.EtcdDelete, Key: string(r.Key), End: string(r.RangeEnd), PrevKV: r.PrevKv}, nil
 }
 
-// Txn applies a transaction atomically: one replicated command.
+// Txn applies a transaction atomically. One that writes on no branch
+// (compares and ranges only, nested transactions included) needs no log
+// entry: as etcd does, it is evaluated on this member's state after a
+// linearizable read (none if every range is serializable), at one
+// revision, and its ranges may read older revisions from the history.
+// Any other is one replicated command, whose ranges read the current
+// revision only: it is applied on every member, which must all answer
+// alike, and the history is each member's own.
 func (k *kvService) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	t, err := txnOf(r, 0)
 	if err != nil {
 		return nil, err
+	}
+	if t.ReadOnly() {
+		c := kv.Linearizable
+		if txnSerializable(r) {
+			c = kv.Local
+		}
+		if err := k.s.cfg.Store.Sync(ctx, c); err != nil {
+			return nil, toGRPC(err)
+		}
+		res, rev, err := k.s.cfg.Store.Machine().EtcdReadTxn(t)
+		if err != nil {
+			return nil, toGRPC(err)
+		}
+		return txnResponse(r, res, k.s.header(rev)), nil
+	}
+	if rangeAtRevision(r) {
+		return nil, unimplemented("a range at a given revision inside a transaction that writes")
 	}
 	res, rev, err := k.s.cfg.Store.EtcdTxn(ctx, t)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
 	return txnResponse(r, res, k.s.header(rev)), nil
+}
+
+// txnSerializable reports whether every operation of the read-only r,
+// nested transactions included, is a serializable range, and there is at
+// least one: such a transaction reads this member's applied state. (etcd
+// also serves a transaction without ranges so; here a compare alone is
+// linearizable.)
+func txnSerializable(r *pb.TxnRequest) bool {
+	ranges := 0
+	var walk func(r *pb.TxnRequest) bool
+	walk = func(r *pb.TxnRequest) bool {
+		for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+			for _, o := range ops {
+				if rr := o.GetRequestRange(); rr != nil {
+					if !rr.Serializable {
+						return false
+					}
+					ranges++
+				} else if nt := o.GetRequestTxn(); nt == nil || !walk(nt) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return walk(r) && ranges > 0
+}
+
+// txnReadOnly reports whether r has only ranges on every branch, nested
+// transactions included (one nested too deep counts as writing; txnOf
+// refuses it anyway).
+func txnReadOnly(r *pb.TxnRequest, depth int) bool {
+	if r == nil || depth > 16 {
+		return false
+	}
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, o := range ops {
+			if o.GetRequestRange() != nil {
+				continue
+			}
+			if nt := o.GetRequestTxn(); nt == nil || !txnReadOnly(nt, depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rangeAtRevision reports whether a range of r, or of a transaction
+// nested in it, asks for a revision.
+func rangeAtRevision(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, o := range ops {
+			if rr := o.GetRequestRange(); rr != nil && rr.Revision != 0 {
+				return true
+			}
+			if nt := o.GetRequestTxn(); nt != nil && rangeAtRevision(nt) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func txnOf(r *pb.TxnRequest, depth int) (*kv.EtcdTxn, error) {
@@ -275,13 +361,11 @@ func opsOf(ops []*pb.RequestOp, depth int) ([]kv.EtcdOp, error) {
 			switch {
 			case r == nil || len(r.Key) == 0:
 				return nil, rpctypes.ErrGRPCEmptyKey
-			case r.Revision > 0:
-				return nil, unimplemented("a range at a given revision inside a transaction")
 			}
 			if err := checkSort(r); err != nil {
 				return nil, err
 			}
-			out[i] = kv.EtcdOp{Type: kv.EtcdRange, Key: string(r.Key), End: string(r.RangeEnd)}
+			out[i] = kv.EtcdOp{Type: kv.EtcdRange, Key: string(r.Key), End: string(r.RangeEnd), Revision: r.Revision}
 		case *pb.RequestOp_RequestPut:
 			if req.RequestPut == nil {
 				return nil, rpctypes.ErrGRPCEmptyKey

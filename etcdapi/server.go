@@ -26,6 +26,9 @@ import (
 type Membership interface {
 	ClusterID() uint64
 	Members() []consensus.Member
+	// ChangeMembers applies membership changes (MemberAdd adds a
+	// learner, kept one if etcd's is_learner is set).
+	ChangeMembers(ctx context.Context, changes ...consensus.MemberChange) error
 	PromoteMember(ctx context.Context, id string) error
 	RemoveMember(ctx context.Context, id string) error
 }
@@ -208,9 +211,23 @@ var readMethods = map[string]bool{
 	pb.KV_RangeStream_FullMethodName:        true,
 }
 
-// authorize checks the token of ctx for method and returns ctx with the
-// token.
-func (s *Server) authorize(ctx context.Context, method string) (context.Context, error) {
+// readRequest reports whether req, a request to method, only reads: a
+// read method's, or a read-only transaction (which, as in etcd, needs
+// only the right to read).
+func readRequest(method string, req any) bool {
+	if readMethods[method] {
+		return true
+	}
+	if method != pb.KV_Txn_FullMethodName {
+		return false
+	}
+	r, ok := req.(*pb.TxnRequest)
+	return ok && txnReadOnly(r, 0)
+}
+
+// authorize checks the token of ctx for a request to method (read: one
+// that only reads, readRequest) and returns ctx with the token.
+func (s *Server) authorize(ctx context.Context, method string, read bool) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	token := ""
 	if v := md.Get("authorization"); len(v) > 0 {
@@ -234,7 +251,7 @@ func (s *Server) authorize(ctx context.Context, method string) (context.Context,
 	case AccessWrite:
 		return ctx, nil
 	case AccessRead:
-		if readMethods[method] {
+		if read {
 			return ctx, nil
 		}
 		return nil, rpctypes.ErrGRPCPermissionDenied
@@ -258,7 +275,7 @@ func (s *Server) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerI
 		}
 		s.mu.Unlock()
 	}()
-	ctx, err := s.authorize(ctx, info.FullMethod)
+	ctx, err := s.authorize(ctx, info.FullMethod, readRequest(info.FullMethod, req))
 	if err != nil {
 		return nil, err
 	}
@@ -273,7 +290,7 @@ type authStream struct {
 func (a authStream) Context() context.Context { return a.ctx }
 
 func (s *Server) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	ctx, err := s.authorize(ss.Context(), info.FullMethod)
+	ctx, err := s.authorize(ss.Context(), info.FullMethod, readMethods[info.FullMethod])
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,11 @@ type EtcdOp struct {
 	IgnoreLease bool       `msgpack:"il,omitempty"`
 	PrevKV      bool       `msgpack:"p,omitempty"`
 	Txn         *EtcdTxn   `msgpack:"t,omitempty"`
+	// Revision reads a range as it was at that revision (0: now). Only
+	// a read-only transaction (Machine.EtcdReadTxn) may set it: the
+	// history that serves older revisions is each member's own, so a
+	// replicated one (Store.EtcdTxn) refuses it.
+	Revision int64 `msgpack:"rv,omitempty"`
 }
 
 // EtcdRangeAll as a range end means every key from the start key on
@@ -108,6 +113,89 @@ type EtcdOpResult struct {
 	Items   []Item
 	Deleted int64
 	Txn     *EtcdTxnResult
+}
+
+// ReadOnly reports whether t writes nothing on any branch: its
+// operations, and those of its nested transactions, are all ranges.
+func (t *EtcdTxn) ReadOnly() bool {
+	return t.readOnly(0)
+}
+
+func (t *EtcdTxn) readOnly(depth int) bool {
+	if t == nil || depth > maxEtcdTxnDepth {
+		return false
+	}
+	for _, branch := range [][]EtcdOp{t.Success, t.Failure} {
+		for i := range branch {
+			switch branch[i].Type {
+			case EtcdRange:
+			case EtcdNested:
+				if !branch[i].Txn.readOnly(depth + 1) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// EtcdReadTxn evaluates the read-only transaction t (EtcdTxn.ReadOnly)
+// on this member's applied state, without the log: its compares, then
+// the ranges of the branches they choose, all under one lock, so they
+// see one revision, which it returns. A range with a Revision reads the
+// state at that revision from the history, as EtcdRangeAt does, and fails
+// as it does. The caller makes the read linearizable first, if it must
+// be (Store.Sync). A transaction that writes wraps ErrInvalidBatch.
+func (m *Machine) EtcdReadTxn(t *EtcdTxn) (*EtcdTxnResult, int64, error) {
+	if !t.ReadOnly() {
+		return nil, 0, fail(ErrInvalidBatch, "a read-only etcd transaction writes, or nests more than %d deep", maxEtcdTxnDepth)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	path, aerr := m.etcdPath(t, nil, 0)
+	if aerr != nil {
+		return nil, 0, aerr
+	}
+	x := etcdReader{m: m, path: path}
+	res := x.run(t)
+	if x.err != nil {
+		return nil, 0, x.err
+	}
+	return res, m.revision, nil
+}
+
+// etcdReader runs the ranges on a read-only transaction's path; the
+// caller holds m.mu. err is the first range's that failed.
+type etcdReader struct {
+	m    *Machine
+	path []bool
+	err  error
+}
+
+func (x *etcdReader) run(t *EtcdTxn) *EtcdTxnResult {
+	ok := x.path[0]
+	x.path = x.path[1:]
+	branch := t.Failure
+	if ok {
+		branch = t.Success
+	}
+	res := &EtcdTxnResult{Succeeded: ok, Responses: make([]EtcdOpResult, len(branch))}
+	for i := range branch {
+		o := &branch[i]
+		switch o.Type {
+		case EtcdRange:
+			items, err := x.m.etcdRangeAtLocked(o.Key, o.End, o.Revision)
+			if err != nil && x.err == nil {
+				x.err = err
+			}
+			res.Responses[i].Items = items
+		case EtcdNested:
+			res.Responses[i].Txn = x.run(o.Txn)
+		}
+	}
+	return res
 }
 
 // maxEtcdTxnDepth bounds nested transactions, so that a crafted entry
@@ -158,6 +246,10 @@ func (s *Store) checkEtcdTxn(t *EtcdTxn, depth int) error {
 					if err := checkValue(o.Value, s.machine.maxValueBytes); err != nil {
 						return err
 					}
+				}
+			case EtcdRange:
+				if o.Revision != 0 {
+					return fail(ErrInvalidBatch, "a range at a revision in a transaction that writes")
 				}
 			case EtcdNested:
 				if o.Txn == nil {

@@ -125,3 +125,56 @@ func TestEtcdTxnApply(t *testing.T) {
 		t.Fatalf("ignore_value: %+v %+v", r, it)
 	}
 }
+
+// TestEtcdReadTxn: a read-only transaction is evaluated locally at one
+// revision, its ranges at older revisions from the history; one that
+// writes is refused, and so is a range at a revision in a replicated one.
+func TestEtcdReadTxn(t *testing.T) {
+	m := NewMachine()
+	put := func(k, v string) EtcdOp {
+		return EtcdOp{Type: EtcdPut, Key: k, Value: EtcdStoredValue([]byte(v))}
+	}
+	for i, v := range []string{"1", "2", "3"} {
+		if r := applyEtcd(t, m, uint64(i+1), &EtcdTxn{Success: []EtcdOp{put("a", v)}}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	txn := &EtcdTxn{
+		Compares: []EtcdCompare{{Key: "a", Target: EtcdTargetVersion, Result: EtcdEqual, Number: 3}},
+		Success: []EtcdOp{
+			{Type: EtcdRange, Key: "a", Revision: 1},
+			{Type: EtcdNested, Txn: &EtcdTxn{Failure: []EtcdOp{{Type: EtcdRange, Key: "a"}}, Compares: []EtcdCompare{{Key: "a", Target: EtcdTargetMod, Result: EtcdLess, Number: 3}}}},
+		},
+	}
+	if !txn.ReadOnly() {
+		t.Fatal("a transaction of ranges is not read-only")
+	}
+	res, rev, err := m.EtcdReadTxn(txn)
+	if err != nil || rev != 3 || !res.Succeeded {
+		t.Fatalf("read txn: %+v %d %v", res, rev, err)
+	}
+	if it := res.Responses[0].Items; len(it) != 1 || string(EtcdValue(it[0].Value)) != "1" || it[0].Revision != 1 {
+		t.Fatalf("range at revision 1: %+v", it)
+	}
+	if n := res.Responses[1].Txn; n.Succeeded || string(EtcdValue(n.Responses[0].Items[0].Value)) != "3" {
+		t.Fatalf("nested: %+v", n)
+	}
+	if _, _, err := m.EtcdReadTxn(&EtcdTxn{Success: []EtcdOp{{Type: EtcdRange, Key: "a", Revision: 9}}}); !errors.Is(err, ErrFutureRevision) {
+		t.Fatalf("range at a future revision: %v", err)
+	}
+	writes := &EtcdTxn{Failure: []EtcdOp{{Type: EtcdNested, Txn: &EtcdTxn{Success: []EtcdOp{put("b", "1")}}}}}
+	if writes.ReadOnly() {
+		t.Fatal("a transaction with a nested put is read-only")
+	}
+	if _, _, err := m.EtcdReadTxn(writes); !errors.Is(err, ErrInvalidBatch) {
+		t.Fatalf("read txn that writes: %v", err)
+	}
+	if m.Revision() != 3 {
+		t.Fatalf("revision %d after read-only transactions, want 3", m.Revision())
+	}
+	s := &Store{machine: m}
+	atRev := &EtcdTxn{Success: []EtcdOp{put("b", "1"), {Type: EtcdNested, Txn: &EtcdTxn{Success: []EtcdOp{{Type: EtcdRange, Key: "a", Revision: 1}}}}}}
+	if err := s.checkEtcdTxn(atRev, 0); !errors.Is(err, ErrInvalidBatch) {
+		t.Fatalf("a replicated transaction with a range at a revision: %v", err)
+	}
+}

@@ -165,17 +165,23 @@ func inEtcdRange(k, key, end string) bool {
 func (m *Machine) EtcdRangeAt(key, end string, rev int64) ([]Item, int64, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	items, err := m.etcdRangeAtLocked(key, end, rev)
+	return items, m.revision, err
+}
+
+// etcdRangeAtLocked is EtcdRangeAt's read; the caller holds m.mu.
+func (m *Machine) etcdRangeAtLocked(key, end string, rev int64) ([]Item, error) {
 	cur := m.revision
 	items := m.etcdRange(key, end)
 	switch {
 	case rev <= 0 || rev == cur:
-		return items, cur, nil
+		return items, nil
 	case rev > cur:
-		return nil, cur, fmt.Errorf("kv: read at revision %d: the state is at %d: %w", rev, cur, ErrFutureRevision)
+		return nil, fmt.Errorf("kv: read at revision %d: the state is at %d: %w", rev, cur, ErrFutureRevision)
 	}
 	at, err := m.hub.itemsAt(rev, func(k string) bool { return inEtcdRange(k, key, end) })
 	if err != nil || len(at) == 0 {
-		return items, cur, err
+		return items, err
 	}
 	out := items[:0:0]
 	for _, it := range items {
@@ -189,7 +195,7 @@ func (m *Machine) EtcdRangeAt(key, end string, rev int64) ([]Item, int64, error)
 		}
 	}
 	slices.SortFunc(out, func(a, b Item) int { return strings.Compare(a.Key, b.Key) })
-	return out, cur, nil
+	return out, nil
 }
 
 // PrevItem returns the item that the change of key at revision rev (an
