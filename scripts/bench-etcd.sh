@@ -349,7 +349,9 @@ scale_one() { # system keys
     ;;
   consensus)
     echo "bench-etcd: consensus: $2 keys, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-    "$OUT/consensus" bench --scale-keys "$2" --value-size 100 --data "$OUT/consensus-scale-$2" --json >"$OUT/ours-scale-$2.json" ||
+    # At info level the logs time each snapshot written and restored.
+    "$OUT/consensus" bench --scale-keys "$2" --value-size 100 --data "$OUT/consensus-scale-$2" --log-level info --json \
+      >"$OUT/ours-scale-$2.json" ||
       echo "bench-etcd: consensus: $2 keys: a figure failed; its row shows -; logs in $OUT/consensus-scale-$2" >&2
     # bench keeps a --data directory it did not create: keep its logs only.
     [ -n "${KEEP_DATA:-}" ] || find "$OUT/consensus-scale-$2" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
