@@ -245,6 +245,12 @@ func (ec *etcdCluster) endpoints(n int) []string {
 // measure starts the 3 members, fills them, and takes every figure.
 func (ec *etcdCluster) measure(ctx context.Context, f scaleFlags, text io.Writer) (*bench.Scale, error) {
 	s := &bench.Scale{System: "etcd", Keys: f.keys, ValueSize: f.valueSize, LoadStart: bench.LoadAvg()}
+	// Also when a figure fails: the report keeps the others.
+	defer func() {
+		if s.LoadEnd == "" {
+			s.LoadEnd = bench.LoadAvg()
+		}
+	}()
 	pids, dirs := map[string]int{}, map[string]string{}
 	for i := range 3 {
 		if err := ec.start(i, ec.initialCluster, "new"); err != nil {

@@ -41,6 +41,12 @@ func benchServeArgs(cfg benchConfig) []string {
 // new member's catch-up.
 func runScale(ctx context.Context, lc *benchCluster, cfg benchConfig, text io.Writer) (*bench.Scale, error) {
 	s := &bench.Scale{System: "consensus", Version: version, Keys: cfg.scaleKeys, ValueSize: cfg.opts.ValueSize, LoadStart: bench.LoadAvg()}
+	// Also when a figure fails: the report keeps the others.
+	defer func() {
+		if s.LoadEnd == "" {
+			s.LoadEnd = bench.LoadAvg()
+		}
+	}()
 	fillCfg := cfg
 	fillCfg.fillKeys = cfg.scaleKeys
 	start := time.Now()
