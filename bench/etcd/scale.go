@@ -26,8 +26,15 @@ import (
 	"github.com/unrdf/consensus/bench"
 )
 
-// scaleWait bounds each wait of a scale run: a restart, a catch-up.
-const scaleWait = 5 * time.Minute
+// scaleWait bounds each wait of a scale run: a snapshot, a restart.
+// learnerWait bounds a learner's catch-up: in some runs etcd's learner
+// never became ready (its log repeating "failed to publish local member
+// to cluster through raft ... too many requests"), and waiting longer
+// did not help.
+const (
+	scaleWait   = 5 * time.Minute
+	learnerWait = 2 * time.Minute
+)
 
 // scaleFlags is a parsed etcd scale command line.
 type scaleFlags struct {
@@ -345,7 +352,7 @@ func (ec *etcdCluster) timeRestart(ctx context.Context, idx ...int) (time.Durati
 		}
 	}
 	for _, i := range idx {
-		err := waitMember(ctx, ec.members[i].client, func(ctx context.Context, cli *clientv3.Client) error {
+		err := waitMember(ctx, ec.members[i].client, scaleWait, func(ctx context.Context, cli *clientv3.Client) error {
 			_, err := cli.Get(ctx, bench.Key(0))
 			return err
 		})
@@ -357,11 +364,11 @@ func (ec *etcdCluster) timeRestart(ctx context.Context, idx ...int) (time.Durati
 }
 
 // waitMember waits until ok, through a client of the member at ep alone,
-// returns nil. It first waits for the port to accept connections, then
+// returns nil, for up to timeout. It first waits for the port to accept connections, then
 // dials a new client per attempt, so gRPC's reconnection backoff does
 // not lengthen the time measured.
-func waitMember(ctx context.Context, ep string, ok func(context.Context, *clientv3.Client) error) error {
-	ctx, cancel := context.WithTimeout(ctx, scaleWait)
+func waitMember(ctx context.Context, ep string, timeout time.Duration, ok func(context.Context, *clientv3.Client) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last error
 	for {
@@ -383,7 +390,7 @@ func waitMember(ctx context.Context, ep string, ok func(context.Context, *client
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: not within %v: %w", ep, scaleWait, errors.Join(last, ctx.Err()))
+			return fmt.Errorf("%s: not within %v: %w", ep, timeout, errors.Join(last, ctx.Err()))
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -434,7 +441,7 @@ func (ec *etcdCluster) timeLearner(ctx context.Context) (time.Duration, int64, e
 	if err := ec.start(i, strings.Join(cluster, ","), "existing"); err != nil {
 		return 0, 0, err
 	}
-	err = waitMember(ctx, m.client, func(ctx context.Context, own *clientv3.Client) error {
+	err = waitMember(ctx, m.client, learnerWait, func(ctx context.Context, own *clientv3.Client) error {
 		st, err := own.Status(ctx, m.client)
 		if err != nil {
 			return err
