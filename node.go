@@ -167,7 +167,7 @@ func NewNode(cfg Config, storage LogStorage, sm StateMachine) (*Node, error) {
 		ID:                        n.id,
 		ElectionTick:              cfg.electionTicks(),
 		HeartbeatTick:             cfg.heartbeatTicks(),
-		Storage:                   storage,
+		Storage:                   raftStorage{LogStorage: storage, snaps: &n.snaps},
 		Applied:                   snap.GetMetadata().GetIndex(),
 		MaxSizePerMsg:             cfg.MaxSizePerMsg,
 		MaxCommittedSizePerReady:  cfg.MaxCommittedSizePerReady,

@@ -81,6 +81,18 @@ type snapshots struct {
 	// compacted, must list that node, or the node refuses it and never
 	// catches up (bug B3 in docs/TESTING.md).
 	afterAdd bool
+	// adds counts the conf changes adding a member applied so far, and
+	// listed how many of them the stored snapshot includes. While listed
+	// is behind, raft is told no snapshot is available (raftStorage):
+	// the stored one does not list the new member, which would refuse it
+	// after the whole transfer ("not in the ConfState"), and the leader
+	// would send it again until the one afterAdd asks for is recorded.
+	// With a million keys that is 125 MB sent, stored and thrown away
+	// per try. Every end of a snapshot attempt, failed or not, catches
+	// listed up with the adds seen when it was captured, so a failing
+	// disk falls back to sending the old snapshot rather than none.
+	adds   atomic.Uint64
+	listed atomic.Uint64
 	// pending are Snapshot calls waiting for the next snapshot to start
 	// (the Ready loop takes them from requests).
 	pending  []snapshotRequest
@@ -117,8 +129,43 @@ func (s *snapshots) confChanged(cs *raftpb.ConfState, cc *raftpb.ConfChangeV2) {
 	for _, ch := range cc.GetChanges() {
 		if t := ch.GetType(); t == raftpb.ConfChangeAddNode || t == raftpb.ConfChangeAddLearnerNode {
 			s.afterAdd = true
+			s.adds.Add(1)
 		}
 	}
+}
+
+// markListed records that the stored snapshot includes the first adds
+// member additions (it never goes back).
+func (s *snapshots) markListed(adds uint64) {
+	for {
+		cur := s.listed.Load()
+		if cur >= adds || s.listed.CompareAndSwap(cur, adds) {
+			return
+		}
+	}
+}
+
+// unlisted says whether a member was added after the stored snapshot
+// was taken and the snapshot that lists it is not recorded yet.
+func (s *snapshots) unlisted() bool { return s.listed.Load() < s.adds.Load() }
+
+// raftStorage is the log storage as raft reads it: while the stored
+// snapshot predates a member's addition (snapshots.unlisted), Snapshot
+// answers raft.ErrSnapshotTemporarilyUnavailable, and raft retries at
+// the next heartbeat response instead of sending a snapshot the new
+// member must refuse.
+type raftStorage struct {
+	LogStorage
+	snaps *snapshots
+}
+
+// Snapshot is the stored snapshot, unless it does not list a member
+// added since.
+func (r raftStorage) Snapshot() (*raftpb.Snapshot, error) {
+	if r.snaps.unlisted() {
+		return nil, raft.ErrSnapshotTemporarilyUnavailable
+	}
+	return r.LogStorage.Snapshot()
 }
 
 // SubscribeSnapshots returns a subscription to snapshot events, holding up
@@ -291,6 +338,9 @@ func (n *Node) Snapshot(ctx context.Context) (Position, error) {
 func (n *Node) maybeSnapshot() {
 	asked := len(n.snaps.pending) > 0
 	if n.snaps.snapper == nil || (n.cfg.SnapshotThreshold == 0 && !asked) {
+		// No snapshot will list an added member: raft may send the
+		// stored one, if any, as before.
+		n.snaps.markListed(n.snaps.adds.Load())
 		return
 	}
 	applied := n.AppliedIndex()
@@ -337,7 +387,9 @@ func (n *Node) maybeSnapshot() {
 	// Whatever happens next, wait for another threshold before retrying:
 	// a failing disk should not be hit on every Ready.
 	n.snaps.base, n.snaps.bytes, n.snaps.afterAdd = applied, 0, false
+	adds := n.snaps.adds.Load()
 	fail := func(err error) {
+		n.snaps.markListed(adds)
 		n.snaps.inFlight.Store(false)
 		answerSnapshots(waiting, Position{}, err)
 	}
@@ -362,15 +414,17 @@ func (n *Node) maybeSnapshot() {
 	}
 	cs := proto.Clone(n.snaps.confState).(*raftpb.ConfState)
 	n.wg.Add(1)
-	go n.persistSnapshot(at, cs, state, view, waiting)
+	go n.persistSnapshot(at, cs, adds, state, view, waiting)
 }
 
 // persistSnapshot writes a captured snapshot, records it in the log
 // storage, compacts the log and prunes old snapshots, then answers the
-// Snapshot calls waiting for it.
-func (n *Node) persistSnapshot(at Position, cs *raftpb.ConfState, state []byte, view StateSnapshot, waiting []snapshotRequest) {
+// Snapshot calls waiting for it. adds is snapshots.adds when it was
+// captured.
+func (n *Node) persistSnapshot(at Position, cs *raftpb.ConfState, adds uint64, state []byte, view StateSnapshot, waiting []snapshotRequest) {
 	defer n.wg.Done()
 	defer n.snaps.inFlight.Store(false)
+	defer n.snaps.markListed(adds)
 	start := time.Now()
 	var err error
 	defer func() {
@@ -486,6 +540,9 @@ func (n *Node) installSnapshot(meta *raftpb.SnapshotMetadata) error {
 	n.proposals.dedup.restore(st.Dedup)
 	n.restoreMembers(st)
 	n.snaps.confState = proto.Clone(raftpb.EnsureConfState(meta.GetConfState())).(*raftpb.ConfState)
+	// A leader's snapshot past every entry applied here lists every
+	// member those added.
+	n.snaps.markListed(n.snaps.adds.Load())
 	n.snaps.installs.Add(1)
 	n.pos.appliedTerm.Store(term)
 	n.pos.applied.advance(index)

@@ -31,7 +31,12 @@
 # leases and locks only; queue: task queues only; memory: instead of workloads, each node's RSS
 # after FILL_KEYS keys of 100 B, default 100000; curves: instead, how cost
 # grows with value size, cluster size (a 5-node start of each system),
-# watchers and 1,024 clients, see curves_etcd below; not part of all),
+# watchers and 1,024 clients, see curves_etcd below; not part of all;
+# scale: for each of SCALE_KEYS, default "10000 100000 1000000", what that
+# many keys of 100 B cost each system: RSS, data directory, a backup's size
+# and time, restart of a follower and of the whole cluster, a new member's
+# catch-up; one table per key count, the order alternated from one to the
+# next; not part of all),
 # BENCH_DURATION (per cell, default 5s), BENCH_WARMUP (500ms),
 # OUT (where reports, logs and data go; default a new /tmp directory),
 # ETCD_PORT (first of six etcd ports, default 23790), PEER_PORT and
@@ -51,9 +56,10 @@ ORDER=${ORDER:-etcd,consensus}
 ETCD=${ETCD:-build}
 BENCH_SET=${BENCH_SET:-all}
 FILL_KEYS=${FILL_KEYS:-100000}
+SCALE_KEYS=${SCALE_KEYS:-10000 100000 1000000}
 case "$BENCH_SET" in
-all | kv | coord | queue | memory | curves) ;;
-*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord, queue, memory or curves" >&2; exit 2 ;;
+all | kv | coord | queue | memory | curves | scale) ;;
+*) echo "bench-etcd: BENCH_SET: $BENCH_SET is not all, kv, coord, queue, memory, curves or scale" >&2; exit 2 ;;
 esac
 want() { [ "$BENCH_SET" = all ] || [ "$BENCH_SET" = "$1" ]; }
 mkdir -p "$OUT"
@@ -325,6 +331,55 @@ curves_compare() {
   echo >&2
   "$OUT/etcd-bench" compare --table curves --etcd "$etcd" --ours "$ours" | tee "$OUT/curves.txt"
 }
+
+# ---- scale (BENCH_SET=scale) --------------------------------------------
+# For each of SCALE_KEYS: etcd scale (its own 3 members, and a fourth
+# added as a learner, on ETCD_PORT to ETCD_PORT+7) and consensus bench
+# --scale-keys (its own nodes, on ports it picks), one after the other,
+# ORDER first for the first key count and reversed for the next, and so
+# on; then one table per key count. Both remove their data directories.
+scale_one() { # system keys
+  case "$1" in
+  etcd)
+    echo "bench-etcd: etcd: $2 keys, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    "$OUT/etcd-bench" scale --etcd "$etcd_bin" --data "$OUT/etcd-scale-$2" --port "$ETCD_PORT" --keys "$2" --value-size 100 --json \
+      >"$OUT/etcd-scale-$2.json" || echo "bench-etcd: etcd: $2 keys: a figure failed; its row shows -; logs in $OUT/etcd-scale-$2" >&2
+    # A member that cannot join logs a line per retry: keep 50 MB of it.
+    find "$OUT/etcd-scale-$2" -name '*.log' -size +50M -exec truncate -s 50M {} +
+    ;;
+  consensus)
+    echo "bench-etcd: consensus: $2 keys, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    # At info level the logs time each snapshot written and restored.
+    "$OUT/consensus" bench --scale-keys "$2" --value-size 100 --data "$OUT/consensus-scale-$2" --log-level info --json \
+      >"$OUT/ours-scale-$2.json" ||
+      echo "bench-etcd: consensus: $2 keys: a figure failed; its row shows -; logs in $OUT/consensus-scale-$2" >&2
+    # bench keeps a --data directory it did not create: keep its logs only.
+    [ -n "${KEEP_DATA:-}" ] || find "$OUT/consensus-scale-$2" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+    ;;
+  *) echo "bench-etcd: ORDER: unknown system $1" >&2; exit 2 ;;
+  esac
+}
+
+run_scale() {
+  local keys first second n=0 system reports
+  IFS=, read -r first second <<<"$ORDER"
+  for keys in $SCALE_KEYS; do
+    if [ $((n % 2)) -eq 0 ]; then set -- "$first" ${second:+"$second"}; else set -- ${second:+"$second"} "$first"; fi
+    for system in "$@"; do scale_one "$system" "$keys"; done
+    n=$((n + 1))
+  done
+  for keys in $SCALE_KEYS; do
+    echo
+    reports=()
+    [ ! -f "$OUT/etcd-scale-$keys.json" ] || reports+=(--etcd "$OUT/etcd-scale-$keys.json")
+    [ ! -f "$OUT/ours-scale-$keys.json" ] || reports+=(--ours "$OUT/ours-scale-$keys.json")
+    "$OUT/etcd-bench" scale-compare "${reports[@]}" || true
+  done | tee "$OUT/scale.txt"
+}
+if [ "$BENCH_SET" = scale ]; then
+  run_scale
+  exit 0
+fi
 
 # One system after the other, never both at once; ORDER=consensus,etcd
 # swaps them (on a shared machine, to see whether the order matters).

@@ -8,6 +8,8 @@
 //	etcd compare --etcd etcd.json --ours ours.json,...     # the side-by-side table
 //	etcd compare --table curves --etcd ... --ours ...      # value sizes, nodes, watchers, c=1024
 //	etcd fill    --endpoints ... --pids e1=PID,... --keys N  # memory after N keys
+//	etcd scale   --etcd BIN --keys N [--json]              # what N keys cost (starts its own etcd)
+//	etcd scale-compare --etcd etcd.json --ours ours.json  # the side-by-side table of scale
 //
 // scripts/bench-etcd.sh runs the whole comparison, against the etcd server
 // that cmd/etcd builds from this module's go.mod (cmd/etcdctl is its
@@ -39,6 +41,8 @@ const usage = `Usage:
   etcd run     --endpoints host:port,... [bench flags] [--json]
   etcd compare [--table targets|curves] --etcd report.json,... --ours report.json,...
   etcd fill    --endpoints host:port,... --pids name=pid,... [--data name=dir,...] [--keys N] [--value-size B] [--json]
+  etcd scale   --etcd BIN [--data DIR] [--port P] [--keys N] [--value-size B] [--json] [--keep-data]
+  etcd scale-compare [--etcd report.json] [--ours report.json]
 `
 
 func main() {
@@ -61,6 +65,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return compareCmd(args[1:], stdout, stderr)
 	case "fill":
 		return fillCmd(ctx, args[1:], stdout, stderr)
+	case "scale":
+		return scaleCmd(ctx, args[1:], stdout, stderr)
+	case "scale-compare":
+		return scaleCompareCmd(args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return 2

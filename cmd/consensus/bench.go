@@ -34,6 +34,10 @@ in a temporary directory and stops it at the end. Only loopback addresses.
 Modes other than workloads (they need a cluster bench started):
   --failover N    kill -9 the leader N times; time until a write succeeds
   --fill-keys N   write N keys, then report each node's memory (RSS)
+  --scale-keys N  write N keys, then report each node's RSS and data
+                  directory, a backup's size and time, the restart time of a
+                  stopped follower and of the whole cluster, and how long a
+                  new member (serve --join) takes to catch up
 
 With --watchers N the workloads run while N watchers follow bench/ over
 GET /v1/watch (each from its own loopback source address, so its own client
@@ -51,6 +55,8 @@ type benchConfig struct {
 	// restartDelay is how long a killed leader stays down.
 	restartDelay time.Duration
 	fillKeys     int
+	// scaleKeys is the key count of a --scale-keys run.
+	scaleKeys int
 	// watchers is the number of SSE watchers of the workloads' prefix.
 	watchers int
 	nodes    int
@@ -126,6 +132,7 @@ func newBenchFlags(fs *pflag.FlagSet) *benchFlags {
 	fs.IntVar(&cfg.failover, "failover", 0, "instead of workloads, kill -9 the leader `N` times and time until a write succeeds")
 	fs.DurationVar(&cfg.restartDelay, "restart-delay", 0, "with --failover: how long a killed leader stays down before it is restarted")
 	fs.IntVar(&cfg.fillKeys, "fill-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report each node's RSS")
+	fs.IntVar(&cfg.scaleKeys, "scale-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report RSS, data directory, backup size and time, restart and catch-up times")
 	fs.IntVar(&cfg.watchers, "watchers", 0, "while the workloads run, follow bench/ with `N` SSE watchers (distinct client addresses) and report the delivery lag of probe writes")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "nodes of the local cluster")
 	fs.StringVar(&cfg.dataDir, "data", "", "parent directory of the local cluster's data (default: a new temporary directory, removed at the end)")
@@ -179,6 +186,14 @@ func (f *benchFlags) config() (benchConfig, error) {
 		return fail("--failover: %d is not between 0 and 1000", cfg.failover)
 	case cfg.fillKeys < 0 || cfg.fillKeys > 10_000_000:
 		return fail("--fill-keys: %d is not between 0 and 10000000", cfg.fillKeys)
+	case cfg.scaleKeys < 0 || cfg.scaleKeys > 10_000_000:
+		return fail("--scale-keys: %d is not between 0 and 10000000", cfg.scaleKeys)
+	case cfg.scaleKeys > 0 && (cfg.failover > 0 || cfg.fillKeys > 0 || cfg.watchers > 0):
+		return fail("--scale-keys is a run of its own: drop --failover, --fill-keys and --watchers")
+	case cfg.scaleKeys > 0 && len(cfg.endpoints) > 0:
+		return fail("--scale-keys needs processes bench starts itself: drop --endpoints")
+	case cfg.scaleKeys > 0 && cfg.nodes < 3:
+		return fail("--scale-keys needs at least 3 nodes")
 	case cfg.watchers < 0 || cfg.watchers > maxBenchWatchers:
 		return fail("--watchers: %d is not between 0 and %d", cfg.watchers, maxBenchWatchers)
 	case cfg.watchers > 0 && (cfg.failover > 0 || cfg.fillKeys > 0):
@@ -231,6 +246,7 @@ type benchReport struct {
 	bench.Report
 	Failover *failoverReport    `json:"failover,omitempty"`
 	Memory   []bench.NodeMemory `json:"memory,omitempty"`
+	Scale    *bench.Scale       `json:"scale,omitempty"`
 }
 
 // benchCmd is `consensus bench`.
@@ -313,6 +329,8 @@ func runBench(ctx context.Context, cfg benchConfig, stdout io.Writer) (err error
 		report.Failover, err = runFailover(ctx, lc, cfg.failover, cfg.restartDelay, text)
 	case cfg.fillKeys > 0:
 		report.Memory, err = runFill(ctx, lc, cfg, text)
+	case cfg.scaleKeys > 0:
+		report.Scale, err = runScale(ctx, lc, cfg, text)
 	default:
 		report.Results, report.Watch, err = runWorkloads(ctx, cfg, lc, endpoints, stdout, text)
 		// The client's stage marks (internal/stages), beside the nodes'.

@@ -28,6 +28,9 @@ type benchCluster struct {
 	logLevel string
 	nodes    []localNode
 	peers    string
+	// serveArgs are extra flags for every node bench starts (--scale-keys
+	// raises --max-keys with them).
+	serveArgs []string
 
 	mu    sync.Mutex
 	procs []*exec.Cmd
@@ -60,7 +63,7 @@ func newBenchCluster(cfg benchConfig) (*benchCluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot find own executable: %w", err)
 	}
-	lc := &benchCluster{self: self, dir: cfg.dataDir, keepData: cfg.keepData, logLevel: cfg.logLevel}
+	lc := &benchCluster{self: self, dir: cfg.dataDir, keepData: cfg.keepData, logLevel: cfg.logLevel, serveArgs: benchServeArgs(cfg)}
 	if lc.dir == "" {
 		if lc.dir, err = os.MkdirTemp("", "consensus-bench-"); err != nil {
 			return nil, err
@@ -95,12 +98,16 @@ func (lc *benchCluster) addrs() []string {
 
 // start starts node i, its output appended to <dir>/<id>.log.
 func (lc *benchCluster) start(i int) error {
+	return lc.startCmd(i, serveCommand(lc.self, lc.nodes[i], lc.peers, lc.logLevel, lc.serveArgs...))
+}
+
+// startCmd starts cmd as node i, its output appended to <dir>/<id>.log.
+func (lc *benchCluster) startCmd(i int, cmd *exec.Cmd) error {
 	n := lc.nodes[i]
 	log, err := os.OpenFile(filepath.Join(lc.dir, n.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	cmd := serveCommand(lc.self, n, lc.peers, lc.logLevel)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()

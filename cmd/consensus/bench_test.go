@@ -98,6 +98,13 @@ func TestParseBenchFlags(t *testing.T) {
 		"negative watchers":         {"--watchers", "-1"},
 		"too many watchers":         {"--watchers", "16385"},
 		"watchers with failover":    {"--watchers", "2", "--failover", "1"},
+		"scale against running":     {"--scale-keys", "10", "--endpoints", "127.0.0.1:9080"},
+		"scale and fill":            {"--scale-keys", "10", "--fill-keys", "10"},
+		"scale and failover":        {"--scale-keys", "10", "--failover", "1"},
+		"scale and watchers":        {"--scale-keys", "10", "--watchers", "1"},
+		"negative scale":            {"--scale-keys", "-1"},
+		"scale beyond the bound":    {"--scale-keys", "10000001"},
+		"scale with two nodes":      {"--scale-keys", "10", "--nodes", "2"},
 	}
 	for name, args := range bad {
 		args = append([]string{"bench"}, args...)
