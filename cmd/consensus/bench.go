@@ -125,7 +125,7 @@ func newBenchFlags(fs *pflag.FlagSet) *benchFlags {
 	fs.BoolVar(&cfg.json, "json", false, "print one JSON report on stdout instead of a table")
 	fs.IntVar(&cfg.failover, "failover", 0, "instead of workloads, kill -9 the leader `N` times and time until a write succeeds")
 	fs.DurationVar(&cfg.restartDelay, "restart-delay", 0, "with --failover: how long a killed leader stays down before it is restarted")
-	fs.IntVar(&cfg.fillKeys, "fill-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report each node's RSS")
+	fs.IntVar(&cfg.fillKeys, "fill-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report each node's RSS (its nodes get --max-keys N above 100000)")
 	fs.IntVar(&cfg.watchers, "watchers", 0, "while the workloads run, follow bench/ with `N` SSE watchers (distinct client addresses) and report the delivery lag of probe writes")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "nodes of the local cluster")
 	fs.StringVar(&cfg.dataDir, "data", "", "parent directory of the local cluster's data (default: a new temporary directory, removed at the end)")

@@ -26,8 +26,10 @@ type benchCluster struct {
 	ownDir   bool // dir was created by bench and is removed at the end
 	keepData bool
 	logLevel string
-	nodes    []localNode
-	peers    string
+	// serveArgs are extra flags for every node's serve.
+	serveArgs []string
+	nodes     []localNode
+	peers     string
 
 	mu    sync.Mutex
 	procs []*exec.Cmd
@@ -60,7 +62,8 @@ func newBenchCluster(cfg benchConfig) (*benchCluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot find own executable: %w", err)
 	}
-	lc := &benchCluster{self: self, dir: cfg.dataDir, keepData: cfg.keepData, logLevel: cfg.logLevel}
+	lc := &benchCluster{self: self, dir: cfg.dataDir, keepData: cfg.keepData, logLevel: cfg.logLevel,
+		serveArgs: fillServeArgs(cfg.fillKeys)}
 	if lc.dir == "" {
 		if lc.dir, err = os.MkdirTemp("", "consensus-bench-"); err != nil {
 			return nil, err
@@ -100,7 +103,7 @@ func (lc *benchCluster) start(i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := serveCommand(lc.self, n, lc.peers, lc.logLevel)
+	cmd := serveCommand(lc.self, n, lc.peers, lc.logLevel, lc.serveArgs...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		log.Close()

@@ -4,10 +4,21 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/kv"
 )
+
+// fillServeArgs are the serve flags a local cluster needs to hold
+// fillKeys keys: --max-keys when they are more than serve's default.
+func fillServeArgs(fillKeys int) []string {
+	if fillKeys <= kv.DefaultMaxKeys {
+		return nil
+	}
+	return []string{"--max-keys", strconv.Itoa(fillKeys)}
+}
 
 // runFill writes cfg.fillKeys keys into the local cluster and reports each
 // node's memory.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/client"
 	"github.com/unrdf/consensus/internal/certs"
+	"github.com/unrdf/consensus/kv"
 	"github.com/unrdf/consensus/server"
 )
 
@@ -343,6 +346,25 @@ func TestBenchFailoverAndFill(t *testing.T) {
 	for _, m := range r.Memory {
 		if m.Keys != 200 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.DataBytes <= 0 {
 			t.Errorf("memory: %+v", m)
+		}
+	}
+}
+
+// TestFillServeArgs checks that a fill of more keys than serve holds by
+// default raises the nodes' --max-keys to it, and leaves it alone
+// otherwise.
+func TestFillServeArgs(t *testing.T) {
+	for _, c := range []struct {
+		keys int
+		want []string
+	}{
+		{0, nil},
+		{kv.DefaultMaxKeys, nil},
+		{kv.DefaultMaxKeys + 1, []string{"--max-keys", strconv.Itoa(kv.DefaultMaxKeys + 1)}},
+		{1_000_000, []string{"--max-keys", "1000000"}},
+	} {
+		if got := fillServeArgs(c.keys); !slices.Equal(got, c.want) {
+			t.Errorf("fillServeArgs(%d) = %q, want %q", c.keys, got, c.want)
 		}
 	}
 }
