@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/btree"
-
 	"github.com/unrdf/consensus/api"
 )
 
@@ -105,7 +103,7 @@ type listViews struct {
 }
 
 type heldView struct {
-	items   *btree.BTreeG[Item]
+	items   *itemTree
 	expires time.Time
 }
 
@@ -118,7 +116,7 @@ func (c *listViews) clock() time.Time {
 
 // get returns the view of revision rev, if one is held, and extends its
 // life.
-func (c *listViews) get(rev int64) *btree.BTreeG[Item] {
+func (c *listViews) get(rev int64) *itemTree {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := c.held[rev]
@@ -136,7 +134,7 @@ func (c *listViews) get(rev int64) *btree.BTreeG[Item] {
 
 // put keeps items as the view of revision rev, dropping the view that
 // would expire first when the cache is full.
-func (c *listViews) put(rev int64, items *btree.BTreeG[Item]) {
+func (c *listViews) put(rev int64, items *itemTree) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.max <= 0 {
@@ -208,7 +206,7 @@ type ReadView struct {
 	// Revision is the revision of the last write the view includes.
 	Revision int64
 
-	items *btree.BTreeG[Item]
+	items *itemTree
 }
 
 // Range calls fn for each item whose key starts with prefix and is at or
@@ -220,7 +218,7 @@ func (v *ReadView) Range(prefix, start string, fn func(Item) bool) {
 // NewReadView returns a view of items, which must be sorted by key with
 // no key twice, at revision rev: for a backend that reads lists whole.
 func NewReadView(rev int64, items []Item) *ReadView {
-	t := btree.NewG(btreeDegree, itemLess)
+	t := newItemTree()
 	for _, it := range items {
 		t.ReplaceOrInsert(it)
 	}
@@ -232,7 +230,7 @@ func (v *ReadView) Page(prefix string, o ListOptions) ListPage {
 	return pageOf(v.items, prefix, o.withDefaults(), v.Revision)
 }
 
-func rangeItems(t *btree.BTreeG[Item], prefix, start string, fn func(Item) bool) {
+func rangeItems(t *itemTree, prefix, start string, fn func(Item) bool) {
 	from := max(prefix, start)
 	t.AscendGreaterOrEqual(Item{Key: from}, func(it Item) bool {
 		if !strings.HasPrefix(it.Key, prefix) {
@@ -324,7 +322,7 @@ func (o ListOptions) withDefaults() ListOptions {
 
 // pageOf reads one page of t, which is at revision rev. The caller holds
 // whatever keeps t from changing.
-func pageOf(t *btree.BTreeG[Item], prefix string, o ListOptions, rev int64) ListPage {
+func pageOf(t *itemTree, prefix string, o ListOptions, rev int64) ListPage {
 	p := ListPage{Revision: rev, Items: []Item{}}
 	if o.Mode == ListCountOnly {
 		rangeItems(t, prefix, o.Start, func(Item) bool { p.Count++; return true })

@@ -37,7 +37,7 @@ type Machine struct {
 	mu sync.RWMutex
 	// items is ordered by key, so that prefix listing is a range scan and
 	// Snapshot is an O(1) copy-on-write Clone.
-	items *btree.BTreeG[Item]
+	items *itemTree
 	// bytes is the sum of the lengths of every key and value.
 	bytes    int64
 	revision int64
@@ -132,8 +132,6 @@ func WithSessions(clients, window int) Option {
 	return func(m *Machine) { m.maxSessions, m.sessionWindow = clients, window }
 }
 
-func itemLess(a, b Item) bool { return a.Key < b.Key }
-
 // btreeDegree is the B-tree's degree: nodes of up to 63 items.
 const btreeDegree = 32
 
@@ -155,7 +153,7 @@ func NewMachine(opts ...Option) *Machine {
 		maxSchedules:  DefaultMaxSchedules,
 		historyKeep:   DefaultWorkflowHistory,
 		historyTotal:  DefaultWorkflowHistoryTotal,
-		items:         btree.NewG(btreeDegree, itemLess),
+		items:         newItemTree(),
 		leases:        btree.NewG(btreeDegree, leaseLess),
 		locks:         btree.NewG(btreeDegree, lockLess),
 		tasks:         btree.NewG(btreeDegree, taskLess),

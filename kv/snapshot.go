@@ -70,7 +70,7 @@ var _ consensus.Snapshotter = (*Machine)(nil)
 type snapshot struct {
 	revision int64
 	applied  uint64
-	items    *btree.BTreeG[Item]
+	items    *itemTree
 	sessions *btree.BTreeG[*session]
 	leases   *btree.BTreeG[lease]
 	locks    *btree.BTreeG[lock]

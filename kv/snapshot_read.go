@@ -119,7 +119,7 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 
 // restored is a state read from a snapshot, not yet installed.
 type restored struct {
-	items    *btree.BTreeG[Item]
+	items    *itemTree
 	bytes    int64
 	revision int64
 	applied  uint64
@@ -178,7 +178,7 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 	if h.Revision < 0 {
 		return nil, fmt.Errorf("negative revision %d", h.Revision)
 	}
-	st := &restored{items: btree.NewG(btreeDegree, itemLess), revision: h.Revision, applied: h.Applied,
+	st := &restored{items: newItemTree(), revision: h.Revision, applied: h.Applied,
 		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess),
 		locks: btree.NewG(btreeDegree, lockLess), tasks: btree.NewG(btreeDegree, taskLess),
 		taskReady: btree.NewG(btreeDegree, readyLess), taskDone: btree.NewG(btreeDegree, doneLess),

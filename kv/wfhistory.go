@@ -83,7 +83,7 @@ func historyRefLess(a, b historyRef) bool {
 // tree it was built from; a restore, which replaces the tree, makes the
 // next apply rebuild it.
 type historyIndex struct {
-	items *btree.BTreeG[Item]
+	items *itemTree
 	order *btree.BTreeG[historyRef]
 	n     map[string]int
 }

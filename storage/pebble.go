@@ -39,11 +39,13 @@ type Options struct {
 	// restarts). Zero means DefaultCacheSize; negative is invalid.
 	CacheSize int64
 
-	// MemTableSize is the size in bytes of each pebble memtable. Appended
-	// entries stay in memory until a memtable fills and is flushed, and
-	// entries are usually compacted away before that happens, so a larger
-	// memtable means less write amplification and more memory. Zero means
-	// DefaultMemTableSize; otherwise it must be between 1 MiB and 1 GiB.
+	// MemTableSize is the size in bytes of each pebble memtable. Every
+	// appended entry stays in a memtable, compacted or not, until the
+	// memtable fills and is flushed; pebble may hold two (one filling, one
+	// flushing). A larger memtable flushes less often, so fewer entries
+	// still in the log at a flush are written to an sstable, and costs
+	// that much more resident memory. Zero means DefaultMemTableSize;
+	// otherwise it must be between 1 MiB and 1 GiB.
 	MemTableSize uint64
 
 	// FS is the file system the store lives on. Nil means the operating
@@ -62,8 +64,14 @@ const (
 	// is zero.
 	DefaultCacheSize = 8 << 20
 	// DefaultMemTableSize is the memtable size used when
-	// Options.MemTableSize is zero.
-	DefaultMemTableSize = 32 << 20
+	// Options.MemTableSize is zero. A log store is written at its tail
+	// and read there from the tail cache, so a memtable buys it little:
+	// 4 MiB holds some 18,000 entries of 150 B, several times the 5,000
+	// catch-up entries a node keeps below its snapshot by default, and
+	// keeps the memtables within 8 MiB, where 32 MiB let them take 16-20
+	// MiB of resident memory after 100,000 such writes (BENCHMARKS.md,
+	// "Memory per node").
+	DefaultMemTableSize = 4 << 20
 )
 
 // Validate reports whether o can be used to open a store.

@@ -43,6 +43,9 @@ type serveFlags struct {
 	hcMaxFailed                                int
 	logLevel, logFormat, pprofAddr             string
 	etcdAddr                                   string
+	gcPercent                                  int
+	// gcPercentGiven is whether --gc-percent was on the command line.
+	gcPercentGiven bool
 }
 
 // newServeCmd is `consensus serve`: one node, until SIGINT, SIGTERM or
@@ -56,6 +59,7 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 			"Exit codes: 0 stopped by a signal, 1 the node failed, 2 usage error.",
 		Args: exactArgs(),
 		RunE: func(c *cobra.Command, _ []string) error {
+			f.gcPercentGiven = c.Flags().Changed("gc-percent")
 			return runServe(c.Context(), f, c.Flags().Changed("peers"), stdout, stderr)
 		},
 	}
@@ -83,6 +87,7 @@ func newServeCmd(stdout, stderr io.Writer) *cobra.Command {
 	fl.IntVar(&f.maxWatches, "max-watches-per-client", server.DefaultMaxWatchesPerClient, "watches one client (token, else IP) may have open before 429 too_many_watches")
 	fl.IntVar(&f.watchEvents, "watch-history-events", kv.DefaultWatchHistoryEvents, "events kept in memory for watches to resume from")
 	fl.Int64Var(&f.watchBytes, "watch-history-bytes", kv.DefaultWatchHistoryBytes, "bytes of keys and values kept in memory for watches to resume from")
+	fl.IntVar(&f.gcPercent, "gc-percent", defaultGCPercent, "Go's GOGC for this node: the heap grows this many percent over the live heap between collections; lower holds less memory for more GC CPU (default: $GOGC if set, else 50)")
 	fl.StringVar(&f.tokenFile, "auth-token-file", "", "bearer tokens, one \"<token> <rw|ro>\" per line; enables authentication")
 	fl.StringVar(&f.certFile, "cert", "", "TLS certificate for the HTTP API (PEM)")
 	fl.StringVar(&f.keyFile, "key", "", "TLS key for the HTTP API (PEM)")
@@ -155,6 +160,9 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 	if f.snapThreshold == 0 {
 		return serveUsage("--snapshot-threshold must be positive")
 	}
+	if err := checkGCPercent(f.gcPercent); err != nil {
+		return serveUsage("%v", err)
+	}
 	cfg := consensus.DefaultConfig(f.id)
 	cfg.ElectionTimeoutMin, cfg.ElectionTimeoutMax, cfg.HeartbeatInterval = f.etMin, f.etMax, f.hb
 	cfg.SnapshotThreshold = f.snapThreshold
@@ -217,6 +225,9 @@ func runServe(ctx context.Context, f serveFlags, peersGiven bool, stdout, stderr
 		logger.Warn("test failpoint on: storage writes wait while this file exists", "env", stallSaveEnv, "file", path)
 		scfg.WrapStorage = func(st consensus.LogStorage) consensus.LogStorage { return stallingStorage{st, path} }
 	}
+	restoreGC, gc := applyGCPercent(f.gcPercent, f.gcPercentGiven, os.Getenv("GOGC"))
+	defer restoreGC()
+	logger.Info("garbage collector target", "gcPercent", gc)
 	srv, err := server.Start(scfg)
 	if err != nil {
 		return serveFailure(err)

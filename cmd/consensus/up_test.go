@@ -63,6 +63,8 @@ func TestServeUsageErrors(t *testing.T) {
 			"serve: --listen 127.0.0.1:8081 is not n1's address in --peers (127.0.0.1:8080)"},
 		{[]string{"serve", "--id", "n1", "--peers", "n1=127.0.0.1:8085"}, "--listen 127.0.0.1:8080 is not n1's address in --peers"},
 		{[]string{"serve", "--id", "n1", "--endpoints", "127.0.0.1:1"}, "serve: --endpoints: not a flag of this command"},
+		{[]string{"serve", "--id", "n1", "--gc-percent", "0"}, "serve: --gc-percent 0 is not between 1 and 10000"},
+		{[]string{"serve", "--id", "n1", "--gc-percent", "-1"}, "serve: --gc-percent -1 is not between 1 and 10000"},
 		{[]string{"up", "--nodes", "0"}, "consensus: up: --nodes must be between 1 and 9"},
 		{[]string{"up", "--http-port", "65535"}, "up: --http-port 65535: the ports of 3 nodes"},
 		{[]string{"up", "--token", "t"}, "up: --token: not a flag of this command"},
