@@ -86,6 +86,7 @@ bench-js:
 
 ## bench-etcd-tool: etcd's own benchmark tool (tools/benchmark, built from
 ## etcd v3.6.8 by bench/etcdtool) against etcd 3.7.3 and consensus: put,
-## range and txn-put, RUNS rounds (default 3) of TOTAL requests per command.
+## range, txn-put and txn-mixed, RUNS rounds (default 3, the order of the
+## systems alternated) of TOTAL requests per command.
 bench-etcd-tool:
 	bash scripts/bench-etcd-tool.sh

@@ -21,10 +21,10 @@ const (
 	// CodeInvalidJSON (400) means the request body is not one valid UTF-8
 	// JSON value.
 	CodeInvalidJSON = "invalid_json"
-	// CodeInvalidKey (400) means the key (or id) is empty, not valid
-	// UTF-8, too long, holds a control character (see kv.ValidateKey), or does
-	// not percent-decode; or that a prefix is not valid UTF-8, too long or
-	// holds a control character.
+	// CodeInvalidKey (400) means the key (or id) is empty, too long, or does
+	// not percent-decode; or that a key written (or an id) is not valid
+	// UTF-8 or holds a control character (see kv.ValidateKey); or that a
+	// prefix is too long.
 	CodeInvalidKey = "invalid_key"
 	// CodeNotFound (404) means no route has this path.
 	CodeNotFound = "not_found"
@@ -121,9 +121,9 @@ const (
 var (
 	// ErrKeyNotFound means the key does not exist.
 	ErrKeyNotFound = errors.New("key not found")
-	// ErrInvalidKey means the key is empty, not valid UTF-8 or too long,
-	// or, in a request (ValidateKey), holds a control character; or that a
-	// prefix is not valid UTF-8, too long or holds a control character.
+	// ErrInvalidKey means the key is empty or too long, or, in a write of
+	// the HTTP and /v1/ws APIs (ValidateKey), not valid UTF-8 or holds a
+	// control character; or that a prefix is too long.
 	ErrInvalidKey = errors.New("invalid key")
 	// ErrInvalidValue means the value is not a valid JSON value.
 	ErrInvalidValue = errors.New("invalid value")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -212,19 +211,9 @@ func watchPrefix(key, end string) string {
 		}
 		p = key[:n]
 	}
-	// Cut at the first byte a prefix may not hold (a control character,
-	// invalid UTF-8), and to the state's key limit.
-	for i, r := range p {
-		if r < 0x20 || r == 0x7f || r == utf8.RuneError {
-			p = p[:i]
-			break
-		}
-	}
+	// A prefix is any bytes (kv.ValidatePrefix), within the key limit.
 	if len(p) > kv.DefaultMaxKeyBytes {
 		p = p[:kv.DefaultMaxKeyBytes]
-		for !utf8.ValidString(p) {
-			p = p[:len(p)-1]
-		}
 	}
 	return p
 }

@@ -236,7 +236,9 @@ func (s *Store) checkEtcdTxn(t *EtcdTxn, depth int) error {
 			o := &branch[i]
 			switch o.Type {
 			case EtcdPut:
-				if err := checkRequestKey(o.Key, s.machine.maxKeyBytes); err != nil {
+				// etcd's keys are any bytes (checkKey), not the stricter
+				// rule of our own APIs' writes (checkRequestKey).
+				if err := checkKey(o.Key, s.machine.maxKeyBytes); err != nil {
 					return err
 				}
 				if err := checkHistoryWrite(o.Key); err != nil {

@@ -2,8 +2,9 @@ package kv
 
 import (
 	"encoding/json"
-	"strconv"
 	"unicode/utf8"
+
+	"github.com/unrdf/consensus/api"
 )
 
 // etcd's v3 API stores values as arbitrary bytes; this state stores JSON
@@ -40,7 +41,7 @@ func EtcdValue(v []byte) []byte {
 	if !ok || first != '"' {
 		return v
 	}
-	if b, ok := decodeEtcdString(v); ok {
+	if b, ok := api.UnquoteKeyJSON(v); ok {
 		return b
 	}
 	return v
@@ -59,7 +60,8 @@ func firstNonSpace(b []byte) (byte, bool) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendEtcdString appends b as a JSON string (see EtcdStoredValue).
+// appendEtcdString appends b as a JSON string (see EtcdStoredValue); its
+// inverse is api.UnquoteKeyJSON, which shows keys the same way.
 func appendEtcdString(out, b []byte) []byte {
 	out = append(out, '"')
 	for len(b) > 0 {
@@ -77,79 +79,4 @@ func appendEtcdString(out, b []byte) []byte {
 		b = b[n:]
 	}
 	return append(out, '"')
-}
-
-// decodeEtcdString decodes v, a JSON string with optional surrounding
-// white space, into bytes: the inverse of appendEtcdString, and for any
-// other JSON string its UTF-8 text (a lone high surrogate as U+FFFD).
-func decodeEtcdString(v []byte) ([]byte, bool) {
-	i := 0
-	for i < len(v) && v[i] != '"' {
-		i++
-	}
-	i++
-	out := make([]byte, 0, len(v))
-	for i < len(v) {
-		c := v[i]
-		switch {
-		case c == '"':
-			return out, true
-		case c != '\\':
-			out = append(out, c)
-			i++
-			continue
-		}
-		if i+1 >= len(v) {
-			return nil, false
-		}
-		esc := v[i+1]
-		i += 2
-		switch esc {
-		case '"', '\\', '/':
-			out = append(out, esc)
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			r, ok := hex4(v, i)
-			if !ok {
-				return nil, false
-			}
-			i += 4
-			switch {
-			case r >= 0xdc80 && r <= 0xdcff:
-				out = append(out, byte(r-0xdc00))
-			case r >= 0xd800 && r < 0xdc00:
-				// A surrogate pair, if a low surrogate follows.
-				if i+6 <= len(v) && v[i] == '\\' && v[i+1] == 'u' {
-					if lo, ok := hex4(v, i+2); ok && lo >= 0xdc00 && lo < 0xe000 {
-						out = utf8.AppendRune(out, 0x10000+(r-0xd800)<<10+(lo-0xdc00))
-						i += 6
-						continue
-					}
-				}
-				out = utf8.AppendRune(out, utf8.RuneError)
-			default:
-				out = utf8.AppendRune(out, r)
-			}
-		default:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-func hex4(v []byte, i int) (rune, bool) {
-	if i+4 > len(v) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(v[i:i+4]), 16, 16)
-	return rune(n), err == nil
 }

@@ -31,9 +31,9 @@ const (
 var (
 	// ErrKeyNotFound means the key does not exist.
 	ErrKeyNotFound = api.ErrKeyNotFound
-	// ErrInvalidKey means the key is empty, not valid UTF-8 or too long,
-	// or, in a request (ValidateKey), holds a control character; or that a
-	// prefix is not valid UTF-8, too long or holds a control character.
+	// ErrInvalidKey means the key is empty or too long, or, in a write of
+	// the HTTP and /v1/ws APIs (ValidateKey), not valid UTF-8 or holds a
+	// control character; or that a prefix is too long.
 	ErrInvalidKey = api.ErrInvalidKey
 	// ErrInvalidValue means the value is not a valid JSON value.
 	ErrInvalidValue = api.ErrInvalidValue

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/unrdf/consensus"
 )
@@ -45,9 +46,16 @@ func TestValidateKey(t *testing.T) {
 		if err != nil && !errors.Is(err, ErrInvalidKey) {
 			t.Errorf("ValidateKey(%q) = %v, not ErrInvalidKey", tt.key, err)
 		}
-		// A prefix follows the same rules, but may be empty.
+		// A key the state may hold, and a prefix, are any bytes within
+		// the limit (etcd's rule); a prefix may be empty.
+		storedOK := tt.key != "" && len(tt.key) <= 16
+		if err := ValidateStoredKey(tt.key, 16); (err == nil) != storedOK {
+			t.Errorf("ValidateStoredKey(%q) = %v, want ok %v", tt.key, err, storedOK)
+		} else if err != nil && !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("ValidateStoredKey(%q) = %v, not ErrInvalidKey", tt.key, err)
+		}
 		perr := ValidatePrefix(tt.key, 16)
-		if wantOK := tt.ok || tt.key == ""; (perr == nil) != wantOK {
+		if wantOK := len(tt.key) <= 16; (perr == nil) != wantOK {
 			t.Errorf("ValidatePrefix(%q) = %v, want ok %v", tt.key, perr, wantOK)
 		}
 		if perr != nil && !errors.Is(perr, ErrInvalidKey) {
@@ -59,9 +67,10 @@ func TestValidateKey(t *testing.T) {
 	}
 }
 
-// TestStoreRefusesControlCharacterKeys checks every Store method that takes
-// a key, id or prefix: a control character is ErrInvalidKey, and nothing
-// reaches the log.
+// TestStoreRefusesControlCharacterKeys checks every Store method that
+// writes a key, or takes an id: a control character is ErrInvalidKey, and
+// nothing reaches the log. Reads, deletes, lists and watches take any key
+// the state may hold (TestStoreReadsBinaryKeys).
 func TestStoreRefusesControlCharacterKeys(t *testing.T) {
 	s, l := newLocalStore()
 	ctx := context.Background()
@@ -72,27 +81,12 @@ func TestStoreRefusesControlCharacterKeys(t *testing.T) {
 			_, err := s.PutIf(ctx, "a\nb", []byte(`1`), IfRevision(0))
 			return err
 		},
-		"Delete":   func() error { _, err := s.Delete(ctx, "\x7f"); return err },
-		"DeleteIf": func() error { _, err := s.DeleteIf(ctx, "\u0085", IfRevision(1)); return err },
 		"Batch": func() error {
 			_, err := s.Batch(ctx, []Op{{Type: OpPut, Key: "ok", Value: []byte(`1`)}, {Type: OpDelete, Key: bad}})
 			return err
 		},
 		"Update": func() error {
 			_, err := s.Update(ctx, bad, func(Item, bool) ([]byte, error) { return []byte(`1`), nil })
-			return err
-		},
-		"Get":     func() error { _, err := s.Get(ctx, bad, Local); return err },
-		"Has":     func() error { _, err := s.Has(ctx, bad, Linearizable); return err },
-		"List":    func() error { _, _, err := s.List(ctx, "a\x1b", Local); return err },
-		"Keys":    func() error { _, _, err := s.Keys(ctx, "\t", Local); return err },
-		"Entries": func() error { _, _, err := s.Entries(ctx, "\x00", Local); return err },
-		"Values":  func() error { _, _, err := s.Values(ctx, "\n", Local); return err },
-		"Watch": func() error {
-			w, err := s.Watch(ctx, "a\r", 0)
-			if w != nil {
-				w.Close()
-			}
 			return err
 		},
 		"StartWorkflow":       func() error { _, err := s.StartWorkflow(ctx, bad, nil); return err },
@@ -152,5 +146,118 @@ func TestApplyKeepsControlCharacterKeys(t *testing.T) {
 	want := []string{"a\nb", "c\u0085", "d\te", WorkflowPrefix + "w\x01"}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Fatalf("restored keys %q, want %q", got, want)
+	}
+}
+
+func TestCheckKeyAnyBytes(t *testing.T) {
+	for _, k := range []string{"a", "\x00", "\x00\x00\x00\x00\x00\x00\x00\x00", "\xff", "a\xc3", "\x7f\n", strings.Repeat("\xfe", 16)} {
+		if err := checkKey(k, 16); err != nil {
+			t.Errorf("checkKey(%q) = %v, want ok: a key of the state is any bytes", k, err)
+		}
+	}
+	for _, k := range []string{"", strings.Repeat("\x00", 17)} {
+		if err := checkKey(k, 16); err == nil || !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("checkKey(%q) = %v, want ErrInvalidKey", k, err)
+		}
+	}
+	// Names (ids of workflows and nodes, locks, elections, queues) keep
+	// the old apply rule: valid UTF-8.
+	for _, k := range []string{"\xff", "a\xc3"} {
+		if err := checkTextKey(k, 16); err == nil || !errors.Is(err, ErrInvalidKey) {
+			t.Errorf("checkTextKey(%q) = %v, want ErrInvalidKey", k, err)
+		}
+		if r := NewMachine().Apply(1, mustCmd(t, command{Op: opWorkflowStart, Key: k, At: 1})).(Result); !errors.Is(r.Err, ErrInvalidKey) {
+			t.Errorf("apply workflow start %q: %v, want ErrInvalidKey", k, r.Err)
+		}
+	}
+}
+
+// TestStoreBinaryKeys checks etcd's binary keys end to end in the state:
+// written through EtcdTxn, ordered by their bytes, read, ranged, listed,
+// watched, compared, deleted, and kept by a snapshot; our own write paths
+// still refuse them.
+func TestStoreBinaryKeys(t *testing.T) {
+	s, _ := newLocalStore()
+	ctx := context.Background()
+	// The keys etcd's benchmark tool writes: varints in a zeroed buffer.
+	keys := []string{"\x00\x00\x00\x00\x00\x00\x00\x00", "\x00\xff", "\x02\x00\x00", "\xff\xfe", "a\x00b"}
+	w, err := s.Watch(ctx, "\x00", 0)
+	if err != nil {
+		t.Fatalf("watch a binary prefix: %v", err)
+	}
+	defer w.Close()
+	for _, k := range keys {
+		if _, _, err := s.EtcdTxn(ctx, &EtcdTxn{Success: []EtcdOp{{Type: EtcdPut, Key: k, Value: EtcdStoredValue([]byte("v" + k))}}}); err != nil {
+			t.Fatalf("etcd put %q: %v", k, err)
+		}
+	}
+	for _, k := range keys {
+		it, err := s.Get(ctx, k, Local)
+		if err != nil || it.Key != k || string(EtcdValue(it.Value)) != "v"+k {
+			t.Fatalf("get %q = %q %q, %v", k, it.Key, EtcdValue(it.Value), err)
+		}
+	}
+	// [\x00, \x01): the two keys starting with NUL, in byte order.
+	got, _ := s.Machine().EtcdRange("\x00", "\x01")
+	if len(got) != 2 || got[0].Key != keys[0] || got[1].Key != keys[1] {
+		t.Fatalf("range [\\x00, \\x01) = %v", got)
+	}
+	all, _ := s.Machine().EtcdRange("\x00", EtcdRangeAll)
+	var order []string
+	for _, it := range all {
+		order = append(order, it.Key)
+	}
+	if want := []string{keys[0], keys[1], keys[2], keys[4], keys[3]}; strings.Join(order, "|") != strings.Join(want, "|") {
+		t.Fatalf("keys in order %q, want byte order %q", order, want)
+	}
+	if items, _, err := s.List(ctx, "\x00", Local); err != nil || len(items) != 2 {
+		t.Fatalf("list prefix \\x00: %d items, %v", len(items), err)
+	}
+	page, err := s.ListPage(ctx, "", Local, ListOptions{Start: keys[2], Limit: 10})
+	if err != nil || len(page.Items) != 3 || page.Items[0].Key != keys[2] {
+		t.Fatalf("list page from %q: %v, %v", keys[2], page.Items, err)
+	}
+	var seen []string
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case resp := <-w.C():
+			for _, ev := range resp.Events {
+				seen = append(seen, ev.Item.Key)
+			}
+		case <-deadline:
+			t.Fatalf("watch of prefix \\x00 saw %q in 10s, want 2 events", seen)
+		}
+	}
+	if want := keys[:2]; strings.Join(seen, "|") != strings.Join(want, "|") {
+		t.Fatalf("watch of prefix \\x00 saw %q, want %q", seen, want)
+	}
+	// A compare on a binary key, then a delete through our API.
+	res, _, err := s.EtcdTxn(ctx, &EtcdTxn{
+		Compares: []EtcdCompare{{Key: keys[3], Target: EtcdTargetValue, Result: EtcdEqual, Value: []byte("v" + keys[3])}},
+		Success:  []EtcdOp{{Type: EtcdDelete, Key: keys[3]}},
+	})
+	if err != nil || !res.Succeeded || res.Responses[0].Deleted != 1 {
+		t.Fatalf("txn compare on %q: %+v, %v", keys[3], res, err)
+	}
+	if _, err := s.Delete(ctx, keys[4]); err != nil {
+		t.Fatalf("delete %q: %v", keys[4], err)
+	}
+	// Our own writes keep their rule.
+	if _, err := s.Put(ctx, "\xff", []byte(`1`)); !errors.Is(err, ErrInvalidKey) {
+		t.Fatalf("Put of a binary key: %v, want ErrInvalidKey", err)
+	}
+	// A snapshot keeps the keys byte for byte.
+	restored := NewMachine()
+	if err := restored.Restore(consensus.Position{}, bytes.NewReader(snapshotBytes(t, s.Machine()))); err != nil {
+		t.Fatalf("restore a snapshot holding binary keys: %v", err)
+	}
+	items, _ := restored.List("")
+	order = order[:0]
+	for _, it := range items {
+		order = append(order, it.Key)
+	}
+	if want := keys[:3]; strings.Join(order, "|") != strings.Join(want, "|") {
+		t.Fatalf("restored keys %q, want %q", order, want)
 	}
 }

@@ -392,7 +392,7 @@ func (s *Store) checkListPage(prefix string, o ListOptions) error {
 		return err
 	}
 	if o.Start != "" {
-		if err := ValidateKey(o.Start, s.machine.maxKeyBytes); err != nil {
+		if err := ValidateStoredKey(o.Start, s.machine.maxKeyBytes); err != nil {
 			return err
 		}
 		if !strings.HasPrefix(o.Start, prefix) {

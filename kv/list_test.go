@@ -207,7 +207,7 @@ func TestListPageModesAndBounds(t *testing.T) {
 	if err != nil || len(b.Items) != 1 {
 		t.Fatalf("page of one large item: %d items, %v", len(b.Items), err)
 	}
-	for _, o := range []ListOptions{{Start: "q/1"}, {Revision: -1}, {Start: "p/\x01"}} {
+	for _, o := range []ListOptions{{Start: "q/1"}, {Revision: -1}, {Start: "p/" + strings.Repeat("x", DefaultMaxKeyBytes)}} {
 		if _, err := s.ListPage(ctx, "p/", Local, o); err == nil {
 			t.Fatalf("%+v accepted", o)
 		}

@@ -69,7 +69,7 @@ func checkLockName(name string) *applyError {
 	if name == "" || len(name) > MaxLockNameBytes {
 		return fail(ErrInvalidKey, "lock name of %d bytes, want 1 to %d", len(name), MaxLockNameBytes)
 	}
-	return checkKey(name, MaxLockNameBytes)
+	return checkTextKey(name, MaxLockNameBytes)
 }
 
 // applyLockAcquire grants lock c.Key to lease c.Lease, with value c.Value

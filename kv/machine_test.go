@@ -33,7 +33,6 @@ func TestMachineRevisionsAndVersions(t *testing.T) {
 		{command{Op: opPut, Key: "c", Value: []byte(`{bad`)}, 0, ErrInvalidValue},
 		{command{Op: opPut, Key: "c", Value: []byte(`"` + strings.Repeat("x", DefaultMaxValueBytes) + `"`)}, 0, ErrValueTooLarge},
 		{command{Op: opPut, Key: strings.Repeat("k", DefaultMaxKeyBytes+1), Value: []byte(`1`)}, 0, ErrInvalidKey},
-		{command{Op: opPut, Key: "\xff", Value: []byte(`1`)}, 0, ErrInvalidKey},
 	}
 	for i, s := range steps {
 		r := m.Apply(uint64(i+1), mustCmd(t, s.cmd)).(Result)

@@ -188,7 +188,7 @@ func checkName(what, name string, limit int) *applyError {
 	if name == "" || len(name) > limit {
 		return fail(ErrInvalidKey, "%s of %d bytes, want 1 to %d", what, len(name), limit)
 	}
-	return checkKey(name, limit)
+	return checkTextKey(name, limit)
 }
 
 func (m *Machine) checkTaskBytes(what string, v []byte) *applyError {

@@ -13,7 +13,6 @@ import (
 	"hash/crc32"
 	"io"
 	"slices"
-	"unicode/utf8"
 
 	"github.com/google/btree"
 	"github.com/vmihailenco/msgpack/v5"
@@ -203,8 +202,9 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 			leased++
 		}
 		switch {
-		case it.Key == "" || !utf8.ValidString(it.Key):
-			return nil, fmt.Errorf("item %d: invalid key", i)
+		case it.Key == "":
+			// Any other bytes are a key (checkKey): etcd's are binary.
+			return nil, fmt.Errorf("item %d: empty key", i)
 		case i > 0 && it.Key <= prev:
 			return nil, fmt.Errorf("item %d: key %q out of order", i, it.Key)
 		case it.Version < 1 || it.CreateRevision < 1 || it.CreateRevision > it.Revision || it.Revision > h.Revision:

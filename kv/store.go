@@ -168,14 +168,15 @@ func (s *Store) PutIf(ctx context.Context, key string, value []byte, cond Cond) 
 }
 
 // Delete removes key and returns the delete's revision; ErrKeyNotFound if
-// it did not exist.
+// it did not exist. key may be any key the state holds
+// (ValidateStoredKey), binary ones written through etcd's API included.
 func (s *Store) Delete(ctx context.Context, key string) (int64, error) {
 	return s.DeleteIf(ctx, key, Cond{})
 }
 
 // DeleteIf is Delete when cond holds; otherwise it fails with ErrConflict.
 func (s *Store) DeleteIf(ctx context.Context, key string, cond Cond) (int64, error) {
-	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
+	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
 		return 0, err
 	}
 	if err := cond.Check(); err != nil {
@@ -283,9 +284,10 @@ func (s *Store) write(ctx context.Context, c command) (int64, error) {
 	return r.Revision, r.Err
 }
 
-// Get returns the item under key; ErrKeyNotFound if there is none.
+// Get returns the item under key; ErrKeyNotFound if there is none. key
+// may be any key the state holds (ValidateStoredKey).
 func (s *Store) Get(ctx context.Context, key string, c Consistency) (Item, error) {
-	if err := checkRequestKey(key, s.machine.maxKeyBytes); err != nil {
+	if err := checkKey(key, s.machine.maxKeyBytes); err != nil {
 		return Item{}, err
 	}
 	if err := s.sync(ctx, c); err != nil {

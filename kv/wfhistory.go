@@ -210,7 +210,7 @@ func (m *Machine) appendHistory(wf string, ev WorkflowEvent, bump bool, evs []Ev
 	}
 	key := api.WorkflowHistoryKey(wf, rev)
 	value, err := json.Marshal(ev)
-	if err != nil || checkKey(key, m.maxKeyBytes) != nil || checkValue(value, m.maxValueBytes) != nil {
+	if err != nil || checkTextKey(key, m.maxKeyBytes) != nil || checkValue(value, m.maxValueBytes) != nil {
 		return evs
 	}
 	m.revision = rev

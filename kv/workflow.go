@@ -50,7 +50,7 @@ func checkID(what, id string, maxKey int) *applyError {
 	case strings.Contains(id, "/"):
 		return fail(ErrInvalidKey, "%s id %q contains \"/\"", what, id)
 	}
-	return checkKey(id, maxKey-len(WorkflowPrefix))
+	return checkTextKey(id, maxKey-len(WorkflowPrefix))
 }
 
 // parseFields parses v, a JSON object (or nothing), into its fields.

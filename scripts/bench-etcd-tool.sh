@@ -4,18 +4,25 @@
 # 3-node etcd (built from bench/etcd's go.mod, as make bench-etcd does;
 # fsync on, --heartbeat-interval 50 --election-timeout 300) and a fresh
 # 3-node consensus (`consensus up`, etcd's API on every node), one after
-# the other, and driving each with the same three commands of the tool:
+# the other, the order alternated (odd rounds etcd first, even rounds
+# consensus first), and driving each with the same four commands of the
+# tool:
 #
-#   put      --total TOTAL --val-size 100                   (key-space 1)
-#   range    bench-key --total TOTAL --consistency l        (linearizable)
-#   txn-put  --total TOTAL --val-size 100 --txn-ops 1       (key-space 1)
+#   put       --total TOTAL --val-size 100                  (key-space 1)
+#   range     bench-key --total TOTAL --consistency l       (linearizable)
+#   txn-put   --total TOTAL --val-size 100 --txn-ops 1      (key-space 1)
+#   txn-mixed --total TOTAL --val-size 100 --consistency l  (rw-ratio 1,
+#             key-space 1; its reads and writes are reported apart)
 #
 # all with --clients CLIENTS --conns CONNS over every member's endpoint.
+# The tool's keys are varints in a zeroed 8-byte buffer (NUL bytes, bytes
+# >= 0x80), which consensus takes as etcd does since issue 16.
 # The tool is go.etcd.io/etcd/v3's tools/benchmark at v3.6.8, built by
 # bench/etcdtool (v3.7.3's root module is not on the Go module proxy; the
 # tool is a client, and its RPCs are the same in 3.7). It prints one
-# table of requests/s and mean latency per system and command, each as
-# the range over the rounds, and the ratio consensus/etcd per round.
+# table of requests/s, mean, p50 and p99 latency per system and command,
+# each as the range over the rounds, and the ratio consensus/etcd of
+# requests/s per round.
 #
 # Environment: RUNS (3), TOTAL (20000), CLIENTS (64), CONNS (8), OUT
 # (reports and logs; default a new /tmp directory), ETCD_PORT (first of
@@ -69,6 +76,14 @@ drive() {
     >"$OUT/$system-$run-range.txt" 2>"$OUT/$system-$run-range.log" || true
   "$OUT/benchmark" "${common[@]}" txn-put --total "$TOTAL" --val-size 100 --txn-ops 1 \
     >"$OUT/$system-$run-txn-put.txt" 2>"$OUT/$system-$run-txn-put.log" || true
+  "$OUT/benchmark" "${common[@]}" txn-mixed --total "$TOTAL" --val-size 100 --consistency l \
+    >"$OUT/$system-$run-txn-mixed.txt" 2>"$OUT/$system-$run-txn-mixed.log" || true
+  # Its two reports, reads then writes, each as a report of its own.
+  : >"$OUT/$system-$run-txn-mixed-read.txt"
+  : >"$OUT/$system-$run-txn-mixed-write.txt"
+  awk '/^Total Write Ops:/ { w = 1 } { print > (w ? W : R) }' \
+    R="$OUT/$system-$run-txn-mixed-read.txt" W="$OUT/$system-$run-txn-mixed-write.txt" \
+    "$OUT/$system-$run-txn-mixed.txt"
 }
 
 run_etcd() {
@@ -121,12 +136,20 @@ run_consensus() {
 }
 
 for run in $(seq 1 "$RUNS"); do
-  run_etcd "$run"
-  run_consensus "$run"
+  if [ $((run % 2)) -eq 1 ]; then
+    run_etcd "$run"
+    run_consensus "$run"
+  else
+    run_consensus "$run"
+    run_etcd "$run"
+  fi
 done
 
 # field report key: the first number after "key:" in a report, or "-".
 field() { awk -v k="$2" '$1 == k { print $2; exit }' "$1"; }
+# pct report p: the latency (s) of percentile p ("50%") in a report.
+pct() { awk -v k="$2" '$1 == k && $2 == "in" { print $3; exit }' "$1"; }
+ms() { awk -v a="$1" 'BEGIN { if (a == "") print ""; else printf "%.2f", a * 1000 }'; }
 # errors report: the number of failed requests, and the first error.
 errors() {
   awk '/^Error distribution:/ { on = 1; next } on && /\[[0-9]+\]/ { gsub(/[\[\]]/, "", $1); n += $1; if (msg == "") { $1 = ""; msg = $0 } } END { printf "%d\t%s\n", n, msg }' "$1"
@@ -134,11 +157,11 @@ errors() {
 range_of() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR == 0) print "-"; else if (lo == hi) print lo; else print lo "-" hi }'; }
 
 {
-  echo "| command | system | requests/s | mean latency (ms) | failed requests | ratio of requests/s (consensus/etcd, per run) |"
-  echo "|---|---|---|---|---|---|"
-  for cmd in put range txn-put; do
+  echo "| command | system | requests/s | mean latency (ms) | p50 (ms) | p99 (ms) | failed requests | ratio of requests/s (consensus/etcd, per run) |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for cmd in put range txn-put txn-mixed-read txn-mixed-write; do
     for system in etcd consensus; do
-      rps=() lat=() failed=() ratio=() first=""
+      rps=() lat=() p50=() p99=() failed=() ratio=() first=""
       for run in $(seq 1 "$RUNS"); do
         f="$OUT/$system-$run-$cmd.txt"
         read -r n msg < <(errors "$f")
@@ -146,7 +169,9 @@ range_of() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR == 0) p
         [ -z "$first" ] && [ "$n" -gt 0 ] && first=$msg
         if [ "$n" -lt "$TOTAL" ]; then
           rps+=("$(field "$f" Requests/sec:)")
-          lat+=("$(awk -v a="$(field "$f" Average:)" 'BEGIN { printf "%.2f", a * 1000 }')")
+          lat+=("$(ms "$(field "$f" Average:)")")
+          p50+=("$(ms "$(pct "$f" 50%)")")
+          p99+=("$(ms "$(pct "$f" 99%)")")
         fi
         if [ "$system" = consensus ]; then
           e=$(field "$OUT/etcd-$run-$cmd.txt" Requests/sec:)
@@ -156,15 +181,17 @@ range_of() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR == 0) p
           fi
         fi
       done
-      r="" l="" fr="" rt=""
+      r="" l="" a="" b="" fr="" rt=""
       r=$(printf '%s\n' "${rps[@]}" | grep -v '^$' | awk '{ printf "%.0f\n", $1 }' | range_of || true)
       l=$(printf '%s\n' "${lat[@]}" | grep -v '^$' | range_of || true)
+      a=$(printf '%s\n' "${p50[@]}" | grep -v '^$' | range_of || true)
+      b=$(printf '%s\n' "${p99[@]}" | grep -v '^$' | range_of || true)
       fr=$(printf '%s\n' "${failed[@]}" | range_of)
       [ -n "$first" ] && fr="$fr of $TOTAL (${first# })"
       if [ "$system" = consensus ]; then
         rt=$(printf '%s\n' "${ratio[@]}" | grep -v '^$' | range_of || true)
       fi
-      echo "| $cmd | $system | ${r:--} | ${l:--} | $fr | ${rt:-} |"
+      echo "| $cmd | $system | ${r:--} | ${l:--} | ${a:--} | ${b:--} | $fr | ${rt:-} |"
     done
   done
 } | tee "$OUT/table.md"

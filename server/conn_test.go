@@ -80,7 +80,7 @@ func TestHTTPEveryErrorIsJSON(t *testing.T) {
 		{name: "lone percent in a key", raw: "GET /v1/kv/% HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
 		{name: "truncated escape in a key", raw: "DELETE /v1/kv/a%2 HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
 		{name: "raw control character in a key", raw: "GET /v1/kv/a\x01b HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
-		{name: "escaped control character in a key", raw: "GET /v1/kv/a%01b HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeInvalidKey},
+		{name: "escaped control character in a key", raw: "PUT /v1/kv/a%01b HTTP/1.1\r\n" + host + "Content-Length: 1\r\n\r\n1", status: 400, code: api.CodeInvalidKey},
 		{name: "bad escape in a route", raw: "GET /v1/%ZZ HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
 		{name: "bad escape in the query", raw: "GET /v1/kv?prefix=%zz HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},
 		{name: "leading blank line", raw: "\r\nGET /v1/kv/a HTTP/1.1\r\n" + host + "\r\n", status: 400, code: api.CodeBadRequest},

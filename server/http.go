@@ -309,7 +309,14 @@ func (h *apiHandler) serveKey(w http.ResponseWriter, r *http.Request, escapedKey
 			message: "key does not percent-decode: " + err.Error()})
 		return
 	}
-	if msg := h.checkKey(key); msg != "" {
+	// A put names a key by our rule (kv.ValidateKey); a get or a delete
+	// any key the state may hold, binary ones written through etcd's API
+	// included (kv.ValidateStoredKey).
+	check := h.checkStoredKey
+	if r.Method == http.MethodPut {
+		check = h.checkKey
+	}
+	if msg := check(key); msg != "" {
 		writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: msg})
 		return
 	}

@@ -8,9 +8,10 @@ import (
 	"github.com/unrdf/consensus/api"
 )
 
-// TestControlCharacterKeysRefused checks every JSON route that takes a key,
-// prefix or id: a control character (Unicode category Cc) is 400
-// invalid_key, before the backend is called.
+// TestControlCharacterKeysRefused checks every JSON route that writes a
+// key or takes an id: a control character (Unicode category Cc) is 400
+// invalid_key, before the backend is called. Reads and deletes take any
+// key (TestReadsTakeAnyKey).
 func TestControlCharacterKeysRefused(t *testing.T) {
 	tests := []struct {
 		method, target, body string
@@ -18,14 +19,6 @@ func TestControlCharacterKeysRefused(t *testing.T) {
 		{"PUT", "/v1/kv/a%00b", `1`},
 		{"PUT", "/v1/kv/a%0Ab", `1`},
 		{"PUT", "/v1/kv/%09", `1`},
-		{"GET", "/v1/kv/%0D", ""},
-		{"GET", "/v1/kv/a%1B%5B31m", ""},
-		{"HEAD", "/v1/kv/a%00", ""},
-		{"DELETE", "/v1/kv/%7F", ""},
-		{"DELETE", "/v1/kv/a%C2%85", ""}, // U+0085, a C1 control
-		{"GET", "/v1/kv?prefix=a%00", ""},
-		{"GET", "/v1/kv?prefix=%C2%9F", ""},
-		{"GET", "/v1/watch?prefix=%0A", ""},
 		{"POST", "/v1/txn", `{"ops":[{"op":"put","key":"ok","value":1},{"op":"put","key":"a\nb","value":1}]}`},
 		{"POST", "/v1/txn", `{"ops":[{"op":"delete","key":"\u0000"}]}`},
 		{"POST", "/v1/workflows", `{"id":"w\u0001"}`},
@@ -65,6 +58,32 @@ func TestControlCharacterKeysRefused(t *testing.T) {
 	}
 }
 
+// TestReadsTakeAnyKey checks that a get, a delete and a list take any key
+// the state may hold (etcd's API writes binary keys): the backend answers.
+func TestReadsTakeAnyKey(t *testing.T) {
+	tests := []struct {
+		method, target string
+		status         int
+	}{
+		{"GET", "/v1/kv/%0D", http.StatusNotFound},
+		{"GET", "/v1/kv/a%1B%5B31m", http.StatusNotFound},
+		{"GET", "/v1/kv/%00%FF", http.StatusNotFound},
+		{"HEAD", "/v1/kv/a%00", http.StatusNotFound},
+		{"DELETE", "/v1/kv/%7F", http.StatusNotFound},
+		{"DELETE", "/v1/kv/a%C2%85", http.StatusNotFound},
+		{"GET", "/v1/kv?prefix=a%00", http.StatusOK},
+		{"GET", "/v1/kv?prefix=%C2%9F", http.StatusOK},
+		{"GET", "/v1/kv?prefix=%FF&limit=1&next=%FF%00", http.StatusOK},
+	}
+	for _, tt := range tests {
+		f := newFake()
+		h, _ := testHandler(t, f, HTTPOptions{})
+		if rec := serve(h, tt.method, tt.target, ""); rec.Code != tt.status {
+			t.Errorf("%s %s = %d %s, want %d", tt.method, tt.target, rec.Code, rec.Body, tt.status)
+		}
+	}
+}
+
 // TestParseTxnRefusesControlCharacterKeys covers the batch parser the
 // command line shares with POST /v1/txn.
 func TestParseTxnRefusesControlCharacterKeys(t *testing.T) {
@@ -76,16 +95,14 @@ func TestParseTxnRefusesControlCharacterKeys(t *testing.T) {
 }
 
 // TestWSControlCharacterKeysRefused is the same rule on /v1/ws: every
-// operation that takes a key, prefix or id.
+// operation that writes a key or takes an id; a get, delete or list takes
+// any key.
 func TestWSControlCharacterKeysRefused(t *testing.T) {
 	f := newFake()
 	_, url := wsTestServer(t, f, HTTPOptions{})
 	w := dialWS(t, url)
 	reqs := map[string][]any{
 		"put":         {1, api.OpPut, "a\x00b", []byte("1")},
-		"get":         {2, api.OpGet, "a\nb"},
-		"delete":      {3, api.OpDelete, "\x7f"},
-		"list":        {4, api.OpList, "a\u0085"},
 		"txn":         {5, api.OpTxn, []any{[]any{1, "ok", []byte(`1`), 0}, []any{2, "a\rb"}}},
 		"wf start":    {6, api.OpWorkflowStart, "w\x01", []byte(`{}`)},
 		"wf stop":     {7, api.OpWorkflowStop, "w\x01"},
@@ -112,5 +129,17 @@ func TestWSControlCharacterKeysRefused(t *testing.T) {
 	}
 	if _, ok := f.items["a\u2028b"]; !ok {
 		t.Errorf("the allowed key was not stored")
+	}
+	// Reads and deletes take any key the state may hold.
+	for name, req := range map[string][]any{
+		"get":    {20, api.OpGet, "a\nb"},
+		"delete": {21, api.OpDelete, "\x7f\xff"},
+	} {
+		if r := w.call(req...); r.ok || r.code != api.CodeKeyNotFound {
+			t.Errorf("%s: %+v, want key_not_found", name, r)
+		}
+	}
+	if r := w.call(22, api.OpList, "a\u0085\xff"); !r.ok {
+		t.Errorf("list of a binary prefix: %+v", r)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
@@ -87,7 +86,7 @@ func (h *apiHandler) parseListQuery(w http.ResponseWriter, r *http.Request) (lis
 		q.opts.Limit = n
 	}
 	if v, given := vals["next"]; given {
-		if msg := h.checkKey(v); msg != "" {
+		if msg := h.checkStoredKey(v); msg != "" {
 			writeError(w, apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: "next: " + msg})
 			return q, false
 		}
@@ -274,10 +273,11 @@ func (lw *listWriter) start(contentType string) {
 }
 
 // item writes one item's JSON, as encoding/json writes a kv.Item (values
-// are stored compact and valid), without its value when keys only.
+// are stored compact and valid; keys by api.AppendKeyJSON), without its
+// value when keys only.
 func (lw *listWriter) item(it *kv.Item) {
 	b := append(lw.scratch[:0], `{"key":`...)
-	b = appendJSONString(b, it.Key)
+	b = api.AppendKeyJSON(b, it.Key)
 	if !lw.keysOnly {
 		b = append(b, `,"value":`...)
 		if it.Value == nil {
@@ -293,8 +293,10 @@ func (lw *listWriter) item(it *kv.Item) {
 	b = append(b, `,"version":`...)
 	b = strconv.AppendInt(b, it.Version, 10)
 	if it.Lease != 0 {
-		b = append(b, `,"lease":`...)
-		b = strconv.AppendInt(b, int64(it.Lease), 10)
+		// A hexadecimal string, as api.LeaseID writes it.
+		b = append(b, `,"lease":"`...)
+		b = strconv.AppendInt(b, int64(it.Lease), 16)
+		b = append(b, '"')
 	}
 	b = append(b, '}')
 	lw.scratch = b
@@ -355,7 +357,7 @@ func (lw *listWriter) writePage(p *kv.ListPage, countOnly bool) {
 	}
 	lw.raw([]byte(`],"revision":` + rev + `,"more":` + strconv.FormatBool(p.More)))
 	if p.More {
-		lw.raw(appendJSONString([]byte(`,"next":`), p.Next))
+		lw.raw(api.AppendKeyJSON([]byte(`,"next":`), p.Next))
 	}
 	lw.raw([]byte("}\n"))
 	lw.flush()
@@ -365,50 +367,6 @@ func (lw *listWriter) flush() {
 	if lw.err == nil {
 		lw.err = lw.bw.Flush()
 	}
-}
-
-// appendJSONString appends s as a JSON string, as encoding/json writes
-// it without HTML escaping (invalid UTF-8 becomes U+FFFD; U+2028 and
-// U+2029 are escaped), without allocating.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c == '\b':
-				b = append(b, '\\', 'b')
-			case c == '\f':
-				b = append(b, '\\', 'f')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
 }
 
 // wsPageBytes bounds the keys and values of a /v1/ws list page so that

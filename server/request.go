@@ -23,6 +23,16 @@ import (
 // checkKey returns why key is not acceptable, or "" if it is.
 func (h *apiHandler) checkKey(key string) string { return keyProblem(key, h.opts.MaxKeyBytes) }
 
+// checkStoredKey returns why key cannot be a key of the state (empty or
+// too long: kv.ValidateStoredKey), or "" if it can. Reads and deletes
+// take any such key.
+func (h *apiHandler) checkStoredKey(key string) string {
+	if err := kv.ValidateStoredKey(key, h.opts.MaxKeyBytes); err != nil {
+		return keyText(err)
+	}
+	return ""
+}
+
 // keyProblem returns why key is not acceptable with keys of at most max
 // bytes, or "" if it is. The rules are kv.ValidateKey's, the ones every
 // API that takes a key shares: non-empty UTF-8 without control
@@ -56,8 +66,8 @@ func (h *apiHandler) prefixParam(w http.ResponseWriter, query url.Values) (strin
 }
 
 // checkPrefix returns why a list or watch prefix is not acceptable, or ""
-// if it is (kv.ValidatePrefix: a prefix with a control character matches
-// no key a request may write). The empty prefix lists everything.
+// if it is (kv.ValidatePrefix: any bytes within the key limit, since a
+// key may hold any). The empty prefix lists everything.
 func (h *apiHandler) checkPrefix(prefix string) string {
 	if err := kv.ValidatePrefix(prefix, h.opts.MaxKeyBytes); err != nil {
 		return keyText(err)

@@ -262,7 +262,7 @@ func TestWatchBadRequests(t *testing.T) {
 		{"?from_revision=1.5", "", 400, api.CodeBadRequest},
 		{"?from_revision=", "", 400, api.CodeBadRequest},
 		{"?from_revision=1&from_revision=2", "", 400, api.CodeBadRequest},
-		{"?prefix=%ff", "", 400, api.CodeInvalidKey},
+		{"?prefix=" + strings.Repeat("p", kv.DefaultMaxKeyBytes+1), "", 400, api.CodeInvalidKey},
 		{"", "abc", 400, api.CodeBadRequest},
 		{"", "-2", 400, api.CodeBadRequest},
 	} {

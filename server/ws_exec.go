@@ -55,7 +55,7 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 			return api.Response{}, invalidKey(msg)
 		}
 		if req.Start != "" {
-			if msg := h.checkKey(req.Start); msg != "" {
+			if msg := h.checkStoredKey(req.Start); msg != "" {
 				return api.Response{}, invalidKey("start: " + msg)
 			}
 			if !strings.HasPrefix(req.Start, req.Key) {
@@ -71,6 +71,11 @@ func (h *apiHandler) wsExecute(connCtx context.Context, req api.Request) (api.Re
 	case api.OpCampaign, api.OpProclaim, api.OpResign, api.OpLeader:
 		if req.Key == "" || len(kv.ElectionPrefix+req.Key) > kv.MaxLockNameBytes || kv.ValidateKey(req.Key, kv.MaxLockNameBytes) != nil {
 			return api.Response{}, invalidKey("an election's name is UTF-8 without control characters, 1 to 503 bytes")
+		}
+	case api.OpGet, api.OpDelete:
+		// Any key the state may hold, as over HTTP.
+		if msg := h.checkStoredKey(req.Key); msg != "" {
+			return api.Response{}, invalidKey(msg)
 		}
 	default:
 		if msg := h.checkKey(req.Key); msg != "" {

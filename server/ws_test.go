@@ -344,7 +344,7 @@ func TestWSErrorsMatchJSON(t *testing.T) {
 		{name: "missing key", req: []any{1, api.OpGet, "nope"}, method: "GET", target: "/v1/kv/nope", code: api.CodeKeyNotFound},
 		{name: "delete missing", req: []any{1, api.OpDelete, "nope"}, method: "DELETE", target: "/v1/kv/nope", code: api.CodeKeyNotFound},
 		{name: "empty key", req: []any{1, api.OpPut, "", []byte("1")}, method: "PUT", target: "/v1/kv/", body: "1", code: api.CodeInvalidKey},
-		{name: "invalid utf-8 key", req: []any{1, api.OpGet, "\xff"}, method: "GET", target: "/v1/kv/%FF", code: api.CodeInvalidKey},
+		{name: "invalid utf-8 key", req: []any{1, api.OpPut, "\xff", []byte("1")}, method: "PUT", target: "/v1/kv/%FF", body: "1", code: api.CodeInvalidKey},
 		{name: "key too long", req: []any{1, api.OpPut, strings.Repeat("k", 17), []byte("1")}, method: "PUT",
 			target: "/v1/kv/" + strings.Repeat("k", 17), body: "1", opts: HTTPOptions{MaxKeyBytes: 16}, code: api.CodeInvalidKey},
 		{name: "prefix too long", req: []any{1, api.OpList, strings.Repeat("k", 17)}, method: "GET",

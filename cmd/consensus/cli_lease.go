@@ -201,10 +201,11 @@ func (c *cli) leaseTTLCmd() *cobra.Command {
 					return fail("lease ttl "+id.String(), err)
 				}
 				if s.json {
-					if l.Keys == nil {
-						l.Keys = []string{}
+					r := leaseTTLResult{ID: l.ID, TTLMs: l.TTLMs, RemainingMs: l.RemainingMs, Keys: make([]api.JSONKey, len(l.Keys))}
+					for i, k := range l.Keys {
+						r.Keys[i] = api.JSONKey(k)
 					}
-					return s.printJSON(leaseTTLResult{Lease: l, Keys: l.Keys})
+					return s.printJSON(r)
 				}
 				remaining := "unknown"
 				if l.RemainingMs != nil {
@@ -222,10 +223,13 @@ func (c *cli) leaseTTLCmd() *cobra.Command {
 }
 
 // leaseTTLResult is the JSON answer of lease ttl: the lease with its
-// keys always present ([] for none).
+// keys always present ([] for none), each key as api.AppendKeyJSON
+// writes it.
 type leaseTTLResult struct {
-	api.Lease
-	Keys []string `json:"keys"`
+	ID          api.LeaseID   `json:"id"`
+	TTLMs       int64         `json:"ttlMs"`
+	RemainingMs *int64        `json:"remainingMs,omitempty"`
+	Keys        []api.JSONKey `json:"keys"`
 }
 
 // leasesResult is the JSON answer of lease list.
