@@ -189,7 +189,11 @@ func TestErrorsMapToSentinels(t *testing.T) {
 	wantCode(err, CodeKeyNotFound, kv.ErrKeyNotFound)
 	_, err = c.Put(ctx, "", []byte("1"))
 	wantCode(err, CodeInvalidKey, kv.ErrInvalidKey)
+	// Reads take any bytes (etcd's API may have stored such a key); a
+	// write of our own API refuses them.
 	_, err = c.Get(ctx, "bad\xffkey")
+	wantCode(err, CodeKeyNotFound, kv.ErrKeyNotFound)
+	_, err = c.Put(ctx, "bad\xffkey", []byte("1"))
 	wantCode(err, CodeInvalidKey, kv.ErrInvalidKey)
 	_, err = c.Put(ctx, strings.Repeat("k", kv.DefaultMaxKeyBytes+1), []byte("1"))
 	wantCode(err, CodeInvalidKey, kv.ErrInvalidKey)
