@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,12 +108,35 @@ func readExpected(t *testing.T, file string) []expectedRead {
 		if err != nil {
 			t.Fatalf("%s: %s: %v", file, path, err)
 		}
-		reads = append(reads, expectedRead{path: path, want: want})
+		reads = append(reads, expectedRead{path: path, want: changedOnPurpose(path, want)})
 	}
 	if err := sc.Err(); err != nil || len(reads) == 0 {
 		t.Fatalf("%s: %d reads, error %v", file, len(reads), err)
 	}
 	return reads
+}
+
+// changedOnPurpose turns an answer a release gave into the answer the
+// current code gives on purpose, for the changes CHANGELOG.md lists under
+// "Fixed" since: a read that differs in any other way fails the test.
+//
+//   - GET /v1/kv (a list) gave an item's lease as a decimal number, every
+//     other answer as a hexadecimal string; the list gives the string now.
+func changedOnPurpose(path string, want any) any {
+	if !strings.HasPrefix(path, "/v1/kv?") {
+		return want
+	}
+	obj, _ := want.(map[string]any)
+	items, _ := obj["items"].([]any)
+	for _, it := range items {
+		item, _ := it.(map[string]any)
+		if n, ok := item["lease"].(json.Number); ok {
+			if id, err := strconv.ParseUint(n.String(), 10, 64); err == nil {
+				item["lease"] = strconv.FormatUint(id, 16)
+			}
+		}
+	}
+	return want
 }
 
 func decodeJSONNumbers(b []byte) (any, error) {
