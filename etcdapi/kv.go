@@ -28,24 +28,36 @@ type kvService struct {
 // one the state's history still covers (kv.Machine.EtcdRangeAt):
 // linearizable, or this node's applied state when serializable.
 func (k *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	if len(r.Key) == 0 {
-		return nil, rpctypes.ErrGRPCEmptyKey
-	}
-	if err := checkSort(r); err != nil {
-		return nil, err
-	}
-	if !r.Serializable {
-		if err := k.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
-			return nil, toGRPC(err)
-		}
-	}
-	items, rev, err := k.s.cfg.Store.Machine().EtcdRangeAt(string(r.Key), string(r.RangeEnd), r.Revision)
+	items, rev, err := k.readRange(ctx, r)
 	if err != nil {
-		return nil, toGRPC(err)
+		return nil, err
 	}
 	resp := rangeResponse(r, items)
 	resp.Header = k.s.header(rev)
 	return resp, nil
+}
+
+// readRange checks r and reads the keys in its range, in key order, and
+// the revision read at, as Range and RangeStream answer them: after a
+// ReadIndex unless serializable, from the history for an older revision.
+// Errors are etcd's gRPC errors.
+func (k *kvService) readRange(ctx context.Context, r *pb.RangeRequest) ([]kv.Item, int64, error) {
+	if len(r.Key) == 0 {
+		return nil, 0, rpctypes.ErrGRPCEmptyKey
+	}
+	if err := checkSort(r); err != nil {
+		return nil, 0, err
+	}
+	if !r.Serializable {
+		if err := k.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
+			return nil, 0, toGRPC(err)
+		}
+	}
+	items, rev, err := k.s.cfg.Store.Machine().EtcdRangeAt(string(r.Key), string(r.RangeEnd), r.Revision)
+	if err != nil {
+		return nil, 0, toGRPC(err)
+	}
+	return items, rev, nil
 }
 
 func checkSort(r *pb.RangeRequest) error {

@@ -3,9 +3,6 @@ package etcdapi
 import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-
-	"github.com/unrdf/consensus/kv"
 )
 
 // Chunk bounds of RangeStream: a chunk is sent once it holds this many
@@ -26,21 +23,9 @@ const (
 // gathered first, as for Range, and only their etcd copies are made a
 // chunk at a time.
 func (k *kvService) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
-	if len(r.Key) == 0 {
-		return rpctypes.ErrGRPCEmptyKey
-	}
-	if err := checkSort(r); err != nil {
-		return err
-	}
-	ctx := stream.Context()
-	if !r.Serializable {
-		if err := k.s.cfg.Store.Sync(ctx, kv.Linearizable); err != nil {
-			return toGRPC(err)
-		}
-	}
-	items, rev, err := k.s.cfg.Store.Machine().EtcdRangeAt(string(r.Key), string(r.RangeEnd), r.Revision)
+	items, rev, err := k.readRange(stream.Context(), r)
 	if err != nil {
-		return toGRPC(err)
+		return err
 	}
 	last := &pb.RangeResponse{Header: k.s.header(rev), Count: int64(len(items))}
 	if r.CountOnly {
@@ -51,11 +36,9 @@ func (k *kvService) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServ
 	var chunk []*mvccpb.KeyValue
 	size := 0
 	for i, it := range kept {
-		chunk = append(chunk, keyValue(it, r.KeysOnly))
-		size += len(it.Key)
-		if !r.KeysOnly {
-			size += len(chunk[len(chunk)-1].Value)
-		}
+		kvp := keyValue(it, r.KeysOnly)
+		chunk = append(chunk, kvp)
+		size += len(kvp.Key) + len(kvp.Value)
 		if i == len(kept)-1 {
 			break // the last chunk carries the header
 		}
