@@ -143,7 +143,8 @@ func TestBinaryKeys(t *testing.T) {
 // percent-encoded path; and that our own writes still refuse them.
 func TestBinaryKeysOverHTTPAndWS(t *testing.T) {
 	c, eps := startCluster(t, 3)
-	follower := c.Others(c.WaitLeader(t, 10*time.Second))[0]
+	leader := c.WaitLeader(t, 10*time.Second)
+	follower := c.Others(leader)[0]
 	cli := newClient(t, eps[follower])
 	ctx := ctxT(t)
 	base := "http://" + c.Servers[follower].HTTPAddr()
@@ -210,8 +211,10 @@ func TestBinaryKeysOverHTTPAndWS(t *testing.T) {
 			t.Fatalf("HTTP get %q: %q = %s", k, it.Key, it.Value)
 		}
 	}
+	// A lease's time to live is the leader's to answer; a follower just
+	// started may not know the leader's HTTP address yet (503), so ask it.
 	var lease api.Lease
-	getJSON(t, fmt.Sprintf("%s/v1/leases/%x", base, g.ID), &lease)
+	getJSON(t, fmt.Sprintf("http://%s/v1/leases/%x", c.Servers[leader].HTTPAddr(), g.ID), &lease)
 	if len(lease.Keys) != 1 || lease.Keys[0] != binaryKeys[0] {
 		t.Fatalf("lease keys over HTTP: %q", lease.Keys)
 	}
