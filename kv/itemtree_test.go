@@ -5,14 +5,26 @@ import (
 	"fmt"
 	"runtime"
 	"testing"
+	"unsafe"
 )
 
 // TestItemTreeMemory measures what the tree itself costs a key when keys
 // arrive in order (generated ids: B-tree nodes split that way stay half
 // full): the heap it adds beyond the keys and values, which are allocated
 // before. Slots of whole 72-byte items cost some 157 B a key; pointers to
-// items allocated once cost some 97 B.
+// 80-byte items allocated once some 97 B; pointers to 64-byte treeItems
+// some 80 B, plus the item's own copy of key and value without a value
+// store.
 func TestItemTreeMemory(t *testing.T) {
+	if size := unsafe.Sizeof(treeItem{}); size != 64 {
+		t.Errorf("a stored item takes %d bytes, want 64 (an allocation of its own size class)", size)
+	}
+	for _, store := range []bool{false, true} {
+		t.Run(fmt.Sprintf("store=%v", store), func(t *testing.T) { testItemTreeMemory(t, store) })
+	}
+}
+
+func testItemTreeMemory(t *testing.T, store bool) {
 	const n = 50_000
 	items := make([]Item, n)
 	for i := range items {
@@ -21,7 +33,11 @@ func TestItemTreeMemory(t *testing.T) {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	tree := newItemTree()
+	var vs *ValueStore
+	if store {
+		vs = openTestValues(t, 0)
+	}
+	tree := newItemTreeIn(vs)
 	for _, it := range items {
 		tree.ReplaceOrInsert(it)
 	}
@@ -29,8 +45,13 @@ func TestItemTreeMemory(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	perKey := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / n
 	t.Logf("%d keys in order: %d B of heap a key", tree.Len(), perKey)
-	if perKey > 125 {
-		t.Errorf("the tree costs %d B a key, want at most 125", perKey)
+	// Without a store the tree's own copy of key and value adds 16 B.
+	limit := int64(115)
+	if store {
+		limit = 95
+	}
+	if perKey > limit {
+		t.Errorf("the tree costs %d B a key, want at most %d", perKey, limit)
 	}
 	runtime.KeepAlive(items)
 	runtime.KeepAlive(tree)

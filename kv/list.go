@@ -240,6 +240,17 @@ func rangeItems(t *itemTree, prefix, start string, fn func(Item) bool) {
 	})
 }
 
+// rangeKeys is rangeItems without the values.
+func rangeKeys(t *itemTree, prefix, start string, fn func(Item) bool) {
+	from := max(prefix, start)
+	t.AscendKeysGreaterOrEqual(Item{Key: from}, func(it Item) bool {
+		if !strings.HasPrefix(it.Key, prefix) {
+			return false
+		}
+		return fn(it)
+	})
+}
+
 // ReadView captures the current state.
 func (m *Machine) ReadView() *ReadView {
 	m.mu.Lock()
@@ -325,14 +336,15 @@ func (o ListOptions) withDefaults() ListOptions {
 func pageOf(t *itemTree, prefix string, o ListOptions, rev int64) ListPage {
 	p := ListPage{Revision: rev, Items: []Item{}}
 	if o.Mode == ListCountOnly {
-		rangeItems(t, prefix, o.Start, func(Item) bool { p.Count++; return true })
+		rangeKeys(t, prefix, o.Start, func(Item) bool { p.Count++; return true })
 		return p
 	}
 	bytes := 0
-	rangeItems(t, prefix, o.Start, func(it Item) bool {
-		if o.Mode == ListKeysOnly {
-			it.Value = nil
-		}
+	walk := rangeItems
+	if o.Mode == ListKeysOnly {
+		walk = rangeKeys
+	}
+	walk(t, prefix, o.Start, func(it Item) bool {
 		size := len(it.Key) + len(it.Value) + listItemOverhead
 		if len(p.Items) == o.Limit || (len(p.Items) > 0 && bytes+size > o.MaxBytes) {
 			p.More, p.Next = true, it.Key

@@ -86,6 +86,8 @@ type Machine struct {
 	// views are the views that paged lists read their later pages from
 	// (list.go).
 	views listViews
+	// values, if set, holds the key space's values (WithValueStore).
+	values *ValueStore
 }
 
 // Result is what Apply returns for a command: the revision the write was
@@ -132,6 +134,11 @@ func WithSessions(clients, window int) Option {
 	return func(m *Machine) { m.maxSessions, m.sessionWindow = clients, window }
 }
 
+// WithValueStore keeps the key space's values in vs rather than in the
+// Go heap (ValueStore). vs is the machine's alone; closing it is the
+// caller's, after the machine's last use.
+func WithValueStore(vs *ValueStore) Option { return func(m *Machine) { m.values = vs } }
+
 // btreeDegree is the B-tree's degree: nodes of up to 63 items.
 const btreeDegree = 32
 
@@ -153,7 +160,6 @@ func NewMachine(opts ...Option) *Machine {
 		maxSchedules:  DefaultMaxSchedules,
 		historyKeep:   DefaultWorkflowHistory,
 		historyTotal:  DefaultWorkflowHistoryTotal,
-		items:         newItemTree(),
 		leases:        btree.NewG(btreeDegree, leaseLess),
 		locks:         btree.NewG(btreeDegree, lockLess),
 		tasks:         btree.NewG(btreeDegree, taskLess),
@@ -165,6 +171,7 @@ func NewMachine(opts ...Option) *Machine {
 	for _, o := range opts {
 		o(m)
 	}
+	m.items = newItemTreeIn(m.values)
 	m.sessions = newSessionTable(m.maxSessions, m.sessionWindow)
 	return m
 }
@@ -178,6 +185,9 @@ func (m *Machine) Apply(index uint64, cmd []byte) any {
 	c, err := decodeCommand(cmd)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// A little of the value store's upkeep, if any is due: after the
+	// command, under the same lock (it changes no item's value).
+	defer func() { m.items.maintain() }()
 	m.applied = index
 	m.prevs = m.prevs[:0]
 	if err != nil {
@@ -515,6 +525,17 @@ func (m *Machine) List(prefix string) ([]Item, int64) {
 // fn returns false. The caller holds mu.
 func (m *Machine) ascendPrefix(prefix string, fn func(Item) bool) {
 	m.items.AscendGreaterOrEqual(Item{Key: prefix}, func(it Item) bool {
+		if !strings.HasPrefix(it.Key, prefix) {
+			return false
+		}
+		return fn(it)
+	})
+}
+
+// ascendPrefixKeys is ascendPrefix without the values, which a value
+// store would read for nothing.
+func (m *Machine) ascendPrefixKeys(prefix string, fn func(Item) bool) {
+	m.items.AscendKeysGreaterOrEqual(Item{Key: prefix}, func(it Item) bool {
 		if !strings.HasPrefix(it.Key, prefix) {
 			return false
 		}

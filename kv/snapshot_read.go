@@ -91,6 +91,7 @@ func (m *Machine) Restore(at consensus.Position, r io.Reader) error {
 			return true
 		})
 	}
+	m.items.drop()
 	m.items, m.bytes, m.revision, m.applied = st.items, st.bytes, st.revision, st.applied
 	m.sessions = st.sessions
 	m.leases = st.leases
@@ -134,7 +135,7 @@ type restored struct {
 	schedules   *btree.BTreeG[schedule]
 }
 
-func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
+func (m *Machine) readSnapshot(r io.Reader) (_ *restored, err error) {
 	rr := &recordReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc32.New(crcTable)}
 	magic, err := rr.full(len(snapshotMagic) + 1)
 	if err != nil {
@@ -177,11 +178,16 @@ func (m *Machine) readSnapshot(r io.Reader) (*restored, error) {
 	if h.Revision < 0 {
 		return nil, fmt.Errorf("negative revision %d", h.Revision)
 	}
-	st := &restored{items: newItemTree(), revision: h.Revision, applied: h.Applied,
+	st := &restored{items: newItemTreeIn(m.values), revision: h.Revision, applied: h.Applied,
 		sessions: newSessionTable(m.maxSessions, m.sessionWindow), leases: btree.NewG(btreeDegree, leaseLess),
 		locks: btree.NewG(btreeDegree, lockLess), tasks: btree.NewG(btreeDegree, taskLess),
 		taskReady: btree.NewG(btreeDegree, readyLess), taskDone: btree.NewG(btreeDegree, doneLess),
 		queueCounts: make(map[string]*queueCounts), clock: h.Clock, schedules: btree.NewG(btreeDegree, scheduleLess)}
+	defer func() {
+		if err != nil {
+			st.items.drop() // its values, written to a value store
+		}
+	}()
 	var prev string
 	var leased int
 	for i := uint64(0); i < h.ItemCount; i++ {
@@ -300,7 +306,7 @@ func (m *Machine) readLeases(rr *recordReader, st *restored, count uint64, lease
 	// Items ascend by key, so each lease's keys come out sorted.
 	keys := make(map[int64][]string)
 	var bad error
-	st.items.Ascend(func(it Item) bool {
+	st.items.AscendKeys(func(it Item) bool {
 		if it.Lease == 0 {
 			return true
 		}

@@ -102,7 +102,7 @@ func historyWorkflow(key string) string {
 func (m *Machine) historyIdx() *historyIndex {
 	if m.history.items != m.items || m.history.order == nil {
 		idx := historyIndex{items: m.items, order: btree.NewG(btreeDegree, historyRefLess), n: make(map[string]int)}
-		m.ascendPrefix(WorkflowHistoryPrefix, func(it Item) bool {
+		m.ascendPrefixKeys(WorkflowHistoryPrefix, func(it Item) bool {
 			idx.order.ReplaceOrInsert(historyRef{rev: it.CreateRevision, key: it.Key})
 			return true
 		})
@@ -139,7 +139,7 @@ func (m *Machine) historyItems() int {
 		return m.history.order.Len()
 	}
 	n := 0
-	m.ascendPrefix(WorkflowHistoryPrefix, func(Item) bool {
+	m.ascendPrefixKeys(WorkflowHistoryPrefix, func(Item) bool {
 		n++
 		return true
 	})
@@ -217,7 +217,7 @@ func (m *Machine) appendHistory(wf string, ev WorkflowEvent, bump bool, evs []Ev
 	prefix := api.WorkflowHistoryKeyPrefix(wf)
 	for m.historyLen(wf, prefix) >= m.historyKeep {
 		var oldest Item
-		m.ascendPrefix(prefix, func(it Item) bool {
+		m.ascendPrefixKeys(prefix, func(it Item) bool {
 			oldest = it
 			return false
 		})
@@ -237,7 +237,7 @@ func (m *Machine) historyLen(wf, prefix string) int {
 		return n
 	}
 	n := 0
-	m.ascendPrefix(prefix, func(Item) bool {
+	m.ascendPrefixKeys(prefix, func(Item) bool {
 		n++
 		return true
 	})
@@ -265,7 +265,7 @@ func (m *Machine) WorkflowHistory(id string, from int64, limit int) (events []Wo
 	defer m.mu.RUnlock()
 	prefix := api.WorkflowHistoryKeyPrefix(id)
 	_, known = m.items.Get(Item{Key: WorkflowPrefix + id})
-	m.ascendPrefix(prefix, func(Item) bool {
+	m.ascendPrefixKeys(prefix, func(Item) bool {
 		known = true
 		return false
 	})

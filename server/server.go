@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/unrdf/consensus"
@@ -116,6 +117,11 @@ type Config struct {
 	Telemetry TelemetryOptions
 }
 
+// valuesDir is the directory under DataDir of the state's values
+// (kv.ValueStore): a cache of the state that every start empties and
+// refills from the snapshot and the log.
+const valuesDir = "values"
+
 // ErrInvalidConfig is wrapped by the errors Start returns for a Config it
 // cannot run with.
 var ErrInvalidConfig = errors.New("server: invalid config")
@@ -125,6 +131,7 @@ type Server struct {
 	cfg       Config
 	log       *slog.Logger
 	storage   *storage.Pebble
+	values    *kv.ValueStore
 	node      *consensus.Node
 	transport consensus.Transport
 	store     *kv.Store
@@ -195,6 +202,11 @@ func Start(cfg Config) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// Opened once the directory's lock is held: it empties its directory.
+	s.values, err = kv.OpenValueStore(filepath.Join(cfg.DataDir, valuesDir), kv.ValueStoreOptions{})
+	if err != nil {
+		return nil, err
+	}
 	httpAddr := cfg.HTTPAddr
 	if cfg.HTTPListener != nil {
 		httpAddr = cfg.HTTPListener.Addr().String()
@@ -210,7 +222,7 @@ func Start(cfg Config) (s *Server, err error) {
 	if err := srv.startTelemetry(&cfg); err != nil {
 		return nil, err
 	}
-	machine := kv.NewMachine(cfg.State...)
+	machine := kv.NewMachine(append(slices.Clip(cfg.State), kv.WithValueStore(s.values))...)
 	machine.SetWatchConfig(cfg.WatchHistory)
 	nodeCfg := cfg.Node
 	nodeCfg.Snapshots = snaps
@@ -449,6 +461,11 @@ func (s *Server) closeParts() error {
 	if s.storage != nil {
 		errs = append(errs, s.storage.Close())
 		s.storage = nil
+	}
+	if s.values != nil {
+		// Last: every reader of the state is gone.
+		errs = append(errs, s.values.Close())
+		s.values = nil
 	}
 	if s.http == nil && s.httpLn != nil && s.httpDone == nil {
 		errs = append(errs, s.httpLn.Close())
