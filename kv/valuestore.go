@@ -66,6 +66,10 @@ type ValueStoreOptions struct {
 // DefaultValueSegmentBytes is the default segment size.
 const DefaultValueSegmentBytes = 32 << 20
 
+// maxSegmentBytes keeps every offset within an item's 32 bits, with room
+// for the record that crosses the size.
+const maxSegmentBytes = 1 << 30
+
 // ErrValueStore wraps a failure of the value store. A read or write that
 // meets one panics with it: the state can no longer be answered for, as
 // when the log cannot be written.
@@ -76,6 +80,9 @@ var ErrValueStore = errors.New("kv: value store failed")
 func OpenValueStore(dir string, o ValueStoreOptions) (*ValueStore, error) {
 	if o.SegmentBytes <= 0 {
 		o.SegmentBytes = DefaultValueSegmentBytes
+	}
+	if o.SegmentBytes > maxSegmentBytes {
+		return nil, fmt.Errorf("kv: value store: segments of %d bytes exceed %d", o.SegmentBytes, int64(maxSegmentBytes))
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, fmt.Errorf("kv: value store: %w", err)
@@ -345,6 +352,7 @@ func (t *itemTree) maintain() {
 		s.cursor = v.size
 	}
 	if s.cursor < v.size {
+		from := s.cursor
 		chunk := make([]byte, min(evacuateBytes, v.size-s.cursor))
 		if _, err := v.f.ReadAt(chunk, s.cursor); err != nil && !errors.Is(err, io.EOF) {
 			panic(fmt.Errorf("%w: read %s: %w", ErrValueStore, v.path, err))
@@ -377,6 +385,11 @@ func (t *itemTree) maintain() {
 			}
 			s.cursor += need
 			b = b[need:]
+		}
+		if s.cursor == from {
+			// Not one whole record where the segment says there are bytes
+			// left: its lengths or its size are wrong.
+			panic(fmt.Errorf("%w: %s at %d: %w: no whole record in the %d bytes left", ErrValueStore, v.path, from, errBadRecord, v.size-from))
 		}
 	}
 	if s.cursor >= v.size {

@@ -2,6 +2,7 @@ package kv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -378,5 +379,41 @@ func TestOpenValueStoreEmptiesIt(t *testing.T) {
 	defer vs.Close()
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Fatalf("a reopened store holds %d files", len(ents))
+	}
+}
+
+// TestValueStoreEvacuationDetectsDamage: a segment whose record lengths
+// were changed on disk stops its evacuation with ErrValueStore rather
+// than skipping or looping.
+func TestValueStoreEvacuationDetectsDamage(t *testing.T) {
+	vs := openTestValues(t, 64)
+	m := NewMachine(WithValueStore(vs))
+	idx := uint64(0)
+	put := func(k string) {
+		idx++
+		m.Apply(idx, mustCmd(t, command{Op: opPut, Key: k, Value: []byte(`"abcdefgh"`)}))
+	}
+	for i := range 4 {
+		put("k" + strconv.Itoa(i)) // k0-k2 fill segment 0; k3 seals it
+	}
+	sg := m.items.vals.segs[0]
+	b, err := os.ReadFile(sg.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.LittleEndian.PutUint32(b[4:], 1<<20) // k0's key length
+	if err := os.WriteFile(sg.path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("a damaged segment was evacuated without an error")
+		} else if err, ok := r.(error); !ok || !errors.Is(err, ErrValueStore) {
+			t.Fatalf("panic %v, want ErrValueStore", r)
+		}
+	}()
+	for range 10 {
+		put("k1") // leaves segment 0 a third live: its evacuation starts
+		put("k2")
 	}
 }
