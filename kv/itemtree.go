@@ -19,7 +19,7 @@ import (
 // and Clone gives an independent tree, as btree.BTreeG's.
 //
 // The stored items are treeItems, which keep a value either in the item
-// (value) or, with a ValueStore (WithValueStore), as the place of its
+// (after the key, in kv) or, with a ValueStore (WithValueStore), as the place of its
 // record there (seg, off, n): every method that returns an item then
 // reads its value back. A Clone reads the values as they were when it
 // was taken, and is read-only.
@@ -32,8 +32,8 @@ type itemTree struct {
 // takes 72 (an 80-byte allocation): the key and, without a value store,
 // the value are one string.
 type treeItem struct {
-	// kv is the key followed, without a value store, by the value; it
-	// shares no bytes with the Item it was stored from.
+	// kv is the key followed, without a value store, by the value (one
+	// allocation; with a store it is the Item's key string itself).
 	kv          string
 	rev, create int64
 	ver         int64
