@@ -117,9 +117,24 @@ func (t *itemTree) Delete(pivot Item) (Item, bool) {
 	return it, true
 }
 
+// loader returns how a walk in key order loads its items: with a value
+// store, reading ahead where records follow each other.
+func (t *itemTree) loader() func(*treeItem) Item {
+	if t.vals == nil {
+		return t.load
+	}
+	ra := newReadAhead()
+	return func(p *treeItem) Item {
+		it := loadKey(p)
+		it.Value = t.vals.readNext(ra, p)
+		return it
+	}
+}
+
 // Ascend calls fn with every item in key order until fn returns false.
 func (t *itemTree) Ascend(fn func(Item) bool) {
-	t.t.Ascend(func(p *treeItem) bool { return fn(t.load(p)) })
+	load := t.loader()
+	t.t.Ascend(func(p *treeItem) bool { return fn(load(p)) })
 }
 
 // AscendKeys is Ascend without the values (Value is nil): for walks that
@@ -131,7 +146,8 @@ func (t *itemTree) AscendKeys(fn func(Item) bool) {
 // AscendGreaterOrEqual calls fn with every item from pivot's key on, in
 // key order, until fn returns false.
 func (t *itemTree) AscendGreaterOrEqual(pivot Item, fn func(Item) bool) {
-	t.t.AscendGreaterOrEqual(pivotOf(pivot), func(p *treeItem) bool { return fn(t.load(p)) })
+	load := t.loader()
+	t.t.AscendGreaterOrEqual(pivotOf(pivot), func(p *treeItem) bool { return fn(load(p)) })
 }
 
 // AscendKeysGreaterOrEqual is AscendGreaterOrEqual without the values.

@@ -274,6 +274,61 @@ func (s *valueSpace) read(it *treeItem) []byte {
 	return v
 }
 
+// readAhead serves a walk of a tree in key order. Where keys were written
+// in key order (generated ids, a restored snapshot), each record follows
+// the one before it in its segment, and one pread of readAheadBytes then
+// serves hundreds of items instead of one each: the reads of a snapshot
+// being written, say. Each walk has its own.
+type readAhead struct {
+	buf   []byte
+	seg   uint32
+	start int64 // the segment offset of buf[0]
+	// next is where the walk's previous record ended, in nextSeg (-1:
+	// none yet).
+	next    int64
+	nextSeg uint32
+}
+
+const readAheadBytes = 64 << 10
+
+func newReadAhead() *readAhead { return &readAhead{next: -1} }
+
+// readNext is read for the next item of a walk.
+func (s *valueSpace) readNext(ra *readAhead, it *treeItem) []byte {
+	off, n := int64(it.off), recordLen(it.key(), it.n)
+	seq := it.seg == ra.nextSeg && off == ra.next
+	ra.next, ra.nextSeg = off+n, it.seg
+	inBuf := ra.buf != nil && it.seg == ra.seg && off >= ra.start && off+n <= ra.start+int64(len(ra.buf))
+	buffered := s.active != nil && it.seg == s.active.id && off+n > s.bufAt
+	switch {
+	case buffered || (!inBuf && (!seq || n > readAheadBytes)) || it.seg >= uint32(len(s.segs)) || s.segs[it.seg] == nil:
+		return s.read(it)
+	case !inBuf:
+		if ra.buf == nil {
+			ra.buf = make([]byte, readAheadBytes)
+		}
+		ra.buf = ra.buf[:readAheadBytes]
+		got, err := s.segs[it.seg].f.ReadAt(ra.buf, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			ra.buf = nil
+			return s.read(it) // which reports the error, or nil once closed
+		}
+		ra.buf, ra.seg, ra.start = ra.buf[:got], it.seg, off
+		if off+n > ra.start+int64(got) {
+			return s.read(it)
+		}
+	}
+	i := off - ra.start
+	key, v, err := parseRecord(ra.buf[i : i+n])
+	if err == nil && (key != it.key() || uint32(len(v)) != it.n) {
+		err = fmt.Errorf("holds %q (%d bytes)", key, len(v))
+	}
+	if err != nil {
+		panic(fmt.Errorf("%w: %s at %d, %q: %w", ErrValueStore, s.segs[it.seg].path, it.off, it.key(), err))
+	}
+	return slices.Clone(v)
+}
+
 // errBadRecord is a record that fails its checks.
 var errBadRecord = errors.New("corrupt record")
 
