@@ -66,12 +66,12 @@ const (
 	// DefaultMemTableSize is the memtable size used when
 	// Options.MemTableSize is zero. A log store is written at its tail
 	// and read there from the tail cache, so a memtable buys it little:
-	// 4 MiB holds some 18,000 entries of 150 B, several times the 5,000
-	// catch-up entries a node keeps below its snapshot by default, and
-	// keeps the memtables within 8 MiB, where 32 MiB let them take 16-20
-	// MiB of resident memory after 100,000 such writes (BENCHMARKS.md,
-	// "Memory per node").
-	DefaultMemTableSize = 4 << 20
+	// 2 MiB holds some 9,000 entries of 150 B, more than the 5,000
+	// catch-up entries and the 1,000 between snapshots that a node keeps
+	// by default, and keeps the memtables within 4 MiB, where 32 MiB let
+	// them take 16-20 MiB of resident memory after 100,000 such writes and
+	// 4 MiB about 3 MiB more than 2 (BENCHMARKS.md, "Memory per node").
+	DefaultMemTableSize = 2 << 20
 )
 
 // Validate reports whether o can be used to open a store.
