@@ -242,8 +242,11 @@ func (s *valueSpace) forget(it *treeItem) {
 	s.live[it.seg] -= recordLen(it.key(), it.n)
 }
 
-// read returns the value of it's record: nil once the store is closed.
+// read returns the value in the record of it: nil once the store is closed.
 func (s *valueSpace) read(it *treeItem) []byte {
+	if s.vs.closed.Load() {
+		return nil
+	}
 	if it.seg < uint32(len(s.segs)) && s.active != nil && it.seg == s.active.id && int64(it.off) >= s.bufAt {
 		// Still in the buffer (a writable tree; its readers exclude its
 		// writer).
@@ -295,6 +298,9 @@ func newReadAhead() *readAhead { return &readAhead{next: -1} }
 
 // readNext is read for the next item of a walk.
 func (s *valueSpace) readNext(ra *readAhead, it *treeItem) []byte {
+	if s.vs.closed.Load() {
+		return nil
+	}
 	off, n := int64(it.off), recordLen(it.key(), it.n)
 	seq := it.seg == ra.nextSeg && off == ra.next
 	ra.next, ra.nextSeg = off+n, it.seg

@@ -417,3 +417,33 @@ func TestValueStoreEvacuationDetectsDamage(t *testing.T) {
 		put("k2")
 	}
 }
+
+// TestValueStoreReadsAfterClose: once the store is closed (its server
+// shutting down) a read finds no value rather than failing, buffered
+// records included.
+func TestValueStoreReadsAfterClose(t *testing.T) {
+	vs, err := OpenValueStore(filepath.Join(t.TempDir(), "values"), ValueStoreOptions{SegmentBytes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMachine(WithValueStore(vs))
+	for i := range 6 {
+		m.Apply(uint64(i+1), mustCmd(t, command{Op: opPut, Key: "k" + strconv.Itoa(i), Value: []byte(`"abcdefgh"`)}))
+	}
+	view := m.ReadView()
+	if err := vs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m.Apply(7, mustCmd(t, command{Op: opPut, Key: "k9", Value: []byte(`1`)}))
+	for _, k := range []string{"k0", "k5", "k9"} {
+		if it, ok := m.Get(k); !ok || it.Value != nil {
+			t.Fatalf("%s after Close: %v %v, want the item without a value", k, it, ok)
+		}
+	}
+	view.Range("", "", func(it Item) bool {
+		if it.Value != nil {
+			t.Fatalf("%s after Close: value %s", it.Key, it.Value)
+		}
+		return true
+	})
+}
