@@ -65,7 +65,16 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 		if resp.Message, err = r.str(); err != nil {
 			return resp, err
 		}
-		return resp, r.skip(n - 2)
+		if n < 3 {
+			return resp, nil
+		}
+		if resp.OldestRevision, err = r.int(); err != nil {
+			return resp, err
+		}
+		if resp.OldestRevision < 0 {
+			return resp, fmt.Errorf("%w: oldest revision %d is negative", ErrField, resp.OldestRevision)
+		}
+		return resp, r.skip(n - 3)
 	case ResultOK:
 	default:
 		return resp, fmt.Errorf("unknown response kind %d", kind)
