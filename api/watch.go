@@ -42,16 +42,23 @@ const (
 // AppendWatchEvents appends the pushed element [watch, 2, [revision,
 // [event, ...]]]: events of a watch and its progress.
 func AppendWatchEvents(b []byte, watch uint64, revision int64, events []Event) []byte {
+	b = AppendWatchEventsHeader(b, watch, revision, len(events))
+	for i := range events {
+		b = AppendWatchEvent(b, &events[i])
+	}
+	return b
+}
+
+// AppendWatchEventsHeader appends what comes before n events appended
+// with AppendWatchEvent in a ResultWatchEvents element: a server that
+// sends the same events to several watches encodes them once.
+func AppendWatchEventsHeader(b []byte, watch uint64, revision int64, n int) []byte {
 	b = AppendArrayHeader(b, 3)
 	b = AppendUint(b, watch)
 	b = AppendUint(b, ResultWatchEvents)
 	b = AppendArrayHeader(b, 2)
 	b = AppendInt(b, revision)
-	b = AppendArrayHeader(b, len(events))
-	for i := range events {
-		b = AppendWatchEvent(b, &events[i])
-	}
-	return b
+	return AppendArrayHeader(b, n)
 }
 
 // AppendWatchEvent appends one event: [type, key, value bin | nil,

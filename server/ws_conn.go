@@ -400,7 +400,7 @@ func (c *wsConn) serve() error {
 	c.cancel()
 	c.requests.Wait()
 	// No request runs, so no watch starts any more.
-	c.watches.closeAll()
+	c.closeWatches()
 	// The reader has returned: nothing sends on work any more.
 	close(c.work)
 	c.workers.Wait()

@@ -6,14 +6,16 @@ package server
 // connection go out in as few writes as possible (GET /v1/watch writes
 // and flushes once per stream and event).
 //
-// A watch is a kv.Watcher, as for GET /v1/watch, and a forwarder
-// goroutine that encodes its responses into elements and appends them to
-// the connection's push queue. The queue is bounded (WSMaxFrameBytes):
-// when the client does not read, the writer blocks, the queue fills, the
-// forwarders wait, and the watchers lag in the node's history (which
-// costs no memory) until they fall out of it (a compacted end) or the
-// writer's deadline (WatchOptions.WriteTimeout) closes the connection.
-// Writes never wait on a watch.
+// The watches of a connection are a kv.WatchGroup served by one pump
+// goroutine: a write wakes the pump once (not a goroutine per watch),
+// and the pump polls the watches the write concerns, encodes their
+// responses into elements and appends them to the connection's push
+// queue. The queue is bounded (WSMaxFrameBytes): when the client does
+// not read, the writer blocks, the queue fills, the pump waits, and the
+// watches lag in the node's history (which costs no memory) until they
+// fall out of it (a compacted end) or the writer's deadline
+// (WatchOptions.WriteTimeout) closes the connection. Writes never wait on
+// a watch.
 //
 // The answers to watch and cancel requests go through the same queue, so
 // that a watch's first element follows its answer and a cancel's answer
@@ -24,34 +26,52 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/unrdf/consensus/api"
 	"github.com/unrdf/consensus/kv"
 )
 
+// GroupWatchBackend is implemented by a Backend that serves watches over
+// /v1/ws; kv.Store does. A Backend without it answers them not_found.
+type GroupWatchBackend interface {
+	// WatchGrouped starts a watcher of group, of the keys under prefix
+	// from fromRevision (0: from now, after a linearizable read bounded
+	// by ctx). See kv.Store.WatchGrouped.
+	WatchGrouped(ctx context.Context, group *kv.WatchGroup, prefix string, fromRevision int64) (kv.GroupWatcher, error)
+}
+
 // wsWatches is the watches of one /v1/ws connection and the queue of what
 // they push, which the writer drains into frames.
 type wsWatches struct {
 	mu   sync.Mutex
 	byID map[uint64]*wsWatch
+	// list is the open watches in the order they started: what the pump
+	// polls.
+	list []*wsWatch
+	// group is the watches' kv.WatchGroup, made with the first watch,
+	// when the pump starts; pumpDone is closed when the pump returns.
+	group    *kv.WatchGroup
+	pumpDone chan struct{}
+	// stopping is set when the pump has ended the watches for good (the
+	// connection drains or ends, or the server shuts down): no watch
+	// starts after.
+	stopping bool
 	// queue holds the elements waiting for the writer, in order; queued
 	// is their bytes.
 	queue  []wsPush
 	queued int
-	// limit bounds queued: a forwarder waits while the queue is over it.
+	// limit bounds queued: the pump waits while the queue is over it.
 	limit int
 	// wake (capacity 1) tells the writer the queue has something.
 	wake chan struct{}
 	// room is closed, and replaced, when the writer takes from a queue
-	// that was over its limit: it wakes every waiting forwarder.
+	// that was over its limit.
 	room chan struct{}
 	// closed is set when the connection ends: nothing is queued after.
 	closed bool
-	// forwarders counts the running forwarder goroutines.
-	forwarders sync.WaitGroup
 }
 
 // wsPush is one element for the writer.
@@ -65,26 +85,20 @@ type wsPush struct {
 // wsWatch is one watch of a connection.
 type wsWatch struct {
 	id      uint64
-	watcher *kv.Watcher
-	// cancel ends the watch's context; done is closed when its forwarder
-	// has returned (its last element queued).
-	cancel context.CancelFunc
-	done   chan struct{}
-	// cancelled is set by a cancel request, which answers for the watch.
-	cancelled atomic.Bool
+	prefix  string
+	gw      kv.GroupWatcher
+	release func() // frees its slot in the watch registry
+	// ended (guarded by wsWatches.mu) is set when the watch is cancelled
+	// or ends: nothing of it is queued after.
+	ended bool
+	// progress is the last revision pushed; the pump's.
+	progress int64
 }
 
 func (q *wsWatches) init(limit int) {
 	q.limit = limit
 	q.wake = make(chan struct{}, 1)
 	q.room = make(chan struct{})
-}
-
-// open returns the number of watches open.
-func (q *wsWatches) open() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.byID)
 }
 
 // pushLocked appends p and wakes the writer. Call with mu held.
@@ -94,38 +108,6 @@ func (q *wsWatches) pushLocked(p wsPush) {
 	select {
 	case q.wake <- struct{}{}:
 	default:
-	}
-}
-
-// pushAnswer queues the answer to a request: never refused for room,
-// since the request already holds a slot.
-func (q *wsWatches) pushAnswer(b []byte, counted bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.pushLocked(wsPush{b: b, answer: true, counted: counted})
-}
-
-// pushElement queues a watch's element, waiting while the queue is over
-// its limit. false means ctx ended or the connection is closing first.
-func (q *wsWatches) pushElement(ctx context.Context, b []byte) bool {
-	for {
-		q.mu.Lock()
-		switch {
-		case q.closed:
-			q.mu.Unlock()
-			return false
-		case q.queued < q.limit:
-			q.pushLocked(wsPush{b: b})
-			q.mu.Unlock()
-			return true
-		}
-		room := q.room
-		q.mu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			return false
-		}
 	}
 }
 
@@ -165,23 +147,33 @@ func (q *wsWatches) take(dst []wsPush, budget int, first bool) []wsPush {
 	return dst
 }
 
-// closeAll refuses new watches and elements, ends every watch and waits
-// for their forwarders. The connection's context must already be
-// cancelled and its requests finished (so no watch starts after).
-func (q *wsWatches) closeAll() {
+// removeLocked takes w out of the open watches. Call with mu held.
+func (q *wsWatches) removeLocked(w *wsWatch) {
+	w.ended = true
+	if q.byID[w.id] == w {
+		delete(q.byID, w.id)
+	}
+	if i := slices.Index(q.list, w); i >= 0 {
+		q.list = slices.Delete(q.list, i, i+1)
+	}
+}
+
+// closeWatches stops the pump, ending every watch, and refuses elements. The
+// connection's context must already be cancelled and its requests
+// finished (so no watch starts after).
+func (c *wsConn) closeWatches() {
+	q := &c.watches
+	q.mu.Lock()
+	done := q.pumpDone
+	q.mu.Unlock()
+	if done != nil {
+		<-done // it sees the connection's context end
+	}
 	q.mu.Lock()
 	q.closed = true
 	close(q.room)
 	q.room = make(chan struct{})
-	watches := make([]*wsWatch, 0, len(q.byID))
-	for _, w := range q.byID {
-		watches = append(watches, w)
-	}
 	q.mu.Unlock()
-	for _, w := range watches {
-		w.cancel()
-	}
-	q.forwarders.Wait()
 }
 
 // isWatchOp reports whether op is handled by the connection's watches
@@ -206,12 +198,12 @@ func (c *wsConn) watchOp(req api.Request, counted bool) []byte {
 }
 
 // startWatch serves a watch request: the answer (the start revision) is
-// queued, then the forwarder starts.
+// queued, then the pump polls the watch.
 func (c *wsConn) startWatch(req api.Request, counted bool) []byte {
 	fail := func(e apiError) []byte { return encodeWSResponse(req.ID, req.Op, api.Response{}, &e, c.maxFrame) }
-	wb, ok := c.h.backend.(WatchBackend)
+	wb, ok := c.h.backend.(GroupWatchBackend)
 	if !ok {
-		return fail(apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve watches"})
+		return fail(apiError{status: http.StatusNotFound, code: api.CodeNotFound, message: "this server does not serve watches over /v1/ws"})
 	}
 	if msg := c.h.checkPrefix(req.Key); msg != "" {
 		return fail(apiError{status: http.StatusBadRequest, code: api.CodeInvalidKey, message: msg})
@@ -219,33 +211,37 @@ func (c *wsConn) startWatch(req api.Request, counted bool) []byte {
 	if req.Revision == 1<<63-1 {
 		return fail(apiError{status: http.StatusBadRequest, code: api.CodeBadRequest, message: "fromRevision out of range"})
 	}
+	closing := func() []byte {
+		return fail(apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: "the connection is closing"})
+	}
 	q := &c.watches
 	q.mu.Lock()
 	_, taken := q.byID[req.ID]
-	closed := q.closed
+	stopping := q.closed || q.stopping
+	if !stopping && q.group == nil {
+		q.group, q.pumpDone = kv.NewWatchGroup(), make(chan struct{})
+		go c.pump(q.group, q.pumpDone)
+	}
+	group := q.group
 	q.mu.Unlock()
 	switch {
-	case closed:
-		return fail(apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: "the connection is closing"})
+	case stopping:
+		return closing()
 	case taken:
 		return fail(apiError{status: http.StatusBadRequest, code: api.CodeBadRequest,
 			message: fmt.Sprintf("a watch with id %d is open on this connection; a watch's id is its request's, unique among the open ones", req.ID)})
 	}
 	client := accessFrom(c.ctx).client
-	closing, refused := c.h.watches.acquire(client, c.h.opts.Watch)
-	if refused != nil {
+	if _, refused := c.h.watches.acquire(client, c.h.opts.Watch); refused != nil {
 		return fail(*refused)
 	}
-	// The watch lives until it is cancelled, the connection ends or
-	// drains, or the server begins to shut down.
-	ctx, cancel := context.WithCancel(c.waitCtx)
-	stop := context.AfterFunc(closing, cancel)
-	release := func() {
-		stop()
-		cancel()
-		c.h.watches.release(client)
-	}
-	watcher, err := c.h.startWatch(ctx, wb, req.Key, req.Revision)
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { c.h.watches.release(client) }) }
+	// The start (a linearizable read for a watch from now) gets the
+	// request timeout.
+	ctx, cancel := context.WithTimeout(c.waitCtx, c.h.opts.RequestTimeout)
+	gw, err := wb.WatchGrouped(ctx, group, req.Key, req.Revision)
+	cancel()
 	if err != nil {
 		release()
 		if ce, ok := errors.AsType[*kv.CompactedError](err); ok {
@@ -253,181 +249,62 @@ func (c *wsConn) startWatch(req api.Request, counted bool) []byte {
 				Message: ce.Error(), OldestRevision: ce.Oldest})
 			return b
 		}
+		if c.waitCtx.Err() != nil {
+			return closing()
+		}
 		e := requestError(c.ctx, err)
 		if e.unexpected {
 			c.h.log.Error("ws watch error", "err", err)
 		}
 		return fail(e)
 	}
-	w := &wsWatch{id: req.ID, watcher: watcher, cancel: cancel, done: make(chan struct{})}
-	answer := encodeWSResponse(req.ID, req.Op, api.Response{Revision: watcher.StartRevision()}, nil, c.maxFrame)
+	w := &wsWatch{id: req.ID, prefix: req.Key, gw: gw, release: release, progress: gw.StartRevision() - 1}
+	answer := encodeWSResponse(req.ID, req.Op, api.Response{Revision: gw.StartRevision()}, nil, c.maxFrame)
 	q.mu.Lock()
-	if q.closed || q.byID[req.ID] != nil {
+	if q.closed || q.stopping || q.byID[req.ID] != nil {
 		// The connection began to close, or a concurrent request took
 		// the id, while the watch started.
 		q.mu.Unlock()
-		watcher.Close()
+		gw.Stop()
 		release()
-		return fail(apiError{status: http.StatusServiceUnavailable, code: api.CodeUnavailable, message: "the connection is closing, or the watch id was taken meanwhile"})
+		return closing()
 	}
 	if q.byID == nil {
 		q.byID = make(map[uint64]*wsWatch)
 	}
 	q.byID[req.ID] = w
+	q.list = append(q.list, w)
 	q.pushLocked(wsPush{b: answer, answer: true, counted: counted})
-	q.forwarders.Add(1)
 	q.mu.Unlock()
 	// An open watch counts as a request in progress, so that a drain
-	// waits for its end element (forward) to be written.
+	// waits for its end element to be written.
 	c.mu.Lock()
 	c.inflight++
 	c.mu.Unlock()
-	go func() {
-		defer q.forwarders.Done()
-		defer release()
-		c.forward(ctx, w)
-		q.mu.Lock()
-		if q.byID[w.id] == w {
-			delete(q.byID, w.id) // it ended on its own
-		}
-		q.mu.Unlock()
-	}()
+	group.Notify()
 	return nil
 }
 
-// cancelWatch serves a cancel request: the watch's forwarder stops, then
-// the answer is queued after its last element.
+// cancelWatch serves a cancel request: the watch is taken out of the
+// pump's list and its answer queued in the same step, so that nothing of
+// the watch follows the answer.
 func (c *wsConn) cancelWatch(req api.Request, counted bool) []byte {
 	q := &c.watches
 	q.mu.Lock()
 	w := q.byID[req.Watch]
-	if w != nil {
-		delete(q.byID, req.Watch)
-	}
-	q.mu.Unlock()
 	if w == nil {
+		q.mu.Unlock()
 		e := apiError{status: http.StatusNotFound, code: api.CodeNotFound,
 			message: fmt.Sprintf("no watch %d is open on this connection", req.Watch)}
 		return encodeWSResponse(req.ID, req.Op, api.Response{}, &e, c.maxFrame)
 	}
-	w.cancelled.Store(true)
-	w.cancel()
-	<-w.done
-	q.pushAnswer(encodeWSResponse(req.ID, req.Op, api.Response{}, nil, c.maxFrame), counted)
+	q.removeLocked(w)
+	q.pushLocked(wsPush{b: encodeWSResponse(req.ID, req.Op, api.Response{}, nil, c.maxFrame), answer: true, counted: counted})
+	q.mu.Unlock()
+	w.gw.Stop()
+	w.release()
+	c.watchEnded()
 	return nil
-}
-
-// forward pushes w's responses as elements until the watch ends, then the
-// element that says why, when the client should know.
-func (c *wsConn) forward(ctx context.Context, w *wsWatch) {
-	defer close(w.done)
-	defer w.watcher.Close()
-	q := &c.watches
-	heartbeat := time.NewTicker(c.h.opts.Watch.Heartbeat)
-	defer heartbeat.Stop()
-	// budget bounds an element: it must fit in a frame on its own.
-	budget := int(c.maxFrame) - api.FrameOverhead - api.WatchElementOverhead
-	progress := w.watcher.StartRevision() - 1
-	for {
-		var (
-			resp api.WatchResponse
-			ok   bool
-		)
-		select {
-		case resp, ok = <-w.watcher.C():
-		case <-heartbeat.C:
-			w.watcher.RequestProgress()
-			continue
-		}
-		if !ok {
-			break
-		}
-		if len(resp.Events) == 0 {
-			// A progress report: only when it moves the client on.
-			if resp.Revision <= progress {
-				continue
-			}
-			if !q.pushElement(ctx, api.AppendWatchEvents(nil, w.id, resp.Revision, nil)) {
-				c.watchEnded()
-				return
-			}
-			progress = resp.Revision
-			continue
-		}
-		// Elements of whole revisions, each within budget.
-		evs := resp.Events
-		for len(evs) > 0 {
-			n, size := 0, 0
-			for n < len(evs) {
-				// The events of evs[n]'s revision.
-				end, groupSize := n, 0
-				for end < len(evs) && evs[end].Item.Revision == evs[n].Item.Revision {
-					groupSize += len(evs[end].Item.Key) + len(evs[end].Item.Value) + api.WatchEventOverhead
-					end++
-				}
-				if n > 0 && size+groupSize > budget {
-					break
-				}
-				n, size = end, size+groupSize
-			}
-			if size > budget {
-				// One command's events are larger than a frame: they
-				// cannot be delivered whole.
-				c.endWatch(ctx, w, api.CodeTooLarge, fmt.Sprintf(
-					"the events of revision %d take %d bytes, more than a frame of %d holds", evs[0].Item.Revision, size, c.maxFrame), 0)
-				return
-			}
-			rev := evs[n-1].Item.Revision
-			if n == len(evs) {
-				rev = resp.Revision
-			}
-			if !q.pushElement(ctx, api.AppendWatchEvents(nil, w.id, rev, evs[:n])) {
-				c.watchEnded()
-				return
-			}
-			progress, evs = rev, evs[n:]
-		}
-	}
-	err := w.watcher.Err()
-	switch ce, compacted := errors.AsType[*kv.CompactedError](err); {
-	case compacted:
-		c.h.watches.behind.Add(1)
-		c.endWatch(ctx, w, api.CodeCompacted, err.Error(), ce.Oldest)
-	case w.cancelled.Load() || c.ctx.Err() != nil:
-		// Cancelled by its client, or the connection is gone.
-		c.watchEnded()
-	default:
-		// The server is shutting down or the connection draining: the
-		// client resumes elsewhere.
-		c.endWatch(ctx, w, api.CodeUnavailable, "server is shutting down; resume the watch on another node", 0)
-	}
-}
-
-// endWatch queues w's end element, which the writer counts as the end of
-// the watch's request in progress. It is queued even when ctx is over
-// (without waiting for room: no element of w follows it), unless the
-// connection is closing.
-func (c *wsConn) endWatch(ctx context.Context, w *wsWatch, code, message string, oldest int64) {
-	q := &c.watches
-	b := api.AppendWatchEnd(nil, w.id, code, message, oldest)
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for ctx.Err() == nil && !q.closed && q.queued >= q.limit {
-		room := q.room
-		q.mu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-		}
-		q.mu.Lock()
-	}
-	if q.closed {
-		q.mu.Unlock()
-		c.watchEnded()
-		q.mu.Lock()
-		return
-	}
-	q.pushLocked(wsPush{b: b, counted: true})
 }
 
 // watchEnded ends the count of a watch that ends without an end element
@@ -437,4 +314,215 @@ func (c *wsConn) watchEnded() {
 	defer c.mu.Unlock()
 	c.inflight--
 	c.checkDrainedLocked()
+}
+
+// errPumpStop is returned by pushElement when the pump must stop: the
+// connection drains or ends, or the server shuts down.
+var errPumpStop = errors.New("pump stopping")
+
+// pushElement queues an element of w, waiting while the queue is over its
+// limit. It drops the element of a watch that has ended (cancelled);
+// errPumpStop means stop.
+func (c *wsConn) pushElement(w *wsWatch, b []byte, closing context.Context) error {
+	q := &c.watches
+	for {
+		q.mu.Lock()
+		switch {
+		case q.closed:
+			q.mu.Unlock()
+			return errPumpStop
+		case w.ended:
+			q.mu.Unlock()
+			return nil
+		case q.queued < q.limit:
+			q.pushLocked(wsPush{b: b})
+			q.mu.Unlock()
+			return nil
+		}
+		room := q.room
+		q.mu.Unlock()
+		select {
+		case <-room:
+		case <-c.waitCtx.Done():
+			return errPumpStop
+		case <-closing.Done():
+			return errPumpStop
+		}
+	}
+}
+
+// endWatch ends w with an end element (code, message, oldest), queued
+// whatever the queue's limit (it is small, and the last of w); the writer
+// counts it as the end of w's request in progress.
+func (c *wsConn) endWatch(w *wsWatch, code, message string, oldest int64) {
+	q := &c.watches
+	q.mu.Lock()
+	ended := w.ended
+	q.removeLocked(w)
+	queued := !ended && !q.closed
+	if queued {
+		q.pushLocked(wsPush{b: api.AppendWatchEnd(nil, w.id, code, message, oldest), counted: true})
+	}
+	q.mu.Unlock()
+	if !ended {
+		w.gw.Stop()
+		w.release()
+		if !queued {
+			c.watchEnded()
+		}
+	}
+}
+
+// pump serves the connection's watches until the connection drains or
+// ends, or the server shuts down: it ends them then (with unavailable,
+// when the client can still read it).
+func (c *wsConn) pump(group *kv.WatchGroup, done chan struct{}) {
+	defer close(done)
+	q := &c.watches
+	closing := c.h.watches.closingContext()
+	heartbeat := time.NewTicker(c.h.opts.Watch.Heartbeat)
+	defer heartbeat.Stop()
+	var watches []*wsWatch
+	bodies := make(map[eventsKey][]byte)
+	for {
+		select {
+		case <-group.C():
+		case <-heartbeat.C:
+			q.mu.Lock()
+			for _, w := range q.list {
+				w.gw.RequestProgress()
+			}
+			q.mu.Unlock()
+			continue
+		case <-c.waitCtx.Done():
+			c.stopWatches()
+			return
+		case <-closing.Done():
+			c.stopWatches()
+			return
+		}
+		// Round-robin passes over the watches until none has more.
+		for more := true; more; {
+			more = false
+			q.mu.Lock()
+			watches = append(watches[:0], q.list...)
+			q.mu.Unlock()
+			clear(bodies)
+			for _, w := range watches {
+				again, err := c.pumpOne(w, closing, bodies)
+				if errors.Is(err, errPumpStop) {
+					clear(watches)
+					c.stopWatches()
+					return
+				}
+				more = more || again
+			}
+		}
+		clear(watches) // let ended watches go
+	}
+}
+
+// eventsKey names the events of a watch's element: the watches of one
+// prefix that read the same revisions get the same events, whose
+// encoding a pass of the pump shares between them.
+type eventsKey struct {
+	prefix      string
+	first, last int64
+	n           int
+}
+
+// pumpOne polls w once and queues what it has, its events' encoding
+// taken from (or added to) bodies. again reports that it has more;
+// errPumpStop that the pump must stop.
+func (c *wsConn) pumpOne(w *wsWatch, closing context.Context, bodies map[eventsKey][]byte) (again bool, err error) {
+	resp, more, err := w.gw.Poll()
+	if err != nil {
+		if ce, ok := errors.AsType[*kv.CompactedError](err); ok {
+			c.h.watches.behind.Add(1)
+			c.endWatch(w, api.CodeCompacted, err.Error(), ce.Oldest)
+		} else {
+			c.endWatch(w, api.CodeUnavailable, err.Error(), 0)
+		}
+		return false, nil
+	}
+	if len(resp.Events) == 0 {
+		if resp.Revision > w.progress {
+			// A progress report that moves the client on.
+			if err := c.pushElement(w, api.AppendWatchEvents(nil, w.id, resp.Revision, nil), closing); err != nil {
+				return false, err
+			}
+			w.progress = resp.Revision
+		}
+		return more, nil
+	}
+	// Elements of whole revisions, each within a frame.
+	budget := int(c.maxFrame) - api.FrameOverhead - api.WatchElementOverhead
+	evs := resp.Events
+	for len(evs) > 0 {
+		n, size := 0, 0
+		for n < len(evs) {
+			end, groupSize := n, 0
+			for end < len(evs) && evs[end].Item.Revision == evs[n].Item.Revision {
+				groupSize += len(evs[end].Item.Key) + len(evs[end].Item.Value) + api.WatchEventOverhead
+				end++
+			}
+			if n > 0 && size+groupSize > budget {
+				break
+			}
+			n, size = end, size+groupSize
+		}
+		if size > budget {
+			// One command's events are larger than a frame: they cannot
+			// be delivered whole.
+			c.endWatch(w, api.CodeTooLarge, fmt.Sprintf("the events of revision %d take %d bytes, more than a frame of %d holds",
+				evs[0].Item.Revision, size, c.maxFrame), 0)
+			return false, nil
+		}
+		rev := evs[n-1].Item.Revision
+		if n == len(evs) {
+			rev = resp.Revision
+		}
+		key := eventsKey{prefix: w.prefix, first: evs[0].Item.Revision, last: evs[n-1].Item.Revision, n: n}
+		body, ok := bodies[key]
+		if !ok {
+			body = make([]byte, 0, size)
+			for i := range evs[:n] {
+				body = api.AppendWatchEvent(body, &evs[i])
+			}
+			bodies[key] = body
+		}
+		elem := api.AppendWatchEventsHeader(make([]byte, 0, api.WatchElementOverhead+len(body)), w.id, rev, n)
+		if err := c.pushElement(w, append(elem, body...), closing); err != nil {
+			return false, err
+		}
+		w.progress, evs = rev, evs[n:]
+	}
+	return more, nil
+}
+
+// stopWatches ends every open watch for good: with an unavailable end
+// when the connection can still carry it (it drains, or the server shuts
+// down), silently when it is gone.
+func (c *wsConn) stopWatches() {
+	q := &c.watches
+	q.mu.Lock()
+	q.stopping = true
+	watches := q.list
+	q.list, q.byID = nil, nil
+	gone := q.closed || c.ctx.Err() != nil
+	for _, w := range watches {
+		w.ended = true
+		if !gone {
+			q.pushLocked(wsPush{b: api.AppendWatchEnd(nil, w.id, api.CodeUnavailable,
+				"server is shutting down; resume the watch on another node", 0), counted: true})
+		}
+	}
+	q.mu.Unlock()
+	for _, w := range watches {
+		w.gw.Stop()
+		w.release()
+		if gone {
+			c.watchEnded()
+		}
+	}
 }
