@@ -11,6 +11,7 @@ import (
 // (whose shape depends on the request's operation).
 type FrameReader struct {
 	r reader
+	b []byte // the frame
 }
 
 // NewFrameReader checks that b is well-formed MessagePack within MaxDepth
@@ -19,7 +20,7 @@ func NewFrameReader(b []byte) (*FrameReader, error) {
 	if err := msgpackcheck.Validate(b, MaxDepth); err != nil {
 		return nil, err
 	}
-	fr := &FrameReader{}
+	fr := &FrameReader{b: b}
 	fr.r.reset(b)
 	return fr, nil
 }

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"math"
 )
 
@@ -87,7 +89,21 @@ func AppendWatchEnd(b []byte, watch uint64, code, message string, oldest int64) 
 // refuses, with an error wrapping ErrField, an event of an unknown type,
 // revisions that are not positive, that go back, or that pass the
 // element's progress revision.
-func (fr *FrameReader) WatchEvents() (WatchResponse, error) {
+func (fr *FrameReader) WatchEvents() (WatchResponse, error) { return fr.WatchEventsCached(nil) }
+
+// WatchEventsCache lets a reader of watch elements decode once the events
+// that several elements carry byte for byte: a server sends the same
+// events to every watch of a prefix. The events it hands out are shared
+// between the responses: do not modify them. The zero value is ready.
+type WatchEventsCache struct {
+	raw    []byte // the encoded events array last decoded (a copy)
+	events []Event
+}
+
+// WatchEventsCached is WatchEvents that takes the events from c when the
+// element's encoded events are those c decoded last, and keeps them in c
+// otherwise (c nil: WatchEvents).
+func (fr *FrameReader) WatchEventsCached(c *WatchEventsCache) (WatchResponse, error) {
 	var resp WatchResponse
 	r := &fr.r
 	n, err := r.arrayAtLeast(2)
@@ -97,35 +113,60 @@ func (fr *FrameReader) WatchEvents() (WatchResponse, error) {
 	if resp.Revision, err = r.int(); err != nil {
 		return resp, err
 	}
-	count, err := r.arrayLen()
-	if err != nil {
-		return resp, err
-	}
-	if count > 0 {
-		resp.Events = make([]Event, count)
-	}
+	// The decoder reads the frame's bytes.Reader directly (an
+	// io.ByteScanner: no read-ahead), so the reader's offset is its own.
+	start := fr.offset()
 	var bad error
-	for i := range resp.Events {
-		ev := &resp.Events[i]
-		if err := r.watchEvent(ev); err != nil {
-			return resp, fmt.Errorf("event %d: %w", i, err)
+	if c != nil && len(c.raw) > 0 && bytes.HasPrefix(fr.b[start:], c.raw) {
+		if _, err := r.src.Seek(int64(len(c.raw)), io.SeekCurrent); err != nil {
+			return resp, err
 		}
-		prev := int64(1)
-		if i > 0 {
-			prev = resp.Events[i-1].Item.Revision
+		resp.Events = c.events
+	} else {
+		if resp.Events, bad, err = r.watchEvents(); err != nil {
+			return resp, err
 		}
-		if bad == nil && (ev.Item.Revision < prev || ev.Item.Revision > resp.Revision) {
-			bad = fmt.Errorf("%w: event %d at revision %d (after %d, progress %d): out of order",
-				ErrField, i, ev.Item.Revision, prev, resp.Revision)
+		if c != nil && bad == nil && len(resp.Events) > 0 {
+			c.raw = append(c.raw[:0], fr.b[start:fr.offset()]...)
+			c.events = resp.Events
 		}
 	}
 	if err := r.skip(n - 2); err != nil {
 		return resp, err
 	}
+	if k := len(resp.Events); bad == nil && k > 0 && resp.Events[k-1].Item.Revision > resp.Revision {
+		bad = fmt.Errorf("%w: event %d at revision %d past the progress %d", ErrField, k-1, resp.Events[k-1].Item.Revision, resp.Revision)
+	}
 	if bad == nil && resp.Revision < 0 {
 		bad = fmt.Errorf("%w: progress revision %d is negative", ErrField, resp.Revision)
 	}
 	return resp, bad
+}
+
+// offset is the reader's position in the frame.
+func (fr *FrameReader) offset() int { return int(fr.r.src.Size()) - fr.r.src.Len() }
+
+// watchEvents reads [event, ...]: bad (wrapping ErrField) when they are
+// out of order; err when the frame cannot be read on.
+func (r *reader) watchEvents() (events []Event, bad, err error) {
+	count, err := r.arrayLen()
+	if err != nil {
+		return nil, nil, err
+	}
+	if count > 0 {
+		events = make([]Event, count)
+	}
+	for i := range events {
+		ev := &events[i]
+		if err := r.watchEvent(ev); err != nil {
+			// A field of the wrong type leaves the event half read: stop.
+			return nil, nil, fmt.Errorf("event %d: %w", i, err)
+		}
+		if i > 0 && bad == nil && ev.Item.Revision < events[i-1].Item.Revision {
+			bad = fmt.Errorf("%w: event %d at revision %d after %d: out of order", ErrField, i, ev.Item.Revision, events[i-1].Item.Revision)
+		}
+	}
+	return events, bad, nil
 }
 
 // watchEvent reads [type, key, value?, revision, createRevision, version,

@@ -114,6 +114,8 @@ func FuzzWatchElements(f *testing.F) {
 	})))
 	f.Add(watchFrame(AppendWatchEnd(nil, 2, CodeCompacted, "m", 4)))
 	f.Add(watchFrame(AppendWatchEvents(nil, 3, 5, nil)))
+	twice := []Event{{Type: EventPut, Item: Item{Key: "k", Value: []byte("1"), Revision: 4, CreateRevision: 4, Version: 1}}}
+	f.Add(watchFrame(AppendWatchEvents(nil, 4, 4, twice), AppendWatchEvents(nil, 5, 6, twice)))
 	f.Add([]byte("\x92\x01\x91\x93\x01\x02\x92\x05\x91\x96\x01\xa1k\xc0\x05\x05\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := NewFrameReader(b)
@@ -125,6 +127,7 @@ func FuzzWatchElements(f *testing.F) {
 		if err != nil {
 			return
 		}
+		var cache WatchEventsCache // elements that repeat events share them
 		for range count {
 			id, kind, more, err := fr.ResponseHeader()
 			if err != nil {
@@ -132,7 +135,7 @@ func FuzzWatchElements(f *testing.F) {
 			}
 			switch kind {
 			case ResultWatchEvents:
-				resp, err := fr.WatchEvents()
+				resp, err := fr.WatchEventsCached(&cache)
 				if err != nil {
 					return
 				}
@@ -157,4 +160,53 @@ func FuzzWatchElements(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWatchEventsCacheSharesIdenticalEvents: elements that carry the same
+// encoded events (to different watches, at different progress) decode
+// to one shared slice; different events are decoded anew; a cached
+// events run is still checked against the element's progress.
+func TestWatchEventsCacheSharesIdenticalEvents(t *testing.T) {
+	evs := []Event{
+		{Type: EventPut, Item: Item{Key: "a/1", Value: []byte(`1`), Revision: 7, CreateRevision: 7, Version: 1}},
+		{Type: EventDelete, Item: Item{Key: "a/2", Revision: 8}},
+	}
+	other := []Event{{Type: EventPut, Item: Item{Key: "a/3", Value: []byte(`2`), Revision: 9, CreateRevision: 9, Version: 1}}}
+	frame := watchFrame(AppendWatchEvents(nil, 1, 8, evs), AppendWatchEvents(nil, 2, 9, evs),
+		AppendWatchEvents(nil, 3, 9, other), AppendWatchEvents(nil, 4, 7, evs))
+	fr, err := NewFrameReader(frame)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fr.Release()
+	if n, _, err := fr.Header(); err != nil || n != 4 {
+		t.Fatalf("header: %d %v", n, err)
+	}
+	var cache WatchEventsCache
+	var got []WatchResponse
+	for i := range 4 {
+		id, kind, more, err := fr.ResponseHeader()
+		if err != nil || id != uint64(i+1) || kind != ResultWatchEvents {
+			t.Fatalf("element %d: %d %d %v", i, id, kind, err)
+		}
+		resp, err := fr.WatchEventsCached(&cache)
+		if i == 3 {
+			// evs end at revision 8, past this element's progress 7.
+			if !errors.Is(err, ErrField) {
+				t.Fatalf("cached events past the progress: %v", err)
+			}
+			break
+		}
+		if err != nil || fr.Skip(more) != nil {
+			t.Fatalf("element %d: %v", i, err)
+		}
+		got = append(got, resp)
+	}
+	if !reflect.DeepEqual(got[0].Events, evs) || !reflect.DeepEqual(got[1].Events, evs) || !reflect.DeepEqual(got[2].Events, other) ||
+		got[0].Revision != 8 || got[1].Revision != 9 || got[2].Revision != 9 {
+		t.Fatalf("decoded %+v", got)
+	}
+	if &got[0].Events[0] != &got[1].Events[0] {
+		t.Error("the same encoded events were decoded twice")
+	}
 }

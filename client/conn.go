@@ -77,9 +77,12 @@ type conn struct {
 	pending map[uint64]*call
 	// watches are the watches open on the connection, by id (watch.go).
 	watches map[uint64]*connWatch
-	nextID  uint64
-	err     error         // why the connection ended; set once
-	done    chan struct{} // closed when err is set
+	// watchEvents shares the decoding of events that several watches'
+	// elements repeat; the reader's alone.
+	watchEvents api.WatchEventsCache
+	nextID      uint64
+	err         error         // why the connection ended; set once
+	done        chan struct{} // closed when err is set
 
 	// lastRecv is when the last frame arrived (unix nanoseconds).
 	lastRecv atomic.Int64

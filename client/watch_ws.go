@@ -116,7 +116,8 @@ func (c *conn) deliverWatch(r *api.FrameReader, id, kind uint64) error {
 		}
 		return nil
 	}
-	resp, err := r.WatchEvents()
+	// The watches of one prefix get the same events: decoded once.
+	resp, err := r.WatchEventsCached(&c.watchEvents)
 	if err != nil {
 		return err
 	}
