@@ -55,6 +55,9 @@ type Request struct {
 	Start    string
 	Revision int64
 	Mode     ListMode
+	// Watch is the watch a cancel names: the id of the request that
+	// started it.
+	Watch uint64
 	// Bad, when set by DecodeRequests, says why the request is malformed;
 	// it is answered bad_request.
 	Bad string
@@ -91,6 +94,9 @@ type Response struct {
 	// JSON is the answer to a queue operation: the JSON body the HTTP
 	// route answers (nil for a claim that found no task).
 	JSON []byte
+	// OldestRevision, in a compacted error (a watch's start), is the
+	// oldest revision a watch can start from; 0 otherwise.
+	OldestRevision int64
 }
 
 // ErrField is wrapped by errors about an element of the wrong type or

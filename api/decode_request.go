@@ -155,6 +155,8 @@ func (r *reader) arg(req *Request, a argKind) error {
 			err = fmt.Errorf("%w: list mode %d, want 0 (items), 1 (keys only) or 2 (count only)", ErrField, v)
 		}
 		req.Mode = ListMode(v)
+	case argWatch:
+		req.Watch, err = r.uint()
 	}
 	return err
 }

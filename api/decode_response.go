@@ -11,6 +11,7 @@ import (
 // (whose shape depends on the request's operation).
 type FrameReader struct {
 	r reader
+	b []byte // the frame
 }
 
 // NewFrameReader checks that b is well-formed MessagePack within MaxDepth
@@ -19,7 +20,7 @@ func NewFrameReader(b []byte) (*FrameReader, error) {
 	if err := msgpackcheck.Validate(b, MaxDepth); err != nil {
 		return nil, err
 	}
-	fr := &FrameReader{}
+	fr := &FrameReader{b: b}
 	fr.r.reset(b)
 	return fr, nil
 }
@@ -65,7 +66,16 @@ func (fr *FrameReader) Payload(op Op, kind uint64) (Response, error) {
 		if resp.Message, err = r.str(); err != nil {
 			return resp, err
 		}
-		return resp, r.skip(n - 2)
+		if n < 3 {
+			return resp, nil
+		}
+		if resp.OldestRevision, err = r.int(); err != nil {
+			return resp, err
+		}
+		if resp.OldestRevision < 0 {
+			return resp, fmt.Errorf("%w: oldest revision %d is negative", ErrField, resp.OldestRevision)
+		}
+		return resp, r.skip(n - 3)
 	case ResultOK:
 	default:
 		return resp, fmt.Errorf("unknown response kind %d", kind)

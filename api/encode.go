@@ -200,6 +200,8 @@ func AppendArgs(b []byte, r *Request) ([]byte, int) {
 			b = appendPositiveOrNil(b, r.Revision)
 		case argListMode:
 			b = appendPositiveOrNil(b, int64(r.Mode))
+		case argWatch:
+			b = AppendUint(b, r.Watch)
 		}
 	}
 	return b, len(args)
@@ -302,17 +304,16 @@ func appendLease(b []byte, l *Lease) []byte {
 
 // AppendResponse appends r, the answer to a request of op: [id, 1, [code,
 // message]] when r.Code is set (a message that is not valid UTF-8 has its
-// bad bytes replaced by U+FFFD), otherwise [id, 0, result] with the
-// result op's schema names. It fails only for a result to an operation
-// this version does not know.
+// bad bytes replaced by U+FFFD; [code, message, oldestRevision] when
+// r.OldestRevision is set), otherwise [id, 0, result] with the result
+// op's schema names. It fails only for a result to an operation this
+// version does not know.
 func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
 	if r.Code != "" {
 		b = AppendArrayHeader(b, 3)
 		b = AppendUint(b, r.ID)
 		b = AppendUint(b, ResultError)
-		b = AppendArrayHeader(b, 2)
-		b = AppendStr(b, r.Code)
-		return AppendStr(b, strings.ToValidUTF8(r.Message, "\uFFFD")), nil
+		return appendError(b, r.Code, r.Message, r.OldestRevision), nil
 	}
 	if !op.Known() {
 		return b, fmt.Errorf("result to unknown operation %d", uint64(op))
@@ -355,4 +356,20 @@ func AppendResponse(b []byte, op Op, r *Response) ([]byte, error) {
 		b = AppendPage(b, &r.Page)
 	}
 	return b, nil
+}
+
+// appendError appends an error payload: [code, message], or [code,
+// message, oldestRevision] when oldest is set.
+func appendError(b []byte, code, message string, oldest int64) []byte {
+	if oldest > 0 {
+		b = AppendArrayHeader(b, 3)
+	} else {
+		b = AppendArrayHeader(b, 2)
+	}
+	b = AppendStr(b, code)
+	b = AppendStr(b, strings.ToValidUTF8(message, "\uFFFD"))
+	if oldest > 0 {
+		b = AppendInt(b, oldest)
+	}
+	return b
 }

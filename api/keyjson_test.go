@@ -142,3 +142,84 @@ func TestItemJSONEscapesAsBefore(t *testing.T) {
 		}
 	}
 }
+
+// watchEventJSONByReflection is how GET /v1/watch encoded an event before
+// AppendWatchEventJSON: WatchEventData through an encoder without HTML
+// escaping.
+func watchEventJSONByReflection(ev *Event) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(WatchEventData{Type: ev.Type.String(), Key: ev.Item.Key, Value: ev.Item.Value,
+		Revision: ev.Item.Revision, CreateRevision: ev.Item.CreateRevision, Version: ev.Item.Version})
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// TestAppendWatchEventJSONMatchesEncodingJSON checks that the SSE fast
+// path writes what encoding/json wrote, byte for byte, for stored
+// (compact) values and for values that need compacting, and never a line
+// break.
+func TestAppendWatchEventJSONMatchesEncodingJSON(t *testing.T) {
+	values := []string{
+		`1`, `-2.5e3`, `"s"`, `""`, `"a b\n"`, `"<&>\u2028 "`, "\"\u2028\u2029<>\"", `"\"quoted\" \\"`,
+		`{"a":[1,2,{"b":null}],"c":"x y"}`, `[]`, `{}`, `true`, `null`,
+		// Not compact: compacted first, as encoding/json does.
+		"{ \"a\" : 1 }", "[1,\n2]", "\t\"x\"\r\n", `{"a": "b c"}`,
+	}
+	keys := []string{"a", "bench/key", "k\x00\xff", "日本<&>", "\u2028", `q"\`}
+	var events []Event
+	for i, v := range values {
+		for _, typ := range []EventType{EventPut, EventDelete} {
+			ev := Event{Type: typ, Item: Item{Key: keys[i%len(keys)], Value: json.RawMessage(v),
+				Revision: int64(i + 7), CreateRevision: int64(i + 1), Version: int64(i)}}
+			if typ == EventDelete {
+				ev.Item.Value = nil
+			}
+			events = append(events, ev)
+		}
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for range 200 {
+		// Random JSON strings of any runes, compact as stored.
+		var s strings.Builder
+		for range rng.IntN(12) {
+			s.WriteRune(rune(rng.IntN(0x2100)))
+		}
+		v, _ := json.Marshal(s.String())
+		events = append(events, Event{Type: EventPut, Item: Item{Key: s.String(), Value: v,
+			Revision: rng.Int64(), CreateRevision: rng.Int64(), Version: rng.Int64()}})
+	}
+	for _, ev := range events {
+		got := string(AppendWatchEventJSON(nil, &ev))
+		if want := watchEventJSONByReflection(&ev); got != want {
+			t.Errorf("%+v:\n got %s\nwant %s", ev, got, want)
+		}
+		if strings.ContainsAny(got, "\r\n") {
+			t.Errorf("%+v: a line break in %q", ev, got)
+		}
+	}
+	// A value that is not JSON (never stored) is null rather than a
+	// broken line.
+	bad := Event{Type: EventPut, Item: Item{Key: "k", Value: json.RawMessage("{\n")}}
+	if got := string(AppendWatchEventJSON(nil, &bad)); !strings.Contains(got, `"value":null`) {
+		t.Errorf("invalid value: %s", got)
+	}
+}
+
+func BenchmarkAppendWatchEventJSON(b *testing.B) {
+	ev := Event{Type: EventPut, Item: Item{Key: "bench/0000000123", Value: json.RawMessage(`"` + strings.Repeat("x", 98) + `"`),
+		Revision: 123456, CreateRevision: 1234, Version: 12}}
+	b.Run("append", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			buf = AppendWatchEventJSON(buf[:0], &ev)
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		for b.Loop() {
+			_ = watchEventJSONByReflection(&ev)
+		}
+	})
+}

@@ -41,11 +41,18 @@ const (
 	OpProclaim       Op = 24
 	OpResign         Op = 25
 	OpLeader         Op = 26
+	// OpWatch starts a watch on the connection: the server pushes its
+	// events as elements of kind ResultWatchEvents tagged with the
+	// request's id (the watch's id), after the answer; OpWatchCancel ends
+	// one (api/watch.go, docs/PROTOCOL.md "Watches").
+	OpWatch       Op = 27
+	OpWatchCancel Op = 28
 	// OpListPage is one page of a list, read at one revision across
 	// pages; a list too large for one frame is read this way.
 	OpListPage Op = 30
 
-	// Task queues (40 to 59; 27 to 39 are kept for other operations).
+	// Task queues (40 to 59; 29 and 31 to 39 are kept for other
+	// operations).
 	// Their JSON arguments and results are the bodies of the HTTP queue
 	// routes (docs/API.md "Task queues").
 	OpQueueEnqueue  Op = 40
@@ -115,6 +122,7 @@ const (
 	argStart                          // nil or str: the key a list page starts at
 	argRevision                       // nil or a revision to read at (a non-negative int; nil or 0: now)
 	argListMode                       // nil or 0 (items), 1 (keys only) or 2 (count only)
+	argWatch                          // uint: a watch's id (the id of the request that started it)
 )
 
 // trimmable reports whether an optional argument of kind a at the end of
@@ -193,6 +201,8 @@ var schemas = [opLast + 1]schema{
 	OpScheduleList:    {name: "list schedules", args: []argKind{argConsistency}, result: resultJSON},
 	OpScheduleDelete:  {name: "delete schedule", args: []argKind{argKey, argReqID, argFence}, required: 1, write: true, result: resultJSON},
 	OpWorkflowHistory: {name: "workflow history", args: []argKind{argKey, argRevision, argLimit, argConsistency}, required: 1, result: resultJSON},
+	OpWatch:           {name: "watch", args: []argKind{argPrefix, argRevision}, result: resultRevision},
+	OpWatchCancel:     {name: "cancel watch", args: []argKind{argWatch}, required: 1, result: resultNone},
 	OpListPage:        {name: "list page", args: []argKind{argPrefix, argConsistency, argLimit, argStart, argRevision, argListMode}, result: resultPage},
 }
 

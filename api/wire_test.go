@@ -260,7 +260,7 @@ func TestOps(t *testing.T) {
 		if op.NeedsWriteAccess() != (writes[op] || op == OpLeaseKeepAlive || op == OpTaskHeartbeat) {
 			t.Errorf("%v: NeedsWriteAccess %v", op, op.NeedsWriteAccess())
 		}
-		if op.Known() != (op >= OpPut && op <= OpLeader || op == OpListPage || op >= OpQueueEnqueue && op <= OpTaskList ||
+		if op.Known() != (op >= OpPut && op <= OpWatchCancel || op == OpListPage || op >= OpQueueEnqueue && op <= OpTaskList ||
 			op >= OpSchedulePut && op <= OpScheduleDelete || op == OpWorkflowHistory) {
 			t.Errorf("%v: Known %v", op, op.Known())
 		}
@@ -304,6 +304,9 @@ func FuzzDecodeRequests(f *testing.F) {
 		{ID: 21, Op: OpTxn, Ops: []TxnOp{{Type: TxnDelete, Key: "b"}}, Fence: Fence{Lock: "l", Token: 4}},
 		{ID: 23, Op: OpListPage, Key: "p/", Limit: 100, Start: "p/x", Revision: 77, Mode: ListKeysOnly},
 		{ID: 24, Op: OpListPage, Key: "p/", Consistency: Local, Mode: ListCountOnly},
+		{ID: 25, Op: OpWatch, Key: "p/", Revision: 12},
+		{ID: 26, Op: OpWatch},
+		{ID: 27, Op: OpWatchCancel, Watch: 25},
 	}
 	frame := AppendFrameHeader(nil, len(seed))
 	for i := range seed {

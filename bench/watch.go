@@ -35,6 +35,10 @@ type WatchReport struct {
 	SharedIdentity bool `json:"sharedIdentity,omitempty"`
 	// Nodes is the number of nodes the watchers were spread over.
 	Nodes int `json:"nodes"`
+	// Transport (ours) is how the watches were carried: "sse" (a GET
+	// /v1/watch stream each) or "ws" (many to a /v1/ws connection); empty
+	// in etcd's reports and in ours from before it was recorded.
+	Transport string `json:"transport,omitempty"`
 	// Streams is the number of connections (ours: SSE streams, one TCP
 	// connection each) or gRPC watch streams (etcd: one per client, each
 	// carrying many watches) the watches were carried by; 0 in reports

@@ -32,6 +32,8 @@ type response struct {
 	json []byte
 	// err is the server's error answer, if it sent one.
 	err *ServerError
+	// oldest is a compacted error's oldest revision.
+	oldest int64
 }
 
 // errFrame is wrapped by errors about frames the client cannot decode.
@@ -44,7 +46,7 @@ func readPayload(r *api.FrameReader, op api.Op, kind uint64) (response, error) {
 		return response{}, err
 	}
 	if kind == api.ResultError {
-		return response{err: &ServerError{Code: p.Code, Message: p.Message}}, nil
+		return response{err: &ServerError{Code: p.Code, Message: p.Message}, oldest: p.OldestRevision}, nil
 	}
 	resp := response{revision: p.Revision, item: p.Item, items: p.Items, lease: p.Lease, leases: p.Leases, lock: p.Lock, json: p.JSON,
 		page: p.Page}

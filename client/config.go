@@ -74,6 +74,12 @@ type Config struct {
 	// reads are answered sooner by the leader. Negative disables: calls
 	// stay on the first endpoint that works. Default DefaultLeaderRefresh.
 	LeaderRefresh time.Duration
+	// WatchOverWS makes Watch use the client's /v1/ws connections (many
+	// watches share one connection and its frames; docs/PROTOCOL.md
+	// "Watches") instead of one GET /v1/watch stream (Server-Sent Events,
+	// a connection each) per watch. A server that predates watches over
+	// /v1/ws answers them bad_request. Default false.
+	WatchOverWS bool
 	// HTTPClient, if set, makes the WebSocket handshakes (for TLS settings
 	// or a proxy). By default the Client uses its own transport.
 	HTTPClient *http.Client

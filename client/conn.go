@@ -35,6 +35,9 @@ type call struct {
 	state atomic.Int32
 	// done receives the one result; buffered so the sender never blocks.
 	done chan callResult
+	// watch, for a watch request, receives the watch's elements: it is
+	// registered under the call's id before the request is sent.
+	watch *connWatch
 }
 
 type callResult struct {
@@ -72,9 +75,14 @@ type conn struct {
 
 	mu      sync.Mutex
 	pending map[uint64]*call
-	nextID  uint64
-	err     error         // why the connection ended; set once
-	done    chan struct{} // closed when err is set
+	// watches are the watches open on the connection, by id (watch.go).
+	watches map[uint64]*connWatch
+	// watchEvents shares the decoding of events that several watches'
+	// elements repeat; the reader's alone.
+	watchEvents api.WatchEventsCache
+	nextID      uint64
+	err         error         // why the connection ended; set once
+	done        chan struct{} // closed when err is set
 
 	// lastRecv is when the last frame arrived (unix nanoseconds).
 	lastRecv atomic.Int64
@@ -89,6 +97,7 @@ func newConn(endpoint string, ws *websocket.Conn, cfg *Config) *conn {
 		slots:    make(chan struct{}, cfg.MaxInFlight),
 		sendq:    make(chan *call, cfg.MaxInFlight),
 		pending:  make(map[uint64]*call),
+		watches:  make(map[uint64]*connWatch),
 		done:     make(chan struct{}),
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
@@ -133,9 +142,14 @@ func (c *conn) fail(cause error, code websocket.StatusCode, reason string) {
 	close(c.done)
 	pending := c.pending
 	c.pending = nil
+	watches := c.watches
+	c.watches = nil
 	c.mu.Unlock()
 	for _, cl := range pending {
 		cl.finish(response{}, cl.failed(cause))
+	}
+	for _, w := range watches {
+		w.end(&lostError{err: cause})
 	}
 	if code != 0 {
 		_ = c.ws.Close(code, reason)
@@ -156,6 +170,14 @@ func (c *conn) forget(cl *call) {
 // when it was sent and no answer will come, or the server's answer (in
 // response.err).
 func (c *conn) roundTrip(ctx context.Context, op api.Op, nargs int, args []byte) (response, error) {
+	return c.roundTripWatch(ctx, op, nargs, args, nil)
+}
+
+// roundTripWatch is roundTrip that, when watch is not nil, registers it
+// under the request's id before the request is sent, so that no element
+// pushed after the answer is missed. The caller removes it (forgetWatch)
+// when the answer is not a start.
+func (c *conn) roundTripWatch(ctx context.Context, op api.Op, nargs int, args []byte, watch *connWatch) (response, error) {
 	if stages.Enabled {
 		stages.Mark("client_call", 0)
 		defer stages.Mark("client_done", 0)
@@ -169,7 +191,7 @@ func (c *conn) roundTrip(ctx context.Context, op api.Op, nargs int, args []byte)
 	}
 	defer func() { <-c.slots }()
 
-	cl := &call{op: op, nargs: nargs, args: args, done: make(chan callResult, 1)}
+	cl := &call{op: op, nargs: nargs, args: args, done: make(chan callResult, 1), watch: watch}
 	c.mu.Lock()
 	if c.err != nil {
 		c.mu.Unlock()
@@ -178,6 +200,10 @@ func (c *conn) roundTrip(ctx context.Context, op api.Op, nargs int, args []byte)
 	c.nextID++
 	cl.id = c.nextID
 	c.pending[cl.id] = cl
+	if watch != nil {
+		watch.id = cl.id
+		c.watches[cl.id] = watch
+	}
 	c.mu.Unlock()
 
 	select {
@@ -345,6 +371,15 @@ func (c *conn) deliver(b []byte) error {
 		if err != nil {
 			return fmt.Errorf("%w: response %d: %w", errFrame, i, err)
 		}
+		if kind == api.ResultWatchEvents || kind == api.ResultWatchEnd {
+			if err := c.deliverWatch(r, id, kind); err != nil {
+				return fmt.Errorf("%w: watch element %d: %w", errFrame, i, err)
+			}
+			if err := r.Skip(more); err != nil {
+				return fmt.Errorf("%w: response %d: %w", errFrame, i, err)
+			}
+			continue
+		}
 		c.mu.Lock()
 		cl := c.pending[id]
 		delete(c.pending, id)
@@ -376,8 +411,8 @@ func (c *conn) deliver(b []byte) error {
 	return nil
 }
 
-// keepalive pings a connection that has calls pending but has received
-// nothing for a whole interval, and fails it when no pong comes within
+// keepalive pings a connection that has calls pending or watches open
+// but has received nothing for a whole interval, and fails it when no pong comes within
 // another: a server cut off without a TCP reset would otherwise hold its
 // callers until their deadlines.
 func (c *conn) keepalive() {
@@ -394,7 +429,7 @@ func (c *conn) keepalive() {
 		case <-t.C:
 		}
 		c.mu.Lock()
-		waiting := len(c.pending)
+		waiting := len(c.pending) + len(c.watches)
 		c.mu.Unlock()
 		if waiting == 0 || time.Since(time.Unix(0, c.lastRecv.Load())) < interval {
 			continue

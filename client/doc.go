@@ -26,11 +26,13 @@
 // # Watches
 //
 // Client.Watch follows the changes under a prefix over GET /v1/watch
-// (Server-Sent Events on the HTTP port, not /v1/ws), one stream per watch.
-// When a stream ends (its node stops, the connection breaks) the watch
-// reopens one on the next endpoint, resuming after the last revision it
-// delivered: changes arrive in revision order and each once. A start
-// revision the server no longer keeps is a *kv.CompactedError
+// (Server-Sent Events on the HTTP port), one stream per watch, or with
+// Config.WatchOverWS over the client's /v1/ws connection, many watches
+// sharing it and its frames (cheaper for the server by far with many
+// watches). When a stream ends (its node stops, the connection breaks)
+// the watch reopens one on the next endpoint, resuming after the last
+// revision it delivered: changes arrive in revision order and each once.
+// A start revision the server no longer keeps is a *kv.CompactedError
 // (errors.Is kv.ErrCompacted); too_many_watches is ErrRateLimited.
 //
 // # Leases and sessions

@@ -29,8 +29,9 @@ const (
 )
 
 // Watcher follows the changes under a prefix over GET /v1/watch
-// (Server-Sent Events), moving between endpoints without a gap or a
-// repeat. See Client.Watch.
+// (Server-Sent Events), or with Config.WatchOverWS over the client's
+// /v1/ws connection, moving between endpoints without a gap or a repeat.
+// See Client.Watch.
 type Watcher struct {
 	c      *Client
 	prefix string
@@ -72,6 +73,15 @@ func (s *watchStream) close() {
 // opens one on the next endpoint and resumes after the last revision it
 // delivered.
 //
+// Each watch is one GET /v1/watch stream (its own HTTP connection) unless
+// Config.WatchOverWS is set: then it is a watch on the client's /v1/ws
+// connection to the endpoint (docs/PROTOCOL.md "Watches"), shared with
+// its calls and its other watches, whose events arrive in shared frames:
+// far cheaper for the server with many watches. A consumer of C that
+// falls a frame's worth of events (MaxFrameBytes) behind has its watch
+// restarted from its last revision, so that it never holds up the
+// connection's other calls and watches.
+//
 // Watch returns once a stream is open; an error then is the reason none
 // could be: a *kv.CompactedError (errors.Is kv.ErrCompacted) when
 // fromRevision is older than the history the server keeps, ErrUnauthorized,
@@ -97,7 +107,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, fromRevision int64) (
 		progress: fromRevision - 1,
 		endpoint: int(c.preferred.Load() % int64(len(c.endpoints))),
 	}
-	stream, err := w.reconnect(fromRevision == 0)
+	source, err := w.reconnect(fromRevision == 0)
 	if err != nil {
 		cancel(err)
 		return nil, err
@@ -108,7 +118,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, fromRevision int64) (
 	go func() {
 		defer c.wg.Done()
 		defer stopOnClose()
-		w.run(stream)
+		w.run(source)
 	}()
 	return w, nil
 }
@@ -135,25 +145,29 @@ func (w *Watcher) Close() {
 	<-w.done
 }
 
-func (w *Watcher) run(stream *watchStream) {
+func (w *Watcher) run(source watchSource) {
 	defer close(w.done)
 	var err error
 	for {
-		err = w.follow(stream)
-		stream.close()
+		err = source.follow(w)
+		delay := resumeDelay(&w.c.cfg, source)
+		source.close()
 		if err != nil {
 			break
 		}
 		// The stream ended (its server went, or the connection broke):
-		// pause, then resume on the next endpoint.
-		w.endpoint++
-		t := time.NewTimer(w.c.cfg.RetryBackoff)
-		select {
-		case <-t.C:
-		case <-w.ctx.Done():
-			t.Stop()
+		// pause, then resume on the next endpoint; a watch the client
+		// ended for its slow consumer resumes at once, where it was.
+		if delay > 0 {
+			w.endpoint++
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-w.ctx.Done():
+				t.Stop()
+			}
 		}
-		if stream, err = w.reconnect(false); err != nil {
+		if source, err = w.reconnect(false); err != nil {
 			break
 		}
 	}
@@ -164,28 +178,50 @@ func (w *Watcher) run(stream *watchStream) {
 	close(w.out)
 }
 
-// reconnect opens a stream from w.progress+1 (from now, the first time,
-// when fromNow), trying the endpoints in turn with backoff, at most
+// reconnect opens a stream (a GET /v1/watch, or with WatchOverWS a
+// watch on a /v1/ws connection) from w.progress+1 (from now, the first
+// time, when fromNow), trying the endpoints in turn with backoff, at most
 // MaxAttempts times in a row.
-func (w *Watcher) reconnect(fromNow bool) (*watchStream, error) {
-	return w.c.reconnectSSE(w.ctx, &w.endpoint, func() (*watchStream, bool, error) { return w.open(fromNow) })
+func (w *Watcher) reconnect(fromNow bool) (watchSource, error) {
+	if w.c.cfg.WatchOverWS {
+		return reconnectWith(w.c, w.ctx, &w.endpoint, func() (watchSource, bool, error) {
+			s, retry, err := w.openWS(fromNow)
+			if err != nil {
+				return nil, retry, err
+			}
+			return s, false, nil
+		})
+	}
+	return reconnectWith(w.c, w.ctx, &w.endpoint, func() (watchSource, bool, error) {
+		s, retry, err := w.open(fromNow)
+		if err != nil {
+			return nil, retry, err
+		}
+		return s, false, nil
+	})
 }
 
-// reconnectSSE calls open, moving *endpoint on to the next endpoint and
+// reconnectSSE is reconnectWith for an SSE stream.
+func (c *Client) reconnectSSE(ctx context.Context, endpoint *int, open func() (*watchStream, bool, error)) (*watchStream, error) {
+	return reconnectWith(c, ctx, endpoint, open)
+}
+
+// reconnectWith calls open, moving *endpoint on to the next endpoint and
 // backing off after each attempt that may do better, at most MaxAttempts
 // times in a row, until it opens a stream or ctx ends.
-func (c *Client) reconnectSSE(ctx context.Context, endpoint *int, open func() (*watchStream, bool, error)) (*watchStream, error) {
+func reconnectWith[S any](c *Client, ctx context.Context, endpoint *int, open func() (S, bool, error)) (S, error) {
+	var none S
 	backoff := c.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		if err := context.Cause(ctx); err != nil {
-			return nil, err
+			return none, err
 		}
 		stream, retry, err := open()
 		if err == nil {
 			return stream, nil
 		}
 		if !retry || attempt >= c.cfg.MaxAttempts {
-			return nil, err
+			return none, err
 		}
 		*endpoint++
 		t := time.NewTimer(backoff)
@@ -193,7 +229,7 @@ func (c *Client) reconnectSSE(ctx context.Context, endpoint *int, open func() (*
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("%w (last attempt: %w)", context.Cause(ctx), err)
+			return none, fmt.Errorf("%w (last attempt: %w)", context.Cause(ctx), err)
 		}
 		backoff = min(2*backoff, maxRetryBackoff)
 	}

@@ -49,10 +49,20 @@ func receive(t *testing.T, w *Watcher, rev int64, progress *int64) []int64 {
 	return got
 }
 
+// watchTransports runs test over GET /v1/watch and over /v1/ws.
+func watchTransports(t *testing.T, test func(t *testing.T, overWS bool)) {
+	t.Run("sse", func(t *testing.T) { test(t, false) })
+	t.Run("ws", func(t *testing.T) { test(t, true) })
+}
+
 // The watch moves to the next endpoint when its node stops, resuming
 // after the last revision it delivered: every write arrives once, in
 // order.
 func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
+	watchTransports(t, testWatchFailsOver)
+}
+
+func testWatchFailsOver(t *testing.T, overWS bool) {
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
@@ -60,7 +70,7 @@ func TestWatchFailsOverWithoutGapOrRepeat(t *testing.T) {
 	cl.WaitLeader(t, leaderTimeout)
 	ctx := testContext(t)
 	// The watcher starts on n1 (the first endpoint); writes go to n2, n3.
-	watching := newClient(t, Config{Endpoints: cl.Endpoints(), RetryBackoff: 10 * time.Millisecond})
+	watching := newClient(t, Config{Endpoints: cl.Endpoints(), RetryBackoff: 10 * time.Millisecond, WatchOverWS: overWS})
 	writer := newClient(t, Config{Endpoints: cl.Endpoints("n2", "n3")})
 	w, err := watching.Watch(ctx, "w/", 0)
 	if err != nil {
@@ -131,8 +141,12 @@ func startWatchNode(t *testing.T, history kv.WatchConfig) *server.Server {
 }
 
 func TestWatchCompactedAndClientClose(t *testing.T) {
+	watchTransports(t, testWatchCompactedAndClientClose)
+}
+
+func testWatchCompactedAndClientClose(t *testing.T, overWS bool) {
 	s := startWatchNode(t, kv.WatchConfig{HistoryEvents: 3})
-	c, err := New(Config{Endpoints: []string{s.HTTPAddr()}})
+	c, err := New(Config{Endpoints: []string{s.HTTPAddr()}, WatchOverWS: overWS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,5 +378,145 @@ func TestWatchResumesAfterItsStalledStreamIsCutOff(t *testing.T) {
 	}
 	if stalled := stalledStreams(t, s.HTTPAddr()); stalled != "1" {
 		t.Fatalf("stalled count %q after the resume", stalled)
+	}
+}
+
+// watchesOpen reads the node's count of open watches from /metrics.
+func watchesOpen(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if line := sc.Text(); strings.HasPrefix(line, "consensus_watches_open") {
+			return line[strings.LastIndexByte(line, ' ')+1:]
+		}
+	}
+	return ""
+}
+
+// With WatchOverWS many watches share the client's one connection: each
+// gets exactly its prefix's changes, in order; Close cancels a watch on
+// the server (its slot is freed) and the others go on.
+func TestWatchOverWSSharesTheConnection(t *testing.T) {
+	s := startWatchNode(t, kv.WatchConfig{})
+	c := newClient(t, Config{Endpoints: []string{s.HTTPAddr()}, WatchOverWS: true})
+	ctx := testContext(t)
+	prefixes := []string{"a/", "b/", ""}
+	const watches = 30
+	ws := make([]*Watcher, watches)
+	for i := range ws {
+		w, err := c.Watch(ctx, prefixes[i%len(prefixes)], 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		ws[i] = w
+	}
+	if open := s.WSStats().Open; open != 1 {
+		t.Fatalf("%d /v1/ws connections open, want the client's one", open)
+	}
+	if open := watchesOpen(t, s.HTTPAddr()); open != fmt.Sprint(watches) {
+		t.Fatalf("watches open on the node: %q, want %d", open, watches)
+	}
+	keys := map[int64]string{}
+	for i := range 60 {
+		key := fmt.Sprintf("%s%d", []string{"a/", "b/", "c/"}[i%3], i)
+		rev, err := c.Put(ctx, key, []byte(`1`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[rev] = key
+	}
+	// A last write that every watch sees (one revision, two keys), so
+	// that each one's progress reaches it without a heartbeat.
+	both := func() int64 {
+		t.Helper()
+		rev, err := c.Batch(ctx, []api.TxnOp{{Type: api.TxnPut, Key: "a/end", Value: []byte(`1`)},
+			{Type: api.TxnPut, Key: "b/end", Value: []byte(`1`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	last := both()
+	for i, w := range ws {
+		var want []int64
+		for rev := w.StartRevision(); rev < last; rev++ {
+			if strings.HasPrefix(keys[rev], prefixes[i%len(prefixes)]) {
+				want = append(want, rev)
+			}
+		}
+		want = append(want, last)
+		if prefixes[i%len(prefixes)] == "" {
+			want = append(want, last)
+		}
+		progress := w.StartRevision() - 1
+		if got := receive(t, w, last, &progress); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("watch %d (%q): %v, want %v", i, prefixes[i%len(prefixes)], got, want)
+		}
+	}
+	// Close one: the node forgets it, the others go on.
+	ws[0].Close()
+	if !errors.Is(ws[0].Err(), kv.ErrWatchClosed) {
+		t.Fatalf("after Close: %v", ws[0].Err())
+	}
+	testwait.For(t, 10*time.Second, "the closed watch is cancelled on the node", func() bool {
+		return watchesOpen(t, s.HTTPAddr()) == fmt.Sprint(watches-1)
+	})
+	rev := both()
+	for _, i := range []int{1, 3} { // a b/ watch and an a/ one
+		progress := last
+		if got := receive(t, ws[i], rev, &progress); fmt.Sprint(got) != fmt.Sprint([]int64{rev}) {
+			t.Fatalf("watch %d: %v, want [%d]", i, got, rev)
+		}
+	}
+}
+
+// A consumer that stops taking from C does not hold up the connection:
+// once its watch's queue passes its bound the client restarts the watch
+// from the last revision it delivered, and when the consumer takes again
+// it gets every change once, in order. Calls on the same connection go
+// on meanwhile.
+func TestWatchOverWSSlowConsumerResumes(t *testing.T) {
+	defer func(n int) { watchQueueBytes = n }(watchQueueBytes)
+	watchQueueBytes = 16 << 10
+	s := startWatchNode(t, kv.WatchConfig{HistoryEvents: 100_000})
+	c := newClient(t, Config{Endpoints: []string{s.HTTPAddr()}, WatchOverWS: true})
+	ctx := testContext(t)
+	w, err := c.Watch(ctx, "w/", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	value := []byte(`"` + strings.Repeat("v", 1<<10) + `"`)
+	var last int64
+	// Far more than the watch's queue (16 KiB) and its channels hold.
+	for i := range 300 {
+		began := time.Now()
+		if last, err = c.Put(ctx, fmt.Sprintf("w/%d", i%20), value); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(began); took > 5*time.Second {
+			t.Fatalf("a put on the connection took %v while its watch was not read", took)
+		}
+	}
+	var progress int64
+	got := receive(t, w, last, &progress)
+	for i, rev := range got {
+		if rev != int64(i+1) {
+			t.Fatalf("revision %d where %d belongs", rev, i+1)
+		}
+	}
+	if int64(len(got)) != last {
+		t.Fatalf("%d events for %d writes", len(got), last)
+	}
+	// 300 puts and the first watch, then at least one more watch (and the
+	// cancel of the first): the client restarted it.
+	if n := s.WSStats().Requests; n < 303 {
+		t.Fatalf("%d requests on /v1/ws: the slow consumer's watch was never restarted", n)
 	}
 }

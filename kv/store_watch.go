@@ -24,3 +24,18 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRevision int64) (*
 	}
 	return s.machine.Watch(ctx, prefix, fromRevision)
 }
+
+// WatchGrouped is Watch for a watcher of group (WatchGroup), which the
+// caller serves: with fromRevision 0 it first does a linearizable read,
+// bounded by ctx, which does not bound the watch; Stop releases it.
+func (s *Store) WatchGrouped(ctx context.Context, group *WatchGroup, prefix string, fromRevision int64) (GroupWatcher, error) {
+	if err := ValidatePrefix(prefix, s.machine.maxKeyBytes); err != nil {
+		return GroupWatcher{}, err
+	}
+	if fromRevision == 0 {
+		if err := s.node.LinearizableRead(ctx); err != nil {
+			return GroupWatcher{}, err
+		}
+	}
+	return s.machine.WatchGrouped(group, prefix, fromRevision)
+}

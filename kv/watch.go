@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/unrdf/consensus"
 	"github.com/unrdf/consensus/api"
@@ -371,7 +372,7 @@ func (h *watchHub) addLocked(w *Watcher) {
 		h.byPrefix[w.prefix] = g
 		h.groups = append(h.groups, g)
 	}
-	w.group, w.pos = g, len(g.watchers)
+	w.set, w.pos = g, len(g.watchers)
 	g.watchers = append(g.watchers, w)
 	h.watchers++
 }
@@ -380,7 +381,7 @@ func (h *watchHub) remove(w *Watcher) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	// Swap-remove: move the last watcher (perhaps w itself) into w's place.
-	g := w.group
+	g := w.set
 	last := len(g.watchers) - 1
 	moved := g.watchers[last]
 	g.watchers[w.pos], moved.pos = moved, w.pos
@@ -458,9 +459,11 @@ type Watcher struct {
 	next int64
 	// fault, when set (under hub.mu), ends the watcher at its next read.
 	fault error
-	// group and pos place the watcher in the hub; guarded by hub.mu.
-	group *watchGroup
-	pos   int
+	// set and pos place the watcher in the hub; guarded by hub.mu.
+	set *watchGroup
+	pos int
+	// stopped is set by a group watcher's Stop.
+	stopped atomic.Bool
 
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
@@ -471,14 +474,128 @@ type Watcher struct {
 
 	mu  sync.Mutex
 	err error
+
+	// group, for a watcher of a WatchGroup (no goroutine of its own):
+	// wake marks it woken and signals the group instead of notify.
+	group *WatchGroup
+	woken atomic.Bool
+	// progressWanted is a group watcher's pending RequestProgress.
+	progressWanted atomic.Bool
 }
 
 // wake tells the watcher there is something to read; never blocks.
 func (w *Watcher) wake() {
+	if w.group != nil {
+		w.woken.Store(true)
+		w.group.signal()
+		return
+	}
 	select {
 	case w.notify <- struct{}{}:
 	default:
 	}
+}
+
+// WatchGroup is a set of watchers that one goroutine of the caller's
+// serves, instead of a goroutine each: publishing wakes the group (one
+// channel, C) and marks the watchers that have something to read, which
+// the caller then polls (GroupWatcher.Poll). A connection that carries
+// many watches holds one group, so that a write wakes one goroutine per
+// connection rather than one per watch. The zero value is not ready: use
+// NewWatchGroup.
+type WatchGroup struct {
+	c chan struct{}
+}
+
+// NewWatchGroup returns an empty group.
+func NewWatchGroup() *WatchGroup { return &WatchGroup{c: make(chan struct{}, 1)} }
+
+// C receives a value when a watcher of the group may have something to
+// read, or a progress report to give.
+func (g *WatchGroup) C() <-chan struct{} { return g.c }
+
+// Notify signals C, as a watcher with something to read does: for a
+// caller that adds a watcher to those it polls after registering it.
+func (g *WatchGroup) Notify() { g.signal() }
+
+func (g *WatchGroup) signal() {
+	select {
+	case g.c <- struct{}{}:
+	default:
+	}
+}
+
+// GroupWatcher is a watcher of a WatchGroup: the same history, cursor and
+// guarantees as a Watcher (no gap, no repeat, ErrCompacted when it falls
+// out of the history), read by the group's goroutine with Poll. It holds
+// no goroutine and no channel; Stop releases it.
+type GroupWatcher struct{ w *Watcher }
+
+// StartRevision is the first revision the watch delivers.
+func (g GroupWatcher) StartRevision() int64 { return g.w.start }
+
+// RequestProgress asks for a progress report from the next Poll that
+// finds the watcher caught up. It never blocks.
+func (g GroupWatcher) RequestProgress() {
+	g.w.progressWanted.Store(true)
+	g.w.group.signal()
+}
+
+// Poll returns the watcher's next response, if it has one: events (up to
+// the response bounds; more is then true, so poll again), or with none a
+// progress report that was asked for. An empty response with more false
+// means nothing to deliver now: wait for the group's C. An error ends the
+// watch (a *CompactedError); Stop it. One goroutine at a time may poll a
+// watcher.
+func (g GroupWatcher) Poll() (resp WatchResponse, more bool, err error) {
+	w := g.w
+	if !w.woken.Swap(false) && !w.progressWanted.Load() {
+		return resp, false, nil
+	}
+	for {
+		resp, caughtUp, err := w.hub.read(w)
+		switch {
+		case err != nil:
+			return resp, false, err
+		case len(resp.Events) > 0:
+			w.woken.Store(true) // read on at the next poll
+			return resp, true, nil
+		case !caughtUp:
+			continue // scanned batches with nothing for it; read on
+		}
+		if w.progressWanted.Swap(false) {
+			return WatchResponse{Revision: w.hub.progress(w)}, false, nil
+		}
+		return resp, false, nil
+	}
+}
+
+// Stop releases the watcher; safe to call more than once.
+func (g GroupWatcher) Stop() {
+	if g.w.stopped.CompareAndSwap(false, true) {
+		g.w.hub.remove(g.w)
+	}
+}
+
+// watchGrouped registers a watcher of group from revision from (0: after
+// the last published revision).
+func (h *watchHub) watchGrouped(group *WatchGroup, prefix string, from int64) (GroupWatcher, error) {
+	if from < 0 {
+		return GroupWatcher{}, fmt.Errorf("kv: watch from revision %d: %w", from, ErrInvalidRevision)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if from == 0 {
+		from = h.last + 1
+	}
+	if from <= h.compacted {
+		return GroupWatcher{}, &CompactedError{Requested: from, Oldest: h.compacted + 1}
+	}
+	w := &Watcher{hub: h, prefix: prefix, start: from, next: from, group: group}
+	w.woken.Store(true) // it may start in the history
+	h.addLocked(w)
+	group.signal()
+	return GroupWatcher{w}, nil
 }
 
 // C returns the channel responses arrive on. It is closed when the watch
@@ -596,6 +713,12 @@ type WatchStats struct {
 // for a "from now" that is linearizable.
 func (m *Machine) Watch(ctx context.Context, prefix string, fromRevision int64) (*Watcher, error) {
 	return m.hub.watch(ctx, prefix, fromRevision)
+}
+
+// WatchGrouped is Watch for a watcher of group, which the caller serves
+// (WatchGroup): no goroutine, no context; Stop releases it.
+func (m *Machine) WatchGrouped(group *WatchGroup, prefix string, fromRevision int64) (GroupWatcher, error) {
+	return m.hub.watchGrouped(group, prefix, fromRevision)
 }
 
 // SetWatchConfig bounds the watch history (the zero WatchConfig means

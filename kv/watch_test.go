@@ -592,3 +592,91 @@ func TestWatchersComeAndGo(t *testing.T) {
 		t.Fatalf("%d watchers left", n)
 	}
 }
+
+// TestWatchGroupDeliversLikeWatchers: watchers of one group, from every
+// revision of a history and while writes go on, served by one goroutine
+// that polls them, get what a Watcher gets: their prefix's events in
+// order, no gap, no repeat; a progress report when asked; and one that
+// falls out of the history ends with ErrCompacted.
+func TestWatchGroupDeliversLikeWatchers(t *testing.T) {
+	rng := seeded(t)
+	m := NewMachine()
+	m.SetWatchConfig(WatchConfig{HistoryEvents: 1000})
+	h := fill(t, m, rng, 60)
+	g := NewWatchGroup()
+	type watch struct {
+		gw     GroupWatcher
+		prefix string
+		from   int64
+		got    []Event
+	}
+	var ws []*watch
+	for from := int64(1); from <= 61; from += 3 {
+		prefix := []string{"a", "b", "ab", ""}[rng.IntN(4)]
+		gw, err := m.WatchGrouped(g, prefix, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws = append(ws, &watch{gw: gw, prefix: prefix, from: from})
+	}
+	// More writes while the group is served.
+	more := make(chan *history, 1)
+	go func() { more <- fill(t, m, rand.New(rand.NewPCG(rng.Uint64(), 1)), 200) }()
+	h2 := <-more
+	h.events = append(h.events, h2.events...)
+	last := m.Revision()
+	deadline := time.After(watchTestTimeout)
+	for done := false; !done; {
+		select {
+		case <-g.C():
+		case <-deadline:
+			t.Fatal("the group's watchers did not catch up")
+		}
+		done = true
+		for _, w := range ws {
+			for {
+				resp, more, err := w.gw.Poll()
+				if err != nil {
+					t.Fatal(err)
+				}
+				w.got = append(w.got, resp.Events...)
+				if !more {
+					break
+				}
+			}
+			if n := len(w.got); n < len(h.from(w.from, w.prefix)) {
+				done = false
+			}
+		}
+	}
+	for _, w := range ws {
+		sameEvents(t, fmt.Sprintf("group watcher of %q from %d", w.prefix, w.from), w.got, h.from(w.from, w.prefix))
+	}
+	// A progress report when asked, once caught up.
+	ws[0].gw.RequestProgress()
+	<-g.C()
+	if resp, more, err := ws[0].gw.Poll(); err != nil || more || len(resp.Events) != 0 || resp.Revision != last {
+		t.Fatalf("progress report: %+v %v %v, want revision %d", resp, more, err, last)
+	}
+	if resp, more, err := ws[0].gw.Poll(); err != nil || more || resp.Revision != 0 {
+		t.Fatalf("a second poll with nothing asked: %+v %v %v", resp, more, err)
+	}
+	// A watcher not polled while the history moves past it ends with
+	// ErrCompacted; the others, and a stopped one, are not affected.
+	lagging := ws[1]
+	ws[2].gw.Stop()
+	ws[2].gw.Stop()
+	for i := range 1100 {
+		put(t, m, fmt.Sprintf("%sx%d", lagging.prefix, i%7), `1`) // its keys: it cannot be moved along
+	}
+	if _, _, err := lagging.gw.Poll(); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("a watcher left behind the history: %v", err)
+	}
+	lagging.gw.Stop()
+	if st := m.WatchStats(); st.Watchers != len(ws)-2 {
+		t.Fatalf("%d watchers registered, want %d", st.Watchers, len(ws)-2)
+	}
+	if _, err := m.WatchGrouped(g, "", 5); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("a start older than the history: %v", err)
+	}
+}

@@ -227,10 +227,12 @@ memory_consensus() {
 # of 100 B, 10 KB and 1 MB values at c=16 and 64 (and c=1 at 100 B); writes
 # and linearizable reads at c=1024; writes at c=64 while 1, 1,000 and
 # 10,000 watchers follow bench/ (ours: one SSE stream each, spread over
-# the nodes, each from its own loopback address; etcd: clientv3 watches,
+# the nodes, each from its own loopback address, and again over /v1/ws,
+# CURVES_WATCHES_PER_STREAM to a connection; etcd: clientv3 watches,
 # CURVES_WATCHES_PER_STREAM (default 1000) to a client, that is one gRPC
 # connection and Watch stream, the clients spread over the nodes), with
 # the delivery lag of probe writes; then on 5 nodes, writes at c=1 and 64.
+# The watcher rows are printed twice: ours over SSE, then ours over /v1/ws.
 # Each system's 3-node and 5-node clusters are started fresh.
 CURVES_WATCHES_PER_STREAM=${CURVES_WATCHES_PER_STREAM:-1000}
 curves_cells=(--duration "$BENCH_DURATION" --warmup "$BENCH_WARMUP" --json)
@@ -282,8 +284,10 @@ curves_start_consensus() {
   for p in $(seq "$PEER_PORT" $((PEER_PORT + n - 1))) $(seq "$HTTP_PORT" $((HTTP_PORT + n - 1))); do
     if port_busy "$p"; then echo "bench-etcd: port $p on 127.0.0.1 is in use; set PEER_PORT or HTTP_PORT" >&2; exit 1; fi
   done
+  # Watches over /v1/ws share a connection, so a client identity.
   "$OUT/consensus" up --nodes "$n" --data "$OUT/consensus-data" --peer-port "$PEER_PORT" --http-port "$HTTP_PORT" \
-    --etcd-port 0 --log-level warn >"$OUT/consensus-up-$n.log" 2>&1 &
+    --etcd-port 0 --log-level warn --max-watches-per-client "$((CURVES_WATCHES_PER_STREAM > 64 ? CURVES_WATCHES_PER_STREAM : 64))" \
+    >"$OUT/consensus-up-$n.log" 2>&1 &
   up=$!
   pids+=("$up")
   until [ "$(pgrep -c -P "$up")" -ge "$n" ] || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
@@ -311,6 +315,9 @@ curves_consensus() {
     echo "bench-etcd: consensus: writes with $n watchers, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
     curves_run "$OUT/ours-curves-watch$n.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency 64 --value-size 100 \
       --watchers "$n" "${curves_cells[@]}"
+    echo "bench-etcd: consensus: writes with $n watchers over /v1/ws, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+    curves_run "$OUT/ours-curves-wswatch$n.json" "$OUT/consensus" bench --endpoints "$endpoints" --cpu-pids "$cpu" --protocol ws --workloads write --concurrency 64 --value-size 100 \
+      --watchers "$n" --watch-protocol ws --watches-per-conn "$CURVES_WATCHES_PER_STREAM" "${curves_cells[@]}"
   done
   stop_all
   [ -n "${KEEP_DATA:-}" ] || rm -rf "$OUT/consensus-data"
@@ -330,6 +337,16 @@ curves_compare() {
   done
   echo >&2
   "$OUT/etcd-bench" compare --table curves --etcd "$etcd" --ours "$ours" | tee "$OUT/curves.txt"
+  # The watcher rows again, ours watching over /v1/ws.
+  etcd="" ours=""
+  for f in 1 1000 10000; do
+    [ -s "$OUT/etcd-curves-watch$f.json" ] && etcd+="${etcd:+,}$OUT/etcd-curves-watch$f.json"
+    [ -s "$OUT/ours-curves-wswatch$f.json" ] && ours+="${ours:+,}$OUT/ours-curves-wswatch$f.json"
+  done
+  if [ -n "$ours" ]; then
+    echo "watchers, ours over /v1/ws ($CURVES_WATCHES_PER_STREAM watches to a connection):" | tee -a "$OUT/curves.txt"
+    "$OUT/etcd-bench" compare --table curves --etcd "$etcd" --ours "$ours" | tee -a "$OUT/curves.txt"
+  fi
 }
 
 # ---- scale (BENCH_SET=scale) --------------------------------------------

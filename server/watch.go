@@ -350,14 +350,14 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 	defer func() { _ = rc.SetWriteDeadline(time.Time{}) }()
 
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	// lastID is the id the client holds: resuming from lastID+1 misses
 	// nothing. It starts just before the watch's first revision, so a
 	// client that reconnects before any event resumes where it began.
 	lastID := watcher.StartRevision() - 1
 	writeID := func(rev int64) {
-		fmt.Fprintf(&buf, "id: %d\n", rev)
+		buf.WriteString("id: ")
+		buf.Write(strconv.AppendInt(buf.AvailableBuffer(), rev, 10))
+		buf.WriteByte('\n')
 		lastID = rev
 	}
 	flush := func() bool {
@@ -392,18 +392,20 @@ func (h *apiHandler) streamWatch(w http.ResponseWriter, watcher *kv.Watcher) {
 				flush()
 				return
 			}
-			for i, ev := range resp.Events {
-				data := api.WatchEventData{Type: ev.Type.String(), Key: ev.Item.Key, Value: ev.Item.Value,
-					Revision: ev.Item.Revision, CreateRevision: ev.Item.CreateRevision, Version: ev.Item.Version}
+			for i := range resp.Events {
+				ev := &resp.Events[i]
 				// The id marks a revision as fully delivered: only the
 				// last event of those sharing a revision carries it.
 				closes := i == len(resp.Events)-1 || resp.Events[i+1].Item.Revision != ev.Item.Revision
 				if closes {
 					writeID(ev.Item.Revision)
 				}
+				// The data is api.WatchEventData's JSON, written without
+				// reflection (the fan-out encodes each event once per
+				// stream).
 				buf.WriteString("data: ")
-				_ = enc.Encode(data) // a stored value is valid JSON; Encode ends the line
-				buf.WriteString("\n")
+				buf.Write(api.AppendWatchEventJSON(buf.AvailableBuffer(), ev))
+				buf.WriteString("\n\n")
 				// Events of one revision stay in one write.
 				if closes && buf.Len() >= watchFlushBytes && !flush() {
 					return

@@ -313,6 +313,10 @@ type wsConn struct {
 
 	maxFrame int64
 	readBuf  bytes.Buffer
+
+	// watches are the connection's watches and what they push
+	// (ws_watch.go).
+	watches wsWatches
 }
 
 // wsWork is one admitted request on its way to a worker.
@@ -335,7 +339,7 @@ func newWSConn(h *apiHandler, conn *websocket.Conn, parent context.Context) *wsC
 	ctx, cancel := context.WithCancel(parent)
 	waitCtx, cancelWaits := context.WithCancel(ctx)
 	conn.SetReadLimit(h.opts.WSMaxFrameBytes)
-	return &wsConn{
+	c := &wsConn{
 		h:           h,
 		conn:        conn,
 		ctx:         ctx,
@@ -349,6 +353,8 @@ func newWSConn(h *apiHandler, conn *websocket.Conn, parent context.Context) *wsC
 		aborted:     make(chan struct{}),
 		maxFrame:    h.opts.WSMaxFrameBytes,
 	}
+	c.watches.init(int(h.opts.WSMaxFrameBytes))
+	return c
 }
 
 // serve runs the connection until the peer closes it, it breaks, a bad
@@ -393,6 +399,8 @@ func (c *wsConn) serve() error {
 	}
 	c.cancel()
 	c.requests.Wait()
+	// No request runs, so no watch starts any more.
+	c.closeWatches()
 	// The reader has returned: nothing sends on work any more.
 	close(c.work)
 	c.workers.Wait()
@@ -558,6 +566,11 @@ func (c *wsConn) handle(req api.Request, counted bool) {
 				message: "server is shutting down; the request was not processed"}, c.maxFrame)
 			return
 		}
+		if isWatchOp(req.Op) {
+			// Answered here, or queued by the watches themselves.
+			response = c.watchOp(req, counted)
+			return
+		}
 		ctx := c.ctx
 		if req.WaitMs > 0 {
 			ctx = c.waitCtx
@@ -565,15 +578,20 @@ func (c *wsConn) handle(req api.Request, counted bool) {
 		result, e := c.h.wsExecuteObserved(ctx, req)
 		response = encodeWSResponse(req.ID, req.Op, result, e, c.maxFrame)
 	}()
+	if response == nil {
+		return // queued by the watches (ws_watch.go)
+	}
 	c.out <- wsAnswer{response: response, counted: counted}
 }
 
-// writeLoop writes answers as they come, coalescing all that are ready
-// (up to the frame limit) into one frame, until out is closed.
+// writeLoop writes answers and the watches' elements as they come,
+// coalescing all that are ready (up to the frame limit) into one frame,
+// until out is closed.
 func (c *wsConn) writeLoop() {
 	budget := int(c.maxFrame) - api.FrameOverhead
 	var (
 		batch  []wsAnswer
+		pushes []wsPush
 		frame  bytes.Buffer
 		carry  *wsAnswer
 		broken bool
@@ -581,20 +599,23 @@ func (c *wsConn) writeLoop() {
 	)
 	for open || carry != nil {
 		var size int
-		batch = batch[:0]
+		batch, pushes = batch[:0], pushes[:0]
 		if carry != nil {
 			batch, size, carry = append(batch, *carry), len(carry.response), nil
-		} else {
-			a, ok := <-c.out
-			if !ok {
-				return
+		} else if !c.watches.pending() {
+			select {
+			case a, ok := <-c.out:
+				if !ok {
+					return
+				}
+				<-c.slots
+				batch, size = append(batch, a), len(a.response)
+			case <-c.watches.wake:
 			}
-			<-c.slots
-			batch, size = append(batch, a), len(a.response)
 		}
 		yielded := false
 	fill:
-		for open {
+		for open && carry == nil {
 			select {
 			case a, ok := <-c.out:
 				if !ok {
@@ -618,8 +639,30 @@ func (c *wsConn) writeLoop() {
 				runtime.Gosched()
 			}
 		}
+		// Then the watches' elements, as many as fit (one at least when
+		// the frame is empty).
+		if carry == nil {
+			pushes = c.watches.take(pushes, budget-size, len(batch) == 0)
+		}
+		counted := 0
+		for _, p := range pushes {
+			if p.answer {
+				<-c.slots
+			}
+			if p.counted {
+				counted++
+			}
+		}
+		for _, a := range batch {
+			if a.counted {
+				counted++
+			}
+		}
+		if len(batch)+len(pushes) == 0 {
+			continue
+		}
 		if !broken {
-			if err := c.writeFrame(&frame, batch); err != nil {
+			if err := c.writeFrame(&frame, batch, pushes); err != nil {
 				// The connection is gone; make sure the reader sees it too.
 				broken = true
 				c.h.log.Debug("ws write failed", "err", err)
@@ -628,12 +671,6 @@ func (c *wsConn) writeLoop() {
 		}
 		// Drain waits until answers are written, not merely taken, so that
 		// the close frame follows the last of them.
-		counted := 0
-		for _, a := range batch {
-			if a.counted {
-				counted++
-			}
-		}
 		c.mu.Lock()
 		c.inflight -= counted
 		c.checkDrainedLocked()
@@ -645,15 +682,27 @@ func (c *wsConn) writeLoop() {
 // their answer to the writer, as far as the slot count tells.
 func (c *wsConn) pendingAnswers() int { return len(c.slots) }
 
-// writeFrame writes responses as one frame: [version, [response, ...]].
-func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer) error {
+// writeFrame writes answers and then watch elements as one frame:
+// [version, [element, ...]]. A frame with watch elements may take the
+// watches' write timeout; one whose write runs out of it closes the
+// connection and counts as a stalled watch stream.
+func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer, pushes []wsPush) error {
 	frame.Reset()
 	var header [api.FrameOverhead]byte
-	frame.Write(api.AppendFrameHeader(header[:0], len(answers)))
+	frame.Write(api.AppendFrameHeader(header[:0], len(answers)+len(pushes)))
 	for _, a := range answers {
 		frame.Write(a.response)
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, c.h.opts.RequestTimeout)
+	watching := false
+	for _, p := range pushes {
+		frame.Write(p.b)
+		watching = watching || !p.answer
+	}
+	timeout := c.h.opts.RequestTimeout
+	if watching {
+		timeout = c.h.opts.Watch.WriteTimeout
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
 	if stages.Enabled {
 		stages.Mark("ws_write", 0)
@@ -661,6 +710,11 @@ func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer) error {
 	err := c.conn.Write(ctx, websocket.MessageBinary, frame.Bytes())
 	if frame.Cap() > wsKeepBuffer {
 		*frame = bytes.Buffer{}
+	}
+	// The deadline, not the connection's end (which leaves ctx
+	// Canceled), cut the write.
+	if err != nil && watching && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		c.h.watches.stalled.Add(1)
 	}
 	return err
 }

@@ -157,7 +157,12 @@ func writeCurves(w io.Writer, etcd, ours bench.Report, etcdWatches, oursWatches 
 	const format = "%-42s %12s %12s %10s\n"
 	fmt.Fprintf(w, "how cost grows with the work: etcd %s through clientv3 (gRPC), consensus %s through the Go client\n",
 		etcd.Version, ours.Version)
-	fmt.Fprintf(w, "(writes and reads over /v1/ws, watches over SSE); ours/etcd above 1 is faster for ops/s and MB/s, below 1 for latency\n\n")
+	// Our watches are SSE streams unless the reports say /v1/ws.
+	watchedOver := "SSE"
+	if len(oursWatches) > 0 && !slices.ContainsFunc(oursWatches, func(r bench.WatchReport) bool { return r.Transport != "ws" }) {
+		watchedOver = "/v1/ws"
+	}
+	fmt.Fprintf(w, "(writes and reads over /v1/ws, watches over %s); ours/etcd above 1 is faster for ops/s and MB/s, below 1 for latency\n\n", watchedOver)
 	fmt.Fprintf(w, format, "measure", "etcd", "consensus", "ours/etcd")
 	var notes []string
 	for _, row := range curveRows() {

@@ -64,6 +64,7 @@ func TestCurves(t *testing.T) {
 		// A watcher that beat the writer's ack: a negative lag, no ratio.
 		"delivery lag from ack p50, 1 watchers              50µs        -26µs          -\n",
 		"delivery lag from ack p99, 1 watchers            1.00ms       1.00ms      1.00x\n",
+		"watches over SSE)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
@@ -73,6 +74,17 @@ func TestCurves(t *testing.T) {
 		if strings.Contains(out, absent) {
 			t.Errorf("%q shown, though neither system ran it:\n%s", absent, out)
 		}
+	}
+}
+
+// TestCurvesSaysWatchesOverWS: with our watcher reports all over /v1/ws,
+// the table's header says so.
+func TestCurvesSaysWatchesOverWS(t *testing.T) {
+	var b bytes.Buffer
+	writeCurves(&b, bench.Report{Version: "3.7.3"}, bench.Report{Version: "dev"}, nil,
+		[]bench.WatchReport{{Watchers: 1000, Transport: "ws"}, {Watchers: 10000, Transport: "ws"}})
+	if !strings.Contains(b.String(), "watches over /v1/ws)") {
+		t.Fatalf("header:\n%s", b.String())
 	}
 }
 

@@ -43,7 +43,11 @@ With --watchers N the workloads run while N watchers follow bench/ over
 GET /v1/watch (each from its own loopback source address, so its own client
 on the server; with a token they are all the token's client, up to
 --max-watches-per-client a node), and a probe write every 20 ms times the
-delivery to each, from the write's sending and from its acknowledgement.`
+delivery to each, from the write's sending and from its acknowledgement.
+With --watch-protocol ws the watchers follow bench/ over /v1/ws instead,
+--watches-per-conn of them to a connection (each connection its own client:
+the nodes need --max-watches-per-client at least that; bench sets it on
+the nodes it starts).`
 
 // benchConfig is a parsed bench command line.
 type benchConfig struct {
@@ -57,12 +61,16 @@ type benchConfig struct {
 	fillKeys     int
 	// scaleKeys is the key count of a --scale-keys run.
 	scaleKeys int
-	// watchers is the number of SSE watchers of the workloads' prefix.
+	// watchers is the number of watchers of the workloads' prefix.
 	watchers int
-	nodes    int
-	dataDir  string
-	keepData bool
-	logLevel string
+	// watchProtocol is how they watch: sse or ws; watchesPerConn, with
+	// ws, how many share a connection.
+	watchProtocol  string
+	watchesPerConn int
+	nodes          int
+	dataDir        string
+	keepData       bool
+	logLevel       string
 	// cpu reports CPU time per operation for each cell (bench.ProcCPU) of
 	// the local cluster's nodes, or of cpuPids, and of bench itself.
 	cpu     bool
@@ -133,7 +141,9 @@ func newBenchFlags(fs *pflag.FlagSet) *benchFlags {
 	fs.DurationVar(&cfg.restartDelay, "restart-delay", 0, "with --failover: how long a killed leader stays down before it is restarted")
 	fs.IntVar(&cfg.fillKeys, "fill-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report each node's RSS")
 	fs.IntVar(&cfg.scaleKeys, "scale-keys", 0, "instead of workloads, write `N` keys of --value-size bytes and report RSS, data directory, backup size and time, restart and catch-up times")
-	fs.IntVar(&cfg.watchers, "watchers", 0, "while the workloads run, follow bench/ with `N` SSE watchers (distinct client addresses) and report the delivery lag of probe writes")
+	fs.IntVar(&cfg.watchers, "watchers", 0, "while the workloads run, follow bench/ with `N` watchers (distinct client addresses) and report the delivery lag of probe writes")
+	fs.StringVar(&cfg.watchProtocol, "watch-protocol", "sse", "how --watchers watch: sse (a GET /v1/watch stream each) or ws (--watches-per-conn to a /v1/ws connection)")
+	fs.IntVar(&cfg.watchesPerConn, "watches-per-conn", 1000, "with --watch-protocol ws: watches to a connection")
 	fs.IntVar(&cfg.nodes, "nodes", 3, "nodes of the local cluster")
 	fs.StringVar(&cfg.dataDir, "data", "", "parent directory of the local cluster's data (default: a new temporary directory, removed at the end)")
 	fs.BoolVar(&cfg.keepData, "keep-data", false, "keep the local cluster's data directory")
@@ -198,6 +208,10 @@ func (f *benchFlags) config() (benchConfig, error) {
 		return fail("--watchers: %d is not between 0 and %d", cfg.watchers, maxBenchWatchers)
 	case cfg.watchers > 0 && (cfg.failover > 0 || cfg.fillKeys > 0):
 		return fail("--watchers goes with the workloads, not --failover or --fill-keys")
+	case cfg.watchProtocol != "sse" && cfg.watchProtocol != "ws":
+		return fail("--watch-protocol: %q is not sse or ws", cfg.watchProtocol)
+	case cfg.watchesPerConn < 1 || cfg.watchesPerConn > maxBenchWatchers:
+		return fail("--watches-per-conn: %d is not between 1 and %d", cfg.watchesPerConn, maxBenchWatchers)
 	case cfg.failover > 0 && cfg.fillKeys > 0:
 		return fail("--failover and --fill-keys are separate runs")
 	case (cfg.failover > 0 || cfg.fillKeys > 0) && len(cfg.endpoints) > 0:
@@ -363,7 +377,7 @@ func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoi
 	defer closeDriver()
 	var fanout *watchFanout
 	if cfg.watchers > 0 {
-		if fanout, err = startWatchFanout(ctx, cfg.target, endpoints, cfg.watchers); err != nil {
+		if fanout, err = startWatchFanout(ctx, cfg.target, endpoints, cfg.watchers, cfg.watchProtocol == "ws", cfg.watchesPerConn); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -407,8 +421,13 @@ func writeWatchReport(w io.Writer, r watchReport) {
 	if r.SharedIdentity {
 		who = "sharing one client identity (a token, or a non-IPv4 endpoint)"
 	}
-	fmt.Fprintf(w, "\nwatchers: %d SSE streams of %s over %d nodes, %s; %d ended early; %d events read\n",
-		r.Watchers, watchPrefix, r.Nodes, who, r.Ended, r.Events)
+	if r.Transport == "ws" {
+		fmt.Fprintf(w, "\nwatchers: %d watches of %s over %d /v1/ws connections to %d nodes, each connection %s; %d ended early; %d events read\n",
+			r.Watchers, watchPrefix, r.Streams, r.Nodes, strings.TrimPrefix(who, "each "), r.Ended, r.Events)
+	} else {
+		fmt.Fprintf(w, "\nwatchers: %d SSE streams of %s over %d nodes, %s; %d ended early; %d events read\n",
+			r.Watchers, watchPrefix, r.Nodes, who, r.Ended, r.Events)
+	}
 	fmt.Fprintf(w, "probes: %d writes every %v, delivered %d of %d; delivery lag p50 %s p90 %s p99 %s max %s; probe write p50 %s p99 %s\n",
 		r.Probes, bench.ProbeInterval, r.Delivered, int64(r.Probes)*int64(r.Watchers),
 		bench.FormatDuration(r.Lag.P50), bench.FormatDuration(r.Lag.P90), bench.FormatDuration(r.Lag.P99),

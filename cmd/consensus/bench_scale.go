@@ -19,6 +19,7 @@ import (
 	"github.com/unrdf/consensus/bench"
 	"github.com/unrdf/consensus/internal/loopback"
 	"github.com/unrdf/consensus/kv"
+	"github.com/unrdf/consensus/server"
 )
 
 // scaleWait bounds each wait of a scale run: a restart, a catch-up.
@@ -26,13 +27,19 @@ const scaleWait = 5 * time.Minute
 
 // benchServeArgs are the extra serve flags of the nodes bench starts: a
 // --max-keys with room for the keys --fill-keys or --scale-keys writes
-// (and a tenth more) when the default would refuse them.
+// (and a tenth more) when the default would refuse them, and a
+// --max-watches-per-client with room for --watches-per-conn.
 func benchServeArgs(cfg benchConfig) []string {
+	var args []string
 	keys := max(cfg.fillKeys, cfg.scaleKeys)
 	if want := keys + keys/10; want > kv.DefaultMaxKeys {
-		return []string{"--max-keys", strconv.Itoa(want)}
+		args = append(args, "--max-keys", strconv.Itoa(want))
 	}
-	return nil
+	// Watches over /v1/ws share a connection, so a client identity.
+	if cfg.watchers > 0 && cfg.watchProtocol == "ws" && cfg.watchesPerConn > server.DefaultMaxWatchesPerClient {
+		args = append(args, "--max-watches-per-client", strconv.Itoa(cfg.watchesPerConn))
+	}
+	return args
 }
 
 // runScale fills the local cluster with cfg.scaleKeys keys and measures

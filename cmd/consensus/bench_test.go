@@ -98,6 +98,8 @@ func TestParseBenchFlags(t *testing.T) {
 		"negative watchers":         {"--watchers", "-1"},
 		"too many watchers":         {"--watchers", "16385"},
 		"watchers with failover":    {"--watchers", "2", "--failover", "1"},
+		"unknown watch protocol":    {"--watchers", "2", "--watch-protocol", "grpc"},
+		"no watches per conn":       {"--watchers", "2", "--watch-protocol", "ws", "--watches-per-conn", "0"},
 		"scale against running":     {"--scale-keys", "10", "--endpoints", "127.0.0.1:9080"},
 		"scale and fill":            {"--scale-keys", "10", "--fill-keys", "10"},
 		"scale and failover":        {"--scale-keys", "10", "--failover", "1"},
@@ -212,6 +214,35 @@ func TestBenchWatchers(t *testing.T) {
 	// Each cell says how many watchers it ran with, and on how many nodes.
 	if r := report.Results[0]; r.Watchers != watchers || r.Nodes != 3 {
 		t.Errorf("cell %+v: want %d watchers on 3 nodes", r, watchers)
+	}
+}
+
+// TestBenchWatchersOverWS runs a write cell with watchers over /v1/ws,
+// ten to a connection (three connections over the three nodes), and
+// checks the report as TestBenchWatchers does.
+func TestBenchWatchersOverWS(t *testing.T) {
+	endpoints := strings.Join(inProcessCluster(t), ",")
+	const watchers, perConn = 25, 10
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"bench", "--endpoints", endpoints, "--workloads", "write", "--concurrency", "2",
+		"--duration", "300ms", "--warmup", "0s", "--watchers", fmt.Sprint(watchers), "--watch-protocol", "ws",
+		"--watches-per-conn", fmt.Sprint(perConn), "--json"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var report benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	w := report.Watch
+	if w == nil || len(report.Results) != 1 {
+		t.Fatalf("report %s", stdout.String())
+	}
+	writes := report.Results[0].Ops
+	if w.Watchers != watchers || w.Transport != "ws" || w.SharedIdentity || w.Nodes != 3 || w.Streams != 3 || w.Ended != 0 ||
+		w.Probes == 0 || w.Delivered != int64(w.Probes)*watchers || w.Lag.P50 <= 0 || w.Lag.Max < w.Lag.P99 ||
+		w.ProbeWrite.P50 <= 0 || w.Events < watchers*(writes+int64(w.Probes)) {
+		t.Fatalf("watch report %+v after %d writes", *w, writes)
 	}
 }
 

@@ -17,10 +17,14 @@ import (
 	"time"
 
 	"github.com/unrdf/consensus/bench"
+	"github.com/unrdf/consensus/client"
 )
 
 // The --watchers mode: while the workloads run, N watchers follow the
-// workloads' prefix over GET /v1/watch (Server-Sent Events), and a probe
+// workloads' prefix over GET /v1/watch (Server-Sent Events, one stream
+// each) or, with --watch-protocol ws, over /v1/ws (--watches-per-conn
+// watches to a connection, as etcd's side carries many watches on one
+// gRPC stream), and a probe
 // writer (bench.Prober) puts a timestamp under the same prefix every
 // bench.ProbeInterval; each watcher notes when each probe reaches it.
 // Every write of the workloads reaches every watcher, so this measures the
@@ -61,13 +65,16 @@ type watchFanout struct {
 	// probeHTTP is the probe writer's transport, whose connection stop
 	// closes.
 	probeHTTP *http.Transport
-	report    watchReport
+	// clients carry the watches over /v1/ws, a connection each.
+	clients []*client.Client
+	report  watchReport
 }
 
-// benchWatcher is one SSE stream. Its fields are its goroutine's until
-// that goroutine ends.
+// benchWatcher is one SSE stream, or one watch over /v1/ws. Its fields
+// are its goroutine's until that goroutine ends.
 type benchWatcher struct {
-	body      io.ReadCloser
+	body      io.ReadCloser   // SSE
+	ws        *client.Watcher // /v1/ws
 	sights    []bench.ProbeSight
 	delivered atomic.Int64
 	events    int64
@@ -76,11 +83,15 @@ type benchWatcher struct {
 }
 
 // startWatchFanout opens n watches of watchPrefix spread over endpoints
-// (the leader first), each waiting for its 200, and starts the probe
-// writer on the leader.
-func startWatchFanout(ctx context.Context, target benchTarget, endpoints []string, n int) (*watchFanout, error) {
+// (the leader first), each waiting for its 200 (or its start over
+// /v1/ws), and starts the probe writer on the leader.
+func startWatchFanout(ctx context.Context, target benchTarget, endpoints []string, n int, overWS bool, perConn int) (*watchFanout, error) {
+	if overWS {
+		return startWSWatchFanout(ctx, target, endpoints, n, perConn)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	f := &watchFanout{start: time.Now(), cancel: cancel}
+	f.report.Transport = "sse"
 	f.report.Watchers, f.report.Nodes, f.report.Streams = n, min(n, len(endpoints)), n
 	f.watchers = make([]*benchWatcher, n)
 	sem := make(chan struct{}, watchOpenParallel)
@@ -251,7 +262,12 @@ func (f *watchFanout) stop() (watchReport, error) {
 	}
 	f.cancel()
 	for _, w := range f.watchers {
-		w.body.Close()
+		if w.body != nil {
+			w.body.Close()
+		}
+	}
+	for _, c := range f.clients {
+		_ = c.Close()
 	}
 	f.wg.Wait()
 	sights := make([][]bench.ProbeSight, len(f.watchers))
@@ -261,4 +277,99 @@ func (f *watchFanout) stop() (watchReport, error) {
 	}
 	rep.Summary(sights, acked, probeLat)
 	return rep, probeErr
+}
+
+// startWSWatchFanout opens n watches of watchPrefix over /v1/ws, perConn
+// to a connection (a client of one endpoint), the connections spread over
+// endpoints (the leader first), each dialled from its own loopback source
+// address when it can (so its own client on the server, which must then
+// allow perConn watches per client: serve --max-watches-per-client).
+func startWSWatchFanout(ctx context.Context, target benchTarget, endpoints []string, n, perConn int) (*watchFanout, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &watchFanout{start: time.Now(), cancel: cancel}
+	conns := (n + perConn - 1) / perConn
+	f.report.Watchers, f.report.Nodes, f.report.Streams, f.report.Transport = n, min(conns, len(endpoints)), conns, "ws"
+	f.watchers = make([]*benchWatcher, n)
+	fail := func(err error) (*watchFanout, error) {
+		for _, c := range f.clients {
+			_ = c.Close()
+		}
+		cancel()
+		return nil, err
+	}
+	for i := range conns {
+		addr := endpoints[i%len(endpoints)]
+		dialer := &net.Dialer{Timeout: 10 * time.Second}
+		host, _, _ := net.SplitHostPort(addr)
+		if ip := net.ParseIP(host); ip != nil && ip.To4() != nil && ip.IsLoopback() && target.token == "" {
+			dialer.LocalAddr = &net.TCPAddr{IP: watchIdentity(i)}
+		} else {
+			f.report.SharedIdentity = true
+		}
+		tr := &http.Transport{DialContext: dialer.DialContext, TLSClientConfig: target.tls, DisableCompression: true}
+		c, err := client.New(client.Config{Endpoints: []string{target.url(addr, "")}, Token: target.token,
+			WatchOverWS: true, LeaderRefresh: -1, HTTPClient: &http.Client{Transport: tr}})
+		if err != nil {
+			return fail(err)
+		}
+		f.clients = append(f.clients, c)
+	}
+	sem := make(chan struct{}, watchOpenParallel)
+	errs := make([]error, n)
+	var opening sync.WaitGroup
+	for i := range n {
+		opening.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; opening.Done() }()
+			w, err := f.clients[i/perConn].Watch(ctx, watchPrefix, 0)
+			if err != nil {
+				errs[i] = fmt.Errorf("watch %d on %s: %w", i, endpoints[(i/perConn)%len(endpoints)], err)
+				return
+			}
+			f.watchers[i] = &benchWatcher{ws: w}
+		}()
+	}
+	opening.Wait()
+	if err := errors.Join(errs...); err != nil {
+		failed := 0
+		for _, e := range errs {
+			if e != nil {
+				failed++
+			}
+		}
+		first := errs[slices.IndexFunc(errs, func(e error) bool { return e != nil })]
+		return fail(fmt.Errorf("opening %d watches over /v1/ws: %d failed, the first: %w", n, failed, first))
+	}
+	for _, w := range f.watchers {
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			w.readWS(f.start)
+		}()
+	}
+	f.probeHTTP = target.transport(1)
+	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, f.probeHTTP, endpoints[0]))
+	return f, nil
+}
+
+// readWS takes the watch's responses until it ends, counting events and
+// timing the probes.
+func (w *benchWatcher) readWS(start time.Time) {
+	for resp := range w.ws.C() {
+		for i := range resp.Events {
+			ev := &resp.Events[i]
+			w.events++
+			if ev.Item.Key != bench.ProbeKey {
+				continue
+			}
+			sent, err := strconv.ParseInt(string(ev.Item.Value), 10, 64)
+			if err != nil {
+				continue
+			}
+			w.sights = append(w.sights, bench.ProbeSight{Sent: time.Duration(sent), At: time.Since(start)})
+			w.delivered.Add(1)
+		}
+	}
+	w.ended.Store(true)
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +55,9 @@ type upFlags struct {
 	tls       bool
 	certDir   string
 	tokenFile string
+	// maxWatches is the nodes' --max-watches-per-client (0: serve's
+	// default).
+	maxWatches int
 }
 
 // newUpCmd is `consensus up`: a local cluster of child `consensus serve`
@@ -84,6 +88,7 @@ func newUpCmd(stdout, stderr io.Writer) *cobra.Command {
 	fl.BoolVar(&f.tls, "tls", false, "mutual TLS between peers and HTTPS for the API, with development certificates (made under --certs if missing)")
 	fl.StringVar(&f.certDir, "certs", "", "directory of the development certificates for --tls (default <data>/certs)")
 	fl.StringVar(&f.tokenFile, "token-file", "", "turn on bearer tokens: the nodes' token file (\"<token> <rw|ro>\" lines), made with a new rw token if missing; the client commands take the same --token-file")
+	fl.IntVar(&f.maxWatches, "max-watches-per-client", 0, "the nodes' serve --max-watches-per-client (0: serve's default, 64); watches over /v1/ws share a connection, so a client")
 	// No global flag applies: up's --token-file is its own (the nodes'
 	// token file, which the client's --token-file reads as it is).
 	return withGlobalFlags(cmd)
@@ -99,6 +104,9 @@ func upFailure(format string, args ...any) error {
 func runUp(ctx context.Context, f upFlags, stdout, stderr io.Writer) error {
 	if f.nodes < 1 || f.nodes > 9 {
 		return usageErrorf("up: --nodes must be between 1 and 9")
+	}
+	if f.maxWatches < 0 {
+		return usageErrorf("up: --max-watches-per-client must not be negative")
 	}
 	for _, p := range []struct {
 		name string
@@ -179,6 +187,9 @@ func runUp(ctx context.Context, f upFlags, stdout, stderr io.Writer) error {
 	for i, sp := range specs {
 		if f.etcdPort != 0 {
 			extra[sp.id] = append(extra[sp.id], "--etcd-listen", upEtcdAddr(f, i))
+		}
+		if f.maxWatches > 0 {
+			extra[sp.id] = append(extra[sp.id], "--max-watches-per-client", strconv.Itoa(f.maxWatches))
 		}
 		s.nodes = append(s.nodes, &upNode{localNode: sp, extra: extra[sp.id]})
 	}

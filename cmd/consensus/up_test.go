@@ -66,6 +66,7 @@ func TestServeUsageErrors(t *testing.T) {
 		{[]string{"serve", "--id", "n1", "--gc-percent", "0"}, "serve: --gc-percent 0 is not between 1 and 10000"},
 		{[]string{"serve", "--id", "n1", "--gc-percent", "-1"}, "serve: --gc-percent -1 is not between 1 and 10000"},
 		{[]string{"up", "--nodes", "0"}, "consensus: up: --nodes must be between 1 and 9"},
+		{[]string{"up", "--max-watches-per-client", "-1"}, "consensus: up: --max-watches-per-client must not be negative"},
 		{[]string{"up", "--http-port", "65535"}, "up: --http-port 65535: the ports of 3 nodes"},
 		{[]string{"up", "--token", "t"}, "up: --token: not a flag of this command"},
 		{[]string{"up", "-nodes", "1"}, "up: unknown shorthand flag"},
@@ -319,7 +320,7 @@ func TestUpLifecycle(t *testing.T) {
 	dir := t.TempDir()
 	peerPort, httpPort, etcdPort := freePorts(t, 3), freePorts(t, 3), freePorts(t, 3)
 	tokens := filepath.Join(dir, "tokens")
-	u := startUp(t, bin, "--data", filepath.Join(dir, "data"), "--token-file", tokens,
+	u := startUp(t, bin, "--data", filepath.Join(dir, "data"), "--token-file", tokens, "--max-watches-per-client", "100",
 		"--peer-port", strconv.Itoa(peerPort), "--http-port", strconv.Itoa(httpPort), "--etcd-port", strconv.Itoa(etcdPort))
 	u.waitOutput(u.stdout, "Press Ctrl-C to stop", 60*time.Second)
 	runTryLines(t, bin, u.stdout.String())
@@ -353,6 +354,11 @@ func TestUpLifecycle(t *testing.T) {
 		t.Fatalf("no pid for n2 in up's output:\n%s", u.stdout)
 	}
 	pid, _ := strconv.Atoi(m[1])
+	// Its serve got up's --max-watches-per-client.
+	if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil ||
+		!strings.Contains(string(cmdline), "\x00--max-watches-per-client\x00100\x00") {
+		t.Errorf("n2's command line %q (%v) lacks --max-watches-per-client 100", cmdline, err)
+	}
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
