@@ -51,12 +51,14 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzHTTPRequest$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzWSFrame$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRequests$$' -fuzztime $(FUZZTIME) ./api/
+	$(GO) test -run XXX -fuzz '^FuzzWatchElements$$' -fuzztime $(FUZZTIME) ./api/
 	$(GO) test -run XXX -fuzz '^FuzzJSONRefusal$$' -fuzztime $(FUZZTIME) ./server/
 	$(GO) test -run XXX -fuzz '^FuzzWatchStream$$' -fuzztime $(FUZZTIME) ./client/
 	$(GO) test -run XXX -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME) ./storage/
 	$(GO) test -run XXX -fuzz '^FuzzReadNodeState$$' -fuzztime $(FUZZTIME) .
 	$(GO) test -run XXX -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./kv/
 	$(GO) test -run XXX -fuzz '^FuzzRestore$$' -fuzztime $(FUZZTIME) ./kv/
+	$(GO) test -run XXX -fuzz '^FuzzValueRecord$$' -fuzztime $(FUZZTIME) ./kv/
 	$(GO) test -run XXX -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./internal/msgpackcheck/
 	$(GO) test -run XXX -fuzz '^FuzzReadBackup$$' -fuzztime $(FUZZTIME) ./backup/
 

@@ -447,3 +447,32 @@ func TestValueStoreReadsAfterClose(t *testing.T) {
 		return true
 	})
 }
+
+// FuzzValueRecord: any bytes parse as a record or fail with
+// errBadRecord, never a panic; a record that parses is exactly what
+// append writes for its key and value.
+func FuzzValueRecord(f *testing.F) {
+	vs := openTestValues(f, 0)
+	s := vs.newSpace()
+	s.append("key", []byte(`"value"`))
+	f.Add(bytes.Clone(s.buf))
+	f.Add([]byte{})
+	f.Add(make([]byte, recordHeader))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > flushBytes/2 {
+			return // appended again below without a file to flush to
+		}
+		key, v, err := parseRecord(b)
+		if err != nil {
+			if !errors.Is(err, errBadRecord) {
+				t.Fatalf("error %v does not wrap errBadRecord", err)
+			}
+			return
+		}
+		again := &valueSpace{vs: vs, active: &segment{}, live: []int64{0}}
+		again.append(key, v)
+		if n := recordLen(key, uint32(len(v))); !bytes.Equal(again.buf, b[:n]) {
+			t.Fatalf("record %x parses as %q=%q, which is written %x", b[:n], key, v, again.buf)
+		}
+	})
+}
