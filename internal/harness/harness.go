@@ -43,6 +43,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -84,6 +85,11 @@ type Options struct {
 	Seed uint64
 	// Storage is the nodes' log storage.
 	Storage StorageKind
+	// ValuesOnDisk gives each incarnation of a node a kv.ValueStore, as a
+	// server has, on the real disk under the test's temporary directory,
+	// with segments of 4 KiB so that sealing and evacuation happen all
+	// the time. A restart opens it again, empty, as a server's start does.
+	ValuesOnDisk bool
 	// Configure, if set, adjusts each node's configuration (built from
 	// consensus.DefaultConfig) before it starts.
 	Configure func(*consensus.Config)
@@ -138,6 +144,8 @@ type Cluster struct {
 	rng     *rand.Rand
 	members map[string]*member
 	closed  bool
+	// valuesDir holds the nodes' value stores (Options.ValuesOnDisk).
+	valuesDir string
 }
 
 // member is one node and everything that outlives its crashes.
@@ -157,7 +165,10 @@ type member struct {
 	snapFS  *vfs.MemFS
 	node    *consensus.Node
 	machine *kv.Machine
-	store   *kv.Store
+	// values is the running incarnation's value store
+	// (Options.ValuesOnDisk); stop closes it.
+	values *kv.ValueStore
+	store  *kv.Store
 	lessor  *kv.Lessor // with Options.Leases
 	// scheduler is the schedule clock, with Options.Schedules.
 	scheduler *kv.Scheduler
@@ -186,6 +197,9 @@ func New(t testing.TB, opts Options) *Cluster {
 		peers:   make(map[string]string),
 		rng:     rand.New(rand.NewPCG(opts.Seed, 0x68726e73)),
 		members: make(map[string]*member),
+	}
+	if opts.ValuesOnDisk {
+		c.valuesDir = t.TempDir()
 	}
 	for i := 1; i <= opts.Nodes; i++ {
 		name := fmt.Sprintf("n%d", i)
@@ -245,7 +259,22 @@ func (c *Cluster) start(m *member) error {
 	if c.opts.Configure != nil {
 		c.opts.Configure(&cfg)
 	}
-	machine := kv.NewMachine()
+	var values *kv.ValueStore
+	var machineOpts []kv.Option
+	if c.opts.ValuesOnDisk {
+		values, err = kv.OpenValueStore(filepath.Join(c.valuesDir, m.name), kv.ValueStoreOptions{SegmentBytes: 4 << 10})
+		if err != nil {
+			c.closeStorage(st)
+			return err
+		}
+		machineOpts = append(machineOpts, kv.WithValueStore(values))
+	}
+	closeValues := func() {
+		if values != nil {
+			_ = values.Close()
+		}
+	}
+	machine := kv.NewMachine(machineOpts...)
 	var nodeStorage consensus.LogStorage = st
 	if c.opts.WrapStorage != nil {
 		nodeStorage = c.opts.WrapStorage(m.name, nodeStorage)
@@ -255,11 +284,13 @@ func (c *Cluster) start(m *member) error {
 	node, err := consensus.NewNode(cfg, gate, machine)
 	if err != nil {
 		c.closeStorage(st)
+		closeValues()
 		return err
 	}
 	tr, err := c.net.Attach(m.id, node)
 	if err != nil {
 		c.closeStorage(st)
+		closeValues()
 		return err
 	}
 	if c.opts.OnStart != nil {
@@ -295,7 +326,7 @@ func (c *Cluster) start(m *member) error {
 		unserve = c.opts.Serve(m.name, node, store)
 	}
 	c.mu.Lock()
-	m.storage, m.gate, m.node, m.machine, m.tr = st, gate, node, machine, tr
+	m.storage, m.gate, m.node, m.machine, m.values, m.tr = st, gate, node, machine, values, tr
 	m.store, m.lessor, m.scheduler, m.unserve = store, lessor, scheduler, unserve
 	m.running = true
 	c.mu.Unlock()
@@ -316,6 +347,11 @@ func (m *member) stop() {
 		m.scheduler.Stop()
 	}
 	m.node.Stop()
+	if m.values != nil {
+		// Last: nothing applies to or reads the machine any more.
+		_ = m.values.Close()
+		m.values = nil
+	}
 }
 
 // closeStorage closes a Pebble; a Memory stays open for the next start.
