@@ -169,7 +169,7 @@ type member struct {
 	// (Options.ValuesOnDisk); stop closes it.
 	values *kv.ValueStore
 	store  *kv.Store
-	lessor  *kv.Lessor // with Options.Leases
+	lessor *kv.Lessor // with Options.Leases
 	// scheduler is the schedule clock, with Options.Schedules.
 	scheduler *kv.Scheduler
 	unserve   func() // from Options.Serve
