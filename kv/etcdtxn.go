@@ -454,7 +454,7 @@ func (m *Machine) checkEtcdPath(t *EtcdTxn, path []bool) *applyError {
 		if err := checkKey(o.Key, m.maxKeyBytes); err != nil {
 			return err
 		}
-		cur, exists := m.items.Get(Item{Key: o.Key})
+		cur, exists := m.items.GetKey(Item{Key: o.Key})
 		if (o.IgnoreValue || o.IgnoreLease) && !exists {
 			return fail(ErrKeyNotFound, "put %q keeping its value or lease", o.Key)
 		}

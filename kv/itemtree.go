@@ -90,6 +90,17 @@ func (t *itemTree) Get(pivot Item) (Item, bool) {
 	return t.load(p), true
 }
 
+// GetKey is Get without the value (Value is nil): for callers that need
+// only whether the key exists, its revisions or its lease, which a value
+// store would otherwise read from disk for nothing.
+func (t *itemTree) GetKey(pivot Item) (Item, bool) {
+	p, ok := t.t.Get(pivotOf(pivot))
+	if !ok {
+		return Item{}, false
+	}
+	return loadKey(p), true
+}
+
 // ReplaceOrInsert stores it, replacing the item with its key.
 func (t *itemTree) ReplaceOrInsert(it Item) {
 	p := &treeItem{kv: it.Key, klen: uint32(len(it.Key)), rev: it.Revision, create: it.CreateRevision, ver: it.Version, lease: it.Lease}

@@ -161,7 +161,7 @@ func (m *Machine) revokeLeases(ls []lease) {
 			bumped = true
 		}
 		for _, k := range l.keys {
-			if _, ok := m.items.Get(Item{Key: k}); ok {
+			if _, ok := m.items.GetKey(Item{Key: k}); ok {
 				evs = append(evs, m.remove(k))
 			}
 		}

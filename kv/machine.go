@@ -358,7 +358,7 @@ func (m *Machine) applyDelete(c *command) *applyError {
 	if err := checkKey(c.Key, m.maxKeyBytes); err != nil {
 		return err
 	}
-	cur, exists := m.items.Get(Item{Key: c.Key})
+	cur, exists := m.items.GetKey(Item{Key: c.Key})
 	if err := checkCond("delete", c.Key, c.If, cur, exists); err != nil {
 		return err
 	}
@@ -389,7 +389,7 @@ func (m *Machine) applyTxn(ops []txnOp) *applyError {
 		if err := checkKey(o.Key, m.maxKeyBytes); err != nil {
 			return err
 		}
-		cur, exists := m.items.Get(Item{Key: o.Key})
+		cur, exists := m.items.GetKey(Item{Key: o.Key})
 		switch o.Op {
 		case opPut:
 			if err := checkValue(o.Value, m.maxValueBytes); err != nil {
@@ -479,7 +479,7 @@ func (m *Machine) put(key string, value []byte, lease int64, cur Item, exists bo
 // remove deletes key, which exists, at the current revision.
 func (m *Machine) remove(key string) Event {
 	if strings.HasPrefix(key, WorkflowHistoryPrefix) {
-		if it, ok := m.items.Get(Item{Key: key}); ok {
+		if it, ok := m.items.GetKey(Item{Key: key}); ok {
 			m.historyTouched(it, -1)
 		}
 	}

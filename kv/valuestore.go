@@ -267,6 +267,13 @@ func (s *valueSpace) read(it *treeItem) []byte {
 		}
 		panic(fmt.Errorf("%w: read %q from %s: %w", ErrValueStore, it.key(), sg.path, err))
 	}
+	return valueOf(sg, it, rec)
+}
+
+// valueOf checks rec, the record of it read from sg, and returns its
+// value (sharing rec). A record that fails its checks or names another
+// key is never served.
+func valueOf(sg *segment, it *treeItem, rec []byte) []byte {
 	key, v, err := parseRecord(rec)
 	if err == nil && (key != it.key() || uint32(len(v)) != it.n) {
 		err = fmt.Errorf("holds %q (%d bytes)", key, len(v))
@@ -325,14 +332,14 @@ func (s *valueSpace) readNext(ra *readAhead, it *treeItem) []byte {
 		}
 	}
 	i := off - ra.start
-	key, v, err := parseRecord(ra.buf[i : i+n])
-	if err == nil && (key != it.key() || uint32(len(v)) != it.n) {
-		err = fmt.Errorf("holds %q (%d bytes)", key, len(v))
-	}
-	if err != nil {
-		panic(fmt.Errorf("%w: %s at %d, %q: %w", ErrValueStore, s.segs[it.seg].path, it.off, it.key(), err))
-	}
-	return slices.Clone(v)
+	// Cloned: the buffer is the next read's.
+	return slices.Clone(valueOf(s.segs[it.seg], it, ra.buf[i:i+n]))
+}
+
+// recordSize is the length of the record starting b (at least a header),
+// as its header gives it.
+func recordSize(b []byte) int64 {
+	return recordHeader + int64(binary.LittleEndian.Uint32(b[4:])) + int64(binary.LittleEndian.Uint32(b[8:]))
 }
 
 // errBadRecord is a record that fails its checks.
@@ -345,7 +352,7 @@ func parseRecord(b []byte) (key string, v []byte, err error) {
 		return "", nil, fmt.Errorf("%w: %d bytes", errBadRecord, len(b))
 	}
 	kl, vl := int64(binary.LittleEndian.Uint32(b[4:])), int64(binary.LittleEndian.Uint32(b[8:]))
-	end := recordHeader + kl + vl
+	end := recordSize(b)
 	if end > int64(len(b)) {
 		return "", nil, fmt.Errorf("%w: lengths %d and %d exceed its %d bytes", errBadRecord, kl, vl, len(b))
 	}
@@ -419,7 +426,7 @@ func (t *itemTree) maintain() {
 			panic(fmt.Errorf("%w: read %s: %w", ErrValueStore, v.path, err))
 		}
 		if len(chunk) >= recordHeader {
-			if need := recordHeader + int64(binary.LittleEndian.Uint32(chunk[4:])) + int64(binary.LittleEndian.Uint32(chunk[8:])); need > int64(len(chunk)) && need <= v.size-s.cursor {
+			if need := recordSize(chunk); need > int64(len(chunk)) && need <= v.size-s.cursor {
 				// One record larger than a chunk: read it whole.
 				chunk = make([]byte, need)
 				if _, err := v.f.ReadAt(chunk, s.cursor); err != nil {
@@ -429,7 +436,7 @@ func (t *itemTree) maintain() {
 		}
 		b := chunk
 		for len(b) >= recordHeader {
-			need := recordHeader + int64(binary.LittleEndian.Uint32(b[4:])) + int64(binary.LittleEndian.Uint32(b[8:]))
+			need := recordSize(b)
 			if need > int64(len(b)) {
 				break // the rest of the chunk starts the next record
 			}

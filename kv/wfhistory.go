@@ -201,7 +201,7 @@ func (m *Machine) appendHistory(wf string, ev WorkflowEvent, bump bool, evs []Ev
 	if !m.recordHistory || m.historyKeep == 0 || m.historyTotal == 0 || strings.Contains(wf, "/") {
 		return evs
 	}
-	if _, ok := m.items.Get(Item{Key: WorkflowPrefix + wf}); !ok {
+	if _, ok := m.items.GetKey(Item{Key: WorkflowPrefix + wf}); !ok {
 		return evs
 	}
 	rev := m.revision
@@ -264,7 +264,7 @@ func (m *Machine) WorkflowHistory(id string, from int64, limit int) (events []Wo
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	prefix := api.WorkflowHistoryKeyPrefix(id)
-	_, known = m.items.Get(Item{Key: WorkflowPrefix + id})
+	_, known = m.items.GetKey(Item{Key: WorkflowPrefix + id})
 	m.ascendPrefixKeys(prefix, func(Item) bool {
 		known = true
 		return false
