@@ -646,10 +646,6 @@ func TestStalledWatcherIsCutOffAndResumesWithoutSlowingOthers(t *testing.T) {
 	if m, err := healthy.next(); err != nil || m.id != "0" {
 		t.Fatalf("healthy watcher's first message %+v: %v", m, err)
 	}
-	type arrival struct {
-		rev int64
-		at  time.Time
-	}
 	arrivals := make(chan arrival, maxWrites)
 	healthyDone := make(chan error, 1)
 	go func() {
@@ -705,26 +701,7 @@ func TestStalledWatcherIsCutOffAndResumesWithoutSlowingOthers(t *testing.T) {
 		len(acked), lastRev-10, worstWrite)
 
 	// The healthy watcher got every revision, in order, each in time.
-	var worstLag time.Duration
-	for want := int64(1); want <= lastRev; want++ {
-		var a arrival
-		select {
-		case a = <-arrivals:
-		case err := <-healthyDone:
-			t.Fatalf("healthy watcher ended before revision %d: %v", want, err)
-		case <-time.After(sseTimeout):
-			t.Fatalf("healthy watcher: no revision %d", want)
-		}
-		if a.rev != want {
-			t.Fatalf("healthy watcher got revision %d, want %d", a.rev, want)
-		}
-		lag := a.at.Sub(acked[want])
-		worstLag = max(worstLag, lag)
-		if lag > stallBound {
-			t.Errorf("healthy watcher got revision %d %v after its write was acknowledged", want, lag)
-		}
-	}
-	t.Logf("healthy watcher: worst delivery lag %v", worstLag)
+	checkArrivals(t, "healthy watcher", arrivals, healthyDone, acked, lastRev, stallBound)
 
 	// The stalled client reads what reached it: events in order, then the
 	// end of the stream with no error event (nothing more could be sent).
@@ -821,4 +798,37 @@ func TestWatchStreamWritesInBoundedPieces(t *testing.T) {
 	if got, bound := largest.Load(), int64(32<<10+valueBytes+512); got > bound {
 		t.Fatalf("largest write of the stream %d bytes, want at most %d", got, bound)
 	}
+}
+
+// arrival is when a watcher read the event of revision rev.
+type arrival struct {
+	rev int64
+	at  time.Time
+}
+
+// checkArrivals fails t unless arrivals brings revisions 1 to lastRev in
+// order, each within bound of its write's acknowledgement (acked), before
+// done reports the watcher's end.
+func checkArrivals(t *testing.T, who string, arrivals <-chan arrival, done <-chan error, acked map[int64]time.Time, lastRev int64, bound time.Duration) {
+	t.Helper()
+	var worstLag time.Duration
+	for want := int64(1); want <= lastRev; want++ {
+		var a arrival
+		select {
+		case a = <-arrivals:
+		case err := <-done:
+			t.Fatalf("%s ended before revision %d: %v", who, want, err)
+		case <-time.After(sseTimeout):
+			t.Fatalf("%s: no revision %d", who, want)
+		}
+		if a.rev != want {
+			t.Fatalf("%s got revision %d, want %d", who, a.rev, want)
+		}
+		lag := a.at.Sub(acked[want])
+		worstLag = max(worstLag, lag)
+		if lag > bound {
+			t.Errorf("%s got revision %d %v after its write was acknowledged", who, want, lag)
+		}
+	}
+	t.Logf("%s: worst delivery lag %v", who, worstLag)
 }

@@ -477,10 +477,6 @@ func TestWSWatchStalledConnectionIsCutOff(t *testing.T) {
 	stalled.watch("fan/", 1, 1, nil)
 	healthy := dialWatchWS(t, s.HTTPAddr(), nil)
 	hid := healthy.watch("fan/", 1, 1, nil)
-	type arrival struct {
-		rev int64
-		at  time.Time
-	}
 	arrivals := make(chan arrival, maxWrites)
 	healthyDone := make(chan error, 1)
 	go func() {
@@ -526,26 +522,7 @@ func TestWSWatchStalledConnectionIsCutOff(t *testing.T) {
 	testwait.For(t, 10*time.Second, "the stalled connection's watches end", func() bool { return s.api.watches.open() == 1 })
 	t.Logf("%d writes; the stalled connection was cut off after revision %d; slowest write %v", len(acked), lastRev, worstWrite)
 
-	var worstLag time.Duration
-	for want := int64(1); want <= lastRev; want++ {
-		var a arrival
-		select {
-		case a = <-arrivals:
-		case err := <-healthyDone:
-			t.Fatalf("healthy watch ended before revision %d: %v", want, err)
-		case <-time.After(sseTimeout):
-			t.Fatalf("healthy watch: no revision %d", want)
-		}
-		if a.rev != want {
-			t.Fatalf("healthy watch got revision %d, want %d", a.rev, want)
-		}
-		lag := a.at.Sub(acked[want])
-		worstLag = max(worstLag, lag)
-		if lag > stallBound {
-			t.Errorf("healthy watch got revision %d %v after its write was acknowledged", want, lag)
-		}
-	}
-	t.Logf("healthy watch: worst delivery lag %v", worstLag)
+	checkArrivals(t, "healthy watch", arrivals, healthyDone, acked, lastRev, stallBound)
 
 	// The stalled client reads what reached it, in order, then the end of
 	// the connection.
