@@ -127,16 +127,22 @@ func startWatchFanout(ctx context.Context, target benchTarget, endpoints []strin
 		cancel()
 		return nil, fmt.Errorf("opening %d watches: %d failed, the first: %w", n, failed, first)
 	}
+	f.run(ctx, target, endpoints[0], (*benchWatcher).read)
+	return f, nil
+}
+
+// run starts a reader per watcher and the prober, which writes through
+// leader.
+func (f *watchFanout) run(ctx context.Context, target benchTarget, leader string, read func(*benchWatcher, time.Time)) {
 	for _, w := range f.watchers {
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
-			w.read(f.start)
+			read(w, f.start)
 		}()
 	}
 	f.probeHTTP = target.transport(1)
-	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, f.probeHTTP, endpoints[0]))
-	return f, nil
+	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, f.probeHTTP, leader))
 }
 
 // watchIdentity is the loopback source address of watcher i, so that
@@ -341,15 +347,7 @@ func startWSWatchFanout(ctx context.Context, target benchTarget, endpoints []str
 		first := errs[slices.IndexFunc(errs, func(e error) bool { return e != nil })]
 		return fail(fmt.Errorf("opening %d watches over /v1/ws: %d failed, the first: %w", n, failed, first))
 	}
-	for _, w := range f.watchers {
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			w.readWS(f.start)
-		}()
-	}
-	f.probeHTTP = target.transport(1)
-	f.prober = bench.StartProber(ctx, f.start, probeWriter(target, f.probeHTTP, endpoints[0]))
+	f.run(ctx, target, endpoints[0], (*benchWatcher).readWS)
 	return f, nil
 }
 
