@@ -23,16 +23,23 @@ type NodeMemory struct {
 	RSSBefore int64 `json:"rssBeforeBytes"`
 	RSSAfter  int64 `json:"rssAfterBytes"`
 	HWM       int64 `json:"hwmBytes"`
+	// AnonAfter and FileAfter split RSSAfter (RssAnon, RssFile): the
+	// process's own pages, and the pages of files it maps (its binary and
+	// shared libraries, and any mapped data file, such as etcd's bbolt
+	// database), which are shared with the page cache and can be dropped
+	// and read back.
+	AnonAfter int64 `json:"rssAnonAfterBytes"`
+	FileAfter int64 `json:"rssFileAfterBytes"`
 	// DataBytes is the size of the node's data directory (0: not known).
 	DataBytes int64 `json:"dataBytes"`
 }
 
 // memoryFormat lays out one row of the memory table.
-const memoryFormat = "%-5s %12s %12s %12s %12s %14s\n"
+const memoryFormat = "%-5s %12s %12s %12s %12s %12s %12s %14s\n"
 
 // WriteMemoryHeader writes the header of the memory table.
 func WriteMemoryHeader(w io.Writer) {
-	fmt.Fprintf(w, memoryFormat, "node", "rss before", "rss after", "rss peak", "data dir", "rss/key")
+	fmt.Fprintf(w, memoryFormat, "node", "rss before", "rss after", "anon after", "file after", "rss peak", "data dir", "rss/key")
 }
 
 // WriteMemoryRow writes m as a row of the memory table.
@@ -45,50 +52,57 @@ func WriteMemoryRow(w io.Writer, m NodeMemory) {
 	if m.DataBytes > 0 {
 		data = MiB(m.DataBytes)
 	}
-	fmt.Fprintf(w, memoryFormat, m.Node, MiB(m.RSSBefore), MiB(m.RSSAfter), MiB(m.HWM), data, perKey)
+	fmt.Fprintf(w, memoryFormat, m.Node, MiB(m.RSSBefore), MiB(m.RSSAfter), MiB(m.AnonAfter), MiB(m.FileAfter), MiB(m.HWM), data, perKey)
 }
 
 // MiB prints a size in bytes as mebibytes: 12.3 MiB.
 func MiB(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-// ProcMemory reads VmRSS and VmHWM of pid, in bytes, from
-// /proc/<pid>/status. Linux only.
-func ProcMemory(pid int) (rss, hwm int64, err error) {
+// ProcMem is a process's memory, in bytes, from /proc/<pid>/status.
+type ProcMem struct {
+	RSS  int64 // VmRSS: resident now
+	HWM  int64 // VmHWM: the peak of RSS
+	Anon int64 // RssAnon: the resident pages that are the process's own
+	File int64 // RssFile: the resident pages of mapped files
+}
+
+// ProcMemory reads the memory of process pid from /proc/<pid>/status.
+// Linux only.
+func ProcMemory(pid int) (ProcMem, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return ProcMem{}, err
 	}
 	return parseProcStatus(b)
 }
 
-// parseProcStatus returns VmRSS and VmHWM, in bytes, from the text of a
-// /proc/<pid>/status file.
-func parseProcStatus(b []byte) (rss, hwm int64, err error) {
+// parseProcStatus reads a ProcMem from the text of a /proc/<pid>/status
+// file, which must have all four lines.
+func parseProcStatus(b []byte) (ProcMem, error) {
+	var m ProcMem
+	fields := map[string]*int64{"VmRSS": &m.RSS, "VmHWM": &m.HWM, "RssAnon": &m.Anon, "RssFile": &m.File}
 	found := 0
 	for _, line := range strings.Split(string(b), "\n") {
 		name, rest, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		dst := fields[name]
+		if !ok || dst == nil {
 			continue
 		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, 0, fmt.Errorf("/proc status: bad %s line %q", name, line)
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return ProcMem{}, fmt.Errorf("/proc status: bad %s line %q", name, line)
 		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("/proc status: bad %s line %q", name, line)
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || kb < 0 {
+			return ProcMem{}, fmt.Errorf("/proc status: bad %s line %q", name, line)
 		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
+		*dst = kb << 10
 		found++
 	}
-	if found != 2 {
-		return 0, 0, errors.New("/proc status: no VmRSS and VmHWM")
+	if found != len(fields) {
+		return ProcMem{}, errors.New("/proc status: no VmRSS, VmHWM, RssAnon and RssFile")
 	}
-	return rss, hwm, nil
+	return m, nil
 }
 
 // DirSize is the total size of the regular files under dir.
@@ -103,4 +117,9 @@ func DirSize(dir string) int64 {
 		return nil
 	})
 	return total
+}
+
+// SetAfter records m's memory after the fill from pm.
+func (m *NodeMemory) SetAfter(pm ProcMem) {
+	m.RSSAfter, m.HWM, m.AnonAfter, m.FileAfter = pm.RSS, pm.HWM, pm.Anon, pm.File
 }

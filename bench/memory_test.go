@@ -8,18 +8,19 @@ import (
 )
 
 func TestParseProcStatus(t *testing.T) {
-	status := "Name:\tconsensus\nVmPeak:\t 2000000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   40960 kB\nThreads:\t9\n"
-	rss, hwm, err := parseProcStatus([]byte(status))
-	if err != nil || rss != 40960<<10 || hwm != 81920<<10 {
-		t.Fatalf("rss %d hwm %d err %v", rss, hwm, err)
+	status := "Name:\tconsensus\nVmPeak:\t 2000000 kB\nVmHWM:\t   81920 kB\nVmRSS:\t   40960 kB\nRssAnon:\t   10240 kB\nRssFile:\t   30720 kB\nRssShmem:\t       0 kB\nThreads:\t9\n"
+	m, err := parseProcStatus([]byte(status))
+	if want := (ProcMem{RSS: 40960 << 10, HWM: 81920 << 10, Anon: 10240 << 10, File: 30720 << 10}); err != nil || m != want {
+		t.Fatalf("got %+v, %v; want %+v", m, err, want)
 	}
-	for _, bad := range []string{"Name:\tx\n", "VmRSS:\t12 MB\nVmHWM:\t1 kB\n", "VmRSS:\tx kB\nVmHWM:\t1 kB\n"} {
-		if _, _, err := parseProcStatus([]byte(bad)); err == nil {
+	full := "VmRSS:\t2 kB\nVmHWM:\t2 kB\nRssAnon:\t1 kB\n"
+	for _, bad := range []string{"Name:\tx\n", full, full + "RssFile:\t1 MB\n", full + "RssFile:\tx kB\n", full + "RssFile:\t-1 kB\n"} {
+		if _, err := parseProcStatus([]byte(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}
-	if rss, hwm, err := ProcMemory(os.Getpid()); err != nil || rss <= 0 || hwm < rss {
-		t.Errorf("this process: rss %d hwm %d err %v", rss, hwm, err)
+	if m, err := ProcMemory(os.Getpid()); err != nil || m.RSS <= 0 || m.HWM < m.RSS || m.Anon <= 0 || m.File <= 0 {
+		t.Errorf("this process: %+v, %v", m, err)
 	}
 }
 
@@ -38,12 +39,12 @@ func TestMemoryTable(t *testing.T) {
 	}
 	var b bytes.Buffer
 	WriteMemoryHeader(&b)
-	WriteMemoryRow(&b, NodeMemory{Node: "e1", Keys: 1000, RSSBefore: 20 << 20, RSSAfter: 30 << 20, HWM: 31 << 20, DataBytes: 5 << 20})
-	WriteMemoryRow(&b, NodeMemory{Node: "n2", RSSBefore: 20 << 20, RSSAfter: 20 << 20, HWM: 20 << 20})
+	WriteMemoryRow(&b, NodeMemory{Node: "e1", Keys: 1000, RSSBefore: 20 << 20, RSSAfter: 30 << 20, AnonAfter: 12 << 20, FileAfter: 18 << 20, HWM: 31 << 20, DataBytes: 5 << 20})
+	WriteMemoryRow(&b, NodeMemory{Node: "n2", RSSBefore: 20 << 20, RSSAfter: 20 << 20, AnonAfter: 5 << 20, FileAfter: 15 << 20, HWM: 20 << 20})
 	want := "" +
-		"node    rss before    rss after     rss peak     data dir        rss/key\n" +
-		"e1        20.0 MiB     30.0 MiB     31.0 MiB      5.0 MiB        10486 B\n" +
-		"n2        20.0 MiB     20.0 MiB     20.0 MiB            -              -\n"
+		"node    rss before    rss after   anon after   file after     rss peak     data dir        rss/key\n" +
+		"e1        20.0 MiB     30.0 MiB     12.0 MiB     18.0 MiB     31.0 MiB      5.0 MiB        10486 B\n" +
+		"n2        20.0 MiB     20.0 MiB      5.0 MiB     15.0 MiB     20.0 MiB            -              -\n"
 	if b.String() != want {
 		t.Fatalf("table:\n%s\nwant:\n%s", b.String(), want)
 	}

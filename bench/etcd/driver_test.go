@@ -117,7 +117,7 @@ func TestFill(t *testing.T) {
 		t.Fatalf("report %s", stdout.String())
 	}
 	m := r.Memory[0]
-	if m.Node != "e1" || m.Keys != 300 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.DataBytes <= 0 {
+	if m.Node != "e1" || m.Keys != 300 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.AnonAfter <= 0 || m.FileAfter <= 0 || m.AnonAfter+m.FileAfter > m.RSSAfter || m.DataBytes <= 0 {
 		t.Errorf("memory %+v", m)
 	}
 	cli, err := newClient([]string{addr})

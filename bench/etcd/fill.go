@@ -110,11 +110,11 @@ func fill(ctx context.Context, eps []string, pids map[string]int, dirs map[strin
 	}
 	report := &memoryReport{System: "etcd", Version: version}
 	for _, name := range names {
-		rss, _, err := bench.ProcMemory(pids[name])
+		pm, err := bench.ProcMemory(pids[name])
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		report.Memory = append(report.Memory, bench.NodeMemory{Node: name, Keys: keys, ValueSize: valueSize, RSSBefore: rss})
+		report.Memory = append(report.Memory, bench.NodeMemory{Node: name, Keys: keys, ValueSize: valueSize, RSSBefore: pm.RSS})
 	}
 	cli, err := newClient(eps)
 	if err != nil {
@@ -133,9 +133,11 @@ func fill(ctx context.Context, eps []string, pids map[string]int, dirs map[strin
 	bench.WriteMemoryHeader(text)
 	for i := range report.Memory {
 		m := &report.Memory[i]
-		if m.RSSAfter, m.HWM, err = bench.ProcMemory(pids[m.Node]); err != nil {
+		pm, err := bench.ProcMemory(pids[m.Node])
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.Node, err)
 		}
+		m.SetAfter(pm)
 		if dir, ok := dirs[m.Node]; ok {
 			m.DataBytes = bench.DirSize(dir)
 		}

@@ -459,8 +459,8 @@ func (ec *etcdCluster) timeLearner(ctx context.Context) (time.Duration, int64, e
 		return 0, 0, fmt.Errorf("%s (learner; log in %s): %w", m.name, ec.dir, err)
 	}
 	d := time.Since(start)
-	rss, _, err := bench.ProcMemory(ec.pid(i))
-	return d, rss, err
+	pm, err := bench.ProcMemory(ec.pid(i))
+	return d, pm.RSS, err
 }
 
 // scaleCompareCmd prints the table of etcd scale's and consensus bench

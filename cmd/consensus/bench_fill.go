@@ -14,11 +14,11 @@ import (
 func runFill(ctx context.Context, lc *benchCluster, cfg benchConfig, text io.Writer) ([]bench.NodeMemory, error) {
 	mem := make([]bench.NodeMemory, len(lc.nodes))
 	for i, n := range lc.nodes {
-		rss, _, err := bench.ProcMemory(lc.pid(i))
+		pm, err := bench.ProcMemory(lc.pid(i))
 		if err != nil {
 			return nil, err
 		}
-		mem[i] = bench.NodeMemory{Node: n.id, Keys: cfg.fillKeys, ValueSize: cfg.opts.ValueSize, RSSBefore: rss}
+		mem[i] = bench.NodeMemory{Node: n.id, Keys: cfg.fillKeys, ValueSize: cfg.opts.ValueSize, RSSBefore: pm.RSS}
 	}
 	endpoints, _, err := leaderFirst(ctx, benchTarget{}, lc.addrs())
 	if err != nil {
@@ -42,11 +42,11 @@ func runFill(ctx context.Context, lc *benchCluster, cfg benchConfig, text io.Wri
 	}
 	bench.WriteMemoryHeader(text)
 	for i := range lc.nodes {
-		rss, hwm, err := bench.ProcMemory(lc.pid(i))
+		pm, err := bench.ProcMemory(lc.pid(i))
 		if err != nil {
 			return nil, err
 		}
-		mem[i].RSSAfter, mem[i].HWM = rss, hwm
+		mem[i].SetAfter(pm)
 		mem[i].DataBytes = bench.DirSize(lc.nodes[i].data)
 		bench.WriteMemoryRow(text, mem[i])
 	}

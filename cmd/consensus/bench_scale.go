@@ -241,6 +241,6 @@ func (lc *benchCluster) timeJoin(ctx context.Context) (time.Duration, int64, err
 		return 0, 0, fmt.Errorf("%s after catching up: %w", id, err)
 	}
 	d := time.Since(start)
-	rss, _, err := bench.ProcMemory(lc.pid(i))
-	return d, rss, err
+	pm, err := bench.ProcMemory(lc.pid(i))
+	return d, pm.RSS, err
 }

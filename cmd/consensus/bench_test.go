@@ -379,7 +379,7 @@ func TestBenchFailoverAndFill(t *testing.T) {
 		t.Fatalf("memory report: %+v", r)
 	}
 	for _, m := range r.Memory {
-		if m.Keys != 200 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.DataBytes <= 0 {
+		if m.Keys != 200 || m.ValueSize != 50 || m.RSSBefore <= 0 || m.RSSAfter <= 0 || m.HWM < m.RSSAfter || m.AnonAfter <= 0 || m.FileAfter <= 0 || m.AnonAfter+m.FileAfter > m.RSSAfter || m.DataBytes <= 0 {
 			t.Errorf("memory: %+v", m)
 		}
 	}
