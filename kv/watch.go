@@ -170,6 +170,9 @@ type watchHub struct {
 	// last is the revision of the last event published (or of the
 	// snapshot the state was reset to).
 	last int64
+	// era counts the resets: a read of the history before one may not
+	// hold after it (PollCache).
+	era uint64
 	// groups holds the open watchers by prefix, in a slice so that
 	// publish walks them without map iteration; byPrefix finds a group.
 	groups   []*watchGroup
@@ -280,6 +283,7 @@ func (h *watchHub) reset(rev int64) {
 }
 
 func (h *watchHub) resetLocked(rev int64) {
+	h.era++
 	clear(h.batches)
 	h.batches, h.start, h.events, h.bytes = h.batches[:0], 0, 0, 0
 	h.compacted, h.last = rev, rev
@@ -402,8 +406,10 @@ func (h *watchHub) remove(w *Watcher) {
 // read returns the next response for w: up to the response bounds of
 // matching events from w's cursor on, moving the cursor past what it
 // scanned. caughtUp is true when nothing is left to read, and then
-// the response is empty.
-func (h *watchHub) read(w *Watcher) (resp WatchResponse, caughtUp bool, err error) {
+// the response is empty. With a cache, a read that another watcher of
+// w's prefix made from the same cursor is taken from it, and a new one
+// is added: the response's Events are then shared.
+func (h *watchHub) read(w *Watcher, cache *PollCache) (resp WatchResponse, caughtUp bool, err error) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if w.fault != nil {
@@ -414,6 +420,27 @@ func (h *watchHub) read(w *Watcher) (resp WatchResponse, caughtUp bool, err erro
 	}
 	if w.next > h.last {
 		return resp, true, nil
+	}
+	var key pollKey
+	if cache != nil {
+		// The history from a cursor on only grows, until a reset: a read
+		// made since the last one still holds (it may stop short of
+		// revisions published since, which the next read gets).
+		if cache.era != h.era {
+			clear(cache.reads)
+			cache.era = h.era
+		}
+		key = pollKey{prefix: w.prefix, next: w.next}
+		if r, ok := cache.reads[key]; ok {
+			w.next = r.next
+			return r.resp, false, nil
+		}
+		defer func() {
+			if cache.reads == nil {
+				cache.reads = make(map[pollKey]pollRead)
+			}
+			cache.reads[key] = pollRead{resp: resp, next: w.next}
+		}()
 	}
 	live := h.batches[h.start:]
 	i := sort.Search(len(live), func(i int) bool { return live[i].last >= w.next })
@@ -525,6 +552,29 @@ func (g *WatchGroup) signal() {
 	}
 }
 
+// PollCache holds the history reads of one pass over a group's watchers
+// (GroupWatcher.PollShared), so that watchers of one prefix at one cursor
+// share one read. The zero value is ready to use; Reset it after each pass
+// so that it lets the events go. One goroutine at a time may use it.
+type PollCache struct {
+	era   uint64
+	reads map[pollKey]pollRead
+}
+
+type pollKey struct {
+	prefix string
+	next   int64
+}
+
+// pollRead is a read from a cursor: its response, and the cursor after.
+type pollRead struct {
+	resp WatchResponse
+	next int64
+}
+
+// Reset forgets the reads.
+func (c *PollCache) Reset() { clear(c.reads) }
+
 // GroupWatcher is a watcher of a WatchGroup: the same history, cursor and
 // guarantees as a Watcher (no gap, no repeat, ErrCompacted when it falls
 // out of the history), read by the group's goroutine with Poll. It holds
@@ -548,12 +598,21 @@ func (g GroupWatcher) RequestProgress() {
 // watch (a *CompactedError); Stop it. One goroutine at a time may poll a
 // watcher.
 func (g GroupWatcher) Poll() (resp WatchResponse, more bool, err error) {
+	return g.PollShared(nil)
+}
+
+// PollShared is Poll sharing reads through cache (nil: none) with the
+// other watchers polled with it: watchers of one prefix at one cursor
+// (typically every watcher of a prefix that keeps up) read the history
+// once between them. The response's Events may then be shared with
+// theirs: read them, never change them.
+func (g GroupWatcher) PollShared(cache *PollCache) (resp WatchResponse, more bool, err error) {
 	w := g.w
 	if !w.woken.Swap(false) && !w.progressWanted.Load() {
 		return resp, false, nil
 	}
 	for {
-		resp, caughtUp, err := w.hub.read(w)
+		resp, caughtUp, err := w.hub.read(w, cache)
 		switch {
 		case err != nil:
 			return resp, false, err
@@ -653,7 +712,7 @@ func (w *Watcher) run() {
 
 func (w *Watcher) deliver() error {
 	for {
-		resp, caughtUp, err := w.hub.read(w)
+		resp, caughtUp, err := w.hub.read(w, nil)
 		if err != nil {
 			return err
 		}

@@ -613,11 +613,14 @@ func TestWatchGroupDeliversLikeWatchers(t *testing.T) {
 	var ws []*watch
 	for from := int64(1); from <= 61; from += 3 {
 		prefix := []string{"a", "b", "ab", ""}[rng.IntN(4)]
-		gw, err := m.WatchGrouped(g, prefix, from)
-		if err != nil {
-			t.Fatal(err)
+		// Two of each: the second polls sharing the first's reads.
+		for range 2 {
+			gw, err := m.WatchGrouped(g, prefix, from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, &watch{gw: gw, prefix: prefix, from: from})
 		}
-		ws = append(ws, &watch{gw: gw, prefix: prefix, from: from})
 	}
 	// More writes while the group is served.
 	more := make(chan *history, 1)
@@ -633,9 +636,14 @@ func TestWatchGroupDeliversLikeWatchers(t *testing.T) {
 			t.Fatal("the group's watchers did not catch up")
 		}
 		done = true
-		for _, w := range ws {
+		var cache PollCache
+		for i, w := range ws {
 			for {
-				resp, more, err := w.gw.Poll()
+				poll := w.gw.Poll
+				if i%2 == 1 {
+					poll = func() (WatchResponse, bool, error) { return w.gw.PollShared(&cache) }
+				}
+				resp, more, err := poll()
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -678,5 +686,48 @@ func TestWatchGroupDeliversLikeWatchers(t *testing.T) {
 	}
 	if _, err := m.WatchGrouped(g, "", 5); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("a start older than the history: %v", err)
+	}
+}
+
+// TestPollCacheHoldsUntilReset: a read shared through a PollCache serves
+// another watcher at the same cursor, and sharing one allocation is the
+// point; but once the history is started over (revisions went back), a
+// read from before must not be served.
+func TestPollCacheHoldsUntilReset(t *testing.T) {
+	var h watchHub
+	ev := func(rev int64, key string) Event {
+		return Event{Type: EventPut, Item: Item{Key: key, Value: []byte(`1`), Revision: rev, CreateRevision: rev, Version: 1}}
+	}
+	for rev := int64(1); rev <= 5; rev++ {
+		h.publish(ev(rev, "k"))
+	}
+	g := NewWatchGroup()
+	var gws []GroupWatcher
+	for range 3 {
+		gw, err := h.watchGrouped(g, "k", 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gws = append(gws, gw)
+	}
+	var cache PollCache
+	r0, _, err := gws[0].PollShared(&cache)
+	if err != nil || len(r0.Events) != 3 || r0.Revision != 5 {
+		t.Fatalf("first read: %+v %v", r0, err)
+	}
+	r1, _, err := gws[1].PollShared(&cache)
+	if err != nil || len(r1.Events) != 3 || &r1.Events[0] != &r0.Events[0] {
+		t.Fatalf("second read, same cursor: %+v %v (shared: want the first's events)", r1, err)
+	}
+	// Revision 3 again, another key: the history starts over at 3.
+	h.publish(ev(3, "k2"))
+	r2, _, err := gws[2].PollShared(&cache)
+	if err != nil || len(r2.Events) != 1 || r2.Events[0].Item.Key != "k2" || r2.Revision != 3 {
+		t.Fatalf("after the history started over: %+v %v, want revision 3's k2 only", r2, err)
+	}
+	for _, gw := range gws[:2] {
+		if _, _, err := gw.PollShared(&cache); !errors.Is(err, ErrCompacted) {
+			t.Fatalf("a watcher past the rewritten revision: %v, want ErrCompacted", err)
+		}
 	}
 }

@@ -108,6 +108,10 @@ const (
 	wsKeepBuffer = 256 << 10
 )
 
+// wsBigFrames holds the buffers of frames larger than wsKeepBuffer, shared
+// by the connections (and let go by the GC when unused).
+var wsBigFrames sync.Pool
+
 // WSStats counts /v1/ws activity since the handler was made.
 type WSStats struct {
 	// Open is the number of connections being served now.
@@ -687,7 +691,26 @@ func (c *wsConn) pendingAnswers() int { return len(c.slots) }
 // watches' write timeout; one whose write runs out of it closes the
 // connection and counts as a stalled watch stream.
 func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer, pushes []wsPush) error {
+	size, pooled := api.FrameOverhead, false
+	for _, a := range answers {
+		size += len(a.response)
+	}
+	for _, p := range pushes {
+		size += p.size()
+	}
+	if size > wsKeepBuffer {
+		// A big frame (watch events, mostly) is laid out in a buffer of
+		// the pool, sized once, rather than in one grown from small and
+		// dropped after: with many watches, every write makes one.
+		big, _ := wsBigFrames.Get().(*bytes.Buffer)
+		if big == nil {
+			big = new(bytes.Buffer)
+		}
+		defer wsBigFrames.Put(big)
+		frame, pooled = big, true
+	}
 	frame.Reset()
+	frame.Grow(size)
 	var header [api.FrameOverhead]byte
 	frame.Write(api.AppendFrameHeader(header[:0], len(answers)+len(pushes)))
 	for _, a := range answers {
@@ -696,6 +719,7 @@ func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer, pushes []ws
 	watching := false
 	for _, p := range pushes {
 		frame.Write(p.b)
+		frame.Write(p.tail)
 		watching = watching || !p.answer
 	}
 	timeout := c.h.opts.RequestTimeout
@@ -708,7 +732,7 @@ func (c *wsConn) writeFrame(frame *bytes.Buffer, answers []wsAnswer, pushes []ws
 		stages.Mark("ws_write", 0)
 	}
 	err := c.conn.Write(ctx, websocket.MessageBinary, frame.Bytes())
-	if frame.Cap() > wsKeepBuffer {
+	if !pooled && frame.Cap() > wsKeepBuffer {
 		*frame = bytes.Buffer{}
 	}
 	// The deadline, not the connection's end (which leaves ctx

@@ -74,9 +74,12 @@ type wsWatches struct {
 	closed bool
 }
 
-// wsPush is one element for the writer.
+// wsPush is one element for the writer: b, then tail.
 type wsPush struct {
 	b []byte
+	// tail, when set, is shared with other elements (the events of
+	// watches that read the same ones): read only.
+	tail []byte
 	// answer marks the answer to a request (it holds a request slot);
 	// counted, one that drain waits for.
 	answer, counted bool
@@ -101,10 +104,13 @@ func (q *wsWatches) init(limit int) {
 	q.room = make(chan struct{})
 }
 
+// size is the bytes of p's element.
+func (p wsPush) size() int { return len(p.b) + len(p.tail) }
+
 // pushLocked appends p and wakes the writer. Call with mu held.
 func (q *wsWatches) pushLocked(p wsPush) {
 	q.queue = append(q.queue, p)
-	q.queued += len(p.b)
+	q.queued += p.size()
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -126,8 +132,8 @@ func (q *wsWatches) take(dst []wsPush, budget int, first bool) []wsPush {
 	defer q.mu.Unlock()
 	full := q.queued >= q.limit
 	n, size := 0, 0
-	for n < len(q.queue) && ((n == 0 && first) || size+len(q.queue[n].b) <= budget) {
-		size += len(q.queue[n].b)
+	for n < len(q.queue) && ((n == 0 && first) || size+q.queue[n].size() <= budget) {
+		size += q.queue[n].size()
 		n++
 	}
 	if n == 0 {
@@ -323,7 +329,7 @@ var errPumpStop = errors.New("pump stopping")
 // pushElement queues an element of w, waiting while the queue is over its
 // limit. It drops the element of a watch that has ended (cancelled);
 // errPumpStop means stop.
-func (c *wsConn) pushElement(w *wsWatch, b []byte, closing context.Context) error {
+func (c *wsConn) pushElement(w *wsWatch, p wsPush, closing context.Context) error {
 	q := &c.watches
 	for {
 		q.mu.Lock()
@@ -335,7 +341,7 @@ func (c *wsConn) pushElement(w *wsWatch, b []byte, closing context.Context) erro
 			q.mu.Unlock()
 			return nil
 		case q.queued < q.limit:
-			q.pushLocked(wsPush{b: b})
+			q.pushLocked(p)
 			q.mu.Unlock()
 			return nil
 		}
@@ -384,6 +390,7 @@ func (c *wsConn) pump(group *kv.WatchGroup, done chan struct{}) {
 	defer heartbeat.Stop()
 	var watches []*wsWatch
 	bodies := make(map[eventsKey][]byte)
+	var reads kv.PollCache
 	for {
 		select {
 		case <-group.C():
@@ -408,8 +415,9 @@ func (c *wsConn) pump(group *kv.WatchGroup, done chan struct{}) {
 			watches = append(watches[:0], q.list...)
 			q.mu.Unlock()
 			clear(bodies)
+			reads.Reset()
 			for _, w := range watches {
-				again, err := c.pumpOne(w, closing, bodies)
+				again, err := c.pumpOne(w, closing, bodies, &reads)
 				if errors.Is(err, errPumpStop) {
 					clear(watches)
 					c.stopWatches()
@@ -419,6 +427,8 @@ func (c *wsConn) pump(group *kv.WatchGroup, done chan struct{}) {
 			}
 		}
 		clear(watches) // let ended watches go
+		clear(bodies)  // and the events
+		reads.Reset()
 	}
 }
 
@@ -431,11 +441,12 @@ type eventsKey struct {
 	n           int
 }
 
-// pumpOne polls w once and queues what it has, its events' encoding
-// taken from (or added to) bodies. again reports that it has more;
+// pumpOne polls w once, sharing reads through the pass's reads, and
+// queues what it has, its events' encoding taken from (or added to)
+// bodies and shared by the elements. again reports that it has more;
 // errPumpStop that the pump must stop.
-func (c *wsConn) pumpOne(w *wsWatch, closing context.Context, bodies map[eventsKey][]byte) (again bool, err error) {
-	resp, more, err := w.gw.Poll()
+func (c *wsConn) pumpOne(w *wsWatch, closing context.Context, bodies map[eventsKey][]byte, reads *kv.PollCache) (again bool, err error) {
+	resp, more, err := w.gw.PollShared(reads)
 	if err != nil {
 		if ce, ok := errors.AsType[*kv.CompactedError](err); ok {
 			c.h.watches.behind.Add(1)
@@ -448,7 +459,7 @@ func (c *wsConn) pumpOne(w *wsWatch, closing context.Context, bodies map[eventsK
 	if len(resp.Events) == 0 {
 		if resp.Revision > w.progress {
 			// A progress report that moves the client on.
-			if err := c.pushElement(w, api.AppendWatchEvents(nil, w.id, resp.Revision, nil), closing); err != nil {
+			if err := c.pushElement(w, wsPush{b: api.AppendWatchEvents(nil, w.id, resp.Revision, nil)}, closing); err != nil {
 				return false, err
 			}
 			w.progress = resp.Revision
@@ -491,8 +502,8 @@ func (c *wsConn) pumpOne(w *wsWatch, closing context.Context, bodies map[eventsK
 			}
 			bodies[key] = body
 		}
-		elem := api.AppendWatchEventsHeader(make([]byte, 0, api.WatchElementOverhead+len(body)), w.id, rev, n)
-		if err := c.pushElement(w, append(elem, body...), closing); err != nil {
+		head := api.AppendWatchEventsHeader(make([]byte, 0, api.WatchElementOverhead), w.id, rev, n)
+		if err := c.pushElement(w, wsPush{b: head, tail: body}, closing); err != nil {
 			return false, err
 		}
 		w.progress, evs = rev, evs[n:]
