@@ -299,13 +299,15 @@ func TestIdleWatcherKeepsUpAndReportsProgress(t *testing.T) {
 	}
 }
 
+// putEvent is the event of a first put of key at rev, value 1.
+func putEvent(rev int64, key string) Event {
+	return Event{Type: EventPut, Item: Item{Key: key, Value: []byte(`1`), Revision: rev, CreateRevision: rev, Version: 1}}
+}
+
 func TestWatchReset(t *testing.T) {
 	var h watchHub
-	ev := func(rev int64, key string) Event {
-		return Event{Type: EventPut, Item: Item{Key: key, Value: []byte(`1`), Revision: rev, CreateRevision: rev, Version: 1}}
-	}
 	for rev := int64(1); rev <= 10; rev++ {
-		h.publish(ev(rev, "k"))
+		h.publish(putEvent(rev, "k"))
 	}
 	ctx := context.Background()
 	caughtUp, _ := h.watch(ctx, "", 11) // needs 11 on: misses nothing
@@ -345,7 +347,7 @@ func TestWatchReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer after.Close()
-	h.publish(ev(21, "k"))
+	h.publish(putEvent(21, "k"))
 	for _, w := range []*Watcher{ahead, after} {
 		if got := revs(collect(t, w, 21)); fmt.Sprint(got) != "[21]" {
 			t.Fatalf("after reset: %v", got)
@@ -695,11 +697,8 @@ func TestWatchGroupDeliversLikeWatchers(t *testing.T) {
 // read from before must not be served.
 func TestPollCacheHoldsUntilReset(t *testing.T) {
 	var h watchHub
-	ev := func(rev int64, key string) Event {
-		return Event{Type: EventPut, Item: Item{Key: key, Value: []byte(`1`), Revision: rev, CreateRevision: rev, Version: 1}}
-	}
 	for rev := int64(1); rev <= 5; rev++ {
-		h.publish(ev(rev, "k"))
+		h.publish(putEvent(rev, "k"))
 	}
 	g := NewWatchGroup()
 	var gws []GroupWatcher
@@ -720,7 +719,7 @@ func TestPollCacheHoldsUntilReset(t *testing.T) {
 		t.Fatalf("second read, same cursor: %+v %v (shared: want the first's events)", r1, err)
 	}
 	// Revision 3 again, another key: the history starts over at 3.
-	h.publish(ev(3, "k2"))
+	h.publish(putEvent(3, "k2"))
 	r2, _, err := gws[2].PollShared(&cache)
 	if err != nil || len(r2.Events) != 1 || r2.Events[0].Item.Key != "k2" || r2.Revision != 3 {
 		t.Fatalf("after the history started over: %+v %v, want revision 3's k2 only", r2, err)
