@@ -520,3 +520,60 @@ func TestWatchOverWSSlowConsumerResumes(t *testing.T) {
 		t.Fatalf("%d requests on /v1/ws: the slow consumer's watch was never restarted", n)
 	}
 }
+
+// TestConnWatchHandsToParkedWatcher: while a Watcher's goroutine is
+// parked with nothing queued, the connection's reader hands it each
+// response itself, as deliverWS would (in order, repeats dropped), as long
+// as the channel has room; otherwise, and once it unparks, responses are
+// queued for the goroutine, behind anything already queued.
+func TestConnWatchHandsToParkedWatcher(t *testing.T) {
+	ev := func(rev int64) api.Event {
+		return api.Event{Type: api.EventPut, Item: api.Item{Key: "k", Value: []byte(`1`), Revision: rev}}
+	}
+	resp := func(rev int64, evs ...api.Event) api.WatchResponse {
+		return api.WatchResponse{Events: evs, Revision: rev}
+	}
+	w := &Watcher{out: make(chan api.WatchResponse, 2), progress: 5}
+	cw := newConnWatch(1 << 20)
+	if !cw.park(w) {
+		t.Fatal("park with nothing queued refused")
+	}
+	cw.push(resp(7, ev(5), ev(6), ev(7))) // revision 5 already delivered
+	cw.push(resp(7))                      // a repeat: dropped
+	if got := <-w.out; len(got.Events) != 2 || got.Events[0].Item.Revision != 6 || got.Revision != 7 || w.progress != 7 {
+		t.Fatalf("handed %+v, progress %d; want revisions 6-7, progress 7", got, w.progress)
+	}
+	if len(w.out) != 0 || len(cw.queue) != 0 {
+		t.Fatalf("the repeat went somewhere: %d sent, %d queued", len(w.out), len(cw.queue))
+	}
+	// A full channel: queued, and so is what follows, behind it.
+	cw.push(resp(8, ev(8)))
+	cw.push(resp(9, ev(9)))
+	cw.push(resp(10, ev(10)))
+	cw.push(resp(11, ev(11)))
+	if len(w.out) != 2 || len(cw.queue) != 2 || cw.queue[0].Revision != 10 {
+		t.Fatalf("full channel: %d sent, %d queued (%+v)", len(w.out), len(cw.queue), cw.queue)
+	}
+	// Events past the response's own revision, which is not past the
+	// progress, never come from a good server: not handed, left for the
+	// goroutine to refuse.
+	w2 := &Watcher{out: make(chan api.WatchResponse, 2), progress: 5}
+	cw2 := newConnWatch(1 << 20)
+	cw2.park(w2)
+	cw2.push(resp(5, ev(6)))
+	if len(w2.out) != 0 || len(cw2.queue) != 1 {
+		t.Fatalf("a bad response was handed over: %d sent, %d queued", len(w2.out), len(cw2.queue))
+	}
+	if cw2.park(w2) {
+		t.Fatal("parked with something queued")
+	}
+	// Unparked: queued.
+	w3 := &Watcher{out: make(chan api.WatchResponse, 2), progress: 0}
+	cw3 := newConnWatch(1 << 20)
+	cw3.park(w3)
+	cw3.unpark()
+	cw3.push(resp(1, ev(1)))
+	if len(w3.out) != 0 || len(cw3.queue) != 1 {
+		t.Fatalf("unparked: %d sent, %d queued", len(w3.out), len(cw3.queue))
+	}
+}

@@ -36,6 +36,11 @@ type connWatch struct {
 	queued int
 	err    error         // why it ended, once it has
 	notify chan struct{} // capacity 1: something to take
+	// parked is the Watcher whose goroutine waits on notify with nothing
+	// queued: the connection's reader then hands it what arrives itself
+	// (Watcher.offer) while its channel has room, sparing the goroutine a
+	// wakeup per response.
+	parked *Watcher
 }
 
 func newConnWatch(limit int) *connWatch {
@@ -60,6 +65,9 @@ func (w *connWatch) push(resp api.WatchResponse) bool {
 	if w.err != nil {
 		return true
 	}
+	if w.parked != nil && len(w.queue) == 0 && w.parked.offer(resp) {
+		return true
+	}
 	if w.queued+size > w.limit && len(w.queue) > 0 {
 		w.err = errWatchOverflow
 		w.queue, w.queued = nil, 0
@@ -70,6 +78,25 @@ func (w *connWatch) push(resp api.WatchResponse) bool {
 	w.queued += size
 	w.wake()
 	return true
+}
+
+// park marks the Watcher's goroutine as waiting for notify, unless
+// something is queued or the watch has ended (then false: take it).
+func (w *connWatch) park(wr *Watcher) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.queue) > 0 || w.err != nil {
+		return false
+	}
+	w.parked = wr
+	return true
+}
+
+// unpark ends park: nothing is handed to the Watcher after it returns.
+func (w *connWatch) unpark() {
+	w.mu.Lock()
+	w.parked = nil
+	w.mu.Unlock()
 }
 
 // end ends the watch with err (the first reason wins).
@@ -232,14 +259,16 @@ func (s *wsWatchSource) follow(w *Watcher) error {
 			}
 			return nil // resume
 		}
-		if len(resps) > 0 {
+		if len(resps) > 0 || !s.watch.park(w) {
 			continue
 		}
 		select {
 		case <-s.watch.notify:
 		case <-w.ctx.Done():
+			s.watch.unpark()
 			return context.Cause(w.ctx)
 		}
+		s.watch.unpark()
 	}
 }
 
@@ -258,6 +287,29 @@ func (w *Watcher) deliverWS(endpoint string, resp api.WatchResponse) error {
 	}
 	w.progress = resp.Revision
 	return w.send(api.WatchResponse{Events: events, Revision: resp.Revision})
+}
+
+// offer hands resp to the consumer as deliverWS does, without blocking,
+// for the connection's reader while the Watcher's goroutine is parked
+// (connWatch.park; the caller holds the connWatch's lock, so the goroutine
+// cannot unpark meanwhile and w.progress is the reader's). false means it
+// did not: the channel is full, or the response is not simply the next
+// one; queue it for the goroutine then.
+func (w *Watcher) offer(resp api.WatchResponse) bool {
+	events := resp.Events
+	for len(events) > 0 && events[0].Item.Revision <= w.progress {
+		events = events[1:]
+	}
+	if resp.Revision <= w.progress {
+		return len(events) == 0 // a repeat is dropped; a bad stream is the goroutine's to end
+	}
+	select {
+	case w.out <- api.WatchResponse{Events: events, Revision: resp.Revision}:
+		w.progress = resp.Revision
+		return true
+	default:
+		return false
+	}
 }
 
 // close ends the watch on its connection: forgotten at once, cancelled on
