@@ -107,6 +107,17 @@ func PidMeter(pids map[string]int) CPUMeter {
 	}
 }
 
+// CheckedPidMeter is PidMeter after one reading of every process, so that
+// a pid that names no process (a node that never started, say) is an
+// error now rather than cells without CPU figures later.
+func CheckedPidMeter(pids map[string]int) (CPUMeter, error) {
+	m := PidMeter(pids)
+	if _, err := m(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // ParsePids parses "name=pid,name=pid" (the --cpu-pids flag).
 func ParsePids(s string) (map[string]int, error) {
 	out := make(map[string]int)

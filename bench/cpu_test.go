@@ -37,6 +37,14 @@ func TestProcCPUOfThisProcess(t *testing.T) {
 	if _, err := ProcCPU(-1); err == nil {
 		t.Fatal("pid -1: no error")
 	}
+	// A meter of a process that is not there fails at once, not by
+	// leaving every cell without CPU figures.
+	if m, err := CheckedPidMeter(map[string]int{"n1": os.Getpid()}); err != nil || m == nil {
+		t.Fatalf("this process: %v", err)
+	}
+	if _, err := CheckedPidMeter(map[string]int{"n1": os.Getpid(), "gone": 1 << 30}); err == nil {
+		t.Fatal("a pid that names no process: no error")
+	}
 }
 
 // TestRunReportsCPU gives Run a meter whose readings grow by a known

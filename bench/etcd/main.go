@@ -184,7 +184,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err == nil && *cpuPids != "" {
 		var pids map[string]int
 		if pids, err = bench.ParsePids(*cpuPids); err == nil {
-			o.CPU = bench.PidMeter(pids)
+			o.CPU, err = bench.CheckedPidMeter(pids)
 		}
 	}
 	if err == nil && *keepAliveStream && (len(o.Workloads) != 1 || o.Workloads[0] != bench.KeepAlive) {

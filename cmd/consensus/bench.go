@@ -375,19 +375,20 @@ func runWorkloads(ctx context.Context, cfg benchConfig, lc *benchCluster, endpoi
 		return nil, nil, err
 	}
 	defer closeDriver()
+	o := cfg.opts
+	switch {
+	case cfg.cpuPids != nil:
+		if o.CPU, err = bench.CheckedPidMeter(cfg.cpuPids); err != nil {
+			return nil, nil, fmt.Errorf("--cpu-pids: %w", err)
+		}
+	case cfg.cpu:
+		o.CPU = lc.cpuMeter()
+	}
 	var fanout *watchFanout
 	if cfg.watchers > 0 {
 		if fanout, err = startWatchFanout(ctx, cfg.target, endpoints, cfg.watchers, cfg.watchProtocol == "ws", cfg.watchesPerConn); err != nil {
 			return nil, nil, err
 		}
-	}
-
-	o := cfg.opts
-	switch {
-	case cfg.cpuPids != nil:
-		o.CPU = bench.PidMeter(cfg.cpuPids)
-	case cfg.cpu:
-		o.CPU = lc.cpuMeter()
 	}
 	fmt.Fprintf(text, "target %s (leader %s), protocol %s, %d B values, %d keys, %v warm-up + %v per cell\n\n",
 		endpoints[0], leader, cfg.protocol, o.ValueSize, o.Keys, o.Warmup, o.Duration)
