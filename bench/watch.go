@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"strconv"
 	"time"
 )
 
@@ -71,6 +72,16 @@ type WatchReport struct {
 // Prober's start.
 type ProbeSight struct {
 	Sent, At time.Duration
+}
+
+// ReadProbe is the sight of a probe whose value (its Sent offset, a JSON
+// number) a watcher reads now; false when value is not one.
+func ReadProbe(value []byte, start time.Time) (ProbeSight, bool) {
+	sent, err := strconv.ParseInt(string(value), 10, 64)
+	if err != nil {
+		return ProbeSight{}, false
+	}
+	return ProbeSight{Sent: time.Duration(sent), At: time.Since(start)}, true
 }
 
 // DeliveryLags returns the lag of each sight from its probe's sending and

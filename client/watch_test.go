@@ -268,9 +268,9 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 	return c, err
 }
 
-// stalledStreams reads the node's count of watch streams it cut off
-// because a write to the client was blocked for the write timeout.
-func stalledStreams(t *testing.T, addr string) string {
+// metricValue reads from the node's /metrics the value of the first line
+// that match accepts ("" when none does).
+func metricValue(t *testing.T, addr string, match func(line string) bool) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
@@ -279,12 +279,20 @@ func stalledStreams(t *testing.T, addr string) string {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "consensus_watches_ended_total{") && strings.Contains(line, `reason="stalled"`) {
+		if line := sc.Text(); match(line) {
 			return line[strings.LastIndexByte(line, ' ')+1:]
 		}
 	}
 	return ""
+}
+
+// stalledStreams reads the node's count of watch streams it cut off
+// because a write to the client was blocked for the write timeout.
+func stalledStreams(t *testing.T, addr string) string {
+	t.Helper()
+	return metricValue(t, addr, func(line string) bool {
+		return strings.HasPrefix(line, "consensus_watches_ended_total{") && strings.Contains(line, `reason="stalled"`)
+	})
 }
 
 // A caller that stops taking from a Watcher's C stalls the watcher's
@@ -384,18 +392,7 @@ func TestWatchResumesAfterItsStalledStreamIsCutOff(t *testing.T) {
 // watchesOpen reads the node's count of open watches from /metrics.
 func watchesOpen(t *testing.T, addr string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if line := sc.Text(); strings.HasPrefix(line, "consensus_watches_open") {
-			return line[strings.LastIndexByte(line, ' ')+1:]
-		}
-	}
-	return ""
+	return metricValue(t, addr, func(line string) bool { return strings.HasPrefix(line, "consensus_watches_open") })
 }
 
 // With WatchOverWS many watches share the client's one connection: each

@@ -231,24 +231,19 @@ func (v *ReadView) Page(prefix string, o ListOptions) ListPage {
 }
 
 func rangeItems(t *itemTree, prefix, start string, fn func(Item) bool) {
-	from := max(prefix, start)
-	t.AscendGreaterOrEqual(Item{Key: from}, func(it Item) bool {
-		if !strings.HasPrefix(it.Key, prefix) {
-			return false
-		}
-		return fn(it)
-	})
+	ascendPrefixed(t.AscendGreaterOrEqual, max(prefix, start), prefix, fn)
 }
 
 // rangeKeys is rangeItems without the values.
 func rangeKeys(t *itemTree, prefix, start string, fn func(Item) bool) {
-	from := max(prefix, start)
-	t.AscendKeysGreaterOrEqual(Item{Key: from}, func(it Item) bool {
-		if !strings.HasPrefix(it.Key, prefix) {
-			return false
-		}
-		return fn(it)
-	})
+	ascendPrefixed(t.AscendKeysGreaterOrEqual, max(prefix, start), prefix, fn)
+}
+
+// ascendPrefixed calls fn, through ascend (an itemTree walk from a
+// pivot), for the items from the key from on while their keys start with
+// prefix, until fn returns false.
+func ascendPrefixed(ascend func(Item, func(Item) bool), from, prefix string, fn func(Item) bool) {
+	ascend(Item{Key: from}, func(it Item) bool { return strings.HasPrefix(it.Key, prefix) && fn(it) })
 }
 
 // ReadView captures the current state.

@@ -524,23 +524,13 @@ func (m *Machine) List(prefix string) ([]Item, int64) {
 // ascendPrefix calls fn for each item under prefix, in key order, until
 // fn returns false. The caller holds mu.
 func (m *Machine) ascendPrefix(prefix string, fn func(Item) bool) {
-	m.items.AscendGreaterOrEqual(Item{Key: prefix}, func(it Item) bool {
-		if !strings.HasPrefix(it.Key, prefix) {
-			return false
-		}
-		return fn(it)
-	})
+	ascendPrefixed(m.items.AscendGreaterOrEqual, prefix, prefix, fn)
 }
 
 // ascendPrefixKeys is ascendPrefix without the values, which a value
 // store would read for nothing.
 func (m *Machine) ascendPrefixKeys(prefix string, fn func(Item) bool) {
-	m.items.AscendKeysGreaterOrEqual(Item{Key: prefix}, func(it Item) bool {
-		if !strings.HasPrefix(it.Key, prefix) {
-			return false
-		}
-		return fn(it)
-	})
+	ascendPrefixed(m.items.AscendKeysGreaterOrEqual, prefix, prefix, fn)
 }
 
 // Revision returns the revision of the last applied write.

@@ -668,27 +668,8 @@ func TestStalledWatcherIsCutOffAndResumesWithoutSlowingOthers(t *testing.T) {
 	}()
 
 	// Write until the server has cut the stalled stream off.
-	value := `"` + strings.Repeat("v", valueBytes) + `"`
-	acked := make(map[int64]time.Time)
-	var lastRev int64
-	var worstWrite time.Duration
-	tick := time.NewTicker(pace)
-	defer tick.Stop()
-	deadline := time.Now().Add(30 * time.Second)
-	for s.api.watches.open() == 2 {
-		if time.Now().After(deadline) || len(acked) == maxWrites {
-			t.Fatalf("the stalled watcher was not cut off after %d writes", len(acked))
-		}
-		<-tick.C
-		began := time.Now()
-		lastRev = putRev(t, base, fmt.Sprintf("fan/%d", len(acked)%100), value, "")
-		took := time.Since(began)
-		acked[lastRev] = time.Now()
-		worstWrite = max(worstWrite, took)
-		if took > stallBound {
-			t.Errorf("write at revision %d took %v while a watcher was stalled", lastRev, took)
-		}
-	}
+	acked, lastRev, worstWrite := writeWhileStalled(t, base, "watcher", valueBytes, pace, maxWrites, stallBound,
+		func() bool { return s.api.watches.open() == 2 })
 	if stalled, behind := s.api.watches.ended(); stalled != 1 || behind != 0 {
 		t.Fatalf("streams ended by the server: %d stalled, %d behind; want 1 and 0", stalled, behind)
 	}
@@ -804,6 +785,37 @@ func TestWatchStreamWritesInBoundedPieces(t *testing.T) {
 type arrival struct {
 	rev int64
 	at  time.Time
+}
+
+// writeWhileStalled writes values of valueBytes under fan/, one every pace,
+// while stalled() holds (what is stalled: "watcher" or "connection"),
+// failing t if that takes more than maxWrites writes or 30 s, and
+// reporting each write that took longer than bound. It returns when each
+// write was acknowledged by revision, the last revision and the slowest
+// write.
+func writeWhileStalled(t *testing.T, base, what string, valueBytes int, pace time.Duration, maxWrites int, bound time.Duration,
+	stalled func() bool) (acked map[int64]time.Time, lastRev int64, worst time.Duration) {
+	t.Helper()
+	value := `"` + strings.Repeat("v", valueBytes) + `"`
+	acked = make(map[int64]time.Time)
+	tick := time.NewTicker(pace)
+	defer tick.Stop()
+	deadline := time.Now().Add(30 * time.Second)
+	for stalled() {
+		if time.Now().After(deadline) || len(acked) == maxWrites {
+			t.Fatalf("the stalled %s was not cut off after %d writes", what, len(acked))
+		}
+		<-tick.C
+		began := time.Now()
+		lastRev = putRev(t, base, fmt.Sprintf("fan/%d", len(acked)%100), value, "")
+		took := time.Since(began)
+		acked[lastRev] = time.Now()
+		worst = max(worst, took)
+		if took > bound {
+			t.Errorf("write at revision %d took %v while a %s was stalled", lastRev, took, what)
+		}
+	}
+	return acked, lastRev, worst
 }
 
 // checkArrivals fails t unless arrivals brings revisions 1 to lastRev in

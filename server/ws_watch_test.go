@@ -498,27 +498,8 @@ func TestWSWatchStalledConnectionIsCutOff(t *testing.T) {
 		}
 	}()
 
-	value := `"` + strings.Repeat("v", valueBytes) + `"`
-	acked := make(map[int64]time.Time)
-	var lastRev int64
-	var worstWrite time.Duration
-	tick := time.NewTicker(pace)
-	defer tick.Stop()
-	deadline := time.Now().Add(30 * time.Second)
-	for stalledCount, _ := s.api.watches.ended(); stalledCount == 0; stalledCount, _ = s.api.watches.ended() {
-		if time.Now().After(deadline) || len(acked) == maxWrites {
-			t.Fatalf("the stalled connection was not cut off after %d writes", len(acked))
-		}
-		<-tick.C
-		began := time.Now()
-		lastRev = putRev(t, base, fmt.Sprintf("fan/%d", len(acked)%100), value, "")
-		took := time.Since(began)
-		acked[lastRev] = time.Now()
-		worstWrite = max(worstWrite, took)
-		if took > stallBound {
-			t.Errorf("write at revision %d took %v while a connection was stalled", lastRev, took)
-		}
-	}
+	acked, lastRev, worstWrite := writeWhileStalled(t, base, "connection", valueBytes, pace, maxWrites, stallBound,
+		func() bool { stalled, _ := s.api.watches.ended(); return stalled == 0 })
 	testwait.For(t, 10*time.Second, "the stalled connection's watches end", func() bool { return s.api.watches.open() == 1 })
 	t.Logf("%d writes; the stalled connection was cut off after revision %d; slowest write %v", len(acked), lastRev, worstWrite)
 

@@ -165,12 +165,10 @@ func (w *etcdWatcher) read(start time.Time, stopping *atomic.Bool) {
 			if string(ev.Kv.Key) != bench.ProbeKey || ev.Type != clientv3.EventTypePut {
 				continue
 			}
-			sent, err := strconv.ParseInt(string(ev.Kv.Value), 10, 64)
-			if err != nil {
-				continue
+			if sight, ok := bench.ReadProbe(ev.Kv.Value, start); ok {
+				w.sights = append(w.sights, sight)
+				w.delivered.Add(1)
 			}
-			w.sights = append(w.sights, bench.ProbeSight{Sent: time.Duration(sent), At: time.Since(start)})
-			w.delivered.Add(1)
 		}
 	}
 	if !stopping.Load() {

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -94,41 +95,53 @@ func startWatchFanout(ctx context.Context, target benchTarget, endpoints []strin
 	f.report.Transport = "sse"
 	f.report.Watchers, f.report.Nodes, f.report.Streams = n, min(n, len(endpoints)), n
 	f.watchers = make([]*benchWatcher, n)
-	sem := make(chan struct{}, watchOpenParallel)
-	errs := make([]error, n)
 	shared := make([]bool, n)
-	var opening sync.WaitGroup
-	for i := range n {
-		opening.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; opening.Done() }()
-			f.watchers[i], shared[i], errs[i] = openBenchWatch(ctx, target, endpoints[i%len(endpoints)], i)
-		}()
-	}
-	opening.Wait()
+	err := openWatches(n, "", func(i int) (err error) {
+		f.watchers[i], shared[i], err = openBenchWatch(ctx, target, endpoints[i%len(endpoints)], i)
+		return err
+	})
 	f.report.SharedIdentity = slices.Contains(shared, true)
-	var first error
-	failed := 0
-	for _, err := range errs {
-		if err != nil {
-			if first == nil {
-				first = err
-			}
-			failed++
-		}
-	}
-	if first != nil {
+	if err != nil {
 		for _, w := range f.watchers {
 			if w != nil {
 				w.body.Close()
 			}
 		}
 		cancel()
-		return nil, fmt.Errorf("opening %d watches: %d failed, the first: %w", n, failed, first)
+		return nil, err
 	}
 	f.run(ctx, target, endpoints[0], (*benchWatcher).read)
 	return f, nil
+}
+
+// openWatches calls open(i) for i in [0, n), watchOpenParallel at a time,
+// and sums up the failures: how many, and the first (how names the
+// watches in the message: "" or " over /v1/ws").
+func openWatches(n int, how string, open func(i int) error) error {
+	sem := make(chan struct{}, watchOpenParallel)
+	errs := make([]error, n)
+	var opening sync.WaitGroup
+	for i := range n {
+		opening.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; opening.Done() }()
+			errs[i] = open(i)
+		}()
+	}
+	opening.Wait()
+	var first error
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			first = cmp.Or(first, err)
+			failed++
+		}
+	}
+	if first != nil {
+		return fmt.Errorf("opening %d watches%s: %d failed, the first: %w", n, how, failed, first)
+	}
+	return nil
 }
 
 // run starts a reader per watcher and the prober, which writes through
@@ -219,12 +232,10 @@ func (w *benchWatcher) read(start time.Time) {
 		if end < 0 {
 			continue
 		}
-		sent, err := strconv.ParseInt(string(digits[:end]), 10, 64)
-		if err != nil {
-			continue
+		if sight, ok := bench.ReadProbe(digits[:end], start); ok {
+			w.sights = append(w.sights, sight)
+			w.delivered.Add(1)
 		}
-		w.sights = append(w.sights, bench.ProbeSight{Sent: time.Duration(sent), At: time.Since(start)})
-		w.delivered.Add(1)
 	}
 }
 
@@ -320,32 +331,16 @@ func startWSWatchFanout(ctx context.Context, target benchTarget, endpoints []str
 		}
 		f.clients = append(f.clients, c)
 	}
-	sem := make(chan struct{}, watchOpenParallel)
-	errs := make([]error, n)
-	var opening sync.WaitGroup
-	for i := range n {
-		opening.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; opening.Done() }()
-			w, err := f.clients[i/perConn].Watch(ctx, watchPrefix, 0)
-			if err != nil {
-				errs[i] = fmt.Errorf("watch %d on %s: %w", i, endpoints[(i/perConn)%len(endpoints)], err)
-				return
-			}
-			f.watchers[i] = &benchWatcher{ws: w}
-		}()
-	}
-	opening.Wait()
-	if err := errors.Join(errs...); err != nil {
-		failed := 0
-		for _, e := range errs {
-			if e != nil {
-				failed++
-			}
+	err := openWatches(n, " over /v1/ws", func(i int) error {
+		w, err := f.clients[i/perConn].Watch(ctx, watchPrefix, 0)
+		if err != nil {
+			return fmt.Errorf("watch %d on %s: %w", i, endpoints[(i/perConn)%len(endpoints)], err)
 		}
-		first := errs[slices.IndexFunc(errs, func(e error) bool { return e != nil })]
-		return fail(fmt.Errorf("opening %d watches over /v1/ws: %d failed, the first: %w", n, failed, first))
+		f.watchers[i] = &benchWatcher{ws: w}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
 	}
 	f.run(ctx, target, endpoints[0], (*benchWatcher).readWS)
 	return f, nil
@@ -361,12 +356,10 @@ func (w *benchWatcher) readWS(start time.Time) {
 			if ev.Item.Key != bench.ProbeKey {
 				continue
 			}
-			sent, err := strconv.ParseInt(string(ev.Item.Value), 10, 64)
-			if err != nil {
-				continue
+			if sight, ok := bench.ReadProbe(ev.Item.Value, start); ok {
+				w.sights = append(w.sights, sight)
+				w.delivered.Add(1)
 			}
-			w.sights = append(w.sights, bench.ProbeSight{Sent: time.Duration(sent), At: time.Since(start)})
-			w.delivered.Add(1)
 		}
 	}
 	w.ended.Store(true)
